@@ -1,0 +1,289 @@
+//! The `kubus` command line: argument parsing (clap), terminal output, progress and exit codes — nothing else.
+//! All work is done by the `kubus` library. `run` takes the arguments and the output streams, so tests drive
+//! the CLI in-process.
+
+mod render;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kubus::{FileOutcome, KeyOrigin, Project, Query, TOTAL_COLUMN};
+use render::OutputFormat;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit code for bad input: arguments, schemas, files, queries the user can fix.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code for internal failures.
+pub const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "kubus", version, about = "A data cube engine for city administrations: office exports in, monitoring numbers out.")]
+struct Cli {
+    /// The project directory (with kubus.toml).
+    #[arg(long, short = 'C', global = true, default_value = ".")]
+    project: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate every schema file and list all problems at once.
+    Check,
+    /// Ingest office exports through a source mapping into the warehouse (one atomic commit).
+    Ingest {
+        /// Source name (see cube-schemas/sources/).
+        source: String,
+        /// Files or directories (every file inside, sorted).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Ask a cube query.
+    Query(QueryArgs),
+    /// Run read-only SQL over one view per cube (with member labels).
+    Sql {
+        /// A single SELECT query.
+        sql: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Rebuild the warehouse from the sample exports and run example queries.
+    Demo,
+}
+
+#[derive(Debug, clap::Args)]
+struct OutputArgs {
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Write the output to this file instead of standard output.
+    #[arg(long, short = 'o')]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// Cube name (omit with --json).
+    cube: Option<String>,
+    /// Measures.
+    #[arg(long = "measure", short = 'm')]
+    measures: Vec<String>,
+    /// Drilldowns: dimension, dimension.level, or a level name.
+    #[arg(long = "drilldown", short = 'd')]
+    drilldowns: Vec<String>,
+    /// Cuts: level=value, level=a,b, level!=value, level=from..to (by key, label or alias).
+    #[arg(long = "cut", short = 'c')]
+    cuts: Vec<String>,
+    /// Add subtotals and a grand total.
+    #[arg(long)]
+    totals: bool,
+    /// Order by a measure; prefix with - for descending.
+    #[arg(long, allow_hyphen_values = true)]
+    order: Vec<String>,
+    /// At most this many rows.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// The whole query as JSON (the library's query model) instead of the options above.
+    #[arg(long, conflicts_with_all = ["cube", "measures", "drilldowns", "cuts", "totals", "order", "limit"])]
+    json: Option<String>,
+    /// Read this warehouse version instead of the latest.
+    #[arg(long)]
+    as_of: Option<u64>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// A user mistake: reported with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+/// Runs the CLI with `args` (including the program name) and returns the process exit code.
+pub fn run(args: impl IntoIterator<Item = String>, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() { stderr.write_all(text.as_bytes()) } else { stdout.write_all(text.as_bytes()) };
+            return ExitCode::from(if e.use_stderr() { EXIT_BAD_INPUT } else { 0 });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(dispatch(cli, stdout, stderr)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: {e}");
+            for cause in e.chain().skip(1) {
+                let _ = writeln!(stderr, "  caused by: {cause}");
+            }
+            let user = e.downcast_ref::<Usage>().is_some() || e.downcast_ref::<kubus::Error>().is_some_and(kubus::Error::is_user_error);
+            ExitCode::from(if user { EXIT_BAD_INPUT } else { EXIT_FAILURE })
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Check => check(&cli.project, stdout),
+        Command::Ingest { source, files } => {
+            let project = Project::open(&cli.project)?;
+            let files = project.expand_inputs(&files)?;
+            ingest(&project, &source, &files, stdout, stderr).await.map(|_| ())
+        }
+        Command::Query(args) => query(&Project::open(&cli.project)?, args, stdout).await,
+        Command::Sql { sql, output } => {
+            let project = Project::open(&cli.project)?;
+            let batches = project.sql(&sql).await?;
+            emit(&output, &batches, &|_| false, stdout)
+        }
+        Command::Demo => demo(&cli.project, stdout, stderr).await,
+    }
+}
+
+fn check(dir: &Path, stdout: &mut dyn Write) -> anyhow::Result<()> {
+    let project = Project::open(dir)?;
+    let model = project.model();
+    writeln!(
+        stdout,
+        "ok: {} dimensions, {} cubes, {} sources in {}",
+        model.dimensions().count(),
+        model.cubes().count(),
+        model.sources().count(),
+        project.root().join(&project.config().schemas).display()
+    )?;
+    Ok(())
+}
+
+async fn ingest(project: &Project, source: &str, files: &[PathBuf], stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<kubus::IngestReport> {
+    let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} files {wide_bar} {msg}").expect("valid template"),
+    );
+    let report = project
+        .ingest(source, files, &mut |f| {
+            bar.set_message(f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            bar.inc(1);
+        })
+        .await;
+    bar.finish_and_clear();
+    let report = report?;
+    if report.key_origin == Some(KeyOrigin::Demo) {
+        writeln!(stderr, "note: pseudonymised with the DEMO key from kubus.toml — for the synthetic sample data only; set KUBUS_PSEUDONYM_KEY for real data")?;
+    }
+    writeln!(stdout, "source {} → cube {}", report.source, report.cube)?;
+    for f in &report.files {
+        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match &f.outcome {
+            FileOutcome::Ingested { read, accepted, rejected, encoding } => {
+                writeln!(stdout, "  {name}: read {read}, accepted {accepted}, rejected {rejected} ({encoding})")?
+            }
+            FileOutcome::AlreadyIngested => writeln!(stdout, "  {name}: already ingested (same SHA-256), nothing changed")?,
+        }
+    }
+    let (read, accepted, rejected) = report.totals();
+    writeln!(stdout, "read {read} = accepted {accepted} + rejected {rejected}")?;
+    if let Some(q) = &report.quarantine {
+        writeln!(stdout, "quarantine: {} ({} lines from this ingest)", q.display(), report.rejected.len())?;
+    }
+    match report.version {
+        Some(v) => writeln!(stdout, "cube {} is at version {v}", report.cube)?,
+        None => writeln!(stdout, "cube {} has no facts", report.cube)?,
+    }
+    Ok(report)
+}
+
+fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {
+    if let Some(json) = &args.json {
+        return serde_json::from_str(json).map_err(|e| Usage(format!("cannot read the query JSON: {e}")).into());
+    }
+    let cube = args.cube.clone().ok_or_else(|| Usage("name a cube, or give the query with --json".into()))?;
+    let cuts = args.cuts.iter().map(|c| c.parse()).collect::<Result<Vec<_>, _>>().map_err(kubus::Error::from)?;
+    let order = args.order.iter().map(|o| o.parse()).collect::<Result<Vec<_>, _>>().map_err(kubus::Error::from)?;
+    Ok(Query {
+        cube,
+        measures: args.measures.clone(),
+        drilldowns: args.drilldowns.clone(),
+        cuts,
+        totals: args.totals,
+        order,
+        limit: args.limit,
+    })
+}
+
+async fn query(project: &Project, args: QueryArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+    let query = build_query(&args)?;
+    let answer = project.query(&query, args.as_of).await?;
+    emit(&args.output, &answer.result.batches, &|name| name == TOTAL_COLUMN, stdout)
+}
+
+fn emit(output: &OutputArgs, batches: &[kubus::arrow::array::RecordBatch], hide: &dyn Fn(&str) -> bool, stdout: &mut dyn Write) -> anyhow::Result<()> {
+    match &output.out {
+        Some(path) => {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
+            render::write(output.format, batches, hide, &mut file)?;
+            file.flush()?;
+            Ok(())
+        }
+        None => render::write(output.format, batches, hide, stdout),
+    }
+}
+
+async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
+    let mut project = Project::open(dir)?;
+    writeln!(stdout, "kubus demo: rebuilding the warehouse at {} from the sample exports", project.warehouse_dir().display())?;
+    project.reset_warehouse()?;
+    for step in project.config().demo_ingest.clone() {
+        let inputs: Vec<PathBuf> = step.files.iter().map(PathBuf::from).collect();
+        let files = project.expand_inputs(&inputs)?;
+        writeln!(stdout)?;
+        let report = ingest(&project, &step.source, &files, &mut std::io::sink(), stderr).await?;
+        let (read, accepted, rejected) = report.totals();
+        writeln!(
+            stdout,
+            "ingested {} file(s) through {} into {}: read {read} = accepted {accepted} + rejected {rejected}",
+            report.files.len(),
+            report.source,
+            report.cube
+        )?;
+        if let Some(q) = report.quarantine.as_ref().filter(|_| rejected > 0) {
+            writeln!(stdout, "  rejected lines with reasons: {}", q.display())?;
+        }
+    }
+    for q in project.config().demo_queries.clone() {
+        let args = QueryArgs {
+            cube: Some(q.cube.clone()),
+            measures: q.measures.clone(),
+            drilldowns: q.drilldowns.clone(),
+            cuts: q.cuts.clone(),
+            totals: q.totals,
+            order: Vec::new(),
+            limit: None,
+            json: None,
+            as_of: None,
+            output: OutputArgs { format: OutputFormat::Table, out: None },
+        };
+        writeln!(stdout, "\n== {} ==", q.title)?;
+        writeln!(stdout, "$ kubus query {}", shell_words(&args))?;
+        query(&project, args, stdout).await?;
+    }
+    writeln!(stdout, "\nThe warehouse stays in place: try `kubus query newcomers -m persons -d district.area -c year=2024`.")?;
+    Ok(())
+}
+
+fn shell_words(args: &QueryArgs) -> String {
+    let quote = |s: &str| if s.contains([' ', ',', '*']) { format!("\"{s}\"") } else { s.to_owned() };
+    let mut words = vec![args.cube.clone().unwrap_or_default()];
+    words.extend(args.measures.iter().map(|m| format!("-m {}", quote(m))));
+    words.extend(args.drilldowns.iter().map(|d| format!("-d {}", quote(d))));
+    words.extend(args.cuts.iter().map(|c| format!("-c {}", quote(c))));
+    if args.totals {
+        words.push("--totals".into());
+    }
+    words.join(" ")
+}

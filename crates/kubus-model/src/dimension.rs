@@ -1,0 +1,489 @@
+//! Conformed dimensions: levels from coarse to fine, members with keys, labels and aliases, and member lookup
+//! (key first, then label, then alias; case-, space- and punctuation-insensitive). Time and age members are
+//! generated from a year range and age bands rather than listed.
+
+use crate::diagnostic::Sink;
+use crate::raw::{RawBand, RawDimension};
+use crate::{Error, Result, closest};
+use std::collections::HashMap;
+
+/// How a dimension's members come about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DimensionKind {
+    /// Members listed in the schema file.
+    Enumerated,
+    /// Calendar: levels year → quarter → month, generated for a range of years.
+    Time,
+    /// Age: single years 0..=max, grouped into bands.
+    Age,
+}
+
+/// One level of a dimension's hierarchy.
+#[derive(Debug, Clone)]
+pub struct Level {
+    name: String,
+    label: String,
+    label_en: Option<String>,
+}
+
+impl Level {
+    /// The level's name, e.g. `district`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The German label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    /// The English label, falling back to the German one.
+    pub fn label_en(&self) -> &str {
+        self.label_en.as_deref().unwrap_or(&self.label)
+    }
+}
+
+/// A member of one level.
+#[derive(Debug, Clone)]
+pub struct Member {
+    key: String,
+    label: String,
+    label_en: Option<String>,
+    aliases: Vec<String>,
+    parent: Option<usize>,
+}
+
+impl Member {
+    /// The member's key, e.g. `06`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    /// The German label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    /// The English label, falling back to the German one.
+    pub fn label_en(&self) -> &str {
+        self.label_en.as_deref().unwrap_or(&self.label)
+    }
+    /// Other spellings that resolve to this member.
+    pub fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+    /// Index of the parent member in the next coarser level.
+    pub fn parent(&self) -> Option<usize> {
+        self.parent
+    }
+}
+
+/// A member's position: level index and index within the level (declaration order = member order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MemberRef {
+    /// Level index, 0 = coarsest.
+    pub level: usize,
+    /// Index within the level.
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct LevelIndex {
+    keys: HashMap<String, usize>,
+    labels: HashMap<String, Vec<usize>>,
+    aliases: HashMap<String, Vec<usize>>,
+}
+
+/// A validated conformed dimension.
+#[derive(Debug, Clone)]
+pub struct Dimension {
+    name: String,
+    label: String,
+    label_en: Option<String>,
+    kind: DimensionKind,
+    ordered: bool,
+    levels: Vec<Level>,
+    members: Vec<Vec<Member>>,
+    index: Vec<LevelIndex>,
+}
+
+/// Normal form for matching names: lower case, separators (`-`, `_`, `/`, `.`, `,`) and runs of white space
+/// folded into one space.
+pub fn normalise(text: &str) -> String {
+    let mapped: String = text
+        .chars()
+        .map(|c| if matches!(c, '-' | '_' | '/' | '.' | ',') { ' ' } else { c })
+        .flat_map(char::to_lowercase)
+        .collect();
+    mapped.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Dimension {
+    /// The dimension's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The German label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    /// The English label, falling back to the German one.
+    pub fn label_en(&self) -> &str {
+        self.label_en.as_deref().unwrap_or(&self.label)
+    }
+    /// How the members come about.
+    pub fn kind(&self) -> DimensionKind {
+        self.kind
+    }
+    /// Whether member order is meaningful (CEFR levels, ages, months), so ranges make sense.
+    pub fn is_ordered(&self) -> bool {
+        self.ordered
+    }
+    /// Levels from coarse to fine.
+    pub fn levels(&self) -> &[Level] {
+        &self.levels
+    }
+    /// Index of the finest level.
+    pub fn finest(&self) -> usize {
+        self.levels.len() - 1
+    }
+    /// Members of a level, in order.
+    pub fn members(&self, level: usize) -> &[Member] {
+        &self.members[level]
+    }
+    /// One member.
+    pub fn member(&self, at: MemberRef) -> &Member {
+        &self.members[at.level][at.index]
+    }
+
+    /// The index of a level by name.
+    pub fn level_index(&self, name: &str) -> Result<usize> {
+        self.levels.iter().position(|l| l.name == name).ok_or_else(|| {
+            crate::unknown("level", name, self.levels.iter().map(|l| &l.name))
+        })
+    }
+
+    /// The ancestor of `at` at the coarser (or same) `level`.
+    pub fn ancestor(&self, at: MemberRef, level: usize) -> usize {
+        let mut cur = at;
+        while cur.level > level {
+            let parent = self.member(cur).parent.expect("validated: every non-root member has a parent");
+            cur = MemberRef { level: cur.level - 1, index: parent };
+        }
+        cur.index
+    }
+
+    /// The members of the finer (or same) `level` below `at`, in order.
+    pub fn descendants(&self, at: MemberRef, level: usize) -> Vec<usize> {
+        if level <= at.level {
+            return vec![at.index];
+        }
+        (0..self.members[level].len())
+            .filter(|&i| self.ancestor(MemberRef { level, index: i }, at.level) == at.index)
+            .collect()
+    }
+
+    /// Resolves text to a member: on `level` if given, else on every level from finest to coarsest. Keys win
+    /// over labels, labels over aliases.
+    pub fn resolve(&self, level: Option<usize>, value: &str) -> Result<MemberRef> {
+        let wanted = normalise(value);
+        let levels: Vec<usize> = match level {
+            Some(l) => vec![l],
+            None => (0..self.levels.len()).rev().collect(),
+        };
+        for table in [0, 1, 2] {
+            for &l in &levels {
+                let idx = &self.index[l];
+                let hits: &[usize] = match table {
+                    0 => idx.keys.get(&wanted).map(std::slice::from_ref).unwrap_or(&[]),
+                    1 => idx.labels.get(&wanted).map(Vec::as_slice).unwrap_or(&[]),
+                    _ => idx.aliases.get(&wanted).map(Vec::as_slice).unwrap_or(&[]),
+                };
+                match hits {
+                    [] => {}
+                    [one] => return Ok(MemberRef { level: l, index: *one }),
+                    many => {
+                        return Err(Error::Ambiguous {
+                            name: value.to_owned(),
+                            candidates: many
+                                .iter()
+                                .map(|&i| {
+                                    let m = &self.members[l][i];
+                                    format!("{} ({})", m.key, m.label)
+                                })
+                                .collect(),
+                        });
+                    }
+                }
+            }
+        }
+        let candidates: Vec<String> = levels
+            .iter()
+            .flat_map(|&l| self.members[l].iter())
+            .flat_map(|m| std::iter::once(&m.label).chain(std::iter::once(&m.key)).chain(m.aliases.iter()))
+            .cloned()
+            .collect();
+        let near = closest(value, candidates.iter().map(String::as_str));
+        // Report each suggestion as "key (label)" so the user can copy either.
+        let mut shown: Vec<String> = Vec::new();
+        for n in near {
+            if let Ok(r) = self.resolve(level, &n) {
+                let m = self.member(r);
+                let s = format!("{} ({})", m.key, m.label);
+                if !shown.contains(&s) {
+                    shown.push(s);
+                }
+            }
+        }
+        Err(Error::UnknownMember {
+            dimension: self.name.clone(),
+            level: level.map(|l| self.levels[l].name.clone()),
+            value: value.to_owned(),
+            closest: shown,
+        })
+    }
+
+    fn build_index(&mut self) {
+        self.index = self
+            .members
+            .iter()
+            .map(|members| {
+                let mut idx = LevelIndex::default();
+                for (i, m) in members.iter().enumerate() {
+                    idx.keys.insert(normalise(&m.key), i);
+                    for label in std::iter::once(&m.label).chain(m.label_en.iter()) {
+                        let entry = idx.labels.entry(normalise(label)).or_default();
+                        if !entry.contains(&i) {
+                            entry.push(i);
+                        }
+                    }
+                    for alias in &m.aliases {
+                        let entry = idx.aliases.entry(normalise(alias)).or_default();
+                        if !entry.contains(&i) {
+                            entry.push(i);
+                        }
+                    }
+                }
+                idx
+            })
+            .collect();
+    }
+}
+
+const MONTHS_DE: [&str; 12] = [
+    "Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober", "November",
+    "Dezember",
+];
+const MONTHS_EN: [&str; 12] = [
+    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "December",
+];
+
+fn member(key: String, label: String, label_en: Option<String>, aliases: Vec<String>, parent: Option<usize>) -> Member {
+    Member { key, label, label_en, aliases, parent }
+}
+
+/// The key of the month member for a calendar date; used by ingest for date fields.
+pub fn month_key(year: i32, month: u32) -> String {
+    format!("{year:04}-{month:02}")
+}
+
+fn time_members(from: i32, to: i32) -> Vec<Vec<Member>> {
+    let (mut years, mut quarters, mut months) = (Vec::new(), Vec::new(), Vec::new());
+    for (yi, y) in (from..=to).enumerate() {
+        years.push(member(y.to_string(), y.to_string(), None, vec![], None));
+        for q in 1..=4u32 {
+            let qi = quarters.len();
+            quarters.push(member(
+                format!("{y}-Q{q}"),
+                format!("{q}. Quartal {y}"),
+                Some(format!("Q{q} {y}")),
+                vec![format!("Q{q} {y}"), format!("{y} Q{q}")],
+                Some(yi),
+            ));
+            for m in (q - 1) * 3 + 1..=q * 3 {
+                months.push(member(
+                    month_key(y, m),
+                    format!("{} {y}", MONTHS_DE[m as usize - 1]),
+                    Some(format!("{} {y}", MONTHS_EN[m as usize - 1])),
+                    vec![format!("{m:02}.{y}"), format!("{m}.{y}"), format!("{y}-{m}")],
+                    Some(qi),
+                ));
+            }
+        }
+    }
+    vec![years, quarters, months]
+}
+
+fn age_members(max_age: u32, bands: &[&RawBand]) -> Vec<Vec<Member>> {
+    let band_members = bands
+        .iter()
+        .map(|b| member(b.key.get_ref().clone(), b.label.clone(), b.label_en.clone(), b.aliases.clone(), None))
+        .collect();
+    let years = (0..=max_age)
+        .map(|a| {
+            let parent = bands.iter().position(|b| a >= b.from && b.to.is_none_or(|to| a < to));
+            member(a.to_string(), a.to_string(), None, vec![], parent)
+        })
+        .collect();
+    vec![band_members, years]
+}
+
+/// Lowers a raw dimension, reporting every problem into `sink`.
+pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension> {
+    let before = sink.out.len();
+    let name = raw.name.get_ref().clone();
+    let kind = match raw.kind.as_ref().map(|k| k.get_ref().as_str()) {
+        None | Some("enumerated") => DimensionKind::Enumerated,
+        Some("time") => DimensionKind::Time,
+        Some("age") => DimensionKind::Age,
+        Some(other) => {
+            sink.with(
+                raw.kind.as_ref().map(|k| k.span()),
+                "kind",
+                format!("unknown dimension kind '{other}'"),
+                vec!["enumerated".into(), "time".into(), "age".into()],
+            );
+            DimensionKind::Enumerated
+        }
+    };
+    let levels: Vec<Level> = raw
+        .levels
+        .iter()
+        .map(|l| {
+            let l = l.get_ref();
+            Level { name: l.name.get_ref().clone(), label: l.label.clone(), label_en: l.label_en.clone() }
+        })
+        .collect();
+    if levels.is_empty() {
+        sink.at(Some(raw.name.span()), "levels", "a dimension needs at least one level");
+        return None;
+    }
+    for (i, l) in raw.levels.iter().enumerate() {
+        if raw.levels[..i].iter().any(|p| p.get_ref().name.get_ref() == l.get_ref().name.get_ref()) {
+            sink.at(Some(l.span()), format!("levels[{i}].name"), "duplicate level name");
+        }
+    }
+    let level_names: Vec<String> = levels.iter().map(|l| l.name.clone()).collect();
+    let members = match kind {
+        DimensionKind::Time => {
+            if level_names != ["year", "quarter", "month"] {
+                sink.with(Some(raw.levels[0].span()), "levels", "a time dimension has the levels year, quarter, month", vec!["year, quarter, month".into()]);
+                return None;
+            }
+            let Some(years) = raw.years.as_ref() else {
+                sink.at(Some(raw.name.span()), "years", "a time dimension needs `years = [first, last]`");
+                return None;
+            };
+            let [from, to] = *years.get_ref();
+            if from > to || to - from > 500 {
+                sink.at(Some(years.span()), "years", "years must be [first, last] with first <= last, at most 500 years");
+                return None;
+            }
+            time_members(from, to)
+        }
+        DimensionKind::Age => {
+            if levels.len() != 2 {
+                sink.at(Some(raw.levels[0].span()), "levels", "an age dimension has two levels: bands, then single years");
+                return None;
+            }
+            let max_age = raw.max_age.as_ref().map(|m| *m.get_ref()).unwrap_or(110);
+            let bands: Vec<&RawBand> = raw.bands.iter().map(|b| b.get_ref()).collect();
+            for age in 0..=max_age {
+                let covering = bands.iter().filter(|b| age >= b.from && b.to.is_none_or(|to| age < to)).count();
+                if covering != 1 {
+                    sink.at(
+                        raw.bands.first().map(|b| b.span()).or(Some(raw.name.span())),
+                        "bands",
+                        format!("age {age} lies in {covering} bands; bands must cover 0..={max_age} exactly once"),
+                    );
+                    break;
+                }
+            }
+            age_members(max_age, &bands)
+        }
+        DimensionKind::Enumerated => lower_members(&raw, &level_names, sink),
+    };
+    let mut dim = Dimension {
+        name,
+        label: raw.label,
+        label_en: raw.label_en,
+        kind,
+        ordered: raw.ordered || kind != DimensionKind::Enumerated,
+        levels,
+        members,
+        index: Vec::new(),
+    };
+    dim.build_index();
+    (sink.out.len() == before).then_some(dim)
+}
+
+fn lower_members(raw: &RawDimension, level_names: &[String], sink: &mut Sink<'_>) -> Vec<Vec<Member>> {
+    let mut members: Vec<Vec<Member>> = vec![Vec::new(); level_names.len()];
+    let mut keys: Vec<HashMap<String, usize>> = vec![HashMap::new(); level_names.len()];
+    // Members may be listed in any order; resolve parents after all keys are known.
+    let mut pending: Vec<(usize, usize, &toml::Spanned<String>, usize)> = Vec::new();
+    for (i, m) in raw.members.iter().enumerate() {
+        let path = format!("members[{i}]");
+        let raw_m = m.get_ref();
+        let Some(level) = level_names.iter().position(|l| l == raw_m.level.get_ref()) else {
+            sink.with(Some(raw_m.level.span()), format!("{path}.level"), format!("unknown level '{}'", raw_m.level.get_ref()), level_names.to_vec());
+            continue;
+        };
+        let key = raw_m.key.get_ref().clone();
+        if key.trim().is_empty() {
+            sink.at(Some(raw_m.key.span()), format!("{path}.key"), "a member key must not be empty");
+            continue;
+        }
+        if keys[level].insert(normalise(&key), members[level].len()).is_some() {
+            sink.at(Some(raw_m.key.span()), format!("{path}.key"), format!("duplicate member key '{key}' on level {}", level_names[level]));
+            continue;
+        }
+        match (&raw_m.parent, level) {
+            (None, 0) => {}
+            (Some(p), 0) => sink.at(Some(p.span()), format!("{path}.parent"), "a member of the coarsest level has no parent"),
+            (None, _) => sink.at(Some(m.span()), format!("{path}.parent"), format!("a member of level {} needs a parent on level {}", level_names[level], level_names[level - 1])),
+            (Some(p), _) => pending.push((level, members[level].len(), p, i)),
+        }
+        members[level].push(member(key, raw_m.label.clone(), raw_m.label_en.clone(), raw_m.aliases.clone(), None));
+    }
+    for (level, index, parent, i) in pending {
+        match keys[level - 1].get(&normalise(parent.get_ref())) {
+            Some(&p) => members[level][index].parent = Some(p),
+            None => {
+                let valid: Vec<String> = members[level - 1].iter().map(|m| m.key.clone()).collect();
+                sink.with(
+                    Some(parent.span()),
+                    format!("members[{i}].parent"),
+                    format!("unknown parent '{}' on level {}", parent.get_ref(), level_names[level - 1]),
+                    closest(parent.get_ref(), valid.iter().map(String::as_str)),
+                );
+            }
+        }
+    }
+    for (l, ms) in members.iter().enumerate() {
+        if ms.is_empty() {
+            sink.at(Some(raw.name.span()), "members", format!("level {} has no members", level_names[l]));
+        }
+    }
+    members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalise_folds_case_space_and_separators() {
+        assert_eq!(normalise("  Innenstadt-Ost "), "innenstadt ost");
+        assert_eq!(normalise("KL_West/Kotten"), "kl west kotten");
+        assert_eq!(normalise("Lämmchesberg"), "lämmchesberg");
+    }
+
+    #[test]
+    fn time_members_link_months_to_quarters_and_years() {
+        let levels = time_members(2023, 2024);
+        assert_eq!(levels[0].len(), 2);
+        assert_eq!(levels[1].len(), 8);
+        assert_eq!(levels[2].len(), 24);
+        let june_2024 = &levels[2][17];
+        assert_eq!(june_2024.key, "2024-06");
+        assert_eq!(levels[1][june_2024.parent.unwrap()].key, "2024-Q2");
+    }
+}

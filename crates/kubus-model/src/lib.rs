@@ -1,0 +1,110 @@
+//! The cube vocabulary: dimensions, cubes, measures, source mappings and the project file, parsed from TOML
+//! text and validated into a model with private fields. Sans-I/O: callers hand in `(origin, text)` pairs; this
+//! crate never touches the file system and knows nothing of Arrow or DataFusion.
+
+mod diagnostic;
+mod dimension;
+mod cube;
+mod project;
+mod raw;
+mod source;
+mod load;
+
+pub use cube::{Aggregate, ColumnType, Cube, CubeDimension, FactColumn, Measure};
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use dimension::{Dimension, DimensionKind, Level, Member, MemberRef, month_key, normalise};
+pub use load::{SchemaFile, SchemaKind, load_model};
+pub use project::{DemoIngest, DemoQuery, ProjectConfig, PseudonymSettings};
+pub use source::{Field, FieldKind, Format, Source};
+
+use std::collections::BTreeMap;
+
+/// Errors of the model crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// One or more schema files are invalid; every problem found is listed.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    /// A value does not name any member of a dimension level.
+    #[error("unknown member '{value}' in {dimension}{}{}", level_suffix(.level), closest_suffix(.closest))]
+    UnknownMember { dimension: String, level: Option<String>, value: String, closest: Vec<String> },
+    /// A name does not match any cube, measure, dimension or level.
+    #[error("unknown {what} '{name}'{}", closest_suffix(.closest))]
+    UnknownName { what: &'static str, name: String, closest: Vec<String> },
+    /// A name matches more than one thing and must be qualified.
+    #[error("'{name}' is ambiguous: it could be {}; qualify it", .candidates.join(" or "))]
+    Ambiguous { name: String, candidates: Vec<String> },
+}
+
+fn level_suffix(level: &Option<String>) -> String {
+    level.as_ref().map(|l| format!(" (level {l})")).unwrap_or_default()
+}
+
+pub(crate) fn closest_suffix(closest: &[String]) -> String {
+    if closest.is_empty() {
+        String::new()
+    } else {
+        format!("; closest: {}", closest.join(", "))
+    }
+}
+
+/// Result type of the model crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The validated model of a project: its dimensions, cubes and sources.
+#[derive(Debug, Clone)]
+pub struct Model {
+    dimensions: BTreeMap<String, Dimension>,
+    cubes: BTreeMap<String, Cube>,
+    sources: BTreeMap<String, Source>,
+}
+
+impl Model {
+    /// All dimensions by name.
+    pub fn dimensions(&self) -> impl Iterator<Item = &Dimension> {
+        self.dimensions.values()
+    }
+
+    /// All cubes by name.
+    pub fn cubes(&self) -> impl Iterator<Item = &Cube> {
+        self.cubes.values()
+    }
+
+    /// All sources by name.
+    pub fn sources(&self) -> impl Iterator<Item = &Source> {
+        self.sources.values()
+    }
+
+    /// A dimension by name.
+    pub fn dimension(&self, name: &str) -> Result<&Dimension> {
+        self.dimensions.get(name).ok_or_else(|| unknown("dimension", name, self.dimensions.keys()))
+    }
+
+    /// A cube by name.
+    pub fn cube(&self, name: &str) -> Result<&Cube> {
+        self.cubes.get(name).ok_or_else(|| unknown("cube", name, self.cubes.keys()))
+    }
+
+    /// A source by name.
+    pub fn source(&self, name: &str) -> Result<&Source> {
+        self.sources.get(name).ok_or_else(|| unknown("source", name, self.sources.keys()))
+    }
+}
+
+/// Builds an [`Error::UnknownName`] with the closest valid names.
+pub fn unknown<'a>(what: &'static str, name: &str, valid: impl IntoIterator<Item = &'a String>) -> Error {
+    Error::UnknownName { what, name: name.to_owned(), closest: closest(name, valid.into_iter().map(String::as_str)) }
+}
+
+/// The up to three candidates closest to `name` (Jaro-Winkler on normalised text), best first.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let wanted = normalise(name);
+    let mut scored: Vec<(f64, &str)> = candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&wanted, &normalise(c)), c))
+        .filter(|(score, _)| *score > 0.6)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(3).map(|(_, c)| c.to_owned()).collect()
+}

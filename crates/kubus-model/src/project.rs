@@ -1,0 +1,106 @@
+//! The project file `kubus.toml`: where the warehouse lives, where the pseudonym key comes from, and what
+//! `kubus demo` ingests and asks.
+
+use crate::raw::RawProject;
+use crate::{Diagnostic, Diagnostics, Error, Result};
+
+/// Where the pseudonymisation key comes from.
+#[derive(Debug, Clone, Default)]
+pub struct PseudonymSettings {
+    /// Environment variable holding the key (default `KUBUS_PSEUDONYM_KEY`).
+    pub key_env: String,
+    /// A key file, relative to the project (kept outside version control).
+    pub key_file: Option<String>,
+    /// A demo key for sample data only; announced on every use.
+    pub demo_key: Option<String>,
+}
+
+/// One ingest step of `kubus demo`.
+#[derive(Debug, Clone)]
+pub struct DemoIngest {
+    /// Source name.
+    pub source: String,
+    /// Files or directories (all files inside, sorted), relative to the project.
+    pub files: Vec<String>,
+}
+
+/// One example query of `kubus demo`, in the CLI's terms.
+#[derive(Debug, Clone)]
+pub struct DemoQuery {
+    /// Heading printed above the result.
+    pub title: String,
+    /// Cube name.
+    pub cube: String,
+    /// Measures.
+    pub measures: Vec<String>,
+    /// Drilldowns (`dimension[.level]`).
+    pub drilldowns: Vec<String>,
+    /// Cuts (`level=value`, ...).
+    pub cuts: Vec<String>,
+    /// Whether to add totals.
+    pub totals: bool,
+}
+
+/// The validated project file.
+#[derive(Debug, Clone)]
+pub struct ProjectConfig {
+    /// Project name.
+    pub name: String,
+    /// Warehouse directory, relative to the project unless absolute.
+    pub warehouse: String,
+    /// Schema directory, relative to the project.
+    pub schemas: String,
+    /// Pseudonymisation key settings.
+    pub pseudonymisation: PseudonymSettings,
+    /// What `kubus demo` ingests.
+    pub demo_ingest: Vec<DemoIngest>,
+    /// What `kubus demo` asks.
+    pub demo_queries: Vec<DemoQuery>,
+}
+
+impl ProjectConfig {
+    /// Parses `kubus.toml` text; `origin` names the file in diagnostics.
+    pub fn parse(origin: &str, text: &str) -> Result<Self> {
+        let raw: RawProject = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            Error::Invalid(Diagnostics(vec![Diagnostic {
+                file: origin.to_owned(),
+                line,
+                path: String::new(),
+                message: e.message().to_owned(),
+                alternatives: Vec::new(),
+            }]))
+        })?;
+        let p = raw.pseudonymisation;
+        let demo = raw.demo;
+        Ok(ProjectConfig {
+            name: raw.name,
+            warehouse: raw.warehouse.unwrap_or_else(|| "warehouse".into()),
+            schemas: raw.schemas.unwrap_or_else(|| "cube-schemas".into()),
+            pseudonymisation: PseudonymSettings {
+                key_env: p.as_ref().and_then(|p| p.key_env.clone()).unwrap_or_else(|| "KUBUS_PSEUDONYM_KEY".into()),
+                key_file: p.as_ref().and_then(|p| p.key_file.clone()),
+                demo_key: p.and_then(|p| p.demo_key),
+            },
+            demo_ingest: demo
+                .as_ref()
+                .map(|d| d.ingest.iter().map(|i| DemoIngest { source: i.source.clone(), files: i.files.clone() }).collect())
+                .unwrap_or_default(),
+            demo_queries: demo
+                .map(|d| {
+                    d.queries
+                        .into_iter()
+                        .map(|q| DemoQuery {
+                            title: q.title,
+                            cube: q.cube,
+                            measures: q.measures,
+                            drilldowns: q.drilldowns,
+                            cuts: q.cuts,
+                            totals: q.totals,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+}

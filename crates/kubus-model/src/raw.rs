@@ -1,0 +1,193 @@
+//! Raw serde shapes of the schema files, exactly as written (`deny_unknown_fields`), with spans for diagnostics.
+//! Nothing here is resolved or checked beyond TOML syntax; `load` lowers these into the validated model.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDimension {
+    pub name: S<String>,
+    pub label: String,
+    pub label_en: Option<String>,
+    pub kind: Option<S<String>>,
+    pub levels: Vec<S<RawLevel>>,
+    #[serde(default)]
+    pub members: Vec<S<RawMember>>,
+    pub years: Option<S<[i32; 2]>>,
+    pub max_age: Option<S<u32>>,
+    #[serde(default)]
+    pub bands: Vec<S<RawBand>>,
+    #[serde(default)]
+    pub ordered: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevel {
+    pub name: S<String>,
+    pub label: String,
+    pub label_en: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMember {
+    pub level: S<String>,
+    pub key: S<String>,
+    pub label: String,
+    pub label_en: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub parent: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBand {
+    pub key: S<String>,
+    pub label: String,
+    pub label_en: Option<String>,
+    pub from: u32,
+    /// Exclusive upper bound; absent for the open top band ("75 and older").
+    pub to: Option<u32>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCube {
+    pub name: S<String>,
+    pub label: String,
+    pub label_en: Option<String>,
+    pub description: Option<String>,
+    pub dimensions: Vec<S<RawCubeDimension>>,
+    #[serde(default)]
+    pub columns: Vec<S<RawColumn>>,
+    pub measures: Vec<S<RawMeasure>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCubeDimension {
+    /// The role name; also the fact column.
+    pub name: S<String>,
+    /// The conformed dimension; defaults to the role name.
+    pub dimension: Option<S<String>>,
+    /// The level at which facts are recorded; defaults to the finest.
+    pub level: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumn {
+    pub name: S<String>,
+    #[serde(rename = "type")]
+    pub ty: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeasure {
+    pub name: S<String>,
+    pub label: String,
+    pub label_en: Option<String>,
+    pub aggregate: S<String>,
+    pub column: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: S<String>,
+    pub cube: S<String>,
+    pub description: Option<String>,
+    pub format: S<RawFormat>,
+    #[serde(default)]
+    pub drop: Vec<String>,
+    pub fields: BTreeMap<String, S<RawField>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFormat {
+    #[serde(rename = "type")]
+    pub ty: S<String>,
+    pub encoding: Option<S<String>>,
+    pub delimiter: Option<S<String>>,
+    pub header_line: Option<usize>,
+    pub sheet: Option<String>,
+    pub decimal_separator: Option<S<String>>,
+    pub thousands_separator: Option<S<String>>,
+    #[serde(default)]
+    pub date_formats: Vec<String>,
+    #[serde(default)]
+    pub total_markers: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawField {
+    pub member: Option<String>,
+    pub date: Option<String>,
+    pub age_from: Option<String>,
+    pub age_at: Option<String>,
+    pub number: Option<String>,
+    pub text: Option<String>,
+    pub pseudonymise: Option<Vec<String>>,
+    pub if_empty: Option<String>,
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProject {
+    pub name: String,
+    pub warehouse: Option<String>,
+    pub schemas: Option<String>,
+    pub pseudonymisation: Option<RawPseudonymisation>,
+    pub demo: Option<RawDemo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPseudonymisation {
+    pub key_env: Option<String>,
+    pub key_file: Option<String>,
+    pub demo_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDemo {
+    #[serde(default)]
+    pub ingest: Vec<RawDemoIngest>,
+    #[serde(default)]
+    pub queries: Vec<RawDemoQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDemoIngest {
+    pub source: String,
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDemoQuery {
+    pub title: String,
+    pub cube: String,
+    pub measures: Vec<String>,
+    #[serde(default)]
+    pub drilldowns: Vec<String>,
+    #[serde(default)]
+    pub cuts: Vec<String>,
+    #[serde(default)]
+    pub totals: bool,
+}

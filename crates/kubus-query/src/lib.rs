@@ -1,0 +1,62 @@
+//! Cube query → DataFusion plan → Arrow result. Resolves names and members against the model (`plan`, pure),
+//! then builds and runs a DataFusion logical plan over a cube's facts (`exec`). Takes table providers, not the
+//! warehouse; knows nothing of ingest or of output formats.
+
+mod exec;
+mod plan;
+mod query;
+
+pub use exec::{ColumnKind, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL, cube_view, execute, member_batch, run_sql};
+pub use plan::{CubePlan, LevelRef, ResolvedCut, plan, resolve_target};
+pub use query::{Cut, CutOp, Order, Query};
+
+/// Errors of the query crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A name or member of the query is not in the model.
+    #[error(transparent)]
+    Model(#[from] kubus_model::Error),
+    /// A cut's text does not parse.
+    #[error("cannot read cut '{text}': write level=value, level=a,b, level!=value or level=from..to")]
+    BadCut { text: String },
+    /// An order's text does not parse.
+    #[error("cannot read order '{text}': write a measure name, or -measure for descending")]
+    BadOrder { text: String },
+    /// Order by a measure the query does not compute.
+    #[error("cannot order by '{measure}': it is not among the query's measures ({})", .valid.join(", "))]
+    BadOrderMeasure { measure: String, valid: Vec<String> },
+    /// No measure requested.
+    #[error("no measure given for cube {cube}; choose from: {}", .valid.join(", "))]
+    NoMeasure { cube: String, valid: Vec<String> },
+    /// The same role drilled twice.
+    #[error("dimension {role} is drilled down twice; drill it at one level")]
+    DuplicateDrilldown { role: String },
+    /// A level finer than the facts record.
+    #[error("cube {cube} records {role} by {recorded}; level {level} is finer than that")]
+    TooFine { cube: String, role: String, level: String, recorded: String },
+    /// A range whose end comes before its start.
+    #[error("the range in '{cut}' is empty: its end comes before its start")]
+    EmptyRange { cut: String },
+    /// The SQL text was refused or is invalid.
+    #[error("SQL refused")]
+    Sql {
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    /// Planning or execution failed inside DataFusion.
+    #[error("query execution failed")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// Building member tables failed (an internal bug).
+    #[error("building member tables failed")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
+impl Error {
+    /// Whether the error is the user's to fix (as opposed to an internal failure).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Error::DataFusion(_) | Error::Arrow(_))
+    }
+}
+
+/// Result type of the query crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

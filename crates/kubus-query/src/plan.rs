@@ -1,0 +1,192 @@
+//! Planning in cube terms, without data: resolves a query's names against the model (roles, levels, measures,
+//! members by key, label or alias) and turns every cut into the set of fact-level member keys it keeps. A pure
+//! function: model + query → plan, testable without a warehouse.
+
+use crate::query::{CutOp, Query};
+use crate::{Error, Result};
+use kubus_model::{Cube, Dimension, Measure, MemberRef, Model};
+
+/// A level of a dimension role.
+#[derive(Debug, Clone)]
+pub struct LevelRef<'m> {
+    /// The cube's role (= fact column).
+    pub role: &'m str,
+    /// The conformed dimension.
+    pub dimension: &'m Dimension,
+    /// The level index in the dimension.
+    pub level: usize,
+    /// The level at which the role's facts are recorded.
+    pub fact_level: usize,
+}
+
+impl LevelRef<'_> {
+    /// The level's name.
+    pub fn level_name(&self) -> &str {
+        self.dimension.levels()[self.level].name()
+    }
+}
+
+/// A cut resolved to fact-level member keys.
+#[derive(Debug, Clone)]
+pub struct ResolvedCut<'m> {
+    /// The role it filters.
+    pub role: &'m str,
+    /// Fact-level keys.
+    pub keys: Vec<String>,
+    /// Keep the rows whose key is *not* listed.
+    pub negated: bool,
+}
+
+/// A validated query plan in cube terms.
+#[derive(Debug, Clone)]
+pub struct CubePlan<'m> {
+    /// The cube.
+    pub cube: &'m Cube,
+    /// Drilldown levels, in query order, with their output column names.
+    pub drilldowns: Vec<(LevelRef<'m>, String)>,
+    /// Cuts.
+    pub cuts: Vec<ResolvedCut<'m>>,
+    /// Measures.
+    pub measures: Vec<&'m Measure>,
+    /// Whether totals are requested.
+    pub totals: bool,
+    /// Order: measure name and descending flag.
+    pub order: Vec<(String, bool)>,
+    /// Row limit.
+    pub limit: Option<usize>,
+}
+
+/// Resolves `role`, `role.level` or a level name unique among the cube's roles. `None` as level means the role
+/// was named alone.
+pub fn resolve_target<'m>(model: &'m Model, cube: &'m Cube, name: &str) -> Result<(LevelRef<'m>, bool)> {
+    let roles = cube.dimensions();
+    let level_ref = |role: &'m kubus_model::CubeDimension, level: usize| -> Result<LevelRef<'m>> {
+        Ok(LevelRef { role: role.name(), dimension: model.dimension(role.dimension())?, level, fact_level: role.fact_level() })
+    };
+    if let Some((role_name, level_name)) = name.split_once('.') {
+        let role = cube.dimension(role_name)?;
+        let dim = model.dimension(role.dimension())?;
+        return Ok((level_ref(role, dim.level_index(level_name)?)?, false));
+    }
+    if let Some(role) = roles.iter().find(|r| r.name() == name) {
+        return Ok((level_ref(role, role.fact_level())?, true));
+    }
+    let mut found = Vec::new();
+    for role in roles {
+        let dim = model.dimension(role.dimension())?;
+        if let Ok(level) = dim.level_index(name) {
+            found.push(level_ref(role, level)?);
+        }
+    }
+    match found.len() {
+        1 => Ok((found.remove(0), false)),
+        0 => {
+            let mut valid: Vec<String> = roles.iter().map(|r| r.name().to_owned()).collect();
+            for role in roles {
+                let dim = model.dimension(role.dimension())?;
+                valid.extend(dim.levels().iter().map(|l| format!("{}.{}", role.name(), l.name())));
+            }
+            Err(kubus_model::unknown("dimension or level", name, valid.iter()).into())
+        }
+        _ => Err(kubus_model::Error::Ambiguous {
+            name: name.to_owned(),
+            candidates: found.iter().map(|l| format!("{}.{}", l.role, l.level_name())).collect(),
+        }
+        .into()),
+    }
+}
+
+fn check_recorded(l: &LevelRef<'_>, cube: &Cube) -> Result<()> {
+    if l.level > l.fact_level {
+        return Err(Error::TooFine {
+            cube: cube.name().to_owned(),
+            role: l.role.to_owned(),
+            level: l.level_name().to_owned(),
+            recorded: l.dimension.levels()[l.fact_level].name().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Plans a query against the model.
+pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
+    let cube = model.cube(&query.cube)?;
+    if query.measures.is_empty() {
+        return Err(Error::NoMeasure { cube: cube.name().to_owned(), valid: cube.measures().iter().map(|m| m.name().to_owned()).collect() });
+    }
+    let measures = query.measures.iter().map(|m| cube.measure(m)).collect::<kubus_model::Result<Vec<_>>>()?;
+
+    let mut drilldowns: Vec<(LevelRef<'m>, String)> = Vec::new();
+    for name in &query.drilldowns {
+        let (l, _) = resolve_target(model, cube, name)?;
+        check_recorded(&l, cube)?;
+        if drilldowns.iter().any(|(d, _)| d.role == l.role) {
+            return Err(Error::DuplicateDrilldown { role: l.role.to_owned() });
+        }
+        drilldowns.push((l, String::new()));
+    }
+    // Output column names: the role for its fact level, else the level's name, qualified only on a clash.
+    let plain: Vec<String> = drilldowns
+        .iter()
+        .map(|(l, _)| if l.level == l.fact_level { l.role.to_owned() } else { l.level_name().to_owned() })
+        .collect();
+    for (i, (l, name)) in drilldowns.iter_mut().enumerate() {
+        let clash = plain.iter().filter(|p| **p == plain[i]).count() > 1
+            || (l.level != l.fact_level && cube.dimensions().iter().any(|r| r.name() == plain[i]));
+        *name = if clash { format!("{}_{}", l.role, l.level_name()) } else { plain[i].clone() };
+    }
+
+    let mut cuts = Vec::new();
+    for cut in &query.cuts {
+        let (l, role_only) = resolve_target(model, cube, &cut.target)?;
+        let dim = l.dimension;
+        let level = (!role_only).then_some(l.level);
+        let resolve = |value: &str, level: Option<usize>| -> Result<MemberRef> {
+            let at = dim.resolve(level, value)?;
+            let target = LevelRef { level: at.level, ..l.clone() };
+            check_recorded(&target, cube)?;
+            Ok(at)
+        };
+        let (members, negated): (Vec<MemberRef>, bool) = match &cut.op {
+            CutOp::In(values) | CutOp::NotIn(values) => {
+                if values.is_empty() {
+                    return Err(Error::BadCut { text: cut.to_string() });
+                }
+                let members = values.iter().map(|v| resolve(v, level)).collect::<Result<Vec<_>>>()?;
+                (members, matches!(cut.op, CutOp::NotIn(_)))
+            }
+            CutOp::Range { from, to } => {
+                let from_ref = resolve(from, level)?;
+                let to_ref = resolve(to, Some(from_ref.level))?;
+                if to_ref.index < from_ref.index {
+                    return Err(Error::EmptyRange { cut: cut.to_string() });
+                }
+                let members = (from_ref.index..=to_ref.index).map(|index| MemberRef { level: from_ref.level, index }).collect();
+                (members, false)
+            }
+        };
+        let mut keys: Vec<String> = Vec::new();
+        for m in members {
+            for index in dim.descendants(m, l.fact_level) {
+                let key = dim.members(l.fact_level)[index].key().to_owned();
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        cuts.push(ResolvedCut { role: l.role, keys, negated });
+    }
+
+    let order = query
+        .order
+        .iter()
+        .map(|o| {
+            if query.measures.contains(&o.measure) {
+                Ok((o.measure.clone(), o.descending))
+            } else {
+                Err(Error::BadOrderMeasure { measure: o.measure.clone(), valid: query.measures.clone() })
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CubePlan { cube, drilldowns, cuts, measures, totals: query.totals, order, limit: query.limit })
+}

@@ -1,0 +1,208 @@
+//! The warehouse: one versioned Delta Lake table of facts per cube under a root directory, written in one atomic
+//! commit per ingest, plus the quarantine files of rejected lines. Every fact row carries the name and SHA-256 of
+//! the file it came from, so that an ingest can tell a file it has seen before (and a crash can never record a
+//! file without its facts). Knows cubes by name only; nothing here parses exports or plans queries.
+
+mod quarantine;
+
+pub use quarantine::{QuarantineRow, write_quarantine};
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::TableProvider;
+use datafusion::prelude::{SessionContext, col};
+use deltalake::DeltaTable;
+use deltalake::protocol::SaveMode;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Column holding the source file name of a fact.
+pub const FILE_COLUMN: &str = "_ingest_file";
+/// Column holding the SHA-256 (hex) of the source file of a fact.
+pub const HASH_COLUMN: &str = "_ingest_hash";
+
+/// Errors of the warehouse.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The warehouse directory cannot be created or used.
+    #[error("warehouse directory {path}")]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Delta Lake operation failed.
+    #[error("warehouse table {table}")]
+    Delta {
+        table: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    /// Reading the facts through DataFusion failed.
+    #[error("reading warehouse table {table}")]
+    Read {
+        table: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    /// The requested version does not exist.
+    #[error("table {table} has no version {version} (latest is {latest})")]
+    NoSuchVersion { table: String, version: u64, latest: u64 },
+    /// Building the batch to write failed (an internal bug).
+    #[error("preparing facts for table {table}")]
+    Arrow {
+        table: String,
+        #[source]
+        source: datafusion::arrow::error::ArrowError,
+    },
+    /// Writing a quarantine file failed.
+    #[error("quarantine file {path}")]
+    Quarantine {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result type of the warehouse crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One input file's facts, ready to commit.
+#[derive(Debug, Clone)]
+pub struct FileBatch {
+    /// The file's name.
+    pub file: String,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    /// Its accepted facts.
+    pub facts: RecordBatch,
+}
+
+/// A warehouse rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    root: PathBuf,
+}
+
+impl Warehouse {
+    /// Opens (creating if needed) the warehouse at `root`.
+    pub fn open(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|source| Error::Directory { path: root.to_owned(), source })?;
+        let root = root.canonicalize().map_err(|source| Error::Directory { path: root.to_owned(), source })?;
+        Ok(Warehouse { root })
+    }
+
+    /// The warehouse directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory of a cube's fact table.
+    pub fn table_dir(&self, cube: &str) -> PathBuf {
+        self.root.join("facts").join(cube)
+    }
+
+    /// Directory of the quarantine files.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    async fn table(&self, cube: &str) -> Result<Option<DeltaTable>> {
+        let dir = self.table_dir(cube);
+        if !dir.join("_delta_log").is_dir() {
+            return Ok(None);
+        }
+        let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
+        let table = DeltaTable::try_from_url(url).await.map_err(|source| Error::Delta { table: cube.to_owned(), source })?;
+        Ok(table.version().is_some().then_some(table))
+    }
+
+    /// The latest version of a cube's table, `None` before its first commit.
+    pub async fn version(&self, cube: &str) -> Result<Option<u64>> {
+        Ok(self.table(cube).await?.and_then(|t| t.version()))
+    }
+
+    /// A DataFusion table provider over a cube's facts at `as_of` (or the latest version), registered for
+    /// reading in `ctx`; `None` before the first commit. Returns the version read.
+    pub async fn facts(&self, ctx: &SessionContext, cube: &str, as_of: Option<u64>) -> Result<Option<(Arc<dyn TableProvider>, u64)>> {
+        let delta = |source| Error::Delta { table: cube.to_owned(), source };
+        let Some(mut table) = self.table(cube).await? else { return Ok(None) };
+        let latest = table.version().unwrap_or_default();
+        if let Some(v) = as_of {
+            if v > latest {
+                return Err(Error::NoSuchVersion { table: cube.to_owned(), version: v, latest });
+            }
+            table.load_version(v).await.map_err(delta)?;
+        }
+        table.update_datafusion_session(&ctx.state()).map_err(delta)?;
+        let provider = table.table_provider().await.map_err(|source| Error::Read { table: cube.to_owned(), source })?;
+        Ok(Some((provider, as_of.unwrap_or(latest))))
+    }
+
+    /// The SHA-256 hashes of every file whose facts are in the latest version of a cube's table.
+    pub async fn ingested_hashes(&self, cube: &str) -> Result<BTreeSet<String>> {
+        let ctx = SessionContext::new();
+        let Some((provider, _)) = self.facts(&ctx, cube, None).await? else { return Ok(BTreeSet::new()) };
+        let read = |source| Error::Read { table: cube.to_owned(), source };
+        let batches = ctx
+            .read_table(provider)
+            .and_then(|df| df.select(vec![col(HASH_COLUMN)]))
+            .and_then(|df| df.distinct())
+            .map_err(read)?
+            .collect()
+            .await
+            .map_err(read)?;
+        let mut hashes = BTreeSet::new();
+        for batch in batches {
+            let column = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
+                .map_err(|source| Error::Arrow { table: cube.to_owned(), source })?;
+            let strings = column.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
+            hashes.extend(strings.iter().flatten().map(str::to_owned));
+        }
+        Ok(hashes)
+    }
+
+    /// Appends the facts of several files to a cube's table in one atomic commit; returns the new version, or
+    /// the current one when there is nothing to write. Readers see either all of these files or none.
+    pub async fn append(&self, cube: &str, files: &[FileBatch]) -> Result<Option<u64>> {
+        let arrow = |source| Error::Arrow { table: cube.to_owned(), source };
+        let mut batches = Vec::new();
+        for f in files.iter().filter(|f| f.facts.num_rows() > 0) {
+            batches.push(with_provenance(&f.facts, &f.file, &f.sha256).map_err(arrow)?);
+        }
+        if batches.is_empty() {
+            return self.version(cube).await;
+        }
+        let dir = self.table_dir(cube);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
+        let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
+        let delta = |source| Error::Delta { table: cube.to_owned(), source };
+        let table = DeltaTable::try_from_url(url).await.map_err(delta)?;
+        let log: Vec<serde_json::Value> = files
+            .iter()
+            .map(|f| serde_json::json!({ "file": f.file, "sha256": f.sha256, "facts": f.facts.num_rows() }))
+            .collect();
+        let table = table
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default()
+                    .with_metadata([("kubus.ingest".to_owned(), serde_json::Value::Array(log))]),
+            )
+            .await
+            .map_err(delta)?;
+        Ok(table.version())
+    }
+}
+
+fn with_provenance(facts: &RecordBatch, file: &str, sha256: &str) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let n = facts.num_rows();
+    let mut fields: Vec<Field> = facts.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
+    fields.push(Field::new(HASH_COLUMN, DataType::Utf8, false));
+    let mut columns: Vec<ArrayRef> = facts.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![file; n])));
+    columns.push(Arc::new(StringArray::from(vec![sha256; n])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}

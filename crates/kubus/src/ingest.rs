@@ -1,0 +1,149 @@
+//! Ingest orchestration: reads the files, skips those already in the warehouse (by SHA-256), converts the rest,
+//! replaces their quarantine lines, and appends all accepted facts in one atomic commit. The quarantine is
+//! written before the commit, so a crash in between leaves a file that is simply ingested again next time.
+
+use crate::{Error, KeyOrigin, Project, Result};
+use kubus_warehouse::{FileBatch, QuarantineRow};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// What happened to one input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// Read and converted: its accepted facts are in this ingest's commit.
+    Ingested {
+        /// Data lines after the header.
+        read: usize,
+        /// Lines that became facts.
+        accepted: usize,
+        /// Lines sent to quarantine.
+        rejected: usize,
+        /// Encoding (or format) it was read with.
+        encoding: String,
+    },
+    /// The warehouse already holds this exact file (same SHA-256); nothing was changed.
+    AlreadyIngested,
+}
+
+/// One input file's report.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    /// The path given.
+    pub path: PathBuf,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+    /// What happened.
+    pub outcome: FileOutcome,
+}
+
+/// The report of one ingest.
+#[derive(Debug, Clone)]
+pub struct IngestReport {
+    /// Source name.
+    pub source: String,
+    /// Cube fed.
+    pub cube: String,
+    /// Per-file reports, in input order.
+    pub files: Vec<FileReport>,
+    /// The cube's version after the ingest (`None` if it has no facts at all).
+    pub version: Option<u64>,
+    /// The quarantine file, when any file was converted.
+    pub quarantine: Option<PathBuf>,
+    /// Every rejected line of this ingest.
+    pub rejected: Vec<QuarantineRow>,
+    /// Where the pseudonymisation key came from, if the source needed one.
+    pub key_origin: Option<KeyOrigin>,
+}
+
+impl IngestReport {
+    /// Totals over the converted files: (read, accepted, rejected).
+    pub fn totals(&self) -> (usize, usize, usize) {
+        self.files.iter().fold((0, 0, 0), |(r, a, j), f| match &f.outcome {
+            FileOutcome::Ingested { read, accepted, rejected, .. } => (r + read, a + accepted, j + rejected),
+            FileOutcome::AlreadyIngested => (r, a, j),
+        })
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+}
+
+impl Project {
+    /// Expands directories (all regular files inside, sorted) and keeps files as given.
+    pub fn expand_inputs(&self, inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for input in inputs {
+            let path = if input.is_absolute() || input.exists() { input.clone() } else { self.root().join(input) };
+            if path.is_dir() {
+                let read = std::fs::read_dir(&path).map_err(|source| Error::InputFile { path: path.clone(), source })?;
+                let mut files: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+                files.sort();
+                out.extend(files);
+            } else {
+                out.push(path);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ingests `files` through `source`. `progress` is called after each file.
+    pub async fn ingest(&self, source: &str, files: &[PathBuf], progress: &mut dyn FnMut(&FileReport)) -> Result<IngestReport> {
+        let model = self.model();
+        let source = model.source(source)?;
+        let cube = source.cube().to_owned();
+        let needs_key = source.fields().iter().any(|f| matches!(f.kind(), kubus_model::FieldKind::Pseudonym { .. }));
+        let (key, key_origin) = if needs_key {
+            let (key, origin) = self.pseudonym_key()?;
+            (key, Some(origin))
+        } else {
+            (kubus_ingest::PseudonymKey::new(Vec::new()), None)
+        };
+        let mut known = self.warehouse().ingested_hashes(&cube).await?;
+
+        let mut reports = Vec::new();
+        let mut batches = Vec::new();
+        let mut rejected = Vec::new();
+        let mut converted_names = BTreeSet::new();
+        for path in files {
+            let bytes = std::fs::read(path).map_err(|source| Error::InputFile { path: path.clone(), source })?;
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            let name = file_name(path);
+            let outcome = if known.contains(&sha256) {
+                FileOutcome::AlreadyIngested
+            } else {
+                let facts = kubus_ingest::read_file(model, source, &name, &bytes, &key)?;
+                known.insert(sha256.clone());
+                converted_names.insert(name.clone());
+                let outcome = FileOutcome::Ingested {
+                    read: facts.read,
+                    accepted: facts.accepted(),
+                    rejected: facts.rejected.len(),
+                    encoding: facts.encoding.clone(),
+                };
+                rejected.extend(facts.rejected.into_iter().map(|r| QuarantineRow {
+                    file: r.file,
+                    line: r.line,
+                    column: r.column,
+                    value: r.value,
+                    problem: r.problem.to_owned(),
+                    reason: r.reason,
+                }));
+                batches.push(FileBatch { file: name, sha256: sha256.clone(), facts: facts.facts });
+                outcome
+            };
+            let report = FileReport { path: path.clone(), sha256, outcome };
+            progress(&report);
+            reports.push(report);
+        }
+        let quarantine = if converted_names.is_empty() {
+            None
+        } else {
+            let dir = self.warehouse().quarantine_dir();
+            Some(kubus_warehouse::write_quarantine(&dir, source.name(), &converted_names, &rejected)?)
+        };
+        let version = self.warehouse().append(&cube, &batches).await?;
+        Ok(IngestReport { source: source.name().to_owned(), cube, files: reports, version, quarantine, rejected, key_origin })
+    }
+}

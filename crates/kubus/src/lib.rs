@@ -1,0 +1,102 @@
+//! kubus: a data cube engine for city administrations. This crate is the façade other tools embed: open a
+//! project (its `kubus.toml` and `cube-schemas/`), ingest office exports into the warehouse, and ask cube
+//! queries or read-only SQL; answers are Arrow record batches with labelled columns.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kubus::Error> {
+//! let project = kubus::Project::open(".")?;
+//! let query: kubus::Query = serde_json::from_str(
+//!     r#"{"cube": "newcomers", "measures": ["persons"], "drilldowns": ["district"], "cuts": ["month=2024-06"]}"#,
+//! ).expect("valid query JSON");
+//! let answer = project.query(&query, None).await?;
+//! println!("{} rows at warehouse version {}", answer.result.num_rows(), answer.version);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod ingest;
+mod project;
+
+pub use ingest::{FileOutcome, FileReport, IngestReport};
+pub use kubus_ingest::PseudonymKey;
+pub use kubus_model::{Diagnostic, Diagnostics, Model};
+pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
+pub use project::{Answer, KeyOrigin, Project};
+
+/// Re-export of DataFusion's Arrow, the one Arrow of kubus.
+pub use datafusion::arrow;
+
+use std::path::PathBuf;
+
+/// Errors of the kubus library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The project file cannot be read.
+    #[error("cannot read project file {path} (is this a kubus project? it needs a kubus.toml)")]
+    ProjectFile {
+        /// Path of `kubus.toml`.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A schema directory or file cannot be read.
+    #[error("cannot read schema {path}")]
+    SchemaFile {
+        /// Path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input file cannot be read.
+    #[error("cannot read input file {path}")]
+    InputFile {
+        /// Path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No pseudonymisation key is configured.
+    #[error("no pseudonymisation key: set the environment variable {env} or `key_file` in kubus.toml [pseudonymisation]")]
+    NoKey {
+        /// The environment variable looked at.
+        env: String,
+    },
+    /// The cube has no facts yet.
+    #[error("cube {cube} has no facts yet; ingest some first: kubus ingest <source> <file>... (sources for {cube}: {})", .sources.join(", "))]
+    EmptyCube {
+        /// The cube.
+        cube: String,
+        /// Sources that feed it.
+        sources: Vec<String>,
+    },
+    /// A schema problem (all of them are listed).
+    #[error(transparent)]
+    Model(#[from] kubus_model::Error),
+    /// An input file could not be ingested.
+    #[error(transparent)]
+    Ingest(#[from] kubus_ingest::Error),
+    /// The warehouse failed.
+    #[error(transparent)]
+    Warehouse(#[from] kubus_warehouse::Error),
+    /// The query is invalid or failed.
+    #[error(transparent)]
+    Query(#[from] kubus_query::Error),
+}
+
+impl Error {
+    /// Whether the user can fix this (bad input, schema, query or file) as opposed to an internal failure.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::Warehouse(_) => false,
+            Error::Query(q) => q.is_user_error(),
+            Error::Ingest(i) => !matches!(i, kubus_ingest::Error::Arrow(_)),
+            _ => true,
+        }
+    }
+}
+
+/// Result type of the kubus library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,168 @@
+//! A project: `kubus.toml`, the schema files under `cube-schemas/` and the warehouse. Reads files (the edge where
+//! I/O lives) and wires model, warehouse and query together for queries and SQL.
+
+use crate::{Error, Result};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use kubus_ingest::PseudonymKey;
+use kubus_model::{Model, ProjectConfig, SchemaFile, SchemaKind};
+use kubus_query::{Query, QueryResult};
+use kubus_warehouse::Warehouse;
+use std::path::{Path, PathBuf};
+
+/// An open project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    root: PathBuf,
+    config: ProjectConfig,
+    model: Model,
+    warehouse: Warehouse,
+}
+
+/// A query's answer and the warehouse version it was read from.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The result rows and column meanings.
+    pub result: QueryResult,
+    /// The version of the cube's table that answered.
+    pub version: u64,
+}
+
+/// Where the pseudonymisation key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// An environment variable.
+    Environment(String),
+    /// A key file.
+    File(PathBuf),
+    /// The project's demo key (sample data only).
+    Demo,
+}
+
+/// Reads every `*.toml` under `dir/{dimensions,cubes,sources}`, sorted, as schema files.
+fn schema_files(dir: &Path) -> Result<Vec<SchemaFile>> {
+    let mut files = Vec::new();
+    for (sub, kind) in [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube), ("sources", SchemaKind::Source)] {
+        let sub_dir = dir.join(sub);
+        if !sub_dir.is_dir() {
+            continue;
+        }
+        let schema_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::SchemaFile { path, source }
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&sub_dir)
+            .map_err(schema_err(&sub_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(schema_err(&path))?;
+            files.push(SchemaFile { origin: path.display().to_string(), text, kind });
+        }
+    }
+    Ok(files)
+}
+
+impl Project {
+    /// Opens the project in `dir`: reads `kubus.toml` and validates every schema file. Schema problems come
+    /// back all at once as [`kubus_model::Error::Invalid`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Project> {
+        let root = dir.as_ref().to_owned();
+        let path = root.join("kubus.toml");
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::ProjectFile { path: path.clone(), source })?;
+        let config = ProjectConfig::parse(&path.display().to_string(), &text)?;
+        let model = kubus_model::load_model(&schema_files(&root.join(&config.schemas))?)?;
+        let warehouse = Warehouse::open(&root.join(&config.warehouse))?;
+        Ok(Project { root, config, model, warehouse })
+    }
+
+    /// The project directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The project file's settings.
+    pub fn config(&self) -> &ProjectConfig {
+        &self.config
+    }
+
+    /// The validated model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The warehouse directory.
+    pub fn warehouse_dir(&self) -> &Path {
+        self.warehouse.root()
+    }
+
+    /// Deletes the warehouse (facts and quarantine) and opens an empty one. Used by `kubus demo`.
+    pub fn reset_warehouse(&mut self) -> Result<()> {
+        let dir = self.warehouse.root().to_owned();
+        std::fs::remove_dir_all(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
+        self.warehouse = Warehouse::open(&dir)?;
+        Ok(())
+    }
+
+    pub(crate) fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The pseudonymisation key: the environment variable first, then the key file, then the demo key.
+    pub fn pseudonym_key(&self) -> Result<(PseudonymKey, KeyOrigin)> {
+        let settings = &self.config.pseudonymisation;
+        if let Ok(secret) = std::env::var(&settings.key_env)
+            && !secret.is_empty()
+        {
+            return Ok((PseudonymKey::new(secret), KeyOrigin::Environment(settings.key_env.clone())));
+        }
+        if let Some(file) = &settings.key_file {
+            let path = self.root.join(file);
+            let secret = std::fs::read(&path).map_err(|source| Error::InputFile { path: path.clone(), source })?;
+            return Ok((PseudonymKey::new(secret.trim_ascii().to_vec()), KeyOrigin::File(path)));
+        }
+        if let Some(demo) = &settings.demo_key {
+            return Ok((PseudonymKey::demo(demo.as_bytes().to_vec()), KeyOrigin::Demo));
+        }
+        Err(Error::NoKey { env: settings.key_env.clone() })
+    }
+
+    /// The latest warehouse version of a cube, `None` before its first ingest.
+    pub async fn version(&self, cube: &str) -> Result<Option<u64>> {
+        self.model.cube(cube)?;
+        Ok(self.warehouse.version(cube).await?)
+    }
+
+    /// Answers a cube query at `as_of` (or the latest version).
+    pub async fn query(&self, query: &Query, as_of: Option<u64>) -> Result<Answer> {
+        let plan = kubus_query::plan(&self.model, query)?;
+        let ctx = SessionContext::new();
+        let (facts, version) = self.facts(&ctx, plan.cube.name(), as_of).await?;
+        let result = kubus_query::execute(&ctx, &plan, facts).await?;
+        Ok(Answer { result, version })
+    }
+
+    async fn facts(&self, ctx: &SessionContext, cube: &str, as_of: Option<u64>) -> Result<(std::sync::Arc<dyn datafusion::catalog::TableProvider>, u64)> {
+        match self.warehouse.facts(ctx, cube, as_of).await? {
+            Some(found) => Ok(found),
+            None => Err(Error::EmptyCube {
+                cube: cube.to_owned(),
+                sources: self.model.sources().filter(|s| s.cube() == cube).map(|s| s.name().to_owned()).collect(),
+            }),
+        }
+    }
+
+    /// Runs read-only SQL over one view per cube that has facts (named like the cube, with member labels).
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = SessionContext::new();
+        for cube in self.model.cubes() {
+            if let Some((facts, _)) = self.warehouse.facts(&ctx, cube.name(), None).await? {
+                let view = kubus_query::cube_view(&ctx, &self.model, cube, facts)?;
+                ctx.register_table(cube.name(), view.into_view()).map_err(kubus_query::Error::from)?;
+            }
+        }
+        Ok(kubus_query::run_sql(&ctx, sql).await?)
+    }
+}

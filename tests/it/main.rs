@@ -1,1 +1,10 @@
-fn main(){}
+//! The one integration-test binary of kubus: every module drives the public surfaces (the CLI's `run`, the
+//! library, the real binary where a process must die) over copies of the sample project.
+
+mod support;
+
+mod crash;
+mod demo;
+mod errors;
+mod schemas;
+mod tidy;

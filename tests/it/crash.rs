@@ -1,0 +1,93 @@
+//! An ingest killed halfway leaves the previous warehouse version readable and unchanged: the real binary is
+//! killed (SIGKILL) at several moments of a long ingest, and after each kill the facts are either exactly the
+//! previous version's or — if the ingest had already committed — exactly the previous plus the new file's.
+
+use crate::support::{cli, csv_rows, project_copy};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+fn kubus_binary() -> PathBuf {
+    // The test executable lives in target/<profile>/deps; `cargo test --workspace` builds the CLI's binary
+    // into target/<profile>.
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join(format!("kubus{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
+    bin
+}
+
+fn records(dir: &Path) -> (u64, String) {
+    let out = cli(dir, &["query", "newcomers", "-m", "records", "-f", "csv"]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "the warehouse must stay readable: {}", out.stderr);
+    let rows = csv_rows(&out.stdout);
+    let version = cli(dir, &["sql", "SELECT count(*) AS n FROM newcomers", "-f", "csv"]);
+    assert_eq!(version.code, ExitCode::SUCCESS, "{}", version.stderr);
+    (rows[0][0].parse().unwrap(), version.stdout)
+}
+
+/// A large export in the authority's format: the sample months repeated with fresh person numbers.
+fn large_export(dir: &Path) -> (PathBuf, u64) {
+    let src = dir.join("sample-data/auslaenderbehoerde");
+    let mut out: Vec<u8> = Vec::new();
+    let mut data = 0u64;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for copy in 0..6u32 {
+        for file in &files {
+            for line in std::fs::read(file).unwrap().split(|&b| b == b'\n') {
+                if line.starts_with(b"Personennummer") && out.is_empty() {
+                    out.extend_from_slice(line);
+                    out.push(b'\n');
+                } else if line.starts_with(b"ABH-") && !line.windows(10).any(|w| w == b"31.02.1991") && !line.windows(16).any(|w| w == b"Innenstadt Mitte") {
+                    out.extend_from_slice(format!("C{copy}-").as_bytes());
+                    out.extend_from_slice(line);
+                    out.push(b'\n');
+                    data += 1;
+                }
+            }
+        }
+    }
+    let path = dir.join("large.csv");
+    std::fs::write(&path, out).unwrap();
+    (path, data)
+}
+
+#[test]
+fn a_killed_ingest_leaves_the_previous_version_intact() {
+    let dir = project_copy();
+    let first = cli(dir.path(), &["ingest", "abh_newcomers", "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv"]);
+    assert_eq!(first.code, ExitCode::SUCCESS, "{}", first.stderr);
+    let before = records(dir.path());
+    let (large, large_rows) = large_export(dir.path());
+
+    let mut killed_before_commit = 0;
+    let mut committed = false;
+    for delay_ms in [30u64, 150, 400, 800, 1500, 2500, 4000] {
+        let mut child = Command::new(kubus_binary())
+            .args(["-C", dir.path().to_str().unwrap(), "ingest", "abh_newcomers", large.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let finished = child.try_wait().unwrap().is_some();
+        if !finished {
+            child.kill().unwrap();
+        }
+        child.wait().unwrap();
+        let now = records(dir.path());
+        if now == before {
+            killed_before_commit += usize::from(!finished);
+            continue;
+        }
+        assert_eq!(now.0, before.0 + large_rows, "after a kill at {delay_ms} ms the facts are all or nothing");
+        committed = true;
+        break;
+    }
+    assert!(killed_before_commit > 0, "at least one kill must have hit the ingest before its commit");
+    if !committed {
+        let done = cli(dir.path(), &["ingest", "abh_newcomers", large.to_str().unwrap()]);
+        assert_eq!(done.code, ExitCode::SUCCESS, "{}", done.stderr);
+        assert_eq!(records(dir.path()).0, before.0 + large_rows, "the interrupted file is ingested whole afterwards");
+    }
+}

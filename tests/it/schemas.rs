@@ -1,0 +1,121 @@
+//! Every schema file of the repository loads clean; invalid examples give exactly their expected diagnostics.
+
+use kubus_model::{SchemaFile, SchemaKind, load_model};
+
+#[test]
+fn every_committed_schema_loads_clean() {
+    let project = kubus::Project::open(crate::support::repo()).expect("the sample project's schemas are valid");
+    let model = project.model();
+    let names = |it: Vec<&str>| it.join(",");
+    assert_eq!(
+        names(model.dimensions().map(|d| d.name()).collect()),
+        "age,course_participation,course_type,district,language_level,nationality,provider,residence_status,sex,time"
+    );
+    assert_eq!(names(model.cubes().map(|c| c.name()).collect()), "course_offers,newcomers");
+    let district = model.dimension("district").unwrap();
+    assert_eq!(district.members(2).len(), 18);
+    let kernstadt: Vec<&str> = district.members(2).iter().filter(|m| m.parent() == Some(0)).map(|m| m.key()).collect();
+    assert_eq!(kernstadt, ["01", "02", "03", "04", "05", "06", "07", "08", "09"]);
+    let age = model.dimension("age").unwrap();
+    assert_eq!(age.members(0).len(), 12, "the twelve bands of education monitoring");
+}
+
+fn diagnostics(files: &[(&str, SchemaKind, &str)]) -> Vec<String> {
+    let files: Vec<SchemaFile> =
+        files.iter().map(|(origin, kind, text)| SchemaFile { origin: (*origin).into(), text: (*text).into(), kind: *kind }).collect();
+    match load_model(&files) {
+        Ok(_) => Vec::new(),
+        Err(kubus_model::Error::Invalid(d)) => d.0.iter().map(ToString::to_string).collect(),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+const SEX: &str = r#"name = "sex"
+label = "Geschlecht"
+
+[[levels]]
+name = "sex"
+label = "Geschlecht"
+
+[[members]]
+level = "sex"
+key = "m"
+label = "männlich"
+"#;
+
+#[test]
+fn invalid_examples_give_their_diagnostics() {
+    let cube = r#"name = "c"
+label = "C"
+
+[[dimensions]]
+name = "sex"
+level = "gender"
+
+[[dimensions]]
+name = "age"
+
+[[measures]]
+name = "n"
+label = "N"
+aggregate = "sum"
+"#;
+    assert_eq!(
+        diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube)]),
+        [
+            "c.toml:6: dimensions[0].level: unknown level 'gender' of dimension sex (valid: sex)",
+            "c.toml:9: dimensions[1].dimension: unknown dimension 'age'",
+            "c.toml:14: measures[0].column: aggregate 'sum' needs a column",
+        ]
+    );
+
+    let dimension = r#"name = "d"
+label = "D"
+colour = "blue"
+"#;
+    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]), ["d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `bands`, `ordered`"]);
+
+    let members = r#"name = "d"
+label = "D"
+
+[[levels]]
+name = "area"
+label = "Area"
+
+[[levels]]
+name = "district"
+label = "District"
+
+[[members]]
+level = "area"
+key = "K"
+label = "Kernstadt"
+
+[[members]]
+level = "district"
+key = "01"
+label = "Ost"
+parent = "X"
+"#;
+    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, members)]), ["d.toml:21: members[1].parent: unknown parent 'X' on level area"]);
+
+    let source = r#"name = "s"
+cube = "c"
+
+[format]
+type = "csv"
+delimiter = ";;"
+
+[fields.sex]
+member = "Geschlecht"
+number = "Zahl"
+"#;
+    let cube_ok = "name = \"c\"\nlabel = \"C\"\n\n[[dimensions]]\nname = \"sex\"\n\n[[measures]]\nname = \"n\"\nlabel = \"N\"\naggregate = \"count\"\n";
+    assert_eq!(
+        diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube_ok), ("s.toml", SchemaKind::Source, source)]),
+        [
+            "s.toml:6: format.delimiter: ';;' must be exactly one character",
+            "s.toml:8: fields.sex: a field needs exactly one of these keys (valid: member, date, age_from + age_at, number, text, pseudonymise)",
+        ]
+    );
+}

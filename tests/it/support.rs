@@ -1,0 +1,72 @@
+//! Test support: copies of the sample project, in-process CLI runs, and the independent fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+/// The repository root (the sample project).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lies in the repository").to_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A fresh copy of the sample project without a warehouse.
+pub fn project_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("kubus.toml"), dir.path().join("kubus.toml")).unwrap();
+    copy_dir(&repo().join("cube-schemas"), &dir.path().join("cube-schemas"));
+    copy_dir(&repo().join("sample-data"), &dir.path().join("sample-data"));
+    dir
+}
+
+/// One shared copy of the sample project on which `kubus demo` has run; tests only read from it.
+pub fn demo_project() -> &'static Path {
+    static DEMO: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let dir = project_copy();
+        let out = cli(dir.path(), &["demo"]);
+        assert_eq!(out.code, ExitCode::SUCCESS, "demo failed: {}", out.stderr);
+        dir
+    })
+    .path()
+}
+
+/// What one CLI run printed.
+pub struct Output {
+    pub code: ExitCode,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the CLI in-process in project `dir`.
+pub fn cli(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["kubus".to_owned(), "-C".to_owned(), dir.display().to_string()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let code = kubus_cli::run(all, &mut stdout, &mut stderr);
+    Output { code, stdout: String::from_utf8(stdout).unwrap(), stderr: String::from_utf8(stderr).unwrap() }
+}
+
+/// Reads a fixture CSV of `sample-data/expected/` as rows of strings (header dropped).
+pub fn fixture(name: &str) -> Vec<Vec<String>> {
+    let mut reader = csv::Reader::from_path(repo().join("sample-data/expected").join(name)).unwrap();
+    reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect()
+}
+
+/// Reads CSV text (with header) as rows of strings (header dropped).
+pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect()
+}

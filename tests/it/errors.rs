@@ -90,3 +90,29 @@ fn an_unmapped_column_is_refused_before_it_can_leak() {
     std::fs::write(&path, lines.join(&b'\n')).unwrap();
     bad_input(dir.path(), &["ingest", "abh_newcomers", path.to_str().unwrap()], &["column 'Religion' is neither mapped nor dropped"]);
 }
+
+#[test]
+fn the_pseudonym_key_comes_from_a_key_file_or_ingest_refuses() {
+    let dir = project_copy();
+    let config = dir.path().join("kubus.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without_demo: String = text.lines().filter(|l| !l.starts_with("demo_key")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&config, &without_demo).unwrap();
+    let file = "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv";
+    bad_input(dir.path(), &["ingest", "abh_newcomers", file], &["no pseudonymisation key", "KUBUS_PSEUDONYM_KEY"]);
+
+    std::fs::write(dir.path().join("secret.key"), "a-real-secret-kept-elsewhere\n").unwrap();
+    std::fs::write(&config, without_demo.replace("[pseudonymisation]", "[pseudonymisation]\nkey_file = \"secret.key\"")).unwrap();
+    let out = cli(dir.path(), &["ingest", "abh_newcomers", file]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(!out.stderr.contains("DEMO"), "a real key is not announced as the demo key: {}", out.stderr);
+}
+
+#[test]
+fn demo_refuses_to_wipe_a_directory_it_did_not_write() {
+    let dir = project_copy();
+    std::fs::create_dir_all(dir.path().join("warehouse")).unwrap();
+    std::fs::write(dir.path().join("warehouse/notes.txt"), "keep me").unwrap();
+    bad_input(dir.path(), &["demo"], &["refusing to reset", "notes.txt"]);
+    assert!(dir.path().join("warehouse/notes.txt").exists());
+}

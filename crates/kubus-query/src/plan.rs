@@ -190,3 +190,81 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         .collect::<Result<Vec<_>>>()?;
     Ok(CubePlan { cube, drilldowns, cuts, measures, totals: query.totals, order, limit: query.limit })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubus_model::{SchemaFile, SchemaKind, load_model};
+
+    fn model() -> Model {
+        let file = |origin: &str, kind, text: &str| SchemaFile { origin: origin.into(), text: text.into(), kind };
+        let cube = r#"name = "c"
+label = "C"
+[[dimensions]]
+name = "district"
+[[dimensions]]
+name = "age"
+[[dimensions]]
+name = "month"
+dimension = "time"
+level = "quarter"
+[[measures]]
+name = "n"
+label = "N"
+aggregate = "count"
+"#;
+        load_model(&[
+            file("district.toml", SchemaKind::Dimension, include_str!("../../../cube-schemas/dimensions/district.toml")),
+            file("age.toml", SchemaKind::Dimension, include_str!("../../../cube-schemas/dimensions/age.toml")),
+            file("time.toml", SchemaKind::Dimension, include_str!("../../../cube-schemas/dimensions/time.toml")),
+            file("c.toml", SchemaKind::Cube, cube),
+        ])
+        .unwrap()
+    }
+
+    fn query(drilldowns: &[&str], cuts: &[&str]) -> Query {
+        Query {
+            cube: "c".into(),
+            measures: vec!["n".into()],
+            drilldowns: drilldowns.iter().map(|d| (*d).to_owned()).collect(),
+            cuts: cuts.iter().map(|c| c.parse().unwrap()).collect(),
+            ..Query::default()
+        }
+    }
+
+    fn cut_keys(cut: &str) -> Vec<String> {
+        let model = model();
+        let plan = plan(&model, &query(&[], &[cut])).unwrap();
+        plan.cuts[0].keys.clone()
+    }
+
+    #[test]
+    fn cuts_on_coarse_levels_expand_to_fact_keys() {
+        assert_eq!(cut_keys("area=Ortsbezirke"), ["10", "11", "12", "13", "14", "15", "16", "17", "18"]);
+        assert_eq!(cut_keys("district=Kernstadt").len(), 9, "a role-only cut finds members on any level");
+        assert_eq!(cut_keys("district=KL").len(), 18);
+        assert_eq!(cut_keys("age_band=15-17"), ["15", "16", "17"]);
+        assert_eq!(cut_keys("age=16..19"), ["16", "17", "18", "19"]);
+        assert_eq!(cut_keys("age=15-17..18-24").len(), 10, "ranges work on bands too");
+        assert_eq!(cut_keys("year=2024"), ["2024-Q1", "2024-Q2", "2024-Q3", "2024-Q4"]);
+    }
+
+    #[test]
+    fn drilldown_names_and_levels() {
+        let model = model();
+        let p = plan(&model, &query(&["district.area", "age_band", "month.year"], &[])).unwrap();
+        let names: Vec<&str> = p.drilldowns.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["area", "age_band", "year"]);
+        let p = plan(&model, &query(&["month"], &[])).unwrap();
+        assert_eq!(p.drilldowns[0].0.level_name(), "quarter", "a role drills at the level its facts are recorded");
+    }
+
+    #[test]
+    fn levels_finer_than_the_facts_are_refused() {
+        let model = model();
+        let err = plan(&model, &query(&["month.month"], &[])).unwrap_err();
+        assert_eq!(err.to_string(), "cube c records month by quarter; level month is finer than that");
+        let err = plan(&model, &query(&[], &["month=2024-06"])).unwrap_err();
+        assert!(matches!(err, Error::TooFine { .. }), "{err}");
+    }
+}

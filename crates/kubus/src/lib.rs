@@ -64,6 +64,14 @@ pub enum Error {
         /// The environment variable looked at.
         env: String,
     },
+    /// `kubus demo` would delete a directory that does not look like a warehouse.
+    #[error("refusing to reset {path}: it holds {entry}, which kubus did not write; point `warehouse` in kubus.toml at a directory of its own")]
+    NotAWarehouse {
+        /// The warehouse directory.
+        path: PathBuf,
+        /// The unexpected entry.
+        entry: String,
+    },
     /// The cube has no facts yet.
     #[error("cube {cube} has no facts yet; ingest some first: kubus ingest <source> <file>... (sources for {cube}: {})", .sources.join(", "))]
     EmptyCube {
@@ -90,7 +98,7 @@ impl Error {
     /// Whether the user can fix this (bad input, schema, query or file) as opposed to an internal failure.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Warehouse(_) => false,
+            Error::Warehouse(w) => matches!(w, kubus_warehouse::Error::NoSuchVersion { .. }),
             Error::Query(q) => q.is_user_error(),
             Error::Ingest(i) => !matches!(i, kubus_ingest::Error::Arrow(_)),
             _ => true,

@@ -98,9 +98,17 @@ impl Project {
         self.warehouse.root()
     }
 
-    /// Deletes the warehouse (facts and quarantine) and opens an empty one. Used by `kubus demo`.
+    /// Deletes the warehouse (facts and quarantine) and opens an empty one. Used by `kubus demo`. Refuses when
+    /// the directory holds anything kubus did not write, so a misconfigured `warehouse` never costs data.
     pub fn reset_warehouse(&mut self) -> Result<()> {
         let dir = self.warehouse.root().to_owned();
+        let entries = std::fs::read_dir(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != "facts" && name != "quarantine" {
+                return Err(Error::NotAWarehouse { path: dir, entry: name });
+            }
+        }
         std::fs::remove_dir_all(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         self.warehouse = Warehouse::open(&dir)?;
         Ok(())

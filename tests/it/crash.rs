@@ -1,19 +1,27 @@
-//! An ingest killed halfway leaves the previous warehouse version readable and unchanged: the real binary is
-//! killed (SIGKILL) at several moments of a long ingest, and after each kill the facts are either exactly the
-//! previous version's or — if the ingest had already committed — exactly the previous plus the new file's.
+//! An ingest killed halfway leaves the previous warehouse version readable and unchanged: the CLI, running in a
+//! process of its own, is killed (SIGKILL) at several moments of a long ingest, and after each kill the facts
+//! are either exactly the previous version's or — if the ingest had already committed — exactly the previous
+//! plus the new file's.
 
 use crate::support::{cli, csv_rows, project_copy};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-fn kubus_binary() -> PathBuf {
-    // The test executable lives in target/<profile>/deps; `cargo test --workspace` builds the CLI's binary
-    // into target/<profile>.
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join(format!("kubus{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
-    bin
+const CHILD_ARGS: &str = "KUBUS_CRASH_TEST_CLI_ARGS";
+const THIS_TEST: &str = "crash::a_killed_ingest_leaves_the_previous_version_intact";
+
+/// The CLI in a process of its own that can be killed: this test binary, re-run on this very test with the
+/// CLI's arguments in the environment (see the top of the test), so no separately built binary is needed.
+fn spawn_cli(args: &[&str]) -> std::process::Child {
+    let args: Vec<String> = std::iter::once("kubus").chain(args.iter().copied()).map(str::to_owned).collect();
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", THIS_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ARGS, args.join("\u{1f}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn records(dir: &Path) -> (u64, String) {
@@ -54,6 +62,11 @@ fn large_export(dir: &Path) -> (PathBuf, u64) {
 
 #[test]
 fn a_killed_ingest_leaves_the_previous_version_intact() {
+    if let Ok(args) = std::env::var(CHILD_ARGS) {
+        // Child mode: act as the `kubus` binary and exit with its status.
+        let code = kubus_cli::run(args.split('\u{1f}').map(str::to_owned), &mut std::io::sink(), &mut std::io::sink());
+        std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+    }
     let dir = project_copy();
     let first = cli(dir.path(), &["ingest", "abh_newcomers", "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv"]);
     assert_eq!(first.code, ExitCode::SUCCESS, "{}", first.stderr);
@@ -63,12 +76,7 @@ fn a_killed_ingest_leaves_the_previous_version_intact() {
     let mut killed_before_commit = 0;
     let mut committed = false;
     for delay_ms in [30u64, 150, 400, 800, 1500, 2500, 4000] {
-        let mut child = Command::new(kubus_binary())
-            .args(["-C", dir.path().to_str().unwrap(), "ingest", "abh_newcomers", large.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_cli(&["-C", dir.path().to_str().unwrap(), "ingest", "abh_newcomers", large.to_str().unwrap()]);
         std::thread::sleep(Duration::from_millis(delay_ms));
         let finished = child.try_wait().unwrap().is_some();
         if !finished {
@@ -86,8 +94,9 @@ fn a_killed_ingest_leaves_the_previous_version_intact() {
     }
     assert!(killed_before_commit > 0, "at least one kill must have hit the ingest before its commit");
     if !committed {
-        let done = cli(dir.path(), &["ingest", "abh_newcomers", large.to_str().unwrap()]);
-        assert_eq!(done.code, ExitCode::SUCCESS, "{}", done.stderr);
+        // The same child process, left to finish, ingests the interrupted file whole.
+        let status = spawn_cli(&["-C", dir.path().to_str().unwrap(), "ingest", "abh_newcomers", large.to_str().unwrap()]).wait().unwrap();
+        assert!(status.success(), "the child CLI process ingests successfully when not killed");
         assert_eq!(records(dir.path()).0, before.0 + large_rows, "the interrupted file is ingested whole afterwards");
     }
 }

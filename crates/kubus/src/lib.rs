@@ -19,7 +19,8 @@ mod project;
 
 pub use ingest::{FileOutcome, FileReport, IngestReport};
 pub use kubus_ingest::PseudonymKey;
-pub use kubus_model::{Diagnostic, Diagnostics, Model};
+pub use kubus_model::{DemoIngest, DemoQuery, Diagnostic, Diagnostics, Model, ProjectConfig, PseudonymSettings};
+pub use kubus_warehouse::QuarantineRow;
 pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 pub use project::{Answer, KeyOrigin, Project};
 

@@ -1,10 +1,11 @@
 //! Output formats for result batches: a terminal table, CSV and JSON. Strings may arrive as Utf8 or Utf8View;
-//! every cell is formatted through Arrow's display formatter, and numbers stay numbers in JSON.
+//! table and CSV cells go through Arrow's display formatter, JSON through Arrow's JSON writer.
 
 use anyhow::Result;
 use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use kubus::arrow::array::{Array, RecordBatch};
 use kubus::arrow::datatypes::DataType;
+use kubus::arrow::json::{WriterBuilder, writer::JsonArray};
 use kubus::arrow::util::display::{ArrayFormatter, FormatOptions};
 use std::io::Write;
 
@@ -82,26 +83,10 @@ pub fn write(format: OutputFormat, batches: &[RecordBatch], hide_in_table: &dyn 
             w.flush()?;
         }
         OutputFormat::Json => {
-            let g = grid(batches, &|_| false)?;
-            let rows: Vec<serde_json::Value> = g
-                .rows
-                .iter()
-                .map(|row| {
-                    let object = g.names.iter().zip(row).zip(&g.types).map(|((name, cell), ty)| {
-                        let value = match cell {
-                            None => serde_json::Value::Null,
-                            // Numbers and booleans print as valid JSON literals; anything else is a string.
-                            Some(text) if ty.is_numeric() || *ty == DataType::Boolean => {
-                                serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.clone()))
-                            }
-                            Some(text) => serde_json::Value::String(text.clone()),
-                        };
-                        (name.clone(), value)
-                    });
-                    serde_json::Value::Object(object.collect())
-                })
-                .collect();
-            serde_json::to_writer_pretty(&mut *out, &rows)?;
+            // Arrow's JSON writer keeps numbers and booleans typed; nulls stay explicit so every row has every key.
+            let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut *out);
+            writer.write_batches(&batches.iter().collect::<Vec<_>>())?;
+            writer.finish()?;
             writeln!(out)?;
         }
     }

@@ -27,7 +27,7 @@ pub enum Error {
     #[error("{file}: no header at line {line} (the file has {lines} lines); check `header_line` in the source")]
     NoHeader { file: String, line: usize, lines: usize },
     /// A column that the mapping reads is not in the header.
-    #[error("{file}: column '{column}' is missing from the header{}", kubus_model_closest(.closest))]
+    #[error("{file}: column '{column}' is missing from the header{}", kubus_model::closest_suffix(.closest))]
     MissingColumn { file: String, column: String, closest: Vec<String> },
     /// A header column is neither mapped nor dropped; it could carry identifying data, so kubus refuses to guess.
     #[error("{file}: column '{column}' is neither mapped nor dropped; add it to `drop` in source {source_name} or map it")]
@@ -58,10 +58,6 @@ pub enum Error {
     /// Building Arrow arrays failed (an internal bug).
     #[error("building facts failed")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
-}
-
-fn kubus_model_closest(closest: &[String]) -> String {
-    if closest.is_empty() { String::new() } else { format!("; closest: {}", closest.join(", ")) }
 }
 
 /// Result type of the ingest crate.

@@ -40,7 +40,8 @@ fn level_suffix(level: &Option<String>) -> String {
     level.as_ref().map(|l| format!(" (level {l})")).unwrap_or_default()
 }
 
-pub(crate) fn closest_suffix(closest: &[String]) -> String {
+/// `"; closest: a, b"`, or nothing when there are no candidates; for error messages.
+pub fn closest_suffix(closest: &[String]) -> String {
     if closest.is_empty() {
         String::new()
     } else {

@@ -11,6 +11,7 @@ Writes:
   kurstraeger/sprachkursangebote_2023_2024.xlsx     course offers, title row and blank row above the header.
   expected/persons_by_district_2024-06.csv          distinct persons per district key in June 2024.
   expected/quarantine.csv                           every line kubus must reject: file, line, column, reason.
+  expected/skipped.csv                              every line kubus must skip on purpose: file, line, reason.
   expected/seats_by_level_2024.csv                  offers and seats per language level for courses starting 2024.
 
 Usage: python3 sample-data/generate.py   (needs openpyxl)
@@ -152,6 +153,7 @@ def main():
     os.makedirs(abh, exist_ok=True)
     os.makedirs(os.path.join(HERE, "expected"), exist_ok=True)
     quarantine = []
+    skipped = []
     june_persons = {}
     for y, m in MONTHS:
         idx = month_index(y, m)
@@ -176,7 +178,7 @@ def main():
             how = broken_rows.get(i, (None,))[0]
             if how == "empty_line":
                 lines.append("")
-                quarantine.append((name, len(lines), "", "empty line"))
+                skipped.append((name, len(lines), "empty line"))
             if how and how != "empty_line":
                 _, column, reason = broken_rows[i]
                 quarantine.append((name, len(lines) + 1, column, reason))
@@ -184,7 +186,7 @@ def main():
                 june_persons.setdefault(r["district_key"], set()).add(r["Personennummer"])
             lines.append(";".join(r[h] for h in HEADER))
         lines.append(f"Summe;{len(rows)} Datensätze" + ";" * (len(HEADER) - 2))
-        quarantine.append((name, len(lines), "", "total line"))
+        skipped.append((name, len(lines), "total line"))
         with open(os.path.join(abh, name), "w", encoding="cp1252", newline="") as f:
             f.write("\r\n".join(lines) + "\r\n")
 
@@ -197,6 +199,10 @@ def main():
         w = csv.writer(f)
         w.writerow(["file", "line", "column", "problem"])
         w.writerows(sorted(quarantine))
+    with open(os.path.join(HERE, "expected", "skipped.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "line", "reason"])
+        w.writerows(sorted(skipped))
     write_offers()
 
 

@@ -6,5 +6,6 @@ mod support;
 mod crash;
 mod demo;
 mod errors;
+mod realdata;
 mod schemas;
 mod tidy;

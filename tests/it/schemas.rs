@@ -9,9 +9,13 @@ fn every_committed_schema_loads_clean() {
     let names = |it: Vec<&str>| it.join(",");
     assert_eq!(
         names(model.dimensions().map(|d| d.name()).collect()),
-        "age,course_participation,course_type,district,language_level,nationality,provider,residence_status,sex,time"
+        "age,age_to_90,course_participation,course_type,district,koeln_area,koeln_topic,language_level,nationality,provider,\
+         region,residence_status,sex,time"
     );
-    assert_eq!(names(model.cubes().map(|c| c.name()).collect()), "course_offers,newcomers");
+    assert_eq!(
+        names(model.cubes().map(|c| c.name()).collect()),
+        "course_offers,koeln_population,newcomers,population_by_kreis,population_by_land"
+    );
     let district = model.dimension("district").unwrap();
     assert_eq!(district.members(2).len(), 18);
     let kernstadt: Vec<&str> = district.members(2).iter().filter(|m| m.parent() == Some(0)).map(|m| m.key()).collect();
@@ -73,7 +77,7 @@ aggregate = "sum"
 label = "D"
 colour = "blue"
 "#;
-    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]), ["d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `bands`, `ordered`"]);
+    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]), ["d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `open_top`, `bands`, `ordered`"]);
 
     let members = r#"name = "d"
 label = "D"

@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let report = project.ingest("abh_newcomers", std::slice::from_ref(&file), &mut |_| {}).await?;
     let ingest = start.elapsed();
-    let (read, accepted, rejected) = report.totals();
+    let t = report.totals();
 
     let query: kubus::Query =
         serde_json::from_str(r#"{"cube":"newcomers","measures":["persons"],"drilldowns":["district"],"cuts":["month=2024-06"]}"#)?;
@@ -25,7 +25,14 @@ async fn main() -> anyhow::Result<()> {
     let answer = project.query(&query, None).await?;
     let first_query = start.elapsed();
 
-    println!("rows {rows}, {:.1} MB, read {read} = accepted {accepted} + rejected {rejected}", bytes as f64 / 1e6);
+    println!(
+        "rows {rows}, {:.1} MB, lines {} = accepted {} + rejected {} + skipped {}",
+        bytes as f64 / 1e6,
+        t.lines,
+        t.accepted,
+        t.rejected,
+        t.skipped_lines()
+    );
     println!(
         "ingest {:.3} s = {:.0} rows/s ({:.1} MB/s); persons by district: {} rows in {:.1} ms",
         ingest.as_secs_f64(),

@@ -6,7 +6,7 @@ mod render;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kubus::{FileOutcome, KeyOrigin, Project, Query, TOTAL_COLUMN};
+use kubus::{FileCounts, FileOutcome, KeyOrigin, Project, Query, TOTAL_COLUMN};
 use render::OutputFormat;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -180,14 +180,22 @@ async fn ingest(project: &Project, source: &str, files: &[PathBuf], stdout: &mut
     for f in &report.files {
         let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         match &f.outcome {
-            FileOutcome::Ingested { read, accepted, rejected, encoding } => {
-                writeln!(stdout, "  {name}: read {read}, accepted {accepted}, rejected {rejected} ({encoding})")?
-            }
+            FileOutcome::Ingested(counts) => writeln!(stdout, "  {name} ({}): {}", counts.encoding, accounting(counts))?,
             FileOutcome::AlreadyIngested => writeln!(stdout, "  {name}: already ingested (same SHA-256), nothing changed")?,
         }
     }
-    let (read, accepted, rejected) = report.totals();
-    writeln!(stdout, "read {read} = accepted {accepted} + rejected {rejected}")?;
+    let totals = report.totals();
+    writeln!(stdout, "{}", accounting(&totals))?;
+    if totals.totals_compared > 0 {
+        writeln!(stdout, "totals checked: {} (each total line of the file against the sum of its detail facts)", totals.totals_compared)?;
+    }
+    const SHOWN: usize = 10;
+    for w in totals.warnings.iter().take(SHOWN) {
+        writeln!(stderr, "warning: {w}")?;
+    }
+    if totals.warnings.len() > SHOWN {
+        writeln!(stderr, "warning: … and {} more", totals.warnings.len() - SHOWN)?;
+    }
     if let Some(q) = &report.quarantine {
         writeln!(stdout, "quarantine: {} ({} lines from this ingest)", q.display(), report.rejected.len())?;
     }
@@ -234,6 +242,20 @@ fn emit(output: &OutputArgs, batches: &[kubus::arrow::array::RecordBatch], hide:
     }
 }
 
+/// One line that accounts for every line of the input: `lines = accepted + rejected + skipped`.
+fn accounting(c: &FileCounts) -> String {
+    let reasons: Vec<String> = c.skipped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let reasons = if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
+    format!(
+        "lines {} = accepted {} + rejected {} + skipped {}{reasons} → {} facts",
+        c.lines,
+        c.accepted,
+        c.rejected,
+        c.skipped_lines(),
+        c.facts
+    )
+}
+
 async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
     let mut project = Project::open(dir)?;
     writeln!(stdout, "kubus demo: rebuilding the warehouse at {} from the sample exports", project.warehouse_dir().display())?;
@@ -243,15 +265,9 @@ async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> any
         let files = project.expand_inputs(&inputs)?;
         writeln!(stdout)?;
         let report = ingest(&project, &step.source, &files, &mut std::io::sink(), stderr).await?;
-        let (read, accepted, rejected) = report.totals();
-        writeln!(
-            stdout,
-            "ingested {} file(s) through {} into {}: read {read} = accepted {accepted} + rejected {rejected}",
-            report.files.len(),
-            report.source,
-            report.cube
-        )?;
-        if let Some(q) = report.quarantine.as_ref().filter(|_| rejected > 0) {
+        let totals = report.totals();
+        writeln!(stdout, "ingested {} file(s) through {} into {}: {}", report.files.len(), report.source, report.cube, accounting(&totals))?;
+        if let Some(q) = report.quarantine.as_ref().filter(|_| totals.rejected > 0) {
             writeln!(stdout, "  rejected lines with reasons: {}", q.display())?;
         }
     }

@@ -1,18 +1,26 @@
-//! Row → fact conversion: applies each field mapping of a source to a data line (member lookup, dates to months,
-//! derived age, numbers with the source's separators, pseudonyms) and appends the fact to Arrow builders, or
-//! rejects the whole line with the first problem found. Columns that no field reads never reach a builder.
+//! Line → fact conversion: applies each field mapping of a source to a data line (value translations, totals,
+//! extraction, restored leading zeros, member lookup, dates, derived age, numbers with the field's separators,
+//! missing-value symbols, pseudonyms), once per unpivoted cell of a wide line. A line becomes facts, a total
+//! (kept out of the facts and checked against their sums when the file is done), or a rejection with the first
+//! problem found. Columns that no field reads never reach a builder.
 
+use crate::header::{Header, Part, Resolved, WideColumn};
 use crate::rows::{Cell, Row};
 use crate::{PseudonymKey, Rejection, Result};
 use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use kubus_model::{ColumnType, Cube, Dimension, Field, FieldKind, Model, Source, month_key, normalise};
+use kubus_model::{ColumnType, Cube, Dimension, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key};
+use regex::Regex;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// The fact column holding a cell's status symbol (`-`, `.`, `x`) when its number is missing.
+pub const STATUS_COLUMN: &str = "_status";
+
 /// The Arrow schema of a cube's facts as ingest produces them: one non-null text column per dimension role
-/// (the member key at the fact level), then the value columns.
+/// (the member key at the fact level), then the value columns, then the cell status.
 pub fn fact_schema(cube: &Cube) -> SchemaRef {
     let mut fields: Vec<ArrowField> =
         cube.dimensions().iter().map(|d| ArrowField::new(d.name(), DataType::Utf8, false)).collect();
@@ -24,6 +32,7 @@ pub fn fact_schema(cube: &Cube) -> SchemaRef {
         };
         ArrowField::new(c.name(), ty, true)
     }));
+    fields.push(ArrowField::new(STATUS_COLUMN, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 }
 
@@ -33,15 +42,33 @@ enum Builder {
     Decimal(Float64Builder),
 }
 
+#[derive(Debug, Clone)]
 enum Value {
+    Member(MemberRef),
     Text(String),
     Integer(i64),
     Decimal(f64),
+    /// A missing-value symbol: the number is null, the symbol becomes the cell status.
+    Missing(String),
+    /// The role's total marker (`Insgesamt`).
+    Total,
+    /// A member of a coarser level than the fact level: a subtotal.
+    Subtotal(MemberRef),
+}
+
+impl Value {
+    fn number(&self) -> Option<f64> {
+        match self {
+            Value::Integer(i) => Some(*i as f64),
+            Value::Decimal(f) => Some(*f),
+            _ => None,
+        }
+    }
 }
 
 enum Plan<'a> {
     Member(&'a Dimension, usize),
-    Date(&'a Dimension),
+    Date(&'a Dimension, usize),
     Age(&'a Dimension),
     Number(ColumnType),
     Text,
@@ -51,20 +78,68 @@ enum Plan<'a> {
 struct FieldPlan<'a> {
     field: &'a Field,
     slot: usize,
-    inputs: Vec<usize>,
+    inputs: Vec<(Resolved, String)>,
     plan: Plan<'a>,
+    extract: Option<Regex>,
+    totals: Vec<String>,
+}
+
+/// How a total fact's roles relate to the detail facts: kept, summed over (`*`), or rolled up to a level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Projection {
+    Keep,
+    Star,
+    Level(usize),
+}
+
+struct PendingTotal {
+    line: usize,
+    span: usize,
+    pure: bool,
+    shape: Option<usize>,
+    key: Vec<String>,
+    numbers: Vec<Option<f64>>,
+}
+
+/// What became of one line.
+pub enum Outcome {
+    /// The line's facts were appended.
+    Facts,
+    /// The line holds only totals; whether they match is known when the file is done.
+    Total,
+    /// The line was rejected.
+    Rejected(Rejection),
+}
+
+/// The result of the total checks at the end of a file.
+pub struct Checked {
+    /// Total lines whose every total matched the detail facts: (line, span).
+    pub matched: Vec<(usize, usize)>,
+    /// Total lines with a total that did not match, as rejections (with their spans).
+    pub mismatched: Vec<(Rejection, usize)>,
+    /// Totals on lines that also carry facts and did not match, or could not be checked.
+    pub warnings: Vec<String>,
+    /// Number of single totals compared.
+    pub compared: usize,
 }
 
 /// Converts the data lines of one file into facts.
 pub struct Converter<'a> {
-    source: &'a Source,
     file: &'a str,
-    header: &'a [String],
+    header: &'a Header,
     key: &'a PseudonymKey,
+    date_formats: &'a [String],
     schema: SchemaRef,
+    roles: Vec<&'a Dimension>,
+    numeric_slots: Vec<usize>,
     fields: Vec<FieldPlan<'a>>,
     builders: Vec<Builder>,
-    total_markers: Vec<String>,
+    status: StringBuilder,
+    shapes: Vec<Vec<Projection>>,
+    sums: HashMap<(usize, Vec<String>), Vec<Option<f64>>>,
+    pending: Vec<PendingTotal>,
+    /// The number field that reads the unpivoted value, for the line total check.
+    value_field: Option<usize>,
 }
 
 struct Problem {
@@ -78,149 +153,397 @@ fn problem(column: &str, value: &str, problem: &'static str, reason: String) -> 
     Problem { column: column.to_owned(), value: value.to_owned(), problem, reason }
 }
 
+/// One cell of a line to convert: the line, and the unpivoted column if the line is wide.
+#[derive(Clone, Copy)]
+struct At<'r> {
+    row: &'r Row,
+    wide: Option<&'r WideColumn>,
+}
+
+fn input_label(header: &Header, input: &Input) -> String {
+    match input {
+        Input::Column(name) => name.clone(),
+        Input::Position(n) => match header.names.get(n - 1) {
+            Some(name) if !name.is_empty() => name.clone(),
+            _ => format!("#{n}"),
+        },
+        Input::Cell { line, column } => format!("cell at line {line}, column {column}"),
+        Input::Template(_) => "(template)".to_owned(),
+    }
+}
+
 impl<'a> Converter<'a> {
-    /// Prepares the conversion of a file whose header is `header` (already checked against the source).
-    pub fn new(model: &'a Model, source: &'a Source, file: &'a str, header: &'a [String], key: &'a PseudonymKey) -> Result<Self> {
+    /// Prepares the conversion of a file whose header is resolved; `titles` holds the lines above the header.
+    pub fn new(
+        model: &'a Model,
+        source: &'a Source,
+        file: &'a str,
+        header: &'a mut Header,
+        titles: &BTreeMap<usize, Vec<Cell>>,
+        key: &'a PseudonymKey,
+    ) -> Result<Self> {
         let cube = model.cube(source.cube())?;
         let schema = fact_schema(cube);
         let builders = schema
             .fields()
             .iter()
+            .take(schema.fields().len() - 1)
             .map(|f| match f.data_type() {
                 DataType::Int64 => Builder::Integer(Int64Builder::new()),
                 DataType::Float64 => Builder::Decimal(Float64Builder::new()),
                 _ => Builder::Text(StringBuilder::new()),
             })
             .collect();
+        let roles = cube.dimensions().iter().map(|r| model.dimension(r.dimension())).collect::<std::result::Result<Vec<_>, _>>()?;
+        let numeric_slots = cube
+            .columns()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.ty() != ColumnType::String)
+            .map(|(i, _)| roles.len() + i)
+            .collect();
         let mut fields = Vec::new();
+        let mut shapes = Vec::new();
         for field in source.fields() {
             let slot = schema.index_of(field.target())?;
             let inputs = field
-                .input_columns()
-                .iter()
-                .map(|c| header.iter().position(|h| h == c).expect("header checked before conversion"))
-                .collect();
+                .inputs()
+                .into_iter()
+                .map(|i| Ok((header.resolve(source, file, i, titles)?, input_label(header, i))))
+                .collect::<Result<Vec<_>>>()?;
             let plan = match (field.kind(), cube.dimension(field.target()), cube.column(field.target())) {
-                (FieldKind::Member { .. }, Ok(role), _) => Plan::Member(model.dimension(role.dimension())?, role.fact_level()),
-                (FieldKind::Date { .. }, Ok(role), _) => Plan::Date(model.dimension(role.dimension())?),
-                (FieldKind::Age { .. }, Ok(role), _) => Plan::Age(model.dimension(role.dimension())?),
-                (FieldKind::Number { .. }, _, Some(c)) => Plan::Number(c.ty()),
-                (FieldKind::Text { .. }, _, Some(_)) => Plan::Text,
-                (FieldKind::Pseudonym { .. }, _, Some(_)) => Plan::Pseudonym,
+                (FieldKind::Member(_), Ok(role), _) => Plan::Member(roles[slot], role.fact_level()),
+                (FieldKind::Date(_), Ok(role), _) => Plan::Date(roles[slot], role.fact_level()),
+                (FieldKind::Age { .. }, Ok(_), _) => Plan::Age(roles[slot]),
+                (FieldKind::Number(_), _, Some(c)) => Plan::Number(c.ty()),
+                (FieldKind::Text(_), _, Some(_)) => Plan::Text,
+                (FieldKind::Pseudonym(_), _, Some(_)) => Plan::Pseudonym,
                 _ => unreachable!("the model validated that field {} fits its target", field.target()),
             };
-            fields.push(FieldPlan { field, slot, inputs, plan });
-        }
-        let total_markers = source.total_markers().iter().map(|m| normalise(m)).collect();
-        Ok(Converter { source, file, header, key, schema, fields, builders, total_markers })
-    }
-
-    /// Converts one line; on success the fact is appended, otherwise the line's rejection is returned.
-    pub fn push(&mut self, row: &Row) -> std::result::Result<(), Rejection> {
-        let values = self.convert(row).map_err(|p| Rejection {
-            file: self.file.to_owned(),
-            line: row.line,
-            column: p.column,
-            value: p.value,
-            problem: p.problem,
-            reason: p.reason,
-        })?;
-        for (slot, value) in values {
-            match (&mut self.builders[slot], value) {
-                (Builder::Text(b), Value::Text(s)) => b.append_value(s),
-                (Builder::Integer(b), Value::Integer(i)) => b.append_value(i),
-                (Builder::Decimal(b), Value::Decimal(f)) => b.append_value(f),
-                _ => unreachable!("plans produce values of their slot's type"),
+            if let Plan::Member(_, level) = plan {
+                let star = |p| (0..roles.len()).map(|s| if s == slot { p } else { Projection::Keep }).collect::<Vec<_>>();
+                if !field.totals().is_empty() {
+                    shapes.push(star(Projection::Star));
+                }
+                if field.subtotals() {
+                    shapes.extend((0..level).map(|l| star(Projection::Level(l))));
+                }
             }
+            let extract = field.extract().map(|x| Regex::new(x).expect("validated by the model"));
+            let totals = field.totals().iter().map(|t| normalise(t)).collect();
+            fields.push(FieldPlan { field, slot, inputs, plan, extract, totals });
         }
-        Ok(())
+        header.check_unmapped(source, file)?;
+        let value_field = fields.iter().position(|f| matches!(f.plan, Plan::Number(_)) && matches!(f.inputs.first(), Some((Resolved::Value, _))));
+        Ok(Converter {
+            file,
+            header,
+            key,
+            date_formats: source.date_formats(),
+            schema,
+            roles,
+            numeric_slots,
+            fields,
+            builders,
+            status: StringBuilder::new(),
+            shapes,
+            sums: HashMap::new(),
+            pending: Vec::new(),
+            value_field,
+        })
     }
 
-    fn convert(&self, row: &Row) -> std::result::Result<Vec<(usize, Value)>, Problem> {
-        if row.is_empty() {
-            return Err(problem("", "", "empty line", "empty line: no values".into()));
+    /// Converts one data line.
+    pub fn push(&mut self, row: &Row) -> Outcome {
+        match self.convert(row) {
+            Ok(outcome) => outcome,
+            Err(p) => Outcome::Rejected(Rejection {
+                file: self.file.to_owned(),
+                line: row.line,
+                column: p.column,
+                value: p.value,
+                problem: p.problem,
+                reason: p.reason,
+            }),
         }
-        let first = row.cells.iter().map(Cell::text).find(|t| !t.is_empty()).unwrap_or_default();
-        let first_norm = normalise(&first);
-        if self.total_markers.iter().any(|m| first_norm.starts_with(m.as_str())) {
-            return Err(problem("", &first, "total line", format!("total line ('{first}'): totals are not facts")));
-        }
-        if row.cells.len() != self.header.len() {
+    }
+
+    fn convert(&mut self, row: &Row) -> std::result::Result<Outcome, Problem> {
+        let width = self.header.names.len();
+        if row.cells.len() < width || row.cells[width.min(row.cells.len())..].iter().any(|c| !c.text().is_empty()) {
             return Err(problem(
                 "",
                 "",
                 "wrong field count",
-                format!("the line has {} fields, the header {}", row.cells.len(), self.header.len()),
+                format!("the line has {} fields, the header {}", row.cells.len(), width),
             ));
         }
-        self.fields.iter().map(|f| Ok((f.slot, self.value(f, row)?))).collect()
+        let cells: Vec<At<'_>> = if self.header.wide.is_empty() {
+            vec![At { row, wide: None }]
+        } else {
+            self.header.wide.iter().map(|w| At { row, wide: Some(w) }).collect()
+        };
+        let tuples = cells
+            .iter()
+            .map(|&at| self.fields.iter().map(|f| self.value(f, at)).collect::<std::result::Result<Vec<_>, _>>())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        self.check_line_total(row, &tuples)?;
+        let mut facts = 0;
+        let mut totals = Vec::new();
+        for tuple in tuples {
+            if tuple.iter().any(|v| matches!(v, Value::Total | Value::Subtotal(_))) {
+                totals.push(tuple);
+            } else {
+                self.append(tuple);
+                facts += 1;
+            }
+        }
+        let pure = facts == 0;
+        for tuple in totals {
+            self.hold_total(row, pure, &tuple);
+        }
+        Ok(if pure { Outcome::Total } else { Outcome::Facts })
     }
 
-    /// The input of one column, after the field's value translations and its default for empty input.
-    fn input(&self, f: &FieldPlan<'_>, row: &Row, which: usize) -> std::result::Result<Cell, Problem> {
-        let idx = f.inputs[which];
-        let column = &self.header[idx];
-        let cell = &row.cells[idx];
-        let text = cell.text();
-        if let Some(mapped) = f.field.values().get(&text) {
-            return Ok(Cell::Text(mapped.clone()));
+    /// The values by slot, in schema order.
+    fn by_slot(&self, tuple: &[Value]) -> Vec<Option<Value>> {
+        let mut out = vec![None; self.builders.len()];
+        for (f, v) in self.fields.iter().zip(tuple) {
+            out[f.slot] = Some(v.clone());
         }
-        if !text.is_empty() {
-            return Ok(cell.clone());
+        out
+    }
+
+    fn numbers(&self, slots: &[Option<Value>]) -> Vec<Option<f64>> {
+        self.numeric_slots.iter().map(|&s| slots[s].as_ref().and_then(Value::number)).collect()
+    }
+
+    fn member_key(&self, slot: usize, at: MemberRef) -> String {
+        self.roles[slot].member(at).key().to_owned()
+    }
+
+    fn append(&mut self, tuple: Vec<Value>) {
+        let slots = self.by_slot(&tuple);
+        if !self.shapes.is_empty() {
+            let numbers = self.numbers(&slots);
+            for shape in 0..self.shapes.len() {
+                let key = self.shapes[shape]
+                    .iter()
+                    .enumerate()
+                    .map(|(slot, p)| match (p, &slots[slot]) {
+                        (Projection::Star, _) => "*".to_owned(),
+                        (Projection::Level(l), Some(Value::Member(m))) => {
+                            let ancestor = self.roles[slot].ancestor(*m, *l);
+                            self.member_key(slot, MemberRef { level: *l, index: ancestor })
+                        }
+                        (_, Some(Value::Member(m))) => self.member_key(slot, *m),
+                        _ => String::new(),
+                    })
+                    .collect();
+                let sums = self.sums.entry((shape, key)).or_insert_with(|| vec![None; numbers.len()]);
+                for (sum, n) in sums.iter_mut().zip(&numbers) {
+                    if let Some(n) = n {
+                        *sum = Some(sum.unwrap_or(0.0) + n);
+                    }
+                }
+            }
         }
-        match f.field.if_empty() {
-            Some(default) => Ok(Cell::Text(default.to_owned())),
-            None => Err(problem(column, "", "missing value", format!("missing value in column '{column}'"))),
+        let mut status = None;
+        for (slot, value) in slots.into_iter().enumerate() {
+            let value = match value {
+                Some(Value::Member(m)) => Value::Text(self.member_key(slot, m)),
+                Some(v) => v,
+                None => unreachable!("every slot has a field"),
+            };
+            match (&mut self.builders[slot], value) {
+                (Builder::Text(b), Value::Text(s)) => b.append_value(s),
+                (Builder::Integer(b), Value::Integer(i)) => b.append_value(i),
+                (Builder::Decimal(b), Value::Decimal(f)) => b.append_value(f),
+                (builder, Value::Missing(symbol)) => {
+                    status.get_or_insert(symbol);
+                    match builder {
+                        Builder::Integer(b) => b.append_null(),
+                        Builder::Decimal(b) => b.append_null(),
+                        Builder::Text(b) => b.append_null(),
+                    }
+                }
+                _ => unreachable!("plans produce values of their slot's type; totals are held apart"),
+            }
+        }
+        self.status.append_option(status);
+    }
+
+    fn hold_total(&mut self, row: &Row, pure: bool, tuple: &[Value]) {
+        let slots = self.by_slot(tuple);
+        let projection: Vec<Projection> = (0..self.roles.len())
+            .map(|s| match &slots[s] {
+                Some(Value::Total) => Projection::Star,
+                Some(Value::Subtotal(m)) => Projection::Level(m.level),
+                _ => Projection::Keep,
+            })
+            .collect();
+        let key = (0..self.roles.len())
+            .map(|s| match &slots[s] {
+                Some(Value::Total) => "*".to_owned(),
+                Some(Value::Subtotal(m) | Value::Member(m)) => self.member_key(s, *m),
+                _ => String::new(),
+            })
+            .collect();
+        let numbers = self.numbers(&slots);
+        let shape = self.shapes.iter().position(|s| *s == projection);
+        self.pending.push(PendingTotal { line: row.line, span: row.span, pure, shape, key, numbers });
+    }
+
+    /// A wide line with a total column: its unpivoted values must add up to it.
+    fn check_line_total(&self, row: &Row, tuples: &[Vec<Value>]) -> std::result::Result<(), Problem> {
+        let (Some(column), Some(vf)) = (self.header.total, self.value_field) else { return Ok(()) };
+        let f = &self.fields[vf];
+        let cell = &row.cells[column];
+        let name = &self.header.names[column];
+        let stated = match cell {
+            Cell::Number(n) => Some(*n),
+            other => parse_number(&other.text(), f.field.decimal_separator(), f.field.thousands_separator()),
+        };
+        let Some(stated) = stated else {
+            return if f.field.missing().contains(&cell.text()) {
+                Ok(())
+            } else {
+                Err(problem(name, &cell.text(), "invalid number", format!("the line's total '{}' is not a number", cell.text())))
+            };
+        };
+        let sum: f64 = tuples.iter().filter_map(|t| t[vf].number()).sum();
+        if close(stated, sum) {
+            Ok(())
+        } else {
+            Err(problem(name, &cell.text(), "total mismatch", format!("the line's total in '{name}' is {stated}, its cells add up to {sum}")))
         }
     }
 
-    fn value(&self, f: &FieldPlan<'_>, row: &Row) -> std::result::Result<Value, Problem> {
-        let column = |i: usize| self.header[f.inputs[i]].as_str();
+    /// The text of a resolved input at one cell of the line.
+    fn cell(&self, input: &Resolved, at: At<'_>) -> Cell {
+        match input {
+            Resolved::Column(c) => at.row.cells.get(*c).cloned().unwrap_or(Cell::Text(String::new())),
+            Resolved::Group(g) => Cell::Text(at.wide.map(|w| w.groups[*g].clone()).unwrap_or_default()),
+            Resolved::Value => at.wide.and_then(|w| at.row.cells.get(w.column).cloned()).unwrap_or(Cell::Text(String::new())),
+            Resolved::Fixed(c) => c.clone(),
+            Resolved::Template(parts) => Cell::Text(
+                parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => t.clone(),
+                        Part::Input(i) => self.cell(i, at).text(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The input of a field after its value translations, default for empty input, total markers, extraction
+    /// and leading zeros. `None` means the input is the role's total marker.
+    fn input(&self, f: &FieldPlan<'_>, at: At<'_>, which: usize) -> std::result::Result<Option<Cell>, Problem> {
+        let (resolved, label) = &f.inputs[which];
+        let column = match (resolved, at.wide) {
+            (Resolved::Value | Resolved::Group(_), Some(w)) => self.header.names[w.column].as_str(),
+            _ => label.as_str(),
+        };
+        let raw = self.cell(resolved, at);
+        let text = raw.text();
+        let translated = f.field.values().get(&text);
+        let mut cell = if let Some(mapped) = translated {
+            Cell::Text(mapped.clone())
+        } else if !text.is_empty() {
+            raw
+        } else {
+            match f.field.if_empty() {
+                Some(default) => Cell::Text(default.to_owned()),
+                None => return Err(problem(column, "", "missing value", format!("missing value in column '{column}'"))),
+            }
+        };
+        if !f.totals.is_empty() && f.totals.contains(&normalise(&cell.text())) {
+            return Ok(None);
+        }
+        // A translated value is final: the pattern describes the export's own spelling.
+        if let Some(re) = f.extract.as_ref().filter(|_| translated.is_none()) {
+            let text = cell.text();
+            let Some(caps) = re.captures(&text) else {
+                return Err(problem(column, &text, "unexpected value", format!("'{text}' does not match the pattern '{}'", re.as_str())));
+            };
+            let part = caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str()).unwrap_or_default();
+            cell = Cell::Text(part.trim().to_owned());
+        }
+        if let Some(width) = f.field.pad_zeros() {
+            let text = cell.text();
+            if !text.is_empty() && text.len() < width && text.bytes().all(|b| b.is_ascii_digit()) {
+                cell = Cell::Text(format!("{text:0>width$}"));
+            }
+        }
+        Ok(Some(cell))
+    }
+
+    fn value(&self, f: &FieldPlan<'_>, at: At<'_>) -> std::result::Result<Value, Problem> {
+        let column = |i: usize| match (&f.inputs[i].0, at.wide) {
+            (Resolved::Value | Resolved::Group(_), Some(w)) => self.header.names[w.column].clone(),
+            _ => f.inputs[i].1.clone(),
+        };
+        let Some(first) = self.input(f, at, 0)? else { return Ok(Value::Total) };
         match &f.plan {
             Plan::Member(dimension, level) => {
-                let text = self.input(f, row, 0)?.text();
-                let at = dimension
-                    .resolve(Some(*level), &text)
-                    .map_err(|e| problem(column(0), &text, "unknown member", e.to_string()))?;
-                Ok(Value::Text(dimension.member(at).key().to_owned()))
+                let text = first.text();
+                let found = if f.field.subtotals() { dimension.resolve_up_to(*level, &text).ok() } else { None };
+                match found {
+                    Some(m) if m.level < *level => Ok(Value::Subtotal(m)),
+                    Some(m) => Ok(Value::Member(m)),
+                    None => dimension
+                        .resolve(Some(*level), &text)
+                        .map(Value::Member)
+                        .map_err(|e| problem(&column(0), &text, "unknown member", e.to_string())),
+                }
             }
-            Plan::Date(dimension) => {
-                let date = self.date(&self.input(f, row, 0)?, column(0))?;
-                let key = month_key(date.year(), date.month());
-                let at = dimension
-                    .resolve(Some(dimension.finest()), &key)
-                    .map_err(|_| problem(column(0), &key, "invalid date", format!("month {key} lies outside the time dimension")))?;
-                Ok(Value::Text(dimension.member(at).key().to_owned()))
+            Plan::Date(dimension, level) => {
+                let date = self.date(&first, &column(0))?;
+                let key = time_key(*level, date.year(), date.month());
+                dimension
+                    .resolve(Some(*level), &key)
+                    .map(Value::Member)
+                    .map_err(|_| problem(&column(0), &first.text(), "invalid date", format!("{key} lies outside the time dimension")))
             }
             Plan::Age(dimension) => {
-                let birth = self.date(&self.input(f, row, 0)?, column(0))?;
-                let at = self.date(&self.input(f, row, 1)?, column(1))?;
-                let Some(age) = at.years_since(birth) else {
-                    return Err(problem(column(0), &birth.to_string(), "invalid age", format!("birth date {birth} lies after the reference date {at}")));
+                let birth = self.date(&first, &column(0))?;
+                let at_cell = self.input(f, at, 1)?.unwrap_or(Cell::Text(String::new()));
+                let at_date = self.date(&at_cell, &column(1))?;
+                let Some(age) = at_date.years_since(birth) else {
+                    return Err(problem(&column(0), &birth.to_string(), "invalid age", format!("birth date {birth} lies after the reference date {at_date}")));
                 };
-                let found = dimension
+                let max = dimension.members(dimension.finest()).len() as u32 - 1;
+                let age = if dimension.is_open_top() { age.min(max) } else { age };
+                dimension
                     .resolve(Some(dimension.finest()), &age.to_string())
-                    .map_err(|_| problem(column(0), &birth.to_string(), "invalid age", format!("age {age} lies outside the age dimension")))?;
-                Ok(Value::Text(dimension.member(found).key().to_owned()))
+                    .map(Value::Member)
+                    .map_err(|_| problem(&column(0), &birth.to_string(), "invalid age", format!("age {age} lies outside the age dimension")))
             }
             Plan::Number(ty) => {
-                let cell = self.input(f, row, 0)?;
-                let number = match &cell {
+                let text = first.text();
+                if f.field.missing().contains(&text) {
+                    return Ok(Value::Missing(text));
+                }
+                let number = match &first {
                     Cell::Number(n) => Some(*n),
-                    other => self.number(&other.text()),
+                    other => parse_number(&other.text(), f.field.decimal_separator(), f.field.thousands_separator()),
                 };
-                let text = cell.text();
-                let invalid = |what: &str| problem(column(0), &text, "invalid number", format!("'{text}' is not {what}"));
+                let invalid = |what: &str| problem(&column(0), &text, "invalid number", format!("'{text}' is not {what}"));
                 match (ty, number) {
                     (ColumnType::Integer, Some(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => Ok(Value::Integer(n as i64)),
                     (ColumnType::Integer, _) => Err(invalid("a whole number")),
                     (_, Some(n)) if n.is_finite() => Ok(Value::Decimal(n)),
-                    _ => Err(invalid(&format!("a number (decimal separator '{}')", self.source.decimal_separator()))),
+                    _ => Err(invalid(&format!("a number (decimal separator '{}')", f.field.decimal_separator()))),
                 }
             }
-            Plan::Text => Ok(Value::Text(self.input(f, row, 0)?.text())),
+            Plan::Text => Ok(Value::Text(first.text())),
             Plan::Pseudonym => {
-                let parts = (0..f.inputs.len()).map(|i| self.input(f, row, i).map(|c| c.text())).collect::<std::result::Result<Vec<_>, _>>()?;
+                let mut parts = vec![first.text()];
+                for i in 1..f.inputs.len() {
+                    parts.push(self.input(f, at, i)?.map(|c| c.text()).unwrap_or_default());
+                }
                 let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
                 Ok(Value::Text(self.key.pseudonymise(&refs)))
             }
@@ -232,31 +555,57 @@ impl<'a> Converter<'a> {
             return Ok(*d);
         }
         let text = cell.text();
-        self.source
-            .date_formats()
-            .iter()
-            .find_map(|fmt| NaiveDate::parse_from_str(&text, fmt).ok())
-            .ok_or_else(|| {
-                let expected: Vec<String> = self.source.date_formats().iter().map(|f| human_format(f)).collect();
-                problem(column, &text, "invalid date", format!("'{text}' is not a valid date (expected {})", expected.join(" or ")))
-            })
+        self.date_formats.iter().find_map(|fmt| NaiveDate::parse_from_str(&text, fmt).ok()).ok_or_else(|| {
+            let expected: Vec<String> = self.date_formats.iter().map(|f| human_format(f)).collect();
+            problem(column, &text, "invalid date", format!("'{text}' is not a valid date (expected {})", expected.join(" or ")))
+        })
     }
 
-    fn number(&self, text: &str) -> Option<f64> {
-        let mut s: String = text.chars().filter(|c| Some(*c) != self.source.thousands_separator()).collect();
-        if self.source.decimal_separator() != '.' {
-            if s.contains('.') {
-                return None;
+    /// Compares every held total with the sums of the detail facts, then returns the facts as one batch.
+    pub fn finish(mut self) -> Result<(RecordBatch, Checked)> {
+        let mut checked = Checked { matched: Vec::new(), mismatched: Vec::new(), warnings: Vec::new(), compared: 0 };
+        let mut by_line: BTreeMap<usize, (usize, bool, Vec<String>)> = BTreeMap::new();
+        let role_names: Vec<&str> = self.schema.fields().iter().take(self.roles.len()).map(|f| f.name().as_str()).collect();
+        for t in &self.pending {
+            let entry = by_line.entry(t.line).or_insert((t.span, t.pure, Vec::new()));
+            let what = role_names.iter().zip(&t.key).map(|(r, k)| format!("{r}={k}")).collect::<Vec<_>>().join(", ");
+            let Some(shape) = t.shape else {
+                checked.warnings.push(format!("{}:{}: total ({what}) not checked: it sums over more than one role", self.file, t.line));
+                continue;
+            };
+            let sums = self.sums.get(&(shape, t.key.clone())).cloned().unwrap_or_else(|| vec![None; t.numbers.len()]);
+            for (stated, sum) in t.numbers.iter().zip(&sums) {
+                checked.compared += 1;
+                let ok = match (stated, sum) {
+                    (None, None) => true,
+                    (Some(s), None) => *s == 0.0,
+                    (None, Some(_)) => false,
+                    (Some(s), Some(x)) => close(*s, *x),
+                };
+                if !ok {
+                    let show = |v: &Option<f64>| v.map(|v| v.to_string()).unwrap_or_else(|| "missing".into());
+                    entry.2.push(format!("the file's total for {what} is {}, its detail lines add up to {}", show(stated), show(sum)));
+                }
             }
-            s = s.replace(self.source.decimal_separator(), ".");
         }
-        s.trim().parse::<f64>().ok()
-    }
-
-    /// The accepted facts as one batch.
-    pub fn finish(self) -> Result<RecordBatch> {
-        let columns: Vec<ArrayRef> = self
-            .builders
+        for (line, (span, pure, problems)) in by_line {
+            match (pure, problems.is_empty()) {
+                (true, true) => checked.matched.push((line, span)),
+                (true, false) => checked.mismatched.push((
+                    Rejection {
+                        file: self.file.to_owned(),
+                        line,
+                        column: String::new(),
+                        value: String::new(),
+                        problem: "total mismatch",
+                        reason: summary(&problems),
+                    },
+                    span,
+                )),
+                (false, _) => checked.warnings.extend(problems.into_iter().map(|p| format!("{}:{line}: {p}", self.file))),
+            }
+        }
+        let mut columns: Vec<ArrayRef> = std::mem::take(&mut self.builders)
             .into_iter()
             .map(|b| -> ArrayRef {
                 match b {
@@ -266,10 +615,53 @@ impl<'a> Converter<'a> {
                 }
             })
             .collect();
-        Ok(RecordBatch::try_new(self.schema, columns)?)
+        columns.push(Arc::new(self.status.finish()));
+        Ok((RecordBatch::try_new(self.schema.clone(), columns)?, checked))
     }
+}
+
+/// The first few problems of a line, and how many more there are.
+fn summary(problems: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = problems[..problems.len().min(SHOWN)].join("; ");
+    if problems.len() > SHOWN {
+        text.push_str(&format!("; and {} more totals on this line", problems.len() - SHOWN));
+    }
+    text
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Parses a number with the given separators; a `.` where the decimal separator is `,` (and `.` is not the
+/// thousands separator) makes the text invalid rather than silently a different number.
+pub fn parse_number(text: &str, decimal: char, thousands: Option<char>) -> Option<f64> {
+    let mut s: String = text.trim().chars().filter(|c| Some(*c) != thousands).collect();
+    if decimal != '.' {
+        if s.contains('.') {
+            return None;
+        }
+        s = s.replace(decimal, ".");
+    }
+    s.parse::<f64>().ok()
 }
 
 fn human_format(fmt: &str) -> String {
     fmt.replace("%d", "dd").replace("%m", "mm").replace("%Y", "yyyy").replace("%y", "yy")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_follow_the_field_separators() {
+        assert_eq!(parse_number("9,965", '.', Some(',')), Some(9965.0));
+        assert_eq!(parse_number("6.6", '.', Some(',')), Some(6.6));
+        assert_eq!(parse_number("1.234,5", ',', Some('.')), Some(1234.5));
+        assert_eq!(parse_number("6.6", ',', None), None);
+        assert_eq!(parse_number("1023101.0", '.', None), Some(1023101.0));
+        assert_eq!(parse_number("-", '.', None), None);
+    }
 }

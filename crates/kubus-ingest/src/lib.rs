@@ -1,18 +1,21 @@
-//! Office exports (CSV, XLSX) → normalised Arrow batches of a cube's facts, plus every rejected line with its
-//! reason. Decodes text (declared or detected encoding), maps columns and values to members, derives ages,
+//! Office exports (CSV, XLSX, XLS, ODS) → normalised Arrow batches of a cube's facts, plus every rejected line
+//! with its reason and every skipped line with the reason for skipping it. Decodes text (declared or detected encoding), maps columns and values to members, derives ages,
 //! pseudonymises identity fields and drops identifying columns. Knows the model, not the warehouse or queries:
 //! it takes bytes and returns batches; reading files and committing them happen elsewhere.
 
 mod convert;
 mod decode;
+mod header;
 mod pseudonym;
 mod rows;
 
-pub use convert::fact_schema;
+pub use convert::{STATUS_COLUMN, fact_schema, parse_number};
 pub use pseudonym::PseudonymKey;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use kubus_model::{Model, Source};
+use regex::Regex;
+use std::collections::BTreeMap;
 
 /// Errors that stop a whole file (a bad row never does: it is rejected and reported).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,12 @@ pub enum Error {
     /// A header column is neither mapped nor dropped; it could carry identifying data, so kubus refuses to guess.
     #[error("{file}: column '{column}' is neither mapped nor dropped; add it to `drop` in source {source_name} or map it")]
     UnmappedColumn { file: String, column: String, source_name: String },
+    /// The unpivot pattern matches no column of the header.
+    #[error("{file}: the unpivot pattern '{pattern}' matches none of the columns: {}", .columns.join(" | "))]
+    NoWideColumns { file: String, pattern: String, columns: Vec<String> },
+    /// An input of the mapping cannot be found in this file.
+    #[error("{file}: input {input}: {problem}")]
+    BadInput { file: String, input: String, problem: String },
     /// The same column name appears twice in the header.
     #[error("{file}: column '{column}' appears twice in the header")]
     DuplicateColumn { file: String, column: String },
@@ -74,46 +83,168 @@ pub struct Rejection {
     pub column: String,
     /// The offending value.
     pub value: String,
-    /// Short category: `empty line`, `total line`, `missing value`, `invalid date`, `invalid number`,
-    /// `unknown member`, `wrong field count`, `invalid age`.
+    /// Short category: `missing value`, `invalid date`, `invalid number`, `unknown member`, `unexpected value`,
+    /// `wrong field count`, `invalid age`, `total mismatch`.
     pub problem: &'static str,
     /// The full explanation.
     pub reason: String,
 }
 
-/// The outcome of reading one file.
+/// Why lines were skipped: titles, header lines, checked totals, footers, empty lines, and the source's own
+/// skip rules.
+pub mod skip {
+    /// Lines above the header.
+    pub const TITLE: &str = "title";
+    /// The header lines (and lines between them).
+    pub const HEADER: &str = "header";
+    /// A line of column numbers below the header.
+    pub const COLUMN_NUMBERS: &str = "column numbers";
+    /// Total lines whose totals matched the detail facts.
+    pub const TOTAL: &str = "total (checked)";
+    /// The footer: notes, footnotes, copyright.
+    pub const FOOTER: &str = "footer";
+    /// Lines without any value.
+    pub const EMPTY: &str = "empty line";
+}
+
+/// The outcome of reading one file. Every physical line of the file is counted exactly once:
+/// `lines = accepted_lines + rejected_lines + Σ skipped`.
 #[derive(Debug)]
 pub struct FileFacts {
     /// The file's name as given.
     pub file: String,
-    /// The encoding the text was decoded with (CSV), or the format.
+    /// The encoding the text was decoded with (CSV), or the workbook format.
     pub encoding: String,
-    /// Data lines after the header (accepted + rejected).
-    pub read: usize,
-    /// The accepted facts (schema: [`fact_schema`]).
+    /// Physical lines (CSV) or sheet rows in the file.
+    pub lines: usize,
+    /// Lines that became facts.
+    pub accepted_lines: usize,
+    /// Lines that were rejected (a quoted line break makes one rejection cover several lines).
+    pub rejected_lines: usize,
+    /// Lines skipped on purpose, by reason, in the order the reasons first occurred.
+    pub skipped: Vec<(String, usize)>,
+    /// The accepted facts (schema: [`fact_schema`]); a wide line gives one fact per unpivoted cell.
     pub facts: RecordBatch,
     /// The rejected lines.
     pub rejected: Vec<Rejection>,
+    /// Totals compared with the sums of the detail facts.
+    pub totals_compared: usize,
+    /// Checks that failed without rejecting a line, and totals that could not be checked.
+    pub warnings: Vec<String>,
 }
 
 impl FileFacts {
     /// Number of accepted facts.
-    pub fn accepted(&self) -> usize {
+    pub fn facts(&self) -> usize {
         self.facts.num_rows()
+    }
+
+    /// Lines skipped for any reason.
+    pub fn skipped_lines(&self) -> usize {
+        self.skipped.iter().map(|(_, n)| n).sum()
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    lines: usize,
+    accepted: usize,
+    rejected: usize,
+    skipped: Vec<(String, usize)>,
+}
+
+impl Tally {
+    fn skip(&mut self, reason: &str, lines: usize) {
+        match self.skipped.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, n)) => *n += lines,
+            None => self.skipped.push((reason.to_owned(), lines)),
+        }
     }
 }
 
 /// Reads one export of `source` from its bytes. `name` labels the file in rejections and errors.
 pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: &PseudonymKey) -> Result<FileFacts> {
-    let (encoding, table) = rows::read_rows(source, name, bytes)?;
-    rows::check_header(source, name, &table.header)?;
-    let mut converter = convert::Converter::new(model, source, name, &table.header, key)?;
+    let layout = source.layout();
+    let header_lines = layout.header_lines();
+    let (first_header, last_header) = (header_lines[0], *header_lines.last().expect("validated: at least one header line"));
+    let footer = layout.footer().map(|f| Regex::new(f).expect("validated by the model"));
+    let skips: Vec<(Regex, &str)> =
+        layout.skips().iter().map(|s| (Regex::new(&s.first_cell).expect("validated by the model"), s.reason.as_str())).collect();
+
+    let preamble = std::cell::RefCell::new(None);
+    let mut titles: BTreeMap<usize, Vec<rows::Cell>> = BTreeMap::new();
+    let mut header_rows: Vec<(usize, Vec<rows::Cell>)> = Vec::new();
+    let mut header: Option<header::Header> = None;
+    let mut data: Vec<rows::Row> = Vec::new();
+    let mut tally = Tally::default();
+    // Classify every line as it comes; data lines wait until the header is complete.
+    rows::read_rows(source, name, bytes, &mut |p| *preamble.borrow_mut() = Some(p), &mut |row| {
+        tally.lines += row.span;
+        if row.line < first_header {
+            titles.insert(row.line, row.cells);
+            tally.skip(skip::TITLE, row.span);
+        } else if row.line <= last_header {
+            if header_lines.contains(&row.line) {
+                header_rows.push((row.line, row.cells));
+            }
+            tally.skip(skip::HEADER, row.span);
+            if row.line == last_header {
+                let names = header::assemble(&header_rows, preamble.borrow().as_ref().map(|p| p.merges.as_slice()).unwrap_or_default());
+                header = Some(header::Header::new(source, name, names)?);
+            }
+        } else {
+            data.push(row);
+        }
+        Ok(())
+    })?;
+    let Some(mut header) = header else {
+        return Err(Error::NoHeader { file: name.to_owned(), line: last_header, lines: tally.lines });
+    };
+    let encoding = preamble.into_inner().map(|p| p.encoding).unwrap_or_default();
+    let mut converter = convert::Converter::new(model, source, name, &mut header, &titles, key)?;
     let mut rejected = Vec::new();
-    let read = table.rows.len();
-    for row in table.rows {
-        if let Err(r) = converter.push(&row) {
-            rejected.push(r);
+    let mut in_footer = false;
+    for row in data {
+        let first = row.first_text();
+        if Some(row.line) == layout.column_numbers_line() {
+            tally.skip(skip::COLUMN_NUMBERS, row.span);
+        } else if in_footer || footer.as_ref().is_some_and(|f| !first.is_empty() && f.is_match(&first)) {
+            in_footer = true;
+            tally.skip(skip::FOOTER, row.span);
+        } else if row.is_empty() {
+            tally.skip(skip::EMPTY, row.span);
+        } else if let Some((_, reason)) = skips.iter().find(|(re, _)| re.is_match(&first)) {
+            tally.skip(reason, row.span);
+        } else {
+            match converter.push(&row) {
+                convert::Outcome::Facts => tally.accepted += row.span,
+                convert::Outcome::Total => {}
+                convert::Outcome::Rejected(r) => {
+                    tally.rejected += row.span;
+                    rejected.push(r);
+                }
+            }
         }
     }
-    Ok(FileFacts { file: name.to_owned(), encoding, read, facts: converter.finish()?, rejected })
+    let (facts, checked) = converter.finish()?;
+    for (_, span) in &checked.matched {
+        tally.skip(skip::TOTAL, *span);
+    }
+    for (r, span) in checked.mismatched {
+        tally.rejected += span;
+        rejected.push(r);
+    }
+    rejected.sort_by_key(|r| r.line);
+    Ok(FileFacts {
+        file: name.to_owned(),
+        encoding,
+        lines: tally.lines,
+        accepted_lines: tally.accepted,
+        rejected_lines: tally.rejected,
+        skipped: tally.skipped,
+        facts,
+        rejected,
+        totals_compared: checked.compared,
+        warnings: checked.warnings,
+    })
 }

@@ -1,6 +1,6 @@
-//! Format readers: CSV text or a workbook sheet → the header and every data line after it, each with its
-//! 1-based line number, empty lines included (so that nothing disappears unaccounted). Lines above the header
-//! are titles and are not data.
+//! Format readers: CSV text or a workbook sheet (xlsx, xls, ods) → every record with its 1-based line number and
+//! the physical lines it covers, empty lines included, so that nothing disappears unaccounted. Readers know
+//! nothing of headers, titles or fields; the layout decides what each line is.
 
 use crate::{Error, Result, decode};
 use calamine::{Data, Reader};
@@ -34,11 +34,14 @@ impl Cell {
     }
 }
 
-/// A data line.
+/// One record of the file: a CSV record (which may span several physical lines when a quoted field holds line
+/// breaks) or a sheet row.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// 1-based line (CSV) or sheet row.
+    /// 1-based first line (CSV) or sheet row.
     pub line: usize,
+    /// Physical lines it covers (1 except for quoted line breaks).
+    pub span: usize,
     /// Cells; empty for an empty line.
     pub cells: Vec<Cell>,
 }
@@ -48,27 +51,49 @@ impl Row {
     pub fn is_empty(&self) -> bool {
         self.cells.iter().all(Cell::is_empty)
     }
-}
 
-/// The header and the data lines of one file.
-#[derive(Debug)]
-pub struct Table {
-    pub header: Vec<String>,
-    pub rows: Vec<Row>,
-}
-
-/// Reads the file's rows per the source's format; returns the encoding (or format) name and the table.
-pub fn read_rows(source: &Source, name: &str, bytes: &[u8]) -> Result<(String, Table)> {
-    match source.format() {
-        Format::Csv { encoding, delimiter } => {
-            let (text, enc) = decode::decode(encoding.as_deref(), name, bytes)?;
-            Ok((enc.to_owned(), csv_rows(&text, *delimiter, source.header_line(), name)?))
-        }
-        Format::Xlsx { sheet } => Ok(("workbook".to_owned(), sheet_rows(bytes, sheet.as_deref(), source.header_line(), name)?)),
+    /// The text of the first non-empty cell.
+    pub fn first_text(&self) -> String {
+        self.cells.iter().map(Cell::text).find(|t| !t.is_empty()).unwrap_or_default()
     }
 }
 
-fn csv_rows(text: &str, delimiter: u8, header_line: usize, name: &str) -> Result<Table> {
+/// A merged cell range of a sheet (1-based, inclusive).
+#[derive(Debug, Clone, Copy)]
+pub struct Merge {
+    pub first_line: usize,
+    pub last_line: usize,
+    pub first_column: usize,
+    pub last_column: usize,
+}
+
+/// What a reader tells the caller before the rows: how the bytes were read and which cells are merged.
+#[derive(Debug, Clone)]
+pub struct Preamble {
+    pub encoding: String,
+    pub merges: Vec<Merge>,
+}
+
+/// Reads the file's records per the source's format, first line to last, and hands each to `on_row`; every
+/// physical line is covered by exactly one row (empty lines become rows without cells).
+pub fn read_rows(
+    source: &Source,
+    name: &str,
+    bytes: &[u8],
+    on_start: &mut dyn FnMut(Preamble),
+    on_row: &mut dyn FnMut(Row) -> Result<()>,
+) -> Result<()> {
+    match source.format() {
+        Format::Csv { encoding, delimiter } => {
+            let (text, enc) = decode::decode(encoding.as_deref(), name, bytes)?;
+            on_start(Preamble { encoding: enc.to_owned(), merges: Vec::new() });
+            csv_rows(&text, *delimiter, name, on_row)
+        }
+        Format::Xlsx { sheet } => sheet_rows(bytes, sheet.as_deref(), name, on_start, on_row),
+    }
+}
+
+fn csv_rows(text: &str, delimiter: u8, name: &str, on_row: &mut dyn FnMut(Row) -> Result<()>) -> Result<()> {
     // The csv crate counts a CRLF terminator's LF as part of the next record, which shifts line numbers by
     // one; with plain LF its positions are exact.
     let lf_only;
@@ -83,14 +108,13 @@ fn csv_rows(text: &str, delimiter: u8, header_line: usize, name: &str) -> Result
         .has_headers(false)
         .flexible(true)
         .from_reader(text.as_bytes());
-    let mut header: Option<Vec<String>> = None;
-    let mut rows = Vec::new();
     // The csv crate skips empty lines silently, and its own line counter is not reliable around them; lines
     // are therefore counted here from the records' byte offsets. The gaps between one record's last line and
     // the next record's first line are empty lines, and they must be accounted for.
     let bytes = text.as_bytes();
     let (mut scan_pos, mut scan_line) = (0usize, 1usize);
     let mut next_line = 1usize;
+    let empty = |line| Row { line, span: 1, cells: Vec::new() };
     for record in reader.records() {
         let record = record.map_err(|source| Error::Csv { file: name.to_owned(), source })?;
         let mut start = record.position().map(|p| p.byte() as usize).unwrap_or(scan_pos).max(scan_pos);
@@ -99,32 +123,27 @@ fn csv_rows(text: &str, delimiter: u8, header_line: usize, name: &str) -> Result
         }
         let line = scan_line + bytes[scan_pos..start].iter().filter(|&&b| b == b'\n').count();
         (scan_pos, scan_line) = (start, line);
-        if header.is_some() {
-            rows.extend((next_line..line).map(|l| Row { line: l, cells: Vec::new() }));
+        for l in next_line..line {
+            on_row(empty(l))?;
         }
-        let span = record.iter().map(|f| f.matches('\n').count()).sum::<usize>();
-        next_line = line + span + 1;
-        if line < header_line {
-            continue;
-        }
-        if header.is_none() {
-            if line != header_line {
-                break;
-            }
-            header = Some(record.iter().map(|h| h.trim().to_owned()).collect());
-            continue;
-        }
-        rows.push(Row { line, cells: record.iter().map(|f| Cell::Text(f.to_owned())).collect() });
+        let span = record.iter().map(|f| f.matches('\n').count()).sum::<usize>() + 1;
+        next_line = line + span;
+        on_row(Row { line, span, cells: record.iter().map(|f| Cell::Text(f.to_owned())).collect() })?;
     }
     let total_lines = text.matches('\n').count() + usize::from(!text.is_empty() && !text.ends_with('\n'));
-    let Some(header) = header else {
-        return Err(Error::NoHeader { file: name.to_owned(), line: header_line, lines: total_lines });
-    };
-    rows.extend((next_line..=total_lines).map(|l| Row { line: l, cells: Vec::new() }));
-    Ok(Table { header, rows })
+    for l in next_line..=total_lines {
+        on_row(empty(l))?;
+    }
+    Ok(())
 }
 
-fn sheet_rows(bytes: &[u8], sheet: Option<&str>, header_line: usize, name: &str) -> Result<Table> {
+fn sheet_rows(
+    bytes: &[u8],
+    sheet: Option<&str>,
+    name: &str,
+    on_start: &mut dyn FnMut(Preamble),
+    on_row: &mut dyn FnMut(Row) -> Result<()>,
+) -> Result<()> {
     let workbook_error = |source| Error::Workbook { file: name.to_owned(), source };
     let mut workbook = calamine::open_workbook_auto_from_rs(Cursor::new(bytes)).map_err(workbook_error)?;
     let names = workbook.sheet_names();
@@ -133,25 +152,41 @@ fn sheet_rows(bytes: &[u8], sheet: Option<&str>, header_line: usize, name: &str)
         Some(s) => return Err(Error::NoSheet { file: name.to_owned(), sheet: s.to_owned(), available: names }),
         None => names.first().cloned().ok_or_else(|| Error::NoSheet { file: name.to_owned(), sheet: "(first)".into(), available: vec![] })?,
     };
+    let (format, merges) = match &mut workbook {
+        calamine::Sheets::Xlsx(x) => {
+            x.load_merged_regions().map_err(|e| workbook_error(e.into()))?;
+            let merges = x.merged_regions_by_sheet(&sheet_name).iter().map(|(_, _, d)| merge(d)).collect();
+            ("xlsx", merges)
+        }
+        calamine::Sheets::Xls(x) => ("xls", x.worksheet_merge_cells(&sheet_name).unwrap_or_default().iter().map(merge).collect()),
+        calamine::Sheets::Xlsb(_) => ("xlsb", Vec::new()),
+        calamine::Sheets::Ods(_) => ("ods", Vec::new()),
+    };
+    on_start(Preamble { encoding: format.to_owned(), merges });
     let range = workbook.worksheet_range(&sheet_name).map_err(workbook_error)?;
     let (first_row, first_col) = range.start().unwrap_or((0, 0));
-    let mut header = None;
-    let mut rows = Vec::new();
+    // Rows above the used range are empty lines of the sheet.
+    for line in 1..=first_row as usize {
+        on_row(Row { line, span: 1, cells: Vec::new() })?;
+    }
     for (i, cells) in range.rows().enumerate() {
         let line = first_row as usize + i + 1;
         // Columns left of the used range are empty; keep positions aligned with the sheet.
         let cells: Vec<Cell> = std::iter::repeat_n(Cell::Text(String::new()), first_col as usize)
             .chain(cells.iter().map(cell))
             .collect();
-        match line.cmp(&header_line) {
-            std::cmp::Ordering::Less => {}
-            std::cmp::Ordering::Equal => header = Some(cells.iter().map(Cell::text).collect::<Vec<_>>()),
-            std::cmp::Ordering::Greater => rows.push(Row { line, cells }),
-        }
+        on_row(Row { line, span: 1, cells })?;
     }
-    let lines = first_row as usize + range.height();
-    let header = header.ok_or(Error::NoHeader { file: name.to_owned(), line: header_line, lines })?;
-    Ok(Table { header, rows })
+    Ok(())
+}
+
+fn merge(d: &calamine::Dimensions) -> Merge {
+    Merge {
+        first_line: d.start.0 as usize + 1,
+        last_line: d.end.0 as usize + 1,
+        first_column: d.start.1 as usize + 1,
+        last_column: d.end.1 as usize + 1,
+    }
 }
 
 fn cell(data: &Data) -> Cell {
@@ -169,58 +204,38 @@ fn cell(data: &Data) -> Cell {
     }
 }
 
-/// Checks that the header has no duplicates, that every column the mapping reads is there, and that every
-/// other column is dropped on purpose.
-pub fn check_header(source: &Source, name: &str, header: &[String]) -> Result<()> {
-    for (i, h) in header.iter().enumerate() {
-        if !h.is_empty() && header[..i].contains(h) {
-            return Err(Error::DuplicateColumn { file: name.to_owned(), column: h.clone() });
-        }
-    }
-    let used: Vec<&str> = source.fields().iter().flat_map(|f| f.input_columns()).collect();
-    for column in &used {
-        if !header.iter().any(|h| h == column) {
-            return Err(Error::MissingColumn {
-                file: name.to_owned(),
-                column: (*column).to_owned(),
-                closest: kubus_model::closest(column, header.iter().map(String::as_str)),
-            });
-        }
-    }
-    for h in header {
-        if !h.is_empty() && !used.contains(&h.as_str()) && !source.dropped().contains(h) {
-            return Err(Error::UnmappedColumn { file: name.to_owned(), column: h.clone(), source_name: source.name().to_owned() });
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rows(text: &str) -> Vec<Row> {
+        let mut out = Vec::new();
+        csv_rows(text, b';', "t.csv", &mut |r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
     #[test]
-    fn empty_lines_and_titles_are_accounted_for() {
+    fn every_line_is_covered_once() {
         let text = "Title\n\na;b\n1;2\n\n\"x\ny\";3\n;\n4;5\n\n";
-        let table = csv_rows(text, b';', 3, "t.csv").unwrap();
-        assert_eq!(table.rows.len(), 6);
-        assert_eq!(table.header, ["a", "b"]);
-        let lines: Vec<(usize, usize)> = table.rows.iter().map(|r| (r.line, r.cells.len())).collect();
-        // line 5 empty, 6–7 a quoted two-line record, 8 only a delimiter, 9 data, 10 empty.
-        assert_eq!(lines, [(4, 2), (5, 0), (6, 2), (8, 2), (9, 2), (10, 0)]);
-        assert!(table.rows[3].is_empty());
+        let lines: Vec<(usize, usize, usize)> = rows(text).iter().map(|r| (r.line, r.span, r.cells.len())).collect();
+        // line 2 empty, 6–7 a quoted two-line record, 8 only a delimiter, 10 empty.
+        assert_eq!(lines, [(1, 1, 1), (2, 1, 0), (3, 1, 2), (4, 1, 2), (5, 1, 0), (6, 2, 2), (8, 1, 2), (9, 1, 2), (10, 1, 0)]);
+        assert_eq!(lines.iter().map(|l| l.1).sum::<usize>(), 10);
     }
 
     #[test]
     fn crlf_lines_are_counted_like_lf_lines() {
-        let table = csv_rows("a;b\r\n1;2\r\n\r\n3;4\r\n", b';', 1, "t.csv").unwrap();
-        let lines: Vec<usize> = table.rows.iter().map(|r| r.line).collect();
-        assert_eq!(lines, [2, 3, 4]);
+        let lines: Vec<usize> = rows("a;b\r\n1;2\r\n\r\n3;4\r\n").iter().map(|r| r.line).collect();
+        assert_eq!(lines, [1, 2, 3, 4]);
     }
 
     #[test]
-    fn missing_header_is_an_error() {
-        let err = csv_rows("a;b\n", b';', 4, "t.csv").unwrap_err();
-        assert!(matches!(err, Error::NoHeader { line: 4, lines: 1, .. }), "{err}");
+    fn a_last_line_without_newline_counts() {
+        let lines: Vec<usize> = rows("a;b\n1;2").iter().map(|r| r.line).collect();
+        assert_eq!(lines, [1, 2]);
     }
 }

@@ -98,6 +98,7 @@ pub struct Dimension {
     label_en: Option<String>,
     kind: DimensionKind,
     ordered: bool,
+    open_top: bool,
     levels: Vec<Level>,
     members: Vec<Vec<Member>>,
     index: Vec<LevelIndex>,
@@ -134,6 +135,10 @@ impl Dimension {
     /// Whether member order is meaningful (CEFR levels, ages, months), so ranges make sense.
     pub fn is_ordered(&self) -> bool {
         self.ordered
+    }
+    /// Whether the last single year of an age dimension also holds everyone older.
+    pub fn is_open_top(&self) -> bool {
+        self.open_top
     }
     /// Levels from coarse to fine.
     pub fn levels(&self) -> &[Level] {
@@ -182,13 +187,22 @@ impl Dimension {
     /// Resolves text to a member: on `level` if given, else on every level from finest to coarsest. Keys win
     /// over labels, labels over aliases.
     pub fn resolve(&self, level: Option<usize>, value: &str) -> Result<MemberRef> {
+        match level {
+            Some(l) => self.resolve_in(&[l], level, value),
+            None => self.resolve_up_to(self.finest(), value),
+        }
+    }
+
+    /// Resolves text to a member of `finest` or a coarser level, trying the finer levels first.
+    pub fn resolve_up_to(&self, finest: usize, value: &str) -> Result<MemberRef> {
+        let levels: Vec<usize> = (0..=finest.min(self.finest())).rev().collect();
+        self.resolve_in(&levels, None, value)
+    }
+
+    fn resolve_in(&self, levels: &[usize], level: Option<usize>, value: &str) -> Result<MemberRef> {
         let wanted = normalise(value);
-        let levels: Vec<usize> = match level {
-            Some(l) => vec![l],
-            None => (0..self.levels.len()).rev().collect(),
-        };
         for table in [0, 1, 2] {
-            for &l in &levels {
+            for &l in levels {
                 let idx = &self.index[l];
                 let hits: &[usize] = match table {
                     0 => idx.keys.get(&wanted).map(std::slice::from_ref).unwrap_or(&[]),
@@ -284,6 +298,15 @@ pub fn month_key(year: i32, month: u32) -> String {
     format!("{year:04}-{month:02}")
 }
 
+/// The key of the member of a time dimension's level (0 year, 1 quarter, 2 month) that holds a calendar date.
+pub fn time_key(level: usize, year: i32, month: u32) -> String {
+    match level {
+        0 => format!("{year:04}"),
+        1 => format!("{year:04}-Q{}", month.div_ceil(3)),
+        _ => month_key(year, month),
+    }
+}
+
 fn time_members(from: i32, to: i32) -> Vec<Vec<Member>> {
     let (mut years, mut quarters, mut months) = (Vec::new(), Vec::new(), Vec::new());
     for (yi, y) in (from..=to).enumerate() {
@@ -311,7 +334,7 @@ fn time_members(from: i32, to: i32) -> Vec<Vec<Member>> {
     vec![years, quarters, months]
 }
 
-fn age_members(max_age: u32, bands: &[&RawBand]) -> Vec<Vec<Member>> {
+fn age_members(max_age: u32, open_top: bool, bands: &[&RawBand]) -> Vec<Vec<Member>> {
     let band_members = bands
         .iter()
         .map(|b| member(b.key.get_ref().clone(), b.label.clone(), b.label_en.clone(), b.aliases.clone(), None))
@@ -319,7 +342,11 @@ fn age_members(max_age: u32, bands: &[&RawBand]) -> Vec<Vec<Member>> {
     let years = (0..=max_age)
         .map(|a| {
             let parent = bands.iter().position(|b| a >= b.from && b.to.is_none_or(|to| a < to));
-            member(a.to_string(), a.to_string(), None, vec![], parent)
+            if open_top && a == max_age {
+                member(a.to_string(), format!("{a} Jahre und älter"), Some(format!("{a} years and older")), vec![format!("{a}+")], parent)
+            } else {
+                member(a.to_string(), a.to_string(), None, vec![], parent)
+            }
         })
         .collect();
     vec![band_members, years]
@@ -396,7 +423,7 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
                     break;
                 }
             }
-            age_members(max_age, &bands)
+            age_members(max_age, raw.open_top, &bands)
         }
         DimensionKind::Enumerated => lower_members(&raw, &level_names, sink),
     };
@@ -406,6 +433,7 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
         label_en: raw.label_en,
         kind,
         ordered: raw.ordered || kind != DimensionKind::Enumerated,
+        open_top: raw.open_top,
         levels,
         members,
         index: Vec::new(),

@@ -12,10 +12,10 @@ mod load;
 
 pub use cube::{Aggregate, ColumnType, Cube, CubeDimension, FactColumn, Measure};
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use dimension::{Dimension, DimensionKind, Level, Member, MemberRef, month_key, normalise};
+pub use dimension::{Dimension, DimensionKind, Level, Member, MemberRef, month_key, normalise, time_key};
 pub use load::{SchemaFile, SchemaKind, load_model};
 pub use project::{DemoIngest, DemoQuery, ProjectConfig, PseudonymSettings};
-pub use source::{Field, FieldKind, Format, Source};
+pub use source::{Field, FieldKind, Format, Input, Layout, Skip, Source, TemplatePart, Unpivot};
 
 use std::collections::BTreeMap;
 

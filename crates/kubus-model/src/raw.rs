@@ -19,6 +19,9 @@ pub struct RawDimension {
     pub members: Vec<S<RawMember>>,
     pub years: Option<S<[i32; 2]>>,
     pub max_age: Option<S<u32>>,
+    /// The oldest single year also holds everyone older ("90 Jahre und mehr").
+    #[serde(default)]
+    pub open_top: bool,
     #[serde(default)]
     pub bands: Vec<S<RawBand>>,
     #[serde(default)]
@@ -107,9 +110,36 @@ pub struct RawSource {
     pub cube: S<String>,
     pub description: Option<String>,
     pub format: S<RawFormat>,
+    pub layout: Option<S<RawLayout>>,
+    pub unpivot: Option<S<RawUnpivot>>,
     #[serde(default)]
     pub drop: Vec<String>,
     pub fields: BTreeMap<String, S<RawField>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLayout {
+    pub header_lines: Option<S<Vec<usize>>>,
+    pub column_numbers_line: Option<S<usize>>,
+    pub footer: Option<S<String>>,
+    #[serde(default)]
+    pub skip: Vec<S<RawSkip>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSkip {
+    pub first_cell: S<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnpivot {
+    pub columns: S<String>,
+    pub value: S<String>,
+    pub total: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,14 +149,11 @@ pub struct RawFormat {
     pub ty: S<String>,
     pub encoding: Option<S<String>>,
     pub delimiter: Option<S<String>>,
-    pub header_line: Option<usize>,
     pub sheet: Option<String>,
     pub decimal_separator: Option<S<String>>,
     pub thousands_separator: Option<S<String>>,
     #[serde(default)]
     pub date_formats: Vec<String>,
-    #[serde(default)]
-    pub total_markers: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +169,16 @@ pub struct RawField {
     pub if_empty: Option<String>,
     #[serde(default)]
     pub values: BTreeMap<String, String>,
+    pub extract: Option<S<String>>,
+    pub pad_zeros: Option<usize>,
+    #[serde(default)]
+    pub totals: Vec<String>,
+    #[serde(default)]
+    pub subtotals: bool,
+    #[serde(default)]
+    pub missing: Vec<String>,
+    pub decimal_separator: Option<S<String>>,
+    pub thousands_separator: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

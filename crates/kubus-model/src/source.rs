@@ -23,21 +23,112 @@ pub enum Format {
     },
 }
 
+/// Where a field reads its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A header column by name (matched case- and hyphenation-insensitively), or a name the unpivot defines.
+    Column(String),
+    /// The n-th column, 1-based (`#2`), for columns without a name.
+    Position(usize),
+    /// One cell above the header, e.g. a reference date in a title line (`@H3`: column H, line 3).
+    Cell {
+        /// 1-based line or sheet row.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// Text put together from other inputs: `{tab_id}.{zei_id}`.
+    Template(Vec<TemplatePart>),
+}
+
+/// A piece of a template input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Literal text.
+    Text(String),
+    /// The value of another input.
+    Input(Input),
+}
+
+impl Input {
+    /// Parses the input syntax of source files: `name`, `#2`, `@H3` or `{a}.{b}`.
+    pub fn parse(text: &str) -> std::result::Result<Input, String> {
+        if text.contains('{') || text.contains('}') {
+            let mut parts = Vec::new();
+            let mut rest = text;
+            while let Some(open) = rest.find('{') {
+                if open > 0 {
+                    parts.push(TemplatePart::Text(rest[..open].to_owned()));
+                }
+                let close = rest[open..].find('}').ok_or_else(|| format!("'{text}': '{{' without '}}'"))? + open;
+                let inner = Input::parse(&rest[open + 1..close])?;
+                if matches!(inner, Input::Template(_)) {
+                    return Err(format!("'{text}': templates do not nest"));
+                }
+                parts.push(TemplatePart::Input(inner));
+                rest = &rest[close + 1..];
+            }
+            if rest.contains('}') {
+                return Err(format!("'{text}': '}}' without '{{'"));
+            }
+            if !rest.is_empty() {
+                parts.push(TemplatePart::Text(rest.to_owned()));
+            }
+            return Ok(Input::Template(parts));
+        }
+        if let Some(n) = text.strip_prefix('#') {
+            return match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Input::Position(n)),
+                _ => Err(format!("'{text}': a column position is #1, #2, …")),
+            };
+        }
+        if let Some(cell) = text.strip_prefix('@') {
+            let letters: String = cell.chars().take_while(char::is_ascii_alphabetic).collect();
+            let digits = &cell[letters.len()..];
+            let column = letters.to_ascii_uppercase().bytes().try_fold(0usize, |acc, b| {
+                acc.checked_mul(26).and_then(|a| a.checked_add(usize::from(b - b'A' + 1)))
+            });
+            return match (column, digits.parse::<usize>()) {
+                (Some(column), Ok(line)) if column >= 1 && line >= 1 => Ok(Input::Cell { line, column }),
+                _ => Err(format!("'{text}': a cell is written like @H3 (column letters, then the line)")),
+            };
+        }
+        if text.trim().is_empty() {
+            return Err("an input column name must not be empty (use #1, #2, … for unnamed columns)".into());
+        }
+        Ok(Input::Column(text.to_owned()))
+    }
+
+    /// The inputs this one reads (itself, or a template's parts).
+    pub fn leaves(&self) -> Vec<&Input> {
+        match self {
+            Input::Template(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    TemplatePart::Input(i) => Some(i),
+                    TemplatePart::Text(_) => None,
+                })
+                .collect(),
+            other => vec![other],
+        }
+    }
+}
+
 /// How one fact column is produced from the input row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldKind {
     /// Look the input value up as a member of the role's dimension (key, label or alias).
-    Member { column: String },
-    /// Parse a date and take its month member (time dimensions).
-    Date { column: String },
+    Member(Input),
+    /// Parse a date and take its member at the role's level (time dimensions).
+    Date(Input),
     /// Age in whole years at the date in `at`, from a birth date (age dimensions).
-    Age { birth: String, at: String },
-    /// Parse a number with the source's decimal and thousands separators.
-    Number { column: String },
+    Age { birth: Input, at: Input },
+    /// Parse a number with the field's decimal and thousands separators.
+    Number(Input),
     /// Keep text as it is.
-    Text { column: String },
+    Text(Input),
     /// HMAC-SHA-256 of the normalised values of these columns (identity fields), under the project's key.
-    Pseudonym { columns: Vec<String> },
+    Pseudonym(Vec<Input>),
 }
 
 /// One mapped fact column.
@@ -47,6 +138,13 @@ pub struct Field {
     kind: FieldKind,
     if_empty: Option<String>,
     values: BTreeMap<String, String>,
+    extract: Option<String>,
+    pad_zeros: Option<usize>,
+    totals: Vec<String>,
+    subtotals: bool,
+    missing: Vec<String>,
+    decimal_separator: char,
+    thousands_separator: Option<char>,
 }
 
 impl Field {
@@ -62,20 +160,114 @@ impl Field {
     pub fn if_empty(&self) -> Option<&str> {
         self.if_empty.as_deref()
     }
-    /// Source-specific value translations applied before member lookup.
+    /// Source-specific value translations applied before anything else.
     pub fn values(&self) -> &BTreeMap<String, String> {
         &self.values
     }
-    /// The input columns it reads.
-    pub fn input_columns(&self) -> Vec<&str> {
+    /// A regular expression whose first group (or whole match) is the value; input that does not match is
+    /// rejected.
+    pub fn extract(&self) -> Option<&str> {
+        self.extract.as_deref()
+    }
+    /// Restores leading zeros that a spreadsheet took away: all-digit input is padded to this width.
+    pub fn pad_zeros(&self) -> Option<usize> {
+        self.pad_zeros
+    }
+    /// Values that mark a total over this role (`Insgesamt`): such facts are checked against the detail facts,
+    /// not stored.
+    pub fn totals(&self) -> &[String] {
+        &self.totals
+    }
+    /// Whether a member of a coarser level than the role's fact level marks a subtotal (checked, not stored).
+    pub fn subtotals(&self) -> bool {
+        self.subtotals
+    }
+    /// Symbols that mean "no number here" (`-`, `.`, `x`): the value is null and the symbol is kept as the
+    /// fact's cell status.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+    /// Decimal separator of this field's numbers.
+    pub fn decimal_separator(&self) -> char {
+        self.decimal_separator
+    }
+    /// Thousands separator of this field's numbers, if any.
+    pub fn thousands_separator(&self) -> Option<char> {
+        self.thousands_separator
+    }
+    /// The inputs it reads.
+    pub fn inputs(&self) -> Vec<&Input> {
         match &self.kind {
-            FieldKind::Member { column }
-            | FieldKind::Date { column }
-            | FieldKind::Number { column }
-            | FieldKind::Text { column } => vec![column],
+            FieldKind::Member(i) | FieldKind::Date(i) | FieldKind::Number(i) | FieldKind::Text(i) => vec![i],
             FieldKind::Age { birth, at } => vec![birth, at],
-            FieldKind::Pseudonym { columns } => columns.iter().map(String::as_str).collect(),
+            FieldKind::Pseudonym(inputs) => inputs.iter().collect(),
         }
+    }
+}
+
+/// Which lines of a file are what: header lines, a line of column numbers, a footer, and lines to skip.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    header_lines: Vec<usize>,
+    column_numbers_line: Option<usize>,
+    footer: Option<String>,
+    skips: Vec<Skip>,
+}
+
+/// Lines skipped on purpose, with the reason that the ingest report gives.
+#[derive(Debug, Clone)]
+pub struct Skip {
+    /// Regular expression matched against the line's first non-empty cell.
+    pub first_cell: String,
+    /// Reason shown in reports.
+    pub reason: String,
+}
+
+impl Layout {
+    /// 1-based header lines, ascending; the column name joins their non-empty parts with ` / `. Lines above
+    /// the first are titles.
+    pub fn header_lines(&self) -> &[usize] {
+        &self.header_lines
+    }
+    /// A line holding only column numbers (1, 2, 3, …) after the header.
+    pub fn column_numbers_line(&self) -> Option<usize> {
+        self.column_numbers_line
+    }
+    /// Regular expression for the first cell of the footer's first line; that line and all after it are footer.
+    pub fn footer(&self) -> Option<&str> {
+        self.footer.as_deref()
+    }
+    /// Other lines to skip.
+    pub fn skips(&self) -> &[Skip] {
+        &self.skips
+    }
+}
+
+/// Wide to long: columns whose header matches a pattern become one fact each.
+#[derive(Debug, Clone)]
+pub struct Unpivot {
+    columns: String,
+    names: Vec<String>,
+    value: String,
+    total: Option<Input>,
+}
+
+impl Unpivot {
+    /// Regular expression over the column names; its named groups become inputs (`(?P<land>.+)`).
+    pub fn columns(&self) -> &str {
+        &self.columns
+    }
+    /// The named groups of the pattern.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+    /// The input name under which each matched cell's value is read.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+    /// A column holding the line's total of the unpivoted cells; a line whose cells do not add up is rejected.
+    pub fn total(&self) -> Option<&Input> {
+        self.total.as_ref()
     }
 }
 
@@ -86,11 +278,9 @@ pub struct Source {
     cube: String,
     description: Option<String>,
     format: Format,
-    header_line: usize,
-    decimal_separator: char,
-    thousands_separator: Option<char>,
+    layout: Layout,
+    unpivot: Option<Unpivot>,
     date_formats: Vec<String>,
-    total_markers: Vec<String>,
     drop: Vec<String>,
     fields: Vec<Field>,
 }
@@ -112,25 +302,17 @@ impl Source {
     pub fn format(&self) -> &Format {
         &self.format
     }
-    /// 1-based line (CSV) or row (sheet) of the header; lines above it are titles and are skipped.
-    pub fn header_line(&self) -> usize {
-        self.header_line
+    /// Which lines are header, titles, footer.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
-    /// Decimal separator of numbers.
-    pub fn decimal_separator(&self) -> char {
-        self.decimal_separator
-    }
-    /// Thousands separator of numbers, if any.
-    pub fn thousands_separator(&self) -> Option<char> {
-        self.thousands_separator
+    /// Wide-to-long rule, if the file is wide.
+    pub fn unpivot(&self) -> Option<&Unpivot> {
+        self.unpivot.as_ref()
     }
     /// Date formats (chrono `strftime` syntax), tried in order.
     pub fn date_formats(&self) -> &[String] {
         &self.date_formats
-    }
-    /// Texts that mark a total line (e.g. `Summe`) when a row's first non-empty cell starts with them.
-    pub fn total_markers(&self) -> &[String] {
-        &self.total_markers
     }
     /// Input columns dropped on purpose (names, addresses).
     pub fn dropped(&self) -> &[String] {
@@ -154,6 +336,93 @@ fn single_char(value: Option<&toml::Spanned<String>>, default: Option<char>, pat
     }
 }
 
+fn check_regex(pattern: &toml::Spanned<String>, path: &str, sink: &mut Sink<'_>) -> Option<regex::Regex> {
+    match regex::Regex::new(pattern.get_ref()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            sink.at(Some(pattern.span()), path, format!("invalid regular expression: {e}"));
+            None
+        }
+    }
+}
+
+fn input(text: &str, span: Option<std::ops::Range<usize>>, path: &str, sink: &mut Sink<'_>) -> Option<Input> {
+    Input::parse(text).map_err(|message| sink.at(span, path, message)).ok()
+}
+
+fn lower_format(f: &crate::raw::RawFormat, sink: &mut Sink<'_>) -> Option<Format> {
+    Some(match f.ty.get_ref().as_str() {
+        "csv" => {
+            let encoding = match &f.encoding {
+                None => None,
+                Some(e) if e.get_ref() == "auto" => None,
+                Some(e) => {
+                    if encoding_rs::Encoding::for_label(e.get_ref().as_bytes()).is_none() {
+                        sink.with(Some(e.span()), "format.encoding", format!("unknown encoding '{}'", e.get_ref()), vec!["auto".into(), "utf-8".into(), "windows-1252".into(), "iso-8859-1".into(), "utf-16le".into()]);
+                    }
+                    Some(e.get_ref().clone())
+                }
+            };
+            let delimiter = single_char(f.delimiter.as_ref(), Some(','), "format.delimiter", sink).unwrap_or(',');
+            if !delimiter.is_ascii() {
+                sink.at(f.delimiter.as_ref().map(|d| d.span()), "format.delimiter", "the delimiter must be an ASCII character");
+            }
+            Format::Csv { encoding, delimiter: delimiter as u8 }
+        }
+        "xlsx" | "xls" | "ods" | "workbook" => Format::Xlsx { sheet: f.sheet.clone() },
+        other => {
+            sink.with(Some(f.ty.span()), "format.type", format!("unknown format '{other}'"), vec!["csv".into(), "xlsx".into(), "xls".into(), "ods".into()]);
+            return None;
+        }
+    })
+}
+
+fn lower_layout(raw: Option<&toml::Spanned<crate::raw::RawLayout>>, sink: &mut Sink<'_>) -> Layout {
+    let default = crate::raw::RawLayout::default();
+    let (l, span) = match raw {
+        Some(s) => (s.get_ref(), Some(s.span())),
+        None => (&default, None),
+    };
+    let header_lines = l.header_lines.as_ref().map(|h| h.get_ref().clone()).unwrap_or_else(|| vec![1]);
+    let header_span = l.header_lines.as_ref().map(|h| h.span()).or(span.clone());
+    if header_lines.is_empty() || header_lines.contains(&0) || !header_lines.is_sorted_by(|a, b| a < b) {
+        sink.at(header_span, "layout.header_lines", "header_lines lists 1-based line numbers in ascending order, e.g. [1] or [4, 5]");
+    }
+    let last_header = header_lines.last().copied().unwrap_or(1);
+    if let Some(n) = l.column_numbers_line.as_ref().filter(|n| *n.get_ref() <= last_header) {
+        sink.at(Some(n.span()), "layout.column_numbers_line", "the line of column numbers comes after the header lines");
+    }
+    if let Some(footer) = &l.footer {
+        check_regex(footer, "layout.footer", sink);
+    }
+    let mut skips = Vec::new();
+    for (i, skip) in l.skip.iter().enumerate() {
+        let s = skip.get_ref();
+        check_regex(&s.first_cell, &format!("layout.skip[{i}].first_cell"), sink);
+        skips.push(Skip { first_cell: s.first_cell.get_ref().clone(), reason: s.reason.clone() });
+    }
+    Layout {
+        header_lines,
+        column_numbers_line: l.column_numbers_line.as_ref().map(|n| *n.get_ref()),
+        footer: l.footer.as_ref().map(|f| f.get_ref().clone()),
+        skips,
+    }
+}
+
+fn lower_unpivot(raw: Option<&toml::Spanned<crate::raw::RawUnpivot>>, sink: &mut Sink<'_>) -> Option<Unpivot> {
+    let u = raw?.get_ref();
+    let re = check_regex(&u.columns, "unpivot.columns", sink)?;
+    let names: Vec<String> = re.capture_names().flatten().map(str::to_owned).collect();
+    if names.is_empty() {
+        sink.at(Some(u.columns.span()), "unpivot.columns", "the pattern needs a named group for what the column stands for, e.g. '^(?P<land>.+)$'");
+    }
+    if names.contains(u.value.get_ref()) {
+        sink.at(Some(u.value.span()), "unpivot.value", "the value's name must differ from the pattern's group names");
+    }
+    let total = u.total.as_ref().and_then(|t| input(t.get_ref(), Some(t.span()), "unpivot.total", sink));
+    Some(Unpivot { columns: u.columns.get_ref().clone(), names, value: u.value.get_ref().clone(), total })
+}
+
 /// Lowers a raw source against the already lowered cubes and dimensions.
 pub(crate) fn lower(
     raw: RawSource,
@@ -172,39 +441,15 @@ pub(crate) fn lower(
         return None;
     };
     let f = raw.format.get_ref();
-    let format = match f.ty.get_ref().as_str() {
-        "csv" => {
-            let encoding = match &f.encoding {
-                None => None,
-                Some(e) if e.get_ref() == "auto" => None,
-                Some(e) => {
-                    if encoding_rs::Encoding::for_label(e.get_ref().as_bytes()).is_none() {
-                        sink.with(Some(e.span()), "format.encoding", format!("unknown encoding '{}'", e.get_ref()), vec!["auto".into(), "utf-8".into(), "windows-1252".into(), "iso-8859-1".into(), "utf-16le".into()]);
-                    }
-                    Some(e.get_ref().clone())
-                }
-            };
-            let delimiter = single_char(f.delimiter.as_ref(), Some(','), "format.delimiter", sink).unwrap_or(',');
-            if !delimiter.is_ascii() {
-                sink.at(f.delimiter.as_ref().map(|d| d.span()), "format.delimiter", "the delimiter must be an ASCII character");
-            }
-            Format::Csv { encoding, delimiter: delimiter as u8 }
-        }
-        "xlsx" => Format::Xlsx { sheet: f.sheet.clone() },
-        other => {
-            sink.with(Some(f.ty.span()), "format.type", format!("unknown format '{other}'"), vec!["csv".into(), "xlsx".into()]);
-            return None;
-        }
-    };
+    let format = lower_format(f, sink)?;
     let decimal_separator = single_char(f.decimal_separator.as_ref(), Some('.'), "format.decimal_separator", sink).unwrap_or('.');
     let thousands_separator = single_char(f.thousands_separator.as_ref(), None, "format.thousands_separator", sink);
     if thousands_separator == Some(decimal_separator) {
         sink.at(Some(raw.format.span()), "format", "decimal and thousands separators must differ");
     }
-    if f.header_line == Some(0) {
-        sink.at(Some(raw.format.span()), "format.header_line", "header_line is 1-based");
-    }
     let date_formats = if f.date_formats.is_empty() { vec!["%Y-%m-%d".to_owned()] } else { f.date_formats.clone() };
+    let layout = lower_layout(raw.layout.as_ref(), sink);
+    let unpivot = lower_unpivot(raw.unpivot.as_ref(), sink);
 
     let mut fields = Vec::new();
     let mut valid_targets: Vec<String> = cube.dimensions().iter().map(|d| d.name().to_owned()).collect();
@@ -219,14 +464,15 @@ pub(crate) fn lower(
             sink.with(span, path, format!("cube {} has no dimension or column '{target}'", cube.name()), valid_targets.clone());
             continue;
         }
-        let kinds: Vec<FieldKind> = [
-            rf.member.clone().map(|column| FieldKind::Member { column }),
-            rf.date.clone().map(|column| FieldKind::Date { column }),
-            rf.number.clone().map(|column| FieldKind::Number { column }),
-            rf.text.clone().map(|column| FieldKind::Text { column }),
-            rf.pseudonymise.clone().map(|columns| FieldKind::Pseudonym { columns }),
+        let mut parse = |text: &str| input(text, span.clone(), &path, sink);
+        let kinds: Vec<Option<FieldKind>> = [
+            rf.member.as_deref().map(|c| parse(c).map(FieldKind::Member)),
+            rf.date.as_deref().map(|c| parse(c).map(FieldKind::Date)),
+            rf.number.as_deref().map(|c| parse(c).map(FieldKind::Number)),
+            rf.text.as_deref().map(|c| parse(c).map(FieldKind::Text)),
+            rf.pseudonymise.as_ref().map(|cs| cs.iter().map(|c| parse(c)).collect::<Option<Vec<_>>>().map(FieldKind::Pseudonym)),
             match (&rf.age_from, &rf.age_at) {
-                (Some(birth), Some(at)) => Some(FieldKind::Age { birth: birth.clone(), at: at.clone() }),
+                (Some(birth), Some(at)) => Some(parse(birth).zip(parse(at)).map(|(birth, at)| FieldKind::Age { birth, at })),
                 (None, None) => None,
                 _ => {
                     sink.at(span.clone(), &path, "an age field needs both `age_from` (birth date) and `age_at` (reference date)");
@@ -237,33 +483,70 @@ pub(crate) fn lower(
         .into_iter()
         .flatten()
         .collect();
-        let kind = match <[FieldKind; 1]>::try_from(kinds) {
-            Ok([k]) => k,
+        let kind = match <[Option<FieldKind>; 1]>::try_from(kinds) {
+            Ok([Some(k)]) => k,
+            Ok([None]) => continue,
             Err(_) => {
                 sink.with(span, &path, "a field needs exactly one of these keys", vec!["member".into(), "date".into(), "age_from + age_at".into(), "number".into(), "text".into(), "pseudonymise".into()]);
                 continue;
             }
         };
         let fits = match (&kind, role, column) {
-            (FieldKind::Member { .. }, Some(_), _) => Ok(()),
-            (FieldKind::Date { .. }, Some(r), _) => match dimensions.get(r.dimension()) {
-                Some(d) if d.kind() == DimensionKind::Time && r.fact_level() == d.finest() => Ok(()),
-                _ => Err("a `date` field fills a time dimension role recorded at month level"),
+            (FieldKind::Member(_), Some(_), _) => Ok(()),
+            (FieldKind::Date(_), Some(r), _) => match dimensions.get(r.dimension()) {
+                Some(d) if d.kind() == DimensionKind::Time => Ok(()),
+                _ => Err("a `date` field fills a time dimension role"),
             },
             (FieldKind::Age { .. }, Some(r), _) => match dimensions.get(r.dimension()) {
                 Some(d) if d.kind() == DimensionKind::Age && r.fact_level() == d.finest() => Ok(()),
                 _ => Err("an age field fills an age dimension role recorded in single years"),
             },
-            (FieldKind::Number { .. }, _, Some(c)) if c.ty() != ColumnType::String => Ok(()),
-            (FieldKind::Text { .. } | FieldKind::Pseudonym { .. }, _, Some(c)) if c.ty() == ColumnType::String => Ok(()),
-            (FieldKind::Pseudonym { columns }, _, _) if columns.is_empty() => Err("`pseudonymise` needs at least one column"),
+            (FieldKind::Number(_), _, Some(c)) if c.ty() != ColumnType::String => Ok(()),
+            (FieldKind::Pseudonym(columns), _, _) if columns.is_empty() => Err("`pseudonymise` needs at least one column"),
+            (FieldKind::Text(_) | FieldKind::Pseudonym(_), _, Some(c)) if c.ty() == ColumnType::String => Ok(()),
             _ => Err("this kind of field does not fit the target's type (member/date/age fill dimensions; number fills integer or decimal columns; text and pseudonymise fill string columns)"),
         };
         if let Err(message) = fits {
             sink.at(span, path, message);
             continue;
         }
-        fields.push(Field { target, kind, if_empty: rf.if_empty, values: rf.values });
+        let is_member = matches!(kind, FieldKind::Member(_));
+        if (!rf.totals.is_empty() || rf.subtotals) && !is_member {
+            sink.at(span.clone(), &path, "`totals` and `subtotals` belong to member fields");
+        }
+        if rf.subtotals && role.is_some_and(|r| r.fact_level() == 0) {
+            sink.at(span.clone(), &path, "`subtotals` needs a role recorded below the dimension's coarsest level");
+        }
+        if !rf.missing.is_empty() && !matches!(kind, FieldKind::Number(_)) {
+            sink.at(span.clone(), &path, "`missing` symbols belong to number fields");
+        }
+        if let Some(x) = &rf.extract
+            && check_regex(x, &format!("{path}.extract"), sink).is_some_and(|re| re.captures_len() > 2)
+        {
+            sink.at(Some(x.span()), format!("{path}.extract"), "the pattern may have at most one group: the part to keep");
+        }
+        let decimal = single_char(rf.decimal_separator.as_ref(), Some(decimal_separator), &format!("{path}.decimal_separator"), sink).unwrap_or('.');
+        let thousands = match &rf.thousands_separator {
+            Some(t) if t.get_ref().is_empty() => None,
+            Some(_) => single_char(rf.thousands_separator.as_ref(), None, &format!("{path}.thousands_separator"), sink),
+            None => thousands_separator.filter(|&t| t != decimal),
+        };
+        if thousands == Some(decimal) {
+            sink.at(span.clone(), &path, "decimal and thousands separators must differ");
+        }
+        fields.push(Field {
+            target,
+            kind,
+            if_empty: rf.if_empty,
+            values: rf.values,
+            extract: rf.extract.map(|x| x.into_inner()),
+            pad_zeros: rf.pad_zeros,
+            totals: rf.totals,
+            subtotals: rf.subtotals,
+            missing: rf.missing,
+            decimal_separator: decimal,
+            thousands_separator: thousands,
+        });
     }
     for target in &valid_targets {
         if !fields.iter().any(|f| &f.target == target) && sink.out.len() == before {
@@ -275,12 +558,34 @@ pub(crate) fn lower(
         cube: cube.name().to_owned(),
         description: raw.description,
         format,
-        header_line: f.header_line.unwrap_or(1),
-        decimal_separator,
-        thousands_separator,
+        layout,
+        unpivot,
         date_formats,
-        total_markers: f.total_markers.clone(),
         drop: raw.drop,
         fields,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_parse_names_positions_cells_and_templates() {
+        assert_eq!(Input::parse("Stadtteil"), Ok(Input::Column("Stadtteil".into())));
+        assert_eq!(Input::parse("#2"), Ok(Input::Position(2)));
+        assert_eq!(Input::parse("@H3"), Ok(Input::Cell { line: 3, column: 8 }));
+        assert_eq!(Input::parse("@AA10"), Ok(Input::Cell { line: 10, column: 27 }));
+        assert_eq!(
+            Input::parse("{tab_id}.{#4}"),
+            Ok(Input::Template(vec![
+                TemplatePart::Input(Input::Column("tab_id".into())),
+                TemplatePart::Text(".".into()),
+                TemplatePart::Input(Input::Position(4)),
+            ]))
+        );
+        for bad in ["#0", "#x", "@3", "@H", "{a", "a}", "{{a}}", ""] {
+            assert!(Input::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

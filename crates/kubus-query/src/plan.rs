@@ -141,8 +141,14 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         let (l, role_only) = resolve_target(model, cube, &cut.target)?;
         let dim = l.dimension;
         let level = (!role_only).then_some(l.level);
+        // A role named alone means its recorded level or a coarser one: `land=Berlin` is the Land, not the
+        // Kreis of the same name.
         let resolve = |value: &str, level: Option<usize>| -> Result<MemberRef> {
-            let at = dim.resolve(level, value)?;
+            let at = match level {
+                Some(level) => dim.resolve(Some(level), value)?,
+                // A member only on a finer level is worth a precise "finer than recorded" error.
+                None => dim.resolve_up_to(l.fact_level, value).or_else(|e| dim.resolve(None, value).map_err(|_| e))?,
+            };
             let target = LevelRef { level: at.level, ..l.clone() };
             check_recorded(&target, cube)?;
             Ok(at)

@@ -12,18 +12,52 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOutcome {
     /// Read and converted: its accepted facts are in this ingest's commit.
-    Ingested {
-        /// Data lines after the header.
-        read: usize,
-        /// Lines that became facts.
-        accepted: usize,
-        /// Lines sent to quarantine.
-        rejected: usize,
-        /// Encoding (or format) it was read with.
-        encoding: String,
-    },
+    Ingested(FileCounts),
     /// The warehouse already holds this exact file (same SHA-256); nothing was changed.
     AlreadyIngested,
+}
+
+/// How the lines of one converted file were accounted for: `lines = accepted + rejected + Σ skipped`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileCounts {
+    /// Physical lines (CSV) or sheet rows.
+    pub lines: usize,
+    /// Lines that became facts.
+    pub accepted: usize,
+    /// Lines sent to quarantine.
+    pub rejected: usize,
+    /// Lines skipped on purpose, by reason (title, header, total (checked), footer, empty line, …).
+    pub skipped: Vec<(String, usize)>,
+    /// Facts produced (a wide line gives one fact per unpivoted cell).
+    pub facts: usize,
+    /// Totals in the file compared with the sums of its detail facts.
+    pub totals_compared: usize,
+    /// Checks that failed without rejecting a line.
+    pub warnings: Vec<String>,
+    /// Encoding (or workbook format) it was read with.
+    pub encoding: String,
+}
+
+impl FileCounts {
+    /// Lines skipped for any reason.
+    pub fn skipped_lines(&self) -> usize {
+        self.skipped.iter().map(|(_, n)| n).sum()
+    }
+
+    fn add(&mut self, other: &FileCounts) {
+        self.lines += other.lines;
+        self.accepted += other.accepted;
+        self.rejected += other.rejected;
+        self.facts += other.facts;
+        self.totals_compared += other.totals_compared;
+        for (reason, n) in &other.skipped {
+            match self.skipped.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, m)) => *m += n,
+                None => self.skipped.push((reason.clone(), *n)),
+            }
+        }
+        self.warnings.extend(other.warnings.iter().cloned());
+    }
 }
 
 /// One input file's report.
@@ -57,12 +91,15 @@ pub struct IngestReport {
 }
 
 impl IngestReport {
-    /// Totals over the converted files: (read, accepted, rejected).
-    pub fn totals(&self) -> (usize, usize, usize) {
-        self.files.iter().fold((0, 0, 0), |(r, a, j), f| match &f.outcome {
-            FileOutcome::Ingested { read, accepted, rejected, .. } => (r + read, a + accepted, j + rejected),
-            FileOutcome::AlreadyIngested => (r, a, j),
-        })
+    /// Counts summed over the converted files (the encoding is left empty).
+    pub fn totals(&self) -> FileCounts {
+        let mut sum = FileCounts::default();
+        for f in &self.files {
+            if let FileOutcome::Ingested(counts) = &f.outcome {
+                sum.add(counts);
+            }
+        }
+        sum
     }
 }
 
@@ -93,7 +130,7 @@ impl Project {
         let model = self.model();
         let source = model.source(source)?;
         let cube = source.cube().to_owned();
-        let needs_key = source.fields().iter().any(|f| matches!(f.kind(), kubus_model::FieldKind::Pseudonym { .. }));
+        let needs_key = source.fields().iter().any(|f| matches!(f.kind(), kubus_model::FieldKind::Pseudonym(_)));
         let (key, key_origin) = if needs_key {
             let (key, origin) = self.pseudonym_key()?;
             (key, Some(origin))
@@ -116,12 +153,16 @@ impl Project {
                 let facts = kubus_ingest::read_file(model, source, &name, &bytes, &key)?;
                 known.insert(sha256.clone());
                 converted_names.insert(name.clone());
-                let outcome = FileOutcome::Ingested {
-                    read: facts.read,
-                    accepted: facts.accepted(),
-                    rejected: facts.rejected.len(),
+                let outcome = FileOutcome::Ingested(FileCounts {
+                    lines: facts.lines,
+                    accepted: facts.accepted_lines,
+                    rejected: facts.rejected_lines,
+                    skipped: facts.skipped.clone(),
+                    facts: facts.facts(),
+                    totals_compared: facts.totals_compared,
+                    warnings: facts.warnings.clone(),
                     encoding: facts.encoding.clone(),
-                };
+                });
                 rejected.extend(facts.rejected.into_iter().map(|r| QuarantineRow {
                     file: r.file,
                     line: r.line,

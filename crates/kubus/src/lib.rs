@@ -17,7 +17,7 @@
 mod ingest;
 mod project;
 
-pub use ingest::{FileOutcome, FileReport, IngestReport};
+pub use ingest::{FileCounts, FileOutcome, FileReport, IngestReport};
 pub use kubus_ingest::PseudonymKey;
 pub use kubus_model::{DemoIngest, DemoQuery, Diagnostic, Diagnostics, Model, ProjectConfig, PseudonymSettings};
 pub use kubus_warehouse::QuarantineRow;

@@ -54,8 +54,11 @@ def region():
         text += member("land", key, label, aliases=aliases)
     for r in rows:
         ags, name, kind = r[1], r[2], r[3]
-        label = f"{name}, {KIND[kind]}" if names.count(name) > 1 else name
-        text += member("kreis", ags, label, parent=ags[:2])
+        if names.count(name) > 1:
+            # The plain name stays an alias of both, so that it is reported as ambiguous, not unknown.
+            text += member("kreis", ags, f"{name}, {KIND[kind]}", parent=ags[:2], aliases=[name])
+        else:
+            text += member("kreis", ags, name, parent=ags[:2])
     return text
 
 

@@ -6,6 +6,7 @@ mod support;
 mod crash;
 mod demo;
 mod errors;
+mod ingest;
 mod realdata;
 mod schemas;
 mod tidy;

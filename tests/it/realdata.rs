@@ -2,7 +2,7 @@
 //! accounted for, and the facts reproduce the files' own totals. Expected numbers come from naive readings of
 //! the raw files in this test, from the other publication, or from Destatis' published figure — not from kubus.
 
-use crate::support::{cli, csv_rows, project_copy, repo};
+use crate::support::{cli, csv_rows, project_copy, query, repo};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,15 +21,6 @@ fn check_ingest(dir: &Path, source: &str, file: &Path, expected_accounting: &str
     assert_eq!(out.code, ExitCode::SUCCESS, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains(expected_accounting), "expected {expected_accounting} in\n{}", out.stdout);
     out.stdout
-}
-
-fn query(dir: &Path, args: &[&str]) -> Vec<Vec<String>> {
-    let mut all = vec!["query"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-f", "csv"]);
-    let out = cli(dir, &all);
-    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
-    csv_rows(&out.stdout)
 }
 
 const GENESIS: &str = "destatis_genesis_12411-0012_bundeslaender_altersjahre.csv";

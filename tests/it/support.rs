@@ -70,3 +70,13 @@ pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect()
 }
+
+/// Runs a cube query through the CLI and returns its CSV rows (header dropped).
+pub fn query(dir: &Path, args: &[&str]) -> Vec<Vec<String>> {
+    let mut all = vec!["query"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-f", "csv"]);
+    let out = cli(dir, &all);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    csv_rows(&out.stdout)
+}

@@ -38,6 +38,16 @@ enum Command {
         /// Files or directories (every file inside, sorted).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Show the first mapped facts and every rejected line; commit nothing, leave the quarantine alone.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the rejected lines in quarantine, with their reasons.
+    Quarantine {
+        /// Only this source.
+        source: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Ask a cube query.
     Query(QueryArgs),
@@ -45,6 +55,9 @@ enum Command {
     Sql {
         /// A single SELECT query.
         sql: String,
+        /// Read a cube at an earlier version: CUBE=VERSION (repeatable); other cubes are read at their latest.
+        #[arg(long, value_parser = parse_as_of)]
+        as_of: Vec<(String, u64)>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -132,15 +145,39 @@ pub fn run(args: impl IntoIterator<Item = String>, stdout: &mut dyn Write, stder
 async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Check => check(&cli.project, stdout),
-        Command::Ingest { source, files } => {
+        Command::Ingest { source, files, dry_run } => {
             let project = Project::open(&cli.project)?;
             let files = project.expand_inputs(&files)?;
+            if dry_run {
+                return dry_run_ingest(&project, &source, &files, stdout).await;
+            }
             ingest(&project, &source, &files, stdout, stderr).await.map(|_| ())
         }
-        Command::Query(args) => query(&Project::open(&cli.project)?, args, stdout).await,
-        Command::Sql { sql, output } => {
+        Command::Quarantine { source, output } => {
             let project = Project::open(&cli.project)?;
-            let batches = project.sql(&sql).await?;
+            let rows = project.quarantine(source.as_deref())?;
+            if output.format == OutputFormat::Table && output.out.is_none() {
+                let mut counts: Vec<(String, String, usize)> = Vec::new();
+                for (s, r) in &rows {
+                    match counts.iter_mut().find(|(cs, cp, _)| cs == s && *cp == r.problem) {
+                        Some(c) => c.2 += 1,
+                        None => counts.push((s.clone(), r.problem.clone(), 1)),
+                    }
+                }
+                writeln!(stdout, "{} line(s) in quarantine", rows.len())?;
+                for (s, p, n) in counts {
+                    writeln!(stdout, "  {s}: {n} {p}")?;
+                }
+                if rows.is_empty() {
+                    return Ok(());
+                }
+            }
+            emit(&output, &[quarantine_batch(&rows)?], &|_| false, stdout)
+        }
+        Command::Query(args) => query(&Project::open(&cli.project)?, args, stdout).await,
+        Command::Sql { sql, as_of, output } => {
+            let project = Project::open(&cli.project)?;
+            let batches = project.sql(&sql, &as_of).await?;
             emit(&output, &batches, &|_| false, stdout)
         }
         Command::Demo => demo(&cli.project, stdout, stderr).await,
@@ -240,6 +277,52 @@ fn emit(output: &OutputArgs, batches: &[kubus::arrow::array::RecordBatch], hide:
         }
         None => render::write(output.format, batches, hide, stdout),
     }
+}
+
+fn parse_as_of(text: &str) -> Result<(String, u64), String> {
+    let (cube, version) = text.split_once('=').ok_or_else(|| format!("'{text}': write CUBE=VERSION, e.g. newcomers=3"))?;
+    let version = version.trim().parse().map_err(|_| format!("'{version}' is not a version number"))?;
+    Ok((cube.trim().to_owned(), version))
+}
+
+/// Rejected lines as a batch, for the table, CSV and JSON writers.
+fn quarantine_batch(rows: &[(String, kubus::QuarantineRow)]) -> anyhow::Result<kubus::arrow::array::RecordBatch> {
+    use kubus::arrow::array::{ArrayRef, StringArray, UInt64Array};
+    let text = |f: &dyn Fn(&(String, kubus::QuarantineRow)) -> String| -> ArrayRef { std::sync::Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>())) };
+    let line: ArrayRef = std::sync::Arc::new(UInt64Array::from(rows.iter().map(|(_, r)| r.line as u64).collect::<Vec<_>>()));
+    Ok(kubus::arrow::array::RecordBatch::try_from_iter([
+        ("source", text(&|(s, _)| s.clone())),
+        ("file", text(&|(_, r)| r.file.clone())),
+        ("line", line),
+        ("column", text(&|(_, r)| r.column.clone())),
+        ("value", text(&|(_, r)| r.value.clone())),
+        ("problem", text(&|(_, r)| r.problem.clone())),
+        ("reason", text(&|(_, r)| r.reason.clone())),
+    ])?)
+}
+
+async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], stdout: &mut dyn Write) -> anyhow::Result<()> {
+    const PREVIEW: usize = 10;
+    let options = kubus::IngestOptions { dry_run: true, preview: PREVIEW };
+    let report = project.ingest_with(source, files, options, &mut |_| {}).await?;
+    writeln!(stdout, "dry run: source {} → cube {} (nothing is committed, the quarantine is left as it is)", report.source, report.cube)?;
+    for f in &report.files {
+        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match &f.outcome {
+            FileOutcome::Ingested(counts) => writeln!(stdout, "  {name} ({}): {}", counts.encoding, accounting(counts))?,
+            FileOutcome::AlreadyIngested => writeln!(stdout, "  {name}: already ingested (same SHA-256)")?,
+        }
+    }
+    if let Some(preview) = &report.preview {
+        writeln!(stdout, "\nfirst {} facts:", preview.num_rows())?;
+        render::write(OutputFormat::Table, std::slice::from_ref(preview), &|c| c.starts_with('_') && c != kubus::STATUS_COLUMN, stdout)?;
+    }
+    writeln!(stdout, "\n{} rejected line(s)", report.rejected.len())?;
+    if !report.rejected.is_empty() {
+        let rows: Vec<(String, kubus::QuarantineRow)> = report.rejected.iter().map(|r| (report.source.clone(), r.clone())).collect();
+        render::write(OutputFormat::Table, &[quarantine_batch(&rows)?], &|_| false, stdout)?;
+    }
+    Ok(())
 }
 
 /// One line that accounts for every line of the input: `lines = accepted + rejected + skipped`.

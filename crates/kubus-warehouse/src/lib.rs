@@ -5,7 +5,7 @@
 
 mod quarantine;
 
-pub use quarantine::{QuarantineRow, write_quarantine};
+pub use quarantine::{QuarantineRow, read_quarantine, write_quarantine};
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};

@@ -25,32 +25,35 @@ pub struct QuarantineRow {
 
 const HEADER: [&str; 6] = ["file", "line", "column", "value", "problem", "reason"];
 
+/// Reads `dir/<source>.csv`; a source without a quarantine file has no rejected lines.
+pub fn read_quarantine(dir: &Path, source: &str) -> Result<Vec<QuarantineRow>> {
+    let path = dir.join(format!("{source}.csv"));
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let io = |source| Error::Quarantine { path: path.clone(), source };
+    let mut reader = csv::Reader::from_path(&path).map_err(|e| io(e.into()))?;
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let r = record.map_err(|e| io(e.into()))?;
+        rows.push(QuarantineRow {
+            file: r.get(0).unwrap_or_default().to_owned(),
+            line: r.get(1).and_then(|l| l.parse().ok()).unwrap_or_default(),
+            column: r.get(2).unwrap_or_default().to_owned(),
+            value: r.get(3).unwrap_or_default().to_owned(),
+            problem: r.get(4).unwrap_or_default().to_owned(),
+            reason: r.get(5).unwrap_or_default().to_owned(),
+        });
+    }
+    Ok(rows)
+}
+
 /// Replaces the quarantine lines of `files` in `dir/<source>.csv` by `rows`; returns the file's path.
 pub fn write_quarantine(dir: &Path, source: &str, files: &BTreeSet<String>, rows: &[QuarantineRow]) -> Result<PathBuf> {
     let path = dir.join(format!("{source}.csv"));
     let io = |source| Error::Quarantine { path: path.clone(), source };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut kept: Vec<QuarantineRow> = if path.exists() {
-        let mut reader = csv::Reader::from_path(&path).map_err(|e| io(e.into()))?;
-        let mut kept = Vec::new();
-        for record in reader.records() {
-            let r = record.map_err(|e| io(e.into()))?;
-            let row = QuarantineRow {
-                file: r.get(0).unwrap_or_default().to_owned(),
-                line: r.get(1).and_then(|l| l.parse().ok()).unwrap_or_default(),
-                column: r.get(2).unwrap_or_default().to_owned(),
-                value: r.get(3).unwrap_or_default().to_owned(),
-                problem: r.get(4).unwrap_or_default().to_owned(),
-                reason: r.get(5).unwrap_or_default().to_owned(),
-            };
-            if !files.contains(&row.file) {
-                kept.push(row);
-            }
-        }
-        kept
-    } else {
-        Vec::new()
-    };
+    let mut kept: Vec<QuarantineRow> = read_quarantine(dir, source)?.into_iter().filter(|r| !files.contains(&r.file)).collect();
     kept.extend(rows.iter().cloned());
     kept.sort();
     let tmp = dir.join(format!(".{source}.csv.tmp"));

@@ -88,6 +88,19 @@ pub struct IngestReport {
     pub rejected: Vec<QuarantineRow>,
     /// Where the pseudonymisation key came from, if the source needed one.
     pub key_origin: Option<KeyOrigin>,
+    /// A dry run: nothing was committed and the quarantine was not touched.
+    pub dry_run: bool,
+    /// The first facts of a dry run (at most [`IngestOptions::preview`] rows), in the fact table's schema.
+    pub preview: Option<datafusion::arrow::record_batch::RecordBatch>,
+}
+
+/// How to ingest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IngestOptions {
+    /// Read and convert everything, report it, but commit nothing and leave the quarantine as it is.
+    pub dry_run: bool,
+    /// Number of facts a dry run shows.
+    pub preview: usize,
 }
 
 impl IngestReport {
@@ -125,8 +138,19 @@ impl Project {
         Ok(out)
     }
 
-    /// Ingests `files` through `source`. `progress` is called after each file.
+    /// Ingests `files` through `source` in one commit. `progress` is called after each file.
     pub async fn ingest(&self, source: &str, files: &[PathBuf], progress: &mut dyn FnMut(&FileReport)) -> Result<IngestReport> {
+        self.ingest_with(source, files, IngestOptions::default(), progress).await
+    }
+
+    /// Ingests, or with `options.dry_run` only shows what an ingest would do.
+    pub async fn ingest_with(
+        &self,
+        source: &str,
+        files: &[PathBuf],
+        options: IngestOptions,
+        progress: &mut dyn FnMut(&FileReport),
+    ) -> Result<IngestReport> {
         let model = self.model();
         let source = model.source(source)?;
         let cube = source.cube().to_owned();
@@ -178,6 +202,21 @@ impl Project {
             progress(&report);
             reports.push(report);
         }
+        if options.dry_run {
+            let preview = batches.iter().find(|b| b.facts.num_rows() > 0).map(|b| b.facts.slice(0, options.preview.min(b.facts.num_rows())));
+            let version = self.warehouse().version(&cube).await?;
+            return Ok(IngestReport {
+                source: source.name().to_owned(),
+                cube,
+                files: reports,
+                version,
+                quarantine: None,
+                rejected,
+                key_origin,
+                dry_run: true,
+                preview,
+            });
+        }
         let quarantine = if converted_names.is_empty() {
             None
         } else {
@@ -185,6 +224,16 @@ impl Project {
             Some(kubus_warehouse::write_quarantine(&dir, source.name(), &converted_names, &rejected)?)
         };
         let version = self.warehouse().append(&cube, &batches).await?;
-        Ok(IngestReport { source: source.name().to_owned(), cube, files: reports, version, quarantine, rejected, key_origin })
+        Ok(IngestReport {
+            source: source.name().to_owned(),
+            cube,
+            files: reports,
+            version,
+            quarantine,
+            rejected,
+            key_origin,
+            dry_run: false,
+            preview: None,
+        })
     }
 }

@@ -17,8 +17,8 @@
 mod ingest;
 mod project;
 
-pub use ingest::{FileCounts, FileOutcome, FileReport, IngestReport};
-pub use kubus_ingest::PseudonymKey;
+pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestReport};
+pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
 pub use kubus_model::{DemoIngest, DemoQuery, Diagnostic, Diagnostics, Model, ProjectConfig, PseudonymSettings};
 pub use kubus_warehouse::QuarantineRow;
 pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};

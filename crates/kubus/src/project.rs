@@ -7,7 +7,7 @@ use datafusion::prelude::SessionContext;
 use kubus_ingest::PseudonymKey;
 use kubus_model::{Model, ProjectConfig, SchemaFile, SchemaKind};
 use kubus_query::{Query, QueryResult};
-use kubus_warehouse::Warehouse;
+use kubus_warehouse::{QuarantineRow, Warehouse};
 use std::path::{Path, PathBuf};
 
 /// An open project.
@@ -162,15 +162,38 @@ impl Project {
         }
     }
 
-    /// Runs read-only SQL over one view per cube that has facts (named like the cube, with member labels).
-    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+    /// Runs read-only SQL over one view per cube that has facts (named like the cube, with member labels). Each
+    /// cube is read at its latest version unless `as_of` names another one for it.
+    pub async fn sql(&self, sql: &str, as_of: &[(String, u64)]) -> Result<Vec<RecordBatch>> {
+        for (cube, _) in as_of {
+            self.model.cube(cube)?;
+        }
         let ctx = SessionContext::new();
         for cube in self.model.cubes() {
-            if let Some((facts, _)) = self.warehouse.facts(&ctx, cube.name(), None).await? {
+            let version = as_of.iter().find(|(c, _)| c == cube.name()).map(|(_, v)| *v);
+            let found = match version {
+                Some(_) => Some(self.facts(&ctx, cube.name(), version).await?),
+                None => self.warehouse.facts(&ctx, cube.name(), None).await?,
+            };
+            if let Some((facts, _)) = found {
                 let view = kubus_query::cube_view(&ctx, &self.model, cube, facts)?;
                 ctx.register_table(cube.name(), view.into_view()).map_err(kubus_query::Error::from)?;
             }
         }
         Ok(kubus_query::run_sql(&ctx, sql).await?)
+    }
+
+    /// The rejected lines in quarantine, of one source or of all, with the source's name.
+    pub fn quarantine(&self, source: Option<&str>) -> Result<Vec<(String, QuarantineRow)>> {
+        let names: Vec<String> = match source {
+            Some(s) => vec![self.model.source(s)?.name().to_owned()],
+            None => self.model.sources().map(|s| s.name().to_owned()).collect(),
+        };
+        let dir = self.warehouse.quarantine_dir();
+        let mut rows = Vec::new();
+        for name in names {
+            rows.extend(kubus_warehouse::read_quarantine(&dir, &name)?.into_iter().map(|r| (name.clone(), r)));
+        }
+        Ok(rows)
     }
 }

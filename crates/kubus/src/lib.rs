@@ -87,19 +87,25 @@ pub enum Error {
     /// An input file could not be ingested.
     #[error(transparent)]
     Ingest(#[from] kubus_ingest::Error),
-    /// The warehouse failed.
+    /// The warehouse failed (boxed: Delta Lake's errors are large, and every `Result` would carry their size).
     #[error(transparent)]
-    Warehouse(#[from] kubus_warehouse::Error),
+    Warehouse(Box<kubus_warehouse::Error>),
     /// The query is invalid or failed.
     #[error(transparent)]
     Query(#[from] kubus_query::Error),
+}
+
+impl From<kubus_warehouse::Error> for Error {
+    fn from(e: kubus_warehouse::Error) -> Self {
+        Error::Warehouse(Box::new(e))
+    }
 }
 
 impl Error {
     /// Whether the user can fix this (bad input, schema, query or file) as opposed to an internal failure.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Warehouse(w) => matches!(w, kubus_warehouse::Error::NoSuchVersion { .. }),
+            Error::Warehouse(w) => matches!(**w, kubus_warehouse::Error::NoSuchVersion { .. }),
             Error::Query(q) => q.is_user_error(),
             Error::Ingest(i) => !matches!(i, kubus_ingest::Error::Arrow(_)),
             _ => true,

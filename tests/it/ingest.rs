@@ -5,10 +5,11 @@ use crate::support::{cli, csv_rows, fixture, project_copy, query};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Data lines of a sample export, counted from its raw bytes (each person line starts with its number).
+/// Data lines of a sample export, counted from its raw bytes: each starts with the person number, or with the
+/// delimiter where the number is missing.
 fn person_lines(dir: &Path, month: &str) -> usize {
     let raw = std::fs::read(dir.join(format!("sample-data/auslaenderbehoerde/neuzugewanderte_{month}.csv"))).unwrap();
-    raw.split(|&b| b == b'\n').filter(|l| l.starts_with(b"ABH-")).count()
+    raw.split(|&b| b == b'\n').filter(|l| l.starts_with(b"ABH-") || l.starts_with(b";")).count()
 }
 
 #[test]
@@ -48,4 +49,73 @@ fn sql_and_query_read_earlier_versions() {
     let bad = cli(dir.path(), &["sql", "SELECT 1", "--as-of", "newcomers=9"]);
     assert_eq!(bad.code, ExitCode::from(2), "{}", bad.stderr);
     assert!(bad.stderr.contains("no version 9 (latest is 1)"), "{}", bad.stderr);
+}
+
+/// The June export with its three broken lines corrected, as the office would send it again.
+fn corrected_june(dir: &Path) -> std::path::PathBuf {
+    let original = dir.join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv");
+    let text: String = std::fs::read(&original).unwrap().iter().map(|&b| b as char).collect();
+    let mut lines: Vec<String> = text.split("\r\n").map(str::to_owned).collect();
+    let header: Vec<String> = lines[0].split(';').map(str::to_owned).collect();
+    for row in fixture("quarantine.csv").into_iter().filter(|r| r[0] == "neuzugewanderte_2024-06.csv") {
+        let (line, column): (usize, &str) = (row[1].parse().unwrap(), &row[2]);
+        let fixed = match column {
+            "Geburtsdatum" => "28.02.1991",
+            "Stadtteil" => "Betzenberg",
+            "Personennummer" => "ABH-999999",
+            other => panic!("no correction for {other}"),
+        };
+        let mut cells: Vec<String> = lines[line - 1].split(';').map(str::to_owned).collect();
+        cells[header.iter().position(|h| h == column).unwrap()] = fixed.to_owned();
+        lines[line - 1] = cells.join(";");
+    }
+    let fixed_dir = dir.join("corrected");
+    std::fs::create_dir_all(&fixed_dir).unwrap();
+    let path = fixed_dir.join("neuzugewanderte_2024-06.csv");
+    std::fs::write(&path, lines.join("\r\n").chars().map(|c| c as u8).collect::<Vec<u8>>()).unwrap();
+    path
+}
+
+#[test]
+fn a_corrected_export_replaces_its_month_and_leaves_quarantine() {
+    let dir = project_copy();
+    let abh = dir.path().join("sample-data/auslaenderbehoerde");
+    let files: Vec<String> = ["2024-05", "2024-06"].iter().map(|m| abh.join(format!("neuzugewanderte_{m}.csv")).display().to_string()).collect();
+    let out = cli(dir.path(), &["ingest", "abh_newcomers", &files[0], &files[1]]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let june = person_lines(dir.path(), "2024-06");
+    let broken = fixture("quarantine.csv").into_iter().filter(|r| r[0] == "neuzugewanderte_2024-06.csv").count();
+    assert!(cli(dir.path(), &["quarantine"]).stdout.starts_with(&format!("{broken} line(s) in quarantine")));
+
+    let corrected = corrected_june(dir.path());
+    let out = cli(dir.path(), &["ingest", "abh_newcomers", &corrected.display().to_string()]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("replaced {} facts of neuzugewanderte_2024-06.csv (all of them", june - broken)),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(cli(dir.path(), &["quarantine"]).stdout, "0 line(s) in quarantine\n");
+    let records = |extra: &[&str]| -> Vec<Vec<String>> {
+        let mut args = vec!["newcomers", "-m", "records", "-d", "month"];
+        args.extend_from_slice(extra);
+        query(dir.path(), &args)
+    };
+    let may = person_lines(dir.path(), "2024-05").to_string();
+    assert_eq!(records(&[]), [vec!["2024-05".to_owned(), "Mai 2024".into(), may.clone()], vec!["2024-06".into(), "Juni 2024".into(), june.to_string()]]);
+    // The replaced facts are still there in the version before.
+    assert_eq!(records(&["--as-of", "0"])[1][2], (june - broken).to_string());
+}
+
+#[test]
+fn two_exports_for_one_month_in_one_ingest_are_refused() {
+    let dir = project_copy();
+    let original = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv");
+    let corrected = corrected_june(dir.path());
+    let copy = dir.path().join("corrected/neuzugewanderte_2024-06_korrigiert.csv");
+    std::fs::copy(&corrected, &copy).unwrap();
+    let out = cli(dir.path(), &["ingest", "abh_newcomers", &original.display().to_string(), &copy.display().to_string()]);
+    assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
+    assert!(out.stderr.contains("both hold facts for month=2024-06"), "{}", out.stderr);
+    assert_eq!(cli(dir.path(), &["query", "newcomers", "-m", "records"]).code, ExitCode::from(2), "nothing was committed");
 }

@@ -236,6 +236,10 @@ async fn ingest(project: &Project, source: &str, files: &[PathBuf], stdout: &mut
     if let Some(q) = &report.quarantine {
         writeln!(stdout, "quarantine: {} ({} lines from this ingest)", q.display(), report.rejected.len())?;
     }
+    for r in &report.replaced {
+        let whole = if r.whole_file { " (all of them; its quarantine lines are gone)" } else { "" };
+        writeln!(stdout, "replaced {} facts of {}{whole}: this ingest brings their {} again", r.facts, r.file, report_key(report.replace_key()))?;
+    }
     match report.version {
         Some(v) => writeln!(stdout, "cube {} is at version {v}", report.cube)?,
         None => writeln!(stdout, "cube {} has no facts", report.cube)?,
@@ -277,6 +281,10 @@ fn emit(output: &OutputArgs, batches: &[kubus::arrow::array::RecordBatch], hide:
         }
         None => render::write(output.format, batches, hide, stdout),
     }
+}
+
+fn report_key(key: &[String]) -> String {
+    key.join(" and ")
 }
 
 fn parse_as_of(text: &str) -> Result<(String, u64), String> {

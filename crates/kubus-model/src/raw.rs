@@ -113,6 +113,8 @@ pub struct RawSource {
     pub layout: Option<S<RawLayout>>,
     pub unpivot: Option<S<RawUnpivot>>,
     #[serde(default)]
+    pub replace: Vec<S<String>>,
+    #[serde(default)]
     pub drop: Vec<String>,
     pub fields: BTreeMap<String, S<RawField>>,
 }

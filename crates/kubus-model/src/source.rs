@@ -280,6 +280,7 @@ pub struct Source {
     format: Format,
     layout: Layout,
     unpivot: Option<Unpivot>,
+    replace: Vec<String>,
     date_formats: Vec<String>,
     drop: Vec<String>,
     fields: Vec<Field>,
@@ -309,6 +310,11 @@ impl Source {
     /// Wide-to-long rule, if the file is wide.
     pub fn unpivot(&self) -> Option<&Unpivot> {
         self.unpivot.as_ref()
+    }
+    /// The replace key: dimension roles (e.g. the snapshot month) whose values an export covers completely, so
+    /// that a newer export for the same values replaces the facts of the earlier one. Empty: facts are appended.
+    pub fn replace_key(&self) -> &[String] {
+        &self.replace
     }
     /// Date formats (chrono `strftime` syntax), tried in order.
     pub fn date_formats(&self) -> &[String] {
@@ -450,6 +456,16 @@ pub(crate) fn lower(
     let date_formats = if f.date_formats.is_empty() { vec!["%Y-%m-%d".to_owned()] } else { f.date_formats.clone() };
     let layout = lower_layout(raw.layout.as_ref(), sink);
     let unpivot = lower_unpivot(raw.unpivot.as_ref(), sink);
+    for (i, key) in raw.replace.iter().enumerate() {
+        if cube.dimension(key.get_ref()).is_err() {
+            sink.with(
+                Some(key.span()),
+                format!("replace[{i}]"),
+                format!("the replace key must name a dimension role of cube {}", cube.name()),
+                cube.dimensions().iter().map(|d| d.name().to_owned()).collect(),
+            );
+        }
+    }
 
     let mut fields = Vec::new();
     let mut valid_targets: Vec<String> = cube.dimensions().iter().map(|d| d.name().to_owned()).collect();
@@ -560,6 +576,7 @@ pub(crate) fn lower(
         format,
         layout,
         unpivot,
+        replace: raw.replace.into_iter().map(|r| r.into_inner()).collect(),
         date_formats,
         drop: raw.drop,
         fields,

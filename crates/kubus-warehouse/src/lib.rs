@@ -10,10 +10,11 @@ pub use quarantine::{QuarantineRow, read_quarantine, write_quarantine};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
-use datafusion::prelude::{SessionContext, col};
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -56,6 +57,9 @@ pub enum Error {
         #[source]
         source: datafusion::arrow::error::ArrowError,
     },
+    /// Two files of one ingest hold facts for the same replace key.
+    #[error("{} and {} both hold facts for {key} in {table}; ingest the one that is right", .files[0], .files[1])]
+    OverlappingReplace { table: String, key: String, files: [String; 2] },
     /// Writing a quarantine file failed.
     #[error("quarantine file {path}")]
     Quarantine {
@@ -166,14 +170,44 @@ impl Warehouse {
     /// Appends the facts of several files to a cube's table in one atomic commit; returns the new version, or
     /// the current one when there is nothing to write. Readers see either all of these files or none.
     pub async fn append(&self, cube: &str, files: &[FileBatch]) -> Result<Option<u64>> {
+        Ok(self.commit(cube, files, &[]).await?.version)
+    }
+
+    /// Writes the facts of several files in one atomic commit. With `replace` columns (a source's replace key,
+    /// e.g. the snapshot month), every fact already in the table whose key occurs among the new facts is
+    /// replaced by them in the same commit; earlier versions stay readable. Without, the facts are appended.
+    pub async fn commit(&self, cube: &str, files: &[FileBatch], replace: &[String]) -> Result<Commit> {
         let arrow = |source| Error::Arrow { table: cube.to_owned(), source };
         let mut batches = Vec::new();
         for f in files.iter().filter(|f| f.facts.num_rows() > 0) {
             batches.push(with_provenance(&f.facts, &f.file, &f.sha256).map_err(arrow)?);
         }
         if batches.is_empty() {
-            return self.version(cube).await;
+            return Ok(Commit { version: self.version(cube).await?, replaced: Vec::new() });
         }
+        let mut keys = BTreeSet::new();
+        if !replace.is_empty() {
+            // Two files of one ingest covering the same key would both stay: refuse, the user must pick one.
+            let mut owner: BTreeMap<Vec<String>, &str> = BTreeMap::new();
+            for (f, batch) in files.iter().filter(|f| f.facts.num_rows() > 0).zip(&batches) {
+                for key in key_tuples(std::slice::from_ref(batch), replace).map_err(arrow)? {
+                    if let Some(other) = owner.insert(key.clone(), &f.file) {
+                        return Err(Error::OverlappingReplace {
+                            table: cube.to_owned(),
+                            key: replace.iter().zip(&key).map(|(c, v)| format!("{c}={v}")).collect::<Vec<_>>().join(", "),
+                            files: [other.to_owned(), f.file.clone()],
+                        });
+                    }
+                    keys.insert(key);
+                }
+            }
+        }
+        let predicate = replace_predicate(replace, &keys);
+        let existing = self.table(cube).await?;
+        let replaced = match (&predicate, &existing) {
+            (Some(p), Some(_)) => self.replaced_files(cube, p.clone()).await?,
+            _ => Vec::new(),
+        };
         let dir = self.table_dir(cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
@@ -183,17 +217,103 @@ impl Warehouse {
             .iter()
             .map(|f| serde_json::json!({ "file": f.file, "sha256": f.sha256, "facts": f.facts.num_rows() }))
             .collect();
-        let table = table
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(
-                deltalake::kernel::transaction::CommitProperties::default()
-                    .with_metadata([("kubus.ingest".to_owned(), serde_json::Value::Array(log))]),
-            )
-            .await
-            .map_err(delta)?;
-        Ok(table.version())
+        let write = table.write(batches).with_commit_properties(
+            deltalake::kernel::transaction::CommitProperties::default()
+                .with_metadata([("kubus.ingest".to_owned(), serde_json::Value::Array(log))]),
+        );
+        let write = match (predicate, existing.is_some()) {
+            (Some(p), true) => write.with_save_mode(SaveMode::Overwrite).with_replace_where(p),
+            _ => write.with_save_mode(SaveMode::Append),
+        };
+        let table = write.await.map_err(delta)?;
+        Ok(Commit { version: table.version(), replaced })
     }
+
+    /// Per file already in the table: how many of its facts match `predicate`, and whether any do not.
+    async fn replaced_files(&self, cube: &str, predicate: Expr) -> Result<Vec<Replaced>> {
+        let ctx = SessionContext::new();
+        let Some((provider, _)) = self.facts(&ctx, cube, None).await? else { return Ok(Vec::new()) };
+        let read = |source| Error::Read { table: cube.to_owned(), source };
+        let batches = ctx
+            .read_table(provider)
+            .and_then(|df| df.select(vec![col(FILE_COLUMN), predicate.alias("hit")]))
+            .map_err(read)?
+            .collect()
+            .await
+            .map_err(read)?;
+        let mut per_file: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+        for batch in batches {
+            let files = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
+                .map_err(|source| Error::Arrow { table: cube.to_owned(), source })?;
+            let files = files.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
+            let hits = batch.column(1).as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().expect("a predicate is boolean");
+            for i in 0..batch.num_rows() {
+                let entry = per_file.entry(files.value(i).to_owned()).or_default();
+                if hits.value(i) {
+                    entry.0 += 1;
+                } else {
+                    entry.1 = true;
+                }
+            }
+        }
+        Ok(per_file
+            .into_iter()
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(file, (facts, rest))| Replaced { file, facts, whole_file: !rest })
+            .collect())
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    /// The table's version after the commit (`None`: still no facts).
+    pub version: Option<u64>,
+    /// Earlier files whose facts were replaced.
+    pub replaced: Vec<Replaced>,
+}
+
+/// Facts of an earlier file that a replacing commit removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    /// The earlier file's name.
+    pub file: String,
+    /// How many of its facts were replaced.
+    pub facts: usize,
+    /// Whether no fact of that file remains.
+    pub whole_file: bool,
+}
+
+/// The distinct values of the key columns among the new facts.
+fn key_tuples(batches: &[RecordBatch], columns: &[String]) -> Result<BTreeSet<Vec<String>>, datafusion::arrow::error::ArrowError> {
+    let mut keys = BTreeSet::new();
+    for batch in batches {
+        let arrays = columns
+            .iter()
+            .map(|c| {
+                let idx = batch.schema().index_of(c)?;
+                datafusion::arrow::compute::cast(batch.column(idx), &DataType::Utf8)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let strings: Vec<&StringArray> = arrays.iter().map(|a| a.as_any().downcast_ref::<StringArray>().expect("cast to Utf8")).collect();
+        for i in 0..batch.num_rows() {
+            keys.insert(strings.iter().map(|s| s.value(i).to_owned()).collect());
+        }
+    }
+    Ok(keys)
+}
+
+/// `key IN (…)` for one column; a disjunction of conjunctions for several.
+fn replace_predicate(columns: &[String], keys: &BTreeSet<Vec<String>>) -> Option<Expr> {
+    if columns.is_empty() || keys.is_empty() {
+        return None;
+    }
+    if let [column] = columns {
+        return Some(col(column.as_str()).in_list(keys.iter().map(|k| lit(k[0].clone())).collect(), false));
+    }
+    keys.iter()
+        .map(|k| columns.iter().zip(k).map(|(c, v)| col(c.as_str()).eq(lit(v.clone()))).reduce(Expr::and).expect("at least one column"))
+        .reduce(Expr::or)
 }
 
 fn with_provenance(facts: &RecordBatch, file: &str, sha256: &str) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {

@@ -88,6 +88,9 @@ pub struct IngestReport {
     pub rejected: Vec<QuarantineRow>,
     /// Where the pseudonymisation key came from, if the source needed one.
     pub key_origin: Option<KeyOrigin>,
+    replace_key: Vec<String>,
+    /// Facts of earlier files that this ingest replaced (same replace key).
+    pub replaced: Vec<kubus_warehouse::Replaced>,
     /// A dry run: nothing was committed and the quarantine was not touched.
     pub dry_run: bool,
     /// The first facts of a dry run (at most [`IngestOptions::preview`] rows), in the fact table's schema.
@@ -104,6 +107,11 @@ pub struct IngestOptions {
 }
 
 impl IngestReport {
+    /// The source's replace key (empty when facts are appended).
+    pub fn replace_key(&self) -> &[String] {
+        &self.replace_key
+    }
+
     /// Counts summed over the converted files (the encoding is left empty).
     pub fn totals(&self) -> FileCounts {
         let mut sum = FileCounts::default();
@@ -213,6 +221,8 @@ impl Project {
                 quarantine: None,
                 rejected,
                 key_origin,
+                replace_key: source.replace_key().to_vec(),
+                replaced: Vec::new(),
                 dry_run: true,
                 preview,
             });
@@ -223,7 +233,13 @@ impl Project {
             let dir = self.warehouse().quarantine_dir();
             Some(kubus_warehouse::write_quarantine(&dir, source.name(), &converted_names, &rejected)?)
         };
-        let version = self.warehouse().append(&cube, &batches).await?;
+        let commit = self.warehouse().commit(&cube, &batches, source.replace_key()).await?;
+        // A file whose facts were all replaced has nothing left to fix: its quarantine lines go too.
+        let gone: BTreeSet<String> = commit.replaced.iter().filter(|r| r.whole_file).map(|r| r.file.clone()).collect();
+        if !gone.is_empty() {
+            kubus_warehouse::write_quarantine(&self.warehouse().quarantine_dir(), source.name(), &gone, &[])?;
+        }
+        let version = commit.version;
         Ok(IngestReport {
             source: source.name().to_owned(),
             cube,
@@ -232,6 +248,8 @@ impl Project {
             quarantine,
             rejected,
             key_origin,
+            replace_key: source.replace_key().to_vec(),
+            replaced: commit.replaced,
             dry_run: false,
             preview: None,
         })

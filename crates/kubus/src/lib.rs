@@ -20,7 +20,7 @@ mod project;
 pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestReport};
 pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
 pub use kubus_model::{DemoIngest, DemoQuery, Diagnostic, Diagnostics, Model, ProjectConfig, PseudonymSettings};
-pub use kubus_warehouse::QuarantineRow;
+pub use kubus_warehouse::{QuarantineRow, Replaced};
 pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 pub use project::{Answer, KeyOrigin, Project};
 
@@ -105,7 +105,7 @@ impl Error {
     /// Whether the user can fix this (bad input, schema, query or file) as opposed to an internal failure.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Warehouse(w) => matches!(**w, kubus_warehouse::Error::NoSuchVersion { .. }),
+            Error::Warehouse(w) => matches!(**w, kubus_warehouse::Error::NoSuchVersion { .. } | kubus_warehouse::Error::OverlappingReplace { .. }),
             Error::Query(q) => q.is_user_error(),
             Error::Ingest(i) => !matches!(i, kubus_ingest::Error::Arrow(_)),
             _ => true,

@@ -171,41 +171,39 @@ pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: 
     let skips: Vec<(Regex, &str)> =
         layout.skips().iter().map(|s| (Regex::new(&s.first_cell).expect("validated by the model"), s.reason.as_str())).collect();
 
-    let preamble = std::cell::RefCell::new(None);
+    let mut rows = rows::Rows::open(source, name, bytes)?;
     let mut titles: BTreeMap<usize, Vec<rows::Cell>> = BTreeMap::new();
     let mut header_rows: Vec<(usize, Vec<rows::Cell>)> = Vec::new();
-    let mut header: Option<header::Header> = None;
-    let mut data: Vec<rows::Row> = Vec::new();
     let mut tally = Tally::default();
-    // Classify every line as it comes; data lines wait until the header is complete.
-    rows::read_rows(source, name, bytes, &mut |p| *preamble.borrow_mut() = Some(p), &mut |row| {
+    // Titles and header first; data lines are converted as they come, so a file is never held as rows.
+    for row in rows.by_ref() {
+        let row = row?;
         tally.lines += row.span;
         if row.line < first_header {
             titles.insert(row.line, row.cells);
             tally.skip(skip::TITLE, row.span);
-        } else if row.line <= last_header {
+        } else {
             if header_lines.contains(&row.line) {
                 header_rows.push((row.line, row.cells));
             }
             tally.skip(skip::HEADER, row.span);
-            if row.line == last_header {
-                let names = header::assemble(&header_rows, preamble.borrow().as_ref().map(|p| p.merges.as_slice()).unwrap_or_default());
-                header = Some(header::Header::new(source, name, names)?);
+            if row.line >= last_header {
+                break;
             }
-        } else {
-            data.push(row);
         }
-        Ok(())
-    })?;
-    let Some(mut header) = header else {
+    }
+    if header_rows.last().map(|(l, _)| *l) != Some(last_header) {
         return Err(Error::NoHeader { file: name.to_owned(), line: last_header, lines: tally.lines });
-    };
-    let encoding = preamble.into_inner().map(|p| p.encoding).unwrap_or_default();
+    }
+    let mut header = header::Header::new(source, name, header::assemble(&header_rows, &rows.merges))?;
     let mut converter = convert::Converter::new(model, source, name, &mut header, &titles, key)?;
     let mut rejected = Vec::new();
     let mut in_footer = false;
-    for row in data {
-        let first = row.first_text();
+    let needs_first_cell = footer.is_some() || !skips.is_empty();
+    for row in rows.by_ref() {
+        let row = row?;
+        tally.lines += row.span;
+        let first = if needs_first_cell { row.first_text() } else { String::new() };
         if Some(row.line) == layout.column_numbers_line() {
             tally.skip(skip::COLUMN_NUMBERS, row.span);
         } else if in_footer || footer.as_ref().is_some_and(|f| !first.is_empty() && f.is_match(&first)) {
@@ -237,7 +235,7 @@ pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: 
     rejected.sort_by_key(|r| r.line);
     Ok(FileFacts {
         file: name.to_owned(),
-        encoding,
+        encoding: rows.encoding,
         lines: tally.lines,
         accepted_lines: tally.accepted,
         rejected_lines: tally.rejected,

@@ -67,83 +67,125 @@ pub struct Merge {
     pub last_column: usize,
 }
 
-/// What a reader tells the caller before the rows: how the bytes were read and which cells are merged.
-#[derive(Debug, Clone)]
-pub struct Preamble {
+/// The records of one file, pulled one at a time: how the bytes were read, the merged cells (workbooks), then
+/// every record from the first line to the last. Every physical line is covered by exactly one row (empty lines
+/// become rows without cells).
+pub struct Rows {
+    /// The encoding (CSV) or workbook format.
     pub encoding: String,
+    /// Merged cell ranges of the sheet.
     pub merges: Vec<Merge>,
+    inner: Inner,
 }
 
-/// Reads the file's records per the source's format, first line to last, and hands each to `on_row`; every
-/// physical line is covered by exactly one row (empty lines become rows without cells).
-pub fn read_rows(
-    source: &Source,
-    name: &str,
-    bytes: &[u8],
-    on_start: &mut dyn FnMut(Preamble),
-    on_row: &mut dyn FnMut(Row) -> Result<()>,
-) -> Result<()> {
-    match source.format() {
-        Format::Csv { encoding, delimiter } => {
-            let (text, enc) = decode::decode(encoding.as_deref(), name, bytes)?;
-            on_start(Preamble { encoding: enc.to_owned(), merges: Vec::new() });
-            csv_rows(&text, *delimiter, name, on_row)
+enum Inner {
+    Csv(CsvRows),
+    Sheet(std::vec::IntoIter<Row>),
+}
+
+impl Rows {
+    /// Opens the file's records per the source's format.
+    pub fn open(source: &Source, name: &str, bytes: &[u8]) -> Result<Rows> {
+        match source.format() {
+            Format::Csv { encoding, delimiter } => {
+                let (text, enc) = decode::decode(encoding.as_deref(), name, bytes)?;
+                Ok(Rows { encoding: enc.to_owned(), merges: Vec::new(), inner: Inner::Csv(CsvRows::new(text, *delimiter, name)) })
+            }
+            Format::Xlsx { sheet } => sheet_rows(bytes, sheet.as_deref(), name),
         }
-        Format::Xlsx { sheet } => sheet_rows(bytes, sheet.as_deref(), name, on_start, on_row),
     }
 }
 
-fn csv_rows(text: &str, delimiter: u8, name: &str, on_row: &mut dyn FnMut(Row) -> Result<()>) -> Result<()> {
-    // The csv crate counts a CRLF terminator's LF as part of the next record, which shifts line numbers by
-    // one; with plain LF its positions are exact.
-    let lf_only;
-    let text = if text.contains('\r') {
-        lf_only = text.replace("\r\n", "\n");
-        lf_only.as_str()
-    } else {
-        text
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    // The csv crate skips empty lines silently, and its own line counter is not reliable around them; lines
-    // are therefore counted here from the records' byte offsets. The gaps between one record's last line and
-    // the next record's first line are empty lines, and they must be accounted for.
-    let bytes = text.as_bytes();
-    let (mut scan_pos, mut scan_line) = (0usize, 1usize);
-    let mut next_line = 1usize;
-    let empty = |line| Row { line, span: 1, cells: Vec::new() };
-    for record in reader.records() {
-        let record = record.map_err(|source| Error::Csv { file: name.to_owned(), source })?;
-        let mut start = record.position().map(|p| p.byte() as usize).unwrap_or(scan_pos).max(scan_pos);
-        while bytes.get(start) == Some(&b'\n') {
-            start += 1;
+impl Iterator for Rows {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        match &mut self.inner {
+            Inner::Csv(c) => c.next(),
+            Inner::Sheet(rows) => rows.next().map(Ok),
         }
-        let line = scan_line + bytes[scan_pos..start].iter().filter(|&&b| b == b'\n').count();
-        (scan_pos, scan_line) = (start, line);
-        for l in next_line..line {
-            on_row(empty(l))?;
-        }
-        let span = record.iter().map(|f| f.matches('\n').count()).sum::<usize>() + 1;
-        next_line = line + span;
-        on_row(Row { line, span, cells: record.iter().map(|f| Cell::Text(f.to_owned())).collect() })?;
     }
-    let total_lines = text.matches('\n').count() + usize::from(!text.is_empty() && !text.ends_with('\n'));
-    for l in next_line..=total_lines {
-        on_row(empty(l))?;
-    }
-    Ok(())
 }
 
-fn sheet_rows(
-    bytes: &[u8],
-    sheet: Option<&str>,
-    name: &str,
-    on_start: &mut dyn FnMut(Preamble),
-    on_row: &mut dyn FnMut(Row) -> Result<()>,
-) -> Result<()> {
+/// CSV records with exact line numbers. The csv crate skips empty lines silently, and its own line counter is
+/// not reliable around them; lines are therefore counted here from the records' byte offsets. The gaps between
+/// one record's last line and the next record's first line are empty lines, and they are handed out too.
+struct CsvRows {
+    name: String,
+    reader: csv::Reader<Cursor<Vec<u8>>>,
+    record: csv::StringRecord,
+    scan_pos: usize,
+    scan_line: usize,
+    next_line: usize,
+    total_lines: usize,
+    pending: Option<Row>,
+    done: bool,
+}
+
+impl CsvRows {
+    fn new(text: String, delimiter: u8, name: &str) -> CsvRows {
+        // The csv crate counts a CRLF terminator's LF as part of the next record, which shifts line numbers by
+        // one; with plain LF its positions are exact.
+        let text = if text.contains('\r') { text.replace("\r\n", "\n") } else { text };
+        let total_lines = text.matches('\n').count() + usize::from(!text.is_empty() && !text.ends_with('\n'));
+        let reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(Cursor::new(text.into_bytes()));
+        CsvRows {
+            name: name.to_owned(),
+            reader,
+            record: csv::StringRecord::new(),
+            scan_pos: 0,
+            scan_line: 1,
+            next_line: 1,
+            total_lines,
+            pending: None,
+            done: false,
+        }
+    }
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        let empty = |line| Row { line, span: 1, cells: Vec::new() };
+        if let Some(row) = &self.pending {
+            if self.next_line < row.line {
+                self.next_line += 1;
+                return Some(Ok(empty(self.next_line - 1)));
+            }
+            let row = self.pending.take().expect("checked above");
+            self.next_line = row.line + row.span;
+            return Some(Ok(row));
+        }
+        if !self.done {
+            match self.reader.read_record(&mut self.record) {
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(Error::Csv { file: self.name.clone(), source }));
+                }
+                Ok(false) => self.done = true,
+                Ok(true) => {
+                    let bytes = self.reader.get_ref().get_ref();
+                    let mut start = self.record.position().map(|p| p.byte() as usize).unwrap_or(self.scan_pos).max(self.scan_pos);
+                    while bytes.get(start) == Some(&b'\n') {
+                        start += 1;
+                    }
+                    let line = self.scan_line + bytes[self.scan_pos..start].iter().filter(|&&b| b == b'\n').count();
+                    (self.scan_pos, self.scan_line) = (start, line);
+                    let span = self.record.iter().map(|f| f.matches('\n').count()).sum::<usize>() + 1;
+                    self.pending = Some(Row { line, span, cells: self.record.iter().map(|f| Cell::Text(f.to_owned())).collect() });
+                    return self.next();
+                }
+            }
+        }
+        (self.next_line <= self.total_lines).then(|| {
+            self.next_line += 1;
+            Ok(empty(self.next_line - 1))
+        })
+    }
+}
+
+fn sheet_rows(bytes: &[u8], sheet: Option<&str>, name: &str) -> Result<Rows> {
     let workbook_error = |source| Error::Workbook { file: name.to_owned(), source };
     let mut workbook = calamine::open_workbook_auto_from_rs(Cursor::new(bytes)).map_err(workbook_error)?;
     let names = workbook.sheet_names();
@@ -162,22 +204,19 @@ fn sheet_rows(
         calamine::Sheets::Xlsb(_) => ("xlsb", Vec::new()),
         calamine::Sheets::Ods(_) => ("ods", Vec::new()),
     };
-    on_start(Preamble { encoding: format.to_owned(), merges });
     let range = workbook.worksheet_range(&sheet_name).map_err(workbook_error)?;
     let (first_row, first_col) = range.start().unwrap_or((0, 0));
     // Rows above the used range are empty lines of the sheet.
-    for line in 1..=first_row as usize {
-        on_row(Row { line, span: 1, cells: Vec::new() })?;
-    }
+    let mut rows: Vec<Row> = (1..=first_row as usize).map(|line| Row { line, span: 1, cells: Vec::new() }).collect();
     for (i, cells) in range.rows().enumerate() {
         let line = first_row as usize + i + 1;
         // Columns left of the used range are empty; keep positions aligned with the sheet.
         let cells: Vec<Cell> = std::iter::repeat_n(Cell::Text(String::new()), first_col as usize)
             .chain(cells.iter().map(cell))
             .collect();
-        on_row(Row { line, span: 1, cells })?;
+        rows.push(Row { line, span: 1, cells });
     }
-    Ok(())
+    Ok(Rows { encoding: format.to_owned(), merges, inner: Inner::Sheet(rows.into_iter()) })
 }
 
 fn merge(d: &calamine::Dimensions) -> Merge {
@@ -209,13 +248,8 @@ mod tests {
     use super::*;
 
     fn rows(text: &str) -> Vec<Row> {
-        let mut out = Vec::new();
-        csv_rows(text, b';', "t.csv", &mut |r| {
-            out.push(r);
-            Ok(())
-        })
-        .unwrap();
-        out
+        let mut rows = CsvRows::new(text.to_owned(), b';', "t.csv");
+        std::iter::from_fn(|| rows.next()).collect::<Result<Vec<_>>>().unwrap()
     }
 
     #[test]

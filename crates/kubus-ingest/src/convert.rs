@@ -13,6 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema, Schema
 use datafusion::arrow::record_batch::RecordBatch;
 use kubus_model::{ColumnType, Cube, Dimension, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key};
 use regex::Regex;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -78,6 +79,9 @@ enum Plan<'a> {
 struct FieldPlan<'a> {
     field: &'a Field,
     slot: usize,
+    /// Results by input text, for member and date fields read from one column: their few distinct values are
+    /// looked up once, not once per line.
+    memo: Option<RefCell<HashMap<String, std::result::Result<Value, Problem>>>>,
     inputs: Vec<(Resolved, String)>,
     plan: Plan<'a>,
     extract: Option<Regex>,
@@ -142,6 +146,10 @@ pub struct Converter<'a> {
     value_field: Option<usize>,
 }
 
+/// How many distinct input texts a field remembers; beyond that, values are looked up each time.
+const MEMO_LIMIT: usize = 100_000;
+
+#[derive(Clone)]
 struct Problem {
     column: String,
     value: String,
@@ -231,8 +239,13 @@ impl<'a> Converter<'a> {
             }
             let extract = field.extract().map(|x| Regex::new(x).expect("validated by the model"));
             let totals = field.totals().iter().map(|t| normalise(t)).collect();
-            fields.push(FieldPlan { field, slot, inputs, plan, extract, totals });
+            let memo = (matches!(plan, Plan::Member(..) | Plan::Date(..)) && matches!(inputs[..], [(Resolved::Column(_), _)]))
+                .then(|| RefCell::new(HashMap::new()));
+            fields.push(FieldPlan { field, slot, memo, inputs, plan, extract, totals });
         }
+        // In slot order, a line's values are its facts' columns as they are.
+        fields.sort_by_key(|f| f.slot);
+        debug_assert!(fields.iter().enumerate().all(|(i, f)| f.slot == i), "every fact column has exactly one field");
         header.check_unmapped(source, file)?;
         let value_field = fields.iter().position(|f| matches!(f.plan, Plan::Number(_)) && matches!(f.inputs.first(), Some((Resolved::Value, _))));
         Ok(Converter {
@@ -305,17 +318,8 @@ impl<'a> Converter<'a> {
         Ok(if pure { Outcome::Total } else { Outcome::Facts })
     }
 
-    /// The values by slot, in schema order.
-    fn by_slot(&self, tuple: &[Value]) -> Vec<Option<Value>> {
-        let mut out = vec![None; self.builders.len()];
-        for (f, v) in self.fields.iter().zip(tuple) {
-            out[f.slot] = Some(v.clone());
-        }
-        out
-    }
-
-    fn numbers(&self, slots: &[Option<Value>]) -> Vec<Option<f64>> {
-        self.numeric_slots.iter().map(|&s| slots[s].as_ref().and_then(Value::number)).collect()
+    fn numbers(&self, tuple: &[Value]) -> Vec<Option<f64>> {
+        self.numeric_slots.iter().map(|&s| tuple[s].number()).collect()
     }
 
     fn member_key(&self, slot: usize, at: MemberRef) -> String {
@@ -323,20 +327,19 @@ impl<'a> Converter<'a> {
     }
 
     fn append(&mut self, tuple: Vec<Value>) {
-        let slots = self.by_slot(&tuple);
         if !self.shapes.is_empty() {
-            let numbers = self.numbers(&slots);
+            let numbers = self.numbers(&tuple);
             for shape in 0..self.shapes.len() {
                 let key = self.shapes[shape]
                     .iter()
                     .enumerate()
-                    .map(|(slot, p)| match (p, &slots[slot]) {
+                    .map(|(slot, p)| match (p, &tuple[slot]) {
                         (Projection::Star, _) => "*".to_owned(),
-                        (Projection::Level(l), Some(Value::Member(m))) => {
+                        (Projection::Level(l), Value::Member(m)) => {
                             let ancestor = self.roles[slot].ancestor(*m, *l);
                             self.member_key(slot, MemberRef { level: *l, index: ancestor })
                         }
-                        (_, Some(Value::Member(m))) => self.member_key(slot, *m),
+                        (_, Value::Member(m)) => self.member_key(slot, *m),
                         _ => String::new(),
                     })
                     .collect();
@@ -349,13 +352,9 @@ impl<'a> Converter<'a> {
             }
         }
         let mut status = None;
-        for (slot, value) in slots.into_iter().enumerate() {
-            let value = match value {
-                Some(Value::Member(m)) => Value::Text(self.member_key(slot, m)),
-                Some(v) => v,
-                None => unreachable!("every slot has a field"),
-            };
+        for (slot, value) in tuple.into_iter().enumerate() {
             match (&mut self.builders[slot], value) {
+                (Builder::Text(b), Value::Member(m)) => b.append_value(self.roles[slot].member(m).key()),
                 (Builder::Text(b), Value::Text(s)) => b.append_value(s),
                 (Builder::Integer(b), Value::Integer(i)) => b.append_value(i),
                 (Builder::Decimal(b), Value::Decimal(f)) => b.append_value(f),
@@ -373,23 +372,22 @@ impl<'a> Converter<'a> {
         self.status.append_option(status);
     }
 
-    fn hold_total(&mut self, row: &Row, pure: bool, tuple: &[Value]) {
-        let slots = self.by_slot(tuple);
+    fn hold_total(&mut self, row: &Row, pure: bool, slots: &[Value]) {
         let projection: Vec<Projection> = (0..self.roles.len())
             .map(|s| match &slots[s] {
-                Some(Value::Total) => Projection::Star,
-                Some(Value::Subtotal(m)) => Projection::Level(m.level),
+                Value::Total => Projection::Star,
+                Value::Subtotal(m) => Projection::Level(m.level),
                 _ => Projection::Keep,
             })
             .collect();
         let key = (0..self.roles.len())
             .map(|s| match &slots[s] {
-                Some(Value::Total) => "*".to_owned(),
-                Some(Value::Subtotal(m) | Value::Member(m)) => self.member_key(s, *m),
+                Value::Total => "*".to_owned(),
+                Value::Subtotal(m) | Value::Member(m) => self.member_key(s, *m),
                 _ => String::new(),
             })
             .collect();
-        let numbers = self.numbers(&slots);
+        let numbers = self.numbers(slots);
         let shape = self.shapes.iter().position(|s| *s == projection);
         self.pending.push(PendingTotal { line: row.line, span: row.span, pure, shape, key, numbers });
     }
@@ -481,6 +479,23 @@ impl<'a> Converter<'a> {
     }
 
     fn value(&self, f: &FieldPlan<'_>, at: At<'_>) -> std::result::Result<Value, Problem> {
+        let Some(memo) = &f.memo else { return self.compute(f, at) };
+        let text = match (&f.inputs[0].0, at.row.cells.get(match f.inputs[0].0 { Resolved::Column(c) => c, _ => usize::MAX })) {
+            (Resolved::Column(_), Some(Cell::Text(t))) => t.as_str(),
+            _ => return self.compute(f, at),
+        };
+        if let Some(known) = memo.borrow().get(text) {
+            return known.clone();
+        }
+        let result = self.compute(f, at);
+        let mut memo = memo.borrow_mut();
+        if memo.len() < MEMO_LIMIT {
+            memo.insert(text.to_owned(), result.clone());
+        }
+        result
+    }
+
+    fn compute(&self, f: &FieldPlan<'_>, at: At<'_>) -> std::result::Result<Value, Problem> {
         let column = |i: usize| match (&f.inputs[i].0, at.wide) {
             (Resolved::Value | Resolved::Group(_), Some(w)) => self.header.names[w.column].clone(),
             _ => f.inputs[i].1.clone(),
@@ -637,6 +652,10 @@ fn close(a: f64, b: f64) -> bool {
 /// Parses a number with the given separators; a `.` where the decimal separator is `,` (and `.` is not the
 /// thousands separator) makes the text invalid rather than silently a different number.
 pub fn parse_number(text: &str, decimal: char, thousands: Option<char>) -> Option<f64> {
+    let text = text.trim();
+    if thousands.is_none_or(|t| !text.contains(t)) && (decimal == '.' || !text.contains(decimal)) {
+        return if decimal != '.' && text.contains('.') { None } else { text.parse::<f64>().ok() };
+    }
     let mut s: String = text.trim().chars().filter(|c| Some(*c) != thousands).collect();
     if decimal != '.' {
         if s.contains('.') {

@@ -5,6 +5,8 @@
 
 mod convert;
 mod decode;
+#[cfg(test)]
+mod fuzz;
 mod header;
 mod pseudonym;
 mod rows;
@@ -58,6 +60,9 @@ pub enum Error {
         #[source]
         source: calamine::Error,
     },
+    /// The workbook reader failed on the file's contents.
+    #[error("{file}: the workbook is damaged and cannot be read; save it again from the spreadsheet program or ask for a new export")]
+    DamagedWorkbook { file: String },
     /// The sheet named by the source does not exist.
     #[error("{file}: no sheet '{sheet}'; sheets: {}", .available.join(", "))]
     NoSheet { file: String, sheet: String, available: Vec<String> },

@@ -91,7 +91,10 @@ impl Rows {
                 let (text, enc) = decode::decode(encoding.as_deref(), name, bytes)?;
                 Ok(Rows { encoding: enc.to_owned(), merges: Vec::new(), inner: Inner::Csv(CsvRows::new(text, *delimiter, name)) })
             }
-            Format::Xlsx { sheet } => sheet_rows(bytes, sheet.as_deref(), name),
+            // calamine panics on some damaged workbooks (e.g. a shared-string index out of range, found by the
+            // fuzz test); a damaged file must be an error for that file, never a crash of the ingest.
+            Format::Xlsx { sheet } => std::panic::catch_unwind(|| sheet_rows(bytes, sheet.as_deref(), name))
+                .unwrap_or_else(|_| Err(Error::DamagedWorkbook { file: name.to_owned() })),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Ingest options over the sample exports: a dry run changes nothing; earlier versions stay readable by query and
-//! SQL. Expected counts come from the raw files and the generator's fixtures.
+//! Ingest over the sample exports: a dry run changes nothing; earlier versions stay readable by query and SQL; a
+//! corrected export replaces its month; xlsx, xls and ods give the same facts. Expected counts come from the raw
+//! files and the generator's fixtures.
 
 use crate::support::{cli, csv_rows, fixture, project_copy, query};
 use std::path::Path;
@@ -118,4 +119,32 @@ fn two_exports_for_one_month_in_one_ingest_are_refused() {
     assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
     assert!(out.stderr.contains("both hold facts for month=2024-06"), "{}", out.stderr);
     assert_eq!(cli(dir.path(), &["query", "newcomers", "-m", "records"]).code, ExitCode::from(2), "nothing was committed");
+}
+
+#[test]
+fn legacy_xls_and_ods_workbooks_give_the_same_facts_as_xlsx() {
+    let expected: Vec<(String, String)> = fixture("seats_by_level_2024.csv").into_iter().map(|r| (r[0].clone(), r[2].clone())).collect();
+    for ext in ["xlsx", "xls", "ods"] {
+        let dir = project_copy();
+        let file = dir.path().join(format!("sample-data/kurstraeger/sprachkursangebote_2023_2024.{ext}"));
+        let out = cli(dir.path(), &["ingest", "provider_offers", &file.display().to_string()]);
+        assert_eq!(out.code, ExitCode::SUCCESS, "{ext}: {}", out.stderr);
+        assert!(out.stdout.contains(&format!("({ext}): lines 183 = accepted 180 + rejected 0 + skipped 3 (title 2, header 1)")), "{ext}: {}", out.stdout);
+        let seats: Vec<(String, String)> = query(dir.path(), &["course_offers", "-m", "seats", "-d", "language_level", "-c", "start_month.year=2024"])
+            .into_iter()
+            .map(|r| (r[0].clone(), r[2].clone()))
+            .collect();
+        assert_eq!(seats, expected, "{ext}");
+    }
+}
+
+#[test]
+fn a_file_that_is_no_workbook_is_refused_without_a_trace() {
+    let dir = project_copy();
+    let file = dir.path().join("offers.xlsx");
+    std::fs::write(&file, b"PK\x03\x04 this is not really a workbook").unwrap();
+    let out = cli(dir.path(), &["ingest", "provider_offers", &file.display().to_string()]);
+    assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
+    assert!(out.stderr.contains("offers.xlsx: cannot read workbook"), "{}", out.stderr);
+    assert_eq!(cli(dir.path(), &["quarantine"]).stdout, "0 line(s) in quarantine\n");
 }

@@ -199,13 +199,30 @@ fn check(dir: &Path, stdout: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 async fn ingest(project: &Project, source: &str, files: &[PathBuf], stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<kubus::IngestReport> {
-    let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} files {wide_bar} {msg}").expect("valid template"),
+    // Bytes of all files as the bar's length; the message counts lines and their rate. indicatif draws only
+    // when stderr is a terminal.
+    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {msg}").expect("valid template"),
     );
+    let started = std::time::Instant::now();
+    let (mut done_bytes, mut lines_before) = (0u64, 0usize);
     let report = project
-        .ingest(source, files, &mut |f| {
-            bar.set_message(f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-            bar.inc(1);
+        .ingest_with(source, files, kubus::IngestOptions::default(), &mut |p| match p {
+            kubus::IngestProgress::Reading { path, lines, bytes, .. } => {
+                bar.set_position(done_bytes + bytes);
+                let all = lines_before + lines;
+                let rate = all as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                bar.set_message(format!("{name}: {all} lines, {rate:.0} lines/s"));
+            }
+            kubus::IngestProgress::Done(report) => {
+                done_bytes += std::fs::metadata(&report.path).map(|m| m.len()).unwrap_or(0);
+                if let FileOutcome::Ingested(c) = &report.outcome {
+                    lines_before += c.lines;
+                }
+                bar.set_position(done_bytes);
+            }
         })
         .await;
     bar.finish_and_clear();

@@ -167,8 +167,29 @@ impl Tally {
     }
 }
 
+/// How far the reading of one file has come.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Lines read so far.
+    pub lines: usize,
+    /// Bytes of text read so far (CSV; 0 for workbooks).
+    pub bytes: u64,
+}
+
 /// Reads one export of `source` from its bytes. `name` labels the file in rejections and errors.
 pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: &PseudonymKey) -> Result<FileFacts> {
+    read_file_with_progress(model, source, name, bytes, key, &mut |_| {})
+}
+
+/// Like [`read_file`], reporting progress every 65 536 lines.
+pub fn read_file_with_progress(
+    model: &Model,
+    source: &Source,
+    name: &str,
+    bytes: &[u8],
+    key: &PseudonymKey,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<FileFacts> {
     let layout = source.layout();
     let header_lines = layout.header_lines();
     let (first_header, last_header) = (header_lines[0], *header_lines.last().expect("validated: at least one header line"));
@@ -205,9 +226,12 @@ pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: 
     let mut rejected = Vec::new();
     let mut in_footer = false;
     let needs_first_cell = footer.is_some() || !skips.is_empty();
-    for row in rows.by_ref() {
+    while let Some(row) = rows.next() {
         let row = row?;
         tally.lines += row.span;
+        if tally.lines % 65_536 < row.span {
+            progress(Progress { lines: tally.lines, bytes: rows.position() });
+        }
         let first = if needs_first_cell { row.first_text() } else { String::new() };
         if Some(row.line) == layout.column_numbers_line() {
             tally.skip(skip::COLUMN_NUMBERS, row.span);

@@ -99,6 +99,16 @@ impl Rows {
     }
 }
 
+impl Rows {
+    /// Bytes of decoded text read so far (CSV); 0 for workbooks, which are read whole.
+    pub fn position(&self) -> u64 {
+        match &self.inner {
+            Inner::Csv(c) => c.scan_pos as u64,
+            Inner::Sheet(_) => 0,
+        }
+    }
+}
+
 impl Iterator for Rows {
     type Item = Result<Row>;
 

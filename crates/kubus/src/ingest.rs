@@ -97,6 +97,24 @@ pub struct IngestReport {
     pub preview: Option<datafusion::arrow::record_batch::RecordBatch>,
 }
 
+/// What an ingest reports while it works.
+#[derive(Debug)]
+pub enum IngestProgress<'a> {
+    /// A file is being read: lines and bytes so far, and its size.
+    Reading {
+        /// The file.
+        path: &'a Path,
+        /// Lines read so far.
+        lines: usize,
+        /// Bytes read so far (0 for workbooks, which are read whole).
+        bytes: u64,
+        /// The file's size in bytes.
+        size: u64,
+    },
+    /// A file is done.
+    Done(&'a FileReport),
+}
+
 /// How to ingest.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IngestOptions {
@@ -148,7 +166,12 @@ impl Project {
 
     /// Ingests `files` through `source` in one commit. `progress` is called after each file.
     pub async fn ingest(&self, source: &str, files: &[PathBuf], progress: &mut dyn FnMut(&FileReport)) -> Result<IngestReport> {
-        self.ingest_with(source, files, IngestOptions::default(), progress).await
+        self.ingest_with(source, files, IngestOptions::default(), &mut |p| {
+            if let IngestProgress::Done(report) = p {
+                progress(report)
+            }
+        })
+        .await
     }
 
     /// Ingests, or with `options.dry_run` only shows what an ingest would do.
@@ -157,7 +180,7 @@ impl Project {
         source: &str,
         files: &[PathBuf],
         options: IngestOptions,
-        progress: &mut dyn FnMut(&FileReport),
+        progress: &mut dyn FnMut(IngestProgress<'_>),
     ) -> Result<IngestReport> {
         let model = self.model();
         let source = model.source(source)?;
@@ -182,7 +205,10 @@ impl Project {
             let outcome = if known.contains(&sha256) {
                 FileOutcome::AlreadyIngested
             } else {
-                let facts = kubus_ingest::read_file(model, source, &name, &bytes, &key)?;
+                let size = bytes.len() as u64;
+                let facts = kubus_ingest::read_file_with_progress(model, source, &name, &bytes, &key, &mut |p| {
+                    progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size })
+                })?;
                 known.insert(sha256.clone());
                 converted_names.insert(name.clone());
                 let outcome = FileOutcome::Ingested(FileCounts {
@@ -207,7 +233,7 @@ impl Project {
                 outcome
             };
             let report = FileReport { path: path.clone(), sha256, outcome };
-            progress(&report);
+            progress(IngestProgress::Done(&report));
             reports.push(report);
         }
         if options.dry_run {

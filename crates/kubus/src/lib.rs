@@ -17,7 +17,7 @@
 mod ingest;
 mod project;
 
-pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestReport};
+pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestProgress, IngestReport};
 pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
 pub use kubus_model::{DemoIngest, DemoQuery, Diagnostic, Diagnostics, Model, ProjectConfig, PseudonymSettings};
 pub use kubus_warehouse::{QuarantineRow, Replaced};

@@ -137,9 +137,6 @@ struct CsvRows {
 
 impl CsvRows {
     fn new(text: String, delimiter: u8, name: &str) -> CsvRows {
-        // The csv crate counts a CRLF terminator's LF as part of the next record, which shifts line numbers by
-        // one; with plain LF its positions are exact.
-        let text = if text.contains('\r') { text.replace("\r\n", "\n") } else { text };
         let total_lines = text.matches('\n').count() + usize::from(!text.is_empty() && !text.ends_with('\n'));
         let reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -180,7 +177,9 @@ impl CsvRows {
                 Ok(true) => {
                     let bytes = self.reader.get_ref().get_ref();
                     let mut start = self.record.position().map(|p| p.byte() as usize).unwrap_or(self.scan_pos).max(self.scan_pos);
-                    while bytes.get(start) == Some(&b'\n') {
+                    // The csv crate counts a CRLF terminator's LF as part of the next record (and the line breaks
+                    // of skipped empty lines too): the record starts after them.
+                    while matches!(bytes.get(start), Some(b'\n' | b'\r')) {
                         start += 1;
                     }
                     let line = self.scan_line + bytes[self.scan_pos..start].iter().filter(|&&b| b == b'\n').count();

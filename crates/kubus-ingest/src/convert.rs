@@ -8,7 +8,7 @@ use crate::header::{Header, Part, Resolved, WideColumn};
 use crate::rows::{Cell, Row};
 use crate::{PseudonymKey, Rejection, Result};
 use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder};
+use datafusion::arrow::array::{ArrayBuilder, ArrayRef, Float64Builder, Int64Builder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use kubus_model::{ColumnType, Cube, Dimension, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key};
@@ -620,18 +620,31 @@ impl<'a> Converter<'a> {
                 (false, _) => checked.warnings.extend(problems.into_iter().map(|p| format!("{}:{line}: {p}", self.file))),
             }
         }
-        let mut columns: Vec<ArrayRef> = std::mem::take(&mut self.builders)
-            .into_iter()
+        Ok((self.flush()?, checked))
+    }
+
+    /// The facts built so far as a batch, once there are at least `rows` of them; the builders start over.
+    pub fn full_batch(&mut self, rows: usize) -> Result<Option<RecordBatch>> {
+        if self.status.len() < rows {
+            return Ok(None);
+        }
+        self.flush().map(Some)
+    }
+
+    fn flush(&mut self) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
             .map(|b| -> ArrayRef {
                 match b {
-                    Builder::Text(mut b) => Arc::new(b.finish()),
-                    Builder::Integer(mut b) => Arc::new(b.finish()),
-                    Builder::Decimal(mut b) => Arc::new(b.finish()),
+                    Builder::Text(b) => Arc::new(b.finish()),
+                    Builder::Integer(b) => Arc::new(b.finish()),
+                    Builder::Decimal(b) => Arc::new(b.finish()),
                 }
             })
             .collect();
         columns.push(Arc::new(self.status.finish()));
-        Ok((RecordBatch::try_new(self.schema.clone(), columns)?, checked))
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
 

@@ -69,6 +69,13 @@ pub enum Error {
     /// The source's cube or a dimension could not be found (an internal inconsistency of the model).
     #[error(transparent)]
     Model(#[from] kubus_model::Error),
+    /// The facts could not be handed on (e.g. the spill file could not be written).
+    #[error("{file}: cannot store the facts")]
+    Sink {
+        file: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Building Arrow arrays failed (an internal bug).
     #[error("building facts failed")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
@@ -128,8 +135,11 @@ pub struct FileFacts {
     pub rejected_lines: usize,
     /// Lines skipped on purpose, by reason, in the order the reasons first occurred.
     pub skipped: Vec<(String, usize)>,
-    /// The accepted facts (schema: [`fact_schema`]); a wide line gives one fact per unpivoted cell.
-    pub facts: RecordBatch,
+    /// Number of accepted facts; a wide line gives one fact per unpivoted cell.
+    pub facts: usize,
+    /// The accepted facts (schema: [`fact_schema`]) when read by [`read_file`]; [`read_file_to`] hands them to
+    /// its sink instead and leaves this empty.
+    pub batches: Vec<RecordBatch>,
     /// The rejected lines.
     pub rejected: Vec<Rejection>,
     /// Totals compared with the sums of the detail facts.
@@ -139,11 +149,6 @@ pub struct FileFacts {
 }
 
 impl FileFacts {
-    /// Number of accepted facts.
-    pub fn facts(&self) -> usize {
-        self.facts.num_rows()
-    }
-
     /// Lines skipped for any reason.
     pub fn skipped_lines(&self) -> usize {
         self.skipped.iter().map(|(_, n)| n).sum()
@@ -176,19 +181,31 @@ pub struct Progress {
     pub bytes: u64,
 }
 
-/// Reads one export of `source` from its bytes. `name` labels the file in rejections and errors.
+/// Facts are handed on in batches of this many rows, so that a file's facts never need to be in memory at once.
+pub const BATCH_ROWS: usize = 65_536;
+
+/// Reads one export of `source` from its bytes and keeps its facts in [`FileFacts::batches`]. `name` labels the
+/// file in rejections and errors.
 pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: &PseudonymKey) -> Result<FileFacts> {
-    read_file_with_progress(model, source, name, bytes, key, &mut |_| {})
+    let mut batches = Vec::new();
+    let mut facts = read_file_to(model, source, name, bytes, key, &mut |_| {}, &mut |b| {
+        batches.push(b);
+        Ok(())
+    })?;
+    facts.batches = batches;
+    Ok(facts)
 }
 
-/// Like [`read_file`], reporting progress every 65 536 lines.
-pub fn read_file_with_progress(
+/// Reads one export of `source`, handing its facts to `sink` in batches of at most [`BATCH_ROWS`] and
+/// reporting progress every 65 536 lines. A sink error stops the file.
+pub fn read_file_to(
     model: &Model,
     source: &Source,
     name: &str,
     bytes: &[u8],
     key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
+    sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
     let layout = source.layout();
     let header_lines = layout.header_lines();
@@ -224,6 +241,7 @@ pub fn read_file_with_progress(
     let mut header = header::Header::new(source, name, header::assemble(&header_rows, &rows.merges))?;
     let mut converter = convert::Converter::new(model, source, name, &mut header, &titles, key)?;
     let mut rejected = Vec::new();
+    let mut facts = 0;
     let mut in_footer = false;
     let needs_first_cell = footer.is_some() || !skips.is_empty();
     while let Some(row) = rows.next() {
@@ -244,7 +262,13 @@ pub fn read_file_with_progress(
             tally.skip(reason, row.span);
         } else {
             match converter.push(&row) {
-                convert::Outcome::Facts => tally.accepted += row.span,
+                convert::Outcome::Facts => {
+                    tally.accepted += row.span;
+                    if let Some(batch) = converter.full_batch(BATCH_ROWS)? {
+                        facts += batch.num_rows();
+                        sink(batch)?;
+                    }
+                }
                 convert::Outcome::Total => {}
                 convert::Outcome::Rejected(r) => {
                     tally.rejected += row.span;
@@ -253,7 +277,11 @@ pub fn read_file_with_progress(
             }
         }
     }
-    let (facts, checked) = converter.finish()?;
+    let (last, checked) = converter.finish()?;
+    if last.num_rows() > 0 {
+        facts += last.num_rows();
+        sink(last)?;
+    }
     for (_, span) in &checked.matched {
         tally.skip(skip::TOTAL, *span);
     }
@@ -270,6 +298,7 @@ pub fn read_file_with_progress(
         rejected_lines: tally.rejected,
         skipped: tally.skipped,
         facts,
+        batches: Vec::new(),
         rejected,
         totals_compared: checked.compared,
         warnings: checked.warnings,

@@ -9,7 +9,11 @@ pub use quarantine::{QuarantineRow, read_quarantine, write_quarantine};
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::options::ArrowReadOptions;
+use std::io::Write as _;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::DeltaTable;
@@ -71,17 +75,6 @@ pub enum Error {
 
 /// Result type of the warehouse crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// One input file's facts, ready to commit.
-#[derive(Debug, Clone)]
-pub struct FileBatch {
-    /// The file's name.
-    pub file: String,
-    /// SHA-256 of the file's bytes, hex.
-    pub sha256: String,
-    /// Its accepted facts.
-    pub facts: RecordBatch,
-}
 
 /// A warehouse rooted at a directory.
 #[derive(Debug, Clone)]
@@ -167,60 +160,77 @@ impl Warehouse {
         Ok(hashes)
     }
 
-    /// Appends the facts of several files to a cube's table in one atomic commit; returns the new version, or
-    /// the current one when there is nothing to write. Readers see either all of these files or none.
-    pub async fn append(&self, cube: &str, files: &[FileBatch]) -> Result<Option<u64>> {
-        Ok(self.commit(cube, files, &[]).await?.version)
-    }
-
-    /// Writes the facts of several files in one atomic commit. With `replace` columns (a source's replace key,
-    /// e.g. the snapshot month), every fact already in the table whose key occurs among the new facts is
-    /// replaced by them in the same commit; earlier versions stay readable. Without, the facts are appended.
-    pub async fn commit(&self, cube: &str, files: &[FileBatch], replace: &[String]) -> Result<Commit> {
-        let arrow = |source| Error::Arrow { table: cube.to_owned(), source };
-        let mut batches = Vec::new();
-        for f in files.iter().filter(|f| f.facts.num_rows() > 0) {
-            batches.push(with_provenance(&f.facts, &f.file, &f.sha256).map_err(arrow)?);
-        }
-        if batches.is_empty() {
-            return Ok(Commit { version: self.version(cube).await?, replaced: Vec::new() });
-        }
-        let mut keys = BTreeSet::new();
-        if !replace.is_empty() {
-            // Two files of one ingest covering the same key would both stay: refuse, the user must pick one.
-            let mut owner: BTreeMap<Vec<String>, &str> = BTreeMap::new();
-            for (f, batch) in files.iter().filter(|f| f.facts.num_rows() > 0).zip(&batches) {
-                for key in key_tuples(std::slice::from_ref(batch), replace).map_err(arrow)? {
-                    if let Some(other) = owner.insert(key.clone(), &f.file) {
-                        return Err(Error::OverlappingReplace {
-                            table: cube.to_owned(),
-                            key: replace.iter().zip(&key).map(|(c, v)| format!("{c}={v}")).collect::<Vec<_>>().join(", "),
-                            files: [other.to_owned(), f.file.clone()],
-                        });
-                    }
-                    keys.insert(key);
+    /// Starts staging the facts of one ingest into `cube`: they go to a spill file under `warehouse/staging`
+    /// as they come, so that no file's facts need to fit in memory, and reach the table in one commit.
+    /// `replace` is the source's replace key (empty: append).
+    pub fn stage(&self, cube: &str, facts: SchemaRef, replace: &[String]) -> Result<Staging> {
+        let dir = self.root.join("staging");
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
+        // A staging file left by a killed ingest of this cube was never committed: it can go.
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&format!("{cube}.")) {
+                    let _ = std::fs::remove_file(e.path());
                 }
             }
         }
-        let predicate = replace_predicate(replace, &keys);
-        let existing = self.table(cube).await?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        let path = dir.join(format!("{cube}.{}.{nanos}.arrow", std::process::id()));
+        let mut fields: Vec<Field> = facts.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
+        fields.push(Field::new(HASH_COLUMN, DataType::Utf8, false));
+        let schema = Arc::new(Schema::new(fields));
+        let io = |source| Error::Directory { path: path.clone(), source };
+        let file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+        let writer = FileWriter::try_new(file, &schema).map_err(|source| Error::Arrow { table: cube.to_owned(), source })?;
+        Ok(Staging {
+            cube: cube.to_owned(),
+            path,
+            writer: Some(writer),
+            replace: replace.to_vec(),
+            owners: BTreeMap::new(),
+            log: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Commits what was staged: appended, or — with a replace key — replacing every fact already in the table
+    /// whose key occurs among the staged facts, in the same commit (Delta's `replaceWhere`); earlier versions
+    /// stay readable. Readers see all staged files or none.
+    pub async fn commit(&self, mut staging: Staging) -> Result<Commit> {
+        let cube = staging.cube.clone();
+        let arrow = |source| Error::Arrow { table: cube.clone(), source };
+        if let Some(writer) = staging.writer.take() {
+            writer.into_inner().map_err(arrow)?.flush().map_err(|source| Error::Directory { path: staging.path.clone(), source })?;
+        }
+        if staging.rows == 0 {
+            return Ok(Commit { version: self.version(&cube).await?, replaced: Vec::new() });
+        }
+        let keys: BTreeSet<Vec<String>> = staging.owners.keys().cloned().collect();
+        let predicate = replace_predicate(&staging.replace, &keys);
+        let existing = self.table(&cube).await?;
         let replaced = match (&predicate, &existing) {
-            (Some(p), Some(_)) => self.replaced_files(cube, p.clone()).await?,
+            (Some(p), Some(_)) => self.replaced_files(&cube, p.clone()).await?,
             _ => Vec::new(),
         };
-        let dir = self.table_dir(cube);
+        let read = |source| Error::Read { table: cube.clone(), source };
+        // The write plan runs in a Delta-aware session (it plans Delta's own nodes).
+        let ctx = deltalake::delta_datafusion::create_session().into_inner();
+        let staged = ctx.read_arrow(staging.path.display().to_string(), ArrowReadOptions::default()).await.map_err(read)?;
+        let plan = staged.logical_plan().clone();
+        let dir = self.table_dir(&cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
-        let delta = |source| Error::Delta { table: cube.to_owned(), source };
+        let delta = |source| Error::Delta { table: cube.clone(), source };
         let table = DeltaTable::try_from_url(url).await.map_err(delta)?;
-        let log: Vec<serde_json::Value> = files
-            .iter()
-            .map(|f| serde_json::json!({ "file": f.file, "sha256": f.sha256, "facts": f.facts.num_rows() }))
-            .collect();
-        let write = table.write(batches).with_commit_properties(
-            deltalake::kernel::transaction::CommitProperties::default()
-                .with_metadata([("kubus.ingest".to_owned(), serde_json::Value::Array(log))]),
-        );
+        let write = table
+            .write(Vec::new())
+            .with_input_plan(plan)
+            .with_session_state(Arc::new(ctx.state()))
+            .with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default()
+                    .with_metadata([("kubus.ingest".to_owned(), serde_json::Value::Array(staging.log.clone()))]),
+            );
         let write = match (predicate, existing.is_some()) {
             (Some(p), true) => write.with_save_mode(SaveMode::Overwrite).with_replace_where(p),
             _ => write.with_save_mode(SaveMode::Append),
@@ -282,6 +292,62 @@ pub struct Replaced {
     pub facts: usize,
     /// Whether no fact of that file remains.
     pub whole_file: bool,
+}
+
+/// The facts of one ingest on their way into a table (see [`Warehouse::stage`]). Dropped without a commit, it
+/// removes its spill file.
+pub struct Staging {
+    cube: String,
+    path: PathBuf,
+    writer: Option<FileWriter<std::io::BufWriter<std::fs::File>>>,
+    replace: Vec<String>,
+    /// Replace-key values seen so far, and the file that brought each.
+    owners: BTreeMap<Vec<String>, String>,
+    log: Vec<serde_json::Value>,
+    rows: usize,
+}
+
+impl Staging {
+    /// Stages a batch of facts of `file` (SHA-256 `sha256`). Two files of one ingest with facts for the same
+    /// replace key are refused: both would stay, and the user must pick the right one.
+    pub fn add(&mut self, file: &str, sha256: &str, facts: &RecordBatch) -> Result<()> {
+        let arrow = |source| Error::Arrow { table: self.cube.clone(), source };
+        if facts.num_rows() == 0 {
+            return Ok(());
+        }
+        if !self.replace.is_empty() {
+            for key in key_tuples(std::slice::from_ref(facts), &self.replace).map_err(arrow)? {
+                match self.owners.get(&key) {
+                    Some(other) if other != file => {
+                        return Err(Error::OverlappingReplace {
+                            table: self.cube.clone(),
+                            key: self.replace.iter().zip(&key).map(|(c, v)| format!("{c}={v}")).collect::<Vec<_>>().join(", "),
+                            files: [other.clone(), file.to_owned()],
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.owners.insert(key, file.to_owned());
+                    }
+                }
+            }
+        }
+        let batch = with_provenance(facts, file, sha256).map_err(arrow)?;
+        self.writer.as_mut().expect("a staging is written until it is committed").write(&batch).map_err(arrow)?;
+        self.rows += facts.num_rows();
+        Ok(())
+    }
+
+    /// Records a file's entry in the commit's metadata (file, SHA-256, facts).
+    pub fn log_file(&mut self, file: &str, sha256: &str, facts: usize) {
+        self.log.push(serde_json::json!({ "file": file, "sha256": sha256, "facts": facts }));
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The distinct values of the key columns among the new facts.

@@ -3,7 +3,7 @@
 //! written before the commit, so a crash in between leaves a file that is simply ingested again next time.
 
 use crate::{Error, KeyOrigin, Project, Result};
-use kubus_warehouse::{FileBatch, QuarantineRow};
+use kubus_warehouse::QuarantineRow;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -195,9 +195,12 @@ impl Project {
         let mut known = self.warehouse().ingested_hashes(&cube).await?;
 
         let mut reports = Vec::new();
-        let mut batches = Vec::new();
         let mut rejected = Vec::new();
         let mut converted_names = BTreeSet::new();
+        let schema = kubus_ingest::fact_schema(model.cube(&cube)?);
+        // A dry run stages nothing; it keeps the first facts to show.
+        let mut staging = if options.dry_run { None } else { Some(self.warehouse().stage(&cube, schema, source.replace_key())?) };
+        let mut preview: Option<datafusion::arrow::record_batch::RecordBatch> = None;
         for path in files {
             let bytes = std::fs::read(path).map_err(|source| Error::InputFile { path: path.clone(), source })?;
             let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -206,9 +209,33 @@ impl Project {
                 FileOutcome::AlreadyIngested
             } else {
                 let size = bytes.len() as u64;
-                let facts = kubus_ingest::read_file_with_progress(model, source, &name, &bytes, &key, &mut |p| {
-                    progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size })
-                })?;
+                let mut staged: Result<()> = Ok(());
+                let facts = kubus_ingest::read_file_to(
+                    model,
+                    source,
+                    &name,
+                    &bytes,
+                    &key,
+                    &mut |p| progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size }),
+                    &mut |batch| {
+                        match staging.as_mut() {
+                            Some(s) => {
+                                if let Err(e) = s.add(&name, &sha256, &batch) {
+                                    staged = Err(e.into());
+                                    return Err(kubus_ingest::Error::Sink { file: name.clone(), source: "staging failed".into() });
+                                }
+                            }
+                            None if preview.is_none() => preview = Some(batch.slice(0, options.preview.min(batch.num_rows()))),
+                            None => {}
+                        }
+                        Ok(())
+                    },
+                );
+                staged?;
+                let facts = facts?;
+                if let Some(s) = staging.as_mut() {
+                    s.log_file(&name, &sha256, facts.facts);
+                }
                 known.insert(sha256.clone());
                 converted_names.insert(name.clone());
                 let outcome = FileOutcome::Ingested(FileCounts {
@@ -216,7 +243,7 @@ impl Project {
                     accepted: facts.accepted_lines,
                     rejected: facts.rejected_lines,
                     skipped: facts.skipped.clone(),
-                    facts: facts.facts(),
+                    facts: facts.facts,
                     totals_compared: facts.totals_compared,
                     warnings: facts.warnings.clone(),
                     encoding: facts.encoding.clone(),
@@ -229,15 +256,13 @@ impl Project {
                     problem: r.problem.to_owned(),
                     reason: r.reason,
                 }));
-                batches.push(FileBatch { file: name, sha256: sha256.clone(), facts: facts.facts });
                 outcome
             };
             let report = FileReport { path: path.clone(), sha256, outcome };
             progress(IngestProgress::Done(&report));
             reports.push(report);
         }
-        if options.dry_run {
-            let preview = batches.iter().find(|b| b.facts.num_rows() > 0).map(|b| b.facts.slice(0, options.preview.min(b.facts.num_rows())));
+        let Some(staging) = staging else {
             let version = self.warehouse().version(&cube).await?;
             return Ok(IngestReport {
                 source: source.name().to_owned(),
@@ -252,14 +277,14 @@ impl Project {
                 dry_run: true,
                 preview,
             });
-        }
+        };
         let quarantine = if converted_names.is_empty() {
             None
         } else {
             let dir = self.warehouse().quarantine_dir();
             Some(kubus_warehouse::write_quarantine(&dir, source.name(), &converted_names, &rejected)?)
         };
-        let commit = self.warehouse().commit(&cube, &batches, source.replace_key()).await?;
+        let commit = self.warehouse().commit(staging).await?;
         // A file whose facts were all replaced has nothing left to fix: its quarantine lines go too.
         let gone: BTreeSet<String> = commit.replaced.iter().filter(|r| r.whole_file).map(|r| r.file.clone()).collect();
         if !gone.is_empty() {

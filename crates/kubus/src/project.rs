@@ -105,7 +105,7 @@ impl Project {
         let entries = std::fs::read_dir(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name != "facts" && name != "quarantine" {
+            if !["facts", "quarantine", "staging"].contains(&name.as_ref()) {
                 return Err(Error::NotAWarehouse { path: dir, entry: name });
             }
         }

@@ -3,44 +3,150 @@
 //! encoding it looks like, rather than decoded into mojibake.
 
 use crate::{Error, Result};
-use encoding_rs::{Encoding, UTF_8};
+use encoding_rs::{DecoderResult, Encoding, UTF_8};
+use std::cell::RefCell;
+use std::io::Read;
+use std::rc::Rc;
 
-/// Decodes `bytes`; returns the text and the name of the encoding used.
-pub fn decode(declared: Option<&str>, file: &str, bytes: &[u8]) -> Result<(String, &'static str)> {
-    if let Some((enc, bom_len)) = Encoding::for_bom(bytes) {
-        let (text, had_errors) = enc.decode_without_bom_handling(&bytes[bom_len..]);
-        if had_errors {
-            return Err(encoding_error(file, enc.name(), "has bytes that are invalid after its byte-order mark", detect(bytes)));
-        }
-        return finish(file, text.into_owned(), enc.name());
+/// How many bytes at the start of a file decide its encoding (and are checked against a declaration).
+pub const SNIFF_BYTES: usize = 1 << 20;
+
+/// Chooses the encoding from the start of a file (`complete`: `head` is the whole file): a BOM wins, then the
+/// declared encoding checked against the bytes, else strict UTF-8, else detection. Returns the encoding and
+/// the length of the BOM to skip. The rest of the file is checked while it is decoded ([`DecodeReader`]).
+pub fn sniff(declared: Option<&str>, file: &str, head: &[u8], complete: bool) -> Result<(&'static Encoding, usize)> {
+    if let Some((enc, bom_len)) = Encoding::for_bom(head) {
+        return Ok((enc, bom_len));
     }
-    let utf8 = std::str::from_utf8(bytes);
+    // Valid UTF-8, allowing a character cut off at the end of an incomplete head.
+    let utf8 = match std::str::from_utf8(head) {
+        Ok(text) => Ok(!text.is_ascii()),
+        Err(e) if e.error_len().is_none() && !complete => Ok(true),
+        Err(e) => Err(e.valid_up_to()),
+    };
     match declared.and_then(|label| Encoding::for_label(label.as_bytes())) {
         Some(enc) if enc == UTF_8 => match utf8 {
-            Ok(text) => finish(file, text.to_owned(), UTF_8.name()),
-            Err(e) => {
-                let line = line_at(bytes, e.valid_up_to());
-                Err(encoding_error(file, "UTF-8", &format!("is not valid UTF-8 (first bad byte on line {line})"), detect(bytes)))
+            Ok(_) => Ok((UTF_8, 0)),
+            Err(at) => {
+                let line = line_at(head, at);
+                Err(encoding_error(file, "UTF-8", &format!("is not valid UTF-8 (first bad byte on line {line})"), detect(head)))
             }
         },
-        Some(enc) => {
-            // A single-byte declaration decodes anything, so look for the tell-tale of UTF-8 instead.
-            if let Ok(text) = utf8
-                && !text.is_ascii()
-            {
-                return Err(encoding_error(file, enc.name(), "is valid UTF-8 with non-ASCII characters (umlauts would turn into mojibake)", UTF_8));
-            }
-            let (text, _) = enc.decode_without_bom_handling(bytes);
-            finish(file, text.into_owned(), enc.name())
+        // A single-byte declaration decodes anything, so look for the tell-tale of UTF-8 instead.
+        Some(enc) if utf8 == Ok(true) => {
+            Err(encoding_error(file, enc.name(), "is valid UTF-8 with non-ASCII characters (umlauts would turn into mojibake)", UTF_8))
         }
-        None => match utf8 {
-            Ok(text) => finish(file, text.to_owned(), UTF_8.name()),
-            Err(_) => {
-                let enc = detect(bytes);
-                let (text, _) = enc.decode_without_bom_handling(bytes);
-                finish(file, text.into_owned(), enc.name())
+        Some(enc) => Ok((enc, 0)),
+        None if utf8.is_ok() => Ok((UTF_8, 0)),
+        None => Ok((detect(head), 0)),
+    }
+}
+
+#[cfg(test)]
+/// Decodes a whole file in memory (tests and small inputs); returns the text and the encoding's name.
+pub fn decode(declared: Option<&str>, file: &str, bytes: &[u8]) -> Result<(String, &'static str)> {
+    let (enc, bom) = sniff(declared, file, bytes, true)?;
+    let failure = Rc::new(RefCell::new(None));
+    let mut reader = DecodeReader::new(&bytes[bom..], enc, file, failure.clone());
+    let mut text = String::new();
+    match reader.read_to_string(&mut text) {
+        Ok(_) => Ok((text, enc.name())),
+        Err(e) => Err(failure.borrow_mut().take().unwrap_or(Error::Read { file: file.to_owned(), source: e })),
+    }
+}
+
+/// A reader that decodes another reader's bytes into UTF-8 as they come. Bytes invalid in the encoding and
+/// characters destroyed before export (U+FFFD) stop it; the typed error is left in `failure`, and the reader
+/// returns an I/O error.
+pub struct DecodeReader<R> {
+    inner: R,
+    encoding: &'static Encoding,
+    decoder: encoding_rs::Decoder,
+    file: String,
+    input: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
+    eof: bool,
+    output: Vec<u8>,
+    out_start: usize,
+    out_end: usize,
+    finished: bool,
+    input_lines: usize,
+    output_lines: usize,
+    failure: Rc<RefCell<Option<Error>>>,
+}
+
+impl<R: Read> DecodeReader<R> {
+    /// Decodes `inner` (after any BOM) from `encoding`.
+    pub fn new(inner: R, encoding: &'static Encoding, file: &str, failure: Rc<RefCell<Option<Error>>>) -> Self {
+        DecodeReader {
+            inner,
+            encoding,
+            decoder: encoding.new_decoder_without_bom_handling(),
+            file: file.to_owned(),
+            input: vec![0; 1 << 16],
+            in_start: 0,
+            in_end: 0,
+            eof: false,
+            output: vec![0; (1 << 16) * 3 + 16],
+            out_start: 0,
+            out_end: 0,
+            finished: false,
+            input_lines: 0,
+            output_lines: 0,
+            failure,
+        }
+    }
+
+    fn fail(&self, error: Error) -> std::io::Error {
+        let message = error.to_string();
+        *self.failure.borrow_mut() = Some(error);
+        std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+    }
+}
+
+impl<R: Read> Read for DecodeReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.out_start < self.out_end {
+                let n = buf.len().min(self.out_end - self.out_start);
+                buf[..n].copy_from_slice(&self.output[self.out_start..self.out_start + n]);
+                self.out_start += n;
+                return Ok(n);
             }
-        },
+            if self.finished {
+                return Ok(0);
+            }
+            if self.in_start == self.in_end && !self.eof {
+                let n = self.inner.read(&mut self.input)?;
+                (self.in_start, self.in_end, self.eof) = (0, n, n == 0);
+            }
+            let src = &self.input[self.in_start..self.in_end];
+            let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(src, &mut self.output, self.eof);
+            self.input_lines += src[..read].iter().filter(|&&b| b == b'\n').count();
+            self.in_start += read;
+            (self.out_start, self.out_end) = (0, written);
+            let out = &self.output[..written];
+            if let Some(pos) = out.windows(3).position(|w| w == "\u{FFFD}".as_bytes()) {
+                let line = self.output_lines + out[..pos].iter().filter(|&&b| b == b'\n').count() + 1;
+                return Err(self.fail(Error::DestroyedCharacters { file: self.file.clone(), line }));
+            }
+            self.output_lines += out.iter().filter(|&&b| b == b'\n').count();
+            match result {
+                DecoderResult::InputEmpty if self.eof => self.finished = true,
+                DecoderResult::InputEmpty | DecoderResult::OutputFull => {}
+                DecoderResult::Malformed(..) => {
+                    let line = self.input_lines + 1;
+                    let error = encoding_error(
+                        &self.file,
+                        self.encoding.name(),
+                        &format!("has a byte on line {line} that is not valid in it"),
+                        if self.encoding == UTF_8 { encoding_rs::WINDOWS_1252 } else { UTF_8 },
+                    );
+                    return Err(self.fail(error));
+                }
+            }
+        }
     }
 }
 
@@ -62,13 +168,6 @@ fn encoding_error(file: &str, declared: &str, problem: &str, suggested: &'static
 
 fn line_at(bytes: &[u8], offset: usize) -> usize {
     bytes[..offset.min(bytes.len())].iter().filter(|&&b| b == b'\n').count() + 1
-}
-
-fn finish(file: &str, text: String, encoding: &'static str) -> Result<(String, &'static str)> {
-    if let Some(pos) = text.find('\u{FFFD}') {
-        return Err(Error::DestroyedCharacters { file: file.to_owned(), line: line_at(text.as_bytes(), pos) });
-    }
-    Ok((text, encoding))
 }
 
 #[cfg(test)]
@@ -102,6 +201,31 @@ mod tests {
     fn replacement_characters_are_reported() {
         let err = decode(None, "f.csv", "a\nGr\u{FFFD}bent\n".as_bytes()).unwrap_err();
         assert!(matches!(err, Error::DestroyedCharacters { line: 2, .. }), "{err}");
+    }
+
+    /// Decodes as a CSV reader does: the encoding is chosen from the head, the rest is checked as it streams.
+    fn streamed(declared: Option<&str>, bytes: &[u8]) -> Result<usize> {
+        let head = &bytes[..bytes.len().min(SNIFF_BYTES)];
+        let (enc, bom) = sniff(declared, "f.csv", head, head.len() == bytes.len())?;
+        let failure = Rc::new(RefCell::new(None));
+        let mut reader = DecodeReader::new(&bytes[bom..], enc, "f.csv", failure.clone());
+        let mut text = String::new();
+        reader.read_to_string(&mut text).map_err(|e| failure.borrow_mut().take().unwrap_or(Error::Read { file: "f.csv".into(), source: e }))
+    }
+
+    #[test]
+    fn a_bad_byte_after_the_sniffed_head_is_found_while_streaming() {
+        let mut bytes = "a;b\n".repeat(SNIFF_BYTES / 4 + 10).into_bytes();
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        bytes.extend_from_slice(b"Gr\xfcbent\xe4lchen;3\n");
+        for declared in [Some("utf-8"), None] {
+            let err = streamed(declared, &bytes).map(|_| ()).unwrap_err();
+            assert!(err.to_string().contains(&format!("line {}", lines + 1)), "{declared:?}: {err}");
+        }
+        let mut destroyed = "a;b\n".repeat(SNIFF_BYTES / 4 + 10).into_bytes();
+        destroyed.extend_from_slice("Gr\u{FFFD}bent;3\n".as_bytes());
+        let err = streamed(None, &destroyed).map(|_| ()).unwrap_err();
+        assert!(matches!(err, Error::DestroyedCharacters { line, .. } if line == lines + 1), "{err}");
     }
 
     #[test]

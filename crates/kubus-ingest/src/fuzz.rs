@@ -93,7 +93,7 @@ fn damaged_exports_never_panic_and_account_for_every_line() {
         ("provider_offers", std::fs::read(repo().join("sample-data/kurstraeger/sprachkursangebote_2023_2024.xlsx")).unwrap()),
     ];
     let seconds: u64 = std::env::var("KUBUS_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let seed: u64 = std::env::var("KUBUS_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6b75_6275_73);
+    let seed: u64 = std::env::var("KUBUS_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x006b_7562_7573);
     let mut rng = Rng(seed | 1);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let (mut runs, mut read_ok) = (0usize, 0usize);

@@ -46,6 +46,13 @@ pub enum Error {
     /// The same column name appears twice in the header.
     #[error("{file}: column '{column}' appears twice in the header")]
     DuplicateColumn { file: String, column: String },
+    /// The input could not be read.
+    #[error("{file}: cannot read")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The CSV could not be parsed at all.
     #[error("{file}: cannot read CSV")]
     Csv {
@@ -188,7 +195,7 @@ pub const BATCH_ROWS: usize = 65_536;
 /// file in rejections and errors.
 pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: &PseudonymKey) -> Result<FileFacts> {
     let mut batches = Vec::new();
-    let mut facts = read_file_to(model, source, name, bytes, key, &mut |_| {}, &mut |b| {
+    let mut facts = read_file_to(model, source, name, Box::new(bytes), key, &mut |_| {}, &mut |b| {
         batches.push(b);
         Ok(())
     })?;
@@ -196,13 +203,14 @@ pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: 
     Ok(facts)
 }
 
-/// Reads one export of `source`, handing its facts to `sink` in batches of at most [`BATCH_ROWS`] and
-/// reporting progress every 65 536 lines. A sink error stops the file.
-pub fn read_file_to(
+/// Reads one export of `source` from `input`, handing its facts to `sink` in batches of at most [`BATCH_ROWS`]
+/// and reporting progress every 65 536 lines. CSV streams through in bounded memory; a workbook is read whole.
+/// A sink error stops the file.
+pub fn read_file_to<'a>(
     model: &Model,
     source: &Source,
     name: &str,
-    bytes: &[u8],
+    input: Box<dyn std::io::Read + 'a>,
     key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
@@ -214,7 +222,7 @@ pub fn read_file_to(
     let skips: Vec<(Regex, &str)> =
         layout.skips().iter().map(|s| (Regex::new(&s.first_cell).expect("validated by the model"), s.reason.as_str())).collect();
 
-    let mut rows = rows::Rows::open(source, name, bytes)?;
+    let mut rows = rows::Rows::open(source, name, input)?;
     let mut titles: BTreeMap<usize, Vec<rows::Cell>> = BTreeMap::new();
     let mut header_rows: Vec<(usize, Vec<rows::Cell>)> = Vec::new();
     let mut tally = Tally::default();

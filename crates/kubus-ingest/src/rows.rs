@@ -6,7 +6,10 @@ use crate::{Error, Result, decode};
 use calamine::{Data, Reader};
 use chrono::NaiveDate;
 use kubus_model::{Format, Source};
-use std::io::Cursor;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{Cursor, Read};
+use std::rc::Rc;
 
 /// One cell as the format delivers it: text from CSV, typed values from workbooks.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,47 +72,56 @@ pub struct Merge {
 
 /// The records of one file, pulled one at a time: how the bytes were read, the merged cells (workbooks), then
 /// every record from the first line to the last. Every physical line is covered by exactly one row (empty lines
-/// become rows without cells).
-pub struct Rows {
+/// become rows without cells). CSV is decoded and parsed as it streams in; a workbook is read whole.
+pub struct Rows<'a> {
     /// The encoding (CSV) or workbook format.
     pub encoding: String,
     /// Merged cell ranges of the sheet.
     pub merges: Vec<Merge>,
-    inner: Inner,
+    inner: Inner<'a>,
 }
 
-enum Inner {
-    Csv(CsvRows),
+enum Inner<'a> {
+    Csv(Box<CsvRows<'a>>),
     Sheet(std::vec::IntoIter<Row>),
 }
 
-impl Rows {
+impl<'a> Rows<'a> {
     /// Opens the file's records per the source's format.
-    pub fn open(source: &Source, name: &str, bytes: &[u8]) -> Result<Rows> {
+    pub fn open(source: &Source, name: &str, mut input: Box<dyn Read + 'a>) -> Result<Rows<'a>> {
+        let read_error = |source| Error::Read { file: name.to_owned(), source };
         match source.format() {
             Format::Csv { encoding, delimiter } => {
-                let (text, enc) = decode::decode(encoding.as_deref(), name, bytes)?;
-                Ok(Rows { encoding: enc.to_owned(), merges: Vec::new(), inner: Inner::Csv(CsvRows::new(text, *delimiter, name)) })
+                let mut head = Vec::new();
+                (&mut input).take(decode::SNIFF_BYTES as u64).read_to_end(&mut head).map_err(read_error)?;
+                let complete = head.len() < decode::SNIFF_BYTES;
+                let (enc, bom) = decode::sniff(encoding.as_deref(), name, &head, complete)?;
+                head.drain(..bom);
+                let failure = Rc::new(RefCell::new(None));
+                let decoded = decode::DecodeReader::new(Cursor::new(head).chain(input), enc, name, failure.clone());
+                Ok(Rows { encoding: enc.name().to_owned(), merges: Vec::new(), inner: Inner::Csv(Box::new(CsvRows::new(Box::new(decoded), *delimiter, name, failure))) })
             }
-            // calamine panics on some damaged workbooks (e.g. a shared-string index out of range, found by the
-            // fuzz test); a damaged file must be an error for that file, never a crash of the ingest.
-            Format::Xlsx { sheet } => std::panic::catch_unwind(|| sheet_rows(bytes, sheet.as_deref(), name))
-                .unwrap_or_else(|_| Err(Error::DamagedWorkbook { file: name.to_owned() })),
+            Format::Xlsx { sheet } => {
+                let mut bytes = Vec::new();
+                input.read_to_end(&mut bytes).map_err(read_error)?;
+                // calamine panics on some damaged workbooks (e.g. a shared-string index out of range, found by
+                // the fuzz test); a damaged file must be an error for that file, never a crash of the ingest.
+                std::panic::catch_unwind(|| sheet_rows(&bytes, sheet.as_deref(), name))
+                    .unwrap_or_else(|_| Err(Error::DamagedWorkbook { file: name.to_owned() }))
+            }
         }
     }
-}
 
-impl Rows {
     /// Bytes of decoded text read so far (CSV); 0 for workbooks, which are read whole.
     pub fn position(&self) -> u64 {
         match &self.inner {
-            Inner::Csv(c) => c.scan_pos as u64,
+            Inner::Csv(c) => c.tracker.borrow().offset,
             Inner::Sheet(_) => 0,
         }
     }
 }
 
-impl Iterator for Rows {
+impl Iterator for Rows<'_> {
     type Item = Result<Row>;
 
     fn next(&mut self) -> Option<Result<Row>> {
@@ -120,40 +132,102 @@ impl Iterator for Rows {
     }
 }
 
+/// Where the line breaks of the text are, for the stretch the CSV parser has read but not yet handed out.
+#[derive(Default)]
+struct Tracker {
+    newlines: VecDeque<u64>,
+    returns: VecDeque<u64>,
+    offset: u64,
+    total_newlines: usize,
+    last: Option<u8>,
+}
+
+struct Counting<'a> {
+    inner: Box<dyn Read + 'a>,
+    tracker: Rc<RefCell<Tracker>>,
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut t = self.tracker.borrow_mut();
+        for (i, &b) in buf[..n].iter().enumerate() {
+            match b {
+                b'\n' => {
+                    let at = t.offset + i as u64;
+                    t.newlines.push_back(at);
+                    t.total_newlines += 1;
+                }
+                b'\r' => {
+                    let at = t.offset + i as u64;
+                    t.returns.push_back(at);
+                }
+                _ => {}
+            }
+        }
+        if n > 0 {
+            t.offset += n as u64;
+            t.last = Some(buf[n - 1]);
+        }
+        Ok(n)
+    }
+}
+
 /// CSV records with exact line numbers. The csv crate skips empty lines silently, and its own line counter is
-/// not reliable around them; lines are therefore counted here from the records' byte offsets. The gaps between
-/// one record's last line and the next record's first line are empty lines, and they are handed out too.
-struct CsvRows {
+/// not reliable around them; lines are therefore counted here from the records' byte offsets and the line
+/// breaks seen in between. The gaps between one record's last line and the next record's first line are empty
+/// lines, and they are handed out too.
+struct CsvRows<'a> {
     name: String,
-    reader: csv::Reader<Cursor<Vec<u8>>>,
+    reader: csv::Reader<Counting<'a>>,
     record: csv::StringRecord,
-    scan_pos: usize,
+    tracker: Rc<RefCell<Tracker>>,
+    failure: Rc<RefCell<Option<Error>>>,
+    scan_pos: u64,
     scan_line: usize,
     next_line: usize,
-    total_lines: usize,
     pending: Option<Row>,
     done: bool,
 }
 
-impl CsvRows {
-    fn new(text: String, delimiter: u8, name: &str) -> CsvRows {
-        let total_lines = text.matches('\n').count() + usize::from(!text.is_empty() && !text.ends_with('\n'));
+impl<'a> CsvRows<'a> {
+    fn new(text: Box<dyn Read + 'a>, delimiter: u8, name: &str, failure: Rc<RefCell<Option<Error>>>) -> CsvRows<'a> {
+        let tracker = Rc::new(RefCell::new(Tracker::default()));
         let reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .has_headers(false)
             .flexible(true)
-            .from_reader(Cursor::new(text.into_bytes()));
+            .from_reader(Counting { inner: text, tracker: tracker.clone() });
         CsvRows {
             name: name.to_owned(),
             reader,
             record: csv::StringRecord::new(),
+            tracker,
+            failure,
             scan_pos: 0,
             scan_line: 1,
             next_line: 1,
-            total_lines,
             pending: None,
             done: false,
         }
+    }
+
+    /// The line on which the record at byte `position` starts.
+    fn line_of(&mut self, position: u64) -> usize {
+        let mut t = self.tracker.borrow_mut();
+        // The csv crate counts a CRLF terminator's LF as part of the next record (and the line breaks of
+        // skipped empty lines too): the record starts after them.
+        let mut start = position.max(self.scan_pos);
+        while t.newlines.binary_search(&start).is_ok() || t.returns.binary_search(&start).is_ok() {
+            start += 1;
+        }
+        let before = t.newlines.partition_point(|&o| o < start);
+        t.newlines.drain(..before);
+        let returns = t.returns.partition_point(|&o| o < start);
+        t.returns.drain(..returns);
+        let line = self.scan_line + before;
+        (self.scan_pos, self.scan_line) = (start, line);
+        line
     }
 
     fn next(&mut self) -> Option<Result<Row>> {
@@ -171,33 +245,31 @@ impl CsvRows {
             match self.reader.read_record(&mut self.record) {
                 Err(source) => {
                     self.done = true;
-                    return Some(Err(Error::Csv { file: self.name.clone(), source }));
+                    let typed = self.failure.borrow_mut().take();
+                    return Some(Err(typed.unwrap_or(Error::Csv { file: self.name.clone(), source })));
                 }
                 Ok(false) => self.done = true,
                 Ok(true) => {
-                    let bytes = self.reader.get_ref().get_ref();
-                    let mut start = self.record.position().map(|p| p.byte() as usize).unwrap_or(self.scan_pos).max(self.scan_pos);
-                    // The csv crate counts a CRLF terminator's LF as part of the next record (and the line breaks
-                    // of skipped empty lines too): the record starts after them.
-                    while matches!(bytes.get(start), Some(b'\n' | b'\r')) {
-                        start += 1;
-                    }
-                    let line = self.scan_line + bytes[self.scan_pos..start].iter().filter(|&&b| b == b'\n').count();
-                    (self.scan_pos, self.scan_line) = (start, line);
+                    let position = self.record.position().map(|p| p.byte()).unwrap_or(self.scan_pos);
+                    let line = self.line_of(position);
                     let span = self.record.iter().map(|f| f.matches('\n').count()).sum::<usize>() + 1;
                     self.pending = Some(Row { line, span, cells: self.record.iter().map(|f| Cell::Text(f.to_owned())).collect() });
                     return self.next();
                 }
             }
         }
-        (self.next_line <= self.total_lines).then(|| {
+        let total_lines = {
+            let t = self.tracker.borrow();
+            t.total_newlines + usize::from(t.last.is_some_and(|b| b != b'\n'))
+        };
+        (self.next_line <= total_lines).then(|| {
             self.next_line += 1;
             Ok(empty(self.next_line - 1))
         })
     }
 }
 
-fn sheet_rows(bytes: &[u8], sheet: Option<&str>, name: &str) -> Result<Rows> {
+fn sheet_rows(bytes: &[u8], sheet: Option<&str>, name: &str) -> Result<Rows<'static>> {
     let workbook_error = |source| Error::Workbook { file: name.to_owned(), source };
     let mut workbook = calamine::open_workbook_auto_from_rs(Cursor::new(bytes)).map_err(workbook_error)?;
     let names = workbook.sheet_names();
@@ -260,7 +332,7 @@ mod tests {
     use super::*;
 
     fn rows(text: &str) -> Vec<Row> {
-        let mut rows = CsvRows::new(text.to_owned(), b';', "t.csv");
+        let mut rows = CsvRows::new(Box::new(text.as_bytes()), b';', "t.csv", Rc::new(RefCell::new(None)));
         std::iter::from_fn(|| rows.next()).collect::<Result<Vec<_>>>().unwrap()
     }
 

@@ -202,19 +202,24 @@ impl Project {
         let mut staging = if options.dry_run { None } else { Some(self.warehouse().stage(&cube, schema, source.replace_key())?) };
         let mut preview: Option<datafusion::arrow::record_batch::RecordBatch> = None;
         for path in files {
-            let bytes = std::fs::read(path).map_err(|source| Error::InputFile { path: path.clone(), source })?;
-            let sha256 = hex::encode(Sha256::digest(&bytes));
+            let open = || std::fs::File::open(path).map_err(|source| Error::InputFile { path: path.clone(), source });
+            // One pass for the SHA-256 (a file already ingested is not read again), one to convert: neither
+            // holds the file in memory.
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut std::io::BufReader::new(open()?), &mut hasher).map_err(|source| Error::InputFile { path: path.clone(), source })?;
+            let sha256 = hex::encode(hasher.finalize());
             let name = file_name(path);
             let outcome = if known.contains(&sha256) {
                 FileOutcome::AlreadyIngested
             } else {
-                let size = bytes.len() as u64;
+                let file = open()?;
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
                 let mut staged: Result<()> = Ok(());
                 let facts = kubus_ingest::read_file_to(
                     model,
                     source,
                     &name,
-                    &bytes,
+                    Box::new(std::io::BufReader::with_capacity(1 << 16, file)),
                     &key,
                     &mut |p| progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size }),
                     &mut |batch| {

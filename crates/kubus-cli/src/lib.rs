@@ -231,13 +231,7 @@ async fn ingest(project: &Project, source: &str, files: &[PathBuf], stdout: &mut
         writeln!(stderr, "note: pseudonymised with the DEMO key from kubus.toml — for the synthetic sample data only; set KUBUS_PSEUDONYM_KEY for real data")?;
     }
     writeln!(stdout, "source {} → cube {}", report.source, report.cube)?;
-    for f in &report.files {
-        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        match &f.outcome {
-            FileOutcome::Ingested(counts) => writeln!(stdout, "  {name} ({}): {}", counts.encoding, accounting(counts))?,
-            FileOutcome::AlreadyIngested => writeln!(stdout, "  {name}: already ingested (same SHA-256), nothing changed")?,
-        }
-    }
+    print_files(&report, stdout)?;
     let totals = report.totals();
     writeln!(stdout, "{}", accounting(&totals))?;
     if totals.totals_compared > 0 {
@@ -331,13 +325,7 @@ async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], stdo
     let options = kubus::IngestOptions { dry_run: true, preview: PREVIEW };
     let report = project.ingest_with(source, files, options, &mut |_| {}).await?;
     writeln!(stdout, "dry run: source {} → cube {} (nothing is committed, the quarantine is left as it is)", report.source, report.cube)?;
-    for f in &report.files {
-        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        match &f.outcome {
-            FileOutcome::Ingested(counts) => writeln!(stdout, "  {name} ({}): {}", counts.encoding, accounting(counts))?,
-            FileOutcome::AlreadyIngested => writeln!(stdout, "  {name}: already ingested (same SHA-256)")?,
-        }
-    }
+    print_files(&report, stdout)?;
     if let Some(preview) = &report.preview {
         writeln!(stdout, "\nfirst {} facts:", preview.num_rows())?;
         render::write(OutputFormat::Table, std::slice::from_ref(preview), &|c| c.starts_with('_') && c != kubus::STATUS_COLUMN, stdout)?;
@@ -346,6 +334,18 @@ async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], stdo
     if !report.rejected.is_empty() {
         let rows: Vec<(String, kubus::QuarantineRow)> = report.rejected.iter().map(|r| (report.source.clone(), r.clone())).collect();
         render::write(OutputFormat::Table, &[quarantine_batch(&rows)?], &|_| false, stdout)?;
+    }
+    Ok(())
+}
+
+/// One line per input file: its accounting, or that it was already ingested.
+fn print_files(report: &kubus::IngestReport, stdout: &mut dyn Write) -> anyhow::Result<()> {
+    for f in &report.files {
+        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match &f.outcome {
+            FileOutcome::Ingested(counts) => writeln!(stdout, "  {name} ({}): {}", counts.encoding, accounting(counts))?,
+            FileOutcome::AlreadyIngested => writeln!(stdout, "  {name}: already ingested (same SHA-256), nothing changed")?,
+        }
     }
     Ok(())
 }

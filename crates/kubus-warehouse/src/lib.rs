@@ -166,10 +166,14 @@ impl Warehouse {
     pub fn stage(&self, cube: &str, facts: SchemaRef, replace: &[String]) -> Result<Staging> {
         let dir = self.root.join("staging");
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
-        // A staging file left by a killed ingest of this cube was never committed: it can go.
+        // A staging file left by a killed ingest of this cube was never committed: it can go. One whose process
+        // still runs belongs to an ingest in progress and stays.
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&format!("{cube}.")) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix(&format!("{cube}.")) else { continue };
+                let pid = rest.split('.').next().unwrap_or_default();
+                if !Path::new("/proc").join(pid).exists() {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -214,8 +218,11 @@ impl Warehouse {
             _ => Vec::new(),
         };
         let read = |source| Error::Read { table: cube.clone(), source };
-        // The write plan runs in a Delta-aware session (it plans Delta's own nodes).
+        // The write plan runs in a Delta-aware session (it plans Delta's own nodes). The spill file is read as
+        // one stream: split into ranges, DataFusion would fetch each range's batches at once, and memory would
+        // grow with the ingest.
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
+        ctx.state_ref().write().config_mut().options_mut().optimizer.repartition_file_scans = false;
         let staged = ctx.read_arrow(staging.path.display().to_string(), ArrowReadOptions::default()).await.map_err(read)?;
         let plan = staged.logical_plan().clone();
         let dir = self.table_dir(&cube);

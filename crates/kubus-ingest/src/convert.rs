@@ -664,7 +664,7 @@ fn close(a: f64, b: f64) -> bool {
 
 /// Parses a number with the given separators; a `.` where the decimal separator is `,` (and `.` is not the
 /// thousands separator) makes the text invalid rather than silently a different number.
-pub fn parse_number(text: &str, decimal: char, thousands: Option<char>) -> Option<f64> {
+pub(crate) fn parse_number(text: &str, decimal: char, thousands: Option<char>) -> Option<f64> {
     let text = text.trim();
     if thousands.is_none_or(|t| !text.contains(t)) && (decimal == '.' || !text.contains(decimal)) {
         return if decimal != '.' && text.contains('.') { None } else { text.parse::<f64>().ok() };

@@ -11,7 +11,7 @@ mod header;
 mod pseudonym;
 mod rows;
 
-pub use convert::{STATUS_COLUMN, fact_schema, parse_number};
+pub use convert::{STATUS_COLUMN, fact_schema};
 pub use pseudonym::PseudonymKey;
 
 use datafusion::arrow::record_batch::RecordBatch;

@@ -123,3 +123,46 @@ number = "Zahl"
         ]
     );
 }
+
+#[test]
+fn invalid_layouts_unpivots_and_field_options_give_their_diagnostics() {
+    let cube = "name = \"c\"\nlabel = \"C\"\n\n[[dimensions]]\nname = \"sex\"\n\n[[columns]]\nname = \"n\"\ntype = \"integer\"\n\n[[measures]]\nname = \"n\"\nlabel = \"N\"\naggregate = \"sum\"\ncolumn = \"n\"\n";
+    let source = r##"name = "s"
+cube = "c"
+replace = ["month"]
+
+[format]
+type = "csv"
+
+[layout]
+header_lines = [2, 1]
+footer = '^(_+$'
+
+[unpivot]
+columns = '^Bevölkerung / .+$'
+value = "einwohner"
+
+[fields.sex]
+member = "#0"
+missing = ["-"]
+
+[fields.n]
+number = "einwohner"
+totals = ["Insgesamt"]
+extract = '(\d+)-(\d+)'
+"##;
+    let got = diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube), ("s.toml", SchemaKind::Source, source)]);
+    let expected_parts = [
+        ("s.toml:9: layout.header_lines:", "ascending order"),
+        ("s.toml:10: layout.footer:", "invalid regular expression"),
+        ("s.toml:13: unpivot.columns:", "needs a named group"),
+        ("s.toml:3: replace[0]:", "must name a dimension role of cube c (valid: sex)"),
+        ("s.toml:16: fields.sex:", "a column position is #1, #2"),
+        ("s.toml:20: fields.n:", "`totals` and `subtotals` belong to member fields"),
+        ("s.toml:23: fields.n.extract:", "at most one group"),
+    ];
+    for (prefix, text) in expected_parts {
+        assert!(got.iter().any(|d| d.starts_with(prefix) && d.contains(text)), "missing {prefix} … {text} in {got:#?}");
+    }
+    assert_eq!(got.len(), expected_parts.len(), "{got:#?}");
+}

@@ -13,6 +13,11 @@ Writes:
   expected/quarantine.csv                           every line kubus must reject: file, line, column, reason.
   expected/skipped.csv                              every line kubus must skip on purpose: file, line, reason.
   expected/seats_by_level_2024.csv                  offers and seats per language level for courses starting 2024.
+  expected/newcomers_by_month.csv                   per month: records, distinct persons, persons below B1, and
+                                                    the need (below B1 and in no course).
+  expected/persons_by_year.csv                      distinct persons (and below B1) per year and over both years.
+  expected/need_seats_2024-06.csv                   per district and level: the need in June 2024 and the seats of
+                                                    courses starting in 2024 (either may be 0).
 
 Usage: python3 sample-data/generate.py   (needs openpyxl)
 """
@@ -155,6 +160,7 @@ def main():
     quarantine = []
     skipped = []
     june_persons = {}
+    accepted = []  # (year, month, person, district key, level key, in course) of every row kubus must accept
     for y, m in MONTHS:
         idx = month_index(y, m)
         rows = [row_for(p, y, m) for p in persons if p["from"] <= idx < p["to"]]
@@ -182,8 +188,11 @@ def main():
             if how and how != "empty_line":
                 _, column, reason = broken_rows[i]
                 quarantine.append((name, len(lines) + 1, column, reason))
-            elif (y, m) == (2024, 6):
-                june_persons.setdefault(r["district_key"], set()).add(r["Personennummer"])
+            else:
+                accepted.append((y, m, r["Personennummer"], r["district_key"], r["Sprachniveau"] or "none",
+                                 r["Kursteilnahme"] == "ja"))
+                if (y, m) == (2024, 6):
+                    june_persons.setdefault(r["district_key"], set()).add(r["Personennummer"])
             lines.append(";".join(r[h] for h in HEADER))
         lines.append(f"Summe;{len(rows)} Datensätze" + ";" * (len(HEADER) - 2))
         skipped.append((name, len(lines), "total line"))
@@ -203,10 +212,29 @@ def main():
         w = csv.writer(f)
         w.writerow(["file", "line", "reason"])
         w.writerows(sorted(skipped))
-    write_offers()
+    below_b1 = {"none", "A1", "A2"}
+    with open(os.path.join(HERE, "expected", "newcomers_by_month.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["month", "records", "persons", "persons_below_b1", "need"])
+        for y, m in MONTHS:
+            rows = [a for a in accepted if (a[0], a[1]) == (y, m)]
+            w.writerow([f"{y}-{m:02d}", len(rows), len({a[2] for a in rows}),
+                        len({a[2] for a in rows if a[4] in below_b1}),
+                        len({a[2] for a in rows if a[4] in below_b1 and not a[5]})])
+    with open(os.path.join(HERE, "expected", "persons_by_year.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["year", "persons", "persons_below_b1"])
+        for year in ["2023", "2024", "all"]:
+            rows = [a for a in accepted if year == "all" or a[0] == int(year)]
+            w.writerow([year, len({a[2] for a in rows}), len({a[2] for a in rows if a[4] in below_b1})])
+    need = {}
+    for y, m, nr, district, level, in_course in accepted:
+        if (y, m) == (2024, 6) and level in below_b1 and not in_course:
+            need.setdefault((district, level), set()).add(nr)
+    write_offers({k: len(v) for k, v in need.items()})
 
 
-def write_offers():
+def write_offers(need):
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -223,18 +251,20 @@ def write_offers():
     types = ["Integrationskurs", "Jugendintegrationskurs", "Alphabetisierungskurs", "Berufssprachkurs",
              "Erstorientierungskurs"]
     seats_by_level = {}
+    seats = {}
     for _ in range(180):
         provider = rng.choice(PROVIDERS)
         district = rng.choices(list(DISTRICTS), DISTRICT_WEIGHTS)[0]
         level = rng.choices(["A1", "A2", "B1", "B2", "C1"], [30, 30, 25, 10, 5])[0]
         kind = rng.choice(types)
         y, m = rng.choice(MONTHS)
-        seats = rng.randrange(8, 26)
-        ws.append([provider, DISTRICTS[district][0], level, kind, dt.datetime(y, m, rng.randrange(1, 28)), seats])
+        n = rng.randrange(8, 26)
+        ws.append([provider, DISTRICTS[district][0], level, kind, dt.datetime(y, m, rng.randrange(1, 28)), n])
         ws.cell(row=ws.max_row, column=5).number_format = "DD.MM.YYYY"
         if y == 2024:
             offers, total = seats_by_level.get(level, (0, 0))
-            seats_by_level[level] = (offers + 1, total + seats)
+            seats_by_level[level] = (offers + 1, total + n)
+            seats[(district, level)] = seats.get((district, level), 0) + n
     out = os.path.join(HERE, "kurstraeger")
     os.makedirs(out, exist_ok=True)
     wb.properties.created = dt.datetime(2025, 1, 15)
@@ -245,6 +275,11 @@ def write_offers():
         w.writerow(["language_level", "offers", "seats"])
         for level in sorted(seats_by_level):
             w.writerow([level, *seats_by_level[level]])
+    with open(os.path.join(HERE, "expected", "need_seats_2024-06.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["district", "language_level", "need", "seats"])
+        for key in sorted(set(need) | set(seats)):
+            w.writerow([*key, need.get(key, 0), seats.get(key, 0)])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ mod crash;
 mod demo;
 mod errors;
 mod ingest;
+mod measures;
 mod realdata;
 mod schemas;
 mod tidy;

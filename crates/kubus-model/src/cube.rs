@@ -2,8 +2,13 @@
 //! columns, and its measures with their declared aggregation.
 
 use crate::diagnostic::Sink;
-use crate::raw::RawCube;
-use crate::{Dimension, Result, closest};
+use crate::cut::{Cut, CutOp};
+use crate::raw::{RawCube, RawMeasure, S};
+use crate::{Dimension, DimensionKind, Result, closest};
+use std::ops::Range;
+use toml::Spanned;
+
+type Span = Range<usize>;
 use std::collections::BTreeMap;
 
 /// The type of a fact value column.
@@ -91,14 +96,81 @@ impl FactColumn {
     }
 }
 
-/// A measure: a named aggregation over a fact column (or over rows, for `count`).
+/// Which earlier period a time comparison looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// The period just before, at the query's time level (last month, last quarter, last year).
+    Previous,
+    /// The same period one year earlier.
+    LastYear,
+}
+
+/// What a time comparison reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The measure's value in the earlier period.
+    None,
+    /// Now minus then.
+    Absolute,
+    /// (now − then) / then × 100.
+    Percent,
+}
+
+/// How a measure is computed. Derived measures name other measures of the same cube, declared before them, and
+/// are computed from those at the query's grain, never summed from finer cells.
+#[derive(Debug, Clone)]
+pub enum MeasureKind {
+    /// An aggregation over facts.
+    Aggregate {
+        /// How it aggregates.
+        aggregate: Aggregate,
+        /// The aggregated column (`None` for `count`).
+        column: Option<String>,
+        /// Cuts the facts must pass (a filtered measure).
+        filter: Vec<Cut>,
+        /// A stock: over a time range it takes the last snapshot of the range instead of adding up.
+        last_snapshot: bool,
+    },
+    /// `numerator / denominator` as a decimal (empty where the denominator is 0).
+    Ratio {
+        /// Numerator measure.
+        numerator: String,
+        /// Denominator measure.
+        denominator: String,
+    },
+    /// `minuend − subtrahend`.
+    Difference {
+        /// Measure subtracted from.
+        minuend: String,
+        /// Measure subtracted.
+        subtrahend: String,
+    },
+    /// A measure's share of its total over a dimension role (the same measure with that role rolled up).
+    Share {
+        /// The measure.
+        of: String,
+        /// The role it is a share over.
+        over: String,
+    },
+    /// A measure compared with an earlier period.
+    TimeComparison {
+        /// The measure.
+        of: String,
+        /// Which period.
+        period: Period,
+        /// Value, absolute or percent change.
+        change: Change,
+    },
+}
+
+/// A measure: a named aggregation over facts, or a measure derived from others.
 #[derive(Debug, Clone)]
 pub struct Measure {
     name: String,
     label: String,
     label_en: Option<String>,
-    aggregate: Aggregate,
-    column: Option<String>,
+    description: Option<String>,
+    kind: MeasureKind,
 }
 
 impl Measure {
@@ -114,13 +186,51 @@ impl Measure {
     pub fn label_en(&self) -> &str {
         self.label_en.as_deref().unwrap_or(&self.label)
     }
-    /// How it aggregates.
-    pub fn aggregate(&self) -> Aggregate {
-        self.aggregate
+    /// Free-text description.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
     }
-    /// The aggregated column (`None` for `count`).
-    pub fn column(&self) -> Option<&str> {
-        self.column.as_deref()
+    /// How it is computed.
+    pub fn kind(&self) -> &MeasureKind {
+        &self.kind
+    }
+    /// The measures it is computed from.
+    pub fn parts(&self) -> Vec<&str> {
+        match &self.kind {
+            MeasureKind::Aggregate { .. } => Vec::new(),
+            MeasureKind::Ratio { numerator: a, denominator: b } | MeasureKind::Difference { minuend: a, subtrahend: b } => vec![a, b],
+            MeasureKind::Share { of, .. } | MeasureKind::TimeComparison { of, .. } => vec![of],
+        }
+    }
+    /// How it aggregates over facts, for display: `count`, `sum(seats)`, `ratio(a, b)`, ...
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            MeasureKind::Aggregate { aggregate, column, filter, last_snapshot } => {
+                let mut text = format!("{}({})", aggregate.name(), column.as_deref().unwrap_or("*"));
+                if !filter.is_empty() {
+                    let cuts: Vec<String> = filter.iter().map(Cut::to_string).collect();
+                    text += &format!(" where {}", cuts.join(" and "));
+                }
+                if *last_snapshot {
+                    text += ", last snapshot over time";
+                }
+                text
+            }
+            MeasureKind::Ratio { numerator, denominator } => format!("{numerator} / {denominator}"),
+            MeasureKind::Difference { minuend, subtrahend } => format!("{minuend} − {subtrahend}"),
+            MeasureKind::Share { of, over } => format!("{of} / {of} over all {over}"),
+            MeasureKind::TimeComparison { of, period, change } => {
+                let then = match period {
+                    Period::Previous => "previous period",
+                    Period::LastYear => "same period last year",
+                };
+                match change {
+                    Change::None => format!("{of} in the {then}"),
+                    Change::Absolute => format!("{of} − {of} in the {then}"),
+                    Change::Percent => format!("({of} − {of} in the {then}) / {of} in the {then} × 100"),
+                }
+            }
+        }
     }
 }
 
@@ -134,6 +244,7 @@ pub struct Cube {
     dimensions: Vec<CubeDimension>,
     columns: Vec<FactColumn>,
     measures: Vec<Measure>,
+    time_role: Option<usize>,
 }
 
 impl Cube {
@@ -178,6 +289,10 @@ impl Cube {
             .iter()
             .find(|d| d.name == role)
             .ok_or_else(|| crate::unknown("dimension", role, self.dimensions.iter().map(|d| &d.name)))
+    }
+    /// The role whose dimension is time, if the cube has exactly one.
+    pub fn time_role(&self) -> Option<&CubeDimension> {
+        self.time_role.map(|i| &self.dimensions[i])
     }
     /// A value column by name.
     pub fn column(&self, name: &str) -> Option<&FactColumn> {
@@ -242,51 +357,26 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, sink
         };
         columns.push(FactColumn { name, ty });
     }
+    let time_roles: Vec<usize> = roles
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| dimensions.get(&r.dimension).is_some_and(|d| d.kind() == DimensionKind::Time))
+        .map(|(i, _)| i)
+        .collect();
+    let time_role = (time_roles.len() == 1).then(|| time_roles[0]);
+    let context = Context { roles: &roles, columns: &columns, dimensions, time_role: time_role.map(|i| roles[i].name.as_str()) };
     let mut measures: Vec<Measure> = Vec::new();
     for (i, m) in raw.measures.iter().enumerate() {
         let path = format!("measures[{i}]");
         let m = m.get_ref();
         let name = m.name.get_ref().clone();
-        if measures.iter().any(|x| x.name == name) {
-            sink.at(Some(m.name.span()), format!("{path}.name"), format!("duplicate measure '{name}'"));
+        if measures.iter().any(|x| x.name == name) || roles.iter().any(|r| r.name == name) {
+            sink.at(Some(m.name.span()), format!("{path}.name"), format!("duplicate measure '{name}' (measure and role names must be unique)"));
             continue;
         }
-        let Some(aggregate) = Aggregate::NAMES.iter().find(|(n, _)| n == m.aggregate.get_ref()).map(|(_, a)| *a) else {
-            let valid = Aggregate::NAMES.iter().map(|(n, _)| (*n).to_owned()).collect();
-            sink.with(Some(m.aggregate.span()), format!("{path}.aggregate"), format!("unknown aggregate '{}'", m.aggregate.get_ref()), valid);
-            continue;
-        };
-        let column = match (&m.column, aggregate) {
-            (None, Aggregate::Count) => None,
-            (Some(c), Aggregate::Count) => {
-                sink.at(Some(c.span()), format!("{path}.column"), "`count` counts fact rows and takes no column");
-                continue;
-            }
-            (None, _) => {
-                sink.at(Some(m.aggregate.span()), format!("{path}.column"), format!("aggregate '{}' needs a column", aggregate.name()));
-                continue;
-            }
-            (Some(c), _) => {
-                let col = c.get_ref();
-                let numeric = columns.iter().find(|x| &x.name == col).map(|x| x.ty != ColumnType::String);
-                let is_role = roles.iter().any(|r| &r.name == col);
-                let ok = match aggregate {
-                    Aggregate::Sum | Aggregate::Avg => numeric == Some(true),
-                    _ => numeric.is_some() || is_role,
-                };
-                if !ok {
-                    let valid = columns
-                        .iter()
-                        .filter(|x| !matches!(aggregate, Aggregate::Sum | Aggregate::Avg) || x.ty != ColumnType::String)
-                        .map(|x| x.name.clone())
-                        .collect();
-                    sink.with(Some(c.span()), format!("{path}.column"), format!("'{col}' is not a column that '{}' can aggregate", aggregate.name()), valid);
-                    continue;
-                }
-                Some(col.clone())
-            }
-        };
-        measures.push(Measure { name, label: m.label.clone(), label_en: m.label_en.clone(), aggregate, column });
+        if let Some(kind) = lower_measure(m, &path, &context, &measures, sink) {
+            measures.push(Measure { name, label: m.label.clone(), label_en: m.label_en.clone(), description: m.description.clone(), kind });
+        }
     }
     if measures.is_empty() && sink.out.len() == before {
         sink.at(Some(raw.name.span()), "measures", "a cube needs at least one measure");
@@ -299,5 +389,232 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, sink
         dimensions: roles,
         columns,
         measures,
+        time_role,
     })
+}
+
+/// What a measure's lowering may refer to.
+struct Context<'a> {
+    roles: &'a [CubeDimension],
+    columns: &'a [FactColumn],
+    dimensions: &'a BTreeMap<String, Dimension>,
+    time_role: Option<&'a str>,
+}
+
+fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measure], sink: &mut Sink<'_>) -> Option<MeasureKind> {
+    let kinds: Vec<(&str, Span)> = [
+        ("aggregate", m.aggregate.as_ref().map(|x| x.span())),
+        ("ratio", m.ratio.as_ref().map(|x| x.span())),
+        ("difference", m.difference.as_ref().map(|x| x.span())),
+        ("share", m.share.as_ref().map(|x| x.span())),
+        ("previous", m.previous.as_ref().map(|x| x.span())),
+        ("last_year", m.last_year.as_ref().map(|x| x.span())),
+        ("change", m.change.as_ref().map(|x| x.span())),
+    ]
+    .into_iter()
+    .filter_map(|(k, span)| span.map(|s| (k, s)))
+    .collect();
+    let valid = || ["aggregate", "ratio", "difference", "share", "previous", "last_year", "change"].map(String::from).to_vec();
+    match kinds.as_slice() {
+        [] => {
+            sink.with(Some(m.name.span()), path.to_owned(), "a measure needs one of these keys", valid());
+            return None;
+        }
+        [_] => {}
+        [_, (second, span), ..] => {
+            sink.at(Some(span.clone()), format!("{path}.{second}"), format!("a measure has exactly one of: {}", valid().join(", ")));
+            return None;
+        }
+    }
+    let derived_only = |key: &str, present: bool, span: Option<Span>, sink: &mut Sink<'_>| {
+        if present {
+            sink.at(span, format!("{path}.{key}"), format!("`{key}` belongs to {}", if key == "over" { "`share`" } else if key == "against" || key == "percent" { "`change`" } else { "`aggregate`" }));
+        }
+    };
+    let before = sink.out.len();
+    if kinds[0].0 != "aggregate" {
+        derived_only("column", m.column.is_some(), m.column.as_ref().map(|c| c.span()), sink);
+        derived_only("filter", !m.filter.is_empty(), m.filter.first().map(|f| f.span()), sink);
+        derived_only("over_time", m.over_time.is_some(), m.over_time.as_ref().map(|c| c.span()), sink);
+    }
+    if kinds[0].0 != "share" {
+        derived_only("over", m.over.is_some(), m.over.as_ref().map(|c| c.span()), sink);
+    }
+    if kinds[0].0 != "change" {
+        derived_only("against", m.against.is_some(), m.against.as_ref().map(|c| c.span()), sink);
+        derived_only("percent", m.percent, Some(m.name.span()), sink);
+    }
+    // A part must be declared earlier, which also rules out cycles.
+    let part = |name: &S<String>, key: &str, sink: &mut Sink<'_>| -> Option<String> {
+        let wanted = name.get_ref();
+        if earlier.iter().any(|x| &x.name == wanted) {
+            return Some(wanted.clone());
+        }
+        sink.with(
+            Some(name.span()),
+            format!("{path}.{key}"),
+            format!("unknown measure '{wanted}': a derived measure uses measures declared before it"),
+            closest(wanted, earlier.iter().map(|x| x.name.as_str())),
+        );
+        None
+    };
+    let needs_time = |key: &str, span: Span, sink: &mut Sink<'_>| -> bool {
+        if cx.time_role.is_none() {
+            sink.at(Some(span), format!("{path}.{key}"), "this needs the cube to have exactly one role with a time dimension");
+            return false;
+        }
+        true
+    };
+    let kind = match kinds[0].0 {
+        "aggregate" => lower_aggregate(m, path, cx, sink),
+        "ratio" | "difference" => {
+            let pair = m.ratio.as_ref().or(m.difference.as_ref()).expect("one of them is present");
+            let [a, b] = pair.get_ref();
+            let spanned = |t: &String| Spanned::new(pair.span(), t.clone());
+            let (a, b) = (part(&spanned(a), kinds[0].0, sink), part(&spanned(b), kinds[0].0, sink));
+            let (a, b) = (a?, b?);
+            Some(if kinds[0].0 == "ratio" {
+                MeasureKind::Ratio { numerator: a, denominator: b }
+            } else {
+                MeasureKind::Difference { minuend: a, subtrahend: b }
+            })
+        }
+        "share" => {
+            let of = part(m.share.as_ref().expect("present"), "share", sink);
+            let over = match &m.over {
+                None => {
+                    sink.at(Some(m.name.span()), format!("{path}.over"), "a share needs `over = \"<dimension role>\"`");
+                    None
+                }
+                Some(o) if cx.roles.iter().any(|r| &r.name == o.get_ref()) => Some(o.get_ref().clone()),
+                Some(o) => {
+                    sink.with(Some(o.span()), format!("{path}.over"), format!("unknown dimension role '{}'", o.get_ref()), cx.roles.iter().map(|r| r.name.clone()).collect());
+                    None
+                }
+            };
+            Some(MeasureKind::Share { of: of?, over: over? })
+        }
+        key => {
+            let (of, period) = match key {
+                "previous" => (m.previous.as_ref(), Some(Period::Previous)),
+                "last_year" => (m.last_year.as_ref(), Some(Period::LastYear)),
+                _ => (m.change.as_ref(), match m.against.as_ref().map(|a| a.get_ref().as_str()) {
+                    Some("previous") => Some(Period::Previous),
+                    Some("last_year") => Some(Period::LastYear),
+                    _ => {
+                        let span = m.against.as_ref().map(|a| a.span()).unwrap_or(m.name.span());
+                        sink.with(Some(span), format!("{path}.against"), "a change needs `against`", vec!["previous".into(), "last_year".into()]);
+                        None
+                    }
+                }),
+            };
+            let of = of.expect("present");
+            let timed = needs_time(key, of.span(), sink);
+            let of = part(of, key, sink);
+            let change = match (key, m.percent) {
+                ("change", false) => Change::Absolute,
+                ("change", true) => Change::Percent,
+                _ => Change::None,
+            };
+            timed.then_some(())?;
+            Some(MeasureKind::TimeComparison { of: of?, period: period?, change })
+        }
+    };
+    (sink.out.len() == before).then_some(kind).flatten()
+}
+
+fn lower_aggregate(m: &RawMeasure, path: &str, cx: &Context<'_>, sink: &mut Sink<'_>) -> Option<MeasureKind> {
+    let spanned = m.aggregate.as_ref().expect("checked by the caller");
+    let Some(aggregate) = Aggregate::NAMES.iter().find(|(n, _)| n == spanned.get_ref()).map(|(_, a)| *a) else {
+        let valid = Aggregate::NAMES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        sink.with(Some(spanned.span()), format!("{path}.aggregate"), format!("unknown aggregate '{}'", spanned.get_ref()), valid);
+        return None;
+    };
+    let column = match (&m.column, aggregate) {
+        (None, Aggregate::Count) => None,
+        (Some(c), Aggregate::Count) => {
+            sink.at(Some(c.span()), format!("{path}.column"), "`count` counts fact rows and takes no column");
+            return None;
+        }
+        (None, _) => {
+            sink.at(Some(spanned.span()), format!("{path}.column"), format!("aggregate '{}' needs a column", aggregate.name()));
+            return None;
+        }
+        (Some(c), _) => {
+            let col = c.get_ref();
+            let numeric = cx.columns.iter().find(|x| &x.name == col).map(|x| x.ty != ColumnType::String);
+            let is_role = cx.roles.iter().any(|r| &r.name == col);
+            let ok = match aggregate {
+                Aggregate::Sum | Aggregate::Avg => numeric == Some(true),
+                _ => numeric.is_some() || is_role,
+            };
+            if !ok {
+                let valid = cx
+                    .columns
+                    .iter()
+                    .filter(|x| !matches!(aggregate, Aggregate::Sum | Aggregate::Avg) || x.ty != ColumnType::String)
+                    .map(|x| x.name.clone())
+                    .collect();
+                sink.with(Some(c.span()), format!("{path}.column"), format!("'{col}' is not a column that '{}' can aggregate", aggregate.name()), valid);
+                return None;
+            }
+            Some(col.clone())
+        }
+    };
+    let mut filter = Vec::new();
+    for (j, text) in m.filter.iter().enumerate() {
+        let at = format!("{path}.filter[{j}]");
+        match text.get_ref().parse::<Cut>() {
+            Err(e) => sink.at(Some(text.span()), at, e.to_string()),
+            Ok(cut) => {
+                if let Err(message) = check_filter(&cut, cx) {
+                    sink.at(Some(text.span()), at, message);
+                } else {
+                    filter.push(cut);
+                }
+            }
+        }
+    }
+    let last_snapshot = match m.over_time.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
+        None | Some(("sum", _)) => false,
+        Some(("last", span)) => {
+            if cx.time_role.is_none() {
+                sink.at(Some(span), format!("{path}.over_time"), "a stock needs the cube to have exactly one role with a time dimension");
+            }
+            true
+        }
+        Some((other, span)) => {
+            sink.with(Some(span), format!("{path}.over_time"), format!("unknown over_time '{other}'"), vec!["sum".into(), "last".into()]);
+            false
+        }
+    };
+    (filter.len() == m.filter.len()).then_some(MeasureKind::Aggregate { aggregate, column, filter, last_snapshot })
+}
+
+/// A measure filter names a role of the cube (or `role.level`) and members of its dimension.
+fn check_filter(cut: &Cut, cx: &Context<'_>) -> std::result::Result<(), String> {
+    let role_name = cut.target.split_once('.').map_or(cut.target.as_str(), |(r, _)| r);
+    let Some(role) = cx.roles.iter().find(|r| r.name == role_name) else {
+        let valid: Vec<&str> = cx.roles.iter().map(|r| r.name.as_str()).collect();
+        return Err(format!("unknown dimension role '{role_name}' (valid: {})", valid.join(", ")));
+    };
+    let dim = &cx.dimensions[&role.dimension];
+    let level = match cut.target.split_once('.') {
+        Some((_, level)) => Some(dim.level_index(level).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let values: Vec<&String> = match &cut.op {
+        CutOp::In(v) | CutOp::NotIn(v) => v.iter().collect(),
+        CutOp::Range { from, to } => vec![from, to],
+        CutOp::Compare(_, v) => {
+            if !dim.is_ordered() {
+                return Err(format!("dimension {} has no member order; use = or != instead of {}", dim.name(), cut));
+            }
+            vec![v]
+        }
+    };
+    for v in values {
+        dim.resolve(level, v).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -5,12 +5,14 @@
 mod diagnostic;
 mod dimension;
 mod cube;
+mod cut;
 mod project;
 mod raw;
 mod source;
 mod load;
 
-pub use cube::{Aggregate, ColumnType, Cube, CubeDimension, FactColumn, Measure};
+pub use cube::{Aggregate, Change, ColumnType, Cube, CubeDimension, FactColumn, Measure, MeasureKind, Period};
+pub use cut::{BadCut, Comparison, Cut, CutOp};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use dimension::{Dimension, DimensionKind, Level, Member, MemberRef, month_key, normalise, time_key};
 pub use load::{SchemaFile, SchemaKind, load_model};

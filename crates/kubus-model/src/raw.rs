@@ -99,8 +99,31 @@ pub struct RawMeasure {
     pub name: S<String>,
     pub label: String,
     pub label_en: Option<String>,
-    pub aggregate: S<String>,
+    pub description: Option<String>,
+    /// An aggregation over facts: count, sum, min, max, avg, count_distinct.
+    pub aggregate: Option<S<String>>,
     pub column: Option<S<String>>,
+    /// Cuts the aggregated facts must pass (a filtered measure).
+    #[serde(default)]
+    pub filter: Vec<S<String>>,
+    /// `sum` (default) or `last`: a stock that takes the last snapshot of a time range instead of adding up.
+    pub over_time: Option<S<String>>,
+    /// `[numerator, denominator]`: a ratio of two measures.
+    pub ratio: Option<S<[String; 2]>>,
+    /// `[minuend, subtrahend]`: the difference of two measures.
+    pub difference: Option<S<[String; 2]>>,
+    /// A measure's share of its total over the dimension role `over`.
+    pub share: Option<S<String>>,
+    pub over: Option<S<String>>,
+    /// A measure's value in the previous period.
+    pub previous: Option<S<String>>,
+    /// A measure's value in the same period one year earlier.
+    pub last_year: Option<S<String>>,
+    /// A measure's change `against` the previous period or last year, absolute or in `percent`.
+    pub change: Option<S<String>>,
+    pub against: Option<S<String>>,
+    #[serde(default)]
+    pub percent: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,17 +1,21 @@
 //! Execution: a [`CubePlan`] becomes a DataFusion logical plan over the cube's facts (filters on fact keys,
-//! left joins to in-memory member tables for labels and coarser levels, GROUPING SETS for totals) and runs.
+//! joins to in-memory member tables for labels and coarser levels, one aggregation per grain, derived measures
+//! from their parts, joins for shares and time comparisons) and runs.
 //! Also the read-only SQL surface: one view per cube with member labels. No SQL text is assembled from input.
 
-use crate::plan::{CubePlan, LevelRef};
+use crate::plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut};
 use crate::{Error, Result};
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
-use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, grouping, max, min, sum};
-use datafusion::logical_expr::{Expr, GroupingSet, SortExpr, lit, when};
-use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, col, in_list};
-use kubus_model::{Aggregate, Cube, Dimension, Model};
+use datafusion::common::ScalarValue;
+use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, SortExpr, cast, lit};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, col, in_list, nullif};
+use kubus_model::{Aggregate, Change, Cube, Dimension, MeasureKind, Model, Period};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Label of total rows.
@@ -61,14 +65,16 @@ impl QueryResult {
 
 /// Builds the member table of a role: one row per fact-level member, with key, label and order of each of
 /// `levels` (all at or above the fact level). Column names: `{prefix}{level}_key|_label|_ord`, join key
-/// `{prefix}join`.
-pub fn member_batch(dim: &Dimension, fact_level: usize, levels: &[usize], prefix: &str) -> Result<RecordBatch> {
+/// `{prefix}join`. With a `shift`, each member carries the levels of the member `shift` places later, so that
+/// facts of an earlier period group under the period they are compared with; members without one are left out.
+pub fn member_batch(dim: &Dimension, fact_level: usize, levels: &[usize], prefix: &str, shift: usize) -> Result<RecordBatch> {
     let members = dim.members(fact_level);
+    let rows = members.len().saturating_sub(shift);
     let mut fields = vec![Field::new(format!("{prefix}join"), DataType::Utf8, false)];
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(members.iter().map(|m| m.key())))];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(members[..rows].iter().map(|m| m.key())))];
     for &level in levels {
-        let ancestors: Vec<usize> = (0..members.len())
-            .map(|index| dim.ancestor(kubus_model::MemberRef { level: fact_level, index }, level))
+        let ancestors: Vec<usize> = (0..rows)
+            .map(|index| dim.ancestor(kubus_model::MemberRef { level: fact_level, index: index + shift }, level))
             .collect();
         let at = dim.members(level);
         let name = dim.levels()[level].name();
@@ -86,107 +92,291 @@ fn internal(l: &LevelRef<'_>, what: &str) -> String {
     format!("__m_{}_{}_{what}", l.role, l.level_name())
 }
 
-fn measure_expr(m: &kubus_model::Measure) -> Expr {
-    let column = || col(m.column().expect("validated: non-count measures have a column"));
-    let e = match m.aggregate() {
-        Aggregate::Count => count(lit(1)),
-        Aggregate::Sum => sum(column()),
-        Aggregate::Min => min(column()),
-        Aggregate::Max => max(column()),
-        Aggregate::Avg => avg(column()),
-        Aggregate::CountDistinct => count_distinct(column()),
-    };
-    e.alias(m.name())
+// Columns of a per-grain frame: key, label and order of drilldown `i`, and whether it is rolled up.
+fn key(i: usize) -> String {
+    format!("__k{i}")
+}
+fn label(i: usize) -> String {
+    format!("__l{i}")
+}
+fn ord(i: usize) -> String {
+    format!("__o{i}")
+}
+fn rolled_up(i: usize) -> String {
+    format!("__g{i}")
 }
 
-/// Runs a planned query over the cube's facts.
+/// Runs a planned query over the cube's facts. Each grain (the drilldowns, and with totals every prefix of
+/// them down to the grand total) is aggregated on its own, so that derived measures, shares, time comparisons
+/// and stocks are computed from their parts at that grain; the grains are then stacked.
 pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: Arc<dyn TableProvider>) -> Result<QueryResult> {
-    let mut df = ctx.read_table(facts)?;
-    for cut in &plan.cuts {
-        let keys = cut.keys.iter().map(|k| lit(k.as_str())).collect();
-        df = df.filter(in_list(col(cut.role), keys, cut.negated))?;
-    }
-    for (l, _) in &plan.drilldowns {
-        let prefix = format!("__m_{}_", l.role);
-        let members = ctx.read_batch(member_batch(l.dimension, l.fact_level, &[l.level], &prefix)?)?;
-        let join = format!("{prefix}join");
-        df = df.join(members, JoinType::Left, &[l.role], &[join.as_str()], None)?;
-    }
-    let group_cols = |l: &LevelRef<'_>| vec![col(internal(l, "key")), col(internal(l, "label")), col(internal(l, "ord"))];
-    let mut aggregates: Vec<Expr> = plan.measures.iter().map(|m| measure_expr(m)).collect();
-    let group: Vec<Expr> = if plan.totals && !plan.drilldowns.is_empty() {
-        // One grouping set per prefix of the drilldowns: details, subtotals, grand total.
-        let sets = (0..=plan.drilldowns.len())
-            .rev()
-            .map(|n| plan.drilldowns[..n].iter().flat_map(|(l, _)| group_cols(l)).collect())
-            .collect();
-        for (l, _) in &plan.drilldowns {
-            aggregates.push(grouping(col(internal(l, "key"))).alias(internal(l, "grouping")));
+    let n = plan.drilldowns.len();
+    let with_totals = plan.totals && n > 0;
+    let grains: Vec<Vec<usize>> = if with_totals { (0..=n).rev().map(|k| (0..k).collect()).collect() } else { vec![(0..n).collect()] };
+    let requested: Vec<&str> = plan.measures.iter().map(|m| m.name()).collect();
+    let mut stacked: Option<DataFrame> = None;
+    for grain in &grains {
+        let df = evaluate(ctx, plan, &facts, grain, &requested, 0).await?;
+        let mut select = Vec::new();
+        for i in 0..n {
+            if grain.contains(&i) {
+                select.extend([col(key(i)), col(label(i)), col(ord(i)), lit(0i32).alias(rolled_up(i))]);
+            } else {
+                select.extend([
+                    lit(ScalarValue::Utf8(None)).alias(key(i)),
+                    lit(TOTAL_LABEL).alias(label(i)),
+                    lit(ScalarValue::Int32(None)).alias(ord(i)),
+                    lit(1i32).alias(rolled_up(i)),
+                ]);
+            }
         }
-        vec![Expr::GroupingSet(GroupingSet::GroupingSets(sets))]
-    } else {
-        plan.drilldowns.iter().flat_map(|(l, _)| group_cols(l)).collect()
-    };
-    df = df.aggregate(group, aggregates)?;
+        select.extend(requested.iter().map(|m| col(*m)));
+        let df = df.select(select)?;
+        stacked = Some(match stacked {
+            None => df,
+            Some(all) => all.union(df)?,
+        });
+    }
+    let mut df = stacked.expect("at least one grain");
 
-    let with_totals = plan.totals && !plan.drilldowns.is_empty();
     let mut sort: Vec<SortExpr> = Vec::new();
     if with_totals && !plan.order.is_empty() {
-        let any_total = plan
-            .drilldowns
-            .iter()
-            .map(|(l, _)| col(internal(l, "grouping")))
-            .reduce(|a, b| a + b)
-            .expect("at least one drilldown");
+        let any_total = (0..n).map(|i| col(rolled_up(i))).reduce(|a, b| a + b).expect("at least one drilldown");
         sort.push(any_total.sort(true, false));
     }
     for (measure, descending) in &plan.order {
         sort.push(col(measure.as_str()).sort(!descending, false));
     }
-    for (l, _) in &plan.drilldowns {
+    for i in 0..n {
         if with_totals {
-            sort.push(col(internal(l, "grouping")).sort(true, false));
+            sort.push(col(rolled_up(i)).sort(true, false));
         }
-        sort.push(col(internal(l, "ord")).sort(true, false));
+        sort.push(col(ord(i)).sort(true, false));
     }
     if !sort.is_empty() {
         df = df.sort(sort)?;
     }
-    if let Some(n) = plan.limit {
-        df = df.limit(0, Some(n))?;
+    if let Some(limit) = plan.limit {
+        df = df.limit(0, Some(limit))?;
     }
 
     let mut select = Vec::new();
     let mut columns = Vec::new();
-    for (l, name) in &plan.drilldowns {
+    for (i, (l, name)) in plan.drilldowns.iter().enumerate() {
         let level = &l.dimension.levels()[l.level];
-        select.push(col(internal(l, "key")).alias(name.as_str()));
+        select.push(col(key(i)).alias(name.as_str()));
         columns.push(ResultColumn { name: name.clone(), kind: ColumnKind::Key, heading: level.label().to_owned() });
-        let label = format!("{name}_label");
-        let label_expr = if with_totals {
-            when(col(internal(l, "grouping")).eq(lit(1)), lit(TOTAL_LABEL)).otherwise(col(internal(l, "label")))?
-        } else {
-            col(internal(l, "label"))
-        };
-        select.push(label_expr.alias(label.as_str()));
-        columns.push(ResultColumn { name: label, kind: ColumnKind::Label, heading: format!("{} (Bezeichnung)", level.label()) });
+        let label_name = format!("{name}_label");
+        select.push(col(label(i)).alias(label_name.as_str()));
+        columns.push(ResultColumn { name: label_name, kind: ColumnKind::Label, heading: format!("{} (Bezeichnung)", level.label()) });
     }
     for m in &plan.measures {
         select.push(col(m.name()));
         columns.push(ResultColumn { name: m.name().to_owned(), kind: ColumnKind::Measure, heading: m.label().to_owned() });
     }
     if with_totals {
-        let any = plan
-            .drilldowns
-            .iter()
-            .map(|(l, _)| col(internal(l, "grouping")).eq(lit(1)))
-            .reduce(Expr::or)
-            .expect("at least one drilldown");
+        let any = (0..n).map(|i| col(rolled_up(i)).eq(lit(1i32))).reduce(Expr::or).expect("at least one drilldown");
         select.push(any.alias(TOTAL_COLUMN));
         columns.push(ResultColumn { name: TOTAL_COLUMN.to_owned(), kind: ColumnKind::Total, heading: TOTAL_LABEL.to_owned() });
     }
     let batches = df.select(select)?.collect().await?;
     Ok(QueryResult { batches, columns })
+}
+
+type Frame<'a> = Pin<Box<dyn Future<Output = Result<DataFrame>> + Send + 'a>>;
+
+/// The measures `wanted` (and the parts they need) at one grain: a frame with `__k{i}`, `__l{i}`, `__o{i}` for
+/// each drilldown `i` in `grain` and one column per measure. `shift` moves the time role that many fact-level
+/// members back (for time comparisons): facts of the earlier period, keyed as the period they are compared with.
+fn evaluate<'a>(
+    ctx: &'a SessionContext,
+    plan: &'a CubePlan<'a>,
+    facts: &'a Arc<dyn TableProvider>,
+    grain: &'a [usize],
+    wanted: &'a [&'a str],
+    shift: usize,
+) -> Frame<'a> {
+    Box::pin(async move {
+        let time_role = plan.time.as_ref().map(|t| t.role);
+        let shifted = |role: &str| if Some(role) == time_role { shift } else { 0 };
+        let mut df = ctx.read_table(facts.clone())?;
+        for cut in &plan.cuts {
+            df = df.filter(cut_expr(cut, shifted(cut.role)))?;
+        }
+        for &i in grain {
+            let (l, _) = &plan.drilldowns[i];
+            let prefix = format!("__m_{}_", l.role);
+            let by = shifted(l.role);
+            let members = ctx.read_batch(member_batch(l.dimension, l.fact_level, &[l.level], &prefix, by)?)?;
+            let join = format!("{prefix}join");
+            // A shifted member table leaves out the members with no later period; their facts drop out.
+            let kind = if by > 0 { JoinType::Inner } else { JoinType::Left };
+            df = df.join(members, kind, &[l.role], &[join.as_str()], None)?;
+        }
+
+        let needed = closure(plan, wanted);
+        let time_drilled = grain.iter().map(|&i| &plan.drilldowns[i].0).find(|l| Some(l.role) == time_role);
+        let mut aggregates = Vec::new();
+        for pm in &needed {
+            let MeasureKind::Aggregate { aggregate, column, last_snapshot, .. } = pm.measure.kind() else { continue };
+            let mut conditions: Vec<Expr> = pm.filter.iter().map(|c| cut_expr(c, shifted(c.role))).collect();
+            if *last_snapshot && time_drilled.is_none_or(|l| l.level != l.fact_level) {
+                conditions.push(last_snapshot_filter(&df, plan, time_drilled).await?);
+            }
+            let column = || col(column.as_deref().expect("validated: non-count measures have a column"));
+            let e = match aggregate {
+                Aggregate::Count => count(lit(1)),
+                Aggregate::Sum => sum(column()),
+                Aggregate::Min => min(column()),
+                Aggregate::Max => max(column()),
+                Aggregate::Avg => avg(column()),
+                Aggregate::CountDistinct => count_distinct(column()),
+            };
+            let e = match conditions.into_iter().reduce(Expr::and) {
+                // The builder sets every flag of the aggregate, so a distinct count must say so again.
+                Some(condition) if *aggregate == Aggregate::CountDistinct => e.distinct().filter(condition).build()?,
+                Some(condition) => e.filter(condition).build()?,
+                None => e,
+            };
+            aggregates.push(e.alias(pm.measure.name()));
+        }
+        let group: Vec<Expr> = grain
+            .iter()
+            .flat_map(|&i| {
+                let l = &plan.drilldowns[i].0;
+                [col(internal(l, "key")).alias(key(i)), col(internal(l, "label")).alias(label(i)), col(internal(l, "ord")).alias(ord(i))]
+            })
+            .collect();
+        let mut df = df.aggregate(group, aggregates)?;
+
+        for pm in &needed {
+            let m = pm.measure;
+            let value = match m.kind() {
+                MeasureKind::Aggregate { .. } => continue,
+                MeasureKind::Ratio { numerator, denominator } => ratio(col(numerator.as_str()), col(denominator.as_str())),
+                MeasureKind::Difference { minuend, subtrahend } => col(minuend.as_str()) - col(subtrahend.as_str()),
+                MeasureKind::Share { of, over } => {
+                    let total = format!("__share_{}", m.name());
+                    let coarser: Vec<usize> = grain.iter().copied().filter(|&i| plan.drilldowns[i].0.role != over.as_str()).collect();
+                    if coarser.len() == grain.len() {
+                        // Not drilled by `over`: every cell is its own total.
+                        df = df.with_column(&total, col(of.as_str()))?;
+                    } else {
+                        let parts = [of.as_str()];
+                        let sub = evaluate(ctx, plan, facts, &coarser, &parts, shift).await?;
+                        df = attach(df, sub, &coarser, of, &total)?;
+                    }
+                    ratio(col(of.as_str()), col(total.as_str()))
+                }
+                MeasureKind::TimeComparison { of, period, change } => {
+                    let then = format!("__then_{}", m.name());
+                    match period_length(plan, grain, *period) {
+                        Some(length) => {
+                            let parts = [of.as_str()];
+                            let sub = evaluate(ctx, plan, facts, grain, &parts, shift + length).await?;
+                            df = attach(df, sub, grain, of, &then)?;
+                        }
+                        None => {
+                            // A total over a time range that is neither drilled nor cut has no earlier period.
+                            let ty = df.schema().field_with_unqualified_name(of)?.data_type().clone();
+                            df = df.with_column(&then, cast(lit(ScalarValue::Null), ty))?;
+                        }
+                    }
+                    match change {
+                        Change::None => col(then.as_str()),
+                        Change::Absolute => col(of.as_str()) - col(then.as_str()),
+                        Change::Percent => ratio(col(of.as_str()) - col(then.as_str()), col(then.as_str())) * lit(100.0),
+                    }
+                }
+            };
+            df = df.with_column(m.name(), value)?;
+        }
+        Ok(df)
+    })
+}
+
+/// The planned measures `wanted` needs, parts first.
+fn closure<'p, 'm>(plan: &'p CubePlan<'m>, wanted: &[&str]) -> Vec<&'p PlannedMeasure<'m>> {
+    let mut names: Vec<&str> = wanted.to_vec();
+    let mut i = 0;
+    while i < names.len() {
+        for part in plan.computed.iter().find(|p| p.measure.name() == names[i]).map(|p| p.measure.parts()).unwrap_or_default() {
+            if !names.contains(&part) {
+                names.push(part);
+            }
+        }
+        i += 1;
+    }
+    plan.computed.iter().filter(|p| names.contains(&p.measure.name())).collect()
+}
+
+/// `a / b` as a decimal, empty where `b` is 0 or empty.
+fn ratio(a: Expr, b: Expr) -> Expr {
+    cast(a, DataType::Float64) / nullif(cast(b, DataType::Float64), lit(0.0))
+}
+
+/// The filter of a cut, with the time role moved `shift` members back.
+fn cut_expr(cut: &ResolvedCut<'_>, shift: usize) -> Expr {
+    let level = cut.dimension.members(cut.fact_level);
+    let keys = cut.members.iter().filter(|&&i| i >= shift).map(|&i| lit(level[i - shift].key())).collect::<Vec<_>>();
+    if keys.is_empty() {
+        return lit(cut.negated);
+    }
+    in_list(col(cut.role), keys, cut.negated)
+}
+
+/// Keeps a stock's facts to the last snapshot of each period of the grain (of the whole range when time is
+/// not drilled): the latest fact-level time member that has facts at all under the query's cuts.
+async fn last_snapshot_filter(df: &DataFrame, plan: &CubePlan<'_>, time_drilled: Option<&LevelRef<'_>>) -> Result<Expr> {
+    let time = plan.time.as_ref().expect("planned: stocks have a time role");
+    let group = time_drilled.map(|l| vec![col(internal(l, "key"))]).unwrap_or_default();
+    let last = df.clone().aggregate(group, vec![max(col(time.role)).alias("__last")])?.select(vec![col("__last")])?.collect().await?;
+    let mut keys = Vec::new();
+    for batch in &last {
+        let column = cast_to_utf8(batch.column(0))?;
+        let strings = column.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+        keys.extend(strings.iter().flatten().map(|k| lit(k.to_owned())));
+    }
+    Ok(if keys.is_empty() { lit(false) } else { in_list(col(time.role), keys, false) })
+}
+
+fn cast_to_utf8(array: &ArrayRef) -> Result<ArrayRef> {
+    Ok(datafusion::arrow::compute::cast(array, &DataType::Utf8)?)
+}
+
+/// How many fact-level time members one comparison step spans at this grain: the drilled time level's length
+/// (a month, quarter or year), or the length of the time cut when time is not drilled; a year for `LastYear`.
+/// `None` for a total over time without a time cut, which has no earlier period.
+fn period_length(plan: &CubePlan<'_>, grain: &[usize], period: Period) -> Option<usize> {
+    let time = plan.time.as_ref().expect("planned: time comparisons have a time role");
+    let facts = time.dimension.members(time.fact_level).len();
+    let per = |level: usize| facts / time.dimension.members(level).len();
+    let drilled = grain.iter().map(|&i| &plan.drilldowns[i].0).find(|l| l.role == time.role);
+    let cut = plan.cuts.iter().find(|c| c.role == time.role && !c.negated);
+    match (period, drilled, cut) {
+        (_, None, None) => None,
+        (Period::LastYear, _, _) => Some(per(0)),
+        (Period::Previous, Some(l), _) => Some(per(l.level)),
+        (Period::Previous, None, Some(c)) => Some(c.members.last()? - c.members.first()? + 1),
+    }
+}
+
+/// Left-joins the measure `of` of `sub` (a frame at the `keys` grain) to `df` as column `name`.
+fn attach(df: DataFrame, sub: DataFrame, keys: &[usize], of: &str, name: &str) -> Result<DataFrame> {
+    let mut select: Vec<Expr> = keys.iter().map(|&i| col(key(i)).alias(format!("__r{i}"))).collect();
+    select.push(col(of).alias(name));
+    let sub = sub.select(select)?;
+    if keys.is_empty() {
+        // A one-row total: a join without keys.
+        return Ok(df.join_on(sub, JoinType::Left, [lit(true)])?);
+    }
+    let left: Vec<String> = keys.iter().map(|&i| key(i)).collect();
+    let right: Vec<String> = keys.iter().map(|&i| format!("__r{i}")).collect();
+    let left: Vec<&str> = left.iter().map(String::as_str).collect();
+    let right: Vec<&str> = right.iter().map(String::as_str).collect();
+    let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).chain([name.to_owned()]).collect();
+    let joined = df.join(sub, JoinType::Left, &left, &right, None)?;
+    Ok(joined.select(columns.iter().map(|c| col(c.as_str())).collect::<Vec<_>>())?)
 }
 
 /// The read-only SQL view of a cube: its facts with, per dimension role, the member label and every coarser
@@ -199,7 +389,7 @@ pub fn cube_view(ctx: &SessionContext, model: &Model, cube: &Cube, facts: Arc<dy
         let dim = model.dimension(role.dimension())?;
         let levels: Vec<usize> = (0..=role.fact_level()).collect();
         let prefix = format!("__v_{}_", role.name());
-        let members = ctx.read_batch(member_batch(dim, role.fact_level(), &levels, &prefix)?)?;
+        let members = ctx.read_batch(member_batch(dim, role.fact_level(), &levels, &prefix, 0)?)?;
         df = df.join(members, JoinType::Left, &[role.name()], &[format!("{prefix}join").as_str()], None)?;
         select.push(col(role.name()));
         for &level in levels.iter().rev() {

@@ -7,7 +7,7 @@ mod plan;
 mod query;
 
 pub use exec::{ColumnKind, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL, cube_view, execute, member_batch, run_sql};
-pub use plan::{CubePlan, LevelRef, ResolvedCut, plan, resolve_target};
+pub use plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut, plan, resolve_cut, resolve_target};
 pub use query::{Cut, CutOp, Order, Query};
 
 /// Errors of the query crate.
@@ -17,8 +17,14 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] kubus_model::Error),
     /// A cut's text does not parse.
-    #[error("cannot read cut '{text}': write level=value, level=a,b, level!=value or level=from..to")]
+    #[error("cannot read cut '{text}': write level=value, level=a,b, level!=value, level=from..to or level<value")]
     BadCut { text: String },
+    /// A comparison cut on a dimension without member order.
+    #[error("cannot use '{cut}': dimension {dimension} has no member order; use = or !=")]
+    Unordered { cut: String, dimension: String },
+    /// A time comparison without a period to compare.
+    #[error("measure {measure} compares periods: drill down by {role} or cut it to a period")]
+    NoPeriod { measure: String, role: String },
     /// An order's text does not parse.
     #[error("cannot read order '{text}': write a measure name, or -measure for descending")]
     BadOrder { text: String },
@@ -55,6 +61,12 @@ impl Error {
     /// Whether the error is the user's to fix (as opposed to an internal failure).
     pub fn is_user_error(&self) -> bool {
         !matches!(self, Error::DataFusion(_) | Error::Arrow(_))
+    }
+}
+
+impl From<kubus_model::BadCut> for Error {
+    fn from(e: kubus_model::BadCut) -> Self {
+        Error::BadCut { text: e.text }
     }
 }
 

@@ -2,9 +2,9 @@
 //! members by key, label or alias) and turns every cut into the set of fact-level member keys it keeps. A pure
 //! function: model + query → plan, testable without a warehouse.
 
-use crate::query::{CutOp, Query};
+use crate::query::{Cut, CutOp, Query};
 use crate::{Error, Result};
-use kubus_model::{Cube, Dimension, Measure, MemberRef, Model};
+use kubus_model::{Cube, Dimension, Measure, MeasureKind, MemberRef, Model};
 
 /// A level of a dimension role.
 #[derive(Debug, Clone)]
@@ -26,15 +26,36 @@ impl LevelRef<'_> {
     }
 }
 
-/// A cut resolved to fact-level member keys.
+/// A cut resolved to fact-level members.
 #[derive(Debug, Clone)]
 pub struct ResolvedCut<'m> {
     /// The role it filters.
     pub role: &'m str,
-    /// Fact-level keys.
-    pub keys: Vec<String>,
-    /// Keep the rows whose key is *not* listed.
+    /// The role's dimension.
+    pub dimension: &'m Dimension,
+    /// The level the role's facts are recorded at.
+    pub fact_level: usize,
+    /// Indices of the kept (or, negated, the dropped) fact-level members, in member order.
+    pub members: Vec<usize>,
+    /// Keep the rows whose member is *not* listed.
     pub negated: bool,
+}
+
+impl ResolvedCut<'_> {
+    /// The fact-level keys of the listed members.
+    pub fn keys(&self) -> Vec<&str> {
+        let level = self.dimension.members(self.fact_level);
+        self.members.iter().map(|&i| level[i].key()).collect()
+    }
+}
+
+/// A measure the query computes, requested or needed as a part, with its filter resolved.
+#[derive(Debug, Clone)]
+pub struct PlannedMeasure<'m> {
+    /// The measure.
+    pub measure: &'m Measure,
+    /// Its filter cuts (aggregates only).
+    pub filter: Vec<ResolvedCut<'m>>,
 }
 
 /// A validated query plan in cube terms.
@@ -46,8 +67,12 @@ pub struct CubePlan<'m> {
     pub drilldowns: Vec<(LevelRef<'m>, String)>,
     /// Cuts.
     pub cuts: Vec<ResolvedCut<'m>>,
-    /// Measures.
+    /// Requested measures, in query order.
     pub measures: Vec<&'m Measure>,
+    /// Every measure computed: the requested ones and their parts, in declaration order (parts first).
+    pub computed: Vec<PlannedMeasure<'m>>,
+    /// The cube's time role at its fact level, when a stock or a time comparison needs it.
+    pub time: Option<LevelRef<'m>>,
     /// Whether totals are requested.
     pub totals: bool,
     /// Order: measure name and descending flag.
@@ -108,6 +133,58 @@ fn check_recorded(l: &LevelRef<'_>, cube: &Cube) -> Result<()> {
     Ok(())
 }
 
+/// Resolves a cut to the fact-level members it keeps (or drops).
+pub fn resolve_cut<'m>(model: &'m Model, cube: &'m Cube, cut: &Cut) -> Result<ResolvedCut<'m>> {
+    let (l, role_only) = resolve_target(model, cube, &cut.target)?;
+    let dim = l.dimension;
+    let level = (!role_only).then_some(l.level);
+    // A role named alone means its recorded level or a coarser one: `land=Berlin` is the Land, not the Kreis of
+    // the same name.
+    let resolve = |value: &str, level: Option<usize>| -> Result<MemberRef> {
+        let at = match level {
+            Some(level) => dim.resolve(Some(level), value)?,
+            // A member only on a finer level is worth a precise "finer than recorded" error.
+            None => dim.resolve_up_to(l.fact_level, value).or_else(|e| dim.resolve(None, value).map_err(|_| e))?,
+        };
+        let target = LevelRef { level: at.level, ..l.clone() };
+        check_recorded(&target, cube)?;
+        Ok(at)
+    };
+    let (members, negated): (Vec<MemberRef>, bool) = match &cut.op {
+        CutOp::In(values) | CutOp::NotIn(values) => {
+            if values.is_empty() {
+                return Err(Error::BadCut { text: cut.to_string() });
+            }
+            let members = values.iter().map(|v| resolve(v, level)).collect::<Result<Vec<_>>>()?;
+            (members, matches!(cut.op, CutOp::NotIn(_)))
+        }
+        CutOp::Range { from, to } => {
+            let from_ref = resolve(from, level)?;
+            let to_ref = resolve(to, Some(from_ref.level))?;
+            if to_ref.index < from_ref.index {
+                return Err(Error::EmptyRange { cut: cut.to_string() });
+            }
+            let members = (from_ref.index..=to_ref.index).map(|index| MemberRef { level: from_ref.level, index }).collect();
+            (members, false)
+        }
+        CutOp::Compare(comparison, value) => {
+            if !dim.is_ordered() {
+                return Err(Error::Unordered { cut: cut.to_string(), dimension: dim.name().to_owned() });
+            }
+            let pivot = resolve(value, level)?;
+            let members = (0..dim.members(pivot.level).len())
+                .filter(|&index| comparison.holds(index, pivot.index))
+                .map(|index| MemberRef { level: pivot.level, index })
+                .collect();
+            (members, false)
+        }
+    };
+    let mut indices: Vec<usize> = members.into_iter().flat_map(|m| dim.descendants(m, l.fact_level)).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    Ok(ResolvedCut { role: l.role, dimension: dim, fact_level: l.fact_level, members: indices, negated })
+}
+
 /// Plans a query against the model.
 pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
     let cube = model.cube(&query.cube)?;
@@ -136,51 +213,44 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         *name = if clash { format!("{}_{}", l.role, l.level_name()) } else { plain[i].clone() };
     }
 
-    let mut cuts = Vec::new();
-    for cut in &query.cuts {
-        let (l, role_only) = resolve_target(model, cube, &cut.target)?;
-        let dim = l.dimension;
-        let level = (!role_only).then_some(l.level);
-        // A role named alone means its recorded level or a coarser one: `land=Berlin` is the Land, not the
-        // Kreis of the same name.
-        let resolve = |value: &str, level: Option<usize>| -> Result<MemberRef> {
-            let at = match level {
-                Some(level) => dim.resolve(Some(level), value)?,
-                // A member only on a finer level is worth a precise "finer than recorded" error.
-                None => dim.resolve_up_to(l.fact_level, value).or_else(|e| dim.resolve(None, value).map_err(|_| e))?,
-            };
-            let target = LevelRef { level: at.level, ..l.clone() };
-            check_recorded(&target, cube)?;
-            Ok(at)
-        };
-        let (members, negated): (Vec<MemberRef>, bool) = match &cut.op {
-            CutOp::In(values) | CutOp::NotIn(values) => {
-                if values.is_empty() {
-                    return Err(Error::BadCut { text: cut.to_string() });
-                }
-                let members = values.iter().map(|v| resolve(v, level)).collect::<Result<Vec<_>>>()?;
-                (members, matches!(cut.op, CutOp::NotIn(_)))
-            }
-            CutOp::Range { from, to } => {
-                let from_ref = resolve(from, level)?;
-                let to_ref = resolve(to, Some(from_ref.level))?;
-                if to_ref.index < from_ref.index {
-                    return Err(Error::EmptyRange { cut: cut.to_string() });
-                }
-                let members = (from_ref.index..=to_ref.index).map(|index| MemberRef { level: from_ref.level, index }).collect();
-                (members, false)
-            }
-        };
-        let mut keys: Vec<String> = Vec::new();
-        for m in members {
-            for index in dim.descendants(m, l.fact_level) {
-                let key = dim.members(l.fact_level)[index].key().to_owned();
-                if !keys.contains(&key) {
-                    keys.push(key);
-                }
+    let cuts = query.cuts.iter().map(|cut| resolve_cut(model, cube, cut)).collect::<Result<Vec<_>>>()?;
+
+    // The closure of the requested measures over their parts, in declaration order so that parts come first.
+    let mut wanted: Vec<&str> = query.measures.iter().map(String::as_str).collect();
+    let mut i = 0;
+    while i < wanted.len() {
+        for part in cube.measure(wanted[i])?.parts() {
+            if !wanted.contains(&part) {
+                wanted.push(part);
             }
         }
-        cuts.push(ResolvedCut { role: l.role, keys, negated });
+        i += 1;
+    }
+    let mut computed = Vec::new();
+    let mut time = None;
+    for m in cube.measures().iter().filter(|m| wanted.contains(&m.name())) {
+        let filter = match m.kind() {
+            MeasureKind::Aggregate { filter, .. } => filter.iter().map(|c| resolve_cut(model, cube, c)).collect::<Result<Vec<_>>>()?,
+            _ => Vec::new(),
+        };
+        let timed = match m.kind() {
+            MeasureKind::Aggregate { last_snapshot, .. } => *last_snapshot,
+            MeasureKind::TimeComparison { .. } => true,
+            _ => false,
+        };
+        if timed && time.is_none() {
+            let role = cube.time_role().expect("validated: stocks and time comparisons have a time role");
+            let (l, _) = resolve_target(model, cube, role.name())?;
+            time = Some(l);
+        }
+        if let MeasureKind::TimeComparison { .. } = m.kind() {
+            let role = cube.time_role().expect("validated").name();
+            let drilled = drilldowns.iter().any(|(l, _)| l.role == role);
+            if !drilled && !cuts.iter().any(|c| c.role == role && !c.negated) {
+                return Err(Error::NoPeriod { measure: m.name().to_owned(), role: role.to_owned() });
+            }
+        }
+        computed.push(PlannedMeasure { measure: m, filter });
     }
 
     let order = query
@@ -194,7 +264,7 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(CubePlan { cube, drilldowns, cuts, measures, totals: query.totals, order, limit: query.limit })
+    Ok(CubePlan { cube, drilldowns, cuts, measures, computed, time, totals: query.totals, order, limit: query.limit })
 }
 
 #[cfg(test)]
@@ -241,7 +311,7 @@ aggregate = "count"
     fn cut_keys(cut: &str) -> Vec<String> {
         let model = model();
         let plan = plan(&model, &query(&[], &[cut])).unwrap();
-        plan.cuts[0].keys.clone()
+        plan.cuts[0].keys().into_iter().map(str::to_owned).collect()
     }
 
     #[test]

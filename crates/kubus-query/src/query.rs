@@ -1,10 +1,10 @@
 //! The cube query: cube, measures, drilldowns, cuts, totals, order, limit — one model for the CLI, the library
-//! and JSON. Cuts and orders have a text form (`district=06,09`, `age=18..64`, `district!=06`, `-persons`) that
-//! is also their JSON form.
+//! and JSON. Cuts (defined in the model, since measure filters use them too) and orders have a text form
+//! (`district=06,09`, `age=18..64`, `language_level<B1`, `-persons`) that is also their JSON form.
 
 use crate::{Error, Result};
+pub use kubus_model::{Cut, CutOp};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 
 /// A cube query.
@@ -30,84 +30,6 @@ pub struct Query {
     /// At most this many rows.
     #[serde(default)]
     pub limit: Option<usize>,
-}
-
-/// What a cut keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CutOp {
-    /// Members in the list (one member: a point cut).
-    In(Vec<String>),
-    /// Members not in the list.
-    NotIn(Vec<String>),
-    /// Members from `from` to `to`, inclusive, in member order.
-    Range {
-        /// First member.
-        from: String,
-        /// Last member.
-        to: String,
-    },
-}
-
-/// A filter on one level (or dimension role) by member key, label or alias.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Cut {
-    /// `role`, `role.level` or a level name.
-    pub target: String,
-    /// The members it keeps.
-    pub op: CutOp,
-}
-
-impl FromStr for Cut {
-    type Err = Error;
-    fn from_str(text: &str) -> Result<Self> {
-        let bad = || Error::BadCut { text: text.to_owned() };
-        let (target, op, rest) = if let Some((t, r)) = text.split_once("!=") {
-            (t, "!=", r)
-        } else if let Some((t, r)) = text.split_once('=') {
-            (t, "=", r)
-        } else {
-            return Err(bad());
-        };
-        let target = target.trim();
-        let rest = rest.trim();
-        if target.is_empty() || rest.is_empty() {
-            return Err(bad());
-        }
-        let list = || rest.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect::<Vec<_>>();
-        let op = match (op, rest.split_once("..")) {
-            ("=", Some((from, to))) if !from.trim().is_empty() && !to.trim().is_empty() => {
-                CutOp::Range { from: from.trim().to_owned(), to: to.trim().to_owned() }
-            }
-            (_, Some(_)) => return Err(bad()),
-            ("=", None) => CutOp::In(list()),
-            _ => CutOp::NotIn(list()),
-        };
-        Ok(Cut { target: target.to_owned(), op })
-    }
-}
-
-impl fmt::Display for Cut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.op {
-            CutOp::In(v) => write!(f, "{}={}", self.target, v.join(",")),
-            CutOp::NotIn(v) => write!(f, "{}!={}", self.target, v.join(",")),
-            CutOp::Range { from, to } => write!(f, "{}={from}..{to}", self.target),
-        }
-    }
-}
-
-impl TryFrom<String> for Cut {
-    type Error = Error;
-    fn try_from(text: String) -> Result<Self> {
-        text.parse()
-    }
-}
-
-impl From<Cut> for String {
-    fn from(cut: Cut) -> String {
-        cut.to_string()
-    }
 }
 
 /// Order by a measure; text form `persons` (ascending) or `-persons` (descending).
@@ -150,20 +72,6 @@ impl From<Order> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cut_text_forms() {
-        let c: Cut = "district=06, 09".parse().unwrap();
-        assert_eq!(c.op, CutOp::In(vec!["06".into(), "09".into()]));
-        let c: Cut = "age=18..64".parse().unwrap();
-        assert_eq!(c.op, CutOp::Range { from: "18".into(), to: "64".into() });
-        let c: Cut = "district!=Betzenberg".parse().unwrap();
-        assert_eq!(c.op, CutOp::NotIn(vec!["Betzenberg".into()]));
-        assert_eq!(c.to_string(), "district!=Betzenberg");
-        for bad in ["district", "=06", "age=..64", "x!=1..2"] {
-            assert!(bad.parse::<Cut>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn query_json_round_trip() {

@@ -101,6 +101,12 @@ impl From<kubus_warehouse::Error> for Error {
     }
 }
 
+impl From<kubus_model::BadCut> for Error {
+    fn from(e: kubus_model::BadCut) -> Self {
+        Error::Query(e.into())
+    }
+}
+
 impl Error {
     /// Whether the user can fix this (bad input, schema, query or file) as opposed to an internal failure.
     pub fn is_user_error(&self) -> bool {

@@ -1,0 +1,117 @@
+//! Measures that know how they add up, checked against the generator's own records (`sample-data/expected/`,
+//! written by `generate.py`, never by kubus): stocks take the last snapshot instead of adding months, distinct
+//! counts and ratios are computed at every level from their parts, shares and time comparisons join the right
+//! cells.
+
+use crate::support::{cli, demo_project, fixture, query};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+/// The generator's per-month numbers: month → (records, persons, persons below B1, need).
+fn months() -> BTreeMap<String, [u64; 4]> {
+    fixture("newcomers_by_month.csv")
+        .into_iter()
+        .map(|r| (r[0].clone(), [1, 2, 3, 4].map(|i| r[i].parse().unwrap())))
+        .collect()
+}
+
+fn number(cell: &str) -> Option<f64> {
+    (!cell.is_empty()).then(|| cell.parse().unwrap_or_else(|_| panic!("not a number: {cell}")))
+}
+
+#[test]
+fn a_stock_takes_the_last_snapshot_and_never_adds_up_months() {
+    let dir = demo_project();
+    let months = months();
+    let records = |month: &str| months[month][0];
+    // By quarter and year with totals: each cell is the records of its last month, the total that of 2024-12.
+    let rows = query(dir, &["newcomers", "-m", "stock", "-m", "records", "-d", "month.quarter", "--totals"]);
+    assert_eq!(rows.len(), 9, "eight quarters and the total: {rows:?}");
+    for row in &rows[..8] {
+        let (year, q) = row[0].split_once("-Q").unwrap();
+        let q: u32 = q.parse().unwrap();
+        assert_eq!(row[2], records(&format!("{year}-{:02}", q * 3)).to_string(), "quarter {}", row[0]);
+        let in_quarter = |m: &str| m.starts_with(year) && m[5..].parse::<u32>().unwrap().div_ceil(3) == q;
+        let added: u64 = months.iter().filter(|(m, _)| in_quarter(m)).map(|(_, v)| v[0]).sum();
+        assert_eq!(row[3], added.to_string(), "records, unlike the stock, add up the quarter's months");
+        assert_ne!(row[2], row[3], "a stock over three months is not their sum");
+    }
+    assert_eq!((rows[8][1].as_str(), rows[8][2].clone()), ("Insgesamt", records("2024-12").to_string()));
+
+    // A cut to a range ends at its last month, also when time is not drilled at all.
+    let rows = query(dir, &["newcomers", "-m", "stock", "-c", "month=2023-03..2023-07"]);
+    assert_eq!(rows, [[records("2023-07").to_string()]]);
+    // By district the stock adds up: the districts of one month sum to that month's records.
+    let rows = query(dir, &["newcomers", "-m", "stock", "-d", "district", "-c", "month.year=2024"]);
+    let sum: u64 = rows.iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
+    assert_eq!(sum, records("2024-12"));
+}
+
+#[test]
+fn distinct_counts_filters_and_ratios_are_right_at_every_level() {
+    let dir = demo_project();
+    // Per month: the filtered distinct counts against the generator's records.
+    let rows = query(dir, &["newcomers", "-m", "persons", "-m", "persons_below_b1", "-m", "need", "-d", "month"]);
+    let months = months();
+    assert_eq!(rows.len(), months.len());
+    for row in &rows {
+        let [_, persons, below, need] = months[&row[0]];
+        assert_eq!(row[2..5], [persons.to_string(), below.to_string(), need.to_string()], "month {}", row[0]);
+    }
+    // Per year and over both years: distinct persons are not the sum of the months, and the share below B1 is
+    // the ratio of the distinct counts at that level, not an average of finer ratios.
+    let rows = query(dir, &["newcomers", "-m", "persons", "-m", "persons_below_b1", "-m", "share_below_b1", "-d", "month.year", "--totals"]);
+    let years = fixture("persons_by_year.csv");
+    assert_eq!(rows.len(), years.len());
+    for (row, year) in rows.iter().zip(&years) {
+        assert_eq!(row[2..4], year[1..3], "year {}", year[0]);
+        let share = year[2].parse::<f64>().unwrap() / year[1].parse::<f64>().unwrap();
+        assert!((number(&row[4]).unwrap() - share).abs() < 1e-12, "share {} vs {share}", row[4]);
+    }
+    assert_eq!(rows[2][5], "true", "the last row is the total");
+}
+
+#[test]
+fn shares_are_of_the_total_over_their_dimension() {
+    let dir = demo_project();
+    let expected = fixture("persons_by_district_2024-06.csv");
+    let total: f64 = expected.iter().map(|r| r[1].parse::<f64>().unwrap()).sum();
+    let rows = query(dir, &["newcomers", "-m", "persons", "-m", "persons_share", "-d", "district", "-c", "month=2024-06", "--totals"]);
+    for (row, e) in rows.iter().zip(&expected) {
+        assert_eq!(row[0], e[0]);
+        let share = e[1].parse::<f64>().unwrap() / total;
+        assert!((number(&row[3]).unwrap() - share).abs() < 1e-12, "district {}: {} vs {share}", e[0], row[3]);
+    }
+    assert_eq!(rows.last().unwrap()[3], "1.0", "the total is all of itself");
+}
+
+#[test]
+fn time_comparisons_look_at_the_previous_period_and_last_year() {
+    let dir = demo_project();
+    let months = months();
+    let persons = |m: &str| months.get(m).map(|v| v[1] as i64);
+    let rows = query(
+        dir,
+        &["newcomers", "-m", "persons", "-m", "persons_previous", "-m", "persons_change", "-m", "persons_change_yoy_pct", "-d", "month"],
+    );
+    let keys: Vec<&String> = months.keys().collect();
+    for (i, row) in rows.iter().enumerate() {
+        let now = persons(&row[0]).unwrap();
+        let previous = i.checked_sub(1).and_then(|p| persons(keys[p]));
+        assert_eq!(number(&row[3]).map(|v| v as i64), previous, "previous of {}", row[0]);
+        assert_eq!(number(&row[4]).map(|v| v as i64), previous.map(|p| now - p), "change of {}", row[0]);
+        let year_before = format!("{}-{}", row[0][..4].parse::<i32>().unwrap() - 1, &row[0][5..]);
+        let yoy = persons(&year_before).map(|then| (now - then) as f64 / then as f64 * 100.0);
+        match (number(&row[5]), yoy) {
+            (Some(got), Some(want)) => assert!((got - want).abs() < 1e-9, "{}: {got} vs {want}", row[0]),
+            (got, want) => assert_eq!(got, want, "{}: no month a year before, no change", row[0]),
+        }
+    }
+    // Without a time drilldown, the previous period of a cut is the range of the same length before it.
+    let rows = query(dir, &["newcomers", "-m", "persons_previous", "-c", "month=2024-06"]);
+    assert_eq!(rows, [[persons("2024-05").unwrap().to_string()]]);
+    // Neither drilled nor cut, there is no period to compare.
+    let out = cli(dir, &["query", "newcomers", "-m", "persons_change"]);
+    assert_eq!(out.code, ExitCode::from(2));
+    assert!(out.stderr.contains("measure persons_change compares periods: drill down by month or cut it to a period"), "{}", out.stderr);
+}

@@ -39,7 +39,7 @@ fn a_malformed_schema_names_file_and_line_and_every_problem() {
     std::fs::write(&cube, broken).unwrap();
     let out = cli(dir.path(), &["check"]);
     assert_eq!(out.code, ExitCode::from(2), "{}", out.stderr);
-    assert!(out.stderr.contains("newcomers.toml:20: dimensions[3].dimension: unknown dimension 'sexx'"), "{}", out.stderr);
+    assert!(out.stderr.contains("newcomers.toml:21: dimensions[3].dimension: unknown dimension 'sexx'"), "{}", out.stderr);
     assert!(out.stderr.contains("measures[1].aggregate: unknown aggregate 'distinct' (valid: count, sum, min, max, avg, count_distinct)"), "{}", out.stderr);
     // The source that maps into the cube is reported too, not hidden behind the first error.
     assert!(out.stderr.contains("schema problems"), "{}", out.stderr);

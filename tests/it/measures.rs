@@ -115,3 +115,42 @@ fn time_comparisons_look_at_the_previous_period_and_last_year() {
     assert_eq!(out.code, ExitCode::from(2));
     assert!(out.stderr.contains("measure persons_change compares periods: drill down by month or cut it to a period"), "{}", out.stderr);
 }
+
+#[test]
+fn demand_against_supply_combines_two_cubes_without_fanning_out() {
+    let dir = demo_project();
+    let expected: BTreeMap<(String, String), (i64, i64)> = fixture("need_seats_2024-06.csv")
+        .into_iter()
+        .map(|r| ((r[0].clone(), r[1].clone()), (r[2].parse().unwrap(), r[3].parse().unwrap())))
+        .collect();
+    let args = ["language_demand", "-m", "need", "-m", "seats", "-m", "gap", "-m", "coverage", "-d", "district", "-d", "language_level"];
+    let rows = query(dir, &[&args[..], &["-c", "month=2024-06", "-c", "start_month=2024", "--totals"]].concat());
+    let mut seen = 0;
+    for row in rows.iter().filter(|r| r[8] == "false") {
+        let (need, seats): (i64, i64) = (row[4].parse().unwrap(), row[5].parse().unwrap());
+        match expected.get(&(row[0].clone(), row[2].clone())) {
+            Some(&want) => {
+                assert_eq!((need, seats), want, "district {} level {}", row[0], row[2]);
+                seen += 1;
+            }
+            // A district and level that only has filtered-out newcomers: a cell with nothing on either side.
+            None => assert_eq!((need, seats), (0, 0), "district {} level {} is not in the fixture", row[0], row[2]),
+        }
+        assert_eq!(row[6], (seats - need).to_string(), "gap");
+        assert_eq!(number(&row[7]), (need != 0).then(|| seats as f64 / need as f64), "coverage");
+    }
+    assert_eq!(seen, expected.len(), "every district and level with need or seats appears, on either side alone too");
+    // Per district (with the total) the two sides are summed at the district grain before they are joined.
+    let rows = query(dir, &[&args[..5], &["-d", "district", "-c", "month=2024-06", "-c", "start_month=2024", "--totals"]].concat());
+    for row in &rows {
+        let in_district = |k: &(String, String)| row[0].is_empty() || k.0 == row[0];
+        let need: i64 = expected.iter().filter(|(k, _)| in_district(k)).map(|(_, v)| v.0).sum();
+        let seats: i64 = expected.iter().filter(|(k, _)| in_district(k)).map(|(_, v)| v.1).sum();
+        assert_eq!(row[2..4], [need.to_string(), seats.to_string()], "district {:?}", row[0]);
+    }
+    assert_eq!(rows.last().unwrap()[1], "Insgesamt");
+    // Drilling by a role only one cube has would repeat the other cube's numbers: refused.
+    let out = cli(dir, &["query", "language_demand", "-m", "gap", "-d", "month", "-c", "start_month=2024"]);
+    assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
+    assert!(out.stderr.contains("unknown dimension or level 'month'"), "{}", out.stderr);
+}

@@ -14,7 +14,7 @@ fn every_committed_schema_loads_clean() {
     );
     assert_eq!(
         names(model.cubes().map(|c| c.name()).collect()),
-        "course_offers,koeln_population,newcomers,population_by_kreis,population_by_land"
+        "course_offers,koeln_population,language_demand,newcomers,population_by_kreis,population_by_land"
     );
     let district = model.dimension("district").unwrap();
     assert_eq!(district.members(2).len(), 18);
@@ -165,4 +165,73 @@ extract = '(\d+)-(\d+)'
         assert!(got.iter().any(|d| d.starts_with(prefix) && d.contains(text)), "missing {prefix} … {text} in {got:#?}");
     }
     assert_eq!(got.len(), expected_parts.len(), "{got:#?}");
+}
+
+#[test]
+fn invalid_measures_give_their_diagnostics() {
+    let cube = r#"name = "c"
+label = "C"
+
+[[dimensions]]
+name = "sex"
+
+[[measures]]
+name = "n"
+label = "N"
+aggregate = "count"
+filter = ["sex<m", "sex=x"]
+
+[[measures]]
+name = "m"
+label = "M"
+aggregate = "count"
+ratio = ["n", "n"]
+
+[[measures]]
+name = "r"
+label = "R"
+ratio = ["n", "later"]
+
+[[measures]]
+name = "s"
+label = "S"
+share = "m"
+over = "age"
+
+[[measures]]
+name = "p"
+label = "P"
+previous = "r"
+over_time = "last"
+
+[[measures]]
+name = "f"
+label = "F"
+from = "x.y"
+"#;
+    let across = r#"name = "a"
+label = "A"
+across = ["c", "nope"]
+
+[[measures]]
+name = "x"
+label = "X"
+from = "c.n"
+"#;
+    assert_eq!(
+        diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube), ("a.toml", SchemaKind::Cube, across)]),
+        [
+            "c.toml:11: measures[0].filter[0]: dimension sex has no member order; use = or != instead of sex<m",
+            "c.toml:11: measures[0].filter[1]: unknown member 'x' in sex",
+            "c.toml:17: measures[1].ratio: a measure has exactly one of: aggregate, ratio, difference, share, previous, last_year, change",
+            "c.toml:22: measures[2].ratio: unknown measure 'later': a derived measure uses measures declared before it",
+            "c.toml:28: measures[3].over: unknown dimension role 'age' (valid: sex)",
+            "c.toml:34: measures[4].over_time: `over_time` belongs to `aggregate`",
+            "c.toml:33: measures[4].previous: this needs the cube to have exactly one role with a time dimension",
+            "c.toml:39: measures[5].from: `from` belongs to drill-across cubes (with `across = [...]`)",
+            // Cube c is invalid, so the drill-across cube cannot find it either.
+            "a.toml:3: across[0]: unknown cube 'c'",
+            "a.toml:3: across[1]: unknown cube 'nope'",
+        ]
+    );
 }

@@ -152,6 +152,13 @@ pub enum MeasureKind {
         /// The role it is a share over.
         over: String,
     },
+    /// In a drill-across cube: a measure of one of the combined cubes, aggregated there at the query's grain.
+    From {
+        /// The cube.
+        cube: String,
+        /// Its measure.
+        measure: String,
+    },
     /// A measure compared with an earlier period.
     TimeComparison {
         /// The measure.
@@ -197,7 +204,7 @@ impl Measure {
     /// The measures it is computed from.
     pub fn parts(&self) -> Vec<&str> {
         match &self.kind {
-            MeasureKind::Aggregate { .. } => Vec::new(),
+            MeasureKind::Aggregate { .. } | MeasureKind::From { .. } => Vec::new(),
             MeasureKind::Ratio { numerator: a, denominator: b } | MeasureKind::Difference { minuend: a, subtrahend: b } => vec![a, b],
             MeasureKind::Share { of, .. } | MeasureKind::TimeComparison { of, .. } => vec![of],
         }
@@ -216,6 +223,7 @@ impl Measure {
                 }
                 text
             }
+            MeasureKind::From { cube, measure } => format!("{measure} of cube {cube}"),
             MeasureKind::Ratio { numerator, denominator } => format!("{numerator} / {denominator}"),
             MeasureKind::Difference { minuend, subtrahend } => format!("{minuend} − {subtrahend}"),
             MeasureKind::Share { of, over } => format!("{of} / {of} over all {over}"),
@@ -245,6 +253,7 @@ pub struct Cube {
     columns: Vec<FactColumn>,
     measures: Vec<Measure>,
     time_role: Option<usize>,
+    across: Vec<String>,
 }
 
 impl Cube {
@@ -290,6 +299,10 @@ impl Cube {
             .find(|d| d.name == role)
             .ok_or_else(|| crate::unknown("dimension", role, self.dimensions.iter().map(|d| &d.name)))
     }
+    /// For a drill-across cube, the cubes it combines (it has no facts of its own); empty otherwise.
+    pub fn across(&self) -> &[String] {
+        &self.across
+    }
     /// The role whose dimension is time, if the cube has exactly one.
     pub fn time_role(&self) -> Option<&CubeDimension> {
         self.time_role.map(|i| &self.dimensions[i])
@@ -300,8 +313,11 @@ impl Cube {
     }
 }
 
-/// Lowers a raw cube against the already lowered dimensions.
-pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, sink: &mut Sink<'_>) -> Option<Cube> {
+/// Lowers a raw cube against the already lowered dimensions (and, for a drill-across cube, the cubes with facts).
+pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_>) -> Option<Cube> {
+    if !raw.across.is_empty() {
+        return lower_across(raw, cubes, sink);
+    }
     let before = sink.out.len();
     let mut roles: Vec<CubeDimension> = Vec::new();
     for (i, d) in raw.dimensions.iter().enumerate() {
@@ -364,7 +380,8 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, sink
         .map(|(i, _)| i)
         .collect();
     let time_role = (time_roles.len() == 1).then(|| time_roles[0]);
-    let context = Context { roles: &roles, columns: &columns, dimensions, time_role: time_role.map(|i| roles[i].name.as_str()) };
+    let mut context =
+        Context { roles: &roles, columns: &columns, dimensions, time_role: time_role.map(|i| roles[i].name.as_str()), invalid: Vec::new() };
     let mut measures: Vec<Measure> = Vec::new();
     for (i, m) in raw.measures.iter().enumerate() {
         let path = format!("measures[{i}]");
@@ -374,8 +391,13 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, sink
             sink.at(Some(m.name.span()), format!("{path}.name"), format!("duplicate measure '{name}' (measure and role names must be unique)"));
             continue;
         }
-        if let Some(kind) = lower_measure(m, &path, &context, &measures, sink) {
-            measures.push(Measure { name, label: m.label.clone(), label_en: m.label_en.clone(), description: m.description.clone(), kind });
+        if let Some(from) = &m.from {
+            sink.at(Some(from.span()), format!("{path}.from"), "`from` belongs to drill-across cubes (with `across = [...]`)");
+            continue;
+        }
+        match lower_measure(m, &path, &context, &measures, sink) {
+            Some(kind) => measures.push(Measure { name, label: m.label.clone(), label_en: m.label_en.clone(), description: m.description.clone(), kind }),
+            None => context.invalid.push(name),
         }
     }
     if measures.is_empty() && sink.out.len() == before {
@@ -390,6 +412,113 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, sink
         columns,
         measures,
         time_role,
+        across: Vec::new(),
+    })
+}
+
+/// A drill-across cube: its roles are those every combined cube has (same name, same dimension), recorded at
+/// the finest level they all have; its measures come `from` the combined cubes, or are ratios and differences
+/// of those.
+fn lower_across(raw: RawCube, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_>) -> Option<Cube> {
+    let before = sink.out.len();
+    let mut sides: Vec<&Cube> = Vec::new();
+    for (i, name) in raw.across.iter().enumerate() {
+        match cubes.get(name.get_ref()) {
+            Some(c) if c.across.is_empty() && !sides.iter().any(|s| s.name == c.name) => sides.push(c),
+            Some(_) => sink.at(Some(name.span()), format!("across[{i}]"), format!("'{}' is listed twice or combines cubes itself", name.get_ref())),
+            None => sink.with(Some(name.span()), format!("across[{i}]"), format!("unknown cube '{}'", name.get_ref()), closest(name.get_ref(), cubes.keys().map(String::as_str))),
+        }
+    }
+    for (key, present, span) in [
+        ("dimensions", !raw.dimensions.is_empty(), raw.dimensions.first().map(|d| d.span())),
+        ("columns", !raw.columns.is_empty(), raw.columns.first().map(|c| c.span())),
+    ] {
+        if present {
+            sink.at(span, key, format!("a drill-across cube has no {key} of its own: it uses the roles its cubes share"));
+        }
+    }
+    if raw.across.len() < 2 {
+        sink.at(Some(raw.name.span()), "across", "a drill-across cube combines at least two cubes");
+    }
+    if sink.out.len() != before {
+        return None;
+    }
+    let shared: Vec<CubeDimension> = sides[0]
+        .dimensions
+        .iter()
+        .filter_map(|role| {
+            let levels: Option<Vec<usize>> = sides
+                .iter()
+                .map(|c| c.dimensions.iter().find(|r| r.name == role.name && r.dimension == role.dimension).map(|r| r.fact_level))
+                .collect();
+            Some(CubeDimension { name: role.name.clone(), dimension: role.dimension.clone(), fact_level: levels?.into_iter().min()? })
+        })
+        .collect();
+    if shared.is_empty() {
+        sink.at(Some(raw.name.span()), "across", "these cubes share no dimension role (same name and dimension), so there is nothing to combine over");
+        return None;
+    }
+    let mut measures: Vec<Measure> = Vec::new();
+    let mut invalid: Vec<String> = Vec::new();
+    for (i, m) in raw.measures.iter().enumerate() {
+        let path = format!("measures[{i}]");
+        let m = m.get_ref();
+        let name = m.name.get_ref().clone();
+        if measures.iter().any(|x| x.name == name) || shared.iter().any(|r| r.name == name) {
+            sink.at(Some(m.name.span()), format!("{path}.name"), format!("duplicate measure '{name}' (measure and role names must be unique)"));
+            continue;
+        }
+        let kind = match &m.from {
+            Some(from) => {
+                let found = from.get_ref().split_once('.').and_then(|(c, mm)| {
+                    let cube = sides.iter().find(|s| s.name == c)?;
+                    cube.measures.iter().any(|x| x.name == mm).then(|| MeasureKind::From { cube: c.to_owned(), measure: mm.to_owned() })
+                });
+                let others = [m.aggregate.is_some(), m.ratio.is_some(), m.difference.is_some(), m.share.is_some(), m.previous.is_some(), m.last_year.is_some(), m.change.is_some()];
+                if others.contains(&true) {
+                    sink.at(Some(from.span()), format!("{path}.from"), "a measure has exactly one of: from, ratio, difference");
+                    invalid.push(name);
+                    continue;
+                }
+                let Some(kind) = found else {
+                    let valid = sides.iter().flat_map(|c| c.measures.iter().map(move |x| format!("{}.{}", c.name, x.name))).collect::<Vec<_>>();
+                    sink.with(Some(from.span()), format!("{path}.from"), format!("'{}' is not cube.measure of a combined cube", from.get_ref()), closest(from.get_ref(), valid.iter().map(String::as_str)));
+                    invalid.push(name);
+                    continue;
+                };
+                kind
+            }
+            None if m.ratio.is_some() || m.difference.is_some() => {
+                let context = Context { roles: &shared, columns: &[], dimensions: &BTreeMap::new(), time_role: None, invalid: invalid.clone() };
+                match lower_measure(m, &path, &context, &measures, sink) {
+                    Some(kind) => kind,
+                    None => {
+                        invalid.push(name);
+                        continue;
+                    }
+                }
+            }
+            None => {
+                sink.with(Some(m.name.span()), path.clone(), "a measure of a drill-across cube needs one of these keys", vec!["from".into(), "ratio".into(), "difference".into()]);
+                invalid.push(name);
+                    continue;
+            }
+        };
+        measures.push(Measure { name, label: m.label.clone(), label_en: m.label_en.clone(), description: m.description.clone(), kind });
+    }
+    if measures.is_empty() && sink.out.len() == before {
+        sink.at(Some(raw.name.span()), "measures", "a cube needs at least one measure");
+    }
+    (sink.out.len() == before).then(|| Cube {
+        name: raw.name.into_inner(),
+        label: raw.label,
+        label_en: raw.label_en,
+        description: raw.description,
+        dimensions: shared,
+        columns: Vec::new(),
+        measures,
+        time_role: None,
+        across: sides.iter().map(|c| c.name.clone()).collect(),
     })
 }
 
@@ -399,6 +528,8 @@ struct Context<'a> {
     columns: &'a [FactColumn],
     dimensions: &'a BTreeMap<String, Dimension>,
     time_role: Option<&'a str>,
+    /// Measures declared earlier that did not lower; references to them are not reported again.
+    invalid: Vec<String>,
 }
 
 fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measure], sink: &mut Sink<'_>) -> Option<MeasureKind> {
@@ -449,6 +580,10 @@ fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measur
         let wanted = name.get_ref();
         if earlier.iter().any(|x| &x.name == wanted) {
             return Some(wanted.clone());
+        }
+        if cx.invalid.contains(wanted) {
+            // Declared before but invalid: that measure's own diagnostic says what is wrong.
+            return None;
         }
         sink.with(
             Some(name.span()),

@@ -59,12 +59,15 @@ pub fn load_model(files: &[SchemaFile]) -> Result<Model> {
             }
         }
     }
+    // Cubes with facts first, so that drill-across cubes can refer to them.
     let mut cubes = BTreeMap::new();
-    for file in of(SchemaKind::Cube) {
-        let Some(raw) = parse::<RawCube>(file, &mut out) else { continue };
+    let raw_cubes: Vec<(&SchemaFile, RawCube)> =
+        of(SchemaKind::Cube).filter_map(|file| parse::<RawCube>(file, &mut out).map(|raw| (file, raw))).collect();
+    let (across, plain): (Vec<_>, Vec<_>) = raw_cubes.into_iter().partition(|(_, raw)| !raw.across.is_empty());
+    for (file, raw) in plain.into_iter().chain(across) {
         let span = raw.name.span();
         let mut sink = Sink { file: &file.origin, text: &file.text, out: &mut out };
-        if let Some(c) = cube::lower(raw, &dimensions, &mut sink) {
+        if let Some(c) = cube::lower(raw, &dimensions, &cubes, &mut sink) {
             if cubes.contains_key(c.name()) {
                 sink.at(Some(span), "name", format!("cube '{}' is declared twice", c.name()));
             } else {

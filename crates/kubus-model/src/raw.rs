@@ -68,6 +68,10 @@ pub struct RawCube {
     pub label: String,
     pub label_en: Option<String>,
     pub description: Option<String>,
+    /// A drill-across cube: measures of these cubes over their shared dimension roles; it has no facts.
+    #[serde(default)]
+    pub across: Vec<S<String>>,
+    #[serde(default)]
     pub dimensions: Vec<S<RawCubeDimension>>,
     #[serde(default)]
     pub columns: Vec<S<RawColumn>>,
@@ -100,6 +104,8 @@ pub struct RawMeasure {
     pub label: String,
     pub label_en: Option<String>,
     pub description: Option<String>,
+    /// In a drill-across cube: `cube.measure`, a measure of one of the cubes it combines.
+    pub from: Option<S<String>>,
     /// An aggregation over facts: count, sum, min, max, avg, count_distinct.
     pub aggregate: Option<S<String>>,
     pub column: Option<S<String>>,

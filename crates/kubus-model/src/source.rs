@@ -446,6 +446,10 @@ pub(crate) fn lower(
         );
         return None;
     };
+    if !cube.across().is_empty() {
+        sink.at(Some(raw.cube.span()), "cube", format!("cube '{}' combines other cubes and has no facts of its own; feed {}", cube.name(), cube.across().join(" or ")));
+        return None;
+    }
     let f = raw.format.get_ref();
     let format = lower_format(f, sink)?;
     let decimal_separator = single_char(f.decimal_separator.as_ref(), Some('.'), "format.decimal_separator", sink).unwrap_or('.');

@@ -12,8 +12,9 @@ use datafusion::common::JoinType;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
 use datafusion::logical_expr::{Expr, ExprFunctionExt, SortExpr, cast, lit};
-use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, col, in_list, nullif};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, coalesce, col, in_list, nullif};
 use kubus_model::{Aggregate, Change, Cube, Dimension, MeasureKind, Model, Period};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -109,14 +110,14 @@ fn rolled_up(i: usize) -> String {
 /// Runs a planned query over the cube's facts. Each grain (the drilldowns, and with totals every prefix of
 /// them down to the grand total) is aggregated on its own, so that derived measures, shares, time comparisons
 /// and stocks are computed from their parts at that grain; the grains are then stacked.
-pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: Arc<dyn TableProvider>) -> Result<QueryResult> {
+pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<QueryResult> {
     let n = plan.drilldowns.len();
     let with_totals = plan.totals && n > 0;
     let grains: Vec<Vec<usize>> = if with_totals { (0..=n).rev().map(|k| (0..k).collect()).collect() } else { vec![(0..n).collect()] };
     let requested: Vec<&str> = plan.measures.iter().map(|m| m.name()).collect();
     let mut stacked: Option<DataFrame> = None;
     for grain in &grains {
-        let df = evaluate(ctx, plan, &facts, grain, &requested, 0).await?;
+        let df = evaluate(ctx, plan, facts, grain, &requested, 0).await?;
         let mut select = Vec::new();
         for i in 0..n {
             if grain.contains(&i) {
@@ -183,6 +184,9 @@ pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: Arc<dyn T
     Ok(QueryResult { batches, columns })
 }
 
+/// The facts of each cube a plan reads, by cube name (one cube, or the combined cubes of a drill-across).
+pub type Facts = HashMap<String, Arc<dyn TableProvider>>;
+
 type Frame<'a> = Pin<Box<dyn Future<Output = Result<DataFrame>> + Send + 'a>>;
 
 /// The measures `wanted` (and the parts they need) at one grain: a frame with `__k{i}`, `__l{i}`, `__o{i}` for
@@ -191,68 +195,22 @@ type Frame<'a> = Pin<Box<dyn Future<Output = Result<DataFrame>> + Send + 'a>>;
 fn evaluate<'a>(
     ctx: &'a SessionContext,
     plan: &'a CubePlan<'a>,
-    facts: &'a Arc<dyn TableProvider>,
+    facts: &'a Facts,
     grain: &'a [usize],
     wanted: &'a [&'a str],
     shift: usize,
 ) -> Frame<'a> {
     Box::pin(async move {
-        let time_role = plan.time.as_ref().map(|t| t.role);
-        let shifted = |role: &str| if Some(role) == time_role { shift } else { 0 };
-        let mut df = ctx.read_table(facts.clone())?;
-        for cut in &plan.cuts {
-            df = df.filter(cut_expr(cut, shifted(cut.role)))?;
-        }
-        for &i in grain {
-            let (l, _) = &plan.drilldowns[i];
-            let prefix = format!("__m_{}_", l.role);
-            let by = shifted(l.role);
-            let members = ctx.read_batch(member_batch(l.dimension, l.fact_level, &[l.level], &prefix, by)?)?;
-            let join = format!("{prefix}join");
-            // A shifted member table leaves out the members with no later period; their facts drop out.
-            let kind = if by > 0 { JoinType::Inner } else { JoinType::Left };
-            df = df.join(members, kind, &[l.role], &[join.as_str()], None)?;
-        }
-
         let needed = closure(plan, wanted);
-        let time_drilled = grain.iter().map(|&i| &plan.drilldowns[i].0).find(|l| Some(l.role) == time_role);
-        let mut aggregates = Vec::new();
-        for pm in &needed {
-            let MeasureKind::Aggregate { aggregate, column, last_snapshot, .. } = pm.measure.kind() else { continue };
-            let mut conditions: Vec<Expr> = pm.filter.iter().map(|c| cut_expr(c, shifted(c.role))).collect();
-            if *last_snapshot && time_drilled.is_none_or(|l| l.level != l.fact_level) {
-                conditions.push(last_snapshot_filter(&df, plan, time_drilled).await?);
-            }
-            let column = || col(column.as_deref().expect("validated: non-count measures have a column"));
-            let e = match aggregate {
-                Aggregate::Count => count(lit(1)),
-                Aggregate::Sum => sum(column()),
-                Aggregate::Min => min(column()),
-                Aggregate::Max => max(column()),
-                Aggregate::Avg => avg(column()),
-                Aggregate::CountDistinct => count_distinct(column()),
-            };
-            let e = match conditions.into_iter().reduce(Expr::and) {
-                // The builder sets every flag of the aggregate, so a distinct count must say so again.
-                Some(condition) if *aggregate == Aggregate::CountDistinct => e.distinct().filter(condition).build()?,
-                Some(condition) => e.filter(condition).build()?,
-                None => e,
-            };
-            aggregates.push(e.alias(pm.measure.name()));
-        }
-        let group: Vec<Expr> = grain
-            .iter()
-            .flat_map(|&i| {
-                let l = &plan.drilldowns[i].0;
-                [col(internal(l, "key")).alias(key(i)), col(internal(l, "label")).alias(label(i)), col(internal(l, "ord")).alias(ord(i))]
-            })
-            .collect();
-        let mut df = df.aggregate(group, aggregates)?;
-
+        let mut df = if plan.sides.is_empty() {
+            aggregate_facts(ctx, plan, facts, grain, &needed, shift).await?
+        } else {
+            combine_sides(ctx, plan, facts, grain, &needed).await?
+        };
         for pm in &needed {
             let m = pm.measure;
             let value = match m.kind() {
-                MeasureKind::Aggregate { .. } => continue,
+                MeasureKind::Aggregate { .. } | MeasureKind::From { .. } => continue,
                 MeasureKind::Ratio { numerator, denominator } => ratio(col(numerator.as_str()), col(denominator.as_str())),
                 MeasureKind::Difference { minuend, subtrahend } => col(minuend.as_str()) - col(subtrahend.as_str()),
                 MeasureKind::Share { of, over } => {
@@ -293,6 +251,145 @@ fn evaluate<'a>(
         }
         Ok(df)
     })
+}
+
+/// Aggregates a cube's facts at one grain: cuts, member tables for the drilled levels, one aggregate per measure
+/// (with its filter, and a stock's last-snapshot filter).
+async fn aggregate_facts(
+    ctx: &SessionContext,
+    plan: &CubePlan<'_>,
+    facts: &Facts,
+    grain: &[usize],
+    needed: &[&PlannedMeasure<'_>],
+    shift: usize,
+) -> Result<DataFrame> {
+    let time_role = plan.time.as_ref().map(|t| t.role);
+    let shifted = |role: &str| if Some(role) == time_role { shift } else { 0 };
+    let mut df = ctx.read_table(facts.get(plan.cube.name()).cloned().ok_or_else(|| missing_facts(plan))?)?;
+    for cut in &plan.cuts {
+        df = df.filter(cut_expr(cut, shifted(cut.role)))?;
+    }
+    for &i in grain {
+        let (l, _) = &plan.drilldowns[i];
+        let prefix = format!("__m_{}_", l.role);
+        let by = shifted(l.role);
+        let members = ctx.read_batch(member_batch(l.dimension, l.fact_level, &[l.level], &prefix, by)?)?;
+        let join = format!("{prefix}join");
+        // A shifted member table leaves out the members with no later period; their facts drop out.
+        let kind = if by > 0 { JoinType::Inner } else { JoinType::Left };
+        df = df.join(members, kind, &[l.role], &[join.as_str()], None)?;
+    }
+
+    let time_drilled = grain.iter().map(|&i| &plan.drilldowns[i].0).find(|l| Some(l.role) == time_role);
+    let mut aggregates = Vec::new();
+    for pm in needed {
+        let MeasureKind::Aggregate { aggregate, column, last_snapshot, .. } = pm.measure.kind() else { continue };
+        let mut conditions: Vec<Expr> = pm.filter.iter().map(|c| cut_expr(c, shifted(c.role))).collect();
+        if *last_snapshot && time_drilled.is_none_or(|l| l.level != l.fact_level) {
+            conditions.push(last_snapshot_filter(&df, plan, time_drilled).await?);
+        }
+        let column = || col(column.as_deref().expect("validated: non-count measures have a column"));
+        let e = match aggregate {
+            Aggregate::Count => count(lit(1)),
+            Aggregate::Sum => sum(column()),
+            Aggregate::Min => min(column()),
+            Aggregate::Max => max(column()),
+            Aggregate::Avg => avg(column()),
+            Aggregate::CountDistinct => count_distinct(column()),
+        };
+        let e = match conditions.into_iter().reduce(Expr::and) {
+            // The builder sets every flag of the aggregate, so a distinct count must say so again.
+            Some(condition) if *aggregate == Aggregate::CountDistinct => e.distinct().filter(condition).build()?,
+            Some(condition) => e.filter(condition).build()?,
+            None => e,
+        };
+        aggregates.push(e.alias(pm.measure.name()));
+    }
+    let group: Vec<Expr> = grain
+        .iter()
+        .flat_map(|&i| {
+            let l = &plan.drilldowns[i].0;
+            [col(internal(l, "key")).alias(key(i)), col(internal(l, "label")).alias(label(i)), col(internal(l, "ord")).alias(ord(i))]
+        })
+        .collect();
+    Ok(df.aggregate(group, aggregates)?)
+}
+
+fn missing_facts(plan: &CubePlan<'_>) -> Error {
+    Error::DataFusion(datafusion::error::DataFusionError::Internal(format!("no facts were handed in for cube {}", plan.cube.name())))
+}
+
+/// A drill-across grain: each combined cube aggregated at the grain on its own, then full-joined on the grain's
+/// keys, so that cells of either side appear and nothing fans out. Counts and sums a side has no cell for are 0.
+async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts, grain: &[usize], needed: &[&PlannedMeasure<'_>]) -> Result<DataFrame> {
+    let mut joined: Option<DataFrame> = None;
+    let mut zero_if_missing: Vec<&str> = Vec::new();
+    for side in &plan.sides {
+        let from: Vec<(&str, &str)> = needed
+            .iter()
+            .filter_map(|pm| match pm.measure.kind() {
+                MeasureKind::From { cube, measure } if cube == side.cube.name() => Some((pm.measure.name(), measure.as_str())),
+                _ => None,
+            })
+            .collect();
+        if from.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = from.iter().map(|(_, m)| *m).collect();
+        let frame = evaluate(ctx, side, facts, grain, &names, 0).await?;
+        let mut select: Vec<Expr> = grain.iter().flat_map(|&i| [col(key(i)), col(label(i)), col(ord(i))]).collect();
+        for (name, measure) in &from {
+            select.push(col(*measure).alias(*name));
+            let additive = side.cube.measure(measure).is_ok_and(|m| {
+                matches!(m.kind(), MeasureKind::Aggregate { aggregate: Aggregate::Count | Aggregate::CountDistinct | Aggregate::Sum, .. })
+            });
+            if additive {
+                zero_if_missing.push(name);
+            }
+        }
+        let frame = frame.select(select)?;
+        joined = Some(match joined {
+            None => frame,
+            Some(left) => full_join(left, frame, grain)?,
+        });
+    }
+    let mut df = joined.expect("planned: a drill-across query wants a measure of at least one cube");
+    for name in zero_if_missing {
+        let ty = df.schema().field_with_unqualified_name(name)?.data_type().clone();
+        df = df.with_column(name, coalesce(vec![col(name), cast(lit(0), ty)]))?;
+    }
+    Ok(df)
+}
+
+/// Joins two frames of the same grain on its keys, keeping the cells of both.
+fn full_join(left: DataFrame, right: DataFrame, grain: &[usize]) -> Result<DataFrame> {
+    let renamed = |c: String| format!("__r{c}");
+    let measures: Vec<String> =
+        right.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !n.starts_with("__")).collect();
+    let mut select: Vec<Expr> = grain
+        .iter()
+        .flat_map(|&i| [key(i), label(i), ord(i)])
+        .map(|c| col(c.as_str()).alias(renamed(c)))
+        .collect();
+    select.extend(measures.iter().map(|m| col(m.as_str())));
+    let right = right.select(select)?;
+    if grain.is_empty() {
+        return Ok(left.join_on(right, JoinType::Inner, [lit(true)])?);
+    }
+    let left_keys: Vec<String> = grain.iter().map(|&i| key(i)).collect();
+    let right_keys: Vec<String> = grain.iter().map(|&i| renamed(key(i))).collect();
+    let left_keys: Vec<&str> = left_keys.iter().map(String::as_str).collect();
+    let right_keys: Vec<&str> = right_keys.iter().map(String::as_str).collect();
+    let left_measures: Vec<String> =
+        left.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !n.starts_with("__")).collect();
+    let df = left.join(right, JoinType::Full, &left_keys, &right_keys, None)?;
+    let mut select: Vec<Expr> = grain
+        .iter()
+        .flat_map(|&i| [key(i), label(i), ord(i)])
+        .map(|c| coalesce(vec![col(c.as_str()), col(renamed(c.clone()).as_str())]).alias(c))
+        .collect();
+    select.extend(left_measures.iter().chain(&measures).map(|m| col(m.as_str())));
+    Ok(df.select(select)?)
 }
 
 /// The planned measures `wanted` needs, parts first.

@@ -79,6 +79,8 @@ pub struct CubePlan<'m> {
     pub order: Vec<(String, bool)>,
     /// Row limit.
     pub limit: Option<usize>,
+    /// For a drill-across cube, one plan per combined cube that the query needs, at the same drilldowns.
+    pub sides: Vec<CubePlan<'m>>,
 }
 
 /// Resolves `role`, `role.level` or a level name unique among the cube's roles. `None` as level means the role
@@ -213,7 +215,11 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         *name = if clash { format!("{}_{}", l.role, l.level_name()) } else { plain[i].clone() };
     }
 
-    let cuts = query.cuts.iter().map(|cut| resolve_cut(model, cube, cut)).collect::<Result<Vec<_>>>()?;
+    let cuts = if cube.across().is_empty() {
+        query.cuts.iter().map(|cut| resolve_cut(model, cube, cut)).collect::<Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
 
     // The closure of the requested measures over their parts, in declaration order so that parts come first.
     let mut wanted: Vec<&str> = query.measures.iter().map(String::as_str).collect();
@@ -264,7 +270,66 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(CubePlan { cube, drilldowns, cuts, measures, computed, time, totals: query.totals, order, limit: query.limit })
+    let sides = plan_sides(model, cube, query, &drilldowns, &computed)?;
+    Ok(CubePlan { cube, drilldowns, cuts, measures, computed, time, totals: query.totals, order, limit: query.limit, sides })
+}
+
+/// The per-cube plans of a drill-across query: each combined cube whose measures are wanted, with the same
+/// drilldowns (at the same levels) and the cuts that apply to it. A cut applies to every combined cube that has
+/// its role or level, and must apply to one.
+fn plan_sides<'m>(
+    model: &'m Model,
+    cube: &'m Cube,
+    query: &Query,
+    drilldowns: &[(LevelRef<'m>, String)],
+    computed: &[PlannedMeasure<'m>],
+) -> Result<Vec<CubePlan<'m>>> {
+    if cube.across().is_empty() {
+        return Ok(Vec::new());
+    }
+    let side_cubes = cube.across().iter().map(|name| model.cube(name)).collect::<kubus_model::Result<Vec<_>>>()?;
+    // A cut naming a role applies to the cubes with that role (`month` is the newcomers' month, not the month
+    // level of the offers' start month); a bare level name applies to every cube that has the level.
+    let applies = |side: &'m Cube, target: &str| -> bool {
+        let role = target.split_once('.').map_or(target, |(r, _)| r);
+        if side_cubes.iter().any(|c| c.dimension(role).is_ok()) {
+            side.dimension(role).is_ok() && resolve_target(model, side, target).is_ok()
+        } else {
+            resolve_target(model, side, target).is_ok()
+        }
+    };
+    for cut in &query.cuts {
+        if !side_cubes.iter().any(|c| applies(c, &cut.target)) {
+            let valid: Vec<String> = side_cubes.iter().flat_map(|c| c.dimensions().iter().map(|r| r.name().to_owned())).collect();
+            return Err(kubus_model::unknown("dimension or level", &cut.target, valid.iter()).into());
+        }
+    }
+    let mut sides = Vec::new();
+    for &side in &side_cubes {
+        let mut measures: Vec<String> = Vec::new();
+        for pm in computed {
+            if let MeasureKind::From { cube: c, measure } = pm.measure.kind()
+                && c == side.name()
+                && !measures.contains(measure)
+            {
+                measures.push(measure.clone());
+            }
+        }
+        if measures.is_empty() {
+            continue;
+        }
+        let side_query = Query {
+            cube: side.name().to_owned(),
+            measures,
+            drilldowns: drilldowns.iter().map(|(l, _)| format!("{}.{}", l.role, l.level_name())).collect(),
+            cuts: query.cuts.iter().filter(|c| applies(side, &c.target)).cloned().collect(),
+            totals: query.totals,
+            order: Vec::new(),
+            limit: None,
+        };
+        sides.push(plan(model, &side_query)?);
+    }
+    Ok(sides)
 }
 
 #[cfg(test)]

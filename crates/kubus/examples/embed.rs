@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "drilldowns": ["district.area"], "cuts": ["month=2024-06"], "totals": true}"#,
     )?;
     let answer = project.query(&query, None).await?;
-    println!("warehouse version {}:\n{}", answer.version, pretty_format_batches(&answer.result.batches)?);
+    println!("warehouse versions {:?}:\n{}", answer.versions, pretty_format_batches(&answer.result.batches)?);
     std::fs::remove_dir_all(&scratch)?;
     Ok(())
 }

@@ -9,7 +9,7 @@
 //!     r#"{"cube": "newcomers", "measures": ["persons"], "drilldowns": ["district"], "cuts": ["month=2024-06"]}"#,
 //! ).expect("valid query JSON");
 //! let answer = project.query(&query, None).await?;
-//! println!("{} rows at warehouse version {}", answer.result.num_rows(), answer.version);
+//! println!("{} rows at warehouse versions {:?}", answer.result.num_rows(), answer.versions);
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
@@ -72,6 +72,12 @@ pub enum Error {
         path: PathBuf,
         /// The unexpected entry.
         entry: String,
+    },
+    /// `--as-of` on a drill-across cube, whose cubes each have their own versions.
+    #[error("cube {cube} combines other cubes, each with its own versions; --as-of works on one cube")]
+    AsOfAcross {
+        /// The drill-across cube.
+        cube: String,
     },
     /// The cube has no facts yet.
     #[error("cube {cube} has no facts yet; ingest some first: kubus ingest <source> <file>... (sources for {cube}: {})", .sources.join(", "))]

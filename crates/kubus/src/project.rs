@@ -19,13 +19,13 @@ pub struct Project {
     warehouse: Warehouse,
 }
 
-/// A query's answer and the warehouse version it was read from.
+/// A query's answer and the warehouse versions it was read from.
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// The result rows and column meanings.
     pub result: QueryResult,
-    /// The version of the cube's table that answered.
-    pub version: u64,
+    /// The version of each cube's table that answered (one cube, or the combined cubes of a drill-across).
+    pub versions: Vec<(String, u64)>,
 }
 
 /// Where the pseudonymisation key came from.
@@ -143,13 +143,25 @@ impl Project {
         Ok(self.warehouse.version(cube).await?)
     }
 
-    /// Answers a cube query at `as_of` (or the latest version).
+    /// Answers a cube query at `as_of` (or the latest version; a drill-across query takes no `as_of`, since its
+    /// cubes have versions of their own).
     pub async fn query(&self, query: &Query, as_of: Option<u64>) -> Result<Answer> {
         let plan = kubus_query::plan(&self.model, query)?;
         let ctx = SessionContext::new();
-        let (facts, version) = self.facts(&ctx, plan.cube.name(), as_of).await?;
-        let result = kubus_query::execute(&ctx, &plan, facts).await?;
-        Ok(Answer { result, version })
+        let cubes: Vec<&str> =
+            if plan.sides.is_empty() { vec![plan.cube.name()] } else { plan.sides.iter().map(|s| s.cube.name()).collect() };
+        if as_of.is_some() && !plan.sides.is_empty() {
+            return Err(Error::AsOfAcross { cube: plan.cube.name().to_owned() });
+        }
+        let mut facts = kubus_query::Facts::new();
+        let mut versions = Vec::new();
+        for cube in cubes {
+            let (table, version) = self.facts(&ctx, cube, as_of).await?;
+            facts.insert(cube.to_owned(), table);
+            versions.push((cube.to_owned(), version));
+        }
+        let result = kubus_query::execute(&ctx, &plan, &facts).await?;
+        Ok(Answer { result, versions })
     }
 
     async fn facts(&self, ctx: &SessionContext, cube: &str, as_of: Option<u64>) -> Result<(std::sync::Arc<dyn datafusion::catalog::TableProvider>, u64)> {

@@ -8,6 +8,7 @@ mod demo;
 mod errors;
 mod ingest;
 mod measures;
+mod outputs;
 mod realdata;
 mod schemas;
 mod tidy;

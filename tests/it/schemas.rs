@@ -77,7 +77,7 @@ aggregate = "sum"
 label = "D"
 colour = "blue"
 "#;
-    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]), ["d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `open_top`, `bands`, `ordered`"]);
+    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]), ["d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `open_top`, `bands`, `ordered`, `geo`"]);
 
     let members = r#"name = "d"
 label = "D"

@@ -7,6 +7,7 @@ mod render;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kubus::{FileCounts, FileOutcome, KeyOrigin, Project, Query, TOTAL_COLUMN};
+use kubus::output::Table;
 use render::OutputFormat;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -172,13 +173,15 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
                     return Ok(());
                 }
             }
-            emit(&output, &[quarantine_batch(&rows)?], &|_| false, stdout)
+            let batch = quarantine_batch(&rows)?;
+            emit(&output, &Table::plain("Quarantäne", batch.schema(), vec![batch]), &|_| false, stdout)
         }
         Command::Query(args) => query(&Project::open(&cli.project)?, args, stdout).await,
         Command::Sql { sql, as_of, output } => {
             let project = Project::open(&cli.project)?;
             let batches = project.sql(&sql, &as_of).await?;
-            emit(&output, &batches, &|_| false, stdout)
+            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(kubus::arrow::datatypes::Schema::empty()));
+            emit(&output, &Table::plain("SQL", schema, batches), &|_| false, stdout)
         }
         Command::Demo => demo(&cli.project, stdout, stderr).await,
     }
@@ -279,18 +282,23 @@ fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {
 async fn query(project: &Project, args: QueryArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
     let query = build_query(&args)?;
     let answer = project.query(&query, args.as_of).await?;
-    emit(&args.output, &answer.result.batches, &|name| name == TOTAL_COLUMN, stdout)
+    let table = project.result_table(&query.cube, &answer.result)?;
+    emit(&args.output, &table, &|name| name == TOTAL_COLUMN, stdout)
 }
 
-fn emit(output: &OutputArgs, batches: &[kubus::arrow::array::RecordBatch], hide: &dyn Fn(&str) -> bool, stdout: &mut dyn Write) -> anyhow::Result<()> {
+fn emit(output: &OutputArgs, table: &Table, hide: &dyn Fn(&str) -> bool, stdout: &mut dyn Write) -> anyhow::Result<()> {
     match &output.out {
         Some(path) => {
             let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
-            render::write(output.format, batches, hide, &mut file)?;
+            render::write(output.format, table, hide, &mut file)?;
             file.flush()?;
             Ok(())
         }
-        None => render::write(output.format, batches, hide, stdout),
+        None if output.format.is_binary() => {
+            let name = format!("{:?}", output.format).to_lowercase();
+            Err(Usage(format!("{name} is a binary format; write it to a file with --out FILE")).into())
+        }
+        None => render::write(output.format, table, hide, stdout),
     }
 }
 
@@ -328,12 +336,12 @@ async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], stdo
     print_files(&report, stdout)?;
     if let Some(preview) = &report.preview {
         writeln!(stdout, "\nfirst {} facts:", preview.num_rows())?;
-        render::write(OutputFormat::Table, std::slice::from_ref(preview), &|c| c.starts_with('_') && c != kubus::STATUS_COLUMN, stdout)?;
+        render::table(std::slice::from_ref(preview), &|c| c.starts_with('_') && c != kubus::STATUS_COLUMN, stdout)?;
     }
     writeln!(stdout, "\n{} rejected line(s)", report.rejected.len())?;
     if !report.rejected.is_empty() {
         let rows: Vec<(String, kubus::QuarantineRow)> = report.rejected.iter().map(|r| (report.source.clone(), r.clone())).collect();
-        render::write(OutputFormat::Table, &[quarantine_batch(&rows)?], &|_| false, stdout)?;
+        render::table(&[quarantine_batch(&rows)?], &|_| false, stdout)?;
     }
     Ok(())
 }

@@ -1,12 +1,11 @@
-//! Output formats for result batches: a terminal table, CSV and JSON. Strings may arrive as Utf8 or Utf8View;
-//! table and CSV cells go through Arrow's display formatter, JSON through Arrow's JSON writer.
+//! Output: the terminal table is drawn here (comfy-table); every file format (CSV, German CSV, JSON, JSON-stat,
+//! XLSX, Parquet) is written by the library's output writers.
 
 use anyhow::Result;
-use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{CellAlignment, Table as Grid, presets::UTF8_FULL_CONDENSED};
 use kubus::arrow::array::{Array, RecordBatch};
-use kubus::arrow::datatypes::DataType;
-use kubus::arrow::json::{WriterBuilder, writer::JsonArray};
 use kubus::arrow::util::display::{ArrayFormatter, FormatOptions};
+use kubus::output::{Format, Table};
 use std::io::Write;
 
 /// An output format.
@@ -16,79 +15,67 @@ pub enum OutputFormat {
     Table,
     /// Comma-separated values with a header line.
     Csv,
+    /// CSV for German spreadsheets: `;`, decimal comma, UTF-8 with BOM.
+    CsvDe,
     /// A JSON array of objects.
     Json,
+    /// A JSON-stat 2.0 dataset (cube queries only).
+    JsonStat,
+    /// An Excel workbook (needs --out).
+    Xlsx,
+    /// Apache Parquet (needs --out).
+    Parquet,
 }
 
-/// A result as rows of optional strings plus per-column numeric flags.
-struct Grid {
-    names: Vec<String>,
-    types: Vec<DataType>,
-    rows: Vec<Vec<Option<String>>>,
+impl OutputFormat {
+    /// Whether the format is binary and must go to a file.
+    pub fn is_binary(self) -> bool {
+        matches!(self, OutputFormat::Xlsx | OutputFormat::Parquet)
+    }
 }
 
-fn grid(batches: &[RecordBatch], hide: &dyn Fn(&str) -> bool) -> Result<Grid> {
-    let Some(first) = batches.first() else {
-        return Ok(Grid { names: Vec::new(), types: Vec::new(), rows: Vec::new() });
+/// Draws batches as a terminal table; columns for which `hide` is true are left out.
+pub fn table(batches: &[RecordBatch], hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) -> Result<()> {
+    let mut grid = Grid::new();
+    grid.load_preset(UTF8_FULL_CONDENSED);
+    let mut rows = 0;
+    if let Some(first) = batches.first() {
+        let schema = first.schema();
+        let keep: Vec<usize> = (0..schema.fields().len()).filter(|&i| !hide(schema.field(i).name())).collect();
+        grid.set_header(keep.iter().map(|&i| schema.field(i).name().clone()));
+        let options = FormatOptions::default().with_display_error(true);
+        for batch in batches {
+            let formatters =
+                keep.iter().map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options)).collect::<Result<Vec<_>, _>>()?;
+            for row in 0..batch.num_rows() {
+                grid.add_row(keep.iter().zip(&formatters).map(|(&i, f)| {
+                    if batch.column(i).is_null(row) { String::new() } else { f.value(row).to_string() }
+                }));
+                rows += 1;
+            }
+        }
+        for (column, &i) in keep.iter().enumerate() {
+            if schema.field(i).data_type().is_numeric() && let Some(c) = grid.column_mut(column) {
+                c.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+    }
+    writeln!(out, "{grid}")?;
+    writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
+    Ok(())
+}
+
+/// Writes `result` in `format`; the terminal table leaves out the columns for which `hide` is true.
+pub fn write(format: OutputFormat, result: &Table, hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) -> Result<()> {
+    let format = match format {
+        OutputFormat::Table => return table(&result.batches, hide, out),
+        OutputFormat::Csv => Format::Csv,
+        OutputFormat::CsvDe => Format::CsvGerman,
+        OutputFormat::Json => Format::Json,
+        OutputFormat::JsonStat => Format::JsonStat,
+        OutputFormat::Xlsx => Format::Xlsx,
+        OutputFormat::Parquet => Format::Parquet,
     };
-    let schema = first.schema();
-    let keep: Vec<usize> = (0..schema.fields().len()).filter(|&i| !hide(schema.field(i).name())).collect();
-    let names = keep.iter().map(|&i| schema.field(i).name().clone()).collect();
-    let types = keep.iter().map(|&i| schema.field(i).data_type().clone()).collect();
-    let options = FormatOptions::default().with_display_error(true);
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters = keep
-            .iter()
-            .map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            rows.push(
-                keep.iter()
-                    .zip(&formatters)
-                    .map(|(&i, f)| (!batch.column(i).is_null(row)).then(|| f.value(row).to_string()))
-                    .collect(),
-            );
-        }
-    }
-    Ok(Grid { names, types, rows })
-}
-
-/// Writes batches in `format`; columns for which `hide` is true are left out of the table format only.
-pub fn write(format: OutputFormat, batches: &[RecordBatch], hide_in_table: &dyn Fn(&str) -> bool, out: &mut dyn Write) -> Result<()> {
-    match format {
-        OutputFormat::Table => {
-            let g = grid(batches, hide_in_table)?;
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED);
-            table.set_header(g.names.clone());
-            for row in &g.rows {
-                table.add_row(row.iter().map(|c| c.clone().unwrap_or_default()));
-            }
-            for (i, ty) in g.types.iter().enumerate() {
-                if ty.is_numeric() && let Some(column) = table.column_mut(i) {
-                    column.set_cell_alignment(CellAlignment::Right);
-                }
-            }
-            writeln!(out, "{table}")?;
-            writeln!(out, "({} row{})", g.rows.len(), if g.rows.len() == 1 { "" } else { "s" })?;
-        }
-        OutputFormat::Csv => {
-            let g = grid(batches, &|_| false)?;
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record(&g.names)?;
-            for row in &g.rows {
-                w.write_record(row.iter().map(|c| c.as_deref().unwrap_or("")))?;
-            }
-            w.flush()?;
-        }
-        OutputFormat::Json => {
-            // Arrow's JSON writer keeps numbers and booleans typed; nulls stay explicit so every row has every key.
-            let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut *out);
-            writer.write_batches(&batches.iter().collect::<Vec<_>>())?;
-            writer.finish()?;
-            writeln!(out)?;
-        }
-    }
+    kubus::output::write(result, format, out)?;
     Ok(())
 }

@@ -98,6 +98,7 @@ pub struct Dimension {
     label_en: Option<String>,
     kind: DimensionKind,
     ordered: bool,
+    geo: bool,
     open_top: bool,
     levels: Vec<Level>,
     members: Vec<Vec<Member>>,
@@ -135,6 +136,10 @@ impl Dimension {
     /// Whether member order is meaningful (CEFR levels, ages, months), so ranges make sense.
     pub fn is_ordered(&self) -> bool {
         self.ordered
+    }
+    /// Whether the members are places (districts, regions).
+    pub fn is_geo(&self) -> bool {
+        self.geo
     }
     /// Whether the last single year of an age dimension also holds everyone older.
     pub fn is_open_top(&self) -> bool {
@@ -433,6 +438,7 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
         label_en: raw.label_en,
         kind,
         ordered: raw.ordered || kind != DimensionKind::Enumerated,
+        geo: raw.geo,
         open_top: raw.open_top,
         levels,
         members,

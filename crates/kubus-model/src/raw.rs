@@ -26,6 +26,9 @@ pub struct RawDimension {
     pub bands: Vec<S<RawBand>>,
     #[serde(default)]
     pub ordered: bool,
+    /// Members are places (for JSON-stat's `geo` role).
+    #[serde(default)]
+    pub geo: bool,
 }
 
 #[derive(Debug, Deserialize)]

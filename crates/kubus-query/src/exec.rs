@@ -6,7 +6,7 @@
 use crate::plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut};
 use crate::{Error, Result};
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::common::ScalarValue;
@@ -46,11 +46,15 @@ pub struct ResultColumn {
     pub kind: ColumnKind,
     /// Human heading (level or measure label).
     pub heading: String,
+    /// For key and label columns: the dimension of the drilled level.
+    pub dimension: Option<String>,
 }
 
 /// A query's answer: Arrow batches plus the meaning of each column.
 #[derive(Debug, Clone)]
 pub struct QueryResult {
+    /// The Arrow schema of the rows (also when there are none).
+    pub schema: SchemaRef,
     /// The rows.
     pub batches: Vec<RecordBatch>,
     /// Column descriptions, in batch order.
@@ -166,22 +170,25 @@ pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -
     for (i, (l, name)) in plan.drilldowns.iter().enumerate() {
         let level = &l.dimension.levels()[l.level];
         select.push(col(key(i)).alias(name.as_str()));
-        columns.push(ResultColumn { name: name.clone(), kind: ColumnKind::Key, heading: level.label().to_owned() });
+        let dimension = Some(l.dimension.name().to_owned());
+        columns.push(ResultColumn { name: name.clone(), kind: ColumnKind::Key, heading: level.label().to_owned(), dimension: dimension.clone() });
         let label_name = format!("{name}_label");
         select.push(col(label(i)).alias(label_name.as_str()));
-        columns.push(ResultColumn { name: label_name, kind: ColumnKind::Label, heading: format!("{} (Bezeichnung)", level.label()) });
+        columns.push(ResultColumn { name: label_name, kind: ColumnKind::Label, heading: format!("{} (Bezeichnung)", level.label()), dimension });
     }
     for m in &plan.measures {
         select.push(col(m.name()));
-        columns.push(ResultColumn { name: m.name().to_owned(), kind: ColumnKind::Measure, heading: m.label().to_owned() });
+        columns.push(ResultColumn { name: m.name().to_owned(), kind: ColumnKind::Measure, heading: m.label().to_owned(), dimension: None });
     }
     if with_totals {
         let any = (0..n).map(|i| col(rolled_up(i)).eq(lit(1i32))).reduce(Expr::or).expect("at least one drilldown");
         select.push(any.alias(TOTAL_COLUMN));
-        columns.push(ResultColumn { name: TOTAL_COLUMN.to_owned(), kind: ColumnKind::Total, heading: TOTAL_LABEL.to_owned() });
+        columns.push(ResultColumn { name: TOTAL_COLUMN.to_owned(), kind: ColumnKind::Total, heading: TOTAL_LABEL.to_owned(), dimension: None });
     }
-    let batches = df.select(select)?.collect().await?;
-    Ok(QueryResult { batches, columns })
+    let df = df.select(select)?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok(QueryResult { schema, batches, columns })
 }
 
 /// The facts of each cube a plan reads, by cube name (one cube, or the combined cubes of a drill-across).

@@ -26,6 +26,8 @@ pub use project::{Answer, KeyOrigin, Project};
 
 /// Re-export of DataFusion's Arrow, the one Arrow of kubus.
 pub use datafusion::arrow;
+/// Output formats for results (CSV, German CSV, JSON, JSON-stat, XLSX, Parquet).
+pub use kubus_report as output;
 
 use std::path::PathBuf;
 

@@ -195,6 +195,33 @@ impl Project {
         Ok(kubus_query::run_sql(&ctx, sql).await?)
     }
 
+    /// A query result as a table for the output writers: headings, which columns are keys (with the JSON-stat
+    /// role of their dimension), labels, measures and the total marker.
+    pub fn result_table(&self, cube: &str, result: &QueryResult) -> Result<kubus_report::Table> {
+        use kubus_query::ColumnKind as Kind;
+        use kubus_report::{Column, ColumnKind, StatRole};
+        let cube = self.model.cube(cube)?;
+        let mut columns = Vec::new();
+        for c in &result.columns {
+            let kind = match c.kind {
+                Kind::Key => {
+                    let dimension = c.dimension.as_deref().map(|d| self.model.dimension(d)).transpose()?;
+                    let role = dimension.and_then(|d| match (d.kind(), d.is_geo()) {
+                        (kubus_model::DimensionKind::Time, _) => Some(StatRole::Time),
+                        (_, true) => Some(StatRole::Geo),
+                        _ => None,
+                    });
+                    ColumnKind::Key { role }
+                }
+                Kind::Label => ColumnKind::Label,
+                Kind::Measure => ColumnKind::Measure,
+                Kind::Total => ColumnKind::Total,
+            };
+            columns.push(Column { name: c.name.clone(), heading: c.heading.clone(), kind });
+        }
+        Ok(kubus_report::Table { title: cube.label().to_owned(), schema: result.schema.clone(), batches: result.batches.clone(), columns })
+    }
+
     /// The rejected lines in quarantine, of one source or of all, with the source's name.
     pub fn quarantine(&self, source: Option<&str>) -> Result<Vec<(String, QuarantineRow)>> {
         let names: Vec<String> = match source {

@@ -1,0 +1,158 @@
+//! Result tables → files: CSV (plain, or German: `;`, decimal comma, BOM), JSON, JSON-stat 2.0, XLSX and
+//! Parquet. Takes Arrow batches plus the meaning of each column (dimension key, label, measure, total marker);
+//! knows nothing of DataFusion, the warehouse or how the result was computed. Report definitions and the
+//! scheduler join this crate later.
+
+mod json_stat;
+mod text;
+mod xlsx;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use std::io::Write;
+
+/// Errors of the report crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing to the output failed.
+    #[error("cannot write the output")]
+    Io(#[from] std::io::Error),
+    /// Formatting or converting Arrow data failed.
+    #[error("cannot format the result")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Writing CSV failed.
+    #[error("cannot write CSV")]
+    Csv(#[from] csv::Error),
+    /// Writing Parquet failed.
+    #[error("cannot write Parquet")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Writing XLSX failed.
+    #[error("cannot write XLSX")]
+    Xlsx(#[from] rust_xlsxwriter::XlsxError),
+    /// JSON-stat needs a cube query's result: dimension keys, labels and measures.
+    #[error("JSON-stat needs a cube query's result (dimensions and measures), not {what}")]
+    NotACube {
+        /// What was handed in instead.
+        what: String,
+    },
+}
+
+/// Result type of the report crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An output format for result tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated values, UTF-8, `.` as decimal point.
+    Csv,
+    /// CSV as German spreadsheets expect it: `;`, decimal comma, UTF-8 with BOM.
+    CsvGerman,
+    /// A JSON array of objects, one per row.
+    Json,
+    /// A JSON-stat 2.0 dataset (cube query results only).
+    JsonStat,
+    /// An Excel workbook: styled header, number formats, totals in bold.
+    Xlsx,
+    /// Apache Parquet with the result's Arrow schema.
+    Parquet,
+}
+
+/// What a statistical dimension stands for, for JSON-stat's `role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatRole {
+    /// Time.
+    Time,
+    /// Geography.
+    Geo,
+}
+
+/// What a column holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Member keys of a drilled level; null on total rows.
+    Key {
+        /// JSON-stat role, if any.
+        role: Option<StatRole>,
+    },
+    /// Member labels of the key column before it.
+    Label,
+    /// A measure's values.
+    Measure,
+    /// The boolean marker of total rows.
+    Total,
+    /// Anything else (SQL results, quarantine listings).
+    Other,
+}
+
+/// A column of a result table.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// Name in the batches.
+    pub name: String,
+    /// Human heading.
+    pub heading: String,
+    /// What it holds.
+    pub kind: ColumnKind,
+}
+
+/// A result to write: batches plus the meaning of each column.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// A title (cube label, report name); used as sheet name and dataset label.
+    pub title: String,
+    /// The Arrow schema of the rows (also when there are none).
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// One entry per schema column, in order.
+    pub columns: Vec<Column>,
+}
+
+impl Table {
+    /// A table whose columns have no cube meaning (SQL results, listings): headings are the column names.
+    pub fn plain(title: impl Into<String>, schema: SchemaRef, batches: Vec<RecordBatch>) -> Table {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| Column { name: f.name().clone(), heading: f.name().clone(), kind: ColumnKind::Other })
+            .collect();
+        Table { title: title.into(), schema, batches, columns }
+    }
+
+    /// Whether row `row` of `batch` is a total or subtotal.
+    fn is_total(&self, batch: &RecordBatch, row: usize) -> bool {
+        use arrow::array::{Array, BooleanArray};
+        let Some(i) = self.columns.iter().position(|c| c.kind == ColumnKind::Total) else { return false };
+        batch.column(i).as_any().downcast_ref::<BooleanArray>().is_some_and(|a| !a.is_null(row) && a.value(row))
+    }
+}
+
+/// Writes `table` in `format` to `out`.
+pub fn write(table: &Table, format: Format, out: &mut dyn Write) -> Result<()> {
+    match format {
+        Format::Csv => text::csv(table, b',', false, out),
+        Format::CsvGerman => text::csv(table, b';', true, out),
+        Format::Json => text::json(table, out),
+        Format::JsonStat => {
+            let value = json_stat::dataset(table)?;
+            serde_json::to_writer_pretty(&mut *out, &value).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+            Ok(())
+        }
+        Format::Xlsx => {
+            out.write_all(&xlsx::workbook(table)?)?;
+            Ok(())
+        }
+        Format::Parquet => {
+            // The writer wants `Send`; the bytes go through a buffer (results are small).
+            let mut buffer = Vec::new();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut buffer, table.schema.clone(), None)?;
+            for batch in &table.batches {
+                writer.write(batch)?;
+            }
+            writer.close()?;
+            out.write_all(&buffer)?;
+            Ok(())
+        }
+    }
+}

@@ -18,6 +18,8 @@ Writes:
   expected/persons_by_year.csv                      distinct persons (and below B1) per year and over both years.
   expected/need_seats_2024-06.csv                   per district and level: the need in June 2024 and the seats of
                                                     courses starting in 2024 (either may be 0).
+  expected/persons_by_age_group_2024-06.csv         distinct persons in June 2024 by the age groups of the
+                                                    integration courses and by minor/adult.
 
 Usage: python3 sample-data/generate.py   (needs openpyxl)
 """
@@ -117,6 +119,12 @@ def make_persons():
     return persons
 
 
+def age_at(birth, day):
+    """Full years between two dd.mm.yyyy dates."""
+    b, d = dt.datetime.strptime(birth, "%d.%m.%Y").date(), dt.datetime.strptime(day, "%d.%m.%Y").date()
+    return d.year - b.year - ((d.month, d.day) < (b.month, b.day))
+
+
 def fmt_date(d):
     return d.strftime("%d.%m.%Y")
 
@@ -160,7 +168,7 @@ def main():
     quarantine = []
     skipped = []
     june_persons = {}
-    accepted = []  # (year, month, person, district key, level key, in course) of every row kubus must accept
+    accepted = []  # (year, month, person, district key, level key, in course, age) of every row kubus must accept
     for y, m in MONTHS:
         idx = month_index(y, m)
         rows = [row_for(p, y, m) for p in persons if p["from"] <= idx < p["to"]]
@@ -190,7 +198,7 @@ def main():
                 quarantine.append((name, len(lines) + 1, column, reason))
             else:
                 accepted.append((y, m, r["Personennummer"], r["district_key"], r["Sprachniveau"] or "none",
-                                 r["Kursteilnahme"] == "ja"))
+                                 r["Kursteilnahme"] == "ja", age_at(r["Geburtsdatum"], r["Stichtag"])))
                 if (y, m) == (2024, 6):
                     june_persons.setdefault(r["district_key"], set()).add(r["Personennummer"])
             lines.append(";".join(r[h] for h in HEADER))
@@ -227,8 +235,17 @@ def main():
         for year in ["2023", "2024", "all"]:
             rows = [a for a in accepted if year == "all" or a[0] == int(year)]
             w.writerow([year, len({a[2] for a in rows}), len({a[2] for a in rows if a[4] in below_b1})])
+    groups = {("course_age", "u16"): lambda a: a < 16, ("course_age", "16-26"): lambda a: 16 <= a < 27,
+              ("course_age", "27+"): lambda a: a >= 27, ("majority", "minor"): lambda a: a < 18,
+              ("majority", "adult"): lambda a: a >= 18}
+    with open(os.path.join(HERE, "expected", "persons_by_age_group_2024-06.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["hierarchy", "group", "persons"])
+        june = [a for a in accepted if (a[0], a[1]) == (2024, 6)]
+        for (hierarchy, group), test in groups.items():
+            w.writerow([hierarchy, group, len({a[2] for a in june if test(a[6])})])
     need = {}
-    for y, m, nr, district, level, in_course in accepted:
+    for y, m, nr, district, level, in_course, _ in accepted:
         if (y, m) == (2024, 6) and level in below_b1 and not in_course:
             need.setdefault((district, level), set()).add(nr)
     write_offers({k: len(v) for k, v in need.items()})

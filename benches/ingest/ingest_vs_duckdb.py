@@ -19,106 +19,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from workload import generate, project  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "RESULTS.md")
-
-DISTRICTS = ["Innenstadt-West/Kotten", "Innenstadt-Nord/Kaiserberg", "Grübentälchen/Volkspark",
-             "Betzenberg", "Lämmchesberg/Uniwohnstadt", "Bännjerrück/Karl-Pfaff-Siedlung",
-             "Kaiserslautern-West", "Kaiserslautern-Ost", "Innenstadt-Südwest", "Innenstadt-Ost",
-             "Morlautern", "Erlenbach", "Dansenberg", "Hohenecken", "Erfenbach", "Siegelbach",
-             "Mölschbach", "Einsiedlerhof"]
-LEVELS = ["none", "A1", "A2", "B1", "B2", "C1", "C2"]
-STATUS = ["Asylbewerber", "anerkannt", "subsidiär", "geduldet", "EU-Freizügigkeit",
-          "Familiennachzug", "Fachkraft", "Studium", "Ukraine §24"]
-NATIONS = [f"N{i:03d}" for i in range(120)]
-HEADER = ["Personennummer", "Stichtag", "Stadtteil", "Alter", "Geschlecht", "Staatsangehörigkeit",
-          "Aufenthaltsstatus", "Sprachniveau", "Kursteilnahme", "Kursträger", "Kursstunden"]
-
-
-def generate(path, rows, seed=42):
-    """The peers' distributions (seed 42), written as the authority's CSV, in chunks."""
-    rng = np.random.default_rng(seed)
-    months = [(y, m) for y in range(2015, 2027) for m in range(1, 13)]
-    dist_p = rng.dirichlet(np.ones(len(DISTRICTS)) * 2)
-    nat_p = rng.zipf(1.6, len(NATIONS)).astype(float)
-    nat_p /= nat_p.sum()
-    stichtag = np.array([f"01.{m:02d}.{y}" for y, m in months])
-    with open(path, "w", encoding="cp1252", newline="") as f:
-        f.write(";".join(HEADER) + "\r\n")
-        chunk = 500_000
-        for start in range(0, rows, chunk):
-            n = min(chunk, rows - start)
-            pid = rng.integers(0, max(1, rows // 24), n)
-            month = stichtag[rng.integers(0, len(months), n)]
-            district = np.array(DISTRICTS)[rng.choice(len(DISTRICTS), n, p=dist_p)]
-            age = np.clip(rng.gamma(3.0, 9.0, n), 0, 99).astype(int)
-            sex = rng.choice(np.array(["m", "w", "d"]), n, p=[0.55, 0.445, 0.005])
-            nat = np.array(NATIONS)[rng.choice(len(NATIONS), n, p=nat_p)]
-            status = np.array(STATUS)[rng.integers(0, len(STATUS), n)]
-            level = np.array(LEVELS)[rng.choice(len(LEVELS), n, p=[.25, .2, .2, .17, .1, .05, .03])]
-            course = rng.random(n) < 0.3
-            provider = np.where(rng.random(n) < 0.3, rng.integers(1, 41, n), 0)
-            hours = np.round(rng.random(n) * 100, 1)
-            f.write("".join(
-                f"{p};{mo};{d};{a};{s};{na};{st};{lv};{'ja' if c else 'nein'};{f'P{pr:02d}' if pr else ''};{str(h).replace('.', ',')}\r\n"
-                for p, mo, d, a, s, na, st, lv, c, pr, h in zip(pid, month, district, age, sex, nat, status, level, course, provider, hours)
-            ))
-
-
-def member(level, key, label, parent=None):
-    text = f'\n[[members]]\nlevel = "{level}"\nkey = "{key}"\nlabel = "{label}"\n'
-    return text + (f'parent = "{parent}"\n' if parent else "")
-
-
-def enumerated(name, keys_labels, aliases=None):
-    text = f'name = "{name}"\nlabel = "{name}"\n\n[[levels]]\nname = "{name}"\nlabel = "{name}"\n'
-    for key, label in keys_labels:
-        text += member(name, key, label)
-    return text
-
-
-def project(root):
-    """A scratch kubus project with the peers' dimensions, one cube and the authority's source mapping."""
-    for sub in ["dimensions", "cubes", "sources"]:
-        os.makedirs(os.path.join(root, "cube-schemas", sub), exist_ok=True)
-    open(os.path.join(root, "kubus.toml"), "w").write('name = "ingest-bench"\n')
-    dims = {
-        "district": enumerated("district", [(f"D{i + 1:02d}", d) for i, d in enumerate(DISTRICTS)]),
-        "sex": enumerated("sex", [("m", "männlich"), ("w", "weiblich"), ("d", "divers")]),
-        "nationality": enumerated("nationality", [(n, n) for n in NATIONS]),
-        "residence_status": enumerated("residence_status", [(f"S{i + 1}", s) for i, s in enumerate(STATUS)]),
-        "language_level": enumerated("language_level", [(lv, lv) for lv in LEVELS]),
-        "in_course": enumerated("in_course", [("ja", "ja"), ("nein", "nein")]),
-        "provider": enumerated("provider", [("none", "kein Träger")] + [(f"P{i:02d}", f"Träger {i}") for i in range(1, 41)]),
-        "time": 'name = "time"\nlabel = "Zeit"\nkind = "time"\nyears = [2015, 2026]\n'
-                + "".join(f'\n[[levels]]\nname = "{lv}"\nlabel = "{lv}"\n' for lv in ["year", "quarter", "month"]),
-        "age": 'name = "age"\nlabel = "Alter"\nkind = "age"\nmax_age = 99\n'
-               '\n[[levels]]\nname = "age_band"\nlabel = "Altersgruppe"\n\n[[levels]]\nname = "age_year"\nlabel = "Alter"\n'
-               + "".join(f'\n[[bands]]\nkey = "{k}"\nlabel = "{k}"\nfrom = {a}\n' + (f"to = {b}\n" if b else "")
-                         for k, a, b in [("0-17", 0, 18), ("18-64", 18, 65), ("65+", 65, None)]),
-    }
-    for name, text in dims.items():
-        open(os.path.join(root, "cube-schemas", "dimensions", name + ".toml"), "w").write(text)
-    roles = ["month", "district", "age", "sex", "nationality", "residence_status", "language_level", "in_course", "provider"]
-    cube = 'name = "newcomers"\nlabel = "Neuzugewanderte"\n'
-    for r in roles:
-        cube += f'\n[[dimensions]]\nname = "{r}"\n' + ('dimension = "time"\n' if r == "month" else "")
-    cube += '\n[[columns]]\nname = "person_id"\ntype = "string"\n\n[[columns]]\nname = "course_hours"\ntype = "decimal"\n'
-    cube += '\n[[measures]]\nname = "records"\nlabel = "Datensätze"\naggregate = "count"\n'
-    open(os.path.join(root, "cube-schemas", "cubes", "newcomers.toml"), "w").write(cube)
-    source = ('name = "abh"\ncube = "newcomers"\n\n[format]\ntype = "csv"\nencoding = "windows-1252"\ndelimiter = ";"\n'
-              'decimal_separator = ","\ndate_formats = ["%d.%m.%Y"]\n')
-    fields = {"person_id": 'text = "Personennummer"', "month": 'date = "Stichtag"', "district": 'member = "Stadtteil"',
-              "age": 'member = "Alter"', "sex": 'member = "Geschlecht"', "nationality": 'member = "Staatsangehörigkeit"',
-              "residence_status": 'member = "Aufenthaltsstatus"', "language_level": 'member = "Sprachniveau"',
-              "in_course": 'member = "Kursteilnahme"', "provider": 'member = "Kursträger"\nif_empty = "none"',
-              "course_hours": 'number = "Kursstunden"'}
-    for target, body in fields.items():
-        source += f"\n[fields.{target}]\n{body}\n"
-    open(os.path.join(root, "cube-schemas", "sources", "abh.toml"), "w", encoding="utf-8").write(source)
-
 
 def measured(cmd, cwd=None):
     """Runs `cmd` in a child of a fresh Python process; returns (seconds, peak RSS in MB of that child, stdout)."""

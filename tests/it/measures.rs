@@ -154,3 +154,37 @@ fn demand_against_supply_combines_two_cubes_without_fanning_out() {
     assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
     assert!(out.stderr.contains("unknown dimension or level 'month'"), "{}", out.stderr);
 }
+
+#[test]
+fn further_hierarchies_roll_up_the_same_facts() {
+    let dir = demo_project();
+    // Age: the integration-course groups and minor/adult, against the generator's ages at the reference date.
+    let groups = fixture("persons_by_age_group_2024-06.csv");
+    for hierarchy in ["course_age", "majority"] {
+        let rows = query(dir, &["newcomers", "-m", "persons", "-d", hierarchy, "-c", "month=2024-06"]);
+        let want: Vec<[&str; 2]> = groups.iter().filter(|g| g[0] == hierarchy).map(|g| [g[1].as_str(), g[2].as_str()]).collect();
+        let got: Vec<[&str; 2]> = rows.iter().map(|r| [r[0].as_str(), r[2].as_str()]).collect();
+        assert_eq!(got, want, "{hierarchy}");
+    }
+    let rows = query(dir, &["newcomers", "-m", "persons", "-c", "age=16-26", "-c", "month=2024-06"]);
+    assert_eq!(rows[0][0], groups.iter().find(|g| g[1] == "16-26").unwrap()[2], "a cut on a band of another hierarchy");
+
+    // Time: school years run from August to July; a stock takes the school year's last month with facts.
+    let months = months();
+    let rows = query(dir, &["newcomers", "-m", "stock", "-m", "persons", "-d", "school_year", "--totals"]);
+    let keys: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(keys, ["2022/23", "2023/24", "2024/25", ""]);
+    assert_eq!(rows[0][2], months["2023-07"][0].to_string());
+    assert_eq!(rows[1][2], months["2024-07"][0].to_string());
+    assert_eq!(rows[2][2], months["2024-12"][0].to_string(), "the last month with facts");
+    let by_range = query(dir, &["newcomers", "-m", "persons", "-c", "month=2023-08..2024-07"]);
+    assert_eq!(rows[1][3], by_range[0][0], "school year 2023/24 is August 2023 to July 2024");
+    let by_cut = query(dir, &["newcomers", "-m", "persons", "-c", "school_year=2023/2024"]);
+    assert_eq!(by_cut, by_range, "a cut by school year (here by its alias)");
+    // The previous period of a school year is the school year before.
+    let rows = query(dir, &["newcomers", "-m", "persons", "-m", "persons_previous", "-d", "school_year"]);
+    assert_eq!(rows[1][3], rows[0][2]);
+    // A cube that records years cannot be drilled by school year.
+    let out = cli(dir, &["query", "population_by_land", "-m", "inhabitants", "-d", "school_year"]);
+    assert!(out.stderr.contains("records reference_date by year, which does not roll up into level school_year"), "{}", out.stderr);
+}

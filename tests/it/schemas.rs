@@ -77,7 +77,7 @@ aggregate = "sum"
 label = "D"
 colour = "blue"
 "#;
-    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]), ["d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `open_top`, `bands`, `ordered`, `geo`"]);
+    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]), ["d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `open_top`, `bands`, `ordered`, `geo`, `hierarchies`"]);
 
     let members = r#"name = "d"
 label = "D"
@@ -232,6 +232,51 @@ from = "c.n"
             // Cube c is invalid, so the drill-across cube cannot find it either.
             "a.toml:3: across[0]: unknown cube 'c'",
             "a.toml:3: across[1]: unknown cube 'nope'",
+        ]
+    );
+}
+
+#[test]
+fn invalid_hierarchies_give_their_diagnostics() {
+    let age = r#"name = "age"
+label = "Alter"
+kind = "age"
+max_age = 20
+
+[[levels]]
+name = "band"
+label = "Band"
+
+[[levels]]
+name = "year"
+label = "Jahr"
+
+[[bands]]
+key = "all"
+label = "alle"
+from = 0
+
+[[hierarchies]]
+name = "band"
+label = "again"
+
+[[hierarchies]]
+name = "minor"
+label = "Minderjährig"
+
+[[hierarchies.bands]]
+key = "minor"
+label = "minderjährig"
+from = 0
+to = 18
+"#;
+    let with_hierarchy = format!("{SEX}\n[[hierarchies]]\nname = \"x\"\nlabel = \"X\"\n");
+    assert_eq!(
+        diagnostics(&[("age.toml", SchemaKind::Dimension, age), ("sex.toml", SchemaKind::Dimension, &with_hierarchy)]),
+        [
+            "age.toml:20: hierarchies[0].name: level 'band' is declared twice",
+            "age.toml:27: hierarchies[1].bands: age 18 lies in 0 bands; bands must cover 0..=20 exactly once",
+            "sex.toml:13: hierarchies[0]: further hierarchies exist for time dimensions (kind = \"school_year\") and age dimensions (bands)",
         ]
     );
 }

@@ -506,7 +506,7 @@ impl<'a> Converter<'a> {
                 let text = first.text();
                 let found = if f.field.subtotals() { dimension.resolve_up_to(*level, &text).ok() } else { None };
                 match found {
-                    Some(m) if m.level < *level => Ok(Value::Subtotal(m)),
+                    Some(m) if m.level != *level => Ok(Value::Subtotal(m)),
                     Some(m) => Ok(Value::Member(m)),
                     None => dimension
                         .resolve(Some(*level), &text)

@@ -18,12 +18,15 @@ pub enum DimensionKind {
     Age,
 }
 
-/// One level of a dimension's hierarchy.
+/// One level of a dimension. The `levels` of the schema form the main hierarchy from coarse to fine; each further
+/// hierarchy adds a level directly above the finest one (age bands of another kind, the school year).
 #[derive(Debug, Clone)]
 pub struct Level {
     name: String,
     label: String,
     label_en: Option<String>,
+    finer: Option<usize>,
+    hierarchy: Option<String>,
 }
 
 impl Level {
@@ -38,6 +41,14 @@ impl Level {
     /// The English label, falling back to the German one.
     pub fn label_en(&self) -> &str {
         self.label_en.as_deref().unwrap_or(&self.label)
+    }
+    /// The level directly below this one in its hierarchy (`None` for the finest level).
+    pub fn finer(&self) -> Option<usize> {
+        self.finer
+    }
+    /// The further hierarchy this level belongs to (`None` for the main one).
+    pub fn hierarchy(&self) -> Option<&str> {
+        self.hierarchy.as_deref()
     }
 }
 
@@ -68,7 +79,7 @@ impl Member {
     pub fn aliases(&self) -> &[String] {
         &self.aliases
     }
-    /// Index of the parent member in the next coarser level.
+    /// Index of the parent member in the next coarser level of the main hierarchy.
     pub fn parent(&self) -> Option<usize> {
         self.parent
     }
@@ -102,6 +113,8 @@ pub struct Dimension {
     open_top: bool,
     levels: Vec<Level>,
     members: Vec<Vec<Member>>,
+    /// For each level of a further hierarchy: the index of the parent of each member of the finest level.
+    hierarchy_parents: Vec<Vec<usize>>,
     index: Vec<LevelIndex>,
 }
 
@@ -149,9 +162,35 @@ impl Dimension {
     pub fn levels(&self) -> &[Level] {
         &self.levels
     }
-    /// Index of the finest level.
+    /// Index of the finest level (the last of the main hierarchy; further hierarchies' levels follow it).
     pub fn finest(&self) -> usize {
-        self.levels.len() - 1
+        self.levels.iter().position(|l| l.finer.is_none()).expect("validated: a dimension has a finest level")
+    }
+    /// The levels from `level` down to the finest, following its hierarchy.
+    fn chain_down(&self, level: usize) -> Vec<usize> {
+        let mut chain = vec![level];
+        while let Some(finer) = self.levels[*chain.last().expect("not empty")].finer {
+            chain.push(finer);
+        }
+        chain
+    }
+    /// Whether members of `from` roll up into `to` (the same level, or one above it in a hierarchy).
+    pub fn rolls_up(&self, from: usize, to: usize) -> bool {
+        self.chain_down(to).contains(&from)
+    }
+    /// The levels that members of `level` roll up into, `level` first, then the coarser ones.
+    pub fn levels_above(&self, level: usize) -> Vec<usize> {
+        let mut above: Vec<usize> = (0..self.levels.len()).filter(|&l| l != level && self.rolls_up(level, l)).collect();
+        above.sort_by_key(|&l| self.chain_down(l).len());
+        std::iter::once(level).chain(above).collect()
+    }
+    /// For time dimensions, how many months a member of `level` spans (year 12, quarter 3, month 1, school year 12).
+    pub fn months_per_member(&self, level: usize) -> Option<usize> {
+        (self.kind == DimensionKind::Time).then(|| match self.levels[level].name.as_str() {
+            "quarter" => 3,
+            "month" => 1,
+            _ => 12,
+        })
     }
     /// Members of a level, in order.
     pub fn members(&self, level: usize) -> &[Member] {
@@ -169,20 +208,29 @@ impl Dimension {
         })
     }
 
-    /// The ancestor of `at` at the coarser (or same) `level`.
+    /// The ancestor of `at` at `level`, which its level must roll up into (see [`Dimension::rolls_up`]).
     pub fn ancestor(&self, at: MemberRef, level: usize) -> usize {
-        let mut cur = at;
-        while cur.level > level {
-            let parent = self.member(cur).parent.expect("validated: every non-root member has a parent");
-            cur = MemberRef { level: cur.level - 1, index: parent };
+        let chain = self.chain_down(level);
+        let from = chain.iter().position(|&l| l == at.level).expect("callers check that the level rolls up");
+        let mut index = at.index;
+        for step in (0..from).rev() {
+            let (coarser, finer) = (chain[step], chain[step + 1]);
+            index = if self.levels[coarser].hierarchy.is_some() {
+                self.hierarchy_parents[coarser][index]
+            } else {
+                self.members[finer][index].parent.expect("validated: every non-root member has a parent")
+            };
         }
-        cur.index
+        index
     }
 
-    /// The members of the finer (or same) `level` below `at`, in order.
+    /// The members of `level` below `at`, in order (empty when `level` does not roll up into `at`'s level).
     pub fn descendants(&self, at: MemberRef, level: usize) -> Vec<usize> {
-        if level <= at.level {
+        if level == at.level {
             return vec![at.index];
+        }
+        if !self.rolls_up(level, at.level) {
+            return Vec::new();
         }
         (0..self.members[level].len())
             .filter(|&i| self.ancestor(MemberRef { level, index: i }, at.level) == at.index)
@@ -198,10 +246,9 @@ impl Dimension {
         }
     }
 
-    /// Resolves text to a member of `finest` or a coarser level, trying the finer levels first.
+    /// Resolves text to a member of `finest` or a level it rolls up into, trying the finer levels first.
     pub fn resolve_up_to(&self, finest: usize, value: &str) -> Result<MemberRef> {
-        let levels: Vec<usize> = (0..=finest.min(self.finest())).rev().collect();
-        self.resolve_in(&levels, None, value)
+        self.resolve_in(&self.levels_above(finest), None, value)
     }
 
     fn resolve_in(&self, levels: &[usize], level: Option<usize>, value: &str) -> Result<MemberRef> {
@@ -303,12 +350,14 @@ pub fn month_key(year: i32, month: u32) -> String {
     format!("{year:04}-{month:02}")
 }
 
-/// The key of the member of a time dimension's level (0 year, 1 quarter, 2 month) that holds a calendar date.
+/// The key of the member of a time dimension's level (0 year, 1 quarter, 2 month, 3 school year) that holds a
+/// calendar date.
 pub fn time_key(level: usize, year: i32, month: u32) -> String {
     match level {
         0 => format!("{year:04}"),
         1 => format!("{year:04}-Q{}", month.div_ceil(3)),
-        _ => month_key(year, month),
+        2 => month_key(year, month),
+        _ => school_year_key(year, month),
     }
 }
 
@@ -375,12 +424,15 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
             DimensionKind::Enumerated
         }
     };
-    let levels: Vec<Level> = raw
+    let main = raw.levels.len();
+    let mut levels: Vec<Level> = raw
         .levels
         .iter()
-        .map(|l| {
+        .enumerate()
+        .map(|(i, l)| {
             let l = l.get_ref();
-            Level { name: l.name.get_ref().clone(), label: l.label.clone(), label_en: l.label_en.clone() }
+            let finer = (i + 1 < main).then_some(i + 1);
+            Level { name: l.name.get_ref().clone(), label: l.label.clone(), label_en: l.label_en.clone(), finer, hierarchy: None }
         })
         .collect();
     if levels.is_empty() {
@@ -393,7 +445,7 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
         }
     }
     let level_names: Vec<String> = levels.iter().map(|l| l.name.clone()).collect();
-    let members = match kind {
+    let mut members = match kind {
         DimensionKind::Time => {
             if level_names != ["year", "quarter", "month"] {
                 sink.with(Some(raw.levels[0].span()), "levels", "a time dimension has the levels year, quarter, month", vec!["year, quarter, month".into()]);
@@ -417,21 +469,12 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
             }
             let max_age = raw.max_age.as_ref().map(|m| *m.get_ref()).unwrap_or(110);
             let bands: Vec<&RawBand> = raw.bands.iter().map(|b| b.get_ref()).collect();
-            for age in 0..=max_age {
-                let covering = bands.iter().filter(|b| age >= b.from && b.to.is_none_or(|to| age < to)).count();
-                if covering != 1 {
-                    sink.at(
-                        raw.bands.first().map(|b| b.span()).or(Some(raw.name.span())),
-                        "bands",
-                        format!("age {age} lies in {covering} bands; bands must cover 0..={max_age} exactly once"),
-                    );
-                    break;
-                }
-            }
+            check_bands(&bands, max_age, raw.bands.first().map(|b| b.span()).unwrap_or(raw.name.span()), "bands", sink);
             age_members(max_age, raw.open_top, &bands)
         }
         DimensionKind::Enumerated => lower_members(&raw, &level_names, sink),
     };
+    let hierarchy_parents = lower_hierarchies(&raw, kind, &mut levels, &mut members, sink);
     let mut dim = Dimension {
         name,
         label: raw.label,
@@ -442,10 +485,111 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
         open_top: raw.open_top,
         levels,
         members,
+        hierarchy_parents,
         index: Vec::new(),
     };
     dim.build_index();
     (sink.out.len() == before).then_some(dim)
+}
+
+/// Bands must cover every age from 0 to `max_age` exactly once.
+fn check_bands(bands: &[&RawBand], max_age: u32, span: std::ops::Range<usize>, path: &str, sink: &mut Sink<'_>) {
+    for age in 0..=max_age {
+        let covering = bands.iter().filter(|b| age >= b.from && b.to.is_none_or(|to| age < to)).count();
+        if covering != 1 {
+            sink.at(Some(span), path.to_owned(), format!("age {age} lies in {covering} bands; bands must cover 0..={max_age} exactly once"));
+            break;
+        }
+    }
+}
+
+/// The levels of further hierarchies, each directly above the finest level: age bands of another kind, or the
+/// school year (August to July) of a time dimension. Returns, per level, the parent of each finest member.
+fn lower_hierarchies(raw: &RawDimension, kind: DimensionKind, levels: &mut Vec<Level>, members: &mut Vec<Vec<Member>>, sink: &mut Sink<'_>) -> Vec<Vec<usize>> {
+    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); levels.len()];
+    let finest = levels.len() - 1;
+    if members.len() != levels.len() {
+        return parents;
+    }
+    for (i, h) in raw.hierarchies.iter().enumerate() {
+        let path = format!("hierarchies[{i}]");
+        let h_span = h.span();
+        let h = h.get_ref();
+        let name = h.name.get_ref().clone();
+        if levels.iter().any(|l| l.name == name) {
+            sink.at(Some(h.name.span()), format!("{path}.name"), format!("level '{name}' is declared twice"));
+            continue;
+        }
+        let (level_members, up): (Vec<Member>, Vec<usize>) = match (kind, h.kind.as_ref().map(|k| k.get_ref().as_str())) {
+            (DimensionKind::Time, Some("school_year")) => school_years(&members[finest], levels[finest].name == "month"),
+            (DimensionKind::Time, other) => {
+                let span = h.kind.as_ref().map(|k| k.span()).unwrap_or(h_span);
+                let what = other.map_or("a time hierarchy needs a kind".to_owned(), |o| format!("unknown hierarchy kind '{o}'"));
+                sink.with(Some(span), format!("{path}.kind"), what, vec!["school_year".into()]);
+                continue;
+            }
+            (DimensionKind::Age, None) => {
+                let bands: Vec<&RawBand> = h.bands.iter().map(|b| b.get_ref()).collect();
+                let max_age = members[finest].len() as u32 - 1;
+                let before = sink.out.len();
+                check_bands(&bands, max_age, h.bands.first().map(|b| b.span()).unwrap_or(h_span.clone()), &format!("{path}.bands"), sink);
+                if sink.out.len() != before {
+                    continue;
+                }
+                let level_members = bands
+                    .iter()
+                    .map(|b| member(b.key.get_ref().clone(), b.label.clone(), b.label_en.clone(), b.aliases.clone(), None))
+                    .collect();
+                let up = (0..=max_age)
+                    .map(|a| bands.iter().position(|b| a >= b.from && b.to.is_none_or(|to| a < to)).expect("checked: bands cover every age"))
+                    .collect();
+                (level_members, up)
+            }
+            _ => {
+                sink.at(Some(h_span), path, "further hierarchies exist for time dimensions (kind = \"school_year\") and age dimensions (bands)");
+                continue;
+            }
+        };
+        if level_members.is_empty() {
+            sink.at(Some(h_span), path, "this hierarchy has no members (a school year needs months)");
+            continue;
+        }
+        levels.push(Level { name, label: h.label.clone(), label_en: h.label_en.clone(), finer: Some(finest), hierarchy: Some(h.name.get_ref().clone()) });
+        members.push(level_members);
+        parents.push(up);
+    }
+    parents
+}
+
+/// School years (August to July) over the months of a time dimension: `2023/24`, "Schuljahr 2023/24".
+fn school_years(months: &[Member], finest_is_month: bool) -> (Vec<Member>, Vec<usize>) {
+    if !finest_is_month {
+        return (Vec::new(), Vec::new());
+    }
+    let mut years: Vec<Member> = Vec::new();
+    let mut up = Vec::with_capacity(months.len());
+    for m in months {
+        let (year, month) = m.key.split_once('-').and_then(|(y, mo)| Some((y.parse::<i32>().ok()?, mo.parse::<u32>().ok()?))).expect("generated month keys");
+        let key = school_year_key(year, month);
+        if years.last().is_none_or(|y| y.key != key) {
+            let start = if month >= 8 { year } else { year - 1 };
+            years.push(member(
+                key.clone(),
+                format!("Schuljahr {key}"),
+                Some(format!("School year {key}")),
+                vec![format!("{start}/{}", start + 1), format!("SJ {key}")],
+                None,
+            ));
+        }
+        up.push(years.len() - 1);
+    }
+    (years, up)
+}
+
+/// The key of the school year (August to July) that holds a month: `2023/24`.
+pub fn school_year_key(year: i32, month: u32) -> String {
+    let start = if month >= 8 { year } else { year - 1 };
+    format!("{start}/{:02}", (start + 1).rem_euclid(100))
 }
 
 fn lower_members(raw: &RawDimension, level_names: &[String], sink: &mut Sink<'_>) -> Vec<Vec<Member>> {

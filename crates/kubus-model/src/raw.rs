@@ -29,6 +29,23 @@ pub struct RawDimension {
     /// Members are places (for JSON-stat's `geo` role).
     #[serde(default)]
     pub geo: bool,
+    /// Further hierarchies over the finest level, each with one level of its own.
+    #[serde(default)]
+    pub hierarchies: Vec<S<RawHierarchy>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHierarchy {
+    /// The hierarchy's name, also the name of its level.
+    pub name: S<String>,
+    pub label: String,
+    pub label_en: Option<String>,
+    /// Time dimensions: how the level is generated (`school_year`).
+    pub kind: Option<S<String>>,
+    /// Age dimensions: the level's bands.
+    #[serde(default)]
+    pub bands: Vec<S<RawBand>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -453,13 +453,13 @@ fn cast_to_utf8(array: &ArrayRef) -> Result<ArrayRef> {
 /// `None` for a total over time without a time cut, which has no earlier period.
 fn period_length(plan: &CubePlan<'_>, grain: &[usize], period: Period) -> Option<usize> {
     let time = plan.time.as_ref().expect("planned: time comparisons have a time role");
-    let facts = time.dimension.members(time.fact_level).len();
-    let per = |level: usize| facts / time.dimension.members(level).len();
+    let months = |level: usize| time.dimension.months_per_member(level).expect("a time dimension");
+    let per = |level: usize| months(level) / months(time.fact_level);
     let drilled = grain.iter().map(|&i| &plan.drilldowns[i].0).find(|l| l.role == time.role);
     let cut = plan.cuts.iter().find(|c| c.role == time.role && !c.negated);
     match (period, drilled, cut) {
         (_, None, None) => None,
-        (Period::LastYear, _, _) => Some(per(0)),
+        (Period::LastYear, _, _) => Some(12 / months(time.fact_level)),
         (Period::Previous, Some(l), _) => Some(per(l.level)),
         (Period::Previous, None, Some(c)) => Some(c.members.last()? - c.members.first()? + 1),
     }
@@ -491,12 +491,12 @@ pub fn cube_view(ctx: &SessionContext, model: &Model, cube: &Cube, facts: Arc<dy
     let mut measures: Vec<Expr> = cube.columns().iter().map(|c| col(c.name())).collect();
     for role in cube.dimensions() {
         let dim = model.dimension(role.dimension())?;
-        let levels: Vec<usize> = (0..=role.fact_level()).collect();
+        let levels = dim.levels_above(role.fact_level());
         let prefix = format!("__v_{}_", role.name());
         let members = ctx.read_batch(member_batch(dim, role.fact_level(), &levels, &prefix, 0)?)?;
         df = df.join(members, JoinType::Left, &[role.name()], &[format!("{prefix}join").as_str()], None)?;
         select.push(col(role.name()));
-        for &level in levels.iter().rev() {
+        for &level in &levels {
             let name = dim.levels()[level].name();
             let out = if level == role.fact_level() { role.name().to_owned() } else { format!("{}_{name}", role.name()) };
             if level != role.fact_level() {

@@ -40,6 +40,9 @@ pub enum Error {
     /// A level finer than the facts record.
     #[error("cube {cube} records {role} by {recorded}; level {level} is finer than that")]
     TooFine { cube: String, role: String, level: String, recorded: String },
+    /// A level of another hierarchy that the recorded level does not roll up into.
+    #[error("cube {cube} records {role} by {recorded}, which does not roll up into level {level}")]
+    NotAbove { cube: String, role: String, level: String, recorded: String },
     /// A range whose end comes before its start.
     #[error("the range in '{cut}' is empty: its end comes before its start")]
     EmptyRange { cut: String },

@@ -124,15 +124,16 @@ pub fn resolve_target<'m>(model: &'m Model, cube: &'m Cube, name: &str) -> Resul
 }
 
 fn check_recorded(l: &LevelRef<'_>, cube: &Cube) -> Result<()> {
-    if l.level > l.fact_level {
-        return Err(Error::TooFine {
-            cube: cube.name().to_owned(),
-            role: l.role.to_owned(),
-            level: l.level_name().to_owned(),
-            recorded: l.dimension.levels()[l.fact_level].name().to_owned(),
-        });
+    if l.dimension.rolls_up(l.fact_level, l.level) {
+        return Ok(());
     }
-    Ok(())
+    let (cube, role) = (cube.name().to_owned(), l.role.to_owned());
+    let (level, recorded) = (l.level_name().to_owned(), l.dimension.levels()[l.fact_level].name().to_owned());
+    Err(if l.dimension.rolls_up(l.level, l.fact_level) {
+        Error::TooFine { cube, role, level, recorded }
+    } else {
+        Error::NotAbove { cube, role, level, recorded }
+    })
 }
 
 /// Resolves a cut to the fact-level members it keeps (or drops).

@@ -1,0 +1,157 @@
+"""The reference workload of ../shared/peers as office exports: the newcomers (one row per person and month, the
+peers' distributions, seed 42) as the foreigners' authority writes them (Windows-1252, ';', decimal commas,
+dd.mm.yyyy, German headers), course offers as the providers write them, and a scratch kubus project that ingests
+both. Shared by the ingest benchmark and the query comparison.
+"""
+import os
+
+import numpy as np
+
+DISTRICTS = ["Innenstadt-West/Kotten", "Innenstadt-Nord/Kaiserberg", "Grübentälchen/Volkspark",
+             "Betzenberg", "Lämmchesberg/Uniwohnstadt", "Bännjerrück/Karl-Pfaff-Siedlung",
+             "Kaiserslautern-West", "Kaiserslautern-Ost", "Innenstadt-Südwest", "Innenstadt-Ost",
+             "Morlautern", "Erlenbach", "Dansenberg", "Hohenecken", "Erfenbach", "Siegelbach",
+             "Mölschbach", "Einsiedlerhof"]
+LEVELS = ["none", "A1", "A2", "B1", "B2", "C1", "C2"]
+STATUS = ["Asylbewerber", "anerkannt", "subsidiär", "geduldet", "EU-Freizügigkeit",
+          "Familiennachzug", "Fachkraft", "Studium", "Ukraine §24"]
+NATIONS = [f"N{i:03d}" for i in range(120)]
+HEADER = ["Personennummer", "Stichtag", "Stadtteil", "Alter", "Geschlecht", "Staatsangehörigkeit",
+          "Aufenthaltsstatus", "Sprachniveau", "Kursteilnahme", "Kursträger", "Kursstunden"]
+
+
+def generate(path, rows, seed=42):
+    """The peers' distributions (seed 42), written as the authority's CSV, in chunks."""
+    rng = np.random.default_rng(seed)
+    months = [(y, m) for y in range(2015, 2027) for m in range(1, 13)]
+    dist_p = rng.dirichlet(np.ones(len(DISTRICTS)) * 2)
+    nat_p = rng.zipf(1.6, len(NATIONS)).astype(float)
+    nat_p /= nat_p.sum()
+    stichtag = np.array([f"01.{m:02d}.{y}" for y, m in months])
+    with open(path, "w", encoding="cp1252", newline="") as f:
+        f.write(";".join(HEADER) + "\r\n")
+        chunk = 500_000
+        for start in range(0, rows, chunk):
+            n = min(chunk, rows - start)
+            pid = rng.integers(0, max(1, rows // 24), n)
+            month = stichtag[rng.integers(0, len(months), n)]
+            district = np.array(DISTRICTS)[rng.choice(len(DISTRICTS), n, p=dist_p)]
+            age = np.clip(rng.gamma(3.0, 9.0, n), 0, 99).astype(int)
+            sex = rng.choice(np.array(["m", "w", "d"]), n, p=[0.55, 0.445, 0.005])
+            nat = np.array(NATIONS)[rng.choice(len(NATIONS), n, p=nat_p)]
+            status = np.array(STATUS)[rng.integers(0, len(STATUS), n)]
+            level = np.array(LEVELS)[rng.choice(len(LEVELS), n, p=[.25, .2, .2, .17, .1, .05, .03])]
+            course = rng.random(n) < 0.3
+            provider = np.where(rng.random(n) < 0.3, rng.integers(1, 41, n), 0)
+            hours = np.round(rng.random(n) * 100, 1)
+            f.write("".join(
+                f"{p};{mo};{d};{a};{s};{na};{st};{lv};{'ja' if c else 'nein'};{f'P{pr:02d}' if pr else ''};{str(h).replace('.', ',')}\r\n"
+                for p, mo, d, a, s, na, st, lv, c, pr, h in zip(pid, month, district, age, sex, nat, status, level, course, provider, hours)
+            ))
+
+
+def member(level, key, label, parent=None):
+    text = f'\n[[members]]\nlevel = "{level}"\nkey = "{key}"\nlabel = "{label}"\n'
+    return text + (f'parent = "{parent}"\n' if parent else "")
+
+
+def enumerated(name, keys_labels, aliases=None):
+    text = f'name = "{name}"\nlabel = "{name}"\n\n[[levels]]\nname = "{name}"\nlabel = "{name}"\n'
+    for key, label in keys_labels:
+        text += member(name, key, label)
+    return text
+
+
+def time_dimension():
+    return ('name = "time"\nlabel = "Zeit"\nkind = "time"\nyears = [2015, 2026]\n'
+            + "".join(f'\n[[levels]]\nname = "{lv}"\nlabel = "{lv}"\n' for lv in ["year", "quarter", "month"]))
+
+
+# The age bands of the reference query q03.
+AGE_BANDS = [("0-5", 0, 6), ("6-15", 6, 16), ("16-17", 16, 18), ("18-24", 18, 25), ("25-64", 25, 65), ("65+", 65, None)]
+
+MEASURES = [
+    ("records", 'aggregate = "count"'),
+    ("persons", 'aggregate = "count_distinct"\ncolumn = "person_id"'),
+    ("hours", 'aggregate = "sum"\ncolumn = "course_hours"'),
+    ("avg_age", 'aggregate = "avg"\ncolumn = "age_years"'),
+    ("records_below_b1", 'aggregate = "count"\nfilter = ["language_level<B1"]'),
+    ("need", 'aggregate = "count_distinct"\ncolumn = "person_id"\nfilter = ["language_level<B1", "in_course=nein"]'),
+    ("share_below_b1", 'ratio = ["records_below_b1", "records"]'),
+    ("records_change", 'change = "records"\nagainst = "previous"'),
+]
+
+
+def project(root):
+    """A scratch kubus project with the peers' dimensions, the newcomers and course-offers cubes, their sources
+    (the authority's CSV, the providers' CSV) and the drill-across cube of demand against supply."""
+    for sub in ["dimensions", "cubes", "sources"]:
+        os.makedirs(os.path.join(root, "cube-schemas", sub), exist_ok=True)
+    open(os.path.join(root, "kubus.toml"), "w").write('name = "bench"\n')
+    dims = {
+        "district": enumerated("district", [(f"D{i + 1:02d}", d) for i, d in enumerate(DISTRICTS)]),
+        "sex": enumerated("sex", [("m", "männlich"), ("w", "weiblich"), ("d", "divers")]),
+        "nationality": enumerated("nationality", [(n, n) for n in NATIONS]),
+        "residence_status": enumerated("residence_status", [(f"S{i + 1}", s) for i, s in enumerate(STATUS)]),
+        "language_level": "ordered = true\n" + enumerated("language_level", [(lv, lv) for lv in LEVELS]),
+        "in_course": enumerated("in_course", [("ja", "ja"), ("nein", "nein")]),
+        "provider": enumerated("provider", [("none", "kein Träger")] + [(f"P{i:02d}", f"Träger {i}") for i in range(1, 41)]),
+        "time": time_dimension(),
+        "age": 'name = "age"\nlabel = "Alter"\nkind = "age"\nmax_age = 99\n'
+               '\n[[levels]]\nname = "age_band"\nlabel = "Altersgruppe"\n\n[[levels]]\nname = "age_year"\nlabel = "Alter"\n'
+               + "".join(f'\n[[bands]]\nkey = "{k}"\nlabel = "{k}"\nfrom = {a}\n' + (f"to = {b}\n" if b else "")
+                         for k, a, b in AGE_BANDS),
+    }
+    for name, text in dims.items():
+        open(os.path.join(root, "cube-schemas", "dimensions", name + ".toml"), "w").write(text)
+    roles = ["month", "district", "age", "sex", "nationality", "residence_status", "language_level", "in_course", "provider"]
+    cube = 'name = "newcomers"\nlabel = "Neuzugewanderte"\n'
+    for r in roles:
+        cube += f'\n[[dimensions]]\nname = "{r}"\n' + ('dimension = "time"\n' if r == "month" else "")
+    for name, ty in [("person_id", "string"), ("course_hours", "decimal"), ("age_years", "integer")]:
+        cube += f'\n[[columns]]\nname = "{name}"\ntype = "{ty}"\n'
+    for name, body in MEASURES:
+        cube += f'\n[[measures]]\nname = "{name}"\nlabel = "{name}"\n{body}\n'
+    open(os.path.join(root, "cube-schemas", "cubes", "newcomers.toml"), "w").write(cube)
+    offers = ('name = "course_offers"\nlabel = "Kursangebote"\n'
+              + "".join(f'\n[[dimensions]]\nname = "{r}"\n' for r in ["provider", "district", "language_level"])
+              + '\n[[dimensions]]\nname = "start_month"\ndimension = "time"\n'
+              + '\n[[columns]]\nname = "seats"\ntype = "integer"\n'
+              + '\n[[measures]]\nname = "seats"\nlabel = "Plätze"\naggregate = "sum"\ncolumn = "seats"\n')
+    open(os.path.join(root, "cube-schemas", "cubes", "course_offers.toml"), "w").write(offers)
+    demand = ('name = "language_demand"\nlabel = "Bedarf und Angebot"\nacross = ["newcomers", "course_offers"]\n'
+              '\n[[measures]]\nname = "need"\nlabel = "Bedarf"\nfrom = "newcomers.need"\n'
+              '\n[[measures]]\nname = "seats"\nlabel = "Plätze"\nfrom = "course_offers.seats"\n'
+              '\n[[measures]]\nname = "gap"\nlabel = "Lücke"\ndifference = ["seats", "need"]\n')
+    open(os.path.join(root, "cube-schemas", "cubes", "language_demand.toml"), "w").write(demand)
+    source = ('name = "abh"\ncube = "newcomers"\n\n[format]\ntype = "csv"\nencoding = "windows-1252"\ndelimiter = ";"\n'
+              'decimal_separator = ","\ndate_formats = ["%d.%m.%Y"]\n')
+    fields = {"person_id": 'text = "Personennummer"', "month": 'date = "Stichtag"', "district": 'member = "Stadtteil"',
+              "age": 'member = "Alter"', "age_years": 'number = "Alter"', "sex": 'member = "Geschlecht"',
+              "nationality": 'member = "Staatsangehörigkeit"', "residence_status": 'member = "Aufenthaltsstatus"',
+              "language_level": 'member = "Sprachniveau"', "in_course": 'member = "Kursteilnahme"',
+              "provider": 'member = "Kursträger"\nif_empty = "none"', "course_hours": 'number = "Kursstunden"'}
+    for target, body in fields.items():
+        source += f"\n[fields.{target}]\n{body}\n"
+    open(os.path.join(root, "cube-schemas", "sources", "abh.toml"), "w", encoding="utf-8").write(source)
+    source = ('name = "offers"\ncube = "course_offers"\n\n[format]\ntype = "csv"\nencoding = "windows-1252"\ndelimiter = ";"\n'
+              'date_formats = ["%d.%m.%Y"]\n')
+    fields = {"provider": 'member = "Träger"', "district": 'member = "Stadtteil"', "language_level": 'member = "Niveau"',
+              "start_month": 'date = "Kursbeginn"', "seats": 'number = "Plätze"'}
+    for target, body in fields.items():
+        source += f"\n[fields.{target}]\n{body}\n"
+    open(os.path.join(root, "cube-schemas", "sources", "offers.toml"), "w", encoding="utf-8").write(source)
+
+
+def generate_offers(path, seed=43):
+    """Course offers in the peers' shape (200 per district): provider, district, level, start month, seats."""
+    rng = np.random.default_rng(seed)
+    months = [(y, m) for y in range(2015, 2027) for m in range(1, 13)]
+    m = 200 * len(DISTRICTS)
+    with open(path, "w", encoding="cp1252", newline="") as f:
+        f.write("Träger;Stadtteil;Niveau;Kursbeginn;Plätze\r\n")
+        for provider, district, level, month, seats in zip(
+                rng.integers(1, 41, m), np.array(DISTRICTS)[rng.integers(0, len(DISTRICTS), m)],
+                np.array(LEVELS[1:])[rng.integers(0, 6, m)], rng.integers(0, len(months), m), rng.integers(8, 25, m)):
+            y, mo = months[month]
+            f.write(f"P{provider:02d};{district};{level};01.{mo:02d}.{y};{seats}\r\n")

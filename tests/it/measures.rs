@@ -188,3 +188,39 @@ fn further_hierarchies_roll_up_the_same_facts() {
     let out = cli(dir, &["query", "population_by_land", "-m", "inhabitants", "-d", "school_year"]);
     assert!(out.stderr.contains("records reference_date by year, which does not roll up into level school_year"), "{}", out.stderr);
 }
+
+#[test]
+fn members_and_explain_show_the_cube_in_its_own_terms() {
+    let dir = demo_project();
+    let out = cli(dir, &["members", "age", "--level", "course_age", "-f", "csv"]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let keys: Vec<String> = crate::support::csv_rows(&out.stdout).into_iter().map(|r| r[1].clone()).collect();
+    assert_eq!(keys, ["u16", "16-26", "27+"]);
+    // A single year has a parent in each hierarchy.
+    let out = cli(dir, &["members", "age", "-f", "csv"]);
+    let sixteen = crate::support::csv_rows(&out.stdout).into_iter().find(|r| r[0] == "age_year" && r[1] == "16").unwrap();
+    assert_eq!(sixteen[5], "age_band=15-17; course_age=16-26; majority=minor");
+    let out = cli(dir, &["members", "district", "-l", "district", "-f", "csv"]);
+    let rows = crate::support::csv_rows(&out.stdout);
+    assert_eq!(rows.len(), 18);
+    assert_eq!((rows[0][1].as_str(), rows[0][5].as_str()), ("01", "area=K"));
+    let out = cli(dir, &["members", "district", "-l", "quarter"]);
+    assert_eq!(out.code, ExitCode::from(2));
+    assert!(out.stderr.contains("unknown level 'quarter'"), "{}", out.stderr);
+
+    let out = cli(dir, &["explain", "newcomers", "-m", "share_below_b1", "-m", "stock", "-d", "district.area", "-c", "month=2024-01..2024-06", "--totals"]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    for expected in [
+        "district at level area (Stadtbereich) → column area; facts record district",
+        "month keeps 6 of",
+        "share_below_b1 = persons_below_b1 / persons",
+        "persons_below_b1 = count_distinct(person_key) where language_level<B1  (part)",
+        "stock = count(*), last snapshot over time",
+        "grains: (area), ()",
+        "DataFusion logical plan (optimized):",
+        "DataFusion physical plan:",
+        "AggregateExec",
+    ] {
+        assert!(out.stdout.contains(expected), "missing {expected:?} in\n{}", out.stdout);
+    }
+}

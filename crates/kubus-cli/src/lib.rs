@@ -62,6 +62,18 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// List a dimension's members: level, key, labels, aliases and parents.
+    Members {
+        /// Dimension name (see cube-schemas/dimensions/).
+        dimension: String,
+        /// Only this level.
+        #[arg(long, short = 'l')]
+        level: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Show how a cube query is computed: levels, cuts, measures and grains in cube terms, then DataFusion's plan.
+    Explain(QueryArgs),
     /// Rebuild the warehouse from the sample exports and run example queries.
     Demo,
 }
@@ -182,6 +194,17 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             let batches = project.sql(&sql, &as_of).await?;
             let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(kubus::arrow::datatypes::Schema::empty()));
             emit(&output, &Table::plain("SQL", schema, batches), &|_| false, stdout)
+        }
+        Command::Members { dimension, level, output } => {
+            let project = Project::open(&cli.project)?;
+            let batch = project.members(&dimension, level.as_deref())?;
+            emit(&output, &Table::plain(dimension, batch.schema(), vec![batch]), &|_| false, stdout)
+        }
+        Command::Explain(args) => {
+            let project = Project::open(&cli.project)?;
+            let query = build_query(&args)?;
+            write!(stdout, "{}", project.explain(&query, args.as_of).await?)?;
+            Ok(())
         }
         Command::Demo => demo(&cli.project, stdout, stderr).await,
     }

@@ -224,6 +224,15 @@ impl Dimension {
         index
     }
 
+    /// The direct parents of a member: one in each level directly above its level (several for the finest level
+    /// of a dimension with further hierarchies), as `(level, index)`.
+    pub fn parents(&self, at: MemberRef) -> Vec<MemberRef> {
+        (0..self.levels.len())
+            .filter(|&l| self.levels[l].finer == Some(at.level))
+            .map(|l| MemberRef { level: l, index: self.ancestor(at, l) })
+            .collect()
+    }
+
     /// The members of `level` below `at`, in order (empty when `level` does not roll up into `at`'s level).
     pub fn descendants(&self, at: MemberRef, level: usize) -> Vec<usize> {
         if level == at.level {

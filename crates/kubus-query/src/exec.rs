@@ -115,6 +115,28 @@ fn rolled_up(i: usize) -> String {
 /// them down to the grand total) is aggregated on its own, so that derived measures, shares, time comparisons
 /// and stocks are computed from their parts at that grain; the grains are then stacked.
 pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<QueryResult> {
+    let (df, columns) = frame(ctx, plan, facts).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok(QueryResult { schema, batches, columns })
+}
+
+/// How a planned query is computed: the plan in cube terms, then DataFusion's optimized logical plan and its
+/// physical plan.
+pub async fn explain(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<String> {
+    let (df, _) = frame(ctx, plan, facts).await?;
+    let logical = df.clone().into_optimized_plan()?;
+    let physical = df.create_physical_plan().await?;
+    Ok(format!(
+        "{}\nDataFusion logical plan (optimized):\n{}\n\nDataFusion physical plan:\n{}",
+        plan.describe(),
+        logical.display_indent(),
+        datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
+    ))
+}
+
+/// The query as one DataFrame (not yet run) and the meaning of its columns.
+async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<(DataFrame, Vec<ResultColumn>)> {
     let n = plan.drilldowns.len();
     let with_totals = plan.totals && n > 0;
     let grains: Vec<Vec<usize>> = if with_totals { (0..=n).rev().map(|k| (0..k).collect()).collect() } else { vec![(0..n).collect()] };
@@ -185,10 +207,7 @@ pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -
         select.push(any.alias(TOTAL_COLUMN));
         columns.push(ResultColumn { name: TOTAL_COLUMN.to_owned(), kind: ColumnKind::Total, heading: TOTAL_LABEL.to_owned(), dimension: None });
     }
-    let df = df.select(select)?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    Ok(QueryResult { schema, batches, columns })
+    Ok((df.select(select)?, columns))
 }
 
 /// The facts of each cube a plan reads, by cube name (one cube, or the combined cubes of a drill-across).

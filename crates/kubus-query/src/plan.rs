@@ -83,6 +83,53 @@ pub struct CubePlan<'m> {
     pub sides: Vec<CubePlan<'m>>,
 }
 
+impl CubePlan<'_> {
+    /// The plan in cube terms: drilled levels, cuts, measures and how each is computed, and the grains.
+    pub fn describe(&self) -> String {
+        let mut out = format!("cube {} ({})\n", self.cube.name(), self.cube.label());
+        if !self.cube.across().is_empty() {
+            out += &format!("  drill-across of {}: each cube is aggregated at the grain, then full-joined on its keys\n", self.cube.across().join(", "));
+        }
+        out += "drilldowns:\n";
+        if self.drilldowns.is_empty() {
+            out += "  (none: one row)\n";
+        }
+        for (l, name) in &self.drilldowns {
+            let recorded = l.dimension.levels()[l.fact_level].name();
+            out += &format!("  {} at level {} ({}) → column {name}; facts record {recorded}\n", l.role, l.level_name(), l.dimension.levels()[l.level].label());
+        }
+        let cuts: Vec<&ResolvedCut<'_>> = self.cuts.iter().chain(self.sides.iter().flat_map(|s| s.cuts.iter())).collect();
+        if !cuts.is_empty() {
+            out += "cuts:\n";
+        }
+        for c in cuts {
+            let keys = c.keys();
+            let shown = if keys.len() > 6 { format!("{} … {}", keys[..3].join(", "), keys[keys.len() - 2..].join(", ")) } else { keys.join(", ") };
+            let total = c.dimension.members(c.fact_level).len();
+            let verb = if c.negated { "drops" } else { "keeps" };
+            out += &format!("  {} {verb} {} of {total} {} members: {shown}\n", c.role, keys.len(), c.dimension.levels()[c.fact_level].name());
+        }
+        out += "measures:\n";
+        for pm in &self.computed {
+            let requested = if self.measures.iter().any(|m| m.name() == pm.measure.name()) { "" } else { "  (part)" };
+            out += &format!("  {} = {}{requested}\n", pm.measure.name(), pm.measure.describe());
+        }
+        for side in &self.sides {
+            for pm in &side.computed {
+                out += &format!("  {}.{} = {}\n", side.cube.name(), pm.measure.name(), pm.measure.describe());
+            }
+        }
+        let names: Vec<&str> = self.drilldowns.iter().map(|(_, n)| n.as_str()).collect();
+        let grains: Vec<String> = if self.totals && !names.is_empty() {
+            (0..=names.len()).rev().map(|k| format!("({})", names[..k].join(", "))).collect()
+        } else {
+            vec![format!("({})", names.join(", "))]
+        };
+        out += &format!("grains: {} — one aggregation each{}\n", grains.join(", "), if grains.len() > 1 { ", stacked; rows of coarser grains are totals" } else { "" });
+        out
+    }
+}
+
 /// Resolves `role`, `role.level` or a level name unique among the cube's roles. `None` as level means the role
 /// was named alone.
 pub fn resolve_target<'m>(model: &'m Model, cube: &'m Cube, name: &str) -> Result<(LevelRef<'m>, bool)> {

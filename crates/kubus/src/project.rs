@@ -148,6 +148,22 @@ impl Project {
     pub async fn query(&self, query: &Query, as_of: Option<u64>) -> Result<Answer> {
         let plan = kubus_query::plan(&self.model, query)?;
         let ctx = SessionContext::new();
+        let (facts, versions) = self.plan_facts(&ctx, &plan, as_of).await?;
+        let result = kubus_query::execute(&ctx, &plan, &facts).await?;
+        Ok(Answer { result, versions })
+    }
+
+    /// How a cube query is computed: the plan in cube terms, then DataFusion's logical and physical plans.
+    pub async fn explain(&self, query: &Query, as_of: Option<u64>) -> Result<String> {
+        let plan = kubus_query::plan(&self.model, query)?;
+        let ctx = SessionContext::new();
+        let (facts, versions) = self.plan_facts(&ctx, &plan, as_of).await?;
+        let read: Vec<String> = versions.iter().map(|(c, v)| format!("{c} at version {v}")).collect();
+        Ok(format!("reads {}\n{}", read.join(", "), kubus_query::explain(&ctx, &plan, &facts).await?))
+    }
+
+    /// The facts of every cube a plan reads, with their versions.
+    async fn plan_facts(&self, ctx: &SessionContext, plan: &kubus_query::CubePlan<'_>, as_of: Option<u64>) -> Result<(kubus_query::Facts, Vec<(String, u64)>)> {
         let cubes: Vec<&str> =
             if plan.sides.is_empty() { vec![plan.cube.name()] } else { plan.sides.iter().map(|s| s.cube.name()).collect() };
         if as_of.is_some() && !plan.sides.is_empty() {
@@ -156,12 +172,11 @@ impl Project {
         let mut facts = kubus_query::Facts::new();
         let mut versions = Vec::new();
         for cube in cubes {
-            let (table, version) = self.facts(&ctx, cube, as_of).await?;
+            let (table, version) = self.facts(ctx, cube, as_of).await?;
             facts.insert(cube.to_owned(), table);
             versions.push((cube.to_owned(), version));
         }
-        let result = kubus_query::execute(&ctx, &plan, &facts).await?;
-        Ok(Answer { result, versions })
+        Ok((facts, versions))
     }
 
     async fn facts(&self, ctx: &SessionContext, cube: &str, as_of: Option<u64>) -> Result<(std::sync::Arc<dyn datafusion::catalog::TableProvider>, u64)> {
@@ -193,6 +208,41 @@ impl Project {
             }
         }
         Ok(kubus_query::run_sql(&ctx, sql).await?)
+    }
+
+    /// The members of a dimension (of one level, or of all levels from coarse to fine): level, key, labels,
+    /// aliases and parents (`level=key` for each level directly above, several where hierarchies meet).
+    pub fn members(&self, dimension: &str, level: Option<&str>) -> Result<RecordBatch> {
+        use datafusion::arrow::array::{ArrayRef, StringArray};
+        let dim = self.model.dimension(dimension)?;
+        let levels: Vec<usize> = match level {
+            Some(name) => vec![dim.level_index(name)?],
+            None => (0..dim.levels().len()).collect(),
+        };
+        let mut columns: [Vec<Option<String>>; 6] = Default::default();
+        for &l in &levels {
+            for (index, m) in dim.members(l).iter().enumerate() {
+                let parents: Vec<String> = dim
+                    .parents(kubus_model::MemberRef { level: l, index })
+                    .into_iter()
+                    .map(|p| format!("{}={}", dim.levels()[p.level].name(), dim.member(p).key()))
+                    .collect();
+                let values = [
+                    Some(dim.levels()[l].name().to_owned()),
+                    Some(m.key().to_owned()),
+                    Some(m.label().to_owned()),
+                    Some(m.label_en().to_owned()),
+                    (!m.aliases().is_empty()).then(|| m.aliases().join("; ")),
+                    (!parents.is_empty()).then(|| parents.join("; ")),
+                ];
+                for (column, value) in columns.iter_mut().zip(values) {
+                    column.push(value);
+                }
+            }
+        }
+        let names = ["level", "key", "label", "label_en", "aliases", "parents"];
+        let arrays = names.into_iter().zip(columns).map(|(n, c)| (n, std::sync::Arc::new(StringArray::from(c)) as ArrayRef));
+        RecordBatch::try_from_iter(arrays).map_err(|e| kubus_query::Error::from(e).into())
     }
 
     /// A query result as a table for the output writers: headings, which columns are keys (with the JSON-stat

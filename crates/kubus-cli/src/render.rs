@@ -3,7 +3,9 @@
 
 use anyhow::Result;
 use comfy_table::{CellAlignment, Table as Grid, presets::UTF8_FULL_CONDENSED};
-use kubus::arrow::array::{Array, RecordBatch};
+use kubus::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use kubus::arrow::compute::cast;
+use kubus::arrow::datatypes::{DataType, Float64Type};
 use kubus::arrow::util::display::{ArrayFormatter, FormatOptions};
 use kubus::output::{Format, Table};
 use std::io::Write;
@@ -47,9 +49,16 @@ pub fn table(batches: &[RecordBatch], hide: &dyn Fn(&str) -> bool, out: &mut dyn
         for batch in batches {
             let formatters =
                 keep.iter().map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options)).collect::<Result<Vec<_>, _>>()?;
+            // Decimals are rounded to four places for reading; the file formats keep every digit.
+            let decimals: Vec<Option<ArrayRef>> = keep
+                .iter()
+                .map(|&i| batch.column(i).data_type().is_floating().then(|| cast(batch.column(i), &DataType::Float64)).transpose())
+                .collect::<Result<_, _>>()?;
             for row in 0..batch.num_rows() {
-                grid.add_row(keep.iter().zip(&formatters).map(|(&i, f)| {
-                    if batch.column(i).is_null(row) { String::new() } else { f.value(row).to_string() }
+                grid.add_row(keep.iter().zip(&formatters).zip(&decimals).map(|((&i, f), decimal)| match decimal {
+                    _ if batch.column(i).is_null(row) => String::new(),
+                    Some(d) => format!("{:.4}", d.as_primitive::<Float64Type>().value(row)),
+                    None => f.value(row).to_string(),
                 }));
                 rows += 1;
             }

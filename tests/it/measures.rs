@@ -69,6 +69,14 @@ fn distinct_counts_filters_and_ratios_are_right_at_every_level() {
         assert!((number(&row[4]).unwrap() - share).abs() < 1e-12, "share {} vs {share}", row[4]);
     }
     assert_eq!(rows[2][5], "true", "the last row is the total");
+    // In every hierarchy and at every subtotal, the ratio is that of its own row's parts.
+    for drill in [["-d", "school_year"], ["-d", "course_age"], ["-d", "district.area"]] {
+        let args = [&["newcomers", "-m", "persons", "-m", "persons_below_b1", "-m", "share_below_b1"][..], &drill[..], &["-d", "sex", "--totals"]].concat();
+        for row in query(dir, &args) {
+            let (persons, below) = (number(&row[4]).unwrap(), number(&row[5]).unwrap());
+            assert!((number(&row[6]).unwrap() - below / persons).abs() < 1e-12, "{drill:?}: {row:?}");
+        }
+    }
 }
 
 #[test]

@@ -123,12 +123,12 @@ fn cuts_by_label_alias_set_range_and_negation() {
 fn sql_reads_views_with_labels() {
     let out = cli(
         demo_project(),
-        &["sql", "SELECT district_area_label AS area, count(DISTINCT person_key) AS persons FROM newcomers WHERE month = '2024-06' GROUP BY 1 ORDER BY 1", "-f", "csv"],
+        &["--role", "statistik", "sql", "SELECT district_area_label AS area, count(DISTINCT person_key) AS persons FROM newcomers WHERE month = '2024-06' GROUP BY 1 ORDER BY 1", "-f", "csv"],
     );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let rows = csv_rows(&out.stdout);
     assert_eq!(rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["Kernstadt", "Ortsbezirke"]);
-    let refused = cli(demo_project(), &["sql", "DROP TABLE newcomers"]);
+    let refused = cli(demo_project(), &["--role", "statistik", "sql", "DROP TABLE newcomers"]);
     assert_eq!(refused.code, ExitCode::from(2), "{}", refused.stderr);
 }
 
@@ -182,7 +182,8 @@ fn the_library_answers_json_queries_with_arrow_batches() {
     )
     .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let answer = runtime.block_on(project.query(&query, None)).unwrap();
+    let statistik = kubus::QueryOptions { role: Some("statistik".into()), ..Default::default() };
+    let answer = runtime.block_on(project.query(&query, &statistik)).unwrap();
     assert_eq!(answer.result.num_rows(), 2);
     let names: Vec<&str> = answer.result.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["sex", "sex_label", "persons", "records"]);
@@ -193,7 +194,7 @@ fn the_library_answers_json_queries_with_arrow_batches() {
     let total: u64 = fixture("persons_by_district_2024-06.csv").iter().map(|r| r[1].parse::<u64>().unwrap()).sum();
     // Each person lives in one district in a month, so the districts' persons add up to the month's persons.
     let all = kubus::Query { drilldowns: vec![], order: vec![], limit: None, ..query };
-    let answer = runtime.block_on(project.query(&all, None)).unwrap();
+    let answer = runtime.block_on(project.query(&all, &statistik)).unwrap();
     let persons = datafusion::arrow::compute::cast(answer.result.batches[0].column(0), &datafusion::arrow::datatypes::DataType::Int64).unwrap();
     assert_eq!(persons.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0) as u64, total);
 }

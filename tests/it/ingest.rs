@@ -38,7 +38,7 @@ fn sql_and_query_read_earlier_versions() {
     }
     let (first, both) = (person_lines(dir.path(), "2023-01"), person_lines(dir.path(), "2023-01") + person_lines(dir.path(), "2023-02"));
     let sql = |extra: &[&str]| -> String {
-        let mut args = vec!["sql", "SELECT count(*) AS records FROM newcomers", "-f", "csv"];
+        let mut args = vec!["--role", "statistik", "sql", "SELECT count(*) AS records FROM newcomers", "-f", "csv"];
         args.extend_from_slice(extra);
         let out = cli(dir.path(), &args);
         assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
@@ -47,7 +47,7 @@ fn sql_and_query_read_earlier_versions() {
     assert_eq!(sql(&[]), both.to_string());
     assert_eq!(sql(&["--as-of", "newcomers=0"]), first.to_string());
     assert_eq!(query(dir.path(), &["newcomers", "-m", "records", "--as-of", "0"])[0][0], first.to_string());
-    let bad = cli(dir.path(), &["sql", "SELECT 1", "--as-of", "newcomers=9"]);
+    let bad = cli(dir.path(), &["--role", "statistik", "sql", "SELECT 1", "--as-of", "newcomers=9"]);
     assert_eq!(bad.code, ExitCode::from(2), "{}", bad.stderr);
     assert!(bad.stderr.contains("no version 9 (latest is 1)"), "{}", bad.stderr);
 }

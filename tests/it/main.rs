@@ -5,6 +5,7 @@ mod support;
 
 mod crash;
 mod demo;
+mod disclosure;
 mod errors;
 mod ingest;
 mod measures;

@@ -71,9 +71,10 @@ pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
     reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect()
 }
 
-/// Runs a cube query through the CLI and returns its CSV rows (header dropped).
+/// Runs a cube query through the CLI as the statistics office (unsuppressed numbers, so that they can be compared
+/// with the generator's) and returns its CSV rows (header dropped). Disclosure control has tests of its own.
 pub fn query(dir: &Path, args: &[&str]) -> Vec<Vec<String>> {
-    let mut all = vec!["query"];
+    let mut all = vec!["--role", "statistik", "query"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["-f", "csv"]);
     let out = cli(dir, &all);

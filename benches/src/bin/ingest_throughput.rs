@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let query: kubus::Query =
         serde_json::from_str(r#"{"cube":"newcomers","measures":["persons"],"drilldowns":["district"],"cuts":["month=2024-06"]}"#)?;
     let start = Instant::now();
-    let answer = project.query(&query, None).await?;
+    let answer = project.query(&query, &kubus::QueryOptions::default()).await?;
     let first_query = start.elapsed();
 
     println!(

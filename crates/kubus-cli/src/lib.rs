@@ -24,6 +24,9 @@ struct Cli {
     /// The project directory (with kubus.toml).
     #[arg(long, short = 'C', global = true, default_value = ".")]
     project: PathBuf,
+    /// Ask as this role of kubus.toml (without one, the most restrictive default applies).
+    #[arg(long, global = true)]
+    role: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -188,10 +191,10 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             let batch = quarantine_batch(&rows)?;
             emit(&output, &Table::plain("Quarantäne", batch.schema(), vec![batch]), &|_| false, stdout)
         }
-        Command::Query(args) => query(&Project::open(&cli.project)?, args, stdout).await,
+        Command::Query(args) => query(&Project::open(&cli.project)?, args, cli.role.clone(), stdout).await,
         Command::Sql { sql, as_of, output } => {
             let project = Project::open(&cli.project)?;
-            let batches = project.sql(&sql, &as_of).await?;
+            let batches = project.sql(&sql, &kubus::SqlOptions { as_of, role: cli.role.clone() }).await?;
             let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(kubus::arrow::datatypes::Schema::empty()));
             emit(&output, &Table::plain("SQL", schema, batches), &|_| false, stdout)
         }
@@ -302,9 +305,9 @@ fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {
     })
 }
 
-async fn query(project: &Project, args: QueryArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+async fn query(project: &Project, args: QueryArgs, role: Option<String>, stdout: &mut dyn Write) -> anyhow::Result<()> {
     let query = build_query(&args)?;
-    let answer = project.query(&query, args.as_of).await?;
+    let answer = project.query(&query, &kubus::QueryOptions { as_of: args.as_of, role }).await?;
     let table = project.result_table(&query.cube, &answer.result)?;
     emit(&args.output, &table, &|name| name == TOTAL_COLUMN, stdout)
 }
@@ -425,7 +428,7 @@ async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> any
         };
         writeln!(stdout, "\n== {} ==", q.title)?;
         writeln!(stdout, "$ kubus query {}", shell_words(&args))?;
-        query(&project, args, stdout).await?;
+        query(&project, args, None, stdout).await?;
     }
     writeln!(stdout, "\nThe warehouse stays in place: try `kubus query newcomers -m persons -d district.area -c year=2024`.")?;
     Ok(())

@@ -3,10 +3,7 @@
 
 use anyhow::Result;
 use comfy_table::{CellAlignment, Table as Grid, presets::UTF8_FULL_CONDENSED};
-use kubus::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use kubus::arrow::compute::cast;
-use kubus::arrow::datatypes::{DataType, Float64Type};
-use kubus::arrow::util::display::{ArrayFormatter, FormatOptions};
+use kubus::arrow::array::RecordBatch;
 use kubus::output::{Format, Table};
 use std::io::Write;
 
@@ -38,38 +35,28 @@ impl OutputFormat {
 
 /// Draws batches as a terminal table; columns for which `hide` is true are left out.
 pub fn table(batches: &[RecordBatch], hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) -> Result<()> {
+    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(kubus::arrow::datatypes::Schema::empty()));
+    grid(&Table::plain("", schema, batches.to_vec()), hide, out)
+}
+
+/// Draws a result as a terminal table: suppressed cells show their symbol, decimals are rounded to four places
+/// (the file formats keep every digit), numbers are right-aligned.
+pub fn grid(result: &Table, hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) -> Result<()> {
+    let shown = kubus::output::display_rows(result, Some(4), false)?;
+    let keep: Vec<usize> = (0..shown.names.len()).filter(|&i| !hide(&shown.names[i])).collect();
     let mut grid = Grid::new();
     grid.load_preset(UTF8_FULL_CONDENSED);
-    let mut rows = 0;
-    if let Some(first) = batches.first() {
-        let schema = first.schema();
-        let keep: Vec<usize> = (0..schema.fields().len()).filter(|&i| !hide(schema.field(i).name())).collect();
-        grid.set_header(keep.iter().map(|&i| schema.field(i).name().clone()));
-        let options = FormatOptions::default().with_display_error(true);
-        for batch in batches {
-            let formatters =
-                keep.iter().map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options)).collect::<Result<Vec<_>, _>>()?;
-            // Decimals are rounded to four places for reading; the file formats keep every digit.
-            let decimals: Vec<Option<ArrayRef>> = keep
-                .iter()
-                .map(|&i| batch.column(i).data_type().is_floating().then(|| cast(batch.column(i), &DataType::Float64)).transpose())
-                .collect::<Result<_, _>>()?;
-            for row in 0..batch.num_rows() {
-                grid.add_row(keep.iter().zip(&formatters).zip(&decimals).map(|((&i, f), decimal)| match decimal {
-                    _ if batch.column(i).is_null(row) => String::new(),
-                    Some(d) => format!("{:.4}", d.as_primitive::<Float64Type>().value(row)),
-                    None => f.value(row).to_string(),
-                }));
-                rows += 1;
-            }
-        }
-        for (column, &i) in keep.iter().enumerate() {
-            if schema.field(i).data_type().is_numeric() && let Some(c) = grid.column_mut(column) {
-                c.set_cell_alignment(CellAlignment::Right);
-            }
+    grid.set_header(keep.iter().map(|&i| shown.names[i].clone()));
+    for row in &shown.rows {
+        grid.add_row(keep.iter().map(|&i| row[i].clone().unwrap_or_default()));
+    }
+    for (column, &i) in keep.iter().enumerate() {
+        if shown.types[i].is_numeric() && let Some(c) = grid.column_mut(column) {
+            c.set_cell_alignment(CellAlignment::Right);
         }
     }
     writeln!(out, "{grid}")?;
+    let rows = shown.rows.len();
     writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
     Ok(())
 }
@@ -77,7 +64,7 @@ pub fn table(batches: &[RecordBatch], hide: &dyn Fn(&str) -> bool, out: &mut dyn
 /// Writes `result` in `format`; the terminal table leaves out the columns for which `hide` is true.
 pub fn write(format: OutputFormat, result: &Table, hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) -> Result<()> {
     let format = match format {
-        OutputFormat::Table => return table(&result.batches, hide, out),
+        OutputFormat::Table => return grid(result, hide, out),
         OutputFormat::Csv => Format::Csv,
         OutputFormat::CsvDe => Format::CsvGerman,
         OutputFormat::Json => Format::Json,

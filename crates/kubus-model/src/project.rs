@@ -15,6 +15,50 @@ pub struct PseudonymSettings {
     pub demo_key: Option<String>,
 }
 
+/// Statistical disclosure control: which counts are too small to publish and how suppressed cells look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureSettings {
+    /// Counts from 1 to this are suppressed (default 2, Kaiserslautern's yearbook rule).
+    pub threshold: u64,
+    /// Shown instead of a suppressed value (default ".", as in federal statistics).
+    pub symbol: String,
+    /// Shown instead of a zero count (default "–", "nothing there"); zeros are not suppressed.
+    pub zero_symbol: String,
+    /// Cubes without data about persons, published without suppression.
+    pub exempt: Vec<String>,
+    /// Thresholds of single cubes.
+    pub cube_thresholds: Vec<(String, u64)>,
+}
+
+impl Default for DisclosureSettings {
+    fn default() -> Self {
+        DisclosureSettings { threshold: 2, symbol: ".".into(), zero_symbol: "–".into(), exempt: Vec::new(), cube_thresholds: Vec::new() }
+    }
+}
+
+impl DisclosureSettings {
+    /// The threshold for a cube, `None` if the cube is exempt.
+    pub fn threshold_for(&self, cube: &str) -> Option<u64> {
+        if self.exempt.iter().any(|c| c == cube) {
+            return None;
+        }
+        Some(self.cube_thresholds.iter().find(|(c, _)| c == cube).map_or(self.threshold, |(_, t)| *t))
+    }
+}
+
+/// A role: who asks, and what the answers may show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// Role name, as given with `--role`.
+    pub name: String,
+    /// What the role is for.
+    pub description: Option<String>,
+    /// May see unsuppressed numbers (the statistics office).
+    pub bypass_disclosure: bool,
+    /// May run SQL over the facts (row by row, past disclosure control).
+    pub sql: bool,
+}
+
 /// One ingest step of `kubus demo`.
 #[derive(Debug, Clone)]
 pub struct DemoIngest {
@@ -52,6 +96,10 @@ pub struct ProjectConfig {
     pub schemas: String,
     /// Pseudonymisation key settings.
     pub pseudonymisation: PseudonymSettings,
+    /// Statistical disclosure control.
+    pub disclosure: DisclosureSettings,
+    /// Roles by name.
+    pub roles: Vec<Role>,
     /// What `kubus demo` ingests.
     pub demo_ingest: Vec<DemoIngest>,
     /// What `kubus demo` asks.
@@ -59,6 +107,11 @@ pub struct ProjectConfig {
 }
 
 impl ProjectConfig {
+    /// A role by name.
+    pub fn role(&self, name: &str) -> Result<&Role> {
+        self.roles.iter().find(|r| r.name == name).ok_or_else(|| crate::unknown("role", name, self.roles.iter().map(|r| &r.name)))
+    }
+
     /// Parses `kubus.toml` text; `origin` names the file in diagnostics.
     pub fn parse(origin: &str, text: &str) -> Result<Self> {
         let raw: RawProject = toml::from_str(text).map_err(|e| {
@@ -73,6 +126,22 @@ impl ProjectConfig {
         })?;
         let p = raw.pseudonymisation;
         let demo = raw.demo;
+        let defaults = DisclosureSettings::default();
+        let disclosure = match raw.disclosure {
+            None => defaults,
+            Some(d) => DisclosureSettings {
+                threshold: d.threshold.unwrap_or(defaults.threshold),
+                symbol: d.symbol.unwrap_or(defaults.symbol),
+                zero_symbol: d.zero_symbol.unwrap_or(defaults.zero_symbol),
+                exempt: d.exempt,
+                cube_thresholds: d.cubes.into_iter().map(|(c, t)| (c, t.threshold)).collect(),
+            },
+        };
+        let roles = raw
+            .roles
+            .into_iter()
+            .map(|(name, r)| Role { name, description: r.description, bypass_disclosure: r.bypass_disclosure, sql: r.sql })
+            .collect();
         Ok(ProjectConfig {
             name: raw.name,
             warehouse: raw.warehouse.unwrap_or_else(|| "warehouse".into()),
@@ -82,6 +151,8 @@ impl ProjectConfig {
                 key_file: p.as_ref().and_then(|p| p.key_file.clone()),
                 demo_key: p.and_then(|p| p.demo_key),
             },
+            disclosure,
+            roles,
             demo_ingest: demo
                 .as_ref()
                 .map(|d| d.ingest.iter().map(|i| DemoIngest { source: i.source.clone(), files: i.files.clone() }).collect())

@@ -239,7 +239,42 @@ pub struct RawProject {
     pub warehouse: Option<String>,
     pub schemas: Option<String>,
     pub pseudonymisation: Option<RawPseudonymisation>,
+    pub disclosure: Option<RawDisclosure>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawRole>,
     pub demo: Option<RawDemo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDisclosure {
+    pub threshold: Option<u64>,
+    pub symbol: Option<String>,
+    pub zero_symbol: Option<String>,
+    /// Cubes without data about persons, published without suppression.
+    #[serde(default)]
+    pub exempt: Vec<String>,
+    /// Per-cube thresholds.
+    #[serde(default)]
+    pub cubes: BTreeMap<String, RawDisclosureCube>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDisclosureCube {
+    pub threshold: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    pub description: Option<String>,
+    /// May see unsuppressed numbers (the statistics office).
+    #[serde(default)]
+    pub bypass_disclosure: bool,
+    /// May run SQL over the facts.
+    #[serde(default)]
+    pub sql: bool,
 }
 
 #[derive(Debug, Deserialize)]

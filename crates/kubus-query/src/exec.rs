@@ -35,6 +35,10 @@ pub enum ColumnKind {
     Measure,
     /// The total marker.
     Total,
+    /// The disclosure status of a measure's cells (the symbol of a suppressed or zero cell, else empty).
+    Status,
+    /// A count a measure is computed from, kept for disclosure control and dropped by it.
+    Hidden,
 }
 
 /// A column of a query result.
@@ -48,6 +52,8 @@ pub struct ResultColumn {
     pub heading: String,
     /// For key and label columns: the dimension of the drilled level.
     pub dimension: Option<String>,
+    /// For status columns: the measure whose cells they describe.
+    pub measure: Option<String>,
 }
 
 /// A query's answer: Arrow batches plus the meaning of each column.
@@ -141,6 +147,15 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
     let with_totals = plan.totals && n > 0;
     let grains: Vec<Vec<usize>> = if with_totals { (0..=n).rev().map(|k| (0..k).collect()).collect() } else { vec![(0..n).collect()] };
     let requested: Vec<&str> = plan.measures.iter().map(|m| m.name()).collect();
+    // The counts the requested measures are computed from ride along, hidden, for disclosure control.
+    let mut hidden: Vec<String> = Vec::new();
+    for m in &requested {
+        for part in plan.count_parts(m) {
+            if !requested.contains(&part.column.as_str()) && !hidden.contains(&part.column) {
+                hidden.push(part.column);
+            }
+        }
+    }
     let mut stacked: Option<DataFrame> = None;
     for grain in &grains {
         let df = evaluate(ctx, plan, facts, grain, &requested, 0).await?;
@@ -158,6 +173,7 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
             }
         }
         select.extend(requested.iter().map(|m| col(*m)));
+        select.extend(hidden.iter().map(|h| col(h.as_str())));
         let df = df.select(select)?;
         stacked = Some(match stacked {
             None => df,
@@ -193,19 +209,23 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
         let level = &l.dimension.levels()[l.level];
         select.push(col(key(i)).alias(name.as_str()));
         let dimension = Some(l.dimension.name().to_owned());
-        columns.push(ResultColumn { name: name.clone(), kind: ColumnKind::Key, heading: level.label().to_owned(), dimension: dimension.clone() });
+        columns.push(ResultColumn { name: name.clone(), kind: ColumnKind::Key, heading: level.label().to_owned(), dimension: dimension.clone(), measure: None });
         let label_name = format!("{name}_label");
         select.push(col(label(i)).alias(label_name.as_str()));
-        columns.push(ResultColumn { name: label_name, kind: ColumnKind::Label, heading: format!("{} (Bezeichnung)", level.label()), dimension });
+        columns.push(ResultColumn { name: label_name, kind: ColumnKind::Label, heading: format!("{} (Bezeichnung)", level.label()), dimension, measure: None });
     }
     for m in &plan.measures {
         select.push(col(m.name()));
-        columns.push(ResultColumn { name: m.name().to_owned(), kind: ColumnKind::Measure, heading: m.label().to_owned(), dimension: None });
+        columns.push(ResultColumn { name: m.name().to_owned(), kind: ColumnKind::Measure, heading: m.label().to_owned(), dimension: None, measure: None });
+    }
+    for h in &hidden {
+        select.push(col(h.as_str()));
+        columns.push(ResultColumn { name: h.clone(), kind: ColumnKind::Hidden, heading: h.clone(), dimension: None, measure: None });
     }
     if with_totals {
         let any = (0..n).map(|i| col(rolled_up(i)).eq(lit(1i32))).reduce(Expr::or).expect("at least one drilldown");
         select.push(any.alias(TOTAL_COLUMN));
-        columns.push(ResultColumn { name: TOTAL_COLUMN.to_owned(), kind: ColumnKind::Total, heading: TOTAL_LABEL.to_owned(), dimension: None });
+        columns.push(ResultColumn { name: TOTAL_COLUMN.to_owned(), kind: ColumnKind::Total, heading: TOTAL_LABEL.to_owned(), dimension: None, measure: None });
     }
     Ok((df.select(select)?, columns))
 }
@@ -253,7 +273,7 @@ fn evaluate<'a>(
                     ratio(col(of.as_str()), col(total.as_str()))
                 }
                 MeasureKind::TimeComparison { of, period, change } => {
-                    let then = format!("__then_{}", m.name());
+                    let then = crate::disclosure::then_column(m.name());
                     match period_length(plan, grain, *period) {
                         Some(length) => {
                             let parts = [of.as_str()];

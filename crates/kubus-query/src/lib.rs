@@ -2,6 +2,7 @@
 //! then builds and runs a DataFusion logical plan over a cube's facts (`exec`). Takes table providers, not the
 //! warehouse; knows nothing of ingest or of output formats.
 
+pub mod disclosure;
 mod exec;
 mod plan;
 mod query;

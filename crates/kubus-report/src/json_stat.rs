@@ -32,8 +32,9 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
     if measures.is_empty() {
         return Err(Error::NotACube { what: "a table without measures".to_owned() });
     }
-    // First pass: categories, and each row's cell coordinates.
-    let mut rows: Vec<(Vec<usize>, Vec<Value>)> = Vec::new();
+    let status_of = table.status_columns();
+    // First pass: categories, and each row's cell coordinates, values and statuses.
+    let mut rows: Vec<(Vec<usize>, Vec<Value>, Vec<Option<String>>)> = Vec::new();
     for batch in &table.batches {
         let text = |i: usize| -> Result<ArrayRef> { Ok(cast(batch.column(i), &DataType::Utf8)?) };
         let keys = dims.iter().map(|d| text(d.key)).collect::<Result<Vec<_>>>()?;
@@ -53,7 +54,15 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
                 at.push(index);
             }
             let values = measures.iter().map(|&m| number(batch.column(m), r)).collect::<Result<Vec<_>>>()?;
-            rows.push((at, values));
+            let statuses = measures
+                .iter()
+                .map(|&m| {
+                    let Some(s) = status_of[m] else { return Ok(None) };
+                    let s = cast(batch.column(s), &DataType::Utf8)?;
+                    Ok((!s.is_null(r)).then(|| s.as_string::<i32>().value(r).to_owned()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            rows.push((at, values, statuses));
         }
     }
     let mut size: Vec<usize> = dims.iter().map(|d| d.categories.len()).collect();
@@ -61,16 +70,19 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
     let cells: usize = size.iter().product();
     let mut value = vec![Value::Null; cells];
     let mut present = vec![false; cells];
-    for (at, values) in rows {
+    let mut status = Map::new();
+    for (at, values, statuses) in rows {
         let base = at.iter().zip(&size).fold(0, |acc, (&i, &n)| acc * n + i) * measures.len();
-        for (m, v) in values.into_iter().enumerate() {
+        for (m, (v, s)) in values.into_iter().zip(statuses).enumerate() {
             value[base + m] = v;
             present[base + m] = true;
+            if let Some(s) = s {
+                status.insert((base + m).to_string(), json!(s));
+            }
         }
     }
-    let mut status = Map::new();
     for (i, v) in value.iter().enumerate() {
-        if v.is_null() {
+        if v.is_null() && !status.contains_key(&i.to_string()) {
             status.insert(i.to_string(), json!(if present[i] { "x" } else { "-" }));
         }
     }

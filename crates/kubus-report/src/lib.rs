@@ -7,6 +7,8 @@ mod json_stat;
 mod text;
 mod xlsx;
 
+pub use text::{DisplayRows, display_rows};
+
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use std::io::Write;
@@ -80,6 +82,11 @@ pub enum ColumnKind {
     Measure,
     /// The boolean marker of total rows.
     Total,
+    /// The disclosure status of a measure's cells: the symbol shown instead of a suppressed or zero value.
+    Status {
+        /// The measure column it describes.
+        measure: String,
+    },
     /// Anything else (SQL results, quarantine listings).
     Other,
 }
@@ -117,6 +124,19 @@ impl Table {
             .map(|f| Column { name: f.name().clone(), heading: f.name().clone(), kind: ColumnKind::Other })
             .collect();
         Table { title: title.into(), schema, batches, columns }
+    }
+
+    /// For each column, the index of its status column, if it has one.
+    pub fn status_columns(&self) -> Vec<Option<usize>> {
+        self.columns
+            .iter()
+            .map(|c| self.columns.iter().position(|s| matches!(&s.kind, ColumnKind::Status { measure } if *measure == c.name)))
+            .collect()
+    }
+
+    /// Whether a column is a status column (shown through its measure in the text formats and XLSX).
+    pub fn is_status(&self, column: usize) -> bool {
+        matches!(self.columns[column].kind, ColumnKind::Status { .. })
     }
 
     /// Whether row `row` of `batch` is a total or subtotal.

@@ -13,15 +13,20 @@ pub(crate) fn workbook(table: &Table) -> Result<Vec<u8>> {
     let sheet = workbook.add_worksheet();
     sheet.set_name(sheet_name(&table.title))?;
     let header = Format::new().set_bold().set_background_color(Color::RGB(0xD9E1F2)).set_border_bottom(FormatBorder::Thin);
-    for (col, column) in table.columns.iter().enumerate() {
-        sheet.write_string_with_format(0, col as u16, &column.heading, &header)?;
+    // Status columns are not written: a suppressed or zero cell shows its symbol in the measure's column.
+    let shown: Vec<usize> = (0..table.columns.len()).filter(|&i| !table.is_status(i)).collect();
+    for (col, &i) in shown.iter().enumerate() {
+        sheet.write_string_with_format(0, col as u16, &table.columns[i].heading, &header)?;
     }
+    let status = table.status_columns();
     let mut row = 1u32;
     for batch in &table.batches {
         let columns = batch.columns().iter().map(prepare).collect::<Result<Vec<_>>>()?;
+        let symbols: Vec<Option<ArrayRef>> =
+            status.iter().map(|s| s.map(|s| cast(batch.column(s), &DataType::Utf8)).transpose()).collect::<Result<_, _>>()?;
         for r in 0..batch.num_rows() {
             let bold = table.is_total(batch, r);
-            write_row(sheet, &columns, r, row, bold)?;
+            write_row(sheet, &columns, &shown, &symbols, r, row, bold)?;
             row += 1;
         }
     }
@@ -49,11 +54,16 @@ fn prepare(array: &ArrayRef) -> Result<Cells> {
     })
 }
 
-fn write_row(sheet: &mut Worksheet, columns: &[Cells], r: usize, row: u32, bold: bool) -> Result<()> {
+fn write_row(sheet: &mut Worksheet, columns: &[Cells], shown: &[usize], symbols: &[Option<ArrayRef>], r: usize, row: u32, bold: bool) -> Result<()> {
     let with = |f: Format| if bold { f.set_bold() } else { f };
     let (text, integer, decimal) = (with(Format::new()), with(Format::new().set_num_format("#,##0")), with(Format::new().set_num_format("#,##0.00")));
-    for (col, cells) in columns.iter().enumerate() {
-        let col = col as u16;
+    let right = with(Format::new().set_align(rust_xlsxwriter::FormatAlign::Right));
+    for (col, &i) in shown.iter().enumerate() {
+        let (col, cells) = (col as u16, &columns[i]);
+        if let Some(symbol) = symbols[i].as_ref().filter(|s| !s.is_null(r)) {
+            sheet.write_string_with_format(row, col, symbol.as_string::<i32>().value(r), &right)?;
+            continue;
+        }
         let array = match cells {
             Cells::Integer(a) | Cells::Decimal(a) | Cells::Boolean(a) | Cells::Text(a) => a,
         };

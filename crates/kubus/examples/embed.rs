@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         r#"{"cube": "newcomers", "measures": ["persons", "avg_course_hours"],
             "drilldowns": ["district.area"], "cuts": ["month=2024-06"], "totals": true}"#,
     )?;
-    let answer = project.query(&query, None).await?;
+    let answer = project.query(&query, &kubus::QueryOptions::default()).await?;
     println!("warehouse versions {:?}:\n{}", answer.versions, pretty_format_batches(&answer.result.batches)?);
     std::fs::remove_dir_all(&scratch)?;
     Ok(())

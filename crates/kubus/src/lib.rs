@@ -8,7 +8,7 @@
 //! let query: kubus::Query = serde_json::from_str(
 //!     r#"{"cube": "newcomers", "measures": ["persons"], "drilldowns": ["district"], "cuts": ["month=2024-06"]}"#,
 //! ).expect("valid query JSON");
-//! let answer = project.query(&query, None).await?;
+//! let answer = project.query(&query, &kubus::QueryOptions::default()).await?;
 //! println!("{} rows at warehouse versions {:?}", answer.result.num_rows(), answer.versions);
 //! # Ok(()) }
 //! ```
@@ -22,7 +22,8 @@ pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
 pub use kubus_model::{DemoIngest, DemoQuery, Diagnostic, Diagnostics, Model, ProjectConfig, PseudonymSettings};
 pub use kubus_warehouse::{QuarantineRow, Replaced};
 pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
-pub use project::{Answer, KeyOrigin, Project};
+pub use kubus_query::disclosure::Protection;
+pub use project::{Answer, KeyOrigin, Project, QueryOptions, SqlOptions};
 
 /// Re-export of DataFusion's Arrow, the one Arrow of kubus.
 pub use datafusion::arrow;
@@ -74,6 +75,14 @@ pub enum Error {
         path: PathBuf,
         /// The unexpected entry.
         entry: String,
+    },
+    /// The role may not do this.
+    #[error("refused for role {role}: {rule}")]
+    Refused {
+        /// The role (or "(none)").
+        role: String,
+        /// The rule that refused.
+        rule: String,
     },
     /// `--as-of` on a drill-across cube, whose cubes each have their own versions.
     #[error("cube {cube} combines other cubes, each with its own versions; --as-of works on one cube")]

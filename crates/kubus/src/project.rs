@@ -6,6 +6,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use kubus_ingest::PseudonymKey;
 use kubus_model::{Model, ProjectConfig, SchemaFile, SchemaKind};
+use kubus_query::disclosure::{self, Protection};
 use kubus_query::{Query, QueryResult};
 use kubus_warehouse::{QuarantineRow, Warehouse};
 use std::path::{Path, PathBuf};
@@ -22,10 +23,31 @@ pub struct Project {
 /// A query's answer and the warehouse versions it was read from.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// The result rows and column meanings.
+    /// The result rows and column meanings (after disclosure control: suppressed values are empty and each
+    /// measure has a `<measure>_status` column with the symbol of suppressed and zero cells).
     pub result: QueryResult,
     /// The version of each cube's table that answered (one cube, or the combined cubes of a drill-across).
     pub versions: Vec<(String, u64)>,
+    /// What disclosure control suppressed (nothing for a role that may bypass it).
+    pub protection: Protection,
+}
+
+/// How to ask a cube query.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Read this warehouse version instead of the latest.
+    pub as_of: Option<u64>,
+    /// Ask as this role of `kubus.toml`; without one the most restrictive default applies.
+    pub role: Option<String>,
+}
+
+/// How to run read-only SQL.
+#[derive(Debug, Clone, Default)]
+pub struct SqlOptions {
+    /// Read these cubes at these versions (others at their latest).
+    pub as_of: Vec<(String, u64)>,
+    /// Run as this role of `kubus.toml`; SQL reads facts row by row, so only a role with `sql = true` may.
+    pub role: Option<String>,
 }
 
 /// Where the pseudonymisation key came from.
@@ -144,13 +166,22 @@ impl Project {
     }
 
     /// Answers a cube query at `as_of` (or the latest version; a drill-across query takes no `as_of`, since its
-    /// cubes have versions of their own).
-    pub async fn query(&self, query: &Query, as_of: Option<u64>) -> Result<Answer> {
+    /// cubes have versions of their own), as a role (or the most restrictive default without one).
+    /// Disclosure control applies to every answer unless the role may bypass it.
+    pub async fn query(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {
+        let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
         let plan = kubus_query::plan(&self.model, query)?;
         let ctx = SessionContext::new();
-        let (facts, versions) = self.plan_facts(&ctx, &plan, as_of).await?;
+        let (facts, versions) = self.plan_facts(&ctx, &plan, options.as_of).await?;
         let result = kubus_query::execute(&ctx, &plan, &facts).await?;
-        Ok(Answer { result, versions })
+        let (result, protection) = if role.is_some_and(|r| r.bypass_disclosure) {
+            (disclosure::strip_hidden(result)?, Protection::default())
+        } else {
+            let settings = &self.config.disclosure;
+            let rules = disclosure::Rules { symbol: settings.symbol.clone(), zero_symbol: settings.zero_symbol.clone() };
+            disclosure::protect(result, &plan, &|cube| settings.threshold_for(cube), &rules)?
+        };
+        Ok(Answer { result, versions, protection })
     }
 
     /// How a cube query is computed: the plan in cube terms, then DataFusion's logical and physical plans.
@@ -191,7 +222,15 @@ impl Project {
 
     /// Runs read-only SQL over one view per cube that has facts (named like the cube, with member labels). Each
     /// cube is read at its latest version unless `as_of` names another one for it.
-    pub async fn sql(&self, sql: &str, as_of: &[(String, u64)]) -> Result<Vec<RecordBatch>> {
+    pub async fn sql(&self, sql: &str, options: &SqlOptions) -> Result<Vec<RecordBatch>> {
+        let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
+        if !role.is_some_and(|r| r.sql) {
+            return Err(Error::Refused {
+                role: options.role.clone().unwrap_or_else(|| "(none)".into()),
+                rule: "SQL reads facts row by row, past disclosure control; only a role with `sql = true` may".into(),
+            });
+        }
+        let as_of = &options.as_of;
         for (cube, _) in as_of {
             self.model.cube(cube)?;
         }
@@ -266,6 +305,8 @@ impl Project {
                 Kind::Label => ColumnKind::Label,
                 Kind::Measure => ColumnKind::Measure,
                 Kind::Total => ColumnKind::Total,
+                Kind::Status => ColumnKind::Status { measure: c.measure.clone().unwrap_or_default() },
+                Kind::Hidden => ColumnKind::Other,
             };
             columns.push(Column { name: c.name.clone(), heading: c.heading.clone(), kind });
         }

@@ -1,0 +1,327 @@
+//! Statistical disclosure control over a query's answer, after aggregation: counts from 1 to a threshold are
+//! suppressed (primary), then enough further cells (secondary) that no suppressed count can be recovered from the
+//! totals and subtotals of the same answer — neither by subtracting along one total nor by solving all of them
+//! together. Measures computed from a suppressed count (ratios, shares, changes) are suppressed with it. Knows
+//! the answer and the plan, not the warehouse or output formats.
+//!
+//! Method: the answer's totals form equations "total = sum of its children" (one per total row, over the next
+//! drilled dimension). Secondary suppression repeats two steps until neither adds a cell: (1) an equation with
+//! exactly one suppressed cell gets a complementary cell — the smallest non-zero child, else its total; (2) a
+//! suppressed cell that the equations still determine (its unit vector lies in the row space of the equations
+//! over the suppressed cells) gets a complementary cell in one of its equations the same way.
+
+use crate::exec::{ColumnKind, QueryResult, ResultColumn};
+use crate::plan::CubePlan;
+use crate::{Error, Result};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::{cast, concat_batches, nullif};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use kubus_model::{Aggregate, MeasureKind};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Why a cell is not shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suppression {
+    /// Shown.
+    None,
+    /// A count from 1 to the threshold.
+    Primary,
+    /// Suppressed so that a primary cell cannot be recovered from the totals.
+    Secondary,
+}
+
+/// How one answer is protected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Shown instead of a suppressed value.
+    pub symbol: String,
+    /// Shown instead of a zero count.
+    pub zero_symbol: String,
+}
+
+/// What disclosure control did to one answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Protection {
+    /// Cells (row × measure) suppressed because their count is small.
+    pub primary: usize,
+    /// Further cells suppressed to protect them, including derived measures of suppressed counts.
+    pub secondary: usize,
+}
+
+/// A count that a measure of the answer is computed from, with the cube it counts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountPart {
+    /// Its column in the answer (a measure, or a hidden part).
+    pub column: String,
+    /// The cube whose facts it counts.
+    pub cube: String,
+}
+
+impl CubePlan<'_> {
+    /// The counts a measure is computed from (itself, if it is a count), which disclosure control protects.
+    pub fn count_parts(&self, measure: &str) -> Vec<CountPart> {
+        let Some(pm) = self.computed.iter().find(|p| p.measure.name() == measure) else { return Vec::new() };
+        match pm.measure.kind() {
+            MeasureKind::Aggregate { aggregate: Aggregate::Count | Aggregate::CountDistinct, .. } => {
+                vec![CountPart { column: measure.to_owned(), cube: self.cube.name().to_owned() }]
+            }
+            MeasureKind::Aggregate { .. } => Vec::new(),
+            MeasureKind::From { cube, measure: inner } => {
+                let counts = self.sides.iter().find(|s| s.cube.name() == cube).is_some_and(|s| !s.count_parts(inner).is_empty());
+                if counts { vec![CountPart { column: measure.to_owned(), cube: cube.clone() }] } else { Vec::new() }
+            }
+            MeasureKind::Ratio { numerator: a, denominator: b } | MeasureKind::Difference { minuend: a, subtrahend: b } => {
+                let mut parts = self.count_parts(a);
+                parts.extend(self.count_parts(b));
+                parts
+            }
+            MeasureKind::Share { of, .. } => self.count_parts(of),
+            MeasureKind::TimeComparison { of, .. } => {
+                let mut parts = self.count_parts(of);
+                // The earlier period's value is a count too, possibly of a row the answer does not show.
+                if let Some(cube) = parts.first().map(|p| p.cube.clone()) {
+                    parts.push(CountPart { column: then_column(measure), cube });
+                }
+                parts
+            }
+        }
+    }
+}
+
+/// The hidden column with a time comparison's earlier value.
+pub(crate) fn then_column(measure: &str) -> String {
+    format!("__then_{measure}")
+}
+
+/// Suppresses the cells of one count column. `keys[row]` are the row's drilldown keys (`None` where the row is a
+/// total over that drilldown); values are counts (`None` counts as 0).
+pub fn suppress(keys: &[Vec<Option<String>>], values: &[Option<i64>], threshold: u64) -> Vec<Suppression> {
+    let value = |r: usize| values[r].unwrap_or(0);
+    let mut state: Vec<Suppression> =
+        (0..values.len()).map(|r| if value(r) >= 1 && value(r) as u64 <= threshold { Suppression::Primary } else { Suppression::None }).collect();
+    if !state.contains(&Suppression::Primary) {
+        return state;
+    }
+    let equations = equations(keys);
+    let suppressed = |state: &[Suppression], r: usize| state[r] != Suppression::None;
+    // The complementary cell of an equation: its smallest non-zero shown child, else its total if shown.
+    let complement = |state: &[Suppression], (total, children): &(usize, Vec<usize>)| -> Option<usize> {
+        let child = children.iter().copied().filter(|&c| !suppressed(state, c) && value(c) != 0).min_by_key(|&c| (value(c), c));
+        child.or((!suppressed(state, *total)).then_some(*total))
+    };
+    loop {
+        let mut added = false;
+        for eq in &equations {
+            let cells = std::iter::once(eq.0).chain(eq.1.iter().copied());
+            if cells.filter(|&c| suppressed(&state, c)).count() == 1
+                && let Some(c) = complement(&state, eq)
+            {
+                state[c] = Suppression::Secondary;
+                added = true;
+            }
+        }
+        if added {
+            continue;
+        }
+        let Some(cell) = determined(&equations, &state) else { break };
+        let protect = equations
+            .iter()
+            .filter(|(t, ch)| *t == cell || ch.contains(&cell))
+            .find_map(|eq| complement(&state, eq));
+        match protect {
+            Some(c) => state[c] = Suppression::Secondary,
+            // Nothing left to suppress around it: every cell of its equations is suppressed already, which
+            // cannot determine it; stop rather than loop.
+            None => break,
+        }
+    }
+    state
+}
+
+/// The equations of an answer's totals: each total row with the rows one drilldown finer below it.
+fn equations(keys: &[Vec<Option<String>>]) -> Vec<(usize, Vec<usize>)> {
+    let grain = |r: usize| keys[r].iter().take_while(|k| k.is_some()).count();
+    let mut by_prefix: HashMap<(usize, &[Option<String>]), Vec<usize>> = HashMap::new();
+    for r in 0..keys.len() {
+        let g = grain(r);
+        if g > 0 {
+            by_prefix.entry((g - 1, &keys[r][..g - 1])).or_default().push(r);
+        }
+    }
+    (0..keys.len())
+        .filter_map(|r| {
+            let g = grain(r);
+            let children = by_prefix.get(&(g, &keys[r][..g]))?;
+            (g < keys[r].len()).then(|| (r, children.clone()))
+        })
+        .collect()
+}
+
+/// A suppressed cell whose value the equations determine, if any: its unit vector lies in the row space of the
+/// equations restricted to the suppressed cells (Gauss-Jordan elimination; coefficients stay small integers).
+fn determined(equations: &[(usize, Vec<usize>)], state: &[Suppression]) -> Option<usize> {
+    let vars: Vec<usize> = (0..state.len()).filter(|&r| state[r] != Suppression::None).collect();
+    let column: HashMap<usize, usize> = vars.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    for (total, children) in equations {
+        let mut row = vec![0.0; vars.len()];
+        if let Some(&i) = column.get(total) {
+            row[i] = -1.0;
+        }
+        for c in children {
+            if let Some(&i) = column.get(c) {
+                row[i] = 1.0;
+            }
+        }
+        if row.iter().any(|&x| x != 0.0) {
+            rows.push(row);
+        }
+    }
+    let mut pivot_row = 0;
+    let mut pivots = Vec::new();
+    for col in 0..vars.len() {
+        let Some(p) = (pivot_row..rows.len()).find(|&r| rows[r][col].abs() > 1e-9) else { continue };
+        rows.swap(pivot_row, p);
+        let scale = rows[pivot_row][col];
+        rows[pivot_row].iter_mut().for_each(|x| *x /= scale);
+        for r in 0..rows.len() {
+            if r != pivot_row && rows[r][col].abs() > 1e-9 {
+                let factor = rows[r][col];
+                let pivot = rows[pivot_row].clone();
+                rows[r].iter_mut().zip(&pivot).for_each(|(x, p)| *x -= factor * p);
+            }
+        }
+        pivots.push((pivot_row, col));
+        pivot_row += 1;
+    }
+    pivots.into_iter().find(|&(r, col)| rows[r].iter().enumerate().all(|(j, &x)| j == col || x.abs() <= 1e-9)).map(|(_, col)| vars[col])
+}
+
+/// Applies disclosure control to an answer: suppressed values become empty, each measure gets a status column
+/// (`<measure>_status`: the symbol of a suppressed or zero cell), and hidden part columns are dropped. `threshold`
+/// gives each cube's threshold (`None` for a cube published without suppression).
+pub fn protect(result: QueryResult, plan: &CubePlan<'_>, threshold: &dyn Fn(&str) -> Option<u64>, rules: &Rules) -> Result<(QueryResult, Protection)> {
+    let batch = concat_batches(&result.schema, &result.batches)?;
+    let index = |name: &str| result.columns.iter().position(|c| c.name == name);
+    let keys: Vec<Vec<Option<String>>> = {
+        let columns = result
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.kind == ColumnKind::Key)
+            .map(|(i, _)| cast(batch.column(i), &DataType::Utf8))
+            .collect::<Result<Vec<_>, _>>()?;
+        (0..batch.num_rows())
+            .map(|r| columns.iter().map(|c| (!c.is_null(r)).then(|| c.as_string::<i32>().value(r).to_owned())).collect())
+            .collect()
+    };
+    let mut flags: HashMap<String, Vec<Suppression>> = HashMap::new();
+    let mut protection = Protection::default();
+    let mut out_columns: Vec<ResultColumn> = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    let mut statuses: Vec<(ResultColumn, ArrayRef)> = Vec::new();
+    for (i, c) in result.columns.iter().enumerate() {
+        if c.kind == ColumnKind::Hidden {
+            continue;
+        }
+        if c.kind != ColumnKind::Measure {
+            out_columns.push(c.clone());
+            arrays.push(batch.column(i).clone());
+            continue;
+        }
+        let parts = plan.count_parts(&c.name);
+        let mut hidden = vec![false; batch.num_rows()];
+        let mut primary = vec![false; batch.num_rows()];
+        for part in &parts {
+            let Some(t) = threshold(&part.cube) else { continue };
+            let Some(at) = index(&part.column) else { return Err(missing(&part.column)) };
+            if !flags.contains_key(&part.column) {
+                let values: Vec<Option<i64>> = cast(batch.column(at), &DataType::Int64)?.as_primitive::<Int64Type>().iter().collect();
+                flags.insert(part.column.clone(), suppress(&keys, &values, t));
+            }
+            for (r, s) in flags[&part.column].iter().enumerate() {
+                hidden[r] |= *s != Suppression::None;
+                primary[r] |= *s == Suppression::Primary && part.column == c.name;
+            }
+        }
+        let own = parts.iter().any(|p| p.column == c.name);
+        protection.primary += primary.iter().filter(|p| **p).count();
+        protection.secondary += hidden.iter().zip(&primary).filter(|(h, p)| **h && !**p).count();
+        let values = cast(batch.column(i), &DataType::Float64)?;
+        let values = values.as_primitive::<Float64Type>();
+        let zero = |r: usize| own && !values.is_null(r) && values.value(r) == 0.0;
+        let status: StringArray = (0..batch.num_rows())
+            .map(|r| {
+                if hidden[r] {
+                    Some(rules.symbol.as_str())
+                } else if zero(r) {
+                    Some(rules.zero_symbol.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        arrays.push(nullif(batch.column(i), &BooleanArray::from(hidden))?);
+        out_columns.push(c.clone());
+        let name = format!("{}_status", c.name);
+        let column = ResultColumn { name, kind: ColumnKind::Status, heading: format!("{} (Status)", c.heading), dimension: None, measure: Some(c.name.clone()) };
+        statuses.push((column, Arc::new(status)));
+    }
+    for (column, array) in statuses {
+        out_columns.push(column);
+        arrays.push(array);
+    }
+    let fields: Vec<Field> = out_columns
+        .iter()
+        .zip(&arrays)
+        .map(|(c, a)| Field::new(c.name.as_str(), a.data_type().clone(), true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    Ok((QueryResult { schema, batches: vec![batch], columns: out_columns }, protection))
+}
+
+/// The answer without its hidden part columns, for roles that see unsuppressed numbers.
+pub fn strip_hidden(result: QueryResult) -> Result<QueryResult> {
+    let keep: Vec<usize> = (0..result.columns.len()).filter(|&i| result.columns[i].kind != ColumnKind::Hidden).collect();
+    let schema = Arc::new(result.schema.project(&keep)?);
+    let batches = result.batches.iter().map(|b| b.project(&keep)).collect::<Result<Vec<_>, _>>()?;
+    let columns = keep.iter().map(|&i| result.columns[i].clone()).collect();
+    Ok(QueryResult { schema, batches, columns })
+}
+
+fn missing(column: &str) -> Error {
+    Error::DataFusion(datafusion::error::DataFusionError::Internal(format!("the answer lacks the count column {column} that disclosure control needs")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(rows: &[&[Option<&str>]]) -> Vec<Vec<Option<String>>> {
+        rows.iter().map(|r| r.iter().map(|k| k.map(str::to_owned)).collect()).collect()
+    }
+
+    #[test]
+    fn a_small_cell_gets_a_complement_in_its_total() {
+        // district × sex with totals: a=1 is small; its sibling and, one level up, a cell of another district
+        // must follow so that neither the district total nor the grand total gives it away.
+        let k = keys(&[
+            &[Some("01"), Some("m")],
+            &[Some("01"), Some("w")],
+            &[Some("01"), None],
+            &[Some("02"), Some("m")],
+            &[Some("02"), Some("w")],
+            &[Some("02"), None],
+            &[None, None],
+        ]);
+        let v = [Some(1), Some(7), Some(8), Some(5), Some(9), Some(14), Some(22)];
+        let s = suppress(&k, &v, 2);
+        assert_eq!(s[0], Suppression::Primary);
+        assert_eq!(s[1], Suppression::Secondary, "the sibling, else 01 = m + w gives m away");
+        assert_eq!(s[2], Suppression::None, "the district total may stay: m and w are both hidden");
+        let v = [Some(1), Some(7), Some(8), Some(5), Some(9), Some(14), Some(22)];
+        assert_eq!(suppress(&k, &v, 0), vec![Suppression::None; 7], "threshold 0 suppresses nothing");
+    }
+}

@@ -1,0 +1,278 @@
+//! Disclosure control: small counts are suppressed with complementary cells, nothing can be recovered from the
+//! totals (an attacker tries subtraction along every total and exact linear algebra over all of them, on the
+//! sample project and on random tables), every format shows the same cells suppressed, and roles decide who may
+//! see unsuppressed numbers or run SQL.
+
+use crate::support::{cli, csv_rows, demo_project};
+use calamine::{Data, Reader, Xlsx};
+use kubus_query::disclosure::{Suppression, suppress};
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+const QUERY: [&str; 13] =
+    ["query", "newcomers", "-m", "persons", "-d", "district", "-d", "age_band", "-d", "sex", "-c", "month=2024-06", "--totals"];
+
+/// One answer as (keys with `None` for totals, the shown text of the measure).
+fn cells(rows: &[Vec<String>], measure: usize) -> Vec<(Vec<Option<String>>, String)> {
+    rows.iter()
+        .map(|r| {
+            let keys = [0, 2, 4].iter().map(|&i| (!r[i].is_empty()).then(|| r[i].clone())).collect();
+            (keys, r[measure].clone())
+        })
+        .collect()
+}
+
+/// Equations of an answer with totals: each total row and the rows one drilldown finer below it.
+fn equations(keys: &[Vec<Option<String>>]) -> Vec<(usize, Vec<usize>)> {
+    let depth = |k: &[Option<String>]| k.iter().filter(|x| x.is_some()).count();
+    let mut out = Vec::new();
+    for (t, tk) in keys.iter().enumerate() {
+        let d = depth(tk);
+        let children: Vec<usize> = (0..keys.len()).filter(|&c| depth(&keys[c]) == d + 1 && keys[c][..d] == tk[..d]).collect();
+        if d < tk.len() && !children.is_empty() {
+            out.push((t, children));
+        }
+    }
+    out
+}
+
+/// The attacker: which hidden cells can be recovered from the shown ones. First by subtraction, repeatedly, along
+/// every equation with one unknown; then exactly (rational Gauss-Jordan elimination): a hidden cell is recovered
+/// when the equations pin it down, i.e. its unit vector lies in their row space.
+fn recoverable(keys: &[Vec<Option<String>>], hidden: &[bool]) -> Vec<usize> {
+    let eqs = equations(keys);
+    let mut known: Vec<bool> = hidden.iter().map(|h| !h).collect();
+    loop {
+        let mut progress = false;
+        for (t, children) in &eqs {
+            let unknown: Vec<usize> = std::iter::once(*t).chain(children.iter().copied()).filter(|&c| !known[c]).collect();
+            if let [one] = unknown[..] {
+                known[one] = true;
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    let mut found: Vec<usize> = (0..hidden.len()).filter(|&c| hidden[c] && known[c]).collect();
+    // Exact elimination over the hidden cells, with fractions (numerator, denominator).
+    let vars: Vec<usize> = (0..hidden.len()).filter(|&c| hidden[c]).collect();
+    let mut m: Vec<Vec<(i128, i128)>> = eqs
+        .iter()
+        .map(|(t, children)| vars.iter().map(|v| (if v == t { -1 } else if children.contains(v) { 1 } else { 0 }, 1)).collect())
+        .collect();
+    fn gcd(a: i128, b: i128) -> i128 {
+        if b == 0 { a.abs().max(1) } else { gcd(b, a % b) }
+    }
+    let norm = |(n, d): (i128, i128)| {
+        let g = gcd(n, d) * d.signum();
+        (n / g, d / g)
+    };
+    let (mut row, mut pivots) = (0, Vec::new());
+    for col in 0..vars.len() {
+        let Some(p) = (row..m.len()).find(|&r| m[r][col].0 != 0) else { continue };
+        m.swap(row, p);
+        let (pn, pd) = m[row][col];
+        for x in m[row].iter_mut() {
+            *x = norm((x.0 * pd, x.1 * pn));
+        }
+        for r in (0..m.len()).filter(|&r| r != row) {
+            let (fn_, fd) = m[r][col];
+            if fn_ == 0 {
+                continue;
+            }
+            for j in 0..vars.len() {
+                let (a, b) = (m[r][j], m[row][j]);
+                m[r][j] = norm((a.0 * b.1 * fd - b.0 * fn_ * a.1, a.1 * b.1 * fd));
+            }
+        }
+        pivots.push((row, col));
+        row += 1;
+    }
+    for (r, col) in pivots {
+        if (0..vars.len()).all(|j| j == col || m[r][j].0 == 0) && !found.contains(&vars[col]) {
+            found.push(vars[col]);
+        }
+    }
+    found
+}
+
+#[test]
+fn small_cells_are_suppressed_with_complements_and_nothing_can_be_recovered() {
+    let dir = demo_project();
+    let shown = cli(dir, &[&QUERY[..], &["-f", "csv"]].concat());
+    assert_eq!(shown.code, ExitCode::SUCCESS, "{}", shown.stderr);
+    let truth = cli(dir, &[&["--role", "statistik"], &QUERY[..], &["-f", "csv"]].concat());
+    let (shown, truth) = (cells(&csv_rows(&shown.stdout), 6), cells(&csv_rows(&truth.stdout), 6));
+    assert_eq!(shown.len(), truth.len());
+    let keys: Vec<Vec<Option<String>>> = shown.iter().map(|(k, _)| k.clone()).collect();
+    let hidden: Vec<bool> = shown.iter().map(|(_, v)| v == ".").collect();
+    let value = |i: usize| truth[i].1.parse::<u64>().unwrap();
+    let mut complementary = 0;
+    for i in 0..shown.len() {
+        assert_eq!(shown[i].0, truth[i].0);
+        match (hidden[i], value(i)) {
+            (false, v) => {
+                assert!(v == 0 || v > 2, "a count of {v} is shown at {:?}", keys[i]);
+                assert_eq!(shown[i].1, v.to_string(), "shown values are the true ones");
+            }
+            (true, v) if v > 2 => complementary += 1,
+            (true, _) => {}
+        }
+    }
+    let primary = (0..shown.len()).filter(|&i| (1..=2).contains(&value(i))).count();
+    assert!(primary > 10, "the sample has small cells by district × age band × sex: {primary}");
+    assert!(complementary > 0, "and needs complementary cells to protect them");
+    assert!(keys.iter().zip(&hidden).any(|(k, h)| k.iter().any(Option::is_none) && !h), "totals stay visible");
+    let recovered = recoverable(&keys, &hidden);
+    assert!(recovered.is_empty(), "recovered {:?}", recovered.iter().map(|&i| (&keys[i], value(i))).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_same_cells_are_suppressed_in_every_format() {
+    let dir = demo_project();
+    let run = |format: &str, out: Option<&std::path::Path>| {
+        let mut args: Vec<String> = QUERY.iter().map(|s| (*s).to_owned()).chain(["-f".into(), format.into()]).collect();
+        if let Some(p) = out {
+            args.extend(["-o".into(), p.display().to_string()]);
+        }
+        let out = cli(dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+        out.stdout
+    };
+    let csv = csv_rows(&run("csv", None));
+    let key = |r: &[String]| format!("{}|{}|{}", r[0], r[2], r[4]);
+    let hidden: Vec<String> = csv.iter().filter(|r| r[6] == ".").map(|r| key(r)).collect();
+    assert!(!hidden.is_empty());
+
+    let german = run("csv-de", None);
+    let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(german.trim_start_matches('\u{feff}').as_bytes());
+    let rows: Vec<Vec<String>> = reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect();
+    assert_eq!(rows.iter().filter(|r| r[6] == ".").map(|r| key(r)).collect::<Vec<_>>(), hidden, "csv-de");
+
+    let json: Vec<serde_json::Value> = serde_json::from_str(&run("json", None)).unwrap();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let from_json: Vec<String> = json
+        .iter()
+        .filter(|r| r["persons_status"] == ".")
+        .inspect(|r| assert!(r["persons"].is_null(), "a suppressed value is empty in JSON"))
+        .map(|r| format!("{}|{}|{}", text(&r["district"]), text(&r["age_band"]), text(&r["sex"])))
+        .collect();
+    assert_eq!(from_json, hidden, "json");
+
+    let dir_out = tempfile::tempdir().unwrap();
+    let path = dir_out.path().join("a.xlsx");
+    run("xlsx", Some(&path));
+    let mut book: Xlsx<_> = calamine::open_workbook(&path).unwrap();
+    let sheet = book.worksheet_range(&book.sheet_names()[0]).unwrap();
+    let cell = |r: &[Data], i: usize| if r[i] == Data::Empty { String::new() } else { r[i].to_string() };
+    let from_xlsx: Vec<String> =
+        sheet.rows().skip(1).filter(|r| r[6] == Data::String(".".into())).map(|r| format!("{}|{}|{}", cell(r, 0), cell(r, 2), cell(r, 4))).collect();
+    assert_eq!(from_xlsx, hidden, "xlsx");
+
+    let stat: serde_json::Value = serde_json::from_str(&run("json-stat", None)).unwrap();
+    let ids: Vec<&str> = stat["id"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let size: Vec<usize> = stat["size"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let index: Vec<HashMap<usize, String>> = ids[..3]
+        .iter()
+        .map(|id| {
+            stat["dimension"][id]["category"]["index"].as_object().unwrap().iter().map(|(k, v)| (v.as_u64().unwrap() as usize, k.clone())).collect()
+        })
+        .collect();
+    let mut from_stat: Vec<(usize, String)> = Vec::new();
+    for (position, symbol) in stat["status"].as_object().unwrap() {
+        if symbol != "." {
+            continue;
+        }
+        let mut p = position.parse::<usize>().unwrap() / size[3];
+        let mut parts = vec![String::new(); 3];
+        for d in (0..3).rev() {
+            let k = &index[d][&(p % size[d])];
+            parts[d] = if k == "_T" { String::new() } else { k.clone() };
+            p /= size[d];
+        }
+        from_stat.push((position.parse().unwrap(), parts.join("|")));
+    }
+    from_stat.sort();
+    let mut from_stat: Vec<String> = from_stat.into_iter().map(|(_, k)| k).collect();
+    let mut expected = hidden.clone();
+    from_stat.sort();
+    expected.sort();
+    assert_eq!(from_stat, expected, "json-stat");
+}
+
+#[test]
+fn roles_decide_who_sees_what() {
+    let dir = demo_project();
+    let out = cli(dir, &["sql", "SELECT count(*) FROM newcomers"]);
+    assert_eq!(out.code, ExitCode::from(2));
+    assert!(out.stderr.contains("refused for role (none): SQL reads facts row by row"), "{}", out.stderr);
+    let out = cli(dir, &["--role", "analyst", "sql", "SELECT count(*) FROM newcomers"]);
+    assert!(out.stderr.contains("refused for role analyst"), "{}", out.stderr);
+    let out = cli(dir, &["--role", "statistic", "query", "newcomers", "-m", "persons"]);
+    assert!(out.stderr.contains("unknown role 'statistic'; closest: statistik"), "{}", out.stderr);
+    // An analyst gets the same protected answer as no role at all.
+    let plain = cli(dir, &[&QUERY[..], &["-f", "csv"]].concat()).stdout;
+    assert_eq!(cli(dir, &[&["--role", "analyst"], &QUERY[..], &["-f", "csv"]].concat()).stdout, plain);
+    // A derived measure of a suppressed count is suppressed with it, also where its own value looks harmless.
+    let out = cli(dir, &["query", "newcomers", "-m", "persons", "-m", "share_below_b1", "-d", "district", "-d", "sex", "-c", "month=2024-06", "-f", "csv"]);
+    for row in csv_rows(&out.stdout) {
+        if row[4] == "." {
+            assert_eq!(row[5], ".", "{row:?}");
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift) for the property test.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn on_random_tables_no_suppressed_cell_can_be_recovered() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut protected_cells = 0;
+    for _ in 0..300 {
+        // Two or three drilldowns with totals (every prefix), small random counts with zeros and gaps.
+        let depth = 2 + rng.next(2) as usize;
+        let sizes: Vec<u64> = (0..depth).map(|_| 1 + rng.next(4)).collect();
+        let mut leaves: Vec<(Vec<String>, i64)> = Vec::new();
+        let mut stack = vec![Vec::<String>::new()];
+        while let Some(prefix) = stack.pop() {
+            if prefix.len() == depth {
+                if rng.next(5) != 0 {
+                    leaves.push((prefix, rng.next(12) as i64));
+                }
+                continue;
+            }
+            for i in 0..sizes[prefix.len()] {
+                stack.push([prefix.clone(), vec![format!("k{i}")]].concat());
+            }
+        }
+        let mut totals: HashMap<Vec<Option<String>>, i64> = HashMap::new();
+        for (k, v) in &leaves {
+            for d in 0..=depth {
+                let key: Vec<Option<String>> = (0..depth).map(|i| (i < d).then(|| k[i].clone())).collect();
+                *totals.entry(key).or_default() += v;
+            }
+        }
+        let (keys, values): (Vec<_>, Vec<_>) = totals.into_iter().map(|(k, v)| (k, Some(v))).unzip();
+        let state = suppress(&keys, &values, 2);
+        let hidden: Vec<bool> = state.iter().map(|s| *s != Suppression::None).collect();
+        for (i, s) in state.iter().enumerate() {
+            let v = values[i].unwrap();
+            assert_eq!(*s == Suppression::Primary, (1..=2).contains(&v), "primary exactly for 1..=2");
+        }
+        protected_cells += hidden.iter().filter(|h| **h).count();
+        let recovered = recoverable(&keys, &hidden);
+        assert!(recovered.is_empty(), "recovered {:?} from {:?}", recovered.iter().map(|&i| (&keys[i], values[i])).collect::<Vec<_>>(), keys.iter().zip(&values).zip(&hidden).collect::<Vec<_>>());
+    }
+    assert!(protected_cells > 300, "the random tables must exercise suppression: {protected_cells}");
+}

@@ -136,10 +136,10 @@ fn sql_reads_views_with_labels() {
 fn ingesting_the_same_file_again_changes_nothing() {
     let dir = project_copy();
     let file = "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv";
-    let first = cli(dir.path(), &["ingest", "abh_newcomers", file]);
+    let first = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", file]);
     assert_eq!(first.code, ExitCode::SUCCESS, "{}", first.stderr);
     assert!(first.stdout.contains("cube newcomers is at version 0"), "{}", first.stdout);
-    let again = cli(dir.path(), &["ingest", "abh_newcomers", file]);
+    let again = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", file]);
     assert_eq!(again.code, ExitCode::SUCCESS, "{}", again.stderr);
     assert!(again.stdout.contains("already ingested"), "{}", again.stdout);
     assert!(again.stdout.contains("cube newcomers is at version 0"), "{}", again.stdout);

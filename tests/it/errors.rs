@@ -58,13 +58,13 @@ fn a_csv_in_an_unexpected_encoding_is_explained() {
     let utf8: String = bytes.iter().map(|&b| b as char).collect(); // windows-1252 umlauts are Latin-1 here
     let converted = dir.path().join("utf8.csv");
     std::fs::write(&converted, utf8.as_bytes()).unwrap();
-    bad_input(dir.path(), &["ingest", "abh_newcomers", converted.to_str().unwrap()], &["declares encoding windows-1252", "valid UTF-8", "encoding = \"utf-8\""]);
+    bad_input(dir.path(), &["ingest", "--demo-key", "abh_newcomers", converted.to_str().unwrap()], &["declares encoding windows-1252", "valid UTF-8", "encoding = \"utf-8\""]);
 }
 
 #[test]
 fn a_missing_file_or_source_is_bad_input() {
     let dir = project_copy();
-    bad_input(dir.path(), &["ingest", "abh_newcomers", "nope.csv"], &["cannot read input file", "nope.csv"]);
+    bad_input(dir.path(), &["ingest", "--demo-key", "abh_newcomers", "nope.csv"], &["cannot read input file", "nope.csv"]);
     bad_input(dir.path(), &["ingest", "abh_newcomer", "nope.csv"], &["unknown source 'abh_newcomer'", "abh_newcomers"]);
     bad_input(dir.path(), &["query", "newcomers", "-m", "persons"], &["no facts yet", "abh_newcomers"]);
     let empty = tempfile::tempdir().unwrap();
@@ -88,7 +88,7 @@ fn an_unmapped_column_is_refused_before_it_can_leak() {
         }
     }
     std::fs::write(&path, lines.join(&b'\n')).unwrap();
-    bad_input(dir.path(), &["ingest", "abh_newcomers", path.to_str().unwrap()], &["column 'Religion' is neither mapped nor dropped"]);
+    bad_input(dir.path(), &["ingest", "--demo-key", "abh_newcomers", path.to_str().unwrap()], &["column 'Religion' is neither mapped nor dropped"]);
 }
 
 #[test]
@@ -97,15 +97,33 @@ fn the_pseudonym_key_comes_from_a_key_file_or_ingest_refuses() {
     let config = dir.path().join("kubus.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let without_demo: String = text.lines().filter(|l| !l.starts_with("demo_key")).map(|l| format!("{l}\n")).collect();
-    std::fs::write(&config, &without_demo).unwrap();
     let file = "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv";
-    bad_input(dir.path(), &["ingest", "abh_newcomers", file], &["no pseudonymisation key", "KUBUS_PSEUDONYM_KEY"]);
+    // The demo key of the sample project is used only when asked for by name.
+    bad_input(dir.path(), &["ingest", "abh_newcomers", file], &["no pseudonymisation key", "say so with --demo-key"]);
+    std::fs::write(&config, &without_demo).unwrap();
+    bad_input(dir.path(), &["ingest", "--demo-key", "abh_newcomers", file], &["no pseudonymisation key", "KUBUS_PSEUDONYM_KEY"]);
 
     std::fs::write(dir.path().join("secret.key"), "a-real-secret-kept-elsewhere\n").unwrap();
     std::fs::write(&config, without_demo.replace("[pseudonymisation]", "[pseudonymisation]\nkey_file = \"secret.key\"")).unwrap();
     let out = cli(dir.path(), &["ingest", "abh_newcomers", file]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     assert!(!out.stderr.contains("DEMO"), "a real key is not announced as the demo key: {}", out.stderr);
+    // The key is nowhere in the warehouse (facts, log, quarantine), nor in what kubus printed.
+    let secret = b"a-real-secret-kept-elsewhere";
+    let mut files = Vec::new();
+    let mut stack = vec![dir.path().join("warehouse")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { stack.push(path) } else { files.push(path) }
+        }
+    }
+    assert!(files.len() >= 3, "facts, the Delta log and the quarantine: {files:?}");
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret), "the key is in {}", path.display());
+    }
+    assert!(!out.stdout.contains("a-real-secret") && !out.stderr.contains("a-real-secret"));
 }
 
 #[test]

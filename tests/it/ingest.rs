@@ -17,7 +17,7 @@ fn person_lines(dir: &Path, month: &str) -> usize {
 fn a_dry_run_shows_facts_and_rejects_but_changes_nothing() {
     let dir = project_copy();
     let file = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv");
-    let out = cli(dir.path(), &["ingest", "abh_newcomers", &file.display().to_string(), "--dry-run"]);
+    let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &file.display().to_string(), "--dry-run"]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let broken = fixture("quarantine.csv").into_iter().filter(|r| r[0] == "neuzugewanderte_2024-06.csv").count();
     assert!(out.stdout.contains("first 10 facts:"), "{}", out.stdout);
@@ -34,7 +34,7 @@ fn sql_and_query_read_earlier_versions() {
     let abh = dir.path().join("sample-data/auslaenderbehoerde");
     for month in ["2023-01", "2023-02"] {
         let file = abh.join(format!("neuzugewanderte_{month}.csv"));
-        assert_eq!(cli(dir.path(), &["ingest", "abh_newcomers", &file.display().to_string()]).code, ExitCode::SUCCESS);
+        assert_eq!(cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &file.display().to_string()]).code, ExitCode::SUCCESS);
     }
     let (first, both) = (person_lines(dir.path(), "2023-01"), person_lines(dir.path(), "2023-01") + person_lines(dir.path(), "2023-02"));
     let sql = |extra: &[&str]| -> String {
@@ -82,14 +82,14 @@ fn a_corrected_export_replaces_its_month_and_leaves_quarantine() {
     let dir = project_copy();
     let abh = dir.path().join("sample-data/auslaenderbehoerde");
     let files: Vec<String> = ["2024-05", "2024-06"].iter().map(|m| abh.join(format!("neuzugewanderte_{m}.csv")).display().to_string()).collect();
-    let out = cli(dir.path(), &["ingest", "abh_newcomers", &files[0], &files[1]]);
+    let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &files[0], &files[1]]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let june = person_lines(dir.path(), "2024-06");
     let broken = fixture("quarantine.csv").into_iter().filter(|r| r[0] == "neuzugewanderte_2024-06.csv").count();
     assert!(cli(dir.path(), &["quarantine"]).stdout.starts_with(&format!("{broken} line(s) in quarantine")));
 
     let corrected = corrected_june(dir.path());
-    let out = cli(dir.path(), &["ingest", "abh_newcomers", &corrected.display().to_string()]);
+    let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &corrected.display().to_string()]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     assert!(
         out.stdout.contains(&format!("replaced {} facts of neuzugewanderte_2024-06.csv (all of them", june - broken)),
@@ -115,7 +115,7 @@ fn two_exports_for_one_month_in_one_ingest_are_refused() {
     let corrected = corrected_june(dir.path());
     let copy = dir.path().join("corrected/neuzugewanderte_2024-06_korrigiert.csv");
     std::fs::copy(&corrected, &copy).unwrap();
-    let out = cli(dir.path(), &["ingest", "abh_newcomers", &original.display().to_string(), &copy.display().to_string()]);
+    let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &original.display().to_string(), &copy.display().to_string()]);
     assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
     assert!(out.stderr.contains("both hold facts for month=2024-06"), "{}", out.stderr);
     assert_eq!(cli(dir.path(), &["query", "newcomers", "-m", "records"]).code, ExitCode::from(2), "nothing was committed");

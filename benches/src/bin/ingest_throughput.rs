@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
 
     let project = kubus::Project::open(&dir)?;
     let start = Instant::now();
-    let report = project.ingest("abh_newcomers", std::slice::from_ref(&file), &mut |_| {}).await?;
+    let report = project.ingest_with("abh_newcomers", std::slice::from_ref(&file), kubus::IngestOptions { demo_key: true, ..Default::default() }, &mut |_| {}).await?;
     let ingest = start.elapsed();
     let t = report.totals();
 

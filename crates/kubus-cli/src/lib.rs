@@ -45,6 +45,9 @@ enum Command {
         /// Show the first mapped facts and every rejected line; commit nothing, leave the quarantine alone.
         #[arg(long)]
         dry_run: bool,
+        /// Pseudonymise with the project's demo key when no real key is set (synthetic sample data only).
+        #[arg(long)]
+        demo_key: bool,
     },
     /// List the rejected lines in quarantine, with their reasons.
     Quarantine {
@@ -161,13 +164,13 @@ pub fn run(args: impl IntoIterator<Item = String>, stdout: &mut dyn Write, stder
 async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Check => check(&cli.project, stdout),
-        Command::Ingest { source, files, dry_run } => {
+        Command::Ingest { source, files, dry_run, demo_key } => {
             let project = Project::open(&cli.project)?;
             let files = project.expand_inputs(&files)?;
             if dry_run {
-                return dry_run_ingest(&project, &source, &files, stdout).await;
+                return dry_run_ingest(&project, &source, &files, demo_key, stdout).await;
             }
-            ingest(&project, &source, &files, stdout, stderr).await.map(|_| ())
+            ingest(&project, &source, &files, demo_key, stdout, stderr).await.map(|_| ())
         }
         Command::Quarantine { source, output } => {
             let project = Project::open(&cli.project)?;
@@ -227,7 +230,7 @@ fn check(dir: &Path, stdout: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ingest(project: &Project, source: &str, files: &[PathBuf], stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<kubus::IngestReport> {
+async fn ingest(project: &Project, source: &str, files: &[PathBuf], demo_key: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<kubus::IngestReport> {
     // Bytes of all files as the bar's length; the message counts lines and their rate. indicatif draws only
     // when stderr is a terminal.
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
@@ -237,7 +240,7 @@ async fn ingest(project: &Project, source: &str, files: &[PathBuf], stdout: &mut
     let started = std::time::Instant::now();
     let (mut done_bytes, mut lines_before) = (0u64, 0usize);
     let report = project
-        .ingest_with(source, files, kubus::IngestOptions::default(), &mut |p| match p {
+        .ingest_with(source, files, kubus::IngestOptions { demo_key, ..Default::default() }, &mut |p| match p {
             kubus::IngestProgress::Reading { path, lines, bytes, .. } => {
                 bar.set_position(done_bytes + bytes);
                 let all = lines_before + lines;
@@ -354,9 +357,9 @@ fn quarantine_batch(rows: &[(String, kubus::QuarantineRow)]) -> anyhow::Result<k
     ])?)
 }
 
-async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], stdout: &mut dyn Write) -> anyhow::Result<()> {
+async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], demo_key: bool, stdout: &mut dyn Write) -> anyhow::Result<()> {
     const PREVIEW: usize = 10;
-    let options = kubus::IngestOptions { dry_run: true, preview: PREVIEW };
+    let options = kubus::IngestOptions { dry_run: true, preview: PREVIEW, demo_key };
     let report = project.ingest_with(source, files, options, &mut |_| {}).await?;
     writeln!(stdout, "dry run: source {} → cube {} (nothing is committed, the quarantine is left as it is)", report.source, report.cube)?;
     print_files(&report, stdout)?;
@@ -406,7 +409,7 @@ async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> any
         let inputs: Vec<PathBuf> = step.files.iter().map(PathBuf::from).collect();
         let files = project.expand_inputs(&inputs)?;
         writeln!(stdout)?;
-        let report = ingest(&project, &step.source, &files, &mut std::io::sink(), stderr).await?;
+        let report = ingest(&project, &step.source, &files, true, &mut std::io::sink(), stderr).await?;
         let totals = report.totals();
         writeln!(stdout, "ingested {} file(s) through {} into {}: {}", report.files.len(), report.source, report.cube, accounting(&totals))?;
         if let Some(q) = report.quarantine.as_ref().filter(|_| totals.rejected > 0) {

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let project = Project::open(&scratch)?;
     let file = root.join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv");
-    let report = project.ingest("abh_newcomers", &[file], &mut |_| {}).await?;
+    let report = project.ingest_with("abh_newcomers", &[file], kubus::IngestOptions { demo_key: true, ..Default::default() }, &mut |_| {}).await?;
     let t = report.totals();
     println!("lines {} = accepted {} + rejected {} + skipped {}; {} facts", t.lines, t.accepted, t.rejected, t.skipped_lines(), t.facts);
 

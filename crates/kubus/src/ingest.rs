@@ -120,6 +120,8 @@ pub enum IngestProgress<'a> {
 pub struct IngestOptions {
     /// Read and convert everything, report it, but commit nothing and leave the quarantine as it is.
     pub dry_run: bool,
+    /// Use the project's demo key when no real key is set (synthetic sample data only; announced on every use).
+    pub demo_key: bool,
     /// Number of facts a dry run shows.
     pub preview: usize,
 }
@@ -187,7 +189,7 @@ impl Project {
         let cube = source.cube().to_owned();
         let needs_key = source.fields().iter().any(|f| matches!(f.kind(), kubus_model::FieldKind::Pseudonym(_)));
         let (key, key_origin) = if needs_key {
-            let (key, origin) = self.pseudonym_key()?;
+            let (key, origin) = self.pseudonym_key(options.demo_key)?;
             (key, Some(origin))
         } else {
             (kubus_ingest::PseudonymKey::new(Vec::new()), None)

@@ -63,10 +63,12 @@ pub enum Error {
         source: std::io::Error,
     },
     /// No pseudonymisation key is configured.
-    #[error("no pseudonymisation key: set the environment variable {env} or `key_file` in kubus.toml [pseudonymisation]")]
+    #[error("no pseudonymisation key: set the environment variable {env} or `key_file` in kubus.toml [pseudonymisation]{}", if *.demo_available { " (the project's demo key is for synthetic sample data only: say so with --demo-key)" } else { "" })]
     NoKey {
         /// The environment variable looked at.
         env: String,
+        /// Whether the project has a demo key that could be allowed explicitly.
+        demo_available: bool,
     },
     /// `kubus demo` would delete a directory that does not look like a warehouse.
     #[error("refusing to reset {path}: it holds {entry}, which kubus did not write; point `warehouse` in kubus.toml at a directory of its own")]

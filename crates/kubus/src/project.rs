@@ -141,7 +141,7 @@ impl Project {
     }
 
     /// The pseudonymisation key: the environment variable first, then the key file, then the demo key.
-    pub fn pseudonym_key(&self) -> Result<(PseudonymKey, KeyOrigin)> {
+    pub fn pseudonym_key(&self, allow_demo: bool) -> Result<(PseudonymKey, KeyOrigin)> {
         let settings = &self.config.pseudonymisation;
         if let Ok(secret) = std::env::var(&settings.key_env)
             && !secret.is_empty()
@@ -153,10 +153,10 @@ impl Project {
             let secret = std::fs::read(&path).map_err(|source| Error::InputFile { path: path.clone(), source })?;
             return Ok((PseudonymKey::new(secret.trim_ascii().to_vec()), KeyOrigin::File(path)));
         }
-        if let Some(demo) = &settings.demo_key {
-            return Ok((PseudonymKey::demo(demo.as_bytes().to_vec()), KeyOrigin::Demo));
+        match &settings.demo_key {
+            Some(demo) if allow_demo => Ok((PseudonymKey::demo(demo.as_bytes().to_vec()), KeyOrigin::Demo)),
+            demo => Err(Error::NoKey { env: settings.key_env.clone(), demo_available: demo.is_some() }),
         }
-        Err(Error::NoKey { env: settings.key_env.clone() })
     }
 
     /// The latest warehouse version of a cube, `None` before its first ingest.

@@ -276,3 +276,72 @@ fn on_random_tables_no_suppressed_cell_can_be_recovered() {
     }
     assert!(protected_cells > 300, "the random tables must exercise suppression: {protected_cells}");
 }
+
+#[test]
+fn a_role_sees_its_levels_and_its_rows_only() {
+    let dir = demo_project();
+    let refused = |args: &[&str], rule: &str| {
+        let out = cli(dir, args);
+        assert_eq!(out.code, ExitCode::from(2), "{args:?} must be refused: {}", out.stdout);
+        assert!(out.stderr.contains(rule), "{args:?}: {}", out.stderr);
+    };
+    // Limited to areas and age bands: no single district or year of age, neither drilled nor cut, nor via SQL.
+    let role = ["--role", "jugendhilfe", "query", "newcomers", "-m", "persons", "-c", "month=2024-06"];
+    refused(&[&role[..], &["-d", "district"]].concat(), "refused for role jugendhilfe: it may see district down to level area, not district");
+    refused(&[&role[..], &["-c", "district=Betzenberg"]].concat(), "not district");
+    refused(&[&role[..], &["-d", "age"]].concat(), "it may see age down to level age_band, not age_year");
+    refused(&[&role[..], &["-c", "age=16..20"]].concat(), "not age_year");
+    refused(&["--role", "jugendhilfe", "sql", "SELECT * FROM newcomers"], "refused for role jugendhilfe");
+    let out = cli(dir, &[&role[..], &["-d", "district.area", "-d", "age_band", "-c", "age=Jugendintegrationskurs"]].concat());
+    assert!(out.stderr.contains("unknown member"), "a member of another hierarchy is looked up, not refused: {}", out.stderr);
+    let out = cli(dir, &[&role[..], &["-d", "district.area", "-d", "age_band", "-c", "district=Ortsbezirke", "-f", "csv"]].concat());
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+
+    // The Ortsbezirke's office sees its nine districts, and its totals add up its own rows only.
+    let own = cli(dir, &["--role", "ortsbezirke", "query", "newcomers", "-m", "records", "-d", "district", "-c", "month=2024-06", "--totals", "-f", "csv"]);
+    let rows = csv_rows(&own.stdout);
+    let keys: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(keys, ["10", "11", "12", "13", "14", "15", "16", "17", "18", ""]);
+    let all = crate::support::query(dir, &["newcomers", "-m", "records", "-d", "district.area", "-c", "month=2024-06"]);
+    let ortsbezirke = all.iter().find(|r| r[0] == "O").unwrap();
+    assert_eq!(rows.last().unwrap()[2], ortsbezirke[2], "the total is the Ortsbezirke's, not the city's");
+    let sum: u64 = rows[..9].iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
+    assert_eq!(sum.to_string(), ortsbezirke[2]);
+}
+
+#[test]
+fn every_query_is_in_the_audit_log() {
+    let dir = crate::support::project_copy();
+    assert_eq!(cli(dir.path(), &["demo"]).code, ExitCode::SUCCESS);
+    let log = dir.path().join("audit.jsonl");
+    let lines = |from: usize| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log).unwrap().lines().skip(from).map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let demo = lines(0);
+    assert_eq!(demo.len(), 3, "the demo's three queries");
+    let before = std::fs::read(&log).unwrap();
+
+    let answered = cli(dir.path(), &[&QUERY[..], &["-f", "csv"]].concat());
+    let refused = cli(dir.path(), &["--role", "jugendhilfe", "query", "newcomers", "-m", "persons", "-d", "district"]);
+    let sql = cli(dir.path(), &["sql", "SELECT 1"]);
+    let bad = cli(dir.path(), &["query", "newcomers", "-m", "nope"]);
+    assert_eq!([&answered, &refused, &sql, &bad].map(|o| o.code), [ExitCode::SUCCESS, ExitCode::from(2), ExitCode::from(2), ExitCode::from(2)]);
+    let entries = lines(3);
+    assert_eq!(entries.len(), 4, "one line per query, answered or not");
+    assert!(std::fs::read(&log).unwrap().starts_with(&before), "earlier lines are never rewritten");
+    for e in &entries {
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    }
+    let rows = csv_rows(&answered.stdout);
+    assert_eq!(entries[0]["outcome"], "answered");
+    assert_eq!(entries[0]["role"], serde_json::Value::Null);
+    assert_eq!(entries[0]["query"]["drilldowns"], serde_json::json!(["district", "age_band", "sex"]));
+    assert_eq!(entries[0]["rows"], rows.len());
+    assert_eq!(entries[0]["suppressed"], rows.iter().filter(|r| r[6] == ".").count(), "one measure: suppressed cells = dots");
+    assert_eq!((entries[1]["outcome"].as_str(), entries[1]["role"].as_str()), (Some("refused"), Some("jugendhilfe")));
+    assert!(entries[1]["error"].as_str().unwrap().contains("not district"));
+    assert_eq!((entries[2]["kind"].as_str(), entries[2]["outcome"].as_str()), (Some("sql"), Some("refused")));
+    assert_eq!(entries[3]["outcome"], "failed");
+    // The demo key used by the demo's ingest is not in the log.
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("kubus-demo-key"));
+}

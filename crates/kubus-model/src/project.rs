@@ -57,6 +57,12 @@ pub struct Role {
     pub bypass_disclosure: bool,
     /// May run SQL over the facts (row by row, past disclosure control).
     pub sql: bool,
+    /// The cubes the role may read (empty: all).
+    pub cubes: Vec<String>,
+    /// Per dimension, the finest level the role may drill to or cut on.
+    pub finest: Vec<(String, String)>,
+    /// Cuts (text form) applied to every query of the role.
+    pub filter: Vec<String>,
 }
 
 /// One ingest step of `kubus demo`.
@@ -98,6 +104,8 @@ pub struct ProjectConfig {
     pub pseudonymisation: PseudonymSettings,
     /// Statistical disclosure control.
     pub disclosure: DisclosureSettings,
+    /// The append-only query log, relative to the project unless absolute.
+    pub audit_log: String,
     /// Roles by name.
     pub roles: Vec<Role>,
     /// What `kubus demo` ingests.
@@ -140,7 +148,15 @@ impl ProjectConfig {
         let roles = raw
             .roles
             .into_iter()
-            .map(|(name, r)| Role { name, description: r.description, bypass_disclosure: r.bypass_disclosure, sql: r.sql })
+            .map(|(name, r)| Role {
+                name,
+                description: r.description,
+                bypass_disclosure: r.bypass_disclosure,
+                sql: r.sql,
+                cubes: r.cubes,
+                finest: r.finest.into_iter().collect(),
+                filter: r.filter,
+            })
             .collect();
         Ok(ProjectConfig {
             name: raw.name,
@@ -152,6 +168,7 @@ impl ProjectConfig {
                 demo_key: p.and_then(|p| p.demo_key),
             },
             disclosure,
+            audit_log: raw.audit_log.unwrap_or_else(|| "audit.jsonl".into()),
             roles,
             demo_ingest: demo
                 .as_ref()

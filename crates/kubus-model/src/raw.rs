@@ -240,6 +240,8 @@ pub struct RawProject {
     pub schemas: Option<String>,
     pub pseudonymisation: Option<RawPseudonymisation>,
     pub disclosure: Option<RawDisclosure>,
+    /// The append-only log of queries, relative to the project (default `audit.jsonl`).
+    pub audit_log: Option<String>,
     #[serde(default)]
     pub roles: BTreeMap<String, RawRole>,
     pub demo: Option<RawDemo>,
@@ -275,6 +277,15 @@ pub struct RawRole {
     /// May run SQL over the facts.
     #[serde(default)]
     pub sql: bool,
+    /// The cubes the role may read (default: all).
+    #[serde(default)]
+    pub cubes: Vec<String>,
+    /// Per dimension, the finest level the role may see.
+    #[serde(default)]
+    pub finest: BTreeMap<String, String>,
+    /// Cuts applied to every query of the role (an office sees its own rows).
+    #[serde(default)]
+    pub filter: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

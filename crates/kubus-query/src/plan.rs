@@ -39,6 +39,8 @@ pub struct ResolvedCut<'m> {
     pub members: Vec<usize>,
     /// Keep the rows whose member is *not* listed.
     pub negated: bool,
+    /// The levels of the members the cut names (before they became fact-level members).
+    pub given_levels: Vec<usize>,
 }
 
 impl ResolvedCut<'_> {
@@ -229,10 +231,13 @@ pub fn resolve_cut<'m>(model: &'m Model, cube: &'m Cube, cut: &Cut) -> Result<Re
             (members, false)
         }
     };
+    let mut given_levels: Vec<usize> = members.iter().map(|m| m.level).collect();
+    given_levels.sort_unstable();
+    given_levels.dedup();
     let mut indices: Vec<usize> = members.into_iter().flat_map(|m| dim.descendants(m, l.fact_level)).collect();
     indices.sort_unstable();
     indices.dedup();
-    Ok(ResolvedCut { role: l.role, dimension: dim, fact_level: l.fact_level, members: indices, negated })
+    Ok(ResolvedCut { role: l.role, dimension: dim, fact_level: l.fact_level, members: indices, negated, given_levels })
 }
 
 /// Plans a query against the model.

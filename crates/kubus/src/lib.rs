@@ -14,6 +14,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod access;
 mod ingest;
 mod project;
 
@@ -85,6 +86,15 @@ pub enum Error {
         role: String,
         /// The rule that refused.
         rule: String,
+    },
+    /// The audit log cannot be written (then nothing is answered).
+    #[error("cannot write the audit log {path}")]
+    AuditLog {
+        /// The log file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// `--as-of` on a drill-across cube, whose cubes each have their own versions.
     #[error("cube {cube} combines other cubes, each with its own versions; --as-of works on one cube")]

@@ -1,6 +1,7 @@
 //! A project: `kubus.toml`, the schema files under `cube-schemas/` and the warehouse. Reads files (the edge where
 //! I/O lives) and wires model, warehouse and query together for queries and SQL.
 
+use crate::access::{self, AuditLog};
 use crate::{Error, Result};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
@@ -18,6 +19,7 @@ pub struct Project {
     config: ProjectConfig,
     model: Model,
     warehouse: Warehouse,
+    audit: AuditLog,
 }
 
 /// A query's answer and the warehouse versions it was read from.
@@ -97,7 +99,8 @@ impl Project {
         let config = ProjectConfig::parse(&path.display().to_string(), &text)?;
         let model = kubus_model::load_model(&schema_files(&root.join(&config.schemas))?)?;
         let warehouse = Warehouse::open(&root.join(&config.warehouse))?;
-        Ok(Project { root, config, model, warehouse })
+        let audit = AuditLog::new(&root, &config.audit_log);
+        Ok(Project { root, config, model, warehouse, audit })
     }
 
     /// The project directory.
@@ -167,10 +170,37 @@ impl Project {
 
     /// Answers a cube query at `as_of` (or the latest version; a drill-across query takes no `as_of`, since its
     /// cubes have versions of their own), as a role (or the most restrictive default without one).
-    /// Disclosure control applies to every answer unless the role may bypass it.
+    /// Disclosure control applies to every answer unless the role may bypass it; the role's cubes, levels and
+    /// row filter apply too. Every query, answered or refused, is recorded in the audit log.
     pub async fn query(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {
+        let outcome = self.answer(query, options).await;
+        let mut entry = serde_json::json!({
+            "kind": "query",
+            "role": options.role,
+            "cube": query.cube,
+            "query": query,
+            "as_of": options.as_of,
+        });
+        match &outcome {
+            Ok(answer) => {
+                entry["outcome"] = "answered".into();
+                entry["rows"] = answer.result.num_rows().into();
+                entry["suppressed"] = (answer.protection.primary + answer.protection.secondary).into();
+            }
+            Err(e) => {
+                entry["outcome"] = if matches!(e, Error::Refused { .. }) { "refused" } else { "failed" }.into();
+                entry["error"] = e.to_string().into();
+            }
+        }
+        self.audit.append(entry)?;
+        outcome
+    }
+
+    async fn answer(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {
         let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
-        let plan = kubus_query::plan(&self.model, query)?;
+        access::check_levels(&kubus_query::plan(&self.model, query)?, role)?;
+        let restricted = access::restrict(query, role, &self.model)?;
+        let plan = kubus_query::plan(&self.model, &restricted)?;
         let ctx = SessionContext::new();
         let (facts, versions) = self.plan_facts(&ctx, &plan, options.as_of).await?;
         let result = kubus_query::execute(&ctx, &plan, &facts).await?;
@@ -223,13 +253,25 @@ impl Project {
     /// Runs read-only SQL over one view per cube that has facts (named like the cube, with member labels). Each
     /// cube is read at its latest version unless `as_of` names another one for it.
     pub async fn sql(&self, sql: &str, options: &SqlOptions) -> Result<Vec<RecordBatch>> {
-        let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
-        if !role.is_some_and(|r| r.sql) {
-            return Err(Error::Refused {
-                role: options.role.clone().unwrap_or_else(|| "(none)".into()),
-                rule: "SQL reads facts row by row, past disclosure control; only a role with `sql = true` may".into(),
-            });
+        let outcome = self.run_sql(sql, options).await;
+        let mut entry = serde_json::json!({"kind": "sql", "role": options.role, "sql": sql});
+        match &outcome {
+            Ok(batches) => {
+                entry["outcome"] = "answered".into();
+                entry["rows"] = batches.iter().map(RecordBatch::num_rows).sum::<usize>().into();
+            }
+            Err(e) => {
+                entry["outcome"] = if matches!(e, Error::Refused { .. }) { "refused" } else { "failed" }.into();
+                entry["error"] = e.to_string().into();
+            }
         }
+        self.audit.append(entry)?;
+        outcome
+    }
+
+    async fn run_sql(&self, sql: &str, options: &SqlOptions) -> Result<Vec<RecordBatch>> {
+        let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
+        access::check_sql(role)?;
         let as_of = &options.as_of;
         for (cube, _) in as_of {
             self.model.cube(cube)?;

@@ -127,6 +127,25 @@ fn small_cells_are_suppressed_with_complements_and_nothing_can_be_recovered() {
     assert!(keys.iter().zip(&hidden).any(|(k, h)| k.iter().any(Option::is_none) && !h), "totals stay visible");
     let recovered = recoverable(&keys, &hidden);
     assert!(recovered.is_empty(), "recovered {:?}", recovered.iter().map(|&i| (&keys[i], value(i))).collect::<Vec<_>>());
+    let values: Vec<i64> = (0..shown.len()).map(|i| value(i) as i64).collect();
+    assert_eq!(bounded_small(&keys, &hidden, &values, 2), Vec::<usize>::new(), "no hidden cell is bounded to a small count");
+}
+
+/// The attacker's bound: under a shown total, the k hidden children sum to S and each is at least 1, so each is at
+/// most S − (k − 1). Returns the hidden cells that this bounds to the threshold or less.
+fn bounded_small(keys: &[Vec<Option<String>>], hidden: &[bool], values: &[i64], threshold: i64) -> Vec<usize> {
+    let mut found = Vec::new();
+    for (total, children) in equations(keys) {
+        if hidden[total] {
+            continue;
+        }
+        let shown: i64 = children.iter().filter(|&&c| !hidden[c]).map(|&c| values[c]).sum();
+        let secret: Vec<usize> = children.into_iter().filter(|&c| hidden[c]).collect();
+        if !secret.is_empty() && values[total] - shown - (secret.len() as i64 - 1) <= threshold {
+            found.extend(secret);
+        }
+    }
+    found
 }
 
 #[test]
@@ -271,6 +290,9 @@ fn on_random_tables_no_suppressed_cell_can_be_recovered() {
             assert_eq!(*s == Suppression::Primary, (1..=2).contains(&v), "primary exactly for 1..=2");
         }
         protected_cells += hidden.iter().filter(|h| **h).count();
+        let all: Vec<i64> = values.iter().map(|v| v.unwrap()).collect();
+        let bounded = bounded_small(&keys, &hidden, &all, 2);
+        assert!(bounded.is_empty(), "bounded {:?}", bounded.iter().map(|&i| (&keys[i], values[i])).collect::<Vec<_>>());
         let recovered = recoverable(&keys, &hidden);
         assert!(recovered.is_empty(), "recovered {:?} from {:?}", recovered.iter().map(|&i| (&keys[i], values[i])).collect::<Vec<_>>(), keys.iter().zip(&values).zip(&hidden).collect::<Vec<_>>());
     }

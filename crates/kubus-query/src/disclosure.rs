@@ -5,10 +5,12 @@
 //! the answer and the plan, not the warehouse or output formats.
 //!
 //! Method: the answer's totals form equations "total = sum of its children" (one per total row, over the next
-//! drilled dimension). Secondary suppression repeats two steps until neither adds a cell: (1) an equation with
-//! exactly one suppressed cell gets a complementary cell — the smallest non-zero child, else its total; (2) a
-//! suppressed cell that the equations still determine (its unit vector lies in the row space of the equations
-//! over the suppressed cells) gets a complementary cell in one of its equations the same way.
+//! drilled dimension). Secondary suppression repeats until no step adds a cell: (1) an equation with exactly one
+//! suppressed cell, or whose shown total bounds a hidden child to at most the threshold (each hidden cell is at
+//! least 1, so it is at most their sum minus the others' minimum), gets a complementary cell — the smallest
+//! non-zero child, else its total; (2) a suppressed cell that the equations still determine (its unit vector lies
+//! in the row space of the equations over the suppressed cells) gets a complementary cell in one of its
+//! equations the same way. Bounds that only follow from several equations together are not checked.
 
 use crate::exec::{ColumnKind, QueryResult, ResultColumn};
 use crate::plan::CubePlan;
@@ -105,6 +107,17 @@ pub fn suppress(keys: &[Vec<Option<String>>], values: &[Option<i64>], threshold:
     }
     let equations = equations(keys);
     let suppressed = |state: &[Suppression], r: usize| state[r] != Suppression::None;
+    // A shown total also bounds its hidden children: every hidden cell is at least 1 (its row exists), so each is
+    // at most S − (k − 1), S being their sum and k their number. That bound must stay above the threshold, or
+    // the attacker learns the cell is small.
+    let too_narrow = |state: &[Suppression], (total, children): &(usize, Vec<usize>)| -> bool {
+        if suppressed(state, *total) {
+            return false;
+        }
+        let hidden: Vec<usize> = children.iter().copied().filter(|&c| suppressed(state, c)).collect();
+        let sum: i64 = hidden.iter().map(|&c| value(c)).sum();
+        !hidden.is_empty() && sum - (hidden.len() as i64 - 1) <= threshold as i64
+    };
     // The complementary cell of an equation: its smallest non-zero shown child, else its total if shown.
     let complement = |state: &[Suppression], (total, children): &(usize, Vec<usize>)| -> Option<usize> {
         let child = children.iter().copied().filter(|&c| !suppressed(state, c) && value(c) != 0).min_by_key(|&c| (value(c), c));
@@ -114,9 +127,8 @@ pub fn suppress(keys: &[Vec<Option<String>>], values: &[Option<i64>], threshold:
         let mut added = false;
         for eq in &equations {
             let cells = std::iter::once(eq.0).chain(eq.1.iter().copied());
-            if cells.filter(|&c| suppressed(&state, c)).count() == 1
-                && let Some(c) = complement(&state, eq)
-            {
+            let single = cells.filter(|&c| suppressed(&state, c)).count() == 1;
+            if (single || too_narrow(&state, eq)) && let Some(c) = complement(&state, eq) {
                 state[c] = Suppression::Secondary;
                 added = true;
             }

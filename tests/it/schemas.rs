@@ -280,3 +280,17 @@ to = 18
         ]
     );
 }
+
+#[test]
+fn special_categories_of_personal_data_need_a_stated_purpose() {
+    let cube = "name = \"c\"\nlabel = \"C\"\n\n[[dimensions]]\nname = \"sex\"\n\n[[columns]]\nname = \"belief\"\ntype = \"string\"\n\n[[measures]]\nname = \"n\"\nlabel = \"N\"\naggregate = \"count\"\n";
+    let source = |extra: &str| {
+        format!("name = \"s\"\ncube = \"c\"\n\n[format]\ntype = \"csv\"\n\n[fields.sex]\nmember = \"Geschlecht\"\n\n[fields.belief]\ntext = \"Religionszugehörigkeit\"\n{extra}")
+    };
+    let load = |source: &str| diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube), ("s.toml", SchemaKind::Source, source)]);
+    assert_eq!(
+        load(&source("")),
+        ["s.toml:10: fields.belief: 'Religionszugehörigkeit' looks like a special category of personal data (religion, health, origin, ...; GDPR Art. 9): map it only with `special_category = \"<the purpose it serves>\"`, or drop it"]
+    );
+    assert!(load(&source("special_category = \"Seelsorge-Angebote planen (Beschluss 2025/17)\"\n")).is_empty());
+}

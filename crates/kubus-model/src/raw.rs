@@ -230,6 +230,8 @@ pub struct RawField {
     pub missing: Vec<String>,
     pub decimal_separator: Option<S<String>>,
     pub thousands_separator: Option<S<String>>,
+    /// The stated purpose for which a special category of personal data (religion, health, ...) is mapped.
+    pub special_category: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -205,6 +205,40 @@ impl Field {
     }
 }
 
+/// Names of the special categories of personal data (GDPR Art. 9) that a column name may reveal, German and
+/// English, lower case.
+const SPECIAL_CATEGORIES: &[&str] = &[
+    "religion", "konfession", "glaube", "weltanschauung", "gesundheit", "health", "krankheit", "diagnos", "behinderung",
+    "disabilit", "ethni", "rasse", "sexuell", "sexual", "gewerkschaft", "union member", "politisch",
+    "political", "biometr", "genetisch", "genetic",
+];
+
+/// A field that maps a special category of personal data (by its column or target name) needs a stated purpose.
+fn check_special_category(target: &str, kind: &FieldKind, purpose: Option<&str>, span: Option<std::ops::Range<usize>>, path: &str, sink: &mut Sink<'_>) {
+    if purpose.is_some_and(|p| !p.trim().is_empty()) {
+        return;
+    }
+    let inputs = match kind {
+        FieldKind::Member(i) | FieldKind::Date(i) | FieldKind::Number(i) | FieldKind::Text(i) => vec![i],
+        FieldKind::Age { birth, at } => vec![birth, at],
+        FieldKind::Pseudonym(inputs) => inputs.iter().collect(),
+    };
+    let names = inputs.into_iter().filter_map(|i| match i {
+        Input::Column(name) => Some(name.as_str()),
+        _ => None,
+    });
+    if let Some(name) = std::iter::once(target).chain(names).find(|n| {
+        let lower = n.to_lowercase();
+        SPECIAL_CATEGORIES.iter().any(|c| lower.contains(c))
+    }) {
+        sink.at(
+            span,
+            path.to_owned(),
+            format!("'{name}' looks like a special category of personal data (religion, health, origin, ...; GDPR Art. 9): map it only with `special_category = \"<the purpose it serves>\"`, or drop it"),
+        );
+    }
+}
+
 /// Which lines of a file are what: header lines, a line of column numbers, a footer, and lines to skip.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -530,6 +564,7 @@ pub(crate) fn lower(
             sink.at(span, path, message);
             continue;
         }
+        check_special_category(&target, &kind, rf.special_category.as_deref(), span.clone(), &path, sink);
         let is_member = matches!(kind, FieldKind::Member(_));
         if (!rf.totals.is_empty() || rf.subtotals) && !is_member {
             sink.at(span.clone(), &path, "`totals` and `subtotals` belong to member fields");

@@ -367,3 +367,32 @@ fn every_query_is_in_the_audit_log() {
     // The demo key used by the demo's ingest is not in the log.
     assert!(!std::fs::read_to_string(&log).unwrap().contains("kubus-demo-key"));
 }
+
+#[test]
+fn a_sum_one_contributor_dominates_is_suppressed() {
+    let dir = demo_project();
+    // The truth, per district and provider, from the statistics office's view.
+    let detail = crate::support::query(dir, &["course_offers", "-m", "seats", "-d", "district", "-d", "provider", "-c", "year=2024"]);
+    let mut by_district: HashMap<String, Vec<u64>> = HashMap::new();
+    for r in &detail {
+        by_district.entry(r[0].clone()).or_default().push(r[4].parse().unwrap());
+    }
+    let out = cli(dir, &["query", "course_offers", "-m", "seats", "-d", "district", "-c", "year=2024", "--totals", "-f", "csv"]);
+    let rows = csv_rows(&out.stdout);
+    let mut dominated = 0;
+    for r in rows.iter().filter(|r| !r[0].is_empty()) {
+        let seats = &by_district[&r[0]];
+        let (sum, top) = (seats.iter().sum::<u64>(), *seats.iter().max().unwrap());
+        if top as f64 / sum as f64 >= 0.85 {
+            dominated += 1;
+            assert_eq!(r[2], ".", "district {}: one provider offers {top} of {sum} seats", r[0]);
+        } else if r[2] != "." {
+            assert_eq!(r[2], sum.to_string());
+        }
+    }
+    assert!(dominated > 0, "the sample has districts one provider dominates");
+    let keys: Vec<Vec<Option<String>>> = rows.iter().map(|r| vec![(!r[0].is_empty()).then(|| r[0].clone())]).collect();
+    let hidden: Vec<bool> = rows.iter().map(|r| r[2] == ".").collect();
+    assert!(hidden.iter().filter(|h| **h).count() > dominated || dominated > 1, "a complement protects a single dominated cell");
+    assert!(recoverable(&keys, &hidden).is_empty());
+}

@@ -130,6 +130,8 @@ pub enum MeasureKind {
         filter: Vec<Cut>,
         /// A stock: over a time range it takes the last snapshot of the range instead of adding up.
         last_snapshot: bool,
+        /// For sums: the role whose members contribute; a cell one of them dominates is suppressed.
+        dominance: Option<String>,
     },
     /// `numerator / denominator` as a decimal (empty where the denominator is 0).
     Ratio {
@@ -212,7 +214,7 @@ impl Measure {
     /// How it aggregates over facts, for display: `count`, `sum(seats)`, `ratio(a, b)`, ...
     pub fn describe(&self) -> String {
         match &self.kind {
-            MeasureKind::Aggregate { aggregate, column, filter, last_snapshot } => {
+            MeasureKind::Aggregate { aggregate, column, filter, last_snapshot, dominance } => {
                 let mut text = format!("{}({})", aggregate.name(), column.as_deref().unwrap_or("*"));
                 if !filter.is_empty() {
                     let cuts: Vec<String> = filter.iter().map(Cut::to_string).collect();
@@ -220,6 +222,9 @@ impl Measure {
                 }
                 if *last_snapshot {
                     text += ", last snapshot over time";
+                }
+                if let Some(role) = dominance {
+                    text += &format!(", suppressed where one {role} dominates");
                 }
                 text
             }
@@ -567,6 +572,7 @@ fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measur
         derived_only("column", m.column.is_some(), m.column.as_ref().map(|c| c.span()), sink);
         derived_only("filter", !m.filter.is_empty(), m.filter.first().map(|f| f.span()), sink);
         derived_only("over_time", m.over_time.is_some(), m.over_time.as_ref().map(|c| c.span()), sink);
+        derived_only("dominance", m.dominance.is_some(), m.dominance.as_ref().map(|c| c.span()), sink);
     }
     if kinds[0].0 != "share" {
         derived_only("over", m.over.is_some(), m.over.as_ref().map(|c| c.span()), sink);
@@ -723,7 +729,20 @@ fn lower_aggregate(m: &RawMeasure, path: &str, cx: &Context<'_>, sink: &mut Sink
             false
         }
     };
-    (filter.len() == m.filter.len()).then_some(MeasureKind::Aggregate { aggregate, column, filter, last_snapshot })
+    let dominance = match &m.dominance {
+        None => None,
+        Some(role) if aggregate == Aggregate::Sum && cx.roles.iter().any(|r| &r.name == role.get_ref()) => Some(role.get_ref().clone()),
+        Some(role) if aggregate != Aggregate::Sum => {
+            sink.at(Some(role.span()), format!("{path}.dominance"), "the dominance rule applies to sums");
+            None
+        }
+        Some(role) => {
+            sink.with(Some(role.span()), format!("{path}.dominance"), format!("unknown dimension role '{}'", role.get_ref()), cx.roles.iter().map(|r| r.name.clone()).collect());
+            None
+        }
+    };
+    (filter.len() == m.filter.len() && m.dominance.is_some() == dominance.is_some())
+        .then_some(MeasureKind::Aggregate { aggregate, column, filter, last_snapshot, dominance })
 }
 
 /// A measure filter names a role of the cube (or `role.level`) and members of its dimension.

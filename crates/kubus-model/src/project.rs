@@ -16,7 +16,7 @@ pub struct PseudonymSettings {
 }
 
 /// Statistical disclosure control: which counts are too small to publish and how suppressed cells look.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DisclosureSettings {
     /// Counts from 1 to this are suppressed (default 2, Kaiserslautern's yearbook rule).
     pub threshold: u64,
@@ -24,15 +24,24 @@ pub struct DisclosureSettings {
     pub symbol: String,
     /// Shown instead of a zero count (default "–", "nothing there"); zeros are not suppressed.
     pub zero_symbol: String,
-    /// Cubes without data about persons, published without suppression.
+    /// Cubes without data about persons, whose counts are published without suppression.
     pub exempt: Vec<String>,
+    /// A sum with a declared contributor role is suppressed where one contributor holds this share or more.
+    pub dominance: f64,
     /// Thresholds of single cubes.
     pub cube_thresholds: Vec<(String, u64)>,
 }
 
 impl Default for DisclosureSettings {
     fn default() -> Self {
-        DisclosureSettings { threshold: 2, symbol: ".".into(), zero_symbol: "–".into(), exempt: Vec::new(), cube_thresholds: Vec::new() }
+        DisclosureSettings {
+            threshold: 2,
+            symbol: ".".into(),
+            zero_symbol: "–".into(),
+            exempt: Vec::new(),
+            dominance: 0.85,
+            cube_thresholds: Vec::new(),
+        }
     }
 }
 
@@ -142,6 +151,7 @@ impl ProjectConfig {
                 symbol: d.symbol.unwrap_or(defaults.symbol),
                 zero_symbol: d.zero_symbol.unwrap_or(defaults.zero_symbol),
                 exempt: d.exempt,
+                dominance: d.dominance.unwrap_or(defaults.dominance),
                 cube_thresholds: d.cubes.into_iter().map(|(c, t)| (c, t.threshold)).collect(),
             },
         };

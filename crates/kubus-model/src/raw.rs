@@ -134,6 +134,8 @@ pub struct RawMeasure {
     pub filter: Vec<S<String>>,
     /// `sum` (default) or `last`: a stock that takes the last snapshot of a time range instead of adding up.
     pub over_time: Option<S<String>>,
+    /// For sums: the role whose members contribute (e.g. `provider`); a cell one contributor dominates is suppressed.
+    pub dominance: Option<S<String>>,
     /// `[numerator, denominator]`: a ratio of two measures.
     pub ratio: Option<S<[String; 2]>>,
     /// `[minuend, subtrahend]`: the difference of two measures.
@@ -253,6 +255,8 @@ pub struct RawProject {
 #[serde(deny_unknown_fields)]
 pub struct RawDisclosure {
     pub threshold: Option<u64>,
+    /// Share of a sum that one contributor may hold before the cell is suppressed (default 0.85).
+    pub dominance: Option<f64>,
     pub symbol: Option<String>,
     pub zero_symbol: Option<String>,
     /// Cubes without data about persons, published without suppression.

@@ -34,12 +34,14 @@ pub enum Suppression {
 }
 
 /// How one answer is protected.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
     /// Shown instead of a suppressed value.
     pub symbol: String,
     /// Shown instead of a zero count.
     pub zero_symbol: String,
+    /// A sum with a contributor role is suppressed where one contributor holds this share or more.
+    pub dominance: f64,
 }
 
 /// What disclosure control did to one answer.
@@ -91,6 +93,35 @@ impl CubePlan<'_> {
     }
 }
 
+/// A sum that a measure of the answer is computed from, whose contributors the dominance rule looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DominancePart {
+    /// The sum's column in the answer.
+    pub column: String,
+    /// The hidden column with the largest single contribution to it.
+    pub top: String,
+}
+
+impl CubePlan<'_> {
+    /// The sums with a contributor role that a measure is computed from (itself, if it is one).
+    pub fn dominance_parts(&self, measure: &str) -> Vec<DominancePart> {
+        let Some(pm) = self.computed.iter().find(|p| p.measure.name() == measure) else { return Vec::new() };
+        match pm.measure.kind() {
+            MeasureKind::Aggregate { dominance: Some(_), .. } => vec![DominancePart { column: measure.to_owned(), top: top_column(measure) }],
+            MeasureKind::Aggregate { .. } | MeasureKind::From { .. } | MeasureKind::TimeComparison { .. } => Vec::new(),
+            MeasureKind::Ratio { numerator: a, denominator: b } | MeasureKind::Difference { minuend: a, subtrahend: b } => {
+                [self.dominance_parts(a), self.dominance_parts(b)].concat()
+            }
+            MeasureKind::Share { of, .. } => self.dominance_parts(of),
+        }
+    }
+}
+
+/// The hidden column with the largest single contribution to a sum.
+pub(crate) fn top_column(measure: &str) -> String {
+    format!("__top_{measure}")
+}
+
 /// The hidden column with a time comparison's earlier value.
 pub(crate) fn then_column(measure: &str) -> String {
     format!("__then_{measure}")
@@ -99,9 +130,15 @@ pub(crate) fn then_column(measure: &str) -> String {
 /// Suppresses the cells of one count column. `keys[row]` are the row's drilldown keys (`None` where the row is a
 /// total over that drilldown); values are counts (`None` counts as 0).
 pub fn suppress(keys: &[Vec<Option<String>>], values: &[Option<i64>], threshold: u64) -> Vec<Suppression> {
+    let primary: Vec<bool> = values.iter().map(|v| v.unwrap_or(0) >= 1 && v.unwrap_or(0) as u64 <= threshold).collect();
+    protect_cells(keys, values, &primary, Some(threshold))
+}
+
+/// Secondary suppression around the `primary` cells of one additive column. With a count `threshold`, a shown
+/// total must also not bound a hidden cell to at most the threshold.
+pub fn protect_cells(keys: &[Vec<Option<String>>], values: &[Option<i64>], primary: &[bool], threshold: Option<u64>) -> Vec<Suppression> {
     let value = |r: usize| values[r].unwrap_or(0);
-    let mut state: Vec<Suppression> =
-        (0..values.len()).map(|r| if value(r) >= 1 && value(r) as u64 <= threshold { Suppression::Primary } else { Suppression::None }).collect();
+    let mut state: Vec<Suppression> = primary.iter().map(|&p| if p { Suppression::Primary } else { Suppression::None }).collect();
     if !state.contains(&Suppression::Primary) {
         return state;
     }
@@ -111,6 +148,7 @@ pub fn suppress(keys: &[Vec<Option<String>>], values: &[Option<i64>], threshold:
     // at most S − (k − 1), S being their sum and k their number. That bound must stay above the threshold, or
     // the attacker learns the cell is small.
     let too_narrow = |state: &[Suppression], (total, children): &(usize, Vec<usize>)| -> bool {
+        let Some(threshold) = threshold else { return false };
         if suppressed(state, *total) {
             return false;
         }
@@ -251,6 +289,22 @@ pub fn protect(result: QueryResult, plan: &CubePlan<'_>, threshold: &dyn Fn(&str
             if !flags.contains_key(&part.column) {
                 let values: Vec<Option<i64>> = cast(batch.column(at), &DataType::Int64)?.as_primitive::<Int64Type>().iter().collect();
                 flags.insert(part.column.clone(), suppress(&keys, &values, t));
+            }
+            for (r, s) in flags[&part.column].iter().enumerate() {
+                hidden[r] |= *s != Suppression::None;
+                primary[r] |= *s == Suppression::Primary && part.column == c.name;
+            }
+        }
+        for part in plan.dominance_parts(&c.name) {
+            let (Some(at), Some(top)) = (index(&part.column), index(&part.top)) else { return Err(missing(&part.top)) };
+            if !flags.contains_key(&part.column) {
+                let sums: Vec<Option<f64>> = cast(batch.column(at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
+                let tops: Vec<Option<f64>> = cast(batch.column(top), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
+                let dominated: Vec<bool> =
+                    sums.iter().zip(&tops).map(|(s, t)| matches!((s, t), (Some(s), Some(t)) if *s > 0.0 && t / s >= rules.dominance)).collect();
+                // Sums are protected in whole units; the equations need exact arithmetic.
+                let values: Vec<Option<i64>> = sums.iter().map(|s| s.map(|s| s.round() as i64)).collect();
+                flags.insert(part.column.clone(), protect_cells(&keys, &values, &dominated, None));
             }
             for (r, s) in flags[&part.column].iter().enumerate() {
                 hidden[r] |= *s != Suppression::None;

@@ -147,12 +147,15 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
     let with_totals = plan.totals && n > 0;
     let grains: Vec<Vec<usize>> = if with_totals { (0..=n).rev().map(|k| (0..k).collect()).collect() } else { vec![(0..n).collect()] };
     let requested: Vec<&str> = plan.measures.iter().map(|m| m.name()).collect();
-    // The counts the requested measures are computed from ride along, hidden, for disclosure control.
+    // The counts and dominated sums the requested measures are computed from ride along, hidden, for disclosure
+    // control.
     let mut hidden: Vec<String> = Vec::new();
     for m in &requested {
-        for part in plan.count_parts(m) {
-            if !requested.contains(&part.column.as_str()) && !hidden.contains(&part.column) {
-                hidden.push(part.column);
+        let counts = plan.count_parts(m).into_iter().map(|p| p.column);
+        let sums = plan.dominance_parts(m).into_iter().flat_map(|p| [p.column, p.top]);
+        for column in counts.chain(sums) {
+            if !requested.contains(&column.as_str()) && !hidden.contains(&column) {
+                hidden.push(column);
             }
         }
     }
@@ -328,8 +331,10 @@ async fn aggregate_facts(
 
     let time_drilled = grain.iter().map(|&i| &plan.drilldowns[i].0).find(|l| Some(l.role) == time_role);
     let mut aggregates = Vec::new();
+    // Sums with a contributor role also get their largest contributor's share, for the dominance rule.
+    let mut tops: Vec<(String, Expr, &str)> = Vec::new();
     for pm in needed {
-        let MeasureKind::Aggregate { aggregate, column, last_snapshot, .. } = pm.measure.kind() else { continue };
+        let MeasureKind::Aggregate { aggregate, column, last_snapshot, dominance, .. } = pm.measure.kind() else { continue };
         let mut conditions: Vec<Expr> = pm.filter.iter().map(|c| cut_expr(c, shifted(c.role))).collect();
         if *last_snapshot && time_drilled.is_none_or(|l| l.level != l.fact_level) {
             conditions.push(last_snapshot_filter(&df, plan, time_drilled).await?);
@@ -349,6 +354,9 @@ async fn aggregate_facts(
             Some(condition) => e.filter(condition).build()?,
             None => e,
         };
+        if let Some(role) = dominance {
+            tops.push((crate::disclosure::top_column(pm.measure.name()), e.clone(), role.as_str()));
+        }
         aggregates.push(e.alias(pm.measure.name()));
     }
     let group: Vec<Expr> = grain
@@ -358,7 +366,15 @@ async fn aggregate_facts(
             [col(internal(l, "key")).alias(key(i)), col(internal(l, "label")).alias(label(i)), col(internal(l, "ord")).alias(ord(i))]
         })
         .collect();
-    Ok(df.aggregate(group, aggregates)?)
+    let mut out = df.clone().aggregate(group.clone(), aggregates)?;
+    for (top, e, role) in tops {
+        // Per cell and contributor first, then the largest contribution per cell.
+        let keys: Vec<Expr> = grain.iter().map(|&i| col(key(i))).collect();
+        let per_contributor = df.clone().aggregate([group.clone(), vec![col(role)]].concat(), vec![e.alias("__contribution")])?;
+        let largest = per_contributor.aggregate(keys, vec![max(col("__contribution")).alias(top.as_str())])?;
+        out = attach(out, largest, grain, &top, &top)?;
+    }
+    Ok(out)
 }
 
 fn missing_facts(plan: &CubePlan<'_>) -> Error {

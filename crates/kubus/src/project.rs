@@ -208,7 +208,7 @@ impl Project {
             (disclosure::strip_hidden(result)?, Protection::default())
         } else {
             let settings = &self.config.disclosure;
-            let rules = disclosure::Rules { symbol: settings.symbol.clone(), zero_symbol: settings.zero_symbol.clone() };
+            let rules = disclosure::Rules { symbol: settings.symbol.clone(), zero_symbol: settings.zero_symbol.clone(), dominance: settings.dominance };
             disclosure::protect(result, &plan, &|cube| settings.threshold_for(cube), &rules)?
         };
         Ok(Answer { result, versions, protection })

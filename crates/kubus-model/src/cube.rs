@@ -405,7 +405,22 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, cube
             None => context.invalid.push(name),
         }
     }
-    if measures.is_empty() && sink.out.len() == before {
+    let shape = Shape { dimensions: roles, columns, measures, time_role, across: Vec::new() };
+    finish(raw, shape, before, sink)
+}
+
+/// What lowering found of a cube, before the last checks.
+struct Shape {
+    dimensions: Vec<CubeDimension>,
+    columns: Vec<FactColumn>,
+    measures: Vec<Measure>,
+    time_role: Option<usize>,
+    across: Vec<String>,
+}
+
+/// The cube, if it has a measure and no problem was found since `before`.
+fn finish(raw: RawCube, shape: Shape, before: usize, sink: &mut Sink<'_>) -> Option<Cube> {
+    if shape.measures.is_empty() && sink.out.len() == before {
         sink.at(Some(raw.name.span()), "measures", "a cube needs at least one measure");
     }
     (sink.out.len() == before).then(|| Cube {
@@ -413,11 +428,11 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, cube
         label: raw.label,
         label_en: raw.label_en,
         description: raw.description,
-        dimensions: roles,
-        columns,
-        measures,
-        time_role,
-        across: Vec::new(),
+        dimensions: shape.dimensions,
+        columns: shape.columns,
+        measures: shape.measures,
+        time_role: shape.time_role,
+        across: shape.across,
     })
 }
 
@@ -506,25 +521,13 @@ fn lower_across(raw: RawCube, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_
             None => {
                 sink.with(Some(m.name.span()), path.clone(), "a measure of a drill-across cube needs one of these keys", vec!["from".into(), "ratio".into(), "difference".into()]);
                 invalid.push(name);
-                    continue;
+                continue;
             }
         };
         measures.push(Measure { name, label: m.label.clone(), label_en: m.label_en.clone(), description: m.description.clone(), kind });
     }
-    if measures.is_empty() && sink.out.len() == before {
-        sink.at(Some(raw.name.span()), "measures", "a cube needs at least one measure");
-    }
-    (sink.out.len() == before).then(|| Cube {
-        name: raw.name.into_inner(),
-        label: raw.label,
-        label_en: raw.label_en,
-        description: raw.description,
-        dimensions: shared,
-        columns: Vec::new(),
-        measures,
-        time_role: None,
-        across: sides.iter().map(|c| c.name.clone()).collect(),
-    })
+    let across = sides.iter().map(|c| c.name.clone()).collect();
+    finish(raw, Shape { dimensions: shared, columns: Vec::new(), measures, time_role: None, across }, before, sink)
 }
 
 /// What a measure's lowering may refer to.

@@ -395,4 +395,11 @@ fn a_sum_one_contributor_dominates_is_suppressed() {
     let hidden: Vec<bool> = rows.iter().map(|r| r[2] == ".").collect();
     assert!(hidden.iter().filter(|h| **h).count() > dominated || dominated > 1, "a complement protects a single dominated cell");
     assert!(recoverable(&keys, &hidden).is_empty());
+    // The rule follows the sum into a drill-across cube.
+    let across = cli(dir, &["query", "language_demand", "-m", "seats", "-m", "gap", "-d", "district", "-c", "month=2024-06", "-c", "start_month=2024", "-f", "csv"]);
+    for r in csv_rows(&across.stdout) {
+        if rows.iter().any(|d| d[0] == r[0] && d[2] == ".") {
+            assert_eq!(r[2..4], [".", "."], "district {} is dominated here too", r[0]);
+        }
+    }
 }

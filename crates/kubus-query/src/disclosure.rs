@@ -113,7 +113,11 @@ impl CubePlan<'_> {
         let Some(pm) = self.computed.iter().find(|p| p.measure.name() == measure) else { return Vec::new() };
         match pm.measure.kind() {
             MeasureKind::Aggregate { dominance: Some(_), .. } => vec![DominancePart { column: measure.to_owned(), top: top_column(measure) }],
-            MeasureKind::Aggregate { .. } | MeasureKind::From { .. } | MeasureKind::TimeComparison { .. } => Vec::new(),
+            MeasureKind::From { cube, measure: inner } => {
+                let dominated = self.sides.iter().find(|s| s.cube.name() == cube).is_some_and(|s| !s.dominance_parts(inner).is_empty());
+                if dominated { vec![DominancePart { column: measure.to_owned(), top: top_column(measure) }] } else { Vec::new() }
+            }
+            MeasureKind::Aggregate { .. } | MeasureKind::TimeComparison { .. } => Vec::new(),
             MeasureKind::Ratio { numerator: a, denominator: b } | MeasureKind::Difference { minuend: a, subtrahend: b } => {
                 [self.dominance_parts(a), self.dominance_parts(b)].concat()
             }

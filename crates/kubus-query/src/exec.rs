@@ -402,6 +402,10 @@ async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts,
         let mut select: Vec<Expr> = grain.iter().flat_map(|&i| [col(key(i)), col(label(i)), col(ord(i))]).collect();
         for (name, measure) in &from {
             select.push(col(*measure).alias(*name));
+            if side.cube.measure(measure).is_ok_and(|m| matches!(m.kind(), MeasureKind::Aggregate { dominance: Some(_), .. })) {
+                // The dominance rule follows the sum across: its largest contribution comes along.
+                select.push(col(crate::disclosure::top_column(measure)).alias(crate::disclosure::top_column(name)));
+            }
             let additive = side.cube.measure(measure).is_ok_and(|m| {
                 matches!(m.kind(), MeasureKind::Aggregate { aggregate: Aggregate::Count | Aggregate::CountDistinct | Aggregate::Sum, .. })
             });
@@ -426,8 +430,9 @@ async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts,
 /// Joins two frames of the same grain on its keys, keeping the cells of both.
 fn full_join(left: DataFrame, right: DataFrame, grain: &[usize]) -> Result<DataFrame> {
     let renamed = |c: String| format!("__r{c}");
-    let measures: Vec<String> =
-        right.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !n.starts_with("__")).collect();
+    let keys: Vec<String> = grain.iter().flat_map(|&i| [key(i), label(i), ord(i)]).collect();
+    let values = |df: &DataFrame| -> Vec<String> { df.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !keys.contains(n)).collect() };
+    let measures = values(&right);
     let mut select: Vec<Expr> = grain
         .iter()
         .flat_map(|&i| [key(i), label(i), ord(i)])
@@ -442,8 +447,7 @@ fn full_join(left: DataFrame, right: DataFrame, grain: &[usize]) -> Result<DataF
     let right_keys: Vec<String> = grain.iter().map(|&i| renamed(key(i))).collect();
     let left_keys: Vec<&str> = left_keys.iter().map(String::as_str).collect();
     let right_keys: Vec<&str> = right_keys.iter().map(String::as_str).collect();
-    let left_measures: Vec<String> =
-        left.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !n.starts_with("__")).collect();
+    let left_measures = values(&left);
     let df = left.join(right, JoinType::Full, &left_keys, &right_keys, None)?;
     let mut select: Vec<Expr> = grain
         .iter()

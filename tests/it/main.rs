@@ -11,5 +11,6 @@ mod ingest;
 mod measures;
 mod outputs;
 mod realdata;
+mod reports;
 mod schemas;
 mod tidy;

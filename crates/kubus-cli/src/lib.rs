@@ -80,8 +80,26 @@ enum Command {
     },
     /// Show how a cube query is computed: levels, cuts, measures and grains in cube terms, then DataFusion's plan.
     Explain(QueryArgs),
+    /// Reports: `kubus report run <name> --period 2024-06 --out DIR`.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Rebuild the warehouse from the sample exports and run example queries.
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Run a report for a period and write HTML, Markdown, XLSX, and per table CSV and JSON-stat.
+    Run {
+        /// Report name (see cube-schemas/reports/).
+        name: String,
+        /// The month reported on, e.g. 2024-06.
+        #[arg(long)]
+        period: String,
+        /// Folder to write into (the report lands in <out>/<name>_<period>/).
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,6 +228,16 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             let project = Project::open(&cli.project)?;
             let query = build_query(&args)?;
             write!(stdout, "{}", project.explain(&query, args.as_of).await?)?;
+            Ok(())
+        }
+        Command::Report(ReportCommand::Run { name, period, out }) => {
+            let project = Project::open(&cli.project)?;
+            let options = kubus::ReportOptions { period, role: cli.role.clone() };
+            let (run, files) = project.run_report(&name, &options, &out).await?;
+            writeln!(stdout, "{} — data: {}; {} cell(s) suppressed", run.document.title, run.document.provenance, run.suppressed)?;
+            for f in files {
+                writeln!(stdout, "  {}", f.display())?;
+            }
             Ok(())
         }
         Command::Demo => demo(&cli.project, stdout, stderr).await,

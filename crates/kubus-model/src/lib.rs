@@ -8,6 +8,7 @@ mod cube;
 mod cut;
 mod project;
 mod raw;
+mod report;
 mod source;
 mod load;
 
@@ -17,6 +18,7 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use dimension::{Dimension, DimensionKind, Level, Member, MemberRef, month_key, normalise, time_key};
 pub use load::{SchemaFile, SchemaKind, load_model};
 pub use project::{DemoIngest, DemoQuery, DisclosureSettings, ProjectConfig, PseudonymSettings, Role};
+pub use report::{ChartKind, Report, Section, SectionKind, fill_period};
 pub use source::{Field, FieldKind, Format, Input, Layout, Skip, Source, TemplatePart, Unpivot};
 
 use std::collections::BTreeMap;
@@ -60,6 +62,7 @@ pub struct Model {
     dimensions: BTreeMap<String, Dimension>,
     cubes: BTreeMap<String, Cube>,
     sources: BTreeMap<String, Source>,
+    reports: BTreeMap<String, Report>,
 }
 
 impl Model {
@@ -76,6 +79,16 @@ impl Model {
     /// All sources by name.
     pub fn sources(&self) -> impl Iterator<Item = &Source> {
         self.sources.values()
+    }
+
+    /// All report definitions by name.
+    pub fn reports(&self) -> impl Iterator<Item = &Report> {
+        self.reports.values()
+    }
+
+    /// A report by name.
+    pub fn report(&self, name: &str) -> Result<&Report> {
+        self.reports.get(name).ok_or_else(|| unknown("report", name, self.reports.keys()))
     }
 
     /// A dimension by name.

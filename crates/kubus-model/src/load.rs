@@ -2,8 +2,8 @@
 //! every file before giving up, so `kubus check` can list them all at once.
 
 use crate::diagnostic::Sink;
-use crate::raw::{RawCube, RawDimension, RawSource};
-use crate::{Diagnostic, Diagnostics, Error, Model, Result, cube, dimension, source};
+use crate::raw::{RawCube, RawDimension, RawReport, RawSource};
+use crate::{Diagnostic, Diagnostics, Error, Model, Result, cube, dimension, report, source};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
@@ -16,6 +16,8 @@ pub enum SchemaKind {
     Cube,
     /// A source mapping.
     Source,
+    /// A report definition.
+    Report,
 }
 
 /// One schema file's text with its origin label (usually the path).
@@ -88,5 +90,18 @@ pub fn load_model(files: &[SchemaFile]) -> Result<Model> {
             }
         }
     }
-    if out.is_empty() { Ok(Model { dimensions, cubes, sources }) } else { Err(Error::Invalid(Diagnostics(out))) }
+    let mut reports = BTreeMap::new();
+    for file in of(SchemaKind::Report) {
+        let Some(raw) = parse::<RawReport>(file, &mut out) else { continue };
+        let span = raw.name.span();
+        let mut sink = Sink { file: &file.origin, text: &file.text, out: &mut out };
+        if let Some(r) = report::lower(raw, &cubes, &mut sink) {
+            if reports.contains_key(r.name()) {
+                sink.at(Some(span), "name", format!("report '{}' is declared twice", r.name()));
+            } else {
+                reports.insert(r.name().to_owned(), r);
+            }
+        }
+    }
+    if out.is_empty() { Ok(Model { dimensions, cubes, sources, reports }) } else { Err(Error::Invalid(Diagnostics(out))) }
 }

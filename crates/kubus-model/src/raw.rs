@@ -331,3 +331,38 @@ pub struct RawDemoQuery {
     #[serde(default)]
     pub totals: bool,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    pub name: S<String>,
+    pub title: String,
+    pub description: Option<String>,
+    /// A cron expression for `kubus schedule`.
+    pub schedule: Option<String>,
+    /// A disclosure threshold for this report.
+    pub threshold: Option<u64>,
+    #[serde(default)]
+    pub sections: Vec<S<RawSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSection {
+    /// text | tiles | table | bars | line | stacked
+    pub kind: S<String>,
+    pub title: Option<String>,
+    pub text: Option<String>,
+    pub cube: Option<S<String>>,
+    #[serde(default)]
+    pub measures: Vec<String>,
+    #[serde(default)]
+    pub rows: Vec<String>,
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub cuts: Vec<String>,
+    #[serde(default)]
+    pub totals: bool,
+    pub note: Option<String>,
+}

@@ -4,6 +4,7 @@
 //! scheduler join this crate later.
 
 mod json_stat;
+pub mod report;
 mod text;
 mod xlsx;
 
@@ -31,6 +32,9 @@ pub enum Error {
     /// Writing XLSX failed.
     #[error("cannot write XLSX")]
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
+    /// A report template does not parse or render.
+    #[error("report template")]
+    Template(#[from] minijinja::Error),
     /// JSON-stat needs a cube query's result: dimension keys, labels and measures.
     #[error("JSON-stat needs a cube query's result (dimensions and measures), not {what}")]
     NotACube {
@@ -38,6 +42,9 @@ pub enum Error {
         what: String,
     },
 }
+
+/// The label of total rows and columns.
+pub const TOTAL_LABEL: &str = "Insgesamt";
 
 /// Result type of the report crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

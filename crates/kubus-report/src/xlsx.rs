@@ -9,9 +9,24 @@ use rust_xlsxwriter::{Color, Format, FormatBorder, Workbook, Worksheet};
 
 /// The workbook's bytes.
 pub(crate) fn workbook(table: &Table) -> Result<Vec<u8>> {
+    let mut workbook = new_workbook()?;
+    add_sheet(&mut workbook, table, &table.title)?;
+    Ok(workbook.save_to_buffer()?)
+}
+
+/// A workbook whose bytes depend on its content only (a fixed creation time), so that the same data gives the
+/// same file.
+pub(crate) fn new_workbook() -> Result<Workbook> {
     let mut workbook = Workbook::new();
+    let fixed = rust_xlsxwriter::ExcelDateTime::from_ymd(2000, 1, 1)?;
+    workbook.set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&fixed));
+    Ok(workbook)
+}
+
+/// Adds one sheet with the table.
+pub(crate) fn add_sheet(workbook: &mut Workbook, table: &Table, name: &str) -> Result<()> {
     let sheet = workbook.add_worksheet();
-    sheet.set_name(sheet_name(&table.title))?;
+    sheet.set_name(sheet_name(name))?;
     let header = Format::new().set_bold().set_background_color(Color::RGB(0xD9E1F2)).set_border_bottom(FormatBorder::Thin);
     // Status columns are not written: a suppressed or zero cell shows its symbol in the measure's column.
     let shown: Vec<usize> = (0..table.columns.len()).filter(|&i| !table.is_status(i)).collect();
@@ -32,7 +47,7 @@ pub(crate) fn workbook(table: &Table) -> Result<Vec<u8>> {
     }
     sheet.set_freeze_panes(1, 0)?;
     sheet.autofit();
-    Ok(workbook.save_to_buffer()?)
+    Ok(())
 }
 
 /// A column converted once per batch to the cell type it is written as.
@@ -82,7 +97,7 @@ fn write_row(sheet: &mut Worksheet, columns: &[Cells], shown: &[usize], symbols:
 }
 
 /// Excel's sheet names: at most 31 characters, none of `[]:*?/\`.
-fn sheet_name(title: &str) -> String {
+pub(crate) fn sheet_name(title: &str) -> String {
     let clean: String = title.chars().map(|c| if "[]:*?/\\".contains(c) { '-' } else { c }).take(31).collect();
     if clean.trim().is_empty() { "Ergebnis".to_owned() } else { clean }
 }

@@ -17,6 +17,7 @@
 mod access;
 mod ingest;
 mod project;
+mod report;
 
 pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestProgress, IngestReport};
 pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
@@ -25,6 +26,7 @@ pub use kubus_warehouse::{QuarantineRow, Replaced};
 pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 pub use kubus_query::disclosure::Protection;
 pub use project::{Answer, KeyOrigin, Project, QueryOptions, SqlOptions};
+pub use report::{ReportOptions, ReportRun};
 
 /// Re-export of DataFusion's Arrow, the one Arrow of kubus.
 pub use datafusion::arrow;
@@ -91,6 +93,24 @@ pub enum Error {
     #[error("cannot write the audit log {path}")]
     AuditLog {
         /// The log file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A report period that is not a month of the time dimension.
+    #[error("'{period}' is not a report period: write a month like 2024-06")]
+    BadPeriod {
+        /// The period as given.
+        period: String,
+    },
+    /// Rendering a report failed.
+    #[error("cannot render the report")]
+    Report(#[source] kubus_report::Error),
+    /// A report output cannot be written.
+    #[error("cannot write {path}")]
+    Output {
+        /// The file or folder.
         path: PathBuf,
         /// The I/O error.
         #[source]

@@ -66,7 +66,8 @@ pub enum KeyOrigin {
 /// Reads every `*.toml` under `dir/{dimensions,cubes,sources}`, sorted, as schema files.
 fn schema_files(dir: &Path) -> Result<Vec<SchemaFile>> {
     let mut files = Vec::new();
-    for (sub, kind) in [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube), ("sources", SchemaKind::Source)] {
+    let kinds = [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube), ("sources", SchemaKind::Source), ("reports", SchemaKind::Report)];
+    for (sub, kind) in kinds {
         let sub_dir = dir.join(sub);
         if !sub_dir.is_dir() {
             continue;
@@ -116,6 +117,11 @@ impl Project {
     /// The validated model.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The append-only audit log.
+    pub(crate) fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The warehouse directory.
@@ -173,7 +179,12 @@ impl Project {
     /// Disclosure control applies to every answer unless the role may bypass it; the role's cubes, levels and
     /// row filter apply too. Every query, answered or refused, is recorded in the audit log.
     pub async fn query(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {
-        let outcome = self.answer(query, options).await;
+        self.query_with_threshold(query, options, None).await
+    }
+
+    /// A query with a report's own disclosure threshold in place of the project's (exempt cubes stay exempt).
+    pub(crate) async fn query_with_threshold(&self, query: &Query, options: &QueryOptions, threshold: Option<u64>) -> Result<Answer> {
+        let outcome = self.answer(query, options, threshold).await;
         let mut entry = serde_json::json!({
             "kind": "query",
             "role": options.role,
@@ -196,7 +207,7 @@ impl Project {
         outcome
     }
 
-    async fn answer(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {
+    async fn answer(&self, query: &Query, options: &QueryOptions, threshold: Option<u64>) -> Result<Answer> {
         let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
         access::check_levels(&kubus_query::plan(&self.model, query)?, role)?;
         let restricted = access::restrict(query, role, &self.model)?;
@@ -209,7 +220,7 @@ impl Project {
         } else {
             let settings = &self.config.disclosure;
             let rules = disclosure::Rules { symbol: settings.symbol.clone(), zero_symbol: settings.zero_symbol.clone(), dominance: settings.dominance };
-            disclosure::protect(result, &plan, &|cube| settings.threshold_for(cube), &rules)?
+            disclosure::protect(result, &plan, &|cube| settings.threshold_for(cube).map(|t| threshold.unwrap_or(t)), &rules)?
         };
         Ok(Answer { result, versions, protection })
     }

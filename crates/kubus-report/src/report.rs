@@ -1,0 +1,481 @@
+//! Reports: a sequence of sections (text, indicator tiles, tables, charts), each holding a result table, rendered
+//! as self-contained HTML (inline SVG charts, printable on A4), Markdown, one XLSX workbook (a sheet per table and a
+//! legend), and one German CSV and one JSON-stat dataset per table. HTML and Markdown come from minijinja templates
+//! the office may replace. The output depends on the document only, so the same data gives the same bytes.
+
+use crate::text::display_rows;
+use crate::{Format, Result, Table, xlsx};
+use arrow::datatypes::DataType;
+use minijinja::{Environment, Value, context};
+use std::path::{Path, PathBuf};
+
+/// The default HTML template.
+pub const HTML_TEMPLATE: &str = include_str!("../templates/report.html.j2");
+/// The default Markdown template.
+pub const MARKDOWN_TEMPLATE: &str = include_str!("../templates/report.md.j2");
+
+/// A chart's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chart {
+    /// Horizontal bars.
+    Bars,
+    /// A line over the categories.
+    Line,
+    /// Bars stacked by a second drilldown.
+    Stacked,
+}
+
+/// An indicator tile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tile {
+    /// What it shows.
+    pub label: String,
+    /// The value as shown (or a suppression symbol).
+    pub value: String,
+    /// A line under the value (the change against last year).
+    pub detail: Option<String>,
+}
+
+/// What a section holds.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// A paragraph.
+    Text(String),
+    /// Indicator tiles.
+    Tiles(Vec<Tile>),
+    /// A table whose first `rows` drilldowns go down the side, the others across.
+    Table {
+        /// The result.
+        table: Table,
+        /// Number of row drilldowns.
+        rows: usize,
+    },
+    /// A chart of the table's first measure.
+    Chart {
+        /// The result.
+        table: Table,
+        /// Its form.
+        chart: Chart,
+    },
+}
+
+/// One section of a report.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Heading.
+    pub title: String,
+    /// Content.
+    pub body: Body,
+    /// A note under it.
+    pub note: Option<String>,
+}
+
+/// A report ready to render.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Report name (file names).
+    pub name: String,
+    /// Title.
+    pub title: String,
+    /// Who publishes it.
+    pub organisation: String,
+    /// The period key (`2024-06`).
+    pub period: String,
+    /// The period for people (`Juni 2024`).
+    pub period_label: String,
+    /// Which data it was computed from (cube versions), e.g. `newcomers Version 3`.
+    pub provenance: String,
+    /// The disclosure rule it applied, for people.
+    pub disclosure: String,
+    /// Its sections.
+    pub parts: Vec<Part>,
+}
+
+/// Templates for HTML and Markdown (the defaults unless the project has its own).
+#[derive(Debug, Clone)]
+pub struct Templates {
+    /// HTML template.
+    pub html: String,
+    /// Markdown template.
+    pub markdown: String,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates { html: HTML_TEMPLATE.to_owned(), markdown: MARKDOWN_TEMPLATE.to_owned() }
+    }
+}
+
+/// A number as German readers write it: `12.345` and `0,68`; symbols and text stay as they are.
+pub fn german(text: &str, ty: &DataType) -> String {
+    let (sign, digits) = text.strip_prefix('-').map_or(("", text), |d| ("-", d));
+    if ty.is_integer() && digits.chars().all(|c| c.is_ascii_digit()) && !digits.is_empty() {
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push('.');
+            }
+            out.push(c);
+        }
+        return format!("{sign}{out}");
+    }
+    match (ty.is_floating(), text.parse::<f64>()) {
+        (true, Ok(v)) => format!("{v:.2}").replace('.', ","),
+        _ => text.to_owned(),
+    }
+}
+
+/// A table laid out for reading: header lines, then rows of cells (row labels first), with total rows marked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grid {
+    /// Column headings.
+    pub header: Vec<String>,
+    /// Cells, as shown.
+    pub rows: Vec<Vec<String>>,
+    /// Which rows are totals.
+    pub totals: Vec<bool>,
+    /// Which columns hold numbers.
+    pub numeric: Vec<bool>,
+}
+
+/// Lays a result out as a grid: the labels of the first `rows` drilldowns down the side; with further drilldowns,
+/// one column per member of them (and measure), in the order they first appear.
+pub fn grid(table: &Table, rows: usize) -> Result<Grid> {
+    use crate::ColumnKind;
+    let shown = display_rows(table, Some(2), false)?;
+    let col = |name: &str| shown.names.iter().position(|n| n == name);
+    let labels: Vec<usize> = table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
+    let measures: Vec<usize> = table.columns.iter().filter(|c| c.kind == ColumnKind::Measure).filter_map(|c| col(&c.name)).collect();
+    let total = table.columns.iter().find(|c| c.kind == ColumnKind::Total).and_then(|c| col(&c.name));
+    let heading = |i: usize| table.columns.iter().find(|c| c.name == shown.names[i]).map_or(shown.names[i].clone(), |c| c.heading.clone());
+    let cell = |row: &[Option<String>], i: usize| german(row[i].as_deref().unwrap_or(""), &shown.types[i]);
+    let (side, across) = labels.split_at(rows.min(labels.len()));
+    let mut header: Vec<String> = side.iter().map(|&i| heading(i).replace(" (Bezeichnung)", "")).collect();
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut totals = Vec::new();
+    if across.is_empty() {
+        header.extend(measures.iter().map(|&i| heading(i)));
+        for row in &shown.rows {
+            out.push(side.iter().chain(&measures).map(|&i| cell(row, i)).collect());
+            totals.push(total.is_some_and(|t| row[t].as_deref() == Some("true")));
+        }
+    } else {
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        let mut columns: Vec<Vec<String>> = Vec::new();
+        for row in &shown.rows {
+            let key: Vec<String> = side.iter().map(|&i| cell(row, i)).collect();
+            let column: Vec<String> = across.iter().map(|&i| cell(row, i)).collect();
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+            if !columns.contains(&column) {
+                columns.push(column);
+            }
+        }
+        // Members in the order the answer brings them, totals last.
+        columns.sort_by_key(|c| c.iter().any(|k| k == crate::TOTAL_LABEL));
+        for column in &columns {
+            for &m in &measures {
+                let name = column.join(" / ");
+                header.push(if measures.len() > 1 { format!("{name}: {}", heading(m)) } else { name });
+            }
+        }
+        for key in &keys {
+            let mut line = key.clone();
+            let mut is_total = false;
+            for column in &columns {
+                let found = shown.rows.iter().find(|r| {
+                    side.iter().map(|&i| cell(r, i)).eq(key.iter().cloned()) && across.iter().map(|&i| cell(r, i)).eq(column.iter().cloned())
+                });
+                for &m in &measures {
+                    line.push(found.map(|r| cell(r, m)).unwrap_or_default());
+                }
+                is_total |= key.iter().any(|k| k == crate::TOTAL_LABEL);
+            }
+            out.push(line);
+            totals.push(is_total);
+        }
+    }
+    let numeric = (0..header.len()).map(|i| i >= side.len()).collect();
+    Ok(Grid { header, rows: out, totals, numeric })
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn html_table(g: &Grid) -> String {
+    let mut out = String::from("<table><thead><tr>");
+    for h in &g.header {
+        out += &format!("<th>{}</th>", escape(h));
+    }
+    out += "</tr></thead><tbody>";
+    for (row, total) in g.rows.iter().zip(&g.totals) {
+        out += if *total { "<tr class=\"total\">" } else { "<tr>" };
+        for (i, c) in row.iter().enumerate() {
+            out += &format!("<td{}>{}</td>", if g.numeric[i] { " class=\"n\"" } else { "" }, escape(c));
+        }
+        out += "</tr>";
+    }
+    out + "</tbody></table>"
+}
+
+fn markdown_table(g: &Grid) -> String {
+    let line = |cells: &[String]| format!("| {} |", cells.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
+    let mut out = vec![line(&g.header), format!("|{}|", g.numeric.iter().map(|n| if *n { "---:" } else { "---" }).collect::<Vec<_>>().join("|"))];
+    for (row, total) in g.rows.iter().zip(&g.totals) {
+        let cells: Vec<String> = row.iter().map(|c| if *total && !c.is_empty() { format!("**{c}**") } else { c.clone() }).collect();
+        out.push(line(&cells));
+    }
+    out.join("\n")
+}
+
+/// The chart's points: category labels (and stack labels) with the first measure's value (`None` if suppressed).
+fn points(table: &Table) -> Result<Vec<(String, String, Option<f64>)>> {
+    use crate::ColumnKind;
+    let shown = display_rows(table, None, false)?;
+    let col = |name: &str| shown.names.iter().position(|n| n == name);
+    let labels: Vec<usize> = table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
+    let measure = table.columns.iter().find(|c| c.kind == ColumnKind::Measure).and_then(|c| col(&c.name));
+    let total = table.columns.iter().find(|c| c.kind == ColumnKind::Total).and_then(|c| col(&c.name));
+    Ok(shown
+        .rows
+        .iter()
+        .filter(|r| !total.is_some_and(|t| r[t].as_deref() == Some("true")))
+        .map(|r| {
+            let text = |i: Option<&usize>| i.and_then(|&i| r[i].clone()).unwrap_or_default();
+            let value = measure.and_then(|m| r[m].as_deref()?.parse::<f64>().ok());
+            (text(labels.first()), text(labels.get(1)), value)
+        })
+        .collect())
+}
+
+const COLOURS: [&str; 7] = ["#00589c", "#7fb2dc", "#f0a202", "#3b8f5a", "#a8324a", "#6c5b7b", "#99a3ad"];
+
+fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
+    let points = points(table)?;
+    let max = points.iter().filter_map(|p| p.2).fold(0.0_f64, f64::max).max(1.0);
+    Ok(match chart {
+        Chart::Bars => {
+            let (w, row) = (560.0, 20.0);
+            let h = row * points.len() as f64 + 10.0;
+            let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">");
+            for (i, (label, _, value)) in points.iter().enumerate() {
+                let y = i as f64 * row + 5.0;
+                out += &format!("<text x=\"195\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(label));
+                match value {
+                    Some(v) => {
+                        let bw = v / max * 300.0;
+                        out += &format!("<rect x=\"200\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{}\"/>", COLOURS[0]);
+                        out += &format!("<text x=\"{:.1}\" y=\"{}\">{}</text>", 205.0 + bw, y + 13.0, german(&v.to_string(), &DataType::Float64).trim_end_matches(",00"));
+                    }
+                    None => out += &format!("<text x=\"205\" y=\"{}\">{}</text>", y + 13.0, escape(symbol)),
+                }
+            }
+            out + "</svg>"
+        }
+        Chart::Line => {
+            let (w, h, left, top, bottom) = (560.0, 220.0, 50.0, 10.0, 190.0);
+            let step = if points.len() > 1 { (w - left - 10.0) / (points.len() - 1) as f64 } else { 0.0 };
+            let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">");
+            out += &format!("<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"#99a3ad\"/>", w - 10.0);
+            out += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", left - 5.0, top + 10.0, german(&format!("{max:.0}"), &DataType::Int64));
+            let mut path = String::new();
+            let mut drawing = false;
+            for (i, (label, _, value)) in points.iter().enumerate() {
+                let x = left + step * i as f64;
+                if let Some(v) = value {
+                    let y = bottom - v / max * (bottom - top);
+                    path += &format!("{}{x:.1},{y:.1} ", if drawing { "L" } else { "M" });
+                    drawing = true;
+                    out += &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{}\"/>", COLOURS[0]);
+                } else {
+                    // A suppressed month breaks the line.
+                    drawing = false;
+                }
+                if i % 3 == 0 || i + 1 == points.len() {
+                    out += &format!("<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", bottom + 16.0, escape(label));
+                }
+            }
+            out += &format!("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>", path.trim_end(), COLOURS[0]);
+            out + "</svg>"
+        }
+        Chart::Stacked => {
+            let mut bars: Vec<(String, Vec<(String, Option<f64>)>)> = Vec::new();
+            let mut stacks: Vec<String> = Vec::new();
+            for (bar, stack, value) in points {
+                if !stacks.contains(&stack) {
+                    stacks.push(stack.clone());
+                }
+                match bars.iter_mut().find(|(b, _)| *b == bar) {
+                    Some((_, parts)) => parts.push((stack, value)),
+                    None => bars.push((bar, vec![(stack, value)])),
+                }
+            }
+            let max = bars.iter().map(|(_, p)| p.iter().filter_map(|x| x.1).sum::<f64>()).fold(1.0_f64, f64::max);
+            let (w, row) = (560.0, 20.0);
+            let h = row * bars.len() as f64 + 30.0;
+            let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">");
+            for (i, (bar, parts)) in bars.iter().enumerate() {
+                let y = i as f64 * row + 5.0;
+                out += &format!("<text x=\"195\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(bar));
+                let mut x = 200.0;
+                for (stack, value) in parts {
+                    let colour = COLOURS[stacks.iter().position(|s| s == stack).unwrap_or(0) % COLOURS.len()];
+                    if let Some(v) = value {
+                        let bw = v / max * 330.0;
+                        out += &format!("<rect x=\"{x:.1}\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{colour}\"><title>{}: {}</title></rect>", escape(stack), german(&v.to_string(), &DataType::Float64));
+                        x += bw;
+                    }
+                }
+            }
+            let y = bars.len() as f64 * row + 20.0;
+            for (i, stack) in stacks.iter().enumerate() {
+                let x = 200.0 + i as f64 * 90.0;
+                out += &format!("<rect x=\"{x}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{}</text>", y - 9.0, COLOURS[i % COLOURS.len()], x + 14.0, escape(stack));
+            }
+            out + "</svg>"
+        }
+    })
+}
+
+fn tiles_html(tiles: &[Tile]) -> String {
+    let mut out = String::from("<div class=\"tiles\">");
+    for t in tiles {
+        out += &format!("<div class=\"tile\"><div class=\"label\">{}</div><div class=\"value\">{}</div>", escape(&t.label), escape(&t.value));
+        if let Some(d) = &t.detail {
+            out += &format!("<div class=\"detail\">{}</div>", escape(d));
+        }
+        out += "</div>";
+    }
+    out + "</div>"
+}
+
+/// The parts of the document as template values, with bodies rendered for `html` or Markdown.
+fn parts(doc: &Document, html: bool, symbol: &str) -> Result<Vec<Value>> {
+    // Text sections are rendered without escaping, then escaped once for HTML.
+    let env = Environment::new();
+    doc.parts
+        .iter()
+        .map(|p| {
+            let (kind, body) = match &p.body {
+                Body::Text(t) => {
+                    // A text section is a template too: {{ period_label }}, {{ title }}.
+                    let text = env.render_str(t, context! { period => doc.period, period_label => doc.period_label, title => doc.title })?;
+                    ("text", if html { format!("<p>{}</p>", escape(&text)) } else { text })
+                }
+                Body::Tiles(tiles) if html => ("tiles", tiles_html(tiles)),
+                Body::Tiles(tiles) => ("tiles", tiles.iter().map(|t| format!("- **{}**: {}{}", t.label, t.value, t.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())).collect::<Vec<_>>().join("\n")),
+                Body::Table { table, rows } => {
+                    let g = grid(table, *rows)?;
+                    ("table", if html { html_table(&g) } else { markdown_table(&g) })
+                }
+                Body::Chart { table, chart } if html => ("chart", svg(table, *chart, symbol)?),
+                Body::Chart { table, .. } => ("chart", markdown_table(&grid(table, table_rows(table))?)),
+            };
+            let body = if html { Value::from_safe_string(body) } else { Value::from(body) };
+            Ok(context! { kind, title => p.title, body, note => p.note })
+        })
+        .collect()
+}
+
+/// All label columns of a table go down the side (charts as tables).
+fn table_rows(table: &Table) -> usize {
+    table.columns.iter().filter(|c| c.kind == crate::ColumnKind::Label).count()
+}
+
+fn render(doc: &Document, template: &str, html: bool, symbol: &str) -> Result<String> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(move |_| if html { minijinja::AutoEscape::Html } else { minijinja::AutoEscape::None });
+    env.add_template("report", template)?;
+    let sections = parts(doc, html, symbol)?;
+    let out = env.get_template("report")?.render(context! {
+        title => doc.title, organisation => doc.organisation, period => doc.period, period_label => doc.period_label,
+        provenance => doc.provenance, disclosure => doc.disclosure, sections,
+    })?;
+    Ok(out)
+}
+
+/// File-name friendly form of a title.
+fn slug(text: &str) -> String {
+    let s: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| match c {
+            'ä' => 'a',
+            'ö' => 'o',
+            'ü' => 'u',
+            'ß' => 's',
+            c if c.is_ascii_alphanumeric() => c,
+            _ => '-',
+        })
+        .collect();
+    s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
+}
+
+/// Writes every output of the report into `dir`: `<name>_<period>.html`, `.md`, `.xlsx`, and per table section
+/// `tables/NN_<title>.csv` (German) and `.json` (JSON-stat). Returns the files written, in order.
+pub fn write_all(doc: &Document, templates: &Templates, symbol: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+    let base = format!("{}_{}", doc.name, doc.period);
+    let mut written = Vec::new();
+    let mut put = |path: PathBuf, bytes: &[u8]| -> Result<()> {
+        std::fs::write(&path, bytes)?;
+        written.push(path);
+        Ok(())
+    };
+    put(dir.join(format!("{base}.html")), render(doc, &templates.html, true, symbol)?.as_bytes())?;
+    put(dir.join(format!("{base}.md")), render(doc, &templates.markdown, false, symbol)?.as_bytes())?;
+
+    let mut workbook = xlsx::new_workbook()?;
+    let tables: Vec<(usize, &Part, &Table)> = doc
+        .parts
+        .iter()
+        .filter_map(|p| match &p.body {
+            Body::Table { table, .. } | Body::Chart { table, .. } => Some((p, table)),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, (p, t))| (i + 1, p, t))
+        .collect();
+    for (n, part, table) in &tables {
+        xlsx::add_sheet(&mut workbook, table, &format!("{n:02} {}", part.title))?;
+    }
+    legend(&mut workbook, doc)?;
+    put(dir.join(format!("{base}.xlsx")), &workbook.save_to_buffer()?)?;
+
+    let tables_dir = dir.join("tables");
+    std::fs::create_dir_all(&tables_dir)?;
+    for (n, part, table) in &tables {
+        let stem = format!("{n:02}_{}", slug(&part.title));
+        let mut csv = Vec::new();
+        crate::write(table, Format::CsvGerman, &mut csv)?;
+        put(tables_dir.join(format!("{stem}.csv")), &csv)?;
+        let mut titled = (*table).clone();
+        titled.title = format!("{} — {}", doc.title, part.title);
+        let mut json = Vec::new();
+        crate::write(&titled, Format::JsonStat, &mut json)?;
+        put(tables_dir.join(format!("{stem}.json")), &json)?;
+    }
+    Ok(written)
+}
+
+/// The legend sheet: what the report is, which data it was computed from, and what the symbols mean.
+fn legend(workbook: &mut rust_xlsxwriter::Workbook, doc: &Document) -> Result<()> {
+    let sheet = workbook.add_worksheet();
+    sheet.set_name("Legende")?;
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let lines = [
+        ("Bericht", doc.title.as_str()),
+        ("Berichtsmonat", doc.period_label.as_str()),
+        ("Herausgeber", doc.organisation.as_str()),
+        ("Datenstand", doc.provenance.as_str()),
+        ("Geheimhaltung", doc.disclosure.as_str()),
+    ];
+    for (row, (key, value)) in lines.iter().enumerate() {
+        sheet.write_string_with_format(row as u32, 0, *key, &bold)?;
+        sheet.write_string(row as u32, 1, *value)?;
+    }
+    sheet.set_column_width(0, 16)?;
+    sheet.set_column_width(1, 100)?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Running a report: each section's cube query with the period filled in (and the report's disclosure threshold),
+//! assembled into a document for the report crate's renderers, and written so that a reader never sees half a
+//! report: into a hidden folder next to the target, then moved in place.
+
+use crate::project::{Project, QueryOptions};
+use crate::{Error, Result};
+use kubus_model::{ChartKind, SectionKind, fill_period};
+use kubus_query::Query;
+use kubus_report::report::{Body, Chart, Document, Part, Templates, Tile};
+use std::path::{Path, PathBuf};
+
+/// How to run a report.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// The month reported on (`2024-06`).
+    pub period: String,
+    /// Run as this role (without one: the most restrictive default, as for every published figure).
+    pub role: Option<String>,
+}
+
+/// A report run: the document and what it was computed from.
+#[derive(Debug, Clone)]
+pub struct ReportRun {
+    /// The report, ready to render.
+    pub document: Document,
+    /// Cube versions it read.
+    pub versions: Vec<(String, u64)>,
+    /// Cells suppressed across all sections.
+    pub suppressed: usize,
+}
+
+impl Project {
+    /// Computes a report's sections for a period.
+    pub async fn build_report(&self, name: &str, options: &ReportOptions) -> Result<ReportRun> {
+        let report = self.model().report(name)?;
+        let period_label = self.period_label(&options.period)?;
+        let query_options = QueryOptions { as_of: None, role: options.role.clone() };
+        let mut versions: Vec<(String, u64)> = Vec::new();
+        let mut suppressed = 0;
+        let mut parts = Vec::new();
+        for section in report.sections() {
+            let body = if let SectionKind::Text(text) = &section.kind {
+                Body::Text(text.clone())
+            } else {
+                let cuts = section
+                    .cuts
+                    .iter()
+                    .map(|c| fill_period(c, &options.period).ok_or_else(|| Error::BadPeriod { period: options.period.clone() })?.parse().map_err(Error::from))
+                    .collect::<Result<Vec<_>>>()?;
+                let query = Query {
+                    cube: section.cube.clone(),
+                    measures: section.measures.clone(),
+                    drilldowns: section.drilldowns.clone(),
+                    cuts,
+                    totals: section.totals,
+                    order: Vec::new(),
+                    limit: None,
+                };
+                let answer = self.query_with_threshold(&query, &query_options, report.threshold()).await?;
+                for v in &answer.versions {
+                    if !versions.contains(v) {
+                        versions.push(v.clone());
+                    }
+                }
+                suppressed += answer.protection.primary + answer.protection.secondary;
+                let table = self.result_table(&section.cube, &answer.result)?;
+                match &section.kind {
+                    SectionKind::Tiles => Body::Tiles(tiles(&table)?),
+                    SectionKind::Table { rows } => Body::Table { table, rows: *rows },
+                    SectionKind::Chart(kind) => Body::Chart {
+                        table,
+                        chart: match kind {
+                            ChartKind::Bars => Chart::Bars,
+                            ChartKind::Line => Chart::Line,
+                            ChartKind::Stacked => Chart::Stacked,
+                        },
+                    },
+                    SectionKind::Text(_) => unreachable!("handled above"),
+                }
+            };
+            parts.push(Part { title: section.title.clone(), body, note: section.note.clone() });
+        }
+        let settings = &self.config().disclosure;
+        let threshold = report.threshold().unwrap_or(settings.threshold);
+        let disclosure = format!(
+            "Fallzahlen von 1 bis {threshold} sind gesperrt ({symbol}), ebenso Werte, aus denen sie sich errechnen ließen, \
+             und Summen, zu denen ein Beitragender {share:.0} % oder mehr beiträgt. {zero} = nichts vorhanden.",
+            symbol = settings.symbol,
+            share = settings.dominance * 100.0,
+            zero = settings.zero_symbol,
+        );
+        let read: Vec<String> = versions.iter().map(|(c, v)| format!("{c} Version {v}")).collect();
+        let document = Document {
+            name: report.name().to_owned(),
+            title: report.title().replace("{period_label}", &period_label),
+            organisation: self.config().name.clone(),
+            period: options.period.clone(),
+            period_label,
+            provenance: read.join(", "),
+            disclosure,
+            parts,
+        };
+        Ok(ReportRun { document, versions, suppressed })
+    }
+
+    /// Runs a report and writes its outputs into `out/<name>_<period>/`, replacing an earlier run of the same period
+    /// only once every file of the new one is written. Returns the run and the files.
+    pub async fn run_report(&self, name: &str, options: &ReportOptions, out: &Path) -> Result<(ReportRun, Vec<PathBuf>)> {
+        let outcome = self.build_report(name, options).await;
+        let mut entry = serde_json::json!({"kind": "report", "report": name, "period": options.period, "role": options.role});
+        match &outcome {
+            Ok(run) => {
+                entry["outcome"] = "answered".into();
+                entry["suppressed"] = run.suppressed.into();
+            }
+            Err(e) => {
+                entry["outcome"] = if matches!(e, Error::Refused { .. }) { "refused" } else { "failed" }.into();
+                entry["error"] = e.to_string().into();
+            }
+        }
+        self.audit().append(entry)?;
+        let run = outcome?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Output { path, source }
+        };
+        let final_dir = out.join(format!("{}_{}", name, options.period));
+        let partial = out.join(format!(".{}_{}.partial-{}", name, options.period, std::process::id()));
+        std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+        let templates = self.report_templates()?;
+        let files = kubus_report::report::write_all(&run.document, &templates, &self.config().disclosure.symbol, &partial).map_err(Error::Report)?;
+        let old = out.join(format!(".{}_{}.old-{}", name, options.period, std::process::id()));
+        if final_dir.exists() {
+            std::fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
+        }
+        std::fs::rename(&partial, &final_dir).map_err(io(&final_dir))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        let files = files.into_iter().map(|f| final_dir.join(f.strip_prefix(&partial).unwrap_or(&f))).collect();
+        Ok((run, files))
+    }
+
+    /// The HTML and Markdown templates: the project's own under `<schemas>/reports/templates/`, else the defaults.
+    fn report_templates(&self) -> Result<Templates> {
+        let dir = self.root().join(&self.config().schemas).join("reports").join("templates");
+        let mut templates = Templates::default();
+        for (file, slot) in [("report.html.j2", &mut templates.html), ("report.md.j2", &mut templates.markdown)] {
+            let path = dir.join(file);
+            if path.exists() {
+                *slot = std::fs::read_to_string(&path).map_err(|source| Error::SchemaFile { path, source })?;
+            }
+        }
+        Ok(templates)
+    }
+
+    /// A month key as people read it (`Juni 2024`), from the project's time dimension.
+    fn period_label(&self, period: &str) -> Result<String> {
+        let bad = || Error::BadPeriod { period: period.to_owned() };
+        fill_period("{period}", period).ok_or_else(bad)?;
+        let time = self.model().dimensions().find(|d| d.kind() == kubus_model::DimensionKind::Time).ok_or_else(bad)?;
+        let month = time.level_index("month").map_err(|_| bad())?;
+        let at = time.resolve(Some(month), period).map_err(|_| bad())?;
+        Ok(time.member(at).label().to_owned())
+    }
+}
+
+/// One tile per measure of a one-row answer: its heading and its value as shown (or its suppression symbol).
+fn tiles(table: &kubus_report::Table) -> Result<Vec<Tile>> {
+    let shown = kubus_report::display_rows(table, Some(1), true).map_err(Error::Report)?;
+    let row = shown.rows.first().cloned().unwrap_or_default();
+    Ok(table
+        .columns
+        .iter()
+        .filter(|c| c.kind == kubus_report::ColumnKind::Measure)
+        .filter_map(|c| {
+            let i = shown.names.iter().position(|n| *n == c.name)?;
+            let value = row.get(i).cloned().flatten().unwrap_or_default();
+            Some(Tile { label: c.heading.clone(), value: kubus_report::report::german(&value.replace(',', "."), &shown.types[i]), detail: None })
+        })
+        .collect())
+}

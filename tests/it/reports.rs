@@ -111,3 +111,71 @@ fn the_same_data_gives_the_same_bytes_and_a_run_replaces_the_last_whole() {
     let bad = cli(demo_project(), &["report", "run", "newcomers_montly", "--period", "2024-06"]);
     assert!(bad.stderr.contains("unknown report 'newcomers_montly'; closest: newcomers_monthly"), "{}", bad.stderr);
 }
+
+fn schedule(out: &Path, at: &str, catch_up: &str) -> Vec<String> {
+    let r = cli(demo_project(), &["schedule", "--out", out.to_str().unwrap(), "--at", at, "--catch-up", catch_up]);
+    assert_eq!(r.code, ExitCode::SUCCESS, "{}", r.stderr);
+    r.stdout.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_scheduler_runs_what_is_due_once_catches_up_and_never_overlaps() {
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path();
+    // The clock is injected with --at: the scheduler starts in June, the report is due on the first at six.
+    assert_eq!(schedule(out, "2024-06-30T12:00:00Z", "last"), ["nothing due"]);
+    assert_eq!(schedule(out, "2024-07-01T06:00:30Z", "last"), ["newcomers_monthly for 2024-06 (due 2024-07-01T06:00:00+00:00): written (15 files)"]);
+    assert_eq!(schedule(out, "2024-07-01T06:05:00Z", "last"), ["nothing due"], "a run is made once");
+    assert!(out.join("newcomers_monthly_2024-06/newcomers_monthly_2024-06.html").exists());
+
+    // Another scheduler (a live process) holds the report's lock: this one does not start it too.
+    let lock = out.join(".locks/newcomers_monthly.lock");
+    std::fs::write(&lock, std::process::id().to_string()).unwrap();
+    assert_eq!(schedule(out, "2024-08-01T06:00:05Z", "last"), ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): skipped: already running"]);
+    // A lock whose process is gone is stale and taken over; the skipped run is still due.
+    std::fs::write(&lock, "4194303").unwrap();
+    assert_eq!(schedule(out, "2024-08-01T06:10:00Z", "last"), ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): written (15 files)"]);
+    assert!(!lock.exists(), "the lock is released after the run");
+
+    // After a downtime over three first-of-months, all or only the latest missed run is made.
+    assert_eq!(schedule(out, "2024-11-05T10:00:00Z", "all").len(), 3);
+    for period in ["2024-08", "2024-09", "2024-10"] {
+        assert!(out.join(format!("newcomers_monthly_{period}")).is_dir(), "{period}");
+    }
+    assert_eq!(schedule(out, "2025-02-03T10:00:00Z", "last"), ["newcomers_monthly for 2025-01 (due 2025-02-01T06:00:00+00:00): written (15 files)"]);
+    let log = std::fs::read_to_string(out.join("schedule.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"event\":\"run\"")).count(), 6, "one line per run made");
+}
+
+const SCHEDULER_CHILD: &str = "KUBUS_SCHEDULER_TEST_CHILD";
+
+#[test]
+fn the_scheduler_stops_cleanly_on_sigterm() {
+    if let Ok(args) = std::env::var(SCHEDULER_CHILD) {
+        // Child mode: act as `kubus schedule` and exit with its status.
+        let code = kubus_cli::run(args.split('\u{1f}').map(str::to_owned), &mut std::io::sink(), &mut std::io::stderr());
+        std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+    }
+    let out = tempfile::tempdir().unwrap();
+    let args = ["kubus", "-C", demo_project().to_str().unwrap(), "schedule", "--out", out.path().to_str().unwrap()].join("\u{1f}");
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "reports::the_scheduler_stops_cleanly_on_sigterm", "--nocapture", "--test-threads=1"])
+        .env(SCHEDULER_CHILD, args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it has made its first pass (the run log records its start), then ask it to stop.
+    let log = out.path().join("schedule.jsonl");
+    let started = std::time::Instant::now();
+    while !log.exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(log.exists(), "the scheduler started");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("kubus schedule: stopped (SIGTERM)"), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -83,8 +83,30 @@ enum Command {
     /// Reports: `kubus report run <name> --period 2024-06 --out DIR`.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Run the reports whose schedule is due, until stopped (SIGTERM or Ctrl-C finish the current run first).
+    Schedule {
+        /// Folder reports are written to; the run log is <out>/schedule.jsonl.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Runs missed while the scheduler was not running: the latest, all of them, or none.
+        #[arg(long, value_enum, default_value_t = CatchUpArg::Last)]
+        catch_up: CatchUpArg,
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Act as if it were this moment (RFC 3339, e.g. 2024-07-01T06:00:00Z); implies --once.
+        #[arg(long)]
+        at: Option<String>,
+    },
     /// Rebuild the warehouse from the sample exports and run example queries.
     Demo,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CatchUpArg {
+    Last,
+    All,
+    Skip,
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +262,20 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             }
             Ok(())
         }
+        Command::Schedule { out, catch_up, once, at } => {
+            let project = Project::open(&cli.project)?;
+            let catch_up = match catch_up {
+                CatchUpArg::Last => kubus::CatchUp::Last,
+                CatchUpArg::All => kubus::CatchUp::All,
+                CatchUpArg::Skip => kubus::CatchUp::Skip,
+            };
+            let options = kubus::ScheduleOptions { out, catch_up };
+            if let Some(at) = at {
+                let now = chrono::DateTime::parse_from_rfc3339(&at).map_err(|e| Usage(format!("--at '{at}': {e}")))?.with_timezone(&chrono::Utc);
+                return print_runs(&project.schedule_tick(now, &options).await?, stdout);
+            }
+            schedule(&project, &options, once, stdout, stderr).await
+        }
         Command::Demo => demo(&cli.project, stdout, stderr).await,
     }
 }
@@ -357,6 +393,40 @@ fn emit(output: &OutputArgs, table: &Table, hide: &dyn Fn(&str) -> bool, stdout:
         }
         None => render::write(output.format, table, hide, stdout),
     }
+}
+
+fn print_runs(runs: &[kubus::ScheduledRun], stdout: &mut dyn Write) -> anyhow::Result<()> {
+    if runs.is_empty() {
+        writeln!(stdout, "nothing due")?;
+    }
+    for r in runs {
+        writeln!(stdout, "{} for {} (due {}): {}", r.due.report, r.due.period, r.due.at.to_rfc3339(), r.outcome)?;
+    }
+    Ok(())
+}
+
+/// The scheduler's loop: a pass, then sleep until the next run is due; SIGTERM or Ctrl-C end the sleep (never a run).
+async fn schedule(project: &Project, options: &kubus::ScheduleOptions, once: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
+    let jobs = project.scheduled_jobs()?;
+    writeln!(stderr, "kubus schedule: {} report(s) scheduled; run log {}", jobs.len(), options.out.join("schedule.jsonl").display())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        print_runs(&project.schedule_tick(chrono::Utc::now(), options).await?, stdout)?;
+        if once {
+            return Ok(());
+        }
+        let Some(next) = kubus_next_wake(&jobs) else { return Ok(()) };
+        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = term.recv() => { writeln!(stderr, "kubus schedule: stopped (SIGTERM)")?; return Ok(()); }
+            _ = tokio::signal::ctrl_c() => { writeln!(stderr, "kubus schedule: stopped")?; return Ok(()); }
+        }
+    }
+}
+
+fn kubus_next_wake(jobs: &[kubus::ScheduleJob]) -> Option<chrono::DateTime<chrono::Utc>> {
+    kubus::next_wake(jobs, chrono::Utc::now())
 }
 
 fn report_key(key: &[String]) -> String {

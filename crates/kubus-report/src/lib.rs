@@ -5,6 +5,7 @@
 
 mod json_stat;
 pub mod report;
+pub mod schedule;
 mod text;
 mod xlsx;
 

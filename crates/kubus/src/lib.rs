@@ -26,7 +26,8 @@ pub use kubus_warehouse::{QuarantineRow, Replaced};
 pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 pub use kubus_query::disclosure::Protection;
 pub use project::{Answer, KeyOrigin, Project, QueryOptions, SqlOptions};
-pub use report::{ReportOptions, ReportRun};
+pub use kubus_report::schedule::{CatchUp, Due, Job as ScheduleJob, next_wake};
+pub use report::{ReportOptions, ReportRun, ScheduleOptions, ScheduledRun};
 
 /// Re-export of DataFusion's Arrow, the one Arrow of kubus.
 pub use datafusion::arrow;
@@ -103,6 +104,14 @@ pub enum Error {
     BadPeriod {
         /// The period as given.
         period: String,
+    },
+    /// A report's schedule is not a cron expression.
+    #[error("report {report}: schedule: {reason}")]
+    BadSchedule {
+        /// The report.
+        report: String,
+        /// What is wrong.
+        reason: String,
     },
     /// Rendering a report failed.
     #[error("cannot render the report")]

@@ -6,7 +6,10 @@ use crate::project::{Project, QueryOptions};
 use crate::{Error, Result};
 use kubus_model::{ChartKind, SectionKind, fill_period};
 use kubus_query::Query;
+use chrono::{DateTime, Utc};
 use kubus_report::report::{Body, Chart, Document, Part, Templates, Tile};
+use kubus_report::schedule::{self, CatchUp, Due, Job};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// How to run a report.
@@ -179,4 +182,151 @@ fn tiles(table: &kubus_report::Table) -> Result<Vec<Tile>> {
             Some(Tile { label: c.heading.clone(), value: kubus_report::report::german(&value.replace(',', "."), &shown.types[i]), detail: None })
         })
         .collect())
+}
+
+/// How the scheduler runs reports.
+#[derive(Debug, Clone)]
+pub struct ScheduleOptions {
+    /// Where reports are written (each run into `<out>/<name>_<period>/`); the run log is `<out>/schedule.jsonl`.
+    pub out: PathBuf,
+    /// What to do about runs missed while the scheduler was not running.
+    pub catch_up: CatchUp,
+}
+
+/// One run the scheduler made (or skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledRun {
+    /// What was due.
+    pub due: Due,
+    /// `written`, `failed: …` or `skipped: already running`.
+    pub outcome: String,
+}
+
+impl Project {
+    /// The reports with a schedule.
+    pub fn scheduled_jobs(&self) -> Result<Vec<Job>> {
+        self.model()
+            .reports()
+            .filter_map(|r| r.schedule().map(|cron| (r.name(), cron)))
+            .map(|(name, cron)| Job::new(name, cron).map_err(|e| Error::BadSchedule { report: name.to_owned(), reason: e.to_string() }))
+            .collect()
+    }
+
+    /// One pass of the scheduler at `now`: runs every report that is due (one at a time, never one that another
+    /// scheduler is running), and appends each run to the run log.
+    pub async fn schedule_tick(&self, now: DateTime<Utc>, options: &ScheduleOptions) -> Result<Vec<ScheduledRun>> {
+        let jobs = self.scheduled_jobs()?;
+        let log = RunLog { path: options.out.join("schedule.jsonl") };
+        let (since, last_runs) = log.read(now)?;
+        let mut runs = Vec::new();
+        for due in schedule::due(&jobs, &last_runs, since, now, options.catch_up) {
+            let Some(_lock) = Lock::take(&options.out, &due.report)? else {
+                runs.push(ScheduledRun { due, outcome: "skipped: already running".into() });
+                continue;
+            };
+            let report_options = ReportOptions { period: due.period.clone(), role: None };
+            let outcome = match self.run_report(&due.report, &report_options, &options.out).await {
+                Ok((_, files)) => format!("written ({} files)", files.len()),
+                Err(e) => format!("failed: {e}"),
+            };
+            log.append(serde_json::json!({
+                "event": "run", "report": due.report, "scheduled_for": due.at.to_rfc3339(), "period": due.period,
+                "finished": chrono::Utc::now().to_rfc3339(), "outcome": outcome,
+            }))?;
+            runs.push(ScheduledRun { due, outcome });
+        }
+        Ok(runs)
+    }
+}
+
+/// The scheduler's run log: one JSON line per run, and one for the first start (from which never-run reports are
+/// caught up).
+struct RunLog {
+    path: PathBuf,
+}
+
+impl RunLog {
+    /// The first start (recorded now if there is none) and each report's last scheduled run.
+    fn read(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, HashMap<String, DateTime<Utc>>)> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(Error::Output { path: self.path.clone(), source }),
+        };
+        let mut since = None;
+        let mut last: HashMap<String, DateTime<Utc>> = HashMap::new();
+        for line in text.lines() {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let time = |key: &str| entry[key].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+            match entry["event"].as_str() {
+                Some("start") => since = since.or(time("time")),
+                Some("run") => {
+                    if let (Some(report), Some(at)) = (entry["report"].as_str(), time("scheduled_for")) {
+                        let slot = last.entry(report.to_owned()).or_insert(at);
+                        *slot = (*slot).max(at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let since = match since {
+            Some(s) => s,
+            None => {
+                self.append(serde_json::json!({"event": "start", "time": now.to_rfc3339()}))?;
+                now
+            }
+        };
+        Ok((since, last))
+    }
+
+    fn append(&self, entry: serde_json::Value) -> Result<()> {
+        use std::io::Write;
+        let io = |source| Error::Output { path: self.path.clone(), source };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(io)?;
+        file.write_all(format!("{entry}\n").as_bytes()).map_err(io)
+    }
+}
+
+/// A report's run lock (`<out>/.locks/<report>.lock` with the process id): released when dropped; a lock whose
+/// process is gone is taken over.
+struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    fn take(out: &Path, report: &str) -> Result<Option<Lock>> {
+        let dir = out.join(".locks");
+        let path = dir.join(format!("{report}.lock"));
+        let io = |source| Error::Output { path: path.clone(), source };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    file.write_all(std::process::id().to_string().as_bytes()).map_err(io)?;
+                    return Ok(Some(Lock { path }));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let alive = holder.trim().parse::<u32>().is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                    if alive {
+                        return Ok(None);
+                    }
+                    // The process that held it is gone: the lock is stale.
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(source) => return Err(Error::Output { path, source }),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

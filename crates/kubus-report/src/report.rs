@@ -262,14 +262,14 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">");
             for (i, (label, _, value)) in points.iter().enumerate() {
                 let y = i as f64 * row + 5.0;
-                out += &format!("<text x=\"195\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(label));
+                out += &format!("<text x=\"245\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(label));
                 match value {
                     Some(v) => {
-                        let bw = v / max * 300.0;
-                        out += &format!("<rect x=\"200\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{}\"/>", COLOURS[0]);
-                        out += &format!("<text x=\"{:.1}\" y=\"{}\">{}</text>", 205.0 + bw, y + 13.0, german(&v.to_string(), &DataType::Float64).trim_end_matches(",00"));
+                        let bw = v / max * 260.0;
+                        out += &format!("<rect x=\"250\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{}\"/>", COLOURS[0]);
+                        out += &format!("<text x=\"{:.1}\" y=\"{}\">{}</text>", 255.0 + bw, y + 13.0, german(&v.to_string(), &DataType::Float64).trim_end_matches(",00"));
                     }
-                    None => out += &format!("<text x=\"205\" y=\"{}\">{}</text>", y + 13.0, escape(symbol)),
+                    None => out += &format!("<text x=\"255\" y=\"{}\">{}</text>", y + 13.0, escape(symbol)),
                 }
             }
             out + "</svg>"
@@ -318,12 +318,12 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">");
             for (i, (bar, parts)) in bars.iter().enumerate() {
                 let y = i as f64 * row + 5.0;
-                out += &format!("<text x=\"195\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(bar));
-                let mut x = 200.0;
+                out += &format!("<text x=\"245\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(bar));
+                let mut x = 250.0;
                 for (stack, value) in parts {
                     let colour = COLOURS[stacks.iter().position(|s| s == stack).unwrap_or(0) % COLOURS.len()];
                     if let Some(v) = value {
-                        let bw = v / max * 330.0;
+                        let bw = v / max * 290.0;
                         out += &format!("<rect x=\"{x:.1}\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{colour}\"><title>{}: {}</title></rect>", escape(stack), german(&v.to_string(), &DataType::Float64));
                         x += bw;
                     }
@@ -331,7 +331,7 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             }
             let y = bars.len() as f64 * row + 20.0;
             for (i, stack) in stacks.iter().enumerate() {
-                let x = 200.0 + i as f64 * 90.0;
+                let x = 250.0 + i as f64 * 90.0;
                 out += &format!("<rect x=\"{x}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{}</text>", y - 9.0, COLOURS[i % COLOURS.len()], x + 14.0, escape(stack));
             }
             out + "</svg>"

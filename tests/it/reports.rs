@@ -30,6 +30,7 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
     }
     assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 6, "one JSON-stat dataset per table and chart");
     assert_eq!(files.iter().filter(|f| f.ends_with(".csv")).count(), 6);
+    assert!(files.iter().any(|f| f.ends_with("tables/LIESMICH.txt")));
 
     // XLSX: the district table equals the cube query, suppressed cells included.
     let by_district = figures(&["newcomers", "-m", "persons", "-m", "share_below_b1", "-d", "district", "-c", "month=2024-06", "--totals"]);
@@ -70,6 +71,15 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
         }
     }
     assert!(stat["label"].as_str().unwrap().ends_with("Personen nach Altersgruppe und Geschlecht"));
+    let notes: Vec<&str> = stat["note"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert!(notes[0].starts_with("Datenstand: newcomers Version") && notes[1].starts_with("Geheimhaltung: Fallzahlen"), "{notes:?}");
+    let readme = std::fs::read_to_string(dir.join("tables/LIESMICH.txt")).unwrap();
+    assert!(readme.contains("Datenstand: newcomers Version") && readme.contains("Geheimhaltung:"), "the CSV files' notes");
+    // The bar and the line chart are native Excel charts too.
+    let xlsx = std::fs::read(dir.join("newcomers_monthly_2024-06.xlsx")).unwrap();
+    for part in [&b"xl/charts/chart1.xml"[..], b"xl/charts/chart2.xml"] {
+        assert!(xlsx.windows(part.len()).any(|w| w == part), "{}", String::from_utf8_lossy(part));
+    }
 
     // HTML: self-contained (no external resources), the charts inline, the data version and the rule stated.
     let html = std::fs::read_to_string(dir.join("newcomers_monthly_2024-06.html")).unwrap();
@@ -124,7 +134,7 @@ fn the_scheduler_runs_what_is_due_once_catches_up_and_never_overlaps() {
     let out = out.path();
     // The clock is injected with --at: the scheduler starts in June, the report is due on the first at six.
     assert_eq!(schedule(out, "2024-06-30T12:00:00Z", "last"), ["nothing due"]);
-    assert_eq!(schedule(out, "2024-07-01T06:00:30Z", "last"), ["newcomers_monthly for 2024-06 (due 2024-07-01T06:00:00+00:00): written (15 files)"]);
+    assert_eq!(schedule(out, "2024-07-01T06:00:30Z", "last"), ["newcomers_monthly for 2024-06 (due 2024-07-01T06:00:00+00:00): written (16 files)"]);
     assert_eq!(schedule(out, "2024-07-01T06:05:00Z", "last"), ["nothing due"], "a run is made once");
     assert!(out.join("newcomers_monthly_2024-06/newcomers_monthly_2024-06.html").exists());
 
@@ -134,7 +144,7 @@ fn the_scheduler_runs_what_is_due_once_catches_up_and_never_overlaps() {
     assert_eq!(schedule(out, "2024-08-01T06:00:05Z", "last"), ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): skipped: already running"]);
     // A lock whose process is gone is stale and taken over; the skipped run is still due.
     std::fs::write(&lock, "4194303").unwrap();
-    assert_eq!(schedule(out, "2024-08-01T06:10:00Z", "last"), ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): written (15 files)"]);
+    assert_eq!(schedule(out, "2024-08-01T06:10:00Z", "last"), ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): written (16 files)"]);
     assert!(!lock.exists(), "the lock is released after the run");
 
     // After a downtime over three first-of-months, all or only the latest missed run is made.
@@ -142,7 +152,7 @@ fn the_scheduler_runs_what_is_due_once_catches_up_and_never_overlaps() {
     for period in ["2024-08", "2024-09", "2024-10"] {
         assert!(out.join(format!("newcomers_monthly_{period}")).is_dir(), "{period}");
     }
-    assert_eq!(schedule(out, "2025-02-03T10:00:00Z", "last"), ["newcomers_monthly for 2025-01 (due 2025-02-01T06:00:00+00:00): written (15 files)"]);
+    assert_eq!(schedule(out, "2025-02-03T10:00:00Z", "last"), ["newcomers_monthly for 2025-01 (due 2025-02-01T06:00:00+00:00): written (16 files)"]);
     let log = std::fs::read_to_string(out.join("schedule.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"event\":\"run\"")).count(), 6, "one line per run made");
 }

@@ -119,6 +119,7 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
         "dimension": dimension,
         "value": value,
         "status": status,
+        "note": table.notes,
     }))
 }
 

@@ -121,6 +121,8 @@ pub struct Table {
     pub batches: Vec<RecordBatch>,
     /// One entry per schema column, in order.
     pub columns: Vec<Column>,
+    /// Notes for the reader (data version, disclosure rule), where a format has room for them.
+    pub notes: Vec<String>,
 }
 
 impl Table {
@@ -131,7 +133,7 @@ impl Table {
             .iter()
             .map(|f| Column { name: f.name().clone(), heading: f.name().clone(), kind: ColumnKind::Other })
             .collect();
-        Table { title: title.into(), schema, batches, columns }
+        Table { title: title.into(), schema, batches, columns, notes: Vec::new() }
     }
 
     /// For each column, the index of its status column, if it has one.

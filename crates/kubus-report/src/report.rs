@@ -438,13 +438,23 @@ pub fn write_all(doc: &Document, templates: &Templates, symbol: &str, dir: &Path
         .map(|(i, (p, t))| (i + 1, p, t))
         .collect();
     for (n, part, table) in &tables {
-        xlsx::add_sheet(&mut workbook, table, &format!("{n:02} {}", part.title))?;
+        let name = xlsx::sheet_name(&format!("{n:02} {}", part.title));
+        xlsx::add_sheet(&mut workbook, table, &name)?;
+        if let Body::Chart { chart: chart @ (Chart::Bars | Chart::Line), .. } = part.body {
+            native_chart(&mut workbook, &name, table, chart, &part.title)?;
+        }
     }
     legend(&mut workbook, doc)?;
     put(dir.join(format!("{base}.xlsx")), &workbook.save_to_buffer()?)?;
 
     let tables_dir = dir.join("tables");
     std::fs::create_dir_all(&tables_dir)?;
+    // CSV has no room for notes: they stand next to the files.
+    let readme = format!(
+        "{}\nBerichtsmonat {}\nDatenstand: {}\nGeheimhaltung: {}\nCSV: Semikolon, Dezimalkomma, UTF-8 mit BOM. JSON: JSON-stat 2.0, ein Datensatz je Tabelle.\n",
+        doc.title, doc.period_label, doc.provenance, doc.disclosure
+    );
+    put(tables_dir.join("LIESMICH.txt"), readme.as_bytes())?;
     for (n, part, table) in &tables {
         let stem = format!("{n:02}_{}", slug(&part.title));
         let mut csv = Vec::new();
@@ -452,11 +462,36 @@ pub fn write_all(doc: &Document, templates: &Templates, symbol: &str, dir: &Path
         put(tables_dir.join(format!("{stem}.csv")), &csv)?;
         let mut titled = (*table).clone();
         titled.title = format!("{} — {}", doc.title, part.title);
+        titled.notes = vec![format!("Datenstand: {}", doc.provenance), format!("Geheimhaltung: {}", doc.disclosure)];
         let mut json = Vec::new();
         crate::write(&titled, Format::JsonStat, &mut json)?;
         put(tables_dir.join(format!("{stem}.json")), &json)?;
     }
     Ok(written)
+}
+
+/// An Excel chart next to a one-drilldown table: its labels as categories, its first measure as values (a
+/// suppressed cell holds its symbol, which Excel leaves out of the chart).
+fn native_chart(workbook: &mut rust_xlsxwriter::Workbook, sheet: &str, table: &Table, chart: Chart, title: &str) -> Result<()> {
+    use rust_xlsxwriter::{Chart as ExcelChart, ChartType};
+    let shown: Vec<usize> = (0..table.columns.len()).filter(|&i| !table.is_status(i)).collect();
+    let at = |kind: &crate::ColumnKind| shown.iter().position(|&i| table.columns[i].kind == *kind).map(|p| p as u16);
+    let (Some(label), Some(measure)) = (at(&crate::ColumnKind::Label), at(&crate::ColumnKind::Measure)) else { return Ok(()) };
+    let rows = table.batches.iter().map(|b| b.num_rows()).sum::<usize>() as u32;
+    if rows == 0 {
+        return Ok(());
+    }
+    let mut excel = ExcelChart::new(if chart == Chart::Bars { ChartType::Bar } else { ChartType::Line });
+    excel.title().set_name(title);
+    excel.legend().set_hidden();
+    excel.add_series().set_categories((sheet, 1, label, rows, label)).set_values((sheet, 1, measure, rows, measure));
+    if chart == Chart::Bars {
+        // Excel draws bar charts bottom up; the first member belongs on top.
+        excel.y_axis().set_reverse();
+    }
+    let worksheet = workbook.worksheet_from_name(sheet)?;
+    worksheet.insert_chart(1, shown.len() as u16 + 1, &excel)?;
+    Ok(())
 }
 
 /// The legend sheet: what the report is, which data it was computed from, and what the symbols mean.

@@ -363,7 +363,7 @@ impl Project {
             };
             columns.push(Column { name: c.name.clone(), heading: c.heading.clone(), kind });
         }
-        Ok(kubus_report::Table { title: cube.label().to_owned(), schema: result.schema.clone(), batches: result.batches.clone(), columns })
+        Ok(kubus_report::Table { title: cube.label().to_owned(), schema: result.schema.clone(), batches: result.batches.clone(), columns, notes: Vec::new() })
     }
 
     /// The rejected lines in quarantine, of one source or of all, with the source's name.

@@ -81,6 +81,17 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
         assert!(xlsx.windows(part.len()).any(|w| w == part), "{}", String::from_utf8_lossy(part));
     }
 
+    // The same cell is treated alike in every table of the report: persons by district in the table (with its
+    // totals) and in the bar chart (without) are suppressed together.
+    let read = |file: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join("tables").join(file)).unwrap()).unwrap() };
+    let (table, bars) = (read("01_personen-nach-stadtteil.json"), read("02_personen-nach-stadtteil.json"));
+    let districts = bars["dimension"]["district"]["category"]["index"].as_object().unwrap();
+    for (key, at) in districts {
+        let in_bars = &bars["value"][at.as_u64().unwrap() as usize];
+        let t = table["dimension"]["district"]["category"]["index"][key].as_u64().unwrap() as usize * 2;
+        assert_eq!(in_bars, &table["value"][t], "district {key}");
+    }
+
     // HTML: self-contained (no external resources), the charts inline, the data version and the rule stated.
     let html = std::fs::read_to_string(dir.join("newcomers_monthly_2024-06.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 2, "the bar and the line chart");
@@ -188,4 +199,38 @@ fn the_scheduler_stops_cleanly_on_sigterm() {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "exit status {:?}", output.status);
     assert!(String::from_utf8_lossy(&output.stderr).contains("kubus schedule: stopped (SIGTERM)"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn a_cell_in_two_tables_of_a_report_is_suppressed_in_both() {
+    // Two tables of the same cells: one with totals (which need complementary cells), one without.
+    let dir = crate::support::project_copy();
+    let section = |title: &str, totals: bool| {
+        format!("\n[[sections]]\nkind = \"table\"\ntitle = \"{title}\"\ncube = \"newcomers\"\nmeasures = [\"persons\"]\nrows = [\"district\"]\ncolumns = [\"sex\"]\ncuts = [\"month={{period}}\"]\ntotals = {totals}\n")
+    };
+    let report = format!("name = \"pair\"\ntitle = \"Paar\"\n{}{}", section("mit Summen", true), section("ohne Summen", false));
+    std::fs::write(dir.path().join("cube-schemas/reports/pair.toml"), report).unwrap();
+    assert_eq!(cli(dir.path(), &["demo"]).code, ExitCode::SUCCESS);
+    let out = dir.path().join("out");
+    let r = cli(dir.path(), &["report", "run", "pair", "--period", "2024-06", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, ExitCode::SUCCESS, "{}", r.stderr);
+    let read = |file: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(out.join("pair_2024-06/tables").join(file)).unwrap()).unwrap() };
+    let (with, without) = (read("01_mit-summen.json"), read("02_ohne-summen.json"));
+    let cell = |v: &serde_json::Value, d: &str, s: &str| -> Option<usize> {
+        let size: Vec<usize> = v["size"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+        let i = v["dimension"]["district"]["category"]["index"][d].as_u64()? as usize;
+        let j = v["dimension"]["sex"]["category"]["index"][s].as_u64()? as usize;
+        Some((i * size[1] + j) * size[2])
+    };
+    let alone = figures(&["newcomers", "-m", "persons", "-d", "district", "-d", "sex", "-c", "month=2024-06"]);
+    let mut complements = 0;
+    for row in &alone {
+        let (Some(a), Some(b)) = (cell(&with, &row[0], &row[2]), cell(&without, &row[0], &row[2])) else { panic!("{row:?}") };
+        assert_eq!(with["value"][a], without["value"][b], "district {} sex {}", row[0], row[2]);
+        // Asked alone, without totals, only the small counts are hidden; in the report the complements are too.
+        if row[4] != "." && without["value"][b].is_null() {
+            complements += 1;
+        }
+    }
+    assert!(complements > 0, "the table without totals hides the complements the other table needs");
 }

@@ -146,18 +146,24 @@ pub fn suppress(keys: &[Vec<Option<String>>], values: &[Option<i64>], threshold:
 /// Secondary suppression around the `primary` cells of one additive column. With a count `threshold`, a shown
 /// total must also not bound a hidden cell to at most the threshold.
 pub fn protect_cells(keys: &[Vec<Option<String>>], values: &[Option<i64>], primary: &[bool], threshold: Option<u64>) -> Vec<Suppression> {
-    let value = |r: usize| values[r].unwrap_or(0);
+    let values: Vec<i64> = values.iter().map(|v| v.unwrap_or(0)).collect();
+    protect_graph(&values, primary, &equations(keys), &vec![threshold; values.len()])
+}
+
+/// Secondary suppression over explicit equations ("total = sum of children", as cell indices); `bounds` gives each
+/// cell's count threshold for the bound rule (`None` for sums).
+fn protect_graph(values: &[i64], primary: &[bool], equations: &[(usize, Vec<usize>)], bounds: &[Option<u64>]) -> Vec<Suppression> {
+    let value = |r: usize| values[r];
     let mut state: Vec<Suppression> = primary.iter().map(|&p| if p { Suppression::Primary } else { Suppression::None }).collect();
     if !state.contains(&Suppression::Primary) {
         return state;
     }
-    let equations = equations(keys);
     let suppressed = |state: &[Suppression], r: usize| state[r] != Suppression::None;
     // A shown total also bounds its hidden children: every hidden cell is at least 1 (its row exists), so each is
     // at most S − (k − 1), S being their sum and k their number. That bound must stay above the threshold, or
     // the attacker learns the cell is small.
     let too_narrow = |state: &[Suppression], (total, children): &(usize, Vec<usize>)| -> bool {
-        let Some(threshold) = threshold else { return false };
+        let Some(threshold) = bounds[*total] else { return false };
         if suppressed(state, *total) {
             return false;
         }
@@ -172,7 +178,7 @@ pub fn protect_cells(keys: &[Vec<Option<String>>], values: &[Option<i64>], prima
     };
     loop {
         let mut added = false;
-        for eq in &equations {
+        for eq in equations {
             let cells = std::iter::once(eq.0).chain(eq.1.iter().copied());
             let single = cells.filter(|&c| suppressed(&state, c)).count() == 1;
             if (single || too_narrow(&state, eq)) && let Some(c) = complement(&state, eq) {
@@ -190,7 +196,7 @@ pub fn protect_cells(keys: &[Vec<Option<String>>], values: &[Option<i64>], prima
         if state.iter().filter(|s| **s != Suppression::None).count() > EXACT_CHECK_LIMIT {
             break;
         }
-        let Some(cell) = determined(&equations, &state) else { break };
+        let Some(cell) = determined(equations, &state) else { break };
         let protect = equations
             .iter()
             .filter(|(t, ch)| *t == cell || ch.contains(&cell))
@@ -268,21 +274,163 @@ fn determined(equations: &[(usize, Vec<usize>)], state: &[Suppression]) -> Optio
 /// (`<measure>_status`: the symbol of a suppressed or zero cell), and hidden part columns are dropped. `threshold`
 /// gives each cube's threshold (`None` for a cube published without suppression).
 pub fn protect(result: QueryResult, plan: &CubePlan<'_>, threshold: &dyn Fn(&str) -> Option<u64>, rules: &Rules) -> Result<(QueryResult, Protection)> {
-    let batch = concat_batches(&result.schema, &result.batches)?;
-    let index = |name: &str| result.columns.iter().position(|c| c.name == name);
-    let keys: Vec<Vec<Option<String>>> = {
-        let columns = result
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.kind == ColumnKind::Key)
-            .map(|(i, _)| cast(batch.column(i), &DataType::Utf8))
-            .collect::<Result<Vec<_>, _>>()?;
-        (0..batch.num_rows())
-            .map(|r| columns.iter().map(|c| (!c.is_null(r)).then(|| c.as_string::<i32>().value(r).to_owned())).collect())
-            .collect()
+    let mut out = protect_together(vec![(result, plan)], threshold, rules)?;
+    Ok(out.remove(0))
+}
+
+/// Which facts a cell counts, for recognising the same cell in several answers: per dimension role, the fact-level
+/// members selected by the cuts and the row's coordinates (roles left open are not listed).
+type Selection = Vec<(String, Vec<usize>)>;
+
+/// One protected column of one answer: counts, or sums with a dominance rule.
+struct Column {
+    answer: usize,
+    name: String,
+    /// The cell of each row in the joint numbering.
+    cells: Vec<usize>,
+}
+
+/// Protects several answers together — the tables of one report: a cell two answers share (the same facts counted
+/// by the same measure) gets one decision in all of them, and the totals of every answer constrain the complements.
+pub fn protect_together(
+    answers: Vec<(QueryResult, &CubePlan<'_>)>,
+    threshold: &dyn Fn(&str) -> Option<u64>,
+    rules: &Rules,
+) -> Result<Vec<(QueryResult, Protection)>> {
+    let mut batches = Vec::new();
+    let mut keys_of = Vec::new();
+    for (result, _) in &answers {
+        let batch = concat_batches(&result.schema, &result.batches)?;
+        keys_of.push(row_keys(result, &batch)?);
+        batches.push(batch);
+    }
+    // The joint numbering of cells, with their values, primary flags and count thresholds (for the bound rule).
+    let mut ids: HashMap<(String, String, Selection), usize> = HashMap::new();
+    let (mut values, mut primary, mut bounds): (Vec<i64>, Vec<bool>, Vec<Option<u64>>) = (Vec::new(), Vec::new(), Vec::new());
+    let mut columns: Vec<Column> = Vec::new();
+    let mut equations: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (a, (result, plan)) in answers.iter().enumerate() {
+        let batch = &batches[a];
+        let index = |name: &str| result.columns.iter().position(|c| c.name == name);
+        let local = self::equations(&keys_of[a]);
+        for c in result.columns.iter().filter(|c| c.kind == ColumnKind::Measure) {
+            let counts = plan.count_parts(&c.name).into_iter().filter_map(|p| threshold(&p.cube).map(|t| (p.column, p.cube, Some(t), None)));
+            let sums = plan.dominance_parts(&c.name).into_iter().map(|p| (p.column, plan_cube(plan, &p.top), None, Some(p.top)));
+            for (column, cube, count_threshold, top) in counts.chain(sums).collect::<Vec<_>>() {
+                if columns.iter().any(|k| k.answer == a && k.name == column) {
+                    continue;
+                }
+                let at = index(&column).ok_or_else(|| missing(&column))?;
+                let (row_values, row_primary): (Vec<i64>, Vec<bool>) = match (&top, count_threshold) {
+                    (None, Some(t)) => {
+                        let v: Vec<i64> = cast(batch.column(at), &DataType::Int64)?.as_primitive::<Int64Type>().iter().map(|v| v.unwrap_or(0)).collect();
+                        let p = v.iter().map(|&v| v >= 1 && v as u64 <= t).collect();
+                        (v, p)
+                    }
+                    (Some(top), _) => {
+                        let top_at = index(top).ok_or_else(|| missing(top))?;
+                        let sums: Vec<Option<f64>> = cast(batch.column(at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
+                        let tops: Vec<Option<f64>> = cast(batch.column(top_at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
+                        let p = sums.iter().zip(&tops).map(|(s, t)| matches!((s, t), (Some(s), Some(t)) if *s > 0.0 && t / s >= rules.dominance)).collect();
+                        // Sums are protected in whole units; the equations need exact arithmetic.
+                        (sums.iter().map(|s| s.map_or(0, |s| s.round() as i64)).collect(), p)
+                    }
+                    (None, None) => continue,
+                };
+                // The earlier value of a time comparison is only ever this answer's own.
+                let shared = if column.starts_with("__then_") { format!("{a}:{column}") } else { column.clone() };
+                let kind = if top.is_some() { "dominance" } else { "count" };
+                let mut cells = Vec::with_capacity(row_values.len());
+                for r in 0..row_values.len() {
+                    let identity = (format!("{kind}:{shared}"), cube.clone(), selection(plan, &cube, &keys_of[a][r]));
+                    let id = *ids.entry(identity).or_insert_with(|| {
+                        values.push(row_values[r]);
+                        primary.push(false);
+                        bounds.push(count_threshold);
+                        values.len() - 1
+                    });
+                    primary[id] |= row_primary[r];
+                    cells.push(id);
+                }
+                equations.extend(local.iter().map(|(t, ch)| (cells[*t], ch.iter().map(|&c| cells[c]).collect())));
+                columns.push(Column { answer: a, name: column, cells });
+            }
+        }
+    }
+    let state = protect_graph(&values, &primary, &equations, &bounds);
+    answers
+        .into_iter()
+        .enumerate()
+        .map(|(a, (result, plan))| {
+            let flags: HashMap<&str, Vec<Suppression>> =
+                columns.iter().filter(|k| k.answer == a).map(|k| (k.name.as_str(), k.cells.iter().map(|&id| state[id]).collect())).collect();
+            apply(result, &batches[a], plan, &flags, rules)
+        })
+        .collect()
+}
+
+/// The cube whose facts a dominated sum adds up (a drill-across measure comes from one of the combined cubes).
+fn plan_cube(plan: &CubePlan<'_>, top: &str) -> String {
+    let measure = top.trim_start_matches("__top_");
+    plan.computed
+        .iter()
+        .find_map(|p| match p.measure.kind() {
+            MeasureKind::From { cube, .. } if p.measure.name() == measure => Some(cube.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| plan.cube.name().to_owned())
+}
+
+/// Each row's drilldown keys (`None` on totals).
+fn row_keys(result: &QueryResult, batch: &RecordBatch) -> Result<Vec<Vec<Option<String>>>> {
+    let columns = result
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.kind == ColumnKind::Key)
+        .map(|(i, _)| cast(batch.column(i), &DataType::Utf8))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((0..batch.num_rows()).map(|r| columns.iter().map(|c| (!c.is_null(r)).then(|| c.as_string::<i32>().value(r).to_owned())).collect()).collect())
+}
+
+/// The facts a row of an answer counts in `cube`: the cuts that apply to that cube and the row's coordinates.
+fn selection(plan: &CubePlan<'_>, cube: &str, keys: &[Option<String>]) -> Selection {
+    let source = if plan.sides.is_empty() { plan } else { plan.sides.iter().find(|s| s.cube.name() == cube).unwrap_or(plan) };
+    let mut chosen: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut narrow = |role: &str, members: Vec<usize>, all: usize| {
+        let at = match chosen.iter().position(|(r, _)| r == role) {
+            Some(at) => {
+                let keep: std::collections::HashSet<usize> = members.into_iter().collect();
+                chosen[at].1.retain(|m| keep.contains(m));
+                at
+            }
+            None => {
+                chosen.push((role.to_owned(), members));
+                chosen.len() - 1
+            }
+        };
+        // A role selected in full is not constrained at all.
+        if chosen[at].1.len() == all {
+            chosen.remove(at);
+        }
     };
-    let mut flags: HashMap<String, Vec<Suppression>> = HashMap::new();
+    for cut in &source.cuts {
+        let all = cut.dimension.members(cut.fact_level).len();
+        let members = if cut.negated { (0..all).filter(|m| !cut.members.contains(m)).collect() } else { cut.members.clone() };
+        narrow(cut.role, members, all);
+    }
+    for ((l, _), key) in source.drilldowns.iter().zip(keys) {
+        let Some(key) = key else { continue };
+        let Some(index) = l.dimension.members(l.level).iter().position(|m| m.key() == key) else { continue };
+        let members = l.dimension.descendants(kubus_model::MemberRef { level: l.level, index }, l.fact_level);
+        narrow(l.role, members, l.dimension.members(l.fact_level).len());
+    }
+    chosen.sort();
+    chosen
+}
+
+/// Builds the protected answer from the flags of its protected columns.
+fn apply(result: QueryResult, batch: &RecordBatch, plan: &CubePlan<'_>, flags: &HashMap<&str, Vec<Suppression>>, rules: &Rules) -> Result<(QueryResult, Protection)> {
     let mut protection = Protection::default();
     let mut out_columns: Vec<ResultColumn> = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
@@ -296,38 +444,17 @@ pub fn protect(result: QueryResult, plan: &CubePlan<'_>, threshold: &dyn Fn(&str
             arrays.push(batch.column(i).clone());
             continue;
         }
-        let parts = plan.count_parts(&c.name);
+        let parts: Vec<String> = plan.count_parts(&c.name).into_iter().map(|p| p.column).chain(plan.dominance_parts(&c.name).into_iter().map(|p| p.column)).collect();
         let mut hidden = vec![false; batch.num_rows()];
         let mut primary = vec![false; batch.num_rows()];
         for part in &parts {
-            let Some(t) = threshold(&part.cube) else { continue };
-            let Some(at) = index(&part.column) else { return Err(missing(&part.column)) };
-            if !flags.contains_key(&part.column) {
-                let values: Vec<Option<i64>> = cast(batch.column(at), &DataType::Int64)?.as_primitive::<Int64Type>().iter().collect();
-                flags.insert(part.column.clone(), suppress(&keys, &values, t));
-            }
-            for (r, s) in flags[&part.column].iter().enumerate() {
+            let Some(state) = flags.get(part.as_str()) else { continue };
+            for (r, s) in state.iter().enumerate() {
                 hidden[r] |= *s != Suppression::None;
-                primary[r] |= *s == Suppression::Primary && part.column == c.name;
+                primary[r] |= *s == Suppression::Primary && *part == c.name;
             }
         }
-        for part in plan.dominance_parts(&c.name) {
-            let (Some(at), Some(top)) = (index(&part.column), index(&part.top)) else { return Err(missing(&part.top)) };
-            if !flags.contains_key(&part.column) {
-                let sums: Vec<Option<f64>> = cast(batch.column(at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
-                let tops: Vec<Option<f64>> = cast(batch.column(top), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
-                let dominated: Vec<bool> =
-                    sums.iter().zip(&tops).map(|(s, t)| matches!((s, t), (Some(s), Some(t)) if *s > 0.0 && t / s >= rules.dominance)).collect();
-                // Sums are protected in whole units; the equations need exact arithmetic.
-                let values: Vec<Option<i64>> = sums.iter().map(|s| s.map(|s| s.round() as i64)).collect();
-                flags.insert(part.column.clone(), protect_cells(&keys, &values, &dominated, None));
-            }
-            for (r, s) in flags[&part.column].iter().enumerate() {
-                hidden[r] |= *s != Suppression::None;
-                primary[r] |= *s == Suppression::Primary && part.column == c.name;
-            }
-        }
-        let own = parts.iter().any(|p| p.column == c.name);
+        let own = plan.count_parts(&c.name).iter().any(|p| p.column == c.name);
         protection.primary += primary.iter().filter(|p| **p).count();
         protection.secondary += hidden.iter().zip(&primary).filter(|(h, p)| **h && !**p).count();
         let values = cast(batch.column(i), &DataType::Float64)?;
@@ -354,11 +481,7 @@ pub fn protect(result: QueryResult, plan: &CubePlan<'_>, threshold: &dyn Fn(&str
         out_columns.push(column);
         arrays.push(array);
     }
-    let fields: Vec<Field> = out_columns
-        .iter()
-        .zip(&arrays)
-        .map(|(c, a)| Field::new(c.name.as_str(), a.data_type().clone(), true))
-        .collect();
+    let fields: Vec<Field> = out_columns.iter().zip(&arrays).map(|(c, a)| Field::new(c.name.as_str(), a.data_type().clone(), true)).collect();
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays)?;
     Ok((QueryResult { schema, batches: vec![batch], columns: out_columns }, protection))

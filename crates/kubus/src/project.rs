@@ -34,6 +34,13 @@ pub struct Answer {
     pub protection: Protection,
 }
 
+/// An answer before disclosure control, with the plan that says how its measures are computed.
+pub(crate) struct RawAnswer<'m> {
+    pub(crate) result: QueryResult,
+    pub(crate) plan: kubus_query::CubePlan<'m>,
+    pub(crate) versions: Vec<(String, u64)>,
+}
+
 /// How to ask a cube query.
 #[derive(Debug, Clone, Default)]
 pub struct QueryOptions {
@@ -179,12 +186,7 @@ impl Project {
     /// Disclosure control applies to every answer unless the role may bypass it; the role's cubes, levels and
     /// row filter apply too. Every query, answered or refused, is recorded in the audit log.
     pub async fn query(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {
-        self.query_with_threshold(query, options, None).await
-    }
-
-    /// A query with a report's own disclosure threshold in place of the project's (exempt cubes stay exempt).
-    pub(crate) async fn query_with_threshold(&self, query: &Query, options: &QueryOptions, threshold: Option<u64>) -> Result<Answer> {
-        let outcome = self.answer(query, options, threshold).await;
+        let outcome = self.answer(query, options).await;
         let mut entry = serde_json::json!({
             "kind": "query",
             "role": options.role,
@@ -207,7 +209,14 @@ impl Project {
         outcome
     }
 
-    async fn answer(&self, query: &Query, options: &QueryOptions, threshold: Option<u64>) -> Result<Answer> {
+    async fn answer(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {
+        let raw = self.raw_answer(query, options).await?;
+        let mut protected = self.protect(vec![raw], options, None)?;
+        Ok(protected.remove(0))
+    }
+
+    /// A query's answer before disclosure control (with its hidden count columns), as the role may ask it.
+    pub(crate) async fn raw_answer(&self, query: &Query, options: &QueryOptions) -> Result<RawAnswer<'_>> {
         let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
         access::check_levels(&kubus_query::plan(&self.model, query)?, role)?;
         let restricted = access::restrict(query, role, &self.model)?;
@@ -215,14 +224,25 @@ impl Project {
         let ctx = SessionContext::new();
         let (facts, versions) = self.plan_facts(&ctx, &plan, options.as_of).await?;
         let result = kubus_query::execute(&ctx, &plan, &facts).await?;
-        let (result, protection) = if role.is_some_and(|r| r.bypass_disclosure) {
-            (disclosure::strip_hidden(result)?, Protection::default())
-        } else {
-            let settings = &self.config.disclosure;
-            let rules = disclosure::Rules { symbol: settings.symbol.clone(), zero_symbol: settings.zero_symbol.clone(), dominance: settings.dominance };
-            disclosure::protect(result, &plan, &|cube| settings.threshold_for(cube).map(|t| threshold.unwrap_or(t)), &rules)?
-        };
-        Ok(Answer { result, versions, protection })
+        Ok(RawAnswer { result, plan, versions })
+    }
+
+    /// Disclosure control over answers that are published together (one query, or the tables of one report), unless
+    /// the role may bypass it; `threshold` replaces the project's (a report's own).
+    pub(crate) fn protect(&self, raw: Vec<RawAnswer<'_>>, options: &QueryOptions, threshold: Option<u64>) -> Result<Vec<Answer>> {
+        let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
+        if role.is_some_and(|r| r.bypass_disclosure) {
+            return raw
+                .into_iter()
+                .map(|r| Ok(Answer { result: disclosure::strip_hidden(r.result)?, versions: r.versions, protection: Protection::default() }))
+                .collect();
+        }
+        let settings = &self.config.disclosure;
+        let rules = disclosure::Rules { symbol: settings.symbol.clone(), zero_symbol: settings.zero_symbol.clone(), dominance: settings.dominance };
+        let versions: Vec<Vec<(String, u64)>> = raw.iter().map(|r| r.versions.clone()).collect();
+        let answers = raw.iter().map(|r| (r.result.clone(), &r.plan)).collect();
+        let protected = disclosure::protect_together(answers, &|cube| settings.threshold_for(cube).map(|t| threshold.unwrap_or(t)), &rules)?;
+        Ok(protected.into_iter().zip(versions).map(|((result, protection), versions)| Answer { result, versions, protection }).collect())
     }
 
     /// How a cube query is computed: the plan in cube terms, then DataFusion's logical and physical plans.

@@ -38,6 +38,30 @@ impl Project {
         let report = self.model().report(name)?;
         let period_label = self.period_label(&options.period)?;
         let query_options = QueryOptions { as_of: None, role: options.role.clone() };
+        // Every section's query first; then disclosure control over all of them together, so that a cell shown in
+        // two tables is treated alike in both and no table's totals give away another's hidden cell.
+        let mut raw = Vec::new();
+        for section in report.sections() {
+            if let SectionKind::Text(_) = &section.kind {
+                continue;
+            }
+            let cuts = section
+                .cuts
+                .iter()
+                .map(|c| fill_period(c, &options.period).ok_or_else(|| Error::BadPeriod { period: options.period.clone() })?.parse().map_err(Error::from))
+                .collect::<Result<Vec<_>>>()?;
+            let query = Query {
+                cube: section.cube.clone(),
+                measures: section.measures.clone(),
+                drilldowns: section.drilldowns.clone(),
+                cuts,
+                totals: section.totals,
+                order: Vec::new(),
+                limit: None,
+            };
+            raw.push(self.raw_answer(&query, &query_options).await?);
+        }
+        let mut answers = self.protect(raw, &query_options, report.threshold())?.into_iter();
         let mut versions: Vec<(String, u64)> = Vec::new();
         let mut suppressed = 0;
         let mut parts = Vec::new();
@@ -45,21 +69,7 @@ impl Project {
             let body = if let SectionKind::Text(text) = &section.kind {
                 Body::Text(text.clone())
             } else {
-                let cuts = section
-                    .cuts
-                    .iter()
-                    .map(|c| fill_period(c, &options.period).ok_or_else(|| Error::BadPeriod { period: options.period.clone() })?.parse().map_err(Error::from))
-                    .collect::<Result<Vec<_>>>()?;
-                let query = Query {
-                    cube: section.cube.clone(),
-                    measures: section.measures.clone(),
-                    drilldowns: section.drilldowns.clone(),
-                    cuts,
-                    totals: section.totals,
-                    order: Vec::new(),
-                    limit: None,
-                };
-                let answer = self.query_with_threshold(&query, &query_options, report.threshold()).await?;
+                let answer = answers.next().expect("one answer per section with a query");
                 for v in &answer.versions {
                     if !versions.contains(v) {
                         versions.push(v.clone());

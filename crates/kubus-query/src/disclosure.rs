@@ -309,6 +309,8 @@ pub fn protect_together(
     let (mut values, mut primary, mut bounds): (Vec<i64>, Vec<bool>, Vec<Option<u64>>) = (Vec::new(), Vec::new(), Vec::new());
     let mut columns: Vec<Column> = Vec::new();
     let mut equations: Vec<(usize, Vec<usize>)> = Vec::new();
+    let joint = answers.len() > 1;
+    let mut descendants: HashMap<(String, usize, String), Vec<usize>> = HashMap::new();
     for (a, (result, plan)) in answers.iter().enumerate() {
         let batch = &batches[a];
         let index = |name: &str| result.columns.iter().position(|c| c.name == name);
@@ -342,7 +344,9 @@ pub fn protect_together(
                 let kind = if top.is_some() { "dominance" } else { "count" };
                 let mut cells = Vec::with_capacity(row_values.len());
                 for r in 0..row_values.len() {
-                    let identity = (format!("{kind}:{shared}"), cube.clone(), selection(plan, &cube, &keys_of[a][r]));
+                    // Alone, an answer's rows are its cells; together, cells are matched by the facts they count.
+                    let facts = if joint { selection(plan, &cube, &keys_of[a][r], &mut descendants) } else { vec![(String::new(), vec![r])] };
+                    let identity = (format!("{kind}:{shared}"), cube.clone(), facts);
                     let id = *ids.entry(identity).or_insert_with(|| {
                         values.push(row_values[r]);
                         primary.push(false);
@@ -394,7 +398,7 @@ fn row_keys(result: &QueryResult, batch: &RecordBatch) -> Result<Vec<Vec<Option<
 }
 
 /// The facts a row of an answer counts in `cube`: the cuts that apply to that cube and the row's coordinates.
-fn selection(plan: &CubePlan<'_>, cube: &str, keys: &[Option<String>]) -> Selection {
+fn selection(plan: &CubePlan<'_>, cube: &str, keys: &[Option<String>], cache: &mut HashMap<(String, usize, String), Vec<usize>>) -> Selection {
     let source = if plan.sides.is_empty() { plan } else { plan.sides.iter().find(|s| s.cube.name() == cube).unwrap_or(plan) };
     let mut chosen: Vec<(String, Vec<usize>)> = Vec::new();
     let mut narrow = |role: &str, members: Vec<usize>, all: usize| {
@@ -421,8 +425,13 @@ fn selection(plan: &CubePlan<'_>, cube: &str, keys: &[Option<String>]) -> Select
     }
     for ((l, _), key) in source.drilldowns.iter().zip(keys) {
         let Some(key) = key else { continue };
-        let Some(index) = l.dimension.members(l.level).iter().position(|m| m.key() == key) else { continue };
-        let members = l.dimension.descendants(kubus_model::MemberRef { level: l.level, index }, l.fact_level);
+        let members = cache
+            .entry((l.role.to_owned(), l.level, key.clone()))
+            .or_insert_with(|| {
+                let index = l.dimension.members(l.level).iter().position(|m| m.key() == key);
+                index.map(|index| l.dimension.descendants(kubus_model::MemberRef { level: l.level, index }, l.fact_level)).unwrap_or_default()
+            })
+            .clone();
         narrow(l.role, members, l.dimension.members(l.fact_level).len());
     }
     chosen.sort();

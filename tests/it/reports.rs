@@ -126,6 +126,12 @@ fn the_same_data_gives_the_same_bytes_and_a_run_replaces_the_last_whole() {
     let hidden: Vec<_> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(hidden.len(), 1, "no partial or old folders stay behind: {hidden:?}");
 
+    // Reading the cubes at stated versions reproduces a run (here the only versions there are).
+    let again = cli(demo_project(), &["report", "run", "newcomers_monthly", "--period", "2024-06", "--out", out.path().to_str().unwrap(), "--as-of", "newcomers=0", "--as-of", "course_offers=0"]);
+    assert_eq!(again.code, ExitCode::SUCCESS, "{}", again.stderr);
+    assert_eq!(read_all(&dir), first);
+    let bad = cli(demo_project(), &["report", "run", "newcomers_monthly", "--period", "2024-06", "--out", out.path().to_str().unwrap(), "--as-of", "newcomers=7"]);
+    assert!(bad.stderr.contains("version 7"), "{}", bad.stderr);
     let bad = cli(demo_project(), &["report", "run", "newcomers_monthly", "--period", "2024-13", "--out", out.path().to_str().unwrap()]);
     assert_eq!(bad.code, ExitCode::from(2));
     assert!(bad.stderr.contains("'2024-13' is not a report period"), "{}", bad.stderr);

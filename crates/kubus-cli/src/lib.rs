@@ -121,6 +121,9 @@ enum ReportCommand {
         /// Folder to write into (the report lands in <out>/<name>_<period>/).
         #[arg(long, default_value = "reports")]
         out: PathBuf,
+        /// Read a cube at an earlier version: CUBE=VERSION (repeatable), to reproduce an earlier run.
+        #[arg(long, value_parser = parse_as_of)]
+        as_of: Vec<(String, u64)>,
     },
 }
 
@@ -252,9 +255,9 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             write!(stdout, "{}", project.explain(&query, args.as_of).await?)?;
             Ok(())
         }
-        Command::Report(ReportCommand::Run { name, period, out }) => {
+        Command::Report(ReportCommand::Run { name, period, out, as_of }) => {
             let project = Project::open(&cli.project)?;
-            let options = kubus::ReportOptions { period, role: cli.role.clone() };
+            let options = kubus::ReportOptions { period, role: cli.role.clone(), as_of };
             let (run, files) = project.run_report(&name, &options, &out).await?;
             writeln!(stdout, "{} — data: {}; {} cell(s) suppressed", run.document.title, run.document.provenance, run.suppressed)?;
             for f in files {

@@ -19,6 +19,8 @@ pub struct ReportOptions {
     pub period: String,
     /// Run as this role (without one: the most restrictive default, as for every published figure).
     pub role: Option<String>,
+    /// Read these cubes at these warehouse versions (others at their latest), to reproduce an earlier run.
+    pub as_of: Vec<(String, u64)>,
 }
 
 /// A report run: the document and what it was computed from.
@@ -37,6 +39,9 @@ impl Project {
     pub async fn build_report(&self, name: &str, options: &ReportOptions) -> Result<ReportRun> {
         let report = self.model().report(name)?;
         let period_label = self.period_label(&options.period)?;
+        for (cube, _) in &options.as_of {
+            self.model().cube(cube)?;
+        }
         let query_options = QueryOptions { as_of: None, role: options.role.clone() };
         // Every section's query first; then disclosure control over all of them together, so that a cell shown in
         // two tables is treated alike in both and no table's totals give away another's hidden cell.
@@ -59,7 +64,8 @@ impl Project {
                 order: Vec::new(),
                 limit: None,
             };
-            raw.push(self.raw_answer(&query, &query_options).await?);
+            let as_of = options.as_of.iter().find(|(c, _)| *c == section.cube).map(|(_, v)| *v);
+            raw.push(self.raw_answer(&query, &QueryOptions { as_of, ..query_options.clone() }).await?);
         }
         let mut answers = self.protect(raw, &query_options, report.threshold())?.into_iter();
         let mut versions: Vec<(String, u64)> = Vec::new();
@@ -234,7 +240,7 @@ impl Project {
                 runs.push(ScheduledRun { due, outcome: "skipped: already running".into() });
                 continue;
             };
-            let report_options = ReportOptions { period: due.period.clone(), role: None };
+            let report_options = ReportOptions { period: due.period.clone(), ..Default::default() };
             let outcome = match self.run_report(&due.report, &report_options, &options.out).await {
                 Ok((_, files)) => format!("written ({} files)", files.len()),
                 Err(e) => format!("failed: {e}"),

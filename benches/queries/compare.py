@@ -146,12 +146,41 @@ def duckdb_connection(newcomers_csv, offers_csv):
     return con
 
 
+def time_queries(binary, root, con, reps):
+    """Each query warm: kubus through the library (query_timing), DuckDB on its own tables; medians and ratios."""
+    import statistics
+    import time
+    spec = os.path.join(root, "queries.json")
+    json.dump({name: q for name, (q, _) in KUBUS.items()}, open(spec, "w"))
+    p = subprocess.run([binary, root, spec, str(reps), "statistik"], capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"query_timing failed: {p.stderr}")
+    kubus = {j["query"]: j for j in map(json.loads, p.stdout.splitlines())}
+    lines = ["", "Warm timings in the same run (median of %d; kubus through the library with disclosure control bypassed, "
+             "DuckDB on its own in-memory tables):" % reps, "",
+             "| query | kubus ms | DuckDB ms | kubus / DuckDB |", "|---|---|---|---|"]
+    for name, sql in QUERIES.items():
+        con.execute(sql).fetchall()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            con.execute(sql).fetchall()
+            times.append((time.perf_counter() - t) * 1000)
+        duck = statistics.median(times)
+        k = kubus[name]["median_ms"]
+        lines.append(f"| {name} | {k:.1f} | {duck:.1f} | {k / duck:.1f}× |")
+        print(f"{name:32} kubus {k:8.1f} ms   DuckDB {duck:8.1f} ms   {k / duck:5.1f}×", flush=True)
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("kubus")
     ap.add_argument("work")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--results", action="store_true")
+    ap.add_argument("--timing", help="the query_timing binary: also time each query warm, kubus and DuckDB, in this run")
+    ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
     if os.path.exists(PEERS) and open(PEERS).read() != open(os.path.join(HERE, "peer_queries.py")).read():
         sys.exit("benches/queries/peer_queries.py differs from ../shared/peers/queries.py: copy it again")
@@ -188,6 +217,7 @@ def main():
                     break
         lines.append(f"| {name} | `{' '.join(cli_args(q)[1:])}` | {len(want)} | {'equal' if same else '**different**'} |")
     print(f"{len(QUERIES) - failed} of {len(QUERIES)} reference queries answer as DuckDB does", flush=True)
+    timing = time_queries(a.timing, root, con, a.reps) if a.timing else None
     if a.results:
         import duckdb
         table = (f"<!-- queries -->\nThe ten reference queries of `../shared/peers/queries.py` at {a.rows:,} generated rows, "
@@ -197,6 +227,8 @@ def main():
                  + f"\n\n{len(QUERIES) - failed} of {len(QUERIES)} equal. For q09, kubus's drill-across also lists the "
                  "districts and levels with seats but no need (members on one side only appear); the rows with a need "
                  "are compared with DuckDB's LEFT JOIN from the need side.\n<!-- /queries -->")
+        if timing:
+            table = table.replace("<!-- /queries -->", timing + "\n<!-- /queries -->")
         text = open(RESULTS).read()
         if "<!-- queries -->" not in text:
             text += "\n## Reference queries against DuckDB\n\n<!-- queries -->\n<!-- /queries -->\n"

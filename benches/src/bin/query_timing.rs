@@ -1,0 +1,32 @@
+//! Times cube queries through the kubus library, warm (the project opened once, each query run several times):
+//! prints one JSON line per query with the median and minimum in milliseconds and the row count.
+//! Usage: `query_timing PROJECT QUERIES.json [REPS] [ROLE]` where QUERIES.json is `{"name": <query JSON>, ...}`.
+
+use std::time::Instant;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, project, queries, ..] = args.as_slice() else {
+        anyhow::bail!("usage: query_timing PROJECT QUERIES.json [REPS] [ROLE]");
+    };
+    let reps: usize = args.get(3).map(|r| r.parse()).transpose()?.unwrap_or(5);
+    let role = args.get(4).cloned();
+    let project = kubus::Project::open(project)?;
+    let queries: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(queries)?)?;
+    let options = kubus::QueryOptions { as_of: None, role };
+    for (name, query) in queries {
+        let query: kubus::Query = serde_json::from_value(query)?;
+        // One run to warm caches (file metadata, the Delta log), then the timed ones.
+        let mut rows = project.query(&query, &options).await?.result.num_rows();
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let start = Instant::now();
+            rows = project.query(&query, &options).await?.result.num_rows();
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!("{}", serde_json::json!({"query": name, "median_ms": times[times.len() / 2], "min_ms": times[0], "rows": rows}));
+    }
+    Ok(())
+}

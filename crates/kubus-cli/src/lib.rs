@@ -147,7 +147,7 @@ struct QueryArgs {
     /// Drilldowns: dimension, dimension.level, or a level name.
     #[arg(long = "drilldown", short = 'd')]
     drilldowns: Vec<String>,
-    /// Cuts: level=value, level=a,b, level!=value, level=from..to (by key, label or alias).
+    /// Cuts: level=value, level=a,b, level!=value, level=from..to, level<value (by key, label or alias).
     #[arg(long = "cut", short = 'c')]
     cuts: Vec<String>,
     /// Add subtotals and a grand total.

@@ -318,7 +318,13 @@ async fn aggregate_facts(
     for cut in &plan.cuts {
         df = df.filter(cut_expr(cut, shifted(cut.role)))?;
     }
-    for &i in grain {
+    // A drilldown at the level the facts record groups by the fact column itself and gets its labels after the
+    // aggregation, on a few rows instead of every fact; coarser (or shifted) levels need the member table first.
+    let late = |i: usize| {
+        let l = &plan.drilldowns[i].0;
+        l.level == l.fact_level && shifted(l.role) == 0
+    };
+    for &i in grain.iter().filter(|&&i| !late(i)) {
         let (l, _) = &plan.drilldowns[i];
         let prefix = format!("__m_{}_", l.role);
         let by = shifted(l.role);
@@ -363,10 +369,23 @@ async fn aggregate_facts(
         .iter()
         .flat_map(|&i| {
             let l = &plan.drilldowns[i].0;
-            [col(internal(l, "key")).alias(key(i)), col(internal(l, "label")).alias(label(i)), col(internal(l, "ord")).alias(ord(i))]
+            if late(i) {
+                vec![cast(col(l.role), DataType::Utf8).alias(key(i))]
+            } else {
+                vec![col(internal(l, "key")).alias(key(i)), col(internal(l, "label")).alias(label(i)), col(internal(l, "ord")).alias(ord(i))]
+            }
         })
         .collect();
     let mut out = df.clone().aggregate(group.clone(), aggregates)?;
+    for &i in grain.iter().filter(|&&i| late(i)) {
+        let l = &plan.drilldowns[i].0;
+        let prefix = format!("__m_{}_", l.role);
+        let members = ctx.read_batch(member_batch(l.dimension, l.fact_level, &[l.level], &prefix, 0)?)?;
+        let mut select: Vec<Expr> = out.schema().fields().iter().map(|f| col(f.name().as_str())).collect();
+        select.push(col(internal(l, "label")).alias(label(i)));
+        select.push(col(internal(l, "ord")).alias(ord(i)));
+        out = out.join(members, JoinType::Left, &[key(i).as_str()], &[format!("{prefix}join").as_str()], None)?.select(select)?;
+    }
     for (top, e, role) in tops {
         // Per cell and contributor first, then the largest contribution per cell.
         let keys: Vec<Expr> = grain.iter().map(|&i| col(key(i))).collect();

@@ -241,7 +241,7 @@ fn points(table: &Table) -> Result<Vec<(String, String, Option<f64>)>> {
     Ok(shown
         .rows
         .iter()
-        .filter(|r| !total.is_some_and(|t| r[t].as_deref() == Some("true")))
+        .filter(|r| total.is_none_or(|t| r[t].as_deref() != Some("true")))
         .map(|r| {
             let text = |i: Option<&usize>| i.and_then(|&i| r[i].clone()).unwrap_or_default();
             let value = measure.and_then(|m| r[m].as_deref()?.parse::<f64>().ok());

@@ -500,14 +500,11 @@ fn ratio(a: Expr, b: Expr) -> Expr {
 /// The filter of a cut, with the time role moved `shift` members back.
 fn cut_expr(cut: &ResolvedCut<'_>, shift: usize) -> Expr {
     let level = cut.dimension.members(cut.fact_level);
-    let indices: Vec<usize> = cut.members.iter().filter(|&&i| i >= shift).map(|&i| i - shift).collect();
-    let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else { return lit(cut.negated) };
-    // Time keys (2024-06, 2024-Q2, 2024) sort as their members do: a run of them is a range, which is cheaper
-    // than a list and lets Parquet statistics skip row groups.
-    if cut.dimension.kind() == kubus_model::DimensionKind::Time && !cut.negated && indices.len() > 2 && last - first + 1 == indices.len() {
-        return col(cut.role).between(lit(level[first].key()), lit(level[last].key()));
+    let keys = cut.members.iter().filter(|&&i| i >= shift).map(|&i| lit(level[i - shift].key())).collect::<Vec<_>>();
+    if keys.is_empty() {
+        return lit(cut.negated);
     }
-    in_list(col(cut.role), indices.iter().map(|&i| lit(level[i].key())).collect(), cut.negated)
+    in_list(col(cut.role), keys, cut.negated)
 }
 
 /// Keeps a stock's facts to the last snapshot of each period of the grain (of the whole range when time is

@@ -216,8 +216,29 @@ fn members_and_explain_show_the_cube_in_its_own_terms() {
     assert_eq!(out.code, ExitCode::from(2));
     assert!(out.stderr.contains("unknown level 'quarter'"), "{}", out.stderr);
 
-    let out = cli(dir, &["explain", "newcomers", "-m", "share_below_b1", "-m", "stock", "-d", "district.area", "-c", "month=2024-01..2024-06", "--totals"]);
-    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let explain = ["explain", "newcomers", "-m", "share_below_b1", "-m", "stock", "-d", "district.area", "-c", "month=2024-01..2024-06", "--totals"];
+    let facts = cli(dir, &[&explain[..], &["--no-rollups"]].concat());
+    assert_eq!(facts.code, ExitCode::SUCCESS, "{}", facts.stderr);
+    assert!(facts.stdout.contains("facts (rollups not used: --no-rollups)"), "{}", facts.stdout);
+    let routed = cli(dir, &explain);
+    assert_eq!(routed.code, ExitCode::SUCCESS, "{}", routed.stderr);
+    for expected in [
+        "rollup month_district\n",
+        "month_district (432 rows): chosen: the smallest that answers",
+        "month_district_age_sex_level (10388 rows): answers, but is larger",
+        "district at level area (Stadtbereich) → column area; the rollup holds district",
+    ] {
+        assert!(routed.stdout.contains(expected), "missing {expected:?} in\n{}", routed.stdout);
+    }
+    // No rollup holds nationalities: explain says why for each, and rollups-only refuses instead of scanning.
+    let by_nationality = ["newcomers", "-m", "persons", "-d", "nationality", "-c", "month=2024-06"];
+    let out = cli(dir, &[&["explain"][..], &by_nationality].concat());
+    for expected in ["facts (no rollup answers this query)", "month_district (432 rows): rolls up nationality, which the query drills"] {
+        assert!(out.stdout.contains(expected), "missing {expected:?} in\n{}", out.stdout);
+    }
+    let out = cli(dir, &[&["query"][..], &by_nationality, &["--rollups-only"]].concat());
+    assert_eq!(out.code, ExitCode::from(2), "{}", out.stderr);
+    assert!(out.stderr.contains("no rollup answers this query") && out.stderr.contains("rolls up nationality"), "{}", out.stderr);
     for expected in [
         "district at level area (Stadtbereich) → column area; facts record district",
         "month keeps 6 of",
@@ -229,6 +250,6 @@ fn members_and_explain_show_the_cube_in_its_own_terms() {
         "DataFusion physical plan:",
         "AggregateExec",
     ] {
-        assert!(out.stdout.contains(expected), "missing {expected:?} in\n{}", out.stdout);
+        assert!(facts.stdout.contains(expected), "missing {expected:?} in\n{}", facts.stdout);
     }
 }

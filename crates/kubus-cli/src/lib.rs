@@ -78,8 +78,19 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Show how a cube query is computed: levels, cuts, measures and grains in cube terms, then DataFusion's plan.
+    /// Show how a cube query is computed: the rollup chosen (and why each other one does not answer), levels,
+    /// cuts, measures and grains in cube terms, then DataFusion's plan.
     Explain(QueryArgs),
+    /// List the cubes' rollups and whether each is built for the latest facts version; --build builds the missing.
+    Rollups {
+        /// Only this cube.
+        cube: Option<String>,
+        /// Build the rollups that are not stored for the latest version with their current definition.
+        #[arg(long)]
+        build: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Reports: `kubus report run <name> --period 2024-06 --out DIR`.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -165,8 +176,25 @@ struct QueryArgs {
     /// Read this warehouse version instead of the latest.
     #[arg(long)]
     as_of: Option<u64>,
+    /// Answer from the facts even when a rollup could answer.
+    #[arg(long)]
+    no_rollups: bool,
+    /// Answer only from rollups: a query that no rollup answers is an error instead of a scan of the facts.
+    #[arg(long, conflicts_with = "no_rollups")]
+    rollups_only: bool,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+impl QueryArgs {
+    fn options(&self, role: Option<String>) -> kubus::QueryOptions {
+        let rollups = match (self.no_rollups, self.rollups_only) {
+            (true, _) => kubus::RollupUse::Never,
+            (_, true) => kubus::RollupUse::Only,
+            _ => kubus::RollupUse::Prefer,
+        };
+        kubus::QueryOptions { as_of: self.as_of, role, rollups }
+    }
 }
 
 /// A user mistake: reported with exit code 2.
@@ -252,8 +280,21 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
         Command::Explain(args) => {
             let project = Project::open(&cli.project)?;
             let query = build_query(&args)?;
-            write!(stdout, "{}", project.explain(&query, args.as_of).await?)?;
+            write!(stdout, "{}", project.explain(&query, &args.options(cli.role.clone())).await?)?;
             Ok(())
+        }
+        Command::Rollups { cube, build, output } => {
+            let project = Project::open(&cli.project)?;
+            if build {
+                let cubes: Vec<String> = match &cube {
+                    Some(c) => vec![c.clone()],
+                    None => project.model().cubes().filter(|c| !c.rollups().is_empty()).map(|c| c.name().to_owned()).collect(),
+                };
+                for c in cubes {
+                    project.build_rollups(&c).await?;
+                }
+            }
+            rollup_table(&project.rollup_status(cube.as_deref())?, &output, stdout)
         }
         Command::Report(ReportCommand::Run { name, period, out, as_of }) => {
             let project = Project::open(&cli.project)?;
@@ -354,6 +395,13 @@ async fn ingest(project: &Project, source: &str, files: &[PathBuf], demo_key: bo
         Some(v) => writeln!(stdout, "cube {} is at version {v}", report.cube)?,
         None => writeln!(stdout, "cube {} has no facts", report.cube)?,
     }
+    if !report.rollups.is_empty() {
+        let built: Vec<String> = report.rollups.iter().map(|r| format!("{} ({} rows)", r.name, r.rows)).collect();
+        writeln!(stdout, "rollups for this version: {}", built.join(", "))?;
+    }
+    if let Some(problem) = &report.rollup_problem {
+        writeln!(stderr, "warning: the rollups were not built, so queries read the facts until `kubus rollups --build {}` succeeds: {problem}", report.cube)?;
+    }
     Ok(report)
 }
 
@@ -377,9 +425,28 @@ fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {
 
 async fn query(project: &Project, args: QueryArgs, role: Option<String>, stdout: &mut dyn Write) -> anyhow::Result<()> {
     let query = build_query(&args)?;
-    let answer = project.query(&query, &kubus::QueryOptions { as_of: args.as_of, role }).await?;
+    let answer = project.query(&query, &args.options(role)).await?;
     let table = project.result_table(&query.cube, &answer.result)?;
     emit(&args.output, &table, &|name| name == TOTAL_COLUMN, stdout)
+}
+
+/// `kubus rollups`: one row per declared rollup.
+fn rollup_table(status: &[kubus::RollupStatus], output: &OutputArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+    use kubus::arrow::array::{ArrayRef, StringArray, UInt64Array};
+    let text = |f: &dyn Fn(&kubus::RollupStatus) -> String| -> ArrayRef { std::sync::Arc::new(StringArray::from_iter_values(status.iter().map(f))) };
+    let number = |f: &dyn Fn(&kubus::StoredRollup) -> u64| -> ArrayRef { std::sync::Arc::new(status.iter().map(|s| s.stored.as_ref().map(f)).collect::<UInt64Array>()) };
+    let batch = kubus::arrow::record_batch::RecordBatch::try_from_iter([
+        ("cube", text(&|s| s.cube.clone())),
+        ("rollup", text(&|s| s.name.clone())),
+        ("levels", text(&|s| s.levels.join(", "))),
+        ("measures", text(&|s| s.measures.join(", "))),
+        ("version", text(&|s| s.version.to_string())),
+        ("built", text(&|s| if s.stored.is_some() { "yes".into() } else { "no: kubus rollups --build".into() })),
+        ("rows", number(&|r| r.rows)),
+        ("bytes", number(&|r| r.bytes)),
+        ("build_ms", number(&|r| r.build_ms)),
+    ])?;
+    emit(output, &Table::plain("rollups", batch.schema(), vec![batch]), &|_| false, stdout)
 }
 
 fn emit(output: &OutputArgs, table: &Table, hide: &dyn Fn(&str) -> bool, stdout: &mut dyn Write) -> anyhow::Result<()> {
@@ -528,6 +595,8 @@ async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> any
             limit: None,
             json: None,
             as_of: None,
+            no_rollups: false,
+            rollups_only: false,
             output: OutputArgs { format: OutputFormat::Table, out: None },
         };
         writeln!(stdout, "\n== {} ==", q.title)?;

@@ -3,7 +3,7 @@
 
 use crate::diagnostic::Sink;
 use crate::cut::{Cut, CutOp};
-use crate::raw::{RawCube, RawMeasure, S};
+use crate::raw::{RawCube, RawMeasure, RawRollup, S};
 use crate::{Dimension, DimensionKind, Result, closest};
 use std::ops::Range;
 use toml::Spanned;
@@ -93,6 +93,35 @@ impl FactColumn {
     /// Column type.
     pub fn ty(&self) -> ColumnType {
         self.ty
+    }
+}
+
+/// A declared rollup: the cube's facts pre-aggregated at some levels of some roles (the other roles rolled up),
+/// storing what its aggregate measures need to be aggregated again. Queries are routed to the smallest rollup
+/// that answers them exactly.
+#[derive(Debug, Clone)]
+pub struct Rollup {
+    name: String,
+    levels: Vec<(String, usize)>,
+    measures: Vec<String>,
+}
+
+impl Rollup {
+    /// Rollup name (unique in its cube).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The roles it keeps, each with the level it holds (the recorded level or a coarser one), in schema order.
+    pub fn levels(&self) -> &[(String, usize)] {
+        &self.levels
+    }
+    /// The level it holds of a role, `None` when the role is rolled up.
+    pub fn level(&self, role: &str) -> Option<usize> {
+        self.levels.iter().find(|(r, _)| r == role).map(|(_, l)| *l)
+    }
+    /// The aggregate measures it stores, in the cube's declaration order.
+    pub fn measures(&self) -> &[String] {
+        &self.measures
     }
 }
 
@@ -259,6 +288,7 @@ pub struct Cube {
     measures: Vec<Measure>,
     time_role: Option<usize>,
     across: Vec<String>,
+    rollups: Vec<Rollup>,
 }
 
 impl Cube {
@@ -311,6 +341,10 @@ impl Cube {
     /// The role whose dimension is time, if the cube has exactly one.
     pub fn time_role(&self) -> Option<&CubeDimension> {
         self.time_role.map(|i| &self.dimensions[i])
+    }
+    /// Declared rollups, in schema order.
+    pub fn rollups(&self) -> &[Rollup] {
+        &self.rollups
     }
     /// A value column by name.
     pub fn column(&self, name: &str) -> Option<&FactColumn> {
@@ -405,7 +439,8 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, cube
             None => context.invalid.push(name),
         }
     }
-    let shape = Shape { dimensions: roles, columns, measures, time_role, across: Vec::new() };
+    let rollups = raw.rollups.iter().enumerate().filter_map(|(i, r)| lower_rollup(r, i, &context, &measures, &raw.rollups[..i], sink)).collect();
+    let shape = Shape { dimensions: roles, columns, measures, time_role, across: Vec::new(), rollups };
     finish(raw, shape, before, sink)
 }
 
@@ -416,6 +451,7 @@ struct Shape {
     measures: Vec<Measure>,
     time_role: Option<usize>,
     across: Vec<String>,
+    rollups: Vec<Rollup>,
 }
 
 /// The cube, if it has a measure and no problem was found since `before`.
@@ -433,6 +469,7 @@ fn finish(raw: RawCube, shape: Shape, before: usize, sink: &mut Sink<'_>) -> Opt
         measures: shape.measures,
         time_role: shape.time_role,
         across: shape.across,
+        rollups: shape.rollups,
     })
 }
 
@@ -456,6 +493,9 @@ fn lower_across(raw: RawCube, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_
         if present {
             sink.at(span, key, format!("a drill-across cube has no {key} of its own: it uses the roles its cubes share"));
         }
+    }
+    if let Some(r) = raw.rollups.first() {
+        sink.at(Some(r.span()), "rollups", "a drill-across cube has no facts to roll up: declare rollups on the cubes it combines");
     }
     if raw.across.len() < 2 {
         sink.at(Some(raw.name.span()), "across", "a drill-across cube combines at least two cubes");
@@ -527,7 +567,78 @@ fn lower_across(raw: RawCube, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_
         measures.push(Measure { name, label: m.label.clone(), label_en: m.label_en.clone(), description: m.description.clone(), kind });
     }
     let across = sides.iter().map(|c| c.name.clone()).collect();
-    finish(raw, Shape { dimensions: shared, columns: Vec::new(), measures, time_role: None, across }, before, sink)
+    finish(raw, Shape { dimensions: shared, columns: Vec::new(), measures, time_role: None, across, rollups: Vec::new() }, before, sink)
+}
+
+/// A rollup's levels name roles (at their recorded level) or `role.level` at or above it, each role once; its
+/// measures name measures of the cube, derived ones standing for the aggregates they are computed from.
+fn lower_rollup(spanned: &S<RawRollup>, i: usize, cx: &Context<'_>, measures: &[Measure], earlier: &[S<RawRollup>], sink: &mut Sink<'_>) -> Option<Rollup> {
+    let r = spanned.get_ref();
+    let path = format!("rollups[{i}]");
+    let before = sink.out.len();
+    let name = r.name.get_ref().clone();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        sink.at(Some(r.name.span()), format!("{path}.name"), format!("rollup name '{name}' must be lower-case letters, digits and _ (it names a warehouse table)"));
+    }
+    if earlier.iter().any(|e| e.get_ref().name.get_ref() == &name) {
+        sink.at(Some(r.name.span()), format!("{path}.name"), format!("duplicate rollup '{name}'"));
+    }
+    let mut levels: Vec<(String, usize)> = Vec::new();
+    for (j, text) in r.levels.iter().enumerate() {
+        let at = format!("{path}.levels[{j}]");
+        let (role_name, level_name) = match text.get_ref().split_once('.') {
+            Some((role, level)) => (role, Some(level)),
+            None => (text.get_ref().as_str(), None),
+        };
+        let Some(role) = cx.roles.iter().find(|x| x.name == role_name) else {
+            sink.with(Some(text.span()), at, format!("unknown dimension role '{role_name}'"), cx.roles.iter().map(|x| x.name.clone()).collect());
+            continue;
+        };
+        let dim = &cx.dimensions[&role.dimension];
+        let level = match level_name {
+            None => role.fact_level,
+            Some(l) => match dim.level_index(l) {
+                Ok(level) if dim.rolls_up(role.fact_level, level) => level,
+                _ => {
+                    let valid = dim.levels_above(role.fact_level).into_iter().map(|l| format!("{role_name}.{}", dim.levels()[l].name())).collect();
+                    sink.with(Some(text.span()), at, format!("'{}' is not a level at or above the one {role_name} is recorded at", text.get_ref()), valid);
+                    continue;
+                }
+            },
+        };
+        if levels.iter().any(|(x, _)| x == role_name) {
+            sink.at(Some(text.span()), at, format!("role {role_name} is listed twice"));
+            continue;
+        }
+        levels.push((role_name.to_owned(), level));
+    }
+    let mut wanted: Vec<String> = Vec::new();
+    match &r.measures {
+        None => wanted.extend(measures.iter().filter(|m| matches!(m.kind, MeasureKind::Aggregate { .. })).map(|m| m.name.clone())),
+        Some(names) => {
+            for (j, text) in names.iter().enumerate() {
+                if measures.iter().any(|m| &m.name == text.get_ref()) {
+                    wanted.push(text.get_ref().clone());
+                } else if !cx.invalid.contains(text.get_ref()) {
+                    let valid = measures.iter().map(|m| m.name.as_str());
+                    sink.with(Some(text.span()), format!("{path}.measures[{j}]"), format!("unknown measure '{}'", text.get_ref()), closest(text.get_ref(), valid));
+                }
+            }
+        }
+    }
+    // Derived measures stand for their parts, down to the aggregates.
+    let mut k = 0;
+    while k < wanted.len() {
+        let parts: Vec<String> = measures.iter().find(|m| m.name == wanted[k]).map(|m| m.parts().into_iter().map(str::to_owned).collect()).unwrap_or_default();
+        for part in parts {
+            if !wanted.contains(&part) {
+                wanted.push(part);
+            }
+        }
+        k += 1;
+    }
+    let stored: Vec<String> = measures.iter().filter(|m| matches!(m.kind, MeasureKind::Aggregate { .. }) && wanted.contains(&m.name)).map(|m| m.name.clone()).collect();
+    (sink.out.len() == before).then_some(Rollup { name, levels, measures: stored })
 }
 
 /// What a measure's lowering may refer to.

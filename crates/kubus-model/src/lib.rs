@@ -12,7 +12,7 @@ mod report;
 mod source;
 mod load;
 
-pub use cube::{Aggregate, Change, ColumnType, Cube, CubeDimension, FactColumn, Measure, MeasureKind, Period};
+pub use cube::{Aggregate, Change, ColumnType, Cube, CubeDimension, FactColumn, Measure, MeasureKind, Period, Rollup};
 pub use cut::{BadCut, Comparison, Cut, CutOp};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use dimension::{Dimension, DimensionKind, Level, Member, MemberRef, month_key, normalise, time_key};

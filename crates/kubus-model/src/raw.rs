@@ -96,6 +96,19 @@ pub struct RawCube {
     #[serde(default)]
     pub columns: Vec<S<RawColumn>>,
     pub measures: Vec<S<RawMeasure>>,
+    /// Pre-aggregates of the facts that queries are routed to.
+    #[serde(default)]
+    pub rollups: Vec<S<RawRollup>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollup {
+    pub name: S<String>,
+    /// `role` (at its recorded level) or `role.level` (a coarser one); roles not listed are rolled up.
+    pub levels: Vec<S<String>>,
+    /// The measures it can answer (derived ones by their parts); default: every aggregate measure of the cube.
+    pub measures: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

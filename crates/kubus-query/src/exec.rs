@@ -339,31 +339,57 @@ async fn aggregate_facts(
     let mut aggregates = Vec::new();
     // Sums with a contributor role also get their largest contributor's share, for the dominance rule.
     let mut tops: Vec<(String, Expr, &str)> = Vec::new();
+    // Measures computed from other aggregates after the aggregation (over a rollup).
+    let mut after: Vec<(&str, Expr)> = Vec::new();
     for pm in needed {
         let MeasureKind::Aggregate { aggregate, column, last_snapshot, dominance, .. } = pm.measure.kind() else { continue };
         let mut conditions: Vec<Expr> = pm.filter.iter().map(|c| cut_expr(c, shifted(c.role))).collect();
         if *last_snapshot && time_drilled.is_none_or(|l| l.level != l.fact_level) {
             conditions.push(last_snapshot_filter(&df, plan, time_drilled).await?);
         }
+        let name = pm.measure.name();
         let column = || col(column.as_deref().expect("validated: non-count measures have a column"));
-        let e = match aggregate {
-            Aggregate::Count => count(lit(1)),
-            Aggregate::Sum => sum(column()),
-            Aggregate::Min => min(column()),
-            Aggregate::Max => max(column()),
-            Aggregate::Avg => avg(column()),
-            Aggregate::CountDistinct => count_distinct(column()),
+        // Over a rollup, each measure is aggregated again from the values its cells store (see `rollup`).
+        let from_rollup = plan.rollup.is_some();
+        let e = match (aggregate, from_rollup) {
+            (Aggregate::Count, false) => count(lit(1)),
+            (Aggregate::Sum, false) => sum(column()),
+            (Aggregate::Min, false) => min(column()),
+            (Aggregate::Max, false) => max(column()),
+            (Aggregate::Avg, false) => avg(column()),
+            (Aggregate::CountDistinct, false) => count_distinct(column()),
+            (Aggregate::Count | Aggregate::Sum, true) => sum(col(name)),
+            (Aggregate::Min, true) => min(col(name)),
+            (Aggregate::Max, true) => max(col(name)),
+            (Aggregate::Avg, true) => sum(col(crate::rollup::avg_sum(name))),
+            (Aggregate::CountDistinct, true) => crate::bitmap::count(col(name)),
         };
-        let e = match conditions.into_iter().reduce(Expr::and) {
-            // The builder sets every flag of the aggregate, so a distinct count must say so again.
-            Some(condition) if *aggregate == Aggregate::CountDistinct => e.distinct().filter(condition).build()?,
-            Some(condition) => e.filter(condition).build()?,
-            None => e,
+        let condition = conditions.into_iter().reduce(Expr::and);
+        let with_condition = |e: Expr| -> Result<Expr> {
+            Ok(match &condition {
+                // The builder sets every flag of the aggregate, so a distinct count must say so again.
+                Some(c) if *aggregate == Aggregate::CountDistinct && !from_rollup => e.distinct().filter(c.clone()).build()?,
+                Some(c) => e.filter(c.clone()).build()?,
+                None => e,
+            })
         };
+        let e = with_condition(e)?;
         if let Some(role) = dominance {
-            tops.push((crate::disclosure::top_column(pm.measure.name()), e.clone(), role.as_str()));
+            tops.push((crate::disclosure::top_column(name), e.clone(), role.as_str()));
         }
-        aggregates.push(e.alias(pm.measure.name()));
+        match (aggregate, from_rollup) {
+            (Aggregate::Count, true) => {
+                // A count over no cells is 0, as over no facts.
+                aggregates.push(e.alias(format!("__sum_{name}")));
+                after.push((name, coalesce(vec![col(format!("__sum_{name}")), lit(0i64)])));
+            }
+            (Aggregate::Avg, true) => {
+                aggregates.push(e.alias(format!("__sum_{name}")));
+                aggregates.push(with_condition(sum(col(crate::rollup::avg_count(name))))?.alias(format!("__n_{name}")));
+                after.push((name, ratio(col(format!("__sum_{name}")), col(format!("__n_{name}")))));
+            }
+            _ => aggregates.push(e.alias(name)),
+        }
     }
     let group: Vec<Expr> = grain
         .iter()
@@ -377,6 +403,9 @@ async fn aggregate_facts(
         })
         .collect();
     let mut out = df.clone().aggregate(group.clone(), aggregates)?;
+    for (name, e) in after {
+        out = out.with_column(name, e)?;
+    }
     for &i in grain.iter().filter(|&&i| late(i)) {
         let l = &plan.drilldowns[i].0;
         let prefix = format!("__m_{}_", l.role);
@@ -498,7 +527,7 @@ fn ratio(a: Expr, b: Expr) -> Expr {
 }
 
 /// The filter of a cut, with the time role moved `shift` members back.
-fn cut_expr(cut: &ResolvedCut<'_>, shift: usize) -> Expr {
+pub(crate) fn cut_expr(cut: &ResolvedCut<'_>, shift: usize) -> Expr {
     let level = cut.dimension.members(cut.fact_level);
     let keys = cut.members.iter().filter(|&&i| i >= shift).map(|&i| lit(level[i - shift].key())).collect::<Vec<_>>();
     if keys.is_empty() {

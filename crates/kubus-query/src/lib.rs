@@ -2,10 +2,12 @@
 //! then builds and runs a DataFusion logical plan over a cube's facts (`exec`). Takes table providers, not the
 //! warehouse; knows nothing of ingest or of output formats.
 
+pub mod bitmap;
 pub mod disclosure;
 mod exec;
 mod plan;
 mod query;
+pub mod rollup;
 
 pub use exec::{ColumnKind, Facts, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL, cube_view, execute, explain, member_batch, run_sql};
 pub use plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut, plan, resolve_cut, resolve_target};

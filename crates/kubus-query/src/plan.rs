@@ -83,12 +83,17 @@ pub struct CubePlan<'m> {
     pub limit: Option<usize>,
     /// For a drill-across cube, one plan per combined cube that the query needs, at the same drilldowns.
     pub sides: Vec<CubePlan<'m>>,
+    /// The rollup that answers it (see [`crate::rollup::at_rollup`]), `None` for the facts.
+    pub rollup: Option<String>,
 }
 
 impl CubePlan<'_> {
     /// The plan in cube terms: drilled levels, cuts, measures and how each is computed, and the grains.
     pub fn describe(&self) -> String {
         let mut out = format!("cube {} ({})\n", self.cube.name(), self.cube.label());
+        if let Some(rollup) = &self.rollup {
+            out += &format!("  answered from rollup {rollup}: levels below are the rollup's, measures aggregated again from its cells\n");
+        }
         if !self.cube.across().is_empty() {
             out += &format!("  drill-across of {}: each cube is aggregated at the grain, then full-joined on its keys\n", self.cube.across().join(", "));
         }
@@ -98,7 +103,8 @@ impl CubePlan<'_> {
         }
         for (l, name) in &self.drilldowns {
             let recorded = l.dimension.levels()[l.fact_level].name();
-            out += &format!("  {} at level {} ({}) → column {name}; facts record {recorded}\n", l.role, l.level_name(), l.dimension.levels()[l.level].label());
+            let source = if self.rollup.is_some() { "the rollup holds" } else { "facts record" };
+            out += &format!("  {} at level {} ({}) → column {name}; {source} {recorded}\n", l.role, l.level_name(), l.dimension.levels()[l.level].label());
         }
         let cuts: Vec<&ResolvedCut<'_>> = self.cuts.iter().chain(self.sides.iter().flat_map(|s| s.cuts.iter())).collect();
         if !cuts.is_empty() {
@@ -324,7 +330,7 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         })
         .collect::<Result<Vec<_>>>()?;
     let sides = plan_sides(model, cube, query, &drilldowns, &computed)?;
-    Ok(CubePlan { cube, drilldowns, cuts, measures, computed, time, totals: query.totals, order, limit: query.limit, sides })
+    Ok(CubePlan { cube, drilldowns, cuts, measures, computed, time, totals: query.totals, order, limit: query.limit, sides, rollup: None })
 }
 
 /// The per-cube plans of a drill-across query: each combined cube whose measures are wanted, with the same

@@ -4,8 +4,10 @@
 //! file without its facts). Knows cubes by name only; nothing here parses exports or plans queries.
 
 mod quarantine;
+mod rollups;
 
 pub use quarantine::{QuarantineRow, read_quarantine, write_quarantine};
+pub use rollups::StoredRollup;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};

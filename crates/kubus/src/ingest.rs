@@ -95,6 +95,11 @@ pub struct IngestReport {
     pub dry_run: bool,
     /// The first facts of a dry run (at most [`IngestOptions::preview`] rows), in the fact table's schema.
     pub preview: Option<datafusion::arrow::record_batch::RecordBatch>,
+    /// The cube's rollups, rebuilt for the new version after the commit.
+    pub rollups: Vec<kubus_warehouse::StoredRollup>,
+    /// Why the rollups could not be built (the facts are committed; queries read them until
+    /// `kubus rollups build` succeeds).
+    pub rollup_problem: Option<String>,
 }
 
 /// What an ingest reports while it works.
@@ -283,6 +288,8 @@ impl Project {
                 replaced: Vec::new(),
                 dry_run: true,
                 preview,
+                rollups: Vec::new(),
+                rollup_problem: None,
             });
         };
         let quarantine = if converted_names.is_empty() {
@@ -298,6 +305,10 @@ impl Project {
             kubus_warehouse::write_quarantine(&self.warehouse().quarantine_dir(), source.name(), &gone, &[])?;
         }
         let version = commit.version;
+        let (rollups, rollup_problem) = match self.build_rollups(&cube).await {
+            Ok(built) => (built, None),
+            Err(e) => (Vec::new(), Some(crate::error_chain(&e))),
+        };
         Ok(IngestReport {
             source: source.name().to_owned(),
             cube,
@@ -310,6 +321,8 @@ impl Project {
             replaced: commit.replaced,
             dry_run: false,
             preview: None,
+            rollups,
+            rollup_problem,
         })
     }
 }

@@ -18,6 +18,7 @@ mod access;
 mod ingest;
 mod project;
 mod report;
+mod rollups;
 
 pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestProgress, IngestReport};
 pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
@@ -28,6 +29,8 @@ pub use kubus_query::disclosure::Protection;
 pub use project::{Answer, KeyOrigin, Project, QueryOptions, SqlOptions};
 pub use kubus_report::schedule::{CatchUp, Due, Job as ScheduleJob, next_wake};
 pub use report::{ReportOptions, ReportRun, ScheduleOptions, ScheduledRun};
+pub use rollups::{Route, RollupStatus, RollupUse};
+pub use kubus_warehouse::StoredRollup;
 
 /// Re-export of DataFusion's Arrow, the one Arrow of kubus.
 pub use datafusion::arrow;
@@ -131,6 +134,14 @@ pub enum Error {
         /// The drill-across cube.
         cube: String,
     },
+    /// Rollups only, and no rollup answers the query.
+    #[error("no rollup answers this query, and rollups-only is set (drop --rollups-only to scan the facts, or declare a rollup):\n{reasons}")]
+    NoRollup {
+        /// The cube.
+        cube: String,
+        /// Every rollup and the first rule it fails.
+        reasons: String,
+    },
     /// The cube has no facts yet.
     #[error("cube {cube} has no facts yet; ingest some first: kubus ingest <source> <file>... (sources for {cube}: {})", .sources.join(", "))]
     EmptyCube {
@@ -175,6 +186,17 @@ impl Error {
             _ => true,
         }
     }
+}
+
+/// An error with its causes, one line: `error: cause: cause`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    text
 }
 
 /// Result type of the kubus library.

@@ -2,6 +2,7 @@
 //! I/O lives) and wires model, warehouse and query together for queries and SQL.
 
 use crate::access::{self, AuditLog};
+use crate::rollups::{Route, RollupUse};
 use crate::{Error, Result};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
@@ -32,13 +33,17 @@ pub struct Answer {
     pub versions: Vec<(String, u64)>,
     /// What disclosure control suppressed (nothing for a role that may bypass it).
     pub protection: Protection,
+    /// How each cube was read: from which rollup, or from the facts.
+    pub routes: Vec<Route>,
 }
 
 /// An answer before disclosure control, with the plan that says how its measures are computed.
 pub(crate) struct RawAnswer<'m> {
     pub(crate) result: QueryResult,
+    /// The plan over the facts (also when a rollup answered): disclosure control reasons in facts.
     pub(crate) plan: kubus_query::CubePlan<'m>,
     pub(crate) versions: Vec<(String, u64)>,
+    pub(crate) routes: Vec<Route>,
 }
 
 /// How to ask a cube query.
@@ -48,6 +53,8 @@ pub struct QueryOptions {
     pub as_of: Option<u64>,
     /// Ask as this role of `kubus.toml`; without one the most restrictive default applies.
     pub role: Option<String>,
+    /// Whether rollups may answer.
+    pub rollups: RollupUse,
 }
 
 /// How to run read-only SQL.
@@ -143,7 +150,7 @@ impl Project {
         let entries = std::fs::read_dir(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !["facts", "quarantine", "staging"].contains(&name.as_ref()) {
+            if !["facts", "quarantine", "staging", "rollups"].contains(&name.as_ref()) {
                 return Err(Error::NotAWarehouse { path: dir, entry: name });
             }
         }
@@ -222,9 +229,10 @@ impl Project {
         let restricted = access::restrict(query, role, &self.model)?;
         let plan = kubus_query::plan(&self.model, &restricted)?;
         let ctx = SessionContext::new();
-        let (facts, versions) = self.plan_facts(&ctx, &plan, options.as_of).await?;
-        let result = kubus_query::execute(&ctx, &plan, &facts).await?;
-        Ok(RawAnswer { result, plan, versions })
+        let (routed, facts, routes) = self.plan_facts(&ctx, &plan, options.as_of, options.rollups).await?;
+        let result = kubus_query::execute(&ctx, &routed, &facts).await?;
+        let versions = routes.iter().map(|r| (r.cube.clone(), r.version)).collect();
+        Ok(RawAnswer { result, plan, versions, routes })
     }
 
     /// Disclosure control over answers that are published together (one query, or the tables of one report), unless
@@ -234,51 +242,70 @@ impl Project {
         if role.is_some_and(|r| r.bypass_disclosure) {
             return raw
                 .into_iter()
-                .map(|r| Ok(Answer { result: disclosure::strip_hidden(r.result)?, versions: r.versions, protection: Protection::default() }))
+                .map(|r| Ok(Answer { result: disclosure::strip_hidden(r.result)?, versions: r.versions, protection: Protection::default(), routes: r.routes }))
                 .collect();
         }
         let settings = &self.config.disclosure;
         let rules = disclosure::Rules { symbol: settings.symbol.clone(), zero_symbol: settings.zero_symbol.clone(), dominance: settings.dominance };
-        let versions: Vec<Vec<(String, u64)>> = raw.iter().map(|r| r.versions.clone()).collect();
         let answers = raw.iter().map(|r| (r.result.clone(), &r.plan)).collect();
         let protected = disclosure::protect_together(answers, &|cube| settings.threshold_for(cube).map(|t| threshold.unwrap_or(t)), &rules)?;
-        Ok(protected.into_iter().zip(versions).map(|((result, protection), versions)| Answer { result, versions, protection }).collect())
+        Ok(protected
+            .into_iter()
+            .zip(&raw)
+            .map(|((result, protection), r)| Answer { result, versions: r.versions.clone(), protection, routes: r.routes.clone() })
+            .collect())
     }
 
-    /// How a cube query is computed: the plan in cube terms, then DataFusion's logical and physical plans.
-    pub async fn explain(&self, query: &Query, as_of: Option<u64>) -> Result<String> {
+    /// How a cube query is computed: which rollup answers (and why each other one does not), the plan in cube
+    /// terms, then DataFusion's logical and physical plans.
+    pub async fn explain(&self, query: &Query, options: &QueryOptions) -> Result<String> {
         let plan = kubus_query::plan(&self.model, query)?;
         let ctx = SessionContext::new();
-        let (facts, versions) = self.plan_facts(&ctx, &plan, as_of).await?;
-        let read: Vec<String> = versions.iter().map(|(c, v)| format!("{c} at version {v}")).collect();
-        Ok(format!("reads {}\n{}", read.join(", "), kubus_query::explain(&ctx, &plan, &facts).await?))
+        let (routed, facts, routes) = self.plan_facts(&ctx, &plan, options.as_of, options.rollups).await?;
+        let read: String = routes.iter().map(|r| r.describe(options.rollups)).collect();
+        Ok(format!("reads {read}{}", kubus_query::explain(&ctx, &routed, &facts).await?))
     }
 
-    /// The facts of every cube a plan reads, with their versions.
-    async fn plan_facts(&self, ctx: &SessionContext, plan: &kubus_query::CubePlan<'_>, as_of: Option<u64>) -> Result<(kubus_query::Facts, Vec<(String, u64)>)> {
-        let cubes: Vec<&str> =
-            if plan.sides.is_empty() { vec![plan.cube.name()] } else { plan.sides.iter().map(|s| s.cube.name()).collect() };
+    /// The plan to execute (drill-across sides each routed on their own), the table of every cube it reads, and
+    /// how each was read.
+    async fn plan_facts<'m>(
+        &'m self,
+        ctx: &SessionContext,
+        plan: &kubus_query::CubePlan<'m>,
+        as_of: Option<u64>,
+        mode: RollupUse,
+    ) -> Result<(kubus_query::CubePlan<'m>, kubus_query::Facts, Vec<Route>)> {
         if as_of.is_some() && !plan.sides.is_empty() {
             return Err(Error::AsOfAcross { cube: plan.cube.name().to_owned() });
         }
         let mut facts = kubus_query::Facts::new();
-        let mut versions = Vec::new();
-        for cube in cubes {
-            let (table, version) = self.facts(ctx, cube, as_of).await?;
-            facts.insert(cube.to_owned(), table);
-            versions.push((cube.to_owned(), version));
+        let mut routes = Vec::new();
+        if plan.sides.is_empty() {
+            let (routed, table, route) = self.route(ctx, plan, as_of, mode).await?;
+            facts.insert(plan.cube.name().to_owned(), table);
+            routes.push(route);
+            return Ok((routed, facts, routes));
         }
-        Ok((facts, versions))
+        let mut routed = plan.clone();
+        for side in &mut routed.sides {
+            let (moved, table, route) = self.route(ctx, side, None, mode).await?;
+            facts.insert(side.cube.name().to_owned(), table);
+            *side = moved;
+            routes.push(route);
+        }
+        Ok((routed, facts, routes))
     }
 
-    async fn facts(&self, ctx: &SessionContext, cube: &str, as_of: Option<u64>) -> Result<(std::sync::Arc<dyn datafusion::catalog::TableProvider>, u64)> {
+    /// A cube's facts at `as_of` (or the latest version), with the version read.
+    pub(crate) async fn facts_at(&self, ctx: &SessionContext, cube: &str, as_of: Option<u64>) -> Result<(std::sync::Arc<dyn datafusion::catalog::TableProvider>, u64)> {
         match self.warehouse.facts(ctx, cube, as_of).await? {
             Some(found) => Ok(found),
-            None => Err(Error::EmptyCube {
-                cube: cube.to_owned(),
-                sources: self.model.sources().filter(|s| s.cube() == cube).map(|s| s.name().to_owned()).collect(),
-            }),
+            None => Err(self.empty_cube(cube)),
         }
+    }
+
+    pub(crate) fn empty_cube(&self, cube: &str) -> Error {
+        Error::EmptyCube { cube: cube.to_owned(), sources: self.model.sources().filter(|s| s.cube() == cube).map(|s| s.name().to_owned()).collect() }
     }
 
     /// Runs read-only SQL over one view per cube that has facts (named like the cube, with member labels). Each
@@ -311,7 +338,7 @@ impl Project {
         for cube in self.model.cubes() {
             let version = as_of.iter().find(|(c, _)| c == cube.name()).map(|(_, v)| *v);
             let found = match version {
-                Some(_) => Some(self.facts(&ctx, cube.name(), version).await?),
+                Some(_) => Some(self.facts_at(&ctx, cube.name(), version).await?),
                 None => self.warehouse.facts(&ctx, cube.name(), None).await?,
             };
             if let Some((facts, _)) = found {

@@ -42,7 +42,7 @@ impl Project {
         for (cube, _) in &options.as_of {
             self.model().cube(cube)?;
         }
-        let query_options = QueryOptions { as_of: None, role: options.role.clone() };
+        let query_options = QueryOptions { as_of: None, role: options.role.clone(), ..QueryOptions::default() };
         // Every section's query first; then disclosure control over all of them together, so that a cell shown in
         // two tables is treated alike in both and no table's totals give away another's hidden cell.
         let mut raw = Vec::new();

@@ -1,0 +1,254 @@
+//! Rollups: a cube's facts pre-aggregated at the levels a rollup declares, storing for each aggregate measure
+//! what it takes to aggregate it again (a count, a sum, a minimum or maximum, an average's sum and count, a
+//! distinct count's bitmap of dense ids), with the measure's filter already applied. Building one is a DataFusion
+//! aggregation over the facts ([`build_frame`]); answering from one is the same execution as over facts, with the
+//! plan moved to the rollup's levels ([`at_rollup`]) once [`check`] found that the rollup answers it exactly.
+
+use crate::exec::{cut_expr, member_batch};
+use crate::plan::{CubePlan, resolve_cut};
+use crate::{Result, bitmap};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::TableProvider;
+use datafusion::common::JoinType;
+use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit};
+use datafusion::prelude::{DataFrame, SessionContext, col};
+use kubus_model::{Aggregate, Cube, MeasureKind, MemberRef, Model, Rollup};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Bumped whenever the stored layout changes, so that rollups written by an older kubus are rebuilt.
+const FORMAT: &str = "kubus-rollup-1";
+
+/// The column of an average's sum in a rollup (its count is [`avg_count`]).
+pub fn avg_sum(measure: &str) -> String {
+    format!("{measure}__sum")
+}
+
+/// The column of an average's count of values in a rollup.
+pub fn avg_count(measure: &str) -> String {
+    format!("{measure}__n")
+}
+
+/// The value columns whose distinct counts a cube's rollups store as bitmaps, each needing a dictionary of ids.
+pub fn distinct_columns(cube: &Cube, rollups: &[&Rollup]) -> Vec<String> {
+    let mut columns: Vec<String> = Vec::new();
+    for m in cube.measures() {
+        if let MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, column: Some(c), .. } = m.kind()
+            && rollups.iter().any(|r| r.measures().iter().any(|x| x == m.name()))
+            && !columns.contains(c)
+        {
+            columns.push(c.clone());
+        }
+    }
+    columns
+}
+
+/// The column of dense ids joined to the facts for a distinct column.
+fn id_column(column: &str) -> String {
+    format!("__id_{column}")
+}
+
+/// Dense ids for the distinct values of a column of the facts: a batch `value`, `id` (0, 1, 2, …).
+pub async fn dictionary(ctx: &SessionContext, facts: Arc<dyn TableProvider>, column: &str) -> Result<RecordBatch> {
+    let values = ctx.read_table(facts)?.select(vec![col(column).alias("value")])?.distinct()?.collect().await?;
+    let values: Vec<&RecordBatch> = values.iter().filter(|b| b.num_rows() > 0).collect();
+    let schema = match values.first() {
+        Some(b) => b.schema(),
+        None => return Ok(RecordBatch::new_empty(Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("value", DataType::Utf8, true),
+            datafusion::arrow::datatypes::Field::new("id", DataType::UInt32, false),
+        ])))),
+    };
+    let all = datafusion::arrow::compute::concat_batches(&schema, values.iter().copied())?;
+    let n = u32::try_from(all.num_rows()).map_err(|_| {
+        datafusion::error::DataFusionError::Plan(format!("{column} has more than 4,294,967,295 distinct values; a bitmap cannot hold them"))
+    })?;
+    let ids: ArrayRef = Arc::new(UInt32Array::from_iter_values(0..n));
+    Ok(RecordBatch::try_from_iter([("value", all.column(0).clone()), ("id", ids)])?)
+}
+
+/// The rows of a rollup, not yet run: one per combination of its levels' members that has facts, with the role
+/// columns holding member keys at the rollup's levels and one or two value columns per stored measure.
+/// `ids` holds the dictionary of every column in [`distinct_columns`].
+pub fn build_frame(ctx: &SessionContext, model: &Model, cube: &Cube, rollup: &Rollup, facts: Arc<dyn TableProvider>, ids: &HashMap<String, RecordBatch>) -> Result<DataFrame> {
+    let mut df = ctx.read_table(facts)?;
+    for (column, dictionary) in ids {
+        let id = id_column(column);
+        let renamed = ctx.read_batch(dictionary.clone())?.select(vec![col("value").alias(format!("{id}_value")), col("id").alias(id.as_str())])?;
+        df = df.join(renamed, JoinType::Left, &[column.as_str()], &[format!("{id}_value").as_str()], None)?;
+    }
+    let mut group = Vec::new();
+    for (role_name, level) in rollup.levels() {
+        let role = cube.dimension(role_name)?;
+        if *level == role.fact_level() {
+            group.push(cast(col(role_name.as_str()), DataType::Utf8).alias(role_name.as_str()));
+            continue;
+        }
+        let dim = model.dimension(role.dimension())?;
+        let prefix = format!("__m_{role_name}_");
+        let members = ctx.read_batch(member_batch(dim, role.fact_level(), &[*level], &prefix, 0)?)?;
+        df = df.join(members, JoinType::Left, &[role_name.as_str()], &[format!("{prefix}join").as_str()], None)?;
+        group.push(col(format!("{prefix}{}_key", dim.levels()[*level].name())).alias(role_name.as_str()));
+    }
+    let mut aggregates = Vec::new();
+    for name in rollup.measures() {
+        let m = cube.measure(name)?;
+        let MeasureKind::Aggregate { aggregate, column, filter, .. } = m.kind() else { continue };
+        let condition = filter
+            .iter()
+            .map(|c| resolve_cut(model, cube, c).map(|r| cut_expr(&r, 0)))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .reduce(Expr::and);
+        let filtered = |e: Expr| -> Result<Expr> {
+            Ok(match &condition {
+                Some(c) => e.filter(c.clone()).build()?,
+                None => e,
+            })
+        };
+        let value = || col(column.as_deref().expect("validated: non-count measures have a column"));
+        match aggregate {
+            Aggregate::Count => aggregates.push(filtered(count(lit(1)))?.alias(name.as_str())),
+            Aggregate::Sum => aggregates.push(filtered(sum(value()))?.alias(name.as_str())),
+            Aggregate::Min => aggregates.push(filtered(min(value()))?.alias(name.as_str())),
+            Aggregate::Max => aggregates.push(filtered(max(value()))?.alias(name.as_str())),
+            Aggregate::Avg => {
+                aggregates.push(filtered(sum(cast(value(), DataType::Float64)))?.alias(avg_sum(name)));
+                aggregates.push(filtered(count(value()))?.alias(avg_count(name)));
+            }
+            Aggregate::CountDistinct => {
+                let column = column.as_deref().expect("validated");
+                aggregates.push(filtered(bitmap::build(col(id_column(column))))?.alias(name.as_str()));
+            }
+        }
+    }
+    Ok(df.aggregate(group, aggregates)?)
+}
+
+/// What the rollup's stored rows depend on besides the facts: its levels and how their members roll up, and each
+/// stored measure's definition with its filter's members. Equal fingerprints mean a stored rollup still fits.
+pub fn fingerprint(model: &Model, cube: &Cube, rollup: &Rollup) -> Result<String> {
+    let mut text = format!("{FORMAT}\n{}\n", rollup.name());
+    for (role_name, level) in rollup.levels() {
+        let role = cube.dimension(role_name)?;
+        let dim = model.dimension(role.dimension())?;
+        text += &format!("level {role_name} {} {}\n", dim.name(), dim.levels()[*level].name());
+        if *level != role.fact_level() {
+            for (index, m) in dim.members(role.fact_level()).iter().enumerate() {
+                let up = dim.ancestor(MemberRef { level: role.fact_level(), index }, *level);
+                text += &format!("  {} {}\n", m.key(), dim.members(*level)[up].key());
+            }
+        }
+    }
+    for name in rollup.measures() {
+        let m = cube.measure(name)?;
+        text += &format!("measure {name} {}\n", m.describe());
+        if let MeasureKind::Aggregate { filter, .. } = m.kind() {
+            for c in filter {
+                text += &format!("  {}\n", resolve_cut(model, cube, c)?.keys().join(","));
+            }
+        }
+    }
+    let digest = Sha256::digest(text.as_bytes());
+    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether a rollup answers a plan exactly; the first rule it fails otherwise.
+pub fn check(plan: &CubePlan<'_>, rollup: &Rollup) -> std::result::Result<(), String> {
+    let level_name = |dim: &kubus_model::Dimension, level: usize| dim.levels()[level].name().to_owned();
+    for pm in &plan.computed {
+        if matches!(pm.measure.kind(), MeasureKind::Aggregate { .. }) && !rollup.measures().iter().any(|m| m == pm.measure.name()) {
+            return Err(format!("stores no {}", pm.measure.name()));
+        }
+    }
+    for (l, _) in &plan.drilldowns {
+        match rollup.level(l.role) {
+            None => return Err(format!("rolls up {}, which the query drills", l.role)),
+            Some(level) if !l.dimension.rolls_up(level, l.level) => {
+                return Err(format!("holds {} by {}, which does not roll up into {}", l.role, level_name(l.dimension, level), l.level_name()));
+            }
+            Some(_) => {}
+        }
+    }
+    for c in &plan.cuts {
+        let Some(level) = rollup.level(c.role) else { return Err(format!("rolls up {}, which the query cuts", c.role)) };
+        if let Some(&given) = c.given_levels.iter().find(|&&g| !c.dimension.rolls_up(level, g)) {
+            return Err(format!(
+                "holds {} by {}, but the cut names members of level {}",
+                c.role,
+                level_name(c.dimension, level),
+                level_name(c.dimension, given)
+            ));
+        }
+    }
+    for pm in &plan.computed {
+        let MeasureKind::Aggregate { last_snapshot, dominance, .. } = pm.measure.kind() else { continue };
+        if *last_snapshot {
+            let time = plan.time.as_ref().expect("planned: stocks have a time role");
+            if rollup.level(time.role) != Some(time.fact_level) {
+                let recorded = level_name(time.dimension, time.fact_level);
+                return Err(format!("{} is a stock and needs {} by {recorded}, the level its snapshots are taken at", pm.measure.name(), time.role));
+            }
+        }
+        if let Some(role) = dominance {
+            let recorded = plan.cube.dimension(role).map(|r| r.fact_level()).ok();
+            if rollup.level(role) != recorded {
+                return Err(format!("{}'s dominance rule needs each {role} at its recorded level", pm.measure.name()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The plan moved onto a rollup that [`check`] accepted: levels are the rollup's, cuts name its members, and
+/// measure filters are gone (the rollup applied them when it was built).
+pub fn at_rollup<'m>(plan: &CubePlan<'m>, rollup: &Rollup) -> CubePlan<'m> {
+    let mut moved = plan.clone();
+    let level_of = |role: &str| rollup.level(role).expect("checked: the rollup holds every drilled and cut role");
+    for (l, _) in &mut moved.drilldowns {
+        l.fact_level = level_of(l.role);
+    }
+    for c in &mut moved.cuts {
+        let level = level_of(c.role);
+        let mut members: Vec<usize> = c.members.iter().map(|&index| c.dimension.ancestor(MemberRef { level: c.fact_level, index }, level)).collect();
+        members.sort_unstable();
+        members.dedup();
+        c.members = members;
+        c.fact_level = level;
+    }
+    if let Some(time) = &mut moved.time {
+        time.fact_level = level_of(time.role);
+    }
+    for pm in &mut moved.computed {
+        pm.filter.clear();
+    }
+    moved.rollup = Some(rollup.name().to_owned());
+    moved
+}
+
+/// Per rollup of the plan's cube that is available (built for the facts' version; with its row count), in
+/// schema order: whether it answers, and why not. The smallest that answers is chosen.
+pub fn route<'m>(plan: &CubePlan<'m>, available: &[(&'m Rollup, u64)]) -> Routing<'m> {
+    let mut verdicts = Vec::new();
+    let mut chosen: Option<(&Rollup, u64)> = None;
+    for &(rollup, rows) in available {
+        let verdict = check(plan, rollup);
+        if verdict.is_ok() && chosen.is_none_or(|(_, r)| rows < r) {
+            chosen = Some((rollup, rows));
+        }
+        verdicts.push((rollup.name().to_owned(), rows, verdict));
+    }
+    Routing { chosen: chosen.map(|(r, _)| r), verdicts }
+}
+
+/// A routing decision.
+#[derive(Debug, Clone)]
+pub struct Routing<'m> {
+    /// The smallest rollup that answers, if any.
+    pub chosen: Option<&'m Rollup>,
+    /// Every available rollup with its rows and whether it answers (else the first rule it fails).
+    pub verdicts: Vec<(String, u64, std::result::Result<(), String>)>,
+}

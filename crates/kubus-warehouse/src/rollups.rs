@@ -1,0 +1,121 @@
+//! Rollup storage: per cube and facts version, one Parquet file per rollup (named by the rollup and the
+//! fingerprint of its definition) and a manifest listing them. A rollup is only ever read for the facts version
+//! it was built from, so a query never combines facts of one version with a rollup of another; rollups of earlier
+//! versions stay for `--as-of`. Files are written under a temporary name and renamed into place.
+
+use crate::{Error, Result, Warehouse};
+use datafusion::arrow::array::{Array, RecordBatch, UInt64Array};
+use datafusion::catalog::TableProvider;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A rollup stored for one facts version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRollup {
+    /// Rollup name.
+    pub name: String,
+    /// Fingerprint of its definition when it was built.
+    pub fingerprint: String,
+    /// Its file, relative to the cube's rollup directory.
+    pub file: String,
+    /// Rows (cells).
+    pub rows: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Build time in milliseconds.
+    pub build_ms: u64,
+}
+
+impl Warehouse {
+    /// Directory of a cube's rollups.
+    pub fn rollups_dir(&self, cube: &str) -> PathBuf {
+        self.root.join("rollups").join(cube)
+    }
+
+    fn manifest_path(&self, cube: &str, version: u64) -> PathBuf {
+        self.rollups_dir(cube).join(format!("v{version}.json"))
+    }
+
+    /// The rollups stored for a facts version (none when none were built).
+    pub fn stored_rollups(&self, cube: &str, version: u64) -> Result<Vec<StoredRollup>> {
+        let path = self.manifest_path(cube, version);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(Error::Directory { path, source }),
+        };
+        serde_json::from_str(&text).map_err(|e| Error::Directory { path, source: std::io::Error::other(e) })
+    }
+
+    /// Records the rollups stored for a facts version (replacing the earlier record).
+    pub fn record_rollups(&self, cube: &str, version: u64, rollups: &[StoredRollup]) -> Result<()> {
+        let path = self.manifest_path(cube, version);
+        let text = serde_json::to_string_pretty(rollups).expect("plain data serializes");
+        write_atomically(&path, text.as_bytes())
+    }
+
+    /// Runs `rows` and stores the result as the rollup `name` of a facts version.
+    pub async fn store_rollup(&self, cube: &str, name: &str, version: u64, fingerprint: &str, rows: DataFrame) -> Result<StoredRollup> {
+        let started = std::time::Instant::now();
+        let dir = self.rollups_dir(cube);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
+        let file = format!("{name}.v{version}.{fingerprint}.parquet");
+        let path = dir.join(&file);
+        let temporary = dir.join(format!(".{file}.{}.tmp", std::process::id()));
+        let read = |source| Error::Read { table: format!("{cube} rollup {name}"), source };
+        let written = rows
+            .write_parquet(&temporary.display().to_string(), DataFrameWriteOptions::new().with_single_file_output(true), None)
+            .await
+            .map_err(read)?;
+        let count: u64 = written
+            .iter()
+            .filter_map(|b: &RecordBatch| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|c| c.iter().flatten().sum::<u64>()))
+            .sum();
+        std::fs::rename(&temporary, &path).map_err(|source| Error::Directory { path: path.clone(), source })?;
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or_default();
+        Ok(StoredRollup { name: name.to_owned(), fingerprint: fingerprint.to_owned(), file, rows: count, bytes, build_ms: started.elapsed().as_millis() as u64 })
+    }
+
+    /// Stores a dictionary of dense ids (`value`, `id`) that a version's rollups were built with.
+    pub async fn store_dictionary(&self, ctx: &SessionContext, cube: &str, column: &str, version: u64, ids: RecordBatch) -> Result<()> {
+        let dir = self.rollups_dir(cube);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
+        let df = ctx.read_batch(ids).map_err(|source| Error::Read { table: format!("{cube} ids"), source })?;
+        self.store_rollup(cube, &format!("ids_{column}"), version, "dictionary", df).await.map(|_| ())
+    }
+
+    /// A stored rollup as a table.
+    pub async fn rollup_table(&self, ctx: &SessionContext, cube: &str, stored: &StoredRollup) -> Result<Arc<dyn TableProvider>> {
+        let path = self.rollups_dir(cube).join(&stored.file);
+        let read = |source| Error::Read { table: format!("{cube} rollup {}", stored.name), source };
+        let df = ctx.read_parquet(path.display().to_string(), ParquetReadOptions::default()).await.map_err(read)?;
+        Ok(df.into_view())
+    }
+
+    /// The latest version of a cube's table read from the names of its log's commit files, without loading the
+    /// table (`None` before the first commit). Cheap enough for every query.
+    pub fn latest_version(&self, cube: &str) -> Result<Option<u64>> {
+        let dir = self.table_dir(cube).join("_delta_log");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Directory { path: dir, source }),
+        };
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse::<u64>().ok()))
+            .max())
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Directory { path: path.to_owned(), source };
+    let dir = path.parent().expect("a file in a directory");
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let temporary = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
+    std::fs::write(&temporary, bytes).map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)
+}

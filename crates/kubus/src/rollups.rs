@@ -1,0 +1,206 @@
+//! Rollups in a project: built for a cube's facts version after each ingest (and on demand), and chosen for a
+//! query when one answers it exactly (see `kubus_query::rollup`).
+
+use crate::{Error, Project, Result};
+use datafusion::prelude::SessionContext;
+use kubus_model::Rollup;
+use kubus_query::CubePlan;
+use kubus_query::rollup::{self, Routing};
+use kubus_warehouse::StoredRollup;
+use std::collections::HashMap;
+
+/// Whether queries may be answered from rollups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RollupUse {
+    /// The smallest rollup that answers exactly, else the facts.
+    #[default]
+    Prefer,
+    /// Always the facts (`--no-rollups`).
+    Never,
+    /// Only rollups: a query that no rollup answers is an error instead of a scan of the facts.
+    Only,
+}
+
+/// A rollup's state for one facts version, for `kubus rollups`.
+#[derive(Debug, Clone)]
+pub struct RollupStatus {
+    /// The cube.
+    pub cube: String,
+    /// The rollup.
+    pub name: String,
+    /// Its levels (`role` or `role.level`).
+    pub levels: Vec<String>,
+    /// The aggregate measures it stores.
+    pub measures: Vec<String>,
+    /// The facts version looked at.
+    pub version: u64,
+    /// What is stored for that version, if the rollup is built with its current definition.
+    pub stored: Option<StoredRollup>,
+}
+
+/// How one cube of a query was read: its facts version and the rollup chosen, with every verdict.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The cube.
+    pub cube: String,
+    /// Its facts version.
+    pub version: u64,
+    /// The rollup that answered, `None` for the facts.
+    pub rollup: Option<String>,
+    /// Per declared rollup: its rows when built for this version, and why it does not answer (`None`: it does).
+    pub verdicts: Vec<(String, Option<u64>, Option<String>)>,
+}
+
+impl Route {
+    /// The routing decision as text, for `kubus explain`.
+    pub fn describe(&self, mode: RollupUse) -> String {
+        let mut out = format!("{} at version {}: ", self.cube, self.version);
+        out += &match (&self.rollup, mode) {
+            (_, RollupUse::Never) => "facts (rollups not used: --no-rollups)\n".to_owned(),
+            (Some(r), _) => format!("rollup {r}\n"),
+            (None, _) if self.verdicts.is_empty() => "facts (the cube declares no rollups)\n".to_owned(),
+            (None, _) => "facts (no rollup answers this query)\n".to_owned(),
+        };
+        if mode != RollupUse::Never {
+            for (name, rows, why) in &self.verdicts {
+                let size = rows.map(|r| format!(" ({r} rows)")).unwrap_or_default();
+                let verdict = match (why, Some(name) == self.rollup.as_ref()) {
+                    (_, true) => "chosen: the smallest that answers".to_owned(),
+                    (None, false) => "answers, but is larger".to_owned(),
+                    (Some(why), false) => why.clone(),
+                };
+                out += &format!("  {name}{size}: {verdict}\n");
+            }
+        }
+        out
+    }
+}
+
+impl Project {
+    /// Builds the rollups of a cube for its latest facts version (those not yet stored with their current
+    /// definition) and records what is stored for that version. Returns what is stored.
+    pub async fn build_rollups(&self, cube: &str) -> Result<Vec<StoredRollup>> {
+        let model = self.model();
+        let cube = model.cube(cube)?;
+        let warehouse = self.warehouse();
+        let Some(version) = warehouse.latest_version(cube.name())? else { return Ok(Vec::new()) };
+        let stored = warehouse.stored_rollups(cube.name(), version)?;
+        let mut kept = Vec::new();
+        let mut missing: Vec<(&Rollup, String)> = Vec::new();
+        for r in cube.rollups() {
+            let fingerprint = rollup::fingerprint(model, cube, r)?;
+            match stored.iter().find(|s| s.name == r.name() && s.fingerprint == fingerprint) {
+                Some(s) => kept.push(s.clone()),
+                None => missing.push((r, fingerprint)),
+            }
+        }
+        if !missing.is_empty() {
+            let ctx = SessionContext::new();
+            let (facts, _) = self.facts_at(&ctx, cube.name(), Some(version)).await?;
+            let builds: Vec<&Rollup> = missing.iter().map(|(r, _)| *r).collect();
+            let mut ids = HashMap::new();
+            for column in rollup::distinct_columns(cube, &builds) {
+                let dictionary = rollup::dictionary(&ctx, facts.clone(), &column).await?;
+                warehouse.store_dictionary(&ctx, cube.name(), &column, version, dictionary.clone()).await?;
+                ids.insert(column, dictionary);
+            }
+            for (r, fingerprint) in missing {
+                let rows = rollup::build_frame(&ctx, model, cube, r, facts.clone(), &ids)?;
+                kept.push(warehouse.store_rollup(cube.name(), r.name(), version, &fingerprint, rows).await?);
+            }
+        }
+        kept.sort_by_key(|s| cube.rollups().iter().position(|r| r.name() == s.name));
+        warehouse.record_rollups(cube.name(), version, &kept)?;
+        Ok(kept)
+    }
+
+    /// Every declared rollup of the cubes with facts (or of one cube), at the latest facts version.
+    pub fn rollup_status(&self, cube: Option<&str>) -> Result<Vec<RollupStatus>> {
+        let model = self.model();
+        let cubes = match cube {
+            Some(c) => vec![model.cube(c)?],
+            None => model.cubes().collect(),
+        };
+        let mut out = Vec::new();
+        for cube in cubes {
+            let Some(version) = self.warehouse().latest_version(cube.name())? else { continue };
+            let stored = self.warehouse().stored_rollups(cube.name(), version)?;
+            for r in cube.rollups() {
+                let fingerprint = rollup::fingerprint(model, cube, r)?;
+                let dims = cube.dimensions();
+                let levels = r
+                    .levels()
+                    .iter()
+                    .map(|(role, level)| {
+                        let recorded = dims.iter().find(|d| d.name() == role).map(|d| d.fact_level());
+                        let dim = dims.iter().find(|d| d.name() == role).and_then(|d| model.dimension(d.dimension()).ok());
+                        match dim {
+                            Some(dim) if recorded != Some(*level) => format!("{role}.{}", dim.levels()[*level].name()),
+                            _ => role.clone(),
+                        }
+                    })
+                    .collect();
+                out.push(RollupStatus {
+                    cube: cube.name().to_owned(),
+                    name: r.name().to_owned(),
+                    levels,
+                    measures: r.measures().to_vec(),
+                    version,
+                    stored: stored.iter().find(|s| s.name == r.name() && s.fingerprint == fingerprint).cloned(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads one cube of a plan: from the smallest rollup that answers it (unless `mode` says otherwise), else
+    /// from its facts. Returns the plan to execute (moved onto the rollup), the table, and the route taken.
+    pub(crate) async fn route<'m>(
+        &'m self,
+        ctx: &SessionContext,
+        plan: &CubePlan<'m>,
+        as_of: Option<u64>,
+        mode: RollupUse,
+    ) -> Result<(CubePlan<'m>, std::sync::Arc<dyn datafusion::catalog::TableProvider>, Route)> {
+        let model = self.model();
+        let cube = plan.cube;
+        let latest = self.warehouse().latest_version(cube.name())?;
+        let version = match (as_of, latest) {
+            (Some(v), _) => v,
+            (None, Some(v)) => v,
+            (None, None) => return Err(self.empty_cube(cube.name())),
+        };
+        let mut route = Route { cube: cube.name().to_owned(), version, rollup: None, verdicts: Vec::new() };
+        if mode != RollupUse::Never && latest.is_some_and(|l| version <= l) {
+            let stored = self.warehouse().stored_rollups(cube.name(), version)?;
+            let mut available = Vec::new();
+            let mut unbuilt = Vec::new();
+            for r in cube.rollups() {
+                let fingerprint = rollup::fingerprint(model, cube, r)?;
+                match stored.iter().find(|s| s.name == r.name() && s.fingerprint == fingerprint) {
+                    Some(s) => available.push((r, s.rows, s.clone())),
+                    None => unbuilt.push(r.name().to_owned()),
+                }
+            }
+            let candidates: Vec<(&Rollup, u64)> = available.iter().map(|(r, rows, _)| (*r, *rows)).collect();
+            let Routing { chosen, verdicts } = rollup::route(plan, &candidates);
+            route.verdicts = verdicts.into_iter().map(|(name, rows, v)| (name, Some(rows), v.err())).collect();
+            for name in unbuilt {
+                let why = format!("not built for version {version} with its current definition (kubus rollups build {})", cube.name());
+                route.verdicts.push((name, None, Some(why)));
+            }
+            if let Some(r) = chosen {
+                let (_, _, stored) = available.iter().find(|(x, _, _)| x.name() == r.name()).expect("chosen among the available");
+                let table = self.warehouse().rollup_table(ctx, cube.name(), stored).await?;
+                route.rollup = Some(r.name().to_owned());
+                return Ok((rollup::at_rollup(plan, r), table, route));
+            }
+        }
+        if mode == RollupUse::Only {
+            return Err(Error::NoRollup { cube: cube.name().to_owned(), reasons: route.describe(mode) });
+        }
+        let (table, version) = self.facts_at(ctx, cube.name(), as_of).await?;
+        route.version = version;
+        Ok((plan.clone(), table, route))
+    }
+}

@@ -3,7 +3,7 @@
 //! sample project and on random tables), every format shows the same cells suppressed, and roles decide who may
 //! see unsuppressed numbers or run SQL.
 
-use crate::support::{cli, csv_rows, demo_project};
+use crate::support::{Rng, cli, csv_rows, demo_project};
 use calamine::{Data, Reader, Xlsx};
 use kubus_query::disclosure::{Suppression, suppress};
 use std::collections::HashMap;
@@ -240,17 +240,6 @@ fn roles_decide_who_sees_what() {
         if row[4] == "." {
             assert_eq!(row[5], ".", "{row:?}");
         }
-    }
-}
-
-/// A small deterministic generator (xorshift) for the property test.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 

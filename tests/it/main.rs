@@ -12,5 +12,6 @@ mod measures;
 mod outputs;
 mod realdata;
 mod reports;
+mod rollups;
 mod schemas;
 mod tidy;

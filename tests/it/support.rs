@@ -81,3 +81,26 @@ pub fn query(dir: &Path, args: &[&str]) -> Vec<Vec<String>> {
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     csv_rows(&out.stdout)
 }
+
+/// A small deterministic generator (xorshift) for the property tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number below `n`.
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.next(items.len() as u64) as usize]
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next(100) < percent
+    }
+}

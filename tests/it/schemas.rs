@@ -294,3 +294,58 @@ fn special_categories_of_personal_data_need_a_stated_purpose() {
     );
     assert!(load(&source("special_category = \"Seelsorge-Angebote planen (Beschluss 2025/17)\"\n")).is_empty());
 }
+
+#[test]
+fn invalid_rollups_give_their_diagnostics() {
+    let cube = r#"name = "c"
+label = "C"
+
+[[dimensions]]
+name = "sex"
+
+[[measures]]
+name = "n"
+label = "N"
+aggregate = "count"
+
+[[rollups]]
+name = "by sex"
+levels = ["sex", "sex.gender", "age"]
+measures = ["n", "m"]
+
+[[rollups]]
+name = "twice"
+levels = ["sex", "sex"]
+
+[[rollups]]
+name = "twice"
+levels = []
+"#;
+    let across = r#"name = "a"
+label = "A"
+across = ["c", "c2"]
+
+[[measures]]
+name = "x"
+label = "X"
+from = "c.n"
+
+[[rollups]]
+name = "r"
+levels = []
+"#;
+    assert_eq!(
+        diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube), ("a.toml", SchemaKind::Cube, across)]),
+        [
+            "c.toml:13: rollups[0].name: rollup name 'by sex' must be lower-case letters, digits and _ (it names a warehouse table)",
+            "c.toml:14: rollups[0].levels[1]: 'sex.gender' is not a level at or above the one sex is recorded at (valid: sex.sex)",
+            "c.toml:14: rollups[0].levels[2]: unknown dimension role 'age' (valid: sex)",
+            "c.toml:15: rollups[0].measures[1]: unknown measure 'm'",
+            "c.toml:19: rollups[1].levels[1]: role sex is listed twice",
+            "c.toml:22: rollups[2].name: duplicate rollup 'twice'",
+            "a.toml:3: across[0]: unknown cube 'c'",
+            "a.toml:3: across[1]: unknown cube 'c2'",
+            "a.toml:10: rollups: a drill-across cube has no facts to roll up: declare rollups on the cubes it combines",
+        ]
+    );
+}

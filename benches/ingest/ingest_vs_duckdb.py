@@ -74,7 +74,7 @@ def main():
     for rep in range(a.reps):
         root = os.path.join(a.work, "project")
         shutil.rmtree(root, ignore_errors=True)
-        project(root)
+        project(root, with_rollups=False)
         seconds, rss, out = measured([kubus, "-C", root, "ingest", "abh", csv])
         summary = [l for l in out.splitlines() if l.startswith("lines ")][-1]
         print(f"kubus  run {rep + 1}: {seconds:.1f} s, peak {rss:.0f} MB — {summary}", flush=True)

@@ -104,26 +104,35 @@ def cli_args(q):
 
 
 def kubus_rows(kubus, root, name, q, fields):
+    """kubus's answer as rows of `fields`: asked as JSON and with CLI options (through rollups where one answers),
+    and with `--no-rollups` from the facts; the three must agree."""
     # As the statistics office: DuckDB knows no disclosure control, so the comparison reads unsuppressed numbers.
     role = ["--role", "statistik"]
     by_json = subprocess.run([kubus, "-C", root, *role, "query", "--json", json.dumps(q), "-f", "csv"], capture_output=True, text=True)
     by_cli = subprocess.run([kubus, "-C", root, *role, *cli_args(q), "-f", "csv"], capture_output=True, text=True)
-    for p in (by_json, by_cli):
+    by_facts = subprocess.run([kubus, "-C", root, *role, *cli_args(q), "--no-rollups", "-f", "csv"], capture_output=True, text=True)
+    for p in (by_json, by_cli, by_facts):
         if p.returncode != 0:
             sys.exit(f"{name}: kubus failed: {p.stderr}")
     if by_json.stdout != by_cli.stdout:
         sys.exit(f"{name}: the JSON and the CLI form of the query answer differently")
-    rows = []
-    for r in csv.DictReader(io.StringIO(by_json.stdout)):
-        row = []
-        for f in fields:
-            if f.endswith(":key"):
-                row.append(canonical(r[f[:-4]]))
-            elif f + "_label" in r:
-                row.append(None if r[f] == "" else canonical(r[f + "_label"]))
-            else:
-                row.append(canonical(r[f]))
-        rows.append(row)
+
+    def parse(text):
+        rows = []
+        for r in csv.DictReader(io.StringIO(text)):
+            row = []
+            for f in fields:
+                if f.endswith(":key"):
+                    row.append(canonical(r[f[:-4]]))
+                elif f + "_label" in r:
+                    row.append(None if r[f] == "" else canonical(r[f + "_label"]))
+                else:
+                    row.append(canonical(r[f]))
+            rows.append(row)
+        return rows
+    rows = parse(by_json.stdout)
+    if rows != parse(by_facts.stdout):
+        sys.exit(f"{name}: the answer through rollups differs from the answer from the facts (--no-rollups)")
     if name == "q09_demand_vs_supply":
         rows = [r for r in rows if r[2] and r[2] > 0]
     return rows
@@ -146,31 +155,154 @@ def duckdb_connection(newcomers_csv, offers_csv):
     return con
 
 
-def time_queries(binary, root, con, reps):
-    """Each query warm: kubus through the library (query_timing), DuckDB on its own tables; medians and ratios."""
+def median_ms(run, reps):
+    """Warm: one run first, then the median of `reps` timed runs, in milliseconds."""
     import statistics
     import time
+    run()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def peers(con, parquet):
+    """The engines a user would pick instead, each on the same data: DuckDB on the Parquet files and on its own
+    tables, Polars, DataFusion and chDB on the Parquet files (an engine that is not installed is left out)."""
+    engines = {"DuckDB (own tables)": lambda q: con.execute(q).fetchall()}
+    import duckdb
+    on_files = duckdb.connect()
+    on_files.execute("SET threads = 2")
+    on_files.execute(f"CREATE VIEW f AS SELECT * FROM read_parquet('{parquet}/newcomers/*.parquet')")
+    on_files.execute(f"CREATE VIEW o AS SELECT * FROM read_parquet('{parquet}/course_offers.parquet')")
+    engines["DuckDB (Parquet)"] = lambda q: on_files.execute(q).fetchall()
+    try:
+        import polars as pl
+        ctx = pl.SQLContext(f=pl.scan_parquet(f"{parquet}/newcomers/*.parquet"), o=pl.scan_parquet(f"{parquet}/course_offers.parquet"))
+        engines["Polars"] = lambda q: ctx.execute(q).collect()
+    except ImportError:
+        print("polars is not installed: left out", flush=True)
+    try:
+        import datafusion
+        dctx = datafusion.SessionContext()
+        dctx.register_parquet("f", f"{parquet}/newcomers/")
+        dctx.register_parquet("o", f"{parquet}/course_offers.parquet")
+        engines["DataFusion"] = lambda q: dctx.sql(q).to_arrow_table()
+    except ImportError:
+        print("datafusion is not installed: left out", flush=True)
+    try:
+        import chdb
+        session = chdb.session.Session()
+        session.query(f"CREATE VIEW f AS SELECT * FROM file('{parquet}/newcomers/*.parquet', Parquet)")
+        session.query(f"CREATE VIEW o AS SELECT * FROM file('{parquet}/course_offers.parquet', Parquet)")
+        engines["chDB"] = lambda q: session.query(q, "Arrow")
+    except ImportError:
+        print("chdb is not installed: left out", flush=True)
+    return engines
+
+
+def kubus_timings(binary, root, reps, mode):
     spec = os.path.join(root, "queries.json")
     json.dump({name: q for name, (q, _) in KUBUS.items()}, open(spec, "w"))
-    p = subprocess.run([binary, root, spec, str(reps), "statistik"], capture_output=True, text=True)
+    p = subprocess.run([binary, root, spec, str(reps), "statistik", mode], capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"query_timing failed: {p.stderr}")
-    kubus = {j["query"]: j for j in map(json.loads, p.stdout.splitlines())}
-    lines = ["", "Warm timings in the same run (median of %d; kubus through the library with disclosure control bypassed, "
-             "DuckDB on its own in-memory tables):" % reps, "",
-             "| query | kubus ms | DuckDB ms | kubus / DuckDB |", "|---|---|---|---|"]
-    for name, sql in QUERIES.items():
-        con.execute(sql).fetchall()
+    return {j["query"]: j for j in map(json.loads, p.stdout.splitlines())}
+
+
+def startup_ms(kubus, work, runs=11):
+    """`kubus query` on the sample project, from process start to the answer (median wall time of `runs`)."""
+    import statistics
+    import time
+    repo = os.path.join(HERE, "..", "..")
+    sample = os.path.join(work, "sample-project")
+    shutil.rmtree(sample, ignore_errors=True)
+    os.makedirs(sample)
+    shutil.copy(os.path.join(repo, "kubus.toml"), sample)
+    for sub in ["cube-schemas", "sample-data"]:
+        shutil.copytree(os.path.join(repo, sub), os.path.join(sample, sub))
+    subprocess.run([kubus, "-C", sample, "demo"], check=True, capture_output=True)
+    out = {}
+    for label, extra in [("rollups", []), ("facts", ["--no-rollups"])]:
+        args = [kubus, "-C", sample, "query", "newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06", *extra]
         times = []
-        for _ in range(reps):
+        for _ in range(runs):
             t = time.perf_counter()
-            con.execute(sql).fetchall()
+            subprocess.run(args, check=True, capture_output=True)
             times.append((time.perf_counter() - t) * 1000)
-        duck = statistics.median(times)
-        k = kubus[name]["median_ms"]
-        lines.append(f"| {name} | {k:.1f} | {duck:.1f} | {k / duck:.1f}× |")
-        print(f"{name:32} kubus {k:8.1f} ms   DuckDB {duck:8.1f} ms   {k / duck:5.1f}×", flush=True)
-    return "\n".join(lines)
+        out[label] = statistics.median(times)
+    return out
+
+
+def time_all(a, kubus, root, con, work):
+    """Each reference query warm, in one run: kubus through the library with and without rollups, and every peer
+    on the same data; medians, ratios to the fastest peer; then the rollups' build time and size, and start-up."""
+    parquet = os.path.join(work, f"parquet-{a.rows}")
+    shutil.rmtree(parquet, ignore_errors=True)
+    os.makedirs(os.path.join(parquet, "newcomers"))
+    con.execute(f"COPY f TO '{parquet}/newcomers/part-0.parquet' (FORMAT parquet)")
+    con.execute(f"COPY o TO '{parquet}/course_offers.parquet' (FORMAT parquet)")
+    engines = peers(con, parquet)
+    routed = kubus_timings(a.timing, root, a.reps, "prefer")
+    facts = kubus_timings(a.timing, root, a.reps, "never")
+    names = list(engines)
+    lines = ["| query | kubus, rollups ms | read | kubus, facts ms | " + " | ".join(f"{n} ms" for n in names)
+             + " | fastest peer | fastest peer ÷ kubus rollups | kubus facts ÷ DuckDB (Parquet) | kubus facts ÷ DuckDB (own tables) |",
+             "|---|---|---|---|" + "---|" * len(names) + "---|---|---|---|"]
+    for name, sql in QUERIES.items():
+        times = {}
+        for engine, run in engines.items():
+            try:
+                times[engine] = median_ms(lambda: run(sql), a.reps)
+            except Exception as e:  # an engine that cannot run a query is shown as such, not fatal
+                print(f"{engine} failed on {name}: {str(e)[:120]}", flush=True)
+        fastest = min(times, key=times.get)
+        r, f = routed[name]["median_ms"], facts[name]["median_ms"]
+        cells = " | ".join(f"{times[n]:.1f}" if n in times else "failed" for n in names)
+        lines.append(f"| {name} | {r:.2f} | {routed[name]['read']} | {f:.1f} | {cells} | {fastest} | {times[fastest] / r:.0f}× "
+                     f"| {f / times['DuckDB (Parquet)']:.2f} | {f / times['DuckDB (own tables)']:.2f} |")
+        print(lines[-1], flush=True)
+    p = subprocess.run([kubus, "-C", root, "rollups", "-f", "json"], capture_output=True, text=True, check=True)
+    built = json.loads(p.stdout)
+    build = ["| cube | rollup | levels | rows | bytes | build ms |", "|---|---|---|---|---|---|"]
+    for r in built:
+        build.append(f"| {r['cube']} | {r['rollup']} | {r['levels']} | {r['rows']:,} | {r['bytes']:,} | {r['build_ms']:,} |")
+    start = startup_ms(kubus, work)
+    import duckdb
+    return "\n".join([
+        f"<!-- speed:{a.rows} -->",
+        f"### {a.rows:,} rows",
+        "",
+        f"Warm medians of {a.reps} runs after one warm-up, all in one run of `benches/queries/run.sh {a.rows}` on this "
+        f"machine ({os.cpu_count()} cores). kubus through the library (`query_timing`), as the statistics office "
+        "(no disclosure control, as the peers have none); `read` names the rollup that answered. Peers on the same data: "
+        f"DuckDB {duckdb.__version__} on its own tables (loaded from the same CSV) and on a Parquet copy of them, and "
+        "Polars, DataFusion (Python) and chDB on that Parquet copy.",
+        "",
+        *lines,
+        "",
+        "Rollups, built after the ingest (one aggregation over the facts each; distinct counts as bitmaps):",
+        "",
+        *build,
+        "",
+        f"`kubus query newcomers -m persons -d district -c month=2024-06` on the sample project, process start to answer "
+        f"(median of 11): {start['rollups']:.0f} ms through a rollup, {start['facts']:.0f} ms with `--no-rollups`.",
+        f"<!-- /speed:{a.rows} -->",
+    ])
+
+
+def write_section(marker, body, heading):
+    """Replaces `<!-- marker -->…<!-- /marker -->` in RESULTS.md (appending it under `heading` the first time)."""
+    text = open(RESULTS).read()
+    begin, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if begin not in text:
+        if heading not in text:
+            text += f"\n{heading}\n"
+        text += f"\n{begin}\n{end}\n"
+    start, stop = text.index(begin), text.index(end) + len(end)
+    open(RESULTS, "w").write(text[:start] + body + text[stop:])
 
 
 def main():
@@ -217,23 +349,19 @@ def main():
                     break
         lines.append(f"| {name} | `{' '.join(cli_args(q)[1:])}` | {len(want)} | {'equal' if same else '**different**'} |")
     print(f"{len(QUERIES) - failed} of {len(QUERIES)} reference queries answer as DuckDB does", flush=True)
-    timing = time_queries(a.timing, root, con, a.reps) if a.timing else None
+    if a.results and a.timing:
+        write_section(f"speed:{a.rows}", time_all(a, kubus, root, con, a.work), "## Query speed: kubus with and without rollups against the peers")
     if a.results:
         import duckdb
         table = (f"<!-- queries -->\nThe ten reference queries of `../shared/peers/queries.py` at {a.rows:,} generated rows, "
-                 f"answered by kubus cube queries (JSON and CLI form, which agree) and by DuckDB {duckdb.__version__} on the "
+                 f"answered by kubus cube queries (JSON and CLI form through rollups, and CLI form from the facts with `--no-rollups`, "
+                 f"which all agree) and by DuckDB {duckdb.__version__} on the "
                  "same CSV files, compared row for row after sorting. Produced by `benches/queries/run.sh`.\n\n"
                  "| query | kubus query | rows | kubus vs DuckDB |\n|---|---|---|---|\n" + "\n".join(lines)
                  + f"\n\n{len(QUERIES) - failed} of {len(QUERIES)} equal. For q09, kubus's drill-across also lists the "
                  "districts and levels with seats but no need (members on one side only appear); the rows with a need "
                  "are compared with DuckDB's LEFT JOIN from the need side.\n<!-- /queries -->")
-        if timing:
-            table = table.replace("<!-- /queries -->", timing + "\n<!-- /queries -->")
-        text = open(RESULTS).read()
-        if "<!-- queries -->" not in text:
-            text += "\n## Reference queries against DuckDB\n\n<!-- queries -->\n<!-- /queries -->\n"
-        start, end = text.index("<!-- queries -->"), text.index("<!-- /queries -->") + len("<!-- /queries -->")
-        open(RESULTS, "w").write(text[:start] + table + text[end:])
+        write_section("queries", table, "## Reference queries against DuckDB")
     sys.exit(1 if failed else 0)
 
 

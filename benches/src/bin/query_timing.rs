@@ -1,6 +1,8 @@
 //! Times cube queries through the kubus library, warm (the project opened once, each query run several times):
 //! prints one JSON line per query with the median and minimum in milliseconds and the row count.
-//! Usage: `query_timing PROJECT QUERIES.json [REPS] [ROLE]` where QUERIES.json is `{"name": <query JSON>, ...}`.
+//! Usage: `query_timing PROJECT QUERIES.json [REPS] [ROLE] [ROLLUPS]` where QUERIES.json is
+//! `{"name": <query JSON>, ...}` and ROLLUPS is `prefer` (default) or `never`. Each line also names the rollups
+//! that answered.
 
 use std::time::Instant;
 
@@ -8,17 +10,24 @@ use std::time::Instant;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, project, queries, ..] = args.as_slice() else {
-        anyhow::bail!("usage: query_timing PROJECT QUERIES.json [REPS] [ROLE]");
+        anyhow::bail!("usage: query_timing PROJECT QUERIES.json [REPS] [ROLE] [ROLLUPS]");
     };
     let reps: usize = args.get(3).map(|r| r.parse()).transpose()?.unwrap_or(5);
-    let role = args.get(4).cloned();
+    let role = args.get(4).cloned().filter(|r| !r.is_empty());
+    let rollups = match args.get(5).map(String::as_str) {
+        None | Some("prefer") => kubus::RollupUse::Prefer,
+        Some("never") => kubus::RollupUse::Never,
+        Some(other) => anyhow::bail!("ROLLUPS is prefer or never, not {other}"),
+    };
     let project = kubus::Project::open(project)?;
     let queries: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(queries)?)?;
-    let options = kubus::QueryOptions { as_of: None, role, ..Default::default() };
+    let options = kubus::QueryOptions { as_of: None, role, rollups };
     for (name, query) in queries {
         let query: kubus::Query = serde_json::from_value(query)?;
         // One run to warm caches (file metadata, the Delta log), then the timed ones.
-        let mut rows = project.query(&query, &options).await?.result.num_rows();
+        let first = project.query(&query, &options).await?;
+        let mut rows = first.result.num_rows();
+        let routes: Vec<String> = first.routes.iter().map(|r| r.rollup.clone().unwrap_or_else(|| "facts".into())).collect();
         let mut times = Vec::with_capacity(reps);
         for _ in 0..reps {
             let start = Instant::now();
@@ -26,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
             times.push(start.elapsed().as_secs_f64() * 1000.0);
         }
         times.sort_by(f64::total_cmp);
-        println!("{}", serde_json::json!({"query": name, "median_ms": times[times.len() / 2], "min_ms": times[0], "rows": rows}));
+        println!("{}", serde_json::json!({"query": name, "median_ms": times[times.len() / 2], "min_ms": times[0], "rows": rows, "read": routes.join(" + ")}));
     }
     Ok(())
 }

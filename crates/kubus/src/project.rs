@@ -21,6 +21,9 @@ pub struct Project {
     model: Model,
     warehouse: Warehouse,
     audit: AuditLog,
+    /// Rollups read into memory, by file (a file name carries the facts version and the definition's fingerprint,
+    /// so an entry never goes stale); shared by the clones of a project.
+    pub(crate) rollup_cache: crate::rollups::RollupCache,
 }
 
 /// A query's answer and the warehouse versions it was read from.
@@ -115,7 +118,7 @@ impl Project {
         let model = kubus_model::load_model(&schema_files(&root.join(&config.schemas))?)?;
         let warehouse = Warehouse::open(&root.join(&config.warehouse))?;
         let audit = AuditLog::new(&root, &config.audit_log);
-        Ok(Project { root, config, model, warehouse, audit })
+        Ok(Project { root, config, model, warehouse, audit, rollup_cache: Default::default() })
     }
 
     /// The project directory.
@@ -230,6 +233,8 @@ impl Project {
         let plan = kubus_query::plan(&self.model, &restricted)?;
         let ctx = SessionContext::new();
         let (routed, facts, routes) = self.plan_facts(&ctx, &plan, options.as_of, options.rollups).await?;
+        // Rollups are small and in memory: one partition spares the threads' hand-offs.
+        let ctx = if routes.iter().all(|r| r.rollup.is_some()) { crate::rollups::small_context() } else { ctx };
         let result = kubus_query::execute(&ctx, &routed, &facts).await?;
         let versions = routes.iter().map(|r| (r.cube.clone(), r.version)).collect();
         Ok(RawAnswer { result, plan, versions, routes })

@@ -8,6 +8,18 @@ use kubus_query::CubePlan;
 use kubus_query::rollup::{self, Routing};
 use kubus_warehouse::StoredRollup;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Rollups held in memory, by their file.
+pub(crate) type RollupCache = Arc<Mutex<HashMap<String, Arc<dyn datafusion::catalog::TableProvider>>>>;
+
+/// Rollup files up to this size are read into memory once per project; larger ones are read from disk per query.
+const CACHED_BYTES: u64 = 64 << 20;
+
+/// A session for queries that read only rollups: one partition.
+pub(crate) fn small_context() -> SessionContext {
+    SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_target_partitions(1))
+}
 
 /// Whether queries may be answered from rollups.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,6 +89,24 @@ impl Route {
 }
 
 impl Project {
+    /// A stored rollup as a table: from memory when it is small enough to be held there.
+    async fn rollup_table(&self, ctx: &SessionContext, cube: &str, stored: &StoredRollup) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        let key = format!("{cube}/{}", stored.file);
+        if let Some(table) = self.rollup_cache.lock().expect("the cache lock is never held across a panic").get(&key) {
+            return Ok(table.clone());
+        }
+        let table = self.warehouse().rollup_table(ctx, cube, stored).await?;
+        if stored.bytes > CACHED_BYTES {
+            return Ok(table);
+        }
+        let schema = table.schema();
+        let batches = ctx.read_table(table).map_err(kubus_query::Error::from)?.collect().await.map_err(kubus_query::Error::from)?;
+        let table: Arc<dyn datafusion::catalog::TableProvider> =
+            Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![batches]).map_err(kubus_query::Error::from)?);
+        self.rollup_cache.lock().expect("the cache lock is never held across a panic").insert(key, table.clone());
+        Ok(table)
+    }
+
     /// Builds the rollups of a cube for its latest facts version (those not yet stored with their current
     /// definition) and records what is stored for that version. Returns what is stored.
     pub async fn build_rollups(&self, cube: &str) -> Result<Vec<StoredRollup>> {
@@ -191,7 +221,7 @@ impl Project {
             }
             if let Some(r) = chosen {
                 let (_, _, stored) = available.iter().find(|(x, _, _)| x.name() == r.name()).expect("chosen among the available");
-                let table = self.warehouse().rollup_table(ctx, cube.name(), stored).await?;
+                let table = self.rollup_table(ctx, cube.name(), stored).await?;
                 route.rollup = Some(r.name().to_owned());
                 return Ok((rollup::at_rollup(plan, r), table, route));
             }

@@ -353,15 +353,15 @@ def main():
         write_section(f"speed:{a.rows}", time_all(a, kubus, root, con, a.work), "## Query speed: kubus with and without rollups against the peers")
     if a.results:
         import duckdb
-        table = (f"<!-- queries -->\nThe ten reference queries of `../shared/peers/queries.py` at {a.rows:,} generated rows, "
+        table = (f"<!-- queries:{a.rows} -->\n### {a.rows:,} rows\n\nThe ten reference queries of `../shared/peers/queries.py` at {a.rows:,} generated rows, "
                  f"answered by kubus cube queries (JSON and CLI form through rollups, and CLI form from the facts with `--no-rollups`, "
                  f"which all agree) and by DuckDB {duckdb.__version__} on the "
                  "same CSV files, compared row for row after sorting. Produced by `benches/queries/run.sh`.\n\n"
                  "| query | kubus query | rows | kubus vs DuckDB |\n|---|---|---|---|\n" + "\n".join(lines)
                  + f"\n\n{len(QUERIES) - failed} of {len(QUERIES)} equal. For q09, kubus's drill-across also lists the "
                  "districts and levels with seats but no need (members on one side only appear); the rows with a need "
-                 "are compared with DuckDB's LEFT JOIN from the need side.\n<!-- /queries -->")
-        write_section("queries", table, "## Reference queries against DuckDB")
+                 f"are compared with DuckDB's LEFT JOIN from the need side.\n<!-- /queries:{a.rows} -->")
+        write_section(f"queries:{a.rows}", table, "## Reference queries against DuckDB")
     sys.exit(1 if failed else 0)
 
 

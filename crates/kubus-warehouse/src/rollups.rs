@@ -19,7 +19,7 @@ pub struct StoredRollup {
     pub name: String,
     /// Fingerprint of its definition when it was built.
     pub fingerprint: String,
-    /// Its file, relative to the cube's rollup directory.
+    /// Its file, relative to the cube's rollup directory (unique per build).
     pub file: String,
     /// Rows (cells).
     pub rows: u64,
@@ -62,7 +62,10 @@ impl Warehouse {
         let started = std::time::Instant::now();
         let dir = self.rollups_dir(cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
-        let file = format!("{name}.v{version}.{fingerprint}.parquet");
+        // A build of its own in the name: a warehouse rebuilt from scratch reaches the same version again, and a
+        // reader that held the earlier file in memory must not take it for this one.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        let file = format!("{name}.v{version}.{fingerprint}.{nanos:x}.parquet");
         let path = dir.join(&file);
         let temporary = dir.join(format!(".{file}.{}.tmp", std::process::id()));
         let read = |source| Error::Read { table: format!("{cube} rollup {name}"), source };

@@ -159,6 +159,7 @@ impl Project {
         }
         std::fs::remove_dir_all(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         self.warehouse = Warehouse::open(&dir)?;
+        self.rollup_cache = Default::default();
         Ok(())
     }
 

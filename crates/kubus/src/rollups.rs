@@ -10,8 +10,13 @@ use kubus_warehouse::StoredRollup;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Rollups held in memory, by their file.
-pub(crate) type RollupCache = Arc<Mutex<HashMap<String, Arc<dyn datafusion::catalog::TableProvider>>>>;
+/// What a project keeps between queries about its rollups: those read into memory (by file), and the
+/// fingerprints of the definitions (the model does not change while a project is open).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RollupCache {
+    tables: Arc<Mutex<HashMap<String, Arc<dyn datafusion::catalog::TableProvider>>>>,
+    fingerprints: Arc<Mutex<HashMap<String, String>>>,
+}
 
 /// Rollup files up to this size are read into memory once per project; larger ones are read from disk per query.
 const CACHED_BYTES: u64 = 64 << 20;
@@ -92,7 +97,7 @@ impl Project {
     /// A stored rollup as a table: from memory when it is small enough to be held there.
     async fn rollup_table(&self, ctx: &SessionContext, cube: &str, stored: &StoredRollup) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
         let key = format!("{cube}/{}", stored.file);
-        if let Some(table) = self.rollup_cache.lock().expect("the cache lock is never held across a panic").get(&key) {
+        if let Some(table) = self.rollup_cache.tables.lock().expect("the cache lock is never held across a panic").get(&key) {
             return Ok(table.clone());
         }
         let table = self.warehouse().rollup_table(ctx, cube, stored).await?;
@@ -103,8 +108,19 @@ impl Project {
         let batches = ctx.read_table(table).map_err(kubus_query::Error::from)?.collect().await.map_err(kubus_query::Error::from)?;
         let table: Arc<dyn datafusion::catalog::TableProvider> =
             Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![batches]).map_err(kubus_query::Error::from)?);
-        self.rollup_cache.lock().expect("the cache lock is never held across a panic").insert(key, table.clone());
+        self.rollup_cache.tables.lock().expect("the cache lock is never held across a panic").insert(key, table.clone());
         Ok(table)
+    }
+
+    /// The fingerprint of a rollup's definition (see [`rollup::fingerprint`]), computed once per project.
+    fn fingerprint(&self, cube: &kubus_model::Cube, r: &Rollup) -> Result<String> {
+        let key = format!("{}/{}", cube.name(), r.name());
+        if let Some(f) = self.rollup_cache.fingerprints.lock().expect("the cache lock is never held across a panic").get(&key) {
+            return Ok(f.clone());
+        }
+        let f = rollup::fingerprint(self.model(), cube, r)?;
+        self.rollup_cache.fingerprints.lock().expect("the cache lock is never held across a panic").insert(key, f.clone());
+        Ok(f)
     }
 
     /// Builds the rollups of a cube for its latest facts version (those not yet stored with their current
@@ -114,11 +130,14 @@ impl Project {
         let cube = model.cube(cube)?;
         let warehouse = self.warehouse();
         let Some(version) = warehouse.latest_version(cube.name())? else { return Ok(Vec::new()) };
+        if cube.rollups().is_empty() {
+            return Ok(Vec::new());
+        }
         let stored = warehouse.stored_rollups(cube.name(), version)?;
         let mut kept = Vec::new();
         let mut missing: Vec<(&Rollup, String)> = Vec::new();
         for r in cube.rollups() {
-            let fingerprint = rollup::fingerprint(model, cube, r)?;
+            let fingerprint = self.fingerprint(cube, r)?;
             match stored.iter().find(|s| s.name == r.name() && s.fingerprint == fingerprint) {
                 Some(s) => kept.push(s.clone()),
                 None => missing.push((r, fingerprint)),
@@ -156,7 +175,7 @@ impl Project {
             let Some(version) = self.warehouse().latest_version(cube.name())? else { continue };
             let stored = self.warehouse().stored_rollups(cube.name(), version)?;
             for r in cube.rollups() {
-                let fingerprint = rollup::fingerprint(model, cube, r)?;
+                let fingerprint = self.fingerprint(cube, r)?;
                 let dims = cube.dimensions();
                 let levels = r
                     .levels()
@@ -192,7 +211,6 @@ impl Project {
         as_of: Option<u64>,
         mode: RollupUse,
     ) -> Result<(CubePlan<'m>, std::sync::Arc<dyn datafusion::catalog::TableProvider>, Route)> {
-        let model = self.model();
         let cube = plan.cube;
         let latest = self.warehouse().latest_version(cube.name())?;
         let version = match (as_of, latest) {
@@ -206,7 +224,7 @@ impl Project {
             let mut available = Vec::new();
             let mut unbuilt = Vec::new();
             for r in cube.rollups() {
-                let fingerprint = rollup::fingerprint(model, cube, r)?;
+                let fingerprint = self.fingerprint(cube, r)?;
                 match stored.iter().find(|s| s.name == r.name() && s.fingerprint == fingerprint) {
                     Some(s) => available.push((r, s.rows, s.clone())),
                     None => unbuilt.push(r.name().to_owned()),

@@ -180,13 +180,12 @@ impl Project {
                 let levels = r
                     .levels()
                     .iter()
-                    .map(|(role, level)| {
-                        let recorded = dims.iter().find(|d| d.name() == role).map(|d| d.fact_level());
-                        let dim = dims.iter().find(|d| d.name() == role).and_then(|d| model.dimension(d.dimension()).ok());
-                        match dim {
-                            Some(dim) if recorded != Some(*level) => format!("{role}.{}", dim.levels()[*level].name()),
-                            _ => role.clone(),
-                        }
+                    .map(|(role, level)| match dims.iter().find(|d| d.name() == role) {
+                        Some(d) if d.fact_level() != *level => match model.dimension(d.dimension()) {
+                            Ok(dim) => format!("{role}.{}", dim.levels()[*level].name()),
+                            Err(_) => role.clone(),
+                        },
+                        _ => role.clone(),
                     })
                     .collect();
                 out.push(RollupStatus {
@@ -234,7 +233,7 @@ impl Project {
             let Routing { chosen, verdicts } = rollup::route(plan, &candidates);
             route.verdicts = verdicts.into_iter().map(|(name, rows, v)| (name, Some(rows), v.err())).collect();
             for name in unbuilt {
-                let why = format!("not built for version {version} with its current definition (kubus rollups build {})", cube.name());
+                let why = format!("not built for version {version} with its current definition (kubus rollups --build {})", cube.name());
                 route.verdicts.push((name, None, Some(why)));
             }
             if let Some(r) = chosen {

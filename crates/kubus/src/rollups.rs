@@ -21,9 +21,12 @@ pub(crate) struct RollupCache {
 /// Rollup files up to this size are read into memory once per project; larger ones are read from disk per query.
 const CACHED_BYTES: u64 = 64 << 20;
 
-/// A session for queries that read only rollups: one partition.
+/// A session for queries that read only rollups (a few thousand cells in memory): one partition, and one pass
+/// of the logical optimizer (planning, not reading, is most of such a query's time).
 pub(crate) fn small_context() -> SessionContext {
-    SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_target_partitions(1))
+    let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(1);
+    config.options_mut().optimizer.max_passes = 1;
+    SessionContext::new_with_config(config)
 }
 
 /// Whether queries may be answered from rollups.

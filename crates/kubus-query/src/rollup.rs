@@ -75,8 +75,10 @@ pub async fn dictionary(ctx: &SessionContext, facts: Arc<dyn TableProvider>, col
 /// `ids` holds the dictionary of every column in [`distinct_columns`].
 pub fn build_frame(ctx: &SessionContext, model: &Model, cube: &Cube, rollup: &Rollup, facts: Arc<dyn TableProvider>, ids: &HashMap<String, RecordBatch>) -> Result<DataFrame> {
     let mut df = ctx.read_table(facts)?;
-    for (column, dictionary) in ids {
-        let id = id_column(column);
+    // Only the dictionaries this rollup's distinct counts need: each is a join over every fact.
+    for column in distinct_columns(cube, &[rollup]) {
+        let Some(dictionary) = ids.get(&column) else { continue };
+        let id = id_column(&column);
         let renamed = ctx.read_batch(dictionary.clone())?.select(vec![col("value").alias(format!("{id}_value")), col("id").alias(id.as_str())])?;
         df = df.join(renamed, JoinType::Left, &[column.as_str()], &[format!("{id}_value").as_str()], None)?;
     }

@@ -445,6 +445,7 @@ fn rollup_table(status: &[kubus::RollupStatus], output: &OutputArgs, stdout: &mu
         ("rows", number(&|r| r.rows)),
         ("bytes", number(&|r| r.bytes)),
         ("build_ms", number(&|r| r.build_ms)),
+        ("built_with", text(&|s| s.stored.as_ref().map(|r| r.scan.iter().filter(|n| **n != s.name).cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default())),
     ])?;
     emit(output, &Table::plain("rollups", batch.schema(), vec![batch]), &|_| false, stdout)
 }

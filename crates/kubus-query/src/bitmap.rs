@@ -4,11 +4,11 @@
 //! returns the number of distinct ids. Both keep a serialized bitmap as partial state, so DataFusion can split
 //! and merge them like any other aggregate.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Int64Array};
 use datafusion::arrow::datatypes::{DataType, FieldRef, UInt32Type};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
 use datafusion::prelude::Expr;
 use roaring::RoaringBitmap;
 use std::sync::Arc;
@@ -57,6 +57,14 @@ impl AggregateUDFImpl for BitmapUdf {
         Ok(Box::new(BitmapAccumulator { mode: self.mode, bitmap: RoaringBitmap::new() }))
     }
 
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(BitmapGroups { mode: self.mode, bitmaps: Vec::new(), values: 0 }))
+    }
+
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let name = datafusion::logical_expr::utils::format_state_name(args.name, "bitmap");
         Ok(vec![Arc::new(datafusion::arrow::datatypes::Field::new(name, DataType::Binary, false))])
@@ -69,26 +77,137 @@ struct BitmapAccumulator {
     bitmap: RoaringBitmap,
 }
 
+/// The serialized bitmaps of a Binary, BinaryView or LargeBinary column, row by row (`None` for a null: an empty set).
+fn serialized_rows(array: &ArrayRef) -> Result<Box<dyn Iterator<Item = Option<&[u8]>> + '_>> {
+    Ok(match array.data_type() {
+        DataType::BinaryView => Box::new(array.as_binary_view().iter()),
+        DataType::Binary => Box::new(array.as_binary::<i32>().iter()),
+        DataType::LargeBinary => Box::new(array.as_binary::<i64>().iter()),
+        other => return Err(DataFusionError::Internal(format!("a bitmap column must be binary, not {other}"))),
+    })
+}
+
+fn deserialize(bytes: &[u8]) -> Result<RoaringBitmap> {
+    RoaringBitmap::deserialize_unchecked_from(bytes).map_err(|e| DataFusionError::External(Box::new(e)))
+}
+
+fn serialize(bitmap: &RoaringBitmap) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(bitmap.serialized_size());
+    bitmap.serialize_into(&mut bytes).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    Ok(bytes)
+}
+
+/// A column of serialized bitmaps.
+fn binary_column<'b>(bitmaps: impl IntoIterator<Item = &'b RoaringBitmap>) -> Result<ArrayRef> {
+    let mut out = BinaryBuilder::new();
+    for b in bitmaps {
+        out.append_value(serialize(b)?);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// Whether row `row` passes an aggregate's filter (a null is false, as in SQL).
+fn passes(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
+}
+
 impl BitmapAccumulator {
     /// Unions serialized bitmaps (Binary or BinaryView) into this one; nulls are empty sets.
     fn union(&mut self, array: &ArrayRef) -> Result<()> {
-        let mut add = |bytes: &[u8]| -> Result<()> {
-            let other = RoaringBitmap::deserialize_unchecked_from(bytes).map_err(|e| DataFusionError::External(Box::new(e)))?;
-            self.bitmap |= other;
-            Ok(())
-        };
-        match array.data_type() {
-            DataType::BinaryView => array.as_binary_view().iter().flatten().try_for_each(&mut add),
-            DataType::Binary => array.as_binary::<i32>().iter().flatten().try_for_each(&mut add),
-            DataType::LargeBinary => array.as_binary::<i64>().iter().flatten().try_for_each(&mut add),
-            other => Err(DataFusionError::Internal(format!("a bitmap column must be binary, not {other}"))),
+        for bytes in serialized_rows(array)?.flatten() {
+            self.bitmap |= deserialize(bytes)?;
         }
+        Ok(())
     }
 
     fn serialized(&self) -> Result<Vec<u8>> {
-        let mut bytes = Vec::with_capacity(self.bitmap.serialized_size());
-        self.bitmap.serialize_into(&mut bytes).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(bytes)
+        serialize(&self.bitmap)
+    }
+}
+
+/// The accumulator of many groups at once (what DataFusion's hash aggregation uses): one bitmap per group.
+#[derive(Debug)]
+struct BitmapGroups {
+    mode: Mode,
+    bitmaps: Vec<RoaringBitmap>,
+    /// Ids and bitmaps added so far: a bound of the memory held (kept as a count, `size` must be cheap).
+    values: usize,
+}
+
+impl BitmapGroups {
+    /// Unions serialized bitmaps into the groups their rows belong to.
+    fn union(&mut self, array: &ArrayRef, groups: &[usize], filter: Option<&BooleanArray>) -> Result<()> {
+        for ((row, bytes), &g) in serialized_rows(array)?.enumerate().zip(groups) {
+            if let Some(bytes) = bytes.filter(|_| passes(filter, row)) {
+                self.values += bytes.len() / 2;
+                self.bitmaps[g] |= deserialize(bytes)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GroupsAccumulator for BitmapGroups {
+    fn update_batch(&mut self, values: &[ArrayRef], groups: &[usize], filter: Option<&BooleanArray>, total_num_groups: usize) -> Result<()> {
+        self.bitmaps.resize_with(total_num_groups, RoaringBitmap::new);
+        match self.mode {
+            Mode::Build => {
+                let ids = datafusion::arrow::compute::cast(&values[0], &DataType::UInt32)?;
+                let ids = ids.as_primitive::<UInt32Type>();
+                for (row, &g) in groups.iter().enumerate() {
+                    if ids.is_valid(row) && passes(filter, row) {
+                        self.bitmaps[g].insert(ids.value(row));
+                        self.values += 1;
+                    }
+                }
+                Ok(())
+            }
+            Mode::Count => self.union(&values[0], groups, filter),
+        }
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], groups: &[usize], total_num_groups: usize) -> Result<()> {
+        self.bitmaps.resize_with(total_num_groups, RoaringBitmap::new);
+        self.union(&values[0], groups, None)
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let bitmaps = emit_to.take_needed(&mut self.bitmaps);
+        match self.mode {
+            Mode::Build => binary_column(&bitmaps),
+            Mode::Count => Ok(Arc::new(bitmaps.iter().map(|b| b.len() as i64).collect::<Int64Array>())),
+        }
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![binary_column(&emit_to.take_needed(&mut self.bitmaps))?])
+    }
+
+    fn convert_to_state(&self, values: &[ArrayRef], filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        let mut bitmaps = vec![RoaringBitmap::new(); values[0].len()];
+        match self.mode {
+            Mode::Build => {
+                let ids = datafusion::arrow::compute::cast(&values[0], &DataType::UInt32)?;
+                let ids = ids.as_primitive::<UInt32Type>();
+                for (row, b) in bitmaps.iter_mut().enumerate() {
+                    if ids.is_valid(row) && passes(filter, row) {
+                        b.insert(ids.value(row));
+                    }
+                }
+            }
+            Mode::Count => {
+                for ((row, bytes), b) in serialized_rows(&values[0])?.enumerate().zip(bitmaps.iter_mut()) {
+                    if let Some(bytes) = bytes.filter(|_| passes(filter, row)) {
+                        *b = deserialize(bytes)?;
+                    }
+                }
+            }
+        }
+        Ok(vec![binary_column(&bitmaps)?])
+    }
+
+    fn size(&self) -> usize {
+        self.bitmaps.capacity() * std::mem::size_of::<RoaringBitmap>() + self.values * 2
     }
 }
 
@@ -154,5 +273,25 @@ mod tests {
         let total = cells.aggregate(vec![], vec![count(col("b")).alias("n")]).unwrap().collect().await.unwrap();
         let n = total[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
         assert_eq!(n, 3, "ids 7, 8, 9 across three groups, 7 and 8 twice, one null");
+    }
+
+    /// The hash aggregation may skip the partial step and pass each row's state on: that path and the direct one
+    /// give the same bitmaps, with the aggregate's filter applied in both.
+    #[test]
+    fn states_of_single_rows_merge_to_the_same_groups() {
+        let ids: ArrayRef = Arc::new(UInt32Array::from(vec![Some(5), Some(6), None, Some(5), Some(70_000), Some(9)]));
+        let filter = BooleanArray::from(vec![Some(true), Some(true), Some(true), Some(true), Some(true), None]);
+        let groups = [0, 1, 1, 1, 0, 0];
+        let mut direct = BitmapGroups { mode: Mode::Build, bitmaps: Vec::new(), values: 0 };
+        direct.update_batch(std::slice::from_ref(&ids), &groups, Some(&filter), 2).unwrap();
+        let mut merged = BitmapGroups { mode: Mode::Count, bitmaps: Vec::new(), values: 0 };
+        let states = direct.convert_to_state(std::slice::from_ref(&ids), Some(&filter)).unwrap();
+        merged.merge_batch(&states, &groups, 2).unwrap();
+        let counts = merged.evaluate(EmitTo::All).unwrap();
+        let counts = counts.as_primitive::<datafusion::arrow::datatypes::Int64Type>().values().to_vec();
+        assert_eq!(counts, vec![2, 2], "group 0: 5 and 70,000 (9 is filtered out); group 1: 6 and 5");
+        let built = direct.evaluate(EmitTo::All).unwrap();
+        let first = deserialize(built.as_binary::<i32>().value(0)).unwrap();
+        assert_eq!(first.iter().collect::<Vec<_>>(), vec![5, 70_000]);
     }
 }

@@ -1,7 +1,7 @@
 //! Rollups: a cube's facts pre-aggregated at the levels a rollup declares, storing for each aggregate measure
 //! what it takes to aggregate it again (a count, a sum, a minimum or maximum, an average's sum and count, a
-//! distinct count's bitmap of dense ids), with the measure's filter already applied. Building one is a DataFusion
-//! aggregation over the facts ([`build_frame`]); answering from one is the same execution as over facts, with the
+//! distinct count's bitmap of dense ids), with the measure's filter already applied. Building rollups is one DataFusion
+//! aggregation over the facts with a grouping set per rollup ([`scans`], [`build_frame`], [`rollup_rows`]); answering from one is the same execution as over facts, with the
 //! plan moved to the rollup's levels ([`at_rollup`]) once [`check`] found that the rollup answers it exactly.
 
 use crate::exec::{cut_expr, member_batch};
@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
-use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, GroupingSet, cast, lit};
 use datafusion::prelude::{DataFrame, SessionContext, col};
 use kubus_model::{Aggregate, Cube, MeasureKind, MemberRef, Model, Rollup};
 use sha2::{Digest, Sha256};
@@ -70,64 +70,163 @@ pub async fn dictionary(ctx: &SessionContext, facts: Arc<dyn TableProvider>, col
     Ok(RecordBatch::try_from_iter([("value", all.column(0).clone()), ("id", ids)])?)
 }
 
-/// The rows of a rollup, not yet run: one per combination of its levels' members that has facts, with the role
-/// columns holding member keys at the rollup's levels and one or two value columns per stored measure.
-/// `ids` holds the dictionary of every column in [`distinct_columns`].
-pub fn build_frame(ctx: &SessionContext, model: &Model, cube: &Cube, rollup: &Rollup, facts: Arc<dyn TableProvider>, ids: &HashMap<String, RecordBatch>) -> Result<DataFrame> {
+/// The rollups built by one aggregation over the facts, in declaration order: those storing the same distinct
+/// counts. One aggregation computes every measure of its rollups for all of them, which is cheap for counts,
+/// sums and the like but not for bitmaps, so rollups with different distinct counts get a scan each.
+pub fn scans<'r>(cube: &Cube, rollups: &[&'r Rollup]) -> Vec<Vec<&'r Rollup>> {
+    let mut scans: Vec<(Vec<String>, Vec<&'r Rollup>)> = Vec::new();
+    for r in rollups {
+        let distinct: Vec<String> = r
+            .measures()
+            .iter()
+            .filter(|m| matches!(cube.measure(m).map(|m| m.kind()), Ok(MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, .. })))
+            .cloned()
+            .collect();
+        let fits = |scan: &(Vec<String>, Vec<&Rollup>)| scan.0 == distinct && levels_of(&scan.1).len() + r.levels().len() <= MAX_SCAN_LEVELS;
+        match scans.iter_mut().find(|s| fits(s)) {
+            Some(scan) => scan.1.push(r),
+            None => scans.push((distinct, vec![r])),
+        }
+    }
+    scans.into_iter().map(|(_, s)| s).collect()
+}
+
+/// At most this many distinct levels in one aggregation: its grouping id is a 32-bit integer.
+const MAX_SCAN_LEVELS: usize = 30;
+
+/// The distinct levels of some rollups, in order of first appearance.
+fn levels_of<'r>(rollups: &[&'r Rollup]) -> Vec<&'r (String, usize)> {
+    let mut levels: Vec<&(String, usize)> = Vec::new();
+    for l in rollups.iter().flat_map(|r| r.levels()) {
+        if !levels.contains(&l) {
+            levels.push(l);
+        }
+    }
+    levels
+}
+
+/// The column that tells which grouping set of a shared aggregation a row belongs to.
+const SET: &str = "__set";
+
+/// The aggregation over the facts that builds some rollups (one of [`scans`]), not yet run: one grouping set per
+/// rollup, each row one combination of a rollup's levels' members that has facts. [`rollup_rows`] picks one
+/// rollup's rows out of its result. `ids` holds the dictionary of every column in [`distinct_columns`].
+pub fn build_frame(ctx: &SessionContext, model: &Model, cube: &Cube, rollups: &[&Rollup], facts: Arc<dyn TableProvider>, ids: &HashMap<String, RecordBatch>) -> Result<DataFrame> {
     let mut df = ctx.read_table(facts)?;
-    // Only the dictionaries this rollup's distinct counts need: each is a join over every fact.
-    for column in distinct_columns(cube, &[rollup]) {
+    // Only the dictionaries these rollups' distinct counts need: each is a join over every fact.
+    for column in distinct_columns(cube, rollups) {
         let Some(dictionary) = ids.get(&column) else { continue };
         let id = id_column(&column);
         let renamed = ctx.read_batch(dictionary.clone())?.select(vec![col("value").alias(format!("{id}_value")), col("id").alias(id.as_str())])?;
         df = df.join(renamed, JoinType::Left, &[column.as_str()], &[format!("{id}_value").as_str()], None)?;
     }
-    let mut group = Vec::new();
-    for (role_name, level) in rollup.levels() {
-        let role = cube.dimension(role_name)?;
-        if *level == role.fact_level() {
-            group.push(cast(col(role_name.as_str()), DataType::Utf8).alias(role_name.as_str()));
+    // One join per role for all the coarser levels the rollups hold.
+    let levels = levels_of(rollups);
+    for role in cube.dimensions() {
+        let coarser: Vec<usize> = levels.iter().filter(|(r, l)| r == role.name() && *l != role.fact_level()).map(|(_, l)| *l).collect();
+        if coarser.is_empty() {
             continue;
         }
         let dim = model.dimension(role.dimension())?;
-        let prefix = format!("__m_{role_name}_");
-        let members = ctx.read_batch(member_batch(dim, role.fact_level(), &[*level], &prefix, 0)?)?;
-        df = df.join(members, JoinType::Left, &[role_name.as_str()], &[format!("{prefix}join").as_str()], None)?;
-        group.push(col(format!("{prefix}{}_key", dim.levels()[*level].name())).alias(role_name.as_str()));
+        let prefix = level_prefix(role.name());
+        let members = ctx.read_batch(member_batch(dim, role.fact_level(), &coarser, &prefix, 0)?)?;
+        df = df.join(members, JoinType::Left, &[role.name()], &[format!("{prefix}join").as_str()], None)?;
     }
-    let mut aggregates = Vec::new();
-    for name in rollup.measures() {
-        let m = cube.measure(name)?;
-        let MeasureKind::Aggregate { aggregate, column, filter, .. } = m.kind() else { continue };
-        let condition = filter
-            .iter()
-            .map(|c| resolve_cut(model, cube, c).map(|r| cut_expr(&r, 0)))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .reduce(Expr::and);
-        let filtered = |e: Expr| -> Result<Expr> {
-            Ok(match &condition {
-                Some(c) => e.filter(c.clone()).build()?,
-                None => e,
-            })
-        };
-        let value = || col(column.as_deref().expect("validated: non-count measures have a column"));
-        match aggregate {
-            Aggregate::Count => aggregates.push(filtered(count(lit(1)))?.alias(name.as_str())),
-            Aggregate::Sum => aggregates.push(filtered(sum(value()))?.alias(name.as_str())),
-            Aggregate::Min => aggregates.push(filtered(min(value()))?.alias(name.as_str())),
-            Aggregate::Max => aggregates.push(filtered(max(value()))?.alias(name.as_str())),
-            Aggregate::Avg => {
-                aggregates.push(filtered(sum(cast(value(), DataType::Float64)))?.alias(avg_sum(name)));
-                aggregates.push(filtered(count(value()))?.alias(avg_count(name)));
-            }
-            Aggregate::CountDistinct => {
-                let column = column.as_deref().expect("validated");
-                aggregates.push(filtered(bitmap::build(col(id_column(column))))?.alias(name.as_str()));
-            }
+    let group_expr = |(role, level): &(String, usize)| -> Result<Expr> {
+        let r = cube.dimension(role)?;
+        Ok(if *level == r.fact_level() {
+            col(role.as_str())
+        } else {
+            col(format!("{}{}_key", level_prefix(role), model.dimension(r.dimension())?.levels()[*level].name()))
+        })
+    };
+    let mut measures: Vec<&String> = Vec::new();
+    for m in rollups.iter().flat_map(|r| r.measures()) {
+        if !measures.contains(&m) {
+            measures.push(m);
         }
     }
+    let mut aggregates = Vec::new();
+    for name in measures {
+        aggregates.extend(stored_aggregates(model, cube, name)?);
+    }
+    let group = if let [rollup] = rollups {
+        rollup.levels().iter().map(group_expr).collect::<Result<Vec<_>>>()?
+    } else {
+        let all = levels.iter().map(|l| group_expr(l)).collect::<Result<Vec<_>>>()?;
+        aggregates.push(datafusion::functions_aggregate::grouping::grouping_udaf().call(all).alias(SET));
+        let sets = rollups.iter().map(|r| r.levels().iter().map(group_expr).collect::<Result<Vec<_>>>()).collect::<Result<Vec<_>>>()?;
+        vec![Expr::GroupingSet(GroupingSet::GroupingSets(sets))]
+    };
     Ok(df.aggregate(group, aggregates)?)
+}
+
+/// The prefix of the member columns joined for a role's coarser levels.
+fn level_prefix(role: &str) -> String {
+    format!("__m_{role}_")
+}
+
+/// The rows of rollup `which` of `rollups` out of their [`build_frame`] (run or not): the role columns holding
+/// member keys at the rollup's levels, and one or two value columns per stored measure.
+pub fn rollup_rows(model: &Model, cube: &Cube, rollups: &[&Rollup], which: usize, built: DataFrame) -> Result<DataFrame> {
+    let rollup = rollups[which];
+    let mut columns = Vec::new();
+    for (role, level) in rollup.levels() {
+        let r = cube.dimension(role)?;
+        let name = if *level == r.fact_level() {
+            role.clone()
+        } else {
+            format!("{}{}_key", level_prefix(role), model.dimension(r.dimension())?.levels()[*level].name())
+        };
+        columns.push(cast(col(name), DataType::Utf8).alias(role.as_str()));
+    }
+    for name in rollup.measures() {
+        columns.extend(stored_aggregates(model, cube, name)?.iter().map(|a| col(a.schema_name().to_string())));
+    }
+    let built = if rollups.len() > 1 {
+        // GROUPING(levels…): bit i (from the right) is set when level i (from the end) is not grouped.
+        let levels = levels_of(rollups);
+        let set = levels.iter().fold(0i32, |mask, l| (mask << 1) | i32::from(!rollup.levels().contains(l)));
+        built.filter(col(SET).eq(lit(set)))?
+    } else {
+        built
+    };
+    Ok(built.select(columns)?)
+}
+
+/// The aggregates over the facts that a rollup stores for an aggregate measure (none for other measures): a
+/// count, sum, minimum or maximum under the measure's name, an average's sum and count, a distinct count's bitmap;
+/// each with the measure's filter applied.
+fn stored_aggregates(model: &Model, cube: &Cube, name: &str) -> Result<Vec<Expr>> {
+    let m = cube.measure(name)?;
+    let MeasureKind::Aggregate { aggregate, column, filter, .. } = m.kind() else { return Ok(Vec::new()) };
+    let condition = filter
+        .iter()
+        .map(|c| resolve_cut(model, cube, c).map(|r| cut_expr(&r, 0)))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .reduce(Expr::and);
+    let filtered = |e: Expr| -> Result<Expr> {
+        Ok(match &condition {
+            Some(c) => e.filter(c.clone()).build()?,
+            None => e,
+        })
+    };
+    let value = || col(column.as_deref().expect("validated: non-count measures have a column"));
+    Ok(match aggregate {
+        Aggregate::Count => vec![filtered(count(lit(1)))?.alias(name)],
+        Aggregate::Sum => vec![filtered(sum(value()))?.alias(name)],
+        Aggregate::Min => vec![filtered(min(value()))?.alias(name)],
+        Aggregate::Max => vec![filtered(max(value()))?.alias(name)],
+        Aggregate::Avg => vec![
+            filtered(sum(cast(value(), DataType::Float64)))?.alias(avg_sum(name)),
+            filtered(count(value()))?.alias(avg_count(name)),
+        ],
+        Aggregate::CountDistinct => {
+            let column = column.as_deref().expect("validated");
+            vec![filtered(bitmap::build(col(id_column(column))))?.alias(name)]
+        }
+    })
 }
 
 /// What the rollup's stored rows depend on besides the facts: its levels and how their members roll up, and each

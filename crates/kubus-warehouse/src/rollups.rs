@@ -25,8 +25,11 @@ pub struct StoredRollup {
     pub rows: u64,
     /// File size in bytes.
     pub bytes: u64,
-    /// Build time in milliseconds.
+    /// Build time in milliseconds: writing it, and the aggregation over the facts it was built in.
     pub build_ms: u64,
+    /// The rollups built by the same aggregation over the facts (itself included).
+    #[serde(default)]
+    pub scan: Vec<String>,
 }
 
 impl Warehouse {
@@ -79,7 +82,7 @@ impl Warehouse {
             .sum();
         std::fs::rename(&temporary, &path).map_err(|source| Error::Directory { path: path.clone(), source })?;
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or_default();
-        Ok(StoredRollup { name: name.to_owned(), fingerprint: fingerprint.to_owned(), file, rows: count, bytes, build_ms: started.elapsed().as_millis() as u64 })
+        Ok(StoredRollup { name: name.to_owned(), fingerprint: fingerprint.to_owned(), file, rows: count, bytes, build_ms: started.elapsed().as_millis() as u64, scan: Vec::new() })
     }
 
     /// Stores a dictionary of dense ids (`value`, `id`) that a version's rollups were built with.

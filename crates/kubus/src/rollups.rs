@@ -156,9 +156,27 @@ impl Project {
                 warehouse.store_dictionary(&ctx, cube.name(), &column, version, dictionary.clone()).await?;
                 ids.insert(column, dictionary);
             }
-            for (r, fingerprint) in missing {
-                let rows = rollup::build_frame(&ctx, model, cube, r, facts.clone(), &ids)?;
-                kept.push(warehouse.store_rollup(cube.name(), r.name(), version, &fingerprint, rows).await?);
+            for scan in rollup::scans(cube, &builds) {
+                let started = std::time::Instant::now();
+                let frame = rollup::build_frame(&ctx, model, cube, &scan, facts.clone(), &ids)?;
+                // Several rollups from one aggregation: run it once, then write each one's rows from memory (a
+                // rollup is small next to the facts).
+                let frame = match scan.len() {
+                    1 => frame,
+                    _ => ctx.read_batches(frame.collect().await.map_err(kubus_query::Error::from)?).map_err(kubus_query::Error::from)?,
+                };
+                let aggregated = started.elapsed().as_millis() as u64;
+                let names: Vec<String> = scan.iter().map(|r| r.name().to_owned()).collect();
+                for (i, r) in scan.iter().enumerate() {
+                    let fingerprint = &missing.iter().find(|(m, _)| m.name() == r.name()).expect("a scan holds missing rollups").1;
+                    let rows = rollup::rollup_rows(model, cube, &scan, i, frame.clone())?;
+                    let mut stored = warehouse.store_rollup(cube.name(), r.name(), version, fingerprint, rows).await?;
+                    if scan.len() > 1 {
+                        stored.build_ms += aggregated;
+                    }
+                    stored.scan = names.clone();
+                    kept.push(stored);
+                }
             }
         }
         kept.sort_by_key(|s| cube.rollups().iter().position(|r| r.name() == s.name));

@@ -396,7 +396,8 @@ async fn aggregate_facts(
         .flat_map(|&i| {
             let l = &plan.drilldowns[i].0;
             if late(i) {
-                vec![cast(col(l.role), DataType::Utf8).alias(key(i))]
+                // Grouped as stored (a view of the file's strings), made plain text on the few grouped rows.
+                vec![col(l.role).alias(key(i))]
             } else {
                 vec![col(internal(l, "key")).alias(key(i)), col(internal(l, "label")).alias(label(i)), col(internal(l, "ord")).alias(ord(i))]
             }
@@ -405,6 +406,9 @@ async fn aggregate_facts(
     let mut out = df.clone().aggregate(group.clone(), aggregates)?;
     for (name, e) in after {
         out = out.with_column(name, e)?;
+    }
+    for &i in grain.iter().filter(|&&i| late(i)) {
+        out = out.with_column(&key(i), cast(col(key(i)), DataType::Utf8))?;
     }
     for &i in grain.iter().filter(|&&i| late(i)) {
         let l = &plan.drilldowns[i].0;

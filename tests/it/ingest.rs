@@ -148,3 +148,35 @@ fn a_file_that_is_no_workbook_is_refused_without_a_trace() {
     assert!(out.stderr.contains("offers.xlsx: cannot read workbook"), "{}", out.stderr);
     assert_eq!(cli(dir.path(), &["quarantine"]).stdout, "0 line(s) in quarantine\n");
 }
+
+/// An ingest of several months (a backfill) writes its facts sorted by month, so that a query cut on a month reads
+/// only that month's row groups; here the later month's export comes first.
+#[test]
+fn facts_of_several_months_are_written_in_month_order() {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::DataType;
+    let dir = project_copy();
+    let abh = dir.path().join("sample-data/auslaenderbehoerde");
+    let files: Vec<String> = ["2024-02", "2024-01"].iter().map(|m| abh.join(format!("neuzugewanderte_{m}.csv")).display().to_string()).collect();
+    let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &files[0], &files[1]]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let table = dir.path().join("warehouse/facts/newcomers");
+    let parquet: Vec<_> = std::fs::read_dir(&table).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    let ctx = datafusion::prelude::SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_target_partitions(1));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for file in parquet {
+        let batches = runtime
+            .block_on(async { ctx.read_parquet(file.display().to_string(), Default::default()).await?.select_columns(&["month"])?.collect().await })
+            .unwrap();
+        let mut months: Vec<String> = Vec::new();
+        for b in batches {
+            let month = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+            months.extend(month.as_string::<i32>().iter().map(|m| m.unwrap().to_owned()));
+        }
+        let changes: Vec<_> = months.windows(2).enumerate().filter(|(_, w)| w[0] != w[1]).map(|(i, w)| (i, w[0].clone(), w[1].clone())).collect();
+        assert!(months.windows(2).all(|w| w[0] <= w[1]), "months out of order in {}: {changes:?}", file.display());
+        seen.extend(months);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["2024-01", "2024-02"]);
+}

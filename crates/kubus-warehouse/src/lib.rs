@@ -164,8 +164,10 @@ impl Warehouse {
 
     /// Starts staging the facts of one ingest into `cube`: they go to a spill file under `warehouse/staging`
     /// as they come, so that no file's facts need to fit in memory, and reach the table in one commit.
-    /// `replace` is the source's replace key (empty: append).
-    pub fn stage(&self, cube: &str, facts: SchemaRef, replace: &[String]) -> Result<Staging> {
+    /// `replace` is the source's replace key (empty: append). `cluster` is the column (the period) whose values
+    /// the committed facts are sorted by when an ingest brings several of them, so that a query cut on it reads
+    /// only the row groups of its periods (`benches/RESULTS.md`, "Layout of the facts").
+    pub fn stage(&self, cube: &str, facts: SchemaRef, replace: &[String], cluster: Option<&str>) -> Result<Staging> {
         let dir = self.root.join("staging");
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         // A staging file left by a killed ingest of this cube was never committed: it can go. One whose process
@@ -194,6 +196,7 @@ impl Warehouse {
             path,
             writer: Some(writer),
             replace: replace.to_vec(),
+            cluster: cluster.map(|c| (c.to_owned(), None, false)),
             owners: BTreeMap::new(),
             log: Vec::new(),
             rows: 0,
@@ -226,7 +229,10 @@ impl Warehouse {
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
         ctx.state_ref().write().config_mut().options_mut().optimizer.repartition_file_scans = false;
         let staged = ctx.read_arrow(staging.path.display().to_string(), ArrowReadOptions::default()).await.map_err(read)?;
-        let plan = staged.logical_plan().clone();
+        let plan = match &staging.cluster {
+            Some((column, _, true)) => sorted(&staging.path, column).await.map_err(read)?,
+            _ => staged.logical_plan().clone(),
+        };
         let dir = self.table_dir(&cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
@@ -303,6 +309,40 @@ pub struct Replaced {
     pub whole_file: bool,
 }
 
+/// Memory for sorting a commit's facts by period; beyond it, the sort spills to disk.
+const SORT_MEMORY: usize = 256 << 20;
+
+/// The staged facts sorted by `column` (several periods in one ingest, a backfill), as a plan to write: the sort
+/// runs in a session of its own that spills to disk beyond [`SORT_MEMORY`], and reaches the write as one stream
+/// (given the sort as a plan, the write's optimizer would drop it: a table has no order to keep).
+async fn sorted(spill: &Path, column: &str) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::catalog::streaming::StreamingTable;
+    use datafusion::physical_plan::streaming::PartitionStream;
+    use datafusion::physical_plan::{EmptyRecordBatchStream, SendableRecordBatchStream};
+    struct Once(SchemaRef, std::sync::Mutex<Option<SendableRecordBatchStream>>);
+    impl std::fmt::Debug for Once {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("sorted staged facts")
+        }
+    }
+    impl PartitionStream for Once {
+        fn schema(&self) -> &SchemaRef {
+            &self.0
+        }
+        fn execute(&self, _ctx: Arc<datafusion::execution::TaskContext>) -> SendableRecordBatchStream {
+            let taken = self.1.lock().map(|mut s| s.take()).unwrap_or_default();
+            taken.unwrap_or_else(|| Box::pin(EmptyRecordBatchStream::new(self.0.clone())))
+        }
+    }
+    let ctx = SessionContext::new_with_state(deltalake::delta_datafusion::create_session_state_with_spill_config(Some(SORT_MEMORY), None));
+    ctx.state_ref().write().config_mut().options_mut().optimizer.repartition_file_scans = false;
+    let df = ctx.read_arrow(spill.display().to_string(), ArrowReadOptions::default()).await?.sort(vec![col(column).sort(true, true)])?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let stream = datafusion::physical_plan::execute_stream(df.create_physical_plan().await?, ctx.task_ctx())?;
+    let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(Once(schema, std::sync::Mutex::new(Some(stream))))])?;
+    datafusion::logical_expr::LogicalPlanBuilder::scan("staged", datafusion::datasource::provider_as_source(Arc::new(table)), None)?.build()
+}
+
 /// The facts of one ingest on their way into a table (see [`Warehouse::stage`]). Dropped without a commit, it
 /// removes its spill file.
 pub struct Staging {
@@ -310,6 +350,8 @@ pub struct Staging {
     path: PathBuf,
     writer: Option<FileWriter<std::io::BufWriter<std::fs::File>>>,
     replace: Vec<String>,
+    /// The column to sort by at commit, its first value, and whether another value came.
+    cluster: Option<(String, Option<String>, bool)>,
     /// Replace-key values seen so far, and the file that brought each.
     owners: BTreeMap<Vec<String>, String>,
     log: Vec<serde_json::Value>,
@@ -340,6 +382,13 @@ impl Staging {
                     }
                 }
             }
+        }
+        if let Some((column, first, several)) = self.cluster.as_mut().filter(|c| !c.2) {
+            let idx = facts.schema().index_of(column).map_err(arrow)?;
+            let values = datafusion::arrow::compute::cast(facts.column(idx), &DataType::Utf8).map_err(arrow)?;
+            let values = values.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+            let first = first.get_or_insert_with(|| values.value(0).to_owned());
+            *several = values.iter().any(|v| v != Some(first.as_str()));
         }
         let batch = with_provenance(facts, file, sha256).map_err(arrow)?;
         self.writer.as_mut().expect("a staging is written until it is committed").write(&batch).map_err(arrow)?;

@@ -206,7 +206,7 @@ impl Project {
         let mut converted_names = BTreeSet::new();
         let schema = kubus_ingest::fact_schema(model.cube(&cube)?);
         // A dry run stages nothing; it keeps the first facts to show.
-        let mut staging = if options.dry_run { None } else { Some(self.warehouse().stage(&cube, schema, source.replace_key())?) };
+        let mut staging = if options.dry_run { None } else { Some(self.warehouse().stage(&cube, schema, source.replace_key(), model.cube(&cube)?.time_role().map(|r| r.name()))?) };
         let mut preview: Option<datafusion::arrow::record_batch::RecordBatch> = None;
         for path in files {
             let open = || std::fs::File::open(path).map_err(|source| Error::InputFile { path: path.clone(), source });

@@ -228,11 +228,11 @@ impl Warehouse {
         // grow with the ingest.
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
         ctx.state_ref().write().config_mut().options_mut().optimizer.repartition_file_scans = false;
-        let staged = ctx.read_arrow(staging.path.display().to_string(), ArrowReadOptions::default()).await.map_err(read)?;
         let plan = match &staging.cluster {
-            Some((column, _, true)) => sorted(&staging.path, column).await.map_err(read)?,
-            _ => staged.logical_plan().clone(),
-        };
+            Some((column, _, true)) => sorted(&staging.path, column).await,
+            _ => ctx.read_arrow(staging.path.display().to_string(), ArrowReadOptions::default()).await.map(|df| df.logical_plan().clone()),
+        }
+        .map_err(read)?;
         let dir = self.table_dir(&cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");

@@ -14,7 +14,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::catalog::TableProvider;
-use datafusion::datasource::file_format::options::ArrowReadOptions;
 use std::io::Write as _;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{SessionContext, col, lit};
@@ -164,9 +163,10 @@ impl Warehouse {
 
     /// Starts staging the facts of one ingest into `cube`: they go to a spill file under `warehouse/staging`
     /// as they come, so that no file's facts need to fit in memory, and reach the table in one commit.
-    /// `replace` is the source's replace key (empty: append). `cluster` is the column (the period) whose values
-    /// the committed facts are sorted by when an ingest brings several of them, so that a query cut on it reads
-    /// only the row groups of its periods (`benches/RESULTS.md`, "Layout of the facts").
+    /// `replace` is the source's replace key (empty: append). `cluster` is the column (the period) by whose values
+    /// the facts are staged apart, so that the commit writes them in the order of that column without sorting:
+    /// then a query cut on a period reads only the row groups of its periods (`benches/RESULTS.md`, "Layout of
+    /// the facts").
     pub fn stage(&self, cube: &str, facts: SchemaRef, replace: &[String], cluster: Option<&str>) -> Result<Staging> {
         let dir = self.root.join("staging");
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
@@ -178,25 +178,23 @@ impl Warehouse {
                 let Some(rest) = name.strip_prefix(&format!("{cube}.")) else { continue };
                 let pid = rest.split('.').next().unwrap_or_default();
                 if !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_file(e.path());
+                    let _ = std::fs::remove_file(e.path()).or_else(|_| std::fs::remove_dir_all(e.path()));
                 }
             }
         }
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-        let path = dir.join(format!("{cube}.{}.{nanos}.arrow", std::process::id()));
+        let path = dir.join(format!("{cube}.{}.{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
         let mut fields: Vec<Field> = facts.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
         fields.push(Field::new(HASH_COLUMN, DataType::Utf8, false));
-        let schema = Arc::new(Schema::new(fields));
-        let io = |source| Error::Directory { path: path.clone(), source };
-        let file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
-        let writer = FileWriter::try_new(file, &schema).map_err(|source| Error::Arrow { table: cube.to_owned(), source })?;
         Ok(Staging {
             cube: cube.to_owned(),
             path,
-            writer: Some(writer),
+            schema: Arc::new(Schema::new(fields)),
+            cluster: cluster.map(str::to_owned),
+            buckets: BTreeMap::new(),
             replace: replace.to_vec(),
-            cluster: cluster.map(|c| (c.to_owned(), None, false)),
             owners: BTreeMap::new(),
             log: Vec::new(),
             rows: 0,
@@ -209,8 +207,10 @@ impl Warehouse {
     pub async fn commit(&self, mut staging: Staging) -> Result<Commit> {
         let cube = staging.cube.clone();
         let arrow = |source| Error::Arrow { table: cube.clone(), source };
-        if let Some(writer) = staging.writer.take() {
-            writer.into_inner().map_err(arrow)?.flush().map_err(|source| Error::Directory { path: staging.path.clone(), source })?;
+        let mut files = Vec::new();
+        for (_, (file, writer)) in std::mem::take(&mut staging.buckets) {
+            writer.into_inner().map_err(arrow)?.flush().map_err(|source| Error::Directory { path: file.clone(), source })?;
+            files.push(file);
         }
         if staging.rows == 0 {
             return Ok(Commit { version: self.version(&cube).await?, replaced: Vec::new() });
@@ -223,16 +223,9 @@ impl Warehouse {
             _ => Vec::new(),
         };
         let read = |source| Error::Read { table: cube.clone(), source };
-        // The write plan runs in a Delta-aware session (it plans Delta's own nodes). The spill file is read as
-        // one stream: split into ranges, DataFusion would fetch each range's batches at once, and memory would
-        // grow with the ingest.
+        // The write plan runs in a Delta-aware session (it plans Delta's own nodes).
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
-        ctx.state_ref().write().config_mut().options_mut().optimizer.repartition_file_scans = false;
-        let plan = match &staging.cluster {
-            Some((column, _, true)) => sorted(&staging.path, column).await,
-            _ => ctx.read_arrow(staging.path.display().to_string(), ArrowReadOptions::default()).await.map(|df| df.logical_plan().clone()),
-        }
-        .map_err(read)?;
+        let plan = in_order(staging.schema.clone(), files).map_err(read)?;
         let dir = self.table_dir(&cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
@@ -309,49 +302,82 @@ pub struct Replaced {
     pub whole_file: bool,
 }
 
-/// Memory for sorting a commit's facts by period; beyond it, the sort spills to disk.
-const SORT_MEMORY: usize = 256 << 20;
+/// At most this many periods are staged apart; facts of further periods share one more spill file.
+const MAX_BUCKETS: usize = 256;
 
-/// The staged facts sorted by `column` (several periods in one ingest, a backfill), as a plan to write: the sort
-/// runs in a session of its own that spills to disk beyond [`SORT_MEMORY`], and reaches the write as one stream
-/// (given the sort as a plan, the write's optimizer would drop it: a table has no order to keep).
-async fn sorted(spill: &Path, column: &str) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+/// Where a staged fact goes: the spill file of its period, or the one for everything else (no period column,
+/// a null period, or periods beyond [`MAX_BUCKETS`]), which is written last.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Bucket {
+    Period(String),
+    Rest,
+}
+
+/// The staged spill files in commit order, read one after the other as one stream, in batches of about 64k rows
+/// (a period's facts arrive in slices of the ingest's batches). One stream: split into ranges, DataFusion would
+/// fetch each range's batches at once, and memory would grow with the ingest; and the write would interleave
+/// ranges, losing the order.
+fn in_order(schema: SchemaRef, files: Vec<PathBuf>) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::arrow::ipc::reader::FileReader;
     use datafusion::catalog::streaming::StreamingTable;
+    use datafusion::physical_plan::SendableRecordBatchStream;
+    use datafusion::physical_plan::stream::RecordBatchReceiverStream;
     use datafusion::physical_plan::streaming::PartitionStream;
-    use datafusion::physical_plan::{EmptyRecordBatchStream, SendableRecordBatchStream};
-    struct Once(SchemaRef, std::sync::Mutex<Option<SendableRecordBatchStream>>);
-    impl std::fmt::Debug for Once {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("sorted staged facts")
-        }
-    }
-    impl PartitionStream for Once {
+    #[derive(Debug)]
+    struct Files(SchemaRef, Vec<PathBuf>);
+    impl PartitionStream for Files {
         fn schema(&self) -> &SchemaRef {
             &self.0
         }
         fn execute(&self, _ctx: Arc<datafusion::execution::TaskContext>) -> SendableRecordBatchStream {
-            let taken = self.1.lock().map(|mut s| s.take()).unwrap_or_default();
-            taken.unwrap_or_else(|| Box::pin(EmptyRecordBatchStream::new(self.0.clone())))
+            let mut builder = RecordBatchReceiverStream::builder(self.0.clone(), 2);
+            let (tx, schema, files) = (builder.tx(), self.0.clone(), self.1.clone());
+            builder.spawn_blocking(move || {
+                let mut pending: Vec<RecordBatch> = Vec::new();
+                let mut rows = 0;
+                let send = |pending: &mut Vec<RecordBatch>| -> datafusion::error::Result<bool> {
+                    let batch = datafusion::arrow::compute::concat_batches(&schema, pending.iter())?;
+                    pending.clear();
+                    Ok(tx.blocking_send(Ok(batch)).is_ok())
+                };
+                for file in files {
+                    let reader = std::fs::File::open(&file).map_err(datafusion::error::DataFusionError::IoError)?;
+                    for batch in FileReader::try_new(std::io::BufReader::new(reader), None)? {
+                        let batch = batch?;
+                        rows += batch.num_rows();
+                        pending.push(batch);
+                        if rows >= 1 << 16 {
+                            rows = 0;
+                            if !send(&mut pending)? {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                if !pending.is_empty() {
+                    send(&mut pending)?;
+                }
+                Ok(())
+            });
+            builder.build()
         }
     }
-    let ctx = SessionContext::new_with_state(deltalake::delta_datafusion::create_session_state_with_spill_config(Some(SORT_MEMORY), None));
-    ctx.state_ref().write().config_mut().options_mut().optimizer.repartition_file_scans = false;
-    let df = ctx.read_arrow(spill.display().to_string(), ArrowReadOptions::default()).await?.sort(vec![col(column).sort(true, true)])?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let stream = datafusion::physical_plan::execute_stream(df.create_physical_plan().await?, ctx.task_ctx())?;
-    let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(Once(schema, std::sync::Mutex::new(Some(stream))))])?;
+    let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(Files(schema, files))])?;
     datafusion::logical_expr::LogicalPlanBuilder::scan("staged", datafusion::datasource::provider_as_source(Arc::new(table)), None)?.build()
 }
 
-/// The facts of one ingest on their way into a table (see [`Warehouse::stage`]). Dropped without a commit, it
-/// removes its spill file.
+/// The facts of one ingest on their way into a table (see [`Warehouse::stage`]): spill files in a directory of
+/// `warehouse/staging`, one per period. Dropped without a commit, it removes them.
 pub struct Staging {
     cube: String,
     path: PathBuf,
-    writer: Option<FileWriter<std::io::BufWriter<std::fs::File>>>,
+    /// The facts' schema with the provenance columns.
+    schema: SchemaRef,
+    /// The period column the facts are staged apart by.
+    cluster: Option<String>,
+    /// The spill file of each bucket, in commit order.
+    buckets: BTreeMap<Bucket, (PathBuf, FileWriter<std::io::BufWriter<std::fs::File>>)>,
     replace: Vec<String>,
-    /// The column to sort by at commit, its first value, and whether another value came.
-    cluster: Option<(String, Option<String>, bool)>,
     /// Replace-key values seen so far, and the file that brought each.
     owners: BTreeMap<Vec<String>, String>,
     log: Vec<serde_json::Value>,
@@ -383,17 +409,43 @@ impl Staging {
                 }
             }
         }
-        if let Some((column, first, several)) = self.cluster.as_mut().filter(|c| !c.2) {
-            let idx = facts.schema().index_of(column).map_err(arrow)?;
-            let values = datafusion::arrow::compute::cast(facts.column(idx), &DataType::Utf8).map_err(arrow)?;
-            let values = values.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
-            let first = first.get_or_insert_with(|| values.value(0).to_owned());
-            *several = values.iter().any(|v| v != Some(first.as_str()));
-        }
         let batch = with_provenance(facts, file, sha256).map_err(arrow)?;
-        self.writer.as_mut().expect("a staging is written until it is committed").write(&batch).map_err(arrow)?;
         self.rows += facts.num_rows();
+        let Some(column) = &self.cluster else { return self.write(Bucket::Rest, &batch) };
+        // The batch ordered by period, then each period's run to its bucket.
+        let periods = datafusion::arrow::compute::cast(batch.column(batch.schema().index_of(column).map_err(arrow)?), &DataType::Utf8).map_err(arrow)?;
+        let order = datafusion::arrow::compute::sort_to_indices(&periods, None, None).map_err(arrow)?;
+        let batch = datafusion::arrow::compute::take_record_batch(&batch, &order).map_err(arrow)?;
+        let periods = datafusion::arrow::compute::take(&periods, &order, None).map_err(arrow)?;
+        let periods = periods.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+        let mut start = 0;
+        for end in 1..=batch.num_rows() {
+            if end < batch.num_rows() && periods.is_valid(end) == periods.is_valid(start) && periods.value(end) == periods.value(start) {
+                continue;
+            }
+            let bucket = match periods.is_valid(start) {
+                true if self.buckets.len() < MAX_BUCKETS || self.buckets.contains_key(&Bucket::Period(periods.value(start).to_owned())) => {
+                    Bucket::Period(periods.value(start).to_owned())
+                }
+                _ => Bucket::Rest,
+            };
+            self.write(bucket, &batch.slice(start, end - start))?;
+            start = end;
+        }
         Ok(())
+    }
+
+    /// Appends facts to a bucket's spill file, opened on first use.
+    fn write(&mut self, bucket: Bucket, batch: &RecordBatch) -> Result<()> {
+        let arrow = |source| Error::Arrow { table: self.cube.clone(), source };
+        if !self.buckets.contains_key(&bucket) {
+            let path = self.path.join(format!("{}.arrow", self.buckets.len()));
+            let file = std::fs::File::create(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
+            let writer = FileWriter::try_new(std::io::BufWriter::new(file), &self.schema).map_err(arrow)?;
+            self.buckets.insert(bucket.clone(), (path, writer));
+        }
+        let (_, writer) = self.buckets.get_mut(&bucket).expect("inserted above");
+        writer.write(batch).map_err(arrow)
     }
 
     /// Records a file's entry in the commit's metadata (file, SHA-256, facts).
@@ -404,7 +456,7 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

@@ -284,6 +284,7 @@ pub fn read_file_to<'a>(
                 }
             }
         }
+        rows.recycle(row);
     }
     let (last, checked) = converter.finish()?;
     if last.num_rows() > 0 {

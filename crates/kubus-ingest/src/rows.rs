@@ -112,6 +112,16 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// Hands a row back once it is done with, so that the next CSV record reuses its cells' buffers instead of
+    /// allocating a string per cell.
+    pub fn recycle(&mut self, row: Row) {
+        if let Inner::Csv(c) = &mut self.inner
+            && c.spare.is_empty()
+        {
+            c.spare = row.cells;
+        }
+    }
+
     /// Bytes of decoded text read so far (CSV); 0 for workbooks, which are read whole.
     pub fn position(&self) -> u64 {
         match &self.inner {
@@ -181,6 +191,8 @@ struct CsvRows<'a> {
     name: String,
     reader: csv::Reader<Counting<'a>>,
     record: csv::StringRecord,
+    /// Cells of a row handed back ([`Rows::recycle`]), refilled by the next record.
+    spare: Vec<Cell>,
     tracker: Rc<RefCell<Tracker>>,
     failure: Rc<RefCell<Option<Error>>>,
     scan_pos: u64,
@@ -202,6 +214,7 @@ impl<'a> CsvRows<'a> {
             name: name.to_owned(),
             reader,
             record: csv::StringRecord::new(),
+            spare: Vec::new(),
             tracker,
             failure,
             scan_pos: 0,
@@ -252,8 +265,20 @@ impl<'a> CsvRows<'a> {
                 Ok(true) => {
                     let position = self.record.position().map(|p| p.byte()).unwrap_or(self.scan_pos);
                     let line = self.line_of(position);
-                    let span = self.record.iter().map(|f| f.matches('\n').count()).sum::<usize>() + 1;
-                    self.pending = Some(Row { line, span, cells: self.record.iter().map(|f| Cell::Text(f.to_owned())).collect() });
+                    let span = self.record.as_slice().bytes().filter(|&b| b == b'\n').count() + 1;
+                    let mut cells = std::mem::take(&mut self.spare);
+                    cells.truncate(self.record.len());
+                    for (i, field) in self.record.iter().enumerate() {
+                        match cells.get_mut(i) {
+                            Some(Cell::Text(text)) => {
+                                text.clear();
+                                text.push_str(field);
+                            }
+                            Some(other) => *other = Cell::Text(field.to_owned()),
+                            None => cells.push(Cell::Text(field.to_owned())),
+                        }
+                    }
+                    self.pending = Some(Row { line, span, cells });
                     return self.next();
                 }
             }

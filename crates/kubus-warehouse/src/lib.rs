@@ -412,8 +412,13 @@ impl Staging {
         let batch = with_provenance(facts, file, sha256).map_err(arrow)?;
         self.rows += facts.num_rows();
         let Some(column) = &self.cluster else { return self.write(Bucket::Rest, &batch) };
-        // The batch ordered by period, then each period's run to its bucket.
         let periods = datafusion::arrow::compute::cast(batch.column(batch.schema().index_of(column).map_err(arrow)?), &DataType::Utf8).map_err(arrow)?;
+        let (nulls, texts) = (periods.null_count(), periods.as_any().downcast_ref::<StringArray>().expect("cast to Utf8"));
+        if nulls == 0 && texts.iter().all(|p| p == Some(texts.value(0))) {
+            // One period, as in a monthly export: no need to order the batch.
+            return self.write(self.bucket(texts.value(0)), &batch);
+        }
+        // The batch ordered by period, then each period's run to its bucket.
         let order = datafusion::arrow::compute::sort_to_indices(&periods, None, None).map_err(arrow)?;
         let batch = datafusion::arrow::compute::take_record_batch(&batch, &order).map_err(arrow)?;
         let periods = datafusion::arrow::compute::take(&periods, &order, None).map_err(arrow)?;
@@ -423,16 +428,17 @@ impl Staging {
             if end < batch.num_rows() && periods.is_valid(end) == periods.is_valid(start) && periods.value(end) == periods.value(start) {
                 continue;
             }
-            let bucket = match periods.is_valid(start) {
-                true if self.buckets.len() < MAX_BUCKETS || self.buckets.contains_key(&Bucket::Period(periods.value(start).to_owned())) => {
-                    Bucket::Period(periods.value(start).to_owned())
-                }
-                _ => Bucket::Rest,
-            };
+            let bucket = if periods.is_valid(start) { self.bucket(periods.value(start)) } else { Bucket::Rest };
             self.write(bucket, &batch.slice(start, end - start))?;
             start = end;
         }
         Ok(())
+    }
+
+    /// The bucket of a period: its own while fewer than [`MAX_BUCKETS`] are open, else the rest.
+    fn bucket(&self, period: &str) -> Bucket {
+        let bucket = Bucket::Period(period.to_owned());
+        if self.buckets.len() < MAX_BUCKETS || self.buckets.contains_key(&bucket) { bucket } else { Bucket::Rest }
     }
 
     /// Appends facts to a bucket's spill file, opened on first use.

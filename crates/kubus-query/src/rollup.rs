@@ -1,7 +1,8 @@
 //! Rollups: a cube's facts pre-aggregated at the levels a rollup declares, storing for each aggregate measure
 //! what it takes to aggregate it again (a count, a sum, a minimum or maximum, an average's sum and count, a
-//! distinct count's bitmap of dense ids), with the measure's filter already applied. Building rollups is one DataFusion
-//! aggregation over the facts with a grouping set per rollup ([`scans`], [`build_frame`], [`rollup_rows`]); answering from one is the same execution as over facts, with the
+//! distinct count's bitmap of dense ids), with the measure's filter already applied. Building rollups is one
+//! DataFusion aggregation over the facts with a grouping set per rollup ([`scans`], [`build_frame`],
+//! [`rollup_rows`]); answering from one is the same execution as over facts, with the
 //! plan moved to the rollup's levels ([`at_rollup`]) once [`check`] found that the rollup answers it exactly.
 
 use crate::exec::{cut_expr, member_batch};
@@ -132,14 +133,7 @@ pub fn build_frame(ctx: &SessionContext, model: &Model, cube: &Cube, rollups: &[
         let members = ctx.read_batch(member_batch(dim, role.fact_level(), &coarser, &prefix, 0)?)?;
         df = df.join(members, JoinType::Left, &[role.name()], &[format!("{prefix}join").as_str()], None)?;
     }
-    let group_expr = |(role, level): &(String, usize)| -> Result<Expr> {
-        let r = cube.dimension(role)?;
-        Ok(if *level == r.fact_level() {
-            col(role.as_str())
-        } else {
-            col(format!("{}{}_key", level_prefix(role), model.dimension(r.dimension())?.levels()[*level].name()))
-        })
-    };
+    let group_expr = |(role, level): &(String, usize)| level_column(model, cube, role, *level).map(col);
     let mut measures: Vec<&String> = Vec::new();
     for m in rollups.iter().flat_map(|r| r.measures()) {
         if !measures.contains(&m) {
@@ -166,19 +160,24 @@ fn level_prefix(role: &str) -> String {
     format!("__m_{role}_")
 }
 
+/// The column of the build that holds a role's member keys at a level: the fact column at the recorded level,
+/// else the joined member column.
+fn level_column(model: &Model, cube: &Cube, role: &str, level: usize) -> Result<String> {
+    let r = cube.dimension(role)?;
+    Ok(if level == r.fact_level() {
+        role.to_owned()
+    } else {
+        format!("{}{}_key", level_prefix(role), model.dimension(r.dimension())?.levels()[level].name())
+    })
+}
+
 /// The rows of rollup `which` of `rollups` out of their [`build_frame`] (run or not): the role columns holding
 /// member keys at the rollup's levels, and one or two value columns per stored measure.
 pub fn rollup_rows(model: &Model, cube: &Cube, rollups: &[&Rollup], which: usize, built: DataFrame) -> Result<DataFrame> {
     let rollup = rollups[which];
     let mut columns = Vec::new();
     for (role, level) in rollup.levels() {
-        let r = cube.dimension(role)?;
-        let name = if *level == r.fact_level() {
-            role.clone()
-        } else {
-            format!("{}{}_key", level_prefix(role), model.dimension(r.dimension())?.levels()[*level].name())
-        };
-        columns.push(cast(col(name), DataType::Utf8).alias(role.as_str()));
+        columns.push(cast(col(level_column(model, cube, role, *level)?), DataType::Utf8).alias(role.as_str()));
     }
     for name in rollup.measures() {
         columns.extend(stored_aggregates(model, cube, name)?.iter().map(|a| col(a.schema_name().to_string())));

@@ -13,6 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema, Schema
 use datafusion::arrow::record_batch::RecordBatch;
 use kubus_model::{ColumnType, Cube, Dimension, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key};
 use regex::Regex;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -81,7 +82,7 @@ struct FieldPlan<'a> {
     slot: usize,
     /// Results by input text, for member and date fields read from one column: their few distinct values are
     /// looked up once, not once per line.
-    memo: Option<RefCell<HashMap<String, std::result::Result<Value, Problem>>>>,
+    memo: Option<RefCell<datafusion::common::HashMap<String, std::result::Result<Value, Problem>>>>,
     inputs: Vec<(Resolved, String)>,
     plan: Plan<'a>,
     extract: Option<Regex>,
@@ -144,6 +145,8 @@ pub struct Converter<'a> {
     pending: Vec<PendingTotal>,
     /// The number field that reads the unpivoted value, for the line total check.
     value_field: Option<usize>,
+    /// The values of the line being converted, one tuple per unpivoted cell (buffers reused across lines).
+    tuples: Vec<Vec<Value>>,
 }
 
 /// How many distinct input texts a field remembers; beyond that, values are looked up each time.
@@ -240,7 +243,7 @@ impl<'a> Converter<'a> {
             let extract = field.extract().map(|x| Regex::new(x).expect("validated by the model"));
             let totals = field.totals().iter().map(|t| normalise(t)).collect();
             let memo = (matches!(plan, Plan::Member(..) | Plan::Date(..)) && matches!(inputs[..], [(Resolved::Column(_), _)]))
-                .then(|| RefCell::new(HashMap::new()));
+                .then(|| RefCell::new(datafusion::common::HashMap::default()));
             fields.push(FieldPlan { field, slot, memo, inputs, plan, extract, totals });
         }
         // In slot order, a line's values are its facts' columns as they are.
@@ -263,6 +266,7 @@ impl<'a> Converter<'a> {
             sums: HashMap::new(),
             pending: Vec::new(),
             value_field,
+            tuples: Vec::new(),
         })
     }
 
@@ -291,31 +295,39 @@ impl<'a> Converter<'a> {
                 format!("the line has {} fields, the header {}", row.cells.len(), width),
             ));
         }
-        let cells: Vec<At<'_>> = if self.header.wide.is_empty() {
-            vec![At { row, wide: None }]
-        } else {
-            self.header.wide.iter().map(|w| At { row, wide: Some(w) }).collect()
-        };
-        let tuples = cells
-            .iter()
-            .map(|&at| self.fields.iter().map(|f| self.value(f, at)).collect::<std::result::Result<Vec<_>, _>>())
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        self.check_line_total(row, &tuples)?;
-        let mut facts = 0;
-        let mut totals = Vec::new();
-        for tuple in tuples {
-            if tuple.iter().any(|v| matches!(v, Value::Total | Value::Subtotal(_))) {
-                totals.push(tuple);
-            } else {
-                self.append(tuple);
-                facts += 1;
+        // One tuple per unpivoted cell (one for a long line); the buffers are reused from line to line.
+        let mut tuples = std::mem::take(&mut self.tuples);
+        let cells = self.header.wide.len().max(1);
+        tuples.resize_with(cells, Vec::new);
+        for (i, tuple) in tuples.iter_mut().enumerate() {
+            let at = At { row, wide: self.header.wide.get(i) };
+            tuple.clear();
+            for f in &self.fields {
+                match self.value(f, at) {
+                    Ok(v) => tuple.push(v),
+                    Err(p) => {
+                        self.tuples = tuples;
+                        return Err(p);
+                    }
+                }
             }
         }
-        let pure = facts == 0;
-        for tuple in totals {
-            self.hold_total(row, pure, &tuple);
-        }
-        Ok(if pure { Outcome::Total } else { Outcome::Facts })
+        let outcome = self.check_line_total(row, &tuples).map(|()| {
+            let mut facts = 0;
+            for tuple in &tuples {
+                if !tuple.iter().any(|v| matches!(v, Value::Total | Value::Subtotal(_))) {
+                    self.append(tuple);
+                    facts += 1;
+                }
+            }
+            let pure = facts == 0;
+            for tuple in tuples.iter().filter(|t| t.iter().any(|v| matches!(v, Value::Total | Value::Subtotal(_)))) {
+                self.hold_total(row, pure, tuple);
+            }
+            if pure { Outcome::Total } else { Outcome::Facts }
+        });
+        self.tuples = tuples;
+        outcome
     }
 
     fn numbers(&self, tuple: &[Value]) -> Vec<Option<f64>> {
@@ -326,7 +338,7 @@ impl<'a> Converter<'a> {
         self.roles[slot].member(at).key().to_owned()
     }
 
-    fn append(&mut self, tuple: Vec<Value>) {
+    fn append(&mut self, tuple: &[Value]) {
         if !self.shapes.is_empty() {
             let numbers = self.numbers(&tuple);
             for shape in 0..self.shapes.len() {
@@ -352,12 +364,12 @@ impl<'a> Converter<'a> {
             }
         }
         let mut status = None;
-        for (slot, value) in tuple.into_iter().enumerate() {
+        for (slot, value) in tuple.iter().enumerate() {
             match (&mut self.builders[slot], value) {
-                (Builder::Text(b), Value::Member(m)) => b.append_value(self.roles[slot].member(m).key()),
+                (Builder::Text(b), Value::Member(m)) => b.append_value(self.roles[slot].member(*m).key()),
                 (Builder::Text(b), Value::Text(s)) => b.append_value(s),
-                (Builder::Integer(b), Value::Integer(i)) => b.append_value(i),
-                (Builder::Decimal(b), Value::Decimal(f)) => b.append_value(f),
+                (Builder::Integer(b), Value::Integer(i)) => b.append_value(*i),
+                (Builder::Decimal(b), Value::Decimal(f)) => b.append_value(*f),
                 (builder, Value::Missing(symbol)) => {
                     status.get_or_insert(symbol);
                     match builder {
@@ -417,47 +429,49 @@ impl<'a> Converter<'a> {
         }
     }
 
-    /// The text of a resolved input at one cell of the line.
-    fn cell(&self, input: &Resolved, at: At<'_>) -> Cell {
+    /// The text of a resolved input at one cell of the line, borrowed from the line where it can be.
+    fn cell<'x>(&'x self, input: &'x Resolved, at: At<'x>) -> Cow<'x, Cell> {
+        const EMPTY: &Cell = &Cell::Text(String::new());
         match input {
-            Resolved::Column(c) => at.row.cells.get(*c).cloned().unwrap_or(Cell::Text(String::new())),
-            Resolved::Group(g) => Cell::Text(at.wide.map(|w| w.groups[*g].clone()).unwrap_or_default()),
-            Resolved::Value => at.wide.and_then(|w| at.row.cells.get(w.column).cloned()).unwrap_or(Cell::Text(String::new())),
-            Resolved::Fixed(c) => c.clone(),
-            Resolved::Template(parts) => Cell::Text(
+            Resolved::Column(c) => Cow::Borrowed(at.row.cells.get(*c).unwrap_or(EMPTY)),
+            Resolved::Group(g) => Cow::Owned(Cell::Text(at.wide.map(|w| w.groups[*g].clone()).unwrap_or_default())),
+            Resolved::Value => Cow::Borrowed(at.wide.and_then(|w| at.row.cells.get(w.column)).unwrap_or(EMPTY)),
+            Resolved::Fixed(c) => Cow::Borrowed(c),
+            Resolved::Template(parts) => Cow::Owned(Cell::Text(
                 parts
                     .iter()
                     .map(|p| match p {
-                        Part::Text(t) => t.clone(),
-                        Part::Input(i) => self.cell(i, at).text(),
+                        Part::Text(t) => Cow::Borrowed(t.as_str()),
+                        Part::Input(i) => Cow::Owned(self.cell(i, at).text()),
                     })
                     .collect(),
-            ),
+            )),
         }
     }
 
     /// The input of a field after its value translations, default for empty input, total markers, extraction
     /// and leading zeros. `None` means the input is the role's total marker.
-    fn input(&self, f: &FieldPlan<'_>, at: At<'_>, which: usize) -> std::result::Result<Option<Cell>, Problem> {
+    fn input<'x>(&'x self, f: &'x FieldPlan<'_>, at: At<'x>, which: usize) -> std::result::Result<Option<Cow<'x, Cell>>, Problem> {
         let (resolved, label) = &f.inputs[which];
         let column = match (resolved, at.wide) {
             (Resolved::Value | Resolved::Group(_), Some(w)) => self.header.names[w.column].as_str(),
             _ => label.as_str(),
         };
         let raw = self.cell(resolved, at);
-        let text = raw.text();
-        let translated = f.field.values().get(&text);
+        let text = raw.trimmed();
+        let translated = f.field.values().get(text.as_ref());
         let mut cell = if let Some(mapped) = translated {
-            Cell::Text(mapped.clone())
+            Cow::Owned(Cell::Text(mapped.clone()))
         } else if !text.is_empty() {
+            drop(text);
             raw
         } else {
             match f.field.if_empty() {
-                Some(default) => Cell::Text(default.to_owned()),
+                Some(default) => Cow::Owned(Cell::Text(default.to_owned())),
                 None => return Err(problem(column, "", "missing value", format!("missing value in column '{column}'"))),
             }
         };
-        if !f.totals.is_empty() && f.totals.contains(&normalise(&cell.text())) {
+        if !f.totals.is_empty() && f.totals.contains(&normalise(&cell.trimmed())) {
             return Ok(None);
         }
         // A translated value is final: the pattern describes the export's own spelling.
@@ -467,12 +481,13 @@ impl<'a> Converter<'a> {
                 return Err(problem(column, &text, "unexpected value", format!("'{text}' does not match the pattern '{}'", re.as_str())));
             };
             let part = caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str()).unwrap_or_default();
-            cell = Cell::Text(part.trim().to_owned());
+            cell = Cow::Owned(Cell::Text(part.trim().to_owned()));
         }
         if let Some(width) = f.field.pad_zeros() {
-            let text = cell.text();
+            let text = cell.trimmed();
             if !text.is_empty() && text.len() < width && text.bytes().all(|b| b.is_ascii_digit()) {
-                cell = Cell::Text(format!("{text:0>width$}"));
+                let padded = format!("{text:0>width$}");
+                cell = Cow::Owned(Cell::Text(padded));
             }
         }
         Ok(Some(cell))
@@ -503,7 +518,7 @@ impl<'a> Converter<'a> {
         let Some(first) = self.input(f, at, 0)? else { return Ok(Value::Total) };
         match &f.plan {
             Plan::Member(dimension, level) => {
-                let text = first.text();
+                let text = first.trimmed();
                 let found = if f.field.subtotals() { dimension.resolve_up_to(*level, &text).ok() } else { None };
                 match found {
                     Some(m) if m.level != *level => Ok(Value::Subtotal(m)),
@@ -524,7 +539,7 @@ impl<'a> Converter<'a> {
             }
             Plan::Age(dimension) => {
                 let birth = self.date(&first, &column(0))?;
-                let at_cell = self.input(f, at, 1)?.unwrap_or(Cell::Text(String::new()));
+                let at_cell = self.input(f, at, 1)?.unwrap_or(Cow::Owned(Cell::Text(String::new())));
                 let at_date = self.date(&at_cell, &column(1))?;
                 let Some(age) = at_date.years_since(birth) else {
                     return Err(problem(&column(0), &birth.to_string(), "invalid age", format!("birth date {birth} lies after the reference date {at_date}")));
@@ -537,13 +552,13 @@ impl<'a> Converter<'a> {
                     .map_err(|_| problem(&column(0), &birth.to_string(), "invalid age", format!("age {age} lies outside the age dimension")))
             }
             Plan::Number(ty) => {
-                let text = first.text();
-                if f.field.missing().contains(&text) {
-                    return Ok(Value::Missing(text));
+                let text = first.trimmed();
+                if f.field.missing().iter().any(|m| *m == text) {
+                    return Ok(Value::Missing(text.into_owned()));
                 }
-                let number = match &first {
+                let number = match first.as_ref() {
                     Cell::Number(n) => Some(*n),
-                    other => parse_number(&other.text(), f.field.decimal_separator(), f.field.thousands_separator()),
+                    _ => parse_number(&text, f.field.decimal_separator(), f.field.thousands_separator()),
                 };
                 let invalid = |what: &str| problem(&column(0), &text, "invalid number", format!("'{text}' is not {what}"));
                 match (ty, number) {
@@ -569,7 +584,7 @@ impl<'a> Converter<'a> {
         if let Cell::Date(d) = cell {
             return Ok(*d);
         }
-        let text = cell.text();
+        let text = cell.trimmed();
         self.date_formats.iter().find_map(|fmt| NaiveDate::parse_from_str(&text, fmt).ok()).ok_or_else(|| {
             let expected: Vec<String> = self.date_formats.iter().map(|f| human_format(f)).collect();
             problem(column, &text, "invalid date", format!("'{text}' is not a valid date (expected {})", expected.join(" or ")))
@@ -669,14 +684,25 @@ pub(crate) fn parse_number(text: &str, decimal: char, thousands: Option<char>) -
     if thousands.is_none_or(|t| !text.contains(t)) && (decimal == '.' || !text.contains(decimal)) {
         return if decimal != '.' && text.contains('.') { None } else { text.parse::<f64>().ok() };
     }
-    let mut s: String = text.trim().chars().filter(|c| Some(*c) != thousands).collect();
-    if decimal != '.' {
-        if s.contains('.') {
-            return None;
+    // Without the thousands separators and with a `.` for the decimal separator, on the stack: a number has
+    // only ASCII characters, and anything longer than the buffer is no number a file would hold.
+    let mut plain = [0u8; 64];
+    let mut len = 0;
+    for c in text.chars() {
+        if Some(c) == thousands {
+            continue;
         }
-        s = s.replace(decimal, ".");
+        let c = if c == decimal {
+            b'.'
+        } else if c == '.' || !c.is_ascii() {
+            return None;
+        } else {
+            c as u8
+        };
+        *plain.get_mut(len)? = c;
+        len += 1;
     }
-    s.parse::<f64>().ok()
+    std::str::from_utf8(&plain[..len]).ok()?.parse::<f64>().ok()
 }
 
 fn human_format(fmt: &str) -> String {

@@ -123,15 +123,15 @@ impl<R: Read> Read for DecodeReader<R> {
             }
             let src = &self.input[self.in_start..self.in_end];
             let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(src, &mut self.output, self.eof);
-            self.input_lines += src[..read].iter().filter(|&&b| b == b'\n').count();
+            self.input_lines += memchr::memchr_iter(b'\n', &src[..read]).count();
             self.in_start += read;
             (self.out_start, self.out_end) = (0, written);
             let out = &self.output[..written];
-            if let Some(pos) = out.windows(3).position(|w| w == "\u{FFFD}".as_bytes()) {
-                let line = self.output_lines + out[..pos].iter().filter(|&&b| b == b'\n').count() + 1;
+            if let Some(pos) = memchr::memmem::find(out, "\u{FFFD}".as_bytes()) {
+                let line = self.output_lines + memchr::memchr_iter(b'\n', &out[..pos]).count() + 1;
                 return Err(self.fail(Error::DestroyedCharacters { file: self.file.clone(), line }));
             }
-            self.output_lines += out.iter().filter(|&&b| b == b'\n').count();
+            self.output_lines += memchr::memchr_iter(b'\n', out).count();
             match result {
                 DecoderResult::InputEmpty if self.eof => self.finished = true,
                 DecoderResult::InputEmpty | DecoderResult::OutputFull => {}

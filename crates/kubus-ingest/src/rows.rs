@@ -6,6 +6,7 @@ use crate::{Error, Result, decode};
 use calamine::{Data, Reader};
 use chrono::NaiveDate;
 use kubus_model::{Format, Source};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{Cursor, Read};
@@ -25,10 +26,15 @@ pub enum Cell {
 impl Cell {
     /// The cell as text, as a person would read it.
     pub fn text(&self) -> String {
+        self.trimmed().into_owned()
+    }
+
+    /// The cell as text, as a person would read it, borrowed where it already is text.
+    pub fn trimmed(&self) -> Cow<'_, str> {
         match self {
-            Cell::Text(s) => s.trim().to_owned(),
-            Cell::Number(n) => n.to_string(),
-            Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Cell::Text(s) => Cow::Borrowed(s.trim()),
+            Cell::Number(n) => Cow::Owned(n.to_string()),
+            Cell::Date(d) => Cow::Owned(d.format("%Y-%m-%d").to_string()),
         }
     }
 
@@ -161,18 +167,13 @@ impl Read for Counting<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut t = self.tracker.borrow_mut();
-        for (i, &b) in buf[..n].iter().enumerate() {
-            match b {
-                b'\n' => {
-                    let at = t.offset + i as u64;
-                    t.newlines.push_back(at);
-                    t.total_newlines += 1;
-                }
-                b'\r' => {
-                    let at = t.offset + i as u64;
-                    t.returns.push_back(at);
-                }
-                _ => {}
+        for i in memchr::memchr2_iter(b'\n', b'\r', &buf[..n]) {
+            let at = t.offset + i as u64;
+            if buf[i] == b'\n' {
+                t.newlines.push_back(at);
+                t.total_newlines += 1;
+            } else {
+                t.returns.push_back(at);
             }
         }
         if n > 0 {
@@ -209,6 +210,7 @@ impl<'a> CsvRows<'a> {
             .delimiter(delimiter)
             .has_headers(false)
             .flexible(true)
+            .buffer_capacity(1 << 16)
             .from_reader(Counting { inner: text, tracker: tracker.clone() });
         CsvRows {
             name: name.to_owned(),
@@ -230,14 +232,22 @@ impl<'a> CsvRows<'a> {
         let mut t = self.tracker.borrow_mut();
         // The csv crate counts a CRLF terminator's LF as part of the next record (and the line breaks of
         // skipped empty lines too): the record starts after them.
+        // Both queues hold ascending offsets at or after `scan_pos`.
         let mut start = position.max(self.scan_pos);
-        while t.newlines.binary_search(&start).is_ok() || t.returns.binary_search(&start).is_ok() {
+        let mut before = 0;
+        loop {
+            while t.newlines.front().is_some_and(|&o| o < start) {
+                t.newlines.pop_front();
+                before += 1;
+            }
+            while t.returns.front().is_some_and(|&o| o < start) {
+                t.returns.pop_front();
+            }
+            if t.newlines.front() != Some(&start) && t.returns.front() != Some(&start) {
+                break;
+            }
             start += 1;
         }
-        let before = t.newlines.partition_point(|&o| o < start);
-        t.newlines.drain(..before);
-        let returns = t.returns.partition_point(|&o| o < start);
-        t.returns.drain(..returns);
         let line = self.scan_line + before;
         (self.scan_pos, self.scan_line) = (start, line);
         line
@@ -265,7 +275,7 @@ impl<'a> CsvRows<'a> {
                 Ok(true) => {
                     let position = self.record.position().map(|p| p.byte()).unwrap_or(self.scan_pos);
                     let line = self.line_of(position);
-                    let span = self.record.as_slice().bytes().filter(|&b| b == b'\n').count() + 1;
+                    let span = memchr::memchr_iter(b'\n', self.record.as_slice().as_bytes()).count() + 1;
                     let mut cells = std::mem::take(&mut self.spare);
                     cells.truncate(self.record.len());
                     for (i, field) in self.record.iter().enumerate() {

@@ -185,13 +185,17 @@ impl Warehouse {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
         let path = dir.join(format!("{cube}.{}.{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
-        let mut fields: Vec<Field> = facts.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
-        fields.push(Field::new(HASH_COLUMN, DataType::Utf8, false));
+        let with = |ty: DataType| {
+            let mut fields: Vec<Field> = facts.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(FILE_COLUMN, ty.clone(), false));
+            fields.push(Field::new(HASH_COLUMN, ty, false));
+            Arc::new(Schema::new(fields))
+        };
         Ok(Staging {
             cube: cube.to_owned(),
             path,
-            schema: Arc::new(Schema::new(fields)),
+            schema: with(DataType::Utf8),
+            spilled: with(provenance_type()),
             cluster: cluster.map(str::to_owned),
             buckets: BTreeMap::new(),
             replace: replace.to_vec(),
@@ -336,7 +340,15 @@ fn in_order(schema: SchemaRef, files: Vec<PathBuf>) -> datafusion::error::Result
                 let mut pending: Vec<RecordBatch> = Vec::new();
                 let mut rows = 0;
                 let send = |pending: &mut Vec<RecordBatch>| -> datafusion::error::Result<bool> {
-                    let batch = datafusion::arrow::compute::concat_batches(&schema, pending.iter())?;
+                    // The spill files' provenance dictionaries become the table's text columns here.
+                    let spilled = datafusion::arrow::compute::concat_batches(&pending[0].schema(), pending.iter())?;
+                    let columns = spilled
+                        .columns()
+                        .iter()
+                        .zip(schema.fields())
+                        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { datafusion::arrow::compute::cast(c, f.data_type()) })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let batch = RecordBatch::try_new(schema.clone(), columns)?;
                     pending.clear();
                     Ok(tx.blocking_send(Ok(batch)).is_ok())
                 };
@@ -373,6 +385,8 @@ pub struct Staging {
     path: PathBuf,
     /// The facts' schema with the provenance columns.
     schema: SchemaRef,
+    /// The same in the spill files, where the provenance columns are dictionaries of one value each.
+    spilled: SchemaRef,
     /// The period column the facts are staged apart by.
     cluster: Option<String>,
     /// The spill file of each bucket, in commit order.
@@ -409,7 +423,7 @@ impl Staging {
                 }
             }
         }
-        let batch = with_provenance(facts, file, sha256).map_err(arrow)?;
+        let batch = with_provenance(facts, &self.spilled, file, sha256).map_err(arrow)?;
         self.rows += facts.num_rows();
         let Some(column) = &self.cluster else { return self.write(Bucket::Rest, &batch) };
         let periods = datafusion::arrow::compute::cast(batch.column(batch.schema().index_of(column).map_err(arrow)?), &DataType::Utf8).map_err(arrow)?;
@@ -447,7 +461,7 @@ impl Staging {
         if !self.buckets.contains_key(&bucket) {
             let path = self.path.join(format!("{}.arrow", self.buckets.len()));
             let file = std::fs::File::create(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
-            let writer = FileWriter::try_new(std::io::BufWriter::new(file), &self.schema).map_err(arrow)?;
+            let writer = FileWriter::try_new(std::io::BufWriter::new(file), &self.spilled).map_err(arrow)?;
             self.buckets.insert(bucket.clone(), (path, writer));
         }
         let (_, writer) = self.buckets.get_mut(&bucket).expect("inserted above");
@@ -498,13 +512,20 @@ fn replace_predicate(columns: &[String], keys: &BTreeSet<Vec<String>>) -> Option
         .reduce(Expr::or)
 }
 
-fn with_provenance(facts: &RecordBatch, file: &str, sha256: &str) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    let n = facts.num_rows();
-    let mut fields: Vec<Field> = facts.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
-    fields.push(Field::new(HASH_COLUMN, DataType::Utf8, false));
+/// The type of the provenance columns in the spill files: one value per batch, so a dictionary of it costs four
+/// bytes a fact instead of the whole text.
+fn provenance_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// The facts with their provenance columns, in the spill files' schema.
+fn with_provenance(facts: &RecordBatch, spilled: &SchemaRef, file: &str, sha256: &str) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::array::{DictionaryArray, Int32Array};
+    let constant = |value: &str| -> ArrayRef {
+        Arc::new(DictionaryArray::new(Int32Array::from(vec![0; facts.num_rows()]), Arc::new(StringArray::from(vec![value]))))
+    };
     let mut columns: Vec<ArrayRef> = facts.columns().to_vec();
-    columns.push(Arc::new(StringArray::from(vec![file; n])));
-    columns.push(Arc::new(StringArray::from(vec![sha256; n])));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    columns.push(constant(file));
+    columns.push(constant(sha256));
+    RecordBatch::try_new(spilled.clone(), columns)
 }

@@ -201,79 +201,43 @@ impl Project {
         };
         let mut known = self.warehouse().ingested_hashes(&cube).await?;
 
-        let mut reports = Vec::new();
-        let mut rejected = Vec::new();
-        let mut converted_names = BTreeSet::new();
         let schema = kubus_ingest::fact_schema(model.cube(&cube)?);
-        // A dry run stages nothing; it keeps the first facts to show.
-        let mut staging = if options.dry_run { None } else { Some(self.warehouse().stage(&cube, schema, source.replace_key(), model.cube(&cube)?.time_role().map(|r| r.name()))?) };
+        // A dry run stages nothing; it keeps the first facts to show. Otherwise the facts are staged on a
+        // thread of their own (ordering them by period and spilling them), while this one reads and converts.
+        let staging = if options.dry_run { None } else { Some(self.warehouse().stage(&cube, schema, source.replace_key(), model.cube(&cube)?.time_role().map(|r| r.name()))?) };
         let mut preview: Option<datafusion::arrow::record_batch::RecordBatch> = None;
-        for path in files {
-            let open = || std::fs::File::open(path).map_err(|source| Error::InputFile { path: path.clone(), source });
-            // One pass for the SHA-256 (a file already ingested is not read again), one to convert: neither
-            // holds the file in memory.
-            let mut hasher = Sha256::new();
-            std::io::copy(&mut std::io::BufReader::new(open()?), &mut hasher).map_err(|source| Error::InputFile { path: path.clone(), source })?;
-            let sha256 = hex::encode(hasher.finalize());
-            let name = file_name(path);
-            let outcome = if known.contains(&sha256) {
-                FileOutcome::AlreadyIngested
-            } else {
-                let file = open()?;
-                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                let mut staged: Result<()> = Ok(());
-                let facts = kubus_ingest::read_file_to(
-                    model,
-                    source,
-                    &name,
-                    Box::new(std::io::BufReader::with_capacity(1 << 16, file)),
-                    &key,
-                    &mut |p| progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size }),
-                    &mut |batch| {
-                        match staging.as_mut() {
-                            Some(s) => {
-                                if let Err(e) = s.add(&name, &sha256, &batch) {
-                                    staged = Err(e.into());
-                                    return Err(kubus_ingest::Error::Sink { file: name.clone(), source: "staging failed".into() });
-                                }
+        let (staging, (reports, rejected, converted_names)) = std::thread::scope(|scope| -> Result<_> {
+            let (to_stager, stager) = match staging {
+                Some(mut staging) => {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Staged>(STAGED_IN_FLIGHT);
+                    let stager = scope.spawn(move || -> Result<kubus_warehouse::Staging> {
+                        for staged in rx {
+                            match staged {
+                                Staged::Facts { file, sha256, batch } => staging.add(&file, &sha256, &batch)?,
+                                Staged::Done { file, sha256, facts } => staging.log_file(&file, &sha256, facts),
                             }
-                            None if preview.is_none() => preview = Some(batch.slice(0, options.preview.min(batch.num_rows()))),
-                            None => {}
                         }
-                        Ok(())
-                    },
-                );
-                staged?;
-                let facts = facts?;
-                if let Some(s) = staging.as_mut() {
-                    s.log_file(&name, &sha256, facts.facts);
+                        Ok(staging)
+                    });
+                    (Some(tx), Some(stager))
                 }
-                known.insert(sha256.clone());
-                converted_names.insert(name.clone());
-                let outcome = FileOutcome::Ingested(FileCounts {
-                    lines: facts.lines,
-                    accepted: facts.accepted_lines,
-                    rejected: facts.rejected_lines,
-                    skipped: facts.skipped.clone(),
-                    facts: facts.facts,
-                    totals_compared: facts.totals_compared,
-                    warnings: facts.warnings.clone(),
-                    encoding: facts.encoding.clone(),
-                });
-                rejected.extend(facts.rejected.into_iter().map(|r| QuarantineRow {
-                    file: r.file,
-                    line: r.line,
-                    column: r.column,
-                    value: r.value,
-                    problem: r.problem.to_owned(),
-                    reason: r.reason,
-                }));
-                outcome
+                None => (None, None),
             };
-            let report = FileReport { path: path.clone(), sha256, outcome };
-            progress(IngestProgress::Done(&report));
-            reports.push(report);
-        }
+            let read = self.read_files(model, source, files, &key, &mut known, progress, &mut |staged| match &to_stager {
+                // A closed channel means the stager stopped on an error, which its join reports.
+                Some(tx) => tx.send(staged).is_ok(),
+                None => {
+                    if let (Staged::Facts { batch, .. }, None) = (&staged, &preview) {
+                        preview = Some(batch.slice(0, options.preview.min(batch.num_rows())));
+                    }
+                    true
+                }
+            });
+            drop(to_stager);
+            // The stager's error first: when it stopped, reading stopped because of it.
+            let staged = stager.map(|s| s.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).transpose()?;
+            Ok((staged, read?))
+        })?;
         let Some(staging) = staging else {
             let version = self.warehouse().version(&cube).await?;
             return Ok(IngestReport {
@@ -325,4 +289,86 @@ impl Project {
             rollup_problem,
         })
     }
+
+    /// Reads `files` in order: skips those already in the warehouse (by SHA-256), converts the others and hands
+    /// their facts to `stage` (which answers `false` when it can take no more). Returns the files' reports, the
+    /// rejected lines and the names of the converted files.
+    #[allow(clippy::too_many_arguments)]
+    fn read_files(
+        &self,
+        model: &kubus_model::Model,
+        source: &kubus_model::Source,
+        files: &[PathBuf],
+        key: &kubus_ingest::PseudonymKey,
+        known: &mut BTreeSet<String>,
+        progress: &mut dyn FnMut(IngestProgress<'_>),
+        stage: &mut dyn FnMut(Staged) -> bool,
+    ) -> Result<(Vec<FileReport>, Vec<QuarantineRow>, BTreeSet<String>)> {
+        let (mut reports, mut rejected, mut converted_names) = (Vec::new(), Vec::new(), BTreeSet::new());
+        for path in files {
+            let open = || std::fs::File::open(path).map_err(|source| Error::InputFile { path: path.clone(), source });
+            // One pass for the SHA-256 (a file already ingested is not read again), one to convert: neither
+            // holds the file in memory.
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut std::io::BufReader::new(open()?), &mut hasher).map_err(|source| Error::InputFile { path: path.clone(), source })?;
+            let sha256 = hex::encode(hasher.finalize());
+            let name = file_name(path);
+            let outcome = if known.contains(&sha256) {
+                FileOutcome::AlreadyIngested
+            } else {
+                let file = open()?;
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let facts = kubus_ingest::read_file_to(
+                    model,
+                    source,
+                    &name,
+                    Box::new(std::io::BufReader::with_capacity(1 << 16, file)),
+                    key,
+                    &mut |p| progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size }),
+                    &mut |batch| {
+                        if stage(Staged::Facts { file: name.clone(), sha256: sha256.clone(), batch }) {
+                            Ok(())
+                        } else {
+                            Err(kubus_ingest::Error::Sink { file: name.clone(), source: "staging failed".into() })
+                        }
+                    },
+                )?;
+                stage(Staged::Done { file: name.clone(), sha256: sha256.clone(), facts: facts.facts });
+                known.insert(sha256.clone());
+                converted_names.insert(name.clone());
+                let outcome = FileOutcome::Ingested(FileCounts {
+                    lines: facts.lines,
+                    accepted: facts.accepted_lines,
+                    rejected: facts.rejected_lines,
+                    skipped: facts.skipped.clone(),
+                    facts: facts.facts,
+                    totals_compared: facts.totals_compared,
+                    warnings: facts.warnings.clone(),
+                    encoding: facts.encoding.clone(),
+                });
+                rejected.extend(facts.rejected.into_iter().map(|r| QuarantineRow {
+                    file: r.file,
+                    line: r.line,
+                    column: r.column,
+                    value: r.value,
+                    problem: r.problem.to_owned(),
+                    reason: r.reason,
+                }));
+                outcome
+            };
+            let report = FileReport { path: path.clone(), sha256, outcome };
+            progress(IngestProgress::Done(&report));
+            reports.push(report);
+        }
+        Ok((reports, rejected, converted_names))
+    }
+}
+
+/// Batches of facts in flight between reading and staging.
+const STAGED_IN_FLIGHT: usize = 4;
+
+/// What reading hands to staging: a file's facts, batch by batch, then the file's entry for the commit's log.
+enum Staged {
+    Facts { file: String, sha256: String, batch: datafusion::arrow::record_batch::RecordBatch },
+    Done { file: String, sha256: String, facts: usize },
 }

@@ -3,6 +3,7 @@
 //! the file it came from, so that an ingest can tell a file it has seen before (and a crash can never record a
 //! file without its facts). Knows cubes by name only; nothing here parses exports or plans queries.
 
+mod adopt;
 mod quarantine;
 mod rollups;
 
@@ -55,6 +56,13 @@ pub enum Error {
     /// The requested version does not exist.
     #[error("table {table} has no version {version} (latest is {latest})")]
     NoSuchVersion { table: String, version: u64, latest: u64 },
+    /// Writing a file of the table failed.
+    #[error("writing a file of table {table}")]
+    Parquet {
+        table: String,
+        #[source]
+        source: datafusion::parquet::errors::ParquetError,
+    },
     /// Building the batch to write failed (an internal bug).
     #[error("preparing facts for table {table}")]
     Arrow {
@@ -193,6 +201,7 @@ impl Warehouse {
         };
         Ok(Staging {
             cube: cube.to_owned(),
+            prefix: format!("part-{}-{nanos}", std::process::id()),
             path,
             schema: with(DataType::Utf8),
             spilled: with(provenance_type()),
@@ -206,15 +215,16 @@ impl Warehouse {
     }
 
     /// Commits what was staged: appended, or — with a replace key — replacing every fact already in the table
-    /// whose key occurs among the staged facts, in the same commit (Delta's `replaceWhere`); earlier versions
-    /// stay readable. Readers see all staged files or none.
+    /// whose key occurs among the staged facts, in the same commit; earlier versions stay readable. Readers see
+    /// all staged files or none. Unless earlier facts are replaced (Delta's `replaceWhere` rewrites them), the
+    /// staged facts are encoded on all cores into files of the table ([`adopt`]) and added in one commit.
     pub async fn commit(&self, mut staging: Staging) -> Result<Commit> {
         let cube = staging.cube.clone();
         let arrow = |source| Error::Arrow { table: cube.clone(), source };
         let mut files = Vec::new();
-        for (_, (file, writer)) in std::mem::take(&mut staging.buckets) {
-            writer.into_inner().map_err(arrow)?.flush().map_err(|source| Error::Directory { path: file.clone(), source })?;
-            files.push(file);
+        for (_, spill) in std::mem::take(&mut staging.buckets) {
+            spill.writer.into_inner().map_err(arrow)?.flush().map_err(|source| Error::Directory { path: spill.path.clone(), source })?;
+            files.push(adopt::Spilled { path: spill.path, batches: spill.batches });
         }
         if staging.rows == 0 {
             return Ok(Commit { version: self.version(&cube).await?, replaced: Vec::new() });
@@ -226,29 +236,57 @@ impl Warehouse {
             (Some(p), Some(_)) => self.replaced_files(&cube, p.clone()).await?,
             _ => Vec::new(),
         };
-        let read = |source| Error::Read { table: cube.clone(), source };
-        // The write plan runs in a Delta-aware session (it plans Delta's own nodes).
-        let ctx = deltalake::delta_datafusion::create_session().into_inner();
-        let plan = in_order(staging.schema.clone(), files).map_err(read)?;
         let dir = self.table_dir(&cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
-        let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
         let delta = |source| Error::Delta { table: cube.clone(), source };
-        let table = DeltaTable::try_from_url(url).await.map_err(delta)?;
-        let write = table
-            .write(Vec::new())
-            .with_input_plan(plan)
-            .with_session_state(Arc::new(ctx.state()))
-            .with_commit_properties(
-                deltalake::kernel::transaction::CommitProperties::default()
-                    .with_metadata([("kubus.ingest".to_owned(), serde_json::Value::Array(staging.log.clone()))]),
-            );
-        let write = match (predicate, existing.is_some()) {
-            (Some(p), true) => write.with_save_mode(SaveMode::Overwrite).with_replace_where(p),
-            _ => write.with_save_mode(SaveMode::Append),
+        let properties = deltalake::kernel::transaction::CommitProperties::default()
+            .with_metadata([("kubus.ingest".to_owned(), serde_json::Value::Array(staging.log.clone()))]);
+        let schema: deltalake::kernel::StructType = {
+            use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+            staging.schema.as_ref().try_into_kernel().map_err(|e| delta(e.into()))?
         };
-        let table = write.await.map_err(delta)?;
-        Ok(Commit { version: table.version(), replaced })
+        // A cube changed since its table was written goes through Delta's own write, which says how they differ.
+        let same_schema = existing.as_ref().is_none_or(|t| t.snapshot().is_ok_and(|s| s.schema().as_ref() == &schema));
+        let version = match existing {
+            Some(table) if !replaced.is_empty() || !same_schema => {
+                let read = |source| Error::Read { table: cube.clone(), source };
+                // The write plan runs in a Delta-aware session (it plans Delta's own nodes).
+                let ctx = deltalake::delta_datafusion::create_session().into_inner();
+                let plan = in_order(staging.schema.clone(), files.into_iter().map(|f| f.path).collect()).map_err(read)?;
+                let write = table.write(Vec::new()).with_input_plan(plan).with_session_state(Arc::new(ctx.state())).with_commit_properties(properties);
+                let write = match predicate {
+                    Some(p) => write.with_save_mode(SaveMode::Overwrite).with_replace_where(p),
+                    None => write.with_save_mode(SaveMode::Append),
+                };
+                write.await.map_err(delta)?.version()
+            }
+            existing => {
+                let adds: Vec<_> = adopt::encode(&cube, &files, &staging.schema, &dir, &staging.prefix)?.iter().map(adopt::add).collect();
+                match existing {
+                    Some(table) => {
+                        let operation = deltalake::protocol::DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+                        let commit = deltalake::kernel::transaction::CommitBuilder::from(properties)
+                            .with_actions(adds)
+                            .build(Some(table.snapshot().map_err(delta)?), table.log_store(), operation)
+                            .await
+                            .map_err(delta)?;
+                        Some(commit.version() as u64)
+                    }
+                    None => {
+                        let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
+                        let table = deltalake::operations::create::CreateBuilder::new()
+                            .with_location(url.to_string())
+                            .with_columns(schema.fields().cloned())
+                            .with_actions(adds)
+                            .with_commit_properties(properties)
+                            .await
+                            .map_err(delta)?;
+                        table.version()
+                    }
+                }
+            }
+        };
+        Ok(Commit { version, replaced })
     }
 
     /// Per file already in the table: how many of its facts match `predicate`, and whether any do not.
@@ -378,11 +416,20 @@ fn in_order(schema: SchemaRef, files: Vec<PathBuf>) -> datafusion::error::Result
     datafusion::logical_expr::LogicalPlanBuilder::scan("staged", datafusion::datasource::provider_as_source(Arc::new(table)), None)?.build()
 }
 
+/// One bucket's spill file, being written, and the rows of each of its batches.
+struct Spill {
+    path: PathBuf,
+    writer: FileWriter<std::io::BufWriter<std::fs::File>>,
+    batches: Vec<usize>,
+}
+
 /// The facts of one ingest on their way into a table (see [`Warehouse::stage`]): spill files in a directory of
 /// `warehouse/staging`, one per period. Dropped without a commit, it removes them.
 pub struct Staging {
     cube: String,
     path: PathBuf,
+    /// The table's new files are named with this, so that files of different ingests never clash.
+    prefix: String,
     /// The facts' schema with the provenance columns.
     schema: SchemaRef,
     /// The same in the spill files, where the provenance columns are dictionaries of one value each.
@@ -390,7 +437,7 @@ pub struct Staging {
     /// The period column the facts are staged apart by.
     cluster: Option<String>,
     /// The spill file of each bucket, in commit order.
-    buckets: BTreeMap<Bucket, (PathBuf, FileWriter<std::io::BufWriter<std::fs::File>>)>,
+    buckets: BTreeMap<Bucket, Spill>,
     replace: Vec<String>,
     /// Replace-key values seen so far, and the file that brought each.
     owners: BTreeMap<Vec<String>, String>,
@@ -402,7 +449,8 @@ impl Staging {
     /// Stages a batch of facts of `file` (SHA-256 `sha256`). Two files of one ingest with facts for the same
     /// replace key are refused: both would stay, and the user must pick the right one.
     pub fn add(&mut self, file: &str, sha256: &str, facts: &RecordBatch) -> Result<()> {
-        let arrow = |source| Error::Arrow { table: self.cube.clone(), source };
+        let cube = self.cube.clone();
+        let arrow = |source| Error::Arrow { table: cube.clone(), source };
         if facts.num_rows() == 0 {
             return Ok(());
         }
@@ -432,19 +480,20 @@ impl Staging {
             // One period, as in a monthly export: no need to order the batch.
             return self.write(self.bucket(texts.value(0)), &batch);
         }
-        // The batch ordered by period, then each period's run to its bucket.
-        let order = datafusion::arrow::compute::sort_to_indices(&periods, None, None).map_err(arrow)?;
-        let batch = datafusion::arrow::compute::take_record_batch(&batch, &order).map_err(arrow)?;
-        let periods = datafusion::arrow::compute::take(&periods, &order, None).map_err(arrow)?;
-        let periods = periods.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
-        let mut start = 0;
-        for end in 1..=batch.num_rows() {
-            if end < batch.num_rows() && periods.is_valid(end) == periods.is_valid(start) && periods.value(end) == periods.value(start) {
-                continue;
-            }
-            let bucket = if periods.is_valid(start) { self.bucket(periods.value(start)) } else { Bucket::Rest };
-            self.write(bucket, &batch.slice(start, end - start))?;
-            start = end;
+        // The rows of each period, in the order they came, to that period's bucket.
+        let mut runs: Vec<(Option<&str>, Vec<u32>)> = Vec::new();
+        let mut index: std::collections::HashMap<Option<&str>, usize> = std::collections::HashMap::new();
+        for (row, period) in texts.iter().enumerate() {
+            let at = *index.entry(period).or_insert_with(|| {
+                runs.push((period, Vec::new()));
+                runs.len() - 1
+            });
+            runs[at].1.push(row as u32);
+        }
+        for (period, rows) in runs {
+            let part = datafusion::arrow::compute::take_record_batch(&batch, &datafusion::arrow::array::UInt32Array::from(rows)).map_err(arrow)?;
+            let bucket = period.map_or(Bucket::Rest, |p| self.bucket(p));
+            self.write(bucket, &part)?;
         }
         Ok(())
     }
@@ -462,10 +511,11 @@ impl Staging {
             let path = self.path.join(format!("{}.arrow", self.buckets.len()));
             let file = std::fs::File::create(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
             let writer = FileWriter::try_new(std::io::BufWriter::new(file), &self.spilled).map_err(arrow)?;
-            self.buckets.insert(bucket.clone(), (path, writer));
+            self.buckets.insert(bucket.clone(), Spill { path, writer, batches: Vec::new() });
         }
-        let (_, writer) = self.buckets.get_mut(&bucket).expect("inserted above");
-        writer.write(batch).map_err(arrow)
+        let spill = self.buckets.get_mut(&bucket).expect("inserted above");
+        spill.batches.push(batch.num_rows());
+        spill.writer.write(batch).map_err(arrow)
     }
 
     /// Records a file's entry in the commit's metadata (file, SHA-256, facts).

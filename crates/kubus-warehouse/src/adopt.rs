@@ -1,0 +1,190 @@
+//! Staged facts become files of the table: the spill files are encoded as Parquet on several threads at once,
+//! straight into the table's directory, and each written file is described by a Delta `add` action with the
+//! statistics its row groups already carry. Until the commit names them, the files are invisible to readers.
+
+use crate::{Error, Result};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::metadata::ParquetMetaData;
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::statistics::Statistics;
+use deltalake::protocol::{ColumnCountStat, ColumnValueStat, Stats};
+use std::path::{Path, PathBuf};
+
+/// Delta's default for the number of leading columns with statistics (`dataSkippingNumIndexedCols`).
+const STATS_COLUMNS: usize = 32;
+
+/// A staged spill file, complete, with the rows of each of its batches.
+pub(crate) struct Spilled {
+    pub(crate) path: PathBuf,
+    pub(crate) batches: Vec<usize>,
+}
+
+/// A Parquet file written into the table's directory, not yet committed.
+pub(crate) struct Written {
+    name: String,
+    size: u64,
+    metadata: ParquetMetaData,
+}
+
+/// A run of consecutive batches of one spill file, written as one Parquet file.
+struct Unit<'a> {
+    file: &'a Path,
+    first: usize,
+    count: usize,
+}
+
+/// Encodes the spill files (in commit order) as Parquet files in `dir`, named `{prefix}-{n}.snappy.parquet`,
+/// on up to one thread per core: the batches are cut into as many runs of about equal rows, each run a file
+/// of one period, and the files keep the commit order.
+pub(crate) fn encode(table: &str, spilled: &[Spilled], schema: &SchemaRef, dir: &Path, prefix: &str) -> Result<Vec<Written>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let total: usize = spilled.iter().flat_map(|s| &s.batches).sum();
+    let share = total.div_ceil(threads).max(1);
+    // Runs end with their spill file and where a thread's share is full.
+    let mut work: Vec<Vec<(usize, Unit<'_>)>> = (0..threads).map(|_| Vec::new()).collect();
+    let (mut done, mut index) = (0, 0);
+    for s in spilled {
+        let mut first = 0;
+        for (i, rows) in s.batches.iter().enumerate() {
+            let thread = done / share;
+            done += rows;
+            let last = i + 1 == s.batches.len() || done / share != thread;
+            if last {
+                work[thread.min(threads - 1)].push((index, Unit { file: &s.path, first, count: i + 1 - first }));
+                (index, first) = (index + 1, i + 1);
+            }
+        }
+    }
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .into_iter()
+            .map(|units| {
+                scope.spawn(move || -> Result<Vec<(usize, Written)>> {
+                    units.into_iter().map(|(i, unit)| Ok((i, write(table, &unit, schema, dir, &format!("{prefix}-{i:05}.snappy.parquet"))?))).collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect::<Vec<_>>()
+    });
+    let mut written = Vec::new();
+    for result in results {
+        written.extend(result?);
+    }
+    written.sort_by_key(|(i, _)| *i);
+    Ok(written.into_iter().map(|(_, w)| w).collect())
+}
+
+/// Writes one run of batches as a Parquet file (as Delta writes its files: Snappy, dictionaries, statistics;
+/// row groups of up to 1M rows). The spill files' provenance dictionaries become the table's text columns.
+fn write(table: &str, unit: &Unit<'_>, schema: &SchemaRef, dir: &Path, name: &str) -> Result<Written> {
+    let arrow = |source| Error::Arrow { table: table.to_owned(), source };
+    let parquet = |source| Error::Parquet { table: table.to_owned(), source };
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Directory { path, source }
+    };
+    let mut reader = FileReader::try_new(std::io::BufReader::new(std::fs::File::open(unit.file).map_err(io(unit.file))?), None).map_err(arrow)?;
+    reader.set_index(unit.first).map_err(arrow)?;
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).map_err(io(&path))?;
+    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).set_created_by("kubus".to_owned()).build();
+    let mut writer = ArrowWriter::try_new(std::io::BufWriter::with_capacity(1 << 20, file), schema.clone(), Some(properties)).map_err(parquet)?;
+    for batch in reader.take(unit.count) {
+        let spilled = batch.map_err(arrow)?;
+        let columns = spilled
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { datafusion::arrow::compute::cast(c, f.data_type()) })
+            .collect::<Result<Vec<ArrayRef>, _>>()
+            .map_err(arrow)?;
+        writer.write(&RecordBatch::try_new(schema.clone(), columns).map_err(arrow)?).map_err(parquet)?;
+    }
+    let metadata = writer.close().map_err(parquet)?;
+    let size = std::fs::metadata(&path).map_err(io(&path))?.len();
+    Ok(Written { name: name.to_owned(), size, metadata })
+}
+
+/// The `add` action of a written file.
+pub(crate) fn add(written: &Written) -> deltalake::kernel::Action {
+    deltalake::kernel::Action::Add(deltalake::kernel::Add {
+        path: written.name.clone(),
+        size: written.size as i64,
+        partition_values: Default::default(),
+        modification_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default(),
+        data_change: true,
+        stats: Some(serde_json::to_string(&stats(&written.metadata)).expect("statistics serialise")),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    })
+}
+
+/// The Delta statistics of a file, from the statistics its row groups carry: rows, and per column (the first
+/// 32, as Delta does) the least and greatest value and the number of nulls.
+fn stats(metadata: &ParquetMetaData) -> Stats {
+    let mut stats = Stats { num_records: metadata.file_metadata().num_rows(), ..Default::default() };
+    let columns = metadata.file_metadata().schema_descr().columns();
+    for (i, column) in columns.iter().enumerate().take(STATS_COLUMNS) {
+        let mut nulls = Some(0i64);
+        let mut bounds: Option<(serde_json::Value, serde_json::Value)> = None;
+        let mut complete = true;
+        for group in metadata.row_groups() {
+            let Some(s) = group.column(i).statistics() else {
+                (nulls, complete) = (None, false);
+                break;
+            };
+            nulls = nulls.zip(s.null_count_opt()).map(|(a, b)| a + b as i64);
+            let group_bounds = match s {
+                Statistics::Int64(v) => v.min_opt().zip(v.max_opt()).map(|(a, b)| (serde_json::json!(a), serde_json::json!(b))),
+                Statistics::Double(v) => v
+                    .min_opt()
+                    .zip(v.max_opt())
+                    .filter(|(a, b)| a.is_finite() && b.is_finite())
+                    .map(|(a, b)| (serde_json::json!(a), serde_json::json!(b))),
+                Statistics::ByteArray(v) => v
+                    .min_opt()
+                    .zip(v.max_opt())
+                    .and_then(|(a, b)| Some((serde_json::json!(a.as_utf8().ok()?), serde_json::json!(b.as_utf8().ok()?)))),
+                _ => None,
+            };
+            match group_bounds {
+                Some((low, high)) => {
+                    bounds = Some(match bounds {
+                        None => (low, high),
+                        Some((l, h)) => (if less(&low, &l) { low } else { l }, if less(&h, &high) { high } else { h }),
+                    })
+                }
+                // A row group of nulls only has no bounds and changes none; otherwise they are unknown.
+                None if s.null_count_opt() == Some(group.num_rows() as u64) => {}
+                None => complete = false,
+            }
+        }
+        let name = column.name();
+        if let Some(n) = nulls {
+            stats.null_count.insert(name.to_owned(), ColumnCountStat::Value(n));
+        }
+        if let (true, Some((low, high))) = (complete, bounds) {
+            stats.min_values.insert(name.to_owned(), ColumnValueStat::Value(low));
+            stats.max_values.insert(name.to_owned(), ColumnValueStat::Value(high));
+        }
+    }
+    stats
+}
+
+/// Orders two bounds of one column (both whole numbers, both numbers, or both texts).
+fn less(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a, b) {
+        (serde_json::Value::String(a), serde_json::Value::String(b)) => a < b,
+        _ => match (a.as_i64(), b.as_i64()) {
+            (Some(a), Some(b)) => a < b,
+            _ => a.as_f64().unwrap_or(f64::NAN) < b.as_f64().unwrap_or(f64::NAN),
+        },
+    }
+}

@@ -205,28 +205,12 @@ pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: 
 
 /// Reads one export of `source` from `input`, handing its facts to `sink` in batches of at most [`BATCH_ROWS`]
 /// and reporting progress every 65 536 lines. CSV streams through in bounded memory; a workbook is read whole.
-/// The file is read and parsed on a second thread while this one converts. A sink error stops the file.
-pub fn read_file_to(
+/// A sink error stops the file.
+pub fn read_file_to<'a>(
     model: &Model,
     source: &Source,
     name: &str,
-    input: Box<dyn std::io::Read + Send + '_>,
-    key: &PseudonymKey,
-    progress: &mut dyn FnMut(Progress),
-    sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
-) -> Result<FileFacts> {
-    std::thread::scope(|scope| {
-        let rows = rows::Fed::start(scope, source, name, input)?;
-        convert_rows(model, source, name, rows, key, progress, sink)
-    })
-}
-
-/// The body of [`read_file_to`]: the file's records, classified line by line and converted.
-fn convert_rows(
-    model: &Model,
-    source: &Source,
-    name: &str,
-    mut rows: rows::Fed,
+    input: Box<dyn std::io::Read + 'a>,
     key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
@@ -238,6 +222,7 @@ fn convert_rows(
     let skips: Vec<(Regex, &str)> =
         layout.skips().iter().map(|s| (Regex::new(&s.first_cell).expect("validated by the model"), s.reason.as_str())).collect();
 
+    let mut rows = rows::Rows::open(source, name, input)?;
     let mut titles: BTreeMap<usize, Vec<rows::Cell>> = BTreeMap::new();
     let mut header_rows: Vec<(usize, Vec<rows::Cell>)> = Vec::new();
     let mut tally = Tally::default();

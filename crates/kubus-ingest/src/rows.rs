@@ -94,7 +94,7 @@ enum Inner<'a> {
 
 impl<'a> Rows<'a> {
     /// Opens the file's records per the source's format.
-    pub fn open(source: &Source, name: &str, mut input: Box<dyn Read + Send + 'a>) -> Result<Rows<'a>> {
+    pub fn open(source: &Source, name: &str, mut input: Box<dyn Read + 'a>) -> Result<Rows<'a>> {
         let read_error = |source| Error::Read { file: name.to_owned(), source };
         match source.format() {
             Format::Csv { encoding, delimiter } => {
@@ -144,128 +144,6 @@ impl Iterator for Rows<'_> {
         match &mut self.inner {
             Inner::Csv(c) => c.next(),
             Inner::Sheet(rows) => rows.next().map(Ok),
-        }
-    }
-}
-
-/// Records are read ahead on a thread of their own and handed over in chunks of this many.
-const CHUNK_ROWS: usize = 1024;
-
-/// Chunks read ahead and not yet taken.
-const CHUNKS_AHEAD: usize = 4;
-
-/// What the read-ahead thread hands over.
-enum Ahead {
-    Opened { encoding: String, merges: Vec<Merge> },
-    Rows { rows: Vec<Row>, position: u64 },
-    Failed(Error),
-}
-
-/// The records of one file, read (decoded and parsed) on a thread of `scope` while the caller converts the
-/// records already read. Rows handed back with [`Fed::recycle`] return to the reading thread, which refills
-/// their cells. Yields the same records as [`Rows`], and stops at its first error.
-pub struct Fed {
-    /// The encoding (CSV) or workbook format.
-    pub encoding: String,
-    /// Merged cell ranges of the sheet.
-    pub merges: Vec<Merge>,
-    chunks: std::sync::mpsc::Receiver<Ahead>,
-    back: std::sync::mpsc::Sender<Vec<Row>>,
-    current: std::vec::IntoIter<Row>,
-    done: Vec<Row>,
-    position: u64,
-}
-
-impl Fed {
-    /// Starts reading `input` on a thread of `scope`; returns once the format is open (or failed to open).
-    pub fn start<'scope, 'env: 'scope>(
-        scope: &'scope std::thread::Scope<'scope, 'env>,
-        source: &'env Source,
-        name: &'env str,
-        input: Box<dyn Read + Send + 'env>,
-    ) -> Result<Fed> {
-        let (to_reader, back) = std::sync::mpsc::channel::<Vec<Row>>();
-        let (to_caller, chunks) = std::sync::mpsc::sync_channel::<Ahead>(CHUNKS_AHEAD);
-        scope.spawn(move || {
-            let mut rows = match Rows::open(source, name, input) {
-                Ok(rows) => rows,
-                Err(e) => return drop(to_caller.send(Ahead::Failed(e))),
-            };
-            if to_caller.send(Ahead::Opened { encoding: rows.encoding.clone(), merges: rows.merges.clone() }).is_err() {
-                return;
-            }
-            let mut spare: Vec<Row> = Vec::new();
-            loop {
-                let mut chunk = Vec::with_capacity(CHUNK_ROWS);
-                let mut failed = None;
-                while chunk.len() < CHUNK_ROWS {
-                    if spare.is_empty() {
-                        spare = back.try_recv().unwrap_or_default();
-                    }
-                    if let Some(row) = spare.pop() {
-                        rows.recycle(row);
-                    }
-                    match rows.next() {
-                        Some(Ok(row)) => chunk.push(row),
-                        Some(Err(e)) => {
-                            failed = Some(e);
-                            break;
-                        }
-                        None => break,
-                    }
-                }
-                let last = failed.is_some() || chunk.len() < CHUNK_ROWS;
-                if !chunk.is_empty() && to_caller.send(Ahead::Rows { rows: chunk, position: rows.position() }).is_err() {
-                    return;
-                }
-                if let Some(e) = failed {
-                    return drop(to_caller.send(Ahead::Failed(e)));
-                }
-                if last {
-                    return;
-                }
-            }
-        });
-        match chunks.recv() {
-            Ok(Ahead::Opened { encoding, merges }) => {
-                Ok(Fed { encoding, merges, chunks, back: to_reader, current: Vec::new().into_iter(), done: Vec::new(), position: 0 })
-            }
-            Ok(Ahead::Failed(e)) => Err(e),
-            Ok(Ahead::Rows { .. }) | Err(_) => unreachable!("the reading thread announces the format first"),
-        }
-    }
-
-    /// Hands a row back once it is done with (see [`Rows::recycle`]).
-    pub fn recycle(&mut self, row: Row) {
-        self.done.push(row);
-    }
-
-    /// Bytes of decoded text read so far (CSV), up to the end of the chunk being handed out.
-    pub fn position(&self) -> u64 {
-        self.position
-    }
-}
-
-impl Iterator for Fed {
-    type Item = Result<Row>;
-
-    fn next(&mut self) -> Option<Result<Row>> {
-        loop {
-            if let Some(row) = self.current.next() {
-                return Some(Ok(row));
-            }
-            if !self.done.is_empty() {
-                // The reading thread may have finished; then the rows are simply dropped here.
-                let _ = self.back.send(std::mem::take(&mut self.done));
-            }
-            match self.chunks.recv() {
-                Ok(Ahead::Rows { rows, position }) => {
-                    self.current = rows.into_iter();
-                    self.position = position;
-                }
-                Ok(Ahead::Failed(e)) => return Some(Err(e)),
-                Ok(Ahead::Opened { .. }) | Err(_) => return None,
-            }
         }
     }
 }

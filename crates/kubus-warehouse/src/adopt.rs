@@ -188,3 +188,104 @@ fn less(a: &serde_json::Value, b: &serde_json::Value) -> bool {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, DictionaryArray, Int32Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::sync::Arc;
+
+    fn table_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("month", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+            Field::new("_ingest_file", DataType::Utf8, false),
+        ]))
+    }
+
+    /// Spill files as staging writes them: the provenance column a dictionary of one value.
+    fn spill(dir: &Path, name: &str, month: &str, batches: &[std::ops::Range<i64>]) -> Spilled {
+        let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("month", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+            Field::new("_ingest_file", dictionary, false),
+        ]));
+        let path = dir.join(name);
+        let mut writer = datafusion::arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
+        for range in batches {
+            let rows = range.clone().count();
+            let n: Int64Array = range.clone().map(|v| (v % 7 != 0).then_some(v)).collect();
+            let file = DictionaryArray::new(Int32Array::from(vec![0; rows]), Arc::new(StringArray::from(vec!["export.csv"])));
+            let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![month; rows])), Arc::new(n), Arc::new(file)];
+            writer.write(&RecordBatch::try_new(schema.clone(), columns).unwrap()).unwrap();
+        }
+        writer.finish().unwrap();
+        Spilled { path, batches: batches.iter().map(|r| r.clone().count()).collect() }
+    }
+
+    #[test]
+    fn staged_files_are_encoded_in_commit_order_with_their_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        // Uneven periods, so that the cut between threads falls inside one of them.
+        let spilled = vec![
+            spill(dir.path(), "0.arrow", "2024-01", &[0..10, 10..25]),
+            spill(dir.path(), "1.arrow", "2024-02", &[25..30, 30..70, 70..71, 71..90]),
+            spill(dir.path(), "2.arrow", "2024-03", &[90..100]),
+        ];
+        let out = dir.path().join("table");
+        std::fs::create_dir(&out).unwrap();
+        let written = encode("t", &spilled, &table_schema(), &out, "part-1").unwrap();
+        let mut values = Vec::new();
+        for w in &written {
+            let file = std::fs::File::open(out.join(&w.name)).unwrap();
+            let mut months = std::collections::BTreeSet::new();
+            for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
+                let batch = batch.unwrap();
+                assert_eq!(batch.schema(), table_schema(), "provenance is text in the table");
+                let month = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                let n = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+                months.extend(month.iter().flatten().map(str::to_owned));
+                values.extend((0..batch.num_rows()).map(|i| (month.value(i).to_owned(), n.is_valid(i).then(|| n.value(i)))));
+            }
+            assert_eq!(months.len(), 1, "a file holds one period");
+            // Statistics against the file's own rows.
+            let stats = stats(&w.metadata);
+            let rows: Vec<i64> = values.iter().rev().take(stats.num_records as usize).filter_map(|(_, n)| *n).collect();
+            assert_eq!(stats.min_values["n"], ColumnValueStat::Value(serde_json::json!(rows.iter().min().unwrap())));
+            assert_eq!(stats.max_values["n"], ColumnValueStat::Value(serde_json::json!(rows.iter().max().unwrap())));
+            assert_eq!(stats.null_count["n"], ColumnCountStat::Value(stats.num_records - rows.len() as i64));
+            assert_eq!(stats.min_values["month"], ColumnValueStat::Value(serde_json::json!(months.first().unwrap())));
+        }
+        // Every staged row once, in the order staged, whatever thread wrote it.
+        let expected: Vec<(String, Option<i64>)> = (0..100)
+            .map(|v| (if v < 25 { "2024-01" } else if v < 90 { "2024-02" } else { "2024-03" }.to_owned(), (v % 7 != 0).then_some(v)))
+            .collect();
+        assert_eq!(values, expected);
+    }
+
+    #[test]
+    fn bounds_of_several_row_groups_are_combined() {
+        let schema = table_schema();
+        let mut buffer = Vec::new();
+        let properties = WriterProperties::builder().set_max_row_group_row_count(Some(3)).build();
+        let mut writer = ArrowWriter::try_new(&mut buffer, schema.clone(), Some(properties)).unwrap();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["b", "a", "c", "d", "e", "f", "g"])),
+            Arc::new(Int64Array::from(vec![Some(5), None, Some(-2), None, None, None, Some(40)])),
+            Arc::new(StringArray::from(vec!["x"; 7])),
+        ];
+        writer.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
+        let metadata = writer.close().unwrap();
+        assert_eq!(metadata.row_groups().len(), 3);
+        let stats = stats(&metadata);
+        assert_eq!(stats.num_records, 7);
+        assert_eq!(stats.min_values["n"], ColumnValueStat::Value(serde_json::json!(-2)));
+        assert_eq!(stats.max_values["n"], ColumnValueStat::Value(serde_json::json!(40)));
+        assert_eq!(stats.null_count["n"], ColumnCountStat::Value(4));
+        assert_eq!(stats.min_values["month"], ColumnValueStat::Value(serde_json::json!("a")));
+        assert_eq!(stats.max_values["month"], ColumnValueStat::Value(serde_json::json!("g")));
+    }
+}

@@ -233,7 +233,7 @@ mod tests {
         let spilled = vec![
             spill(dir.path(), "0.arrow", "2024-01", &[0..10, 10..25]),
             spill(dir.path(), "1.arrow", "2024-02", &[25..30, 30..70, 70..71, 71..90]),
-            spill(dir.path(), "2.arrow", "2024-03", &[90..100]),
+            spill(dir.path(), "2.arrow", "2024-03", &[90..95, 95..100]),
         ];
         let out = dir.path().join("table");
         std::fs::create_dir(&out).unwrap();

@@ -1,5 +1,5 @@
 //! Staged facts become files of the table: the spill files are encoded as Parquet on several threads at once,
-//! straight into the table's directory, and each written file is described by a Delta `add` action with the
+//! moved into the table's directory when complete, and each described by a Delta `add` action with the
 //! statistics its row groups already carry. Until the commit names them, the files are invisible to readers.
 
 use crate::{Error, Result};
@@ -93,7 +93,11 @@ fn write(table: &str, unit: &Unit<'_>, schema: &SchemaRef, dir: &Path, name: &st
     let file = std::fs::File::create(&path).map_err(io(&path))?;
     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).set_created_by("kubus".to_owned()).build();
     let mut writer = ArrowWriter::try_new(std::io::BufWriter::with_capacity(1 << 20, file), schema.clone(), Some(properties)).map_err(parquet)?;
-    for batch in reader.take(unit.count) {
+    // Small batches (a period's share of an ingest batch) are written some 64k rows at a time: a Parquet write
+    // has a fixed cost per column.
+    let (mut pending, mut rows) = (Vec::new(), 0);
+    let mut batches = reader.take(unit.count).peekable();
+    while let Some(batch) = batches.next() {
         let spilled = batch.map_err(arrow)?;
         let columns = spilled
             .columns()
@@ -102,11 +106,26 @@ fn write(table: &str, unit: &Unit<'_>, schema: &SchemaRef, dir: &Path, name: &st
             .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { datafusion::arrow::compute::cast(c, f.data_type()) })
             .collect::<Result<Vec<ArrayRef>, _>>()
             .map_err(arrow)?;
-        writer.write(&RecordBatch::try_new(schema.clone(), columns).map_err(arrow)?).map_err(parquet)?;
+        rows += spilled.num_rows();
+        pending.push(RecordBatch::try_new(schema.clone(), columns).map_err(arrow)?);
+        if rows >= 1 << 16 || batches.peek().is_none() {
+            let batch = datafusion::arrow::compute::concat_batches(schema, &std::mem::take(&mut pending)).map_err(arrow)?;
+            writer.write(&batch).map_err(parquet)?;
+            rows = 0;
+        }
     }
     let metadata = writer.close().map_err(parquet)?;
     let size = std::fs::metadata(&path).map_err(io(&path))?.len();
     Ok(Written { name: name.to_owned(), size, metadata })
+}
+
+/// Moves written files from `from` into the table's directory `to` (the same file system: a rename each).
+pub(crate) fn move_into(written: &[Written], from: &Path, to: &Path) -> Result<()> {
+    for w in written {
+        let target = to.join(&w.name);
+        std::fs::rename(from.join(&w.name), &target).map_err(|source| Error::Directory { path: target, source })?;
+    }
+    Ok(())
 }
 
 /// The `add` action of a written file.

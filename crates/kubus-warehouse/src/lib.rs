@@ -351,6 +351,9 @@ pub struct Replaced {
     pub whole_file: bool,
 }
 
+/// A period's rows among the gathered batches: (batch, row) pairs.
+type Run<'a> = (Option<&'a str>, Vec<(usize, usize)>);
+
 /// At most this many periods are staged apart; facts of further periods share one more spill file.
 const MAX_BUCKETS: usize = 256;
 
@@ -508,7 +511,7 @@ impl Staging {
         let arrow = |source| Error::Arrow { table: self.cube.clone(), source };
         let at = self.spilled.index_of(column).map_err(arrow)?;
         let periods = gathered.iter().map(|b| datafusion::arrow::compute::cast(b.column(at), &DataType::Utf8)).collect::<Result<Vec<_>, _>>().map_err(arrow)?;
-        let mut runs: Vec<(Option<&str>, Vec<(usize, usize)>)> = Vec::new();
+        let mut runs: Vec<Run<'_>> = Vec::new();
         let mut index: datafusion::common::HashMap<Option<&str>, usize> = datafusion::common::HashMap::default();
         for (b, periods) in periods.iter().enumerate() {
             let texts = periods.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");

@@ -180,3 +180,39 @@ fn facts_of_several_months_are_written_in_month_order() {
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["2024-01", "2024-02"]);
 }
+
+/// Two exports of the same month in one ingest, through a source that appends (here the authority's source
+/// without its replace key): their facts share the month's staged file, and every fact keeps its own file's
+/// name and hash.
+#[test]
+fn two_exports_of_the_same_month_are_staged_together_and_keep_their_provenance() {
+    let dir = project_copy();
+    let source = dir.path().join("cube-schemas/sources/abh_newcomers.toml");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, text.replace("replace = [\"month\"]", "")).unwrap();
+    let first = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv");
+    // The same export once more with an empty line at the end: another file (another SHA-256), the same facts.
+    let second = dir.path().join("neuzugewanderte_2024-06_again.csv");
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&second, bytes).unwrap();
+    let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &first.display().to_string(), &second.display().to_string()]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    // The table's files, read as they are (the SQL views leave the provenance columns out).
+    let table = dir.path().join("warehouse/facts/newcomers");
+    let ctx = datafusion::prelude::SessionContext::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let batches = runtime
+        .block_on(async {
+            ctx.register_parquet("facts", table.display().to_string(), Default::default()).await?;
+            ctx.sql("SELECT _ingest_file, count(*) AS facts, count(DISTINCT _ingest_hash) AS hashes FROM facts GROUP BY 1 ORDER BY 1").await?.collect().await
+        })
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    // Both files with the same facts, each under its own name and one hash.
+    let rows: Vec<Vec<&str>> = text.lines().filter(|l| l.contains(".csv")).map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!((rows[0][0], rows[1][0]), ("neuzugewanderte_2024-06.csv", "neuzugewanderte_2024-06_again.csv"), "{text}");
+    assert!(rows[0][1].parse::<usize>().unwrap() > 500 && rows[0][1] == rows[1][1], "{text}");
+    assert_eq!((rows[0][2], rows[1][2]), ("1", "1"), "{text}");
+}

@@ -2,8 +2,7 @@
 //! moved into the table's directory when complete, and each described by a Delta `add` action with the
 //! statistics its row groups already carry. Until the commit names them, the files are invisible to readers.
 
-use crate::{Error, Result};
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use crate::{Error, Provenance, Result};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -40,7 +39,7 @@ struct Unit<'a> {
 /// Encodes the spill files (in commit order) as Parquet files in `dir`, named `{prefix}-{n}.snappy.parquet`,
 /// on up to one thread per core: the batches are cut into as many runs of about equal rows, each run a file
 /// of one period, and the files keep the commit order.
-pub(crate) fn encode(table: &str, spilled: &[Spilled], schema: &SchemaRef, dir: &Path, prefix: &str) -> Result<Vec<Written>> {
+pub(crate) fn encode(table: &str, spilled: &[Spilled], provenance: &Provenance, schema: &SchemaRef, dir: &Path, prefix: &str) -> Result<Vec<Written>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     let total: usize = spilled.iter().flat_map(|s| &s.batches).sum();
     let share = total.div_ceil(threads).max(1);
@@ -64,7 +63,7 @@ pub(crate) fn encode(table: &str, spilled: &[Spilled], schema: &SchemaRef, dir: 
             .into_iter()
             .map(|units| {
                 scope.spawn(move || -> Result<Vec<(usize, Written)>> {
-                    units.into_iter().map(|(i, unit)| Ok((i, write(table, &unit, schema, dir, &format!("{prefix}-{i:05}.snappy.parquet"))?))).collect()
+                    units.into_iter().map(|(i, unit)| Ok((i, write(table, &unit, provenance, schema, dir, &format!("{prefix}-{i:05}.snappy.parquet"))?))).collect()
                 })
             })
             .collect();
@@ -79,8 +78,8 @@ pub(crate) fn encode(table: &str, spilled: &[Spilled], schema: &SchemaRef, dir: 
 }
 
 /// Writes one run of batches as a Parquet file (as Delta writes its files: Snappy, dictionaries, statistics;
-/// row groups of up to 1M rows). The spill files' provenance dictionaries become the table's text columns.
-fn write(table: &str, unit: &Unit<'_>, schema: &SchemaRef, dir: &Path, name: &str) -> Result<Written> {
+/// row groups of up to 1M rows). The spill files' file numbers become the table's name and hash columns.
+fn write(table: &str, unit: &Unit<'_>, provenance: &Provenance, schema: &SchemaRef, dir: &Path, name: &str) -> Result<Written> {
     let arrow = |source| Error::Arrow { table: table.to_owned(), source };
     let parquet = |source| Error::Parquet { table: table.to_owned(), source };
     let io = |path: &Path| {
@@ -99,15 +98,8 @@ fn write(table: &str, unit: &Unit<'_>, schema: &SchemaRef, dir: &Path, name: &st
     let mut batches = reader.take(unit.count).peekable();
     while let Some(batch) = batches.next() {
         let spilled = batch.map_err(arrow)?;
-        let columns = spilled
-            .columns()
-            .iter()
-            .zip(schema.fields())
-            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { datafusion::arrow::compute::cast(c, f.data_type()) })
-            .collect::<Result<Vec<ArrayRef>, _>>()
-            .map_err(arrow)?;
         rows += spilled.num_rows();
-        pending.push(RecordBatch::try_new(schema.clone(), columns).map_err(arrow)?);
+        pending.push(provenance.restore(&spilled, schema).map_err(arrow)?);
         if rows >= 1 << 16 || batches.peek().is_none() {
             let batch = datafusion::arrow::compute::concat_batches(schema, &std::mem::take(&mut pending)).map_err(arrow)?;
             writer.write(&batch).map_err(parquet)?;
@@ -211,7 +203,7 @@ fn less(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, DictionaryArray, Int32Array, Int64Array, StringArray};
+    use datafusion::arrow::array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use std::sync::Arc;
@@ -221,23 +213,23 @@ mod tests {
             Field::new("month", DataType::Utf8, false),
             Field::new("n", DataType::Int64, true),
             Field::new("_ingest_file", DataType::Utf8, false),
+            Field::new("_ingest_hash", DataType::Utf8, false),
         ]))
     }
 
-    /// Spill files as staging writes them: the provenance column a dictionary of one value.
+    /// Spill files as staging writes them: the provenance a file number (here of two files, by batch).
     fn spill(dir: &Path, name: &str, month: &str, batches: &[std::ops::Range<i64>]) -> Spilled {
-        let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
         let schema = Arc::new(Schema::new(vec![
             Field::new("month", DataType::Utf8, false),
             Field::new("n", DataType::Int64, true),
-            Field::new("_ingest_file", dictionary, false),
+            Field::new("_ingest_file", DataType::Int32, false),
         ]));
         let path = dir.join(name);
         let mut writer = datafusion::arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
         for range in batches {
             let rows = range.clone().count();
             let n: Int64Array = range.clone().map(|v| (v % 7 != 0).then_some(v)).collect();
-            let file = DictionaryArray::new(Int32Array::from(vec![0; rows]), Arc::new(StringArray::from(vec!["export.csv"])));
+            let file = Int32Array::from(vec![(range.start % 2) as i32; rows]);
             let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![month; rows])), Arc::new(n), Arc::new(file)];
             writer.write(&RecordBatch::try_new(schema.clone(), columns).unwrap()).unwrap();
         }
@@ -256,7 +248,8 @@ mod tests {
         ];
         let out = dir.path().join("table");
         std::fs::create_dir(&out).unwrap();
-        let written = encode("t", &spilled, &table_schema(), &out, "part-1").unwrap();
+        let provenance = Provenance { names: vec!["a.csv".into(), "b.csv".into()], hashes: vec!["ha".into(), "hb".into()] };
+        let written = encode("t", &spilled, &provenance, &table_schema(), &out, "part-1").unwrap();
         let mut values = Vec::new();
         for w in &written {
             let file = std::fs::File::open(out.join(&w.name)).unwrap();
@@ -266,21 +259,31 @@ mod tests {
                 assert_eq!(batch.schema(), table_schema(), "provenance is text in the table");
                 let month = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
                 let n = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+                let file = batch.column(2).as_any().downcast_ref::<StringArray>().unwrap();
+                let hash = batch.column(3).as_any().downcast_ref::<StringArray>().unwrap();
                 months.extend(month.iter().flatten().map(str::to_owned));
-                values.extend((0..batch.num_rows()).map(|i| (month.value(i).to_owned(), n.is_valid(i).then(|| n.value(i)))));
+                values.extend((0..batch.num_rows()).map(|i| {
+                    (month.value(i).to_owned(), n.is_valid(i).then(|| n.value(i)), format!("{} {}", file.value(i), hash.value(i)))
+                }));
             }
             assert_eq!(months.len(), 1, "a file holds one period");
             // Statistics against the file's own rows.
             let stats = stats(&w.metadata);
-            let rows: Vec<i64> = values.iter().rev().take(stats.num_records as usize).filter_map(|(_, n)| *n).collect();
+            let rows: Vec<i64> = values.iter().rev().take(stats.num_records as usize).filter_map(|(_, n, _)| *n).collect();
             assert_eq!(stats.min_values["n"], ColumnValueStat::Value(serde_json::json!(rows.iter().min().unwrap())));
             assert_eq!(stats.max_values["n"], ColumnValueStat::Value(serde_json::json!(rows.iter().max().unwrap())));
             assert_eq!(stats.null_count["n"], ColumnCountStat::Value(stats.num_records - rows.len() as i64));
             assert_eq!(stats.min_values["month"], ColumnValueStat::Value(serde_json::json!(months.first().unwrap())));
         }
-        // Every staged row once, in the order staged, whatever thread wrote it.
-        let expected: Vec<(String, Option<i64>)> = (0..100)
-            .map(|v| (if v < 25 { "2024-01" } else if v < 90 { "2024-02" } else { "2024-03" }.to_owned(), (v % 7 != 0).then_some(v)))
+        // Every staged row once, in the order staged, whatever thread wrote it, with its file's name and hash.
+        let batches = [0..10, 10..25, 25..30, 30..70, 70..71, 71..90, 90..95, 95..100];
+        let expected: Vec<(String, Option<i64>, String)> = batches
+            .iter()
+            .flat_map(|r| r.clone().map(move |v| (v, r.start % 2 == 0)))
+            .map(|(v, even)| {
+                let month = if v < 25 { "2024-01" } else if v < 90 { "2024-02" } else { "2024-03" };
+                (month.to_owned(), (v % 7 != 0).then_some(v), if even { "a.csv ha" } else { "b.csv hb" }.to_owned())
+            })
             .collect();
         assert_eq!(values, expected);
     }
@@ -295,6 +298,7 @@ mod tests {
             Arc::new(StringArray::from(vec!["b", "a", "c", "d", "e", "f", "g"])),
             Arc::new(Int64Array::from(vec![Some(5), None, Some(-2), None, None, None, Some(40)])),
             Arc::new(StringArray::from(vec!["x"; 7])),
+            Arc::new(StringArray::from(vec!["h"; 7])),
         ];
         writer.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
         let metadata = writer.close().unwrap();

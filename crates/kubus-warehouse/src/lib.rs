@@ -193,10 +193,14 @@ impl Warehouse {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
         let path = dir.join(format!("{cube}.{}.{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
-        let with = |ty: DataType| {
+        let with = |provenance: DataType| {
             let mut fields: Vec<Field> = facts.fields().iter().map(|f| f.as_ref().clone()).collect();
-            fields.push(Field::new(FILE_COLUMN, ty.clone(), false));
-            fields.push(Field::new(HASH_COLUMN, ty, false));
+            if provenance == DataType::Utf8 {
+                fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
+                fields.push(Field::new(HASH_COLUMN, DataType::Utf8, false));
+            } else {
+                fields.push(Field::new(FILE_COLUMN, provenance, false));
+            }
             Arc::new(Schema::new(fields))
         };
         Ok(Staging {
@@ -204,7 +208,8 @@ impl Warehouse {
             prefix: format!("part-{}-{nanos}", std::process::id()),
             path,
             schema: with(DataType::Utf8),
-            spilled: with(provenance_type()),
+            spilled: with(DataType::Int32),
+            provenance: Provenance::default(),
             cluster: cluster.map(str::to_owned),
             buckets: BTreeMap::new(),
             gathered: Vec::new(),
@@ -255,7 +260,7 @@ impl Warehouse {
                 let read = |source| Error::Read { table: cube.clone(), source };
                 // The write plan runs in a Delta-aware session (it plans Delta's own nodes).
                 let ctx = deltalake::delta_datafusion::create_session().into_inner();
-                let plan = in_order(staging.schema.clone(), files.into_iter().map(|f| f.path).collect()).map_err(read)?;
+                let plan = in_order(staging.schema.clone(), files.into_iter().map(|f| f.path).collect(), staging.provenance.clone()).map_err(read)?;
                 let write = table.write(Vec::new()).with_input_plan(plan).with_session_state(Arc::new(ctx.state())).with_commit_properties(properties);
                 let write = match predicate {
                     Some(p) => write.with_save_mode(SaveMode::Overwrite).with_replace_where(p),
@@ -264,7 +269,7 @@ impl Warehouse {
                 write.await.map_err(delta)?.version()
             }
             existing => {
-                let written = adopt::encode(&cube, &files, &staging.schema, &staging.path, &staging.prefix)?;
+                let written = adopt::encode(&cube, &files, &staging.provenance, &staging.schema, &staging.path, &staging.prefix)?;
                 // Into the table's directory only once complete: a crash while encoding leaves them in staging,
                 // which the next ingest of the cube clears; until the commit names them, readers do not see them.
                 adopt::move_into(&written, &staging.path, &dir)?;
@@ -374,34 +379,29 @@ enum Bucket {
 /// (a period's facts arrive in slices of the ingest's batches). One stream: split into ranges, DataFusion would
 /// fetch each range's batches at once, and memory would grow with the ingest; and the write would interleave
 /// ranges, losing the order.
-fn in_order(schema: SchemaRef, files: Vec<PathBuf>) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+fn in_order(schema: SchemaRef, files: Vec<PathBuf>, provenance: Provenance) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
     use datafusion::arrow::ipc::reader::FileReader;
     use datafusion::catalog::streaming::StreamingTable;
     use datafusion::physical_plan::SendableRecordBatchStream;
     use datafusion::physical_plan::stream::RecordBatchReceiverStream;
     use datafusion::physical_plan::streaming::PartitionStream;
     #[derive(Debug)]
-    struct Files(SchemaRef, Vec<PathBuf>);
+    struct Files(SchemaRef, Vec<PathBuf>, Provenance);
     impl PartitionStream for Files {
         fn schema(&self) -> &SchemaRef {
             &self.0
         }
         fn execute(&self, _ctx: Arc<datafusion::execution::TaskContext>) -> SendableRecordBatchStream {
             let mut builder = RecordBatchReceiverStream::builder(self.0.clone(), 2);
-            let (tx, schema, files) = (builder.tx(), self.0.clone(), self.1.clone());
+            let (tx, schema, files, provenance) = (builder.tx(), self.0.clone(), self.1.clone(), self.2.clone());
             builder.spawn_blocking(move || {
                 let mut pending: Vec<RecordBatch> = Vec::new();
                 let mut rows = 0;
                 let send = |pending: &mut Vec<RecordBatch>| -> datafusion::error::Result<bool> {
                     // The spill files' provenance dictionaries become the table's text columns here.
+                    // The spill files' file numbers become the table's name and hash columns here.
                     let spilled = datafusion::arrow::compute::concat_batches(&pending[0].schema(), pending.iter())?;
-                    let columns = spilled
-                        .columns()
-                        .iter()
-                        .zip(schema.fields())
-                        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { datafusion::arrow::compute::cast(c, f.data_type()) })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+                    let batch = provenance.restore(&spilled, &schema)?;
                     pending.clear();
                     Ok(tx.blocking_send(Ok(batch)).is_ok())
                 };
@@ -427,7 +427,7 @@ fn in_order(schema: SchemaRef, files: Vec<PathBuf>) -> datafusion::error::Result
             builder.build()
         }
     }
-    let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(Files(schema, files))])?;
+    let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(Files(schema, files, provenance))])?;
     datafusion::logical_expr::LogicalPlanBuilder::scan("staged", datafusion::datasource::provider_as_source(Arc::new(table)), None)?.build()
 }
 
@@ -447,8 +447,10 @@ pub struct Staging {
     prefix: String,
     /// The facts' schema with the provenance columns.
     schema: SchemaRef,
-    /// The same in the spill files, where the provenance columns are dictionaries of one value each.
+    /// The same in the spill files, where the provenance columns are one column of file numbers.
     spilled: SchemaRef,
+    /// The files of the ingest, by number.
+    provenance: Provenance,
     /// The period column the facts are staged apart by.
     cluster: Option<String>,
     /// The spill file of each bucket, in commit order.
@@ -489,7 +491,8 @@ impl Staging {
                 }
             }
         }
-        let batch = with_provenance(facts, &self.spilled, file, sha256).map_err(arrow)?;
+        let number = self.provenance.number(file, sha256);
+        let batch = with_provenance(facts, &self.spilled, number).map_err(arrow)?;
         self.rows += facts.num_rows();
         let Some(column) = &self.cluster else { return self.write(Bucket::Rest, &batch) };
         let periods = datafusion::arrow::compute::cast(batch.column(batch.schema().index_of(column).map_err(arrow)?), &DataType::Utf8).map_err(arrow)?;
@@ -595,20 +598,39 @@ fn replace_predicate(columns: &[String], keys: &BTreeSet<Vec<String>>) -> Option
         .reduce(Expr::or)
 }
 
-/// The type of the provenance columns in the spill files: one value per batch, so a dictionary of it costs four
-/// bytes a fact instead of the whole text.
-fn provenance_type() -> DataType {
-    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+/// The files of one ingest, by number: the spill files carry a fact's file number (four bytes, where the name
+/// and the SHA-256 would take some ninety), the table its file's name and hash.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Provenance {
+    names: Vec<String>,
+    hashes: Vec<String>,
 }
 
-/// The facts with their provenance columns, in the spill files' schema.
-fn with_provenance(facts: &RecordBatch, spilled: &SchemaRef, file: &str, sha256: &str) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    use datafusion::arrow::array::{DictionaryArray, Int32Array};
-    let constant = |value: &str| -> ArrayRef {
-        Arc::new(DictionaryArray::new(Int32Array::from(vec![0; facts.num_rows()]), Arc::new(StringArray::from(vec![value]))))
-    };
+impl Provenance {
+    /// The number of a file, given on first sight.
+    fn number(&mut self, file: &str, sha256: &str) -> i32 {
+        let known = (0..self.names.len()).rev().find(|&i| self.names[i] == file && self.hashes[i] == sha256);
+        known.unwrap_or_else(|| {
+            self.names.push(file.to_owned());
+            self.hashes.push(sha256.to_owned());
+            self.names.len() - 1
+        }) as i32
+    }
+
+    /// A spilled batch in the table's schema: its last column, the file number, becomes the file's name and hash.
+    pub(crate) fn restore(&self, spilled: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+        let n = spilled.num_columns();
+        let numbers = spilled.column(n - 1);
+        let mut columns = spilled.columns()[..n - 1].to_vec();
+        columns.push(datafusion::arrow::compute::take(&StringArray::from(self.names.clone()), numbers, None)?);
+        columns.push(datafusion::arrow::compute::take(&StringArray::from(self.hashes.clone()), numbers, None)?);
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+/// The facts with their file number, in the spill files' schema.
+fn with_provenance(facts: &RecordBatch, spilled: &SchemaRef, number: i32) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     let mut columns: Vec<ArrayRef> = facts.columns().to_vec();
-    columns.push(constant(file));
-    columns.push(constant(sha256));
+    columns.push(Arc::new(datafusion::arrow::array::Int32Array::from(vec![number; facts.num_rows()])));
     RecordBatch::try_new(spilled.clone(), columns)
 }

@@ -212,8 +212,6 @@ impl Warehouse {
             provenance: Provenance::default(),
             cluster: cluster.map(str::to_owned),
             buckets: BTreeMap::new(),
-            gathered: Vec::new(),
-            gathered_rows: 0,
             replace: replace.to_vec(),
             owners: BTreeMap::new(),
             log: Vec::new(),
@@ -228,7 +226,6 @@ impl Warehouse {
     pub async fn commit(&self, mut staging: Staging) -> Result<Commit> {
         let cube = staging.cube.clone();
         let arrow = |source| Error::Arrow { table: cube.clone(), source };
-        staging.split_gathered()?;
         let mut files = Vec::new();
         for (_, spill) in std::mem::take(&mut staging.buckets) {
             spill.writer.into_inner().map_err(arrow)?.flush().map_err(|source| Error::Directory { path: spill.path.clone(), source })?;
@@ -356,16 +353,8 @@ pub struct Replaced {
     pub whole_file: bool,
 }
 
-/// A period's rows among the gathered batches: (batch, row) pairs.
-type Run<'a> = (Option<&'a str>, Vec<(usize, usize)>);
-
 /// At most this many periods are staged apart; facts of further periods share one more spill file.
 const MAX_BUCKETS: usize = 256;
-
-/// Facts of several periods are gathered up to this many rows before they are split by period: a batch of a
-/// file with 144 months holds some 450 rows of each, and every spilled part and every Parquet write has a fixed
-/// cost per column.
-const GATHER_ROWS: usize = 1 << 18;
 
 /// Where a staged fact goes: the spill file of its period, or the one for everything else (no period column,
 /// a null period, or periods beyond [`MAX_BUCKETS`]), which is written last.
@@ -455,9 +444,6 @@ pub struct Staging {
     cluster: Option<String>,
     /// The spill file of each bucket, in commit order.
     buckets: BTreeMap<Bucket, Spill>,
-    /// Facts of several periods, gathered before they are split by period (see [`GATHER_ROWS`]).
-    gathered: Vec<RecordBatch>,
-    gathered_rows: usize,
     replace: Vec<String>,
     /// Replace-key values seen so far, and the file that brought each.
     owners: BTreeMap<Vec<String>, String>,
@@ -497,38 +483,22 @@ impl Staging {
         let Some(column) = &self.cluster else { return self.write(Bucket::Rest, &batch) };
         let periods = datafusion::arrow::compute::cast(batch.column(batch.schema().index_of(column).map_err(arrow)?), &DataType::Utf8).map_err(arrow)?;
         let (nulls, texts) = (periods.null_count(), periods.as_any().downcast_ref::<StringArray>().expect("cast to Utf8"));
-        if self.gathered.is_empty() && nulls == 0 && texts.iter().all(|p| p == Some(texts.value(0))) {
+        if nulls == 0 && texts.iter().all(|p| p == Some(texts.value(0))) {
             // One period, as in a monthly export: the batch goes to its bucket as it is.
             return self.write(self.bucket(texts.value(0)), &batch);
         }
-        self.gathered_rows += batch.num_rows();
-        self.gathered.push(batch);
-        if self.gathered_rows >= GATHER_ROWS { self.split_gathered() } else { Ok(()) }
-    }
-
-    /// Splits the gathered facts by period: the rows of each period, in the order they came, to its bucket.
-    fn split_gathered(&mut self) -> Result<()> {
-        let gathered = std::mem::take(&mut self.gathered);
-        self.gathered_rows = 0;
-        let Some(column) = self.cluster.as_deref().filter(|_| !gathered.is_empty()) else { return Ok(()) };
-        let arrow = |source| Error::Arrow { table: self.cube.clone(), source };
-        let at = self.spilled.index_of(column).map_err(arrow)?;
-        let periods = gathered.iter().map(|b| datafusion::arrow::compute::cast(b.column(at), &DataType::Utf8)).collect::<Result<Vec<_>, _>>().map_err(arrow)?;
-        let mut runs: Vec<Run<'_>> = Vec::new();
+        // The rows of each period, in the order they came, to that period's bucket.
+        let mut runs: Vec<(Option<&str>, Vec<u32>)> = Vec::new();
         let mut index: datafusion::common::HashMap<Option<&str>, usize> = datafusion::common::HashMap::default();
-        for (b, periods) in periods.iter().enumerate() {
-            let texts = periods.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
-            for (row, period) in texts.iter().enumerate() {
-                let run = *index.entry(period).or_insert_with(|| {
-                    runs.push((period, Vec::new()));
-                    runs.len() - 1
-                });
-                runs[run].1.push((b, row));
-            }
+        for (row, period) in texts.iter().enumerate() {
+            let run = *index.entry(period).or_insert_with(|| {
+                runs.push((period, Vec::new()));
+                runs.len() - 1
+            });
+            runs[run].1.push(row as u32);
         }
-        let batches: Vec<&RecordBatch> = gathered.iter().collect();
         for (period, rows) in runs {
-            let part = datafusion::arrow::compute::interleave_record_batch(&batches, &rows).map_err(|source| Error::Arrow { table: self.cube.clone(), source })?;
+            let part = datafusion::arrow::compute::take_record_batch(&batch, &datafusion::arrow::array::UInt32Array::from(rows)).map_err(arrow)?;
             self.write(period.map_or(Bucket::Rest, |p| self.bucket(p)), &part)?;
         }
         Ok(())

@@ -193,22 +193,18 @@ impl Warehouse {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
         let path = dir.join(format!("{cube}.{}.{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
-        let with = |provenance: DataType| {
-            let mut fields: Vec<Field> = facts.fields().iter().map(|f| f.as_ref().clone()).collect();
-            if provenance == DataType::Utf8 {
-                fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
-                fields.push(Field::new(HASH_COLUMN, DataType::Utf8, false));
-            } else {
-                fields.push(Field::new(FILE_COLUMN, provenance, false));
-            }
-            Arc::new(Schema::new(fields))
-        };
+        let fields = || facts.fields().iter().map(|f| f.as_ref().clone()).collect::<Vec<Field>>();
+        let mut table = fields();
+        table.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
+        table.push(Field::new(HASH_COLUMN, DataType::Utf8, false));
+        let mut spilled = fields();
+        spilled.push(Field::new(FILE_COLUMN, DataType::Int32, false));
         Ok(Staging {
             cube: cube.to_owned(),
             prefix: format!("part-{}-{nanos}", std::process::id()),
             path,
-            schema: with(DataType::Utf8),
-            spilled: with(DataType::Int32),
+            schema: Arc::new(Schema::new(table)),
+            spilled: Arc::new(Schema::new(spilled)),
             provenance: Provenance::default(),
             cluster: cluster.map(str::to_owned),
             buckets: BTreeMap::new(),
@@ -387,7 +383,6 @@ fn in_order(schema: SchemaRef, files: Vec<PathBuf>, provenance: Provenance) -> d
                 let mut pending: Vec<RecordBatch> = Vec::new();
                 let mut rows = 0;
                 let send = |pending: &mut Vec<RecordBatch>| -> datafusion::error::Result<bool> {
-                    // The spill files' provenance dictionaries become the table's text columns here.
                     // The spill files' file numbers become the table's name and hash columns here.
                     let spilled = datafusion::arrow::compute::concat_batches(&pending[0].schema(), pending.iter())?;
                     let batch = provenance.restore(&spilled, &schema)?;

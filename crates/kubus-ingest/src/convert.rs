@@ -314,14 +314,13 @@ impl<'a> Converter<'a> {
         }
         let outcome = self.check_line_total(row, &tuples).map(|()| {
             let mut facts = 0;
-            for tuple in &tuples {
-                if !tuple.iter().any(|v| matches!(v, Value::Total | Value::Subtotal(_))) {
-                    self.append(tuple);
-                    facts += 1;
-                }
+            let is_total = |tuple: &[Value]| tuple.iter().any(|v| matches!(v, Value::Total | Value::Subtotal(_)));
+            for tuple in tuples.iter().filter(|t| !is_total(t)) {
+                self.append(tuple);
+                facts += 1;
             }
             let pure = facts == 0;
-            for tuple in tuples.iter().filter(|t| t.iter().any(|v| matches!(v, Value::Total | Value::Subtotal(_)))) {
+            for tuple in tuples.iter().filter(|t| is_total(t)) {
                 self.hold_total(row, pure, tuple);
             }
             if pure { Outcome::Total } else { Outcome::Facts }
@@ -340,7 +339,7 @@ impl<'a> Converter<'a> {
 
     fn append(&mut self, tuple: &[Value]) {
         if !self.shapes.is_empty() {
-            let numbers = self.numbers(&tuple);
+            let numbers = self.numbers(tuple);
             for shape in 0..self.shapes.len() {
                 let key = self.shapes[shape]
                     .iter()

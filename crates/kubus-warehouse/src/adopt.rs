@@ -37,15 +37,16 @@ struct Unit<'a> {
 }
 
 /// Encodes the spill files (in commit order) as Parquet files in `dir`, named `{prefix}-{n}.snappy.parquet`,
-/// on up to one thread per core: the batches are cut into as many runs of about equal rows, each run a file
-/// of one period, and the files keep the commit order.
+/// on up to one thread per core: the batches are cut into as many shares of about equal rows, each share a
+/// file, and the files keep the commit order. Within a file every period has row groups of its own, so that a
+/// period cut skips the others by their statistics, and a scan opens a few files, not one per period.
 pub(crate) fn encode(table: &str, spilled: &[Spilled], provenance: &Provenance, schema: &SchemaRef, dir: &Path, prefix: &str) -> Result<Vec<Written>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     let total: usize = spilled.iter().flat_map(|s| &s.batches).sum();
     let share = total.div_ceil(threads).max(1);
     // Runs end with their spill file and where a thread's share is full.
-    let mut work: Vec<Vec<(usize, Unit<'_>)>> = (0..threads).map(|_| Vec::new()).collect();
-    let (mut done, mut index) = (0, 0);
+    let mut work: Vec<Vec<Unit<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut done = 0;
     for s in spilled {
         let mut first = 0;
         for (i, rows) in s.batches.iter().enumerate() {
@@ -53,58 +54,56 @@ pub(crate) fn encode(table: &str, spilled: &[Spilled], provenance: &Provenance, 
             done += rows;
             let last = i + 1 == s.batches.len() || done / share != thread;
             if last {
-                work[thread.min(threads - 1)].push((index, Unit { file: &s.path, first, count: i + 1 - first }));
-                (index, first) = (index + 1, i + 1);
+                work[thread.min(threads - 1)].push(Unit { file: &s.path, first, count: i + 1 - first });
+                first = i + 1;
             }
         }
     }
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = work
             .into_iter()
-            .map(|units| {
-                scope.spawn(move || -> Result<Vec<(usize, Written)>> {
-                    units.into_iter().map(|(i, unit)| Ok((i, write(table, &unit, provenance, schema, dir, &format!("{prefix}-{i:05}.snappy.parquet"))?))).collect()
-                })
-            })
+            .enumerate()
+            .filter(|(_, units)| !units.is_empty())
+            .map(|(i, units)| scope.spawn(move || write(table, &units, provenance, schema, dir, &format!("{prefix}-{i:02}.snappy.parquet"))))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect::<Vec<_>>()
     });
-    let mut written = Vec::new();
-    for result in results {
-        written.extend(result?);
-    }
-    written.sort_by_key(|(i, _)| *i);
-    Ok(written.into_iter().map(|(_, w)| w).collect())
+    results.into_iter().collect()
 }
 
-/// Writes one run of batches as a Parquet file (as Delta writes its files: Snappy, dictionaries, statistics;
-/// row groups of up to 1M rows). The spill files' file numbers become the table's name and hash columns.
-fn write(table: &str, unit: &Unit<'_>, provenance: &Provenance, schema: &SchemaRef, dir: &Path, name: &str) -> Result<Written> {
+/// Writes runs of batches as one Parquet file (as Delta writes its files: Snappy, dictionaries, statistics;
+/// row groups of up to 1M rows), each run in row groups of its own. The spill files' file numbers become the
+/// table's name and hash columns.
+fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &SchemaRef, dir: &Path, name: &str) -> Result<Written> {
     let arrow = |source| Error::Arrow { table: table.to_owned(), source };
     let parquet = |source| Error::Parquet { table: table.to_owned(), source };
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| Error::Directory { path, source }
     };
-    let mut reader = FileReader::try_new(std::io::BufReader::new(std::fs::File::open(unit.file).map_err(io(unit.file))?), None).map_err(arrow)?;
-    reader.set_index(unit.first).map_err(arrow)?;
     let path = dir.join(name);
     let file = std::fs::File::create(&path).map_err(io(&path))?;
     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).set_created_by("kubus".to_owned()).build();
     let mut writer = ArrowWriter::try_new(std::io::BufWriter::with_capacity(1 << 20, file), schema.clone(), Some(properties)).map_err(parquet)?;
-    // Small batches (a period's share of an ingest batch) are written some 64k rows at a time: a Parquet write
-    // has a fixed cost per column.
-    let (mut pending, mut rows) = (Vec::new(), 0);
-    let mut batches = reader.take(unit.count).peekable();
-    while let Some(batch) = batches.next() {
-        let spilled = batch.map_err(arrow)?;
-        rows += spilled.num_rows();
-        pending.push(provenance.restore(&spilled, schema).map_err(arrow)?);
-        if rows >= 1 << 16 || batches.peek().is_none() {
-            let batch = datafusion::arrow::compute::concat_batches(schema, &std::mem::take(&mut pending)).map_err(arrow)?;
-            writer.write(&batch).map_err(parquet)?;
-            rows = 0;
+    for unit in units {
+        let mut reader = FileReader::try_new(std::io::BufReader::new(std::fs::File::open(unit.file).map_err(io(unit.file))?), None).map_err(arrow)?;
+        reader.set_index(unit.first).map_err(arrow)?;
+        // Small batches (a period's share of an ingest batch) are written some 64k rows at a time: a Parquet
+        // write has a fixed cost per column.
+        let (mut pending, mut rows) = (Vec::new(), 0);
+        let mut batches = reader.take(unit.count).peekable();
+        while let Some(batch) = batches.next() {
+            let spilled = batch.map_err(arrow)?;
+            rows += spilled.num_rows();
+            pending.push(provenance.restore(&spilled, schema).map_err(arrow)?);
+            if rows >= 1 << 16 || batches.peek().is_none() {
+                let batch = datafusion::arrow::compute::concat_batches(schema, &std::mem::take(&mut pending)).map_err(arrow)?;
+                writer.write(&batch).map_err(parquet)?;
+                rows = 0;
+            }
         }
+        // The run's period ends its row group.
+        writer.flush().map_err(parquet)?;
     }
     let metadata = writer.close().map_err(parquet)?;
     let size = std::fs::metadata(&path).map_err(io(&path))?.len();
@@ -266,7 +265,18 @@ mod tests {
                     (month.value(i).to_owned(), n.is_valid(i).then(|| n.value(i)), format!("{} {}", file.value(i), hash.value(i)))
                 }));
             }
-            assert_eq!(months.len(), 1, "a file holds one period");
+            // Every row group of one period (its statistics' bounds equal), as many as the file's periods.
+            let groups: Vec<(String, String)> = w
+                .metadata
+                .row_groups()
+                .iter()
+                .map(|g| match g.column(0).statistics() {
+                    Some(Statistics::ByteArray(v)) => (v.min_opt().unwrap().as_utf8().unwrap().to_owned(), v.max_opt().unwrap().as_utf8().unwrap().to_owned()),
+                    other => panic!("no text statistics: {other:?}"),
+                })
+                .collect();
+            assert!(groups.iter().all(|(low, high)| low == high), "{groups:?}");
+            assert_eq!(groups.iter().map(|(m, _)| m.clone()).collect::<std::collections::BTreeSet<_>>(), months, "{groups:?}");
             // Statistics against the file's own rows.
             let stats = stats(&w.metadata);
             let rows: Vec<i64> = values.iter().rev().take(stats.num_records as usize).filter_map(|(_, n, _)| *n).collect();

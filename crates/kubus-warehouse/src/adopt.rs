@@ -22,21 +22,21 @@ pub(crate) struct Spilled {
     pub(crate) batches: Vec<usize>,
 }
 
-/// A Parquet file written into the table's directory, not yet committed.
+/// A Parquet file written next to the spill files, to be moved into the table's directory and committed.
 pub(crate) struct Written {
     name: String,
     size: u64,
     metadata: ParquetMetaData,
 }
 
-/// A run of consecutive batches of one spill file, written as one Parquet file.
+/// A run of consecutive batches of one spill file (one period), written in row groups of its own.
 struct Unit<'a> {
     file: &'a Path,
     first: usize,
     count: usize,
 }
 
-/// Encodes the spill files (in commit order) as Parquet files in `dir`, named `{prefix}-{n}.snappy.parquet`,
+/// Encodes the spill files (in commit order) as Parquet files in `dir`, named `{prefix}-{thread}.snappy.parquet`,
 /// on up to one thread per core: the batches are cut into as many shares of about equal rows, each share a
 /// file, and the files keep the commit order. Within a file every period has row groups of its own, so that a
 /// period cut skips the others by their statistics, and a scan opens a few files, not one per period.

@@ -106,6 +106,13 @@ struct PendingTotal {
     numbers: Vec<Option<f64>>,
 }
 
+/// The total checks' material for some lines of a file: the sums of their detail facts, and the totals they
+/// hold. Converters of different stretches of one file hand theirs to one that checks them all.
+pub struct Totals {
+    sums: HashMap<(usize, Vec<String>), Vec<Option<f64>>>,
+    pending: Vec<PendingTotal>,
+}
+
 /// What became of one line.
 pub enum Outcome {
     /// The line's facts were appended.
@@ -635,6 +642,35 @@ impl<'a> Converter<'a> {
             }
         }
         Ok((self.flush()?, checked))
+    }
+
+    /// The facts built so far as a batch, if there are any; the builders start over.
+    pub fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
+        self.full_batch(1)
+    }
+
+    /// What the total checks have gathered so far (the detail facts' sums and the totals held), taken out.
+    pub fn take_totals(&mut self) -> Totals {
+        Totals { sums: std::mem::take(&mut self.sums), pending: std::mem::take(&mut self.pending) }
+    }
+
+    /// Adds what another converter of the same file gathered for its lines (see [`Converter::take_totals`]).
+    pub fn absorb(&mut self, totals: Totals) {
+        for (key, sums) in totals.sums {
+            match self.sums.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut mine) => {
+                    for (sum, n) in mine.get_mut().iter_mut().zip(sums) {
+                        if let Some(n) = n {
+                            *sum = Some(sum.unwrap_or(0.0) + n);
+                        }
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(sums);
+                }
+            }
+        }
+        self.pending.extend(totals.pending);
     }
 
     /// The facts built so far as a batch, once there are at least `rows` of them; the builders start over.

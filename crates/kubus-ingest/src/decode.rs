@@ -98,6 +98,14 @@ impl<R: Read> DecodeReader<R> {
         }
     }
 
+    /// Counts lines from `line` on (the bytes are a stretch of a file that starts there), for the line numbers
+    /// of errors.
+    pub fn starting_at(mut self, line: usize) -> Self {
+        self.input_lines = line - 1;
+        self.output_lines = line - 1;
+        self
+    }
+
     fn fail(&self, error: Error) -> std::io::Error {
         let message = error.to_string();
         *self.failure.borrow_mut() = Some(error);

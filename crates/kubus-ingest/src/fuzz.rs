@@ -8,11 +8,11 @@ use kubus_model::{Model, SchemaFile, SchemaKind, load_model};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn model() -> Model {
+pub(crate) fn model() -> Model {
     let mut files = Vec::new();
     for (dir, kind) in [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube), ("sources", SchemaKind::Source)] {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(repo().join("cube-schemas").join(dir)).unwrap().map(|e| e.unwrap().path()).collect();

@@ -87,7 +87,7 @@ pub struct WideColumn {
 }
 
 /// The header of one file, resolved against its source.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Header {
     pub names: Vec<String>,
     pub wide: Vec<WideColumn>,

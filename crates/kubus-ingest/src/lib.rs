@@ -3,6 +3,7 @@
 //! pseudonymises identity fields and drops identifying columns. Knows the model, not the warehouse or queries:
 //! it takes bytes and returns batches; reading files and committing them happen elsewhere.
 
+mod blocks;
 mod convert;
 mod decode;
 #[cfg(test)]
@@ -177,7 +178,98 @@ impl Tally {
             None => self.skipped.push((reason.to_owned(), lines)),
         }
     }
+
+    /// Adds the tally of the lines that follow.
+    fn absorb(&mut self, later: Tally) {
+        self.lines += later.lines;
+        self.accepted += later.accepted;
+        self.rejected += later.rejected;
+        for (reason, n) in later.skipped {
+            self.skip(&reason, n);
+        }
+    }
 }
+
+/// The source's rules for the lines below the header: the line of column numbers, the footer, skip rules.
+struct Rules<'s> {
+    column_numbers: Option<usize>,
+    footer: Option<Regex>,
+    skips: Vec<(Regex, &'s str)>,
+}
+
+/// The data lines read so far: their tally, the rejected ones, and whether the footer has begun.
+#[derive(Default)]
+struct Lines {
+    tally: Tally,
+    rejected: Vec<Rejection>,
+    in_footer: bool,
+}
+
+impl<'s> Rules<'s> {
+    fn new(source: &'s Source) -> Rules<'s> {
+        let layout = source.layout();
+        Rules {
+            column_numbers: layout.column_numbers_line(),
+            footer: layout.footer().map(|f| Regex::new(f).expect("validated by the model")),
+            skips: layout.skips().iter().map(|s| (Regex::new(&s.first_cell).expect("validated by the model"), s.reason.as_str())).collect(),
+        }
+    }
+
+    /// Accounts for one line below the header: skipped (with its reason), a total, facts, or rejected.
+    fn line(&self, row: &rows::Row, lines: &mut Lines, converter: &mut convert::Converter<'_>) {
+        let tally = &mut lines.tally;
+        tally.lines += row.span;
+        let first = if self.footer.is_some() || !self.skips.is_empty() { row.first_text() } else { String::new() };
+        if Some(row.line) == self.column_numbers {
+            tally.skip(skip::COLUMN_NUMBERS, row.span);
+        } else if lines.in_footer || self.footer.as_ref().is_some_and(|f| !first.is_empty() && f.is_match(&first)) {
+            lines.in_footer = true;
+            tally.skip(skip::FOOTER, row.span);
+        } else if row.is_empty() {
+            tally.skip(skip::EMPTY, row.span);
+        } else if let Some((_, reason)) = self.skips.iter().find(|(re, _)| re.is_match(&first)) {
+            tally.skip(reason, row.span);
+        } else {
+            match converter.push(row) {
+                convert::Outcome::Facts => tally.accepted += row.span,
+                convert::Outcome::Total => {}
+                convert::Outcome::Rejected(r) => {
+                    tally.rejected += row.span;
+                    lines.rejected.push(r);
+                }
+            }
+        }
+    }
+}
+
+/// Reads the lines above and of the header. `None` when the rows end before the header's last line (in a
+/// stretch of the file: the header lies beyond it).
+#[allow(clippy::type_complexity)]
+fn header_lines(source: &Source, rows: &mut rows::Rows<'_>, tally: &mut Tally) -> Result<Option<(BTreeMap<usize, Vec<rows::Cell>>, Vec<(usize, Vec<rows::Cell>)>)>> {
+    let header_lines = source.layout().header_lines();
+    let (first_header, last_header) = (header_lines[0], *header_lines.last().expect("validated: at least one header line"));
+    let mut titles: BTreeMap<usize, Vec<rows::Cell>> = BTreeMap::new();
+    let mut header_rows: Vec<(usize, Vec<rows::Cell>)> = Vec::new();
+    for row in rows.by_ref() {
+        let row = row?;
+        tally.lines += row.span;
+        if row.line < first_header {
+            titles.insert(row.line, row.cells);
+            tally.skip(skip::TITLE, row.span);
+        } else {
+            if header_lines.contains(&row.line) {
+                header_rows.push((row.line, row.cells));
+            }
+            tally.skip(skip::HEADER, row.span);
+            if row.line >= last_header {
+                break;
+            }
+        }
+    }
+    Ok((header_rows.last().map(|(l, _)| *l) == Some(last_header)).then_some((titles, header_rows)))
+}
+
+
 
 /// How far the reading of one file has come.
 #[derive(Debug, Clone, Copy)]
@@ -204,111 +296,120 @@ pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: 
 }
 
 /// Reads one export of `source` from `input`, handing its facts to `sink` in batches of at most [`BATCH_ROWS`]
-/// and reporting progress every 65 536 lines. CSV streams through in bounded memory; a workbook is read whole.
-/// A sink error stops the file.
+/// and reporting progress every 65 536 lines. CSV streams through in bounded memory — a large file in an
+/// encoding where a line break is always one byte is converted in blocks on every core ([`blocks`]); a workbook
+/// is read whole. A sink error stops the file.
 pub fn read_file_to<'a>(
     model: &Model,
     source: &Source,
     name: &str,
-    input: Box<dyn std::io::Read + 'a>,
+    mut input: Box<dyn std::io::Read + 'a>,
     key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
-    let layout = source.layout();
-    let header_lines = layout.header_lines();
-    let (first_header, last_header) = (header_lines[0], *header_lines.last().expect("validated: at least one header line"));
-    let footer = layout.footer().map(|f| Regex::new(f).expect("validated by the model"));
-    let skips: Vec<(Regex, &str)> =
-        layout.skips().iter().map(|s| (Regex::new(&s.first_cell).expect("validated by the model"), s.reason.as_str())).collect();
-
-    let mut rows = rows::Rows::open(source, name, input)?;
-    let mut titles: BTreeMap<usize, Vec<rows::Cell>> = BTreeMap::new();
-    let mut header_rows: Vec<(usize, Vec<rows::Cell>)> = Vec::new();
-    let mut tally = Tally::default();
-    // Titles and header first; data lines are converted as they come, so a file is never held as rows.
-    for row in rows.by_ref() {
-        let row = row?;
-        tally.lines += row.span;
-        if row.line < first_header {
-            titles.insert(row.line, row.cells);
-            tally.skip(skip::TITLE, row.span);
-        } else {
-            if header_lines.contains(&row.line) {
-                header_rows.push((row.line, row.cells));
-            }
-            tally.skip(skip::HEADER, row.span);
-            if row.line >= last_header {
-                break;
-            }
+    use std::io::Read as _;
+    let rules = Rules::new(source);
+    let kubus_model::Format::Csv { encoding, delimiter } = source.format() else {
+        return sequential(model, source, name, &rules, rows::Rows::open(source, name, input)?, key, progress, sink);
+    };
+    let mut head = Vec::new();
+    (&mut input).take(decode::SNIFF_BYTES as u64).read_to_end(&mut head).map_err(|e| Error::Read { file: name.to_owned(), source: e })?;
+    let complete = head.len() < decode::SNIFF_BYTES;
+    let (enc, bom) = decode::sniff(encoding.as_deref(), name, &head, complete)?;
+    head.drain(..bom);
+    let workers = blocks::workers();
+    if !complete && workers > 1 && blocks::splittable(enc) {
+        let csv = blocks::Csv { model, source, name, rules: &rules, key, encoding: enc, delimiter: *delimiter, block_bytes: blocks::BLOCK_BYTES };
+        if let Some(facts) = csv.read(&head, &mut input, workers, progress, sink)? {
+            return Ok(facts);
         }
     }
-    if header_rows.last().map(|(l, _)| *l) != Some(last_header) {
-        return Err(Error::NoHeader { file: name.to_owned(), line: last_header, lines: tally.lines });
-    }
+    let rows = rows::Rows::csv(Box::new(std::io::Cursor::new(head).chain(input)), enc, *delimiter, name, 1);
+    sequential(model, source, name, &rules, rows, key, progress, sink)
+}
+
+/// Reads a file's rows one after the other: titles, header, then every data line.
+#[allow(clippy::too_many_arguments)]
+fn sequential(
+    model: &Model,
+    source: &Source,
+    name: &str,
+    rules: &Rules<'_>,
+    mut rows: rows::Rows<'_>,
+    key: &PseudonymKey,
+    progress: &mut dyn FnMut(Progress),
+    sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<FileFacts> {
+    let mut lines = Lines::default();
+    let Some((titles, header_rows)) = header_lines(source, &mut rows, &mut lines.tally)? else {
+        let line = *source.layout().header_lines().last().expect("validated: at least one header line");
+        return Err(Error::NoHeader { file: name.to_owned(), line, lines: lines.tally.lines });
+    };
     let mut header = header::Header::new(source, name, header::assemble(&header_rows, &rows.merges))?;
     let mut converter = convert::Converter::new(model, source, name, &mut header, &titles, key)?;
-    let mut rejected = Vec::new();
     let mut facts = 0;
-    let mut in_footer = false;
-    let needs_first_cell = footer.is_some() || !skips.is_empty();
+    data_lines(rules, &mut rows, &mut lines, &mut converter, &mut facts, progress, sink)?;
+    finish(name, converter, lines, facts, rows.encoding, sink)
+}
+
+/// Reads the rest of the rows as lines below the header, handing on facts in batches of [`BATCH_ROWS`].
+fn data_lines(
+    rules: &Rules<'_>,
+    rows: &mut rows::Rows<'_>,
+    lines: &mut Lines,
+    converter: &mut convert::Converter<'_>,
+    facts: &mut usize,
+    progress: &mut dyn FnMut(Progress),
+    sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     while let Some(row) = rows.next() {
         let row = row?;
-        tally.lines += row.span;
-        if tally.lines % 65_536 < row.span {
-            progress(Progress { lines: tally.lines, bytes: rows.position() });
+        rules.line(&row, lines, converter);
+        if lines.tally.lines % 65_536 < row.span {
+            progress(Progress { lines: lines.tally.lines, bytes: rows::Rows::position(rows) });
         }
-        let first = if needs_first_cell { row.first_text() } else { String::new() };
-        if Some(row.line) == layout.column_numbers_line() {
-            tally.skip(skip::COLUMN_NUMBERS, row.span);
-        } else if in_footer || footer.as_ref().is_some_and(|f| !first.is_empty() && f.is_match(&first)) {
-            in_footer = true;
-            tally.skip(skip::FOOTER, row.span);
-        } else if row.is_empty() {
-            tally.skip(skip::EMPTY, row.span);
-        } else if let Some((_, reason)) = skips.iter().find(|(re, _)| re.is_match(&first)) {
-            tally.skip(reason, row.span);
-        } else {
-            match converter.push(&row) {
-                convert::Outcome::Facts => {
-                    tally.accepted += row.span;
-                    if let Some(batch) = converter.full_batch(BATCH_ROWS)? {
-                        facts += batch.num_rows();
-                        sink(batch)?;
-                    }
-                }
-                convert::Outcome::Total => {}
-                convert::Outcome::Rejected(r) => {
-                    tally.rejected += row.span;
-                    rejected.push(r);
-                }
-            }
+        if let Some(batch) = converter.full_batch(BATCH_ROWS)? {
+            *facts += batch.num_rows();
+            sink(batch)?;
         }
         rows.recycle(row);
     }
+    Ok(())
+}
+
+/// Checks the totals, hands on the last facts and accounts for the file.
+fn finish(
+    name: &str,
+    converter: convert::Converter<'_>,
+    mut lines: Lines,
+    mut facts: usize,
+    encoding: String,
+    sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<FileFacts> {
     let (last, checked) = converter.finish()?;
     if last.num_rows() > 0 {
         facts += last.num_rows();
         sink(last)?;
     }
     for (_, span) in &checked.matched {
-        tally.skip(skip::TOTAL, *span);
+        lines.tally.skip(skip::TOTAL, *span);
     }
     for (r, span) in checked.mismatched {
-        tally.rejected += span;
-        rejected.push(r);
+        lines.tally.rejected += span;
+        lines.rejected.push(r);
     }
-    rejected.sort_by_key(|r| r.line);
+    lines.rejected.sort_by_key(|r| r.line);
     Ok(FileFacts {
         file: name.to_owned(),
-        encoding: rows.encoding,
-        lines: tally.lines,
-        accepted_lines: tally.accepted,
-        rejected_lines: tally.rejected,
-        skipped: tally.skipped,
+        encoding,
+        lines: lines.tally.lines,
+        accepted_lines: lines.tally.accepted,
+        rejected_lines: lines.tally.rejected,
+        skipped: lines.tally.skipped,
         facts,
         batches: Vec::new(),
-        rejected,
+        rejected: lines.rejected,
         totals_compared: checked.compared,
         warnings: checked.warnings,
     })

@@ -103,9 +103,7 @@ impl<'a> Rows<'a> {
                 let complete = head.len() < decode::SNIFF_BYTES;
                 let (enc, bom) = decode::sniff(encoding.as_deref(), name, &head, complete)?;
                 head.drain(..bom);
-                let failure = Rc::new(RefCell::new(None));
-                let decoded = decode::DecodeReader::new(Cursor::new(head).chain(input), enc, name, failure.clone());
-                Ok(Rows { encoding: enc.name().to_owned(), merges: Vec::new(), inner: Inner::Csv(Box::new(CsvRows::new(Box::new(decoded), *delimiter, name, failure))) })
+                Ok(Rows::csv(Box::new(Cursor::new(head).chain(input)), enc, *delimiter, name, 1))
             }
             Format::Xlsx { sheet } => {
                 let mut bytes = Vec::new();
@@ -115,6 +113,25 @@ impl<'a> Rows<'a> {
                 std::panic::catch_unwind(|| sheet_rows(&bytes, sheet.as_deref(), name))
                     .unwrap_or_else(|_| Err(Error::DamagedWorkbook { file: name.to_owned() }))
             }
+        }
+    }
+
+    /// The records of CSV bytes (after any BOM) in a known encoding whose first line is line `first_line` of
+    /// the file: a whole file, or a stretch of it that starts where a record starts.
+    pub fn csv(bytes: Box<dyn Read + 'a>, encoding: &'static encoding_rs::Encoding, delimiter: u8, name: &str, first_line: usize) -> Rows<'a> {
+        let failure = Rc::new(RefCell::new(None));
+        let decoded = decode::DecodeReader::new(bytes, encoding, name, failure.clone()).starting_at(first_line);
+        let rows = CsvRows::new(Box::new(decoded), delimiter, name, failure, first_line);
+        Rows { encoding: encoding.name().to_owned(), merges: Vec::new(), inner: Inner::Csv(Box::new(rows)) }
+    }
+
+    /// Whether the last CSV record ended with its line, rather than inside a quoted field that the input cut
+    /// off (its last field then ends with a line break). Once the rows are exhausted, a stretch that ended
+    /// cleanly was cut where a record ends. Workbooks always end cleanly.
+    pub fn ended_cleanly(&self) -> bool {
+        match &self.inner {
+            Inner::Csv(c) => !c.open_at_end,
+            Inner::Sheet(_) => true,
         }
     }
 
@@ -196,15 +213,18 @@ struct CsvRows<'a> {
     spare: Vec<Cell>,
     tracker: Rc<RefCell<Tracker>>,
     failure: Rc<RefCell<Option<Error>>>,
+    first_line: usize,
     scan_pos: u64,
     scan_line: usize,
     next_line: usize,
     pending: Option<Row>,
     done: bool,
+    /// The last record's last field ends with a line break (see [`Rows::ended_cleanly`]).
+    open_at_end: bool,
 }
 
 impl<'a> CsvRows<'a> {
-    fn new(text: Box<dyn Read + 'a>, delimiter: u8, name: &str, failure: Rc<RefCell<Option<Error>>>) -> CsvRows<'a> {
+    fn new(text: Box<dyn Read + 'a>, delimiter: u8, name: &str, failure: Rc<RefCell<Option<Error>>>, first_line: usize) -> CsvRows<'a> {
         let tracker = Rc::new(RefCell::new(Tracker::default()));
         let reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -219,11 +239,13 @@ impl<'a> CsvRows<'a> {
             spare: Vec::new(),
             tracker,
             failure,
+            first_line,
             scan_pos: 0,
-            scan_line: 1,
-            next_line: 1,
+            scan_line: first_line,
+            next_line: first_line,
             pending: None,
             done: false,
+            open_at_end: false,
         }
     }
 
@@ -276,6 +298,7 @@ impl<'a> CsvRows<'a> {
                     let position = self.record.position().map(|p| p.byte()).unwrap_or(self.scan_pos);
                     let line = self.line_of(position);
                     let span = memchr::memchr_iter(b'\n', self.record.as_slice().as_bytes()).count() + 1;
+                    self.open_at_end = span > 1 && self.record.iter().next_back().is_some_and(|f| f.ends_with('\n'));
                     let mut cells = std::mem::take(&mut self.spare);
                     cells.truncate(self.record.len());
                     for (i, field) in self.record.iter().enumerate() {
@@ -293,11 +316,11 @@ impl<'a> CsvRows<'a> {
                 }
             }
         }
-        let total_lines = {
+        let last_line = {
             let t = self.tracker.borrow();
-            t.total_newlines + usize::from(t.last.is_some_and(|b| b != b'\n'))
+            self.first_line - 1 + t.total_newlines + usize::from(t.last.is_some_and(|b| b != b'\n'))
         };
-        (self.next_line <= total_lines).then(|| {
+        (self.next_line <= last_line).then(|| {
             self.next_line += 1;
             Ok(empty(self.next_line - 1))
         })
@@ -367,7 +390,7 @@ mod tests {
     use super::*;
 
     fn rows(text: &str) -> Vec<Row> {
-        let mut rows = CsvRows::new(Box::new(text.as_bytes()), b';', "t.csv", Rc::new(RefCell::new(None)));
+        let mut rows = CsvRows::new(Box::new(text.as_bytes()), b';', "t.csv", Rc::new(RefCell::new(None)), 1);
         std::iter::from_fn(|| rows.next()).collect::<Result<Vec<_>>>().unwrap()
     }
 

@@ -1,0 +1,380 @@
+//! A large CSV file on every core: the first block (titles, header and the first data lines) is read here; the
+//! bytes after it are cut into blocks of whole lines, each decoded, parsed and converted on a worker thread with
+//! a converter of its own; the results are taken in file order: tallies, rejections and the total checks'
+//! sums added up, facts handed on. A block whose last record ran into its end (the cut lay inside a quoted
+//! field), a block read as data while the footer had already begun, and a block that failed are read again,
+//! with the rest of the file, one line after the other — so a file reads exactly as it would line by line.
+
+use crate::convert::{Converter, Totals};
+use crate::header::{Header, assemble};
+use crate::rows::Rows;
+use crate::{FileFacts, Lines, Model, PseudonymKey, Progress, RecordBatch, Result, Rules, Source, data_lines, finish, header_lines};
+use encoding_rs::{Encoding, UTF_8};
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+/// Bytes per block: some 50,000 lines of a typical export.
+pub(crate) const BLOCK_BYTES: usize = 4 << 20;
+
+/// Worker threads: one per core, at most four.
+pub(crate) fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+}
+
+/// Whether the byte `\n` is always a line break and `"` always a quote in the encoding, never part of another
+/// character: then the bytes can be cut at line breaks before they are decoded.
+pub(crate) fn splittable(encoding: &'static Encoding) -> bool {
+    encoding == UTF_8 || encoding.is_single_byte()
+}
+
+/// The end of the last line of `bytes` (which start where a record starts) after which the quotes are
+/// balanced: there, outside any quoted field, a record ends. `None` without such a line.
+fn cut(bytes: &[u8]) -> Option<usize> {
+    let mut quotes = memchr::memchr_iter(b'"', bytes).count();
+    let mut end = bytes.len();
+    for newline in memchr::memrchr_iter(b'\n', bytes) {
+        quotes -= memchr::memchr_iter(b'"', &bytes[newline + 1..end]).count();
+        end = newline + 1;
+        if quotes.is_multiple_of(2) {
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Whole lines of the file, and where they are.
+struct Block {
+    bytes: Vec<u8>,
+    first_line: usize,
+    /// Offset of the block's end in the file (after any BOM).
+    end: u64,
+}
+
+/// A block as a worker converted it.
+struct Converted {
+    block: Block,
+    lines: Lines,
+    batch: Option<RecordBatch>,
+    totals: Totals,
+    /// Its last record ended with its last line, and no error stopped it.
+    sound: bool,
+}
+
+/// The file's bytes after the first block, cut into blocks.
+struct Blocks<'r> {
+    input: &'r mut dyn Read,
+    size: usize,
+    carry: Vec<u8>,
+    first_line: usize,
+    offset: u64,
+    eof: bool,
+}
+
+impl Blocks<'_> {
+    fn next(&mut self) -> std::io::Result<Option<Block>> {
+        let mut bytes = std::mem::take(&mut self.carry);
+        let mut want = self.size;
+        loop {
+            if !self.eof && bytes.len() < want {
+                let before = bytes.len();
+                (&mut *self.input).take((want - before) as u64).read_to_end(&mut bytes)?;
+                self.eof = bytes.len() < want;
+            }
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            if self.eof {
+                break;
+            }
+            match cut(&bytes) {
+                Some(at) => {
+                    self.carry = bytes[at..].to_vec();
+                    bytes.truncate(at);
+                    break;
+                }
+                // A quoted field longer than the block: read on.
+                None => want *= 2,
+            }
+        }
+        let block = Block { first_line: self.first_line, end: self.offset + bytes.len() as u64, bytes };
+        self.first_line += memchr::memchr_iter(b'\n', &block.bytes).count();
+        self.offset = block.end;
+        Ok(Some(block))
+    }
+}
+
+/// One CSV file to read in blocks.
+pub(crate) struct Csv<'c> {
+    pub(crate) model: &'c Model,
+    pub(crate) source: &'c Source,
+    pub(crate) name: &'c str,
+    pub(crate) rules: &'c Rules<'c>,
+    pub(crate) key: &'c PseudonymKey,
+    pub(crate) encoding: &'static Encoding,
+    pub(crate) delimiter: u8,
+    /// Bytes per block ([`BLOCK_BYTES`]; smaller in tests).
+    pub(crate) block_bytes: usize,
+}
+
+impl Csv<'_> {
+    /// Reads the file whose first bytes (after any BOM) are `head`, followed by `input`, with `workers`
+    /// threads. `None` — nothing handed on, nothing more read — when the header does not end within the first
+    /// block or that block cannot be cut where a record ends: then the file is read line by line.
+    pub(crate) fn read(
+        &self,
+        head: &[u8],
+        input: &mut dyn Read,
+        workers: usize,
+        progress: &mut dyn FnMut(Progress),
+        sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<Option<FileFacts>> {
+        let Some(first) = cut(head) else { return Ok(None) };
+        let mut rows = Rows::csv(Box::new(&head[..first]), self.encoding, self.delimiter, self.name, 1);
+        let mut lines = Lines::default();
+        let Some((titles, header_rows)) = header_lines(self.source, &mut rows, &mut lines.tally)? else { return Ok(None) };
+        let mut header = Header::new(self.source, self.name, assemble(&header_rows, &[]))?;
+        let mut copies = vec![header.clone(); workers];
+        let mut converter = Converter::new(self.model, self.source, self.name, &mut header, &titles, self.key)?;
+        while let Some(row) = rows.next() {
+            let row = row?;
+            self.rules.line(&row, &mut lines, &mut converter);
+            rows.recycle(row);
+        }
+        if !rows.ended_cleanly() {
+            return Ok(None);
+        }
+        let encoding = rows.encoding.clone();
+        drop(rows);
+        let mut facts = 0;
+        if let Some(batch) = converter.take_batch()? {
+            facts += batch.num_rows();
+            sink(batch)?;
+        }
+        let converters =
+            copies.iter_mut().map(|h| Converter::new(self.model, self.source, self.name, h, &titles, self.key)).collect::<Result<Vec<_>>>()?;
+        let first_line = memchr::memchr_iter(b'\n', &head[..first]).count() + 1;
+        let mut blocks = Blocks { input, size: self.block_bytes, carry: head[first..].to_vec(), first_line, offset: first as u64, eof: false };
+        let (jobs, queue) = sync_channel::<(Block, SyncSender<Converted>)>(workers);
+        let queue = Mutex::new(queue);
+        std::thread::scope(|scope| -> Result<()> {
+            // Moved in, so that the workers end however this closure returns.
+            let jobs = jobs;
+            for mut converter in converters {
+                let queue = &queue;
+                scope.spawn(move || {
+                    loop {
+                        let Ok((block, reply)) = queue.lock().expect("a worker never panics holding the queue").recv() else { break };
+                        // A closed reply means the file stopped early; the next job (or none) follows.
+                        let _ = reply.send(self.convert(block, &mut converter));
+                    }
+                });
+            }
+            let mut in_flight: VecDeque<Receiver<Converted>> = VecDeque::new();
+            loop {
+                while in_flight.len() < 2 * workers {
+                    let Some(block) = blocks.next().map_err(|e| crate::Error::Read { file: self.name.to_owned(), source: e })? else { break };
+                    let (reply, answer) = sync_channel(1);
+                    jobs.send((block, reply)).expect("workers take jobs until the sender is dropped");
+                    in_flight.push_back(answer);
+                }
+                let Some(answer) = in_flight.pop_front() else { return Ok(()) };
+                let done = answer.recv().expect("a worker answers every job");
+                if !done.sound || lines.in_footer {
+                    // From this block on, line by line: its bytes, those of the blocks in flight, and the rest.
+                    drop(jobs);
+                    let mut rest = done.block.bytes;
+                    for answer in in_flight {
+                        rest.extend(answer.recv().expect("a worker answers every job").block.bytes);
+                    }
+                    rest.append(&mut blocks.carry);
+                    let mut rows = Rows::csv(Box::new(std::io::Cursor::new(rest).chain(&mut *blocks.input)), self.encoding, self.delimiter, self.name, done.block.first_line);
+                    return data_lines(self.rules, &mut rows, &mut lines, &mut converter, &mut facts, progress, sink);
+                }
+                lines.tally.absorb(done.lines.tally);
+                lines.rejected.extend(done.lines.rejected);
+                lines.in_footer = done.lines.in_footer;
+                converter.absorb(done.totals);
+                if let Some(batch) = done.batch {
+                    facts += batch.num_rows();
+                    sink(batch)?;
+                }
+                progress(Progress { lines: lines.tally.lines, bytes: done.block.end });
+            }
+        })?;
+        finish(self.name, converter, lines, facts, encoding, sink).map(Some)
+    }
+
+    /// Converts one block on a worker, as data lines from its first line on.
+    fn convert(&self, block: Block, converter: &mut Converter<'_>) -> Converted {
+        let mut lines = Lines::default();
+        let mut rows = Rows::csv(Box::new(&block.bytes[..]), self.encoding, self.delimiter, self.name, block.first_line);
+        let mut sound = true;
+        while let Some(row) = rows.next() {
+            let Ok(row) = row else {
+                sound = false;
+                break;
+            };
+            self.rules.line(&row, &mut lines, converter);
+            rows.recycle(row);
+        }
+        sound &= rows.ended_cleanly();
+        drop(rows);
+        let batch = converter.take_batch().unwrap_or_else(|_| {
+            sound = false;
+            None
+        });
+        Converted { block, lines, batch, totals: converter.take_totals(), sound }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz::{model, repo};
+    use crate::sequential;
+
+    /// The facts (as one batch) and the accounting of a read, or its error.
+    type Read = std::result::Result<(FileFacts, Option<RecordBatch>), String>;
+
+    fn collect(read: impl FnOnce(&mut dyn FnMut(RecordBatch) -> Result<()>) -> Result<FileFacts>) -> Read {
+        let mut batches = Vec::new();
+        let facts = read(&mut |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        let all = batches.first().map(|b| datafusion::arrow::compute::concat_batches(&b.schema(), &batches).unwrap());
+        Ok((facts, all))
+    }
+
+    /// Reads `bytes` line by line and in blocks (`head` bytes first, then blocks of `block` bytes), and
+    /// returns both; `None` for the blocks when they were not used.
+    fn both(source: &str, bytes: &[u8], head: usize, block: usize) -> (Read, Option<Read>) {
+        let model = model();
+        let source = model.source(source).unwrap();
+        let kubus_model::Format::Csv { encoding, delimiter } = source.format() else { panic!("a CSV source") };
+        let encoding = Encoding::for_label(encoding.as_deref().unwrap().as_bytes()).unwrap();
+        let key = PseudonymKey::new(b"blocks".to_vec());
+        let rules = Rules::new(source);
+        let lines = collect(|sink| {
+            let rows = Rows::csv(Box::new(bytes), encoding, *delimiter, "f.csv", 1);
+            sequential(&model, source, "f.csv", &rules, rows, &key, &mut |_| {}, sink)
+        });
+        let csv = Csv { model: &model, source, name: "f.csv", rules: &rules, key: &key, encoding, delimiter: *delimiter, block_bytes: block };
+        let mut used = true;
+        let blocks = collect(|sink| {
+            let read = csv.read(&bytes[..head], &mut &bytes[head..], 3, &mut |_| {}, sink)?;
+            used = read.is_some();
+            Ok(read.unwrap_or_else(|| FileFacts {
+                file: String::new(),
+                encoding: String::new(),
+                lines: 0,
+                accepted_lines: 0,
+                rejected_lines: 0,
+                skipped: Vec::new(),
+                facts: 0,
+                batches: Vec::new(),
+                rejected: Vec::new(),
+                totals_compared: 0,
+                warnings: Vec::new(),
+            }))
+        });
+        (lines, used.then_some(blocks))
+    }
+
+    fn assert_same(lines: &Read, blocks: &Read) {
+        match (lines, blocks) {
+            (Ok((a, fa)), Ok((b, fb))) => {
+                let account = |f: &FileFacts| {
+                    (f.lines, f.accepted_lines, f.rejected_lines, f.skipped.clone(), f.facts, f.totals_compared, f.warnings.clone(), f.encoding.clone())
+                };
+                assert_eq!(account(a), account(b));
+                assert_eq!(a.rejected, b.rejected);
+                assert_eq!(fa, fb, "the same facts in the same order");
+            }
+            (a, b) => assert_eq!(a.as_ref().map(|_| ()), b.as_ref().map(|_| ())),
+        }
+    }
+
+    fn genesis() -> Vec<u8> {
+        std::fs::read(repo().join("sample-data/realdata/destatis_genesis_12411-0012_bundeslaender_altersjahre.csv")).unwrap()
+    }
+
+    /// The data lines of the GENESIS export (from its seventh line to its footer), each passed through `edit`
+    /// with its number among them.
+    fn edited(edit: impl Fn(usize, &[u8]) -> Vec<u8>) -> Vec<u8> {
+        let bytes = genesis();
+        let text: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+        let footer = text.iter().position(|l| l.starts_with(b"____")).unwrap();
+        let mut out = Vec::new();
+        for (i, line) in text.iter().enumerate() {
+            out.extend(if (6..footer).contains(&i) { edit(i - 6, line) } else { line.to_vec() });
+        }
+        out
+    }
+
+    #[test]
+    fn blocks_read_a_real_export_as_line_by_line_does() {
+        let (lines, blocks) = both("genesis_12411_0012", &genesis(), 20_000, 16_384);
+        let (facts, _) = lines.as_ref().unwrap();
+        assert!(facts.totals_compared > 500 && facts.rejected.is_empty(), "the totals are checked across blocks: {facts:?}");
+        assert_same(&lines, &blocks.expect("read in blocks"));
+    }
+
+    #[test]
+    fn quoted_line_breaks_across_cuts_are_read_again_line_by_line() {
+        // Every 37th line carries an age over three lines (rejected, its date's total then mismatches); with
+        // blocks of 4 KiB some of them straddle a cut; every 101st has a quote inside an unquoted cell, which
+        // makes the quotes look balanced where they are not.
+        let bytes = edited(|i, line| {
+            let text = String::from_utf8_lossy(line).into_owned();
+            let cells: Vec<&str> = text.splitn(3, ';').collect();
+            match i {
+                _ if i % 101 == 50 => format!("{};a\"b;\"x\ny\";{}", cells[0], cells[2]).into_bytes(),
+                _ if i % 37 == 0 => format!("{};\"{}\nmehr\nnoch\";{}", cells[0], cells[1], cells[2]).into_bytes(),
+                _ => line.to_vec(),
+            }
+        });
+        let (lines, blocks) = both("genesis_12411_0012", &bytes, 2_000, 4_096);
+        let (facts, _) = lines.as_ref().unwrap();
+        assert!(facts.rejected.iter().any(|r| r.reason.contains("mehr")), "{:?}", &facts.rejected[..3]);
+        assert_same(&lines, &blocks.expect("read in blocks"));
+    }
+
+    #[test]
+    fn a_footer_that_begins_early_makes_the_rest_footer() {
+        let bytes = edited(|i, line| if i == 2_000 { b"__________\n".to_vec() } else { line.to_vec() });
+        let (lines, blocks) = both("genesis_12411_0012", &bytes, 20_000, 8_192);
+        let (facts, _) = lines.as_ref().unwrap();
+        assert!(facts.skipped.iter().any(|(r, n)| r == crate::skip::FOOTER && *n > 3_000), "{:?}", facts.skipped);
+        assert_same(&lines, &blocks.expect("read in blocks"));
+    }
+
+    #[test]
+    fn a_bad_byte_in_a_late_block_is_reported_with_its_line() {
+        let mut bytes = std::fs::read(repo().join("sample-data/realdata/koeln_bevoelkerung_stadtteile_2005-2012.csv")).unwrap();
+        let line = 20_000;
+        let at = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(line - 2).unwrap().0 + 5;
+        bytes[at] = 0xff;
+        let (lines, blocks) = both("koeln_bevoelkerung", &bytes, 50_000, 65_536);
+        let error = lines.as_ref().unwrap_err();
+        assert!(error.contains(&format!("line {line}")), "{error}");
+        assert_eq!(blocks.expect("read in blocks").unwrap_err(), *error);
+    }
+
+    #[test]
+    fn a_header_beyond_the_first_block_leaves_the_file_to_line_by_line() {
+        let (_, blocks) = both("genesis_12411_0012", &genesis(), 200, 4_096);
+        assert!(blocks.is_none());
+    }
+
+    #[test]
+    fn cuts_fall_after_a_line_with_balanced_quotes() {
+        assert_eq!(cut(b"a;b\nc;d\ne"), Some(8));
+        assert_eq!(cut(b"a;\"b\nc\";d\ne;\"f\n"), Some(10));
+        assert_eq!(cut(b"a;\"b\nc"), None);
+        assert_eq!(cut(b"no line break"), None);
+    }
+}

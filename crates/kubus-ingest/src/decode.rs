@@ -71,8 +71,8 @@ pub struct DecodeReader<R> {
     out_start: usize,
     out_end: usize,
     finished: bool,
-    input_lines: usize,
-    output_lines: usize,
+    /// Line breaks decoded so far (plus the lines before the stretch, see [`DecodeReader::starting_at`]).
+    lines: usize,
     failure: Rc<RefCell<Option<Error>>>,
 }
 
@@ -92,8 +92,7 @@ impl<R: Read> DecodeReader<R> {
             out_start: 0,
             out_end: 0,
             finished: false,
-            input_lines: 0,
-            output_lines: 0,
+            lines: 0,
             failure,
         }
     }
@@ -101,8 +100,7 @@ impl<R: Read> DecodeReader<R> {
     /// Counts lines from `line` on (the bytes are a stretch of a file that starts there), for the line numbers
     /// of errors.
     pub fn starting_at(mut self, line: usize) -> Self {
-        self.input_lines = line - 1;
-        self.output_lines = line - 1;
+        self.lines = line - 1;
         self
     }
 
@@ -131,20 +129,20 @@ impl<R: Read> Read for DecodeReader<R> {
             }
             let src = &self.input[self.in_start..self.in_end];
             let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(src, &mut self.output, self.eof);
-            self.input_lines += memchr::memchr_iter(b'\n', &src[..read]).count();
             self.in_start += read;
             (self.out_start, self.out_end) = (0, written);
             let out = &self.output[..written];
             if let Some(pos) = memchr::memmem::find(out, "\u{FFFD}".as_bytes()) {
-                let line = self.output_lines + memchr::memchr_iter(b'\n', &out[..pos]).count() + 1;
+                let line = self.lines + memchr::memchr_iter(b'\n', &out[..pos]).count() + 1;
                 return Err(self.fail(Error::DestroyedCharacters { file: self.file.clone(), line }));
             }
-            self.output_lines += memchr::memchr_iter(b'\n', out).count();
+            // The decoder stops at a malformed byte: the text before it is out, and its line is the next.
+            self.lines += memchr::memchr_iter(b'\n', out).count();
             match result {
                 DecoderResult::InputEmpty if self.eof => self.finished = true,
                 DecoderResult::InputEmpty | DecoderResult::OutputFull => {}
                 DecoderResult::Malformed(..) => {
-                    let line = self.input_lines + 1;
+                    let line = self.lines + 1;
                     let error = encoding_error(
                         &self.file,
                         self.encoding.name(),

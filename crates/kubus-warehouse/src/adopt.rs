@@ -2,13 +2,15 @@
 //! moved into the table's directory when complete, and each described by a Delta `add` action with the
 //! statistics its row groups already carry. Until the commit names them, the files are invisible to readers.
 
-use crate::{Error, Provenance, Result};
+use crate::{Error, FILE_COLUMN, HASH_COLUMN, Provenance, Result};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::metadata::ParquetMetaData;
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::parquet::file::statistics::Statistics;
 use deltalake::protocol::{ColumnCountStat, ColumnValueStat, Stats};
 use std::path::{Path, PathBuf};
@@ -73,7 +75,9 @@ pub(crate) fn encode(table: &str, spilled: &[Spilled], provenance: &Provenance, 
 
 /// Writes runs of batches as one Parquet file (as Delta writes its files: Snappy, dictionaries, statistics;
 /// row groups of up to 1M rows), each run in row groups of its own. The spill files' file numbers become the
-/// table's name and hash columns.
+/// table's name and hash columns: handed to the writer as dictionaries of the ingest's files (no copy of a
+/// name and a hash per fact), written as the text columns of the table's schema, without statistics (nothing
+/// is cut on them; their bounds would cost two comparisons of 64 characters per fact).
 fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &SchemaRef, dir: &Path, name: &str) -> Result<Written> {
     let arrow = |source| Error::Arrow { table: table.to_owned(), source };
     let parquet = |source| Error::Parquet { table: table.to_owned(), source };
@@ -83,8 +87,17 @@ fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &Sche
     };
     let path = dir.join(name);
     let file = std::fs::File::create(&path).map_err(io(&path))?;
-    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).set_created_by("kubus".to_owned()).build();
-    let mut writer = ArrowWriter::try_new(std::io::BufWriter::with_capacity(1 << 20, file), schema.clone(), Some(properties)).map_err(parquet)?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by("kubus".to_owned())
+        .set_column_statistics_enabled(ColumnPath::from(FILE_COLUMN), EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from(HASH_COLUMN), EnabledStatistics::None)
+        .build();
+    // Without the Arrow schema in the file's metadata, readers see the columns' Parquet types: the dictionaries
+    // are text, as in the table's schema.
+    let encoded = Provenance::as_dictionaries(schema);
+    let options = ArrowWriterOptions::new().with_properties(properties).with_skip_arrow_metadata(true);
+    let mut writer = ArrowWriter::try_new_with_options(std::io::BufWriter::with_capacity(1 << 20, file), encoded.clone(), options).map_err(parquet)?;
     for unit in units {
         let mut reader = FileReader::try_new(std::io::BufReader::new(std::fs::File::open(unit.file).map_err(io(unit.file))?), None).map_err(arrow)?;
         reader.set_index(unit.first).map_err(arrow)?;
@@ -95,10 +108,10 @@ fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &Sche
         while let Some(batch) = batches.next() {
             let spilled = batch.map_err(arrow)?;
             rows += spilled.num_rows();
-            pending.push(provenance.restore(&spilled, schema).map_err(arrow)?);
+            pending.push(spilled);
             if rows >= 1 << 16 || batches.peek().is_none() {
-                let batch = datafusion::arrow::compute::concat_batches(schema, &std::mem::take(&mut pending)).map_err(arrow)?;
-                writer.write(&batch).map_err(parquet)?;
+                let spilled = datafusion::arrow::compute::concat_batches(&pending[0].schema(), &std::mem::take(&mut pending)).map_err(arrow)?;
+                writer.write(&provenance.restore(&spilled, &encoded).map_err(arrow)?).map_err(parquet)?;
                 rows = 0;
             }
         }

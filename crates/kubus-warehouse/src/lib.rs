@@ -582,14 +582,32 @@ impl Provenance {
         }) as i32
     }
 
-    /// A spilled batch in the table's schema: its last column, the file number, becomes the file's name and hash.
+    /// A spilled batch in `schema` (the table's, or that of [`Provenance::as_dictionaries`]): its last column, the
+    /// file number, becomes the file's name and hash, as text or as dictionaries keyed by the file number.
     pub(crate) fn restore(&self, spilled: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+        use datafusion::arrow::array::{AsArray as _, DictionaryArray};
+        use datafusion::arrow::datatypes::Int32Type;
         let n = spilled.num_columns();
         let numbers = spilled.column(n - 1);
         let mut columns = spilled.columns()[..n - 1].to_vec();
-        columns.push(datafusion::arrow::compute::take(&StringArray::from(self.names.clone()), numbers, None)?);
-        columns.push(datafusion::arrow::compute::take(&StringArray::from(self.hashes.clone()), numbers, None)?);
+        for values in [&self.names, &self.hashes] {
+            let values: ArrayRef = Arc::new(StringArray::from(values.clone()));
+            columns.push(match schema.field(columns.len()).data_type() {
+                DataType::Dictionary(..) => Arc::new(DictionaryArray::try_new(numbers.as_primitive::<Int32Type>().clone(), values)?),
+                _ => datafusion::arrow::compute::take(&values, numbers, None)?,
+            });
+        }
         RecordBatch::try_new(schema.clone(), columns)
+    }
+
+    /// The table's schema with the file's name and hash as dictionaries keyed by the file number.
+    pub(crate) fn as_dictionaries(schema: &SchemaRef) -> SchemaRef {
+        let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let fields = schema.fields().iter().map(|f| match f.name().as_str() {
+            FILE_COLUMN | HASH_COLUMN => Arc::new(f.as_ref().clone().with_data_type(dictionary.clone())),
+            _ => f.clone(),
+        });
+        Arc::new(Schema::new(fields.collect::<Vec<_>>()))
     }
 }
 

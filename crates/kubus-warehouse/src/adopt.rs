@@ -2,7 +2,7 @@
 //! moved into the table's directory when complete, and each described by a Delta `add` action with the
 //! statistics its row groups already carry. Until the commit names them, the files are invisible to readers.
 
-use crate::{Error, FILE_COLUMN, HASH_COLUMN, Provenance, Result};
+use crate::{Error, Provenance, Result};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -42,7 +42,15 @@ struct Unit<'a> {
 /// on up to one thread per core: the batches are cut into as many shares of about equal rows, each share a
 /// file, and the files keep the commit order. Within a file every period has row groups of its own, so that a
 /// period cut skips the others by their statistics, and a scan opens a few files, not one per period.
-pub(crate) fn encode(table: &str, spilled: &[Spilled], provenance: &Provenance, schema: &SchemaRef, dir: &Path, prefix: &str) -> Result<Vec<Written>> {
+pub(crate) fn encode(
+    table: &str,
+    spilled: &[Spilled],
+    provenance: &Provenance,
+    schema: &SchemaRef,
+    properties: &WriterProperties,
+    dir: &Path,
+    prefix: &str,
+) -> Result<Vec<Written>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     let total: usize = spilled.iter().flat_map(|s| &s.batches).sum();
     let share = total.div_ceil(threads).max(1);
@@ -66,19 +74,34 @@ pub(crate) fn encode(table: &str, spilled: &[Spilled], provenance: &Provenance, 
             .into_iter()
             .enumerate()
             .filter(|(_, units)| !units.is_empty())
-            .map(|(i, units)| scope.spawn(move || write(table, &units, provenance, schema, dir, &format!("{prefix}-{i:02}.snappy.parquet"))))
+            .map(|(i, units)| scope.spawn(move || write(table, &units, provenance, schema, properties, dir, &format!("{prefix}-{i:02}.snappy.parquet"))))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect::<Vec<_>>()
     });
     results.into_iter().collect()
 }
 
-/// Writes runs of batches as one Parquet file (as Delta writes its files: Snappy, dictionaries, statistics;
-/// row groups of up to 1M rows), each run in row groups of its own. The spill files' file numbers become the
-/// table's name and hash columns: handed to the writer as dictionaries of the ingest's files (no copy of a
-/// name and a hash per fact), written as the text columns of the table's schema, without statistics (nothing
-/// is cut on them; their bounds would cost two comparisons of 64 characters per fact).
-fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &SchemaRef, dir: &Path, name: &str) -> Result<Written> {
+/// How the table's files are written (as Delta writes its files: Snappy, dictionaries; row groups of up to 1M
+/// rows), with statistics for the columns in `bounded` and the numbers only: those are the ones a cut can skip
+/// row groups and files by (the period the facts are ordered by, the replace key), while the bounds of other
+/// text columns span nearly all their members in every row group and cost two comparisons per fact and column.
+pub(crate) fn properties(schema: &SchemaRef, bounded: &[&str]) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by("kubus".to_owned())
+        .set_statistics_enabled(EnabledStatistics::None);
+    for field in schema.fields() {
+        if bounded.contains(&field.name().as_str()) || field.data_type().is_numeric() {
+            builder = builder.set_column_statistics_enabled(ColumnPath::from(field.name().as_str()), EnabledStatistics::Page);
+        }
+    }
+    builder.build()
+}
+
+/// Writes runs of batches as one Parquet file, each run in row groups of its own. The spill files' file numbers
+/// become the table's name and hash columns: handed to the writer as dictionaries of the ingest's files (no copy
+/// of a name and a hash per fact), written as the text columns of the table's schema.
+fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &SchemaRef, properties: &WriterProperties, dir: &Path, name: &str) -> Result<Written> {
     let arrow = |source| Error::Arrow { table: table.to_owned(), source };
     let parquet = |source| Error::Parquet { table: table.to_owned(), source };
     let io = |path: &Path| {
@@ -87,16 +110,10 @@ fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &Sche
     };
     let path = dir.join(name);
     let file = std::fs::File::create(&path).map_err(io(&path))?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_created_by("kubus".to_owned())
-        .set_column_statistics_enabled(ColumnPath::from(FILE_COLUMN), EnabledStatistics::None)
-        .set_column_statistics_enabled(ColumnPath::from(HASH_COLUMN), EnabledStatistics::None)
-        .build();
     // Without the Arrow schema in the file's metadata, readers see the columns' Parquet types: the dictionaries
     // are text, as in the table's schema.
     let encoded = Provenance::as_dictionaries(schema);
-    let options = ArrowWriterOptions::new().with_properties(properties).with_skip_arrow_metadata(true);
+    let options = ArrowWriterOptions::new().with_properties(properties.clone()).with_skip_arrow_metadata(true);
     let mut writer = ArrowWriter::try_new_with_options(std::io::BufWriter::with_capacity(1 << 20, file), encoded.clone(), options).map_err(parquet)?;
     for unit in units {
         let mut reader = FileReader::try_new(std::io::BufReader::new(std::fs::File::open(unit.file).map_err(io(unit.file))?), None).map_err(arrow)?;
@@ -261,7 +278,8 @@ mod tests {
         let out = dir.path().join("table");
         std::fs::create_dir(&out).unwrap();
         let provenance = Provenance { names: vec!["a.csv".into(), "b.csv".into()], hashes: vec!["ha".into(), "hb".into()] };
-        let written = encode("t", &spilled, &provenance, &table_schema(), &out, "part-1").unwrap();
+        let properties = properties(&table_schema(), &["month"]);
+        let written = encode("t", &spilled, &provenance, &table_schema(), &properties, &out, "part-1").unwrap();
         let mut values = Vec::new();
         for w in &written {
             let file = std::fs::File::open(out.join(&w.name)).unwrap();
@@ -297,6 +315,8 @@ mod tests {
             assert_eq!(stats.max_values["n"], ColumnValueStat::Value(serde_json::json!(rows.iter().max().unwrap())));
             assert_eq!(stats.null_count["n"], ColumnCountStat::Value(stats.num_records - rows.len() as i64));
             assert_eq!(stats.min_values["month"], ColumnValueStat::Value(serde_json::json!(months.first().unwrap())));
+            // Text columns that bound nothing are written without statistics.
+            assert!(!stats.min_values.contains_key("_ingest_hash") && !stats.null_count.contains_key("_ingest_file"), "{stats:?}");
         }
         // Every staged row once, in the order staged, whatever thread wrote it, with its file's name and hash.
         let batches = [0..10, 10..25, 25..30, 30..70, 70..71, 71..90, 90..95, 95..100];

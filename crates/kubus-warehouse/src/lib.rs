@@ -262,7 +262,9 @@ impl Warehouse {
                 write.await.map_err(delta)?.version()
             }
             existing => {
-                let written = adopt::encode(&cube, &files, &staging.provenance, &staging.schema, &staging.path, &staging.prefix)?;
+                let bounded: Vec<&str> = staging.cluster.iter().chain(&staging.replace).map(String::as_str).collect();
+                let writing = adopt::properties(&staging.schema, &bounded);
+                let written = adopt::encode(&cube, &files, &staging.provenance, &staging.schema, &writing, &staging.path, &staging.prefix)?;
                 // Into the table's directory only once complete: a crash while encoding leaves them in staging,
                 // which the next ingest of the cube clears; until the commit names them, readers do not see them.
                 adopt::move_into(&written, &staging.path, &dir)?;

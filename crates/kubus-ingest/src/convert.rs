@@ -8,8 +8,8 @@ use crate::header::{Header, Part, Resolved, WideColumn};
 use crate::rows::{Cell, Row};
 use crate::{PseudonymKey, Rejection, Result};
 use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::array::{ArrayBuilder, ArrayRef, Float64Builder, Int64Builder, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
+use datafusion::arrow::array::{ArrayBuilder, ArrayRef, DictionaryArray, Float64Builder, Int32Builder, Int64Builder, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Int32Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use kubus_model::{ColumnType, Cube, Dimension, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key};
 use regex::Regex;
@@ -21,11 +21,12 @@ use std::sync::Arc;
 /// The fact column holding a cell's status symbol (`-`, `.`, `x`) when its number is missing.
 pub const STATUS_COLUMN: &str = "_status";
 
-/// The Arrow schema of a cube's facts as ingest produces them: one non-null text column per dimension role
-/// (the member key at the fact level), then the value columns, then the cell status.
+/// The Arrow schema of a cube's facts as ingest produces them: one non-null column per dimension role (the
+/// member key at the fact level, as a dictionary of the dimension's keys: a fact carries a number, not a copy of
+/// the key), then the value columns, then the cell status.
 pub fn fact_schema(cube: &Cube) -> SchemaRef {
-    let mut fields: Vec<ArrowField> =
-        cube.dimensions().iter().map(|d| ArrowField::new(d.name(), DataType::Utf8, false)).collect();
+    let member = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let mut fields: Vec<ArrowField> = cube.dimensions().iter().map(|d| ArrowField::new(d.name(), member.clone(), false)).collect();
     fields.extend(cube.columns().iter().map(|c| {
         let ty = match c.ty() {
             ColumnType::String => DataType::Utf8,
@@ -39,6 +40,9 @@ pub fn fact_schema(cube: &Cube) -> SchemaRef {
 }
 
 enum Builder {
+    /// A dimension role's members: their numbers among all the dimension's keys (`values`), level after level
+    /// from `offsets[level]` on.
+    Member { numbers: Int32Builder, values: ArrayRef, offsets: Vec<i32> },
     Text(StringBuilder),
     Integer(Int64Builder),
     Decimal(Float64Builder),
@@ -202,17 +206,19 @@ impl<'a> Converter<'a> {
     ) -> Result<Self> {
         let cube = model.cube(source.cube())?;
         let schema = fact_schema(cube);
+        let roles = cube.dimensions().iter().map(|r| model.dimension(r.dimension())).collect::<std::result::Result<Vec<_>, _>>()?;
         let builders = schema
             .fields()
             .iter()
             .take(schema.fields().len() - 1)
-            .map(|f| match f.data_type() {
+            .enumerate()
+            .map(|(slot, f)| match f.data_type() {
                 DataType::Int64 => Builder::Integer(Int64Builder::new()),
                 DataType::Float64 => Builder::Decimal(Float64Builder::new()),
+                DataType::Dictionary(..) => member_builder(roles[slot]),
                 _ => Builder::Text(StringBuilder::new()),
             })
             .collect();
-        let roles = cube.dimensions().iter().map(|r| model.dimension(r.dimension())).collect::<std::result::Result<Vec<_>, _>>()?;
         let numeric_slots = cube
             .columns()
             .iter()
@@ -372,7 +378,7 @@ impl<'a> Converter<'a> {
         let mut status = None;
         for (slot, value) in tuple.iter().enumerate() {
             match (&mut self.builders[slot], value) {
-                (Builder::Text(b), Value::Member(m)) => b.append_value(self.roles[slot].member(*m).key()),
+                (Builder::Member { numbers, offsets, .. }, Value::Member(m)) => numbers.append_value(offsets[m.level] + m.index as i32),
                 (Builder::Text(b), Value::Text(s)) => b.append_value(s),
                 (Builder::Integer(b), Value::Integer(i)) => b.append_value(*i),
                 (Builder::Decimal(b), Value::Decimal(f)) => b.append_value(*f),
@@ -382,6 +388,7 @@ impl<'a> Converter<'a> {
                         Builder::Integer(b) => b.append_null(),
                         Builder::Decimal(b) => b.append_null(),
                         Builder::Text(b) => b.append_null(),
+                        Builder::Member { numbers, .. } => numbers.append_null(),
                     }
                 }
                 _ => unreachable!("plans produce values of their slot's type; totals are held apart"),
@@ -685,17 +692,31 @@ impl<'a> Converter<'a> {
         let mut columns: Vec<ArrayRef> = self
             .builders
             .iter_mut()
-            .map(|b| -> ArrayRef {
-                match b {
+            .map(|b| -> Result<ArrayRef> {
+                Ok(match b {
+                    Builder::Member { numbers, values, .. } => Arc::new(DictionaryArray::<Int32Type>::try_new(numbers.finish(), values.clone())?),
                     Builder::Text(b) => Arc::new(b.finish()),
                     Builder::Integer(b) => Arc::new(b.finish()),
                     Builder::Decimal(b) => Arc::new(b.finish()),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         columns.push(Arc::new(self.status.finish()));
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// The builder of a role's column: every key of the dimension, level after level, is a value of its dictionary.
+fn member_builder(dimension: &Dimension) -> Builder {
+    let mut offsets = Vec::new();
+    let mut keys = StringBuilder::new();
+    for level in 0..dimension.levels().len() {
+        offsets.push(keys.len() as i32);
+        for member in dimension.members(level) {
+            keys.append_value(member.key());
+        }
+    }
+    Builder::Member { numbers: Int32Builder::new(), values: Arc::new(keys.finish()), offsets }
 }
 
 /// The first few problems of a line, and how many more there are.

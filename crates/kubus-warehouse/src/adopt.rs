@@ -38,9 +38,9 @@ struct Unit<'a> {
     count: usize,
 }
 
-/// Encodes the spill files (in commit order) as Parquet files in `dir`, named `{prefix}-{thread}.snappy.parquet`,
-/// on up to one thread per core: the batches are cut into as many shares of about equal rows, each share a
-/// file, and the files keep the commit order. Within a file every period has row groups of its own, so that a
+/// Encodes the spill files (in commit order, in `schema`: [`Provenance::encoded`]) as Parquet files in `dir`,
+/// named `{prefix}-{thread}.snappy.parquet`, on up to one thread per core: the batches are cut into as many
+/// shares of about equal rows, each share a file, and the files keep the commit order. Within a file every period has row groups of its own, so that a
 /// period cut skips the others by their statistics, and a scan opens a few files, not one per period.
 pub(crate) fn encode(
     table: &str,
@@ -112,9 +112,8 @@ fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &Sche
     let file = std::fs::File::create(&path).map_err(io(&path))?;
     // Without the Arrow schema in the file's metadata, readers see the columns' Parquet types: the dictionaries
     // are text, as in the table's schema.
-    let encoded = Provenance::as_dictionaries(schema);
     let options = ArrowWriterOptions::new().with_properties(properties.clone()).with_skip_arrow_metadata(true);
-    let mut writer = ArrowWriter::try_new_with_options(std::io::BufWriter::with_capacity(1 << 20, file), encoded.clone(), options).map_err(parquet)?;
+    let mut writer = ArrowWriter::try_new_with_options(std::io::BufWriter::with_capacity(1 << 20, file), schema.clone(), options).map_err(parquet)?;
     for unit in units {
         let mut reader = FileReader::try_new(std::io::BufReader::new(std::fs::File::open(unit.file).map_err(io(unit.file))?), None).map_err(arrow)?;
         reader.set_index(unit.first).map_err(arrow)?;
@@ -128,7 +127,7 @@ fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &Sche
             pending.push(spilled);
             if rows >= 1 << 16 || batches.peek().is_none() {
                 let spilled = datafusion::arrow::compute::concat_batches(&pending[0].schema(), &std::mem::take(&mut pending)).map_err(arrow)?;
-                writer.write(&provenance.restore(&spilled, &encoded).map_err(arrow)?).map_err(parquet)?;
+                writer.write(&provenance.restore(&spilled, schema).map_err(arrow)?).map_err(parquet)?;
                 rows = 0;
             }
         }
@@ -232,7 +231,7 @@ fn less(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::array::{Array, ArrayRef, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use std::sync::Arc;
@@ -246,20 +245,28 @@ mod tests {
         ]))
     }
 
-    /// Spill files as staging writes them: the provenance a file number (here of two files, by batch).
-    fn spill(dir: &Path, name: &str, month: &str, batches: &[std::ops::Range<i64>]) -> Spilled {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("month", DataType::Utf8, false),
+    /// The spill files' schema: the period a dictionary, as ingest makes it, the provenance a file number.
+    fn spill_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("month", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
             Field::new("n", DataType::Int64, true),
             Field::new("_ingest_file", DataType::Int32, false),
-        ]));
+        ]))
+    }
+
+    /// Spill files as staging writes them (here the facts of two files, by batch).
+    fn spill(dir: &Path, name: &str, month: &str, batches: &[std::ops::Range<i64>]) -> Spilled {
+        let schema = spill_schema();
+        let months: ArrayRef = Arc::new(StringArray::from(vec!["2023-12", "2024-01", "2024-02", "2024-03"]));
+        let key = (0..months.len()).find(|&i| months.as_any().downcast_ref::<StringArray>().unwrap().value(i) == month).unwrap() as i32;
         let path = dir.join(name);
         let mut writer = datafusion::arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
         for range in batches {
             let rows = range.clone().count();
             let n: Int64Array = range.clone().map(|v| (v % 7 != 0).then_some(v)).collect();
             let file = Int32Array::from(vec![(range.start % 2) as i32; rows]);
-            let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![month; rows])), Arc::new(n), Arc::new(file)];
+            let month = DictionaryArray::new(Int32Array::from(vec![key; rows]), months.clone());
+            let columns: Vec<ArrayRef> = vec![Arc::new(month), Arc::new(n), Arc::new(file)];
             writer.write(&RecordBatch::try_new(schema.clone(), columns).unwrap()).unwrap();
         }
         writer.finish().unwrap();
@@ -279,7 +286,7 @@ mod tests {
         std::fs::create_dir(&out).unwrap();
         let provenance = Provenance { names: vec!["a.csv".into(), "b.csv".into()], hashes: vec!["ha".into(), "hb".into()] };
         let properties = properties(&table_schema(), &["month"]);
-        let written = encode("t", &spilled, &provenance, &table_schema(), &properties, &out, "part-1").unwrap();
+        let written = encode("t", &spilled, &provenance, &Provenance::encoded(&spill_schema()), &properties, &out, "part-1").unwrap();
         let mut values = Vec::new();
         for w in &written {
             let file = std::fs::File::open(out.join(&w.name)).unwrap();

@@ -193,11 +193,16 @@ impl Warehouse {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
         let path = dir.join(format!("{cube}.{}.{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
-        let fields = || facts.fields().iter().map(|f| f.as_ref().clone()).collect::<Vec<Field>>();
-        let mut table = fields();
+        // Facts may come with dictionaries (of a dimension's keys): they are spilled and encoded as they are, and
+        // are text in the table.
+        let text = |f: &Field| match f.data_type() {
+            DataType::Dictionary(_, value) => f.clone().with_data_type(value.as_ref().clone()),
+            _ => f.clone(),
+        };
+        let mut table: Vec<Field> = facts.fields().iter().map(|f| text(f)).collect();
         table.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
         table.push(Field::new(HASH_COLUMN, DataType::Utf8, false));
-        let mut spilled = fields();
+        let mut spilled: Vec<Field> = facts.fields().iter().map(|f| f.as_ref().clone()).collect();
         spilled.push(Field::new(FILE_COLUMN, DataType::Int32, false));
         Ok(Staging {
             cube: cube.to_owned(),
@@ -264,7 +269,8 @@ impl Warehouse {
             existing => {
                 let bounded: Vec<&str> = staging.cluster.iter().chain(&staging.replace).map(String::as_str).collect();
                 let writing = adopt::properties(&staging.schema, &bounded);
-                let written = adopt::encode(&cube, &files, &staging.provenance, &staging.schema, &writing, &staging.path, &staging.prefix)?;
+                let encoded = Provenance::encoded(&staging.spilled);
+                let written = adopt::encode(&cube, &files, &staging.provenance, &encoded, &writing, &staging.path, &staging.prefix)?;
                 // Into the table's directory only once complete: a crash while encoding leaves them in staging,
                 // which the next ingest of the cube clears; until the commit names them, readers do not see them.
                 adopt::move_into(&written, &staging.path, &dir)?;
@@ -478,25 +484,14 @@ impl Staging {
         let batch = with_provenance(facts, &self.spilled, number).map_err(arrow)?;
         self.rows += facts.num_rows();
         let Some(column) = &self.cluster else { return self.write(Bucket::Rest, &batch) };
-        let periods = datafusion::arrow::compute::cast(batch.column(batch.schema().index_of(column).map_err(arrow)?), &DataType::Utf8).map_err(arrow)?;
-        let (nulls, texts) = (periods.null_count(), periods.as_any().downcast_ref::<StringArray>().expect("cast to Utf8"));
-        if nulls == 0 && texts.iter().all(|p| p == Some(texts.value(0))) {
+        let runs = period_runs(batch.column(batch.schema().index_of(column).map_err(arrow)?)).map_err(arrow)?;
+        if let [(period, _)] = &runs[..] {
             // One period, as in a monthly export: the batch goes to its bucket as it is.
-            return self.write(self.bucket(texts.value(0)), &batch);
-        }
-        // The rows of each period, in the order they came, to that period's bucket.
-        let mut runs: Vec<(Option<&str>, Vec<u32>)> = Vec::new();
-        let mut index: datafusion::common::HashMap<Option<&str>, usize> = datafusion::common::HashMap::default();
-        for (row, period) in texts.iter().enumerate() {
-            let run = *index.entry(period).or_insert_with(|| {
-                runs.push((period, Vec::new()));
-                runs.len() - 1
-            });
-            runs[run].1.push(row as u32);
+            return self.write(period.as_deref().map_or(Bucket::Rest, |p| self.bucket(p)), &batch);
         }
         for (period, rows) in runs {
             let part = datafusion::arrow::compute::take_record_batch(&batch, &datafusion::arrow::array::UInt32Array::from(rows)).map_err(arrow)?;
-            self.write(period.map_or(Bucket::Rest, |p| self.bucket(p)), &part)?;
+            self.write(period.as_deref().map_or(Bucket::Rest, |p| self.bucket(p)), &part)?;
         }
         Ok(())
     }
@@ -531,6 +526,42 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// The rows of each period (`None`: no period) in the order the periods first occur. A dictionary of periods is
+/// read by its numbers, without a text per row.
+fn period_runs(periods: &ArrayRef) -> Result<Vec<(Option<String>, Vec<u32>)>, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::array::AsArray as _;
+    use datafusion::arrow::datatypes::Int32Type;
+    let mut runs: Vec<(Option<String>, Vec<u32>)> = Vec::new();
+    let mut run_of_null = None;
+    if let Some(dictionary) = periods.as_dictionary_opt::<Int32Type>() {
+        let texts = datafusion::arrow::compute::cast(dictionary.values(), &DataType::Utf8)?;
+        let texts = texts.as_string::<i32>();
+        let mut run_of = vec![usize::MAX; texts.len()];
+        for (row, key) in dictionary.keys().iter().enumerate() {
+            let run = match key {
+                Some(key) => &mut run_of[key as usize],
+                None => run_of_null.get_or_insert(usize::MAX),
+            };
+            if *run == usize::MAX {
+                *run = runs.len();
+                runs.push((key.map(|k| texts.value(k as usize).to_owned()), Vec::new()));
+            }
+            runs[*run].1.push(row as u32);
+        }
+        return Ok(runs);
+    }
+    let texts = datafusion::arrow::compute::cast(periods, &DataType::Utf8)?;
+    let mut index: datafusion::common::HashMap<Option<&str>, usize> = datafusion::common::HashMap::default();
+    for (row, period) in texts.as_string::<i32>().iter().enumerate() {
+        let run = *index.entry(period).or_insert_with(|| {
+            runs.push((period.map(str::to_owned), Vec::new()));
+            runs.len() - 1
+        });
+        runs[run].1.push(row as u32);
+    }
+    Ok(runs)
 }
 
 /// The distinct values of the key columns among the new facts.
@@ -584,14 +615,18 @@ impl Provenance {
         }) as i32
     }
 
-    /// A spilled batch in `schema` (the table's, or that of [`Provenance::as_dictionaries`]): its last column, the
-    /// file number, becomes the file's name and hash, as text or as dictionaries keyed by the file number.
+    /// A spilled batch in `schema` (the table's, or that of [`Provenance::encoded`]): its last column, the file
+    /// number, becomes the file's name and hash, as text or as dictionaries keyed by the file number; the other
+    /// columns are cast where `schema` wants text for a dictionary.
     pub(crate) fn restore(&self, spilled: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
         use datafusion::arrow::array::{AsArray as _, DictionaryArray};
         use datafusion::arrow::datatypes::Int32Type;
         let n = spilled.num_columns();
         let numbers = spilled.column(n - 1);
-        let mut columns = spilled.columns()[..n - 1].to_vec();
+        let mut columns = Vec::with_capacity(n + 1);
+        for (column, field) in spilled.columns()[..n - 1].iter().zip(schema.fields()) {
+            columns.push(if column.data_type() == field.data_type() { column.clone() } else { datafusion::arrow::compute::cast(column, field.data_type())? });
+        }
         for values in [&self.names, &self.hashes] {
             let values: ArrayRef = Arc::new(StringArray::from(values.clone()));
             columns.push(match schema.field(columns.len()).data_type() {
@@ -602,14 +637,15 @@ impl Provenance {
         RecordBatch::try_new(schema.clone(), columns)
     }
 
-    /// The table's schema with the file's name and hash as dictionaries keyed by the file number.
-    pub(crate) fn as_dictionaries(schema: &SchemaRef) -> SchemaRef {
+    /// The schema in which spilled facts (`spilled`) are written to the table's files: as they were spilled
+    /// (dictionaries stay dictionaries), with the file's name and hash as dictionaries keyed by the file number.
+    /// The files do not carry this Arrow schema: their readers see text, as in the table's schema.
+    pub(crate) fn encoded(spilled: &SchemaRef) -> SchemaRef {
         let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-        let fields = schema.fields().iter().map(|f| match f.name().as_str() {
-            FILE_COLUMN | HASH_COLUMN => Arc::new(f.as_ref().clone().with_data_type(dictionary.clone())),
-            _ => f.clone(),
-        });
-        Arc::new(Schema::new(fields.collect::<Vec<_>>()))
+        let mut fields: Vec<Field> = spilled.fields().iter().take(spilled.fields().len() - 1).map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(FILE_COLUMN, dictionary.clone(), false));
+        fields.push(Field::new(HASH_COLUMN, dictionary, false));
+        Arc::new(Schema::new(fields))
     }
 }
 

@@ -228,7 +228,7 @@ impl Project {
                 Some(tx) => tx.send(staged).is_ok(),
                 None => {
                     if let (Staged::Facts { batch, .. }, None) = (&staged, &preview) {
-                        preview = Some(batch.slice(0, options.preview.min(batch.num_rows())));
+                        preview = Some(as_text(&batch.slice(0, options.preview.min(batch.num_rows()))));
                     }
                     true
                 }
@@ -362,6 +362,26 @@ impl Project {
         }
         Ok((reports, rejected, converted_names))
     }
+}
+
+/// Facts as the table holds them: members as text, not as numbers of the dimension's dictionary.
+fn as_text(facts: &datafusion::arrow::record_batch::RecordBatch) -> datafusion::arrow::record_batch::RecordBatch {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in facts.schema().fields().iter().zip(facts.columns()) {
+        match field.data_type() {
+            DataType::Dictionary(_, value) => {
+                fields.push(Field::new(field.name(), value.as_ref().clone(), field.is_nullable()));
+                columns.push(datafusion::arrow::compute::cast(column, value).expect("a dictionary casts to its values' type"));
+            }
+            _ => {
+                fields.push(field.as_ref().clone());
+                columns.push(column.clone());
+            }
+        }
+    }
+    datafusion::arrow::record_batch::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).expect("the same columns, cast")
 }
 
 /// Batches of facts in flight between reading and staging.

@@ -528,12 +528,15 @@ impl Drop for Staging {
     }
 }
 
+/// A period (`None`: none) and its rows in a batch.
+type Run = (Option<String>, Vec<u32>);
+
 /// The rows of each period (`None`: no period) in the order the periods first occur. A dictionary of periods is
 /// read by its numbers, without a text per row.
-fn period_runs(periods: &ArrayRef) -> Result<Vec<(Option<String>, Vec<u32>)>, datafusion::arrow::error::ArrowError> {
+fn period_runs(periods: &ArrayRef) -> Result<Vec<Run>, datafusion::arrow::error::ArrowError> {
     use datafusion::arrow::array::AsArray as _;
     use datafusion::arrow::datatypes::Int32Type;
-    let mut runs: Vec<(Option<String>, Vec<u32>)> = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
     let mut run_of_null = None;
     if let Some(dictionary) = periods.as_dictionary_opt::<Int32Type>() {
         let texts = datafusion::arrow::compute::cast(dictionary.values(), &DataType::Utf8)?;

@@ -737,6 +737,9 @@ fn close(a: f64, b: f64) -> bool {
 /// thousands separator) makes the text invalid rather than silently a different number.
 pub(crate) fn parse_number(text: &str, decimal: char, thousands: Option<char>) -> Option<f64> {
     let text = text.trim();
+    if let Some(value) = plain_decimal(text.as_bytes(), decimal) {
+        return Some(value);
+    }
     if thousands.is_none_or(|t| !text.contains(t)) && (decimal == '.' || !text.contains(decimal)) {
         return if decimal != '.' && text.contains('.') { None } else { text.parse::<f64>().ok() };
     }
@@ -761,6 +764,41 @@ pub(crate) fn parse_number(text: &str, decimal: char, thousands: Option<char>) -
     std::str::from_utf8(&plain[..len]).ok()?.parse::<f64>().ok()
 }
 
+/// A number written as `[+-]digits[<decimal>digits]` with at most 15 digits, read without the general parser:
+/// the digits as a whole number divided by a power of ten. Both are exact in `f64`, so the quotient is the
+/// correctly rounded value of the decimal, as `str::parse` gives it. `None` for anything else.
+fn plain_decimal(bytes: &[u8], decimal: char) -> Option<f64> {
+    const POWERS: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let decimal = u8::try_from(decimal).ok()?;
+    let (negative, digits) = match bytes.first()? {
+        b'-' => (true, &bytes[1..]),
+        b'+' => (false, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    let (mut mantissa, mut count, mut fraction) = (0u64, 0usize, None);
+    for (i, &b) in digits.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                count += 1;
+                if count > 15 {
+                    return None;
+                }
+                if let Some(f) = fraction.as_mut() {
+                    *f += 1;
+                }
+            }
+            _ if b == decimal && fraction.is_none() && i > 0 && i + 1 < digits.len() => fraction = Some(0),
+            _ => return None,
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let value = mantissa as f64 / POWERS[fraction.unwrap_or(0)];
+    Some(if negative { -value } else { value })
+}
+
 fn human_format(fmt: &str) -> String {
     fmt.replace("%d", "dd").replace("%m", "mm").replace("%Y", "yyyy").replace("%y", "yy")
 }
@@ -777,5 +815,34 @@ mod tests {
         assert_eq!(parse_number("6.6", ',', None), None);
         assert_eq!(parse_number("1023101.0", '.', None), Some(1023101.0));
         assert_eq!(parse_number("-", '.', None), None);
+    }
+
+    #[test]
+    fn plain_decimals_read_as_the_general_parser_reads_them() {
+        // Against `str::parse` on the same text with a `.`: digits of every length up to past the fast path's
+        // limit, the separator anywhere, signs, and texts the fast path must leave to the general parser.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = 1 + (next() % 18) as usize;
+            let mut digits: String = (0..len).map(|_| char::from(b'0' + (next() % 10) as u8)).collect();
+            if next() % 3 > 0 && len > 1 {
+                let at = 1 + (next() as usize % (len - 1));
+                digits.insert(at, ',');
+            }
+            let sign = ["", "-", "+"][(next() % 3) as usize];
+            let text = format!("{sign}{digits}");
+            let expected: f64 = text.replace(',', ".").parse().unwrap();
+            assert_eq!(parse_number(&text, ',', None).map(f64::to_bits), Some(expected.to_bits()), "{text}");
+        }
+        for odd in ["", "-", "+", ",5", "5,", "1,2,3", "1.5", "1 5", "١٢"] {
+            assert_eq!(plain_decimal(odd.as_bytes(), ','), None, "{odd}");
+        }
+        assert_eq!(parse_number("5,", ',', None), Some(5.0), "left to the general parser, as before");
     }
 }

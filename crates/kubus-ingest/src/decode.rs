@@ -141,16 +141,7 @@ impl<R: Read> Read for DecodeReader<R> {
             match result {
                 DecoderResult::InputEmpty if self.eof => self.finished = true,
                 DecoderResult::InputEmpty | DecoderResult::OutputFull => {}
-                DecoderResult::Malformed(..) => {
-                    let line = self.lines + 1;
-                    let error = encoding_error(
-                        &self.file,
-                        self.encoding.name(),
-                        &format!("has a byte on line {line} that is not valid in it"),
-                        if self.encoding == UTF_8 { encoding_rs::WINDOWS_1252 } else { UTF_8 },
-                    );
-                    return Err(self.fail(error));
-                }
+                DecoderResult::Malformed(..) => return Err(self.fail(invalid_byte(&self.file, self.encoding, self.lines + 1))),
             }
         }
     }
@@ -161,6 +152,12 @@ fn detect(bytes: &[u8]) -> &'static Encoding {
     detector.feed(bytes, true);
     // German offices: the .de TLD hint makes chardetng prefer windows-1252 among the single-byte candidates.
     detector.guess(Some(b"de"), true)
+}
+
+/// A byte on `line` that `encoding` does not have.
+pub(crate) fn invalid_byte(file: &str, encoding: &'static Encoding, line: usize) -> Error {
+    let suggested = if encoding == UTF_8 { encoding_rs::WINDOWS_1252 } else { UTF_8 };
+    encoding_error(file, encoding.name(), &format!("has a byte on line {line} that is not valid in it"), suggested)
 }
 
 fn encoding_error(file: &str, declared: &str, problem: &str, suggested: &'static Encoding) -> Error {

@@ -3,6 +3,7 @@
 //! nothing of headers, titles or fields; the layout decides what each line is.
 
 use crate::{Error, Result, decode};
+use encoding_rs::{Encoding, UTF_8};
 use calamine::{Data, Reader};
 use chrono::NaiveDate;
 use kubus_model::{Format, Source};
@@ -117,11 +118,18 @@ impl<'a> Rows<'a> {
     }
 
     /// The records of CSV bytes (after any BOM) in a known encoding whose first line is line `first_line` of
-    /// the file: a whole file, or a stretch of it that starts where a record starts.
-    pub fn csv(bytes: Box<dyn Read + 'a>, encoding: &'static encoding_rs::Encoding, delimiter: u8, name: &str, first_line: usize) -> Rows<'a> {
+    /// the file: a whole file, or a stretch of it that starts where a record starts. In UTF-8 or a single-byte
+    /// encoding, where the delimiter, quotes and line breaks are single bytes of their own, the bytes are parsed
+    /// as they are and each field is decoded on its own (most are ASCII and need nothing); other encodings are
+    /// decoded first.
+    pub fn csv(bytes: Box<dyn Read + 'a>, encoding: &'static Encoding, delimiter: u8, name: &str, first_line: usize) -> Rows<'a> {
         let failure = Rc::new(RefCell::new(None));
-        let decoded = decode::DecodeReader::new(bytes, encoding, name, failure.clone()).starting_at(first_line);
-        let rows = CsvRows::new(Box::new(decoded), delimiter, name, failure, first_line);
+        let rows = if encoding == UTF_8 || encoding.is_single_byte() {
+            CsvRows::new(bytes, encoding, delimiter, name, failure, first_line)
+        } else {
+            let decoded = decode::DecodeReader::new(bytes, encoding, name, failure.clone()).starting_at(first_line);
+            CsvRows::new(Box::new(decoded), UTF_8, delimiter, name, failure, first_line)
+        };
         Rows { encoding: encoding.name().to_owned(), merges: Vec::new(), inner: Inner::Csv(Box::new(rows)) }
     }
 
@@ -207,8 +215,10 @@ impl Read for Counting<'_> {
 /// lines, and they are handed out too.
 struct CsvRows<'a> {
     name: String,
+    /// The encoding of the bytes the reader parses (UTF-8 when they were decoded before).
+    encoding: &'static Encoding,
     reader: csv::Reader<Counting<'a>>,
-    record: csv::StringRecord,
+    record: csv::ByteRecord,
     /// Cells of a row handed back ([`Rows::recycle`]), refilled by the next record.
     spare: Vec<Cell>,
     tracker: Rc<RefCell<Tracker>>,
@@ -224,7 +234,7 @@ struct CsvRows<'a> {
 }
 
 impl<'a> CsvRows<'a> {
-    fn new(text: Box<dyn Read + 'a>, delimiter: u8, name: &str, failure: Rc<RefCell<Option<Error>>>, first_line: usize) -> CsvRows<'a> {
+    fn new(text: Box<dyn Read + 'a>, encoding: &'static Encoding, delimiter: u8, name: &str, failure: Rc<RefCell<Option<Error>>>, first_line: usize) -> CsvRows<'a> {
         let tracker = Rc::new(RefCell::new(Tracker::default()));
         let reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -234,8 +244,9 @@ impl<'a> CsvRows<'a> {
             .from_reader(Counting { inner: text, tracker: tracker.clone() });
         CsvRows {
             name: name.to_owned(),
+            encoding,
             reader,
-            record: csv::StringRecord::new(),
+            record: csv::ByteRecord::new(),
             spare: Vec::new(),
             tracker,
             failure,
@@ -287,7 +298,7 @@ impl<'a> CsvRows<'a> {
             return Some(Ok(row));
         }
         if !self.done {
-            match self.reader.read_record(&mut self.record) {
+            match self.reader.read_byte_record(&mut self.record) {
                 Err(source) => {
                     self.done = true;
                     let typed = self.failure.borrow_mut().take();
@@ -297,19 +308,36 @@ impl<'a> CsvRows<'a> {
                 Ok(true) => {
                     let position = self.record.position().map(|p| p.byte()).unwrap_or(self.scan_pos);
                     let line = self.line_of(position);
-                    let span = memchr::memchr_iter(b'\n', self.record.as_slice().as_bytes()).count() + 1;
-                    self.open_at_end = span > 1 && self.record.iter().next_back().is_some_and(|f| f.ends_with('\n'));
+                    let span = memchr::memchr_iter(b'\n', self.record.as_slice()).count() + 1;
+                    self.open_at_end = span > 1 && self.record.iter().next_back().is_some_and(|f| f.ends_with(b"\n"));
                     let mut cells = std::mem::take(&mut self.spare);
                     cells.truncate(self.record.len());
+                    // The whole record checked at once: UTF-8 (without replacement characters), or ASCII in a
+                    // single-byte encoding; its fields are then slices of it. Otherwise field by field.
+                    let bytes = self.record.as_slice();
+                    let ascii = bytes.is_ascii();
+                    let whole = (ascii || (self.encoding == UTF_8 && memchr::memmem::find(bytes, "\u{FFFD}".as_bytes()).is_none()))
+                        .then(|| std::str::from_utf8(bytes).ok())
+                        .flatten();
+                    let mut lines_before = 0;
                     for (i, field) in self.record.iter().enumerate() {
-                        match cells.get_mut(i) {
-                            Some(Cell::Text(text)) => {
-                                text.clear();
-                                text.push_str(field);
-                            }
-                            Some(other) => *other = Cell::Text(field.to_owned()),
-                            None => cells.push(Cell::Text(field.to_owned())),
+                        if i == cells.len() {
+                            cells.push(Cell::Text(String::new()));
                         }
+                        if !matches!(cells[i], Cell::Text(_)) {
+                            cells[i] = Cell::Text(String::new());
+                        }
+                        let Cell::Text(text) = &mut cells[i] else { unreachable!("made text above") };
+                        // A field boundary inside a character (quotes can split one) is no slice of the record.
+                        if let Some(slice) = whole.and_then(|w| w.get(self.record.range(i)?)) {
+                            text.clear();
+                            text.push_str(slice);
+                        } else if let Err(fault) = decode_field(self.encoding, field, text) {
+                            self.done = true;
+                            let line = line + lines_before + memchr::memchr_iter(b'\n', &field[..fault.at()]).count();
+                            return Some(Err(fault.error(&self.name, self.encoding, line)));
+                        }
+                        lines_before += memchr::memchr_iter(b'\n', field).count();
                     }
                     self.pending = Some(Row { line, span, cells });
                     return self.next();
@@ -325,6 +353,54 @@ impl<'a> CsvRows<'a> {
             Ok(empty(self.next_line - 1))
         })
     }
+}
+
+/// Why a field's bytes are not text in its encoding, and where.
+enum Fault {
+    /// A byte (at this offset) that the encoding does not have.
+    Invalid(usize),
+    /// A replacement character (at this offset): the text was destroyed before export.
+    Destroyed(usize),
+}
+
+impl Fault {
+    fn at(&self) -> usize {
+        match self {
+            Fault::Invalid(at) | Fault::Destroyed(at) => *at,
+        }
+    }
+
+    fn error(&self, file: &str, encoding: &'static Encoding, line: usize) -> Error {
+        match self {
+            Fault::Invalid(_) => decode::invalid_byte(file, encoding, line),
+            Fault::Destroyed(_) => Error::DestroyedCharacters { file: file.to_owned(), line },
+        }
+    }
+}
+
+/// Decodes one field into `text`: ASCII and UTF-8 as they are (checked), else from the encoding (UTF-8 or a
+/// single-byte encoding: [`Rows::csv`]).
+fn decode_field(encoding: &'static Encoding, field: &[u8], text: &mut String) -> std::result::Result<(), Fault> {
+    text.clear();
+    if field.is_ascii() || encoding == UTF_8 {
+        let valid = std::str::from_utf8(field).map_err(|e| Fault::Invalid(e.valid_up_to()))?;
+        if !field.is_ascii()
+            && let Some(at) = memchr::memmem::find(field, "\u{FFFD}".as_bytes())
+        {
+            return Err(Fault::Destroyed(at));
+        }
+        text.push_str(valid);
+        return Ok(());
+    }
+    let mut decoder = encoding.new_decoder_without_bom_handling();
+    text.reserve(decoder.max_utf8_buffer_length_without_replacement(field.len()).unwrap_or(field.len() * 3));
+    match decoder.decode_to_string_without_replacement(field, text, true) {
+        (encoding_rs::DecoderResult::InputEmpty, _) => {}
+        (encoding_rs::DecoderResult::Malformed(bad, after), read) => return Err(Fault::Invalid(read - bad as usize - after as usize)),
+        (encoding_rs::DecoderResult::OutputFull, _) => unreachable!("reserved for the whole field"),
+    }
+    // A single-byte encoding has no replacement character, and without replacement none is made.
+    Ok(())
 }
 
 fn sheet_rows(bytes: &[u8], sheet: Option<&str>, name: &str) -> Result<Rows<'static>> {
@@ -390,7 +466,7 @@ mod tests {
     use super::*;
 
     fn rows(text: &str) -> Vec<Row> {
-        let mut rows = CsvRows::new(Box::new(text.as_bytes()), b';', "t.csv", Rc::new(RefCell::new(None)), 1);
+        let mut rows = CsvRows::new(Box::new(text.as_bytes()), UTF_8, b';', "t.csv", Rc::new(RefCell::new(None)), 1);
         std::iter::from_fn(|| rows.next()).collect::<Result<Vec<_>>>().unwrap()
     }
 
@@ -407,6 +483,32 @@ mod tests {
     fn crlf_lines_are_counted_like_lf_lines() {
         let lines: Vec<usize> = rows("a;b\r\n1;2\r\n\r\n3;4\r\n").iter().map(|r| r.line).collect();
         assert_eq!(lines, [1, 2, 3, 4]);
+    }
+
+    /// The rows of `bytes` in `encoding` (parsed as bytes, each field decoded), or the error.
+    fn read(bytes: &[u8], encoding: &'static Encoding) -> Result<Vec<Row>> {
+        Rows::csv(Box::new(bytes), encoding, b';', "t.csv", 1).collect()
+    }
+
+    #[test]
+    fn fields_are_decoded_one_by_one() {
+        let rows = read(b"Stadtteil;Zahl\nGr\xfcbent\xe4lchen;3\n\"K\xf6ln\nS\xfcd\";4\n", encoding_rs::WINDOWS_1252).unwrap();
+        let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells.iter().map(Cell::text).collect()).collect();
+        assert_eq!(cells, [vec!["Stadtteil", "Zahl"], vec!["Grübentälchen", "3"], vec!["Köln\nSüd", "4"]]);
+    }
+
+    #[test]
+    fn bad_bytes_and_destroyed_characters_name_their_line() {
+        // A byte windows-1253 does not have, on the second line of a quoted field that starts on line 2.
+        let error = read(b"a;b\n\"x\ny\xaa\";1\n", encoding_rs::WINDOWS_1253).unwrap_err();
+        assert!(error.to_string().contains("line 3"), "{error}");
+        let error = read(b"a;b\n1;\xc3\n", UTF_8).unwrap_err();
+        assert!(error.to_string().contains("line 2") && error.to_string().contains("windows-1252"), "{error}");
+        // A character split by a quote and a delimiter: the record's bytes are valid together, the field not.
+        let error = read(b"a;b\n\"x\xc3\";\xa4y\n", UTF_8).unwrap_err();
+        assert!(error.to_string().contains("line 2"), "{error}");
+        let error = read("a;b\n1;2\n\"x\nGr\u{FFFD}n\";3\n".as_bytes(), UTF_8).unwrap_err();
+        assert!(matches!(error, Error::DestroyedCharacters { line: 4, .. }), "{error}");
     }
 
     #[test]

@@ -319,7 +319,6 @@ impl<'a> CsvRows<'a> {
                     let whole = (ascii || (self.encoding == UTF_8 && memchr::memmem::find(bytes, "\u{FFFD}".as_bytes()).is_none()))
                         .then(|| std::str::from_utf8(bytes).ok())
                         .flatten();
-                    let mut lines_before = 0;
                     for (i, field) in self.record.iter().enumerate() {
                         if i == cells.len() {
                             cells.push(Cell::Text(String::new()));
@@ -334,10 +333,10 @@ impl<'a> CsvRows<'a> {
                             text.push_str(slice);
                         } else if let Err(fault) = decode_field(self.encoding, field, text) {
                             self.done = true;
-                            let line = line + lines_before + memchr::memchr_iter(b'\n', &field[..fault.at()]).count();
+                            let before: usize = self.record.iter().take(i).map(|f| memchr::memchr_iter(b'\n', f).count()).sum();
+                            let line = line + before + memchr::memchr_iter(b'\n', &field[..fault.at()]).count();
                             return Some(Err(fault.error(&self.name, self.encoding, line)));
                         }
-                        lines_before += memchr::memchr_iter(b'\n', field).count();
                     }
                     self.pending = Some(Row { line, span, cells });
                     return self.next();

@@ -306,55 +306,43 @@ impl Project {
     ) -> Result<(Vec<FileReport>, Vec<QuarantineRow>, BTreeSet<String>)> {
         let (mut reports, mut rejected, mut converted_names) = (Vec::new(), Vec::new(), BTreeSet::new());
         for path in files {
-            let open = || std::fs::File::open(path).map_err(|source| Error::InputFile { path: path.clone(), source });
-            // One pass for the SHA-256 (a file already ingested is not read again), one to convert: neither
-            // holds the file in memory.
-            let mut hasher = Sha256::new();
-            std::io::copy(&mut std::io::BufReader::new(open()?), &mut hasher).map_err(|source| Error::InputFile { path: path.clone(), source })?;
-            let sha256 = hex::encode(hasher.finalize());
             let name = file_name(path);
-            let outcome = if known.contains(&sha256) {
-                FileOutcome::AlreadyIngested
-            } else {
-                let file = open()?;
-                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                let facts = kubus_ingest::read_file_to(
-                    model,
-                    source,
-                    &name,
-                    Box::new(std::io::BufReader::with_capacity(1 << 16, file)),
-                    key,
-                    &mut |p| progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size }),
-                    &mut |batch| {
-                        if stage(Staged::Facts { file: name.clone(), sha256: sha256.clone(), batch }) {
-                            Ok(())
-                        } else {
-                            Err(kubus_ingest::Error::Sink { file: name.clone(), source: "staging failed".into() })
-                        }
-                    },
-                )?;
-                stage(Staged::Done { file: name.clone(), sha256: sha256.clone(), facts: facts.facts });
-                known.insert(sha256.clone());
-                converted_names.insert(name.clone());
-                let outcome = FileOutcome::Ingested(FileCounts {
-                    lines: facts.lines,
-                    accepted: facts.accepted_lines,
-                    rejected: facts.rejected_lines,
-                    skipped: facts.skipped.clone(),
-                    facts: facts.facts,
-                    totals_compared: facts.totals_compared,
-                    warnings: facts.warnings.clone(),
-                    encoding: facts.encoding.clone(),
-                });
-                rejected.extend(facts.rejected.into_iter().map(|r| QuarantineRow {
-                    file: r.file,
-                    line: r.line,
-                    column: r.column,
-                    value: r.value,
-                    problem: r.problem.to_owned(),
-                    reason: r.reason,
-                }));
-                outcome
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let (sha256, facts) = read_unless_known(
+                path,
+                known,
+                &mut |input, sink| {
+                    let progress = &mut |p: kubus_ingest::Progress| progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size });
+                    kubus_ingest::read_file_to(model, source, &name, input, key, progress, sink)
+                },
+                &mut |sha256, batch| stage(Staged::Facts { file: name.clone(), sha256: sha256.to_owned(), batch }),
+            )?;
+            let outcome = match facts {
+                None => FileOutcome::AlreadyIngested,
+                Some(facts) => {
+                    stage(Staged::Done { file: name.clone(), sha256: sha256.clone(), facts: facts.facts });
+                    known.insert(sha256.clone());
+                    converted_names.insert(name.clone());
+                    let outcome = FileOutcome::Ingested(FileCounts {
+                        lines: facts.lines,
+                        accepted: facts.accepted_lines,
+                        rejected: facts.rejected_lines,
+                        skipped: facts.skipped.clone(),
+                        facts: facts.facts,
+                        totals_compared: facts.totals_compared,
+                        warnings: facts.warnings.clone(),
+                        encoding: facts.encoding.clone(),
+                    });
+                    rejected.extend(facts.rejected.into_iter().map(|r| QuarantineRow {
+                        file: r.file,
+                        line: r.line,
+                        column: r.column,
+                        value: r.value,
+                        problem: r.problem.to_owned(),
+                        reason: r.reason,
+                    }));
+                    outcome
+                }
             };
             let report = FileReport { path: path.clone(), sha256, outcome };
             progress(IngestProgress::Done(&report));
@@ -382,6 +370,80 @@ fn as_text(facts: &datafusion::arrow::record_batch::RecordBatch) -> datafusion::
         }
     }
     datafusion::arrow::record_batch::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).expect("the same columns, cast")
+}
+
+/// The batches of one file's facts as they are read.
+type Sink<'s> = &'s mut dyn FnMut(datafusion::arrow::record_batch::RecordBatch) -> kubus_ingest::Result<()>;
+
+/// Reads one file's bytes into facts, handing them to a sink.
+type ReadFile<'r> = &'r mut dyn FnMut(Box<dyn std::io::Read + '_>, Sink<'_>) -> kubus_ingest::Result<kubus_ingest::FileFacts>;
+
+/// Batches of a file's facts held back at most while its hash is computed.
+const HELD_BATCHES: usize = 8;
+
+/// Reads a file with `read` unless the warehouse already holds it (`known`), and returns its SHA-256 and its facts
+/// (`None`: already ingested). The hash is computed on a thread of its own while the file is read, not in a pass
+/// before it, which would leave the other cores idle; until it is known the facts are held back (at most
+/// [`HELD_BATCHES`], then reading waits for it), then handed to `stage` with it. A file already ingested stops as
+/// soon as its hash is known.
+fn read_unless_known(
+    path: &Path,
+    known: &BTreeSet<String>,
+    read: ReadFile<'_>,
+    stage: &mut dyn FnMut(&str, datafusion::arrow::record_batch::RecordBatch) -> bool,
+) -> Result<(String, Option<kubus_ingest::FileFacts>)> {
+    let input_error = |source| Error::InputFile { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(input_error)?;
+    let stopped = |why: &str| kubus_ingest::Error::Sink { file: file_name(path), source: why.into() };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            let hash = std::fs::File::open(path).and_then(|file| {
+                let mut hasher = Sha256::new();
+                std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)?;
+                Ok(hex::encode(hasher.finalize()))
+            });
+            let _ = tx.send(hash);
+        });
+        let wait = |rx: &std::sync::mpsc::Receiver<std::io::Result<String>>| rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("hashing stopped")));
+        let mut hash: Option<std::io::Result<String>> = None;
+        let mut held = Vec::new();
+        let facts = read(Box::new(std::io::BufReader::with_capacity(1 << 16, file)), &mut |batch| {
+            if hash.is_none() {
+                match rx.try_recv() {
+                    Ok(h) => hash = Some(h),
+                    Err(_) if held.len() < HELD_BATCHES => {
+                        held.push(batch);
+                        return Ok(());
+                    }
+                    Err(_) => hash = Some(wait(&rx)),
+                }
+            }
+            match &hash {
+                Some(Ok(h)) if !known.contains(h) => {
+                    for batch in held.drain(..).chain([batch]) {
+                        if !stage(h, batch) {
+                            return Err(stopped("staging failed"));
+                        }
+                    }
+                    Ok(())
+                }
+                // Already ingested, or the hash failed: no need to read on.
+                _ => Err(stopped("stopped")),
+            }
+        });
+        let sha256 = hash.unwrap_or_else(|| wait(&rx)).map_err(input_error)?;
+        if known.contains(&sha256) {
+            return Ok((sha256, None));
+        }
+        let facts = facts?;
+        for batch in held {
+            if !stage(&sha256, batch) {
+                return Err(stopped("staging failed").into());
+            }
+        }
+        Ok((sha256, Some(facts)))
+    })
 }
 
 /// Batches of facts in flight between reading and staging.

@@ -80,6 +80,21 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The rows of damaged CSV bytes read in memory (where that reader takes them) are those of the stream: the
+/// same lines, spans and cells, or the same error.
+fn same_rows_in_memory(bytes: &[u8]) {
+    use crate::rows::{Cell, Rows};
+    type Read = Result<Vec<(usize, usize, Vec<String>)>, String>;
+    let collect = |rows: Rows<'_>| -> Read {
+        rows.map(|r| r.map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).map_err(|e| e.to_string())).collect()
+    };
+    for encoding in [encoding_rs::UTF_8, encoding_rs::WINDOWS_1252] {
+        let Some(in_memory) = Rows::csv_in_memory(bytes, encoding, b';', "f.csv", 1) else { continue };
+        let streamed = collect(Rows::csv(Box::new(bytes), encoding, b';', "f.csv", 1));
+        assert_eq!(collect(in_memory), streamed, "{encoding:?}: {:?}", String::from_utf8_lossy(bytes));
+    }
+}
+
 #[test]
 fn damaged_exports_never_panic_and_account_for_every_line() {
     let model = model();
@@ -107,6 +122,9 @@ fn damaged_exports_never_panic_and_account_for_every_line() {
                 std::fs::write(&path, &damaged).unwrap();
                 panic!("source {} panicked on the input saved at {}", source.name(), path.display());
             };
+            if !source.name().contains("kreise") && !source.name().contains("offers") {
+                same_rows_in_memory(&damaged);
+            }
             if let Ok(facts) = result {
                 read_ok += 1;
                 let counted = facts.accepted_lines + facts.rejected_lines + facts.skipped_lines();

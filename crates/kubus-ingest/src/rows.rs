@@ -90,6 +90,7 @@ pub struct Rows<'a> {
 
 enum Inner<'a> {
     Csv(Box<CsvRows<'a>>),
+    Slice(Box<SliceRows<'a>>),
     Sheet(std::vec::IntoIter<Row>),
 }
 
@@ -133,12 +134,43 @@ impl<'a> Rows<'a> {
         Rows { encoding: encoding.name().to_owned(), merges: Vec::new(), inner: Inner::Csv(Box::new(rows)) }
     }
 
+    /// The records of CSV bytes in memory, as [`Rows::csv`] gives them, read faster: a line without quotes is
+    /// split at its delimiters directly, and only a line with quotes goes through the CSV parser. `None` — use
+    /// [`Rows::csv`] — unless the encoding is UTF-8 or single-byte and every carriage return ends a line (the
+    /// parser would take a lone one as a line end).
+    pub fn csv_in_memory(bytes: &'a [u8], encoding: &'static Encoding, delimiter: u8, name: &str, first_line: usize) -> Option<Rows<'a>> {
+        let lone_return = memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n'));
+        if lone_return || !(encoding == UTF_8 || encoding.is_single_byte()) {
+            return None;
+        }
+        let mut core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+        // Past the start of a file: a byte order mark at the start of a line is text, as for the whole file's
+        // parser (an empty line leaves the parser where it was).
+        let _ = core.read_record(b"\n", &mut [0; 1], &mut [0; 1]);
+        let rows = SliceRows {
+            name: name.to_owned(),
+            encoding,
+            delimiter,
+            bytes,
+            pos: 0,
+            line: first_line,
+            core,
+            output: vec![0; 1 << 12],
+            ends: vec![0; 64],
+            ranges: Vec::new(),
+            spare: Vec::new(),
+            open_at_end: false,
+        };
+        Some(Rows { encoding: encoding.name().to_owned(), merges: Vec::new(), inner: Inner::Slice(Box::new(rows)) })
+    }
+
     /// Whether the last CSV record ended with its line, rather than inside a quoted field that the input cut
     /// off (its last field then ends with a line break). Once the rows are exhausted, a stretch that ended
     /// cleanly was cut where a record ends. Workbooks always end cleanly.
     pub fn ended_cleanly(&self) -> bool {
         match &self.inner {
             Inner::Csv(c) => !c.open_at_end,
+            Inner::Slice(c) => !c.open_at_end,
             Inner::Sheet(_) => true,
         }
     }
@@ -146,10 +178,13 @@ impl<'a> Rows<'a> {
     /// Hands a row back once it is done with, so that the next CSV record reuses its cells' buffers instead of
     /// allocating a string per cell.
     pub fn recycle(&mut self, row: Row) {
-        if let Inner::Csv(c) = &mut self.inner
-            && c.spare.is_empty()
-        {
-            c.spare = row.cells;
+        let spare = match &mut self.inner {
+            Inner::Csv(c) => &mut c.spare,
+            Inner::Slice(c) => &mut c.spare,
+            Inner::Sheet(_) => return,
+        };
+        if spare.is_empty() {
+            *spare = row.cells;
         }
     }
 
@@ -157,6 +192,7 @@ impl<'a> Rows<'a> {
     pub fn position(&self) -> u64 {
         match &self.inner {
             Inner::Csv(c) => c.tracker.borrow().offset,
+            Inner::Slice(c) => c.pos as u64,
             Inner::Sheet(_) => 0,
         }
     }
@@ -168,6 +204,7 @@ impl Iterator for Rows<'_> {
     fn next(&mut self) -> Option<Result<Row>> {
         match &mut self.inner {
             Inner::Csv(c) => c.next(),
+            Inner::Slice(c) => c.next(),
             Inner::Sheet(rows) => rows.next().map(Ok),
         }
     }
@@ -311,32 +348,13 @@ impl<'a> CsvRows<'a> {
                     let span = memchr::memchr_iter(b'\n', self.record.as_slice()).count() + 1;
                     self.open_at_end = span > 1 && self.record.iter().next_back().is_some_and(|f| f.ends_with(b"\n"));
                     let mut cells = std::mem::take(&mut self.spare);
-                    cells.truncate(self.record.len());
-                    // The whole record checked at once: UTF-8 (without replacement characters), or ASCII in a
-                    // single-byte encoding; its fields are then slices of it. Otherwise field by field.
-                    let bytes = self.record.as_slice();
-                    let ascii = bytes.is_ascii();
-                    let whole = (ascii || (self.encoding == UTF_8 && memchr::memmem::find(bytes, "\u{FFFD}".as_bytes()).is_none()))
-                        .then(|| std::str::from_utf8(bytes).ok())
-                        .flatten();
-                    for (i, field) in self.record.iter().enumerate() {
-                        if i == cells.len() {
-                            cells.push(Cell::Text(String::new()));
-                        }
-                        if !matches!(cells[i], Cell::Text(_)) {
-                            cells[i] = Cell::Text(String::new());
-                        }
-                        let Cell::Text(text) = &mut cells[i] else { unreachable!("made text above") };
-                        // A field boundary inside a character (quotes can split one) is no slice of the record.
-                        if let Some(slice) = whole.and_then(|w| w.get(self.record.range(i)?)) {
-                            text.clear();
-                            text.push_str(slice);
-                        } else if let Err(fault) = decode_field(self.encoding, field, text) {
-                            self.done = true;
-                            let before: usize = self.record.iter().take(i).map(|f| memchr::memchr_iter(b'\n', f).count()).sum();
-                            let line = line + before + memchr::memchr_iter(b'\n', &field[..fault.at()]).count();
-                            return Some(Err(fault.error(&self.name, self.encoding, line)));
-                        }
+                    let record = &self.record;
+                    let fields = (0..record.len()).map(|i| record.range(i).expect("a field of the record"));
+                    if let Err((i, fault)) = fill_cells(self.encoding, record.as_slice(), fields, &mut cells) {
+                        self.done = true;
+                        let before: usize = record.iter().take(i).map(|f| memchr::memchr_iter(b'\n', f).count()).sum();
+                        let line = line + before + memchr::memchr_iter(b'\n', &record[i][..fault.at()]).count();
+                        return Some(Err(fault.error(&self.name, self.encoding, line)));
                     }
                     self.pending = Some(Row { line, span, cells });
                     return self.next();
@@ -351,6 +369,99 @@ impl<'a> CsvRows<'a> {
             self.next_line += 1;
             Ok(empty(self.next_line - 1))
         })
+    }
+}
+
+/// CSV records of bytes in memory (see [`Rows::csv_in_memory`]), line by line: the same rows, line numbers and
+/// spans as [`CsvRows`] gives.
+struct SliceRows<'b> {
+    name: String,
+    encoding: &'static Encoding,
+    delimiter: u8,
+    bytes: &'b [u8],
+    /// Where the next line starts.
+    pos: usize,
+    /// Its number.
+    line: usize,
+    /// The CSV parser for lines with quotes.
+    core: csv_core::Reader,
+    output: Vec<u8>,
+    ends: Vec<usize>,
+    /// The fields of the line being read, as ranges of it (or of `output`).
+    ranges: Vec<std::ops::Range<usize>>,
+    spare: Vec<Cell>,
+    open_at_end: bool,
+}
+
+impl SliceRows<'_> {
+    fn next(&mut self) -> Option<Result<Row>> {
+        let rest = &self.bytes[self.pos..];
+        if rest.is_empty() {
+            return None;
+        }
+        let line = self.line;
+        let end = memchr::memchr(b'\n', rest);
+        let text = &rest[..end.unwrap_or(rest.len())];
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let mut cells = std::mem::take(&mut self.spare);
+        self.ranges.clear();
+        let (in_output, span, written) = if text.is_empty() {
+            // An empty line: the CSV parser skips it, the rows show it.
+            self.pos += end.map_or(rest.len(), |e| e + 1);
+            self.line += 1;
+            cells.clear();
+            return Some(Ok(Row { line, span: 1, cells }));
+        } else if memchr::memchr(b'"', text).is_none() {
+            // No quotes: the fields lie between the delimiters.
+            self.pos += end.map_or(rest.len(), |e| e + 1);
+            self.line += 1;
+            let mut start = 0;
+            for d in memchr::memchr_iter(self.delimiter, text) {
+                self.ranges.push(start..d);
+                start = d + 1;
+            }
+            self.ranges.push(start..text.len());
+            self.open_at_end = false;
+            (false, 1, text.len())
+        } else {
+            // Quotes: the CSV parser reads the record, which may go on over several lines.
+            let (mut read, mut written, mut ended) = (0, 0, 0);
+            loop {
+                let (result, nin, nout, nend) = self.core.read_record(&rest[read..], &mut self.output[written..], &mut self.ends[ended..]);
+                (read, written, ended) = (read + nin, written + nout, ended + nend);
+                match result {
+                    csv_core::ReadRecordResult::OutputFull => self.output.resize(self.output.len() * 2, 0),
+                    csv_core::ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                    csv_core::ReadRecordResult::InputEmpty => {}
+                    csv_core::ReadRecordResult::Record | csv_core::ReadRecordResult::End => break,
+                }
+            }
+            // The parser stops after a carriage return that ends a record; its line feed belongs to it.
+            if read > 0 && rest[read - 1] == b'\r' && rest.get(read) == Some(&b'\n') {
+                read += 1;
+            }
+            // As for the stream: the lines of a record are those its fields hold, plus one.
+            let span = memchr::memchr_iter(b'\n', &self.output[..written]).count() + 1;
+            self.pos += read;
+            self.line += span;
+            let mut start = 0;
+            for &e in &self.ends[..ended] {
+                self.ranges.push(start..e);
+                start = e;
+            }
+            let last = self.ranges.last().cloned().unwrap_or_default();
+            self.open_at_end = span > 1 && self.output[last].ends_with(b"\n");
+            (true, span, written)
+        };
+        let bytes: &[u8] = if in_output { &self.output[..written] } else { text };
+        if let Err((i, fault)) = fill_cells(self.encoding, bytes, self.ranges.iter().cloned(), &mut cells) {
+            self.pos = self.bytes.len();
+            let count = |r: &std::ops::Range<usize>| memchr::memchr_iter(b'\n', &bytes[r.clone()]).count();
+            let before: usize = self.ranges[..i].iter().map(count).sum();
+            let line = line + before + memchr::memchr_iter(b'\n', &bytes[self.ranges[i].clone()][..fault.at()]).count();
+            return Some(Err(fault.error(&self.name, self.encoding, line)));
+        }
+        Some(Ok(Row { line, span, cells }))
     }
 }
 
@@ -375,6 +486,39 @@ impl Fault {
             Fault::Destroyed(_) => Error::DestroyedCharacters { file: file.to_owned(), line },
         }
     }
+}
+
+/// Fills `cells` with the text of a record's fields (`fields`: their ranges in `bytes`). The whole record is
+/// checked at once — UTF-8 without replacement characters, or ASCII in a single-byte encoding — and its fields
+/// are slices of it; otherwise each field is decoded on its own. A fault names the field it is in.
+fn fill_cells(
+    encoding: &'static Encoding,
+    bytes: &[u8],
+    fields: impl ExactSizeIterator<Item = std::ops::Range<usize>>,
+    cells: &mut Vec<Cell>,
+) -> std::result::Result<(), (usize, Fault)> {
+    cells.truncate(fields.len());
+    let ascii = bytes.is_ascii();
+    let whole = (ascii || (encoding == UTF_8 && memchr::memmem::find(bytes, "\u{FFFD}".as_bytes()).is_none()))
+        .then(|| std::str::from_utf8(bytes).ok())
+        .flatten();
+    for (i, range) in fields.enumerate() {
+        if i == cells.len() {
+            cells.push(Cell::Text(String::new()));
+        }
+        if !matches!(cells[i], Cell::Text(_)) {
+            cells[i] = Cell::Text(String::new());
+        }
+        let Cell::Text(text) = &mut cells[i] else { unreachable!("made text above") };
+        // A field boundary inside a character (quotes can split one) is no slice of the record.
+        if let Some(slice) = whole.and_then(|w| w.get(range.clone())) {
+            text.clear();
+            text.push_str(slice);
+        } else {
+            decode_field(encoding, &bytes[range], text).map_err(|fault| (i, fault))?;
+        }
+    }
+    Ok(())
 }
 
 /// Decodes one field into `text`: ASCII and UTF-8 as they are (checked), else from the encoding (UTF-8 or a
@@ -508,6 +652,31 @@ mod tests {
         assert!(error.to_string().contains("line 2"), "{error}");
         let error = read("a;b\n1;2\n\"x\nGr\u{FFFD}n\";3\n".as_bytes(), UTF_8).unwrap_err();
         assert!(matches!(error, Error::DestroyedCharacters { line: 4, .. }), "{error}");
+    }
+
+    #[test]
+    fn rows_in_memory_are_the_rows_of_the_stream() {
+        let texts: &[&[u8]] = &[
+            b"a;b\n1;2\n",
+            b"a;b\r\n1;2\r\n\r\n3;4",
+            b"Title\n\na;b\n1;2\n\n\"x\ny\";3\n;\n4;5\n\n",
+            b"a;\"b\"\"c\";d\n\"e\";f\r\ng;h\n",
+            b"1;a\"b;\"x\ny\";2\n3;4\n",
+            b"1;\"open\nstill open\n",
+            b"1;\"q\"tail;2\n \n\t;\n",
+            b"\"a\r\nb\";c\r\nd;e\r\n",
+        ];
+        for text in texts {
+            let streamed: Vec<(usize, usize, Vec<String>)> = read(text, UTF_8).unwrap().iter().map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).collect();
+            let mut rows = Rows::csv_in_memory(text, UTF_8, b';', "t.csv", 1).unwrap();
+            let in_memory: Vec<(usize, usize, Vec<String>)> =
+                rows.by_ref().map(|r| r.unwrap()).map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).collect();
+            assert_eq!(in_memory, streamed, "{:?}", String::from_utf8_lossy(text));
+            let mut stream = Rows::csv(Box::new(&text[..]), UTF_8, b';', "t.csv", 1);
+            stream.by_ref().for_each(drop);
+            assert_eq!(rows.ended_cleanly(), stream.ended_cleanly(), "{:?}", String::from_utf8_lossy(text));
+        }
+        assert!(Rows::csv_in_memory(b"a;b\r1;2\r", UTF_8, b';', "t.csv", 1).is_none(), "a lone carriage return is left to the stream");
     }
 
     #[test]

@@ -489,9 +489,13 @@ impl Staging {
             // One period, as in a monthly export: the batch goes to its bucket as it is.
             return self.write(period.as_deref().map_or(Bucket::Rest, |p| self.bucket(p)), &batch);
         }
+        // One take puts the rows in period order; each period's rows are then a slice of it.
+        let order: Vec<u32> = runs.iter().flat_map(|(_, rows)| rows.iter().copied()).collect();
+        let sorted = datafusion::arrow::compute::take_record_batch(&batch, &datafusion::arrow::array::UInt32Array::from(order)).map_err(arrow)?;
+        let mut offset = 0;
         for (period, rows) in runs {
-            let part = datafusion::arrow::compute::take_record_batch(&batch, &datafusion::arrow::array::UInt32Array::from(rows)).map_err(arrow)?;
-            self.write(period.as_deref().map_or(Bucket::Rest, |p| self.bucket(p)), &part)?;
+            self.write(period.as_deref().map_or(Bucket::Rest, |p| self.bucket(p)), &sorted.slice(offset, rows.len()))?;
+            offset += rows.len();
         }
         Ok(())
     }

@@ -269,8 +269,6 @@ fn header_lines(source: &Source, rows: &mut rows::Rows<'_>, tally: &mut Tally) -
     Ok((header_rows.last().map(|(l, _)| *l) == Some(last_header)).then_some((titles, header_rows)))
 }
 
-
-
 /// How far the reading of one file has come.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -313,19 +311,15 @@ pub fn read_file_to<'a>(
     let kubus_model::Format::Csv { encoding, delimiter } = source.format() else {
         return sequential(model, source, name, &rules, rows::Rows::open(source, name, input)?, key, progress, sink);
     };
-    let mut head = Vec::new();
-    (&mut input).take(decode::SNIFF_BYTES as u64).read_to_end(&mut head).map_err(|e| Error::Read { file: name.to_owned(), source: e })?;
-    let complete = head.len() < decode::SNIFF_BYTES;
-    let (enc, bom) = decode::sniff(encoding.as_deref(), name, &head, complete)?;
-    head.drain(..bom);
+    let head = rows::CsvHead::read(encoding.as_deref(), name, &mut input)?;
     let workers = blocks::workers();
-    if !complete && workers > 1 && blocks::splittable(enc) {
-        let csv = blocks::Csv { model, source, name, rules: &rules, key, encoding: enc, delimiter: *delimiter, block_bytes: blocks::BLOCK_BYTES };
-        if let Some(facts) = csv.read(&head, &mut input, workers, progress, sink)? {
+    if !head.complete && workers > 1 && blocks::splittable(head.encoding) {
+        let csv = blocks::Csv { model, source, name, rules: &rules, key, encoding: head.encoding, delimiter: *delimiter, block_bytes: blocks::BLOCK_BYTES };
+        if let Some(facts) = csv.read(&head.bytes, &mut input, workers, progress, sink)? {
             return Ok(facts);
         }
     }
-    let rows = rows::Rows::csv(Box::new(std::io::Cursor::new(head).chain(input)), enc, *delimiter, name, 1);
+    let rows = rows::Rows::csv(Box::new(std::io::Cursor::new(head.bytes).chain(input)), head.encoding, *delimiter, name, 1);
     sequential(model, source, name, &rules, rows, key, progress, sink)
 }
 

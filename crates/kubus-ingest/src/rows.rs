@@ -77,6 +77,29 @@ pub struct Merge {
     pub last_column: usize,
 }
 
+/// The start of a CSV file: its first bytes (at most [`decode::SNIFF_BYTES`], any BOM removed), whether they are
+/// the whole file, and the encoding they decide.
+pub struct CsvHead {
+    /// The first bytes.
+    pub bytes: Vec<u8>,
+    /// They are all the file has.
+    pub complete: bool,
+    /// The encoding of the file.
+    pub encoding: &'static Encoding,
+}
+
+impl CsvHead {
+    /// Reads the head of `input`, whose source declares `declared` (or nothing).
+    pub fn read(declared: Option<&str>, name: &str, input: &mut dyn Read) -> Result<CsvHead> {
+        let mut bytes = Vec::new();
+        input.take(decode::SNIFF_BYTES as u64).read_to_end(&mut bytes).map_err(|source| Error::Read { file: name.to_owned(), source })?;
+        let complete = bytes.len() < decode::SNIFF_BYTES;
+        let (encoding, bom) = decode::sniff(declared, name, &bytes, complete)?;
+        bytes.drain(..bom);
+        Ok(CsvHead { bytes, complete, encoding })
+    }
+}
+
 /// The records of one file, pulled one at a time: how the bytes were read, the merged cells (workbooks), then
 /// every record from the first line to the last. Every physical line is covered by exactly one row (empty lines
 /// become rows without cells). CSV is decoded and parsed as it streams in; a workbook is read whole.
@@ -100,12 +123,8 @@ impl<'a> Rows<'a> {
         let read_error = |source| Error::Read { file: name.to_owned(), source };
         match source.format() {
             Format::Csv { encoding, delimiter } => {
-                let mut head = Vec::new();
-                (&mut input).take(decode::SNIFF_BYTES as u64).read_to_end(&mut head).map_err(read_error)?;
-                let complete = head.len() < decode::SNIFF_BYTES;
-                let (enc, bom) = decode::sniff(encoding.as_deref(), name, &head, complete)?;
-                head.drain(..bom);
-                Ok(Rows::csv(Box::new(Cursor::new(head).chain(input)), enc, *delimiter, name, 1))
+                let head = CsvHead::read(encoding.as_deref(), name, &mut input)?;
+                Ok(Rows::csv(Box::new(Cursor::new(head.bytes).chain(input)), head.encoding, *delimiter, name, 1))
             }
             Format::Xlsx { sheet } => {
                 let mut bytes = Vec::new();

@@ -3,7 +3,7 @@
 //! statistics its row groups already carry. Until the commit names them, the files are invisible to readers.
 
 use crate::{Error, Provenance, Result};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions;
@@ -81,10 +81,13 @@ pub(crate) fn encode(
     results.into_iter().collect()
 }
 
-/// How the table's files are written (as Delta writes its files: Snappy, dictionaries; row groups of up to 1M
-/// rows), with statistics for the columns in `bounded` and the numbers only: those are the ones a cut can skip
-/// row groups and files by (the period the facts are ordered by, the replace key), while the bounds of other
-/// text columns span nearly all their members in every row group and cost two comparisons per fact and column.
+/// How the table's files are written from facts in `schema` ([`Provenance::encoded`]): as Delta writes its files
+/// (Snappy, row groups of up to 1M rows), with statistics for the columns in `bounded` and the numbers only — the
+/// ones a cut can skip row groups and files by (the period the facts are ordered by, the replace key), while the
+/// bounds of other text columns span nearly all their members in every row group and cost two comparisons per fact
+/// and column. Dictionaries (members, provenance) are written as Parquet dictionaries; text that is no dictionary
+/// (person keys, free text, the cell status) is written plain: a person appears about once per period, so a
+/// dictionary costs more than it saves (at 10M rows: 140.6 MB of files with it, 125.7 MB without, and less CPU).
 pub(crate) fn properties(schema: &SchemaRef, bounded: &[&str]) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -93,6 +96,9 @@ pub(crate) fn properties(schema: &SchemaRef, bounded: &[&str]) -> WriterProperti
     for field in schema.fields() {
         if bounded.contains(&field.name().as_str()) || field.data_type().is_numeric() {
             builder = builder.set_column_statistics_enabled(ColumnPath::from(field.name().as_str()), EnabledStatistics::Page);
+        }
+        if *field.data_type() == DataType::Utf8 {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
         }
     }
     builder.build()
@@ -336,6 +342,22 @@ mod tests {
             })
             .collect();
         assert_eq!(values, expected);
+    }
+
+    #[test]
+    fn statistics_and_dictionaries_where_they_pay() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("month", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
+            Field::new("district", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
+            Field::new("person", DataType::Utf8, true),
+            Field::new("hours", DataType::Float64, true),
+        ]));
+        let properties = properties(&schema, &["month"]);
+        let column = |name: &str| ColumnPath::from(name);
+        let stats: Vec<bool> = ["month", "district", "person", "hours"].iter().map(|c| properties.statistics_enabled(&column(c)) != EnabledStatistics::None).collect();
+        assert_eq!(stats, [true, false, false, true]);
+        let dictionaries: Vec<bool> = ["month", "district", "person"].iter().map(|c| properties.dictionary_enabled(&column(c))).collect();
+        assert_eq!(dictionaries, [true, true, false]);
     }
 
     #[test]

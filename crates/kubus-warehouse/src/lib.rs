@@ -268,8 +268,8 @@ impl Warehouse {
             }
             existing => {
                 let bounded: Vec<&str> = staging.cluster.iter().chain(&staging.replace).map(String::as_str).collect();
-                let writing = adopt::properties(&staging.schema, &bounded);
                 let encoded = Provenance::encoded(&staging.spilled);
+                let writing = adopt::properties(&encoded, &bounded);
                 let written = adopt::encode(&cube, &files, &staging.provenance, &encoded, &writing, &staging.path, &staging.prefix)?;
                 // Into the table's directory only once complete: a crash while encoding leaves them in staging,
                 // which the next ingest of the cube clears; until the commit names them, readers do not see them.

@@ -9,7 +9,7 @@ use crate::convert::{Converter, Totals};
 use crate::header::{Header, assemble};
 use crate::rows::Rows;
 use crate::{FileFacts, Lines, Model, PseudonymKey, Progress, RecordBatch, Result, Rules, Source, data_lines, finish, header_lines};
-use encoding_rs::{Encoding, UTF_8};
+use encoding_rs::Encoding;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Mutex;
@@ -21,12 +21,6 @@ pub(crate) const BLOCK_BYTES: usize = 4 << 20;
 /// Worker threads: one per core, at most four.
 pub(crate) fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
-}
-
-/// Whether the byte `\n` is always a line break and `"` always a quote in the encoding, never part of another
-/// character: then the bytes can be cut at line breaks before they are decoded.
-pub(crate) fn splittable(encoding: &'static Encoding) -> bool {
-    encoding == UTF_8 || encoding.is_single_byte()
 }
 
 /// The end of the last line of `bytes` (which start where a record starts) after which the quotes are

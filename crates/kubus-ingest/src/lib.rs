@@ -313,7 +313,7 @@ pub fn read_file_to<'a>(
     };
     let head = rows::CsvHead::read(encoding.as_deref(), name, &mut input)?;
     let workers = blocks::workers();
-    if !head.complete && workers > 1 && blocks::splittable(head.encoding) {
+    if !head.complete && workers > 1 && rows::byte_wise(head.encoding) {
         let csv = blocks::Csv { model, source, name, rules: &rules, key, encoding: head.encoding, delimiter: *delimiter, block_bytes: blocks::BLOCK_BYTES };
         if let Some(facts) = csv.read(&head.bytes, &mut input, workers, progress, sink)? {
             return Ok(facts);

@@ -77,6 +77,13 @@ pub struct Merge {
     pub last_column: usize,
 }
 
+/// Whether the bytes `\n`, `\r`, `"` and an ASCII delimiter are always those characters in the encoding, never
+/// part of another one (UTF-8 and the single-byte encodings): then CSV can be cut at line breaks and parsed before
+/// it is decoded.
+pub fn byte_wise(encoding: &'static Encoding) -> bool {
+    encoding == UTF_8 || encoding.is_single_byte()
+}
+
 /// The start of a CSV file: its first bytes (at most [`decode::SNIFF_BYTES`], any BOM removed), whether they are
 /// the whole file, and the encoding they decide.
 pub struct CsvHead {
@@ -144,7 +151,7 @@ impl<'a> Rows<'a> {
     /// decoded first.
     pub fn csv(bytes: Box<dyn Read + 'a>, encoding: &'static Encoding, delimiter: u8, name: &str, first_line: usize) -> Rows<'a> {
         let failure = Rc::new(RefCell::new(None));
-        let rows = if encoding == UTF_8 || encoding.is_single_byte() {
+        let rows = if byte_wise(encoding) {
             CsvRows::new(bytes, encoding, delimiter, name, failure, first_line)
         } else {
             let decoded = decode::DecodeReader::new(bytes, encoding, name, failure.clone()).starting_at(first_line);
@@ -159,7 +166,7 @@ impl<'a> Rows<'a> {
     /// parser would take a lone one as a line end).
     pub fn csv_in_memory(bytes: &'a [u8], encoding: &'static Encoding, delimiter: u8, name: &str, first_line: usize) -> Option<Rows<'a>> {
         let lone_return = memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n'));
-        if lone_return || !(encoding == UTF_8 || encoding.is_single_byte()) {
+        if lone_return || !byte_wise(encoding) {
             return None;
         }
         let mut core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
@@ -369,11 +376,9 @@ impl<'a> CsvRows<'a> {
                     let mut cells = std::mem::take(&mut self.spare);
                     let record = &self.record;
                     let fields = (0..record.len()).map(|i| record.range(i).expect("a field of the record"));
-                    if let Err((i, fault)) = fill_cells(self.encoding, record.as_slice(), fields, &mut cells) {
+                    if let Err((lines_in, fault)) = fill_cells(self.encoding, record.as_slice(), fields, &mut cells) {
                         self.done = true;
-                        let before: usize = record.iter().take(i).map(|f| memchr::memchr_iter(b'\n', f).count()).sum();
-                        let line = line + before + memchr::memchr_iter(b'\n', &record[i][..fault.at()]).count();
-                        return Some(Err(fault.error(&self.name, self.encoding, line)));
+                        return Some(Err(fault.error(&self.name, self.encoding, line + lines_in)));
                     }
                     self.pending = Some(Row { line, span, cells });
                     return self.next();
@@ -473,12 +478,9 @@ impl SliceRows<'_> {
             (true, span, written)
         };
         let bytes: &[u8] = if in_output { &self.output[..written] } else { text };
-        if let Err((i, fault)) = fill_cells(self.encoding, bytes, self.ranges.iter().cloned(), &mut cells) {
+        if let Err((lines_in, fault)) = fill_cells(self.encoding, bytes, self.ranges.iter().cloned(), &mut cells) {
             self.pos = self.bytes.len();
-            let count = |r: &std::ops::Range<usize>| memchr::memchr_iter(b'\n', &bytes[r.clone()]).count();
-            let before: usize = self.ranges[..i].iter().map(count).sum();
-            let line = line + before + memchr::memchr_iter(b'\n', &bytes[self.ranges[i].clone()][..fault.at()]).count();
-            return Some(Err(fault.error(&self.name, self.encoding, line)));
+            return Some(Err(fault.error(&self.name, self.encoding, line + lines_in)));
         }
         Some(Ok(Row { line, span, cells }))
     }
@@ -509,11 +511,12 @@ impl Fault {
 
 /// Fills `cells` with the text of a record's fields (`fields`: their ranges in `bytes`). The whole record is
 /// checked at once — UTF-8 without replacement characters, or ASCII in a single-byte encoding — and its fields
-/// are slices of it; otherwise each field is decoded on its own. A fault names the field it is in.
+/// are slices of it; otherwise each field is decoded on its own. A fault comes with the line breaks of the record
+/// before it, which place it on its line.
 fn fill_cells(
     encoding: &'static Encoding,
     bytes: &[u8],
-    fields: impl ExactSizeIterator<Item = std::ops::Range<usize>>,
+    fields: impl ExactSizeIterator<Item = std::ops::Range<usize>> + Clone,
     cells: &mut Vec<Cell>,
 ) -> std::result::Result<(), (usize, Fault)> {
     cells.truncate(fields.len());
@@ -521,7 +524,7 @@ fn fill_cells(
     let whole = (ascii || (encoding == UTF_8 && memchr::memmem::find(bytes, "\u{FFFD}".as_bytes()).is_none()))
         .then(|| std::str::from_utf8(bytes).ok())
         .flatten();
-    for (i, range) in fields.enumerate() {
+    for (i, range) in fields.clone().enumerate() {
         if i == cells.len() {
             cells.push(Cell::Text(String::new()));
         }
@@ -534,7 +537,11 @@ fn fill_cells(
             text.clear();
             text.push_str(slice);
         } else {
-            decode_field(encoding, &bytes[range], text).map_err(|fault| (i, fault))?;
+            decode_field(encoding, &bytes[range.clone()], text).map_err(|fault| {
+                let newlines = |b: &[u8]| memchr::memchr_iter(b'\n', b).count();
+                let before: usize = fields.clone().take(i).map(|r| newlines(&bytes[r])).sum();
+                (before + newlines(&bytes[range.start..range.start + fault.at()]), fault)
+            })?;
         }
     }
     Ok(())

@@ -88,7 +88,7 @@ fn same_rows_in_memory(bytes: &[u8]) {
     let collect = |rows: Rows<'_>| -> Read {
         rows.map(|r| r.map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).map_err(|e| e.to_string())).collect()
     };
-    for encoding in [encoding_rs::UTF_8, encoding_rs::WINDOWS_1252] {
+    for encoding in [encoding_rs::UTF_8, encoding_rs::WINDOWS_1252, encoding_rs::ISO_8859_7] {
         let Some(in_memory) = Rows::csv_in_memory(bytes, encoding, b';', "f.csv", 1) else { continue };
         let streamed = collect(Rows::csv(Box::new(bytes), encoding, b';', "f.csv", 1));
         assert_eq!(collect(in_memory), streamed, "{encoding:?}: {:?}", String::from_utf8_lossy(bytes));

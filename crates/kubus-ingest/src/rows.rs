@@ -160,24 +160,36 @@ impl<'a> Rows<'a> {
         Rows { encoding: encoding.name().to_owned(), merges: Vec::new(), inner: Inner::Csv(Box::new(rows)) }
     }
 
-    /// The records of CSV bytes in memory, as [`Rows::csv`] gives them, read faster: a line without quotes is
-    /// split at its delimiters directly, and only a line with quotes goes through the CSV parser. `None` — use
-    /// [`Rows::csv`] — unless the encoding is UTF-8 or single-byte and every carriage return ends a line (the
-    /// parser would take a lone one as a line end).
+    /// The records of CSV bytes in memory, as [`Rows::csv`] gives them, read faster: the bytes are decoded (or
+    /// checked, in UTF-8) as a whole, once, where they are sound; a line without quotes is split at its
+    /// delimiters directly, and only a line with quotes goes through the CSV parser. `None` — use [`Rows::csv`]
+    /// — unless the encoding is UTF-8 or single-byte and every carriage return ends a line (the parser would take
+    /// a lone one as a line end).
     pub fn csv_in_memory(bytes: &'a [u8], encoding: &'static Encoding, delimiter: u8, name: &str, first_line: usize) -> Option<Rows<'a>> {
         let lone_return = memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n'));
         if lone_return || !byte_wise(encoding) {
             return None;
         }
+        // Text without a byte the encoding lacks and without a replacement character is read as the UTF-8 it
+        // decodes to: in these encodings the delimiter, quotes and line breaks stay the same single bytes, so the
+        // lines and fields are the same. Otherwise each record is checked, and each field decoded, on its own, so
+        // that a fault is placed on its line.
+        let text = if encoding == UTF_8 {
+            std::str::from_utf8(bytes).ok().map(Cow::Borrowed)
+        } else {
+            encoding.decode_without_bom_handling_and_without_replacement(bytes)
+        };
+        let text = text.filter(|t| !t.contains('\u{FFFD}'));
         let mut core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
         // Past the start of a file: a byte order mark at the start of a line is text, as for the whole file's
         // parser (an empty line leaves the parser where it was).
         let _ = core.read_record(b"\n", &mut [0; 1], &mut [0; 1]);
         let rows = SliceRows {
             name: name.to_owned(),
-            encoding,
+            encoding: if text.is_some() { UTF_8 } else { encoding },
             delimiter,
             bytes,
+            text,
             pos: 0,
             line: first_line,
             core,
@@ -376,7 +388,7 @@ impl<'a> CsvRows<'a> {
                     let mut cells = std::mem::take(&mut self.spare);
                     let record = &self.record;
                     let fields = (0..record.len()).map(|i| record.range(i).expect("a field of the record"));
-                    if let Err((lines_in, fault)) = fill_cells(self.encoding, record.as_slice(), fields, &mut cells) {
+                    if let Err((lines_in, fault)) = fill_cells(self.encoding, record.as_slice(), None, fields, &mut cells) {
                         self.done = true;
                         return Some(Err(fault.error(&self.name, self.encoding, line + lines_in)));
                     }
@@ -403,6 +415,8 @@ struct SliceRows<'b> {
     encoding: &'static Encoding,
     delimiter: u8,
     bytes: &'b [u8],
+    /// The bytes as sound text (see [`Rows::csv_in_memory`]), read instead of them.
+    text: Option<Cow<'b, str>>,
     /// Where the next line starts.
     pos: usize,
     /// Its number.
@@ -419,7 +433,8 @@ struct SliceRows<'b> {
 
 impl SliceRows<'_> {
     fn next(&mut self) -> Option<Result<Row>> {
-        let rest = &self.bytes[self.pos..];
+        let all = self.text.as_deref().map_or(self.bytes, str::as_bytes);
+        let rest = &all[self.pos..];
         if rest.is_empty() {
             return None;
         }
@@ -429,6 +444,7 @@ impl SliceRows<'_> {
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         let mut cells = std::mem::take(&mut self.spare);
         self.ranges.clear();
+        let mut whole = None;
         let (in_output, span, written) = if text.is_empty() {
             // An empty line: the CSV parser skips it, the rows show it.
             self.pos += end.map_or(rest.len(), |e| e + 1);
@@ -437,6 +453,7 @@ impl SliceRows<'_> {
             return Some(Ok(Row { line, span: 1, cells }));
         } else if memchr::memchr(b'"', text).is_none() {
             // No quotes: the fields lie between the delimiters.
+            whole = self.text.as_deref().map(|t| &t[self.pos..self.pos + text.len()]);
             self.pos += end.map_or(rest.len(), |e| e + 1);
             self.line += 1;
             let mut start = 0;
@@ -478,8 +495,8 @@ impl SliceRows<'_> {
             (true, span, written)
         };
         let bytes: &[u8] = if in_output { &self.output[..written] } else { text };
-        if let Err((lines_in, fault)) = fill_cells(self.encoding, bytes, self.ranges.iter().cloned(), &mut cells) {
-            self.pos = self.bytes.len();
+        if let Err((lines_in, fault)) = fill_cells(self.encoding, bytes, whole, self.ranges.iter().cloned(), &mut cells) {
+            self.pos = all.len();
             return Some(Err(fault.error(&self.name, self.encoding, line + lines_in)));
         }
         Some(Ok(Row { line, span, cells }))
@@ -510,20 +527,22 @@ impl Fault {
 }
 
 /// Fills `cells` with the text of a record's fields (`fields`: their ranges in `bytes`). The whole record is
-/// checked at once — UTF-8 without replacement characters, or ASCII in a single-byte encoding — and its fields
-/// are slices of it; otherwise each field is decoded on its own. A fault comes with the line breaks of the record
-/// before it, which place it on its line.
+/// checked at once — UTF-8 without replacement characters, or ASCII in a single-byte encoding — unless the caller
+/// knows it as sound text (`whole`), and its fields are slices of it; otherwise each field is decoded on its own.
+/// A fault comes with the line breaks of the record before it, which place it on its line.
 fn fill_cells(
     encoding: &'static Encoding,
     bytes: &[u8],
+    whole: Option<&str>,
     fields: impl ExactSizeIterator<Item = std::ops::Range<usize>> + Clone,
     cells: &mut Vec<Cell>,
 ) -> std::result::Result<(), (usize, Fault)> {
     cells.truncate(fields.len());
-    let ascii = bytes.is_ascii();
-    let whole = (ascii || (encoding == UTF_8 && memchr::memmem::find(bytes, "\u{FFFD}".as_bytes()).is_none()))
-        .then(|| std::str::from_utf8(bytes).ok())
-        .flatten();
+    let whole = whole.or_else(|| {
+        (bytes.is_ascii() || (encoding == UTF_8 && memchr::memmem::find(bytes, "\u{FFFD}".as_bytes()).is_none()))
+            .then(|| std::str::from_utf8(bytes).ok())
+            .flatten()
+    });
     for (i, range) in fields.clone().enumerate() {
         if i == cells.len() {
             cells.push(Cell::Text(String::new()));
@@ -691,17 +710,26 @@ mod tests {
             b"1;\"open\nstill open\n",
             b"1;\"q\"tail;2\n \n\t;\n",
             b"\"a\r\nb\";c\r\nd;e\r\n",
+            // Not ASCII: decoded as a whole where every byte is a character (Windows-1252, UTF-8 here), else
+            // record by record (in ISO-8859-7, 0xD2 is no character; \xE4\xFC is no UTF-8).
+            b"K\xe4se;\"S\xfc\xdf\ne\";\xe4\n1;2\n",
+            "K\u{e4}se;\"S\u{fc}\u{df}\ne\";\u{e4}\nx;y\n".as_bytes(),
+            b"a;b\n\xe4;\xd2\n1;2\n",
+            "a;b\n\u{FFFD};1\n".as_bytes(),
         ];
+        type Read = std::result::Result<Vec<(usize, usize, Vec<String>)>, String>;
+        let collect = |rows: &mut Rows<'_>| -> Read { rows.map(|r| r.map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).map_err(|e| e.to_string())).collect() };
         for text in texts {
-            let streamed: Vec<(usize, usize, Vec<String>)> = read(text, UTF_8).unwrap().iter().map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).collect();
-            let mut rows = Rows::csv_in_memory(text, UTF_8, b';', "t.csv", 1).unwrap();
-            let in_memory: Vec<(usize, usize, Vec<String>)> =
-                rows.by_ref().map(|r| r.unwrap()).map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).collect();
-            assert_eq!(in_memory, streamed, "{:?}", String::from_utf8_lossy(text));
-            let mut stream = Rows::csv(Box::new(&text[..]), UTF_8, b';', "t.csv", 1);
-            stream.by_ref().for_each(drop);
-            assert_eq!(rows.ended_cleanly(), stream.ended_cleanly(), "{:?}", String::from_utf8_lossy(text));
+            for encoding in [UTF_8, encoding_rs::WINDOWS_1252, encoding_rs::ISO_8859_7] {
+                let mut stream = Rows::csv(Box::new(&text[..]), encoding, b';', "t.csv", 1);
+                let streamed = collect(&mut stream);
+                let mut rows = Rows::csv_in_memory(text, encoding, b';', "t.csv", 1).unwrap();
+                assert_eq!(collect(&mut rows), streamed, "{encoding:?}: {:?}", String::from_utf8_lossy(text));
+                assert_eq!(rows.ended_cleanly(), stream.ended_cleanly(), "{encoding:?}: {:?}", String::from_utf8_lossy(text));
+            }
         }
+        assert_eq!(collect(&mut Rows::csv_in_memory(b"K\xe4se;\xfc\n", encoding_rs::WINDOWS_1252, b';', "t.csv", 1).unwrap()), Ok(vec![(1, 1, vec!["K\u{e4}se".to_owned(), "\u{fc}".to_owned()])]));
+        assert!(collect(&mut Rows::csv_in_memory(b"a\n\xd2\n", encoding_rs::ISO_8859_7, b';', "t.csv", 1).unwrap()).unwrap_err().contains("line 2"));
         assert!(Rows::csv_in_memory(b"a;b\r1;2\r", UTF_8, b';', "t.csv", 1).is_none(), "a lone carriage return is left to the stream");
     }
 

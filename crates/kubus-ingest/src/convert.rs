@@ -158,6 +158,31 @@ pub struct Converter<'a> {
     value_field: Option<usize>,
     /// The values of the line being converted, one tuple per unpivoted cell (buffers reused across lines).
     tuples: Vec<Vec<Value>>,
+    /// How each field is read a chunk at a time; `None` where lines must be converted one by one (wide lines,
+    /// line totals, totals to check).
+    quick: Option<Vec<Quick>>,
+    /// The members' numbers by their column's text, for the fields read as [`Quick::Member`].
+    codes: Vec<datafusion::common::HashMap<String, i32>>,
+}
+
+/// How a field is read when data lines are converted a chunk at a time ([`Converter::push_chunk`]).
+#[derive(Clone, Copy)]
+enum Quick {
+    /// A member or date read from this column: its number among the dimension's keys, by the column's text.
+    Member(usize),
+    /// A number or text read from this column as it is: no translations, patterns, padding or total markers.
+    Plain(usize),
+    /// Any other field: its value as a single line gets it.
+    Other,
+}
+
+/// A chunk's values of one field, in line order ([`Converter::push_chunk`]).
+enum Staged<'r> {
+    Members(Vec<i32>),
+    Integers(Vec<i64>),
+    Decimals(Vec<f64>),
+    Texts(Vec<&'r str>),
+    Values(Vec<Value>),
 }
 
 /// How many distinct input texts a field remembers; beyond that, values are looked up each time.
@@ -264,6 +289,20 @@ impl<'a> Converter<'a> {
         debug_assert!(fields.iter().enumerate().all(|(i, f)| f.slot == i), "every fact column has exactly one field");
         header.check_unmapped(source, file)?;
         let value_field = fields.iter().position(|f| matches!(f.plan, Plan::Number(_)) && matches!(f.inputs.first(), Some((Resolved::Value, _))));
+        let quick = (header.wide.is_empty() && header.total.is_none() && shapes.is_empty()).then(|| {
+            fields
+                .iter()
+                .map(|f| {
+                    let plain = f.field.values().is_empty() && f.extract.is_none() && f.field.pad_zeros().is_none() && f.totals.is_empty();
+                    match (&f.plan, &f.inputs[..]) {
+                        (Plan::Member(..) | Plan::Date(..), [(Resolved::Column(c), _)]) if f.memo.is_some() => Quick::Member(*c),
+                        (Plan::Number(_) | Plan::Text, [(Resolved::Column(c), _)]) if plain => Quick::Plain(*c),
+                        _ => Quick::Other,
+                    }
+                })
+                .collect()
+        });
+        let codes = fields.iter().map(|_| datafusion::common::HashMap::default()).collect();
         Ok(Converter {
             file,
             header,
@@ -280,7 +319,143 @@ impl<'a> Converter<'a> {
             pending: Vec::new(),
             value_field,
             tuples: Vec::new(),
+            quick,
+            codes,
         })
+    }
+
+    /// Converts data lines a chunk at a time and tells `each` what became of every line, in order: as
+    /// [`Converter::push`] would, one field after the other over all the lines (a member's text is looked up
+    /// once per distinct text, numbers are parsed in one loop, no line holds a tuple of values). A line that is
+    /// anything but plain facts there — a problem, a missing value, a total — is converted by `push`, in its turn.
+    pub fn push_chunk(&mut self, rows: &[Row], mut each: impl FnMut(&Row, Outcome)) {
+        let Some(quick) = self.quick.take() else {
+            for row in rows {
+                each(row, self.push(row));
+            }
+            return;
+        };
+        let width = self.header.names.len();
+        let mut plain: Vec<bool> = rows.iter().map(|r| r.cells.len() >= width && r.cells[width..].iter().all(|c| c.text().is_empty())).collect();
+        let staged: Vec<Staged<'_>> = quick.iter().enumerate().map(|(slot, q)| self.stage(slot, *q, rows, &mut plain)).collect();
+        if plain.iter().all(|p| *p) {
+            for (slot, values) in staged.iter().enumerate() {
+                self.append_staged(slot, values, 0..rows.len());
+            }
+            self.status.append_nulls(rows.len());
+            for row in rows {
+                each(row, Outcome::Facts);
+            }
+        } else {
+            for (i, row) in rows.iter().enumerate() {
+                if plain[i] {
+                    for (slot, values) in staged.iter().enumerate() {
+                        self.append_staged(slot, values, i..i + 1);
+                    }
+                    self.status.append_null();
+                    each(row, Outcome::Facts);
+                } else {
+                    each(row, self.push(row));
+                }
+            }
+        }
+        self.quick = Some(quick);
+    }
+
+    /// One field's values over a chunk of lines; a line whose value is not plain facts is marked in `plain`.
+    fn stage<'r>(&mut self, slot: usize, quick: Quick, rows: &'r [Row], plain: &mut [bool]) -> Staged<'r> {
+        fn text(row: &Row, column: usize) -> Option<&str> {
+            match row.cells.get(column) {
+                Some(Cell::Text(t)) => Some(t.as_str()),
+                _ => None,
+            }
+        }
+        let mut codes = std::mem::take(&mut self.codes[slot]);
+        let f = &self.fields[slot];
+        let staged = match (quick, &f.plan) {
+            (Quick::Member(column), _) => {
+                let Builder::Member { offsets, .. } = &self.builders[slot] else { unreachable!("a member field fills a member column") };
+                let mut members = Vec::with_capacity(rows.len());
+                for (row, plain) in rows.iter().zip(plain.iter_mut()) {
+                    let code = text(row, column).filter(|_| *plain).and_then(|t| match codes.get(t) {
+                        Some(code) => Some(*code),
+                        None => match self.value(f, At { row, wide: None }) {
+                            Ok(Value::Member(m)) => {
+                                let code = offsets[m.level] + m.index as i32;
+                                if codes.len() < MEMO_LIMIT {
+                                    codes.insert(t.to_owned(), code);
+                                }
+                                Some(code)
+                            }
+                            _ => None,
+                        },
+                    });
+                    *plain &= code.is_some();
+                    members.push(code.unwrap_or_default());
+                }
+                Staged::Members(members)
+            }
+            (Quick::Plain(column), Plan::Text) => {
+                let mut texts = Vec::with_capacity(rows.len());
+                for (row, plain) in rows.iter().zip(plain.iter_mut()) {
+                    let value = text(row, column).map(str::trim).filter(|t| !t.is_empty());
+                    *plain &= value.is_some();
+                    texts.push(value.unwrap_or_default());
+                }
+                Staged::Texts(texts)
+            }
+            (Quick::Plain(column), Plan::Number(ty)) => {
+                let (decimal, thousands, missing) = (f.field.decimal_separator(), f.field.thousands_separator(), f.field.missing());
+                let number = |row: &Row| {
+                    let t = text(row, column)?.trim();
+                    if t.is_empty() || missing.iter().any(|m| m == t) {
+                        return None;
+                    }
+                    parse_number(t, decimal, thousands)
+                };
+                if *ty == ColumnType::Integer {
+                    let mut integers = Vec::with_capacity(rows.len());
+                    for (row, plain) in rows.iter().zip(plain.iter_mut()) {
+                        let n = number(row).filter(|n| n.fract() == 0.0 && n.abs() < 9.0e15);
+                        *plain &= n.is_some();
+                        integers.push(n.unwrap_or_default() as i64);
+                    }
+                    Staged::Integers(integers)
+                } else {
+                    let mut decimals = Vec::with_capacity(rows.len());
+                    for (row, plain) in rows.iter().zip(plain.iter_mut()) {
+                        let n = number(row).filter(|n| n.is_finite());
+                        *plain &= n.is_some();
+                        decimals.push(n.unwrap_or_default());
+                    }
+                    Staged::Decimals(decimals)
+                }
+            }
+            _ => {
+                let mut values = Vec::with_capacity(rows.len());
+                for (row, plain) in rows.iter().zip(plain.iter_mut()) {
+                    let value = if *plain { self.value(f, At { row, wide: None }).ok() } else { None };
+                    let value = value.filter(|v| matches!(v, Value::Member(_) | Value::Text(_) | Value::Integer(_) | Value::Decimal(_)));
+                    *plain &= value.is_some();
+                    values.push(value.unwrap_or(Value::Total));
+                }
+                Staged::Values(values)
+            }
+        };
+        self.codes[slot] = codes;
+        staged
+    }
+
+    /// Appends the staged values of some lines to a field's column.
+    fn append_staged(&mut self, slot: usize, staged: &Staged<'_>, lines: std::ops::Range<usize>) {
+        match (&mut self.builders[slot], staged) {
+            (Builder::Member { numbers, .. }, Staged::Members(v)) => numbers.append_slice(&v[lines]),
+            (Builder::Integer(b), Staged::Integers(v)) => b.append_slice(&v[lines]),
+            (Builder::Decimal(b), Staged::Decimals(v)) => b.append_slice(&v[lines]),
+            (Builder::Text(b), Staged::Texts(v)) => v[lines].iter().for_each(|t| b.append_value(t)),
+            (builder, Staged::Values(v)) => v[lines].iter().for_each(|value| put(builder, value)),
+            _ => unreachable!("fields are staged as their column's type"),
+        }
     }
 
     /// Converts one data line.
@@ -378,10 +553,6 @@ impl<'a> Converter<'a> {
         let mut status = None;
         for (slot, value) in tuple.iter().enumerate() {
             match (&mut self.builders[slot], value) {
-                (Builder::Member { numbers, offsets, .. }, Value::Member(m)) => numbers.append_value(offsets[m.level] + m.index as i32),
-                (Builder::Text(b), Value::Text(s)) => b.append_value(s),
-                (Builder::Integer(b), Value::Integer(i)) => b.append_value(*i),
-                (Builder::Decimal(b), Value::Decimal(f)) => b.append_value(*f),
                 (builder, Value::Missing(symbol)) => {
                     status.get_or_insert(symbol);
                     match builder {
@@ -391,7 +562,7 @@ impl<'a> Converter<'a> {
                         Builder::Member { numbers, .. } => numbers.append_null(),
                     }
                 }
-                _ => unreachable!("plans produce values of their slot's type; totals are held apart"),
+                (builder, value) => put(builder, value),
             }
         }
         self.status.append_option(status);
@@ -707,6 +878,17 @@ impl<'a> Converter<'a> {
 }
 
 /// The builder of a role's column: every key of the dimension, level after level, is a value of its dictionary.
+/// Appends a value (no missing one) to its column.
+fn put(builder: &mut Builder, value: &Value) {
+    match (builder, value) {
+        (Builder::Member { numbers, offsets, .. }, Value::Member(m)) => numbers.append_value(offsets[m.level] + m.index as i32),
+        (Builder::Text(b), Value::Text(s)) => b.append_value(s),
+        (Builder::Integer(b), Value::Integer(i)) => b.append_value(*i),
+        (Builder::Decimal(b), Value::Decimal(f)) => b.append_value(*f),
+        _ => unreachable!("plans produce values of their slot's type; totals and missing values are held apart"),
+    }
+}
+
 fn member_builder(dimension: &Dimension) -> Builder {
     let mut offsets = Vec::new();
     let mut keys = StringBuilder::new();

@@ -13,6 +13,11 @@ pub(crate) fn repo() -> PathBuf {
 }
 
 pub(crate) fn model() -> Model {
+    load_model(&schema_files()).expect("the committed schemas load")
+}
+
+/// The committed schema files.
+pub(crate) fn schema_files() -> Vec<SchemaFile> {
     let mut files = Vec::new();
     for (dir, kind) in [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube), ("sources", SchemaKind::Source)] {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(repo().join("cube-schemas").join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
@@ -21,7 +26,7 @@ pub(crate) fn model() -> Model {
             files.push(SchemaFile { origin: path.display().to_string(), text: std::fs::read_to_string(&path).unwrap(), kind });
         }
     }
-    load_model(&files).expect("the committed schemas load")
+    files
 }
 
 /// A small deterministic generator (xorshift64*), so that a failing seed can be replayed.

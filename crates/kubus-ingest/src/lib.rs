@@ -217,6 +217,13 @@ impl<'s> Rules<'s> {
 
     /// Accounts for one line below the header: skipped (with its reason), a total, facts, or rejected.
     fn line(&self, row: &rows::Row, lines: &mut Lines, converter: &mut convert::Converter<'_>) {
+        if self.is_data(row, lines) {
+            lines.count(row, converter.push(row));
+        }
+    }
+
+    /// Counts one line below the header and skips it (with its reason), unless it is a data line to convert.
+    fn is_data(&self, row: &rows::Row, lines: &mut Lines) -> bool {
         let tally = &mut lines.tally;
         tally.lines += row.span;
         let first = if self.footer.is_some() || !self.skips.is_empty() { row.first_text() } else { String::new() };
@@ -230,13 +237,21 @@ impl<'s> Rules<'s> {
         } else if let Some((_, reason)) = self.skips.iter().find(|(re, _)| re.is_match(&first)) {
             tally.skip(reason, row.span);
         } else {
-            match converter.push(row) {
-                convert::Outcome::Facts => tally.accepted += row.span,
-                convert::Outcome::Total => {}
-                convert::Outcome::Rejected(r) => {
-                    tally.rejected += row.span;
-                    lines.rejected.push(r);
-                }
+            return true;
+        }
+        false
+    }
+}
+
+impl Lines {
+    /// Accounts for what became of a data line.
+    fn count(&mut self, row: &rows::Row, outcome: convert::Outcome) {
+        match outcome {
+            convert::Outcome::Facts => self.tally.accepted += row.span,
+            convert::Outcome::Total => {}
+            convert::Outcome::Rejected(r) => {
+                self.tally.rejected += row.span;
+                self.rejected.push(r);
             }
         }
     }

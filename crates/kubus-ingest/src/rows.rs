@@ -124,6 +124,9 @@ enum Inner<'a> {
     Sheet(std::vec::IntoIter<Row>),
 }
 
+/// How many handed-back rows a reader keeps for their buffers: a chunk's worth (see `Converter::push_chunk`).
+pub const SPARE_ROWS: usize = 1024;
+
 impl<'a> Rows<'a> {
     /// Opens the file's records per the source's format.
     pub fn open(source: &Source, name: &str, mut input: Box<dyn Read + 'a>) -> Result<Rows<'a>> {
@@ -213,16 +216,16 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// Hands a row back once it is done with, so that the next CSV record reuses its cells' buffers instead of
-    /// allocating a string per cell.
+    /// Hands a row back once it is done with, so that a later CSV record reuses its cells' buffers instead of
+    /// allocating a string per cell (up to [`SPARE_ROWS`] rows are kept).
     pub fn recycle(&mut self, row: Row) {
         let spare = match &mut self.inner {
             Inner::Csv(c) => &mut c.spare,
             Inner::Slice(c) => &mut c.spare,
             Inner::Sheet(_) => return,
         };
-        if spare.is_empty() {
-            *spare = row.cells;
+        if spare.len() < SPARE_ROWS {
+            spare.push(row.cells);
         }
     }
 
@@ -295,7 +298,7 @@ struct CsvRows<'a> {
     reader: csv::Reader<Counting<'a>>,
     record: csv::ByteRecord,
     /// Cells of a row handed back ([`Rows::recycle`]), refilled by the next record.
-    spare: Vec<Cell>,
+    spare: Vec<Vec<Cell>>,
     tracker: Rc<RefCell<Tracker>>,
     failure: Rc<RefCell<Option<Error>>>,
     first_line: usize,
@@ -385,7 +388,7 @@ impl<'a> CsvRows<'a> {
                     let line = self.line_of(position);
                     let span = memchr::memchr_iter(b'\n', self.record.as_slice()).count() + 1;
                     self.open_at_end = span > 1 && self.record.iter().next_back().is_some_and(|f| f.ends_with(b"\n"));
-                    let mut cells = std::mem::take(&mut self.spare);
+                    let mut cells = self.spare.pop().unwrap_or_default();
                     let record = &self.record;
                     let fields = (0..record.len()).map(|i| record.range(i).expect("a field of the record"));
                     if let Err((lines_in, fault)) = fill_cells(self.encoding, record.as_slice(), None, fields, &mut cells) {
@@ -427,7 +430,7 @@ struct SliceRows<'b> {
     ends: Vec<usize>,
     /// The fields of the line being read, as ranges of it (or of `output`).
     ranges: Vec<std::ops::Range<usize>>,
-    spare: Vec<Cell>,
+    spare: Vec<Vec<Cell>>,
     open_at_end: bool,
 }
 
@@ -442,7 +445,7 @@ impl SliceRows<'_> {
         let end = memchr::memchr(b'\n', rest);
         let text = &rest[..end.unwrap_or(rest.len())];
         let text = text.strip_suffix(b"\r").unwrap_or(text);
-        let mut cells = std::mem::take(&mut self.spare);
+        let mut cells = self.spare.pop().unwrap_or_default();
         self.ranges.clear();
         let mut whole = None;
         let (in_output, span, written) = if text.is_empty() {

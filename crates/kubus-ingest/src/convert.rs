@@ -877,7 +877,6 @@ impl<'a> Converter<'a> {
     }
 }
 
-/// The builder of a role's column: every key of the dimension, level after level, is a value of its dictionary.
 /// Appends a value (no missing one) to its column.
 fn put(builder: &mut Builder, value: &Value) {
     match (builder, value) {
@@ -889,6 +888,7 @@ fn put(builder: &mut Builder, value: &Value) {
     }
 }
 
+/// The builder of a role's column: every key of the dimension, level after level, is a value of its dictionary.
 fn member_builder(dimension: &Dimension) -> Builder {
     let mut offsets = Vec::new();
     let mut keys = StringBuilder::new();

@@ -178,11 +178,11 @@ impl<'a> Rows<'a> {
         // lines and fields are the same. Otherwise each record is checked, and each field decoded, on its own, so
         // that a fault is placed on its line.
         let text = if encoding == UTF_8 {
-            std::str::from_utf8(bytes).ok().map(Cow::Borrowed)
+            std::str::from_utf8(bytes).ok().filter(|t| !t.contains('\u{FFFD}')).map(Cow::Borrowed)
         } else {
+            // Without replacement, a single-byte encoding makes no replacement character.
             encoding.decode_without_bom_handling_and_without_replacement(bytes)
         };
-        let text = text.filter(|t| !t.contains('\u{FFFD}'));
         let mut core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
         // Past the start of a file: a byte order mark at the start of a line is text, as for the whole file's
         // parser (an empty line leaves the parser where it was).

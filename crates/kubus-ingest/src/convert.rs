@@ -161,14 +161,12 @@ pub struct Converter<'a> {
     /// How each field is read a chunk at a time; `None` where lines must be converted one by one (wide lines,
     /// line totals, totals to check).
     quick: Option<Vec<Quick>>,
-    /// The members' numbers by their column's text, for the fields read as [`Quick::Member`].
-    codes: Vec<datafusion::common::HashMap<String, i32>>,
 }
 
 /// How a field is read when data lines are converted a chunk at a time ([`Converter::push_chunk`]).
 #[derive(Clone, Copy)]
 enum Quick {
-    /// A member or date read from this column: its number among the dimension's keys, by the column's text.
+    /// A member or date read from this column: its number among the dimension's keys, from the field's memo.
     Member(usize),
     /// A number or text read from this column as it is: no translations, patterns, padding or total markers.
     Plain(usize),
@@ -302,7 +300,6 @@ impl<'a> Converter<'a> {
                 })
                 .collect()
         });
-        let codes = fields.iter().map(|_| datafusion::common::HashMap::default()).collect();
         Ok(Converter {
             file,
             header,
@@ -320,7 +317,6 @@ impl<'a> Converter<'a> {
             value_field,
             tuples: Vec::new(),
             quick,
-            codes,
         })
     }
 
@@ -329,7 +325,7 @@ impl<'a> Converter<'a> {
     /// once per distinct text, numbers are parsed in one loop, no line holds a tuple of values). A line that is
     /// anything but plain facts there — a problem, a missing value, a total — is converted by `push`, in its turn.
     pub fn push_chunk(&mut self, rows: &[Row], mut each: impl FnMut(&Row, Outcome)) {
-        let Some(quick) = self.quick.take() else {
+        let Some(quick) = &self.quick else {
             for row in rows {
                 each(row, self.push(row));
             }
@@ -359,39 +355,30 @@ impl<'a> Converter<'a> {
                 }
             }
         }
-        self.quick = Some(quick);
     }
 
     /// One field's values over a chunk of lines; a line whose value is not plain facts is marked in `plain`.
-    fn stage<'r>(&mut self, slot: usize, quick: Quick, rows: &'r [Row], plain: &mut [bool]) -> Staged<'r> {
+    fn stage<'r>(&self, slot: usize, quick: Quick, rows: &'r [Row], plain: &mut [bool]) -> Staged<'r> {
         fn text(row: &Row, column: usize) -> Option<&str> {
             match row.cells.get(column) {
                 Some(Cell::Text(t)) => Some(t.as_str()),
                 _ => None,
             }
         }
-        let mut codes = std::mem::take(&mut self.codes[slot]);
         let f = &self.fields[slot];
-        let staged = match (quick, &f.plan) {
+        match (quick, &f.plan) {
             (Quick::Member(column), _) => {
                 let Builder::Member { offsets, .. } = &self.builders[slot] else { unreachable!("a member field fills a member column") };
+                let memo = f.memo.as_ref().expect("a quick member field has a memo");
                 let mut members = Vec::with_capacity(rows.len());
                 for (row, plain) in rows.iter().zip(plain.iter_mut()) {
-                    let code = text(row, column).filter(|_| *plain).and_then(|t| match codes.get(t) {
-                        Some(code) => Some(*code),
-                        None => match self.value(f, At { row, wide: None }) {
-                            Ok(Value::Member(m)) => {
-                                let code = offsets[m.level] + m.index as i32;
-                                if codes.len() < MEMO_LIMIT {
-                                    codes.insert(t.to_owned(), code);
-                                }
-                                Some(code)
-                            }
-                            _ => None,
-                        },
+                    let member = text(row, column).filter(|_| *plain).and_then(|t| {
+                        let known = memo.borrow().get(t).map(|r| if let Ok(Value::Member(m)) = r { Some(*m) } else { None });
+                        // Not yet in the memo: looked up (and remembered) as for a single line.
+                        known.unwrap_or_else(|| if let Ok(Value::Member(m)) = self.value(f, At { row, wide: None }) { Some(m) } else { None })
                     });
-                    *plain &= code.is_some();
-                    members.push(code.unwrap_or_default());
+                    *plain &= member.is_some();
+                    members.push(member.map_or(0, |m| offsets[m.level] + m.index as i32));
                 }
                 Staged::Members(members)
             }
@@ -441,9 +428,7 @@ impl<'a> Converter<'a> {
                 }
                 Staged::Values(values)
             }
-        };
-        self.codes[slot] = codes;
-        staged
+        }
     }
 
     /// Appends the staged values of some lines to a field's column.

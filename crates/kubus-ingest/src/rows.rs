@@ -297,7 +297,7 @@ struct CsvRows<'a> {
     encoding: &'static Encoding,
     reader: csv::Reader<Counting<'a>>,
     record: csv::ByteRecord,
-    /// Cells of a row handed back ([`Rows::recycle`]), refilled by the next record.
+    /// Cells of rows handed back ([`Rows::recycle`]), refilled by later records.
     spare: Vec<Vec<Cell>>,
     tracker: Rc<RefCell<Tracker>>,
     failure: Rc<RefCell<Option<Error>>>,

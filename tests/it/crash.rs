@@ -26,7 +26,7 @@ fn spawn_cli(args: &[&str]) -> std::process::Child {
 
 /// The cube's record count (read through a query, so the version must be readable) and its version.
 fn records(dir: &Path) -> (u64, Option<u64>) {
-    let out = cli(dir, &["query", "newcomers", "-m", "records", "-f", "csv"]);
+    let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "records", "-f", "csv"]);
     assert_eq!(out.code, ExitCode::SUCCESS, "the warehouse must stay readable: {}", out.stderr);
     let project = kubus::Project::open(dir).unwrap();
     let version = tokio::runtime::Runtime::new().unwrap().block_on(project.version("newcomers")).unwrap();

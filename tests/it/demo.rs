@@ -28,16 +28,23 @@ fn demo_prints_the_fixture_persons_per_district() {
         files + totals + empty
     );
     assert!(out.stdout.contains(&expected), "expected {expected} in\n{}", out.stdout);
+    // The demo asks as anyone would, so its counts carry the cell key method's noise: at most ±3 from the
+    // generator's, never 1 or 2, and the answer says so.
+    assert!(out.stdout.contains("Geheimhaltung newcomers: Cell-Key-Verfahren"), "{}", out.stdout);
+    let mut changed = 0;
     for row in fixture("persons_by_district_2024-06.csv") {
-        let (key, persons) = (&row[0], &row[1]);
+        let (key, persons) = (&row[0], row[1].parse::<i64>().unwrap());
         let line = out
             .stdout
             .lines()
             .find(|l| l.starts_with(&format!("│ {key} ")))
             .unwrap_or_else(|| panic!("district {key} missing from the demo output:\n{}", out.stdout));
         let cells: Vec<&str> = line.split('┆').map(|c| c.trim_matches(|c: char| c.is_whitespace() || c == '│')).collect();
-        assert_eq!(cells[2], persons, "district {key}: {line}");
+        let shown: i64 = cells[2].parse().unwrap();
+        assert!((shown - persons).abs() <= 3 && !(1..=2).contains(&shown), "district {key}: {line} against {persons}");
+        changed += usize::from(shown != persons);
     }
+    assert!(changed > 0, "the noise changes some of the districts' counts");
 }
 
 #[test]
@@ -45,13 +52,13 @@ fn query_csv_and_json_give_the_fixture_counts() {
     let dir = demo_project();
     let expected: Vec<(String, u64)> =
         fixture("persons_by_district_2024-06.csv").into_iter().map(|r| (r[0].clone(), r[1].parse().unwrap())).collect();
-    let out = cli(dir, &["query", "newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06", "--format", "csv"]);
+    let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06", "--format", "csv"]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     assert!(out.stdout.starts_with("district,district_label,persons\n"), "{}", out.stdout);
     let got: Vec<(String, u64)> = csv_rows(&out.stdout).into_iter().map(|r| (r[0].clone(), r[2].parse().unwrap())).collect();
     assert_eq!(got, expected);
 
-    let out = cli(dir, &["query", "newcomers", "-m", "persons", "-d", "district", "-c", "month=Juni 2024", "--format", "json"]);
+    let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "persons", "-d", "district", "-c", "month=Juni 2024", "--format", "json"]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
     let got: Vec<(String, u64)> =
@@ -85,7 +92,7 @@ fn course_seats_by_level_match_the_workbook() {
 fn totals_add_up_and_are_marked() {
     let out = cli(
         demo_project(),
-        &["query", "newcomers", "-m", "records", "-d", "district.area", "-c", "month=2024-06", "--totals", "-f", "json"],
+        &["--role", "statistik", "query", "newcomers", "-m", "records", "-d", "district.area", "-c", "month=2024-06", "--totals", "-f", "json"],
     );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
@@ -105,7 +112,7 @@ fn totals_add_up_and_are_marked() {
 fn cuts_by_label_alias_set_range_and_negation() {
     let dir = demo_project();
     let count = |cut: &str| -> u64 {
-        let out = cli(dir, &["query", "newcomers", "-m", "records", "-c", "month=2024-06", "-c", cut, "-f", "csv"]);
+        let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "records", "-c", "month=2024-06", "-c", cut, "-f", "csv"]);
         assert_eq!(out.code, ExitCode::SUCCESS, "{cut}: {}", out.stderr);
         csv_rows(&out.stdout)[0][0].parse().unwrap()
     };

@@ -1,9 +1,10 @@
 //! Disclosure control: small counts are suppressed with complementary cells, nothing can be recovered from the
 //! totals (an attacker tries subtraction along every total and exact linear algebra over all of them, on the
 //! sample project and on random tables), every format shows the same cells suppressed, and roles decide who may
-//! see unsuppressed numbers or run SQL.
+//! see unsuppressed numbers or run SQL. These tests protect the sample project by suppression (the method of fixed
+//! publications); the cell key method of ad-hoc answers has its attacks in `attacks.rs`.
 
-use crate::support::{Rng, cli, csv_rows, demo_project};
+use crate::support::{Rng, cli, csv_rows, suppression_project as demo_project};
 use calamine::{Data, Reader, Xlsx};
 use kubus_query::disclosure::{Suppression, suppress};
 use std::collections::HashMap;
@@ -322,7 +323,7 @@ fn a_role_sees_its_levels_and_its_rows_only() {
 
 #[test]
 fn every_query_is_in_the_audit_log() {
-    let dir = crate::support::project_copy();
+    let dir = crate::support::suppression_copy();
     assert_eq!(cli(dir.path(), &["demo"]).code, ExitCode::SUCCESS);
     let log = dir.path().join("audit.jsonl");
     let lines = |from: usize| -> Vec<serde_json::Value> {

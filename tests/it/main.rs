@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attacks;
 mod crash;
 mod demo;
 mod disclosure;

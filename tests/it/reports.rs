@@ -2,7 +2,7 @@
 //! (re-read with calamine) and the JSON-stat datasets hold the figures and the suppression of the corresponding
 //! cube queries.
 
-use crate::support::{cli, csv_rows, demo_project};
+use crate::support::{cli, csv_rows, suppression_project as demo_project};
 use calamine::{Data, Reader, Xlsx};
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,7 +13,8 @@ fn run(out: &Path) -> Vec<String> {
     r.stdout.lines().skip(1).map(|l| l.trim().to_owned()).collect()
 }
 
-/// The same figures as a cube query (as anyone without a role sees them), as CSV rows.
+/// The same figures as a cube query (as anyone without a role sees them in a project protected by suppression, the
+/// method of reports), as CSV rows.
 fn figures(args: &[&str]) -> Vec<Vec<String>> {
     let out = cli(demo_project(), &[&["query"], args, &["-f", "csv"]].concat());
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);

@@ -220,7 +220,7 @@ fn cells(answer: &kubus::Answer) -> Vec<Vec<String>> {
 /// Answers a query from the facts and as routed; both must agree (or fail with the same message). Returns
 /// whether a rollup answered.
 async fn same_answer(project: &Project, query: &Query, as_of: Option<u64>) -> bool {
-    let options = |rollups| QueryOptions { as_of, role: Some("statistik".into()), rollups };
+    let options = |rollups| QueryOptions { as_of, role: Some("statistik".into()), rollups, ..Default::default() };
     let facts = project.query(query, &options(RollupUse::Never)).await;
     let routed = project.query(query, &options(RollupUse::Prefer)).await;
     let json = serde_json::to_string(query).unwrap();

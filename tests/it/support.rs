@@ -28,6 +28,17 @@ pub fn project_copy() -> tempfile::TempDir {
     std::fs::copy(repo().join("kubus.toml"), dir.path().join("kubus.toml")).unwrap();
     copy_dir(&repo().join("cube-schemas"), &dir.path().join("cube-schemas"));
     copy_dir(&repo().join("sample-data"), &dir.path().join("sample-data"));
+    copy_dir(&repo().join("ptables"), &dir.path().join("ptables"));
+    dir
+}
+
+/// A fresh copy of the sample project whose answers are protected by suppression instead of the cell key method.
+pub fn suppression_copy() -> tempfile::TempDir {
+    let dir = project_copy();
+    let path = dir.path().join("kubus.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("method = \"cell_key\""), "the sample project chooses its method in [disclosure]");
+    std::fs::write(&path, text.replacen("method = \"cell_key\"", "method = \"suppression\"", 1)).unwrap();
     dir
 }
 
@@ -36,6 +47,18 @@ pub fn demo_project() -> &'static Path {
     static DEMO: OnceLock<tempfile::TempDir> = OnceLock::new();
     DEMO.get_or_init(|| {
         let dir = project_copy();
+        let out = cli(dir.path(), &["demo"]);
+        assert_eq!(out.code, ExitCode::SUCCESS, "demo failed: {}", out.stderr);
+        dir
+    })
+    .path()
+}
+
+/// One shared copy of the sample project, protected by suppression, on which `kubus demo` has run.
+pub fn suppression_project() -> &'static Path {
+    static DEMO: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let dir = suppression_copy();
         let out = cli(dir.path(), &["demo"]);
         assert_eq!(out.code, ExitCode::SUCCESS, "demo failed: {}", out.stderr);
         dir

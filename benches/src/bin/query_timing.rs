@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let project = kubus::Project::open(project)?;
     let queries: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(queries)?)?;
-    let options = kubus::QueryOptions { as_of: None, role, rollups };
+    let options = kubus::QueryOptions { as_of: None, role, rollups, ..Default::default() };
     for (name, query) in queries {
         let query: kubus::Query = serde_json::from_value(query)?;
         // One run to warm caches (file metadata, the Delta log), then the timed ones.

@@ -111,6 +111,24 @@ enum Command {
     },
     /// Rebuild the warehouse from the sample exports and run example queries.
     Demo,
+    /// Generate a perturbation table for the cell key method (maximum entropy, mean 0) and show its noise.
+    Ptable {
+        /// The largest noise D: a count changes by at most this much.
+        #[arg(long, default_value_t = 3)]
+        max_noise: u32,
+        /// The noise's variance V for large counts.
+        #[arg(long, default_value_t = 2.0)]
+        variance: f64,
+        /// Counts from 1 to this are never published (they become 0 or larger); 0 allows every value.
+        #[arg(long, default_value_t = 2)]
+        small: u32,
+        /// Number of cell keys (a power of two).
+        #[arg(long, default_value_t = 256)]
+        keys: u32,
+        /// Write the table here (CSV: pcv, ckey, pvalue); without it only the noise per value is shown.
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -193,7 +211,7 @@ impl QueryArgs {
             (_, true) => kubus::RollupUse::Only,
             _ => kubus::RollupUse::Prefer,
         };
-        kubus::QueryOptions { as_of: self.as_of, role, rollups }
+        kubus::QueryOptions { as_of: self.as_of, role, rollups, ..Default::default() }
     }
 }
 
@@ -321,6 +339,22 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             schedule(&project, &options, once, stdout, stderr).await
         }
         Command::Demo => demo(&cli.project, stdout, stderr).await,
+        Command::Ptable { max_noise, variance, small, keys, out } => {
+            let table = kubus::PTable::generate(&kubus::PTableParams { max_noise, variance, small, keys }).map_err(Usage)?;
+            writeln!(stdout, "value  noise: probability")?;
+            // The last row holds for every larger count.
+            let last = small + max_noise + 1;
+            for value in 1..=last {
+                let dist: Vec<String> = table.distribution(value).iter().map(|(d, p)| format!("{d:+}: {p:.4}")).collect();
+                let label = if value == last { format!("{value}+") } else { value.to_string() };
+                writeln!(stdout, "{label:>5}  {}", dist.join("  "))?;
+            }
+            if let Some(path) = &out {
+                std::fs::write(path, table.to_csv()).with_context(|| format!("cannot write {}", path.display()))?;
+                writeln!(stdout, "written to {} ({} keys, fingerprint {})", path.display(), table.keys(), table.fingerprint())?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -426,7 +460,8 @@ fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {
 async fn query(project: &Project, args: QueryArgs, role: Option<String>, stdout: &mut dyn Write) -> anyhow::Result<()> {
     let query = build_query(&args)?;
     let answer = project.query(&query, &args.options(role)).await?;
-    let table = project.result_table(&query.cube, &answer.result)?;
+    let mut table = project.result_table(&query.cube, &answer.result)?;
+    table.notes = answer.notes;
     emit(&args.output, &table, &|name| name == TOTAL_COLUMN, stdout)
 }
 

@@ -58,6 +58,9 @@ pub fn grid(result: &Table, hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) ->
     writeln!(out, "{grid}")?;
     let rows = shown.rows.len();
     writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
+    for note in &result.notes {
+        writeln!(out, "{note}")?;
+    }
     Ok(())
 }
 

@@ -17,7 +17,7 @@ pub use cut::{BadCut, Comparison, Cut, CutOp};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use dimension::{Dimension, DimensionKind, Level, Member, MemberRef, month_key, normalise, time_key};
 pub use load::{SchemaFile, SchemaKind, load_model};
-pub use project::{DemoIngest, DemoQuery, DisclosureSettings, ProjectConfig, PseudonymSettings, Role};
+pub use project::{CellKeySettings, DemoIngest, DemoQuery, DisclosureSettings, Method, ProjectConfig, PseudonymSettings, Role};
 pub use report::{ChartKind, Report, Section, SectionKind, fill_period};
 pub use source::{Field, FieldKind, Format, Input, Layout, Skip, Source, TemplatePart, Unpivot};
 

@@ -15,6 +15,42 @@ pub struct PseudonymSettings {
     pub demo_key: Option<String>,
 }
 
+/// How the counts of an answer are protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// The cell key method: every count gets the consistent noise of its cell (ad-hoc answers).
+    CellKey,
+    /// Small counts and the cells they could be recovered from are suppressed (fixed publications).
+    Suppression,
+}
+
+impl Method {
+    fn parse(text: &str) -> Option<Method> {
+        match text {
+            "cell_key" => Some(Method::CellKey),
+            "suppression" => Some(Method::Suppression),
+            _ => None,
+        }
+    }
+
+    /// The method's name in `kubus.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::CellKey => "cell_key",
+            Method::Suppression => "suppression",
+        }
+    }
+}
+
+/// The cell key method's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellKeySettings {
+    /// The perturbation table (ONS format: pcv, ckey, pvalue), relative to the project.
+    pub ptable: String,
+    /// Values above the table's last row reuse its last `wrap` rows.
+    pub wrap: u32,
+}
+
 /// Statistical disclosure control: which counts are too small to publish and how suppressed cells look.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DisclosureSettings {
@@ -30,6 +66,12 @@ pub struct DisclosureSettings {
     pub dominance: f64,
     /// Thresholds of single cubes.
     pub cube_thresholds: Vec<(String, u64)>,
+    /// How ad-hoc answers are protected (default: the cell key method where a ptable is configured).
+    pub method: Method,
+    /// Cubes protected by a method of their own.
+    pub cube_methods: Vec<(String, Method)>,
+    /// The cell key method's table, if configured.
+    pub cell_key: Option<CellKeySettings>,
 }
 
 impl Default for DisclosureSettings {
@@ -41,6 +83,9 @@ impl Default for DisclosureSettings {
             exempt: Vec::new(),
             dominance: 0.85,
             cube_thresholds: Vec::new(),
+            method: Method::Suppression,
+            cube_methods: Vec::new(),
+            cell_key: None,
         }
     }
 }
@@ -52,6 +97,11 @@ impl DisclosureSettings {
             return None;
         }
         Some(self.cube_thresholds.iter().find(|(c, _)| c == cube).map_or(self.threshold, |(_, t)| *t))
+    }
+
+    /// How a cube's counts are protected for a role: the role's method, else the cube's, else the project's.
+    pub fn method_for(&self, cube: &str, role: Option<&Role>) -> Method {
+        role.and_then(|r| r.method).or_else(|| self.cube_methods.iter().find(|(c, _)| c == cube).map(|(_, m)| *m)).unwrap_or(self.method)
     }
 }
 
@@ -72,6 +122,8 @@ pub struct Role {
     pub finest: Vec<(String, String)>,
     /// Cuts (text form) applied to every query of the role.
     pub filter: Vec<String>,
+    /// How the role's answers are protected, instead of the project's method.
+    pub method: Option<Method>,
 }
 
 /// One ingest step of `kubus demo`.
@@ -144,21 +196,51 @@ impl ProjectConfig {
         let p = raw.pseudonymisation;
         let demo = raw.demo;
         let defaults = DisclosureSettings::default();
+        let mut problems = Vec::new();
+        let mut method = |text: Option<String>, path: String| -> Option<Method> {
+            let text = text?;
+            let parsed = Method::parse(&text);
+            if parsed.is_none() {
+                problems.push(Diagnostic {
+                    file: origin.to_owned(),
+                    line: None,
+                    path,
+                    message: format!("unknown disclosure method '{text}'"),
+                    alternatives: vec!["cell_key".into(), "suppression".into()],
+                });
+            }
+            parsed
+        };
         let disclosure = match raw.disclosure {
             None => defaults,
-            Some(d) => DisclosureSettings {
-                threshold: d.threshold.unwrap_or(defaults.threshold),
-                symbol: d.symbol.unwrap_or(defaults.symbol),
-                zero_symbol: d.zero_symbol.unwrap_or(defaults.zero_symbol),
-                exempt: d.exempt,
-                dominance: d.dominance.unwrap_or(defaults.dominance),
-                cube_thresholds: d.cubes.into_iter().map(|(c, t)| (c, t.threshold)).collect(),
-            },
+            Some(d) => {
+                let cell_key = d.cell_key.map(|c| CellKeySettings { ptable: c.ptable, wrap: c.wrap.unwrap_or(1) });
+                let default_method = if cell_key.is_some() { Method::CellKey } else { Method::Suppression };
+                DisclosureSettings {
+                    threshold: d.threshold.unwrap_or(defaults.threshold),
+                    symbol: d.symbol.unwrap_or(defaults.symbol),
+                    zero_symbol: d.zero_symbol.unwrap_or(defaults.zero_symbol),
+                    exempt: d.exempt,
+                    dominance: d.dominance.unwrap_or(defaults.dominance),
+                    cube_thresholds: d.cubes.iter().filter_map(|(c, t)| Some((c.clone(), t.threshold?))).collect(),
+                    method: method(d.method, "disclosure.method".into()).unwrap_or(default_method),
+                    cube_methods: d
+                        .cubes
+                        .into_iter()
+                        .filter_map(|(c, t)| {
+                            let path = format!("disclosure.cubes.{c}.method");
+                            Some((c, method(t.method, path)?))
+                        })
+                        .collect(),
+                    cell_key,
+                }
+            }
         };
-        let roles = raw
+        let roles: Vec<Role> = raw
             .roles
             .into_iter()
             .map(|(name, r)| Role {
+                method: method(r.method, format!("roles.{name}.method")),
                 name,
                 description: r.description,
                 bypass_disclosure: r.bypass_disclosure,
@@ -168,6 +250,21 @@ impl ProjectConfig {
                 filter: r.filter,
             })
             .collect();
+        let uses_cell_key = disclosure.method == Method::CellKey
+            || disclosure.cube_methods.iter().any(|(_, m)| *m == Method::CellKey)
+            || roles.iter().any(|r| r.method == Some(Method::CellKey));
+        if uses_cell_key && disclosure.cell_key.is_none() {
+            problems.push(Diagnostic {
+                file: origin.to_owned(),
+                line: None,
+                path: "disclosure.cell_key".into(),
+                message: "the cell key method needs a perturbation table: [disclosure.cell_key] ptable = \"ptables/….csv\"".into(),
+                alternatives: Vec::new(),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(Diagnostics(problems)));
+        }
         Ok(ProjectConfig {
             name: raw.name,
             warehouse: raw.warehouse.unwrap_or_else(|| "warehouse".into()),

@@ -275,15 +275,29 @@ pub struct RawDisclosure {
     /// Cubes without data about persons, published without suppression.
     #[serde(default)]
     pub exempt: Vec<String>,
-    /// Per-cube thresholds.
+    /// Per-cube thresholds and methods.
     #[serde(default)]
     pub cubes: BTreeMap<String, RawDisclosureCube>,
+    /// How ad-hoc answers are protected: `cell_key` or `suppression`.
+    pub method: Option<String>,
+    /// The cell key method's perturbation table.
+    pub cell_key: Option<RawCellKey>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDisclosureCube {
-    pub threshold: u64,
+    pub threshold: Option<u64>,
+    pub method: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCellKey {
+    /// The ptable file (CSV: pcv, ckey, pvalue), relative to the project.
+    pub ptable: String,
+    /// Values above the table's last row reuse its last `wrap` rows (default 1; the ONS tables use 250).
+    pub wrap: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +319,8 @@ pub struct RawRole {
     /// Cuts applied to every query of the role (an office sees its own rows).
     #[serde(default)]
     pub filter: Vec<String>,
+    /// How the role's answers are protected (`cell_key` or `suppression`), instead of the project's method.
+    pub method: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

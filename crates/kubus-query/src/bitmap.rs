@@ -22,6 +22,9 @@ enum Mode {
     Build,
     /// Serialized bitmaps in, the number of distinct ids out (Int64, like `count(DISTINCT …)`).
     Count,
+    /// Serialized bitmaps in, the sum of the distinct ids' upper 16 bits out (Int64): ids that carry a unit's
+    /// record key there (see [`crate::rollup::dictionary`]) give the cell key sum of the cell key method.
+    KeySum,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -35,6 +38,7 @@ impl AggregateUDFImpl for BitmapUdf {
         match self.mode {
             Mode::Build => "kubus_bitmap",
             Mode::Count => "kubus_bitmap_count",
+            Mode::KeySum => "kubus_bitmap_key_sum",
         }
     }
 
@@ -45,7 +49,7 @@ impl AggregateUDFImpl for BitmapUdf {
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(match self.mode {
             Mode::Build => DataType::Binary,
-            Mode::Count => DataType::Int64,
+            Mode::Count | Mode::KeySum => DataType::Int64,
         })
     }
 
@@ -162,7 +166,7 @@ impl GroupsAccumulator for BitmapGroups {
                 }
                 Ok(())
             }
-            Mode::Count => self.union(&values[0], groups, filter),
+            Mode::Count | Mode::KeySum => self.union(&values[0], groups, filter),
         }
     }
 
@@ -176,6 +180,7 @@ impl GroupsAccumulator for BitmapGroups {
         match self.mode {
             Mode::Build => binary_column(&bitmaps),
             Mode::Count => Ok(Arc::new(bitmaps.iter().map(|b| b.len() as i64).collect::<Int64Array>())),
+            Mode::KeySum => Ok(Arc::new(bitmaps.iter().map(key_sum).collect::<Int64Array>())),
         }
     }
 
@@ -195,7 +200,7 @@ impl GroupsAccumulator for BitmapGroups {
                     }
                 }
             }
-            Mode::Count => {
+            Mode::Count | Mode::KeySum => {
                 for ((row, bytes), b) in serialized_rows(&values[0])?.enumerate().zip(bitmaps.iter_mut()) {
                     if let Some(bytes) = bytes.filter(|_| passes(filter, row)) {
                         *b = deserialize(bytes)?;
@@ -219,7 +224,7 @@ impl Accumulator for BitmapAccumulator {
                 self.bitmap.extend(ids.as_primitive::<UInt32Type>().iter().flatten());
                 Ok(())
             }
-            Mode::Count => self.union(&values[0]),
+            Mode::Count | Mode::KeySum => self.union(&values[0]),
         }
     }
 
@@ -235,12 +240,25 @@ impl Accumulator for BitmapAccumulator {
         Ok(match self.mode {
             Mode::Build => ScalarValue::Binary(Some(self.serialized()?)),
             Mode::Count => ScalarValue::Int64(Some(self.bitmap.len() as i64)),
+            Mode::KeySum => ScalarValue::Int64(Some(key_sum(&self.bitmap))),
         })
     }
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self) + self.bitmap.serialized_size()
     }
+}
+
+/// The sum of the upper 16 bits of a bitmap's ids.
+fn key_sum(bitmap: &RoaringBitmap) -> i64 {
+    bitmap.iter().map(|id| i64::from(id >> 16)).sum()
+}
+
+/// `kubus_bitmap_key_sum(bitmaps)`: the sum of the upper 16 bits of the distinct ids in the union of a group's
+/// bitmaps.
+pub fn key_sum_of(bitmaps: Expr) -> Expr {
+    let udf = BitmapUdf { mode: Mode::KeySum, signature: Signature::any(1, Volatility::Immutable) };
+    AggregateUDF::from(udf).call(vec![bitmaps])
 }
 
 /// `kubus_bitmap(ids)`: the bitmap of a group's dense ids (UInt32; other integer types are cast).

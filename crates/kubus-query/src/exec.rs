@@ -339,8 +339,12 @@ async fn aggregate_facts(
     let mut aggregates = Vec::new();
     // Sums with a contributor role also get their largest contributor's share, for the dominance rule.
     let mut tops: Vec<(String, Expr, &str)> = Vec::new();
-    // Measures computed from other aggregates after the aggregation (over a rollup).
+    // Counts taken from a rollup's stored counts after the aggregation, before any noise; measures computed from
+    // other aggregates (averages) after it.
+    let mut counted: Vec<(&str, Expr)> = Vec::new();
     let mut after: Vec<(&str, Expr)> = Vec::new();
+    // Counts published with the cell key method's noise.
+    let mut perturbed: Vec<String> = Vec::new();
     for pm in needed {
         let MeasureKind::Aggregate { aggregate, column, last_snapshot, dominance, .. } = pm.measure.kind() else { continue };
         let mut conditions: Vec<Expr> = pm.filter.iter().map(|c| cut_expr(c, shifted(c.role))).collect();
@@ -377,15 +381,43 @@ async fn aggregate_facts(
         if let Some(role) = dominance {
             tops.push((crate::disclosure::top_column(name), e.clone(), role.as_str()));
         }
+        if let Some(noise) = &plan.noise
+            && matches!(aggregate, Aggregate::Count | Aggregate::CountDistinct | Aggregate::Avg)
+        {
+            // The cell key of a count: the (wrapping) sum of the record keys of the units it counts, each distinct
+            // unit once for a distinct count. An average is a sum over a count, and that count is perturbed too:
+            // else the average next to the sum would give the exact count away.
+            let record_key = |c: Expr| crate::cellkey::record_key_of(c);
+            let (target, key_sum) = match (aggregate, from_rollup) {
+                (Aggregate::Count, false) => (name.to_owned(), with_condition(sum(record_key(col(noise.unit.as_str()))))?),
+                (Aggregate::CountDistinct, false) if condition.is_some() => (name.to_owned(), with_condition(sum(record_key(column())))?),
+                (Aggregate::CountDistinct, false) => (name.to_owned(), sum(record_key(column())).distinct().build()?),
+                (Aggregate::Avg, false) => {
+                    let counted = column().is_not_null();
+                    let only = condition.clone().map_or(counted.clone(), |c| c.and(counted));
+                    (format!("__n_{name}"), sum(record_key(col(noise.unit.as_str()))).filter(only).build()?)
+                }
+                (Aggregate::Avg, true) => (format!("__n_{name}"), with_condition(sum(col(crate::cellkey::stored_key_column(name))))?),
+                (Aggregate::Count, true) => (name.to_owned(), with_condition(sum(col(crate::cellkey::stored_key_column(name))))?),
+                _ => (name.to_owned(), with_condition(crate::bitmap::key_sum_of(col(name)))?),
+            };
+            aggregates.push(key_sum.alias(crate::cellkey::key_column(&target)));
+            perturbed.push(target);
+        }
         match (aggregate, from_rollup) {
             (Aggregate::Count, true) => {
                 // A count over no cells is 0, as over no facts.
                 aggregates.push(e.alias(format!("__sum_{name}")));
-                after.push((name, coalesce(vec![col(format!("__sum_{name}")), lit(0i64)])));
+                counted.push((name, coalesce(vec![col(format!("__sum_{name}")), lit(0i64)])));
             }
             (Aggregate::Avg, true) => {
                 aggregates.push(e.alias(format!("__sum_{name}")));
                 aggregates.push(with_condition(sum(col(crate::rollup::avg_count(name))))?.alias(format!("__n_{name}")));
+                after.push((name, ratio(col(format!("__sum_{name}")), col(format!("__n_{name}")))));
+            }
+            (Aggregate::Avg, false) if plan.noise.is_some() => {
+                aggregates.push(with_condition(sum(cast(column(), DataType::Float64)))?.alias(format!("__sum_{name}")));
+                aggregates.push(with_condition(count(column()))?.alias(format!("__n_{name}")));
                 after.push((name, ratio(col(format!("__sum_{name}")), col(format!("__n_{name}")))));
             }
             _ => aggregates.push(e.alias(name)),
@@ -404,6 +436,23 @@ async fn aggregate_facts(
         })
         .collect();
     let mut out = df.clone().aggregate(group.clone(), aggregates)?;
+    for (name, e) in counted {
+        out = out.with_column(name, e)?;
+    }
+    if let Some(noise) = &plan.noise
+        && !perturbed.is_empty()
+    {
+        for name in &perturbed {
+            let published = crate::cellkey::perturb(&noise.ptable, col(name.as_str()), col(crate::cellkey::key_column(name)));
+            out = out.with_column(name, published)?;
+        }
+        // A cell whose counts are all published as 0 is shown as no cell at all, as a cell without facts is:
+        // otherwise its row would tell that it has at least one unit, which the noise hid.
+        if !grain.is_empty() {
+            let any = perturbed.iter().map(|name| col(name.as_str()).not_eq(lit(0i64))).reduce(Expr::or).expect("at least one count");
+            out = out.filter(any)?;
+        }
+    }
     for (name, e) in after {
         out = out.with_column(name, e)?;
     }

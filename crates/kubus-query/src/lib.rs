@@ -3,6 +3,7 @@
 //! warehouse; knows nothing of ingest or of output formats.
 
 pub mod bitmap;
+pub mod cellkey;
 pub mod disclosure;
 mod exec;
 mod plan;
@@ -58,6 +59,9 @@ pub enum Error {
     /// Planning or execution failed inside DataFusion.
     #[error("query execution failed")]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    /// A perturbation table that cannot be used.
+    #[error("perturbation table {origin}, line {line}: {message}")]
+    PTable { origin: String, line: usize, message: String },
     /// Building member tables failed (an internal bug).
     #[error("building member tables failed")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),

@@ -85,6 +85,9 @@ pub struct CubePlan<'m> {
     pub sides: Vec<CubePlan<'m>>,
     /// The rollup that answers it (see [`crate::rollup::at_rollup`]), `None` for the facts.
     pub rollup: Option<String>,
+    /// How the cube's counts are perturbed (the cell key method), `None` for exact counts. Set by the caller
+    /// that decides the protection; [`plan`] leaves it empty.
+    pub noise: Option<crate::cellkey::Noise>,
 }
 
 impl CubePlan<'_> {
@@ -93,6 +96,15 @@ impl CubePlan<'_> {
         let mut out = format!("cube {} ({})\n", self.cube.name(), self.cube.label());
         if let Some(rollup) = &self.rollup {
             out += &format!("  answered from rollup {rollup}: levels below are the rollup's, measures aggregated again from its cells\n");
+        }
+        if let Some(noise) = &self.noise {
+            out += &format!(
+                "  counts perturbed by the cell key method: ptable {} ({} keys, noise up to ±{}), cell keys from the record keys of {}\n",
+                noise.ptable.fingerprint(),
+                noise.ptable.keys(),
+                noise.ptable.max_noise(),
+                noise.unit
+            );
         }
         if !self.cube.across().is_empty() {
             out += &format!("  drill-across of {}: each cube is aggregated at the grain, then full-joined on its keys\n", self.cube.across().join(", "));
@@ -330,7 +342,7 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         })
         .collect::<Result<Vec<_>>>()?;
     let sides = plan_sides(model, cube, query, &drilldowns, &computed)?;
-    Ok(CubePlan { cube, drilldowns, cuts, measures, computed, time, totals: query.totals, order, limit: query.limit, sides, rollup: None })
+    Ok(CubePlan { cube, drilldowns, cuts, measures, computed, time, totals: query.totals, order, limit: query.limit, sides, rollup: None, noise: None })
 }
 
 /// The per-cube plans of a drill-across query: each combined cube whose measures are wanted, with the same

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Bumped whenever the stored layout changes, so that rollups written by an older kubus are rebuilt.
-const FORMAT: &str = "kubus-rollup-1";
+const FORMAT: &str = "kubus-rollup-2";
 
 /// The column of an average's sum in a rollup (its count is [`avg_count`]).
 pub fn avg_sum(measure: &str) -> String {
@@ -52,7 +52,10 @@ fn id_column(column: &str) -> String {
     format!("__id_{column}")
 }
 
-/// Dense ids for the distinct values of a column of the facts: a batch `value`, `id` (0, 1, 2, …).
+/// Dense ids for the distinct values of a column of the facts: a batch `value`, `id`. An id's upper 16 bits are
+/// the low 16 bits of the value's record key (see [`crate::cellkey::record_key`]), its lower 16 bits number the
+/// values that share them: a bitmap of ids then also gives the sum of its units' record keys modulo 2¹⁶, from
+/// which the cell key method takes a cell's key.
 pub async fn dictionary(ctx: &SessionContext, facts: Arc<dyn TableProvider>, column: &str) -> Result<RecordBatch> {
     let values = ctx.read_table(facts)?.select(vec![col(column).alias("value")])?.distinct()?.collect().await?;
     let values: Vec<&RecordBatch> = values.iter().filter(|b| b.num_rows() > 0).collect();
@@ -64,10 +67,22 @@ pub async fn dictionary(ctx: &SessionContext, facts: Arc<dyn TableProvider>, col
         ])))),
     };
     let all = datafusion::arrow::compute::concat_batches(&schema, values.iter().copied())?;
-    let n = u32::try_from(all.num_rows()).map_err(|_| {
-        datafusion::error::DataFusionError::Plan(format!("{column} has more than 4,294,967,295 distinct values; a bitmap cannot hold them"))
-    })?;
-    let ids: ArrayRef = Arc::new(UInt32Array::from_iter_values(0..n));
+    let text = datafusion::arrow::compute::cast(all.column(0), &DataType::Utf8)?;
+    let text = datafusion::arrow::array::AsArray::as_string::<i32>(&text);
+    let mut next = vec![0u32; 1 << 16];
+    let mut ids = Vec::with_capacity(all.num_rows());
+    for value in text.iter() {
+        let bucket = value.map_or(0, |v| crate::cellkey::record_key(v) as u64 & 0xFFFF) as usize;
+        if next[bucket] > 0xFFFF {
+            return Err(datafusion::error::DataFusionError::Plan(format!(
+                "{column} has more than 65,536 values whose record keys share their low 16 bits; a bitmap cannot hold them"
+            ))
+            .into());
+        }
+        ids.push(((bucket as u32) << 16) | next[bucket]);
+        next[bucket] += 1;
+    }
+    let ids: ArrayRef = Arc::new(UInt32Array::from(ids));
     Ok(RecordBatch::try_from_iter([("value", all.column(0).clone()), ("id", ids)])?)
 }
 
@@ -213,14 +228,27 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str) -> Result<Vec<Expr>
     };
     let value = || col(column.as_deref().expect("validated: non-count measures have a column"));
     Ok(match aggregate {
-        Aggregate::Count => vec![filtered(count(lit(1)))?.alias(name)],
+        Aggregate::Count => {
+            let mut stored = vec![filtered(count(lit(1)))?.alias(name)];
+            // The record-key sum of the counted facts, for the cell key method.
+            if let Some(unit) = crate::cellkey::unit_column(cube) {
+                stored.push(filtered(sum(crate::cellkey::record_key_of(col(unit))))?.alias(crate::cellkey::stored_key_column(name)));
+            }
+            stored
+        }
         Aggregate::Sum => vec![filtered(sum(value()))?.alias(name)],
         Aggregate::Min => vec![filtered(min(value()))?.alias(name)],
         Aggregate::Max => vec![filtered(max(value()))?.alias(name)],
-        Aggregate::Avg => vec![
-            filtered(sum(cast(value(), DataType::Float64)))?.alias(avg_sum(name)),
-            filtered(count(value()))?.alias(avg_count(name)),
-        ],
+        Aggregate::Avg => {
+            let mut stored = vec![filtered(sum(cast(value(), DataType::Float64)))?.alias(avg_sum(name)), filtered(count(value()))?.alias(avg_count(name))];
+            // The record-key sum of the facts with a value, for the cell key method's noise on the average's count.
+            if let Some(unit) = crate::cellkey::unit_column(cube) {
+                let counted = value().is_not_null();
+                let only = condition.clone().map_or(counted.clone(), |c| c.and(counted));
+                stored.push(sum(crate::cellkey::record_key_of(col(unit))).filter(only).build()?.alias(crate::cellkey::stored_key_column(name)));
+            }
+            stored
+        }
         Aggregate::CountDistinct => {
             let column = column.as_deref().expect("validated");
             vec![filtered(bitmap::build(col(id_column(column))))?.alias(name)]

@@ -22,7 +22,8 @@ mod rollups;
 
 pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestProgress, IngestReport};
 pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
-pub use kubus_model::{DemoIngest, DemoQuery, Diagnostic, Diagnostics, Model, ProjectConfig, PseudonymSettings};
+pub use kubus_model::{DemoIngest, DemoQuery, Diagnostic, Diagnostics, Method, Model, ProjectConfig, PseudonymSettings};
+pub use kubus_query::cellkey::{PTable, PTableParams};
 pub use kubus_warehouse::{QuarantineRow, Replaced};
 pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 pub use kubus_query::disclosure::Protection;
@@ -97,6 +98,15 @@ pub enum Error {
     #[error("cannot write the audit log {path}")]
     AuditLog {
         /// The log file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cell key method's perturbation table cannot be read.
+    #[error("cannot read the perturbation table {path} ([disclosure.cell_key] ptable in kubus.toml)")]
+    PTableFile {
+        /// Path.
         path: PathBuf,
         /// The I/O error.
         #[source]

@@ -21,6 +21,8 @@ pub struct Project {
     model: Model,
     warehouse: Warehouse,
     audit: AuditLog,
+    /// The cell key method's perturbation table, if configured.
+    ptable: Option<std::sync::Arc<kubus_query::cellkey::PTable>>,
     /// Rollups read into memory, by file (a file name carries the facts version and the definition's fingerprint,
     /// so an entry never goes stale); shared by the clones of a project.
     pub(crate) rollup_cache: crate::rollups::RollupCache,
@@ -38,6 +40,8 @@ pub struct Answer {
     pub protection: Protection,
     /// How each cube was read: from which rollup, or from the facts.
     pub routes: Vec<Route>,
+    /// How the answer's numbers are protected, in words (German, as published), one note per cube.
+    pub notes: Vec<String>,
 }
 
 /// An answer before disclosure control, with the plan that says how its measures are computed.
@@ -58,6 +62,9 @@ pub struct QueryOptions {
     pub role: Option<String>,
     /// Whether rollups may answer.
     pub rollups: RollupUse,
+    /// Protect with this method instead of the one the role and the project choose (reports, as fixed
+    /// publications, ask for suppression).
+    pub method: Option<kubus_model::Method>,
 }
 
 /// How to run read-only SQL.
@@ -118,7 +125,15 @@ impl Project {
         let model = kubus_model::load_model(&schema_files(&root.join(&config.schemas))?)?;
         let warehouse = Warehouse::open(&root.join(&config.warehouse))?;
         let audit = AuditLog::new(&root, &config.audit_log);
-        Ok(Project { root, config, model, warehouse, audit, rollup_cache: Default::default() })
+        let ptable = match &config.disclosure.cell_key {
+            Some(settings) => {
+                let path = root.join(&settings.ptable);
+                let text = std::fs::read_to_string(&path).map_err(|source| Error::PTableFile { path: path.clone(), source })?;
+                Some(std::sync::Arc::new(kubus_query::cellkey::PTable::parse(&settings.ptable, &text, settings.wrap)?))
+            }
+            None => None,
+        };
+        Ok(Project { root, config, model, warehouse, audit, ptable, rollup_cache: Default::default() })
     }
 
     /// The project directory.
@@ -210,6 +225,7 @@ impl Project {
                 entry["outcome"] = "answered".into();
                 entry["rows"] = answer.result.num_rows().into();
                 entry["suppressed"] = (answer.protection.primary + answer.protection.secondary).into();
+                entry["protection"] = answer.notes.clone().into();
             }
             Err(e) => {
                 entry["outcome"] = if matches!(e, Error::Refused { .. }) { "refused" } else { "failed" }.into();
@@ -231,7 +247,8 @@ impl Project {
         let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
         access::check_levels(&kubus_query::plan(&self.model, query)?, role)?;
         let restricted = access::restrict(query, role, &self.model)?;
-        let plan = kubus_query::plan(&self.model, &restricted)?;
+        let mut plan = kubus_query::plan(&self.model, &restricted)?;
+        self.add_noise(&mut plan, options)?;
         let ctx = SessionContext::new();
         let (routed, facts, routes) = self.plan_facts(&ctx, &plan, options.as_of, options.rollups).await?;
         // Rollups are small and in memory: one partition spares the threads' hand-offs.
@@ -241,6 +258,58 @@ impl Project {
         Ok(RawAnswer { result, plan, versions, routes })
     }
 
+    /// Sets how each cube of a plan (one cube, or the combined cubes of a drill-across) has its counts perturbed:
+    /// with the cell key method where the role and project choose it, the cube is not exempt and has units with
+    /// record keys (persons); else not at all (suppression follows in [`Project::protect`], or the role bypasses
+    /// protection).
+    fn add_noise(&self, plan: &mut kubus_query::CubePlan<'_>, options: &QueryOptions) -> Result<()> {
+        let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
+        let settings = &self.config.disclosure;
+        let decide = |cube: &kubus_model::Cube| {
+            let method = options.method.unwrap_or_else(|| settings.method_for(cube.name(), role));
+            let protected = !role.is_some_and(|r| r.bypass_disclosure) && settings.threshold_for(cube.name()).is_some();
+            match (&self.ptable, kubus_query::cellkey::unit_column(cube)) {
+                (Some(ptable), Some(unit)) if protected && method == kubus_model::Method::CellKey => {
+                    Some(kubus_query::cellkey::Noise { ptable: ptable.clone(), unit: unit.to_owned() })
+                }
+                _ => None,
+            }
+        };
+        plan.noise = decide(plan.cube);
+        for side in &mut plan.sides {
+            side.noise = decide(side.cube);
+        }
+        Ok(())
+    }
+
+    /// How an answer's numbers are protected, in the words of a publication: per cube it reads.
+    fn protection_notes(&self, plan: &kubus_query::CubePlan<'_>, bypass: bool, threshold: Option<u64>) -> Vec<String> {
+        let settings = &self.config.disclosure;
+        let cubes: Vec<&kubus_query::CubePlan<'_>> = if plan.sides.is_empty() { vec![plan] } else { plan.sides.iter().collect() };
+        cubes
+            .into_iter()
+            .map(|p| {
+                let cube = p.cube.name();
+                let how = match (&p.noise, settings.threshold_for(cube)) {
+                    _ if bypass => "ungeschützte Zahlen (die Rolle umgeht die Geheimhaltung)".to_owned(),
+                    (Some(noise), _) => format!(
+                        "Cell-Key-Verfahren: jede Fallzahl ist um bis zu ±{} verändert, dieselbe Zelle immer gleich \
+                         (Tabelle {}); Summen und Anteile ergeben sich daher nicht exakt aus den Einzelwerten",
+                        noise.ptable.max_noise(),
+                        noise.ptable.fingerprint()
+                    ),
+                    (None, None) => "keine Geheimhaltung nötig (keine Angaben über Personen)".to_owned(),
+                    (None, Some(t)) => format!(
+                        "Sperrung: Fallzahlen von 1 bis {} sind gesperrt ({}), ebenso Werte, aus denen sie sich errechnen ließen",
+                        threshold.unwrap_or(t),
+                        settings.symbol
+                    ),
+                };
+                format!("Geheimhaltung {cube}: {how}")
+            })
+            .collect()
+    }
+
     /// Disclosure control over answers that are published together (one query, or the tables of one report), unless
     /// the role may bypass it; `threshold` replaces the project's (a report's own).
     pub(crate) fn protect(&self, raw: Vec<RawAnswer<'_>>, options: &QueryOptions, threshold: Option<u64>) -> Result<Vec<Answer>> {
@@ -248,24 +317,35 @@ impl Project {
         if role.is_some_and(|r| r.bypass_disclosure) {
             return raw
                 .into_iter()
-                .map(|r| Ok(Answer { result: disclosure::strip_hidden(r.result)?, versions: r.versions, protection: Protection::default(), routes: r.routes }))
+                .map(|r| {
+                    let notes = self.protection_notes(&r.plan, true, threshold);
+                    Ok(Answer { result: disclosure::strip_hidden(r.result)?, versions: r.versions, protection: Protection::default(), routes: r.routes, notes })
+                })
                 .collect();
         }
         let settings = &self.config.disclosure;
         let rules = disclosure::Rules { symbol: settings.symbol.clone(), zero_symbol: settings.zero_symbol.clone(), dominance: settings.dominance };
+        // Counts perturbed by the cell key method are not suppressed as well.
+        let perturbed: Vec<&str> =
+            raw.iter().flat_map(|r| std::iter::once(&r.plan).chain(&r.plan.sides)).filter(|p| p.noise.is_some()).map(|p| p.cube.name()).collect();
+        let threshold_of = |cube: &str| if perturbed.contains(&cube) { None } else { settings.threshold_for(cube).map(|t| threshold.unwrap_or(t)) };
         let answers = raw.iter().map(|r| (r.result.clone(), &r.plan)).collect();
-        let protected = disclosure::protect_together(answers, &|cube| settings.threshold_for(cube).map(|t| threshold.unwrap_or(t)), &rules)?;
+        let protected = disclosure::protect_together(answers, &threshold_of, &rules)?;
         Ok(protected
             .into_iter()
             .zip(&raw)
-            .map(|((result, protection), r)| Answer { result, versions: r.versions.clone(), protection, routes: r.routes.clone() })
+            .map(|((result, protection), r)| {
+                let notes = self.protection_notes(&r.plan, false, threshold);
+                Answer { result, versions: r.versions.clone(), protection, routes: r.routes.clone(), notes }
+            })
             .collect())
     }
 
     /// How a cube query is computed: which rollup answers (and why each other one does not), the plan in cube
     /// terms, then DataFusion's logical and physical plans.
     pub async fn explain(&self, query: &Query, options: &QueryOptions) -> Result<String> {
-        let plan = kubus_query::plan(&self.model, query)?;
+        let mut plan = kubus_query::plan(&self.model, query)?;
+        self.add_noise(&mut plan, options)?;
         let ctx = SessionContext::new();
         let (routed, facts, routes) = self.plan_facts(&ctx, &plan, options.as_of, options.rollups).await?;
         let read: String = routes.iter().map(|r| r.describe(options.rollups)).collect();

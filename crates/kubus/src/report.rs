@@ -42,7 +42,9 @@ impl Project {
         for (cube, _) in &options.as_of {
             self.model().cube(cube)?;
         }
-        let query_options = QueryOptions { as_of: None, role: options.role.clone(), ..QueryOptions::default() };
+        // A report is a fixed publication: its tables are protected together by suppression, which keeps every
+        // shown number exact.
+        let query_options = QueryOptions { as_of: None, role: options.role.clone(), method: Some(kubus_model::Method::Suppression), ..QueryOptions::default() };
         // Every section's query first; then disclosure control over all of them together, so that a cell shown in
         // two tables is treated alike in both and no table's totals give away another's hidden cell.
         let mut raw = Vec::new();

@@ -1,0 +1,308 @@
+//! Attacks on the cell key method, as an analyst with many questions would try them on the sample warehouse:
+//! two answers that differ by a few persons (by negation, sets, ranges of ages and months, measure filters, two
+//! levels of one hierarchy, an average next to a sum) are subtracted to recover the count of those persons. Each
+//! attack counts its instances (true difference 1 or 2, from the statistics office's exact numbers), its hits (the
+//! published difference equals the true one), and the hits the noise allows by chance: for two cells with true
+//! values a and b, the published difference is exact exactly when both get the same noise, with probability
+//! Σ_d p_a(d)·p_b(d) from the perturbation table. The attacker must do no better than that, and can never tell a
+//! hit from a miss. Consistency is checked alongside: the same cell has the same value in every query, format,
+//! order, limit, with or without totals, and from a rollup or the facts.
+
+use crate::support::{cli, csv_rows, demo_project, repo};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// One measure of an answer, by the row's drilldown keys joined with `|` (totals have empty keys).
+fn answer(dir: &Path, role: Option<&str>, args: &[&str], measure: &str) -> HashMap<String, i64> {
+    decimals(dir, role, args, measure).into_iter().map(|(k, v)| (k, v.round() as i64)).collect()
+}
+
+/// [`answer`] for a measure with decimals.
+fn decimals(dir: &Path, role: Option<&str>, args: &[&str], measure: &str) -> HashMap<String, f64> {
+    let mut all: Vec<&str> = role.map(|r| vec!["--role", r]).unwrap_or_default();
+    all.push("query");
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-f", "csv"]);
+    let out = cli(dir, &all);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{all:?}: {}", out.stderr);
+    let header: Vec<String> = out.stdout.lines().next().unwrap().split(',').map(str::to_owned).collect();
+    let keys: Vec<usize> = (0..header.len()).filter(|&i| header.contains(&format!("{}_label", header[i]))).collect();
+    let at = header.iter().position(|h| h == measure).unwrap_or_else(|| panic!("no {measure} in {header:?}"));
+    csv_rows(&out.stdout)
+        .into_iter()
+        .filter(|r| !r[at].is_empty())
+        .map(|r| (keys.iter().map(|&k| r[k].as_str()).collect::<Vec<_>>().join("|"), r[at].parse::<f64>().unwrap()))
+        .collect()
+}
+
+/// The published and the true values of one measure of a query.
+struct Pair {
+    published: HashMap<String, i64>,
+    truth: HashMap<String, i64>,
+}
+
+fn pair(dir: &Path, args: &[&str], measure: &str) -> Pair {
+    Pair { published: answer(dir, None, args, measure), truth: answer(dir, Some("statistik"), args, measure) }
+}
+
+/// The noise distribution of each cell value, from the sample project's perturbation table.
+struct Noise(kubus::PTable);
+
+impl Noise {
+    fn load() -> Noise {
+        let text = std::fs::read_to_string(repo().join("ptables/d3_v2_small2.csv")).unwrap();
+        Noise(kubus::PTable::parse("d3_v2_small2.csv", &text, 1).unwrap())
+    }
+
+    fn distribution(&self, value: i64) -> Vec<(i32, f64)> {
+        if value <= 0 { vec![(0, 1.0)] } else { self.0.distribution(value as u32) }
+    }
+
+    /// The chance that two cells with true values `a` and `b` get the same noise.
+    fn same_noise(&self, a: i64, b: i64) -> f64 {
+        let pb = self.distribution(b);
+        self.distribution(a).iter().map(|(d, p)| p * pb.iter().find(|(e, _)| e == d).map_or(0.0, |(_, q)| *q)).sum()
+    }
+}
+
+/// The attacker's score in one class of attacks.
+#[derive(Default)]
+struct Tally {
+    instances: usize,
+    hits: usize,
+    expected: f64,
+    variance: f64,
+}
+
+impl Tally {
+    /// Subtracts answer `b` from answer `a` cell by cell, where the truth differs by one or two persons.
+    fn subtract(&mut self, noise: &Noise, a: &Pair, b: &Pair) {
+        let keys: BTreeSet<&String> = a.truth.keys().chain(b.truth.keys()).collect();
+        for key in keys {
+            let (ta, tb) = (a.truth.get(key).copied().unwrap_or(0), b.truth.get(key).copied().unwrap_or(0));
+            if !(1..=2).contains(&(ta - tb)) {
+                continue;
+            }
+            let guess = a.published.get(key).copied().unwrap_or(0) - b.published.get(key).copied().unwrap_or(0);
+            let p = noise.same_noise(ta, tb);
+            self.instances += 1;
+            self.hits += usize::from(guess == ta - tb);
+            self.expected += p;
+            self.variance += p * (1.0 - p);
+        }
+    }
+
+    /// The attack was tried often enough, never recovered every count, and did no better than chance allows.
+    fn check(&self, class: &str) {
+        let rate = self.hits as f64 / self.instances.max(1) as f64;
+        let allowed = self.expected + 3.0 * self.variance.sqrt() + 2.0;
+        eprintln!(
+            "{class}: {} instances, {} hits ({:.1} %), chance allows {:.1} ({:.1} %)",
+            self.instances,
+            self.hits,
+            rate * 100.0,
+            self.expected,
+            self.expected / self.instances.max(1) as f64 * 100.0
+        );
+        assert!(self.instances >= 20, "{class}: the attack found only {} cells to recover", self.instances);
+        assert!(self.hits < self.instances, "{class}: every count was recovered");
+        assert!((self.hits as f64) <= allowed, "{class}: {} hits where chance allows {:.1}", self.hits, self.expected);
+    }
+}
+
+const MONTHS: [&str; 4] = ["2023-09", "2024-03", "2024-06", "2024-12"];
+const DISTRICTS: [&str; 5] = ["01", "04", "07", "11", "16"];
+
+#[test]
+fn differencing_by_negation_sets_and_ranges_recovers_no_person() {
+    let dir = demo_project();
+    let noise = Noise::load();
+    let persons = |args: &[&str]| pair(dir, &[&["newcomers", "-m", "persons"], args].concat(), "persons");
+
+    // The whole city by single years of age, against the city without one district.
+    let mut negation = Tally::default();
+    // Two districts against one of them.
+    let mut sets = Tally::default();
+    // Ages a and a+1 against age a, per district.
+    let mut ages = Tally::default();
+    // A range of months against the same range one month shorter.
+    let mut months = Tally::default();
+    for (i, month) in MONTHS.iter().enumerate() {
+        let m = format!("month={month}");
+        let all = persons(&["-d", "age", "-c", &m]);
+        for (j, district) in DISTRICTS.iter().enumerate() {
+            let without = persons(&["-d", "age", "-c", &m, "-c", &format!("district!={district}")]);
+            negation.subtract(&noise, &all, &without);
+            let other = DISTRICTS[(j + 1) % DISTRICTS.len()];
+            let both = persons(&["-d", "age", "-c", &m, "-c", &format!("district={district},{other}")]);
+            let one = persons(&["-d", "age", "-c", &m, "-c", &format!("district={district}")]);
+            sets.subtract(&noise, &both, &one);
+            let range = format!("month=2023-0{}..{month}", i + 1);
+            let shorter = format!("month=2023-0{}..{}", i + 1, previous_month(month));
+            let long = persons(&["-d", "age_band", "-d", "sex", "-c", &range, "-c", &format!("district={district}")]);
+            let short = persons(&["-d", "age_band", "-d", "sex", "-c", &shorter, "-c", &format!("district={district}")]);
+            months.subtract(&noise, &long, &short);
+        }
+        for age in [19, 23, 30, 41] {
+            let two = persons(&["-d", "district", "-c", &m, "-c", &format!("age={age}..{}", age + 1)]);
+            let one = persons(&["-d", "district", "-c", &m, "-c", &format!("age={age}")]);
+            ages.subtract(&noise, &two, &one);
+        }
+    }
+    negation.check("negation (district!=d)");
+    sets.check("sets (district=a,b against a)");
+    ages.check("ranges of ages");
+    months.check("ranges of months");
+}
+
+fn previous_month(month: &str) -> String {
+    let (year, m) = month.split_once('-').unwrap();
+    let (year, m): (u32, u32) = (year.parse().unwrap(), m.parse().unwrap());
+    if m == 1 { format!("{}-12", year - 1) } else { format!("{year}-{:02}", m - 1) }
+}
+
+#[test]
+fn measure_filters_and_drill_across_recover_no_person() {
+    let dir = demo_project();
+    let noise = Noise::load();
+    // Persons below B1 against the need (those of them in no course): the difference is those in a course.
+    let mut filters = Tally::default();
+    for month in MONTHS {
+        let m = format!("month={month}");
+        let args = |measure: &'static str| ["newcomers", "-m", measure, "-d", "district", "-d", "age_band", "-c", m.as_str()];
+        let below = pair(dir, &args("persons_below_b1"), "persons_below_b1");
+        let need = pair(dir, &args("need"), "need");
+        filters.subtract(&noise, &below, &need);
+    }
+    filters.check("measure filters (below B1 against need)");
+
+    // The drill-across cube publishes the very cells of the newcomers cube: the same need, never a second look.
+    let across = answer(dir, None, &["language_demand", "-m", "need", "-d", "district", "-d", "language_level", "-c", "month=2024-06", "-c", "start_month=2024"], "need");
+    let direct = answer(dir, None, &["newcomers", "-m", "need", "-d", "district", "-d", "language_level", "-c", "month=2024-06"], "need");
+    assert!(!direct.is_empty());
+    for (key, value) in &direct {
+        assert_eq!(across.get(key).copied().unwrap_or(0), *value, "need at {key}");
+    }
+}
+
+#[test]
+fn two_levels_of_one_hierarchy_and_an_average_next_to_a_sum_recover_no_person() {
+    let dir = demo_project();
+    let noise = Noise::load();
+    // An area's total against all its districts but one: the last district is the rest. The published rest
+    // carries the noise of every district subtracted, so its chance is at most that of two cells.
+    let mut levels = Tally::default();
+    for month in MONTHS {
+        let m = format!("month={month}");
+        for age in ["18-24", "25-34", "45-54", "65-74"] {
+            let cut = format!("age_band={age}");
+            let areas = pair(dir, &["newcomers", "-m", "persons", "-d", "district.area", "-c", &m, "-c", &cut], "persons");
+            let districts = pair(dir, &["newcomers", "-m", "persons", "-d", "district", "-c", &m, "-c", &cut], "persons");
+            let area_of = |d: &str| if d.parse::<u32>().unwrap() >= 10 { "O" } else { "K" };
+            for last in districts.truth.keys() {
+                let rest = |values: &HashMap<String, i64>| -> i64 {
+                    values.iter().filter(|(d, _)| *d != last && area_of(d) == area_of(last)).map(|(_, v)| v).sum()
+                };
+                let key = area_of(last).to_owned();
+                let a = Pair {
+                    published: HashMap::from([(last.clone(), areas.published.get(&key).copied().unwrap_or(0))]),
+                    truth: HashMap::from([(last.clone(), areas.truth.get(&key).copied().unwrap_or(0))]),
+                };
+                let b = Pair { published: HashMap::from([(last.clone(), rest(&districts.published))]), truth: HashMap::from([(last.clone(), rest(&districts.truth))]) };
+                levels.subtract(&noise, &a, &b);
+            }
+        }
+    }
+    levels.check("two levels of one hierarchy (area minus its other districts)");
+
+    // Course hours and hours per record: their quotient is the count of records, which the noise protects too.
+    let args = ["newcomers", "-m", "course_hours", "-m", "avg_course_hours", "-m", "records", "-d", "district", "-d", "age_band", "-c", "month=2024-06"];
+    let hours = decimals(dir, None, &args, "course_hours");
+    let average = decimals(dir, None, &args, "avg_course_hours");
+    let records = answer(dir, Some("statistik"), &args, "records");
+    let (mut small, mut exact) = (0, 0);
+    for (key, &truth) in &records {
+        if !(1..=2).contains(&truth) {
+            continue;
+        }
+        small += 1;
+        if let (Some(&h), Some(&a)) = (hours.get(key), average.get(key))
+            && a != 0.0
+            && (h / a).round() as i64 == truth
+        {
+            exact += 1;
+        }
+    }
+    assert!(small >= 10, "the sample has cells with one or two records: {small}");
+    assert!(exact * 2 < small, "{exact} of {small} small record counts recovered from a sum and its average");
+}
+
+#[test]
+fn a_cell_has_one_value_in_every_answer() {
+    let dir = demo_project();
+    let base = ["newcomers", "-m", "persons", "-d", "district", "-d", "age_band", "-d", "sex", "-c", "month=2024-06"];
+    let plain = answer(dir, None, &base, "persons");
+    // With totals (three drilldowns), from the facts instead of a rollup, and as JSON: the same cells.
+    let totals = answer(dir, None, &[&base[..], &["--totals"]].concat(), "persons");
+    let facts = answer(dir, None, &[&base[..], &["--no-rollups"]].concat(), "persons");
+    for (key, value) in &plain {
+        assert_eq!(totals.get(key), Some(value), "{key} with totals");
+        assert_eq!(facts.get(key), Some(value), "{key} from the facts");
+    }
+    assert_eq!(facts.len(), plain.len(), "the same cells from the facts and from a rollup");
+    // A total row is the cell of the query that asks for it alone.
+    let by_district = answer(dir, None, &["newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06"], "persons");
+    for (key, value) in &by_district {
+        assert_eq!(totals.get(&format!("{key}||")), Some(value), "district {key} as a subtotal and on its own");
+    }
+    let json = cli(dir, &[&["query"], &base[..], &["-f", "json"]].concat());
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
+    for r in &rows {
+        let key = format!("{}|{}|{}", r["district"].as_str().unwrap(), r["age_band"].as_str().unwrap(), r["sex"].as_str().unwrap());
+        assert_eq!(r["persons"].as_i64(), plain.get(&key).copied(), "{key} in JSON");
+    }
+    // No published row tells that a cell has persons while showing none: a cell published as 0 is no row.
+    for (key, value) in &plain {
+        assert_ne!(*value, 0, "{key} is shown as a row of 0 persons");
+    }
+    // No count is published as 1 or 2, and none is further than ±3 from the truth.
+    let truth = answer(dir, Some("statistik"), &[&base[..], &["--totals"]].concat(), "persons");
+    for (key, value) in &totals {
+        assert!(!(1..=2).contains(value), "{key} published as {value}");
+        assert!((value - truth.get(key).copied().unwrap_or(0)).abs() <= 3, "{key}: {value} against {:?}", truth.get(key));
+    }
+    assert!(totals.iter().any(|(k, v)| truth.get(k) != Some(v)), "the noise changes some cells");
+}
+
+#[test]
+fn order_and_limit_sort_by_the_published_values() {
+    let dir = demo_project();
+    let args = ["newcomers", "-m", "persons", "-d", "district", "-d", "age_band", "-c", "month=2024-06"];
+    let all = answer(dir, None, &args, "persons");
+    let out = cli(dir, &[&["query"], &args[..], &["--order=-persons", "--limit", "12", "-f", "csv"]].concat());
+    let rows = csv_rows(&out.stdout);
+    assert_eq!(rows.len(), 12);
+    let shown: Vec<i64> = rows.iter().map(|r| r[4].parse().unwrap()).collect();
+    assert!(shown.windows(2).all(|w| w[0] >= w[1]), "sorted by the published values: {shown:?}");
+    let mut expected: Vec<i64> = all.values().copied().collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(shown, expected[..12], "the limit keeps the largest published values");
+    for r in &rows {
+        assert_eq!(all.get(&format!("{}|{}", r[0], r[2])).copied(), r[4].parse().ok(), "the limit changes no value");
+    }
+}
+
+#[test]
+fn every_answer_says_how_it_is_protected() {
+    let dir = demo_project();
+    let out = cli(dir, &["query", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06"]);
+    assert!(out.stdout.contains("Geheimhaltung newcomers: Cell-Key-Verfahren"), "{}", out.stdout);
+    let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06"]);
+    assert!(out.stdout.contains("ungeschützte Zahlen"), "{}", out.stdout);
+    let out = cli(dir, &["query", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06", "-f", "json-stat"]);
+    let stat: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(stat["note"].to_string().contains("Cell-Key-Verfahren"), "{}", stat["note"]);
+    let explain = cli(dir, &["explain", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06"]);
+    assert!(explain.stdout.contains("counts perturbed by the cell key method"), "{}", explain.stdout);
+}

@@ -297,15 +297,26 @@ fn round_to_keys(support: &[i64], p: &[f64], keys: u32) -> Vec<u32> {
     counts
 }
 
-/// A unit's record key: the first 64 bits of its pseudonym (hex, an HMAC-SHA-256 under the project key), or of the
-/// SHA-256 of any other text. The same person has the same key in every month and cube.
+/// A unit's record key: the first 64 bits of its pseudonym (hex, an HMAC-SHA-256 under the project key). A unit
+/// that is no pseudonym (a cube whose sources map a plain identifier) gets 64 bits of a fixed hash of its text
+/// (FNV-1a, then MurmurHash3's finaliser to spread the bits): record keys must never change between versions of
+/// kubus, or two versions' answers could be subtracted. Either way the same person has the same key in every month
+/// and cube.
 pub fn record_key(unit: &str) -> i64 {
     let hex = unit.as_bytes().get(..16).filter(|b| b.iter().all(u8::is_ascii_hexdigit));
     match hex {
         Some(_) => u64::from_str_radix(&unit[..16], 16).expect("sixteen hex digits") as i64,
         None => {
-            let digest = Sha256::digest(unit.as_bytes());
-            i64::from_be_bytes(digest[..8].try_into().expect("eight bytes"))
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for &b in unit.as_bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h ^= h >> 33;
+            h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+            h ^= h >> 33;
+            h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+            h ^= h >> 33;
+            h as i64
         }
     }
 }
@@ -472,6 +483,10 @@ mod tests {
         assert_eq!(record_key("00000000000000ffabcdef"), 255);
         assert_eq!(record_key("ffffffffffffffff0000"), -1);
         assert_ne!(record_key("not a pseudonym"), record_key("not a pseudonym!"));
-        assert_eq!(record_key("x"), record_key("x"));
+        // Fixed for good: FNV-1a of "a" is 0xaf63dc4c8601ec8c (the algorithm's published test vector); with
+        // MurmurHash3's finaliser, computed independently in Python, 9413272369427828315 as an unsigned number.
+        assert_eq!(record_key("a") as u64, 9_413_272_369_427_828_315);
+        let low_bytes: std::collections::HashSet<u8> = (0..2000).map(|i| record_key(&format!("P{i:07}")) as u8).collect();
+        assert!(low_bytes.len() > 240, "the low bits of the keys of consecutive ids spread: {}", low_bytes.len());
     }
 }

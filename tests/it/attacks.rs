@@ -306,3 +306,38 @@ fn every_answer_says_how_it_is_protected() {
     let explain = cli(dir, &["explain", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06"]);
     assert!(explain.stdout.contains("counts perturbed by the cell key method"), "{}", explain.stdout);
 }
+
+#[test]
+fn outputs_never_land_in_the_warehouse_or_on_the_audit_log() {
+    let dir = crate::support::project_copy();
+    let root = dir.path();
+    assert_eq!(cli(root, &["demo"]).code, ExitCode::SUCCESS);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let audit = root.join("audit.jsonl");
+    let before = std::fs::read(&audit).unwrap();
+    let query = ["query", "newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06"];
+    let refused = |out: &Path, format: &str, what: &str| {
+        let run = cli(root, &[&query[..], &["-f", format, "-o", out.to_str().unwrap()]].concat());
+        assert_eq!(run.code, ExitCode::from(2), "{} must be refused", out.display());
+        assert!(run.stderr.contains(&format!("refusing to write {}: {what}", out.display())), "{}", run.stderr);
+    };
+    let table = root.join("warehouse/facts/newcomers/part-new.parquet");
+    refused(&table, "parquet", "it lies in the warehouse");
+    assert!(!table.exists());
+    refused(&audit, "csv", "it is the audit log");
+    // Through links: one to the audit log, one dangling into the warehouse (writing would create its target).
+    let link = elsewhere.path().join("answer.csv");
+    std::os::unix::fs::symlink(&audit, &link).unwrap();
+    refused(&link, "csv", "it is the audit log");
+    let dangling = elsewhere.path().join("dangling.csv");
+    std::os::unix::fs::symlink(root.join("warehouse/quarantine/new.csv"), &dangling).unwrap();
+    refused(&dangling, "csv", "it lies in the warehouse");
+    assert!(!root.join("warehouse/quarantine/new.csv").exists());
+    let report = cli(root, &["report", "run", "newcomers_monthly", "--period", "2024-06", "--out", root.join("warehouse/reports").to_str().unwrap()]);
+    assert_eq!(report.code, ExitCode::from(2), "{}", report.stdout);
+    assert!(std::fs::read(&audit).unwrap().starts_with(&before), "the audit log was only appended to");
+    // Anywhere else is fine.
+    let fine = elsewhere.path().join("persons.csv");
+    assert_eq!(cli(root, &[&query[..], &["-f", "csv", "-o", fine.to_str().unwrap()]].concat()).code, ExitCode::SUCCESS);
+    assert!(std::fs::read_to_string(&fine).unwrap().starts_with("district,district_label,persons"));
+}

@@ -281,19 +281,19 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
                 }
             }
             let batch = quarantine_batch(&rows)?;
-            emit(&output, &Table::plain("Quarantäne", batch.schema(), vec![batch]), &|_| false, stdout)
+            emit(&project, &output, &Table::plain("Quarantäne", batch.schema(), vec![batch]), &|_| false, stdout)
         }
         Command::Query(args) => query(&Project::open(&cli.project)?, args, cli.role.clone(), stdout).await,
         Command::Sql { sql, as_of, output } => {
             let project = Project::open(&cli.project)?;
             let batches = project.sql(&sql, &kubus::SqlOptions { as_of, role: cli.role.clone() }).await?;
             let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(kubus::arrow::datatypes::Schema::empty()));
-            emit(&output, &Table::plain("SQL", schema, batches), &|_| false, stdout)
+            emit(&project, &output, &Table::plain("SQL", schema, batches), &|_| false, stdout)
         }
         Command::Members { dimension, level, output } => {
             let project = Project::open(&cli.project)?;
             let batch = project.members(&dimension, level.as_deref())?;
-            emit(&output, &Table::plain(dimension, batch.schema(), vec![batch]), &|_| false, stdout)
+            emit(&project, &output, &Table::plain(dimension, batch.schema(), vec![batch]), &|_| false, stdout)
         }
         Command::Explain(args) => {
             let project = Project::open(&cli.project)?;
@@ -312,7 +312,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
                     project.build_rollups(&c).await?;
                 }
             }
-            rollup_table(&project.rollup_status(cube.as_deref())?, &output, stdout)
+            rollup_table(&project, &project.rollup_status(cube.as_deref())?, &output, stdout)
         }
         Command::Report(ReportCommand::Run { name, period, out, as_of }) => {
             let project = Project::open(&cli.project)?;
@@ -462,11 +462,11 @@ async fn query(project: &Project, args: QueryArgs, role: Option<String>, stdout:
     let answer = project.query(&query, &args.options(role)).await?;
     let mut table = project.result_table(&query.cube, &answer.result)?;
     table.notes = answer.notes;
-    emit(&args.output, &table, &|name| name == TOTAL_COLUMN, stdout)
+    emit(project, &args.output, &table, &|name| name == TOTAL_COLUMN, stdout)
 }
 
 /// `kubus rollups`: one row per declared rollup.
-fn rollup_table(status: &[kubus::RollupStatus], output: &OutputArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+fn rollup_table(project: &Project, status: &[kubus::RollupStatus], output: &OutputArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
     use kubus::arrow::array::{ArrayRef, StringArray, UInt64Array};
     let text = |f: &dyn Fn(&kubus::RollupStatus) -> String| -> ArrayRef { std::sync::Arc::new(StringArray::from_iter_values(status.iter().map(f))) };
     let number = |f: &dyn Fn(&kubus::StoredRollup) -> u64| -> ArrayRef { std::sync::Arc::new(status.iter().map(|s| s.stored.as_ref().map(f)).collect::<UInt64Array>()) };
@@ -482,12 +482,13 @@ fn rollup_table(status: &[kubus::RollupStatus], output: &OutputArgs, stdout: &mu
         ("build_ms", number(&|r| r.build_ms)),
         ("built_with", text(&|s| s.stored.as_ref().map(|r| r.scan.iter().filter(|n| **n != s.name).cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default())),
     ])?;
-    emit(output, &Table::plain("rollups", batch.schema(), vec![batch]), &|_| false, stdout)
+    emit(project, output, &Table::plain("rollups", batch.schema(), vec![batch]), &|_| false, stdout)
 }
 
-fn emit(output: &OutputArgs, table: &Table, hide: &dyn Fn(&str) -> bool, stdout: &mut dyn Write) -> anyhow::Result<()> {
+fn emit(project: &Project, output: &OutputArgs, table: &Table, hide: &dyn Fn(&str) -> bool, stdout: &mut dyn Write) -> anyhow::Result<()> {
     match &output.out {
         Some(path) => {
+            project.check_output(path)?;
             let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
             render::write(output.format, table, hide, &mut file)?;
             file.flush()?;

@@ -65,6 +65,40 @@ pub(crate) fn check_sql(role: Option<&Role>) -> Result<()> {
     }
 }
 
+/// Where writing to `path` would land: symbolic links followed (also dangling ones, which writing would create),
+/// then the deepest existing directory made canonical.
+pub(crate) fn resolve(path: &Path) -> PathBuf {
+    let mut path = if path.is_absolute() { path.to_owned() } else { std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned()) };
+    for _ in 0..40 {
+        match std::fs::read_link(&path) {
+            Ok(target) if target.is_relative() => path = path.parent().map(|p| p.join(&target)).unwrap_or(target),
+            Ok(target) => path = target,
+            Err(_) => break,
+        }
+    }
+    if let Ok(canonical) = path.canonicalize() {
+        return canonical;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => resolve(parent).join(name),
+        _ => path,
+    }
+}
+
+/// Refuses an output path that lies in the warehouse or is the audit log (also through symbolic links): a result
+/// file must never alter or replace what kubus keeps.
+pub(crate) fn check_output(path: &Path, warehouse: &Path, audit: &AuditLog) -> Result<()> {
+    let target = resolve(path);
+    let what = if target.starts_with(resolve(warehouse)) {
+        "it lies in the warehouse"
+    } else if target == resolve(audit.path()) {
+        "it is the audit log"
+    } else {
+        return Ok(());
+    };
+    Err(Error::ProtectedPath { path: path.to_owned(), what })
+}
+
 /// The append-only query log: one JSON line per query or SQL run, written with a single append, never rewritten.
 #[derive(Debug, Clone)]
 pub(crate) struct AuditLog {
@@ -74,6 +108,10 @@ pub(crate) struct AuditLog {
 impl AuditLog {
     pub(crate) fn new(root: &Path, configured: &str) -> AuditLog {
         AuditLog { path: root.join(configured) }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Appends one entry: time, role, what was asked, and how it ended.

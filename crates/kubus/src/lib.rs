@@ -112,6 +112,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An output would land in the warehouse or on the audit log.
+    #[error("refusing to write {path}: {what}; choose a file outside the warehouse")]
+    ProtectedPath {
+        /// The path as given.
+        path: PathBuf,
+        /// What it would overwrite.
+        what: &'static str,
+    },
     /// A report period that is not a month of the time dimension.
     #[error("'{period}' is not a report period: write a month like 2024-06")]
     BadPeriod {

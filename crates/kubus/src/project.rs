@@ -156,6 +156,12 @@ impl Project {
         &self.audit
     }
 
+    /// Refuses an output path (a result file, a report folder) that lies in the warehouse or is the audit log, also
+    /// through symbolic links.
+    pub fn check_output(&self, path: &Path) -> Result<()> {
+        access::check_output(path, self.warehouse.root(), &self.audit)
+    }
+
     /// The warehouse directory.
     pub fn warehouse_dir(&self) -> &Path {
         self.warehouse.root()

@@ -127,7 +127,10 @@ impl Project {
     /// Runs a report and writes its outputs into `out/<name>_<period>/`, replacing an earlier run of the same period
     /// only once every file of the new one is written. Returns the run and the files.
     pub async fn run_report(&self, name: &str, options: &ReportOptions, out: &Path) -> Result<(ReportRun, Vec<PathBuf>)> {
-        let outcome = self.build_report(name, options).await;
+        let outcome = match self.check_output(out) {
+            Ok(()) => self.build_report(name, options).await,
+            Err(e) => Err(e),
+        };
         let mut entry = serde_json::json!({"kind": "report", "report": name, "period": options.period, "role": options.role});
         match &outcome {
             Ok(run) => {

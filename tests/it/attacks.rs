@@ -341,3 +341,39 @@ fn outputs_never_land_in_the_warehouse_or_on_the_audit_log() {
     assert_eq!(cli(root, &[&query[..], &["-f", "csv", "-o", fine.to_str().unwrap()]].concat()).code, ExitCode::SUCCESS);
     assert!(std::fs::read_to_string(&fine).unwrap().starts_with("district,district_label,persons"));
 }
+
+#[test]
+fn another_project_file_cannot_weaken_the_warehouse() {
+    let dir = crate::support::project_copy();
+    let root = dir.path();
+    assert_eq!(cli(root, &["demo"]).code, ExitCode::SUCCESS);
+    let original = std::fs::read_to_string(root.join("kubus.toml")).unwrap();
+    let query = ["query", "newcomers", "-m", "persons", "-c", "month=2024-06"];
+    let with = |config: &str| {
+        std::fs::write(root.join("kubus.toml"), config).unwrap();
+        cli(root, &query)
+    };
+    let refused = |config: String, why: &str| {
+        let out = with(&config);
+        assert_eq!(out.code, ExitCode::from(2), "{why}: {}", out.stdout);
+        assert!(out.stderr.contains("refusing to open the warehouse") && out.stderr.contains(why), "{}", out.stderr);
+    };
+    refused(original.replacen("method = \"cell_key\"", "method = \"suppression\"", 1), "method suppression instead of cell_key");
+    refused(original.replace("threshold = 2 ", "threshold = 1 "), "threshold 1 instead of 2");
+    refused(original.replace("exempt = [\"course_offers\"", "exempt = [\"newcomers\", \"course_offers\""), "exempt cubes newcomers");
+    refused(original.clone() + "\n[roles.gast]\nbypass_disclosure = true\n", "roles that bypass protection: gast");
+    refused(original.clone() + "\n[roles.gast]\nmethod = \"suppression\"\n", "for roles gast");
+    // Another perturbation table: answers under two tables could be set against each other.
+    let other = root.join("ptables/other.csv");
+    let generated = cli(root, &["ptable", "--max-noise", "2", "--variance", "1", "-o", other.to_str().unwrap()]);
+    assert_eq!(generated.code, ExitCode::SUCCESS, "{}", generated.stderr);
+    refused(original.replace("ptables/d3_v2_small2.csv", "ptables/other.csv"), "perturbation table");
+    // Stricter is fine; an intended change is adopted explicitly, and then holds.
+    assert_eq!(with(&original.replace("threshold = 2 ", "threshold = 3 ")).code, ExitCode::SUCCESS);
+    let weaker = original.replacen("method = \"cell_key\"", "method = \"suppression\"", 1);
+    std::fs::write(root.join("kubus.toml"), &weaker).unwrap();
+    let adopt = cli(root, &["protection", "--adopt"]);
+    assert_eq!(adopt.code, ExitCode::SUCCESS, "{}", adopt.stderr);
+    assert!(adopt.stdout.contains("\"method\":\"suppression\"") && adopt.stdout.contains("it recorded before"), "{}", adopt.stdout);
+    assert_eq!(with(&weaker).code, ExitCode::SUCCESS);
+}

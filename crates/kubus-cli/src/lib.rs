@@ -111,6 +111,12 @@ enum Command {
     },
     /// Rebuild the warehouse from the sample exports and run example queries.
     Demo,
+    /// Show how the warehouse records its protection against this project file; --adopt records the project file's.
+    Protection {
+        /// Make the warehouse record this project file's protection, also a weaker one (an intended change).
+        #[arg(long)]
+        adopt: bool,
+    },
     /// Generate a perturbation table for the cell key method (maximum entropy, mean 0) and show its noise.
     Ptable {
         /// The largest noise D: a count changes by at most this much.
@@ -339,6 +345,20 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             schedule(&project, &options, once, stdout, stderr).await
         }
         Command::Demo => demo(&cli.project, stdout, stderr).await,
+        Command::Protection { adopt: true } => {
+            let (before, now) = Project::adopt_protection(&cli.project)?;
+            writeln!(stdout, "the warehouse now records: {}", serde_json::to_string(&now)?)?;
+            if let Some(before) = before {
+                writeln!(stdout, "it recorded before: {}", serde_json::to_string(&before)?)?;
+            }
+            Ok(())
+        }
+        Command::Protection { adopt: false } => {
+            let project = Project::open(&cli.project)?;
+            writeln!(stdout, "the warehouse records: {}", serde_json::to_string(&project.recorded_protection()?)?)?;
+            writeln!(stdout, "this project file asks for the same or stricter: {}", serde_json::to_string(&project.protection_record())?)?;
+            Ok(())
+        }
         Command::Ptable { max_noise, variance, small, keys, out } => {
             let table = kubus::PTable::generate(&kubus::PTableParams { max_noise, variance, small, keys }).map_err(Usage)?;
             writeln!(stdout, "value  noise: probability")?;

@@ -17,6 +17,7 @@
 mod access;
 mod ingest;
 mod project;
+mod protection;
 mod report;
 mod rollups;
 
@@ -28,6 +29,7 @@ pub use kubus_warehouse::{QuarantineRow, Replaced};
 pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 pub use kubus_query::disclosure::Protection;
 pub use project::{Answer, KeyOrigin, Project, QueryOptions, SqlOptions};
+pub use protection::ProtectionRecord;
 pub use kubus_report::schedule::{CatchUp, Due, Job as ScheduleJob, next_wake};
 pub use report::{ReportOptions, ReportRun, ScheduleOptions, ScheduledRun};
 pub use rollups::{Route, RollupStatus, RollupUse};
@@ -111,6 +113,25 @@ pub enum Error {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// The warehouse's record of its protection cannot be read or written.
+    #[error("the warehouse's protection record {path}: {reason}")]
+    ProtectionRecord {
+        /// The record file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The project file would protect the warehouse less than it is recorded to be.
+    #[error(
+        "refusing to open the warehouse {warehouse} with this project file: it would protect the answers less than the warehouse records ({}); if the change is intended, its owner adopts it with `kubus protection --adopt`",
+        .weaker.join("; ")
+    )]
+    WeakerProtection {
+        /// The warehouse directory.
+        warehouse: PathBuf,
+        /// Each way the project file is weaker.
+        weaker: Vec<String>,
     },
     /// An output would land in the warehouse or on the audit log.
     #[error("refusing to write {path}: {what}; choose a file outside the warehouse")]

@@ -116,9 +116,36 @@ fn schema_files(dir: &Path) -> Result<Vec<SchemaFile>> {
 
 impl Project {
     /// Opens the project in `dir`: reads `kubus.toml` and validates every schema file. Schema problems come
-    /// back all at once as [`kubus_model::Error::Invalid`].
+    /// back all at once as [`kubus_model::Error::Invalid`]. A project file that would protect the warehouse's
+    /// answers less than the warehouse records is refused ([`Error::WeakerProtection`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Project> {
-        let root = dir.as_ref().to_owned();
+        let project = Project::load(dir.as_ref())?;
+        crate::protection::check(project.warehouse.root(), &project.protection_record())?;
+        Ok(project)
+    }
+
+    /// The protection this project file asks for, as the warehouse records it.
+    pub fn protection_record(&self) -> crate::ProtectionRecord {
+        crate::ProtectionRecord::of(&self.config, self.ptable.as_ref().map(|t| t.fingerprint()))
+    }
+
+    /// The protection the warehouse records, if any.
+    pub fn recorded_protection(&self) -> Result<Option<crate::ProtectionRecord>> {
+        crate::protection::read(self.warehouse.root())
+    }
+
+    /// Makes the warehouse record the protection of the project file in `dir`, also a weaker one: an intended
+    /// change of the protection, by whoever may write the warehouse. Returns what was recorded before.
+    pub fn adopt_protection(dir: impl AsRef<Path>) -> Result<(Option<crate::ProtectionRecord>, crate::ProtectionRecord)> {
+        let project = Project::load(dir.as_ref())?;
+        let before = project.recorded_protection()?;
+        let now = project.protection_record();
+        crate::protection::write(project.warehouse.root(), &now)?;
+        Ok((before, now))
+    }
+
+    fn load(dir: &Path) -> Result<Project> {
+        let root = dir.to_owned();
         let path = root.join("kubus.toml");
         let text = std::fs::read_to_string(&path).map_err(|source| Error::ProjectFile { path: path.clone(), source })?;
         let config = ProjectConfig::parse(&path.display().to_string(), &text)?;
@@ -174,12 +201,13 @@ impl Project {
         let entries = std::fs::read_dir(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !["facts", "quarantine", "staging", "rollups"].contains(&name.as_ref()) {
+            if !["facts", "quarantine", "staging", "rollups", crate::protection::FILE].contains(&name.as_ref()) {
                 return Err(Error::NotAWarehouse { path: dir, entry: name });
             }
         }
         std::fs::remove_dir_all(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         self.warehouse = Warehouse::open(&dir)?;
+        crate::protection::write(&dir, &self.protection_record())?;
         self.rollup_cache = Default::default();
         Ok(())
     }

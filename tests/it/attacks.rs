@@ -377,3 +377,44 @@ fn another_project_file_cannot_weaken_the_warehouse() {
     assert!(adopt.stdout.contains("\"method\":\"suppression\"") && adopt.stdout.contains("it recorded before"), "{}", adopt.stdout);
     assert_eq!(with(&weaker).code, ExitCode::SUCCESS);
 }
+
+#[test]
+fn an_earlier_version_against_a_corrected_export_recovers_no_person() {
+    let dir = crate::support::project_copy();
+    let root = dir.path();
+    assert_eq!(cli(root, &["demo"]).code, ExitCode::SUCCESS);
+    let version = || {
+        let project = kubus::Project::open(root).unwrap();
+        tokio::runtime::Runtime::new().unwrap().block_on(project.version("newcomers")).unwrap().unwrap()
+    };
+    let before = version();
+    // The authority corrects June: every tenth person of the month was listed by mistake.
+    let name = "neuzugewanderte_2024-06.csv";
+    let raw = std::fs::read(root.join("sample-data/auslaenderbehoerde").join(name)).unwrap();
+    let mut data = 0;
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"ABH-") {
+            data += 1;
+            if data % 10 == 0 {
+                continue;
+            }
+        }
+        kept.push(line);
+    }
+    let corrected = tempfile::tempdir().unwrap();
+    std::fs::write(corrected.path().join(name), kept.concat()).unwrap();
+    let ingest = cli(root, &["ingest", "--demo-key", "abh_newcomers", corrected.path().join(name).to_str().unwrap()]);
+    assert_eq!(ingest.code, ExitCode::SUCCESS, "{}", ingest.stderr);
+    assert!(version() > before);
+    // The attacker subtracts the corrected answer from the earlier version's, cell by cell.
+    let noise = Noise::load();
+    let mut versions = Tally::default();
+    let old = before.to_string();
+    for drilldowns in [["-d", "age", "-d", "sex"], ["-d", "district", "-d", "age_band"], ["-d", "age", "-d", "district.area"]] {
+        let now = [&["newcomers", "-m", "persons", "-c", "month=2024-06"][..], &drilldowns[..]].concat();
+        let then = [&now[..], &["--as-of", old.as_str()]].concat();
+        versions.subtract(&noise, &pair(root, &then, "persons"), &pair(root, &now, "persons"));
+    }
+    versions.check("--as-of against a corrected export");
+}

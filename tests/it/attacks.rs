@@ -418,3 +418,31 @@ fn an_earlier_version_against_a_corrected_export_recovers_no_person() {
     }
     versions.check("--as-of against a corrected export");
 }
+
+#[test]
+fn the_quarantine_and_explain_follow_the_role_and_every_command_is_audited() {
+    let dir = crate::support::project_copy();
+    let root = dir.path();
+    assert_eq!(cli(root, &["demo"]).code, ExitCode::SUCCESS);
+    let log = root.join("audit.jsonl");
+    let seen = std::fs::read_to_string(&log).unwrap().lines().count();
+    // Rejected lines hold raw values of persons (a birth date, a district as typed).
+    for role in [None, Some("analyst")] {
+        let args: Vec<&str> = role.map(|r| vec!["--role", r]).unwrap_or_default().into_iter().chain(["quarantine"]).collect();
+        let out = cli(root, &args);
+        assert_eq!(out.code, ExitCode::from(2), "{role:?}: {}", out.stdout);
+        assert!(out.stderr.contains("rejected lines hold raw values of persons"), "{}", out.stderr);
+        assert!(!out.stdout.contains("31.02.1991"));
+    }
+    let steward = cli(root, &["--role", "datenpflege", "quarantine", "-f", "csv"]);
+    assert_eq!(steward.code, ExitCode::SUCCESS, "{}", steward.stderr);
+    assert!(steward.stdout.contains("31.02.1991"), "{}", steward.stdout);
+    // Explain checks the role as the query would.
+    let out = cli(root, &["--role", "jugendhilfe", "explain", "newcomers", "-m", "persons", "-d", "district"]);
+    assert_eq!(out.code, ExitCode::from(2));
+    assert!(out.stderr.contains("it may see district down to level area"), "{}", out.stderr);
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&log).unwrap().lines().skip(seen).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<(&str, &str)> = entries.iter().map(|e| (e["kind"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
+    assert_eq!(got, [("quarantine", "refused"), ("quarantine", "refused"), ("quarantine", "answered"), ("explain", "refused")]);
+    assert_eq!(entries[2]["role"], "datenpflege");
+}

@@ -330,7 +330,9 @@ fn every_query_is_in_the_audit_log() {
         std::fs::read_to_string(&log).unwrap().lines().skip(from).map(|l| serde_json::from_str(l).unwrap()).collect()
     };
     let demo = lines(0);
-    assert_eq!(demo.len(), 3, "the demo's three queries");
+    let kinds: Vec<&str> = demo.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ingest", "ingest", "query", "query", "query"], "the demo's two ingests and three queries");
+    assert_eq!(demo[0]["files"].as_array().unwrap().len(), 24, "the ingest names its files");
     let before = std::fs::read(&log).unwrap();
 
     let answered = cli(dir.path(), &[&QUERY[..], &["-f", "csv"]].concat());
@@ -338,7 +340,7 @@ fn every_query_is_in_the_audit_log() {
     let sql = cli(dir.path(), &["sql", "SELECT 1"]);
     let bad = cli(dir.path(), &["query", "newcomers", "-m", "nope"]);
     assert_eq!([&answered, &refused, &sql, &bad].map(|o| o.code), [ExitCode::SUCCESS, ExitCode::from(2), ExitCode::from(2), ExitCode::from(2)]);
-    let entries = lines(3);
+    let entries = lines(5);
     assert_eq!(entries.len(), 4, "one line per query, answered or not");
     assert!(std::fs::read(&log).unwrap().starts_with(&before), "earlier lines are never rewritten");
     for e in &entries {

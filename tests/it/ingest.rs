@@ -22,7 +22,7 @@ fn a_dry_run_shows_facts_and_rejects_but_changes_nothing() {
     let broken = fixture("quarantine.csv").into_iter().filter(|r| r[0] == "neuzugewanderte_2024-06.csv").count();
     assert!(out.stdout.contains("first 10 facts:"), "{}", out.stdout);
     assert!(out.stdout.contains(&format!("{broken} rejected line(s)")), "{}", out.stdout);
-    let quarantine = cli(dir.path(), &["quarantine"]);
+    let quarantine = cli(dir.path(), &["--role", "datenpflege", "quarantine"]);
     assert_eq!(quarantine.stdout, "0 line(s) in quarantine\n");
     let query = cli(dir.path(), &["query", "newcomers", "-m", "records"]);
     assert_eq!(query.code, ExitCode::from(2), "nothing was committed: {}", query.stdout);
@@ -86,7 +86,7 @@ fn a_corrected_export_replaces_its_month_and_leaves_quarantine() {
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let june = person_lines(dir.path(), "2024-06");
     let broken = fixture("quarantine.csv").into_iter().filter(|r| r[0] == "neuzugewanderte_2024-06.csv").count();
-    assert!(cli(dir.path(), &["quarantine"]).stdout.starts_with(&format!("{broken} line(s) in quarantine")));
+    assert!(cli(dir.path(), &["--role", "datenpflege", "quarantine"]).stdout.starts_with(&format!("{broken} line(s) in quarantine")));
 
     let corrected = corrected_june(dir.path());
     let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &corrected.display().to_string()]);
@@ -96,7 +96,7 @@ fn a_corrected_export_replaces_its_month_and_leaves_quarantine() {
         "{}",
         out.stdout
     );
-    assert_eq!(cli(dir.path(), &["quarantine"]).stdout, "0 line(s) in quarantine\n");
+    assert_eq!(cli(dir.path(), &["--role", "datenpflege", "quarantine"]).stdout, "0 line(s) in quarantine\n");
     let records = |extra: &[&str]| -> Vec<Vec<String>> {
         let mut args = vec!["newcomers", "-m", "records", "-d", "month"];
         args.extend_from_slice(extra);
@@ -146,7 +146,7 @@ fn a_file_that_is_no_workbook_is_refused_without_a_trace() {
     let out = cli(dir.path(), &["ingest", "provider_offers", &file.display().to_string()]);
     assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
     assert!(out.stderr.contains("offers.xlsx: cannot read workbook"), "{}", out.stderr);
-    assert_eq!(cli(dir.path(), &["quarantine"]).stdout, "0 line(s) in quarantine\n");
+    assert_eq!(cli(dir.path(), &["--role", "datenpflege", "quarantine"]).stdout, "0 line(s) in quarantine\n");
 }
 
 /// An ingest of several months (a backfill) writes its facts sorted by month, so that a query cut on a month reads

@@ -263,13 +263,13 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             let project = Project::open(&cli.project)?;
             let files = project.expand_inputs(&files)?;
             if dry_run {
-                return dry_run_ingest(&project, &source, &files, demo_key, stdout).await;
+                return dry_run_ingest(&project, &source, &files, demo_key, cli.role.clone(), stdout).await;
             }
-            ingest(&project, &source, &files, demo_key, stdout, stderr).await.map(|_| ())
+            ingest(&project, &source, &files, kubus::IngestOptions { demo_key, role: cli.role.clone(), ..Default::default() }, stdout, stderr).await.map(|_| ())
         }
         Command::Quarantine { source, output } => {
             let project = Project::open(&cli.project)?;
-            let rows = project.quarantine(source.as_deref())?;
+            let rows = project.quarantine(source.as_deref(), cli.role.as_deref())?;
             if output.format == OutputFormat::Table && output.out.is_none() {
                 let mut counts: Vec<(String, String, usize)> = Vec::new();
                 for (s, r) in &rows {
@@ -392,7 +392,7 @@ fn check(dir: &Path, stdout: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ingest(project: &Project, source: &str, files: &[PathBuf], demo_key: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<kubus::IngestReport> {
+async fn ingest(project: &Project, source: &str, files: &[PathBuf], options: kubus::IngestOptions, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<kubus::IngestReport> {
     // Bytes of all files as the bar's length; the message counts lines and their rate. indicatif draws only
     // when stderr is a terminal.
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
@@ -402,7 +402,7 @@ async fn ingest(project: &Project, source: &str, files: &[PathBuf], demo_key: bo
     let started = std::time::Instant::now();
     let (mut done_bytes, mut lines_before) = (0u64, 0usize);
     let report = project
-        .ingest_with(source, files, kubus::IngestOptions { demo_key, ..Default::default() }, &mut |p| match p {
+        .ingest_with(source, files, options, &mut |p| match p {
             kubus::IngestProgress::Reading { path, lines, bytes, .. } => {
                 bar.set_position(done_bytes + bytes);
                 let all = lines_before + lines;
@@ -582,9 +582,9 @@ fn quarantine_batch(rows: &[(String, kubus::QuarantineRow)]) -> anyhow::Result<k
     ])?)
 }
 
-async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], demo_key: bool, stdout: &mut dyn Write) -> anyhow::Result<()> {
+async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], demo_key: bool, role: Option<String>, stdout: &mut dyn Write) -> anyhow::Result<()> {
     const PREVIEW: usize = 10;
-    let options = kubus::IngestOptions { dry_run: true, preview: PREVIEW, demo_key };
+    let options = kubus::IngestOptions { dry_run: true, preview: PREVIEW, demo_key, role };
     let report = project.ingest_with(source, files, options, &mut |_| {}).await?;
     writeln!(stdout, "dry run: source {} → cube {} (nothing is committed, the quarantine is left as it is)", report.source, report.cube)?;
     print_files(&report, stdout)?;
@@ -627,14 +627,13 @@ fn accounting(c: &FileCounts) -> String {
 }
 
 async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
-    let mut project = Project::open(dir)?;
-    writeln!(stdout, "kubus demo: rebuilding the warehouse at {} from the sample exports", project.warehouse_dir().display())?;
-    project.reset_warehouse()?;
+    let project = Project::rebuild(dir)?;
+    writeln!(stdout, "kubus demo: rebuilt the warehouse at {}; ingesting the sample exports", project.warehouse_dir().display())?;
     for step in project.config().demo_ingest.clone() {
         let inputs: Vec<PathBuf> = step.files.iter().map(PathBuf::from).collect();
         let files = project.expand_inputs(&inputs)?;
         writeln!(stdout)?;
-        let report = ingest(&project, &step.source, &files, true, &mut std::io::sink(), stderr).await?;
+        let report = ingest(&project, &step.source, &files, kubus::IngestOptions { demo_key: true, ..Default::default() }, &mut std::io::sink(), stderr).await?;
         let totals = report.totals();
         writeln!(stdout, "ingested {} file(s) through {} into {}: {}", report.files.len(), report.source, report.cube, accounting(&totals))?;
         if let Some(q) = report.quarantine.as_ref().filter(|_| totals.rejected > 0) {

@@ -124,6 +124,8 @@ pub struct Role {
     pub filter: Vec<String>,
     /// How the role's answers are protected, instead of the project's method.
     pub method: Option<Method>,
+    /// May read the quarantine: rejected lines hold raw values of persons (names of columns, birth dates).
+    pub quarantine: bool,
 }
 
 /// One ingest step of `kubus demo`.
@@ -179,6 +181,11 @@ impl ProjectConfig {
     /// A role by name.
     pub fn role(&self, name: &str) -> Result<&Role> {
         self.roles.iter().find(|r| r.name == name).ok_or_else(|| crate::unknown("role", name, self.roles.iter().map(|r| &r.name)))
+    }
+
+    /// A role by name, or none.
+    pub fn role_opt(&self, name: Option<&str>) -> Result<Option<&Role>> {
+        name.map(|n| self.role(n)).transpose()
     }
 
     /// Parses `kubus.toml` text; `origin` names the file in diagnostics.
@@ -248,6 +255,7 @@ impl ProjectConfig {
                 cubes: r.cubes,
                 finest: r.finest.into_iter().collect(),
                 filter: r.filter,
+                quarantine: r.quarantine,
             })
             .collect();
         let uses_cell_key = disclosure.method == Method::CellKey

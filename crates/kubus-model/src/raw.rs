@@ -321,6 +321,9 @@ pub struct RawRole {
     pub filter: Vec<String>,
     /// How the role's answers are protected (`cell_key` or `suppression`), instead of the project's method.
     pub method: Option<String>,
+    /// May read the quarantine (rejected lines hold raw values of persons).
+    #[serde(default)]
+    pub quarantine: bool,
 }
 
 #[derive(Debug, Deserialize)]

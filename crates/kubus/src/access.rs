@@ -99,6 +99,28 @@ pub(crate) fn check_output(path: &Path, warehouse: &Path, audit: &AuditLog) -> R
     Err(Error::ProtectedPath { path: path.to_owned(), what })
 }
 
+/// Rejected lines hold the raw values of persons as the office delivered them: only a role that may read the
+/// quarantine (or that sees exact numbers anyway) may.
+pub(crate) fn check_quarantine(role: Option<&Role>) -> Result<()> {
+    let rule = "rejected lines hold raw values of persons; only a role with `quarantine = true` may read them";
+    match role {
+        Some(r) if r.quarantine || r.bypass_disclosure => Ok(()),
+        Some(r) => Err(refused(r, rule.into())),
+        None => Err(Error::Refused { role: "(none)".into(), rule: rule.into() }),
+    }
+}
+
+/// The outcome of a command for the audit log: `answered`, `refused` or `failed`, with the error.
+pub(crate) fn outcome<T>(entry: &mut serde_json::Value, result: &Result<T>) {
+    match result {
+        Ok(_) => entry["outcome"] = "answered".into(),
+        Err(e) => {
+            entry["outcome"] = if matches!(e, Error::Refused { .. }) { "refused" } else { "failed" }.into();
+            entry["error"] = e.to_string().into();
+        }
+    }
+}
+
 /// The append-only query log: one JSON line per query or SQL run, written with a single append, never rewritten.
 #[derive(Debug, Clone)]
 pub(crate) struct AuditLog {

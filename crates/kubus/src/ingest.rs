@@ -121,7 +121,7 @@ pub enum IngestProgress<'a> {
 }
 
 /// How to ingest.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct IngestOptions {
     /// Read and convert everything, report it, but commit nothing and leave the quarantine as it is.
     pub dry_run: bool,
@@ -129,6 +129,8 @@ pub struct IngestOptions {
     pub demo_key: bool,
     /// Number of facts a dry run shows.
     pub preview: usize,
+    /// Who ingests, for the audit log.
+    pub role: Option<String>,
 }
 
 impl IngestReport {
@@ -183,6 +185,25 @@ impl Project {
 
     /// Ingests, or with `options.dry_run` only shows what an ingest would do.
     pub async fn ingest_with(
+        &self,
+        source: &str,
+        files: &[PathBuf],
+        options: IngestOptions,
+        progress: &mut dyn FnMut(IngestProgress<'_>),
+    ) -> Result<IngestReport> {
+        let names: Vec<String> = files.iter().map(|f| f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned())).collect();
+        let mut entry = serde_json::json!({"kind": "ingest", "role": options.role, "source": source, "files": names, "dry_run": options.dry_run});
+        let outcome = self.ingest_files(source, files, options, progress).await;
+        crate::access::outcome(&mut entry, &outcome);
+        if let Ok(report) = &outcome {
+            entry["version"] = report.version.into();
+            entry["rejected"] = report.rejected.len().into();
+        }
+        self.audit().append(entry)?;
+        outcome
+    }
+
+    async fn ingest_files(
         &self,
         source: &str,
         files: &[PathBuf],

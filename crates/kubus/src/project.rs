@@ -194,8 +194,17 @@ impl Project {
         self.warehouse.root()
     }
 
-    /// Deletes the warehouse (facts and quarantine) and opens an empty one. Used by `kubus demo`. Refuses when
-    /// the directory holds anything kubus did not write, so a misconfigured `warehouse` never costs data.
+    /// Opens the project in `dir` with an empty warehouse: deletes the warehouse (facts, quarantine, rollups, its
+    /// protection record) and records this project file's protection. Used by `kubus demo`. The warehouse's record is
+    /// not compared first — nothing it protected survives. Refuses when the directory holds anything kubus did
+    /// not write, so a misconfigured `warehouse` never costs data.
+    pub fn rebuild(dir: impl AsRef<Path>) -> Result<Project> {
+        let mut project = Project::load(dir.as_ref())?;
+        project.reset_warehouse()?;
+        Ok(project)
+    }
+
+    /// Deletes the warehouse and opens an empty one (see [`Project::rebuild`]).
     pub fn reset_warehouse(&mut self) -> Result<()> {
         let dir = self.warehouse.root().to_owned();
         let entries = std::fs::read_dir(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
@@ -377,8 +386,20 @@ impl Project {
 
     /// How a cube query is computed: which rollup answers (and why each other one does not), the plan in cube
     /// terms, then DataFusion's logical and physical plans.
+    /// The role's checks apply as to the query itself, and every explain is in the audit log.
     pub async fn explain(&self, query: &Query, options: &QueryOptions) -> Result<String> {
-        let mut plan = kubus_query::plan(&self.model, query)?;
+        let outcome = self.explain_as(query, options).await;
+        let mut entry = serde_json::json!({"kind": "explain", "role": options.role, "cube": query.cube, "query": query});
+        access::outcome(&mut entry, &outcome);
+        self.audit.append(entry)?;
+        outcome
+    }
+
+    async fn explain_as(&self, query: &Query, options: &QueryOptions) -> Result<String> {
+        let role = self.config.role_opt(options.role.as_deref()).map_err(Error::from)?;
+        access::check_levels(&kubus_query::plan(&self.model, query)?, role)?;
+        let restricted = access::restrict(query, role, &self.model)?;
+        let mut plan = kubus_query::plan(&self.model, &restricted)?;
         self.add_noise(&mut plan, options)?;
         let ctx = SessionContext::new();
         let (routed, facts, routes) = self.plan_facts(&ctx, &plan, options.as_of, options.rollups).await?;
@@ -534,7 +555,19 @@ impl Project {
     }
 
     /// The rejected lines in quarantine, of one source or of all, with the source's name.
-    pub fn quarantine(&self, source: Option<&str>) -> Result<Vec<(String, QuarantineRow)>> {
+    /// Only a role that may read the quarantine may; every read, allowed or not, is in the audit log.
+    pub fn quarantine(&self, source: Option<&str>, role: Option<&str>) -> Result<Vec<(String, QuarantineRow)>> {
+        let outcome = self.config.role_opt(role).map_err(Error::from).and_then(access::check_quarantine).and_then(|()| self.read_quarantine(source));
+        let mut entry = serde_json::json!({"kind": "quarantine", "role": role, "source": source});
+        access::outcome(&mut entry, &outcome);
+        if let Ok(rows) = &outcome {
+            entry["rows"] = rows.len().into();
+        }
+        self.audit.append(entry)?;
+        outcome
+    }
+
+    fn read_quarantine(&self, source: Option<&str>) -> Result<Vec<(String, QuarantineRow)>> {
         let names: Vec<String> = match source {
             Some(s) => vec![self.model.source(s)?.name().to_owned()],
             None => self.model.sources().map(|s| s.name().to_owned()).collect(),

@@ -34,6 +34,9 @@ pub struct ProtectionRecord {
     pub sql_roles: BTreeSet<String>,
     /// Roles whose answers are protected by suppression although the default is the cell key method.
     pub suppressed_roles: BTreeSet<String>,
+    /// Roles that may read the quarantine's raw values.
+    #[serde(default)]
+    pub quarantine_roles: BTreeSet<String>,
 }
 
 impl ProtectionRecord {
@@ -50,6 +53,7 @@ impl ProtectionRecord {
             bypass_roles: config.roles.iter().filter(|r| r.bypass_disclosure).map(|r| r.name.clone()).collect(),
             sql_roles: config.roles.iter().filter(|r| r.sql).map(|r| r.name.clone()).collect(),
             suppressed_roles: config.roles.iter().filter(|r| r.method.is_some_and(weak_method)).map(|r| r.name.clone()).collect(),
+            quarantine_roles: config.roles.iter().filter(|r| r.quarantine).map(|r| r.name.clone()).collect(),
         }
     }
 
@@ -78,6 +82,7 @@ impl ProtectionRecord {
         out.extend(added(&self.bypass_roles, &recorded.bypass_roles, "roles that bypass protection:"));
         out.extend(added(&self.sql_roles, &recorded.sql_roles, "roles that run SQL:"));
         out.extend(added(&self.suppressed_roles, &recorded.suppressed_roles, "suppression instead of the cell key method for roles"));
+        out.extend(added(&self.quarantine_roles, &recorded.quarantine_roles, "roles that read the quarantine:"));
         out
     }
 }
@@ -140,6 +145,7 @@ mod tests {
             bypass_roles: ["statistik".to_owned()].into(),
             sql_roles: ["statistik".to_owned()].into(),
             suppressed_roles: BTreeSet::new(),
+            quarantine_roles: BTreeSet::new(),
         }
     }
 

@@ -4,6 +4,9 @@ dd.mm.yyyy, German headers), course offers as the providers write them, and a sc
 both. Shared by the ingest benchmark and the query comparison.
 """
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 
@@ -162,6 +165,29 @@ def project(root, with_rollups=True):
     for target, body in fields.items():
         source += f"\n[fields.{target}]\n{body}\n"
     open(os.path.join(root, "cube-schemas", "sources", "offers.toml"), "w", encoding="utf-8").write(source)
+
+
+def prepare(work, rows, root, with_rollups=True):
+    """The reference workload at `rows` rows, generated once into `work` (the offers every time), and a new project
+    at `root` for it; returns the paths of the two CSV files."""
+    newcomers_csv = os.path.join(work, f"newcomers_{rows}.csv")
+    offers_csv = os.path.join(work, "offers.csv")
+    if not os.path.exists(newcomers_csv):
+        print(f"generating {rows} rows → {newcomers_csv}", flush=True)
+        generate(newcomers_csv, rows)
+    generate_offers(offers_csv)
+    shutil.rmtree(root, ignore_errors=True)
+    project(root, with_rollups)
+    return newcomers_csv, offers_csv
+
+
+def ingest(kubus, root, newcomers_csv, offers_csv):
+    """Ingests the workload's two files into the project at `root`."""
+    for source, path in [("abh", newcomers_csv), ("offers", offers_csv)]:
+        p = subprocess.run([kubus, "-C", root, "ingest", source, path], capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"kubus ingest {source} failed:\n{p.stdout}\n{p.stderr}")
+        print(f"kubus ingest {source}: {[l for l in p.stdout.splitlines() if l.startswith('lines ')][-1]}", flush=True)
 
 
 def generate_offers(path, seed=43):

@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "queries"))
-from workload import generate, generate_offers, project  # noqa: E402
+from workload import ingest, prepare  # noqa: E402
 from compare import KUBUS, write_section  # noqa: E402
 
 PTABLE = "d3_v2_small2.csv"
@@ -45,23 +45,13 @@ def main():
     ap.add_argument("--results", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
-    newcomers_csv = os.path.join(a.work, f"newcomers_{a.rows}.csv")
-    offers_csv = os.path.join(a.work, "offers.csv")
-    if not os.path.exists(newcomers_csv):
-        print(f"generating {a.rows} rows → {newcomers_csv}", flush=True)
-        generate(newcomers_csv, a.rows)
-    generate_offers(offers_csv)
     root = os.path.join(a.work, f"cellkey-project-{a.rows}")
-    shutil.rmtree(root, ignore_errors=True)
-    project(root)
+    newcomers_csv, offers_csv = prepare(a.work, a.rows, root)
     os.makedirs(os.path.join(root, "ptables"))
     shutil.copy(os.path.join(REPO, "ptables", PTABLE), os.path.join(root, "ptables", PTABLE))
     with open(os.path.join(root, "kubus.toml"), "a") as f:
         f.write(f'\n[disclosure]\nmethod = "cell_key"\nexempt = ["course_offers"]\n\n[disclosure.cell_key]\nptable = "ptables/{PTABLE}"\n')
-    for source, path in [("abh", newcomers_csv), ("offers", offers_csv)]:
-        p = subprocess.run([a.kubus, "-C", root, "ingest", source, path], capture_output=True, text=True)
-        if p.returncode != 0:
-            sys.exit(f"kubus ingest {source} failed:\n{p.stdout}\n{p.stderr}")
+    ingest(a.kubus, root, newcomers_csv, offers_csv)
     spec = os.path.join(root, "queries.json")
     json.dump({name: q for name, (q, _) in KUBUS.items()}, open(spec, "w"))
 

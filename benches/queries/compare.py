@@ -28,7 +28,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
-from workload import generate, generate_offers, project  # noqa: E402
+from workload import ingest, prepare  # noqa: E402
 from peer_queries import QUERIES  # noqa: E402
 
 RESULTS = os.path.join(HERE, "..", "RESULTS.md")
@@ -221,7 +221,7 @@ def startup_ms(kubus, work, runs=11):
     shutil.rmtree(sample, ignore_errors=True)
     os.makedirs(sample)
     shutil.copy(os.path.join(repo, "kubus.toml"), sample)
-    for sub in ["cube-schemas", "sample-data"]:
+    for sub in ["cube-schemas", "sample-data", "ptables"]:
         shutil.copytree(os.path.join(repo, sub), os.path.join(sample, sub))
     subprocess.run([kubus, "-C", sample, "demo"], check=True, capture_output=True)
     out = {}
@@ -320,20 +320,9 @@ def main():
         sys.exit("benches/queries/peer_queries.py differs from ../shared/peers/queries.py: copy it again")
     kubus = os.path.abspath(a.kubus)
     os.makedirs(a.work, exist_ok=True)
-    newcomers_csv = os.path.join(a.work, f"newcomers_{a.rows}.csv")
-    offers_csv = os.path.join(a.work, "offers.csv")
-    if not os.path.exists(newcomers_csv):
-        print(f"generating {a.rows} rows → {newcomers_csv}", flush=True)
-        generate(newcomers_csv, a.rows)
-    generate_offers(offers_csv)
     root = os.path.join(a.work, "query-project")
-    shutil.rmtree(root, ignore_errors=True)
-    project(root)
-    for source, path in [("abh", newcomers_csv), ("offers", offers_csv)]:
-        p = subprocess.run([kubus, "-C", root, "ingest", source, path], capture_output=True, text=True)
-        if p.returncode != 0:
-            sys.exit(f"kubus ingest {source} failed:\n{p.stdout}\n{p.stderr}")
-        print(f"kubus ingest {source}: {[l for l in p.stdout.splitlines() if l.startswith('lines ')][-1]}", flush=True)
+    newcomers_csv, offers_csv = prepare(a.work, a.rows, root)
+    ingest(kubus, root, newcomers_csv, offers_csv)
     con = duckdb_connection(newcomers_csv, offers_csv)
 
     lines, failed = [], 0

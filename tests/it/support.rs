@@ -45,8 +45,13 @@ pub fn suppression_copy() -> tempfile::TempDir {
 /// One shared copy of the sample project on which `kubus demo` has run; tests only read from it.
 pub fn demo_project() -> &'static Path {
     static DEMO: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DEMO.get_or_init(|| {
-        let dir = project_copy();
+    demo_once(&DEMO, project_copy)
+}
+
+/// The copy `copy` makes, on which `kubus demo` has run, once.
+fn demo_once(cell: &'static OnceLock<tempfile::TempDir>, copy: fn() -> tempfile::TempDir) -> &'static Path {
+    cell.get_or_init(|| {
+        let dir = copy();
         let out = cli(dir.path(), &["demo"]);
         assert_eq!(out.code, ExitCode::SUCCESS, "demo failed: {}", out.stderr);
         dir
@@ -57,13 +62,7 @@ pub fn demo_project() -> &'static Path {
 /// One shared copy of the sample project, protected by suppression, on which `kubus demo` has run.
 pub fn suppression_project() -> &'static Path {
     static DEMO: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DEMO.get_or_init(|| {
-        let dir = suppression_copy();
-        let out = cli(dir.path(), &["demo"]);
-        assert_eq!(out.code, ExitCode::SUCCESS, "demo failed: {}", out.stderr);
-        dir
-    })
-    .path()
+    demo_once(&DEMO, suppression_copy)
 }
 
 /// What one CLI run printed.

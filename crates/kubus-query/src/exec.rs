@@ -387,7 +387,7 @@ async fn aggregate_facts(
             // The cell key of a count: the (wrapping) sum of the record keys of the units it counts, each distinct
             // unit once for a distinct count. An average is a sum over a count, and that count is perturbed too:
             // else the average next to the sum would give the exact count away.
-            let record_key = |c: Expr| crate::cellkey::record_key_of(c);
+            let record_key = crate::cellkey::record_key_of;
             let (target, key_sum) = match (aggregate, from_rollup) {
                 (Aggregate::Count, false) => (name.to_owned(), with_condition(sum(record_key(col(noise.unit.as_str()))))?),
                 (Aggregate::CountDistinct, false) if condition.is_some() => (name.to_owned(), with_condition(sum(record_key(column())))?),

@@ -22,9 +22,10 @@ enum Mode {
     Build,
     /// Serialized bitmaps in, the number of distinct ids out (Int64, like `count(DISTINCT …)`).
     Count,
-    /// Serialized bitmaps in, the sum of the distinct ids' upper 16 bits out (Int64): ids that carry a unit's
-    /// record key there (see [`crate::rollup::dictionary`]) give the cell key sum of the cell key method.
-    KeySum,
+    /// Serialized bitmaps in, the number of distinct ids and the sum of their upper 16 bits (modulo 2¹⁶) out, in
+    /// one Int64 (`count · 2¹⁶ + key`): ids that carry a unit's record key there (see [`crate::rollup::dictionary`])
+    /// give the cell key method both parts of a distinct count from one union of the bitmaps.
+    CountKey,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -38,7 +39,7 @@ impl AggregateUDFImpl for BitmapUdf {
         match self.mode {
             Mode::Build => "kubus_bitmap",
             Mode::Count => "kubus_bitmap_count",
-            Mode::KeySum => "kubus_bitmap_key_sum",
+            Mode::CountKey => "kubus_bitmap_count_key",
         }
     }
 
@@ -49,7 +50,7 @@ impl AggregateUDFImpl for BitmapUdf {
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(match self.mode {
             Mode::Build => DataType::Binary,
-            Mode::Count | Mode::KeySum => DataType::Int64,
+            Mode::Count | Mode::CountKey => DataType::Int64,
         })
     }
 
@@ -166,7 +167,7 @@ impl GroupsAccumulator for BitmapGroups {
                 }
                 Ok(())
             }
-            Mode::Count | Mode::KeySum => self.union(&values[0], groups, filter),
+            Mode::Count | Mode::CountKey => self.union(&values[0], groups, filter),
         }
     }
 
@@ -180,7 +181,7 @@ impl GroupsAccumulator for BitmapGroups {
         match self.mode {
             Mode::Build => binary_column(&bitmaps),
             Mode::Count => Ok(Arc::new(bitmaps.iter().map(|b| b.len() as i64).collect::<Int64Array>())),
-            Mode::KeySum => Ok(Arc::new(bitmaps.iter().map(key_sum).collect::<Int64Array>())),
+            Mode::CountKey => Ok(Arc::new(bitmaps.iter().map(count_and_key).collect::<Int64Array>())),
         }
     }
 
@@ -200,7 +201,7 @@ impl GroupsAccumulator for BitmapGroups {
                     }
                 }
             }
-            Mode::Count | Mode::KeySum => {
+            Mode::Count | Mode::CountKey => {
                 for ((row, bytes), b) in serialized_rows(&values[0])?.enumerate().zip(bitmaps.iter_mut()) {
                     if let Some(bytes) = bytes.filter(|_| passes(filter, row)) {
                         *b = deserialize(bytes)?;
@@ -224,7 +225,7 @@ impl Accumulator for BitmapAccumulator {
                 self.bitmap.extend(ids.as_primitive::<UInt32Type>().iter().flatten());
                 Ok(())
             }
-            Mode::Count | Mode::KeySum => self.union(&values[0]),
+            Mode::Count | Mode::CountKey => self.union(&values[0]),
         }
     }
 
@@ -240,7 +241,7 @@ impl Accumulator for BitmapAccumulator {
         Ok(match self.mode {
             Mode::Build => ScalarValue::Binary(Some(self.serialized()?)),
             Mode::Count => ScalarValue::Int64(Some(self.bitmap.len() as i64)),
-            Mode::KeySum => ScalarValue::Int64(Some(key_sum(&self.bitmap))),
+            Mode::CountKey => ScalarValue::Int64(Some(count_and_key(&self.bitmap))),
         })
     }
 
@@ -249,15 +250,19 @@ impl Accumulator for BitmapAccumulator {
     }
 }
 
-/// The sum of the upper 16 bits of a bitmap's ids.
-fn key_sum(bitmap: &RoaringBitmap) -> i64 {
-    bitmap.iter().map(|id| i64::from(id >> 16)).sum()
+/// The number of a bitmap's ids and the sum of their upper 16 bits modulo 2¹⁶, as `count · 2¹⁶ + key`.
+fn count_and_key(bitmap: &RoaringBitmap) -> i64 {
+    let key = bitmap.iter().fold(0u32, |sum, id| sum.wrapping_add(id >> 16)) & 0xFFFF;
+    ((bitmap.len() as i64) << 16) | i64::from(key)
 }
 
-/// `kubus_bitmap_key_sum(bitmaps)`: the sum of the upper 16 bits of the distinct ids in the union of a group's
-/// bitmaps.
-pub fn key_sum_of(bitmaps: Expr) -> Expr {
-    let udf = BitmapUdf { mode: Mode::KeySum, signature: Signature::any(1, Volatility::Immutable) };
+/// Where [`count_and_key`] keeps the count.
+pub const COUNT_SHIFT: i64 = 1 << 16;
+
+/// `kubus_bitmap_count_key(bitmaps)`: the number of distinct ids in the union of a group's bitmaps and the sum of
+/// their upper 16 bits modulo 2¹⁶, as `count · 2¹⁶ + key` (see [`COUNT_SHIFT`]).
+pub fn count_and_key_of(bitmaps: Expr) -> Expr {
+    let udf = BitmapUdf { mode: Mode::CountKey, signature: Signature::any(1, Volatility::Immutable) };
     AggregateUDF::from(udf).call(vec![bitmaps])
 }
 

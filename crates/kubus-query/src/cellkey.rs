@@ -303,9 +303,8 @@ fn round_to_keys(support: &[i64], p: &[f64], keys: u32) -> Vec<u32> {
 /// kubus, or two versions' answers could be subtracted. Either way the same person has the same key in every month
 /// and cube.
 pub fn record_key(unit: &str) -> i64 {
-    let hex = unit.as_bytes().get(..16).filter(|b| b.iter().all(u8::is_ascii_hexdigit));
-    match hex {
-        Some(_) => u64::from_str_radix(&unit[..16], 16).expect("sixteen hex digits") as i64,
+    match unit.as_bytes().get(..16).and_then(hex) {
+        Some(key) => key as i64,
         None => {
             let mut h: u64 = 0xcbf2_9ce4_8422_2325;
             for &b in unit.as_bytes() {
@@ -319,6 +318,19 @@ pub fn record_key(unit: &str) -> i64 {
             h as i64
         }
     }
+}
+
+/// Sixteen hex digits as a number (the hot path of every count's cell key: no UTF-8 or radix machinery).
+fn hex(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |value, &c| {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some((value << 4) | u64::from(digit))
+    })
 }
 
 /// The column whose values are a cube's units (persons): the column its distinct counts count, the first one

@@ -341,7 +341,7 @@ async fn aggregate_facts(
     let mut tops: Vec<(String, Expr, &str)> = Vec::new();
     // Counts taken from a rollup's stored counts after the aggregation, before any noise; measures computed from
     // other aggregates (averages) after it.
-    let mut counted: Vec<(&str, Expr)> = Vec::new();
+    let mut counted: Vec<(String, Expr)> = Vec::new();
     let mut after: Vec<(&str, Expr)> = Vec::new();
     // Counts published with the cell key method's noise.
     let mut perturbed: Vec<String> = Vec::new();
@@ -399,16 +399,29 @@ async fn aggregate_facts(
                 }
                 (Aggregate::Avg, true) => (format!("__n_{name}"), with_condition(sum(col(crate::cellkey::stored_key_column(name))))?),
                 (Aggregate::Count, true) => (name.to_owned(), with_condition(sum(col(crate::cellkey::stored_key_column(name))))?),
-                _ => (name.to_owned(), with_condition(crate::bitmap::key_sum_of(col(name)))?),
+                _ => {
+                    // One union of the bitmaps gives both the count and the key (see `bitmap::count_and_key_of`).
+                    let packed = format!("__packed_{name}");
+                    aggregates.push(with_condition(crate::bitmap::count_and_key_of(col(name)))?.alias(packed.as_str()));
+                    let shift = lit(crate::bitmap::COUNT_SHIFT);
+                    counted.push((name.to_owned(), col(packed.as_str()) / shift.clone()));
+                    (name.to_owned(), col(packed.as_str()) % shift)
+                }
             };
-            aggregates.push(key_sum.alias(crate::cellkey::key_column(&target)));
+            if from_rollup && *aggregate == Aggregate::CountDistinct {
+                counted.push((crate::cellkey::key_column(&target), key_sum));
+            } else {
+                aggregates.push(key_sum.alias(crate::cellkey::key_column(&target)));
+            }
             perturbed.push(target);
         }
         match (aggregate, from_rollup) {
+            // Counted from its bitmaps together with its key, above.
+            (Aggregate::CountDistinct, true) if plan.noise.is_some() => {}
             (Aggregate::Count, true) => {
                 // A count over no cells is 0, as over no facts.
                 aggregates.push(e.alias(format!("__sum_{name}")));
-                counted.push((name, coalesce(vec![col(format!("__sum_{name}")), lit(0i64)])));
+                counted.push((name.to_owned(), coalesce(vec![col(format!("__sum_{name}")), lit(0i64)])));
             }
             (Aggregate::Avg, true) => {
                 aggregates.push(e.alias(format!("__sum_{name}")));
@@ -437,7 +450,7 @@ async fn aggregate_facts(
         .collect();
     let mut out = df.clone().aggregate(group.clone(), aggregates)?;
     for (name, e) in counted {
-        out = out.with_column(name, e)?;
+        out = out.with_column(&name, e)?;
     }
     if let Some(noise) = &plan.noise
         && !perturbed.is_empty()

@@ -263,17 +263,11 @@ impl Project {
             "query": query,
             "as_of": options.as_of,
         });
-        match &outcome {
-            Ok(answer) => {
-                entry["outcome"] = "answered".into();
-                entry["rows"] = answer.result.num_rows().into();
-                entry["suppressed"] = (answer.protection.primary + answer.protection.secondary).into();
-                entry["protection"] = answer.notes.clone().into();
-            }
-            Err(e) => {
-                entry["outcome"] = if matches!(e, Error::Refused { .. }) { "refused" } else { "failed" }.into();
-                entry["error"] = e.to_string().into();
-            }
+        access::outcome(&mut entry, &outcome);
+        if let Ok(answer) = &outcome {
+            entry["rows"] = answer.result.num_rows().into();
+            entry["suppressed"] = (answer.protection.primary + answer.protection.secondary).into();
+            entry["protection"] = answer.notes.clone().into();
         }
         self.audit.append(entry)?;
         outcome
@@ -454,15 +448,9 @@ impl Project {
     pub async fn sql(&self, sql: &str, options: &SqlOptions) -> Result<Vec<RecordBatch>> {
         let outcome = self.run_sql(sql, options).await;
         let mut entry = serde_json::json!({"kind": "sql", "role": options.role, "sql": sql});
-        match &outcome {
-            Ok(batches) => {
-                entry["outcome"] = "answered".into();
-                entry["rows"] = batches.iter().map(RecordBatch::num_rows).sum::<usize>().into();
-            }
-            Err(e) => {
-                entry["outcome"] = if matches!(e, Error::Refused { .. }) { "refused" } else { "failed" }.into();
-                entry["error"] = e.to_string().into();
-            }
+        access::outcome(&mut entry, &outcome);
+        if let Ok(batches) = &outcome {
+            entry["rows"] = batches.iter().map(RecordBatch::num_rows).sum::<usize>().into();
         }
         self.audit.append(entry)?;
         outcome

@@ -132,15 +132,9 @@ impl Project {
             Err(e) => Err(e),
         };
         let mut entry = serde_json::json!({"kind": "report", "report": name, "period": options.period, "role": options.role});
-        match &outcome {
-            Ok(run) => {
-                entry["outcome"] = "answered".into();
-                entry["suppressed"] = run.suppressed.into();
-            }
-            Err(e) => {
-                entry["outcome"] = if matches!(e, Error::Refused { .. }) { "refused" } else { "failed" }.into();
-                entry["error"] = e.to_string().into();
-            }
+        crate::access::outcome(&mut entry, &outcome);
+        if let Ok(run) = &outcome {
+            entry["suppressed"] = run.suppressed.into();
         }
         self.audit().append(entry)?;
         let run = outcome?;

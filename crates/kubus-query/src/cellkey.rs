@@ -68,7 +68,7 @@ impl PTable {
     /// values above its largest value reuse.
     pub fn parse(origin: &str, text: &str, wrap: u32) -> Result<PTable> {
         let bad = |line: usize, message: String| Error::PTable { origin: origin.to_owned(), line, message };
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text.trim_start_matches('\u{feff}').lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let header: Vec<String> = match lines.next() {
             Some((_, l)) => l.split(',').map(|c| c.trim().trim_matches('"').to_ascii_lowercase()).collect(),
             None => return Err(bad(1, "the table is empty; it needs the columns pcv, ckey, pvalue".into())),
@@ -95,6 +95,10 @@ impl PTable {
         let keys = entries.iter().map(|e| e.1).max().unwrap_or(0) + 1;
         if !keys.is_power_of_two() {
             return Err(bad(1, format!("the cell keys run from 0 to {}; their number must be a power of two (256, 4096, …)", keys - 1)));
+        }
+        if u64::from(rows) * u64::from(keys) > entries.len() as u64 {
+            let needed = u64::from(rows) * u64::from(keys);
+            return Err(bad(1, format!("the table has {} rows, but values 1…{rows} with {keys} keys each need {needed}", entries.len())));
         }
         if wrap == 0 || wrap > rows {
             return Err(bad(1, format!("wrap {wrap} must lie between 1 and the table's {rows} rows")));
@@ -464,7 +468,10 @@ mod tests {
         assert!(err("pcv,ckey,pvalue\n1,0,0\n1,1,0\n1,2,0\n").contains("power of two"));
         assert!(err("pcv,ckey,pvalue\n1,0,-2\n1,1,0\n").contains("negative"));
         assert!(err("pcv,ckey,pvalue\n1,0,0\n1,1,x\n").contains("line 3"));
-        assert!(err("pcv,ckey,pvalue\n1,0,0\n1,1,0\n2,0,0\n").contains("no row for pcv 2, ckey 1"));
+        assert!(err("pcv,ckey,pvalue\n1,0,0\n1,1,0\n2,0,0\n").contains("values 1…2 with 2 keys each need 4"));
+        assert!(err("pcv,ckey,pvalue\n1,0,0\n1,1,0\n2,0,0\n2,0,0\n").contains("no row for pcv 2, ckey 1"), "a repeated row fills no gap");
+        assert!(err("pcv,ckey,pvalue\n999999,65535,0\n").contains("need"), "a huge table is refused before it is allocated");
+        assert_eq!(PTable::parse("t.csv", "\u{feff}pcv,ckey,pvalue\n1,0,0\n1,1,0\n", 1).unwrap().keys(), 2, "a byte-order mark is no part of the header");
     }
 
     #[test]

@@ -239,6 +239,51 @@ fn two_levels_of_one_hierarchy_and_an_average_next_to_a_sum_recover_no_person() 
 }
 
 #[test]
+fn differencing_sums_recovers_no_persons_value() {
+    let dir = demo_project();
+    // All districts against all but one, per age and month: where the two differ by one record, the difference of
+    // the exact sums is that person's course hours. The published sums carry noise scaled to each cell's largest
+    // value, so the difference is that person's hours only by chance (within half an hour).
+    let (mut instances, mut hits) = (0, 0);
+    for month in MONTHS {
+        let m = format!("month={month}");
+        let all = ["newcomers", "-m", "course_hours", "-m", "records", "-d", "age", "-c", m.as_str()];
+        let (published_all, true_all) = (decimals(dir, None, &all, "course_hours"), decimals(dir, Some("statistik"), &all, "course_hours"));
+        let records_all = answer(dir, Some("statistik"), &all, "records");
+        for district in DISTRICTS {
+            let not = format!("district!={district}");
+            let rest: Vec<&str> = all.iter().copied().chain(["-c", not.as_str()]).collect();
+            let (published_rest, true_rest) = (decimals(dir, None, &rest, "course_hours"), decimals(dir, Some("statistik"), &rest, "course_hours"));
+            let records_rest = answer(dir, Some("statistik"), &rest, "records");
+            for (age, &n) in &records_all {
+                let hours = true_all.get(age).copied().unwrap_or(0.0) - true_rest.get(age).copied().unwrap_or(0.0);
+                if n - records_rest.get(age).copied().unwrap_or(0) != 1 || hours == 0.0 {
+                    continue;
+                }
+                let guess = published_all.get(age).copied().unwrap_or(0.0) - published_rest.get(age).copied().unwrap_or(0.0);
+                instances += 1;
+                hits += usize::from((guess - hours).abs() < 0.5);
+            }
+        }
+    }
+    eprintln!("sums by negation: {instances} persons' course hours, {hits} recovered within half an hour");
+    assert!(instances >= 20, "the attack found only {instances} persons");
+    assert!(hits * 10 <= instances, "{hits} of {instances} persons' course hours recovered");
+
+    // A sum over one record alone is never published as that record's value.
+    let args = ["newcomers", "-m", "course_hours", "-m", "records", "-d", "district", "-d", "age", "-c", "month=2024-06"];
+    let (published, truth) = (decimals(dir, None, &args, "course_hours"), decimals(dir, Some("statistik"), &args, "course_hours"));
+    let records = answer(dir, Some("statistik"), &args, "records");
+    let single: Vec<&String> = records.iter().filter(|(k, n)| **n == 1 && truth.get(*k).is_some_and(|h| *h > 4.0)).map(|(k, _)| k).collect();
+    assert!(single.len() >= 10, "the sample has cells of one record with course hours: {}", single.len());
+    for key in single {
+        let (shown, value) = (published.get(key).copied(), truth[key]);
+        // Shown, it lies 12.5 to 25 % away from the value (the sample's magnitude is 25 %); or not shown at all.
+        assert!(shown.is_none_or(|s| ((s - value).abs() / value - 0.1875).abs() <= 0.0626), "{key}: {shown:?} for {value}");
+    }
+}
+
+#[test]
 fn a_cell_has_one_value_in_every_answer() {
     let dir = demo_project();
     let base = ["newcomers", "-m", "persons", "-d", "district", "-d", "age_band", "-d", "sex", "-c", "month=2024-06"];
@@ -251,6 +296,15 @@ fn a_cell_has_one_value_in_every_answer() {
         assert_eq!(facts.get(key), Some(value), "{key} from the facts");
     }
     assert_eq!(facts.len(), plain.len(), "the same cells from the facts and from a rollup");
+    // A magnitude too: the same noise from a rollup's stored values as from the facts.
+    let hours = [&base[..], &["-m", "course_hours", "-m", "avg_course_hours"]].concat();
+    for measure in ["course_hours", "avg_course_hours"] {
+        let (rolled, scanned) = (decimals(dir, None, &hours, measure), decimals(dir, None, &[&hours[..], &["--no-rollups"]].concat(), measure));
+        assert_eq!(rolled.len(), scanned.len(), "{measure}: the same cells");
+        for (key, value) in &rolled {
+            assert!((value - scanned[key]).abs() < 1e-6, "{measure} {key}: {value} from a rollup, {} from the facts", scanned[key]);
+        }
+    }
     // A total row is the cell of the query that asks for it alone.
     let by_district = answer(dir, None, &["newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06"], "persons");
     for (key, value) in &by_district {

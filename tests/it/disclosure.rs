@@ -395,3 +395,22 @@ fn a_sum_one_contributor_dominates_is_suppressed() {
         }
     }
 }
+
+#[test]
+fn a_magnitude_over_few_records_is_suppressed_like_their_count() {
+    let dir = demo_project();
+    let args = ["query", "newcomers", "-m", "course_hours", "-m", "avg_course_hours", "-d", "district", "-d", "age", "-c", "month=2024-06", "-f", "csv"];
+    let shown = csv_rows(&cli(dir, &args).stdout);
+    let truth = csv_rows(&cli(dir, &[&["--role", "statistik"], &args[..], &["-m", "records"]].concat()).stdout);
+    let truth: HashMap<(String, String), (String, i64)> = truth.iter().map(|r| ((r[0].clone(), r[2].clone()), (r[4].clone(), r[6].parse().unwrap()))).collect();
+    let mut small = 0;
+    for r in &shown {
+        let (hours, records) = &truth[&(r[0].clone(), r[2].clone())];
+        // Hours over one or two records (the threshold) are that person's or two persons' hours.
+        if (1..=2).contains(records) && !hours.is_empty() {
+            small += 1;
+            assert_eq!((r[4].as_str(), r[5].as_str()), (".", "."), "{r:?}: sum and average over {records} records");
+        }
+    }
+    assert!(small >= 10, "the sample has small cells with course hours: {small}");
+}

@@ -49,6 +49,14 @@ pub struct CellKeySettings {
     pub ptable: String,
     /// Values above the table's last row reuse its last `wrap` rows.
     pub wrap: u32,
+    /// A magnitude (sum, average, minimum, maximum) is changed by 50 to 100 % of this many percent of the cell's
+    /// largest single value (default 25).
+    pub magnitude: u32,
+}
+
+impl CellKeySettings {
+    /// The share of the largest value a magnitude's noise reaches, in percent, unless configured.
+    pub const DEFAULT_MAGNITUDE: u32 = 25;
 }
 
 /// Statistical disclosure control: which counts are too small to publish and how suppressed cells look.
@@ -221,7 +229,11 @@ impl ProjectConfig {
         let disclosure = match raw.disclosure {
             None => defaults,
             Some(d) => {
-                let cell_key = d.cell_key.map(|c| CellKeySettings { ptable: c.ptable, wrap: c.wrap.unwrap_or(1) });
+                let cell_key = d.cell_key.map(|c| CellKeySettings {
+                    ptable: c.ptable,
+                    wrap: c.wrap.unwrap_or(1),
+                    magnitude: c.magnitude.unwrap_or(CellKeySettings::DEFAULT_MAGNITUDE),
+                });
                 let default_method = if cell_key.is_some() { Method::CellKey } else { Method::Suppression };
                 DisclosureSettings {
                     threshold: d.threshold.unwrap_or(defaults.threshold),
@@ -267,6 +279,15 @@ impl ProjectConfig {
                 line: None,
                 path: "disclosure.cell_key".into(),
                 message: "the cell key method needs a perturbation table: [disclosure.cell_key] ptable = \"ptables/….csv\"".into(),
+                alternatives: Vec::new(),
+            });
+        }
+        if let Some(c) = disclosure.cell_key.as_ref().filter(|c| !(1..=100).contains(&c.magnitude)) {
+            problems.push(Diagnostic {
+                file: origin.to_owned(),
+                line: None,
+                path: "disclosure.cell_key.magnitude".into(),
+                message: format!("magnitude is a percentage of a cell's largest value from 1 to 100, not {}", c.magnitude),
                 alternatives: Vec::new(),
             });
         }

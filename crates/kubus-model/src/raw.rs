@@ -298,6 +298,8 @@ pub struct RawCellKey {
     pub ptable: String,
     /// Values above the table's last row reuse its last `wrap` rows (default 1; the ONS tables use 250).
     pub wrap: Option<u32>,
+    /// A magnitude's largest noise in percent of the cell's largest single value (default 25).
+    pub magnitude: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

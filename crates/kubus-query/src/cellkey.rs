@@ -8,13 +8,22 @@
 //! The table format is the ONS `cell-key-perturbation` package's: CSV with the columns `pcv` (the cell value the
 //! row applies to, 1 … M), `ckey` (0 … K − 1) and `pvalue` (the noise). Values above M reuse the table's last
 //! `wrap` rows, as the ONS package does for its 750-row tables (wrap 250); the default wrap of 1 applies the last
-//! row, whose distribution is the one for every large value. Zero stays zero. Knows counts and keys, not the
-//! warehouse.
+//! row, whose distribution is the one for every large value. Zero stays zero.
+//!
+//! Magnitudes (sums, averages' sums, minima, maxima) get the method's variant for magnitudes: noise scaled to the
+//! cell's largest single value, `magnitude` percent of it times a factor between 0.5 and 1 with a sign, both from
+//! the cell key of the records that have a value ([`magnitude_noise`]). A value that one record alone makes up is
+//! never published exactly. Knows counts, values and keys, not the warehouse.
 
 use crate::{Error, Result};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
+use datafusion::common::ScalarValue;
+use datafusion::common::utils::SingleRowListArrayBuilder;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::Expr;
 use kubus_model::{Aggregate, Cube, MeasureKind};
 use sha2::{Digest, Sha256};
@@ -358,6 +367,80 @@ pub struct Noise {
     pub ptable: Arc<PTable>,
     /// The value column that identifies a unit (the person key), whose record key a count's cell key sums.
     pub unit: String,
+    /// A magnitude's noise is at most this many percent of the cell's largest single value.
+    pub magnitude: u32,
+}
+
+/// The factor of a magnitude's noise for a cell whose records' keys sum (wrapping) to `key_sum`: between 0.5 and 1
+/// in either direction, so that the noise is never near zero. Taken through MurmurHash3's finaliser from the sum's
+/// low 16 bits, so it is independent of a count's noise (the sum modulo the ptable's keys); the same key always
+/// gives the same factor.
+pub fn magnitude_noise(key_sum: i64) -> f64 {
+    // Only the key's low 16 bits, as for counts: a rollup's bitmaps and a stored key carry no more.
+    let mut h = (key_sum as u64 & 0xFFFF) ^ 0x9e37_79b9_7f4a_7c15;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    let size = 0.5 + 0.5 * ((h >> 11) as f64 / (1u64 << 53) as f64);
+    if h & 1 == 0 { size } else { -size }
+}
+
+/// The published value of a magnitude: `value` plus `percent` % of `largest` (the cell's largest single value, in
+/// absolute terms) times the cell's factor. Zero with no value larger than zero stays zero.
+pub fn perturb_magnitude(value: f64, largest: f64, key_sum: i64, percent: u32) -> f64 {
+    value + largest.abs() * f64::from(percent) / 100.0 * magnitude_noise(key_sum)
+}
+
+/// `kubus_perturb_magnitude(value, largest, key_sum)`: the published value of each magnitude, in the value's type
+/// (an integer magnitude is rounded to whole units).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MagnitudeUdf {
+    percent: u32,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for MagnitudeUdf {
+    fn name(&self) -> &str {
+        "kubus_perturb_magnitude"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(if arg_types[0].is_integer() { DataType::Int64 } else { DataType::Float64 })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let n = args.number_rows;
+        let as_type = |v: &ColumnarValue, ty: &DataType| -> datafusion::common::Result<ArrayRef> { Ok(datafusion::arrow::compute::cast(&v.to_array(n)?, ty)?) };
+        let integer = args.args[0].data_type().is_integer();
+        let values = as_type(&args.args[0], &DataType::Float64)?;
+        let largest = as_type(&args.args[1], &DataType::Float64)?;
+        let keys = as_type(&args.args[2], &DataType::Int64)?;
+        let (values, largest) = (values.as_primitive::<Float64Type>(), largest.as_primitive::<Float64Type>());
+        let keys = keys.as_primitive::<Int64Type>();
+        let published = (0..n).map(|i| {
+            (!values.is_null(i)).then(|| {
+                let largest = if largest.is_null(i) { values.value(i) } else { largest.value(i) };
+                perturb_magnitude(values.value(i), largest, if keys.is_null(i) { 0 } else { keys.value(i) }, self.percent)
+            })
+        });
+        Ok(ColumnarValue::Array(if integer {
+            Arc::new(published.map(|v| v.map(|v| v.round() as i64)).collect::<Int64Array>())
+        } else {
+            Arc::new(published.collect::<Float64Array>())
+        }))
+    }
+}
+
+/// The published values of magnitudes, given each cell's largest single value and its records' key sum.
+pub fn perturb_magnitudes(noise: &Noise, value: Expr, largest: Expr, key_sum: Expr) -> Expr {
+    let udf = MagnitudeUdf { percent: noise.magnitude, signature: Signature::any(3, Volatility::Immutable) };
+    ScalarUDF::new_from_impl(udf).call(vec![value, largest, key_sum])
 }
 
 /// `kubus_record_key(text)`: the record key of each unit (see [`record_key`]); null stays null.
@@ -380,22 +463,188 @@ impl ScalarUDFImpl for RecordKeyUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
-        let array = args.args[0].to_array(args.number_rows)?;
-        let keys: Int64Array = match array.data_type() {
-            DataType::Utf8View => array.as_string_view().iter().map(|v| v.map(record_key)).collect(),
-            DataType::Utf8 => array.as_string::<i32>().iter().map(|v| v.map(record_key)).collect(),
-            _ => {
-                let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
-                text.as_string::<i32>().iter().map(|v| v.map(record_key)).collect()
-            }
-        };
-        Ok(ColumnarValue::Array(Arc::new(keys)))
+        Ok(ColumnarValue::Array(Arc::new(record_keys(&args.args[0].to_array(args.number_rows)?)?)))
     }
+}
+
+/// The record keys of an array of units (text, or anything that casts to text); null stays null.
+fn record_keys(array: &ArrayRef) -> datafusion::common::Result<Int64Array> {
+    Ok(match array.data_type() {
+        DataType::Utf8View => array.as_string_view().iter().map(|v| v.map(record_key)).collect(),
+        DataType::Utf8 => array.as_string::<i32>().iter().map(|v| v.map(record_key)).collect(),
+        _ => {
+            let text = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
+            text.as_string::<i32>().iter().map(|v| v.map(record_key)).collect()
+        }
+    })
 }
 
 /// The record keys of a column of units.
 pub fn record_key_of(unit: Expr) -> Expr {
     ScalarUDF::new_from_impl(RecordKeyUdf { signature: Signature::any(1, Volatility::Immutable) }).call(vec![unit])
+}
+
+/// `kubus_key_sum(unit)`: the wrapping sum of the units' record keys, as `sum(kubus_record_key(unit))` is; with
+/// DISTINCT each unit once. It aggregates the unit itself, not its key, so that a distinct count of units and its
+/// cell key are two distinct aggregates of one column: DataFusion then answers both with one grouping by the unit
+/// (its single-distinct rewrite), as it answers the distinct count alone.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct KeySumUdf {
+    signature: Signature,
+}
+
+impl AggregateUDFImpl for KeySumUdf {
+    fn name(&self) -> &str {
+        "kubus_key_sum"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn is_nullable(&self) -> bool {
+        false
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> datafusion::common::Result<Box<dyn Accumulator>> {
+        Ok(if args.is_distinct { Box::new(DistinctKeySum::default()) } else { Box::new(KeySum(0)) })
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> datafusion::common::Result<Vec<FieldRef>> {
+        let name = datafusion::logical_expr::utils::format_state_name(args.name, "key_sum");
+        Ok(vec![Arc::new(if args.is_distinct {
+            Field::new_list(name, Field::new_list_field(DataType::Int64, true), false)
+        } else {
+            Field::new(name, DataType::Int64, false)
+        })])
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        !args.is_distinct
+    }
+
+    fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> datafusion::common::Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(KeySumGroups(Vec::new())))
+    }
+}
+
+/// The cell keys of units: `kubus_key_sum(unit)`; `.distinct()` counts each unit once.
+pub fn key_sum_of(unit: Expr) -> Expr {
+    AggregateUDF::new_from_impl(KeySumUdf { signature: Signature::any(1, Volatility::Immutable) }).call(vec![unit])
+}
+
+/// The wrapping sum of the non-null values of an Int64 array.
+fn wrapping_total(keys: &Int64Array) -> i64 {
+    keys.iter().flatten().fold(0i64, i64::wrapping_add)
+}
+
+#[derive(Debug)]
+struct KeySum(i64);
+
+impl Accumulator for KeySum {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::common::Result<()> {
+        self.0 = self.0.wrapping_add(wrapping_total(&record_keys(&values[0])?));
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::common::Result<()> {
+        self.0 = self.0.wrapping_add(wrapping_total(states[0].as_primitive::<Int64Type>()));
+        Ok(())
+    }
+
+    fn state(&mut self) -> datafusion::common::Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::Int64(Some(self.0))])
+    }
+
+    fn evaluate(&mut self) -> datafusion::common::Result<ScalarValue> {
+        Ok(ScalarValue::Int64(Some(self.0)))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+}
+
+/// Distinct units by their record keys (64 bits of an HMAC: two persons sharing one is as likely as a collision
+/// of the hash itself).
+#[derive(Debug, Default)]
+struct DistinctKeySum(std::collections::HashSet<i64>);
+
+impl Accumulator for DistinctKeySum {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::common::Result<()> {
+        self.0.extend(record_keys(&values[0])?.iter().flatten());
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::common::Result<()> {
+        for keys in states[0].as_list::<i32>().iter().flatten() {
+            self.0.extend(keys.as_primitive::<Int64Type>().iter().flatten());
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> datafusion::common::Result<Vec<ScalarValue>> {
+        let keys = Arc::new(Int64Array::from_iter_values(self.0.iter().copied()));
+        Ok(vec![SingleRowListArrayBuilder::new(keys).build_list_scalar()])
+    }
+
+    fn evaluate(&mut self) -> datafusion::common::Result<ScalarValue> {
+        Ok(ScalarValue::Int64(Some(self.0.iter().fold(0i64, |sum, &k| sum.wrapping_add(k)))))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.0.capacity() * std::mem::size_of::<i64>()
+    }
+}
+
+/// [`KeySum`] for many groups at once (what DataFusion's hash aggregation uses).
+#[derive(Debug)]
+struct KeySumGroups(Vec<i64>);
+
+impl KeySumGroups {
+    fn add(&mut self, keys: &Int64Array, groups: &[usize], filter: Option<&BooleanArray>, total_num_groups: usize) {
+        self.0.resize(total_num_groups, 0);
+        for (row, &g) in groups.iter().enumerate() {
+            if keys.is_valid(row) && filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
+                self.0[g] = self.0[g].wrapping_add(keys.value(row));
+            }
+        }
+    }
+}
+
+impl GroupsAccumulator for KeySumGroups {
+    fn update_batch(&mut self, values: &[ArrayRef], groups: &[usize], filter: Option<&BooleanArray>, total_num_groups: usize) -> datafusion::common::Result<()> {
+        self.add(&record_keys(&values[0])?, groups, filter, total_num_groups);
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], groups: &[usize], total_num_groups: usize) -> datafusion::common::Result<()> {
+        self.add(values[0].as_primitive::<Int64Type>(), groups, None, total_num_groups);
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> datafusion::common::Result<ArrayRef> {
+        Ok(Arc::new(Int64Array::from(emit_to.take_needed(&mut self.0))))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> datafusion::common::Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(emit_to)?])
+    }
+
+    fn convert_to_state(&self, values: &[ArrayRef], filter: Option<&BooleanArray>) -> datafusion::common::Result<Vec<ArrayRef>> {
+        // Each row its own group: its key, or 0 where it has no unit or is filtered out.
+        let keys = record_keys(&values[0])?;
+        let passes = |row: usize| keys.is_valid(row) && filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        Ok(vec![Arc::new((0..keys.len()).map(|row| if passes(row) { keys.value(row) } else { 0 }).collect::<Int64Array>())])
+    }
+
+    fn size(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<i64>()
+    }
 }
 
 /// `kubus_perturb(count, key_sum)`: the published value of each count.
@@ -422,7 +671,7 @@ impl ScalarUDFImpl for PerturbUdf {
         let n = args.number_rows;
         let as_i64 = |v: &ColumnarValue| -> datafusion::common::Result<ArrayRef> { Ok(datafusion::arrow::compute::cast(&v.to_array(n)?, &DataType::Int64)?) };
         let (values, keys) = (as_i64(&args.args[0])?, as_i64(&args.args[1])?);
-        let (values, keys) = (values.as_primitive::<datafusion::arrow::datatypes::Int64Type>(), keys.as_primitive::<datafusion::arrow::datatypes::Int64Type>());
+        let (values, keys) = (values.as_primitive::<Int64Type>(), keys.as_primitive::<Int64Type>());
         let out: Int64Array = (0..values.len())
             .map(|i| (!values.is_null(i)).then(|| self.ptable.perturb(values.value(i), if keys.is_null(i) { 0 } else { keys.value(i) })))
             .collect();
@@ -439,6 +688,11 @@ pub fn perturb(ptable: &Arc<PTable>, count: Expr, key_sum: Expr) -> Expr {
 /// The hidden column with the record-key sum of a count.
 pub fn key_column(measure: &str) -> String {
     format!("__ck_{measure}")
+}
+
+/// The hidden column with the largest single value (in absolute terms) of a magnitude's cell.
+pub fn largest_column(measure: &str) -> String {
+    format!("__max_{measure}")
 }
 
 #[cfg(test)]
@@ -459,6 +713,22 @@ mod tests {
         // The ONS rule: with 750 rows and wrap 250, value 751 reads row 501 and 1000 reads row 750.
         let big = PTable::from_noise(2, 750, 250, vec![0; 1500]);
         assert_eq!((big.row_of(750), big.row_of(751), big.row_of(1000), big.row_of(1001)), (750, 501, 750, 501));
+    }
+
+    #[test]
+    fn magnitude_noise_is_never_small_and_has_no_direction() {
+        // Over many keys (successive sums, as cells differing by one record have), the factor lies in ±[0.5, 1],
+        // half of the cells go up and the mean size is 0.75 — counted here, not taken from the function.
+        let factors: Vec<f64> = (0..100_000i64).map(|k| magnitude_noise(k.wrapping_mul(0x2545_f491_4f6c_dd1d))).collect();
+        assert!(factors.iter().all(|f| (0.5..=1.0).contains(&f.abs())));
+        let up = factors.iter().filter(|f| **f > 0.0).count() as f64 / factors.len() as f64;
+        let size = factors.iter().map(|f| f.abs()).sum::<f64>() / factors.len() as f64;
+        assert!((up - 0.5).abs() < 0.01 && (size - 0.75).abs() < 0.005, "up {up}, mean size {size}");
+        assert_eq!(magnitude_noise(42), magnitude_noise(42), "the same cell, the same noise");
+        // One record of 40 hours with 20 %: published between 44 and 48 or between 32 and 36, never 40.
+        let published = perturb_magnitude(40.0, 40.0, 7, 20);
+        assert!((32.0..=36.0).contains(&published) || (44.0..=48.0).contains(&published), "{published}");
+        assert_eq!(perturb_magnitude(0.0, 0.0, 7, 20), 0.0, "nothing stays nothing");
     }
 
     #[test]

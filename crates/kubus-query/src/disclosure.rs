@@ -76,10 +76,19 @@ impl CubePlan<'_> {
             MeasureKind::Aggregate { aggregate: Aggregate::Count | Aggregate::CountDistinct, .. } => {
                 vec![CountPart { column: measure.to_owned(), cube: self.cube.name().to_owned() }]
             }
-            MeasureKind::Aggregate { .. } => Vec::new(),
+            // A magnitude is protected by the count of facts it adds up.
+            MeasureKind::Aggregate { .. } => vec![CountPart { column: records_column(measure), cube: self.cube.name().to_owned() }],
             MeasureKind::From { cube, measure: inner } => {
-                let counts = self.sides.iter().find(|s| s.cube.name() == cube).is_some_and(|s| !s.count_parts(inner).is_empty());
-                if counts { vec![CountPart { column: measure.to_owned(), cube: cube.clone() }] } else { Vec::new() }
+                let Some(side) = self.sides.iter().find(|s| s.cube.name() == cube) else { return Vec::new() };
+                let parts = side.count_parts(inner);
+                if parts.iter().any(|p| p.column == records_column(inner)) {
+                    // A magnitude of the other cube: its count of facts comes along (see `exec::combine_sides`).
+                    vec![CountPart { column: records_column(measure), cube: cube.clone() }]
+                } else if parts.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![CountPart { column: measure.to_owned(), cube: cube.clone() }]
+                }
             }
             MeasureKind::Ratio { numerator: a, denominator: b } | MeasureKind::Difference { minuend: a, subtrahend: b } => {
                 let mut parts = self.count_parts(a);
@@ -89,8 +98,9 @@ impl CubePlan<'_> {
             MeasureKind::Share { of, .. } => self.count_parts(of),
             MeasureKind::TimeComparison { of, .. } => {
                 let mut parts = self.count_parts(of);
-                // The earlier period's value is a count too, possibly of a row the answer does not show.
-                if let Some(cube) = parts.first().map(|p| p.cube.clone()) {
+                // The earlier period's value is a count too, possibly of a row the answer does not show (a
+                // magnitude's earlier value is perturbed, or shown as its sum over the earlier facts).
+                if let Some(cube) = parts.first().filter(|p| p.column != records_column(of)).map(|p| p.cube.clone()) {
                     parts.push(CountPart { column: then_column(measure), cube });
                 }
                 parts
@@ -130,6 +140,12 @@ impl CubePlan<'_> {
 /// The hidden column with the largest single contribution to a sum.
 pub(crate) fn top_column(measure: &str) -> String {
     format!("__top_{measure}")
+}
+
+/// The hidden column with the number of facts with a value that a magnitude (sum, average, minimum, maximum) of a
+/// cell adds up: a magnitude over as few facts as a small count is protected as that count is.
+pub(crate) fn records_column(measure: &str) -> String {
+    format!("__n_{measure}")
 }
 
 /// The hidden column with a time comparison's earlier value.

@@ -11,8 +11,8 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
-use datafusion::logical_expr::{Expr, ExprFunctionExt, SortExpr, cast, lit};
-use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, coalesce, col, in_list, nullif};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, SortExpr, cast, lit, when};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, abs, coalesce, col, in_list, nullif};
 use kubus_model::{Aggregate, Change, Cube, Dimension, MeasureKind, Model, Period};
 use std::collections::HashMap;
 use std::future::Future;
@@ -343,8 +343,9 @@ async fn aggregate_facts(
     // other aggregates (averages) after it.
     let mut counted: Vec<(String, Expr)> = Vec::new();
     let mut after: Vec<(&str, Expr)> = Vec::new();
-    // Counts published with the cell key method's noise.
+    // Counts published with the cell key method's noise, and magnitudes (value column, measure).
     let mut perturbed: Vec<String> = Vec::new();
+    let mut magnitudes: Vec<(String, String)> = Vec::new();
     for pm in needed {
         let MeasureKind::Aggregate { aggregate, column, last_snapshot, dominance, .. } = pm.measure.kind() else { continue };
         let mut conditions: Vec<Expr> = pm.filter.iter().map(|c| cut_expr(c, shifted(c.role))).collect();
@@ -381,25 +382,28 @@ async fn aggregate_facts(
         if let Some(role) = dominance {
             tops.push((crate::disclosure::top_column(name), e.clone(), role.as_str()));
         }
+        let magnitude = matches!(aggregate, Aggregate::Sum | Aggregate::Min | Aggregate::Max | Aggregate::Avg);
+        let records = crate::disclosure::records_column(name);
+        if magnitude {
+            // How many facts have a value: a magnitude over too few is protected like a small count.
+            let n = if from_rollup { sum(col(crate::rollup::value_count(name))) } else { count(column()) };
+            aggregates.push(with_condition(n)?.alias(records.as_str()));
+            counted.push((records.clone(), coalesce(vec![col(records.as_str()), lit(0i64)])));
+        }
         if let Some(noise) = &plan.noise
-            && matches!(aggregate, Aggregate::Count | Aggregate::CountDistinct | Aggregate::Avg)
+            && (magnitude || matches!(aggregate, Aggregate::Count | Aggregate::CountDistinct))
         {
             // The cell key of a count: the (wrapping) sum of the record keys of the units it counts, each distinct
-            // unit once for a distinct count. An average is a sum over a count, and that count is perturbed too:
-            // else the average next to the sum would give the exact count away.
+            // unit once for a distinct count. A magnitude's key is that of its facts with a value, whose count is
+            // perturbed too: else an average next to its sum would give the exact count away.
             let record_key = crate::cellkey::record_key_of;
+            let stored_key = |name: &str| with_condition(sum(col(crate::cellkey::stored_key_column(name))));
             let (target, key_sum) = match (aggregate, from_rollup) {
                 (Aggregate::Count, false) => (name.to_owned(), with_condition(sum(record_key(col(noise.unit.as_str()))))?),
                 (Aggregate::CountDistinct, false) if condition.is_some() => (name.to_owned(), with_condition(sum(record_key(column())))?),
-                (Aggregate::CountDistinct, false) => (name.to_owned(), sum(record_key(column())).distinct().build()?),
-                (Aggregate::Avg, false) => {
-                    let counted = column().is_not_null();
-                    let only = condition.clone().map_or(counted.clone(), |c| c.and(counted));
-                    (format!("__n_{name}"), sum(record_key(col(noise.unit.as_str()))).filter(only).build()?)
-                }
-                (Aggregate::Avg, true) => (format!("__n_{name}"), with_condition(sum(col(crate::cellkey::stored_key_column(name))))?),
-                (Aggregate::Count, true) => (name.to_owned(), with_condition(sum(col(crate::cellkey::stored_key_column(name))))?),
-                _ => {
+                (Aggregate::CountDistinct, false) => (name.to_owned(), crate::cellkey::key_sum_of(column()).distinct().build()?),
+                (Aggregate::Count, true) => (name.to_owned(), stored_key(name)?),
+                (Aggregate::CountDistinct, true) => {
                     // One union of the bitmaps gives both the count and the key (see `bitmap::count_and_key_of`).
                     let packed = format!("__packed_{name}");
                     aggregates.push(with_condition(crate::bitmap::count_and_key_of(col(name)))?.alias(packed.as_str()));
@@ -407,11 +411,25 @@ async fn aggregate_facts(
                     counted.push((name.to_owned(), col(packed.as_str()) / shift.clone()));
                     (name.to_owned(), col(packed.as_str()) % shift)
                 }
+                (_, false) => {
+                    let counted = column().is_not_null();
+                    let only = condition.clone().map_or(counted.clone(), |c| c.and(counted));
+                    aggregates.push(with_condition(max(abs(column())))?.alias(crate::cellkey::largest_column(name)));
+                    (records.clone(), sum(record_key(col(noise.unit.as_str()))).filter(only).build()?)
+                }
+                (_, true) => {
+                    aggregates.push(with_condition(max(col(crate::rollup::largest(name))))?.alias(crate::cellkey::largest_column(name)));
+                    (records.clone(), stored_key(name)?)
+                }
             };
             if from_rollup && *aggregate == Aggregate::CountDistinct {
                 counted.push((crate::cellkey::key_column(&target), key_sum));
             } else {
                 aggregates.push(key_sum.alias(crate::cellkey::key_column(&target)));
+            }
+            if magnitude {
+                let value = if *aggregate == Aggregate::Avg { format!("__sum_{name}") } else { name.to_owned() };
+                magnitudes.push((value, name.to_owned()));
             }
             perturbed.push(target);
         }
@@ -425,13 +443,11 @@ async fn aggregate_facts(
             }
             (Aggregate::Avg, true) => {
                 aggregates.push(e.alias(format!("__sum_{name}")));
-                aggregates.push(with_condition(sum(col(crate::rollup::avg_count(name))))?.alias(format!("__n_{name}")));
-                after.push((name, ratio(col(format!("__sum_{name}")), col(format!("__n_{name}")))));
+                after.push((name, ratio(col(format!("__sum_{name}")), col(records.as_str()))));
             }
             (Aggregate::Avg, false) if plan.noise.is_some() => {
                 aggregates.push(with_condition(sum(cast(column(), DataType::Float64)))?.alias(format!("__sum_{name}")));
-                aggregates.push(with_condition(count(column()))?.alias(format!("__n_{name}")));
-                after.push((name, ratio(col(format!("__sum_{name}")), col(format!("__n_{name}")))));
+                after.push((name, ratio(col(format!("__sum_{name}")), col(records.as_str()))));
             }
             _ => aggregates.push(e.alias(name)),
         }
@@ -448,7 +464,7 @@ async fn aggregate_facts(
             }
         })
         .collect();
-    let mut out = df.clone().aggregate(group.clone(), aggregates)?;
+    let mut out = aggregate_unaliased(df.clone(), group.clone(), aggregates)?;
     for (name, e) in counted {
         out = out.with_column(&name, e)?;
     }
@@ -458,6 +474,13 @@ async fn aggregate_facts(
         for name in &perturbed {
             let published = crate::cellkey::perturb(&noise.ptable, col(name.as_str()), col(crate::cellkey::key_column(name)));
             out = out.with_column(name, published)?;
+        }
+        for (value, measure) in &magnitudes {
+            let records = crate::disclosure::records_column(measure);
+            let largest = col(crate::cellkey::largest_column(measure));
+            let published = crate::cellkey::perturb_magnitudes(noise, col(value.as_str()), largest, col(crate::cellkey::key_column(&records)));
+            // A magnitude whose count of values is published as 0 is not shown: nothing is said to be there.
+            out = out.with_column(value, when(col(records.as_str()).eq(lit(0i64)), lit(ScalarValue::Null)).otherwise(published)?)?;
         }
         // A cell whose counts are all published as 0 is shown as no cell at all, as a cell without facts is:
         // otherwise its row would tell that it has at least one unit, which the noise hid.
@@ -491,6 +514,39 @@ async fn aggregate_facts(
     Ok(out)
 }
 
+/// `df.aggregate(group, aggregates)` with each aggregate named after the aggregation, by a projection: DataFusion
+/// rewrites distinct aggregates of one column into a grouping by that column (much faster than a set per group)
+/// only where the aggregation's expressions are plain aggregates, not aliases. Equal aggregates are computed once.
+fn aggregate_unaliased(df: DataFrame, group: Vec<Expr>, aggregates: Vec<Expr>) -> Result<DataFrame> {
+    let mut plain: Vec<Expr> = Vec::new();
+    // Each wanted name and the position of its aggregate in `plain`.
+    let mut names: Vec<(String, usize)> = Vec::new();
+    for e in aggregates {
+        let (e, name) = match e {
+            Expr::Alias(a) => (*a.expr, a.name),
+            e => {
+                let name = e.schema_name().to_string();
+                (e, name)
+            }
+        };
+        let at = plain.iter().position(|p| *p == e).unwrap_or_else(|| {
+            // Two aggregates that differ only where their names do not show (a cast) keep a name of their own.
+            let clash = plain.iter().any(|p| p.schema_name().to_string() == e.schema_name().to_string());
+            plain.push(if clash { e.alias(format!("__aggregate{}", plain.len())) } else { e });
+            plain.len() - 1
+        });
+        names.push((name, at));
+    }
+    let grouped = group.len();
+    let out = df.aggregate(group, plain)?;
+    // The aggregation's output: its groups, then its aggregates, in order.
+    let field = |i: usize| Expr::Column(datafusion::common::Column::from(out.schema().qualified_field(i)));
+    let keys = (0..grouped).map(field);
+    let named = names.into_iter().map(|(name, at)| field(grouped + at).alias(name));
+    let select: Vec<Expr> = keys.chain(named).collect();
+    Ok(out.select(select)?)
+}
+
 fn missing_facts(plan: &CubePlan<'_>) -> Error {
     Error::DataFusion(datafusion::error::DataFusionError::Internal(format!("no facts were handed in for cube {}", plan.cube.name())))
 }
@@ -499,7 +555,7 @@ fn missing_facts(plan: &CubePlan<'_>) -> Error {
 /// keys, so that cells of either side appear and nothing fans out. Counts and sums a side has no cell for are 0.
 async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts, grain: &[usize], needed: &[&PlannedMeasure<'_>]) -> Result<DataFrame> {
     let mut joined: Option<DataFrame> = None;
-    let mut zero_if_missing: Vec<&str> = Vec::new();
+    let mut zero_if_missing: Vec<String> = Vec::new();
     for side in &plan.sides {
         let from: Vec<(&str, &str)> = needed
             .iter()
@@ -520,11 +576,17 @@ async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts,
                 // The dominance rule follows the sum across: its largest contribution comes along.
                 select.push(col(crate::disclosure::top_column(measure)).alias(crate::disclosure::top_column(name)));
             }
+            if side.count_parts(measure).iter().any(|p| p.column == crate::disclosure::records_column(measure)) {
+                // A magnitude's count of facts follows it across, for disclosure control.
+                let records = crate::disclosure::records_column(name);
+                select.push(col(crate::disclosure::records_column(measure)).alias(records.as_str()));
+                zero_if_missing.push(records);
+            }
             let additive = side.cube.measure(measure).is_ok_and(|m| {
                 matches!(m.kind(), MeasureKind::Aggregate { aggregate: Aggregate::Count | Aggregate::CountDistinct | Aggregate::Sum, .. })
             });
             if additive {
-                zero_if_missing.push(name);
+                zero_if_missing.push((*name).to_owned());
             }
         }
         let frame = frame.select(select)?;
@@ -534,9 +596,9 @@ async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts,
         });
     }
     let mut df = joined.expect("planned: a drill-across query wants a measure of at least one cube");
-    for name in zero_if_missing {
+    for name in &zero_if_missing {
         let ty = df.schema().field_with_unqualified_name(name)?.data_type().clone();
-        df = df.with_column(name, coalesce(vec![col(name), cast(lit(0), ty)]))?;
+        df = df.with_column(name, coalesce(vec![col(name.as_str()), cast(lit(0), ty)]))?;
     }
     Ok(df)
 }

@@ -1,6 +1,7 @@
 //! Rollups: a cube's facts pre-aggregated at the levels a rollup declares, storing for each aggregate measure
-//! what it takes to aggregate it again (a count, a sum, a minimum or maximum, an average's sum and count, a
-//! distinct count's bitmap of dense ids), with the measure's filter already applied. Building rollups is one
+//! what it takes to aggregate it again (a count, a sum, a minimum or maximum, an average's sum, a distinct count's
+//! bitmap of dense ids; a magnitude's count of values; for the cell key method a count's or magnitude's record-key
+//! sum and a magnitude's largest value), with the measure's filter already applied. Building rollups is one
 //! DataFusion aggregation over the facts with a grouping set per rollup ([`scans`], [`build_frame`],
 //! [`rollup_rows`]); answering from one is the same execution as over facts, with the
 //! plan moved to the rollup's levels ([`at_rollup`]) once [`check`] found that the rollup answers it exactly.
@@ -14,23 +15,28 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
 use datafusion::logical_expr::{Expr, ExprFunctionExt, GroupingSet, cast, lit};
-use datafusion::prelude::{DataFrame, SessionContext, col};
+use datafusion::prelude::{DataFrame, SessionContext, abs, col};
 use kubus_model::{Aggregate, Cube, MeasureKind, MemberRef, Model, Rollup};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Bumped whenever the stored layout changes, so that rollups written by an older kubus are rebuilt.
-const FORMAT: &str = "kubus-rollup-2";
+const FORMAT: &str = "kubus-rollup-3";
 
-/// The column of an average's sum in a rollup (its count is [`avg_count`]).
+/// The column of an average's sum in a rollup (its count is [`value_count`]).
 pub fn avg_sum(measure: &str) -> String {
     format!("{measure}__sum")
 }
 
-/// The column of an average's count of values in a rollup.
-pub fn avg_count(measure: &str) -> String {
+/// The column of a magnitude's (sum, average, minimum, maximum) count of values in a rollup.
+pub fn value_count(measure: &str) -> String {
     format!("{measure}__n")
+}
+
+/// The column of a magnitude's largest single value (in absolute terms) in a rollup, for the cell key method.
+pub fn largest(measure: &str) -> String {
+    format!("{measure}__max")
 }
 
 /// The value columns whose distinct counts a cube's rollups store as bitmaps, each needing a dictionary of ids.
@@ -187,7 +193,7 @@ fn level_column(model: &Model, cube: &Cube, role: &str, level: usize) -> Result<
 }
 
 /// The rows of rollup `which` of `rollups` out of their [`build_frame`] (run or not): the role columns holding
-/// member keys at the rollup's levels, and one or two value columns per stored measure.
+/// member keys at the rollup's levels, and the value columns of each stored measure.
 pub fn rollup_rows(model: &Model, cube: &Cube, rollups: &[&Rollup], which: usize, built: DataFrame) -> Result<DataFrame> {
     let rollup = rollups[which];
     let mut columns = Vec::new();
@@ -209,8 +215,9 @@ pub fn rollup_rows(model: &Model, cube: &Cube, rollups: &[&Rollup], which: usize
 }
 
 /// The aggregates over the facts that a rollup stores for an aggregate measure (none for other measures): a
-/// count, sum, minimum or maximum under the measure's name, an average's sum and count, a distinct count's bitmap;
-/// each with the measure's filter applied.
+/// count, sum, minimum or maximum under the measure's name, an average's sum, a distinct count's bitmap; a
+/// magnitude's count of values; the cell key method's record-key sums and largest values where the cube has units
+/// (see the module); each with the measure's filter applied.
 fn stored_aggregates(model: &Model, cube: &Cube, name: &str) -> Result<Vec<Expr>> {
     let m = cube.measure(name)?;
     let MeasureKind::Aggregate { aggregate, column, filter, .. } = m.kind() else { return Ok(Vec::new()) };
@@ -227,25 +234,37 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str) -> Result<Vec<Expr>
         })
     };
     let value = || col(column.as_deref().expect("validated: non-count measures have a column"));
+    let key_sum = |only: Option<Expr>| -> Result<Expr> {
+        let unit = crate::cellkey::unit_column(cube).expect("checked by the caller");
+        let e = sum(crate::cellkey::record_key_of(col(unit)));
+        Ok(match only {
+            Some(c) => e.filter(c).build()?,
+            None => e,
+        })
+    };
     Ok(match aggregate {
         Aggregate::Count => {
             let mut stored = vec![filtered(count(lit(1)))?.alias(name)];
             // The record-key sum of the counted facts, for the cell key method.
-            if let Some(unit) = crate::cellkey::unit_column(cube) {
-                stored.push(filtered(sum(crate::cellkey::record_key_of(col(unit))))?.alias(crate::cellkey::stored_key_column(name)));
+            if crate::cellkey::unit_column(cube).is_some() {
+                stored.push(key_sum(condition.clone())?.alias(crate::cellkey::stored_key_column(name)));
             }
             stored
         }
-        Aggregate::Sum => vec![filtered(sum(value()))?.alias(name)],
-        Aggregate::Min => vec![filtered(min(value()))?.alias(name)],
-        Aggregate::Max => vec![filtered(max(value()))?.alias(name)],
-        Aggregate::Avg => {
-            let mut stored = vec![filtered(sum(cast(value(), DataType::Float64)))?.alias(avg_sum(name)), filtered(count(value()))?.alias(avg_count(name))];
-            // The record-key sum of the facts with a value, for the cell key method's noise on the average's count.
-            if let Some(unit) = crate::cellkey::unit_column(cube) {
+        Aggregate::Sum | Aggregate::Min | Aggregate::Max | Aggregate::Avg => {
+            let mut stored = match aggregate {
+                Aggregate::Sum => vec![filtered(sum(value()))?.alias(name)],
+                Aggregate::Min => vec![filtered(min(value()))?.alias(name)],
+                Aggregate::Max => vec![filtered(max(value()))?.alias(name)],
+                _ => vec![filtered(sum(cast(value(), DataType::Float64)))?.alias(avg_sum(name))],
+            };
+            // How many facts have a value: a magnitude over too few is protected like a small count.
+            stored.push(filtered(count(value()))?.alias(value_count(name)));
+            // For the cell key method: the record-key sum of the facts with a value, and the largest value.
+            if crate::cellkey::unit_column(cube).is_some() {
                 let counted = value().is_not_null();
-                let only = condition.clone().map_or(counted.clone(), |c| c.and(counted));
-                stored.push(sum(crate::cellkey::record_key_of(col(unit))).filter(only).build()?.alias(crate::cellkey::stored_key_column(name)));
+                stored.push(key_sum(Some(condition.clone().map_or(counted.clone(), |c| c.and(counted))))?.alias(crate::cellkey::stored_key_column(name)));
+                stored.push(filtered(max(abs(value())))?.alias(largest(name)));
             }
             stored
         }

@@ -307,7 +307,8 @@ impl Project {
             let protected = !role.is_some_and(|r| r.bypass_disclosure) && settings.threshold_for(cube.name()).is_some();
             match (&self.ptable, kubus_query::cellkey::unit_column(cube)) {
                 (Some(ptable), Some(unit)) if protected && method == kubus_model::Method::CellKey => {
-                    Some(kubus_query::cellkey::Noise { ptable: ptable.clone(), unit: unit.to_owned() })
+                    let magnitude = settings.cell_key.as_ref().map_or(kubus_model::CellKeySettings::DEFAULT_MAGNITUDE, |c| c.magnitude);
+                    Some(kubus_query::cellkey::Noise { ptable: ptable.clone(), unit: unit.to_owned(), magnitude })
                 }
                 _ => None,
             }
@@ -330,9 +331,11 @@ impl Project {
                 let how = match (&p.noise, settings.threshold_for(cube)) {
                     _ if bypass => "ungeschützte Zahlen (die Rolle umgeht die Geheimhaltung)".to_owned(),
                     (Some(noise), _) => format!(
-                        "Cell-Key-Verfahren: jede Fallzahl ist um bis zu ±{} verändert, dieselbe Zelle immer gleich \
+                        "Cell-Key-Verfahren: jede Fallzahl ist um bis zu ±{} verändert, jede Summe und jeder \
+                         Durchschnitt um bis zu {} % des größten Einzelwerts der Zelle, dieselbe Zelle immer gleich \
                          (Tabelle {}); Summen und Anteile ergeben sich daher nicht exakt aus den Einzelwerten",
                         noise.ptable.max_noise(),
+                        noise.magnitude,
                         noise.ptable.fingerprint()
                     ),
                     (None, None) => "keine Geheimhaltung nötig (keine Angaben über Personen)".to_owned(),

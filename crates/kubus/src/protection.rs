@@ -2,7 +2,7 @@
 //! first time a project opens the warehouse, and compared with the project file every time after. A project file
 //! that would protect the same warehouse less — suppression where the cell key method applied, another
 //! perturbation table (answers under two tables could be set against each other), a lower threshold, more exempt
-//! cubes, a new role that bypasses protection or runs SQL — is refused, so that `-C` with another `kubus.toml`
+//! cubes, a new role that bypasses protection or runs SQL, another size of the magnitudes' noise — is refused, so that `-C` with another `kubus.toml`
 //! cannot redirect a warehouse to a weaker configuration. An intended change is adopted with
 //! `kubus protection --adopt` by whoever may write the warehouse.
 
@@ -37,6 +37,10 @@ pub struct ProtectionRecord {
     /// Roles that may read the quarantine's raw values.
     #[serde(default)]
     pub quarantine_roles: BTreeSet<String>,
+    /// The largest noise of magnitudes in percent, if the cell key method is configured (absent in records
+    /// written before magnitudes were perturbed).
+    #[serde(default)]
+    pub magnitude: Option<u32>,
 }
 
 impl ProtectionRecord {
@@ -54,6 +58,7 @@ impl ProtectionRecord {
             sql_roles: config.roles.iter().filter(|r| r.sql).map(|r| r.name.clone()).collect(),
             suppressed_roles: config.roles.iter().filter(|r| r.method.is_some_and(weak_method)).map(|r| r.name.clone()).collect(),
             quarantine_roles: config.roles.iter().filter(|r| r.quarantine).map(|r| r.name.clone()).collect(),
+            magnitude: d.cell_key.as_ref().map(|c| c.magnitude),
         }
     }
 
@@ -69,6 +74,12 @@ impl ProtectionRecord {
                 self.ptable.as_deref().unwrap_or("(none)"),
                 recorded.ptable.as_deref().unwrap_or("(none)")
             ));
+        }
+        // Any other size, not only a smaller one: the same cell under two sizes has the same factor, and two
+        // equations give the exact value.
+        if recorded.magnitude.is_some() && self.magnitude != recorded.magnitude {
+            let percent = |m: Option<u32>| m.map_or("(none)".to_owned(), |m| format!("{m} %"));
+            out.push(format!("magnitude noise {} instead of {}", percent(self.magnitude), percent(recorded.magnitude)));
         }
         if self.threshold < recorded.threshold {
             out.push(format!("threshold {} instead of {}", self.threshold, recorded.threshold));
@@ -146,6 +157,7 @@ mod tests {
             sql_roles: ["statistik".to_owned()].into(),
             suppressed_roles: BTreeSet::new(),
             quarantine_roles: BTreeSet::new(),
+            magnitude: Some(25),
         }
     }
 
@@ -164,8 +176,10 @@ mod tests {
         weaker.threshold = 1;
         weaker.exempt.insert("newcomers".into());
         weaker.bypass_roles.insert("gast".into());
+        weaker.magnitude = Some(30);
         let found = weaker.weaker_than(&recorded);
-        assert_eq!(found.len(), 5, "{found:?}");
+        assert_eq!(found.len(), 6, "{found:?}");
+        assert!(found.iter().any(|f| f == "magnitude noise 30 % instead of 25 %"), "a larger noise is another noise too");
         assert!(found[0].contains("method suppression instead of cell_key"));
         assert!(found.iter().any(|f| f == "roles that bypass protection: gast"));
     }

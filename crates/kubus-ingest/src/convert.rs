@@ -8,7 +8,7 @@ use crate::header::{Header, Part, Resolved, WideColumn};
 use crate::rows::{Cell, Row};
 use crate::{PseudonymKey, Rejection, Result};
 use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::array::{ArrayBuilder, ArrayRef, DictionaryArray, Float64Builder, Int32Builder, Int64Builder, StringBuilder};
+use datafusion::arrow::array::{ArrayBuilder, ArrayRef, AsArray, DictionaryArray, Int32Array, Float64Builder, Int32Builder, Int64Builder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Int32Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use kubus_model::{ColumnType, Cube, Dimension, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key};
@@ -23,7 +23,8 @@ pub const STATUS_COLUMN: &str = "_status";
 
 /// The Arrow schema of a cube's facts as ingest produces them: one non-null column per dimension role (the
 /// member key at the fact level, as a dictionary of the dimension's keys: a fact carries a number, not a copy of
-/// the key), then the value columns, then the cell status.
+/// the key), then the value columns, then the cell status, then — for a cube with units (persons) — each fact's
+/// stored record key ([`kubus_model::RECORD_KEY_COLUMN`]), derived from its unit.
 pub fn fact_schema(cube: &Cube) -> SchemaRef {
     let member = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let mut fields: Vec<ArrowField> = cube.dimensions().iter().map(|d| ArrowField::new(d.name(), member.clone(), false)).collect();
@@ -36,6 +37,10 @@ pub fn fact_schema(cube: &Cube) -> SchemaRef {
         ArrowField::new(c.name(), ty, true)
     }));
     fields.push(ArrowField::new(STATUS_COLUMN, DataType::Utf8, true));
+    if cube.unit_column().is_some() {
+        // Delta has no unsigned integers: the 16 bits as a non-negative 32-bit number.
+        fields.push(ArrowField::new(kubus_model::RECORD_KEY_COLUMN, DataType::Int32, true));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -146,6 +151,8 @@ pub struct Converter<'a> {
     key: &'a PseudonymKey,
     date_formats: &'a [String],
     schema: SchemaRef,
+    /// The unit column's slot, whose values give each fact's stored record key.
+    unit: Option<usize>,
     roles: Vec<&'a Dimension>,
     numeric_slots: Vec<usize>,
     fields: Vec<FieldPlan<'a>>,
@@ -230,10 +237,12 @@ impl<'a> Converter<'a> {
         let cube = model.cube(source.cube())?;
         let schema = fact_schema(cube);
         let roles = cube.dimensions().iter().map(|r| model.dimension(r.dimension())).collect::<std::result::Result<Vec<_>, _>>()?;
+        // The status and the record key are not read from the line.
+        let unit = cube.unit_column().map(|u| schema.index_of(u)).transpose()?;
         let builders = schema
             .fields()
             .iter()
-            .take(schema.fields().len() - 1)
+            .take(schema.fields().len() - 1 - usize::from(unit.is_some()))
             .enumerate()
             .map(|(slot, f)| match f.data_type() {
                 DataType::Int64 => Builder::Integer(Int64Builder::new()),
@@ -306,6 +315,7 @@ impl<'a> Converter<'a> {
             key,
             date_formats: source.date_formats(),
             schema,
+            unit,
             roles,
             numeric_slots,
             fields,
@@ -858,6 +868,11 @@ impl<'a> Converter<'a> {
             })
             .collect::<Result<_>>()?;
         columns.push(Arc::new(self.status.finish()));
+        if let Some(unit) = self.unit {
+            let units = datafusion::arrow::compute::cast(&columns[unit], &DataType::Utf8)?;
+            let keys: Int32Array = units.as_string::<i32>().iter().map(|u| u.map(|u| i32::from(kubus_model::stored_record_key(u)))).collect();
+            columns.push(Arc::new(keys));
+        }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }

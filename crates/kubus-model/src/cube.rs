@@ -320,6 +320,15 @@ impl Cube {
     pub fn measures(&self) -> &[Measure] {
         &self.measures
     }
+
+    /// The column whose values are the cube's units (persons): the column its distinct counts count, the first
+    /// one declared if there are several. A cube without one has no record keys, and its counts no cell keys.
+    pub fn unit_column(&self) -> Option<&str> {
+        self.measures.iter().find_map(|m| match m.kind() {
+            MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, column: Some(c), .. } => Some(c.as_str()),
+            _ => None,
+        })
+    }
     /// A measure by name.
     pub fn measure(&self, name: &str) -> Result<&Measure> {
         self.measures

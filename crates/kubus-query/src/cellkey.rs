@@ -25,7 +25,6 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::Expr;
-use kubus_model::{Aggregate, Cube, MeasureKind};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -310,49 +309,16 @@ fn round_to_keys(support: &[i64], p: &[f64], keys: u32) -> Vec<u32> {
     counts
 }
 
-/// A unit's record key: the first 64 bits of its pseudonym (hex, an HMAC-SHA-256 under the project key). A unit
-/// that is no pseudonym (a cube whose sources map a plain identifier) gets 64 bits of a fixed hash of its text
-/// (FNV-1a, then MurmurHash3's finaliser to spread the bits): record keys must never change between versions of
-/// kubus, or two versions' answers could be subtracted. Either way the same person has the same key in every month
-/// and cube.
-pub fn record_key(unit: &str) -> i64 {
-    match unit.as_bytes().get(..16).and_then(hex) {
-        Some(key) => key as i64,
-        None => {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for &b in unit.as_bytes() {
-                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            h ^= h >> 33;
-            h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-            h ^= h >> 33;
-            h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-            h ^= h >> 33;
-            h as i64
-        }
+pub use kubus_model::record_key;
+
+/// The record keys of facts that have `schema`: their stored column (see [`kubus_model::RECORD_KEY_COLUMN`]), else
+/// computed from the unit column (a table written before kubus stored them).
+pub fn record_keys_in(schema: &datafusion::common::DFSchema, unit: &str) -> Expr {
+    if schema.has_column_with_unqualified_name(kubus_model::RECORD_KEY_COLUMN) {
+        datafusion::logical_expr::cast(datafusion::prelude::col(kubus_model::RECORD_KEY_COLUMN), DataType::Int64)
+    } else {
+        record_key_of(datafusion::prelude::col(unit))
     }
-}
-
-/// Sixteen hex digits as a number (the hot path of every count's cell key: no UTF-8 or radix machinery).
-fn hex(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |value, &c| {
-        let digit = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        Some((value << 4) | u64::from(digit))
-    })
-}
-
-/// The column whose values are a cube's units (persons): the column its distinct counts count, the first one
-/// declared if there are several. A cube without one has no record keys, and its counts no cell keys.
-pub fn unit_column(cube: &Cube) -> Option<&str> {
-    cube.measures().iter().find_map(|m| match m.kind() {
-        MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, column: Some(c), .. } => Some(c.as_str()),
-        _ => None,
-    })
 }
 
 /// The column of a rollup that stores a count's record-key sum.

@@ -396,11 +396,11 @@ async fn aggregate_facts(
             // The cell key of a count: the (wrapping) sum of the record keys of the units it counts, each distinct
             // unit once for a distinct count. A magnitude's key is that of its facts with a value, whose count is
             // perturbed too: else an average next to its sum would give the exact count away.
-            let record_key = crate::cellkey::record_key_of;
+            let record_keys = crate::cellkey::record_keys_in(df.schema(), &noise.unit);
             let stored_key = |name: &str| with_condition(sum(col(crate::cellkey::stored_key_column(name))));
             let (target, key_sum) = match (aggregate, from_rollup) {
-                (Aggregate::Count, false) => (name.to_owned(), with_condition(sum(record_key(col(noise.unit.as_str()))))?),
-                (Aggregate::CountDistinct, false) if condition.is_some() => (name.to_owned(), with_condition(sum(record_key(column())))?),
+                (Aggregate::Count, false) => (name.to_owned(), with_condition(sum(record_keys))?),
+                (Aggregate::CountDistinct, false) if condition.is_some() => (name.to_owned(), with_condition(sum(crate::cellkey::record_key_of(column())))?),
                 (Aggregate::CountDistinct, false) => (name.to_owned(), crate::cellkey::key_sum_of(column()).distinct().build()?),
                 (Aggregate::Count, true) => (name.to_owned(), stored_key(name)?),
                 (Aggregate::CountDistinct, true) => {
@@ -415,7 +415,7 @@ async fn aggregate_facts(
                     let counted = column().is_not_null();
                     let only = condition.clone().map_or(counted.clone(), |c| c.and(counted));
                     aggregates.push(with_condition(max(abs(column())))?.alias(crate::cellkey::largest_column(name)));
-                    (records.clone(), sum(record_key(col(noise.unit.as_str()))).filter(only).build()?)
+                    (records.clone(), sum(record_keys).filter(only).build()?)
                 }
                 (_, true) => {
                     aggregates.push(with_condition(max(col(crate::rollup::largest(name))))?.alias(crate::cellkey::largest_column(name)));

@@ -161,9 +161,10 @@ pub fn build_frame(ctx: &SessionContext, model: &Model, cube: &Cube, rollups: &[
             measures.push(m);
         }
     }
+    let record_keys = cube.unit_column().map(|unit| crate::cellkey::record_keys_in(df.schema(), unit));
     let mut aggregates = Vec::new();
     for name in measures {
-        aggregates.extend(stored_aggregates(model, cube, name)?);
+        aggregates.extend(stored_aggregates(model, cube, name, record_keys.as_ref())?);
     }
     let group = if let [rollup] = rollups {
         rollup.levels().iter().map(group_expr).collect::<Result<Vec<_>>>()?
@@ -201,7 +202,9 @@ pub fn rollup_rows(model: &Model, cube: &Cube, rollups: &[&Rollup], which: usize
         columns.push(cast(col(level_column(model, cube, role, *level)?), DataType::Utf8).alias(role.as_str()));
     }
     for name in rollup.measures() {
-        columns.extend(stored_aggregates(model, cube, name)?.iter().map(|a| col(a.schema_name().to_string())));
+        // Only the names matter here (each aggregate is aliased), not where the record keys come from.
+        let record_keys = cube.unit_column().map(|unit| crate::cellkey::record_key_of(col(unit)));
+        columns.extend(stored_aggregates(model, cube, name, record_keys.as_ref())?.iter().map(|a| col(a.schema_name().to_string())));
     }
     let built = if rollups.len() > 1 {
         // GROUPING(levels…): bit i (from the right) is set when level i (from the end) is not grouped.
@@ -218,7 +221,7 @@ pub fn rollup_rows(model: &Model, cube: &Cube, rollups: &[&Rollup], which: usize
 /// count, sum, minimum or maximum under the measure's name, an average's sum, a distinct count's bitmap; a
 /// magnitude's count of values; the cell key method's record-key sums and largest values where the cube has units
 /// (see the module); each with the measure's filter applied.
-fn stored_aggregates(model: &Model, cube: &Cube, name: &str) -> Result<Vec<Expr>> {
+fn stored_aggregates(model: &Model, cube: &Cube, name: &str, record_keys: Option<&Expr>) -> Result<Vec<Expr>> {
     let m = cube.measure(name)?;
     let MeasureKind::Aggregate { aggregate, column, filter, .. } = m.kind() else { return Ok(Vec::new()) };
     let condition = filter
@@ -235,8 +238,7 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str) -> Result<Vec<Expr>
     };
     let value = || col(column.as_deref().expect("validated: non-count measures have a column"));
     let key_sum = |only: Option<Expr>| -> Result<Expr> {
-        let unit = crate::cellkey::unit_column(cube).expect("checked by the caller");
-        let e = sum(crate::cellkey::record_key_of(col(unit)));
+        let e = sum(record_keys.cloned().expect("checked by the caller: the cube has units"));
         Ok(match only {
             Some(c) => e.filter(c).build()?,
             None => e,
@@ -246,7 +248,7 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str) -> Result<Vec<Expr>
         Aggregate::Count => {
             let mut stored = vec![filtered(count(lit(1)))?.alias(name)];
             // The record-key sum of the counted facts, for the cell key method.
-            if crate::cellkey::unit_column(cube).is_some() {
+            if record_keys.is_some() {
                 stored.push(key_sum(condition.clone())?.alias(crate::cellkey::stored_key_column(name)));
             }
             stored
@@ -261,7 +263,7 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str) -> Result<Vec<Expr>
             // How many facts have a value: a magnitude over too few is protected like a small count.
             stored.push(filtered(count(value()))?.alias(value_count(name)));
             // For the cell key method: the record-key sum of the facts with a value, and the largest value.
-            if crate::cellkey::unit_column(cube).is_some() {
+            if record_keys.is_some() {
                 let counted = value().is_not_null();
                 stored.push(key_sum(Some(condition.clone().map_or(counted.clone(), |c| c.and(counted))))?.alias(crate::cellkey::stored_key_column(name)));
                 stored.push(filtered(max(abs(value())))?.alias(largest(name)));

@@ -222,7 +222,17 @@ impl Project {
         };
         let mut known = self.warehouse().ingested_hashes(&cube).await?;
 
-        let schema = kubus_ingest::fact_schema(model.cube(&cube)?);
+        let mut schema = kubus_ingest::fact_schema(model.cube(&cube)?);
+        // A table written before facts stored their record keys gets none: its older facts have none either, and
+        // queries compute every key from the unit where the table has no column for them.
+        let keyless = match self.warehouse().facts(&datafusion::prelude::SessionContext::new(), &cube, None).await? {
+            Some((table, _)) => table.schema().index_of(kubus_model::RECORD_KEY_COLUMN).is_err(),
+            None => false,
+        };
+        let record_key = schema.index_of(kubus_model::RECORD_KEY_COLUMN).ok().filter(|_| keyless);
+        if let Some(at) = record_key {
+            schema = std::sync::Arc::new(schema.project(&without(schema.fields().len(), at)).expect("a column of the schema"));
+        }
         // A dry run stages nothing; it keeps the first facts to show. Otherwise the facts are staged on a
         // thread of their own (ordering them by period and spilling them), while this one reads and converts.
         let staging = if options.dry_run { None } else { Some(self.warehouse().stage(&cube, schema, source.replace_key(), model.cube(&cube)?.time_role().map(|r| r.name()))?) };
@@ -244,7 +254,15 @@ impl Project {
                 }
                 None => (None, None),
             };
-            let read = self.read_files(model, source, files, &key, &mut known, progress, &mut |staged| match &to_stager {
+            let read = self.read_files(model, source, files, &key, &mut known, progress, &mut |staged| {
+                let staged = match (staged, record_key) {
+                    (Staged::Facts { file, sha256, batch }, Some(at)) => {
+                        let batch = batch.project(&without(batch.num_columns(), at)).expect("the facts have their record keys");
+                        Staged::Facts { file, sha256, batch }
+                    }
+                    (staged, _) => staged,
+                };
+                match &to_stager {
                 // A closed channel means the stager stopped on an error, which its join reports.
                 Some(tx) => tx.send(staged).is_ok(),
                 None => {
@@ -252,6 +270,7 @@ impl Project {
                         preview = Some(as_text(&batch.slice(0, options.preview.min(batch.num_rows()))));
                     }
                     true
+                }
                 }
             });
             drop(to_stager);
@@ -371,6 +390,11 @@ impl Project {
         }
         Ok((reports, rejected, converted_names))
     }
+}
+
+/// The column numbers `0..columns` without `at`.
+fn without(columns: usize, at: usize) -> Vec<usize> {
+    (0..columns).filter(|&c| c != at).collect()
 }
 
 /// Facts as the table holds them: members as text, not as numbers of the dimension's dictionary.

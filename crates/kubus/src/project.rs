@@ -305,7 +305,7 @@ impl Project {
         let decide = |cube: &kubus_model::Cube| {
             let method = options.method.unwrap_or_else(|| settings.method_for(cube.name(), role));
             let protected = !role.is_some_and(|r| r.bypass_disclosure) && settings.threshold_for(cube.name()).is_some();
-            match (&self.ptable, kubus_query::cellkey::unit_column(cube)) {
+            match (&self.ptable, cube.unit_column()) {
                 (Some(ptable), Some(unit)) if protected && method == kubus_model::Method::CellKey => {
                     let magnitude = settings.cell_key.as_ref().map_or(kubus_model::CellKeySettings::DEFAULT_MAGNITUDE, |c| c.magnitude);
                     Some(kubus_query::cellkey::Noise { ptable: ptable.clone(), unit: unit.to_owned(), magnitude })

@@ -5,7 +5,8 @@ facts, interleaved in one run on the same warehouse. Writes the table into bench
 
 The workload is the reference one (benches/workload.py); the project gets the sample project's perturbation table
 and `method = "cell_key"`. Its person numbers are plain text, not pseudonyms, so record keys are hashed from the
-text (see `kubus_query::cellkey::record_key`): the slower of the two ways a record key is made.
+text (see `kubus_model::record_key`) at ingest, which stores them with the facts; distinct counts hash the text of
+each distinct person again.
 
 Usage: run.py KUBUS QUERY_TIMING WORK_DIR [--rows N] [--rounds R] [--reps N] [--results]
 """
@@ -87,8 +88,8 @@ def main():
             f"The ten reference queries through the library (`query_timing`), exact (role `statistik`, which bypasses "
             f"protection) and with the cell key method (no role), through rollups and from the facts (`--no-rollups`); "
             f"{a.rounds} interleaved rounds of {a.reps} warm runs each, per query the median of the rounds' medians. "
-            f"Produced by `benches/cellkey/run.sh {a.rows}` on this machine ({os.cpu_count()} cores). Person numbers are "
-            "plain text here, so record keys are hashed from the text.",
+            f"Produced by `benches/cellkey/run.sh {a.rows}` on this machine ({os.cpu_count()} cores). Record keys are "
+            "stored with the facts at ingest (`_record_key`); distinct counts hash each distinct person's text.",
             "",
             *lines,
             "",

@@ -331,6 +331,26 @@ fn a_cell_has_one_value_in_every_answer() {
 }
 
 #[test]
+fn a_minimum_or_maximum_moves_with_itself() {
+    // The sample has no minimum or maximum; a copy gets both. Their noise is scaled to the value itself, so a
+    // published extreme is 12.5–25 % away from the true one (the sample's magnitude is 25 %), never exact.
+    let dir = crate::support::project_copy();
+    let cube = dir.path().join("cube-schemas/cubes/newcomers.toml");
+    let extremes = "\n[[measures]]\nname = \"least_hours\"\nlabel = \"Wenigste Kursstunden\"\naggregate = \"min\"\ncolumn = \"course_hours\"\n\n[[measures]]\nname = \"most_hours\"\nlabel = \"Meiste Kursstunden\"\naggregate = \"max\"\ncolumn = \"course_hours\"\n";
+    let text = std::fs::read_to_string(&cube).unwrap();
+    let at = text.find("\n# Rollups").expect("the cube's rollups follow its measures");
+    std::fs::write(&cube, format!("{}{extremes}{}", &text[..at], &text[at..])).unwrap();
+    assert_eq!(cli(dir.path(), &["demo"]).code, ExitCode::SUCCESS);
+    let args = ["newcomers", "-m", "least_hours", "-m", "most_hours", "-d", "district", "-c", "month=2024-06", "-c", "in_course=ja"];
+    for measure in ["least_hours", "most_hours"] {
+        let (published, truth) = (decimals(dir.path(), None, &args, measure), decimals(dir.path(), Some("statistik"), &args, measure));
+        let moved: Vec<f64> = truth.iter().filter(|(_, t)| **t > 0.0).filter_map(|(k, t)| published.get(k).map(|p| (p - t).abs() / t)).collect();
+        assert!(moved.len() >= 10, "{measure}: {} districts", moved.len());
+        assert!(moved.iter().all(|m| (0.125 - 1e-9..=0.25 + 1e-9).contains(m)), "{measure}: moved by {moved:?}");
+    }
+}
+
+#[test]
 fn a_table_written_before_record_keys_were_stored_answers_the_same() {
     // Facts written by an older kubus have no record-key column: queries then compute each key from the person,
     // and further ingests add none. Made here as kubus makes a table for a cube without units (no distinct count),

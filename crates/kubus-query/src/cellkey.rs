@@ -11,8 +11,8 @@
 //! row, whose distribution is the one for every large value. Zero stays zero.
 //!
 //! Magnitudes (sums, averages' sums, minima, maxima) get the method's variant for magnitudes: noise scaled to the
-//! cell's largest single value, `magnitude` percent of it times a factor between 0.5 and 1 with a sign, both from
-//! the cell key of the records that have a value ([`magnitude_noise`]). A value that one record alone makes up is
+//! cell's largest single value (a minimum's or maximum's to itself), `magnitude` percent of it times a factor
+//! between 0.5 and 1 with a sign, both from the cell key of the records that have a value ([`magnitude_noise`]). A value that one record alone makes up is
 //! never published exactly. Knows counts, values and keys, not the warehouse.
 
 use crate::{Error, Result};

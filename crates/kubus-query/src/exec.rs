@@ -343,9 +343,10 @@ async fn aggregate_facts(
     // other aggregates (averages) after it.
     let mut counted: Vec<(String, Expr)> = Vec::new();
     let mut after: Vec<(&str, Expr)> = Vec::new();
-    // Counts published with the cell key method's noise, and magnitudes (value column, measure).
+    // Counts published with the cell key method's noise, and magnitudes (value column, measure, whether the noise
+    // scales with the value itself: a minimum or maximum, else the cell's largest value).
     let mut perturbed: Vec<String> = Vec::new();
-    let mut magnitudes: Vec<(String, String)> = Vec::new();
+    let mut magnitudes: Vec<(String, String, bool)> = Vec::new();
     for pm in needed {
         let MeasureKind::Aggregate { aggregate, column, last_snapshot, dominance, .. } = pm.measure.kind() else { continue };
         let mut conditions: Vec<Expr> = pm.filter.iter().map(|c| cut_expr(c, shifted(c.role))).collect();
@@ -414,11 +415,15 @@ async fn aggregate_facts(
                 (_, false) => {
                     let counted = column().is_not_null();
                     let only = condition.clone().map_or(counted.clone(), |c| c.and(counted));
-                    aggregates.push(with_condition(max(abs(column())))?.alias(crate::cellkey::largest_column(name)));
+                    if matches!(aggregate, Aggregate::Sum | Aggregate::Avg) {
+                        aggregates.push(with_condition(max(abs(column())))?.alias(crate::cellkey::largest_column(name)));
+                    }
                     (records.clone(), sum(record_keys).filter(only).build()?)
                 }
                 (_, true) => {
-                    aggregates.push(with_condition(max(col(crate::rollup::largest(name))))?.alias(crate::cellkey::largest_column(name)));
+                    if matches!(aggregate, Aggregate::Sum | Aggregate::Avg) {
+                        aggregates.push(with_condition(max(col(crate::rollup::largest(name))))?.alias(crate::cellkey::largest_column(name)));
+                    }
                     (records.clone(), stored_key(name)?)
                 }
             };
@@ -429,7 +434,7 @@ async fn aggregate_facts(
             }
             if magnitude {
                 let value = if *aggregate == Aggregate::Avg { format!("__sum_{name}") } else { name.to_owned() };
-                magnitudes.push((value, name.to_owned()));
+                magnitudes.push((value, name.to_owned(), matches!(aggregate, Aggregate::Min | Aggregate::Max)));
             }
             perturbed.push(target);
         }
@@ -475,9 +480,9 @@ async fn aggregate_facts(
             let published = crate::cellkey::perturb(&noise.ptable, col(name.as_str()), col(crate::cellkey::key_column(name)));
             out = out.with_column(name, published)?;
         }
-        for (value, measure) in &magnitudes {
+        for (value, measure, own) in &magnitudes {
             let records = crate::disclosure::records_column(measure);
-            let largest = col(crate::cellkey::largest_column(measure));
+            let largest = col(if *own { value.clone() } else { crate::cellkey::largest_column(measure) });
             let published = crate::cellkey::perturb_magnitudes(noise, col(value.as_str()), largest, col(crate::cellkey::key_column(&records)));
             // A magnitude whose count of values is published as 0 is not shown: nothing is said to be there.
             out = out.with_column(value, when(col(records.as_str()).eq(lit(0i64)), lit(ScalarValue::Null)).otherwise(published)?)?;

@@ -262,11 +262,14 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str, record_keys: Option
             };
             // How many facts have a value: a magnitude over too few is protected like a small count.
             stored.push(filtered(count(value()))?.alias(value_count(name)));
-            // For the cell key method: the record-key sum of the facts with a value, and the largest value.
+            // For the cell key method: the record-key sum of the facts with a value, and a sum's or average's
+            // largest value (a minimum's or maximum's noise scales with itself).
             if record_keys.is_some() {
                 let counted = value().is_not_null();
                 stored.push(key_sum(Some(condition.clone().map_or(counted.clone(), |c| c.and(counted))))?.alias(crate::cellkey::stored_key_column(name)));
-                stored.push(filtered(max(abs(value())))?.alias(largest(name)));
+                if matches!(aggregate, Aggregate::Sum | Aggregate::Avg) {
+                    stored.push(filtered(max(abs(value())))?.alias(largest(name)));
+                }
             }
             stored
         }

@@ -5,9 +5,24 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const DISTRICTS: [&str; 18] = [
-    "Innenstadt Ost", "Innenstadt-Südwest", "Kotten", "Kaiserberg", "Grübentälchen", "Betzenberg", "Uniwohnstadt",
-    "Bännjerrück", "KL-West", "Erzhütten", "Einsiedlerhof", "Morlautern", "Erlenbach", "Mölschbach", "Dansenberg",
-    "Hohenecken", "Siegelbach", "Erfenbach",
+    "Innenstadt Ost",
+    "Innenstadt-Südwest",
+    "Kotten",
+    "Kaiserberg",
+    "Grübentälchen",
+    "Betzenberg",
+    "Uniwohnstadt",
+    "Bännjerrück",
+    "KL-West",
+    "Erzhütten",
+    "Einsiedlerhof",
+    "Morlautern",
+    "Erlenbach",
+    "Mölschbach",
+    "Dansenberg",
+    "Hohenecken",
+    "Siegelbach",
+    "Erfenbach",
 ];
 const NATIONS: [&str; 6] = ["Syrien", "Ukraine", "Afghanistan", "Türkei", "Rumänien", "Irak"];
 const STATUS: [&str; 4] = ["Aufenthaltsgestattung", "§ 24", "Duldung", "EU-Freizügigkeit"];

@@ -33,7 +33,12 @@ fn decimals(dir: &Path, role: Option<&str>, args: &[&str], measure: &str) -> Has
         .into_iter()
         .filter(|r| !r[at].is_empty())
         // A count published as 0 next to others that are not shows the zero symbol.
-        .map(|r| (keys.iter().map(|&k| r[k].as_str()).collect::<Vec<_>>().join("|"), if r[at] == "–" { 0.0 } else { r[at].parse::<f64>().unwrap() }))
+        .map(|r| {
+            (
+                keys.iter().map(|&k| r[k].as_str()).collect::<Vec<_>>().join("|"),
+                if r[at] == "–" { 0.0 } else { r[at].parse::<f64>().unwrap() },
+            )
+        })
         .collect()
 }
 
@@ -142,7 +147,8 @@ fn differencing_by_negation_sets_and_ranges_recovers_no_person() {
             let range = format!("month=2023-0{}..{month}", i + 1);
             let shorter = format!("month=2023-0{}..{}", i + 1, previous_month(month));
             let long = persons(&["-d", "age_band", "-d", "sex", "-c", &range, "-c", &format!("district={district}")]);
-            let short = persons(&["-d", "age_band", "-d", "sex", "-c", &shorter, "-c", &format!("district={district}")]);
+            let short =
+                persons(&["-d", "age_band", "-d", "sex", "-c", &shorter, "-c", &format!("district={district}")]);
             months.subtract(&noise, &long, &short);
         }
         for age in [19, 23, 30, 41] {
@@ -171,7 +177,8 @@ fn measure_filters_and_drill_across_recover_no_person() {
     let mut filters = Tally::default();
     for month in MONTHS {
         let m = format!("month={month}");
-        let args = |measure: &'static str| ["newcomers", "-m", measure, "-d", "district", "-d", "age_band", "-c", m.as_str()];
+        let args =
+            |measure: &'static str| ["newcomers", "-m", measure, "-d", "district", "-d", "age_band", "-c", m.as_str()];
         let below = pair(dir, &args("persons_below_b1"), "persons_below_b1");
         let need = pair(dir, &args("need"), "need");
         filters.subtract(&noise, &below, &need);
@@ -179,8 +186,30 @@ fn measure_filters_and_drill_across_recover_no_person() {
     filters.check("measure filters (below B1 against need)");
 
     // The drill-across cube publishes the very cells of the newcomers cube: the same need, never a second look.
-    let across = answer(dir, None, &["language_demand", "-m", "need", "-d", "district", "-d", "language_level", "-c", "month=2024-06", "-c", "start_month=2024"], "need");
-    let direct = answer(dir, None, &["newcomers", "-m", "need", "-d", "district", "-d", "language_level", "-c", "month=2024-06"], "need");
+    let across = answer(
+        dir,
+        None,
+        &[
+            "language_demand",
+            "-m",
+            "need",
+            "-d",
+            "district",
+            "-d",
+            "language_level",
+            "-c",
+            "month=2024-06",
+            "-c",
+            "start_month=2024",
+        ],
+        "need",
+    );
+    let direct = answer(
+        dir,
+        None,
+        &["newcomers", "-m", "need", "-d", "district", "-d", "language_level", "-c", "month=2024-06"],
+        "need",
+    );
     assert!(!direct.is_empty());
     for (key, value) in &direct {
         assert_eq!(across.get(key).copied().unwrap_or(0), *value, "need at {key}");
@@ -198,8 +227,10 @@ fn two_levels_of_one_hierarchy_and_an_average_next_to_a_sum_recover_no_person() 
         let m = format!("month={month}");
         for age in ["18-24", "25-34", "45-54", "65-74"] {
             let cut = format!("age_band={age}");
-            let areas = pair(dir, &["newcomers", "-m", "persons", "-d", "district.area", "-c", &m, "-c", &cut], "persons");
-            let districts = pair(dir, &["newcomers", "-m", "persons", "-d", "district", "-c", &m, "-c", &cut], "persons");
+            let areas =
+                pair(dir, &["newcomers", "-m", "persons", "-d", "district.area", "-c", &m, "-c", &cut], "persons");
+            let districts =
+                pair(dir, &["newcomers", "-m", "persons", "-d", "district", "-c", &m, "-c", &cut], "persons");
             let area_of = |d: &str| if d.parse::<u32>().unwrap() >= 10 { "O" } else { "K" };
             for last in districts.truth.keys() {
                 let rest = |values: &HashMap<String, i64>| -> i64 {
@@ -210,7 +241,10 @@ fn two_levels_of_one_hierarchy_and_an_average_next_to_a_sum_recover_no_person() 
                     published: HashMap::from([(last.clone(), areas.published.get(&key).copied().unwrap_or(0))]),
                     truth: HashMap::from([(last.clone(), areas.truth.get(&key).copied().unwrap_or(0))]),
                 };
-                let b = Pair { published: HashMap::from([(last.clone(), rest(&districts.published))]), truth: HashMap::from([(last.clone(), rest(&districts.truth))]) };
+                let b = Pair {
+                    published: HashMap::from([(last.clone(), rest(&districts.published))]),
+                    truth: HashMap::from([(last.clone(), rest(&districts.truth))]),
+                };
                 levels.subtract(&noise, &a, &b);
             }
         }
@@ -218,7 +252,21 @@ fn two_levels_of_one_hierarchy_and_an_average_next_to_a_sum_recover_no_person() 
     levels.check("two levels of one hierarchy (area minus its other districts)");
 
     // Course hours and hours per record: their quotient is the count of records, which the noise protects too.
-    let args = ["newcomers", "-m", "course_hours", "-m", "avg_course_hours", "-m", "records", "-d", "district", "-d", "age_band", "-c", "month=2024-06"];
+    let args = [
+        "newcomers",
+        "-m",
+        "course_hours",
+        "-m",
+        "avg_course_hours",
+        "-m",
+        "records",
+        "-d",
+        "district",
+        "-d",
+        "age_band",
+        "-c",
+        "month=2024-06",
+    ];
     let hours = decimals(dir, None, &args, "course_hours");
     let average = decimals(dir, None, &args, "avg_course_hours");
     let records = answer(dir, Some("statistik"), &args, "records");
@@ -249,19 +297,22 @@ fn differencing_sums_recovers_no_persons_value() {
     for month in MONTHS {
         let m = format!("month={month}");
         let all = ["newcomers", "-m", "course_hours", "-m", "records", "-d", "age", "-c", m.as_str()];
-        let (published_all, true_all) = (decimals(dir, None, &all, "course_hours"), decimals(dir, Some("statistik"), &all, "course_hours"));
+        let (published_all, true_all) =
+            (decimals(dir, None, &all, "course_hours"), decimals(dir, Some("statistik"), &all, "course_hours"));
         let records_all = answer(dir, Some("statistik"), &all, "records");
         for district in DISTRICTS {
             let not = format!("district!={district}");
             let rest: Vec<&str> = all.iter().copied().chain(["-c", not.as_str()]).collect();
-            let (published_rest, true_rest) = (decimals(dir, None, &rest, "course_hours"), decimals(dir, Some("statistik"), &rest, "course_hours"));
+            let (published_rest, true_rest) =
+                (decimals(dir, None, &rest, "course_hours"), decimals(dir, Some("statistik"), &rest, "course_hours"));
             let records_rest = answer(dir, Some("statistik"), &rest, "records");
             for (age, &n) in &records_all {
                 let hours = true_all.get(age).copied().unwrap_or(0.0) - true_rest.get(age).copied().unwrap_or(0.0);
                 if n - records_rest.get(age).copied().unwrap_or(0) != 1 || hours == 0.0 {
                     continue;
                 }
-                let guess = published_all.get(age).copied().unwrap_or(0.0) - published_rest.get(age).copied().unwrap_or(0.0);
+                let guess =
+                    published_all.get(age).copied().unwrap_or(0.0) - published_rest.get(age).copied().unwrap_or(0.0);
                 instances += 1;
                 hits += usize::from((guess - hours).abs() < 0.5);
             }
@@ -272,15 +323,21 @@ fn differencing_sums_recovers_no_persons_value() {
     assert!(hits * 10 <= instances, "{hits} of {instances} persons' course hours recovered");
 
     // A sum over one record alone is never published as that record's value.
-    let args = ["newcomers", "-m", "course_hours", "-m", "records", "-d", "district", "-d", "age", "-c", "month=2024-06"];
-    let (published, truth) = (decimals(dir, None, &args, "course_hours"), decimals(dir, Some("statistik"), &args, "course_hours"));
+    let args =
+        ["newcomers", "-m", "course_hours", "-m", "records", "-d", "district", "-d", "age", "-c", "month=2024-06"];
+    let (published, truth) =
+        (decimals(dir, None, &args, "course_hours"), decimals(dir, Some("statistik"), &args, "course_hours"));
     let records = answer(dir, Some("statistik"), &args, "records");
-    let single: Vec<&String> = records.iter().filter(|(k, n)| **n == 1 && truth.get(*k).is_some_and(|h| *h > 4.0)).map(|(k, _)| k).collect();
+    let single: Vec<&String> =
+        records.iter().filter(|(k, n)| **n == 1 && truth.get(*k).is_some_and(|h| *h > 4.0)).map(|(k, _)| k).collect();
     assert!(single.len() >= 10, "the sample has cells of one record with course hours: {}", single.len());
     for key in single {
         let (shown, value) = (published.get(key).copied(), truth[key]);
         // Shown, it lies 12.5 to 25 % away from the value (the sample's magnitude is 25 %); or not shown at all.
-        assert!(shown.is_none_or(|s| ((s - value).abs() / value - 0.1875).abs() <= 0.0626), "{key}: {shown:?} for {value}");
+        assert!(
+            shown.is_none_or(|s| ((s - value).abs() / value - 0.1875).abs() <= 0.0626),
+            "{key}: {shown:?} for {value}"
+        );
     }
 }
 
@@ -300,21 +357,34 @@ fn a_cell_has_one_value_in_every_answer() {
     // A magnitude too: the same noise from a rollup's stored values as from the facts.
     let hours = [&base[..], &["-m", "course_hours", "-m", "avg_course_hours"]].concat();
     for measure in ["course_hours", "avg_course_hours"] {
-        let (rolled, scanned) = (decimals(dir, None, &hours, measure), decimals(dir, None, &[&hours[..], &["--no-rollups"]].concat(), measure));
+        let (rolled, scanned) = (
+            decimals(dir, None, &hours, measure),
+            decimals(dir, None, &[&hours[..], &["--no-rollups"]].concat(), measure),
+        );
         assert_eq!(rolled.len(), scanned.len(), "{measure}: the same cells");
         for (key, value) in &rolled {
-            assert!((value - scanned[key]).abs() < 1e-6, "{measure} {key}: {value} from a rollup, {} from the facts", scanned[key]);
+            assert!(
+                (value - scanned[key]).abs() < 1e-6,
+                "{measure} {key}: {value} from a rollup, {} from the facts",
+                scanned[key]
+            );
         }
     }
     // A total row is the cell of the query that asks for it alone.
-    let by_district = answer(dir, None, &["newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06"], "persons");
+    let by_district =
+        answer(dir, None, &["newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06"], "persons");
     for (key, value) in &by_district {
         assert_eq!(totals.get(&format!("{key}||")), Some(value), "district {key} as a subtotal and on its own");
     }
     let json = cli(dir, &[&["query"], &base[..], &["-f", "json"]].concat());
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
     for r in &rows {
-        let key = format!("{}|{}|{}", r["district"].as_str().unwrap(), r["age_band"].as_str().unwrap(), r["sex"].as_str().unwrap());
+        let key = format!(
+            "{}|{}|{}",
+            r["district"].as_str().unwrap(),
+            r["age_band"].as_str().unwrap(),
+            r["sex"].as_str().unwrap()
+        );
         assert_eq!(r["persons"].as_i64(), plain.get(&key).copied(), "{key} in JSON");
     }
     // No published row tells that a cell has persons while showing none: a cell published as 0 is no row.
@@ -325,7 +395,11 @@ fn a_cell_has_one_value_in_every_answer() {
     let truth = answer(dir, Some("statistik"), &[&base[..], &["--totals"]].concat(), "persons");
     for (key, value) in &totals {
         assert!(!(1..=2).contains(value), "{key} published as {value}");
-        assert!((value - truth.get(key).copied().unwrap_or(0)).abs() <= 3, "{key}: {value} against {:?}", truth.get(key));
+        assert!(
+            (value - truth.get(key).copied().unwrap_or(0)).abs() <= 3,
+            "{key}: {value} against {:?}",
+            truth.get(key)
+        );
     }
     assert!(totals.iter().any(|(k, v)| truth.get(k) != Some(v)), "the noise changes some cells");
 }
@@ -341,10 +415,27 @@ fn a_minimum_or_maximum_moves_with_itself() {
     let at = text.find("\n# Rollups").expect("the cube's rollups follow its measures");
     std::fs::write(&cube, format!("{}{extremes}{}", &text[..at], &text[at..])).unwrap();
     assert_eq!(cli(dir.path(), &["demo"]).code, ExitCode::SUCCESS);
-    let args = ["newcomers", "-m", "least_hours", "-m", "most_hours", "-d", "district", "-c", "month=2024-06", "-c", "in_course=ja"];
+    let args = [
+        "newcomers",
+        "-m",
+        "least_hours",
+        "-m",
+        "most_hours",
+        "-d",
+        "district",
+        "-c",
+        "month=2024-06",
+        "-c",
+        "in_course=ja",
+    ];
     for measure in ["least_hours", "most_hours"] {
-        let (published, truth) = (decimals(dir.path(), None, &args, measure), decimals(dir.path(), Some("statistik"), &args, measure));
-        let moved: Vec<f64> = truth.iter().filter(|(_, t)| **t > 0.0).filter_map(|(k, t)| published.get(k).map(|p| (p - t).abs() / t)).collect();
+        let (published, truth) =
+            (decimals(dir.path(), None, &args, measure), decimals(dir.path(), Some("statistik"), &args, measure));
+        let moved: Vec<f64> = truth
+            .iter()
+            .filter(|(_, t)| **t > 0.0)
+            .filter_map(|(k, t)| published.get(k).map(|p| (p - t).abs() / t))
+            .collect();
         assert!(moved.len() >= 10, "{measure}: {} districts", moved.len());
         assert!(moved.iter().all(|m| (0.125 - 1e-9..=0.25 + 1e-9).contains(m)), "{measure}: moved by {moved:?}");
     }
@@ -358,7 +449,11 @@ fn a_table_written_before_record_keys_were_stored_answers_the_same() {
     let dir = crate::support::project_copy();
     let cube = dir.path().join("cube-schemas/cubes/newcomers.toml");
     let text = std::fs::read_to_string(&cube).unwrap();
-    std::fs::write(&cube, text.replace("aggregate = \"count_distinct\"\ncolumn = \"person_key\"", "aggregate = \"count\"")).unwrap();
+    std::fs::write(
+        &cube,
+        text.replace("aggregate = \"count_distinct\"\ncolumn = \"person_key\"", "aggregate = \"count\""),
+    )
+    .unwrap();
     let ingest = |files: &str| {
         let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", files]);
         assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
@@ -371,14 +466,35 @@ fn a_table_written_before_record_keys_were_stored_answers_the_same() {
     assert!(plan(dir.path()).contains("sum(kubus_record_key("), "keys computed from the person");
     assert!(plan(stored).contains("sum(CAST(?table?._record_key AS Int64))"), "keys read from the facts");
     for month in ["month=2023-01", "month=2024-06"] {
-        let base = ["newcomers", "-m", "persons", "-m", "records", "-m", "course_hours", "-m", "avg_course_hours", "-d", "district", "-d", "age_band", "-c", month, "--totals"];
+        let base = [
+            "newcomers",
+            "-m",
+            "persons",
+            "-m",
+            "records",
+            "-m",
+            "course_hours",
+            "-m",
+            "avg_course_hours",
+            "-d",
+            "district",
+            "-d",
+            "age_band",
+            "-c",
+            month,
+            "--totals",
+        ];
         for way in [&[][..], &["--no-rollups"][..]] {
             let args = [&base[..], way].concat();
             for measure in ["persons", "records", "course_hours", "avg_course_hours"] {
                 let (old, new) = (decimals(dir.path(), None, &args, measure), decimals(stored, None, &args, measure));
                 assert_eq!(old.len(), new.len(), "{measure} {way:?}: the same cells");
                 for (key, value) in &new {
-                    assert!(old.get(key).is_some_and(|o| (o - value).abs() < 1e-6), "{measure} {key} {way:?}: {:?} without stored keys, {value} with", old.get(key));
+                    assert!(
+                        old.get(key).is_some_and(|o| (o - value).abs() < 1e-6),
+                        "{measure} {key} {way:?}: {:?} without stored keys, {value} with",
+                        old.get(key)
+                    );
                 }
             }
         }
@@ -408,9 +524,15 @@ fn every_answer_says_how_it_is_protected() {
     let dir = demo_project();
     let out = cli(dir, &["query", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06"]);
     assert!(out.stdout.contains("Geheimhaltung newcomers: Cell-Key-Verfahren"), "{}", out.stdout);
-    let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06"]);
+    let out = cli(
+        dir,
+        &["--role", "statistik", "query", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06"],
+    );
     assert!(out.stdout.contains("ungeschützte Zahlen"), "{}", out.stdout);
-    let out = cli(dir, &["query", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06", "-f", "json-stat"]);
+    let out = cli(
+        dir,
+        &["query", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06", "-f", "json-stat"],
+    );
     let stat: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(stat["note"].to_string().contains("Cell-Key-Verfahren"), "{}", stat["note"]);
     let explain = cli(dir, &["explain", "newcomers", "-m", "persons", "-d", "district.area", "-c", "month=2024-06"]);
@@ -443,7 +565,18 @@ fn outputs_never_land_in_the_warehouse_or_on_the_audit_log() {
     std::os::unix::fs::symlink(root.join("warehouse/quarantine/new.csv"), &dangling).unwrap();
     refused(&dangling, "csv", "it lies in the warehouse");
     assert!(!root.join("warehouse/quarantine/new.csv").exists());
-    let report = cli(root, &["report", "run", "newcomers_monthly", "--period", "2024-06", "--out", root.join("warehouse/reports").to_str().unwrap()]);
+    let report = cli(
+        root,
+        &[
+            "report",
+            "run",
+            "newcomers_monthly",
+            "--period",
+            "2024-06",
+            "--out",
+            root.join("warehouse/reports").to_str().unwrap(),
+        ],
+    );
     assert_eq!(report.code, ExitCode::from(2), "{}", report.stdout);
     assert!(std::fs::read(&audit).unwrap().starts_with(&before), "the audit log was only appended to");
     // Anywhere else is fine.
@@ -468,9 +601,15 @@ fn another_project_file_cannot_weaken_the_warehouse() {
         assert_eq!(out.code, ExitCode::from(2), "{why}: {}", out.stdout);
         assert!(out.stderr.contains("refusing to open the warehouse") && out.stderr.contains(why), "{}", out.stderr);
     };
-    refused(original.replacen("method = \"cell_key\"", "method = \"suppression\"", 1), "method suppression instead of cell_key");
+    refused(
+        original.replacen("method = \"cell_key\"", "method = \"suppression\"", 1),
+        "method suppression instead of cell_key",
+    );
     refused(original.replace("threshold = 2 ", "threshold = 1 "), "threshold 1 instead of 2");
-    refused(original.replace("exempt = [\"course_offers\"", "exempt = [\"newcomers\", \"course_offers\""), "exempt cubes newcomers");
+    refused(
+        original.replace("exempt = [\"course_offers\"", "exempt = [\"newcomers\", \"course_offers\""),
+        "exempt cubes newcomers",
+    );
     refused(original.clone() + "\n[roles.gast]\nbypass_disclosure = true\n", "roles that bypass protection: gast");
     refused(original.clone() + "\n[roles.gast]\nmethod = \"suppression\"\n", "for roles gast");
     // Another perturbation table: answers under two tables could be set against each other.
@@ -484,7 +623,11 @@ fn another_project_file_cannot_weaken_the_warehouse() {
     std::fs::write(root.join("kubus.toml"), &weaker).unwrap();
     let adopt = cli(root, &["protection", "--adopt"]);
     assert_eq!(adopt.code, ExitCode::SUCCESS, "{}", adopt.stderr);
-    assert!(adopt.stdout.contains("\"method\":\"suppression\"") && adopt.stdout.contains("it recorded before"), "{}", adopt.stdout);
+    assert!(
+        adopt.stdout.contains("\"method\":\"suppression\"") && adopt.stdout.contains("it recorded before"),
+        "{}",
+        adopt.stdout
+    );
     assert_eq!(with(&weaker).code, ExitCode::SUCCESS);
 }
 
@@ -521,7 +664,9 @@ fn an_earlier_version_against_a_corrected_export_recovers_no_person() {
     let noise = Noise::load();
     let mut versions = Tally::default();
     let old = before.to_string();
-    for drilldowns in [["-d", "age", "-d", "sex"], ["-d", "district", "-d", "age_band"], ["-d", "age", "-d", "district.area"]] {
+    for drilldowns in
+        [["-d", "age", "-d", "sex"], ["-d", "district", "-d", "age_band"], ["-d", "age", "-d", "district.area"]]
+    {
         let now = [&["newcomers", "-m", "persons", "-c", "month=2024-06"][..], &drilldowns[..]].concat();
         let then = [&now[..], &["--as-of", old.as_str()]].concat();
         versions.subtract(&noise, &pair(root, &then, "persons"), &pair(root, &now, "persons"));
@@ -538,7 +683,8 @@ fn the_quarantine_and_explain_follow_the_role_and_every_command_is_audited() {
     let seen = std::fs::read_to_string(&log).unwrap().lines().count();
     // Rejected lines hold raw values of persons (a birth date, a district as typed).
     for role in [None, Some("analyst")] {
-        let args: Vec<&str> = role.map(|r| vec!["--role", r]).unwrap_or_default().into_iter().chain(["quarantine"]).collect();
+        let args: Vec<&str> =
+            role.map(|r| vec!["--role", r]).unwrap_or_default().into_iter().chain(["quarantine"]).collect();
         let out = cli(root, &args);
         assert_eq!(out.code, ExitCode::from(2), "{role:?}: {}", out.stdout);
         assert!(out.stderr.contains("rejected lines hold raw values of persons"), "{}", out.stderr);
@@ -551,8 +697,13 @@ fn the_quarantine_and_explain_follow_the_role_and_every_command_is_audited() {
     let out = cli(root, &["--role", "jugendhilfe", "explain", "newcomers", "-m", "persons", "-d", "district"]);
     assert_eq!(out.code, ExitCode::from(2));
     assert!(out.stderr.contains("it may see district down to level area"), "{}", out.stderr);
-    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&log).unwrap().lines().skip(seen).map(|l| serde_json::from_str(l).unwrap()).collect();
-    let got: Vec<(&str, &str)> = entries.iter().map(|e| (e["kind"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
-    assert_eq!(got, [("quarantine", "refused"), ("quarantine", "refused"), ("quarantine", "answered"), ("explain", "refused")]);
+    let entries: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().skip(seen).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e["kind"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
+    assert_eq!(
+        got,
+        [("quarantine", "refused"), ("quarantine", "refused"), ("quarantine", "answered"), ("explain", "refused")]
+    );
     assert_eq!(entries[2]["role"], "datenpflege");
 }

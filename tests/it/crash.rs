@@ -46,7 +46,10 @@ fn large_export(dir: &Path) -> (PathBuf, u64) {
                 if line.starts_with(b"Personennummer") && out.is_empty() {
                     out.extend_from_slice(line);
                     out.push(b'\n');
-                } else if line.starts_with(b"ABH-") && !line.windows(10).any(|w| w == b"31.02.1991") && !line.windows(16).any(|w| w == b"Innenstadt Mitte") {
+                } else if line.starts_with(b"ABH-")
+                    && !line.windows(10).any(|w| w == b"31.02.1991")
+                    && !line.windows(16).any(|w| w == b"Innenstadt Mitte")
+                {
                     out.extend_from_slice(format!("C{copy}-").as_bytes());
                     out.extend_from_slice(line);
                     out.push(b'\n');
@@ -68,7 +71,10 @@ fn a_killed_ingest_leaves_the_previous_version_intact() {
         std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
     }
     let dir = project_copy();
-    let first = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv"]);
+    let first = cli(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv"],
+    );
     assert_eq!(first.code, ExitCode::SUCCESS, "{}", first.stderr);
     let before = records(dir.path());
     let (large, large_rows) = large_export(dir.path());
@@ -76,7 +82,14 @@ fn a_killed_ingest_leaves_the_previous_version_intact() {
     let mut killed_before_commit = 0;
     let mut committed = false;
     for delay_ms in [30u64, 150, 400, 800, 1500, 2500, 4000] {
-        let mut child = spawn_cli(&["-C", dir.path().to_str().unwrap(), "ingest", "--demo-key", "abh_newcomers", large.to_str().unwrap()]);
+        let mut child = spawn_cli(&[
+            "-C",
+            dir.path().to_str().unwrap(),
+            "ingest",
+            "--demo-key",
+            "abh_newcomers",
+            large.to_str().unwrap(),
+        ]);
         std::thread::sleep(Duration::from_millis(delay_ms));
         let finished = child.try_wait().unwrap().is_some();
         if !finished {
@@ -97,7 +110,16 @@ fn a_killed_ingest_leaves_the_previous_version_intact() {
     assert!(killed_before_commit > 0, "at least one kill must have hit the ingest before its commit");
     if !committed {
         // The same child process, left to finish, ingests the interrupted file whole.
-        let status = spawn_cli(&["-C", dir.path().to_str().unwrap(), "ingest", "--demo-key", "abh_newcomers", large.to_str().unwrap()]).wait().unwrap();
+        let status = spawn_cli(&[
+            "-C",
+            dir.path().to_str().unwrap(),
+            "ingest",
+            "--demo-key",
+            "abh_newcomers",
+            large.to_str().unwrap(),
+        ])
+        .wait()
+        .unwrap();
         assert!(status.success(), "the child CLI process ingests successfully when not killed");
         assert_eq!(records(dir.path()).0, large_rows, "the interrupted file is ingested whole afterwards");
     }

@@ -39,7 +39,8 @@ fn demo_prints_the_fixture_persons_per_district() {
             .lines()
             .find(|l| l.starts_with(&format!("│ {key} ")))
             .unwrap_or_else(|| panic!("district {key} missing from the demo output:\n{}", out.stdout));
-        let cells: Vec<&str> = line.split('┆').map(|c| c.trim_matches(|c: char| c.is_whitespace() || c == '│')).collect();
+        let cells: Vec<&str> =
+            line.split('┆').map(|c| c.trim_matches(|c: char| c.is_whitespace() || c == '│')).collect();
         let shown: i64 = cells[2].parse().unwrap();
         assert!((shown - persons).abs() <= 3 && !(1..=2).contains(&shown), "district {key}: {line} against {persons}");
         changed += usize::from(shown != persons);
@@ -52,13 +53,46 @@ fn query_csv_and_json_give_the_fixture_counts() {
     let dir = demo_project();
     let expected: Vec<(String, u64)> =
         fixture("persons_by_district_2024-06.csv").into_iter().map(|r| (r[0].clone(), r[1].parse().unwrap())).collect();
-    let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06", "--format", "csv"]);
+    let out = cli(
+        dir,
+        &[
+            "--role",
+            "statistik",
+            "query",
+            "newcomers",
+            "-m",
+            "persons",
+            "-d",
+            "district",
+            "-c",
+            "month=2024-06",
+            "--format",
+            "csv",
+        ],
+    );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     assert!(out.stdout.starts_with("district,district_label,persons\n"), "{}", out.stdout);
-    let got: Vec<(String, u64)> = csv_rows(&out.stdout).into_iter().map(|r| (r[0].clone(), r[2].parse().unwrap())).collect();
+    let got: Vec<(String, u64)> =
+        csv_rows(&out.stdout).into_iter().map(|r| (r[0].clone(), r[2].parse().unwrap())).collect();
     assert_eq!(got, expected);
 
-    let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "persons", "-d", "district", "-c", "month=Juni 2024", "--format", "json"]);
+    let out = cli(
+        dir,
+        &[
+            "--role",
+            "statistik",
+            "query",
+            "newcomers",
+            "-m",
+            "persons",
+            "-d",
+            "district",
+            "-c",
+            "month=Juni 2024",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
     let got: Vec<(String, u64)> =
@@ -70,7 +104,8 @@ fn query_csv_and_json_give_the_fixture_counts() {
 fn quarantine_holds_exactly_the_broken_lines_with_reasons() {
     let dir = demo_project();
     let text = std::fs::read_to_string(dir.join("warehouse/quarantine/abh_newcomers.csv")).unwrap();
-    let got: Vec<Vec<String>> = csv_rows(&text).into_iter().map(|r| vec![r[0].clone(), r[1].clone(), r[2].clone(), r[4].clone()]).collect();
+    let got: Vec<Vec<String>> =
+        csv_rows(&text).into_iter().map(|r| vec![r[0].clone(), r[1].clone(), r[2].clone(), r[4].clone()]).collect();
     let mut expected = fixture("quarantine.csv");
     expected.sort_by_key(|r| (r[0].clone(), r[1].parse::<usize>().unwrap()));
     assert_eq!(got, expected);
@@ -82,9 +117,26 @@ fn quarantine_holds_exactly_the_broken_lines_with_reasons() {
 
 #[test]
 fn course_seats_by_level_match_the_workbook() {
-    let out = cli(demo_project(), &["query", "course_offers", "-m", "offers", "-m", "seats", "-d", "language_level", "-c", "year=2024", "-f", "csv"]);
+    let out = cli(
+        demo_project(),
+        &[
+            "query",
+            "course_offers",
+            "-m",
+            "offers",
+            "-m",
+            "seats",
+            "-d",
+            "language_level",
+            "-c",
+            "year=2024",
+            "-f",
+            "csv",
+        ],
+    );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
-    let got: Vec<Vec<String>> = csv_rows(&out.stdout).into_iter().map(|r| vec![r[0].clone(), r[2].clone(), r[3].clone()]).collect();
+    let got: Vec<Vec<String>> =
+        csv_rows(&out.stdout).into_iter().map(|r| vec![r[0].clone(), r[2].clone(), r[3].clone()]).collect();
     assert_eq!(got, fixture("seats_by_level_2024.csv"));
 }
 
@@ -92,7 +144,21 @@ fn course_seats_by_level_match_the_workbook() {
 fn totals_add_up_and_are_marked() {
     let out = cli(
         demo_project(),
-        &["--role", "statistik", "query", "newcomers", "-m", "records", "-d", "district.area", "-c", "month=2024-06", "--totals", "-f", "json"],
+        &[
+            "--role",
+            "statistik",
+            "query",
+            "newcomers",
+            "-m",
+            "records",
+            "-d",
+            "district.area",
+            "-c",
+            "month=2024-06",
+            "--totals",
+            "-f",
+            "json",
+        ],
     );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
@@ -102,7 +168,8 @@ fn totals_add_up_and_are_marked() {
     let parts: u64 = rows[..2].iter().map(|r| r["records"].as_u64().unwrap()).sum();
     assert_eq!(parts, rows[2]["records"].as_u64().unwrap());
     // Records of June 2024 = data lines of that month's file that were accepted (a count from the raw file).
-    let raw = std::fs::read(crate::support::repo().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv")).unwrap();
+    let raw = std::fs::read(crate::support::repo().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv"))
+        .unwrap();
     let data_lines = raw.split(|&b| b == b'\n').filter(|l| l.starts_with(b"ABH-") || l.starts_with(b";")).count();
     // Three of those lines were rejected (invalid date, unknown district, missing person number).
     assert_eq!(rows[2]["records"].as_u64().unwrap(), data_lines as u64 - 3);
@@ -112,7 +179,23 @@ fn totals_add_up_and_are_marked() {
 fn cuts_by_label_alias_set_range_and_negation() {
     let dir = demo_project();
     let count = |cut: &str| -> u64 {
-        let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "records", "-c", "month=2024-06", "-c", cut, "-f", "csv"]);
+        let out = cli(
+            dir,
+            &[
+                "--role",
+                "statistik",
+                "query",
+                "newcomers",
+                "-m",
+                "records",
+                "-c",
+                "month=2024-06",
+                "-c",
+                cut,
+                "-f",
+                "csv",
+            ],
+        );
         assert_eq!(out.code, ExitCode::SUCCESS, "{cut}: {}", out.stderr);
         csv_rows(&out.stdout)[0][0].parse().unwrap()
     };
@@ -130,7 +213,14 @@ fn cuts_by_label_alias_set_range_and_negation() {
 fn sql_reads_views_with_labels() {
     let out = cli(
         demo_project(),
-        &["--role", "statistik", "sql", "SELECT district_area_label AS area, count(DISTINCT person_key) AS persons FROM newcomers WHERE month = '2024-06' GROUP BY 1 ORDER BY 1", "-f", "csv"],
+        &[
+            "--role",
+            "statistik",
+            "sql",
+            "SELECT district_area_label AS area, count(DISTINCT person_key) AS persons FROM newcomers WHERE month = '2024-06' GROUP BY 1 ORDER BY 1",
+            "-f",
+            "csv",
+        ],
     );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let rows = csv_rows(&out.stdout);
@@ -195,13 +285,18 @@ fn the_library_answers_json_queries_with_arrow_batches() {
     let names: Vec<&str> = answer.result.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["sex", "sex_label", "persons", "records"]);
     let batch = &answer.result.batches[0];
-    let persons = datafusion::arrow::compute::cast(batch.column(2), &datafusion::arrow::datatypes::DataType::Int64).unwrap();
+    let persons =
+        datafusion::arrow::compute::cast(batch.column(2), &datafusion::arrow::datatypes::DataType::Int64).unwrap();
     let persons = persons.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap();
     assert!(persons.value(0) >= persons.value(1), "ordered by persons, descending");
     let total: u64 = fixture("persons_by_district_2024-06.csv").iter().map(|r| r[1].parse::<u64>().unwrap()).sum();
     // Each person lives in one district in a month, so the districts' persons add up to the month's persons.
     let all = kubus::Query { drilldowns: vec![], order: vec![], limit: None, ..query };
     let answer = runtime.block_on(project.query(&all, &statistik)).unwrap();
-    let persons = datafusion::arrow::compute::cast(answer.result.batches[0].column(0), &datafusion::arrow::datatypes::DataType::Int64).unwrap();
+    let persons = datafusion::arrow::compute::cast(
+        answer.result.batches[0].column(0),
+        &datafusion::arrow::datatypes::DataType::Int64,
+    )
+    .unwrap();
     assert_eq!(persons.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0) as u64, total);
 }

@@ -10,8 +10,21 @@ use kubus_query::disclosure::{Suppression, suppress};
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-const QUERY: [&str; 13] =
-    ["query", "newcomers", "-m", "persons", "-d", "district", "-d", "age_band", "-d", "sex", "-c", "month=2024-06", "--totals"];
+const QUERY: [&str; 13] = [
+    "query",
+    "newcomers",
+    "-m",
+    "persons",
+    "-d",
+    "district",
+    "-d",
+    "age_band",
+    "-d",
+    "sex",
+    "-c",
+    "month=2024-06",
+    "--totals",
+];
 
 /// One answer as (keys with `None` for totals, the shown text of the measure).
 fn cells(rows: &[Vec<String>], measure: usize) -> Vec<(Vec<Option<String>>, String)> {
@@ -29,7 +42,8 @@ fn equations(keys: &[Vec<Option<String>>]) -> Vec<(usize, Vec<usize>)> {
     let mut out = Vec::new();
     for (t, tk) in keys.iter().enumerate() {
         let d = depth(tk);
-        let children: Vec<usize> = (0..keys.len()).filter(|&c| depth(&keys[c]) == d + 1 && keys[c][..d] == tk[..d]).collect();
+        let children: Vec<usize> =
+            (0..keys.len()).filter(|&c| depth(&keys[c]) == d + 1 && keys[c][..d] == tk[..d]).collect();
         if d < tk.len() && !children.is_empty() {
             out.push((t, children));
         }
@@ -46,7 +60,8 @@ fn recoverable(keys: &[Vec<Option<String>>], hidden: &[bool]) -> Vec<usize> {
     loop {
         let mut progress = false;
         for (t, children) in &eqs {
-            let unknown: Vec<usize> = std::iter::once(*t).chain(children.iter().copied()).filter(|&c| !known[c]).collect();
+            let unknown: Vec<usize> =
+                std::iter::once(*t).chain(children.iter().copied()).filter(|&c| !known[c]).collect();
             if let [one] = unknown[..] {
                 known[one] = true;
                 progress = true;
@@ -61,7 +76,22 @@ fn recoverable(keys: &[Vec<Option<String>>], hidden: &[bool]) -> Vec<usize> {
     let vars: Vec<usize> = (0..hidden.len()).filter(|&c| hidden[c]).collect();
     let mut m: Vec<Vec<(i128, i128)>> = eqs
         .iter()
-        .map(|(t, children)| vars.iter().map(|v| (if v == t { -1 } else if children.contains(v) { 1 } else { 0 }, 1)).collect())
+        .map(|(t, children)| {
+            vars.iter()
+                .map(|v| {
+                    (
+                        if v == t {
+                            -1
+                        } else if children.contains(v) {
+                            1
+                        } else {
+                            0
+                        },
+                        1,
+                    )
+                })
+                .collect()
+        })
         .collect();
     fn gcd(a: i128, b: i128) -> i128 {
         if b == 0 { a.abs().max(1) } else { gcd(b, a % b) }
@@ -127,9 +157,17 @@ fn small_cells_are_suppressed_with_complements_and_nothing_can_be_recovered() {
     assert!(complementary > 0, "and needs complementary cells to protect them");
     assert!(keys.iter().zip(&hidden).any(|(k, h)| k.iter().any(Option::is_none) && !h), "totals stay visible");
     let recovered = recoverable(&keys, &hidden);
-    assert!(recovered.is_empty(), "recovered {:?}", recovered.iter().map(|&i| (&keys[i], value(i))).collect::<Vec<_>>());
+    assert!(
+        recovered.is_empty(),
+        "recovered {:?}",
+        recovered.iter().map(|&i| (&keys[i], value(i))).collect::<Vec<_>>()
+    );
     let values: Vec<i64> = (0..shown.len()).map(|i| value(i) as i64).collect();
-    assert_eq!(bounded_small(&keys, &hidden, &values, 2), Vec::<usize>::new(), "no hidden cell is bounded to a small count");
+    assert_eq!(
+        bounded_small(&keys, &hidden, &values, 2),
+        Vec::<usize>::new(),
+        "no hidden cell is bounded to a small count"
+    );
 }
 
 /// The attacker's bound: under a shown total, the k hidden children sum to S and each is at least 1, so each is at
@@ -167,7 +205,8 @@ fn the_same_cells_are_suppressed_in_every_format() {
     assert!(!hidden.is_empty());
 
     let german = run("csv-de", None);
-    let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(german.trim_start_matches('\u{feff}').as_bytes());
+    let mut reader =
+        csv::ReaderBuilder::new().delimiter(b';').from_reader(german.trim_start_matches('\u{feff}').as_bytes());
     let rows: Vec<Vec<String>> = reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect();
     assert_eq!(rows.iter().filter(|r| r[6] == ".").map(|r| key(r)).collect::<Vec<_>>(), hidden, "csv-de");
 
@@ -187,8 +226,12 @@ fn the_same_cells_are_suppressed_in_every_format() {
     let mut book: Xlsx<_> = calamine::open_workbook(&path).unwrap();
     let sheet = book.worksheet_range(&book.sheet_names()[0]).unwrap();
     let cell = |r: &[Data], i: usize| if r[i] == Data::Empty { String::new() } else { r[i].to_string() };
-    let from_xlsx: Vec<String> =
-        sheet.rows().skip(1).filter(|r| r[6] == Data::String(".".into())).map(|r| format!("{}|{}|{}", cell(r, 0), cell(r, 2), cell(r, 4))).collect();
+    let from_xlsx: Vec<String> = sheet
+        .rows()
+        .skip(1)
+        .filter(|r| r[6] == Data::String(".".into()))
+        .map(|r| format!("{}|{}|{}", cell(r, 0), cell(r, 2), cell(r, 4)))
+        .collect();
     assert_eq!(from_xlsx, hidden, "xlsx");
 
     let stat: serde_json::Value = serde_json::from_str(&run("json-stat", None)).unwrap();
@@ -197,7 +240,12 @@ fn the_same_cells_are_suppressed_in_every_format() {
     let index: Vec<HashMap<usize, String>> = ids[..3]
         .iter()
         .map(|id| {
-            stat["dimension"][id]["category"]["index"].as_object().unwrap().iter().map(|(k, v)| (v.as_u64().unwrap() as usize, k.clone())).collect()
+            stat["dimension"][id]["category"]["index"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (v.as_u64().unwrap() as usize, k.clone()))
+                .collect()
         })
         .collect();
     let mut from_stat: Vec<(usize, String)> = Vec::new();
@@ -236,7 +284,25 @@ fn roles_decide_who_sees_what() {
     let plain = cli(dir, &[&QUERY[..], &["-f", "csv"]].concat()).stdout;
     assert_eq!(cli(dir, &[&["--role", "analyst"], &QUERY[..], &["-f", "csv"]].concat()).stdout, plain);
     // A derived measure of a suppressed count is suppressed with it, also where its own value looks harmless.
-    let out = cli(dir, &["query", "newcomers", "-m", "persons", "-m", "share_below_b1", "-d", "district", "-d", "sex", "-c", "month=2024-06", "-f", "csv"]);
+    let out = cli(
+        dir,
+        &[
+            "query",
+            "newcomers",
+            "-m",
+            "persons",
+            "-m",
+            "share_below_b1",
+            "-d",
+            "district",
+            "-d",
+            "sex",
+            "-c",
+            "month=2024-06",
+            "-f",
+            "csv",
+        ],
+    );
     for row in csv_rows(&out.stdout) {
         if row[4] == "." {
             assert_eq!(row[5], ".", "{row:?}");
@@ -284,7 +350,12 @@ fn on_random_tables_no_suppressed_cell_can_be_recovered() {
         let bounded = bounded_small(&keys, &hidden, &all, 2);
         assert!(bounded.is_empty(), "bounded {:?}", bounded.iter().map(|&i| (&keys[i], values[i])).collect::<Vec<_>>());
         let recovered = recoverable(&keys, &hidden);
-        assert!(recovered.is_empty(), "recovered {:?} from {:?}", recovered.iter().map(|&i| (&keys[i], values[i])).collect::<Vec<_>>(), keys.iter().zip(&values).zip(&hidden).collect::<Vec<_>>());
+        assert!(
+            recovered.is_empty(),
+            "recovered {:?} from {:?}",
+            recovered.iter().map(|&i| (&keys[i], values[i])).collect::<Vec<_>>(),
+            keys.iter().zip(&values).zip(&hidden).collect::<Vec<_>>()
+        );
     }
     assert!(protected_cells > 300, "the random tables must exercise suppression: {protected_cells}");
 }
@@ -299,18 +370,46 @@ fn a_role_sees_its_levels_and_its_rows_only() {
     };
     // Limited to areas and age bands: no single district or year of age, neither drilled nor cut, nor via SQL.
     let role = ["--role", "jugendhilfe", "query", "newcomers", "-m", "persons", "-c", "month=2024-06"];
-    refused(&[&role[..], &["-d", "district"]].concat(), "refused for role jugendhilfe: it may see district down to level area, not district");
+    refused(
+        &[&role[..], &["-d", "district"]].concat(),
+        "refused for role jugendhilfe: it may see district down to level area, not district",
+    );
     refused(&[&role[..], &["-c", "district=Betzenberg"]].concat(), "not district");
     refused(&[&role[..], &["-d", "age"]].concat(), "it may see age down to level age_band, not age_year");
     refused(&[&role[..], &["-c", "age=16..20"]].concat(), "not age_year");
     refused(&["--role", "jugendhilfe", "sql", "SELECT * FROM newcomers"], "refused for role jugendhilfe");
-    let out = cli(dir, &[&role[..], &["-d", "district.area", "-d", "age_band", "-c", "age=Jugendintegrationskurs"]].concat());
-    assert!(out.stderr.contains("unknown member"), "a member of another hierarchy is looked up, not refused: {}", out.stderr);
-    let out = cli(dir, &[&role[..], &["-d", "district.area", "-d", "age_band", "-c", "district=Ortsbezirke", "-f", "csv"]].concat());
+    let out =
+        cli(dir, &[&role[..], &["-d", "district.area", "-d", "age_band", "-c", "age=Jugendintegrationskurs"]].concat());
+    assert!(
+        out.stderr.contains("unknown member"),
+        "a member of another hierarchy is looked up, not refused: {}",
+        out.stderr
+    );
+    let out = cli(
+        dir,
+        &[&role[..], &["-d", "district.area", "-d", "age_band", "-c", "district=Ortsbezirke", "-f", "csv"]].concat(),
+    );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
 
     // The Ortsbezirke's office sees its nine districts, and its totals add up its own rows only.
-    let own = cli(dir, &["--role", "ortsbezirke", "query", "newcomers", "-m", "records", "-d", "district", "-c", "month=2024-06", "--totals", "-f", "csv"]);
+    let own = cli(
+        dir,
+        &[
+            "--role",
+            "ortsbezirke",
+            "query",
+            "newcomers",
+            "-m",
+            "records",
+            "-d",
+            "district",
+            "-c",
+            "month=2024-06",
+            "--totals",
+            "-f",
+            "csv",
+        ],
+    );
     let rows = csv_rows(&own.stdout);
     let keys: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(keys, ["10", "11", "12", "13", "14", "15", "16", "17", "18", ""]);
@@ -339,7 +438,10 @@ fn every_query_is_in_the_audit_log() {
     let refused = cli(dir.path(), &["--role", "jugendhilfe", "query", "newcomers", "-m", "persons", "-d", "district"]);
     let sql = cli(dir.path(), &["sql", "SELECT 1"]);
     let bad = cli(dir.path(), &["query", "newcomers", "-m", "nope"]);
-    assert_eq!([&answered, &refused, &sql, &bad].map(|o| o.code), [ExitCode::SUCCESS, ExitCode::from(2), ExitCode::from(2), ExitCode::from(2)]);
+    assert_eq!(
+        [&answered, &refused, &sql, &bad].map(|o| o.code),
+        [ExitCode::SUCCESS, ExitCode::from(2), ExitCode::from(2), ExitCode::from(2)]
+    );
     let entries = lines(5);
     assert_eq!(entries.len(), 4, "one line per query, answered or not");
     assert!(std::fs::read(&log).unwrap().starts_with(&before), "earlier lines are never rewritten");
@@ -351,7 +453,11 @@ fn every_query_is_in_the_audit_log() {
     assert_eq!(entries[0]["role"], serde_json::Value::Null);
     assert_eq!(entries[0]["query"]["drilldowns"], serde_json::json!(["district", "age_band", "sex"]));
     assert_eq!(entries[0]["rows"], rows.len());
-    assert_eq!(entries[0]["suppressed"], rows.iter().filter(|r| r[6] == ".").count(), "one measure: suppressed cells = dots");
+    assert_eq!(
+        entries[0]["suppressed"],
+        rows.iter().filter(|r| r[6] == ".").count(),
+        "one measure: suppressed cells = dots"
+    );
     assert_eq!((entries[1]["outcome"].as_str(), entries[1]["role"].as_str()), (Some("refused"), Some("jugendhilfe")));
     assert!(entries[1]["error"].as_str().unwrap().contains("not district"));
     assert_eq!((entries[2]["kind"].as_str(), entries[2]["outcome"].as_str()), (Some("sql"), Some("refused")));
@@ -364,12 +470,18 @@ fn every_query_is_in_the_audit_log() {
 fn a_sum_one_contributor_dominates_is_suppressed() {
     let dir = demo_project();
     // The truth, per district and provider, from the statistics office's view.
-    let detail = crate::support::query(dir, &["course_offers", "-m", "seats", "-d", "district", "-d", "provider", "-c", "year=2024"]);
+    let detail = crate::support::query(
+        dir,
+        &["course_offers", "-m", "seats", "-d", "district", "-d", "provider", "-c", "year=2024"],
+    );
     let mut by_district: HashMap<String, Vec<u64>> = HashMap::new();
     for r in &detail {
         by_district.entry(r[0].clone()).or_default().push(r[4].parse().unwrap());
     }
-    let out = cli(dir, &["query", "course_offers", "-m", "seats", "-d", "district", "-c", "year=2024", "--totals", "-f", "csv"]);
+    let out = cli(
+        dir,
+        &["query", "course_offers", "-m", "seats", "-d", "district", "-c", "year=2024", "--totals", "-f", "csv"],
+    );
     let rows = csv_rows(&out.stdout);
     let mut dominated = 0;
     for r in rows.iter().filter(|r| !r[0].is_empty()) {
@@ -385,10 +497,31 @@ fn a_sum_one_contributor_dominates_is_suppressed() {
     assert!(dominated > 0, "the sample has districts one provider dominates");
     let keys: Vec<Vec<Option<String>>> = rows.iter().map(|r| vec![(!r[0].is_empty()).then(|| r[0].clone())]).collect();
     let hidden: Vec<bool> = rows.iter().map(|r| r[2] == ".").collect();
-    assert!(hidden.iter().filter(|h| **h).count() > dominated || dominated > 1, "a complement protects a single dominated cell");
+    assert!(
+        hidden.iter().filter(|h| **h).count() > dominated || dominated > 1,
+        "a complement protects a single dominated cell"
+    );
     assert!(recoverable(&keys, &hidden).is_empty());
     // The rule follows the sum into a drill-across cube.
-    let across = cli(dir, &["query", "language_demand", "-m", "seats", "-m", "gap", "-d", "district", "-c", "month=2024-06", "-c", "start_month=2024", "-f", "csv"]);
+    let across = cli(
+        dir,
+        &[
+            "query",
+            "language_demand",
+            "-m",
+            "seats",
+            "-m",
+            "gap",
+            "-d",
+            "district",
+            "-c",
+            "month=2024-06",
+            "-c",
+            "start_month=2024",
+            "-f",
+            "csv",
+        ],
+    );
     for r in csv_rows(&across.stdout) {
         if rows.iter().any(|d| d[0] == r[0] && d[2] == ".") {
             assert_eq!(r[2..4], [".", "."], "district {} is dominated here too", r[0]);
@@ -399,10 +532,26 @@ fn a_sum_one_contributor_dominates_is_suppressed() {
 #[test]
 fn a_magnitude_over_few_records_is_suppressed_like_their_count() {
     let dir = demo_project();
-    let args = ["query", "newcomers", "-m", "course_hours", "-m", "avg_course_hours", "-d", "district", "-d", "age", "-c", "month=2024-06", "-f", "csv"];
+    let args = [
+        "query",
+        "newcomers",
+        "-m",
+        "course_hours",
+        "-m",
+        "avg_course_hours",
+        "-d",
+        "district",
+        "-d",
+        "age",
+        "-c",
+        "month=2024-06",
+        "-f",
+        "csv",
+    ];
     let shown = csv_rows(&cli(dir, &args).stdout);
     let truth = csv_rows(&cli(dir, &[&["--role", "statistik"], &args[..], &["-m", "records"]].concat()).stdout);
-    let truth: HashMap<(String, String), (String, i64)> = truth.iter().map(|r| ((r[0].clone(), r[2].clone()), (r[4].clone(), r[6].parse().unwrap()))).collect();
+    let truth: HashMap<(String, String), (String, i64)> =
+        truth.iter().map(|r| ((r[0].clone(), r[2].clone()), (r[4].clone(), r[6].parse().unwrap()))).collect();
     let mut small = 0;
     for r in &shown {
         let (hours, records) = &truth[&(r[0].clone(), r[2].clone())];

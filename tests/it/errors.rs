@@ -17,9 +17,17 @@ fn unknown_names_and_members_name_the_closest() {
     let dir = demo_project();
     bad_input(dir, &["query", "newcomers", "-m", "person"], &["unknown measure 'person'", "persons"]);
     bad_input(dir, &["query", "newcomer", "-m", "persons"], &["unknown cube 'newcomer'", "newcomers"]);
-    bad_input(dir, &["query", "newcomers", "-m", "persons", "-d", "distrikt"], &["unknown dimension or level 'distrikt'", "district"]);
+    bad_input(
+        dir,
+        &["query", "newcomers", "-m", "persons", "-d", "distrikt"],
+        &["unknown dimension or level 'distrikt'", "district"],
+    );
     bad_input(dir, &["query", "newcomers", "-m", "persons", "-d", "district.aera"], &["unknown level 'aera'", "area"]);
-    bad_input(dir, &["query", "newcomers", "-m", "persons", "-c", "district=Betzenbreg"], &["unknown member 'Betzenbreg'", "06 (Betzenberg)"]);
+    bad_input(
+        dir,
+        &["query", "newcomers", "-m", "persons", "-c", "district=Betzenbreg"],
+        &["unknown member 'Betzenbreg'", "06 (Betzenberg)"],
+    );
     bad_input(dir, &["query", "newcomers", "-m", "persons", "-c", "month=2024-13"], &["unknown member '2024-13'"]);
     bad_input(dir, &["query", "newcomers", "-m", "persons", "-c", "district"], &["cannot read cut"]);
     bad_input(dir, &["query", "newcomers", "-m", "persons", "-c", "age=64..18"], &["is empty"]);
@@ -35,12 +43,24 @@ fn a_malformed_schema_names_file_and_line_and_every_problem() {
     let dir = project_copy();
     let cube = dir.path().join("cube-schemas/cubes/newcomers.toml");
     let text = std::fs::read_to_string(&cube).unwrap();
-    let broken = text.replace("aggregate = \"count_distinct\"", "aggregate = \"distinct\"").replace("name = \"sex\"", "name = \"sexx\"");
+    let broken = text
+        .replace("aggregate = \"count_distinct\"", "aggregate = \"distinct\"")
+        .replace("name = \"sex\"", "name = \"sexx\"");
     std::fs::write(&cube, broken).unwrap();
     let out = cli(dir.path(), &["check"]);
     assert_eq!(out.code, ExitCode::from(2), "{}", out.stderr);
-    assert!(out.stderr.contains("newcomers.toml:21: dimensions[3].dimension: unknown dimension 'sexx'"), "{}", out.stderr);
-    assert!(out.stderr.contains("measures[1].aggregate: unknown aggregate 'distinct' (valid: count, sum, min, max, avg, count_distinct)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("newcomers.toml:21: dimensions[3].dimension: unknown dimension 'sexx'"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "measures[1].aggregate: unknown aggregate 'distinct' (valid: count, sum, min, max, avg, count_distinct)"
+        ),
+        "{}",
+        out.stderr
+    );
     // The source that maps into the cube is reported too, not hidden behind the first error.
     assert!(out.stderr.contains("schema problems"), "{}", out.stderr);
 
@@ -58,13 +78,21 @@ fn a_csv_in_an_unexpected_encoding_is_explained() {
     let utf8: String = bytes.iter().map(|&b| b as char).collect(); // windows-1252 umlauts are Latin-1 here
     let converted = dir.path().join("utf8.csv");
     std::fs::write(&converted, utf8.as_bytes()).unwrap();
-    bad_input(dir.path(), &["ingest", "--demo-key", "abh_newcomers", converted.to_str().unwrap()], &["declares encoding windows-1252", "valid UTF-8", "encoding = \"utf-8\""]);
+    bad_input(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", converted.to_str().unwrap()],
+        &["declares encoding windows-1252", "valid UTF-8", "encoding = \"utf-8\""],
+    );
 }
 
 #[test]
 fn a_missing_file_or_source_is_bad_input() {
     let dir = project_copy();
-    bad_input(dir.path(), &["ingest", "--demo-key", "abh_newcomers", "nope.csv"], &["cannot read input file", "nope.csv"]);
+    bad_input(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", "nope.csv"],
+        &["cannot read input file", "nope.csv"],
+    );
     bad_input(dir.path(), &["ingest", "abh_newcomer", "nope.csv"], &["unknown source 'abh_newcomer'", "abh_newcomers"]);
     bad_input(dir.path(), &["query", "newcomers", "-m", "persons"], &["no facts yet", "abh_newcomers"]);
     let empty = tempfile::tempdir().unwrap();
@@ -75,7 +103,8 @@ fn a_missing_file_or_source_is_bad_input() {
 fn an_unmapped_column_is_refused_before_it_can_leak() {
     let dir = project_copy();
     let path = dir.path().join("extra.csv");
-    let original = std::fs::read(dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv")).unwrap();
+    let original =
+        std::fs::read(dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv")).unwrap();
     let mut lines: Vec<Vec<u8>> = original.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
     for line in lines.iter_mut().filter(|l| !l.is_empty()) {
         let cr = line.last() == Some(&b'\r');
@@ -88,7 +117,11 @@ fn an_unmapped_column_is_refused_before_it_can_leak() {
         }
     }
     std::fs::write(&path, lines.join(&b'\n')).unwrap();
-    bad_input(dir.path(), &["ingest", "--demo-key", "abh_newcomers", path.to_str().unwrap()], &["column 'Religion' is neither mapped nor dropped"]);
+    bad_input(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", path.to_str().unwrap()],
+        &["column 'Religion' is neither mapped nor dropped"],
+    );
 }
 
 #[test]
@@ -101,10 +134,18 @@ fn the_pseudonym_key_comes_from_a_key_file_or_ingest_refuses() {
     // The demo key of the sample project is used only when asked for by name.
     bad_input(dir.path(), &["ingest", "abh_newcomers", file], &["no pseudonymisation key", "say so with --demo-key"]);
     std::fs::write(&config, &without_demo).unwrap();
-    bad_input(dir.path(), &["ingest", "--demo-key", "abh_newcomers", file], &["no pseudonymisation key", "KUBUS_PSEUDONYM_KEY"]);
+    bad_input(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", file],
+        &["no pseudonymisation key", "KUBUS_PSEUDONYM_KEY"],
+    );
 
     std::fs::write(dir.path().join("secret.key"), "a-real-secret-kept-elsewhere\n").unwrap();
-    std::fs::write(&config, without_demo.replace("[pseudonymisation]", "[pseudonymisation]\nkey_file = \"secret.key\"")).unwrap();
+    std::fs::write(
+        &config,
+        without_demo.replace("[pseudonymisation]", "[pseudonymisation]\nkey_file = \"secret.key\""),
+    )
+    .unwrap();
     let out = cli(dir.path(), &["ingest", "abh_newcomers", file]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     assert!(!out.stderr.contains("DEMO"), "a real key is not announced as the demo key: {}", out.stderr);

@@ -34,9 +34,15 @@ fn sql_and_query_read_earlier_versions() {
     let abh = dir.path().join("sample-data/auslaenderbehoerde");
     for month in ["2023-01", "2023-02"] {
         let file = abh.join(format!("neuzugewanderte_{month}.csv"));
-        assert_eq!(cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &file.display().to_string()]).code, ExitCode::SUCCESS);
+        assert_eq!(
+            cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &file.display().to_string()]).code,
+            ExitCode::SUCCESS
+        );
     }
-    let (first, both) = (person_lines(dir.path(), "2023-01"), person_lines(dir.path(), "2023-01") + person_lines(dir.path(), "2023-02"));
+    let (first, both) = (
+        person_lines(dir.path(), "2023-01"),
+        person_lines(dir.path(), "2023-01") + person_lines(dir.path(), "2023-02"),
+    );
     let sql = |extra: &[&str]| -> String {
         let mut args = vec!["--role", "statistik", "sql", "SELECT count(*) AS records FROM newcomers", "-f", "csv"];
         args.extend_from_slice(extra);
@@ -81,12 +87,19 @@ fn corrected_june(dir: &Path) -> std::path::PathBuf {
 fn a_corrected_export_replaces_its_month_and_leaves_quarantine() {
     let dir = project_copy();
     let abh = dir.path().join("sample-data/auslaenderbehoerde");
-    let files: Vec<String> = ["2024-05", "2024-06"].iter().map(|m| abh.join(format!("neuzugewanderte_{m}.csv")).display().to_string()).collect();
+    let files: Vec<String> = ["2024-05", "2024-06"]
+        .iter()
+        .map(|m| abh.join(format!("neuzugewanderte_{m}.csv")).display().to_string())
+        .collect();
     let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &files[0], &files[1]]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let june = person_lines(dir.path(), "2024-06");
     let broken = fixture("quarantine.csv").into_iter().filter(|r| r[0] == "neuzugewanderte_2024-06.csv").count();
-    assert!(cli(dir.path(), &["--role", "datenpflege", "quarantine"]).stdout.starts_with(&format!("{broken} line(s) in quarantine")));
+    assert!(
+        cli(dir.path(), &["--role", "datenpflege", "quarantine"])
+            .stdout
+            .starts_with(&format!("{broken} line(s) in quarantine"))
+    );
 
     let corrected = corrected_june(dir.path());
     let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &corrected.display().to_string()]);
@@ -103,7 +116,13 @@ fn a_corrected_export_replaces_its_month_and_leaves_quarantine() {
         query(dir.path(), &args)
     };
     let may = person_lines(dir.path(), "2024-05").to_string();
-    assert_eq!(records(&[]), [vec!["2024-05".to_owned(), "Mai 2024".into(), may.clone()], vec!["2024-06".into(), "Juni 2024".into(), june.to_string()]]);
+    assert_eq!(
+        records(&[]),
+        [
+            vec!["2024-05".to_owned(), "Mai 2024".into(), may.clone()],
+            vec!["2024-06".into(), "Juni 2024".into(), june.to_string()]
+        ]
+    );
     // The replaced facts are still there in the version before.
     assert_eq!(records(&["--as-of", "0"])[1][2], (june - broken).to_string());
 }
@@ -115,25 +134,39 @@ fn two_exports_for_one_month_in_one_ingest_are_refused() {
     let corrected = corrected_june(dir.path());
     let copy = dir.path().join("corrected/neuzugewanderte_2024-06_korrigiert.csv");
     std::fs::copy(&corrected, &copy).unwrap();
-    let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &original.display().to_string(), &copy.display().to_string()]);
+    let out = cli(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", &original.display().to_string(), &copy.display().to_string()],
+    );
     assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
     assert!(out.stderr.contains("both hold facts for month=2024-06"), "{}", out.stderr);
-    assert_eq!(cli(dir.path(), &["query", "newcomers", "-m", "records"]).code, ExitCode::from(2), "nothing was committed");
+    assert_eq!(
+        cli(dir.path(), &["query", "newcomers", "-m", "records"]).code,
+        ExitCode::from(2),
+        "nothing was committed"
+    );
 }
 
 #[test]
 fn legacy_xls_and_ods_workbooks_give_the_same_facts_as_xlsx() {
-    let expected: Vec<(String, String)> = fixture("seats_by_level_2024.csv").into_iter().map(|r| (r[0].clone(), r[2].clone())).collect();
+    let expected: Vec<(String, String)> =
+        fixture("seats_by_level_2024.csv").into_iter().map(|r| (r[0].clone(), r[2].clone())).collect();
     for ext in ["xlsx", "xls", "ods"] {
         let dir = project_copy();
         let file = dir.path().join(format!("sample-data/kurstraeger/sprachkursangebote_2023_2024.{ext}"));
         let out = cli(dir.path(), &["ingest", "provider_offers", &file.display().to_string()]);
         assert_eq!(out.code, ExitCode::SUCCESS, "{ext}: {}", out.stderr);
-        assert!(out.stdout.contains(&format!("({ext}): lines 183 = accepted 180 + rejected 0 + skipped 3 (title 2, header 1)")), "{ext}: {}", out.stdout);
-        let seats: Vec<(String, String)> = query(dir.path(), &["course_offers", "-m", "seats", "-d", "language_level", "-c", "start_month.year=2024"])
-            .into_iter()
-            .map(|r| (r[0].clone(), r[2].clone()))
-            .collect();
+        assert!(
+            out.stdout
+                .contains(&format!("({ext}): lines 183 = accepted 180 + rejected 0 + skipped 3 (title 2, header 1)")),
+            "{ext}: {}",
+            out.stdout
+        );
+        let seats: Vec<(String, String)> =
+            query(dir.path(), &["course_offers", "-m", "seats", "-d", "language_level", "-c", "start_month.year=2024"])
+                .into_iter()
+                .map(|r| (r[0].clone(), r[2].clone()))
+                .collect();
         assert_eq!(seats, expected, "{ext}");
     }
 }
@@ -157,24 +190,45 @@ fn facts_of_several_months_are_written_in_month_order() {
     use datafusion::arrow::datatypes::DataType;
     let dir = project_copy();
     let abh = dir.path().join("sample-data/auslaenderbehoerde");
-    let files: Vec<String> = ["2024-02", "2024-01"].iter().map(|m| abh.join(format!("neuzugewanderte_{m}.csv")).display().to_string()).collect();
+    let files: Vec<String> = ["2024-02", "2024-01"]
+        .iter()
+        .map(|m| abh.join(format!("neuzugewanderte_{m}.csv")).display().to_string())
+        .collect();
     let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &files[0], &files[1]]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let table = dir.path().join("warehouse/facts/newcomers");
-    let parquet: Vec<_> = std::fs::read_dir(&table).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
-    let ctx = datafusion::prelude::SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_target_partitions(1));
+    let parquet: Vec<_> = std::fs::read_dir(&table)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    let ctx = datafusion::prelude::SessionContext::new_with_config(
+        datafusion::prelude::SessionConfig::new().with_target_partitions(1),
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for file in parquet {
         let batches = runtime
-            .block_on(async { ctx.read_parquet(file.display().to_string(), Default::default()).await?.select_columns(&["month"])?.collect().await })
+            .block_on(async {
+                ctx.read_parquet(file.display().to_string(), Default::default())
+                    .await?
+                    .select_columns(&["month"])?
+                    .collect()
+                    .await
+            })
             .unwrap();
         let mut months: Vec<String> = Vec::new();
         for b in batches {
             let month = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
             months.extend(month.as_string::<i32>().iter().map(|m| m.unwrap().to_owned()));
         }
-        let changes: Vec<_> = months.windows(2).enumerate().filter(|(_, w)| w[0] != w[1]).map(|(i, w)| (i, w[0].clone(), w[1].clone())).collect();
+        let changes: Vec<_> = months
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[0] != w[1])
+            .map(|(i, w)| (i, w[0].clone(), w[1].clone()))
+            .collect();
         assert!(months.windows(2).all(|w| w[0] <= w[1]), "months out of order in {}: {changes:?}", file.display());
         seen.extend(months);
     }
@@ -196,7 +250,10 @@ fn two_exports_of_the_same_month_are_staged_together_and_keep_their_provenance()
     let mut bytes = std::fs::read(&first).unwrap();
     bytes.extend_from_slice(b"\n");
     std::fs::write(&second, bytes).unwrap();
-    let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &first.display().to_string(), &second.display().to_string()]);
+    let out = cli(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", &first.display().to_string(), &second.display().to_string()],
+    );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     // The table's files, read as they are (the SQL views leave the provenance columns out).
     let table = dir.path().join("warehouse/facts/newcomers");
@@ -210,9 +267,17 @@ fn two_exports_of_the_same_month_are_staged_together_and_keep_their_provenance()
         .unwrap();
     let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
     // Both files with the same facts, each under its own name and one hash.
-    let rows: Vec<Vec<&str>> = text.lines().filter(|l| l.contains(".csv")).map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect()).collect();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.contains(".csv"))
+        .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect())
+        .collect();
     assert_eq!(rows.len(), 2, "{text}");
-    assert_eq!((rows[0][0], rows[1][0]), ("neuzugewanderte_2024-06.csv", "neuzugewanderte_2024-06_again.csv"), "{text}");
+    assert_eq!(
+        (rows[0][0], rows[1][0]),
+        ("neuzugewanderte_2024-06.csv", "neuzugewanderte_2024-06_again.csv"),
+        "{text}"
+    );
     assert!(rows[0][1].parse::<usize>().unwrap() > 500 && rows[0][1] == rows[1][1], "{text}");
     assert_eq!((rows[0][2], rows[1][2]), ("1", "1"), "{text}");
 }

@@ -60,7 +60,21 @@ fn distinct_counts_filters_and_ratios_are_right_at_every_level() {
     }
     // Per year and over both years: distinct persons are not the sum of the months, and the share below B1 is
     // the ratio of the distinct counts at that level, not an average of finer ratios.
-    let rows = query(dir, &["newcomers", "-m", "persons", "-m", "persons_below_b1", "-m", "share_below_b1", "-d", "month.year", "--totals"]);
+    let rows = query(
+        dir,
+        &[
+            "newcomers",
+            "-m",
+            "persons",
+            "-m",
+            "persons_below_b1",
+            "-m",
+            "share_below_b1",
+            "-d",
+            "month.year",
+            "--totals",
+        ],
+    );
     let years = fixture("persons_by_year.csv");
     assert_eq!(rows.len(), years.len());
     for (row, year) in rows.iter().zip(&years) {
@@ -71,7 +85,12 @@ fn distinct_counts_filters_and_ratios_are_right_at_every_level() {
     assert_eq!(rows[2][5], "true", "the last row is the total");
     // In every hierarchy and at every subtotal, the ratio is that of its own row's parts.
     for drill in [["-d", "school_year"], ["-d", "course_age"], ["-d", "district.area"]] {
-        let args = [&["newcomers", "-m", "persons", "-m", "persons_below_b1", "-m", "share_below_b1"][..], &drill[..], &["-d", "sex", "--totals"]].concat();
+        let args = [
+            &["newcomers", "-m", "persons", "-m", "persons_below_b1", "-m", "share_below_b1"][..],
+            &drill[..],
+            &["-d", "sex", "--totals"],
+        ]
+        .concat();
         for row in query(dir, &args) {
             let (persons, below) = (number(&row[4]).unwrap(), number(&row[5]).unwrap());
             assert!((number(&row[6]).unwrap() - below / persons).abs() < 1e-12, "{drill:?}: {row:?}");
@@ -84,7 +103,10 @@ fn shares_are_of_the_total_over_their_dimension() {
     let dir = demo_project();
     let expected = fixture("persons_by_district_2024-06.csv");
     let total: f64 = expected.iter().map(|r| r[1].parse::<f64>().unwrap()).sum();
-    let rows = query(dir, &["newcomers", "-m", "persons", "-m", "persons_share", "-d", "district", "-c", "month=2024-06", "--totals"]);
+    let rows = query(
+        dir,
+        &["newcomers", "-m", "persons", "-m", "persons_share", "-d", "district", "-c", "month=2024-06", "--totals"],
+    );
     for (row, e) in rows.iter().zip(&expected) {
         assert_eq!(row[0], e[0]);
         let share = e[1].parse::<f64>().unwrap() / total;
@@ -100,7 +122,19 @@ fn time_comparisons_look_at_the_previous_period_and_last_year() {
     let persons = |m: &str| months.get(m).map(|v| v[1] as i64);
     let rows = query(
         dir,
-        &["newcomers", "-m", "persons", "-m", "persons_previous", "-m", "persons_change", "-m", "persons_change_yoy_pct", "-d", "month"],
+        &[
+            "newcomers",
+            "-m",
+            "persons",
+            "-m",
+            "persons_previous",
+            "-m",
+            "persons_change",
+            "-m",
+            "persons_change_yoy_pct",
+            "-d",
+            "month",
+        ],
     );
     let keys: Vec<&String> = months.keys().collect();
     for (i, row) in rows.iter().enumerate() {
@@ -121,7 +155,11 @@ fn time_comparisons_look_at_the_previous_period_and_last_year() {
     // Neither drilled nor cut, there is no period to compare.
     let out = cli(dir, &["query", "newcomers", "-m", "persons_change"]);
     assert_eq!(out.code, ExitCode::from(2));
-    assert!(out.stderr.contains("measure persons_change compares periods: drill down by month or cut it to a period"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("measure persons_change compares periods: drill down by month or cut it to a period"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -131,7 +169,21 @@ fn demand_against_supply_combines_two_cubes_without_fanning_out() {
         .into_iter()
         .map(|r| ((r[0].clone(), r[1].clone()), (r[2].parse().unwrap(), r[3].parse().unwrap())))
         .collect();
-    let args = ["language_demand", "-m", "need", "-m", "seats", "-m", "gap", "-m", "coverage", "-d", "district", "-d", "language_level"];
+    let args = [
+        "language_demand",
+        "-m",
+        "need",
+        "-m",
+        "seats",
+        "-m",
+        "gap",
+        "-m",
+        "coverage",
+        "-d",
+        "district",
+        "-d",
+        "language_level",
+    ];
     let rows = query(dir, &[&args[..], &["-c", "month=2024-06", "-c", "start_month=2024", "--totals"]].concat());
     let mut seen = 0;
     for row in rows.iter().filter(|r| r[8] == "false") {
@@ -149,7 +201,10 @@ fn demand_against_supply_combines_two_cubes_without_fanning_out() {
     }
     assert_eq!(seen, expected.len(), "every district and level with need or seats appears, on either side alone too");
     // Per district (with the total) the two sides are summed at the district grain before they are joined.
-    let rows = query(dir, &[&args[..5], &["-d", "district", "-c", "month=2024-06", "-c", "start_month=2024", "--totals"]].concat());
+    let rows = query(
+        dir,
+        &[&args[..5], &["-d", "district", "-c", "month=2024-06", "-c", "start_month=2024", "--totals"]].concat(),
+    );
     for row in &rows {
         let in_district = |k: &(String, String)| row[0].is_empty() || k.0 == row[0];
         let need: i64 = expected.iter().filter(|(k, _)| in_district(k)).map(|(_, v)| v.0).sum();
@@ -170,7 +225,8 @@ fn further_hierarchies_roll_up_the_same_facts() {
     let groups = fixture("persons_by_age_group_2024-06.csv");
     for hierarchy in ["course_age", "majority"] {
         let rows = query(dir, &["newcomers", "-m", "persons", "-d", hierarchy, "-c", "month=2024-06"]);
-        let want: Vec<[&str; 2]> = groups.iter().filter(|g| g[0] == hierarchy).map(|g| [g[1].as_str(), g[2].as_str()]).collect();
+        let want: Vec<[&str; 2]> =
+            groups.iter().filter(|g| g[0] == hierarchy).map(|g| [g[1].as_str(), g[2].as_str()]).collect();
         let got: Vec<[&str; 2]> = rows.iter().map(|r| [r[0].as_str(), r[2].as_str()]).collect();
         assert_eq!(got, want, "{hierarchy}");
     }
@@ -194,7 +250,11 @@ fn further_hierarchies_roll_up_the_same_facts() {
     assert_eq!(rows[1][3], rows[0][2]);
     // A cube that records years cannot be drilled by school year.
     let out = cli(dir, &["query", "population_by_land", "-m", "inhabitants", "-d", "school_year"]);
-    assert!(out.stderr.contains("records reference_date by year, which does not roll up into level school_year"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("records reference_date by year, which does not roll up into level school_year"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -206,7 +266,8 @@ fn members_and_explain_show_the_cube_in_its_own_terms() {
     assert_eq!(keys, ["u16", "16-26", "27+"]);
     // A single year has a parent in each hierarchy.
     let out = cli(dir, &["members", "age", "-f", "csv"]);
-    let sixteen = crate::support::csv_rows(&out.stdout).into_iter().find(|r| r[0] == "age_year" && r[1] == "16").unwrap();
+    let sixteen =
+        crate::support::csv_rows(&out.stdout).into_iter().find(|r| r[0] == "age_year" && r[1] == "16").unwrap();
     assert_eq!(sixteen[5], "age_band=15-17; course_age=16-26; majority=minor");
     let out = cli(dir, &["members", "district", "-l", "district", "-f", "csv"]);
     let rows = crate::support::csv_rows(&out.stdout);
@@ -216,7 +277,19 @@ fn members_and_explain_show_the_cube_in_its_own_terms() {
     assert_eq!(out.code, ExitCode::from(2));
     assert!(out.stderr.contains("unknown level 'quarter'"), "{}", out.stderr);
 
-    let explain = ["explain", "newcomers", "-m", "share_below_b1", "-m", "stock", "-d", "district.area", "-c", "month=2024-01..2024-06", "--totals"];
+    let explain = [
+        "explain",
+        "newcomers",
+        "-m",
+        "share_below_b1",
+        "-m",
+        "stock",
+        "-d",
+        "district.area",
+        "-c",
+        "month=2024-01..2024-06",
+        "--totals",
+    ];
     let facts = cli(dir, &[&explain[..], &["--no-rollups"]].concat());
     assert_eq!(facts.code, ExitCode::SUCCESS, "{}", facts.stderr);
     assert!(facts.stdout.contains("facts (rollups not used: --no-rollups)"), "{}", facts.stdout);
@@ -233,12 +306,19 @@ fn members_and_explain_show_the_cube_in_its_own_terms() {
     // No rollup holds nationalities: explain says why for each, and rollups-only refuses instead of scanning.
     let by_nationality = ["newcomers", "-m", "persons", "-d", "nationality", "-c", "month=2024-06"];
     let out = cli(dir, &[&["explain"][..], &by_nationality].concat());
-    for expected in ["facts (no rollup answers this query)", "month_district (432 rows): rolls up nationality, which the query drills"] {
+    for expected in [
+        "facts (no rollup answers this query)",
+        "month_district (432 rows): rolls up nationality, which the query drills",
+    ] {
         assert!(out.stdout.contains(expected), "missing {expected:?} in\n{}", out.stdout);
     }
     let out = cli(dir, &[&["query"][..], &by_nationality, &["--rollups-only"]].concat());
     assert_eq!(out.code, ExitCode::from(2), "{}", out.stderr);
-    assert!(out.stderr.contains("no rollup answers this query") && out.stderr.contains("rolls up nationality"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no rollup answers this query") && out.stderr.contains("rolls up nationality"),
+        "{}",
+        out.stderr
+    );
     for expected in [
         "district at level area (Stadtbereich) → column area; facts record district",
         "month keeps 6 of",

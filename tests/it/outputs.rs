@@ -6,8 +6,20 @@ use crate::support::{cli, csv_rows, demo_project};
 use calamine::{Data, Reader, Xlsx};
 use std::process::ExitCode;
 
-const QUERY: [&str; 12] =
-    ["query", "newcomers", "-m", "persons", "-m", "share_below_b1", "-d", "district.area", "-c", "month=2024-06", "--totals", "-f"];
+const QUERY: [&str; 12] = [
+    "query",
+    "newcomers",
+    "-m",
+    "persons",
+    "-m",
+    "share_below_b1",
+    "-d",
+    "district.area",
+    "-c",
+    "month=2024-06",
+    "--totals",
+    "-f",
+];
 
 fn run(format: &str, out: Option<&std::path::Path>) -> String {
     let mut args: Vec<String> = QUERY.iter().map(|s| (*s).to_owned()).collect();
@@ -35,7 +47,8 @@ fn german_csv_has_semicolons_decimal_commas_and_a_bom() {
     let body = text.strip_prefix('\u{feff}').expect("a byte-order mark for Excel");
     let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(body.as_bytes());
     assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), header);
-    let back: Vec<Vec<String>> = reader.records().map(|r| r.unwrap().iter().map(|c| c.replace(',', ".")).collect()).collect();
+    let back: Vec<Vec<String>> =
+        reader.records().map(|r| r.unwrap().iter().map(|c| c.replace(',', ".")).collect()).collect();
     assert_eq!(back, rows);
     assert!(body.contains(";0,"), "decimals use a comma: {body}");
 }
@@ -74,14 +87,16 @@ fn parquet_reads_back_with_the_same_values() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.parquet");
     run("parquet", Some(&path));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap().build().unwrap();
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap().build().unwrap();
     let mut back = Vec::new();
     let mut names = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
         names = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
         let options = FormatOptions::default();
-        let formatters: Vec<_> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+        let formatters: Vec<_> =
+            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
         for r in 0..batch.num_rows() {
             back.push(formatters.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>());
         }
@@ -98,7 +113,26 @@ fn parquet_reads_back_with_the_same_values() {
 fn json_stat_is_a_dataset_with_roles_and_statuses() {
     let out = cli(
         demo_project(),
-        &["--role", "statistik", "query", "newcomers", "-m", "need", "-m", "persons", "-d", "district", "-d", "month.quarter", "-c", "month.year=2024", "-c", "language_level=C1", "-f", "json-stat"],
+        &[
+            "--role",
+            "statistik",
+            "query",
+            "newcomers",
+            "-m",
+            "need",
+            "-m",
+            "persons",
+            "-d",
+            "district",
+            "-d",
+            "month.quarter",
+            "-c",
+            "month.year=2024",
+            "-c",
+            "language_level=C1",
+            "-f",
+            "json-stat",
+        ],
     );
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -120,7 +154,26 @@ fn json_stat_is_a_dataset_with_roles_and_statuses() {
     // Each row of the CSV answer sits at the position id and size give it; the cells no row fills say "-".
     let csv = cli(
         demo_project(),
-        &["--role", "statistik", "query", "newcomers", "-m", "need", "-m", "persons", "-d", "district", "-d", "month.quarter", "-c", "month.year=2024", "-c", "language_level=C1", "-f", "csv"],
+        &[
+            "--role",
+            "statistik",
+            "query",
+            "newcomers",
+            "-m",
+            "need",
+            "-m",
+            "persons",
+            "-d",
+            "district",
+            "-d",
+            "month.quarter",
+            "-c",
+            "month.year=2024",
+            "-c",
+            "language_level=C1",
+            "-f",
+            "csv",
+        ],
     );
     let rows = csv_rows(&csv.stdout);
     let index = |id: &str, key: &str| v["dimension"][id]["category"]["index"][key].as_u64().unwrap() as usize;

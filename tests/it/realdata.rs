@@ -87,9 +87,15 @@ fn kreise_add_up_to_germany_and_to_the_laender_of_the_other_publication() {
     let germany = query(dir.path(), &["population_by_kreis", "-m", "inhabitants", "-c", "reference_date=2022"]);
     assert_eq!(germany[0][0], "84358845");
     // Kaiserslautern, the city (07312) and the Landkreis (07335) of the same name, as the XLSX lists them.
-    let kl = query(dir.path(), &["population_by_kreis", "-m", "inhabitants", "-d", "kreis", "-d", "sex", "-c", "kreis=07312,07335"]);
+    let kl = query(
+        dir.path(),
+        &["population_by_kreis", "-m", "inhabitants", "-d", "kreis", "-d", "sex", "-c", "kreis=07312,07335"],
+    );
     let kl: Vec<(&str, &str, &str)> = kl.iter().map(|r| (r[0].as_str(), r[2].as_str(), r[4].as_str())).collect();
-    assert_eq!(kl, [("07312", "m", "50948"), ("07312", "w", "50280"), ("07335", "m", "53113"), ("07335", "w", "55103")]);
+    assert_eq!(
+        kl,
+        [("07312", "m", "50948"), ("07312", "w", "50280"), ("07335", "m", "53113"), ("07335", "w", "55103")]
+    );
     // The Kreise of each Land add up to the Land in GENESIS 12411-0012 on the same date.
     let (laender, totals) = genesis_totals();
     let by_land = query(dir.path(), &["population_by_kreis", "-m", "inhabitants", "-d", "kreis.land"]);
@@ -118,7 +124,8 @@ fn koeln_subtotals_are_checked_and_reproduced() {
     assert!(first.contains("cube koeln_population is at version 0"), "{first}");
     // The same export again, twice in one ingest: each time its hash is found while it is being read, and
     // nothing changes.
-    let again = cli(dir.path(), &["ingest", "koeln_bevoelkerung", &path.display().to_string(), &path.display().to_string()]);
+    let again =
+        cli(dir.path(), &["ingest", "koeln_bevoelkerung", &path.display().to_string(), &path.display().to_string()]);
     assert_eq!(again.code, ExitCode::SUCCESS, "{}", again.stderr);
     assert_eq!(again.stdout.matches("already ingested").count(), 2, "{}", again.stdout);
     assert!(again.stdout.contains("cube koeln_population is at version 0"), "{}", again.stdout);
@@ -134,8 +141,14 @@ fn koeln_subtotals_are_checked_and_reproduced() {
         assert_eq!(row[4], city[&(row[0].clone(), row[2].clone())], "{row:?}");
     }
     // The same name on two levels resolves by level.
-    let muelheim = query(dir.path(), &["koeln_population", "-m", "value", "-c", "area.stadtteil=Mülheim", "-c", "year=2012", "-c", "topic=005.10"]);
-    let muelheim_901 = query(dir.path(), &["koeln_population", "-m", "value", "-c", "area=901", "-c", "year=2012", "-c", "topic=005.10"]);
+    let muelheim = query(
+        dir.path(),
+        &["koeln_population", "-m", "value", "-c", "area.stadtteil=Mülheim", "-c", "year=2012", "-c", "topic=005.10"],
+    );
+    let muelheim_901 = query(
+        dir.path(),
+        &["koeln_population", "-m", "value", "-c", "area=901", "-c", "year=2012", "-c", "topic=005.10"],
+    );
     assert_eq!(muelheim, muelheim_901);
 }
 
@@ -146,21 +159,21 @@ fn an_export_with_every_kind_of_broken_line_loses_nothing() {
     let head: Vec<&str> = real.lines().take(6).collect();
     let ones = vec!["1"; 16].join(";");
     let body = [
-        format!("31.12.2020;unter 1 Jahr;{ones}"),                          // 7 accepted
-        format!("31.12.2020;1-Jährige;2a;{}", vec!["1"; 15].join(";")),     // 8 invalid number
-        format!("31.12.2020;Hundertjährige;{ones}"),                        // 9 unexpected value
-        "31.12.2020;2-Jährige;1;1".to_owned(),                              // 10 wrong field count
-        format!("31.13.2020;3-Jährige;{ones}"),                             // 11 invalid date
-        format!("31.12.2020;4-Jährige;;{}", vec!["1"; 15].join(";")),       // 12 missing value
-        String::new(),                                                      // 13 empty line
-        format!("31.12.2020;Insgesamt;2;{}", vec!["1"; 15].join(";")),      // 14 total mismatch (1 + nothing ≠ 2)
-        format!("31.12.2021;unter 1 Jahr;.;{}", vec!["3"; 15].join(";")),   // 15 accepted, status "."
-        format!("31.12.2021;Insgesamt;.;{}", vec!["3"; 15].join(";")),      // 16 total (checked)
+        format!("31.12.2020;unter 1 Jahr;{ones}"),                        // 7 accepted
+        format!("31.12.2020;1-Jährige;2a;{}", vec!["1"; 15].join(";")),   // 8 invalid number
+        format!("31.12.2020;Hundertjährige;{ones}"),                      // 9 unexpected value
+        "31.12.2020;2-Jährige;1;1".to_owned(),                            // 10 wrong field count
+        format!("31.13.2020;3-Jährige;{ones}"),                           // 11 invalid date
+        format!("31.12.2020;4-Jährige;;{}", vec!["1"; 15].join(";")),     // 12 missing value
+        String::new(),                                                    // 13 empty line
+        format!("31.12.2020;Insgesamt;2;{}", vec!["1"; 15].join(";")),    // 14 total mismatch (1 + nothing ≠ 2)
+        format!("31.12.2021;unter 1 Jahr;.;{}", vec!["3"; 15].join(";")), // 15 accepted, status "."
+        format!("31.12.2021;Insgesamt;.;{}", vec!["3"; 15].join(";")),    // 16 total (checked)
         "31.12.2021;5-Jährige;1;2;3;4;5;6;7;8;9;10;11;12;13;14;15;Bayern".to_owned(), // 17 invalid number
-        "__________".to_owned(),                                            // 18 footer
-        "\"Fußnote über".to_owned(),                                        // 19 footer (quoted, two lines)
-        "zwei Zeilen\"".to_owned(),                                         // 20
-        "© Statistisches Bundesamt (Destatis), 2023".to_owned(),            // 21 footer
+        "__________".to_owned(),                                          // 18 footer
+        "\"Fußnote über".to_owned(),                                      // 19 footer (quoted, two lines)
+        "zwei Zeilen\"".to_owned(),                                       // 20
+        "© Statistisches Bundesamt (Destatis), 2023".to_owned(),          // 21 footer
     ];
     let text = head.iter().map(|s| s.to_string()).chain(body).collect::<Vec<_>>().join("\n") + "\n";
     let file = dir.path().join("broken.csv");
@@ -187,7 +200,20 @@ fn an_export_with_every_kind_of_broken_line_loses_nothing() {
     .collect();
     assert_eq!(got, expected, "{quarantine}");
     // The "." cell is kept as a status with no number; its Land's other cells are there.
-    let rows = query(dir.path(), &["population_by_land", "-m", "inhabitants", "-d", "land", "-c", "reference_date=2021", "-c", "land=Baden-Württemberg,Bayern"]);
+    let rows = query(
+        dir.path(),
+        &[
+            "population_by_land",
+            "-m",
+            "inhabitants",
+            "-d",
+            "land",
+            "-c",
+            "reference_date=2021",
+            "-c",
+            "land=Baden-Württemberg,Bayern",
+        ],
+    );
     let got: Vec<(&str, &str)> = rows.iter().map(|r| (r[1].as_str(), r[2].as_str())).collect();
     assert_eq!(got, [("Baden-Württemberg", ""), ("Bayern", "3")]);
 }

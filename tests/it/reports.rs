@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 fn run(out: &Path) -> Vec<String> {
-    let r = cli(demo_project(), &["report", "run", "newcomers_monthly", "--period", "2024-06", "--out", out.to_str().unwrap()]);
+    let r = cli(
+        demo_project(),
+        &["report", "run", "newcomers_monthly", "--period", "2024-06", "--out", out.to_str().unwrap()],
+    );
     assert_eq!(r.code, ExitCode::SUCCESS, "{}", r.stderr);
     r.stdout.lines().skip(1).map(|l| l.trim().to_owned()).collect()
 }
@@ -34,7 +37,18 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
     assert!(files.iter().any(|f| f.ends_with("tables/LIESMICH.txt")));
 
     // XLSX: the district table equals the cube query, suppressed cells included.
-    let by_district = figures(&["newcomers", "-m", "persons", "-m", "share_below_b1", "-d", "district", "-c", "month=2024-06", "--totals"]);
+    let by_district = figures(&[
+        "newcomers",
+        "-m",
+        "persons",
+        "-m",
+        "share_below_b1",
+        "-d",
+        "district",
+        "-c",
+        "month=2024-06",
+        "--totals",
+    ]);
     assert!(by_district.iter().any(|r| r[3] == "."), "the sample month has suppressed shares");
     let mut book: Xlsx<_> = calamine::open_workbook(dir.join("newcomers_monthly_2024-06.xlsx")).unwrap();
     let names = book.sheet_names();
@@ -52,16 +66,22 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
         }
     }
     let legend = book.worksheet_range("Legende").unwrap();
-    let text: Vec<String> = legend.rows().map(|r| r.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")).collect();
+    let text: Vec<String> =
+        legend.rows().map(|r| r.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")).collect();
     assert!(text.iter().any(|l| l.starts_with("Datenstand newcomers Version")), "{text:?}");
     assert!(text.iter().any(|l| l.contains("Fallzahlen von 1 bis 2 sind gesperrt (.)")), "{text:?}");
 
     // JSON-stat: the age band × sex table has the query's values and statuses at their positions.
-    let stat: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("tables/04_personen-nach-altersgruppe-und-geschlecht.json")).unwrap()).unwrap();
-    let by_age_sex = figures(&["newcomers", "-m", "persons", "-d", "age_band", "-d", "sex", "-c", "month=2024-06", "--totals"]);
+    let stat: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("tables/04_personen-nach-altersgruppe-und-geschlecht.json")).unwrap(),
+    )
+    .unwrap();
+    let by_age_sex =
+        figures(&["newcomers", "-m", "persons", "-d", "age_band", "-d", "sex", "-c", "month=2024-06", "--totals"]);
     let size: Vec<usize> = stat["size"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-    let index = |id: &str, key: &str| stat["dimension"][id]["category"]["index"][if key.is_empty() { "_T" } else { key }].as_u64().unwrap() as usize;
+    let index = |id: &str, key: &str| {
+        stat["dimension"][id]["category"]["index"][if key.is_empty() { "_T" } else { key }].as_u64().unwrap() as usize
+    };
     for r in &by_age_sex {
         let at = (index("age_band", &r[0]) * size[1] + index("sex", &r[2])) * size[2];
         if r[4] == "." {
@@ -73,9 +93,15 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
     }
     assert!(stat["label"].as_str().unwrap().ends_with("Personen nach Altersgruppe und Geschlecht"));
     let notes: Vec<&str> = stat["note"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
-    assert!(notes[0].starts_with("Datenstand: newcomers Version") && notes[1].starts_with("Geheimhaltung: Fallzahlen"), "{notes:?}");
+    assert!(
+        notes[0].starts_with("Datenstand: newcomers Version") && notes[1].starts_with("Geheimhaltung: Fallzahlen"),
+        "{notes:?}"
+    );
     let readme = std::fs::read_to_string(dir.join("tables/LIESMICH.txt")).unwrap();
-    assert!(readme.contains("Datenstand: newcomers Version") && readme.contains("Geheimhaltung:"), "the CSV files' notes");
+    assert!(
+        readme.contains("Datenstand: newcomers Version") && readme.contains("Geheimhaltung:"),
+        "the CSV files' notes"
+    );
     // The bar and the line chart are native Excel charts too.
     let xlsx = std::fs::read(dir.join("newcomers_monthly_2024-06.xlsx")).unwrap();
     for part in [&b"xl/charts/chart1.xml"[..], b"xl/charts/chart2.xml"] {
@@ -84,7 +110,9 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
 
     // The same cell is treated alike in every table of the report: persons by district in the table (with its
     // totals) and in the bar chart (without) are suppressed together.
-    let read = |file: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join("tables").join(file)).unwrap()).unwrap() };
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("tables").join(file)).unwrap()).unwrap()
+    };
     let (table, bars) = (read("01_personen-nach-stadtteil.json"), read("02_personen-nach-stadtteil.json"));
     let districts = bars["dimension"]["district"]["category"]["index"].as_object().unwrap();
     for (key, at) in districts {
@@ -96,7 +124,11 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
     // HTML: self-contained (no external resources), the charts inline, the data version and the rule stated.
     let html = std::fs::read_to_string(dir.join("newcomers_monthly_2024-06.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 2, "the bar and the line chart");
-    assert!(!html.contains("http://") || html.matches("http://").count() == html.matches("http://www.w3.org/2000/svg").count(), "nothing fetched at view time");
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count() == html.matches("http://www.w3.org/2000/svg").count(),
+        "nothing fetched at view time"
+    );
     assert!(html.contains("Datenstand: newcomers Version") && html.contains("Geheimhaltung:"));
     let md = std::fs::read_to_string(dir.join("newcomers_monthly_2024-06.md")).unwrap();
     assert!(md.contains("| Altersgruppe | männlich | weiblich | divers | Insgesamt |"), "a pivot: sex across");
@@ -128,12 +160,43 @@ fn the_same_data_gives_the_same_bytes_and_a_run_replaces_the_last_whole() {
     assert_eq!(hidden.len(), 1, "no partial or old folders stay behind: {hidden:?}");
 
     // Reading the cubes at stated versions reproduces a run (here the only versions there are).
-    let again = cli(demo_project(), &["report", "run", "newcomers_monthly", "--period", "2024-06", "--out", out.path().to_str().unwrap(), "--as-of", "newcomers=0", "--as-of", "course_offers=0"]);
+    let again = cli(
+        demo_project(),
+        &[
+            "report",
+            "run",
+            "newcomers_monthly",
+            "--period",
+            "2024-06",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--as-of",
+            "newcomers=0",
+            "--as-of",
+            "course_offers=0",
+        ],
+    );
     assert_eq!(again.code, ExitCode::SUCCESS, "{}", again.stderr);
     assert_eq!(read_all(&dir), first);
-    let bad = cli(demo_project(), &["report", "run", "newcomers_monthly", "--period", "2024-06", "--out", out.path().to_str().unwrap(), "--as-of", "newcomers=7"]);
+    let bad = cli(
+        demo_project(),
+        &[
+            "report",
+            "run",
+            "newcomers_monthly",
+            "--period",
+            "2024-06",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--as-of",
+            "newcomers=7",
+        ],
+    );
     assert!(bad.stderr.contains("version 7"), "{}", bad.stderr);
-    let bad = cli(demo_project(), &["report", "run", "newcomers_monthly", "--period", "2024-13", "--out", out.path().to_str().unwrap()]);
+    let bad = cli(
+        demo_project(),
+        &["report", "run", "newcomers_monthly", "--period", "2024-13", "--out", out.path().to_str().unwrap()],
+    );
     assert_eq!(bad.code, ExitCode::from(2));
     assert!(bad.stderr.contains("'2024-13' is not a report period"), "{}", bad.stderr);
     let bad = cli(demo_project(), &["report", "run", "newcomers_montly", "--period", "2024-06"]);
@@ -152,17 +215,26 @@ fn the_scheduler_runs_what_is_due_once_catches_up_and_never_overlaps() {
     let out = out.path();
     // The clock is injected with --at: the scheduler starts in June, the report is due on the first at six.
     assert_eq!(schedule(out, "2024-06-30T12:00:00Z", "last"), ["nothing due"]);
-    assert_eq!(schedule(out, "2024-07-01T06:00:30Z", "last"), ["newcomers_monthly for 2024-06 (due 2024-07-01T06:00:00+00:00): written (16 files)"]);
+    assert_eq!(
+        schedule(out, "2024-07-01T06:00:30Z", "last"),
+        ["newcomers_monthly for 2024-06 (due 2024-07-01T06:00:00+00:00): written (16 files)"]
+    );
     assert_eq!(schedule(out, "2024-07-01T06:05:00Z", "last"), ["nothing due"], "a run is made once");
     assert!(out.join("newcomers_monthly_2024-06/newcomers_monthly_2024-06.html").exists());
 
     // Another scheduler (a live process) holds the report's lock: this one does not start it too.
     let lock = out.join(".locks/newcomers_monthly.lock");
     std::fs::write(&lock, std::process::id().to_string()).unwrap();
-    assert_eq!(schedule(out, "2024-08-01T06:00:05Z", "last"), ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): skipped: already running"]);
+    assert_eq!(
+        schedule(out, "2024-08-01T06:00:05Z", "last"),
+        ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): skipped: already running"]
+    );
     // A lock whose process is gone is stale and taken over; the skipped run is still due.
     std::fs::write(&lock, "4194303").unwrap();
-    assert_eq!(schedule(out, "2024-08-01T06:10:00Z", "last"), ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): written (16 files)"]);
+    assert_eq!(
+        schedule(out, "2024-08-01T06:10:00Z", "last"),
+        ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): written (16 files)"]
+    );
     assert!(!lock.exists(), "the lock is released after the run");
 
     // After a downtime over three first-of-months, all or only the latest missed run is made.
@@ -170,7 +242,10 @@ fn the_scheduler_runs_what_is_due_once_catches_up_and_never_overlaps() {
     for period in ["2024-08", "2024-09", "2024-10"] {
         assert!(out.join(format!("newcomers_monthly_{period}")).is_dir(), "{period}");
     }
-    assert_eq!(schedule(out, "2025-02-03T10:00:00Z", "last"), ["newcomers_monthly for 2025-01 (due 2025-02-01T06:00:00+00:00): written (16 files)"]);
+    assert_eq!(
+        schedule(out, "2025-02-03T10:00:00Z", "last"),
+        ["newcomers_monthly for 2025-01 (due 2025-02-01T06:00:00+00:00): written (16 files)"]
+    );
     let log = std::fs::read_to_string(out.join("schedule.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"event\":\"run\"")).count(), 6, "one line per run made");
 }
@@ -181,11 +256,13 @@ const SCHEDULER_CHILD: &str = "KUBUS_SCHEDULER_TEST_CHILD";
 fn the_scheduler_stops_cleanly_on_sigterm() {
     if let Ok(args) = std::env::var(SCHEDULER_CHILD) {
         // Child mode: act as `kubus schedule` and exit with its status.
-        let code = kubus_cli::run(args.split('\u{1f}').map(str::to_owned), &mut std::io::sink(), &mut std::io::stderr());
+        let code =
+            kubus_cli::run(args.split('\u{1f}').map(str::to_owned), &mut std::io::sink(), &mut std::io::stderr());
         std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
     }
     let out = tempfile::tempdir().unwrap();
-    let args = ["kubus", "-C", demo_project().to_str().unwrap(), "schedule", "--out", out.path().to_str().unwrap()].join("\u{1f}");
+    let args = ["kubus", "-C", demo_project().to_str().unwrap(), "schedule", "--out", out.path().to_str().unwrap()]
+        .join("\u{1f}");
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "reports::the_scheduler_stops_cleanly_on_sigterm", "--nocapture", "--test-threads=1"])
         .env(SCHEDULER_CHILD, args)
@@ -205,7 +282,11 @@ fn the_scheduler_stops_cleanly_on_sigterm() {
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "exit status {:?}", output.status);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("kubus schedule: stopped (SIGTERM)"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("kubus schedule: stopped (SIGTERM)"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -213,15 +294,20 @@ fn a_cell_in_two_tables_of_a_report_is_suppressed_in_both() {
     // Two tables of the same cells: one with totals (which need complementary cells), one without.
     let dir = crate::support::project_copy();
     let section = |title: &str, totals: bool| {
-        format!("\n[[sections]]\nkind = \"table\"\ntitle = \"{title}\"\ncube = \"newcomers\"\nmeasures = [\"persons\"]\nrows = [\"district\"]\ncolumns = [\"sex\"]\ncuts = [\"month={{period}}\"]\ntotals = {totals}\n")
+        format!(
+            "\n[[sections]]\nkind = \"table\"\ntitle = \"{title}\"\ncube = \"newcomers\"\nmeasures = [\"persons\"]\nrows = [\"district\"]\ncolumns = [\"sex\"]\ncuts = [\"month={{period}}\"]\ntotals = {totals}\n"
+        )
     };
-    let report = format!("name = \"pair\"\ntitle = \"Paar\"\n{}{}", section("mit Summen", true), section("ohne Summen", false));
+    let report =
+        format!("name = \"pair\"\ntitle = \"Paar\"\n{}{}", section("mit Summen", true), section("ohne Summen", false));
     std::fs::write(dir.path().join("cube-schemas/reports/pair.toml"), report).unwrap();
     assert_eq!(cli(dir.path(), &["demo"]).code, ExitCode::SUCCESS);
     let out = dir.path().join("out");
     let r = cli(dir.path(), &["report", "run", "pair", "--period", "2024-06", "--out", out.to_str().unwrap()]);
     assert_eq!(r.code, ExitCode::SUCCESS, "{}", r.stderr);
-    let read = |file: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(out.join("pair_2024-06/tables").join(file)).unwrap()).unwrap() };
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("pair_2024-06/tables").join(file)).unwrap()).unwrap()
+    };
     let (with, without) = (read("01_mit-summen.json"), read("02_ohne-summen.json"));
     let cell = |v: &serde_json::Value, d: &str, s: &str| -> Option<usize> {
         let size: Vec<usize> = v["size"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
@@ -232,7 +318,9 @@ fn a_cell_in_two_tables_of_a_report_is_suppressed_in_both() {
     let alone = figures(&["newcomers", "-m", "persons", "-d", "district", "-d", "sex", "-c", "month=2024-06"]);
     let mut complements = 0;
     for row in &alone {
-        let (Some(a), Some(b)) = (cell(&with, &row[0], &row[2]), cell(&without, &row[0], &row[2])) else { panic!("{row:?}") };
+        let (Some(a), Some(b)) = (cell(&with, &row[0], &row[2]), cell(&without, &row[0], &row[2])) else {
+            panic!("{row:?}")
+        };
         assert_eq!(with["value"][a], without["value"][b], "district {} sex {}", row[0], row[2]);
         // Asked alone, without totals, only the small counts are hidden; in the report the complements are too.
         if row[4] != "." && without["value"][b].is_null() {

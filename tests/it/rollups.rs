@@ -11,7 +11,14 @@ use kubus::{Project, Query, QueryOptions, RollupUse};
 use kubus_model::Model;
 use std::path::Path;
 
-const ROLES: [(&str, &str); 6] = [("month", "time"), ("district", "district"), ("age", "age"), ("sex", "sex"), ("language_level", "language_level"), ("provider", "provider")];
+const ROLES: [(&str, &str); 6] = [
+    ("month", "time"),
+    ("district", "district"),
+    ("age", "age"),
+    ("sex", "sex"),
+    ("language_level", "language_level"),
+    ("provider", "provider"),
+];
 
 const MEASURES: &str = r#"
 [[measures]]
@@ -85,8 +92,20 @@ change = "records"
 against = "last_year"
 "#;
 
-const MEASURE_NAMES: [&str; 12] =
-    ["records", "persons", "below_b1", "hours", "hours_avg", "n_min", "n_max", "stock", "share_b1", "persons_share", "persons_previous", "records_yoy"];
+const MEASURE_NAMES: [&str; 12] = [
+    "records",
+    "persons",
+    "below_b1",
+    "hours",
+    "hours_avg",
+    "n_min",
+    "n_max",
+    "stock",
+    "share_b1",
+    "persons_share",
+    "persons_previous",
+    "records_yoy",
+];
 
 /// A scratch project: the sample's dimensions, a cube `c` with every kind of measure, and random rollups.
 fn scratch_project(dir: &Path, rng: &mut Rng, model: &Model) {
@@ -96,7 +115,8 @@ fn scratch_project(dir: &Path, rng: &mut Rng, model: &Model) {
     }
     for (_, dim) in ROLES {
         let file = format!("{dim}.toml");
-        std::fs::copy(repo().join("cube-schemas/dimensions").join(&file), schemas.join("dimensions").join(&file)).unwrap();
+        std::fs::copy(repo().join("cube-schemas/dimensions").join(&file), schemas.join("dimensions").join(&file))
+            .unwrap();
     }
     std::fs::write(dir.join("kubus.toml"), "name = \"p\"\n\n[roles.statistik]\nbypass_disclosure = true\n").unwrap();
     let mut cube = String::from("name = \"c\"\nlabel = \"c\"\n");
@@ -116,12 +136,15 @@ fn scratch_project(dir: &Path, rng: &mut Rng, model: &Model) {
         }
         cube += &format!("\n[[rollups]]\nname = \"r{r}\"\nlevels = [{}]\n", levels.join(", "));
         if rng.chance(40) {
-            let measures: Vec<String> = MEASURE_NAMES.iter().filter(|_| rng.chance(50)).map(|m| format!("\"{m}\"")).collect();
+            let measures: Vec<String> =
+                MEASURE_NAMES.iter().filter(|_| rng.chance(50)).map(|m| format!("\"{m}\"")).collect();
             cube += &format!("measures = [{}]\n", measures.join(", "));
         }
     }
     std::fs::write(schemas.join("cubes/c.toml"), cube).unwrap();
-    let mut source = String::from("name = \"s\"\ncube = \"c\"\n\n[format]\ntype = \"csv\"\ndelimiter = \";\"\ndate_formats = [\"%Y-%m-%d\"]\n");
+    let mut source = String::from(
+        "name = \"s\"\ncube = \"c\"\n\n[format]\ntype = \"csv\"\ndelimiter = \";\"\ndate_formats = [\"%Y-%m-%d\"]\n",
+    );
     for (field, body) in [
         ("person", "text = \"person\""),
         ("month", "date = \"month\""),
@@ -144,7 +167,8 @@ fn facts_csv(path: &Path, rng: &mut Rng, model: &Model, rows: usize) {
         let d = model.dimension(dim).unwrap();
         d.members(d.finest()).iter().map(|m| m.key().to_owned()).collect()
     };
-    let (districts, sexes, levels, providers) = (keys("district"), keys("sex"), keys("language_level"), keys("provider"));
+    let (districts, sexes, levels, providers) =
+        (keys("district"), keys("sex"), keys("language_level"), keys("provider"));
     let mut text = String::from("person;month;district;age;sex;level;provider;hours;n\n");
     for _ in 0..rows {
         let month = 1 + rng.next(24);
@@ -185,7 +209,11 @@ fn random_cut(rng: &mut Rng, model: &Model) -> String {
 }
 
 fn random_query(rng: &mut Rng, model: &Model) -> Query {
-    let measures: Vec<&str> = (0..1 + rng.next(3)).map(|_| *rng.pick(&MEASURE_NAMES)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let measures: Vec<&str> = (0..1 + rng.next(3))
+        .map(|_| *rng.pick(&MEASURE_NAMES))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut drilldowns = Vec::new();
     let mut roles: Vec<(&str, &str)> = ROLES.to_vec();
     for _ in 0..rng.next(4) {
@@ -253,7 +281,11 @@ async fn answers_through_rollups_equal_answers_from_the_facts() {
         let project = Project::open(dir.path()).unwrap();
         let report = project.ingest("s", &[first], &mut |_| {}).await.unwrap();
         assert_eq!(report.rollup_problem, None);
-        assert_eq!(report.rollups.len(), project.model().cube("c").unwrap().rollups().len(), "every rollup is built after the ingest");
+        assert_eq!(
+            report.rollups.len(),
+            project.model().cube("c").unwrap().rollups().len(),
+            "every rollup is built after the ingest"
+        );
         for _ in 0..30 {
             asked += 1;
             routed += usize::from(same_answer(&project, &random_query(&mut rng, &model), None).await);

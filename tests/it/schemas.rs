@@ -25,8 +25,10 @@ fn every_committed_schema_loads_clean() {
 }
 
 fn diagnostics(files: &[(&str, SchemaKind, &str)]) -> Vec<String> {
-    let files: Vec<SchemaFile> =
-        files.iter().map(|(origin, kind, text)| SchemaFile { origin: (*origin).into(), text: (*text).into(), kind: *kind }).collect();
+    let files: Vec<SchemaFile> = files
+        .iter()
+        .map(|(origin, kind, text)| SchemaFile { origin: (*origin).into(), text: (*text).into(), kind: *kind })
+        .collect();
     match load_model(&files) {
         Ok(_) => Vec::new(),
         Err(kubus_model::Error::Invalid(d)) => d.0.iter().map(ToString::to_string).collect(),
@@ -77,7 +79,12 @@ aggregate = "sum"
 label = "D"
 colour = "blue"
 "#;
-    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]), ["d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `open_top`, `bands`, `ordered`, `geo`, `hierarchies`"]);
+    assert_eq!(
+        diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]),
+        [
+            "d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `open_top`, `bands`, `ordered`, `geo`, `hierarchies`"
+        ]
+    );
 
     let members = r#"name = "d"
 label = "D"
@@ -101,7 +108,10 @@ key = "01"
 label = "Ost"
 parent = "X"
 "#;
-    assert_eq!(diagnostics(&[("d.toml", SchemaKind::Dimension, members)]), ["d.toml:21: members[1].parent: unknown parent 'X' on level area"]);
+    assert_eq!(
+        diagnostics(&[("d.toml", SchemaKind::Dimension, members)]),
+        ["d.toml:21: members[1].parent: unknown parent 'X' on level area"]
+    );
 
     let source = r#"name = "s"
 cube = "c"
@@ -116,7 +126,11 @@ number = "Zahl"
 "#;
     let cube_ok = "name = \"c\"\nlabel = \"C\"\n\n[[dimensions]]\nname = \"sex\"\n\n[[measures]]\nname = \"n\"\nlabel = \"N\"\naggregate = \"count\"\n";
     assert_eq!(
-        diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube_ok), ("s.toml", SchemaKind::Source, source)]),
+        diagnostics(&[
+            ("sex.toml", SchemaKind::Dimension, SEX),
+            ("c.toml", SchemaKind::Cube, cube_ok),
+            ("s.toml", SchemaKind::Source, source)
+        ]),
         [
             "s.toml:6: format.delimiter: ';;' must be exactly one character",
             "s.toml:8: fields.sex: a field needs exactly one of these keys (valid: member, date, age_from + age_at, number, text, pseudonymise)",
@@ -151,7 +165,11 @@ number = "einwohner"
 totals = ["Insgesamt"]
 extract = '(\d+)-(\d+)'
 "##;
-    let got = diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube), ("s.toml", SchemaKind::Source, source)]);
+    let got = diagnostics(&[
+        ("sex.toml", SchemaKind::Dimension, SEX),
+        ("c.toml", SchemaKind::Cube, cube),
+        ("s.toml", SchemaKind::Source, source),
+    ]);
     let expected_parts = [
         ("s.toml:9: layout.header_lines:", "ascending order"),
         ("s.toml:10: layout.footer:", "invalid regular expression"),
@@ -219,7 +237,11 @@ label = "X"
 from = "c.n"
 "#;
     assert_eq!(
-        diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube), ("a.toml", SchemaKind::Cube, across)]),
+        diagnostics(&[
+            ("sex.toml", SchemaKind::Dimension, SEX),
+            ("c.toml", SchemaKind::Cube, cube),
+            ("a.toml", SchemaKind::Cube, across)
+        ]),
         [
             "c.toml:11: measures[0].filter[0]: dimension sex has no member order; use = or != instead of sex<m",
             "c.toml:11: measures[0].filter[1]: unknown member 'x' in sex",
@@ -285,12 +307,22 @@ to = 18
 fn special_categories_of_personal_data_need_a_stated_purpose() {
     let cube = "name = \"c\"\nlabel = \"C\"\n\n[[dimensions]]\nname = \"sex\"\n\n[[columns]]\nname = \"belief\"\ntype = \"string\"\n\n[[measures]]\nname = \"n\"\nlabel = \"N\"\naggregate = \"count\"\n";
     let source = |extra: &str| {
-        format!("name = \"s\"\ncube = \"c\"\n\n[format]\ntype = \"csv\"\n\n[fields.sex]\nmember = \"Geschlecht\"\n\n[fields.belief]\ntext = \"Religionszugehörigkeit\"\n{extra}")
+        format!(
+            "name = \"s\"\ncube = \"c\"\n\n[format]\ntype = \"csv\"\n\n[fields.sex]\nmember = \"Geschlecht\"\n\n[fields.belief]\ntext = \"Religionszugehörigkeit\"\n{extra}"
+        )
     };
-    let load = |source: &str| diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube), ("s.toml", SchemaKind::Source, source)]);
+    let load = |source: &str| {
+        diagnostics(&[
+            ("sex.toml", SchemaKind::Dimension, SEX),
+            ("c.toml", SchemaKind::Cube, cube),
+            ("s.toml", SchemaKind::Source, source),
+        ])
+    };
     assert_eq!(
         load(&source("")),
-        ["s.toml:10: fields.belief: 'Religionszugehörigkeit' looks like a special category of personal data (religion, health, origin, ...; GDPR Art. 9): map it only with `special_category = \"<the purpose it serves>\"`, or drop it"]
+        [
+            "s.toml:10: fields.belief: 'Religionszugehörigkeit' looks like a special category of personal data (religion, health, origin, ...; GDPR Art. 9): map it only with `special_category = \"<the purpose it serves>\"`, or drop it"
+        ]
     );
     assert!(load(&source("special_category = \"Seelsorge-Angebote planen (Beschluss 2025/17)\"\n")).is_empty());
 }
@@ -335,7 +367,11 @@ name = "r"
 levels = []
 "#;
     assert_eq!(
-        diagnostics(&[("sex.toml", SchemaKind::Dimension, SEX), ("c.toml", SchemaKind::Cube, cube), ("a.toml", SchemaKind::Cube, across)]),
+        diagnostics(&[
+            ("sex.toml", SchemaKind::Dimension, SEX),
+            ("c.toml", SchemaKind::Cube, cube),
+            ("a.toml", SchemaKind::Cube, across)
+        ]),
         [
             "c.toml:13: rollups[0].name: rollup name 'by sex' must be lower-case letters, digits and _ (it names a warehouse table)",
             "c.toml:14: rollups[0].levels[1]: 'sex.gender' is not a level at or above the one sex is recorded at (valid: sex.sex)",

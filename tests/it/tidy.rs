@@ -22,7 +22,11 @@ fn crate_dependencies_point_down_only() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let manifest: toml::Table = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap().parse().unwrap();
         assert_eq!(manifest["package"]["name"].as_str(), Some(name.as_str()), "folder name = package name");
-        let allowed = ALLOWED.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("crate {name} is not in the tidy list")).1;
+        let allowed = ALLOWED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("crate {name} is not in the tidy list"))
+            .1;
         for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
             let Some(deps) = manifest.get(section).and_then(|d| d.as_table()) else { continue };
             for dep in deps.keys().filter(|d| d.starts_with("kubus")) {

@@ -15,12 +15,20 @@ async fn main() -> anyhow::Result<()> {
 
     let project = kubus::Project::open(&dir)?;
     let start = Instant::now();
-    let report = project.ingest_with("abh_newcomers", std::slice::from_ref(&file), kubus::IngestOptions { demo_key: true, ..Default::default() }, &mut |_| {}).await?;
+    let report = project
+        .ingest_with(
+            "abh_newcomers",
+            std::slice::from_ref(&file),
+            kubus::IngestOptions { demo_key: true, ..Default::default() },
+            &mut |_| {},
+        )
+        .await?;
     let ingest = start.elapsed();
     let t = report.totals();
 
-    let query: kubus::Query =
-        serde_json::from_str(r#"{"cube":"newcomers","measures":["persons"],"drilldowns":["district"],"cuts":["month=2024-06"]}"#)?;
+    let query: kubus::Query = serde_json::from_str(
+        r#"{"cube":"newcomers","measures":["persons"],"drilldowns":["district"],"cuts":["month=2024-06"]}"#,
+    )?;
     let start = Instant::now();
     let answer = project.query(&query, &kubus::QueryOptions::default()).await?;
     let first_query = start.elapsed();

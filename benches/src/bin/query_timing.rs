@@ -27,7 +27,8 @@ async fn main() -> anyhow::Result<()> {
         // One run to warm caches (file metadata, the Delta log), then the timed ones.
         let first = project.query(&query, &options).await?;
         let mut rows = first.result.num_rows();
-        let routes: Vec<String> = first.routes.iter().map(|r| r.rollup.clone().unwrap_or_else(|| "facts".into())).collect();
+        let routes: Vec<String> =
+            first.routes.iter().map(|r| r.rollup.clone().unwrap_or_else(|| "facts".into())).collect();
         let mut times = Vec::with_capacity(reps);
         for _ in 0..reps {
             let start = Instant::now();
@@ -35,7 +36,10 @@ async fn main() -> anyhow::Result<()> {
             times.push(start.elapsed().as_secs_f64() * 1000.0);
         }
         times.sort_by(f64::total_cmp);
-        println!("{}", serde_json::json!({"query": name, "median_ms": times[times.len() / 2], "min_ms": times[0], "rows": rows, "read": routes.join(" + ")}));
+        println!(
+            "{}",
+            serde_json::json!({"query": name, "median_ms": times[times.len() / 2], "min_ms": times[0], "rows": rows, "read": routes.join(" + ")})
+        );
     }
     Ok(())
 }

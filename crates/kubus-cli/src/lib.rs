@@ -6,8 +6,8 @@ mod render;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kubus::{FileCounts, FileOutcome, KeyOrigin, Project, Query, TOTAL_COLUMN};
 use kubus::output::Table;
+use kubus::{FileCounts, FileOutcome, KeyOrigin, Project, Query, TOTAL_COLUMN};
 use render::OutputFormat;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,11 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 pub const EXIT_FAILURE: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "kubus", version, about = "A data cube engine for city administrations: office exports in, monitoring numbers out.")]
+#[command(
+    name = "kubus",
+    version,
+    about = "A data cube engine for city administrations: office exports in, monitoring numbers out."
+)]
 struct Cli {
     /// The project directory (with kubus.toml).
     #[arg(long, short = 'C', global = true, default_value = ".")]
@@ -250,7 +254,8 @@ pub fn run(args: impl IntoIterator<Item = String>, stdout: &mut dyn Write, stder
             for cause in e.chain().skip(1) {
                 let _ = writeln!(stderr, "  caused by: {cause}");
             }
-            let user = e.downcast_ref::<Usage>().is_some() || e.downcast_ref::<kubus::Error>().is_some_and(kubus::Error::is_user_error);
+            let user = e.downcast_ref::<Usage>().is_some()
+                || e.downcast_ref::<kubus::Error>().is_some_and(kubus::Error::is_user_error);
             ExitCode::from(if user { EXIT_BAD_INPUT } else { EXIT_FAILURE })
         }
     }
@@ -265,7 +270,16 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             if dry_run {
                 return dry_run_ingest(&project, &source, &files, demo_key, cli.role.clone(), stdout).await;
             }
-            ingest(&project, &source, &files, kubus::IngestOptions { demo_key, role: cli.role.clone(), ..Default::default() }, stdout, stderr).await.map(|_| ())
+            ingest(
+                &project,
+                &source,
+                &files,
+                kubus::IngestOptions { demo_key, role: cli.role.clone(), ..Default::default() },
+                stdout,
+                stderr,
+            )
+            .await
+            .map(|_| ())
         }
         Command::Quarantine { source, output } => {
             let project = Project::open(&cli.project)?;
@@ -293,7 +307,10 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
         Command::Sql { sql, as_of, output } => {
             let project = Project::open(&cli.project)?;
             let batches = project.sql(&sql, &kubus::SqlOptions { as_of, role: cli.role.clone() }).await?;
-            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(kubus::arrow::datatypes::Schema::empty()));
+            let schema = batches
+                .first()
+                .map(|b| b.schema())
+                .unwrap_or_else(|| std::sync::Arc::new(kubus::arrow::datatypes::Schema::empty()));
             emit(&project, &output, &Table::plain("SQL", schema, batches), &|_| false, stdout)
         }
         Command::Members { dimension, level, output } => {
@@ -312,7 +329,12 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             if build {
                 let cubes: Vec<String> = match &cube {
                     Some(c) => vec![c.clone()],
-                    None => project.model().cubes().filter(|c| !c.rollups().is_empty()).map(|c| c.name().to_owned()).collect(),
+                    None => project
+                        .model()
+                        .cubes()
+                        .filter(|c| !c.rollups().is_empty())
+                        .map(|c| c.name().to_owned())
+                        .collect(),
                 };
                 for c in cubes {
                     project.build_rollups(&c).await?;
@@ -324,7 +346,11 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             let project = Project::open(&cli.project)?;
             let options = kubus::ReportOptions { period, role: cli.role.clone(), as_of };
             let (run, files) = project.run_report(&name, &options, &out).await?;
-            writeln!(stdout, "{} — data: {}; {} cell(s) suppressed", run.document.title, run.document.provenance, run.suppressed)?;
+            writeln!(
+                stdout,
+                "{} — data: {}; {} cell(s) suppressed",
+                run.document.title, run.document.provenance, run.suppressed
+            )?;
             for f in files {
                 writeln!(stdout, "  {}", f.display())?;
             }
@@ -339,7 +365,9 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             };
             let options = kubus::ScheduleOptions { out, catch_up };
             if let Some(at) = at {
-                let now = chrono::DateTime::parse_from_rfc3339(&at).map_err(|e| Usage(format!("--at '{at}': {e}")))?.with_timezone(&chrono::Utc);
+                let now = chrono::DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| Usage(format!("--at '{at}': {e}")))?
+                    .with_timezone(&chrono::Utc);
                 return print_runs(&project.schedule_tick(now, &options).await?, stdout);
             }
             schedule(&project, &options, once, stdout, stderr).await
@@ -356,22 +384,34 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
         Command::Protection { adopt: false } => {
             let project = Project::open(&cli.project)?;
             writeln!(stdout, "the warehouse records: {}", serde_json::to_string(&project.recorded_protection()?)?)?;
-            writeln!(stdout, "this project file asks for the same or stricter: {}", serde_json::to_string(&project.protection_record())?)?;
+            writeln!(
+                stdout,
+                "this project file asks for the same or stricter: {}",
+                serde_json::to_string(&project.protection_record())?
+            )?;
             Ok(())
         }
         Command::Ptable { max_noise, variance, small, keys, out } => {
-            let table = kubus::PTable::generate(&kubus::PTableParams { max_noise, variance, small, keys }).map_err(Usage)?;
+            let table =
+                kubus::PTable::generate(&kubus::PTableParams { max_noise, variance, small, keys }).map_err(Usage)?;
             writeln!(stdout, "value  noise: probability")?;
             // The last row holds for every larger count.
             let last = small + max_noise + 1;
             for value in 1..=last {
-                let dist: Vec<String> = table.distribution(value).iter().map(|(d, p)| format!("{d:+}: {p:.4}")).collect();
+                let dist: Vec<String> =
+                    table.distribution(value).iter().map(|(d, p)| format!("{d:+}: {p:.4}")).collect();
                 let label = if value == last { format!("{value}+") } else { value.to_string() };
                 writeln!(stdout, "{label:>5}  {}", dist.join("  "))?;
             }
             if let Some(path) = &out {
                 std::fs::write(path, table.to_csv()).with_context(|| format!("cannot write {}", path.display()))?;
-                writeln!(stdout, "written to {} ({} keys, fingerprint {})", path.display(), table.keys(), table.fingerprint())?;
+                writeln!(
+                    stdout,
+                    "written to {} ({} keys, fingerprint {})",
+                    path.display(),
+                    table.keys(),
+                    table.fingerprint()
+                )?;
             }
             Ok(())
         }
@@ -392,12 +432,20 @@ fn check(dir: &Path, stdout: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ingest(project: &Project, source: &str, files: &[PathBuf], options: kubus::IngestOptions, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<kubus::IngestReport> {
+async fn ingest(
+    project: &Project,
+    source: &str,
+    files: &[PathBuf],
+    options: kubus::IngestOptions,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> anyhow::Result<kubus::IngestReport> {
     // Bytes of all files as the bar's length; the message counts lines and their rate. indicatif draws only
     // when stderr is a terminal.
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let bar = indicatif::ProgressBar::new(total).with_style(
-        indicatif::ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {msg}").expect("valid template"),
+        indicatif::ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {msg}")
+            .expect("valid template"),
     );
     let started = std::time::Instant::now();
     let (mut done_bytes, mut lines_before) = (0u64, 0usize);
@@ -422,14 +470,21 @@ async fn ingest(project: &Project, source: &str, files: &[PathBuf], options: kub
     bar.finish_and_clear();
     let report = report?;
     if report.key_origin == Some(KeyOrigin::Demo) {
-        writeln!(stderr, "note: pseudonymised with the DEMO key from kubus.toml — for the synthetic sample data only; set KUBUS_PSEUDONYM_KEY for real data")?;
+        writeln!(
+            stderr,
+            "note: pseudonymised with the DEMO key from kubus.toml — for the synthetic sample data only; set KUBUS_PSEUDONYM_KEY for real data"
+        )?;
     }
     writeln!(stdout, "source {} → cube {}", report.source, report.cube)?;
     print_files(&report, stdout)?;
     let totals = report.totals();
     writeln!(stdout, "{}", accounting(&totals))?;
     if totals.totals_compared > 0 {
-        writeln!(stdout, "totals checked: {} (each total line of the file against the sum of its detail facts)", totals.totals_compared)?;
+        writeln!(
+            stdout,
+            "totals checked: {} (each total line of the file against the sum of its detail facts)",
+            totals.totals_compared
+        )?;
     }
     const SHOWN: usize = 10;
     for w in totals.warnings.iter().take(SHOWN) {
@@ -443,7 +498,13 @@ async fn ingest(project: &Project, source: &str, files: &[PathBuf], options: kub
     }
     for r in &report.replaced {
         let whole = if r.whole_file { " (all of them; its quarantine lines are gone)" } else { "" };
-        writeln!(stdout, "replaced {} facts of {}{whole}: this ingest brings their {} again", r.facts, r.file, report_key(report.replace_key()))?;
+        writeln!(
+            stdout,
+            "replaced {} facts of {}{whole}: this ingest brings their {} again",
+            r.facts,
+            r.file,
+            report_key(report.replace_key())
+        )?;
     }
     match report.version {
         Some(v) => writeln!(stdout, "cube {} is at version {v}", report.cube)?,
@@ -454,7 +515,11 @@ async fn ingest(project: &Project, source: &str, files: &[PathBuf], options: kub
         writeln!(stdout, "rollups for this version: {}", built.join(", "))?;
     }
     if let Some(problem) = &report.rollup_problem {
-        writeln!(stderr, "warning: the rollups were not built, so queries read the facts until `kubus rollups --build {}` succeeds: {problem}", report.cube)?;
+        writeln!(
+            stderr,
+            "warning: the rollups were not built, so queries read the facts until `kubus rollups --build {}` succeeds: {problem}",
+            report.cube
+        )?;
     }
     Ok(report)
 }
@@ -486,10 +551,19 @@ async fn query(project: &Project, args: QueryArgs, role: Option<String>, stdout:
 }
 
 /// `kubus rollups`: one row per declared rollup.
-fn rollup_table(project: &Project, status: &[kubus::RollupStatus], output: &OutputArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+fn rollup_table(
+    project: &Project,
+    status: &[kubus::RollupStatus],
+    output: &OutputArgs,
+    stdout: &mut dyn Write,
+) -> anyhow::Result<()> {
     use kubus::arrow::array::{ArrayRef, StringArray, UInt64Array};
-    let text = |f: &dyn Fn(&kubus::RollupStatus) -> String| -> ArrayRef { std::sync::Arc::new(StringArray::from_iter_values(status.iter().map(f))) };
-    let number = |f: &dyn Fn(&kubus::StoredRollup) -> u64| -> ArrayRef { std::sync::Arc::new(status.iter().map(|s| s.stored.as_ref().map(f)).collect::<UInt64Array>()) };
+    let text = |f: &dyn Fn(&kubus::RollupStatus) -> String| -> ArrayRef {
+        std::sync::Arc::new(StringArray::from_iter_values(status.iter().map(f)))
+    };
+    let number = |f: &dyn Fn(&kubus::StoredRollup) -> u64| -> ArrayRef {
+        std::sync::Arc::new(status.iter().map(|s| s.stored.as_ref().map(f)).collect::<UInt64Array>())
+    };
     let batch = kubus::arrow::record_batch::RecordBatch::try_from_iter([
         ("cube", text(&|s| s.cube.clone())),
         ("rollup", text(&|s| s.name.clone())),
@@ -500,16 +574,32 @@ fn rollup_table(project: &Project, status: &[kubus::RollupStatus], output: &Outp
         ("rows", number(&|r| r.rows)),
         ("bytes", number(&|r| r.bytes)),
         ("build_ms", number(&|r| r.build_ms)),
-        ("built_with", text(&|s| s.stored.as_ref().map(|r| r.scan.iter().filter(|n| **n != s.name).cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default())),
+        (
+            "built_with",
+            text(&|s| {
+                s.stored
+                    .as_ref()
+                    .map(|r| r.scan.iter().filter(|n| **n != s.name).cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            }),
+        ),
     ])?;
     emit(project, output, &Table::plain("rollups", batch.schema(), vec![batch]), &|_| false, stdout)
 }
 
-fn emit(project: &Project, output: &OutputArgs, table: &Table, hide: &dyn Fn(&str) -> bool, stdout: &mut dyn Write) -> anyhow::Result<()> {
+fn emit(
+    project: &Project,
+    output: &OutputArgs,
+    table: &Table,
+    hide: &dyn Fn(&str) -> bool,
+    stdout: &mut dyn Write,
+) -> anyhow::Result<()> {
     match &output.out {
         Some(path) => {
             project.check_output(path)?;
-            let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            );
             render::write(output.format, table, hide, &mut file)?;
             file.flush()?;
             Ok(())
@@ -533,9 +623,20 @@ fn print_runs(runs: &[kubus::ScheduledRun], stdout: &mut dyn Write) -> anyhow::R
 }
 
 /// The scheduler's loop: a pass, then sleep until the next run is due; SIGTERM or Ctrl-C end the sleep (never a run).
-async fn schedule(project: &Project, options: &kubus::ScheduleOptions, once: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
+async fn schedule(
+    project: &Project,
+    options: &kubus::ScheduleOptions,
+    once: bool,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> anyhow::Result<()> {
     let jobs = project.scheduled_jobs()?;
-    writeln!(stderr, "kubus schedule: {} report(s) scheduled; run log {}", jobs.len(), options.out.join("schedule.jsonl").display())?;
+    writeln!(
+        stderr,
+        "kubus schedule: {} report(s) scheduled; run log {}",
+        jobs.len(),
+        options.out.join("schedule.jsonl").display()
+    )?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         print_runs(&project.schedule_tick(chrono::Utc::now(), options).await?, stdout)?;
@@ -561,7 +662,8 @@ fn report_key(key: &[String]) -> String {
 }
 
 fn parse_as_of(text: &str) -> Result<(String, u64), String> {
-    let (cube, version) = text.split_once('=').ok_or_else(|| format!("'{text}': write CUBE=VERSION, e.g. newcomers=3"))?;
+    let (cube, version) =
+        text.split_once('=').ok_or_else(|| format!("'{text}': write CUBE=VERSION, e.g. newcomers=3"))?;
     let version = version.trim().parse().map_err(|_| format!("'{version}' is not a version number"))?;
     Ok((cube.trim().to_owned(), version))
 }
@@ -569,8 +671,11 @@ fn parse_as_of(text: &str) -> Result<(String, u64), String> {
 /// Rejected lines as a batch, for the table, CSV and JSON writers.
 fn quarantine_batch(rows: &[(String, kubus::QuarantineRow)]) -> anyhow::Result<kubus::arrow::array::RecordBatch> {
     use kubus::arrow::array::{ArrayRef, StringArray, UInt64Array};
-    let text = |f: &dyn Fn(&(String, kubus::QuarantineRow)) -> String| -> ArrayRef { std::sync::Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>())) };
-    let line: ArrayRef = std::sync::Arc::new(UInt64Array::from(rows.iter().map(|(_, r)| r.line as u64).collect::<Vec<_>>()));
+    let text = |f: &dyn Fn(&(String, kubus::QuarantineRow)) -> String| -> ArrayRef {
+        std::sync::Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
+    let line: ArrayRef =
+        std::sync::Arc::new(UInt64Array::from(rows.iter().map(|(_, r)| r.line as u64).collect::<Vec<_>>()));
     Ok(kubus::arrow::array::RecordBatch::try_from_iter([
         ("source", text(&|(s, _)| s.clone())),
         ("file", text(&|(_, r)| r.file.clone())),
@@ -582,11 +687,22 @@ fn quarantine_batch(rows: &[(String, kubus::QuarantineRow)]) -> anyhow::Result<k
     ])?)
 }
 
-async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], demo_key: bool, role: Option<String>, stdout: &mut dyn Write) -> anyhow::Result<()> {
+async fn dry_run_ingest(
+    project: &Project,
+    source: &str,
+    files: &[PathBuf],
+    demo_key: bool,
+    role: Option<String>,
+    stdout: &mut dyn Write,
+) -> anyhow::Result<()> {
     const PREVIEW: usize = 10;
     let options = kubus::IngestOptions { dry_run: true, preview: PREVIEW, demo_key, role };
     let report = project.ingest_with(source, files, options, &mut |_| {}).await?;
-    writeln!(stdout, "dry run: source {} → cube {} (nothing is committed, the quarantine is left as it is)", report.source, report.cube)?;
+    writeln!(
+        stdout,
+        "dry run: source {} → cube {} (nothing is committed, the quarantine is left as it is)",
+        report.source, report.cube
+    )?;
     print_files(&report, stdout)?;
     if let Some(preview) = &report.preview {
         writeln!(stdout, "\nfirst {} facts:", preview.num_rows())?;
@@ -594,7 +710,8 @@ async fn dry_run_ingest(project: &Project, source: &str, files: &[PathBuf], demo
     }
     writeln!(stdout, "\n{} rejected line(s)", report.rejected.len())?;
     if !report.rejected.is_empty() {
-        let rows: Vec<(String, kubus::QuarantineRow)> = report.rejected.iter().map(|r| (report.source.clone(), r.clone())).collect();
+        let rows: Vec<(String, kubus::QuarantineRow)> =
+            report.rejected.iter().map(|r| (report.source.clone(), r.clone())).collect();
         render::table(&[quarantine_batch(&rows)?], &|_| false, stdout)?;
     }
     Ok(())
@@ -605,8 +722,12 @@ fn print_files(report: &kubus::IngestReport, stdout: &mut dyn Write) -> anyhow::
     for f in &report.files {
         let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         match &f.outcome {
-            FileOutcome::Ingested(counts) => writeln!(stdout, "  {name} ({}): {}", counts.encoding, accounting(counts))?,
-            FileOutcome::AlreadyIngested => writeln!(stdout, "  {name}: already ingested (same SHA-256), nothing changed")?,
+            FileOutcome::Ingested(counts) => {
+                writeln!(stdout, "  {name} ({}): {}", counts.encoding, accounting(counts))?
+            }
+            FileOutcome::AlreadyIngested => {
+                writeln!(stdout, "  {name}: already ingested (same SHA-256), nothing changed")?
+            }
         }
     }
     Ok(())
@@ -628,14 +749,33 @@ fn accounting(c: &FileCounts) -> String {
 
 async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
     let project = Project::rebuild(dir)?;
-    writeln!(stdout, "kubus demo: rebuilt the warehouse at {}; ingesting the sample exports", project.warehouse_dir().display())?;
+    writeln!(
+        stdout,
+        "kubus demo: rebuilt the warehouse at {}; ingesting the sample exports",
+        project.warehouse_dir().display()
+    )?;
     for step in project.config().demo_ingest.clone() {
         let inputs: Vec<PathBuf> = step.files.iter().map(PathBuf::from).collect();
         let files = project.expand_inputs(&inputs)?;
         writeln!(stdout)?;
-        let report = ingest(&project, &step.source, &files, kubus::IngestOptions { demo_key: true, ..Default::default() }, &mut std::io::sink(), stderr).await?;
+        let report = ingest(
+            &project,
+            &step.source,
+            &files,
+            kubus::IngestOptions { demo_key: true, ..Default::default() },
+            &mut std::io::sink(),
+            stderr,
+        )
+        .await?;
         let totals = report.totals();
-        writeln!(stdout, "ingested {} file(s) through {} into {}: {}", report.files.len(), report.source, report.cube, accounting(&totals))?;
+        writeln!(
+            stdout,
+            "ingested {} file(s) through {} into {}: {}",
+            report.files.len(),
+            report.source,
+            report.cube,
+            accounting(&totals)
+        )?;
         if let Some(q) = report.quarantine.as_ref().filter(|_| totals.rejected > 0) {
             writeln!(stdout, "  rejected lines with reasons: {}", q.display())?;
         }
@@ -659,7 +799,10 @@ async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> any
         writeln!(stdout, "$ kubus query {}", shell_words(&args))?;
         query(&project, args, None, stdout).await?;
     }
-    writeln!(stdout, "\nThe warehouse stays in place: try `kubus query newcomers -m persons -d district.area -c year=2024`.")?;
+    writeln!(
+        stdout,
+        "\nThe warehouse stays in place: try `kubus query newcomers -m persons -d district.area -c year=2024`."
+    )?;
     Ok(())
 }
 

@@ -35,7 +35,10 @@ impl OutputFormat {
 
 /// Draws batches as a terminal table; columns for which `hide` is true are left out.
 pub fn table(batches: &[RecordBatch], hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) -> Result<()> {
-    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(kubus::arrow::datatypes::Schema::empty()));
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| std::sync::Arc::new(kubus::arrow::datatypes::Schema::empty()));
     grid(&Table::plain("", schema, batches.to_vec()), hide, out)
 }
 
@@ -51,7 +54,9 @@ pub fn grid(result: &Table, hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) ->
         grid.add_row(keep.iter().map(|&i| row[i].clone().unwrap_or_default()));
     }
     for (column, &i) in keep.iter().enumerate() {
-        if shown.types[i].is_numeric() && let Some(c) = grid.column_mut(column) {
+        if shown.types[i].is_numeric()
+            && let Some(c) = grid.column_mut(column)
+        {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }

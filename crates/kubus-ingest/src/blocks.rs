@@ -8,7 +8,10 @@
 use crate::convert::{Converter, Totals};
 use crate::header::{Header, assemble};
 use crate::rows::{Row, Rows, SPARE_ROWS};
-use crate::{FileFacts, Lines, Model, PseudonymKey, Progress, RecordBatch, Result, Rules, Source, data_lines, finish, header_lines};
+use crate::{
+    FileFacts, Lines, Model, Progress, PseudonymKey, RecordBatch, Result, Rules, Source, data_lines, finish,
+    header_lines,
+};
 use encoding_rs::Encoding;
 use std::collections::VecDeque;
 use std::io::Read;
@@ -127,7 +130,9 @@ impl Csv<'_> {
         let Some(first) = cut(head) else { return Ok(None) };
         let mut rows = Rows::csv(Box::new(&head[..first]), self.encoding, self.delimiter, self.name, 1);
         let mut lines = Lines::default();
-        let Some((titles, header_rows)) = header_lines(self.source, &mut rows, &mut lines.tally)? else { return Ok(None) };
+        let Some((titles, header_rows)) = header_lines(self.source, &mut rows, &mut lines.tally)? else {
+            return Ok(None);
+        };
         let mut header = Header::new(self.source, self.name, assemble(&header_rows, &[]))?;
         let mut copies = vec![header.clone(); workers];
         let mut converter = Converter::new(self.model, self.source, self.name, &mut header, &titles, self.key)?;
@@ -146,10 +151,19 @@ impl Csv<'_> {
             facts += batch.num_rows();
             sink(batch)?;
         }
-        let converters =
-            copies.iter_mut().map(|h| Converter::new(self.model, self.source, self.name, h, &titles, self.key)).collect::<Result<Vec<_>>>()?;
+        let converters = copies
+            .iter_mut()
+            .map(|h| Converter::new(self.model, self.source, self.name, h, &titles, self.key))
+            .collect::<Result<Vec<_>>>()?;
         let first_line = memchr::memchr_iter(b'\n', &head[..first]).count() + 1;
-        let mut blocks = Blocks { input, size: self.block_bytes, carry: head[first..].to_vec(), first_line, offset: first as u64, eof: false };
+        let mut blocks = Blocks {
+            input,
+            size: self.block_bytes,
+            carry: head[first..].to_vec(),
+            first_line,
+            offset: first as u64,
+            eof: false,
+        };
         let (jobs, queue) = sync_channel::<(Block, SyncSender<Converted>)>(workers);
         let queue = Mutex::new(queue);
         std::thread::scope(|scope| -> Result<()> {
@@ -159,7 +173,10 @@ impl Csv<'_> {
                 let queue = &queue;
                 scope.spawn(move || {
                     loop {
-                        let Ok((block, reply)) = queue.lock().expect("a worker never panics holding the queue").recv() else { break };
+                        let Ok((block, reply)) = queue.lock().expect("a worker never panics holding the queue").recv()
+                        else {
+                            break;
+                        };
                         // A closed reply means the file stopped early; the next job (or none) follows.
                         let _ = reply.send(self.convert(block, &mut converter));
                     }
@@ -168,7 +185,11 @@ impl Csv<'_> {
             let mut in_flight: VecDeque<Receiver<Converted>> = VecDeque::new();
             loop {
                 while in_flight.len() < 2 * workers {
-                    let Some(block) = blocks.next().map_err(|e| crate::Error::Read { file: self.name.to_owned(), source: e })? else { break };
+                    let Some(block) =
+                        blocks.next().map_err(|e| crate::Error::Read { file: self.name.to_owned(), source: e })?
+                    else {
+                        break;
+                    };
                     let (reply, answer) = sync_channel(1);
                     jobs.send((block, reply)).expect("workers take jobs until the sender is dropped");
                     in_flight.push_back(answer);
@@ -183,7 +204,13 @@ impl Csv<'_> {
                         rest.extend(answer.recv().expect("a worker answers every job").block.bytes);
                     }
                     rest.append(&mut blocks.carry);
-                    let mut rows = Rows::csv(Box::new(std::io::Cursor::new(rest).chain(&mut *blocks.input)), self.encoding, self.delimiter, self.name, done.block.first_line);
+                    let mut rows = Rows::csv(
+                        Box::new(std::io::Cursor::new(rest).chain(&mut *blocks.input)),
+                        self.encoding,
+                        self.delimiter,
+                        self.name,
+                        done.block.first_line,
+                    );
                     return data_lines(self.rules, &mut rows, &mut lines, &mut converter, &mut facts, progress, sink);
                 }
                 lines.tally.absorb(done.lines.tally);
@@ -204,7 +231,9 @@ impl Csv<'_> {
     fn convert(&self, block: Block, converter: &mut Converter<'_>) -> Converted {
         let mut lines = Lines::default();
         let mut rows = Rows::csv_in_memory(&block.bytes, self.encoding, self.delimiter, self.name, block.first_line)
-            .unwrap_or_else(|| Rows::csv(Box::new(&block.bytes[..]), self.encoding, self.delimiter, self.name, block.first_line));
+            .unwrap_or_else(|| {
+                Rows::csv(Box::new(&block.bytes[..]), self.encoding, self.delimiter, self.name, block.first_line)
+            });
         let mut sound = true;
         // Data lines are converted a chunk at a time, column by column.
         let mut chunk = Vec::with_capacity(SPARE_ROWS);
@@ -277,7 +306,16 @@ mod tests {
             let rows = Rows::csv(Box::new(bytes), encoding, *delimiter, "f.csv", 1);
             sequential(model, source, "f.csv", &rules, rows, &key, &mut |_| {}, sink)
         });
-        let csv = Csv { model, source, name: "f.csv", rules: &rules, key: &key, encoding, delimiter: *delimiter, block_bytes: block };
+        let csv = Csv {
+            model,
+            source,
+            name: "f.csv",
+            rules: &rules,
+            key: &key,
+            encoding,
+            delimiter: *delimiter,
+            block_bytes: block,
+        };
         let mut used = true;
         let blocks = collect(|sink| {
             let read = csv.read(&bytes[..head], &mut &bytes[head..], 3, &mut |_| {}, sink)?;
@@ -303,7 +341,16 @@ mod tests {
         match (lines, blocks) {
             (Ok((a, fa)), Ok((b, fb))) => {
                 let account = |f: &FileFacts| {
-                    (f.lines, f.accepted_lines, f.rejected_lines, f.skipped.clone(), f.facts, f.totals_compared, f.warnings.clone(), f.encoding.clone())
+                    (
+                        f.lines,
+                        f.accepted_lines,
+                        f.rejected_lines,
+                        f.skipped.clone(),
+                        f.facts,
+                        f.totals_compared,
+                        f.warnings.clone(),
+                        f.encoding.clone(),
+                    )
                 };
                 assert_eq!(account(a), account(b));
                 assert_eq!(a.rejected, b.rejected);
@@ -314,7 +361,8 @@ mod tests {
     }
 
     fn genesis() -> Vec<u8> {
-        std::fs::read(repo().join("sample-data/realdata/destatis_genesis_12411-0012_bundeslaender_altersjahre.csv")).unwrap()
+        std::fs::read(repo().join("sample-data/realdata/destatis_genesis_12411-0012_bundeslaender_altersjahre.csv"))
+            .unwrap()
     }
 
     /// The data lines of the GENESIS export (from its seventh line to its footer), each passed through `edit`
@@ -334,7 +382,10 @@ mod tests {
     fn blocks_read_a_real_export_as_line_by_line_does() {
         let (lines, blocks) = both("genesis_12411_0012", &genesis(), 20_000, 16_384);
         let (facts, _) = lines.as_ref().unwrap();
-        assert!(facts.totals_compared > 500 && facts.rejected.is_empty(), "the totals are checked across blocks: {facts:?}");
+        assert!(
+            facts.totals_compared > 500 && facts.rejected.is_empty(),
+            "the totals are checked across blocks: {facts:?}"
+        );
         assert_same(&lines, &blocks.expect("read in blocks"));
     }
 
@@ -395,7 +446,8 @@ mod tests {
                 }
                 n += 1;
                 let text = line.strip_suffix(b"\n").unwrap_or(line);
-                let mut cells: Vec<Vec<u8>> = text.strip_suffix(b"\r").unwrap_or(text).split(|&b| b == b';').map(<[u8]>::to_vec).collect();
+                let mut cells: Vec<Vec<u8>> =
+                    text.strip_suffix(b"\r").unwrap_or(text).split(|&b| b == b';').map(<[u8]>::to_vec).collect();
                 if l > 0 && cells.len() == 15 {
                     match n % 41 {
                         7 => cells[8] = b"Atlantis".to_vec(),
@@ -446,7 +498,9 @@ mod tests {
             let count = ["-", "1,5", "1.234", ".", "  7 ", "", "-3"].get(i % 31).copied().unwrap_or("12");
             let hours = ["1.234,5", "x", "", "inf", " 2 ", "-0,5"].get(i % 29).copied().unwrap_or("7,25");
             let sex = if i % 41 == 9 { "q" } else { sex };
-            bytes.extend(format!("{:02}.{:02}.2024;{sex};{note};{count};{hours}\n", 1 + i % 28, 1 + i % 12).into_bytes());
+            bytes.extend(
+                format!("{:02}.{:02}.2024;{sex};{note};{count};{hours}\n", 1 + i % 28, 1 + i % 12).into_bytes(),
+            );
         }
         for block in [4_096, 65_536] {
             let (lines, blocks) = both_in(&model, "plain_columns", &bytes, 1_000, block);
@@ -470,7 +524,8 @@ mod tests {
 
     #[test]
     fn a_bad_byte_in_a_late_block_is_reported_with_its_line() {
-        let mut bytes = std::fs::read(repo().join("sample-data/realdata/koeln_bevoelkerung_stadtteile_2005-2012.csv")).unwrap();
+        let mut bytes =
+            std::fs::read(repo().join("sample-data/realdata/koeln_bevoelkerung_stadtteile_2005-2012.csv")).unwrap();
         let line = 20_000;
         let at = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(line - 2).unwrap().0 + 5;
         bytes[at] = 0xff;

@@ -8,10 +8,15 @@ use crate::header::{Header, Part, Resolved, WideColumn};
 use crate::rows::{Cell, Row};
 use crate::{PseudonymKey, Rejection, Result};
 use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::array::{ArrayBuilder, ArrayRef, AsArray, DictionaryArray, Int32Array, Float64Builder, Int32Builder, Int64Builder, StringBuilder};
+use datafusion::arrow::array::{
+    ArrayBuilder, ArrayRef, AsArray, DictionaryArray, Float64Builder, Int32Array, Int32Builder, Int64Builder,
+    StringBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Int32Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use kubus_model::{ColumnType, Cube, Dimension, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key};
+use kubus_model::{
+    ColumnType, Cube, Dimension, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key,
+};
 use regex::Regex;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -27,7 +32,8 @@ pub const STATUS_COLUMN: &str = "_status";
 /// stored record key ([`kubus_model::RECORD_KEY_COLUMN`]), derived from its unit.
 pub fn fact_schema(cube: &Cube) -> SchemaRef {
     let member = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-    let mut fields: Vec<ArrowField> = cube.dimensions().iter().map(|d| ArrowField::new(d.name(), member.clone(), false)).collect();
+    let mut fields: Vec<ArrowField> =
+        cube.dimensions().iter().map(|d| ArrowField::new(d.name(), member.clone(), false)).collect();
     fields.extend(cube.columns().iter().map(|c| {
         let ty = match c.ty() {
             ColumnType::String => DataType::Utf8,
@@ -47,7 +53,11 @@ pub fn fact_schema(cube: &Cube) -> SchemaRef {
 enum Builder {
     /// A dimension role's members: their numbers among all the dimension's keys (`values`), level after level
     /// from `offsets[level]` on.
-    Member { numbers: Int32Builder, values: ArrayRef, offsets: Vec<i32> },
+    Member {
+        numbers: Int32Builder,
+        values: ArrayRef,
+        offsets: Vec<i32>,
+    },
     Text(StringBuilder),
     Integer(Int64Builder),
     Decimal(Float64Builder),
@@ -236,7 +246,11 @@ impl<'a> Converter<'a> {
     ) -> Result<Self> {
         let cube = model.cube(source.cube())?;
         let schema = fact_schema(cube);
-        let roles = cube.dimensions().iter().map(|r| model.dimension(r.dimension())).collect::<std::result::Result<Vec<_>, _>>()?;
+        let roles = cube
+            .dimensions()
+            .iter()
+            .map(|r| model.dimension(r.dimension()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         // The status and the record key are not read from the line.
         let unit = cube.unit_column().map(|u| schema.index_of(u)).transpose()?;
         let builders = schema
@@ -277,7 +291,8 @@ impl<'a> Converter<'a> {
                 _ => unreachable!("the model validated that field {} fits its target", field.target()),
             };
             if let Plan::Member(_, level) = plan {
-                let star = |p| (0..roles.len()).map(|s| if s == slot { p } else { Projection::Keep }).collect::<Vec<_>>();
+                let star =
+                    |p| (0..roles.len()).map(|s| if s == slot { p } else { Projection::Keep }).collect::<Vec<_>>();
                 if !field.totals().is_empty() {
                     shapes.push(star(Projection::Star));
                 }
@@ -287,22 +302,30 @@ impl<'a> Converter<'a> {
             }
             let extract = field.extract().map(|x| Regex::new(x).expect("validated by the model"));
             let totals = field.totals().iter().map(|t| normalise(t)).collect();
-            let memo = (matches!(plan, Plan::Member(..) | Plan::Date(..)) && matches!(inputs[..], [(Resolved::Column(_), _)]))
-                .then(|| RefCell::new(datafusion::common::HashMap::default()));
+            let memo = (matches!(plan, Plan::Member(..) | Plan::Date(..))
+                && matches!(inputs[..], [(Resolved::Column(_), _)]))
+            .then(|| RefCell::new(datafusion::common::HashMap::default()));
             fields.push(FieldPlan { field, slot, memo, inputs, plan, extract, totals });
         }
         // In slot order, a line's values are its facts' columns as they are.
         fields.sort_by_key(|f| f.slot);
         debug_assert!(fields.iter().enumerate().all(|(i, f)| f.slot == i), "every fact column has exactly one field");
         header.check_unmapped(source, file)?;
-        let value_field = fields.iter().position(|f| matches!(f.plan, Plan::Number(_)) && matches!(f.inputs.first(), Some((Resolved::Value, _))));
+        let value_field = fields
+            .iter()
+            .position(|f| matches!(f.plan, Plan::Number(_)) && matches!(f.inputs.first(), Some((Resolved::Value, _))));
         let quick = (header.wide.is_empty() && header.total.is_none() && shapes.is_empty()).then(|| {
             fields
                 .iter()
                 .map(|f| {
-                    let plain = f.field.values().is_empty() && f.extract.is_none() && f.field.pad_zeros().is_none() && f.totals.is_empty();
+                    let plain = f.field.values().is_empty()
+                        && f.extract.is_none()
+                        && f.field.pad_zeros().is_none()
+                        && f.totals.is_empty();
                     match (&f.plan, &f.inputs[..]) {
-                        (Plan::Member(..) | Plan::Date(..), [(Resolved::Column(c), _)]) if f.memo.is_some() => Quick::Member(*c),
+                        (Plan::Member(..) | Plan::Date(..), [(Resolved::Column(c), _)]) if f.memo.is_some() => {
+                            Quick::Member(*c)
+                        }
                         (Plan::Number(_) | Plan::Text, [(Resolved::Column(c), _)]) if plain => Quick::Plain(*c),
                         _ => Quick::Other,
                     }
@@ -342,8 +365,12 @@ impl<'a> Converter<'a> {
             return;
         };
         let width = self.header.names.len();
-        let mut plain: Vec<bool> = rows.iter().map(|r| r.cells.len() >= width && r.cells[width..].iter().all(|c| c.text().is_empty())).collect();
-        let staged: Vec<Staged<'_>> = quick.iter().enumerate().map(|(slot, q)| self.stage(slot, *q, rows, &mut plain)).collect();
+        let mut plain: Vec<bool> = rows
+            .iter()
+            .map(|r| r.cells.len() >= width && r.cells[width..].iter().all(|c| c.text().is_empty()))
+            .collect();
+        let staged: Vec<Staged<'_>> =
+            quick.iter().enumerate().map(|(slot, q)| self.stage(slot, *q, rows, &mut plain)).collect();
         if plain.iter().all(|p| *p) {
             for (slot, values) in staged.iter().enumerate() {
                 self.append_staged(slot, values, 0..rows.len());
@@ -378,14 +405,23 @@ impl<'a> Converter<'a> {
         let f = &self.fields[slot];
         match (quick, &f.plan) {
             (Quick::Member(column), _) => {
-                let Builder::Member { offsets, .. } = &self.builders[slot] else { unreachable!("a member field fills a member column") };
+                let Builder::Member { offsets, .. } = &self.builders[slot] else {
+                    unreachable!("a member field fills a member column")
+                };
                 let memo = f.memo.as_ref().expect("a quick member field has a memo");
                 let mut members = Vec::with_capacity(rows.len());
                 for (row, plain) in rows.iter().zip(plain.iter_mut()) {
                     let member = text(row, column).filter(|_| *plain).and_then(|t| {
-                        let known = memo.borrow().get(t).map(|r| if let Ok(Value::Member(m)) = r { Some(*m) } else { None });
+                        let known =
+                            memo.borrow().get(t).map(|r| if let Ok(Value::Member(m)) = r { Some(*m) } else { None });
                         // Not yet in the memo: looked up (and remembered) as for a single line.
-                        known.unwrap_or_else(|| if let Ok(Value::Member(m)) = self.value(f, At { row, wide: None }) { Some(m) } else { None })
+                        known.unwrap_or_else(|| {
+                            if let Ok(Value::Member(m)) = self.value(f, At { row, wide: None }) {
+                                Some(m)
+                            } else {
+                                None
+                            }
+                        })
                     });
                     *plain &= member.is_some();
                     members.push(member.map_or(0, |m| offsets[m.level] + m.index as i32));
@@ -402,7 +438,8 @@ impl<'a> Converter<'a> {
                 Staged::Texts(texts)
             }
             (Quick::Plain(column), Plan::Number(ty)) => {
-                let (decimal, thousands, missing) = (f.field.decimal_separator(), f.field.thousands_separator(), f.field.missing());
+                let (decimal, thousands, missing) =
+                    (f.field.decimal_separator(), f.field.thousands_separator(), f.field.missing());
                 let number = |row: &Row| {
                     let t = text(row, column)?.trim();
                     if t.is_empty() || missing.iter().any(|m| m == t) {
@@ -432,7 +469,9 @@ impl<'a> Converter<'a> {
                 let mut values = Vec::with_capacity(rows.len());
                 for (row, plain) in rows.iter().zip(plain.iter_mut()) {
                     let value = if *plain { self.value(f, At { row, wide: None }).ok() } else { None };
-                    let value = value.filter(|v| matches!(v, Value::Member(_) | Value::Text(_) | Value::Integer(_) | Value::Decimal(_)));
+                    let value = value.filter(|v| {
+                        matches!(v, Value::Member(_) | Value::Text(_) | Value::Integer(_) | Value::Decimal(_))
+                    });
                     *plain &= value.is_some();
                     values.push(value.unwrap_or(Value::Total));
                 }
@@ -597,14 +636,24 @@ impl<'a> Converter<'a> {
             return if f.field.missing().contains(&cell.text()) {
                 Ok(())
             } else {
-                Err(problem(name, &cell.text(), "invalid number", format!("the line's total '{}' is not a number", cell.text())))
+                Err(problem(
+                    name,
+                    &cell.text(),
+                    "invalid number",
+                    format!("the line's total '{}' is not a number", cell.text()),
+                ))
             };
         };
         let sum: f64 = tuples.iter().filter_map(|t| t[vf].number()).sum();
         if close(stated, sum) {
             Ok(())
         } else {
-            Err(problem(name, &cell.text(), "total mismatch", format!("the line's total in '{name}' is {stated}, its cells add up to {sum}")))
+            Err(problem(
+                name,
+                &cell.text(),
+                "total mismatch",
+                format!("the line's total in '{name}' is {stated}, its cells add up to {sum}"),
+            ))
         }
     }
 
@@ -630,7 +679,12 @@ impl<'a> Converter<'a> {
 
     /// The input of a field after its value translations, default for empty input, total markers, extraction
     /// and leading zeros. `None` means the input is the role's total marker.
-    fn input<'x>(&'x self, f: &'x FieldPlan<'_>, at: At<'x>, which: usize) -> std::result::Result<Option<Cow<'x, Cell>>, Problem> {
+    fn input<'x>(
+        &'x self,
+        f: &'x FieldPlan<'_>,
+        at: At<'x>,
+        which: usize,
+    ) -> std::result::Result<Option<Cow<'x, Cell>>, Problem> {
         let (resolved, label) = &f.inputs[which];
         let column = match (resolved, at.wide) {
             (Resolved::Value | Resolved::Group(_), Some(w)) => self.header.names[w.column].as_str(),
@@ -647,7 +701,9 @@ impl<'a> Converter<'a> {
         } else {
             match f.field.if_empty() {
                 Some(default) => Cow::Owned(Cell::Text(default.to_owned())),
-                None => return Err(problem(column, "", "missing value", format!("missing value in column '{column}'"))),
+                None => {
+                    return Err(problem(column, "", "missing value", format!("missing value in column '{column}'")));
+                }
             }
         };
         if !f.totals.is_empty() && f.totals.contains(&normalise(&cell.trimmed())) {
@@ -657,7 +713,12 @@ impl<'a> Converter<'a> {
         if let Some(re) = f.extract.as_ref().filter(|_| translated.is_none()) {
             let text = cell.text();
             let Some(caps) = re.captures(&text) else {
-                return Err(problem(column, &text, "unexpected value", format!("'{text}' does not match the pattern '{}'", re.as_str())));
+                return Err(problem(
+                    column,
+                    &text,
+                    "unexpected value",
+                    format!("'{text}' does not match the pattern '{}'", re.as_str()),
+                ));
             };
             let part = caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str()).unwrap_or_default();
             cell = Cow::Owned(Cell::Text(part.trim().to_owned()));
@@ -674,7 +735,13 @@ impl<'a> Converter<'a> {
 
     fn value(&self, f: &FieldPlan<'_>, at: At<'_>) -> std::result::Result<Value, Problem> {
         let Some(memo) = &f.memo else { return self.compute(f, at) };
-        let text = match (&f.inputs[0].0, at.row.cells.get(match f.inputs[0].0 { Resolved::Column(c) => c, _ => usize::MAX })) {
+        let text = match (
+            &f.inputs[0].0,
+            at.row.cells.get(match f.inputs[0].0 {
+                Resolved::Column(c) => c,
+                _ => usize::MAX,
+            }),
+        ) {
             (Resolved::Column(_), Some(Cell::Text(t))) => t.as_str(),
             _ => return self.compute(f, at),
         };
@@ -711,24 +778,32 @@ impl<'a> Converter<'a> {
             Plan::Date(dimension, level) => {
                 let date = self.date(&first, &column(0))?;
                 let key = time_key(*level, date.year(), date.month());
-                dimension
-                    .resolve(Some(*level), &key)
-                    .map(Value::Member)
-                    .map_err(|_| problem(&column(0), &first.text(), "invalid date", format!("{key} lies outside the time dimension")))
+                dimension.resolve(Some(*level), &key).map(Value::Member).map_err(|_| {
+                    problem(&column(0), &first.text(), "invalid date", format!("{key} lies outside the time dimension"))
+                })
             }
             Plan::Age(dimension) => {
                 let birth = self.date(&first, &column(0))?;
                 let at_cell = self.input(f, at, 1)?.unwrap_or(Cow::Owned(Cell::Text(String::new())));
                 let at_date = self.date(&at_cell, &column(1))?;
                 let Some(age) = at_date.years_since(birth) else {
-                    return Err(problem(&column(0), &birth.to_string(), "invalid age", format!("birth date {birth} lies after the reference date {at_date}")));
+                    return Err(problem(
+                        &column(0),
+                        &birth.to_string(),
+                        "invalid age",
+                        format!("birth date {birth} lies after the reference date {at_date}"),
+                    ));
                 };
                 let max = dimension.members(dimension.finest()).len() as u32 - 1;
                 let age = if dimension.is_open_top() { age.min(max) } else { age };
-                dimension
-                    .resolve(Some(dimension.finest()), &age.to_string())
-                    .map(Value::Member)
-                    .map_err(|_| problem(&column(0), &birth.to_string(), "invalid age", format!("age {age} lies outside the age dimension")))
+                dimension.resolve(Some(dimension.finest()), &age.to_string()).map(Value::Member).map_err(|_| {
+                    problem(
+                        &column(0),
+                        &birth.to_string(),
+                        "invalid age",
+                        format!("age {age} lies outside the age dimension"),
+                    )
+                })
             }
             Plan::Number(ty) => {
                 let text = first.trimmed();
@@ -739,9 +814,12 @@ impl<'a> Converter<'a> {
                     Cell::Number(n) => Some(*n),
                     _ => parse_number(&text, f.field.decimal_separator(), f.field.thousands_separator()),
                 };
-                let invalid = |what: &str| problem(&column(0), &text, "invalid number", format!("'{text}' is not {what}"));
+                let invalid =
+                    |what: &str| problem(&column(0), &text, "invalid number", format!("'{text}' is not {what}"));
                 match (ty, number) {
-                    (ColumnType::Integer, Some(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => Ok(Value::Integer(n as i64)),
+                    (ColumnType::Integer, Some(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
+                        Ok(Value::Integer(n as i64))
+                    }
                     (ColumnType::Integer, _) => Err(invalid("a whole number")),
                     (_, Some(n)) if n.is_finite() => Ok(Value::Decimal(n)),
                     _ => Err(invalid(&format!("a number (decimal separator '{}')", f.field.decimal_separator()))),
@@ -766,7 +844,12 @@ impl<'a> Converter<'a> {
         let text = cell.trimmed();
         self.date_formats.iter().find_map(|fmt| NaiveDate::parse_from_str(&text, fmt).ok()).ok_or_else(|| {
             let expected: Vec<String> = self.date_formats.iter().map(|f| human_format(f)).collect();
-            problem(column, &text, "invalid date", format!("'{text}' is not a valid date (expected {})", expected.join(" or ")))
+            problem(
+                column,
+                &text,
+                "invalid date",
+                format!("'{text}' is not a valid date (expected {})", expected.join(" or ")),
+            )
         })
     }
 
@@ -774,12 +857,16 @@ impl<'a> Converter<'a> {
     pub fn finish(mut self) -> Result<(RecordBatch, Checked)> {
         let mut checked = Checked { matched: Vec::new(), mismatched: Vec::new(), warnings: Vec::new(), compared: 0 };
         let mut by_line: BTreeMap<usize, (usize, bool, Vec<String>)> = BTreeMap::new();
-        let role_names: Vec<&str> = self.schema.fields().iter().take(self.roles.len()).map(|f| f.name().as_str()).collect();
+        let role_names: Vec<&str> =
+            self.schema.fields().iter().take(self.roles.len()).map(|f| f.name().as_str()).collect();
         for t in &self.pending {
             let entry = by_line.entry(t.line).or_insert((t.span, t.pure, Vec::new()));
             let what = role_names.iter().zip(&t.key).map(|(r, k)| format!("{r}={k}")).collect::<Vec<_>>().join(", ");
             let Some(shape) = t.shape else {
-                checked.warnings.push(format!("{}:{}: total ({what}) not checked: it sums over more than one role", self.file, t.line));
+                checked.warnings.push(format!(
+                    "{}:{}: total ({what}) not checked: it sums over more than one role",
+                    self.file, t.line
+                ));
                 continue;
             };
             let sums = self.sums.get(&(shape, t.key.clone())).cloned().unwrap_or_else(|| vec![None; t.numbers.len()]);
@@ -793,7 +880,11 @@ impl<'a> Converter<'a> {
                 };
                 if !ok {
                     let show = |v: &Option<f64>| v.map(|v| v.to_string()).unwrap_or_else(|| "missing".into());
-                    entry.2.push(format!("the file's total for {what} is {}, its detail lines add up to {}", show(stated), show(sum)));
+                    entry.2.push(format!(
+                        "the file's total for {what} is {}, its detail lines add up to {}",
+                        show(stated),
+                        show(sum)
+                    ));
                 }
             }
         }
@@ -811,7 +902,9 @@ impl<'a> Converter<'a> {
                     },
                     span,
                 )),
-                (false, _) => checked.warnings.extend(problems.into_iter().map(|p| format!("{}:{line}: {p}", self.file))),
+                (false, _) => {
+                    checked.warnings.extend(problems.into_iter().map(|p| format!("{}:{line}: {p}", self.file)))
+                }
             }
         }
         Ok((self.flush()?, checked))
@@ -860,7 +953,9 @@ impl<'a> Converter<'a> {
             .iter_mut()
             .map(|b| -> Result<ArrayRef> {
                 Ok(match b {
-                    Builder::Member { numbers, values, .. } => Arc::new(DictionaryArray::<Int32Type>::try_new(numbers.finish(), values.clone())?),
+                    Builder::Member { numbers, values, .. } => {
+                        Arc::new(DictionaryArray::<Int32Type>::try_new(numbers.finish(), values.clone())?)
+                    }
                     Builder::Text(b) => Arc::new(b.finish()),
                     Builder::Integer(b) => Arc::new(b.finish()),
                     Builder::Decimal(b) => Arc::new(b.finish()),
@@ -870,7 +965,11 @@ impl<'a> Converter<'a> {
         columns.push(Arc::new(self.status.finish()));
         if let Some(unit) = self.unit {
             let units = datafusion::arrow::compute::cast(&columns[unit], &DataType::Utf8)?;
-            let keys: Int32Array = units.as_string::<i32>().iter().map(|u| u.map(|u| i32::from(kubus_model::stored_record_key(u)))).collect();
+            let keys: Int32Array = units
+                .as_string::<i32>()
+                .iter()
+                .map(|u| u.map(|u| i32::from(kubus_model::stored_record_key(u))))
+                .collect();
             columns.push(Arc::new(keys));
         }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
@@ -880,7 +979,9 @@ impl<'a> Converter<'a> {
 /// Appends a value (no missing one) to its column.
 fn put(builder: &mut Builder, value: &Value) {
     match (builder, value) {
-        (Builder::Member { numbers, offsets, .. }, Value::Member(m)) => numbers.append_value(offsets[m.level] + m.index as i32),
+        (Builder::Member { numbers, offsets, .. }, Value::Member(m)) => {
+            numbers.append_value(offsets[m.level] + m.index as i32)
+        }
         (Builder::Text(b), Value::Text(s)) => b.append_value(s),
         (Builder::Integer(b), Value::Integer(i)) => b.append_value(*i),
         (Builder::Decimal(b), Value::Decimal(f)) => b.append_value(*f),

@@ -29,13 +29,21 @@ pub fn sniff(declared: Option<&str>, file: &str, head: &[u8], complete: bool) ->
             Ok(_) => Ok((UTF_8, 0)),
             Err(at) => {
                 let line = line_at(head, at);
-                Err(encoding_error(file, "UTF-8", &format!("is not valid UTF-8 (first bad byte on line {line})"), detect(head)))
+                Err(encoding_error(
+                    file,
+                    "UTF-8",
+                    &format!("is not valid UTF-8 (first bad byte on line {line})"),
+                    detect(head),
+                ))
             }
         },
         // A single-byte declaration decodes anything, so look for the tell-tale of UTF-8 instead.
-        Some(enc) if utf8 == Ok(true) => {
-            Err(encoding_error(file, enc.name(), "is valid UTF-8 with non-ASCII characters (umlauts would turn into mojibake)", UTF_8))
-        }
+        Some(enc) if utf8 == Ok(true) => Err(encoding_error(
+            file,
+            enc.name(),
+            "is valid UTF-8 with non-ASCII characters (umlauts would turn into mojibake)",
+            UTF_8,
+        )),
         Some(enc) => Ok((enc, 0)),
         None if utf8.is_ok() => Ok((UTF_8, 0)),
         None => Ok((detect(head), 0)),
@@ -128,7 +136,8 @@ impl<R: Read> Read for DecodeReader<R> {
                 (self.in_start, self.in_end, self.eof) = (0, n, n == 0);
             }
             let src = &self.input[self.in_start..self.in_end];
-            let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(src, &mut self.output, self.eof);
+            let (result, read, written) =
+                self.decoder.decode_to_utf8_without_replacement(src, &mut self.output, self.eof);
             self.in_start += read;
             (self.out_start, self.out_end) = (0, written);
             let out = &self.output[..written];
@@ -141,7 +150,9 @@ impl<R: Read> Read for DecodeReader<R> {
             match result {
                 DecoderResult::InputEmpty if self.eof => self.finished = true,
                 DecoderResult::InputEmpty | DecoderResult::OutputFull => {}
-                DecoderResult::Malformed(..) => return Err(self.fail(invalid_byte(&self.file, self.encoding, self.lines + 1))),
+                DecoderResult::Malformed(..) => {
+                    return Err(self.fail(invalid_byte(&self.file, self.encoding, self.lines + 1)));
+                }
             }
         }
     }
@@ -213,7 +224,9 @@ mod tests {
         let failure = Rc::new(RefCell::new(None));
         let mut reader = DecodeReader::new(&bytes[bom..], enc, "f.csv", failure.clone());
         let mut text = String::new();
-        reader.read_to_string(&mut text).map_err(|e| failure.borrow_mut().take().unwrap_or(Error::Read { file: "f.csv".into(), source: e }))
+        reader
+            .read_to_string(&mut text)
+            .map_err(|e| failure.borrow_mut().take().unwrap_or(Error::Read { file: "f.csv".into(), source: e }))
     }
 
     #[test]

@@ -19,11 +19,18 @@ pub(crate) fn model() -> Model {
 /// The committed schema files.
 pub(crate) fn schema_files() -> Vec<SchemaFile> {
     let mut files = Vec::new();
-    for (dir, kind) in [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube), ("sources", SchemaKind::Source)] {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(repo().join("cube-schemas").join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
+    for (dir, kind) in
+        [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube), ("sources", SchemaKind::Source)]
+    {
+        let mut paths: Vec<PathBuf> =
+            std::fs::read_dir(repo().join("cube-schemas").join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
         paths.sort();
         for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
-            files.push(SchemaFile { origin: path.display().to_string(), text: std::fs::read_to_string(&path).unwrap(), kind });
+            files.push(SchemaFile {
+                origin: path.display().to_string(),
+                text: std::fs::read_to_string(&path).unwrap(),
+                kind,
+            });
         }
     }
     files
@@ -91,7 +98,8 @@ fn same_rows_in_memory(bytes: &[u8]) {
     use crate::rows::{Cell, Rows};
     type Read = Result<Vec<(usize, usize, Vec<String>)>, String>;
     let collect = |rows: Rows<'_>| -> Read {
-        rows.map(|r| r.map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).map_err(|e| e.to_string())).collect()
+        rows.map(|r| r.map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).map_err(|e| e.to_string()))
+            .collect()
     };
     for encoding in [encoding_rs::UTF_8, encoding_rs::WINDOWS_1252, encoding_rs::ISO_8859_7] {
         let Some(in_memory) = Rows::csv_in_memory(bytes, encoding, b';', "f.csv", 1) else { continue };
@@ -106,11 +114,26 @@ fn damaged_exports_never_panic_and_account_for_every_line() {
     let key = PseudonymKey::new(b"fuzz".to_vec());
     let real = repo().join("sample-data/realdata");
     let seeds: Vec<(&str, Vec<u8>)> = vec![
-        ("abh_newcomers", std::fs::read(repo().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv")).unwrap()),
-        ("genesis_12411_0012", head_lines(&std::fs::read(real.join("destatis_genesis_12411-0012_bundeslaender_altersjahre.csv")).unwrap(), 200)),
-        ("koeln_bevoelkerung", head_lines(&std::fs::read(real.join("koeln_bevoelkerung_stadtteile_2005-2012.csv")).unwrap(), 300)),
+        (
+            "abh_newcomers",
+            std::fs::read(repo().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv")).unwrap(),
+        ),
+        (
+            "genesis_12411_0012",
+            head_lines(
+                &std::fs::read(real.join("destatis_genesis_12411-0012_bundeslaender_altersjahre.csv")).unwrap(),
+                200,
+            ),
+        ),
+        (
+            "koeln_bevoelkerung",
+            head_lines(&std::fs::read(real.join("koeln_bevoelkerung_stadtteile_2005-2012.csv")).unwrap(), 300),
+        ),
         ("destatis_kreise", std::fs::read(real.join("bka_bevoelkerung_2023_kreise.xlsx")).unwrap()),
-        ("provider_offers", std::fs::read(repo().join("sample-data/kurstraeger/sprachkursangebote_2023_2024.xlsx")).unwrap()),
+        (
+            "provider_offers",
+            std::fs::read(repo().join("sample-data/kurstraeger/sprachkursangebote_2023_2024.xlsx")).unwrap(),
+        ),
     ];
     let seconds: u64 = std::env::var("KUBUS_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let seed: u64 = std::env::var("KUBUS_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x006b_7562_7573);

@@ -110,18 +110,32 @@ impl Header {
             let re = Regex::new(u.columns()).expect("validated by the model");
             for (column, name) in header.names.iter().enumerate() {
                 if let Some(caps) = re.captures(name) {
-                    let groups = u.names().iter().map(|g| caps.name(g).map(|m| m.as_str().trim().to_owned()).unwrap_or_default()).collect();
+                    let groups = u
+                        .names()
+                        .iter()
+                        .map(|g| caps.name(g).map(|m| m.as_str().trim().to_owned()).unwrap_or_default())
+                        .collect();
                     header.wide.push(WideColumn { column, groups });
                 }
             }
             if header.wide.is_empty() {
-                return Err(Error::NoWideColumns { file: file.to_owned(), pattern: u.columns().to_owned(), columns: header.names.clone() });
+                return Err(Error::NoWideColumns {
+                    file: file.to_owned(),
+                    pattern: u.columns().to_owned(),
+                    columns: header.names.clone(),
+                });
             }
             header.used.extend(header.wide.iter().map(|w| w.column));
             if let Some(total) = u.total() {
                 match header.resolve(source, file, total, &BTreeMap::new())? {
                     Resolved::Column(c) => header.total = Some(c),
-                    _ => return Err(Error::BadInput { file: file.to_owned(), input: format!("{total:?}"), problem: "the unpivot total must be a column".into() }),
+                    _ => {
+                        return Err(Error::BadInput {
+                            file: file.to_owned(),
+                            input: format!("{total:?}"),
+                            problem: "the unpivot total must be a column".into(),
+                        });
+                    }
                 }
             }
         }
@@ -129,7 +143,13 @@ impl Header {
     }
 
     /// Resolves one input of the mapping; `titles` holds the lines above the header for `@` cells.
-    pub fn resolve(&mut self, source: &Source, file: &str, input: &Input, titles: &BTreeMap<usize, Vec<Cell>>) -> Result<Resolved> {
+    pub fn resolve(
+        &mut self,
+        source: &Source,
+        file: &str,
+        input: &Input,
+        titles: &BTreeMap<usize, Vec<Cell>>,
+    ) -> Result<Resolved> {
         let resolved = match input {
             Input::Column(name) => {
                 let unpivot = source.unpivot();
@@ -153,7 +173,11 @@ impl Header {
             }
             Input::Position(n) => {
                 if *n > self.names.len() {
-                    return Err(Error::BadInput { file: file.to_owned(), input: format!("#{n}"), problem: format!("the header has {} columns", self.names.len()) });
+                    return Err(Error::BadInput {
+                        file: file.to_owned(),
+                        input: format!("#{n}"),
+                        problem: format!("the header has {} columns", self.names.len()),
+                    });
                 }
                 Resolved::Column(n - 1)
             }
@@ -191,7 +215,11 @@ impl Header {
         let dropped: Vec<String> = source.dropped().iter().map(|d| header_key(d)).collect();
         for (c, name) in self.names.iter().enumerate() {
             if !name.is_empty() && !self.used.contains(&c) && !dropped.contains(&header_key(name)) {
-                return Err(Error::UnmappedColumn { file: file.to_owned(), column: name.clone(), source_name: source.name().to_owned() });
+                return Err(Error::UnmappedColumn {
+                    file: file.to_owned(),
+                    column: name.clone(),
+                    source_name: source.name().to_owned(),
+                });
             }
         }
         Ok(())
@@ -216,7 +244,10 @@ mod tests {
 
     #[test]
     fn merged_cells_fill_the_columns_below_and_beside() {
-        let lines = vec![(4, text(&["Bundes-land", "Bevölkerung", "", "", "Fläche"])), (5, text(&["", "insgesamt", "männlich", "weiblich", ""]))];
+        let lines = vec![
+            (4, text(&["Bundes-land", "Bevölkerung", "", "", "Fläche"])),
+            (5, text(&["", "insgesamt", "männlich", "weiblich", ""])),
+        ];
         let merges = [
             Merge { first_line: 4, last_line: 5, first_column: 1, last_column: 1 },
             Merge { first_line: 4, last_line: 4, first_column: 2, last_column: 4 },

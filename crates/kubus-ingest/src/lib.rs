@@ -24,10 +24,14 @@ use std::collections::BTreeMap;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The bytes do not fit the declared encoding.
-    #[error("{file}: the source declares encoding {declared}, but the file {problem}; set `encoding = \"{suggested}\"` (or \"auto\") in the source's [format]")]
+    #[error(
+        "{file}: the source declares encoding {declared}, but the file {problem}; set `encoding = \"{suggested}\"` (or \"auto\") in the source's [format]"
+    )]
     Encoding { file: String, declared: String, problem: String, suggested: String },
     /// The text contains U+FFFD: its characters were already destroyed before kubus saw it.
-    #[error("{file}:{line}: the file contains replacement characters (U+FFFD): its characters were destroyed before export; ask the office for a new export")]
+    #[error(
+        "{file}:{line}: the file contains replacement characters (U+FFFD): its characters were destroyed before export; ask the office for a new export"
+    )]
     DestroyedCharacters { file: String, line: usize },
     /// The header line was not found.
     #[error("{file}: no header at line {line} (the file has {lines} lines); check `header_line` in the source")]
@@ -36,7 +40,9 @@ pub enum Error {
     #[error("{file}: column '{column}' is missing from the header{}", kubus_model::closest_suffix(.closest))]
     MissingColumn { file: String, column: String, closest: Vec<String> },
     /// A header column is neither mapped nor dropped; it could carry identifying data, so kubus refuses to guess.
-    #[error("{file}: column '{column}' is neither mapped nor dropped; add it to `drop` in source {source_name} or map it")]
+    #[error(
+        "{file}: column '{column}' is neither mapped nor dropped; add it to `drop` in source {source_name} or map it"
+    )]
     UnmappedColumn { file: String, column: String, source_name: String },
     /// The unpivot pattern matches no column of the header.
     #[error("{file}: the unpivot pattern '{pattern}' matches none of the columns: {}", .columns.join(" | "))]
@@ -69,7 +75,9 @@ pub enum Error {
         source: calamine::Error,
     },
     /// The workbook reader failed on the file's contents.
-    #[error("{file}: the workbook is damaged and cannot be read; save it again from the spreadsheet program or ask for a new export")]
+    #[error(
+        "{file}: the workbook is damaged and cannot be read; save it again from the spreadsheet program or ask for a new export"
+    )]
     DamagedWorkbook { file: String },
     /// The sheet named by the source does not exist.
     #[error("{file}: no sheet '{sheet}'; sheets: {}", .available.join(", "))]
@@ -211,7 +219,11 @@ impl<'s> Rules<'s> {
         Rules {
             column_numbers: layout.column_numbers_line(),
             footer: layout.footer().map(|f| Regex::new(f).expect("validated by the model")),
-            skips: layout.skips().iter().map(|s| (Regex::new(&s.first_cell).expect("validated by the model"), s.reason.as_str())).collect(),
+            skips: layout
+                .skips()
+                .iter()
+                .map(|s| (Regex::new(&s.first_cell).expect("validated by the model"), s.reason.as_str()))
+                .collect(),
         }
     }
 
@@ -260,9 +272,14 @@ impl Lines {
 /// Reads the lines above and of the header. `None` when the rows end before the header's last line (in a
 /// stretch of the file: the header lies beyond it).
 #[allow(clippy::type_complexity)]
-fn header_lines(source: &Source, rows: &mut rows::Rows<'_>, tally: &mut Tally) -> Result<Option<(BTreeMap<usize, Vec<rows::Cell>>, Vec<(usize, Vec<rows::Cell>)>)>> {
+fn header_lines(
+    source: &Source,
+    rows: &mut rows::Rows<'_>,
+    tally: &mut Tally,
+) -> Result<Option<(BTreeMap<usize, Vec<rows::Cell>>, Vec<(usize, Vec<rows::Cell>)>)>> {
     let header_lines = source.layout().header_lines();
-    let (first_header, last_header) = (header_lines[0], *header_lines.last().expect("validated: at least one header line"));
+    let (first_header, last_header) =
+        (header_lines[0], *header_lines.last().expect("validated: at least one header line"));
     let mut titles: BTreeMap<usize, Vec<rows::Cell>> = BTreeMap::new();
     let mut header_rows: Vec<(usize, Vec<rows::Cell>)> = Vec::new();
     for row in rows.by_ref() {
@@ -329,12 +346,22 @@ pub fn read_file_to<'a>(
     let head = rows::CsvHead::read(encoding.as_deref(), name, &mut input)?;
     let workers = blocks::workers();
     if !head.complete && workers > 1 && rows::byte_wise(head.encoding) {
-        let csv = blocks::Csv { model, source, name, rules: &rules, key, encoding: head.encoding, delimiter: *delimiter, block_bytes: blocks::BLOCK_BYTES };
+        let csv = blocks::Csv {
+            model,
+            source,
+            name,
+            rules: &rules,
+            key,
+            encoding: head.encoding,
+            delimiter: *delimiter,
+            block_bytes: blocks::BLOCK_BYTES,
+        };
         if let Some(facts) = csv.read(&head.bytes, &mut input, workers, progress, sink)? {
             return Ok(facts);
         }
     }
-    let rows = rows::Rows::csv(Box::new(std::io::Cursor::new(head.bytes).chain(input)), head.encoding, *delimiter, name, 1);
+    let rows =
+        rows::Rows::csv(Box::new(std::io::Cursor::new(head.bytes).chain(input)), head.encoding, *delimiter, name, 1);
     sequential(model, source, name, &rules, rows, key, progress, sink)
 }
 

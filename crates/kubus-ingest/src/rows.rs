@@ -3,9 +3,9 @@
 //! nothing of headers, titles or fields; the layout decides what each line is.
 
 use crate::{Error, Result, decode};
-use encoding_rs::{Encoding, UTF_8};
 use calamine::{Data, Reader};
 use chrono::NaiveDate;
+use encoding_rs::{Encoding, UTF_8};
 use kubus_model::{Format, Source};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -99,7 +99,10 @@ impl CsvHead {
     /// Reads the head of `input`, whose source declares `declared` (or nothing).
     pub fn read(declared: Option<&str>, name: &str, input: &mut dyn Read) -> Result<CsvHead> {
         let mut bytes = Vec::new();
-        input.take(decode::SNIFF_BYTES as u64).read_to_end(&mut bytes).map_err(|source| Error::Read { file: name.to_owned(), source })?;
+        input
+            .take(decode::SNIFF_BYTES as u64)
+            .read_to_end(&mut bytes)
+            .map_err(|source| Error::Read { file: name.to_owned(), source })?;
         let complete = bytes.len() < decode::SNIFF_BYTES;
         let (encoding, bom) = decode::sniff(declared, name, &bytes, complete)?;
         bytes.drain(..bom);
@@ -152,7 +155,13 @@ impl<'a> Rows<'a> {
     /// encoding, where the delimiter, quotes and line breaks are single bytes of their own, the bytes are parsed
     /// as they are and each field is decoded on its own (most are ASCII and need nothing); other encodings are
     /// decoded first.
-    pub fn csv(bytes: Box<dyn Read + 'a>, encoding: &'static Encoding, delimiter: u8, name: &str, first_line: usize) -> Rows<'a> {
+    pub fn csv(
+        bytes: Box<dyn Read + 'a>,
+        encoding: &'static Encoding,
+        delimiter: u8,
+        name: &str,
+        first_line: usize,
+    ) -> Rows<'a> {
         let failure = Rc::new(RefCell::new(None));
         let rows = if byte_wise(encoding) {
             CsvRows::new(bytes, encoding, delimiter, name, failure, first_line)
@@ -168,7 +177,13 @@ impl<'a> Rows<'a> {
     /// delimiters directly, and only a line with quotes goes through the CSV parser. `None` — use [`Rows::csv`]
     /// — unless the encoding is UTF-8 or single-byte and every carriage return ends a line (the parser would take
     /// a lone one as a line end).
-    pub fn csv_in_memory(bytes: &'a [u8], encoding: &'static Encoding, delimiter: u8, name: &str, first_line: usize) -> Option<Rows<'a>> {
+    pub fn csv_in_memory(
+        bytes: &'a [u8],
+        encoding: &'static Encoding,
+        delimiter: u8,
+        name: &str,
+        first_line: usize,
+    ) -> Option<Rows<'a>> {
         let lone_return = memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n'));
         if lone_return || !byte_wise(encoding) {
             return None;
@@ -312,7 +327,14 @@ struct CsvRows<'a> {
 }
 
 impl<'a> CsvRows<'a> {
-    fn new(text: Box<dyn Read + 'a>, encoding: &'static Encoding, delimiter: u8, name: &str, failure: Rc<RefCell<Option<Error>>>, first_line: usize) -> CsvRows<'a> {
+    fn new(
+        text: Box<dyn Read + 'a>,
+        encoding: &'static Encoding,
+        delimiter: u8,
+        name: &str,
+        failure: Rc<RefCell<Option<Error>>>,
+        first_line: usize,
+    ) -> CsvRows<'a> {
         let tracker = Rc::new(RefCell::new(Tracker::default()));
         let reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -391,7 +413,9 @@ impl<'a> CsvRows<'a> {
                     let mut cells = self.spare.pop().unwrap_or_default();
                     let record = &self.record;
                     let fields = (0..record.len()).map(|i| record.range(i).expect("a field of the record"));
-                    if let Err((lines_in, fault)) = fill_cells(self.encoding, record.as_slice(), None, fields, &mut cells) {
+                    if let Err((lines_in, fault)) =
+                        fill_cells(self.encoding, record.as_slice(), None, fields, &mut cells)
+                    {
                         self.done = true;
                         return Some(Err(fault.error(&self.name, self.encoding, line + lines_in)));
                     }
@@ -471,7 +495,8 @@ impl SliceRows<'_> {
             // Quotes: the CSV parser reads the record, which may go on over several lines.
             let (mut read, mut written, mut ended) = (0, 0, 0);
             loop {
-                let (result, nin, nout, nend) = self.core.read_record(&rest[read..], &mut self.output[written..], &mut self.ends[ended..]);
+                let (result, nin, nout, nend) =
+                    self.core.read_record(&rest[read..], &mut self.output[written..], &mut self.ends[ended..]);
                 (read, written, ended) = (read + nin, written + nout, ended + nend);
                 match result {
                     csv_core::ReadRecordResult::OutputFull => self.output.resize(self.output.len() * 2, 0),
@@ -498,7 +523,8 @@ impl SliceRows<'_> {
             (true, span, written)
         };
         let bytes: &[u8] = if in_output { &self.output[..written] } else { text };
-        if let Err((lines_in, fault)) = fill_cells(self.encoding, bytes, whole, self.ranges.iter().cloned(), &mut cells) {
+        if let Err((lines_in, fault)) = fill_cells(self.encoding, bytes, whole, self.ranges.iter().cloned(), &mut cells)
+        {
             self.pos = all.len();
             return Some(Err(fault.error(&self.name, self.encoding, line + lines_in)));
         }
@@ -587,7 +613,9 @@ fn decode_field(encoding: &'static Encoding, field: &[u8], text: &mut String) ->
     text.reserve(decoder.max_utf8_buffer_length_without_replacement(field.len()).unwrap_or(field.len() * 3));
     match decoder.decode_to_string_without_replacement(field, text, true) {
         (encoding_rs::DecoderResult::InputEmpty, _) => {}
-        (encoding_rs::DecoderResult::Malformed(bad, after), read) => return Err(Fault::Invalid(read - bad as usize - after as usize)),
+        (encoding_rs::DecoderResult::Malformed(bad, after), read) => {
+            return Err(Fault::Invalid(read - bad as usize - after as usize));
+        }
         (encoding_rs::DecoderResult::OutputFull, _) => unreachable!("reserved for the whole field"),
     }
     // A single-byte encoding has no replacement character, and without replacement none is made.
@@ -601,7 +629,11 @@ fn sheet_rows(bytes: &[u8], sheet: Option<&str>, name: &str) -> Result<Rows<'sta
     let sheet_name = match sheet {
         Some(s) if names.iter().any(|n| n == s) => s.to_owned(),
         Some(s) => return Err(Error::NoSheet { file: name.to_owned(), sheet: s.to_owned(), available: names }),
-        None => names.first().cloned().ok_or_else(|| Error::NoSheet { file: name.to_owned(), sheet: "(first)".into(), available: vec![] })?,
+        None => names.first().cloned().ok_or_else(|| Error::NoSheet {
+            file: name.to_owned(),
+            sheet: "(first)".into(),
+            available: vec![],
+        })?,
     };
     let (format, merges) = match &mut workbook {
         calamine::Sheets::Xlsx(x) => {
@@ -609,7 +641,9 @@ fn sheet_rows(bytes: &[u8], sheet: Option<&str>, name: &str) -> Result<Rows<'sta
             let merges = x.merged_regions_by_sheet(&sheet_name).iter().map(|(_, _, d)| merge(d)).collect();
             ("xlsx", merges)
         }
-        calamine::Sheets::Xls(x) => ("xls", x.worksheet_merge_cells(&sheet_name).unwrap_or_default().iter().map(merge).collect()),
+        calamine::Sheets::Xls(x) => {
+            ("xls", x.worksheet_merge_cells(&sheet_name).unwrap_or_default().iter().map(merge).collect())
+        }
         calamine::Sheets::Xlsb(_) => ("xlsb", Vec::new()),
         calamine::Sheets::Ods(_) => ("ods", Vec::new()),
     };
@@ -620,9 +654,8 @@ fn sheet_rows(bytes: &[u8], sheet: Option<&str>, name: &str) -> Result<Rows<'sta
     for (i, cells) in range.rows().enumerate() {
         let line = first_row as usize + i + 1;
         // Columns left of the used range are empty; keep positions aligned with the sheet.
-        let cells: Vec<Cell> = std::iter::repeat_n(Cell::Text(String::new()), first_col as usize)
-            .chain(cells.iter().map(cell))
-            .collect();
+        let cells: Vec<Cell> =
+            std::iter::repeat_n(Cell::Text(String::new()), first_col as usize).chain(cells.iter().map(cell)).collect();
         rows.push(Row { line, span: 1, cells });
     }
     Ok(Rows { encoding: format.to_owned(), merges, inner: Inner::Sheet(rows.into_iter()) })
@@ -666,7 +699,10 @@ mod tests {
         let text = "Title\n\na;b\n1;2\n\n\"x\ny\";3\n;\n4;5\n\n";
         let lines: Vec<(usize, usize, usize)> = rows(text).iter().map(|r| (r.line, r.span, r.cells.len())).collect();
         // line 2 empty, 6–7 a quoted two-line record, 8 only a delimiter, 10 empty.
-        assert_eq!(lines, [(1, 1, 1), (2, 1, 0), (3, 1, 2), (4, 1, 2), (5, 1, 0), (6, 2, 2), (8, 1, 2), (9, 1, 2), (10, 1, 0)]);
+        assert_eq!(
+            lines,
+            [(1, 1, 1), (2, 1, 0), (3, 1, 2), (4, 1, 2), (5, 1, 0), (6, 2, 2), (8, 1, 2), (9, 1, 2), (10, 1, 0)]
+        );
         assert_eq!(lines.iter().map(|l| l.1).sum::<usize>(), 10);
     }
 
@@ -683,7 +719,8 @@ mod tests {
 
     #[test]
     fn fields_are_decoded_one_by_one() {
-        let rows = read(b"Stadtteil;Zahl\nGr\xfcbent\xe4lchen;3\n\"K\xf6ln\nS\xfcd\";4\n", encoding_rs::WINDOWS_1252).unwrap();
+        let rows =
+            read(b"Stadtteil;Zahl\nGr\xfcbent\xe4lchen;3\n\"K\xf6ln\nS\xfcd\";4\n", encoding_rs::WINDOWS_1252).unwrap();
         let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells.iter().map(Cell::text).collect()).collect();
         assert_eq!(cells, [vec!["Stadtteil", "Zahl"], vec!["Grübentälchen", "3"], vec!["Köln\nSüd", "4"]]);
     }
@@ -721,19 +758,39 @@ mod tests {
             "a;b\n\u{FFFD};1\n".as_bytes(),
         ];
         type Read = std::result::Result<Vec<(usize, usize, Vec<String>)>, String>;
-        let collect = |rows: &mut Rows<'_>| -> Read { rows.map(|r| r.map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).map_err(|e| e.to_string())).collect() };
+        let collect = |rows: &mut Rows<'_>| -> Read {
+            rows.map(|r| {
+                r.map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).map_err(|e| e.to_string())
+            })
+            .collect()
+        };
         for text in texts {
             for encoding in [UTF_8, encoding_rs::WINDOWS_1252, encoding_rs::ISO_8859_7] {
                 let mut stream = Rows::csv(Box::new(&text[..]), encoding, b';', "t.csv", 1);
                 let streamed = collect(&mut stream);
                 let mut rows = Rows::csv_in_memory(text, encoding, b';', "t.csv", 1).unwrap();
                 assert_eq!(collect(&mut rows), streamed, "{encoding:?}: {:?}", String::from_utf8_lossy(text));
-                assert_eq!(rows.ended_cleanly(), stream.ended_cleanly(), "{encoding:?}: {:?}", String::from_utf8_lossy(text));
+                assert_eq!(
+                    rows.ended_cleanly(),
+                    stream.ended_cleanly(),
+                    "{encoding:?}: {:?}",
+                    String::from_utf8_lossy(text)
+                );
             }
         }
-        assert_eq!(collect(&mut Rows::csv_in_memory(b"K\xe4se;\xfc\n", encoding_rs::WINDOWS_1252, b';', "t.csv", 1).unwrap()), Ok(vec![(1, 1, vec!["K\u{e4}se".to_owned(), "\u{fc}".to_owned()])]));
-        assert!(collect(&mut Rows::csv_in_memory(b"a\n\xd2\n", encoding_rs::ISO_8859_7, b';', "t.csv", 1).unwrap()).unwrap_err().contains("line 2"));
-        assert!(Rows::csv_in_memory(b"a;b\r1;2\r", UTF_8, b';', "t.csv", 1).is_none(), "a lone carriage return is left to the stream");
+        assert_eq!(
+            collect(&mut Rows::csv_in_memory(b"K\xe4se;\xfc\n", encoding_rs::WINDOWS_1252, b';', "t.csv", 1).unwrap()),
+            Ok(vec![(1, 1, vec!["K\u{e4}se".to_owned(), "\u{fc}".to_owned()])])
+        );
+        assert!(
+            collect(&mut Rows::csv_in_memory(b"a\n\xd2\n", encoding_rs::ISO_8859_7, b';', "t.csv", 1).unwrap())
+                .unwrap_err()
+                .contains("line 2")
+        );
+        assert!(
+            Rows::csv_in_memory(b"a;b\r1;2\r", UTF_8, b';', "t.csv", 1).is_none(),
+            "a lone carriage return is left to the stream"
+        );
     }
 
     #[test]

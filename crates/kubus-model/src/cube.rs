@@ -1,8 +1,8 @@
 //! Cubes: a fact table's dimension roles (each bound to a conformed dimension at a fact level), its typed value
 //! columns, and its measures with their declared aggregation.
 
-use crate::diagnostic::Sink;
 use crate::cut::{Cut, CutOp};
+use crate::diagnostic::Sink;
 use crate::raw::{RawCube, RawMeasure, RawRollup, S};
 use crate::{Dimension, DimensionKind, Result, closest};
 use std::ops::Range;
@@ -236,7 +236,8 @@ impl Measure {
     pub fn parts(&self) -> Vec<&str> {
         match &self.kind {
             MeasureKind::Aggregate { .. } | MeasureKind::From { .. } => Vec::new(),
-            MeasureKind::Ratio { numerator: a, denominator: b } | MeasureKind::Difference { minuend: a, subtrahend: b } => vec![a, b],
+            MeasureKind::Ratio { numerator: a, denominator: b }
+            | MeasureKind::Difference { minuend: a, subtrahend: b } => vec![a, b],
             MeasureKind::Share { of, .. } | MeasureKind::TimeComparison { of, .. } => vec![of],
         }
     }
@@ -362,7 +363,12 @@ impl Cube {
 }
 
 /// Lowers a raw cube against the already lowered dimensions (and, for a drill-across cube, the cubes with facts).
-pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_>) -> Option<Cube> {
+pub(crate) fn lower(
+    raw: RawCube,
+    dimensions: &BTreeMap<String, Dimension>,
+    cubes: &BTreeMap<String, Cube>,
+    sink: &mut Sink<'_>,
+) -> Option<Cube> {
     if !raw.across.is_empty() {
         return lower_across(raw, cubes, sink);
     }
@@ -395,7 +401,12 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, cube
                 Ok(i) => i,
                 Err(_) => {
                     let valid = dim.levels().iter().map(|l| l.name().to_owned()).collect();
-                    sink.with(Some(l.span()), format!("{path}.level"), format!("unknown level '{}' of dimension {dim_name}", l.get_ref()), valid);
+                    sink.with(
+                        Some(l.span()),
+                        format!("{path}.level"),
+                        format!("unknown level '{}' of dimension {dim_name}", l.get_ref()),
+                        valid,
+                    );
                     continue;
                 }
             },
@@ -407,7 +418,11 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, cube
         let c = c.get_ref();
         let name = c.name.get_ref().clone();
         if roles.iter().any(|r| r.name == name) || columns.iter().any(|x| x.name == name) || name.starts_with('_') {
-            sink.at(Some(c.name.span()), format!("columns[{i}].name"), format!("column name '{name}' is taken or reserved"));
+            sink.at(
+                Some(c.name.span()),
+                format!("columns[{i}].name"),
+                format!("column name '{name}' is taken or reserved"),
+            );
             continue;
         }
         let ty = match c.ty.get_ref().as_str() {
@@ -415,7 +430,12 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, cube
             "integer" => ColumnType::Integer,
             "decimal" => ColumnType::Decimal,
             other => {
-                sink.with(Some(c.ty.span()), format!("columns[{i}].type"), format!("unknown column type '{other}'"), vec!["string".into(), "integer".into(), "decimal".into()]);
+                sink.with(
+                    Some(c.ty.span()),
+                    format!("columns[{i}].type"),
+                    format!("unknown column type '{other}'"),
+                    vec!["string".into(), "integer".into(), "decimal".into()],
+                );
                 continue;
             }
         };
@@ -428,27 +448,51 @@ pub(crate) fn lower(raw: RawCube, dimensions: &BTreeMap<String, Dimension>, cube
         .map(|(i, _)| i)
         .collect();
     let time_role = (time_roles.len() == 1).then(|| time_roles[0]);
-    let mut context =
-        Context { roles: &roles, columns: &columns, dimensions, time_role: time_role.map(|i| roles[i].name.as_str()), invalid: Vec::new() };
+    let mut context = Context {
+        roles: &roles,
+        columns: &columns,
+        dimensions,
+        time_role: time_role.map(|i| roles[i].name.as_str()),
+        invalid: Vec::new(),
+    };
     let mut measures: Vec<Measure> = Vec::new();
     for (i, m) in raw.measures.iter().enumerate() {
         let path = format!("measures[{i}]");
         let m = m.get_ref();
         let name = m.name.get_ref().clone();
         if measures.iter().any(|x| x.name == name) || roles.iter().any(|r| r.name == name) {
-            sink.at(Some(m.name.span()), format!("{path}.name"), format!("duplicate measure '{name}' (measure and role names must be unique)"));
+            sink.at(
+                Some(m.name.span()),
+                format!("{path}.name"),
+                format!("duplicate measure '{name}' (measure and role names must be unique)"),
+            );
             continue;
         }
         if let Some(from) = &m.from {
-            sink.at(Some(from.span()), format!("{path}.from"), "`from` belongs to drill-across cubes (with `across = [...]`)");
+            sink.at(
+                Some(from.span()),
+                format!("{path}.from"),
+                "`from` belongs to drill-across cubes (with `across = [...]`)",
+            );
             continue;
         }
         match lower_measure(m, &path, &context, &measures, sink) {
-            Some(kind) => measures.push(Measure { name, label: m.label.clone(), label_en: m.label_en.clone(), description: m.description.clone(), kind }),
+            Some(kind) => measures.push(Measure {
+                name,
+                label: m.label.clone(),
+                label_en: m.label_en.clone(),
+                description: m.description.clone(),
+                kind,
+            }),
             None => context.invalid.push(name),
         }
     }
-    let rollups = raw.rollups.iter().enumerate().filter_map(|(i, r)| lower_rollup(r, i, &context, &measures, &raw.rollups[..i], sink)).collect();
+    let rollups = raw
+        .rollups
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| lower_rollup(r, i, &context, &measures, &raw.rollups[..i], sink))
+        .collect();
     let shape = Shape { dimensions: roles, columns, measures, time_role, across: Vec::new(), rollups };
     finish(raw, shape, before, sink)
 }
@@ -491,8 +535,17 @@ fn lower_across(raw: RawCube, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_
     for (i, name) in raw.across.iter().enumerate() {
         match cubes.get(name.get_ref()) {
             Some(c) if c.across.is_empty() && !sides.iter().any(|s| s.name == c.name) => sides.push(c),
-            Some(_) => sink.at(Some(name.span()), format!("across[{i}]"), format!("'{}' is listed twice or combines cubes itself", name.get_ref())),
-            None => sink.with(Some(name.span()), format!("across[{i}]"), format!("unknown cube '{}'", name.get_ref()), closest(name.get_ref(), cubes.keys().map(String::as_str))),
+            Some(_) => sink.at(
+                Some(name.span()),
+                format!("across[{i}]"),
+                format!("'{}' is listed twice or combines cubes itself", name.get_ref()),
+            ),
+            None => sink.with(
+                Some(name.span()),
+                format!("across[{i}]"),
+                format!("unknown cube '{}'", name.get_ref()),
+                closest(name.get_ref(), cubes.keys().map(String::as_str)),
+            ),
         }
     }
     for (key, present, span) in [
@@ -500,11 +553,19 @@ fn lower_across(raw: RawCube, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_
         ("columns", !raw.columns.is_empty(), raw.columns.first().map(|c| c.span())),
     ] {
         if present {
-            sink.at(span, key, format!("a drill-across cube has no {key} of its own: it uses the roles its cubes share"));
+            sink.at(
+                span,
+                key,
+                format!("a drill-across cube has no {key} of its own: it uses the roles its cubes share"),
+            );
         }
     }
     if let Some(r) = raw.rollups.first() {
-        sink.at(Some(r.span()), "rollups", "a drill-across cube has no facts to roll up: declare rollups on the cubes it combines");
+        sink.at(
+            Some(r.span()),
+            "rollups",
+            "a drill-across cube has no facts to roll up: declare rollups on the cubes it combines",
+        );
     }
     if raw.across.len() < 2 {
         sink.at(Some(raw.name.span()), "across", "a drill-across cube combines at least two cubes");
@@ -518,13 +579,26 @@ fn lower_across(raw: RawCube, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_
         .filter_map(|role| {
             let levels: Option<Vec<usize>> = sides
                 .iter()
-                .map(|c| c.dimensions.iter().find(|r| r.name == role.name && r.dimension == role.dimension).map(|r| r.fact_level))
+                .map(|c| {
+                    c.dimensions
+                        .iter()
+                        .find(|r| r.name == role.name && r.dimension == role.dimension)
+                        .map(|r| r.fact_level)
+                })
                 .collect();
-            Some(CubeDimension { name: role.name.clone(), dimension: role.dimension.clone(), fact_level: levels?.into_iter().min()? })
+            Some(CubeDimension {
+                name: role.name.clone(),
+                dimension: role.dimension.clone(),
+                fact_level: levels?.into_iter().min()?,
+            })
         })
         .collect();
     if shared.is_empty() {
-        sink.at(Some(raw.name.span()), "across", "these cubes share no dimension role (same name and dimension), so there is nothing to combine over");
+        sink.at(
+            Some(raw.name.span()),
+            "across",
+            "these cubes share no dimension role (same name and dimension), so there is nothing to combine over",
+        );
         return None;
     }
     let mut measures: Vec<Measure> = Vec::new();
@@ -534,31 +608,64 @@ fn lower_across(raw: RawCube, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_
         let m = m.get_ref();
         let name = m.name.get_ref().clone();
         if measures.iter().any(|x| x.name == name) || shared.iter().any(|r| r.name == name) {
-            sink.at(Some(m.name.span()), format!("{path}.name"), format!("duplicate measure '{name}' (measure and role names must be unique)"));
+            sink.at(
+                Some(m.name.span()),
+                format!("{path}.name"),
+                format!("duplicate measure '{name}' (measure and role names must be unique)"),
+            );
             continue;
         }
         let kind = match &m.from {
             Some(from) => {
                 let found = from.get_ref().split_once('.').and_then(|(c, mm)| {
                     let cube = sides.iter().find(|s| s.name == c)?;
-                    cube.measures.iter().any(|x| x.name == mm).then(|| MeasureKind::From { cube: c.to_owned(), measure: mm.to_owned() })
+                    cube.measures
+                        .iter()
+                        .any(|x| x.name == mm)
+                        .then(|| MeasureKind::From { cube: c.to_owned(), measure: mm.to_owned() })
                 });
-                let others = [m.aggregate.is_some(), m.ratio.is_some(), m.difference.is_some(), m.share.is_some(), m.previous.is_some(), m.last_year.is_some(), m.change.is_some()];
+                let others = [
+                    m.aggregate.is_some(),
+                    m.ratio.is_some(),
+                    m.difference.is_some(),
+                    m.share.is_some(),
+                    m.previous.is_some(),
+                    m.last_year.is_some(),
+                    m.change.is_some(),
+                ];
                 if others.contains(&true) {
-                    sink.at(Some(from.span()), format!("{path}.from"), "a measure has exactly one of: from, ratio, difference");
+                    sink.at(
+                        Some(from.span()),
+                        format!("{path}.from"),
+                        "a measure has exactly one of: from, ratio, difference",
+                    );
                     invalid.push(name);
                     continue;
                 }
                 let Some(kind) = found else {
-                    let valid = sides.iter().flat_map(|c| c.measures.iter().map(move |x| format!("{}.{}", c.name, x.name))).collect::<Vec<_>>();
-                    sink.with(Some(from.span()), format!("{path}.from"), format!("'{}' is not cube.measure of a combined cube", from.get_ref()), closest(from.get_ref(), valid.iter().map(String::as_str)));
+                    let valid = sides
+                        .iter()
+                        .flat_map(|c| c.measures.iter().map(move |x| format!("{}.{}", c.name, x.name)))
+                        .collect::<Vec<_>>();
+                    sink.with(
+                        Some(from.span()),
+                        format!("{path}.from"),
+                        format!("'{}' is not cube.measure of a combined cube", from.get_ref()),
+                        closest(from.get_ref(), valid.iter().map(String::as_str)),
+                    );
                     invalid.push(name);
                     continue;
                 };
                 kind
             }
             None if m.ratio.is_some() || m.difference.is_some() => {
-                let context = Context { roles: &shared, columns: &[], dimensions: &BTreeMap::new(), time_role: None, invalid: invalid.clone() };
+                let context = Context {
+                    roles: &shared,
+                    columns: &[],
+                    dimensions: &BTreeMap::new(),
+                    time_role: None,
+                    invalid: invalid.clone(),
+                };
                 match lower_measure(m, &path, &context, &measures, sink) {
                     Some(kind) => kind,
                     None => {
@@ -568,26 +675,53 @@ fn lower_across(raw: RawCube, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_
                 }
             }
             None => {
-                sink.with(Some(m.name.span()), path.clone(), "a measure of a drill-across cube needs one of these keys", vec!["from".into(), "ratio".into(), "difference".into()]);
+                sink.with(
+                    Some(m.name.span()),
+                    path.clone(),
+                    "a measure of a drill-across cube needs one of these keys",
+                    vec!["from".into(), "ratio".into(), "difference".into()],
+                );
                 invalid.push(name);
                 continue;
             }
         };
-        measures.push(Measure { name, label: m.label.clone(), label_en: m.label_en.clone(), description: m.description.clone(), kind });
+        measures.push(Measure {
+            name,
+            label: m.label.clone(),
+            label_en: m.label_en.clone(),
+            description: m.description.clone(),
+            kind,
+        });
     }
     let across = sides.iter().map(|c| c.name.clone()).collect();
-    finish(raw, Shape { dimensions: shared, columns: Vec::new(), measures, time_role: None, across, rollups: Vec::new() }, before, sink)
+    finish(
+        raw,
+        Shape { dimensions: shared, columns: Vec::new(), measures, time_role: None, across, rollups: Vec::new() },
+        before,
+        sink,
+    )
 }
 
 /// A rollup's levels name roles (at their recorded level) or `role.level` at or above it, each role once; its
 /// measures name measures of the cube, derived ones standing for the aggregates they are computed from.
-fn lower_rollup(spanned: &S<RawRollup>, i: usize, cx: &Context<'_>, measures: &[Measure], earlier: &[S<RawRollup>], sink: &mut Sink<'_>) -> Option<Rollup> {
+fn lower_rollup(
+    spanned: &S<RawRollup>,
+    i: usize,
+    cx: &Context<'_>,
+    measures: &[Measure],
+    earlier: &[S<RawRollup>],
+    sink: &mut Sink<'_>,
+) -> Option<Rollup> {
     let r = spanned.get_ref();
     let path = format!("rollups[{i}]");
     let before = sink.out.len();
     let name = r.name.get_ref().clone();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        sink.at(Some(r.name.span()), format!("{path}.name"), format!("rollup name '{name}' must be lower-case letters, digits and _ (it names a warehouse table)"));
+        sink.at(
+            Some(r.name.span()),
+            format!("{path}.name"),
+            format!("rollup name '{name}' must be lower-case letters, digits and _ (it names a warehouse table)"),
+        );
     }
     if earlier.iter().any(|e| e.get_ref().name.get_ref() == &name) {
         sink.at(Some(r.name.span()), format!("{path}.name"), format!("duplicate rollup '{name}'"));
@@ -600,7 +734,12 @@ fn lower_rollup(spanned: &S<RawRollup>, i: usize, cx: &Context<'_>, measures: &[
             None => (text.get_ref().as_str(), None),
         };
         let Some(role) = cx.roles.iter().find(|x| x.name == role_name) else {
-            sink.with(Some(text.span()), at, format!("unknown dimension role '{role_name}'"), cx.roles.iter().map(|x| x.name.clone()).collect());
+            sink.with(
+                Some(text.span()),
+                at,
+                format!("unknown dimension role '{role_name}'"),
+                cx.roles.iter().map(|x| x.name.clone()).collect(),
+            );
             continue;
         };
         let dim = &cx.dimensions[&role.dimension];
@@ -609,8 +748,17 @@ fn lower_rollup(spanned: &S<RawRollup>, i: usize, cx: &Context<'_>, measures: &[
             Some(l) => match dim.level_index(l) {
                 Ok(level) if dim.rolls_up(role.fact_level, level) => level,
                 _ => {
-                    let valid = dim.levels_above(role.fact_level).into_iter().map(|l| format!("{role_name}.{}", dim.levels()[l].name())).collect();
-                    sink.with(Some(text.span()), at, format!("'{}' is not a level at or above the one {role_name} is recorded at", text.get_ref()), valid);
+                    let valid = dim
+                        .levels_above(role.fact_level)
+                        .into_iter()
+                        .map(|l| format!("{role_name}.{}", dim.levels()[l].name()))
+                        .collect();
+                    sink.with(
+                        Some(text.span()),
+                        at,
+                        format!("'{}' is not a level at or above the one {role_name} is recorded at", text.get_ref()),
+                        valid,
+                    );
                     continue;
                 }
             },
@@ -623,14 +771,21 @@ fn lower_rollup(spanned: &S<RawRollup>, i: usize, cx: &Context<'_>, measures: &[
     }
     let mut wanted: Vec<String> = Vec::new();
     match &r.measures {
-        None => wanted.extend(measures.iter().filter(|m| matches!(m.kind, MeasureKind::Aggregate { .. })).map(|m| m.name.clone())),
+        None => wanted.extend(
+            measures.iter().filter(|m| matches!(m.kind, MeasureKind::Aggregate { .. })).map(|m| m.name.clone()),
+        ),
         Some(names) => {
             for (j, text) in names.iter().enumerate() {
                 if measures.iter().any(|m| &m.name == text.get_ref()) {
                     wanted.push(text.get_ref().clone());
                 } else if !cx.invalid.contains(text.get_ref()) {
                     let valid = measures.iter().map(|m| m.name.as_str());
-                    sink.with(Some(text.span()), format!("{path}.measures[{j}]"), format!("unknown measure '{}'", text.get_ref()), closest(text.get_ref(), valid));
+                    sink.with(
+                        Some(text.span()),
+                        format!("{path}.measures[{j}]"),
+                        format!("unknown measure '{}'", text.get_ref()),
+                        closest(text.get_ref(), valid),
+                    );
                 }
             }
         }
@@ -638,7 +793,11 @@ fn lower_rollup(spanned: &S<RawRollup>, i: usize, cx: &Context<'_>, measures: &[
     // Derived measures stand for their parts, down to the aggregates.
     let mut k = 0;
     while k < wanted.len() {
-        let parts: Vec<String> = measures.iter().find(|m| m.name == wanted[k]).map(|m| m.parts().into_iter().map(str::to_owned).collect()).unwrap_or_default();
+        let parts: Vec<String> = measures
+            .iter()
+            .find(|m| m.name == wanted[k])
+            .map(|m| m.parts().into_iter().map(str::to_owned).collect())
+            .unwrap_or_default();
         for part in parts {
             if !wanted.contains(&part) {
                 wanted.push(part);
@@ -646,7 +805,11 @@ fn lower_rollup(spanned: &S<RawRollup>, i: usize, cx: &Context<'_>, measures: &[
         }
         k += 1;
     }
-    let stored: Vec<String> = measures.iter().filter(|m| matches!(m.kind, MeasureKind::Aggregate { .. }) && wanted.contains(&m.name)).map(|m| m.name.clone()).collect();
+    let stored: Vec<String> = measures
+        .iter()
+        .filter(|m| matches!(m.kind, MeasureKind::Aggregate { .. }) && wanted.contains(&m.name))
+        .map(|m| m.name.clone())
+        .collect();
     (sink.out.len() == before).then_some(Rollup { name, levels, measures: stored })
 }
 
@@ -660,7 +823,13 @@ struct Context<'a> {
     invalid: Vec<String>,
 }
 
-fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measure], sink: &mut Sink<'_>) -> Option<MeasureKind> {
+fn lower_measure(
+    m: &RawMeasure,
+    path: &str,
+    cx: &Context<'_>,
+    earlier: &[Measure],
+    sink: &mut Sink<'_>,
+) -> Option<MeasureKind> {
     let kinds: Vec<(&str, Span)> = [
         ("aggregate", m.aggregate.as_ref().map(|x| x.span())),
         ("ratio", m.ratio.as_ref().map(|x| x.span())),
@@ -673,7 +842,8 @@ fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measur
     .into_iter()
     .filter_map(|(k, span)| span.map(|s| (k, s)))
     .collect();
-    let valid = || ["aggregate", "ratio", "difference", "share", "previous", "last_year", "change"].map(String::from).to_vec();
+    let valid =
+        || ["aggregate", "ratio", "difference", "share", "previous", "last_year", "change"].map(String::from).to_vec();
     match kinds.as_slice() {
         [] => {
             sink.with(Some(m.name.span()), path.to_owned(), "a measure needs one of these keys", valid());
@@ -681,13 +851,30 @@ fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measur
         }
         [_] => {}
         [_, (second, span), ..] => {
-            sink.at(Some(span.clone()), format!("{path}.{second}"), format!("a measure has exactly one of: {}", valid().join(", ")));
+            sink.at(
+                Some(span.clone()),
+                format!("{path}.{second}"),
+                format!("a measure has exactly one of: {}", valid().join(", ")),
+            );
             return None;
         }
     }
     let derived_only = |key: &str, present: bool, span: Option<Span>, sink: &mut Sink<'_>| {
         if present {
-            sink.at(span, format!("{path}.{key}"), format!("`{key}` belongs to {}", if key == "over" { "`share`" } else if key == "against" || key == "percent" { "`change`" } else { "`aggregate`" }));
+            sink.at(
+                span,
+                format!("{path}.{key}"),
+                format!(
+                    "`{key}` belongs to {}",
+                    if key == "over" {
+                        "`share`"
+                    } else if key == "against" || key == "percent" {
+                        "`change`"
+                    } else {
+                        "`aggregate`"
+                    }
+                ),
+            );
         }
     };
     let before = sink.out.len();
@@ -724,7 +911,11 @@ fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measur
     };
     let needs_time = |key: &str, span: Span, sink: &mut Sink<'_>| -> bool {
         if cx.time_role.is_none() {
-            sink.at(Some(span), format!("{path}.{key}"), "this needs the cube to have exactly one role with a time dimension");
+            sink.at(
+                Some(span),
+                format!("{path}.{key}"),
+                "this needs the cube to have exactly one role with a time dimension",
+            );
             return false;
         }
         true
@@ -752,7 +943,12 @@ fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measur
                 }
                 Some(o) if cx.roles.iter().any(|r| &r.name == o.get_ref()) => Some(o.get_ref().clone()),
                 Some(o) => {
-                    sink.with(Some(o.span()), format!("{path}.over"), format!("unknown dimension role '{}'", o.get_ref()), cx.roles.iter().map(|r| r.name.clone()).collect());
+                    sink.with(
+                        Some(o.span()),
+                        format!("{path}.over"),
+                        format!("unknown dimension role '{}'", o.get_ref()),
+                        cx.roles.iter().map(|r| r.name.clone()).collect(),
+                    );
                     None
                 }
             };
@@ -762,15 +958,23 @@ fn lower_measure(m: &RawMeasure, path: &str, cx: &Context<'_>, earlier: &[Measur
             let (of, period) = match key {
                 "previous" => (m.previous.as_ref(), Some(Period::Previous)),
                 "last_year" => (m.last_year.as_ref(), Some(Period::LastYear)),
-                _ => (m.change.as_ref(), match m.against.as_ref().map(|a| a.get_ref().as_str()) {
-                    Some("previous") => Some(Period::Previous),
-                    Some("last_year") => Some(Period::LastYear),
-                    _ => {
-                        let span = m.against.as_ref().map(|a| a.span()).unwrap_or(m.name.span());
-                        sink.with(Some(span), format!("{path}.against"), "a change needs `against`", vec!["previous".into(), "last_year".into()]);
-                        None
-                    }
-                }),
+                _ => (
+                    m.change.as_ref(),
+                    match m.against.as_ref().map(|a| a.get_ref().as_str()) {
+                        Some("previous") => Some(Period::Previous),
+                        Some("last_year") => Some(Period::LastYear),
+                        _ => {
+                            let span = m.against.as_ref().map(|a| a.span()).unwrap_or(m.name.span());
+                            sink.with(
+                                Some(span),
+                                format!("{path}.against"),
+                                "a change needs `against`",
+                                vec!["previous".into(), "last_year".into()],
+                            );
+                            None
+                        }
+                    },
+                ),
             };
             let of = of.expect("present");
             let timed = needs_time(key, of.span(), sink);
@@ -791,7 +995,12 @@ fn lower_aggregate(m: &RawMeasure, path: &str, cx: &Context<'_>, sink: &mut Sink
     let spanned = m.aggregate.as_ref().expect("checked by the caller");
     let Some(aggregate) = Aggregate::NAMES.iter().find(|(n, _)| n == spanned.get_ref()).map(|(_, a)| *a) else {
         let valid = Aggregate::NAMES.iter().map(|(n, _)| (*n).to_owned()).collect();
-        sink.with(Some(spanned.span()), format!("{path}.aggregate"), format!("unknown aggregate '{}'", spanned.get_ref()), valid);
+        sink.with(
+            Some(spanned.span()),
+            format!("{path}.aggregate"),
+            format!("unknown aggregate '{}'", spanned.get_ref()),
+            valid,
+        );
         return None;
     };
     let column = match (&m.column, aggregate) {
@@ -801,7 +1010,11 @@ fn lower_aggregate(m: &RawMeasure, path: &str, cx: &Context<'_>, sink: &mut Sink
             return None;
         }
         (None, _) => {
-            sink.at(Some(spanned.span()), format!("{path}.column"), format!("aggregate '{}' needs a column", aggregate.name()));
+            sink.at(
+                Some(spanned.span()),
+                format!("{path}.column"),
+                format!("aggregate '{}' needs a column", aggregate.name()),
+            );
             return None;
         }
         (Some(c), _) => {
@@ -819,7 +1032,12 @@ fn lower_aggregate(m: &RawMeasure, path: &str, cx: &Context<'_>, sink: &mut Sink
                     .filter(|x| !matches!(aggregate, Aggregate::Sum | Aggregate::Avg) || x.ty != ColumnType::String)
                     .map(|x| x.name.clone())
                     .collect();
-                sink.with(Some(c.span()), format!("{path}.column"), format!("'{col}' is not a column that '{}' can aggregate", aggregate.name()), valid);
+                sink.with(
+                    Some(c.span()),
+                    format!("{path}.column"),
+                    format!("'{col}' is not a column that '{}' can aggregate", aggregate.name()),
+                    valid,
+                );
                 return None;
             }
             Some(col.clone())
@@ -843,29 +1061,50 @@ fn lower_aggregate(m: &RawMeasure, path: &str, cx: &Context<'_>, sink: &mut Sink
         None | Some(("sum", _)) => false,
         Some(("last", span)) => {
             if cx.time_role.is_none() {
-                sink.at(Some(span), format!("{path}.over_time"), "a stock needs the cube to have exactly one role with a time dimension");
+                sink.at(
+                    Some(span),
+                    format!("{path}.over_time"),
+                    "a stock needs the cube to have exactly one role with a time dimension",
+                );
             }
             true
         }
         Some((other, span)) => {
-            sink.with(Some(span), format!("{path}.over_time"), format!("unknown over_time '{other}'"), vec!["sum".into(), "last".into()]);
+            sink.with(
+                Some(span),
+                format!("{path}.over_time"),
+                format!("unknown over_time '{other}'"),
+                vec!["sum".into(), "last".into()],
+            );
             false
         }
     };
     let dominance = match &m.dominance {
         None => None,
-        Some(role) if aggregate == Aggregate::Sum && cx.roles.iter().any(|r| &r.name == role.get_ref()) => Some(role.get_ref().clone()),
+        Some(role) if aggregate == Aggregate::Sum && cx.roles.iter().any(|r| &r.name == role.get_ref()) => {
+            Some(role.get_ref().clone())
+        }
         Some(role) if aggregate != Aggregate::Sum => {
             sink.at(Some(role.span()), format!("{path}.dominance"), "the dominance rule applies to sums");
             None
         }
         Some(role) => {
-            sink.with(Some(role.span()), format!("{path}.dominance"), format!("unknown dimension role '{}'", role.get_ref()), cx.roles.iter().map(|r| r.name.clone()).collect());
+            sink.with(
+                Some(role.span()),
+                format!("{path}.dominance"),
+                format!("unknown dimension role '{}'", role.get_ref()),
+                cx.roles.iter().map(|r| r.name.clone()).collect(),
+            );
             None
         }
     };
-    (filter.len() == m.filter.len() && m.dominance.is_some() == dominance.is_some())
-        .then_some(MeasureKind::Aggregate { aggregate, column, filter, last_snapshot, dominance })
+    (filter.len() == m.filter.len() && m.dominance.is_some() == dominance.is_some()).then_some(MeasureKind::Aggregate {
+        aggregate,
+        column,
+        filter,
+        last_snapshot,
+        dominance,
+    })
 }
 
 /// A measure filter names a role of the cube (or `role.level`) and members of its dimension.

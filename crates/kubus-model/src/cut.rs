@@ -69,7 +69,9 @@ pub struct Cut {
 
 /// A cut's text does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot read cut '{text}': write level=value, level=a,b, level!=value, level=from..to or level<value (also <=, >, >=)")]
+#[error(
+    "cannot read cut '{text}': write level=value, level=a,b, level!=value, level=from..to or level<value (also <=, >, >=)"
+)]
 pub struct BadCut {
     /// The text as given.
     pub text: String,
@@ -100,7 +102,8 @@ impl FromStr for Cut {
             ("=", None) => CutOp::In(list()),
             ("!=", None) => CutOp::NotIn(list()),
             (symbol, None) => {
-                let comparison = Comparison::SYMBOLS.iter().find(|(s, _)| *s == symbol).map(|(_, c)| *c).ok_or_else(bad)?;
+                let comparison =
+                    Comparison::SYMBOLS.iter().find(|(s, _)| *s == symbol).map(|(_, c)| *c).ok_or_else(bad)?;
                 CutOp::Compare(comparison, rest.to_owned())
             }
         };
@@ -146,7 +149,10 @@ mod tests {
         assert_eq!(c.op, CutOp::NotIn(vec!["Betzenberg".into()]));
         assert_eq!(c.to_string(), "district!=Betzenberg");
         let c: Cut = "language_level < B1".parse().unwrap();
-        assert_eq!((c.target.as_str(), c.op.clone()), ("language_level", CutOp::Compare(Comparison::Below, "B1".into())));
+        assert_eq!(
+            (c.target.as_str(), c.op.clone()),
+            ("language_level", CutOp::Compare(Comparison::Below, "B1".into()))
+        );
         assert_eq!(c.to_string(), "language_level<B1");
         let c: Cut = "age>=65".parse().unwrap();
         assert_eq!(c.op, CutOp::Compare(Comparison::AtLeast, "65".into()));

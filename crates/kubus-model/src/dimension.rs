@@ -203,9 +203,10 @@ impl Dimension {
 
     /// The index of a level by name.
     pub fn level_index(&self, name: &str) -> Result<usize> {
-        self.levels.iter().position(|l| l.name == name).ok_or_else(|| {
-            crate::unknown("level", name, self.levels.iter().map(|l| &l.name))
-        })
+        self.levels
+            .iter()
+            .position(|l| l.name == name)
+            .ok_or_else(|| crate::unknown("level", name, self.levels.iter().map(|l| &l.name)))
     }
 
     /// The ancestor of `at` at `level`, which its level must roll up into (see [`Dimension::rolls_up`]).
@@ -342,11 +343,31 @@ impl Dimension {
 }
 
 const MONTHS_DE: [&str; 12] = [
-    "Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober", "November",
+    "Januar",
+    "Februar",
+    "März",
+    "April",
+    "Mai",
+    "Juni",
+    "Juli",
+    "August",
+    "September",
+    "Oktober",
+    "November",
     "Dezember",
 ];
 const MONTHS_EN: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 
@@ -406,7 +427,13 @@ fn age_members(max_age: u32, open_top: bool, bands: &[&RawBand]) -> Vec<Vec<Memb
         .map(|a| {
             let parent = bands.iter().position(|b| a >= b.from && b.to.is_none_or(|to| a < to));
             if open_top && a == max_age {
-                member(a.to_string(), format!("{a} Jahre und älter"), Some(format!("{a} years and older")), vec![format!("{a}+")], parent)
+                member(
+                    a.to_string(),
+                    format!("{a} Jahre und älter"),
+                    Some(format!("{a} years and older")),
+                    vec![format!("{a}+")],
+                    parent,
+                )
             } else {
                 member(a.to_string(), a.to_string(), None, vec![], parent)
             }
@@ -441,7 +468,13 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
         .map(|(i, l)| {
             let l = l.get_ref();
             let finer = (i + 1 < main).then_some(i + 1);
-            Level { name: l.name.get_ref().clone(), label: l.label.clone(), label_en: l.label_en.clone(), finer, hierarchy: None }
+            Level {
+                name: l.name.get_ref().clone(),
+                label: l.label.clone(),
+                label_en: l.label_en.clone(),
+                finer,
+                hierarchy: None,
+            }
         })
         .collect();
     if levels.is_empty() {
@@ -457,7 +490,12 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
     let mut members = match kind {
         DimensionKind::Time => {
             if level_names != ["year", "quarter", "month"] {
-                sink.with(Some(raw.levels[0].span()), "levels", "a time dimension has the levels year, quarter, month", vec!["year, quarter, month".into()]);
+                sink.with(
+                    Some(raw.levels[0].span()),
+                    "levels",
+                    "a time dimension has the levels year, quarter, month",
+                    vec!["year, quarter, month".into()],
+                );
                 return None;
             }
             let Some(years) = raw.years.as_ref() else {
@@ -466,14 +504,22 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
             };
             let [from, to] = *years.get_ref();
             if from > to || to - from > 500 {
-                sink.at(Some(years.span()), "years", "years must be [first, last] with first <= last, at most 500 years");
+                sink.at(
+                    Some(years.span()),
+                    "years",
+                    "years must be [first, last] with first <= last, at most 500 years",
+                );
                 return None;
             }
             time_members(from, to)
         }
         DimensionKind::Age => {
             if levels.len() != 2 {
-                sink.at(Some(raw.levels[0].span()), "levels", "an age dimension has two levels: bands, then single years");
+                sink.at(
+                    Some(raw.levels[0].span()),
+                    "levels",
+                    "an age dimension has two levels: bands, then single years",
+                );
                 return None;
             }
             let max_age = raw.max_age.as_ref().map(|m| *m.get_ref()).unwrap_or(110);
@@ -506,7 +552,11 @@ fn check_bands(bands: &[&RawBand], max_age: u32, span: std::ops::Range<usize>, p
     for age in 0..=max_age {
         let covering = bands.iter().filter(|b| age >= b.from && b.to.is_none_or(|to| age < to)).count();
         if covering != 1 {
-            sink.at(Some(span), path.to_owned(), format!("age {age} lies in {covering} bands; bands must cover 0..={max_age} exactly once"));
+            sink.at(
+                Some(span),
+                path.to_owned(),
+                format!("age {age} lies in {covering} bands; bands must cover 0..={max_age} exactly once"),
+            );
             break;
         }
     }
@@ -514,7 +564,13 @@ fn check_bands(bands: &[&RawBand], max_age: u32, span: std::ops::Range<usize>, p
 
 /// The levels of further hierarchies, each directly above the finest level: age bands of another kind, or the
 /// school year (August to July) of a time dimension. Returns, per level, the parent of each finest member.
-fn lower_hierarchies(raw: &RawDimension, kind: DimensionKind, levels: &mut Vec<Level>, members: &mut Vec<Vec<Member>>, sink: &mut Sink<'_>) -> Vec<Vec<usize>> {
+fn lower_hierarchies(
+    raw: &RawDimension,
+    kind: DimensionKind,
+    levels: &mut Vec<Level>,
+    members: &mut Vec<Vec<Member>>,
+    sink: &mut Sink<'_>,
+) -> Vec<Vec<usize>> {
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); levels.len()];
     let finest = levels.len() - 1;
     if members.len() != levels.len() {
@@ -529,11 +585,15 @@ fn lower_hierarchies(raw: &RawDimension, kind: DimensionKind, levels: &mut Vec<L
             sink.at(Some(h.name.span()), format!("{path}.name"), format!("level '{name}' is declared twice"));
             continue;
         }
-        let (level_members, up): (Vec<Member>, Vec<usize>) = match (kind, h.kind.as_ref().map(|k| k.get_ref().as_str())) {
-            (DimensionKind::Time, Some("school_year")) => school_years(&members[finest], levels[finest].name == "month"),
+        let (level_members, up): (Vec<Member>, Vec<usize>) = match (kind, h.kind.as_ref().map(|k| k.get_ref().as_str()))
+        {
+            (DimensionKind::Time, Some("school_year")) => {
+                school_years(&members[finest], levels[finest].name == "month")
+            }
             (DimensionKind::Time, other) => {
                 let span = h.kind.as_ref().map(|k| k.span()).unwrap_or(h_span);
-                let what = other.map_or("a time hierarchy needs a kind".to_owned(), |o| format!("unknown hierarchy kind '{o}'"));
+                let what = other
+                    .map_or("a time hierarchy needs a kind".to_owned(), |o| format!("unknown hierarchy kind '{o}'"));
                 sink.with(Some(span), format!("{path}.kind"), what, vec!["school_year".into()]);
                 continue;
             }
@@ -541,21 +601,38 @@ fn lower_hierarchies(raw: &RawDimension, kind: DimensionKind, levels: &mut Vec<L
                 let bands: Vec<&RawBand> = h.bands.iter().map(|b| b.get_ref()).collect();
                 let max_age = members[finest].len() as u32 - 1;
                 let before = sink.out.len();
-                check_bands(&bands, max_age, h.bands.first().map(|b| b.span()).unwrap_or(h_span.clone()), &format!("{path}.bands"), sink);
+                check_bands(
+                    &bands,
+                    max_age,
+                    h.bands.first().map(|b| b.span()).unwrap_or(h_span.clone()),
+                    &format!("{path}.bands"),
+                    sink,
+                );
                 if sink.out.len() != before {
                     continue;
                 }
                 let level_members = bands
                     .iter()
-                    .map(|b| member(b.key.get_ref().clone(), b.label.clone(), b.label_en.clone(), b.aliases.clone(), None))
+                    .map(|b| {
+                        member(b.key.get_ref().clone(), b.label.clone(), b.label_en.clone(), b.aliases.clone(), None)
+                    })
                     .collect();
                 let up = (0..=max_age)
-                    .map(|a| bands.iter().position(|b| a >= b.from && b.to.is_none_or(|to| a < to)).expect("checked: bands cover every age"))
+                    .map(|a| {
+                        bands
+                            .iter()
+                            .position(|b| a >= b.from && b.to.is_none_or(|to| a < to))
+                            .expect("checked: bands cover every age")
+                    })
                     .collect();
                 (level_members, up)
             }
             _ => {
-                sink.at(Some(h_span), path, "further hierarchies exist for time dimensions (kind = \"school_year\") and age dimensions (bands)");
+                sink.at(
+                    Some(h_span),
+                    path,
+                    "further hierarchies exist for time dimensions (kind = \"school_year\") and age dimensions (bands)",
+                );
                 continue;
             }
         };
@@ -563,7 +640,13 @@ fn lower_hierarchies(raw: &RawDimension, kind: DimensionKind, levels: &mut Vec<L
             sink.at(Some(h_span), path, "this hierarchy has no members (a school year needs months)");
             continue;
         }
-        levels.push(Level { name, label: h.label.clone(), label_en: h.label_en.clone(), finer: Some(finest), hierarchy: Some(h.name.get_ref().clone()) });
+        levels.push(Level {
+            name,
+            label: h.label.clone(),
+            label_en: h.label_en.clone(),
+            finer: Some(finest),
+            hierarchy: Some(h.name.get_ref().clone()),
+        });
         members.push(level_members);
         parents.push(up);
     }
@@ -578,7 +661,11 @@ fn school_years(months: &[Member], finest_is_month: bool) -> (Vec<Member>, Vec<u
     let mut years: Vec<Member> = Vec::new();
     let mut up = Vec::with_capacity(months.len());
     for m in months {
-        let (year, month) = m.key.split_once('-').and_then(|(y, mo)| Some((y.parse::<i32>().ok()?, mo.parse::<u32>().ok()?))).expect("generated month keys");
+        let (year, month) = m
+            .key
+            .split_once('-')
+            .and_then(|(y, mo)| Some((y.parse::<i32>().ok()?, mo.parse::<u32>().ok()?)))
+            .expect("generated month keys");
         let key = school_year_key(year, month);
         if years.last().is_none_or(|y| y.key != key) {
             let start = if month >= 8 { year } else { year - 1 };
@@ -610,7 +697,12 @@ fn lower_members(raw: &RawDimension, level_names: &[String], sink: &mut Sink<'_>
         let path = format!("members[{i}]");
         let raw_m = m.get_ref();
         let Some(level) = level_names.iter().position(|l| l == raw_m.level.get_ref()) else {
-            sink.with(Some(raw_m.level.span()), format!("{path}.level"), format!("unknown level '{}'", raw_m.level.get_ref()), level_names.to_vec());
+            sink.with(
+                Some(raw_m.level.span()),
+                format!("{path}.level"),
+                format!("unknown level '{}'", raw_m.level.get_ref()),
+                level_names.to_vec(),
+            );
             continue;
         };
         let key = raw_m.key.get_ref().clone();
@@ -619,13 +711,23 @@ fn lower_members(raw: &RawDimension, level_names: &[String], sink: &mut Sink<'_>
             continue;
         }
         if keys[level].insert(normalise(&key), members[level].len()).is_some() {
-            sink.at(Some(raw_m.key.span()), format!("{path}.key"), format!("duplicate member key '{key}' on level {}", level_names[level]));
+            sink.at(
+                Some(raw_m.key.span()),
+                format!("{path}.key"),
+                format!("duplicate member key '{key}' on level {}", level_names[level]),
+            );
             continue;
         }
         match (&raw_m.parent, level) {
             (None, 0) => {}
-            (Some(p), 0) => sink.at(Some(p.span()), format!("{path}.parent"), "a member of the coarsest level has no parent"),
-            (None, _) => sink.at(Some(m.span()), format!("{path}.parent"), format!("a member of level {} needs a parent on level {}", level_names[level], level_names[level - 1])),
+            (Some(p), 0) => {
+                sink.at(Some(p.span()), format!("{path}.parent"), "a member of the coarsest level has no parent")
+            }
+            (None, _) => sink.at(
+                Some(m.span()),
+                format!("{path}.parent"),
+                format!("a member of level {} needs a parent on level {}", level_names[level], level_names[level - 1]),
+            ),
             (Some(p), _) => pending.push((level, members[level].len(), p, i)),
         }
         members[level].push(member(key, raw_m.label.clone(), raw_m.label_en.clone(), raw_m.aliases.clone(), None));

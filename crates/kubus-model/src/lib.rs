@@ -2,24 +2,26 @@
 //! text and validated into a model with private fields. Sans-I/O: callers hand in `(origin, text)` pairs; this
 //! crate never touches the file system and knows nothing of Arrow or DataFusion.
 
-mod diagnostic;
-mod dimension;
 mod cube;
 mod cut;
+mod diagnostic;
+mod dimension;
+mod load;
 mod project;
-mod record;
 mod raw;
+mod record;
 mod report;
 mod source;
-mod load;
 
 pub use cube::{Aggregate, Change, ColumnType, Cube, CubeDimension, FactColumn, Measure, MeasureKind, Period, Rollup};
 pub use cut::{BadCut, Comparison, Cut, CutOp};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use dimension::{Dimension, DimensionKind, Level, Member, MemberRef, month_key, normalise, time_key};
 pub use load::{SchemaFile, SchemaKind, load_model};
+pub use project::{
+    CellKeySettings, DemoIngest, DemoQuery, DisclosureSettings, Method, ProjectConfig, PseudonymSettings, Role,
+};
 pub use record::{RECORD_KEY_COLUMN, record_key, stored_record_key};
-pub use project::{CellKeySettings, DemoIngest, DemoQuery, DisclosureSettings, Method, ProjectConfig, PseudonymSettings, Role};
 pub use report::{ChartKind, Report, Section, SectionKind, fill_period};
 pub use source::{Field, FieldKind, Format, Input, Layout, Skip, Source, TemplatePart, Unpivot};
 
@@ -48,11 +50,7 @@ fn level_suffix(level: &Option<String>) -> String {
 
 /// `"; closest: a, b"`, or nothing when there are no candidates; for error messages.
 pub fn closest_suffix(closest: &[String]) -> String {
-    if closest.is_empty() {
-        String::new()
-    } else {
-        format!("; closest: {}", closest.join(", "))
-    }
+    if closest.is_empty() { String::new() } else { format!("; closest: {}", closest.join(", ")) }
 }
 
 /// Result type of the model crate.

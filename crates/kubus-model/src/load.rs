@@ -103,5 +103,9 @@ pub fn load_model(files: &[SchemaFile]) -> Result<Model> {
             }
         }
     }
-    if out.is_empty() { Ok(Model { dimensions, cubes, sources, reports }) } else { Err(Error::Invalid(Diagnostics(out))) }
+    if out.is_empty() {
+        Ok(Model { dimensions, cubes, sources, reports })
+    } else {
+        Err(Error::Invalid(Diagnostics(out)))
+    }
 }

@@ -109,7 +109,9 @@ impl DisclosureSettings {
 
     /// How a cube's counts are protected for a role: the role's method, else the cube's, else the project's.
     pub fn method_for(&self, cube: &str, role: Option<&Role>) -> Method {
-        role.and_then(|r| r.method).or_else(|| self.cube_methods.iter().find(|(c, _)| c == cube).map(|(_, m)| *m)).unwrap_or(self.method)
+        role.and_then(|r| r.method)
+            .or_else(|| self.cube_methods.iter().find(|(c, _)| c == cube).map(|(_, m)| *m))
+            .unwrap_or(self.method)
     }
 }
 
@@ -188,7 +190,10 @@ pub struct ProjectConfig {
 impl ProjectConfig {
     /// A role by name.
     pub fn role(&self, name: &str) -> Result<&Role> {
-        self.roles.iter().find(|r| r.name == name).ok_or_else(|| crate::unknown("role", name, self.roles.iter().map(|r| &r.name)))
+        self.roles
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| crate::unknown("role", name, self.roles.iter().map(|r| &r.name)))
     }
 
     /// A role by name, or none.
@@ -278,7 +283,9 @@ impl ProjectConfig {
                 file: origin.to_owned(),
                 line: None,
                 path: "disclosure.cell_key".into(),
-                message: "the cell key method needs a perturbation table: [disclosure.cell_key] ptable = \"ptables/….csv\"".into(),
+                message:
+                    "the cell key method needs a perturbation table: [disclosure.cell_key] ptable = \"ptables/….csv\""
+                        .into(),
                 alternatives: Vec::new(),
             });
         }
@@ -287,7 +294,10 @@ impl ProjectConfig {
                 file: origin.to_owned(),
                 line: None,
                 path: "disclosure.cell_key.magnitude".into(),
-                message: format!("magnitude is a percentage of a cell's largest value from 1 to 100, not {}", c.magnitude),
+                message: format!(
+                    "magnitude is a percentage of a cell's largest value from 1 to 100, not {}",
+                    c.magnitude
+                ),
                 alternatives: Vec::new(),
             });
         }
@@ -308,7 +318,9 @@ impl ProjectConfig {
             roles,
             demo_ingest: demo
                 .as_ref()
-                .map(|d| d.ingest.iter().map(|i| DemoIngest { source: i.source.clone(), files: i.files.clone() }).collect())
+                .map(|d| {
+                    d.ingest.iter().map(|i| DemoIngest { source: i.source.clone(), files: i.files.clone() }).collect()
+                })
                 .unwrap_or_default(),
             demo_queries: demo
                 .map(|d| {

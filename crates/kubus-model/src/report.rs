@@ -140,7 +140,13 @@ pub(crate) fn lower(raw: RawReport, cubes: &BTreeMap<String, Cube>, sink: &mut S
     })
 }
 
-fn lower_section(s: &RawSection, path: &str, span: std::ops::Range<usize>, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_>) -> Option<Section> {
+fn lower_section(
+    s: &RawSection,
+    path: &str,
+    span: std::ops::Range<usize>,
+    cubes: &BTreeMap<String, Cube>,
+    sink: &mut Sink<'_>,
+) -> Option<Section> {
     let kinds = ["text", "tiles", "table", "bars", "line", "stacked"];
     let kind = match s.kind.get_ref().as_str() {
         "text" => SectionKind::Text(s.text.clone().unwrap_or_default()),
@@ -150,7 +156,12 @@ fn lower_section(s: &RawSection, path: &str, span: std::ops::Range<usize>, cubes
         "line" => SectionKind::Chart(ChartKind::Line),
         "stacked" => SectionKind::Chart(ChartKind::Stacked),
         other => {
-            sink.with(Some(s.kind.span()), format!("{path}.kind"), format!("unknown section kind '{other}'"), kinds.map(String::from).to_vec());
+            sink.with(
+                Some(s.kind.span()),
+                format!("{path}.kind"),
+                format!("unknown section kind '{other}'"),
+                kinds.map(String::from).to_vec(),
+            );
             return None;
         }
     };
@@ -177,7 +188,12 @@ fn lower_section(s: &RawSection, path: &str, span: std::ops::Range<usize>, cubes
         return None;
     };
     let Some(cube) = cubes.get(cube_name.get_ref()) else {
-        sink.with(Some(cube_name.span()), format!("{path}.cube"), format!("unknown cube '{}'", cube_name.get_ref()), closest(cube_name.get_ref(), cubes.keys().map(String::as_str)));
+        sink.with(
+            Some(cube_name.span()),
+            format!("{path}.cube"),
+            format!("unknown cube '{}'", cube_name.get_ref()),
+            closest(cube_name.get_ref(), cubes.keys().map(String::as_str)),
+        );
         return None;
     };
     let before = sink.out.len();
@@ -193,17 +209,31 @@ fn lower_section(s: &RawSection, path: &str, span: std::ops::Range<usize>, cubes
         let role = d.split_once('.').map_or(d.as_str(), |(r, _)| r);
         let known = cube.dimensions().iter().any(|r| r.name() == role) || !d.contains('.');
         if !known {
-            sink.at(Some(span.clone()), format!("{path}.rows"), format!("cube {} has no dimension role '{role}'", cube.name()));
+            sink.at(
+                Some(span.clone()),
+                format!("{path}.rows"),
+                format!("cube {} has no dimension role '{role}'", cube.name()),
+            );
         }
     }
     for c in &section.cuts {
         if fill_period(c, "2024-06").is_none() {
-            sink.at(Some(span.clone()), format!("{path}.cuts"), format!("cannot read the period placeholder in '{c}': write {{period}}, {{period-12}} or {{period_year}}"));
+            sink.at(
+                Some(span.clone()),
+                format!("{path}.cuts"),
+                format!(
+                    "cannot read the period placeholder in '{c}': write {{period}}, {{period-12}} or {{period_year}}"
+                ),
+            );
         }
     }
     match &kind {
         SectionKind::Chart(ChartKind::Stacked) if section.drilldowns.len() != 2 => {
-            sink.at(Some(span), path.to_owned(), "a stacked chart needs two drilldowns: the bars, then what they stack");
+            sink.at(
+                Some(span),
+                path.to_owned(),
+                "a stacked chart needs two drilldowns: the bars, then what they stack",
+            );
         }
         SectionKind::Chart(ChartKind::Bars | ChartKind::Line) if section.drilldowns.len() != 1 => {
             sink.at(Some(span), path.to_owned(), "a bar or line chart needs one drilldown");

@@ -85,9 +85,10 @@ impl Input {
         if let Some(cell) = text.strip_prefix('@') {
             let letters: String = cell.chars().take_while(char::is_ascii_alphabetic).collect();
             let digits = &cell[letters.len()..];
-            let column = letters.to_ascii_uppercase().bytes().try_fold(0usize, |acc, b| {
-                acc.checked_mul(26).and_then(|a| a.checked_add(usize::from(b - b'A' + 1)))
-            });
+            let column = letters
+                .to_ascii_uppercase()
+                .bytes()
+                .try_fold(0usize, |acc, b| acc.checked_mul(26).and_then(|a| a.checked_add(usize::from(b - b'A' + 1))));
             return match (column, digits.parse::<usize>()) {
                 (Some(column), Ok(line)) if column >= 1 && line >= 1 => Ok(Input::Cell { line, column }),
                 _ => Err(format!("'{text}': a cell is written like @H3 (column letters, then the line)")),
@@ -208,13 +209,38 @@ impl Field {
 /// Names of the special categories of personal data (GDPR Art. 9) that a column name may reveal, German and
 /// English, lower case.
 const SPECIAL_CATEGORIES: &[&str] = &[
-    "religion", "konfession", "glaube", "weltanschauung", "gesundheit", "health", "krankheit", "diagnos", "behinderung",
-    "disabilit", "ethni", "rasse", "sexuell", "sexual", "gewerkschaft", "union member", "politisch",
-    "political", "biometr", "genetisch", "genetic",
+    "religion",
+    "konfession",
+    "glaube",
+    "weltanschauung",
+    "gesundheit",
+    "health",
+    "krankheit",
+    "diagnos",
+    "behinderung",
+    "disabilit",
+    "ethni",
+    "rasse",
+    "sexuell",
+    "sexual",
+    "gewerkschaft",
+    "union member",
+    "politisch",
+    "political",
+    "biometr",
+    "genetisch",
+    "genetic",
 ];
 
 /// A field that maps a special category of personal data (by its column or target name) needs a stated purpose.
-fn check_special_category(target: &str, kind: &FieldKind, purpose: Option<&str>, span: Option<std::ops::Range<usize>>, path: &str, sink: &mut Sink<'_>) {
+fn check_special_category(
+    target: &str,
+    kind: &FieldKind,
+    purpose: Option<&str>,
+    span: Option<std::ops::Range<usize>>,
+    path: &str,
+    sink: &mut Sink<'_>,
+) {
     if purpose.is_some_and(|p| !p.trim().is_empty()) {
         return;
     }
@@ -364,7 +390,12 @@ impl Source {
     }
 }
 
-fn single_char(value: Option<&toml::Spanned<String>>, default: Option<char>, path: &str, sink: &mut Sink<'_>) -> Option<char> {
+fn single_char(
+    value: Option<&toml::Spanned<String>>,
+    default: Option<char>,
+    path: &str,
+    sink: &mut Sink<'_>,
+) -> Option<char> {
     let Some(v) = value else { return default };
     let mut chars = v.get_ref().chars();
     match (chars.next(), chars.next()) {
@@ -398,20 +429,40 @@ fn lower_format(f: &crate::raw::RawFormat, sink: &mut Sink<'_>) -> Option<Format
                 Some(e) if e.get_ref() == "auto" => None,
                 Some(e) => {
                     if encoding_rs::Encoding::for_label(e.get_ref().as_bytes()).is_none() {
-                        sink.with(Some(e.span()), "format.encoding", format!("unknown encoding '{}'", e.get_ref()), vec!["auto".into(), "utf-8".into(), "windows-1252".into(), "iso-8859-1".into(), "utf-16le".into()]);
+                        sink.with(
+                            Some(e.span()),
+                            "format.encoding",
+                            format!("unknown encoding '{}'", e.get_ref()),
+                            vec![
+                                "auto".into(),
+                                "utf-8".into(),
+                                "windows-1252".into(),
+                                "iso-8859-1".into(),
+                                "utf-16le".into(),
+                            ],
+                        );
                     }
                     Some(e.get_ref().clone())
                 }
             };
             let delimiter = single_char(f.delimiter.as_ref(), Some(','), "format.delimiter", sink).unwrap_or(',');
             if !delimiter.is_ascii() {
-                sink.at(f.delimiter.as_ref().map(|d| d.span()), "format.delimiter", "the delimiter must be an ASCII character");
+                sink.at(
+                    f.delimiter.as_ref().map(|d| d.span()),
+                    "format.delimiter",
+                    "the delimiter must be an ASCII character",
+                );
             }
             Format::Csv { encoding, delimiter: delimiter as u8 }
         }
         "xlsx" | "xls" | "ods" | "workbook" => Format::Xlsx { sheet: f.sheet.clone() },
         other => {
-            sink.with(Some(f.ty.span()), "format.type", format!("unknown format '{other}'"), vec!["csv".into(), "xlsx".into(), "xls".into(), "ods".into()]);
+            sink.with(
+                Some(f.ty.span()),
+                "format.type",
+                format!("unknown format '{other}'"),
+                vec!["csv".into(), "xlsx".into(), "xls".into(), "ods".into()],
+            );
             return None;
         }
     })
@@ -426,11 +477,19 @@ fn lower_layout(raw: Option<&toml::Spanned<crate::raw::RawLayout>>, sink: &mut S
     let header_lines = l.header_lines.as_ref().map(|h| h.get_ref().clone()).unwrap_or_else(|| vec![1]);
     let header_span = l.header_lines.as_ref().map(|h| h.span()).or(span.clone());
     if header_lines.is_empty() || header_lines.contains(&0) || !header_lines.is_sorted_by(|a, b| a < b) {
-        sink.at(header_span, "layout.header_lines", "header_lines lists 1-based line numbers in ascending order, e.g. [1] or [4, 5]");
+        sink.at(
+            header_span,
+            "layout.header_lines",
+            "header_lines lists 1-based line numbers in ascending order, e.g. [1] or [4, 5]",
+        );
     }
     let last_header = header_lines.last().copied().unwrap_or(1);
     if let Some(n) = l.column_numbers_line.as_ref().filter(|n| *n.get_ref() <= last_header) {
-        sink.at(Some(n.span()), "layout.column_numbers_line", "the line of column numbers comes after the header lines");
+        sink.at(
+            Some(n.span()),
+            "layout.column_numbers_line",
+            "the line of column numbers comes after the header lines",
+        );
     }
     if let Some(footer) = &l.footer {
         check_regex(footer, "layout.footer", sink);
@@ -454,7 +513,11 @@ fn lower_unpivot(raw: Option<&toml::Spanned<crate::raw::RawUnpivot>>, sink: &mut
     let re = check_regex(&u.columns, "unpivot.columns", sink)?;
     let names: Vec<String> = re.capture_names().flatten().map(str::to_owned).collect();
     if names.is_empty() {
-        sink.at(Some(u.columns.span()), "unpivot.columns", "the pattern needs a named group for what the column stands for, e.g. '^(?P<land>.+)$'");
+        sink.at(
+            Some(u.columns.span()),
+            "unpivot.columns",
+            "the pattern needs a named group for what the column stands for, e.g. '^(?P<land>.+)$'",
+        );
     }
     if names.contains(u.value.get_ref()) {
         sink.at(Some(u.value.span()), "unpivot.value", "the value's name must differ from the pattern's group names");
@@ -481,12 +544,21 @@ pub(crate) fn lower(
         return None;
     };
     if !cube.across().is_empty() {
-        sink.at(Some(raw.cube.span()), "cube", format!("cube '{}' combines other cubes and has no facts of its own; feed {}", cube.name(), cube.across().join(" or ")));
+        sink.at(
+            Some(raw.cube.span()),
+            "cube",
+            format!(
+                "cube '{}' combines other cubes and has no facts of its own; feed {}",
+                cube.name(),
+                cube.across().join(" or ")
+            ),
+        );
         return None;
     }
     let f = raw.format.get_ref();
     let format = lower_format(f, sink)?;
-    let decimal_separator = single_char(f.decimal_separator.as_ref(), Some('.'), "format.decimal_separator", sink).unwrap_or('.');
+    let decimal_separator =
+        single_char(f.decimal_separator.as_ref(), Some('.'), "format.decimal_separator", sink).unwrap_or('.');
     let thousands_separator = single_char(f.thousands_separator.as_ref(), None, "format.thousands_separator", sink);
     if thousands_separator == Some(decimal_separator) {
         sink.at(Some(raw.format.span()), "format", "decimal and thousands separators must differ");
@@ -515,7 +587,12 @@ pub(crate) fn lower(
         let role = cube.dimensions().iter().find(|d| d.name() == target);
         let column = cube.column(&target);
         if role.is_none() && column.is_none() {
-            sink.with(span, path, format!("cube {} has no dimension or column '{target}'", cube.name()), valid_targets.clone());
+            sink.with(
+                span,
+                path,
+                format!("cube {} has no dimension or column '{target}'", cube.name()),
+                valid_targets.clone(),
+            );
             continue;
         }
         let mut parse = |text: &str| input(text, span.clone(), &path, sink);
@@ -524,12 +601,20 @@ pub(crate) fn lower(
             rf.date.as_deref().map(|c| parse(c).map(FieldKind::Date)),
             rf.number.as_deref().map(|c| parse(c).map(FieldKind::Number)),
             rf.text.as_deref().map(|c| parse(c).map(FieldKind::Text)),
-            rf.pseudonymise.as_ref().map(|cs| cs.iter().map(|c| parse(c)).collect::<Option<Vec<_>>>().map(FieldKind::Pseudonym)),
+            rf.pseudonymise
+                .as_ref()
+                .map(|cs| cs.iter().map(|c| parse(c)).collect::<Option<Vec<_>>>().map(FieldKind::Pseudonym)),
             match (&rf.age_from, &rf.age_at) {
-                (Some(birth), Some(at)) => Some(parse(birth).zip(parse(at)).map(|(birth, at)| FieldKind::Age { birth, at })),
+                (Some(birth), Some(at)) => {
+                    Some(parse(birth).zip(parse(at)).map(|(birth, at)| FieldKind::Age { birth, at }))
+                }
                 (None, None) => None,
                 _ => {
-                    sink.at(span.clone(), &path, "an age field needs both `age_from` (birth date) and `age_at` (reference date)");
+                    sink.at(
+                        span.clone(),
+                        &path,
+                        "an age field needs both `age_from` (birth date) and `age_at` (reference date)",
+                    );
                     continue;
                 }
             },
@@ -541,7 +626,19 @@ pub(crate) fn lower(
             Ok([Some(k)]) => k,
             Ok([None]) => continue,
             Err(_) => {
-                sink.with(span, &path, "a field needs exactly one of these keys", vec!["member".into(), "date".into(), "age_from + age_at".into(), "number".into(), "text".into(), "pseudonymise".into()]);
+                sink.with(
+                    span,
+                    &path,
+                    "a field needs exactly one of these keys",
+                    vec![
+                        "member".into(),
+                        "date".into(),
+                        "age_from + age_at".into(),
+                        "number".into(),
+                        "text".into(),
+                        "pseudonymise".into(),
+                    ],
+                );
                 continue;
             }
         };
@@ -556,9 +653,13 @@ pub(crate) fn lower(
                 _ => Err("an age field fills an age dimension role recorded in single years"),
             },
             (FieldKind::Number(_), _, Some(c)) if c.ty() != ColumnType::String => Ok(()),
-            (FieldKind::Pseudonym(columns), _, _) if columns.is_empty() => Err("`pseudonymise` needs at least one column"),
+            (FieldKind::Pseudonym(columns), _, _) if columns.is_empty() => {
+                Err("`pseudonymise` needs at least one column")
+            }
             (FieldKind::Text(_) | FieldKind::Pseudonym(_), _, Some(c)) if c.ty() == ColumnType::String => Ok(()),
-            _ => Err("this kind of field does not fit the target's type (member/date/age fill dimensions; number fills integer or decimal columns; text and pseudonymise fill string columns)"),
+            _ => Err(
+                "this kind of field does not fit the target's type (member/date/age fill dimensions; number fills integer or decimal columns; text and pseudonymise fill string columns)",
+            ),
         };
         if let Err(message) = fits {
             sink.at(span, path, message);
@@ -578,9 +679,19 @@ pub(crate) fn lower(
         if let Some(x) = &rf.extract
             && check_regex(x, &format!("{path}.extract"), sink).is_some_and(|re| re.captures_len() > 2)
         {
-            sink.at(Some(x.span()), format!("{path}.extract"), "the pattern may have at most one group: the part to keep");
+            sink.at(
+                Some(x.span()),
+                format!("{path}.extract"),
+                "the pattern may have at most one group: the part to keep",
+            );
         }
-        let decimal = single_char(rf.decimal_separator.as_ref(), Some(decimal_separator), &format!("{path}.decimal_separator"), sink).unwrap_or('.');
+        let decimal = single_char(
+            rf.decimal_separator.as_ref(),
+            Some(decimal_separator),
+            &format!("{path}.decimal_separator"),
+            sink,
+        )
+        .unwrap_or('.');
         let thousands = match &rf.thousands_separator {
             Some(t) if t.get_ref().is_empty() => None,
             Some(_) => single_char(rf.thousands_separator.as_ref(), None, &format!("{path}.thousands_separator"), sink),
@@ -605,7 +716,11 @@ pub(crate) fn lower(
     }
     for target in &valid_targets {
         if !fields.iter().any(|f| &f.target == target) && sink.out.len() == before {
-            sink.at(Some(raw.name.span()), "fields", format!("cube {} needs a value for '{target}': add `[fields.{target}]`", cube.name()));
+            sink.at(
+                Some(raw.name.span()),
+                "fields",
+                format!("cube {} needs a value for '{target}': add `[fields.{target}]`", cube.name()),
+            );
         }
     }
     (sink.out.len() == before).then(|| Source {

@@ -8,7 +8,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, BooleanA
 use datafusion::arrow::datatypes::{DataType, FieldRef, UInt32Type};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+};
 use datafusion::prelude::Expr;
 use roaring::RoaringBitmap;
 use std::sync::Arc;
@@ -153,7 +155,13 @@ impl BitmapGroups {
 }
 
 impl GroupsAccumulator for BitmapGroups {
-    fn update_batch(&mut self, values: &[ArrayRef], groups: &[usize], filter: Option<&BooleanArray>, total_num_groups: usize) -> Result<()> {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        groups: &[usize],
+        filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
         self.bitmaps.resize_with(total_num_groups, RoaringBitmap::new);
         match self.mode {
             Mode::Build => {
@@ -292,7 +300,8 @@ mod tests {
             ("id", Arc::new(UInt32Array::from(vec![Some(7), Some(8), Some(8), Some(9), None, Some(7)])) as ArrayRef),
         ])
         .unwrap();
-        let cells = ctx.read_batch(batch).unwrap().aggregate(vec![col("g")], vec![build(col("id")).alias("b")]).unwrap();
+        let cells =
+            ctx.read_batch(batch).unwrap().aggregate(vec![col("g")], vec![build(col("id")).alias("b")]).unwrap();
         let total = cells.aggregate(vec![], vec![count(col("b")).alias("n")]).unwrap().collect().await.unwrap();
         let n = total[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
         assert_eq!(n, 3, "ids 7, 8, 9 across three groups, 7 and 8 twice, one null");

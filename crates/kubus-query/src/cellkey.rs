@@ -22,7 +22,8 @@ use datafusion::common::ScalarValue;
 use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::Expr;
 use sha2::{Digest, Sha256};
@@ -81,7 +82,12 @@ impl PTable {
             Some((_, l)) => l.split(',').map(|c| c.trim().trim_matches('"').to_ascii_lowercase()).collect(),
             None => return Err(bad(1, "the table is empty; it needs the columns pcv, ckey, pvalue".into())),
         };
-        let column = |name: &str| header.iter().position(|h| h == name).ok_or_else(|| bad(1, format!("no column {name}; the columns must be pcv, ckey, pvalue")));
+        let column = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| bad(1, format!("no column {name}; the columns must be pcv, ckey, pvalue")))
+        };
         let (pcv_at, ckey_at, pvalue_at) = (column("pcv")?, column("ckey")?, column("pvalue")?);
         let mut entries: Vec<(u32, u32, i32)> = Vec::new();
         for (index, line) in lines {
@@ -92,7 +98,10 @@ impl PTable {
             };
             let (pcv, ckey, pvalue) = (number(pcv_at, "pcv")?, number(ckey_at, "ckey")?, number(pvalue_at, "pvalue")?);
             if pcv < 1 || pcv > 1_000_000 || !(0..65_536).contains(&ckey) || pvalue.abs() > 1_000_000 {
-                return Err(bad(index + 1, format!("pcv {pcv}, ckey {ckey} or pvalue {pvalue} out of range (pcv 1…1000000, ckey 0…65535)")));
+                return Err(bad(
+                    index + 1,
+                    format!("pcv {pcv}, ckey {ckey} or pvalue {pvalue} out of range (pcv 1…1000000, ckey 0…65535)"),
+                ));
             }
             if pcv + pvalue < 0 {
                 return Err(bad(index + 1, format!("the noise {pvalue} would make the count {pcv} negative")));
@@ -102,11 +111,20 @@ impl PTable {
         let rows = entries.iter().map(|e| e.0).max().ok_or_else(|| bad(1, "the table has no rows".into()))?;
         let keys = entries.iter().map(|e| e.1).max().unwrap_or(0) + 1;
         if !keys.is_power_of_two() {
-            return Err(bad(1, format!("the cell keys run from 0 to {}; their number must be a power of two (256, 4096, …)", keys - 1)));
+            return Err(bad(
+                1,
+                format!("the cell keys run from 0 to {}; their number must be a power of two (256, 4096, …)", keys - 1),
+            ));
         }
         if u64::from(rows) * u64::from(keys) > entries.len() as u64 {
             let needed = u64::from(rows) * u64::from(keys);
-            return Err(bad(1, format!("the table has {} rows, but values 1…{rows} with {keys} keys each need {needed}", entries.len())));
+            return Err(bad(
+                1,
+                format!(
+                    "the table has {} rows, but values 1…{rows} with {keys} keys each need {needed}",
+                    entries.len()
+                ),
+            ));
         }
         if wrap == 0 || wrap > rows {
             return Err(bad(1, format!("wrap {wrap} must lie between 1 and the table's {rows} rows")));
@@ -121,7 +139,18 @@ impl PTable {
         let noise = noise
             .into_iter()
             .enumerate()
-            .map(|(i, v)| v.ok_or_else(|| bad(1, format!("no row for pcv {}, ckey {}: every value 1…{rows} needs all {keys} keys", i as u32 / keys + 1, i as u32 % keys))))
+            .map(|(i, v)| {
+                v.ok_or_else(|| {
+                    bad(
+                        1,
+                        format!(
+                            "no row for pcv {}, ckey {}: every value 1…{rows} needs all {keys} keys",
+                            i as u32 / keys + 1,
+                            i as u32 % keys
+                        ),
+                    )
+                })
+            })
             .collect::<Result<Vec<i32>>>()?;
         Ok(PTable::from_noise(keys, rows, wrap, noise))
     }
@@ -152,7 +181,11 @@ impl PTable {
 
     /// The table row a cell value reads: the value itself up to the last row, else one of the last `wrap` rows.
     pub fn row_of(&self, value: u64) -> u32 {
-        if value <= u64::from(self.rows) { value as u32 } else { ((value - 1) % u64::from(self.wrap)) as u32 + (self.rows - self.wrap + 1) }
+        if value <= u64::from(self.rows) {
+            value as u32
+        } else {
+            ((value - 1) % u64::from(self.wrap)) as u32 + (self.rows - self.wrap + 1)
+        }
     }
 
     /// The published value of a count whose units' record keys sum (wrapping) to `key_sum`.
@@ -202,13 +235,17 @@ impl PTable {
             return Err(format!("the largest noise must lie between 1 and 100, not {max_noise}"));
         }
         if !(variance > 0.0 && variance <= f64::from(max_noise * max_noise)) {
-            return Err(format!("the variance must be above 0 and at most D² = {}, not {variance}", max_noise * max_noise));
+            return Err(format!(
+                "the variance must be above 0 and at most D² = {}, not {variance}",
+                max_noise * max_noise
+            ));
         }
         let rows = small + max_noise + 1;
         let mut noise = Vec::with_capacity((rows * keys) as usize);
         for value in 1..=rows as i64 {
             let d = max_noise as i64;
-            let support: Vec<i64> = (-d..=d).filter(|&n| value + n >= 0 && !(1..=i64::from(small)).contains(&(value + n))).collect();
+            let support: Vec<i64> =
+                (-d..=d).filter(|&n| value + n >= 0 && !(1..=i64::from(small)).contains(&(value + n))).collect();
             let p = max_entropy(&support, variance);
             let counts = round_to_keys(&support, &p, keys);
             for (n, count) in support.iter().zip(counts) {
@@ -298,9 +335,12 @@ fn round_to_keys(support: &[i64], p: &[f64], keys: u32) -> Vec<u32> {
             .filter(|&(i, j)| (sum - support[i] + support[j]).abs() < sum.abs())
             .min_by(|&(i, j), &(k, l)| {
                 let cost = |i: usize, j: usize| {
-                    distortion(i, counts[i] - 1) - distortion(i, counts[i]) + distortion(j, counts[j] + 1) - distortion(j, counts[j])
+                    distortion(i, counts[i] - 1) - distortion(i, counts[i]) + distortion(j, counts[j] + 1)
+                        - distortion(j, counts[j])
                 };
-                cost(i, j).total_cmp(&cost(k, l)).then((sum - support[i] + support[j]).abs().cmp(&(sum - support[k] + support[l]).abs()))
+                cost(i, j)
+                    .total_cmp(&cost(k, l))
+                    .then((sum - support[i] + support[j]).abs().cmp(&(sum - support[k] + support[l]).abs()))
             });
         let Some((i, j)) = best else { break };
         counts[i] -= 1;
@@ -382,7 +422,9 @@ impl ScalarUDFImpl for MagnitudeUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
         let n = args.number_rows;
-        let as_type = |v: &ColumnarValue, ty: &DataType| -> datafusion::common::Result<ArrayRef> { Ok(datafusion::arrow::compute::cast(&v.to_array(n)?, ty)?) };
+        let as_type = |v: &ColumnarValue, ty: &DataType| -> datafusion::common::Result<ArrayRef> {
+            Ok(datafusion::arrow::compute::cast(&v.to_array(n)?, ty)?)
+        };
         let integer = args.args[0].data_type().is_integer();
         let values = as_type(&args.args[0], &DataType::Float64)?;
         let largest = as_type(&args.args[1], &DataType::Float64)?;
@@ -392,7 +434,12 @@ impl ScalarUDFImpl for MagnitudeUdf {
         let published = (0..n).map(|i| {
             (!values.is_null(i)).then(|| {
                 let largest = if largest.is_null(i) { values.value(i) } else { largest.value(i) };
-                perturb_magnitude(values.value(i), largest, if keys.is_null(i) { 0 } else { keys.value(i) }, self.percent)
+                perturb_magnitude(
+                    values.value(i),
+                    largest,
+                    if keys.is_null(i) { 0 } else { keys.value(i) },
+                    self.percent,
+                )
             })
         });
         Ok(ColumnarValue::Array(if integer {
@@ -493,7 +540,10 @@ impl AggregateUDFImpl for KeySumUdf {
         !args.is_distinct
     }
 
-    fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> datafusion::common::Result<Box<dyn GroupsAccumulator>> {
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> datafusion::common::Result<Box<dyn GroupsAccumulator>> {
         Ok(Box::new(KeySumGroups(Vec::new())))
     }
 }
@@ -583,12 +633,23 @@ impl KeySumGroups {
 }
 
 impl GroupsAccumulator for KeySumGroups {
-    fn update_batch(&mut self, values: &[ArrayRef], groups: &[usize], filter: Option<&BooleanArray>, total_num_groups: usize) -> datafusion::common::Result<()> {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        groups: &[usize],
+        filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> datafusion::common::Result<()> {
         self.add(&record_keys(&values[0])?, groups, filter, total_num_groups);
         Ok(())
     }
 
-    fn merge_batch(&mut self, values: &[ArrayRef], groups: &[usize], total_num_groups: usize) -> datafusion::common::Result<()> {
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        groups: &[usize],
+        total_num_groups: usize,
+    ) -> datafusion::common::Result<()> {
         self.add(values[0].as_primitive::<Int64Type>(), groups, None, total_num_groups);
         Ok(())
     }
@@ -601,11 +662,17 @@ impl GroupsAccumulator for KeySumGroups {
         Ok(vec![self.evaluate(emit_to)?])
     }
 
-    fn convert_to_state(&self, values: &[ArrayRef], filter: Option<&BooleanArray>) -> datafusion::common::Result<Vec<ArrayRef>> {
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        filter: Option<&BooleanArray>,
+    ) -> datafusion::common::Result<Vec<ArrayRef>> {
         // Each row its own group: its key, or 0 where it has no unit or is filtered out.
         let keys = record_keys(&values[0])?;
         let passes = |row: usize| keys.is_valid(row) && filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-        Ok(vec![Arc::new((0..keys.len()).map(|row| if passes(row) { keys.value(row) } else { 0 }).collect::<Int64Array>())])
+        Ok(vec![Arc::new(
+            (0..keys.len()).map(|row| if passes(row) { keys.value(row) } else { 0 }).collect::<Int64Array>(),
+        )])
     }
 
     fn size(&self) -> usize {
@@ -635,11 +702,16 @@ impl ScalarUDFImpl for PerturbUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
         let n = args.number_rows;
-        let as_i64 = |v: &ColumnarValue| -> datafusion::common::Result<ArrayRef> { Ok(datafusion::arrow::compute::cast(&v.to_array(n)?, &DataType::Int64)?) };
+        let as_i64 = |v: &ColumnarValue| -> datafusion::common::Result<ArrayRef> {
+            Ok(datafusion::arrow::compute::cast(&v.to_array(n)?, &DataType::Int64)?)
+        };
         let (values, keys) = (as_i64(&args.args[0])?, as_i64(&args.args[1])?);
         let (values, keys) = (values.as_primitive::<Int64Type>(), keys.as_primitive::<Int64Type>());
         let out: Int64Array = (0..values.len())
-            .map(|i| (!values.is_null(i)).then(|| self.ptable.perturb(values.value(i), if keys.is_null(i) { 0 } else { keys.value(i) })))
+            .map(|i| {
+                (!values.is_null(i))
+                    .then(|| self.ptable.perturb(values.value(i), if keys.is_null(i) { 0 } else { keys.value(i) }))
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
@@ -685,7 +757,8 @@ mod tests {
     fn magnitude_noise_is_never_small_and_has_no_direction() {
         // Over many keys (successive sums, as cells differing by one record have), the factor lies in ±[0.5, 1],
         // half of the cells go up and the mean size is 0.75 — counted here, not taken from the function.
-        let factors: Vec<f64> = (0..100_000i64).map(|k| magnitude_noise(k.wrapping_mul(0x2545_f491_4f6c_dd1d))).collect();
+        let factors: Vec<f64> =
+            (0..100_000i64).map(|k| magnitude_noise(k.wrapping_mul(0x2545_f491_4f6c_dd1d))).collect();
         assert!(factors.iter().all(|f| (0.5..=1.0).contains(&f.abs())));
         let up = factors.iter().filter(|f| **f > 0.0).count() as f64 / factors.len() as f64;
         let size = factors.iter().map(|f| f.abs()).sum::<f64>() / factors.len() as f64;
@@ -705,9 +778,19 @@ mod tests {
         assert!(err("pcv,ckey,pvalue\n1,0,-2\n1,1,0\n").contains("negative"));
         assert!(err("pcv,ckey,pvalue\n1,0,0\n1,1,x\n").contains("line 3"));
         assert!(err("pcv,ckey,pvalue\n1,0,0\n1,1,0\n2,0,0\n").contains("values 1…2 with 2 keys each need 4"));
-        assert!(err("pcv,ckey,pvalue\n1,0,0\n1,1,0\n2,0,0\n2,0,0\n").contains("no row for pcv 2, ckey 1"), "a repeated row fills no gap");
-        assert!(err("pcv,ckey,pvalue\n999999,65535,0\n").contains("need"), "a huge table is refused before it is allocated");
-        assert_eq!(PTable::parse("t.csv", "\u{feff}pcv,ckey,pvalue\n1,0,0\n1,1,0\n", 1).unwrap().keys(), 2, "a byte-order mark is no part of the header");
+        assert!(
+            err("pcv,ckey,pvalue\n1,0,0\n1,1,0\n2,0,0\n2,0,0\n").contains("no row for pcv 2, ckey 1"),
+            "a repeated row fills no gap"
+        );
+        assert!(
+            err("pcv,ckey,pvalue\n999999,65535,0\n").contains("need"),
+            "a huge table is refused before it is allocated"
+        );
+        assert_eq!(
+            PTable::parse("t.csv", "\u{feff}pcv,ckey,pvalue\n1,0,0\n1,1,0\n", 1).unwrap().keys(),
+            2,
+            "a byte-order mark is no part of the header"
+        );
     }
 
     #[test]
@@ -741,7 +824,8 @@ mod tests {
         // Fixed for good: FNV-1a of "a" is 0xaf63dc4c8601ec8c (the algorithm's published test vector); with
         // MurmurHash3's finaliser, computed independently in Python, 9413272369427828315 as an unsigned number.
         assert_eq!(record_key("a") as u64, 9_413_272_369_427_828_315);
-        let low_bytes: std::collections::HashSet<u8> = (0..2000).map(|i| record_key(&format!("P{i:07}")) as u8).collect();
+        let low_bytes: std::collections::HashSet<u8> =
+            (0..2000).map(|i| record_key(&format!("P{i:07}")) as u8).collect();
         assert!(low_bytes.len() > 240, "the low bits of the keys of consecutive ids spread: {}", low_bytes.len());
     }
 }

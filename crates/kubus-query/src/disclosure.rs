@@ -77,7 +77,9 @@ impl CubePlan<'_> {
                 vec![CountPart { column: measure.to_owned(), cube: self.cube.name().to_owned() }]
             }
             // A magnitude is protected by the count of facts it adds up.
-            MeasureKind::Aggregate { .. } => vec![CountPart { column: records_column(measure), cube: self.cube.name().to_owned() }],
+            MeasureKind::Aggregate { .. } => {
+                vec![CountPart { column: records_column(measure), cube: self.cube.name().to_owned() }]
+            }
             MeasureKind::From { cube, measure: inner } => {
                 let Some(side) = self.sides.iter().find(|s| s.cube.name() == cube) else { return Vec::new() };
                 let parts = side.count_parts(inner);
@@ -90,7 +92,8 @@ impl CubePlan<'_> {
                     vec![CountPart { column: measure.to_owned(), cube: cube.clone() }]
                 }
             }
-            MeasureKind::Ratio { numerator: a, denominator: b } | MeasureKind::Difference { minuend: a, subtrahend: b } => {
+            MeasureKind::Ratio { numerator: a, denominator: b }
+            | MeasureKind::Difference { minuend: a, subtrahend: b } => {
                 let mut parts = self.count_parts(a);
                 parts.extend(self.count_parts(b));
                 parts
@@ -123,13 +126,24 @@ impl CubePlan<'_> {
     pub fn dominance_parts(&self, measure: &str) -> Vec<DominancePart> {
         let Some(pm) = self.computed.iter().find(|p| p.measure.name() == measure) else { return Vec::new() };
         match pm.measure.kind() {
-            MeasureKind::Aggregate { dominance: Some(_), .. } => vec![DominancePart { column: measure.to_owned(), top: top_column(measure) }],
+            MeasureKind::Aggregate { dominance: Some(_), .. } => {
+                vec![DominancePart { column: measure.to_owned(), top: top_column(measure) }]
+            }
             MeasureKind::From { cube, measure: inner } => {
-                let dominated = self.sides.iter().find(|s| s.cube.name() == cube).is_some_and(|s| !s.dominance_parts(inner).is_empty());
-                if dominated { vec![DominancePart { column: measure.to_owned(), top: top_column(measure) }] } else { Vec::new() }
+                let dominated = self
+                    .sides
+                    .iter()
+                    .find(|s| s.cube.name() == cube)
+                    .is_some_and(|s| !s.dominance_parts(inner).is_empty());
+                if dominated {
+                    vec![DominancePart { column: measure.to_owned(), top: top_column(measure) }]
+                } else {
+                    Vec::new()
+                }
             }
             MeasureKind::Aggregate { .. } | MeasureKind::TimeComparison { .. } => Vec::new(),
-            MeasureKind::Ratio { numerator: a, denominator: b } | MeasureKind::Difference { minuend: a, subtrahend: b } => {
+            MeasureKind::Ratio { numerator: a, denominator: b }
+            | MeasureKind::Difference { minuend: a, subtrahend: b } => {
                 [self.dominance_parts(a), self.dominance_parts(b)].concat()
             }
             MeasureKind::Share { of, .. } => self.dominance_parts(of),
@@ -162,16 +176,27 @@ pub fn suppress(keys: &[Vec<Option<String>>], values: &[Option<i64>], threshold:
 
 /// Secondary suppression around the `primary` cells of one additive column. With a count `threshold`, a shown
 /// total must also not bound a hidden cell to at most the threshold.
-pub fn protect_cells(keys: &[Vec<Option<String>>], values: &[Option<i64>], primary: &[bool], threshold: Option<u64>) -> Vec<Suppression> {
+pub fn protect_cells(
+    keys: &[Vec<Option<String>>],
+    values: &[Option<i64>],
+    primary: &[bool],
+    threshold: Option<u64>,
+) -> Vec<Suppression> {
     let values: Vec<i64> = values.iter().map(|v| v.unwrap_or(0)).collect();
     protect_graph(&values, primary, &equations(keys), &vec![threshold; values.len()])
 }
 
 /// Secondary suppression over explicit equations ("total = sum of children", as cell indices); `bounds` gives each
 /// cell's count threshold for the bound rule (`None` for sums).
-fn protect_graph(values: &[i64], primary: &[bool], equations: &[(usize, Vec<usize>)], bounds: &[Option<u64>]) -> Vec<Suppression> {
+fn protect_graph(
+    values: &[i64],
+    primary: &[bool],
+    equations: &[(usize, Vec<usize>)],
+    bounds: &[Option<u64>],
+) -> Vec<Suppression> {
     let value = |r: usize| values[r];
-    let mut state: Vec<Suppression> = primary.iter().map(|&p| if p { Suppression::Primary } else { Suppression::None }).collect();
+    let mut state: Vec<Suppression> =
+        primary.iter().map(|&p| if p { Suppression::Primary } else { Suppression::None }).collect();
     if !state.contains(&Suppression::Primary) {
         return state;
     }
@@ -190,7 +215,8 @@ fn protect_graph(values: &[i64], primary: &[bool], equations: &[(usize, Vec<usiz
     };
     // The complementary cell of an equation: its smallest non-zero shown child, else its total if shown.
     let complement = |state: &[Suppression], (total, children): &(usize, Vec<usize>)| -> Option<usize> {
-        let child = children.iter().copied().filter(|&c| !suppressed(state, c) && value(c) != 0).min_by_key(|&c| (value(c), c));
+        let child =
+            children.iter().copied().filter(|&c| !suppressed(state, c) && value(c) != 0).min_by_key(|&c| (value(c), c));
         child.or((!suppressed(state, *total)).then_some(*total))
     };
     loop {
@@ -198,7 +224,9 @@ fn protect_graph(values: &[i64], primary: &[bool], equations: &[(usize, Vec<usiz
         for eq in equations {
             let cells = std::iter::once(eq.0).chain(eq.1.iter().copied());
             let single = cells.filter(|&c| suppressed(&state, c)).count() == 1;
-            if (single || too_narrow(&state, eq)) && let Some(c) = complement(&state, eq) {
+            if (single || too_narrow(&state, eq))
+                && let Some(c) = complement(&state, eq)
+            {
                 state[c] = Suppression::Secondary;
                 added = true;
             }
@@ -215,8 +243,11 @@ fn protect_graph(values: &[i64], primary: &[bool], equations: &[(usize, Vec<usiz
         }
         // (2) Bounds from all equations together: a hidden total is at least the sum of its hidden children's lower
         // bounds, which lowers its siblings' upper bounds, and so on (interval propagation); (3) the exact check.
-        let Some(cell) = bounded(values, equations, &state, bounds).or_else(|| determined(equations, &state)) else { break };
-        let around = equations.iter().filter(|(t, ch)| *t == cell || ch.contains(&cell)).find_map(|eq| complement(&state, eq));
+        let Some(cell) = bounded(values, equations, &state, bounds).or_else(|| determined(equations, &state)) else {
+            break;
+        };
+        let around =
+            equations.iter().filter(|(t, ch)| *t == cell || ch.contains(&cell)).find_map(|eq| complement(&state, eq));
         // Where every cell of its own equations is hidden already, the bound comes through another equation: the
         // smallest shown cell of any equation with a hidden cell loosens the system (each step hides one more cell).
         let anywhere = || {
@@ -240,7 +271,12 @@ fn protect_graph(values: &[i64], primary: &[bool], equations: &[(usize, Vec<usiz
 /// Interval propagation: a shown cell is its value, a hidden one at least 1 (zeros are never hidden); each equation
 /// narrows its total to the sum of its children's intervals and each child to the total's less the others'.
 /// Rounds are capped: bounds are sound after any round, a cap only finds fewer.
-fn bounded(values: &[i64], equations: &[(usize, Vec<usize>)], state: &[Suppression], bounds: &[Option<u64>]) -> Option<usize> {
+fn bounded(
+    values: &[i64],
+    equations: &[(usize, Vec<usize>)],
+    state: &[Suppression],
+    bounds: &[Option<u64>],
+) -> Option<usize> {
     const OPEN: i64 = i64::MAX / 4;
     let hidden = |r: usize| state[r] != Suppression::None;
     let mut lo: Vec<i64> = (0..values.len()).map(|r| if hidden(r) { 1 } else { values[r] }).collect();
@@ -251,12 +287,17 @@ fn bounded(values: &[i64], equations: &[(usize, Vec<usize>)], state: &[Suppressi
             let sum_lo: i64 = children.iter().map(|&c| lo[c]).sum();
             let open = children.iter().filter(|&&c| hi[c] >= OPEN).count();
             let finite_hi: i64 = children.iter().map(|&c| hi[c]).filter(|&h| h < OPEN).sum();
-            let (total_lo, total_hi) = (sum_lo.max(lo[*total]), if open == 0 { finite_hi.min(hi[*total]) } else { hi[*total] });
+            let (total_lo, total_hi) =
+                (sum_lo.max(lo[*total]), if open == 0 { finite_hi.min(hi[*total]) } else { hi[*total] });
             for &c in children {
                 let others_lo = sum_lo - lo[c];
                 let others_open = open - usize::from(hi[c] >= OPEN);
                 let child_hi = if total_hi >= OPEN { hi[c] } else { hi[c].min(total_hi - others_lo) };
-                let child_lo = if others_open > 0 { lo[c] } else { lo[c].max(total_lo - (finite_hi - if hi[c] >= OPEN { 0 } else { hi[c] })) };
+                let child_lo = if others_open > 0 {
+                    lo[c]
+                } else {
+                    lo[c].max(total_lo - (finite_hi - if hi[c] >= OPEN { 0 } else { hi[c] }))
+                };
                 narrowed |= child_hi < hi[c] || child_lo > lo[c];
                 (lo[c], hi[c]) = (child_lo, child_hi);
             }
@@ -326,13 +367,21 @@ fn determined(equations: &[(usize, Vec<usize>)], state: &[Suppression]) -> Optio
         pivots.push((pivot_row, col));
         pivot_row += 1;
     }
-    pivots.into_iter().find(|&(r, col)| rows[r].iter().enumerate().all(|(j, &x)| j == col || x.abs() <= 1e-9)).map(|(_, col)| vars[col])
+    pivots
+        .into_iter()
+        .find(|&(r, col)| rows[r].iter().enumerate().all(|(j, &x)| j == col || x.abs() <= 1e-9))
+        .map(|(_, col)| vars[col])
 }
 
 /// Applies disclosure control to an answer: suppressed values become empty, each measure gets a status column
 /// (`<measure>_status`: the symbol of a suppressed or zero cell), and hidden part columns are dropped. `threshold`
 /// gives each cube's threshold (`None` for a cube published without suppression).
-pub fn protect(result: QueryResult, plan: &CubePlan<'_>, threshold: &dyn Fn(&str) -> Option<u64>, rules: &Rules) -> Result<(QueryResult, Protection)> {
+pub fn protect(
+    result: QueryResult,
+    plan: &CubePlan<'_>,
+    threshold: &dyn Fn(&str) -> Option<u64>,
+    rules: &Rules,
+) -> Result<(QueryResult, Protection)> {
     let mut out = protect_together(vec![(result, plan)], threshold, rules)?;
     Ok(out.remove(0))
 }
@@ -365,7 +414,8 @@ pub fn protect_together(
     }
     // The joint numbering of cells, with their values, primary flags and count thresholds (for the bound rule).
     let mut ids: HashMap<(String, String, Selection), usize> = HashMap::new();
-    let (mut values, mut primary, mut bounds): (Vec<i64>, Vec<bool>, Vec<Option<u64>>) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut values, mut primary, mut bounds): (Vec<i64>, Vec<bool>, Vec<Option<u64>>) =
+        (Vec::new(), Vec::new(), Vec::new());
     let mut columns: Vec<Column> = Vec::new();
     let mut equations: Vec<(usize, Vec<usize>)> = Vec::new();
     let joint = answers.len() > 1;
@@ -375,8 +425,14 @@ pub fn protect_together(
         let index = |name: &str| result.columns.iter().position(|c| c.name == name);
         let local = self::equations(&keys_of[a]);
         for c in result.columns.iter().filter(|c| c.kind == ColumnKind::Measure) {
-            let counts = plan.count_parts(&c.name).into_iter().filter_map(|p| threshold(&p.cube).map(|t| (p.column, p.cube, Some(t), None)));
-            let sums = plan.dominance_parts(&c.name).into_iter().map(|p| (p.column, plan_cube(plan, &p.top), None, Some(p.top)));
+            let counts = plan
+                .count_parts(&c.name)
+                .into_iter()
+                .filter_map(|p| threshold(&p.cube).map(|t| (p.column, p.cube, Some(t), None)));
+            let sums = plan
+                .dominance_parts(&c.name)
+                .into_iter()
+                .map(|p| (p.column, plan_cube(plan, &p.top), None, Some(p.top)));
             for (column, cube, count_threshold, top) in counts.chain(sums).collect::<Vec<_>>() {
                 if columns.iter().any(|k| k.answer == a && k.name == column) {
                     continue;
@@ -384,15 +440,27 @@ pub fn protect_together(
                 let at = index(&column).ok_or_else(|| missing(&column))?;
                 let (row_values, row_primary): (Vec<i64>, Vec<bool>) = match (&top, count_threshold) {
                     (None, Some(t)) => {
-                        let v: Vec<i64> = cast(batch.column(at), &DataType::Int64)?.as_primitive::<Int64Type>().iter().map(|v| v.unwrap_or(0)).collect();
+                        let v: Vec<i64> = cast(batch.column(at), &DataType::Int64)?
+                            .as_primitive::<Int64Type>()
+                            .iter()
+                            .map(|v| v.unwrap_or(0))
+                            .collect();
                         let p = v.iter().map(|&v| v >= 1 && v as u64 <= t).collect();
                         (v, p)
                     }
                     (Some(top), _) => {
                         let top_at = index(top).ok_or_else(|| missing(top))?;
-                        let sums: Vec<Option<f64>> = cast(batch.column(at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
-                        let tops: Vec<Option<f64>> = cast(batch.column(top_at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
-                        let p = sums.iter().zip(&tops).map(|(s, t)| matches!((s, t), (Some(s), Some(t)) if *s > 0.0 && t / s >= rules.dominance)).collect();
+                        let sums: Vec<Option<f64>> =
+                            cast(batch.column(at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
+                        let tops: Vec<Option<f64>> = cast(batch.column(top_at), &DataType::Float64)?
+                            .as_primitive::<Float64Type>()
+                            .iter()
+                            .collect();
+                        let p = sums
+                            .iter()
+                            .zip(&tops)
+                            .map(|(s, t)| matches!((s, t), (Some(s), Some(t)) if *s > 0.0 && t / s >= rules.dominance))
+                            .collect();
                         // Sums are protected in whole units; the equations need exact arithmetic.
                         (sums.iter().map(|s| s.map_or(0, |s| s.round() as i64)).collect(), p)
                     }
@@ -404,7 +472,11 @@ pub fn protect_together(
                 let mut cells = Vec::with_capacity(row_values.len());
                 for r in 0..row_values.len() {
                     // Alone, an answer's rows are its cells; together, cells are matched by the facts they count.
-                    let facts = if joint { selection(plan, &cube, &keys_of[a][r], &mut descendants) } else { vec![(String::new(), vec![r])] };
+                    let facts = if joint {
+                        selection(plan, &cube, &keys_of[a][r], &mut descendants)
+                    } else {
+                        vec![(String::new(), vec![r])]
+                    };
                     let identity = (format!("{kind}:{shared}"), cube.clone(), facts);
                     let id = *ids.entry(identity).or_insert_with(|| {
                         values.push(row_values[r]);
@@ -425,8 +497,11 @@ pub fn protect_together(
         .into_iter()
         .enumerate()
         .map(|(a, (result, plan))| {
-            let flags: HashMap<&str, Vec<Suppression>> =
-                columns.iter().filter(|k| k.answer == a).map(|k| (k.name.as_str(), k.cells.iter().map(|&id| state[id]).collect())).collect();
+            let flags: HashMap<&str, Vec<Suppression>> = columns
+                .iter()
+                .filter(|k| k.answer == a)
+                .map(|k| (k.name.as_str(), k.cells.iter().map(|&id| state[id]).collect()))
+                .collect();
             apply(result, &batches[a], plan, &flags, rules)
         })
         .collect()
@@ -453,12 +528,20 @@ fn row_keys(result: &QueryResult, batch: &RecordBatch) -> Result<Vec<Vec<Option<
         .filter(|(_, c)| c.kind == ColumnKind::Key)
         .map(|(i, _)| cast(batch.column(i), &DataType::Utf8))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((0..batch.num_rows()).map(|r| columns.iter().map(|c| (!c.is_null(r)).then(|| c.as_string::<i32>().value(r).to_owned())).collect()).collect())
+    Ok((0..batch.num_rows())
+        .map(|r| columns.iter().map(|c| (!c.is_null(r)).then(|| c.as_string::<i32>().value(r).to_owned())).collect())
+        .collect())
 }
 
 /// The facts a row of an answer counts in `cube`: the cuts that apply to that cube and the row's coordinates.
-fn selection(plan: &CubePlan<'_>, cube: &str, keys: &[Option<String>], cache: &mut HashMap<(String, usize, String), Vec<usize>>) -> Selection {
-    let source = if plan.sides.is_empty() { plan } else { plan.sides.iter().find(|s| s.cube.name() == cube).unwrap_or(plan) };
+fn selection(
+    plan: &CubePlan<'_>,
+    cube: &str,
+    keys: &[Option<String>],
+    cache: &mut HashMap<(String, usize, String), Vec<usize>>,
+) -> Selection {
+    let source =
+        if plan.sides.is_empty() { plan } else { plan.sides.iter().find(|s| s.cube.name() == cube).unwrap_or(plan) };
     let mut chosen: Vec<(String, Vec<usize>)> = Vec::new();
     let mut narrow = |role: &str, members: Vec<usize>, all: usize| {
         let at = match chosen.iter().position(|(r, _)| r == role) {
@@ -479,7 +562,8 @@ fn selection(plan: &CubePlan<'_>, cube: &str, keys: &[Option<String>], cache: &m
     };
     for cut in &source.cuts {
         let all = cut.dimension.members(cut.fact_level).len();
-        let members = if cut.negated { (0..all).filter(|m| !cut.members.contains(m)).collect() } else { cut.members.clone() };
+        let members =
+            if cut.negated { (0..all).filter(|m| !cut.members.contains(m)).collect() } else { cut.members.clone() };
         narrow(cut.role, members, all);
     }
     for ((l, _), key) in source.drilldowns.iter().zip(keys) {
@@ -488,7 +572,11 @@ fn selection(plan: &CubePlan<'_>, cube: &str, keys: &[Option<String>], cache: &m
             .entry((l.role.to_owned(), l.level, key.clone()))
             .or_insert_with(|| {
                 let index = l.dimension.members(l.level).iter().position(|m| m.key() == key);
-                index.map(|index| l.dimension.descendants(kubus_model::MemberRef { level: l.level, index }, l.fact_level)).unwrap_or_default()
+                index
+                    .map(|index| {
+                        l.dimension.descendants(kubus_model::MemberRef { level: l.level, index }, l.fact_level)
+                    })
+                    .unwrap_or_default()
             })
             .clone();
         narrow(l.role, members, l.dimension.members(l.fact_level).len());
@@ -498,7 +586,13 @@ fn selection(plan: &CubePlan<'_>, cube: &str, keys: &[Option<String>], cache: &m
 }
 
 /// Builds the protected answer from the flags of its protected columns.
-fn apply(result: QueryResult, batch: &RecordBatch, plan: &CubePlan<'_>, flags: &HashMap<&str, Vec<Suppression>>, rules: &Rules) -> Result<(QueryResult, Protection)> {
+fn apply(
+    result: QueryResult,
+    batch: &RecordBatch,
+    plan: &CubePlan<'_>,
+    flags: &HashMap<&str, Vec<Suppression>>,
+    rules: &Rules,
+) -> Result<(QueryResult, Protection)> {
     let mut protection = Protection::default();
     let mut out_columns: Vec<ResultColumn> = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
@@ -512,7 +606,12 @@ fn apply(result: QueryResult, batch: &RecordBatch, plan: &CubePlan<'_>, flags: &
             arrays.push(batch.column(i).clone());
             continue;
         }
-        let parts: Vec<String> = plan.count_parts(&c.name).into_iter().map(|p| p.column).chain(plan.dominance_parts(&c.name).into_iter().map(|p| p.column)).collect();
+        let parts: Vec<String> = plan
+            .count_parts(&c.name)
+            .into_iter()
+            .map(|p| p.column)
+            .chain(plan.dominance_parts(&c.name).into_iter().map(|p| p.column))
+            .collect();
         let mut hidden = vec![false; batch.num_rows()];
         let mut primary = vec![false; batch.num_rows()];
         for part in &parts {
@@ -542,14 +641,24 @@ fn apply(result: QueryResult, batch: &RecordBatch, plan: &CubePlan<'_>, flags: &
         arrays.push(nullif(batch.column(i), &BooleanArray::from(hidden))?);
         out_columns.push(c.clone());
         let name = format!("{}_status", c.name);
-        let column = ResultColumn { name, kind: ColumnKind::Status, heading: format!("{} (Status)", c.heading), dimension: None, measure: Some(c.name.clone()) };
+        let column = ResultColumn {
+            name,
+            kind: ColumnKind::Status,
+            heading: format!("{} (Status)", c.heading),
+            dimension: None,
+            measure: Some(c.name.clone()),
+        };
         statuses.push((column, Arc::new(status)));
     }
     for (column, array) in statuses {
         out_columns.push(column);
         arrays.push(array);
     }
-    let fields: Vec<Field> = out_columns.iter().zip(&arrays).map(|(c, a)| Field::new(c.name.as_str(), a.data_type().clone(), true)).collect();
+    let fields: Vec<Field> = out_columns
+        .iter()
+        .zip(&arrays)
+        .map(|(c, a)| Field::new(c.name.as_str(), a.data_type().clone(), true))
+        .collect();
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays)?;
     Ok((QueryResult { schema, batches: vec![batch], columns: out_columns }, protection))
@@ -557,7 +666,8 @@ fn apply(result: QueryResult, batch: &RecordBatch, plan: &CubePlan<'_>, flags: &
 
 /// The answer without its hidden part columns, for roles that see unsuppressed numbers.
 pub fn strip_hidden(result: QueryResult) -> Result<QueryResult> {
-    let keep: Vec<usize> = (0..result.columns.len()).filter(|&i| result.columns[i].kind != ColumnKind::Hidden).collect();
+    let keep: Vec<usize> =
+        (0..result.columns.len()).filter(|&i| result.columns[i].kind != ColumnKind::Hidden).collect();
     let schema = Arc::new(result.schema.project(&keep)?);
     let batches = result.batches.iter().map(|b| b.project(&keep)).collect::<Result<Vec<_>, _>>()?;
     let columns = keep.iter().map(|&i| result.columns[i].clone()).collect();
@@ -565,7 +675,9 @@ pub fn strip_hidden(result: QueryResult) -> Result<QueryResult> {
 }
 
 fn missing(column: &str) -> Error {
-    Error::DataFusion(datafusion::error::DataFusionError::Internal(format!("the answer lacks the count column {column} that disclosure control needs")))
+    Error::DataFusion(datafusion::error::DataFusionError::Internal(format!(
+        "the answer lacks the count column {column} that disclosure control needs"
+    )))
 }
 
 #[cfg(test)]

@@ -78,11 +78,18 @@ impl QueryResult {
 /// `levels` (all at or above the fact level). Column names: `{prefix}{level}_key|_label|_ord`, join key
 /// `{prefix}join`. With a `shift`, each member carries the levels of the member `shift` places later, so that
 /// facts of an earlier period group under the period they are compared with; members without one are left out.
-pub fn member_batch(dim: &Dimension, fact_level: usize, levels: &[usize], prefix: &str, shift: usize) -> Result<RecordBatch> {
+pub fn member_batch(
+    dim: &Dimension,
+    fact_level: usize,
+    levels: &[usize],
+    prefix: &str,
+    shift: usize,
+) -> Result<RecordBatch> {
     let members = dim.members(fact_level);
     let rows = members.len().saturating_sub(shift);
     let mut fields = vec![Field::new(format!("{prefix}join"), DataType::Utf8, false)];
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(members[..rows].iter().map(|m| m.key())))];
+    let mut columns: Vec<ArrayRef> =
+        vec![Arc::new(StringArray::from_iter_values(members[..rows].iter().map(|m| m.key())))];
     for &level in levels {
         let ancestors: Vec<usize> = (0..rows)
             .map(|index| dim.ancestor(kubus_model::MemberRef { level: fact_level, index: index + shift }, level))
@@ -145,7 +152,8 @@ pub async fn explain(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -
 async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<(DataFrame, Vec<ResultColumn>)> {
     let n = plan.drilldowns.len();
     let with_totals = plan.totals && n > 0;
-    let grains: Vec<Vec<usize>> = if with_totals { (0..=n).rev().map(|k| (0..k).collect()).collect() } else { vec![(0..n).collect()] };
+    let grains: Vec<Vec<usize>> =
+        if with_totals { (0..=n).rev().map(|k| (0..k).collect()).collect() } else { vec![(0..n).collect()] };
     let requested: Vec<&str> = plan.measures.iter().map(|m| m.name()).collect();
     // The counts and dominated sums the requested measures are computed from ride along, hidden, for disclosure
     // control.
@@ -212,23 +220,53 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
         let level = &l.dimension.levels()[l.level];
         select.push(col(key(i)).alias(name.as_str()));
         let dimension = Some(l.dimension.name().to_owned());
-        columns.push(ResultColumn { name: name.clone(), kind: ColumnKind::Key, heading: level.label().to_owned(), dimension: dimension.clone(), measure: None });
+        columns.push(ResultColumn {
+            name: name.clone(),
+            kind: ColumnKind::Key,
+            heading: level.label().to_owned(),
+            dimension: dimension.clone(),
+            measure: None,
+        });
         let label_name = format!("{name}_label");
         select.push(col(label(i)).alias(label_name.as_str()));
-        columns.push(ResultColumn { name: label_name, kind: ColumnKind::Label, heading: format!("{} (Bezeichnung)", level.label()), dimension, measure: None });
+        columns.push(ResultColumn {
+            name: label_name,
+            kind: ColumnKind::Label,
+            heading: format!("{} (Bezeichnung)", level.label()),
+            dimension,
+            measure: None,
+        });
     }
     for m in &plan.measures {
         select.push(col(m.name()));
-        columns.push(ResultColumn { name: m.name().to_owned(), kind: ColumnKind::Measure, heading: m.label().to_owned(), dimension: None, measure: None });
+        columns.push(ResultColumn {
+            name: m.name().to_owned(),
+            kind: ColumnKind::Measure,
+            heading: m.label().to_owned(),
+            dimension: None,
+            measure: None,
+        });
     }
     for h in &hidden {
         select.push(col(h.as_str()));
-        columns.push(ResultColumn { name: h.clone(), kind: ColumnKind::Hidden, heading: h.clone(), dimension: None, measure: None });
+        columns.push(ResultColumn {
+            name: h.clone(),
+            kind: ColumnKind::Hidden,
+            heading: h.clone(),
+            dimension: None,
+            measure: None,
+        });
     }
     if with_totals {
         let any = (0..n).map(|i| col(rolled_up(i)).eq(lit(1i32))).reduce(Expr::or).expect("at least one drilldown");
         select.push(any.alias(TOTAL_COLUMN));
-        columns.push(ResultColumn { name: TOTAL_COLUMN.to_owned(), kind: ColumnKind::Total, heading: TOTAL_LABEL.to_owned(), dimension: None, measure: None });
+        columns.push(ResultColumn {
+            name: TOTAL_COLUMN.to_owned(),
+            kind: ColumnKind::Total,
+            heading: TOTAL_LABEL.to_owned(),
+            dimension: None,
+            measure: None,
+        });
     }
     Ok((df.select(select)?, columns))
 }
@@ -260,11 +298,14 @@ fn evaluate<'a>(
             let m = pm.measure;
             let value = match m.kind() {
                 MeasureKind::Aggregate { .. } | MeasureKind::From { .. } => continue,
-                MeasureKind::Ratio { numerator, denominator } => ratio(col(numerator.as_str()), col(denominator.as_str())),
+                MeasureKind::Ratio { numerator, denominator } => {
+                    ratio(col(numerator.as_str()), col(denominator.as_str()))
+                }
                 MeasureKind::Difference { minuend, subtrahend } => col(minuend.as_str()) - col(subtrahend.as_str()),
                 MeasureKind::Share { of, over } => {
                     let total = format!("__share_{}", m.name());
-                    let coarser: Vec<usize> = grain.iter().copied().filter(|&i| plan.drilldowns[i].0.role != over.as_str()).collect();
+                    let coarser: Vec<usize> =
+                        grain.iter().copied().filter(|&i| plan.drilldowns[i].0.role != over.as_str()).collect();
                     if coarser.len() == grain.len() {
                         // Not drilled by `over`: every cell is its own total.
                         df = df.with_column(&total, col(of.as_str()))?;
@@ -292,7 +333,9 @@ fn evaluate<'a>(
                     match change {
                         Change::None => col(then.as_str()),
                         Change::Absolute => col(of.as_str()) - col(then.as_str()),
-                        Change::Percent => ratio(col(of.as_str()) - col(then.as_str()), col(then.as_str())) * lit(100.0),
+                        Change::Percent => {
+                            ratio(col(of.as_str()) - col(then.as_str()), col(then.as_str())) * lit(100.0)
+                        }
                     }
                 }
             };
@@ -348,7 +391,9 @@ async fn aggregate_facts(
     let mut perturbed: Vec<String> = Vec::new();
     let mut magnitudes: Vec<(String, String, bool)> = Vec::new();
     for pm in needed {
-        let MeasureKind::Aggregate { aggregate, column, last_snapshot, dominance, .. } = pm.measure.kind() else { continue };
+        let MeasureKind::Aggregate { aggregate, column, last_snapshot, dominance, .. } = pm.measure.kind() else {
+            continue;
+        };
         let mut conditions: Vec<Expr> = pm.filter.iter().map(|c| cut_expr(c, shifted(c.role))).collect();
         if *last_snapshot && time_drilled.is_none_or(|l| l.level != l.fact_level) {
             conditions.push(last_snapshot_filter(&df, plan, time_drilled).await?);
@@ -374,7 +419,9 @@ async fn aggregate_facts(
         let with_condition = |e: Expr| -> Result<Expr> {
             Ok(match &condition {
                 // The builder sets every flag of the aggregate, so a distinct count must say so again.
-                Some(c) if *aggregate == Aggregate::CountDistinct && !from_rollup => e.distinct().filter(c.clone()).build()?,
+                Some(c) if *aggregate == Aggregate::CountDistinct && !from_rollup => {
+                    e.distinct().filter(c.clone()).build()?
+                }
                 Some(c) => e.filter(c.clone()).build()?,
                 None => e,
             })
@@ -401,8 +448,12 @@ async fn aggregate_facts(
             let stored_key = |name: &str| with_condition(sum(col(crate::cellkey::stored_key_column(name))));
             let (target, key_sum) = match (aggregate, from_rollup) {
                 (Aggregate::Count, false) => (name.to_owned(), with_condition(sum(record_keys))?),
-                (Aggregate::CountDistinct, false) if condition.is_some() => (name.to_owned(), with_condition(sum(crate::cellkey::record_key_of(column())))?),
-                (Aggregate::CountDistinct, false) => (name.to_owned(), crate::cellkey::key_sum_of(column()).distinct().build()?),
+                (Aggregate::CountDistinct, false) if condition.is_some() => {
+                    (name.to_owned(), with_condition(sum(crate::cellkey::record_key_of(column())))?)
+                }
+                (Aggregate::CountDistinct, false) => {
+                    (name.to_owned(), crate::cellkey::key_sum_of(column()).distinct().build()?)
+                }
                 (Aggregate::Count, true) => (name.to_owned(), stored_key(name)?),
                 (Aggregate::CountDistinct, true) => {
                     // One union of the bitmaps gives both the count and the key (see `bitmap::count_and_key_of`).
@@ -416,13 +467,17 @@ async fn aggregate_facts(
                     let counted = column().is_not_null();
                     let only = condition.clone().map_or(counted.clone(), |c| c.and(counted));
                     if matches!(aggregate, Aggregate::Sum | Aggregate::Avg) {
-                        aggregates.push(with_condition(max(abs(column())))?.alias(crate::cellkey::largest_column(name)));
+                        aggregates
+                            .push(with_condition(max(abs(column())))?.alias(crate::cellkey::largest_column(name)));
                     }
                     (records.clone(), sum(record_keys).filter(only).build()?)
                 }
                 (_, true) => {
                     if matches!(aggregate, Aggregate::Sum | Aggregate::Avg) {
-                        aggregates.push(with_condition(max(col(crate::rollup::largest(name))))?.alias(crate::cellkey::largest_column(name)));
+                        aggregates.push(
+                            with_condition(max(col(crate::rollup::largest(name))))?
+                                .alias(crate::cellkey::largest_column(name)),
+                        );
                     }
                     (records.clone(), stored_key(name)?)
                 }
@@ -465,7 +520,11 @@ async fn aggregate_facts(
                 // Grouped as stored (a view of the file's strings), made plain text on the few grouped rows.
                 vec![col(l.role).alias(key(i))]
             } else {
-                vec![col(internal(l, "key")).alias(key(i)), col(internal(l, "label")).alias(label(i)), col(internal(l, "ord")).alias(ord(i))]
+                vec![
+                    col(internal(l, "key")).alias(key(i)),
+                    col(internal(l, "label")).alias(label(i)),
+                    col(internal(l, "ord")).alias(ord(i)),
+                ]
             }
         })
         .collect();
@@ -477,20 +536,33 @@ async fn aggregate_facts(
         && !perturbed.is_empty()
     {
         for name in &perturbed {
-            let published = crate::cellkey::perturb(&noise.ptable, col(name.as_str()), col(crate::cellkey::key_column(name)));
+            let published =
+                crate::cellkey::perturb(&noise.ptable, col(name.as_str()), col(crate::cellkey::key_column(name)));
             out = out.with_column(name, published)?;
         }
         for (value, measure, own) in &magnitudes {
             let records = crate::disclosure::records_column(measure);
             let largest = col(if *own { value.clone() } else { crate::cellkey::largest_column(measure) });
-            let published = crate::cellkey::perturb_magnitudes(noise, col(value.as_str()), largest, col(crate::cellkey::key_column(&records)));
+            let published = crate::cellkey::perturb_magnitudes(
+                noise,
+                col(value.as_str()),
+                largest,
+                col(crate::cellkey::key_column(&records)),
+            );
             // A magnitude whose count of values is published as 0 is not shown: nothing is said to be there.
-            out = out.with_column(value, when(col(records.as_str()).eq(lit(0i64)), lit(ScalarValue::Null)).otherwise(published)?)?;
+            out = out.with_column(
+                value,
+                when(col(records.as_str()).eq(lit(0i64)), lit(ScalarValue::Null)).otherwise(published)?,
+            )?;
         }
         // A cell whose counts are all published as 0 is shown as no cell at all, as a cell without facts is:
         // otherwise its row would tell that it has at least one unit, which the noise hid.
         if !grain.is_empty() {
-            let any = perturbed.iter().map(|name| col(name.as_str()).not_eq(lit(0i64))).reduce(Expr::or).expect("at least one count");
+            let any = perturbed
+                .iter()
+                .map(|name| col(name.as_str()).not_eq(lit(0i64)))
+                .reduce(Expr::or)
+                .expect("at least one count");
             out = out.filter(any)?;
         }
     }
@@ -507,12 +579,15 @@ async fn aggregate_facts(
         let mut select: Vec<Expr> = out.schema().fields().iter().map(|f| col(f.name().as_str())).collect();
         select.push(col(internal(l, "label")).alias(label(i)));
         select.push(col(internal(l, "ord")).alias(ord(i)));
-        out = out.join(members, JoinType::Left, &[key(i).as_str()], &[format!("{prefix}join").as_str()], None)?.select(select)?;
+        out = out
+            .join(members, JoinType::Left, &[key(i).as_str()], &[format!("{prefix}join").as_str()], None)?
+            .select(select)?;
     }
     for (top, e, role) in tops {
         // Per cell and contributor first, then the largest contribution per cell.
         let keys: Vec<Expr> = grain.iter().map(|&i| col(key(i))).collect();
-        let per_contributor = df.clone().aggregate([group.clone(), vec![col(role)]].concat(), vec![e.alias("__contribution")])?;
+        let per_contributor =
+            df.clone().aggregate([group.clone(), vec![col(role)]].concat(), vec![e.alias("__contribution")])?;
         let largest = per_contributor.aggregate(keys, vec![max(col("__contribution")).alias(top.as_str())])?;
         out = attach(out, largest, grain, &top, &top)?;
     }
@@ -553,19 +628,30 @@ fn aggregate_unaliased(df: DataFrame, group: Vec<Expr>, aggregates: Vec<Expr>) -
 }
 
 fn missing_facts(plan: &CubePlan<'_>) -> Error {
-    Error::DataFusion(datafusion::error::DataFusionError::Internal(format!("no facts were handed in for cube {}", plan.cube.name())))
+    Error::DataFusion(datafusion::error::DataFusionError::Internal(format!(
+        "no facts were handed in for cube {}",
+        plan.cube.name()
+    )))
 }
 
 /// A drill-across grain: each combined cube aggregated at the grain on its own, then full-joined on the grain's
 /// keys, so that cells of either side appear and nothing fans out. Counts and sums a side has no cell for are 0.
-async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts, grain: &[usize], needed: &[&PlannedMeasure<'_>]) -> Result<DataFrame> {
+async fn combine_sides(
+    ctx: &SessionContext,
+    plan: &CubePlan<'_>,
+    facts: &Facts,
+    grain: &[usize],
+    needed: &[&PlannedMeasure<'_>],
+) -> Result<DataFrame> {
     let mut joined: Option<DataFrame> = None;
     let mut zero_if_missing: Vec<String> = Vec::new();
     for side in &plan.sides {
         let from: Vec<(&str, &str)> = needed
             .iter()
             .filter_map(|pm| match pm.measure.kind() {
-                MeasureKind::From { cube, measure } if cube == side.cube.name() => Some((pm.measure.name(), measure.as_str())),
+                MeasureKind::From { cube, measure } if cube == side.cube.name() => {
+                    Some((pm.measure.name(), measure.as_str()))
+                }
                 _ => None,
             })
             .collect();
@@ -577,7 +663,11 @@ async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts,
         let mut select: Vec<Expr> = grain.iter().flat_map(|&i| [col(key(i)), col(label(i)), col(ord(i))]).collect();
         for (name, measure) in &from {
             select.push(col(*measure).alias(*name));
-            if side.cube.measure(measure).is_ok_and(|m| matches!(m.kind(), MeasureKind::Aggregate { dominance: Some(_), .. })) {
+            if side
+                .cube
+                .measure(measure)
+                .is_ok_and(|m| matches!(m.kind(), MeasureKind::Aggregate { dominance: Some(_), .. }))
+            {
                 // The dominance rule follows the sum across: its largest contribution comes along.
                 select.push(col(crate::disclosure::top_column(measure)).alias(crate::disclosure::top_column(name)));
             }
@@ -588,7 +678,13 @@ async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts,
                 zero_if_missing.push(records);
             }
             let additive = side.cube.measure(measure).is_ok_and(|m| {
-                matches!(m.kind(), MeasureKind::Aggregate { aggregate: Aggregate::Count | Aggregate::CountDistinct | Aggregate::Sum, .. })
+                matches!(
+                    m.kind(),
+                    MeasureKind::Aggregate {
+                        aggregate: Aggregate::Count | Aggregate::CountDistinct | Aggregate::Sum,
+                        ..
+                    }
+                )
             });
             if additive {
                 zero_if_missing.push((*name).to_owned());
@@ -612,13 +708,12 @@ async fn combine_sides(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts,
 fn full_join(left: DataFrame, right: DataFrame, grain: &[usize]) -> Result<DataFrame> {
     let renamed = |c: String| format!("__r{c}");
     let keys: Vec<String> = grain.iter().flat_map(|&i| [key(i), label(i), ord(i)]).collect();
-    let values = |df: &DataFrame| -> Vec<String> { df.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !keys.contains(n)).collect() };
+    let values = |df: &DataFrame| -> Vec<String> {
+        df.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !keys.contains(n)).collect()
+    };
     let measures = values(&right);
-    let mut select: Vec<Expr> = grain
-        .iter()
-        .flat_map(|&i| [key(i), label(i), ord(i)])
-        .map(|c| col(c.as_str()).alias(renamed(c)))
-        .collect();
+    let mut select: Vec<Expr> =
+        grain.iter().flat_map(|&i| [key(i), label(i), ord(i)]).map(|c| col(c.as_str()).alias(renamed(c))).collect();
     select.extend(measures.iter().map(|m| col(m.as_str())));
     let right = right.select(select)?;
     if grain.is_empty() {
@@ -644,7 +739,9 @@ fn closure<'p, 'm>(plan: &'p CubePlan<'m>, wanted: &[&str]) -> Vec<&'p PlannedMe
     let mut names: Vec<&str> = wanted.to_vec();
     let mut i = 0;
     while i < names.len() {
-        for part in plan.computed.iter().find(|p| p.measure.name() == names[i]).map(|p| p.measure.parts()).unwrap_or_default() {
+        for part in
+            plan.computed.iter().find(|p| p.measure.name() == names[i]).map(|p| p.measure.parts()).unwrap_or_default()
+        {
             if !names.contains(&part) {
                 names.push(part);
             }
@@ -671,10 +768,19 @@ pub(crate) fn cut_expr(cut: &ResolvedCut<'_>, shift: usize) -> Expr {
 
 /// Keeps a stock's facts to the last snapshot of each period of the grain (of the whole range when time is
 /// not drilled): the latest fact-level time member that has facts at all under the query's cuts.
-async fn last_snapshot_filter(df: &DataFrame, plan: &CubePlan<'_>, time_drilled: Option<&LevelRef<'_>>) -> Result<Expr> {
+async fn last_snapshot_filter(
+    df: &DataFrame,
+    plan: &CubePlan<'_>,
+    time_drilled: Option<&LevelRef<'_>>,
+) -> Result<Expr> {
     let time = plan.time.as_ref().expect("planned: stocks have a time role");
     let group = time_drilled.map(|l| vec![col(internal(l, "key"))]).unwrap_or_default();
-    let last = df.clone().aggregate(group, vec![max(col(time.role)).alias("__last")])?.select(vec![col("__last")])?.collect().await?;
+    let last = df
+        .clone()
+        .aggregate(group, vec![max(col(time.role)).alias("__last")])?
+        .select(vec![col("__last")])?
+        .collect()
+        .await?;
     let mut keys = Vec::new();
     for batch in &last {
         let column = cast_to_utf8(batch.column(0))?;
@@ -738,7 +844,8 @@ pub fn cube_view(ctx: &SessionContext, model: &Model, cube: &Cube, facts: Arc<dy
         select.push(col(role.name()));
         for &level in &levels {
             let name = dim.levels()[level].name();
-            let out = if level == role.fact_level() { role.name().to_owned() } else { format!("{}_{name}", role.name()) };
+            let out =
+                if level == role.fact_level() { role.name().to_owned() } else { format!("{}_{name}", role.name()) };
             if level != role.fact_level() {
                 select.push(col(format!("{prefix}{name}_key")).alias(out.as_str()));
             }

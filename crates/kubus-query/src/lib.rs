@@ -10,7 +10,10 @@ mod plan;
 mod query;
 pub mod rollup;
 
-pub use exec::{ColumnKind, Facts, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL, cube_view, execute, explain, member_batch, run_sql};
+pub use exec::{
+    ColumnKind, Facts, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL, cube_view, execute, explain, member_batch,
+    run_sql,
+};
 pub use plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut, plan, resolve_cut, resolve_target};
 pub use query::{Cut, CutOp, Order, Query};
 

@@ -95,7 +95,9 @@ impl CubePlan<'_> {
     pub fn describe(&self) -> String {
         let mut out = format!("cube {} ({})\n", self.cube.name(), self.cube.label());
         if let Some(rollup) = &self.rollup {
-            out += &format!("  answered from rollup {rollup}: levels below are the rollup's, measures aggregated again from its cells\n");
+            out += &format!(
+                "  answered from rollup {rollup}: levels below are the rollup's, measures aggregated again from its cells\n"
+            );
         }
         if let Some(noise) = &self.noise {
             out += &format!(
@@ -107,7 +109,10 @@ impl CubePlan<'_> {
             );
         }
         if !self.cube.across().is_empty() {
-            out += &format!("  drill-across of {}: each cube is aggregated at the grain, then full-joined on its keys\n", self.cube.across().join(", "));
+            out += &format!(
+                "  drill-across of {}: each cube is aggregated at the grain, then full-joined on its keys\n",
+                self.cube.across().join(", ")
+            );
         }
         out += "drilldowns:\n";
         if self.drilldowns.is_empty() {
@@ -116,18 +121,33 @@ impl CubePlan<'_> {
         for (l, name) in &self.drilldowns {
             let recorded = l.dimension.levels()[l.fact_level].name();
             let source = if self.rollup.is_some() { "the rollup holds" } else { "facts record" };
-            out += &format!("  {} at level {} ({}) → column {name}; {source} {recorded}\n", l.role, l.level_name(), l.dimension.levels()[l.level].label());
+            out += &format!(
+                "  {} at level {} ({}) → column {name}; {source} {recorded}\n",
+                l.role,
+                l.level_name(),
+                l.dimension.levels()[l.level].label()
+            );
         }
-        let cuts: Vec<&ResolvedCut<'_>> = self.cuts.iter().chain(self.sides.iter().flat_map(|s| s.cuts.iter())).collect();
+        let cuts: Vec<&ResolvedCut<'_>> =
+            self.cuts.iter().chain(self.sides.iter().flat_map(|s| s.cuts.iter())).collect();
         if !cuts.is_empty() {
             out += "cuts:\n";
         }
         for c in cuts {
             let keys = c.keys();
-            let shown = if keys.len() > 6 { format!("{} … {}", keys[..3].join(", "), keys[keys.len() - 2..].join(", ")) } else { keys.join(", ") };
+            let shown = if keys.len() > 6 {
+                format!("{} … {}", keys[..3].join(", "), keys[keys.len() - 2..].join(", "))
+            } else {
+                keys.join(", ")
+            };
             let total = c.dimension.members(c.fact_level).len();
             let verb = if c.negated { "drops" } else { "keeps" };
-            out += &format!("  {} {verb} {} of {total} {} members: {shown}\n", c.role, keys.len(), c.dimension.levels()[c.fact_level].name());
+            out += &format!(
+                "  {} {verb} {} of {total} {} members: {shown}\n",
+                c.role,
+                keys.len(),
+                c.dimension.levels()[c.fact_level].name()
+            );
         }
         out += "measures:\n";
         for pm in &self.computed {
@@ -145,7 +165,11 @@ impl CubePlan<'_> {
         } else {
             vec![format!("({})", names.join(", "))]
         };
-        out += &format!("grains: {} — one aggregation each{}\n", grains.join(", "), if grains.len() > 1 { ", stacked; rows of coarser grains are totals" } else { "" });
+        out += &format!(
+            "grains: {} — one aggregation each{}\n",
+            grains.join(", "),
+            if grains.len() > 1 { ", stacked; rows of coarser grains are totals" } else { "" }
+        );
         out
     }
 }
@@ -155,7 +179,12 @@ impl CubePlan<'_> {
 pub fn resolve_target<'m>(model: &'m Model, cube: &'m Cube, name: &str) -> Result<(LevelRef<'m>, bool)> {
     let roles = cube.dimensions();
     let level_ref = |role: &'m kubus_model::CubeDimension, level: usize| -> Result<LevelRef<'m>> {
-        Ok(LevelRef { role: role.name(), dimension: model.dimension(role.dimension())?, level, fact_level: role.fact_level() })
+        Ok(LevelRef {
+            role: role.name(),
+            dimension: model.dimension(role.dimension())?,
+            level,
+            fact_level: role.fact_level(),
+        })
     };
     if let Some((role_name, level_name)) = name.split_once('.') {
         let role = cube.dimension(role_name)?;
@@ -234,7 +263,8 @@ pub fn resolve_cut<'m>(model: &'m Model, cube: &'m Cube, cut: &Cut) -> Result<Re
             if to_ref.index < from_ref.index {
                 return Err(Error::EmptyRange { cut: cut.to_string() });
             }
-            let members = (from_ref.index..=to_ref.index).map(|index| MemberRef { level: from_ref.level, index }).collect();
+            let members =
+                (from_ref.index..=to_ref.index).map(|index| MemberRef { level: from_ref.level, index }).collect();
             (members, false)
         }
         CutOp::Compare(comparison, value) => {
@@ -262,7 +292,10 @@ pub fn resolve_cut<'m>(model: &'m Model, cube: &'m Cube, cut: &Cut) -> Result<Re
 pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
     let cube = model.cube(&query.cube)?;
     if query.measures.is_empty() {
-        return Err(Error::NoMeasure { cube: cube.name().to_owned(), valid: cube.measures().iter().map(|m| m.name().to_owned()).collect() });
+        return Err(Error::NoMeasure {
+            cube: cube.name().to_owned(),
+            valid: cube.measures().iter().map(|m| m.name().to_owned()).collect(),
+        });
     }
     let measures = query.measures.iter().map(|m| cube.measure(m)).collect::<kubus_model::Result<Vec<_>>>()?;
 
@@ -307,7 +340,9 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
     let mut time = None;
     for m in cube.measures().iter().filter(|m| wanted.contains(&m.name())) {
         let filter = match m.kind() {
-            MeasureKind::Aggregate { filter, .. } => filter.iter().map(|c| resolve_cut(model, cube, c)).collect::<Result<Vec<_>>>()?,
+            MeasureKind::Aggregate { filter, .. } => {
+                filter.iter().map(|c| resolve_cut(model, cube, c)).collect::<Result<Vec<_>>>()?
+            }
             _ => Vec::new(),
         };
         let timed = match m.kind() {
@@ -342,7 +377,20 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         })
         .collect::<Result<Vec<_>>>()?;
     let sides = plan_sides(model, cube, query, &drilldowns, &computed)?;
-    Ok(CubePlan { cube, drilldowns, cuts, measures, computed, time, totals: query.totals, order, limit: query.limit, sides, rollup: None, noise: None })
+    Ok(CubePlan {
+        cube,
+        drilldowns,
+        cuts,
+        measures,
+        computed,
+        time,
+        totals: query.totals,
+        order,
+        limit: query.limit,
+        sides,
+        rollup: None,
+        noise: None,
+    })
 }
 
 /// The per-cube plans of a drill-across query: each combined cube whose measures are wanted, with the same
@@ -371,7 +419,8 @@ fn plan_sides<'m>(
     };
     for cut in &query.cuts {
         if !side_cubes.iter().any(|c| applies(c, &cut.target)) {
-            let valid: Vec<String> = side_cubes.iter().flat_map(|c| c.dimensions().iter().map(|r| r.name().to_owned())).collect();
+            let valid: Vec<String> =
+                side_cubes.iter().flat_map(|c| c.dimensions().iter().map(|r| r.name().to_owned())).collect();
             return Err(kubus_model::unknown("dimension or level", &cut.target, valid.iter()).into());
         }
     }
@@ -426,7 +475,11 @@ label = "N"
 aggregate = "count"
 "#;
         load_model(&[
-            file("district.toml", SchemaKind::Dimension, include_str!("../../../cube-schemas/dimensions/district.toml")),
+            file(
+                "district.toml",
+                SchemaKind::Dimension,
+                include_str!("../../../cube-schemas/dimensions/district.toml"),
+            ),
             file("age.toml", SchemaKind::Dimension, include_str!("../../../cube-schemas/dimensions/age.toml")),
             file("time.toml", SchemaKind::Dimension, include_str!("../../../cube-schemas/dimensions/time.toml")),
             file("c.toml", SchemaKind::Cube, cube),

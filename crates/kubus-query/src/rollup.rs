@@ -67,10 +67,12 @@ pub async fn dictionary(ctx: &SessionContext, facts: Arc<dyn TableProvider>, col
     let values: Vec<&RecordBatch> = values.iter().filter(|b| b.num_rows() > 0).collect();
     let schema = match values.first() {
         Some(b) => b.schema(),
-        None => return Ok(RecordBatch::new_empty(Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
-            datafusion::arrow::datatypes::Field::new("value", DataType::Utf8, true),
-            datafusion::arrow::datatypes::Field::new("id", DataType::UInt32, false),
-        ])))),
+        None => {
+            return Ok(RecordBatch::new_empty(Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+                datafusion::arrow::datatypes::Field::new("value", DataType::Utf8, true),
+                datafusion::arrow::datatypes::Field::new("id", DataType::UInt32, false),
+            ]))));
+        }
     };
     let all = datafusion::arrow::compute::concat_batches(&schema, values.iter().copied())?;
     let text = datafusion::arrow::compute::cast(all.column(0), &DataType::Utf8)?;
@@ -101,10 +103,17 @@ pub fn scans<'r>(cube: &Cube, rollups: &[&'r Rollup]) -> Vec<Vec<&'r Rollup>> {
         let distinct: Vec<String> = r
             .measures()
             .iter()
-            .filter(|m| matches!(cube.measure(m).map(|m| m.kind()), Ok(MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, .. })))
+            .filter(|m| {
+                matches!(
+                    cube.measure(m).map(|m| m.kind()),
+                    Ok(MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, .. })
+                )
+            })
             .cloned()
             .collect();
-        let fits = |scan: &(Vec<String>, Vec<&Rollup>)| scan.0 == distinct && levels_of(&scan.1).len() + r.levels().len() <= MAX_SCAN_LEVELS;
+        let fits = |scan: &(Vec<String>, Vec<&Rollup>)| {
+            scan.0 == distinct && levels_of(&scan.1).len() + r.levels().len() <= MAX_SCAN_LEVELS
+        };
         match scans.iter_mut().find(|s| fits(s)) {
             Some(scan) => scan.1.push(r),
             None => scans.push((distinct, vec![r])),
@@ -133,19 +142,29 @@ const SET: &str = "__set";
 /// The aggregation over the facts that builds some rollups (one of [`scans`]), not yet run: one grouping set per
 /// rollup, each row one combination of a rollup's levels' members that has facts. [`rollup_rows`] picks one
 /// rollup's rows out of its result. `ids` holds the dictionary of every column in [`distinct_columns`].
-pub fn build_frame(ctx: &SessionContext, model: &Model, cube: &Cube, rollups: &[&Rollup], facts: Arc<dyn TableProvider>, ids: &HashMap<String, RecordBatch>) -> Result<DataFrame> {
+pub fn build_frame(
+    ctx: &SessionContext,
+    model: &Model,
+    cube: &Cube,
+    rollups: &[&Rollup],
+    facts: Arc<dyn TableProvider>,
+    ids: &HashMap<String, RecordBatch>,
+) -> Result<DataFrame> {
     let mut df = ctx.read_table(facts)?;
     // Only the dictionaries these rollups' distinct counts need: each is a join over every fact.
     for column in distinct_columns(cube, rollups) {
         let Some(dictionary) = ids.get(&column) else { continue };
         let id = id_column(&column);
-        let renamed = ctx.read_batch(dictionary.clone())?.select(vec![col("value").alias(format!("{id}_value")), col("id").alias(id.as_str())])?;
+        let renamed = ctx
+            .read_batch(dictionary.clone())?
+            .select(vec![col("value").alias(format!("{id}_value")), col("id").alias(id.as_str())])?;
         df = df.join(renamed, JoinType::Left, &[column.as_str()], &[format!("{id}_value").as_str()], None)?;
     }
     // One join per role for all the coarser levels the rollups hold.
     let levels = levels_of(rollups);
     for role in cube.dimensions() {
-        let coarser: Vec<usize> = levels.iter().filter(|(r, l)| r == role.name() && *l != role.fact_level()).map(|(_, l)| *l).collect();
+        let coarser: Vec<usize> =
+            levels.iter().filter(|(r, l)| r == role.name() && *l != role.fact_level()).map(|(_, l)| *l).collect();
         if coarser.is_empty() {
             continue;
         }
@@ -171,7 +190,10 @@ pub fn build_frame(ctx: &SessionContext, model: &Model, cube: &Cube, rollups: &[
     } else {
         let all = levels.iter().map(|l| group_expr(l)).collect::<Result<Vec<_>>>()?;
         aggregates.push(datafusion::functions_aggregate::grouping::grouping_udaf().call(all).alias(SET));
-        let sets = rollups.iter().map(|r| r.levels().iter().map(group_expr).collect::<Result<Vec<_>>>()).collect::<Result<Vec<_>>>()?;
+        let sets = rollups
+            .iter()
+            .map(|r| r.levels().iter().map(group_expr).collect::<Result<Vec<_>>>())
+            .collect::<Result<Vec<_>>>()?;
         vec![Expr::GroupingSet(GroupingSet::GroupingSets(sets))]
     };
     Ok(df.aggregate(group, aggregates)?)
@@ -195,7 +217,13 @@ fn level_column(model: &Model, cube: &Cube, role: &str, level: usize) -> Result<
 
 /// The rows of rollup `which` of `rollups` out of their [`build_frame`] (run or not): the role columns holding
 /// member keys at the rollup's levels, and the value columns of each stored measure.
-pub fn rollup_rows(model: &Model, cube: &Cube, rollups: &[&Rollup], which: usize, built: DataFrame) -> Result<DataFrame> {
+pub fn rollup_rows(
+    model: &Model,
+    cube: &Cube,
+    rollups: &[&Rollup],
+    which: usize,
+    built: DataFrame,
+) -> Result<DataFrame> {
     let rollup = rollups[which];
     let mut columns = Vec::new();
     for (role, level) in rollup.levels() {
@@ -204,7 +232,11 @@ pub fn rollup_rows(model: &Model, cube: &Cube, rollups: &[&Rollup], which: usize
     for name in rollup.measures() {
         // Only the names matter here (each aggregate is aliased), not where the record keys come from.
         let record_keys = cube.unit_column().map(|unit| crate::cellkey::record_key_of(col(unit)));
-        columns.extend(stored_aggregates(model, cube, name, record_keys.as_ref())?.iter().map(|a| col(a.schema_name().to_string())));
+        columns.extend(
+            stored_aggregates(model, cube, name, record_keys.as_ref())?
+                .iter()
+                .map(|a| col(a.schema_name().to_string())),
+        );
     }
     let built = if rollups.len() > 1 {
         // GROUPING(levels…): bit i (from the right) is set when level i (from the end) is not grouped.
@@ -266,7 +298,10 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str, record_keys: Option
             // largest value (a minimum's or maximum's noise scales with itself).
             if record_keys.is_some() {
                 let counted = value().is_not_null();
-                stored.push(key_sum(Some(condition.clone().map_or(counted.clone(), |c| c.and(counted))))?.alias(crate::cellkey::stored_key_column(name)));
+                stored.push(
+                    key_sum(Some(condition.clone().map_or(counted.clone(), |c| c.and(counted))))?
+                        .alias(crate::cellkey::stored_key_column(name)),
+                );
                 if matches!(aggregate, Aggregate::Sum | Aggregate::Avg) {
                     stored.push(filtered(max(abs(value())))?.alias(largest(name)));
                 }
@@ -312,7 +347,9 @@ pub fn fingerprint(model: &Model, cube: &Cube, rollup: &Rollup) -> Result<String
 pub fn check(plan: &CubePlan<'_>, rollup: &Rollup) -> std::result::Result<(), String> {
     let level_name = |dim: &kubus_model::Dimension, level: usize| dim.levels()[level].name().to_owned();
     for pm in &plan.computed {
-        if matches!(pm.measure.kind(), MeasureKind::Aggregate { .. }) && !rollup.measures().iter().any(|m| m == pm.measure.name()) {
+        if matches!(pm.measure.kind(), MeasureKind::Aggregate { .. })
+            && !rollup.measures().iter().any(|m| m == pm.measure.name())
+        {
             return Err(format!("stores no {}", pm.measure.name()));
         }
     }
@@ -320,13 +357,20 @@ pub fn check(plan: &CubePlan<'_>, rollup: &Rollup) -> std::result::Result<(), St
         match rollup.level(l.role) {
             None => return Err(format!("rolls up {}, which the query drills", l.role)),
             Some(level) if !l.dimension.rolls_up(level, l.level) => {
-                return Err(format!("holds {} by {}, which does not roll up into {}", l.role, level_name(l.dimension, level), l.level_name()));
+                return Err(format!(
+                    "holds {} by {}, which does not roll up into {}",
+                    l.role,
+                    level_name(l.dimension, level),
+                    l.level_name()
+                ));
             }
             Some(_) => {}
         }
     }
     for c in &plan.cuts {
-        let Some(level) = rollup.level(c.role) else { return Err(format!("rolls up {}, which the query cuts", c.role)) };
+        let Some(level) = rollup.level(c.role) else {
+            return Err(format!("rolls up {}, which the query cuts", c.role));
+        };
         if let Some(&given) = c.given_levels.iter().find(|&&g| !c.dimension.rolls_up(level, g)) {
             return Err(format!(
                 "holds {} by {}, but the cut names members of level {}",
@@ -342,7 +386,11 @@ pub fn check(plan: &CubePlan<'_>, rollup: &Rollup) -> std::result::Result<(), St
             let time = plan.time.as_ref().expect("planned: stocks have a time role");
             if rollup.level(time.role) != Some(time.fact_level) {
                 let recorded = level_name(time.dimension, time.fact_level);
-                return Err(format!("{} is a stock and needs {} by {recorded}, the level its snapshots are taken at", pm.measure.name(), time.role));
+                return Err(format!(
+                    "{} is a stock and needs {} by {recorded}, the level its snapshots are taken at",
+                    pm.measure.name(),
+                    time.role
+                ));
             }
         }
         if let Some(role) = dominance {
@@ -365,7 +413,11 @@ pub fn at_rollup<'m>(plan: &CubePlan<'m>, rollup: &Rollup) -> CubePlan<'m> {
     }
     for c in &mut moved.cuts {
         let level = level_of(c.role);
-        let mut members: Vec<usize> = c.members.iter().map(|&index| c.dimension.ancestor(MemberRef { level: c.fact_level, index }, level)).collect();
+        let mut members: Vec<usize> = c
+            .members
+            .iter()
+            .map(|&index| c.dimension.ancestor(MemberRef { level: c.fact_level, index }, level))
+            .collect();
         members.sort_unstable();
         members.dedup();
         c.members = members;

@@ -28,7 +28,8 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
             dims.push(Dim { key: i, label, categories: Vec::new() });
         }
     }
-    let measures: Vec<usize> = (0..table.columns.len()).filter(|&i| table.columns[i].kind == ColumnKind::Measure).collect();
+    let measures: Vec<usize> =
+        (0..table.columns.len()).filter(|&i| table.columns[i].kind == ColumnKind::Measure).collect();
     if measures.is_empty() {
         return Err(Error::NotACube { what: "a table without measures".to_owned() });
     }
@@ -93,9 +94,13 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
     let mut roles: Map<String, Value> = Map::new();
     for d in &dims {
         let column = &table.columns[d.key];
-        let index: Map<String, Value> = d.categories.iter().enumerate().map(|(i, (k, _))| (k.clone(), json!(i))).collect();
+        let index: Map<String, Value> =
+            d.categories.iter().enumerate().map(|(i, (k, _))| (k.clone(), json!(i))).collect();
         let label: Map<String, Value> = d.categories.iter().map(|(k, l)| (k.clone(), json!(l))).collect();
-        dimension.insert(column.name.clone(), json!({"label": column.heading, "category": {"index": index, "label": label}}));
+        dimension.insert(
+            column.name.clone(),
+            json!({"label": column.heading, "category": {"index": index, "label": label}}),
+        );
         if let ColumnKind::Key { role: Some(role) } = column.kind {
             let name = match role {
                 StatRole::Time => "time",
@@ -104,8 +109,10 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
             roles.entry(name).or_insert_with(|| json!([])).as_array_mut().expect("an array").push(json!(column.name));
         }
     }
-    let index: Map<String, Value> = measures.iter().enumerate().map(|(i, &m)| (table.columns[m].name.clone(), json!(i))).collect();
-    let label: Map<String, Value> = measures.iter().map(|&m| (table.columns[m].name.clone(), json!(table.columns[m].heading))).collect();
+    let index: Map<String, Value> =
+        measures.iter().enumerate().map(|(i, &m)| (table.columns[m].name.clone(), json!(i))).collect();
+    let label: Map<String, Value> =
+        measures.iter().map(|&m| (table.columns[m].name.clone(), json!(table.columns[m].heading))).collect();
     dimension.insert("measure".to_owned(), json!({"label": "Kennzahl", "category": {"index": index, "label": label}}));
     roles.insert("metric".to_owned(), json!(["measure"]));
     Ok(json!({

@@ -140,7 +140,11 @@ impl Table {
     pub fn status_columns(&self) -> Vec<Option<usize>> {
         self.columns
             .iter()
-            .map(|c| self.columns.iter().position(|s| matches!(&s.kind, ColumnKind::Status { measure } if *measure == c.name)))
+            .map(|c| {
+                self.columns
+                    .iter()
+                    .position(|s| matches!(&s.kind, ColumnKind::Status { measure } if *measure == c.name))
+            })
             .collect()
     }
 

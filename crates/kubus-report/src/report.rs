@@ -144,10 +144,14 @@ pub fn grid(table: &Table, rows: usize) -> Result<Grid> {
     use crate::ColumnKind;
     let shown = display_rows(table, Some(2), false)?;
     let col = |name: &str| shown.names.iter().position(|n| n == name);
-    let labels: Vec<usize> = table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
-    let measures: Vec<usize> = table.columns.iter().filter(|c| c.kind == ColumnKind::Measure).filter_map(|c| col(&c.name)).collect();
+    let labels: Vec<usize> =
+        table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
+    let measures: Vec<usize> =
+        table.columns.iter().filter(|c| c.kind == ColumnKind::Measure).filter_map(|c| col(&c.name)).collect();
     let total = table.columns.iter().find(|c| c.kind == ColumnKind::Total).and_then(|c| col(&c.name));
-    let heading = |i: usize| table.columns.iter().find(|c| c.name == shown.names[i]).map_or(shown.names[i].clone(), |c| c.heading.clone());
+    let heading = |i: usize| {
+        table.columns.iter().find(|c| c.name == shown.names[i]).map_or(shown.names[i].clone(), |c| c.heading.clone())
+    };
     let cell = |row: &[Option<String>], i: usize| german(row[i].as_deref().unwrap_or(""), &shown.types[i]);
     let (side, across) = labels.split_at(rows.min(labels.len()));
     let mut header: Vec<String> = side.iter().map(|&i| heading(i).replace(" (Bezeichnung)", "")).collect();
@@ -185,7 +189,8 @@ pub fn grid(table: &Table, rows: usize) -> Result<Grid> {
             let mut is_total = false;
             for column in &columns {
                 let found = shown.rows.iter().find(|r| {
-                    side.iter().map(|&i| cell(r, i)).eq(key.iter().cloned()) && across.iter().map(|&i| cell(r, i)).eq(column.iter().cloned())
+                    side.iter().map(|&i| cell(r, i)).eq(key.iter().cloned())
+                        && across.iter().map(|&i| cell(r, i)).eq(column.iter().cloned())
                 });
                 for &m in &measures {
                     line.push(found.map(|r| cell(r, m)).unwrap_or_default());
@@ -221,10 +226,16 @@ fn html_table(g: &Grid) -> String {
 }
 
 fn markdown_table(g: &Grid) -> String {
-    let line = |cells: &[String]| format!("| {} |", cells.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
-    let mut out = vec![line(&g.header), format!("|{}|", g.numeric.iter().map(|n| if *n { "---:" } else { "---" }).collect::<Vec<_>>().join("|"))];
+    let line = |cells: &[String]| {
+        format!("| {} |", cells.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "))
+    };
+    let mut out = vec![
+        line(&g.header),
+        format!("|{}|", g.numeric.iter().map(|n| if *n { "---:" } else { "---" }).collect::<Vec<_>>().join("|")),
+    ];
     for (row, total) in g.rows.iter().zip(&g.totals) {
-        let cells: Vec<String> = row.iter().map(|c| if *total && !c.is_empty() { format!("**{c}**") } else { c.clone() }).collect();
+        let cells: Vec<String> =
+            row.iter().map(|c| if *total && !c.is_empty() { format!("**{c}**") } else { c.clone() }).collect();
         out.push(line(&cells));
     }
     out.join("\n")
@@ -235,7 +246,8 @@ fn points(table: &Table) -> Result<Vec<(String, String, Option<f64>)>> {
     use crate::ColumnKind;
     let shown = display_rows(table, None, false)?;
     let col = |name: &str| shown.names.iter().position(|n| n == name);
-    let labels: Vec<usize> = table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
+    let labels: Vec<usize> =
+        table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
     let measure = table.columns.iter().find(|c| c.kind == ColumnKind::Measure).and_then(|c| col(&c.name));
     let total = table.columns.iter().find(|c| c.kind == ColumnKind::Total).and_then(|c| col(&c.name));
     Ok(shown
@@ -259,15 +271,25 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
         Chart::Bars => {
             let (w, row) = (560.0, 20.0);
             let h = row * points.len() as f64 + 10.0;
-            let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">");
+            let mut out = format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
+            );
             for (i, (label, _, value)) in points.iter().enumerate() {
                 let y = i as f64 * row + 5.0;
                 out += &format!("<text x=\"245\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(label));
                 match value {
                     Some(v) => {
                         let bw = v / max * 260.0;
-                        out += &format!("<rect x=\"250\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{}\"/>", COLOURS[0]);
-                        out += &format!("<text x=\"{:.1}\" y=\"{}\">{}</text>", 255.0 + bw, y + 13.0, german(&v.to_string(), &DataType::Float64).trim_end_matches(",00"));
+                        out += &format!(
+                            "<rect x=\"250\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{}\"/>",
+                            COLOURS[0]
+                        );
+                        out += &format!(
+                            "<text x=\"{:.1}\" y=\"{}\">{}</text>",
+                            255.0 + bw,
+                            y + 13.0,
+                            german(&v.to_string(), &DataType::Float64).trim_end_matches(",00")
+                        );
                     }
                     None => out += &format!("<text x=\"255\" y=\"{}\">{}</text>", y + 13.0, escape(symbol)),
                 }
@@ -277,9 +299,19 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
         Chart::Line => {
             let (w, h, left, top, bottom) = (560.0, 220.0, 50.0, 10.0, 190.0);
             let step = if points.len() > 1 { (w - left - 10.0) / (points.len() - 1) as f64 } else { 0.0 };
-            let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">");
-            out += &format!("<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"#99a3ad\"/>", w - 10.0);
-            out += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", left - 5.0, top + 10.0, german(&format!("{max:.0}"), &DataType::Int64));
+            let mut out = format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
+            );
+            out += &format!(
+                "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"#99a3ad\"/>",
+                w - 10.0
+            );
+            out += &format!(
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+                left - 5.0,
+                top + 10.0,
+                german(&format!("{max:.0}"), &DataType::Int64)
+            );
             let mut path = String::new();
             let mut drawing = false;
             for (i, (label, _, value)) in points.iter().enumerate() {
@@ -294,10 +326,18 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
                     drawing = false;
                 }
                 if i % 3 == 0 || i + 1 == points.len() {
-                    out += &format!("<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", bottom + 16.0, escape(label));
+                    out += &format!(
+                        "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                        bottom + 16.0,
+                        escape(label)
+                    );
                 }
             }
-            out += &format!("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>", path.trim_end(), COLOURS[0]);
+            out += &format!(
+                "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>",
+                path.trim_end(),
+                COLOURS[0]
+            );
             out + "</svg>"
         }
         Chart::Stacked => {
@@ -315,7 +355,9 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             let max = bars.iter().map(|(_, p)| p.iter().filter_map(|x| x.1).sum::<f64>()).fold(1.0_f64, f64::max);
             let (w, row) = (560.0, 20.0);
             let h = row * bars.len() as f64 + 30.0;
-            let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">");
+            let mut out = format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
+            );
             for (i, (bar, parts)) in bars.iter().enumerate() {
                 let y = i as f64 * row + 5.0;
                 out += &format!("<text x=\"245\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(bar));
@@ -324,7 +366,11 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
                     let colour = COLOURS[stacks.iter().position(|s| s == stack).unwrap_or(0) % COLOURS.len()];
                     if let Some(v) = value {
                         let bw = v / max * 290.0;
-                        out += &format!("<rect x=\"{x:.1}\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{colour}\"><title>{}: {}</title></rect>", escape(stack), german(&v.to_string(), &DataType::Float64));
+                        out += &format!(
+                            "<rect x=\"{x:.1}\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{colour}\"><title>{}: {}</title></rect>",
+                            escape(stack),
+                            german(&v.to_string(), &DataType::Float64)
+                        );
                         x += bw;
                     }
                 }
@@ -332,7 +378,13 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             let y = bars.len() as f64 * row + 20.0;
             for (i, stack) in stacks.iter().enumerate() {
                 let x = 250.0 + i as f64 * 90.0;
-                out += &format!("<rect x=\"{x}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{}</text>", y - 9.0, COLOURS[i % COLOURS.len()], x + 14.0, escape(stack));
+                out += &format!(
+                    "<rect x=\"{x}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{}</text>",
+                    y - 9.0,
+                    COLOURS[i % COLOURS.len()],
+                    x + 14.0,
+                    escape(stack)
+                );
             }
             out + "</svg>"
         }
@@ -342,7 +394,11 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
 fn tiles_html(tiles: &[Tile]) -> String {
     let mut out = String::from("<div class=\"tiles\">");
     for t in tiles {
-        out += &format!("<div class=\"tile\"><div class=\"label\">{}</div><div class=\"value\">{}</div>", escape(&t.label), escape(&t.value));
+        out += &format!(
+            "<div class=\"tile\"><div class=\"label\">{}</div><div class=\"value\">{}</div>",
+            escape(&t.label),
+            escape(&t.value)
+        );
         if let Some(d) = &t.detail {
             out += &format!("<div class=\"detail\">{}</div>", escape(d));
         }
@@ -361,11 +417,28 @@ fn parts(doc: &Document, html: bool, symbol: &str) -> Result<Vec<Value>> {
             let (kind, body) = match &p.body {
                 Body::Text(t) => {
                     // A text section is a template too: {{ period_label }}, {{ title }}.
-                    let text = env.render_str(t, context! { period => doc.period, period_label => doc.period_label, title => doc.title })?;
+                    let text = env.render_str(
+                        t,
+                        context! { period => doc.period, period_label => doc.period_label, title => doc.title },
+                    )?;
                     ("text", if html { format!("<p>{}</p>", escape(&text)) } else { text })
                 }
                 Body::Tiles(tiles) if html => ("tiles", tiles_html(tiles)),
-                Body::Tiles(tiles) => ("tiles", tiles.iter().map(|t| format!("- **{}**: {}{}", t.label, t.value, t.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())).collect::<Vec<_>>().join("\n")),
+                Body::Tiles(tiles) => (
+                    "tiles",
+                    tiles
+                        .iter()
+                        .map(|t| {
+                            format!(
+                                "- **{}**: {}{}",
+                                t.label,
+                                t.value,
+                                t.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
                 Body::Table { table, rows } => {
                     let g = grid(table, *rows)?;
                     ("table", if html { html_table(&g) } else { markdown_table(&g) })
@@ -472,11 +545,19 @@ pub fn write_all(doc: &Document, templates: &Templates, symbol: &str, dir: &Path
 
 /// An Excel chart next to a one-drilldown table: its labels as categories, its first measure as values (a
 /// suppressed cell holds its symbol, which Excel leaves out of the chart).
-fn native_chart(workbook: &mut rust_xlsxwriter::Workbook, sheet: &str, table: &Table, chart: Chart, title: &str) -> Result<()> {
+fn native_chart(
+    workbook: &mut rust_xlsxwriter::Workbook,
+    sheet: &str,
+    table: &Table,
+    chart: Chart,
+    title: &str,
+) -> Result<()> {
     use rust_xlsxwriter::{Chart as ExcelChart, ChartType};
     let shown: Vec<usize> = (0..table.columns.len()).filter(|&i| !table.is_status(i)).collect();
     let at = |kind: &crate::ColumnKind| shown.iter().position(|&i| table.columns[i].kind == *kind).map(|p| p as u16);
-    let (Some(label), Some(measure)) = (at(&crate::ColumnKind::Label), at(&crate::ColumnKind::Measure)) else { return Ok(()) };
+    let (Some(label), Some(measure)) = (at(&crate::ColumnKind::Label), at(&crate::ColumnKind::Measure)) else {
+        return Ok(());
+    };
     let rows = table.batches.iter().map(|b| b.num_rows()).sum::<usize>() as u32;
     if rows == 0 {
         return Ok(());

@@ -54,7 +54,13 @@ pub fn period_for(at: DateTime<Utc>) -> String {
 
 /// The runs due at `now`: each job's occurrences after its last run (after `since` for a job that never ran) up to
 /// `now`, as `catch_up` says; oldest first.
-pub fn due(jobs: &[Job], last_runs: &HashMap<String, DateTime<Utc>>, since: DateTime<Utc>, now: DateTime<Utc>, catch_up: CatchUp) -> Vec<Due> {
+pub fn due(
+    jobs: &[Job],
+    last_runs: &HashMap<String, DateTime<Utc>>,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    catch_up: CatchUp,
+) -> Vec<Due> {
     let mut out = Vec::new();
     for job in jobs {
         let from = last_runs.get(&job.report).copied().unwrap_or(since);
@@ -62,7 +68,9 @@ pub fn due(jobs: &[Job], last_runs: &HashMap<String, DateTime<Utc>>, since: Date
         let chosen: Vec<DateTime<Utc>> = match catch_up {
             CatchUp::All => missed,
             CatchUp::Last => missed.last().copied().into_iter().collect(),
-            CatchUp::Skip => missed.last().copied().filter(|t| now - *t <= chrono::Duration::minutes(1)).into_iter().collect(),
+            CatchUp::Skip => {
+                missed.last().copied().filter(|t| now - *t <= chrono::Duration::minutes(1)).into_iter().collect()
+            }
         };
         out.extend(chosen.into_iter().map(|at| Due { report: job.report.clone(), at, period: period_for(at) }));
     }
@@ -93,7 +101,10 @@ mod tests {
         let since = t("2024-06-15T00:00:00Z");
         assert!(due(&monthly(), &none, since, t("2024-07-01T05:59:00Z"), CatchUp::Last).is_empty());
         let d = due(&monthly(), &none, since, t("2024-07-01T06:00:30Z"), CatchUp::Last);
-        assert_eq!(d, [Due { report: "newcomers_monthly".into(), at: t("2024-07-01T06:00:00Z"), period: "2024-06".into() }]);
+        assert_eq!(
+            d,
+            [Due { report: "newcomers_monthly".into(), at: t("2024-07-01T06:00:00Z"), period: "2024-06".into() }]
+        );
         // Once it ran, it is not due again until next month.
         let ran = HashMap::from([("newcomers_monthly".to_owned(), t("2024-07-01T06:00:00Z"))]);
         assert!(due(&monthly(), &ran, since, t("2024-07-20T12:00:00Z"), CatchUp::Last).is_empty());

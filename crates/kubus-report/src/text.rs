@@ -13,11 +13,19 @@ pub(crate) fn cells(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>>
     let options = FormatOptions::default().with_display_error(true);
     let mut rows = Vec::new();
     for batch in batches {
-        let formatters =
-            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>()?;
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
         for row in 0..batch.num_rows() {
             rows.push(
-                batch.columns().iter().zip(&formatters).map(|(c, f)| (!c.is_null(row)).then(|| f.value(row).to_string())).collect(),
+                batch
+                    .columns()
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(c, f)| (!c.is_null(row)).then(|| f.value(row).to_string()))
+                    .collect(),
             );
         }
     }
@@ -40,9 +48,13 @@ pub struct DisplayRows {
 /// columns, `decimal_comma` writes them with a comma.
 pub fn display_rows(table: &Table, decimals: Option<usize>, decimal_comma: bool) -> Result<DisplayRows> {
     let status = table.status_columns();
-    let keep: Vec<usize> = (0..table.schema.fields().len()).filter(|&i| table.columns.get(i).is_none_or(|_| !table.is_status(i))).collect();
+    let keep: Vec<usize> = (0..table.schema.fields().len())
+        .filter(|&i| table.columns.get(i).is_none_or(|_| !table.is_status(i)))
+        .collect();
     let types: Vec<DataType> = keep.iter().map(|&i| table.schema.field(i).data_type().clone()).collect();
-    let decimal = |ty: &DataType| matches!(ty, DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..));
+    let decimal = |ty: &DataType| {
+        matches!(ty, DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..))
+    };
     let mut rows = Vec::new();
     for row in cells(&table.batches)? {
         rows.push(

@@ -27,7 +27,8 @@ pub(crate) fn new_workbook() -> Result<Workbook> {
 pub(crate) fn add_sheet(workbook: &mut Workbook, table: &Table, name: &str) -> Result<()> {
     let sheet = workbook.add_worksheet();
     sheet.set_name(sheet_name(name))?;
-    let header = Format::new().set_bold().set_background_color(Color::RGB(0xD9E1F2)).set_border_bottom(FormatBorder::Thin);
+    let header =
+        Format::new().set_bold().set_background_color(Color::RGB(0xD9E1F2)).set_border_bottom(FormatBorder::Thin);
     // Status columns are not written: a suppressed or zero cell shows its symbol in the measure's column.
     let shown: Vec<usize> = (0..table.columns.len()).filter(|&i| !table.is_status(i)).collect();
     for (col, &i) in shown.iter().enumerate() {
@@ -37,8 +38,10 @@ pub(crate) fn add_sheet(workbook: &mut Workbook, table: &Table, name: &str) -> R
     let mut row = 1u32;
     for batch in &table.batches {
         let columns = batch.columns().iter().map(prepare).collect::<Result<Vec<_>>>()?;
-        let symbols: Vec<Option<ArrayRef>> =
-            status.iter().map(|s| s.map(|s| cast(batch.column(s), &DataType::Utf8)).transpose()).collect::<Result<_, _>>()?;
+        let symbols: Vec<Option<ArrayRef>> = status
+            .iter()
+            .map(|s| s.map(|s| cast(batch.column(s), &DataType::Utf8)).transpose())
+            .collect::<Result<_, _>>()?;
         for r in 0..batch.num_rows() {
             let bold = table.is_total(batch, r);
             write_row(sheet, &columns, &shown, &symbols, r, row, bold)?;
@@ -60,18 +63,37 @@ enum Cells {
 
 fn prepare(array: &ArrayRef) -> Result<Cells> {
     Ok(match array.data_type() {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            Cells::Integer(cast(array, &DataType::Int64)?)
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => Cells::Integer(cast(array, &DataType::Int64)?),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => {
+            Cells::Decimal(cast(array, &DataType::Float64)?)
         }
-        DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => Cells::Decimal(cast(array, &DataType::Float64)?),
         DataType::Boolean => Cells::Boolean(array.clone()),
         _ => Cells::Text(cast(array, &DataType::Utf8)?),
     })
 }
 
-fn write_row(sheet: &mut Worksheet, columns: &[Cells], shown: &[usize], symbols: &[Option<ArrayRef>], r: usize, row: u32, bold: bool) -> Result<()> {
+fn write_row(
+    sheet: &mut Worksheet,
+    columns: &[Cells],
+    shown: &[usize],
+    symbols: &[Option<ArrayRef>],
+    r: usize,
+    row: u32,
+    bold: bool,
+) -> Result<()> {
     let with = |f: Format| if bold { f.set_bold() } else { f };
-    let (text, integer, decimal) = (with(Format::new()), with(Format::new().set_num_format("#,##0")), with(Format::new().set_num_format("#,##0.00")));
+    let (text, integer, decimal) = (
+        with(Format::new()),
+        with(Format::new().set_num_format("#,##0")),
+        with(Format::new().set_num_format("#,##0.00")),
+    );
     let right = with(Format::new().set_align(rust_xlsxwriter::FormatAlign::Right));
     for (col, &i) in shown.iter().enumerate() {
         let (col, cells) = (col as u16, &columns[i]);
@@ -87,8 +109,12 @@ fn write_row(sheet: &mut Worksheet, columns: &[Cells], shown: &[usize], symbols:
             continue;
         }
         match cells {
-            Cells::Integer(a) => sheet.write_number_with_format(row, col, a.as_primitive::<Int64Type>().value(r) as f64, &integer)?,
-            Cells::Decimal(a) => sheet.write_number_with_format(row, col, a.as_primitive::<Float64Type>().value(r), &decimal)?,
+            Cells::Integer(a) => {
+                sheet.write_number_with_format(row, col, a.as_primitive::<Int64Type>().value(r) as f64, &integer)?
+            }
+            Cells::Decimal(a) => {
+                sheet.write_number_with_format(row, col, a.as_primitive::<Float64Type>().value(r), &decimal)?
+            }
             Cells::Boolean(a) => sheet.write_boolean_with_format(row, col, a.as_boolean().value(r), &text)?,
             Cells::Text(a) => sheet.write_string_with_format(row, col, a.as_string::<i32>().value(r), &text)?,
         };

@@ -10,8 +10,8 @@ use datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::parquet::file::statistics::Statistics;
+use datafusion::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{ColumnCountStat, ColumnValueStat, Stats};
 use std::path::{Path, PathBuf};
 
@@ -74,9 +74,24 @@ pub(crate) fn encode(
             .into_iter()
             .enumerate()
             .filter(|(_, units)| !units.is_empty())
-            .map(|(i, units)| scope.spawn(move || write(table, &units, provenance, schema, properties, dir, &format!("{prefix}-{i:02}.snappy.parquet"))))
+            .map(|(i, units)| {
+                scope.spawn(move || {
+                    write(
+                        table,
+                        &units,
+                        provenance,
+                        schema,
+                        properties,
+                        dir,
+                        &format!("{prefix}-{i:02}.snappy.parquet"),
+                    )
+                })
+            })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect::<Vec<_>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect::<Vec<_>>()
     });
     results.into_iter().collect()
 }
@@ -95,7 +110,8 @@ pub(crate) fn properties(schema: &SchemaRef, bounded: &[&str]) -> WriterProperti
         .set_statistics_enabled(EnabledStatistics::None);
     for field in schema.fields() {
         if bounded.contains(&field.name().as_str()) || field.data_type().is_numeric() {
-            builder = builder.set_column_statistics_enabled(ColumnPath::from(field.name().as_str()), EnabledStatistics::Page);
+            builder =
+                builder.set_column_statistics_enabled(ColumnPath::from(field.name().as_str()), EnabledStatistics::Page);
         }
         if *field.data_type() == DataType::Utf8 {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
@@ -107,7 +123,15 @@ pub(crate) fn properties(schema: &SchemaRef, bounded: &[&str]) -> WriterProperti
 /// Writes runs of batches as one Parquet file, each run in row groups of its own. The spill files' file numbers
 /// become the table's name and hash columns: handed to the writer as dictionaries of the ingest's files (no copy
 /// of a name and a hash per fact), written as the text columns of the table's schema.
-fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &SchemaRef, properties: &WriterProperties, dir: &Path, name: &str) -> Result<Written> {
+fn write(
+    table: &str,
+    units: &[Unit<'_>],
+    provenance: &Provenance,
+    schema: &SchemaRef,
+    properties: &WriterProperties,
+    dir: &Path,
+    name: &str,
+) -> Result<Written> {
     let arrow = |source| Error::Arrow { table: table.to_owned(), source };
     let parquet = |source| Error::Parquet { table: table.to_owned(), source };
     let io = |path: &Path| {
@@ -119,9 +143,13 @@ fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &Sche
     // Without the Arrow schema in the file's metadata, readers see the columns' Parquet types: the dictionaries
     // are text, as in the table's schema.
     let options = ArrowWriterOptions::new().with_properties(properties.clone()).with_skip_arrow_metadata(true);
-    let mut writer = ArrowWriter::try_new_with_options(std::io::BufWriter::with_capacity(1 << 20, file), schema.clone(), options).map_err(parquet)?;
+    let mut writer =
+        ArrowWriter::try_new_with_options(std::io::BufWriter::with_capacity(1 << 20, file), schema.clone(), options)
+            .map_err(parquet)?;
     for unit in units {
-        let mut reader = FileReader::try_new(std::io::BufReader::new(std::fs::File::open(unit.file).map_err(io(unit.file))?), None).map_err(arrow)?;
+        let mut reader =
+            FileReader::try_new(std::io::BufReader::new(std::fs::File::open(unit.file).map_err(io(unit.file))?), None)
+                .map_err(arrow)?;
         reader.set_index(unit.first).map_err(arrow)?;
         // Small batches (a period's share of an ingest batch) are written some 64k rows at a time: a Parquet
         // write has a fixed cost per column.
@@ -132,7 +160,9 @@ fn write(table: &str, units: &[Unit<'_>], provenance: &Provenance, schema: &Sche
             rows += spilled.num_rows();
             pending.push(spilled);
             if rows >= 1 << 16 || batches.peek().is_none() {
-                let spilled = datafusion::arrow::compute::concat_batches(&pending[0].schema(), &std::mem::take(&mut pending)).map_err(arrow)?;
+                let spilled =
+                    datafusion::arrow::compute::concat_batches(&pending[0].schema(), &std::mem::take(&mut pending))
+                        .map_err(arrow)?;
                 writer.write(&provenance.restore(&spilled, schema).map_err(arrow)?).map_err(parquet)?;
                 rows = 0;
             }
@@ -160,7 +190,10 @@ pub(crate) fn add(written: &Written) -> deltalake::kernel::Action {
         path: written.name.clone(),
         size: written.size as i64,
         partition_values: Default::default(),
-        modification_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default(),
+        modification_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default(),
         data_change: true,
         stats: Some(serde_json::to_string(&stats(&written.metadata)).expect("statistics serialise")),
         tags: None,
@@ -187,16 +220,17 @@ fn stats(metadata: &ParquetMetaData) -> Stats {
             };
             nulls = nulls.zip(s.null_count_opt()).map(|(a, b)| a + b as i64);
             let group_bounds = match s {
-                Statistics::Int64(v) => v.min_opt().zip(v.max_opt()).map(|(a, b)| (serde_json::json!(a), serde_json::json!(b))),
+                Statistics::Int64(v) => {
+                    v.min_opt().zip(v.max_opt()).map(|(a, b)| (serde_json::json!(a), serde_json::json!(b)))
+                }
                 Statistics::Double(v) => v
                     .min_opt()
                     .zip(v.max_opt())
                     .filter(|(a, b)| a.is_finite() && b.is_finite())
                     .map(|(a, b)| (serde_json::json!(a), serde_json::json!(b))),
-                Statistics::ByteArray(v) => v
-                    .min_opt()
-                    .zip(v.max_opt())
-                    .and_then(|(a, b)| Some((serde_json::json!(a.as_utf8().ok()?), serde_json::json!(b.as_utf8().ok()?)))),
+                Statistics::ByteArray(v) => v.min_opt().zip(v.max_opt()).and_then(|(a, b)| {
+                    Some((serde_json::json!(a.as_utf8().ok()?), serde_json::json!(b.as_utf8().ok()?)))
+                }),
                 _ => None,
             };
             match group_bounds {
@@ -237,7 +271,9 @@ fn less(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, ArrayRef, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::array::{
+        Array, ArrayRef, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    };
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use std::sync::Arc;
@@ -264,9 +300,13 @@ mod tests {
     fn spill(dir: &Path, name: &str, month: &str, batches: &[std::ops::Range<i64>]) -> Spilled {
         let schema = spill_schema();
         let months: ArrayRef = Arc::new(StringArray::from(vec!["2023-12", "2024-01", "2024-02", "2024-03"]));
-        let key = (0..months.len()).find(|&i| months.as_any().downcast_ref::<StringArray>().unwrap().value(i) == month).unwrap() as i32;
+        let key = (0..months.len())
+            .find(|&i| months.as_any().downcast_ref::<StringArray>().unwrap().value(i) == month)
+            .unwrap() as i32;
         let path = dir.join(name);
-        let mut writer = datafusion::arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
+        let mut writer =
+            datafusion::arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema)
+                .unwrap();
         for range in batches {
             let rows = range.clone().count();
             let n: Int64Array = range.clone().map(|v| (v % 7 != 0).then_some(v)).collect();
@@ -290,9 +330,12 @@ mod tests {
         ];
         let out = dir.path().join("table");
         std::fs::create_dir(&out).unwrap();
-        let provenance = Provenance { names: vec!["a.csv".into(), "b.csv".into()], hashes: vec!["ha".into(), "hb".into()] };
+        let provenance =
+            Provenance { names: vec!["a.csv".into(), "b.csv".into()], hashes: vec!["ha".into(), "hb".into()] };
         let properties = properties(&table_schema(), &["month"]);
-        let written = encode("t", &spilled, &provenance, &Provenance::encoded(&spill_schema()), &properties, &out, "part-1").unwrap();
+        let written =
+            encode("t", &spilled, &provenance, &Provenance::encoded(&spill_schema()), &properties, &out, "part-1")
+                .unwrap();
         let mut values = Vec::new();
         for w in &written {
             let file = std::fs::File::open(out.join(&w.name)).unwrap();
@@ -306,7 +349,11 @@ mod tests {
                 let hash = batch.column(3).as_any().downcast_ref::<StringArray>().unwrap();
                 months.extend(month.iter().flatten().map(str::to_owned));
                 values.extend((0..batch.num_rows()).map(|i| {
-                    (month.value(i).to_owned(), n.is_valid(i).then(|| n.value(i)), format!("{} {}", file.value(i), hash.value(i)))
+                    (
+                        month.value(i).to_owned(),
+                        n.is_valid(i).then(|| n.value(i)),
+                        format!("{} {}", file.value(i), hash.value(i)),
+                    )
                 }));
             }
             // Every row group of one period (its statistics' bounds equal), as many as the file's periods.
@@ -315,21 +362,32 @@ mod tests {
                 .row_groups()
                 .iter()
                 .map(|g| match g.column(0).statistics() {
-                    Some(Statistics::ByteArray(v)) => (v.min_opt().unwrap().as_utf8().unwrap().to_owned(), v.max_opt().unwrap().as_utf8().unwrap().to_owned()),
+                    Some(Statistics::ByteArray(v)) => (
+                        v.min_opt().unwrap().as_utf8().unwrap().to_owned(),
+                        v.max_opt().unwrap().as_utf8().unwrap().to_owned(),
+                    ),
                     other => panic!("no text statistics: {other:?}"),
                 })
                 .collect();
             assert!(groups.iter().all(|(low, high)| low == high), "{groups:?}");
-            assert_eq!(groups.iter().map(|(m, _)| m.clone()).collect::<std::collections::BTreeSet<_>>(), months, "{groups:?}");
+            assert_eq!(
+                groups.iter().map(|(m, _)| m.clone()).collect::<std::collections::BTreeSet<_>>(),
+                months,
+                "{groups:?}"
+            );
             // Statistics against the file's own rows.
             let stats = stats(&w.metadata);
-            let rows: Vec<i64> = values.iter().rev().take(stats.num_records as usize).filter_map(|(_, n, _)| *n).collect();
+            let rows: Vec<i64> =
+                values.iter().rev().take(stats.num_records as usize).filter_map(|(_, n, _)| *n).collect();
             assert_eq!(stats.min_values["n"], ColumnValueStat::Value(serde_json::json!(rows.iter().min().unwrap())));
             assert_eq!(stats.max_values["n"], ColumnValueStat::Value(serde_json::json!(rows.iter().max().unwrap())));
             assert_eq!(stats.null_count["n"], ColumnCountStat::Value(stats.num_records - rows.len() as i64));
             assert_eq!(stats.min_values["month"], ColumnValueStat::Value(serde_json::json!(months.first().unwrap())));
             // Text columns that bound nothing are written without statistics.
-            assert!(!stats.min_values.contains_key("_ingest_hash") && !stats.null_count.contains_key("_ingest_file"), "{stats:?}");
+            assert!(
+                !stats.min_values.contains_key("_ingest_hash") && !stats.null_count.contains_key("_ingest_file"),
+                "{stats:?}"
+            );
         }
         // Every staged row once, in the order staged, whatever thread wrote it, with its file's name and hash.
         let batches = [0..10, 10..25, 25..30, 30..70, 70..71, 71..90, 90..95, 95..100];
@@ -337,7 +395,13 @@ mod tests {
             .iter()
             .flat_map(|r| r.clone().map(move |v| (v, r.start % 2 == 0)))
             .map(|(v, even)| {
-                let month = if v < 25 { "2024-01" } else if v < 90 { "2024-02" } else { "2024-03" };
+                let month = if v < 25 {
+                    "2024-01"
+                } else if v < 90 {
+                    "2024-02"
+                } else {
+                    "2024-03"
+                };
                 (month.to_owned(), (v % 7 != 0).then_some(v), if even { "a.csv ha" } else { "b.csv hb" }.to_owned())
             })
             .collect();
@@ -354,9 +418,13 @@ mod tests {
         ]));
         let properties = properties(&schema, &["month"]);
         let column = |name: &str| ColumnPath::from(name);
-        let stats: Vec<bool> = ["month", "district", "person", "hours"].iter().map(|c| properties.statistics_enabled(&column(c)) != EnabledStatistics::None).collect();
+        let stats: Vec<bool> = ["month", "district", "person", "hours"]
+            .iter()
+            .map(|c| properties.statistics_enabled(&column(c)) != EnabledStatistics::None)
+            .collect();
         assert_eq!(stats, [true, false, false, true]);
-        let dictionaries: Vec<bool> = ["month", "district", "person"].iter().map(|c| properties.dictionary_enabled(&column(c))).collect();
+        let dictionaries: Vec<bool> =
+            ["month", "district", "person"].iter().map(|c| properties.dictionary_enabled(&column(c))).collect();
         assert_eq!(dictionaries, [true, true, false]);
     }
 

@@ -11,16 +11,16 @@ pub use quarantine::{QuarantineRow, read_quarantine, write_quarantine};
 pub use rollups::StoredRollup;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::catalog::TableProvider;
-use std::io::Write as _;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -120,7 +120,8 @@ impl Warehouse {
             return Ok(None);
         }
         let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
-        let table = DeltaTable::try_from_url(url).await.map_err(|source| Error::Delta { table: cube.to_owned(), source })?;
+        let table =
+            DeltaTable::try_from_url(url).await.map_err(|source| Error::Delta { table: cube.to_owned(), source })?;
         Ok(table.version().is_some().then_some(table))
     }
 
@@ -131,7 +132,12 @@ impl Warehouse {
 
     /// A DataFusion table provider over a cube's facts at `as_of` (or the latest version), registered for
     /// reading in `ctx`; `None` before the first commit. Returns the version read.
-    pub async fn facts(&self, ctx: &SessionContext, cube: &str, as_of: Option<u64>) -> Result<Option<(Arc<dyn TableProvider>, u64)>> {
+    pub async fn facts(
+        &self,
+        ctx: &SessionContext,
+        cube: &str,
+        as_of: Option<u64>,
+    ) -> Result<Option<(Arc<dyn TableProvider>, u64)>> {
         let delta = |source| Error::Delta { table: cube.to_owned(), source };
         let Some(mut table) = self.table(cube).await? else { return Ok(None) };
         let latest = table.version().unwrap_or_default();
@@ -190,7 +196,10 @@ impl Warehouse {
                 }
             }
         }
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
         let path = dir.join(format!("{cube}.{}.{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
         // Facts may come with dictionaries (of a dimension's keys): they are spilled and encoded as they are, and
@@ -229,7 +238,12 @@ impl Warehouse {
         let arrow = |source| Error::Arrow { table: cube.clone(), source };
         let mut files = Vec::new();
         for (_, spill) in std::mem::take(&mut staging.buckets) {
-            spill.writer.into_inner().map_err(arrow)?.flush().map_err(|source| Error::Directory { path: spill.path.clone(), source })?;
+            spill
+                .writer
+                .into_inner()
+                .map_err(arrow)?
+                .flush()
+                .map_err(|source| Error::Directory { path: spill.path.clone(), source })?;
             files.push(adopt::Spilled { path: spill.path, batches: spill.batches });
         }
         if staging.rows == 0 {
@@ -258,8 +272,17 @@ impl Warehouse {
                 let read = |source| Error::Read { table: cube.clone(), source };
                 // The write plan runs in a Delta-aware session (it plans Delta's own nodes).
                 let ctx = deltalake::delta_datafusion::create_session().into_inner();
-                let plan = in_order(staging.schema.clone(), files.into_iter().map(|f| f.path).collect(), staging.provenance.clone()).map_err(read)?;
-                let write = table.write(Vec::new()).with_input_plan(plan).with_session_state(Arc::new(ctx.state())).with_commit_properties(properties);
+                let plan = in_order(
+                    staging.schema.clone(),
+                    files.into_iter().map(|f| f.path).collect(),
+                    staging.provenance.clone(),
+                )
+                .map_err(read)?;
+                let write = table
+                    .write(Vec::new())
+                    .with_input_plan(plan)
+                    .with_session_state(Arc::new(ctx.state()))
+                    .with_commit_properties(properties);
                 let write = match predicate {
                     Some(p) => write.with_save_mode(SaveMode::Overwrite).with_replace_where(p),
                     None => write.with_save_mode(SaveMode::Append),
@@ -270,14 +293,26 @@ impl Warehouse {
                 let bounded: Vec<&str> = staging.cluster.iter().chain(&staging.replace).map(String::as_str).collect();
                 let encoded = Provenance::encoded(&staging.spilled);
                 let writing = adopt::properties(&encoded, &bounded);
-                let written = adopt::encode(&cube, &files, &staging.provenance, &encoded, &writing, &staging.path, &staging.prefix)?;
+                let written = adopt::encode(
+                    &cube,
+                    &files,
+                    &staging.provenance,
+                    &encoded,
+                    &writing,
+                    &staging.path,
+                    &staging.prefix,
+                )?;
                 // Into the table's directory only once complete: a crash while encoding leaves them in staging,
                 // which the next ingest of the cube clears; until the commit names them, readers do not see them.
                 adopt::move_into(&written, &staging.path, &dir)?;
                 let adds: Vec<_> = written.iter().map(adopt::add).collect();
                 match existing {
                     Some(table) => {
-                        let operation = deltalake::protocol::DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+                        let operation = deltalake::protocol::DeltaOperation::Write {
+                            mode: SaveMode::Append,
+                            partition_by: None,
+                            predicate: None,
+                        };
                         let commit = deltalake::kernel::transaction::CommitBuilder::from(properties)
                             .with_actions(adds)
                             .build(Some(table.snapshot().map_err(delta)?), table.log_store(), operation)
@@ -319,7 +354,11 @@ impl Warehouse {
             let files = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
                 .map_err(|source| Error::Arrow { table: cube.to_owned(), source })?;
             let files = files.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
-            let hits = batch.column(1).as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().expect("a predicate is boolean");
+            let hits = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                .expect("a predicate is boolean");
             for i in 0..batch.num_rows() {
                 let entry = per_file.entry(files.value(i).to_owned()).or_default();
                 if hits.value(i) {
@@ -372,7 +411,11 @@ enum Bucket {
 /// (a period's facts arrive in slices of the ingest's batches). One stream: split into ranges, DataFusion would
 /// fetch each range's batches at once, and memory would grow with the ingest; and the write would interleave
 /// ranges, losing the order.
-fn in_order(schema: SchemaRef, files: Vec<PathBuf>, provenance: Provenance) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+fn in_order(
+    schema: SchemaRef,
+    files: Vec<PathBuf>,
+    provenance: Provenance,
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
     use datafusion::arrow::ipc::reader::FileReader;
     use datafusion::catalog::streaming::StreamingTable;
     use datafusion::physical_plan::SendableRecordBatchStream;
@@ -420,7 +463,12 @@ fn in_order(schema: SchemaRef, files: Vec<PathBuf>, provenance: Provenance) -> d
         }
     }
     let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(Files(schema, files, provenance))])?;
-    datafusion::logical_expr::LogicalPlanBuilder::scan("staged", datafusion::datasource::provider_as_source(Arc::new(table)), None)?.build()
+    datafusion::logical_expr::LogicalPlanBuilder::scan(
+        "staged",
+        datafusion::datasource::provider_as_source(Arc::new(table)),
+        None,
+    )?
+    .build()
 }
 
 /// One bucket's spill file, being written, and the rows of each of its batches.
@@ -469,7 +517,13 @@ impl Staging {
                     Some(other) if other != file => {
                         return Err(Error::OverlappingReplace {
                             table: self.cube.clone(),
-                            key: self.replace.iter().zip(&key).map(|(c, v)| format!("{c}={v}")).collect::<Vec<_>>().join(", "),
+                            key: self
+                                .replace
+                                .iter()
+                                .zip(&key)
+                                .map(|(c, v)| format!("{c}={v}"))
+                                .collect::<Vec<_>>()
+                                .join(", "),
                             files: [other.clone(), file.to_owned()],
                         });
                     }
@@ -491,7 +545,9 @@ impl Staging {
         }
         // One take puts the rows in period order; each period's rows are then a slice of it.
         let order: Vec<u32> = runs.iter().flat_map(|(_, rows)| rows.iter().copied()).collect();
-        let sorted = datafusion::arrow::compute::take_record_batch(&batch, &datafusion::arrow::array::UInt32Array::from(order)).map_err(arrow)?;
+        let sorted =
+            datafusion::arrow::compute::take_record_batch(&batch, &datafusion::arrow::array::UInt32Array::from(order))
+                .map_err(arrow)?;
         let mut offset = 0;
         for (period, rows) in runs {
             self.write(period.as_deref().map_or(Bucket::Rest, |p| self.bucket(p)), &sorted.slice(offset, rows.len()))?;
@@ -511,7 +567,8 @@ impl Staging {
         let arrow = |source| Error::Arrow { table: self.cube.clone(), source };
         if !self.buckets.contains_key(&bucket) {
             let path = self.path.join(format!("{}.arrow", self.buckets.len()));
-            let file = std::fs::File::create(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
+            let file =
+                std::fs::File::create(&path).map_err(|source| Error::Directory { path: path.clone(), source })?;
             let writer = FileWriter::try_new(std::io::BufWriter::new(file), &self.spilled).map_err(arrow)?;
             self.buckets.insert(bucket.clone(), Spill { path, writer, batches: Vec::new() });
         }
@@ -572,7 +629,10 @@ fn period_runs(periods: &ArrayRef) -> Result<Vec<Run>, datafusion::arrow::error:
 }
 
 /// The distinct values of the key columns among the new facts.
-fn key_tuples(batches: &[RecordBatch], columns: &[String]) -> Result<BTreeSet<Vec<String>>, datafusion::arrow::error::ArrowError> {
+fn key_tuples(
+    batches: &[RecordBatch],
+    columns: &[String],
+) -> Result<BTreeSet<Vec<String>>, datafusion::arrow::error::ArrowError> {
     let mut keys = BTreeSet::new();
     for batch in batches {
         let arrays = columns
@@ -582,7 +642,8 @@ fn key_tuples(batches: &[RecordBatch], columns: &[String]) -> Result<BTreeSet<Ve
                 datafusion::arrow::compute::cast(batch.column(idx), &DataType::Utf8)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let strings: Vec<&StringArray> = arrays.iter().map(|a| a.as_any().downcast_ref::<StringArray>().expect("cast to Utf8")).collect();
+        let strings: Vec<&StringArray> =
+            arrays.iter().map(|a| a.as_any().downcast_ref::<StringArray>().expect("cast to Utf8")).collect();
         for i in 0..batch.num_rows() {
             keys.insert(strings.iter().map(|s| s.value(i).to_owned()).collect());
         }
@@ -599,7 +660,14 @@ fn replace_predicate(columns: &[String], keys: &BTreeSet<Vec<String>>) -> Option
         return Some(col(column.as_str()).in_list(keys.iter().map(|k| lit(k[0].clone())).collect(), false));
     }
     keys.iter()
-        .map(|k| columns.iter().zip(k).map(|(c, v)| col(c.as_str()).eq(lit(v.clone()))).reduce(Expr::and).expect("at least one column"))
+        .map(|k| {
+            columns
+                .iter()
+                .zip(k)
+                .map(|(c, v)| col(c.as_str()).eq(lit(v.clone())))
+                .reduce(Expr::and)
+                .expect("at least one column")
+        })
         .reduce(Expr::or)
 }
 
@@ -625,19 +693,29 @@ impl Provenance {
     /// A spilled batch in `schema` (the table's, or that of [`Provenance::encoded`]): its last column, the file
     /// number, becomes the file's name and hash, as text or as dictionaries keyed by the file number; the other
     /// columns are cast where `schema` wants text for a dictionary.
-    pub(crate) fn restore(&self, spilled: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    pub(crate) fn restore(
+        &self,
+        spilled: &RecordBatch,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
         use datafusion::arrow::array::{AsArray as _, DictionaryArray};
         use datafusion::arrow::datatypes::Int32Type;
         let n = spilled.num_columns();
         let numbers = spilled.column(n - 1);
         let mut columns = Vec::with_capacity(n + 1);
         for (column, field) in spilled.columns()[..n - 1].iter().zip(schema.fields()) {
-            columns.push(if column.data_type() == field.data_type() { column.clone() } else { datafusion::arrow::compute::cast(column, field.data_type())? });
+            columns.push(if column.data_type() == field.data_type() {
+                column.clone()
+            } else {
+                datafusion::arrow::compute::cast(column, field.data_type())?
+            });
         }
         for values in [&self.names, &self.hashes] {
             let values: ArrayRef = Arc::new(StringArray::from(values.clone()));
             columns.push(match schema.field(columns.len()).data_type() {
-                DataType::Dictionary(..) => Arc::new(DictionaryArray::try_new(numbers.as_primitive::<Int32Type>().clone(), values)?),
+                DataType::Dictionary(..) => {
+                    Arc::new(DictionaryArray::try_new(numbers.as_primitive::<Int32Type>().clone(), values)?)
+                }
                 _ => datafusion::arrow::compute::take(&values, numbers, None)?,
             });
         }
@@ -649,7 +727,8 @@ impl Provenance {
     /// The files do not carry this Arrow schema: their readers see text, as in the table's schema.
     pub(crate) fn encoded(spilled: &SchemaRef) -> SchemaRef {
         let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-        let mut fields: Vec<Field> = spilled.fields().iter().take(spilled.fields().len() - 1).map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> =
+            spilled.fields().iter().take(spilled.fields().len() - 1).map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(FILE_COLUMN, dictionary.clone(), false));
         fields.push(Field::new(HASH_COLUMN, dictionary, false));
         Arc::new(Schema::new(fields))
@@ -657,7 +736,11 @@ impl Provenance {
 }
 
 /// The facts with their file number, in the spill files' schema.
-fn with_provenance(facts: &RecordBatch, spilled: &SchemaRef, number: i32) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+fn with_provenance(
+    facts: &RecordBatch,
+    spilled: &SchemaRef,
+    number: i32,
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     let mut columns: Vec<ArrayRef> = facts.columns().to_vec();
     columns.push(Arc::new(datafusion::arrow::array::Int32Array::from(vec![number; facts.num_rows()])));
     RecordBatch::try_new(spilled.clone(), columns)

@@ -53,7 +53,8 @@ pub fn write_quarantine(dir: &Path, source: &str, files: &BTreeSet<String>, rows
     let path = dir.join(format!("{source}.csv"));
     let io = |source| Error::Quarantine { path: path.clone(), source };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut kept: Vec<QuarantineRow> = read_quarantine(dir, source)?.into_iter().filter(|r| !files.contains(&r.file)).collect();
+    let mut kept: Vec<QuarantineRow> =
+        read_quarantine(dir, source)?.into_iter().filter(|r| !files.contains(&r.file)).collect();
     kept.extend(rows.iter().cloned());
     kept.sort();
     let tmp = dir.join(format!(".{source}.csv.tmp"));
@@ -77,7 +78,14 @@ mod tests {
     use super::*;
 
     fn row(file: &str, line: usize) -> QuarantineRow {
-        QuarantineRow { file: file.into(), line, column: "c".into(), value: "v;\"x\"".into(), problem: "p".into(), reason: "r".into() }
+        QuarantineRow {
+            file: file.into(),
+            line,
+            column: "c".into(),
+            value: "v;\"x\"".into(),
+            problem: "p".into(),
+            reason: "r".into(),
+        }
     }
 
     #[test]
@@ -90,7 +98,10 @@ mod tests {
         let lines: Vec<String> = csv::Reader::from_path(path)
             .unwrap()
             .records()
-            .map(|r| { let r = r.unwrap(); format!("{}:{}:{}", &r[0], &r[1], &r[3]) })
+            .map(|r| {
+                let r = r.unwrap();
+                format!("{}:{}:{}", &r[0], &r[1], &r[3])
+            })
             .collect();
         assert_eq!(lines, ["a.csv:7:v;\"x\"", "b.csv:5:v;\"x\""]);
     }

@@ -61,32 +61,63 @@ impl Warehouse {
     }
 
     /// Runs `rows` and stores the result as the rollup `name` of a facts version.
-    pub async fn store_rollup(&self, cube: &str, name: &str, version: u64, fingerprint: &str, rows: DataFrame) -> Result<StoredRollup> {
+    pub async fn store_rollup(
+        &self,
+        cube: &str,
+        name: &str,
+        version: u64,
+        fingerprint: &str,
+        rows: DataFrame,
+    ) -> Result<StoredRollup> {
         let started = std::time::Instant::now();
         let dir = self.rollups_dir(cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         // A build of its own in the name: a warehouse rebuilt from scratch reaches the same version again, and a
         // reader that held the earlier file in memory must not take it for this one.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
         let file = format!("{name}.v{version}.{fingerprint}.{nanos:x}.parquet");
         let path = dir.join(&file);
         let temporary = dir.join(format!(".{file}.{}.tmp", std::process::id()));
         let read = |source| Error::Read { table: format!("{cube} rollup {name}"), source };
         let written = rows
-            .write_parquet(&temporary.display().to_string(), DataFrameWriteOptions::new().with_single_file_output(true), None)
+            .write_parquet(
+                &temporary.display().to_string(),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
             .await
             .map_err(read)?;
         let count: u64 = written
             .iter()
-            .filter_map(|b: &RecordBatch| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|c| c.iter().flatten().sum::<u64>()))
+            .filter_map(|b: &RecordBatch| {
+                b.column(0).as_any().downcast_ref::<UInt64Array>().map(|c| c.iter().flatten().sum::<u64>())
+            })
             .sum();
         std::fs::rename(&temporary, &path).map_err(|source| Error::Directory { path: path.clone(), source })?;
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or_default();
-        Ok(StoredRollup { name: name.to_owned(), fingerprint: fingerprint.to_owned(), file, rows: count, bytes, build_ms: started.elapsed().as_millis() as u64, scan: Vec::new() })
+        Ok(StoredRollup {
+            name: name.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            file,
+            rows: count,
+            bytes,
+            build_ms: started.elapsed().as_millis() as u64,
+            scan: Vec::new(),
+        })
     }
 
     /// Stores a dictionary of dense ids (`value`, `id`) that a version's rollups were built with.
-    pub async fn store_dictionary(&self, ctx: &SessionContext, cube: &str, column: &str, version: u64, ids: RecordBatch) -> Result<()> {
+    pub async fn store_dictionary(
+        &self,
+        ctx: &SessionContext,
+        cube: &str,
+        column: &str,
+        version: u64,
+        ids: RecordBatch,
+    ) -> Result<()> {
         let dir = self.rollups_dir(cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         let df = ctx.read_batch(ids).map_err(|source| Error::Read { table: format!("{cube} ids"), source })?;
@@ -94,7 +125,12 @@ impl Warehouse {
     }
 
     /// A stored rollup as a table.
-    pub async fn rollup_table(&self, ctx: &SessionContext, cube: &str, stored: &StoredRollup) -> Result<Arc<dyn TableProvider>> {
+    pub async fn rollup_table(
+        &self,
+        ctx: &SessionContext,
+        cube: &str,
+        stored: &StoredRollup,
+    ) -> Result<Arc<dyn TableProvider>> {
         let path = self.rollups_dir(cube).join(&stored.file);
         let read = |source| Error::Read { table: format!("{cube} rollup {}", stored.name), source };
         let df = ctx.read_parquet(path.display().to_string(), ParquetReadOptions::default()).await.map_err(read)?;
@@ -112,7 +148,9 @@ impl Warehouse {
         };
         Ok(entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse::<u64>().ok()))
+            .filter_map(|e| {
+                e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse::<u64>().ok())
+            })
             .max())
     }
 }
@@ -121,7 +159,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| Error::Directory { path: path.to_owned(), source };
     let dir = path.parent().expect("a file in a directory");
     std::fs::create_dir_all(dir).map_err(io)?;
-    let temporary = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
+    let temporary = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
     std::fs::write(&temporary, bytes).map_err(io)?;
     std::fs::rename(&temporary, path).map_err(io)
 }

@@ -24,9 +24,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let project = Project::open(&scratch)?;
     let file = root.join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv");
-    let report = project.ingest_with("abh_newcomers", &[file], kubus::IngestOptions { demo_key: true, ..Default::default() }, &mut |_| {}).await?;
+    let report = project
+        .ingest_with(
+            "abh_newcomers",
+            &[file],
+            kubus::IngestOptions { demo_key: true, ..Default::default() },
+            &mut |_| {},
+        )
+        .await?;
     let t = report.totals();
-    println!("lines {} = accepted {} + rejected {} + skipped {}; {} facts", t.lines, t.accepted, t.rejected, t.skipped_lines(), t.facts);
+    println!(
+        "lines {} = accepted {} + rejected {} + skipped {}; {} facts",
+        t.lines,
+        t.accepted,
+        t.rejected,
+        t.skipped_lines(),
+        t.facts
+    );
 
     let query: Query = serde_json::from_str(
         r#"{"cube": "newcomers", "measures": ["persons", "avg_course_hours"],

@@ -17,7 +17,8 @@ fn refused(role: &Role, rule: String) -> Error {
 pub(crate) fn restrict(query: &Query, role: Option<&Role>, model: &Model) -> Result<Query> {
     let Some(role) = role else { return Ok(query.clone()) };
     let cube = model.cube(&query.cube)?;
-    let read: Vec<&str> = if cube.across().is_empty() { vec![cube.name()] } else { cube.across().iter().map(String::as_str).collect() };
+    let read: Vec<&str> =
+        if cube.across().is_empty() { vec![cube.name()] } else { cube.across().iter().map(String::as_str).collect() };
     if !role.cubes.is_empty()
         && let Some(c) = read.iter().find(|c| !role.cubes.iter().any(|r| r == *c))
     {
@@ -28,7 +29,10 @@ pub(crate) fn restrict(query: &Query, role: Option<&Role>, model: &Model) -> Res
         let cut: Cut = text.parse()?;
         let on = cut.target.split_once('.').map_or(cut.target.as_str(), |(r, _)| r);
         if let Some(c) = read.iter().find(|c| model.cube(c).is_ok_and(|c| c.dimension(on).is_err())) {
-            return Err(refused(role, format!("its row filter {cut} cannot be applied to cube {c}, which has no {on}")));
+            return Err(refused(
+                role,
+                format!("its row filter {cut} cannot be applied to cube {c}, which has no {on}"),
+            ));
         }
         query.cuts.push(cut);
     }
@@ -42,11 +46,14 @@ pub(crate) fn check_levels(plan: &CubePlan<'_>, role: Option<&Role>) -> Result<(
     let too_fine = |dimension: &kubus_model::Dimension, level: usize| -> Option<String> {
         let (_, name) = role.finest.iter().find(|(d, _)| d == dimension.name())?;
         let finest = dimension.level_index(name).ok()?;
-        (!dimension.rolls_up(finest, level)).then(|| format!("it may see {} down to level {name}, not {}", dimension.name(), dimension.levels()[level].name()))
+        (!dimension.rolls_up(finest, level)).then(|| {
+            format!("it may see {} down to level {name}, not {}", dimension.name(), dimension.levels()[level].name())
+        })
     };
     for p in std::iter::once(plan).chain(plan.sides.iter()) {
         let drilled = p.drilldowns.iter().map(|(l, _)| (l.dimension, l.level));
-        let cut = p.cuts.iter().flat_map(|c: &ResolvedCut<'_>| c.given_levels.iter().map(move |&level| (c.dimension, level)));
+        let cut =
+            p.cuts.iter().flat_map(|c: &ResolvedCut<'_>| c.given_levels.iter().map(move |&level| (c.dimension, level)));
         if let Some(rule) = drilled.chain(cut).find_map(|(d, level)| too_fine(d, level)) {
             return Err(refused(role, rule));
         }
@@ -68,7 +75,11 @@ pub(crate) fn check_sql(role: Option<&Role>) -> Result<()> {
 /// Where writing to `path` would land: symbolic links followed (also dangling ones, which writing would create),
 /// then the deepest existing directory made canonical.
 pub(crate) fn resolve(path: &Path) -> PathBuf {
-    let mut path = if path.is_absolute() { path.to_owned() } else { std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned()) };
+    let mut path = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned())
+    };
     for _ in 0..40 {
         match std::fs::read_link(&path) {
             Ok(target) if target.is_relative() => path = path.parent().map(|p| p.join(&target)).unwrap_or(target),

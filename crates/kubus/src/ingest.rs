@@ -162,8 +162,10 @@ impl Project {
         for input in inputs {
             let path = if input.is_absolute() || input.exists() { input.clone() } else { self.root().join(input) };
             if path.is_dir() {
-                let read = std::fs::read_dir(&path).map_err(|source| Error::InputFile { path: path.clone(), source })?;
-                let mut files: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+                let read =
+                    std::fs::read_dir(&path).map_err(|source| Error::InputFile { path: path.clone(), source })?;
+                let mut files: Vec<PathBuf> =
+                    read.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
                 files.sort();
                 out.extend(files);
             } else {
@@ -174,7 +176,12 @@ impl Project {
     }
 
     /// Ingests `files` through `source` in one commit. `progress` is called after each file.
-    pub async fn ingest(&self, source: &str, files: &[PathBuf], progress: &mut dyn FnMut(&FileReport)) -> Result<IngestReport> {
+    pub async fn ingest(
+        &self,
+        source: &str,
+        files: &[PathBuf],
+        progress: &mut dyn FnMut(&FileReport),
+    ) -> Result<IngestReport> {
         self.ingest_with(source, files, IngestOptions::default(), &mut |p| {
             if let IngestProgress::Done(report) = p {
                 progress(report)
@@ -191,7 +198,10 @@ impl Project {
         options: IngestOptions,
         progress: &mut dyn FnMut(IngestProgress<'_>),
     ) -> Result<IngestReport> {
-        let names: Vec<String> = files.iter().map(|f| f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned())).collect();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned()))
+            .collect();
         let mut entry = serde_json::json!({"kind": "ingest", "role": options.role, "source": source, "files": names, "dry_run": options.dry_run});
         let outcome = self.ingest_files(source, files, options, progress).await;
         crate::access::outcome(&mut entry, &outcome);
@@ -231,11 +241,22 @@ impl Project {
         };
         let record_key = schema.index_of(kubus_model::RECORD_KEY_COLUMN).ok().filter(|_| keyless);
         if let Some(at) = record_key {
-            schema = std::sync::Arc::new(schema.project(&without(schema.fields().len(), at)).expect("a column of the schema"));
+            schema = std::sync::Arc::new(
+                schema.project(&without(schema.fields().len(), at)).expect("a column of the schema"),
+            );
         }
         // A dry run stages nothing; it keeps the first facts to show. Otherwise the facts are staged on a
         // thread of their own (ordering them by period and spilling them), while this one reads and converts.
-        let staging = if options.dry_run { None } else { Some(self.warehouse().stage(&cube, schema, source.replace_key(), model.cube(&cube)?.time_role().map(|r| r.name()))?) };
+        let staging = if options.dry_run {
+            None
+        } else {
+            Some(self.warehouse().stage(
+                &cube,
+                schema,
+                source.replace_key(),
+                model.cube(&cube)?.time_role().map(|r| r.name()),
+            )?)
+        };
         let mut preview: Option<datafusion::arrow::record_batch::RecordBatch> = None;
         let (staging, (reports, rejected, converted_names)) = std::thread::scope(|scope| -> Result<_> {
             let (to_stager, stager) = match staging {
@@ -257,25 +278,27 @@ impl Project {
             let read = self.read_files(model, source, files, &key, &mut known, progress, &mut |staged| {
                 let staged = match (staged, record_key) {
                     (Staged::Facts { file, sha256, batch }, Some(at)) => {
-                        let batch = batch.project(&without(batch.num_columns(), at)).expect("the facts have their record keys");
+                        let batch =
+                            batch.project(&without(batch.num_columns(), at)).expect("the facts have their record keys");
                         Staged::Facts { file, sha256, batch }
                     }
                     (staged, _) => staged,
                 };
                 match &to_stager {
-                // A closed channel means the stager stopped on an error, which its join reports.
-                Some(tx) => tx.send(staged).is_ok(),
-                None => {
-                    if let (Staged::Facts { batch, .. }, None) = (&staged, &preview) {
-                        preview = Some(as_text(&batch.slice(0, options.preview.min(batch.num_rows()))));
+                    // A closed channel means the stager stopped on an error, which its join reports.
+                    Some(tx) => tx.send(staged).is_ok(),
+                    None => {
+                        if let (Staged::Facts { batch, .. }, None) = (&staged, &preview) {
+                            preview = Some(as_text(&batch.slice(0, options.preview.min(batch.num_rows()))));
+                        }
+                        true
                     }
-                    true
-                }
                 }
             });
             drop(to_stager);
             // The stager's error first: when it stopped, reading stopped because of it.
-            let staged = stager.map(|s| s.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).transpose()?;
+            let staged =
+                stager.map(|s| s.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).transpose()?;
             Ok((staged, read?))
         })?;
         let Some(staging) = staging else {
@@ -352,7 +375,9 @@ impl Project {
                 path,
                 known,
                 &mut |input, sink| {
-                    let progress = &mut |p: kubus_ingest::Progress| progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size });
+                    let progress = &mut |p: kubus_ingest::Progress| {
+                        progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size })
+                    };
                     kubus_ingest::read_file_to(model, source, &name, input, key, progress, sink)
                 },
                 &mut |sha256, batch| stage(Staged::Facts { file: name.clone(), sha256: sha256.to_owned(), batch }),
@@ -406,7 +431,9 @@ fn as_text(facts: &datafusion::arrow::record_batch::RecordBatch) -> datafusion::
         match field.data_type() {
             DataType::Dictionary(_, value) => {
                 fields.push(Field::new(field.name(), value.as_ref().clone(), field.is_nullable()));
-                columns.push(datafusion::arrow::compute::cast(column, value).expect("a dictionary casts to its values' type"));
+                columns.push(
+                    datafusion::arrow::compute::cast(column, value).expect("a dictionary casts to its values' type"),
+                );
             }
             _ => {
                 fields.push(field.as_ref().clone());
@@ -414,14 +441,16 @@ fn as_text(facts: &datafusion::arrow::record_batch::RecordBatch) -> datafusion::
             }
         }
     }
-    datafusion::arrow::record_batch::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).expect("the same columns, cast")
+    datafusion::arrow::record_batch::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .expect("the same columns, cast")
 }
 
 /// The batches of one file's facts as they are read.
 type Sink<'s> = &'s mut dyn FnMut(datafusion::arrow::record_batch::RecordBatch) -> kubus_ingest::Result<()>;
 
 /// Reads one file's bytes into facts, handing them to a sink.
-type ReadFile<'r> = &'r mut dyn FnMut(Box<dyn std::io::Read + '_>, Sink<'_>) -> kubus_ingest::Result<kubus_ingest::FileFacts>;
+type ReadFile<'r> =
+    &'r mut dyn FnMut(Box<dyn std::io::Read + '_>, Sink<'_>) -> kubus_ingest::Result<kubus_ingest::FileFacts>;
 
 /// Batches of a file's facts held back at most while its hash is computed.
 const HELD_BATCHES: usize = 8;
@@ -450,7 +479,9 @@ fn read_unless_known(
             });
             let _ = tx.send(hash);
         });
-        let wait = |rx: &std::sync::mpsc::Receiver<std::io::Result<String>>| rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("hashing stopped")));
+        let wait = |rx: &std::sync::mpsc::Receiver<std::io::Result<String>>| {
+            rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("hashing stopped")))
+        };
         let mut hash: Option<std::io::Result<String>> = None;
         let mut held = Vec::new();
         let facts = read(Box::new(std::io::BufReader::with_capacity(1 << 16, file)), &mut |batch| {

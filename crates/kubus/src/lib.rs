@@ -23,17 +23,19 @@ mod rollups;
 
 pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestProgress, IngestReport};
 pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
-pub use kubus_model::{DemoIngest, DemoQuery, Diagnostic, Diagnostics, Method, Model, ProjectConfig, PseudonymSettings};
+pub use kubus_model::{
+    DemoIngest, DemoQuery, Diagnostic, Diagnostics, Method, Model, ProjectConfig, PseudonymSettings,
+};
 pub use kubus_query::cellkey::{PTable, PTableParams};
-pub use kubus_warehouse::{QuarantineRow, Replaced};
-pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 pub use kubus_query::disclosure::Protection;
+pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
+pub use kubus_report::schedule::{CatchUp, Due, Job as ScheduleJob, next_wake};
+pub use kubus_warehouse::StoredRollup;
+pub use kubus_warehouse::{QuarantineRow, Replaced};
 pub use project::{Answer, KeyOrigin, Project, QueryOptions, SqlOptions};
 pub use protection::ProtectionRecord;
-pub use kubus_report::schedule::{CatchUp, Due, Job as ScheduleJob, next_wake};
 pub use report::{ReportOptions, ReportRun, ScheduleOptions, ScheduledRun};
-pub use rollups::{Route, RollupStatus, RollupUse};
-pub use kubus_warehouse::StoredRollup;
+pub use rollups::{RollupStatus, RollupUse, Route};
 
 /// Re-export of DataFusion's Arrow, the one Arrow of kubus.
 pub use datafusion::arrow;
@@ -81,7 +83,9 @@ pub enum Error {
         demo_available: bool,
     },
     /// `kubus demo` would delete a directory that does not look like a warehouse.
-    #[error("refusing to reset {path}: it holds {entry}, which kubus did not write; point `warehouse` in kubus.toml at a directory of its own")]
+    #[error(
+        "refusing to reset {path}: it holds {entry}, which kubus did not write; point `warehouse` in kubus.toml at a directory of its own"
+    )]
     NotAWarehouse {
         /// The warehouse directory.
         path: PathBuf,
@@ -174,7 +178,9 @@ pub enum Error {
         cube: String,
     },
     /// Rollups only, and no rollup answers the query.
-    #[error("no rollup answers this query, and rollups-only is set (drop --rollups-only to scan the facts, or declare a rollup):\n{reasons}")]
+    #[error(
+        "no rollup answers this query, and rollups-only is set (drop --rollups-only to scan the facts, or declare a rollup):\n{reasons}"
+    )]
     NoRollup {
         /// The cube.
         cube: String,
@@ -219,7 +225,10 @@ impl Error {
     /// Whether the user can fix this (bad input, schema, query or file) as opposed to an internal failure.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Warehouse(w) => matches!(**w, kubus_warehouse::Error::NoSuchVersion { .. } | kubus_warehouse::Error::OverlappingReplace { .. }),
+            Error::Warehouse(w) => matches!(
+                **w,
+                kubus_warehouse::Error::NoSuchVersion { .. } | kubus_warehouse::Error::OverlappingReplace { .. }
+            ),
             Error::Query(q) => q.is_user_error(),
             Error::Ingest(i) => !matches!(i, kubus_ingest::Error::Arrow(_)),
             _ => true,

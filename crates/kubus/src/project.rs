@@ -2,7 +2,7 @@
 //! I/O lives) and wires model, warehouse and query together for queries and SQL.
 
 use crate::access::{self, AuditLog};
-use crate::rollups::{Route, RollupUse};
+use crate::rollups::{RollupUse, Route};
 use crate::{Error, Result};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
@@ -90,7 +90,12 @@ pub enum KeyOrigin {
 /// Reads every `*.toml` under `dir/{dimensions,cubes,sources}`, sorted, as schema files.
 fn schema_files(dir: &Path) -> Result<Vec<SchemaFile>> {
     let mut files = Vec::new();
-    let kinds = [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube), ("sources", SchemaKind::Source), ("reports", SchemaKind::Report)];
+    let kinds = [
+        ("dimensions", SchemaKind::Dimension),
+        ("cubes", SchemaKind::Cube),
+        ("sources", SchemaKind::Source),
+        ("reports", SchemaKind::Report),
+    ];
     for (sub, kind) in kinds {
         let sub_dir = dir.join(sub);
         if !sub_dir.is_dir() {
@@ -136,7 +141,9 @@ impl Project {
 
     /// Makes the warehouse record the protection of the project file in `dir`, also a weaker one: an intended
     /// change of the protection, by whoever may write the warehouse. Returns what was recorded before.
-    pub fn adopt_protection(dir: impl AsRef<Path>) -> Result<(Option<crate::ProtectionRecord>, crate::ProtectionRecord)> {
+    pub fn adopt_protection(
+        dir: impl AsRef<Path>,
+    ) -> Result<(Option<crate::ProtectionRecord>, crate::ProtectionRecord)> {
         let project = Project::load(dir.as_ref())?;
         let before = project.recorded_protection()?;
         let now = project.protection_record();
@@ -147,7 +154,8 @@ impl Project {
     fn load(dir: &Path) -> Result<Project> {
         let root = dir.to_owned();
         let path = root.join("kubus.toml");
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::ProjectFile { path: path.clone(), source })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| Error::ProjectFile { path: path.clone(), source })?;
         let config = ProjectConfig::parse(&path.display().to_string(), &text)?;
         let model = kubus_model::load_model(&schema_files(&root.join(&config.schemas))?)?;
         let warehouse = Warehouse::open(&root.join(&config.warehouse))?;
@@ -155,7 +163,8 @@ impl Project {
         let ptable = match &config.disclosure.cell_key {
             Some(settings) => {
                 let path = root.join(&settings.ptable);
-                let text = std::fs::read_to_string(&path).map_err(|source| Error::PTableFile { path: path.clone(), source })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| Error::PTableFile { path: path.clone(), source })?;
                 Some(std::sync::Arc::new(kubus_query::cellkey::PTable::parse(&settings.ptable, &text, settings.wrap)?))
             }
             None => None,
@@ -207,14 +216,16 @@ impl Project {
     /// Deletes the warehouse and opens an empty one (see [`Project::rebuild`]).
     pub fn reset_warehouse(&mut self) -> Result<()> {
         let dir = self.warehouse.root().to_owned();
-        let entries = std::fs::read_dir(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !["facts", "quarantine", "staging", "rollups", crate::protection::FILE].contains(&name.as_ref()) {
                 return Err(Error::NotAWarehouse { path: dir, entry: name });
             }
         }
-        std::fs::remove_dir_all(&dir).map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         self.warehouse = Warehouse::open(&dir)?;
         crate::protection::write(&dir, &self.protection_record())?;
         self.rollup_cache = Default::default();
@@ -307,7 +318,10 @@ impl Project {
             let protected = !role.is_some_and(|r| r.bypass_disclosure) && settings.threshold_for(cube.name()).is_some();
             match (&self.ptable, cube.unit_column()) {
                 (Some(ptable), Some(unit)) if protected && method == kubus_model::Method::CellKey => {
-                    let magnitude = settings.cell_key.as_ref().map_or(kubus_model::CellKeySettings::DEFAULT_MAGNITUDE, |c| c.magnitude);
+                    let magnitude = settings
+                        .cell_key
+                        .as_ref()
+                        .map_or(kubus_model::CellKeySettings::DEFAULT_MAGNITUDE, |c| c.magnitude);
                     Some(kubus_query::cellkey::Noise { ptable: ptable.clone(), unit: unit.to_owned(), magnitude })
                 }
                 _ => None,
@@ -323,7 +337,8 @@ impl Project {
     /// How an answer's numbers are protected, in the words of a publication: per cube it reads.
     fn protection_notes(&self, plan: &kubus_query::CubePlan<'_>, bypass: bool, threshold: Option<u64>) -> Vec<String> {
         let settings = &self.config.disclosure;
-        let cubes: Vec<&kubus_query::CubePlan<'_>> = if plan.sides.is_empty() { vec![plan] } else { plan.sides.iter().collect() };
+        let cubes: Vec<&kubus_query::CubePlan<'_>> =
+            if plan.sides.is_empty() { vec![plan] } else { plan.sides.iter().collect() };
         cubes
             .into_iter()
             .map(|p| {
@@ -352,23 +367,44 @@ impl Project {
 
     /// Disclosure control over answers that are published together (one query, or the tables of one report), unless
     /// the role may bypass it; `threshold` replaces the project's (a report's own).
-    pub(crate) fn protect(&self, raw: Vec<RawAnswer<'_>>, options: &QueryOptions, threshold: Option<u64>) -> Result<Vec<Answer>> {
+    pub(crate) fn protect(
+        &self,
+        raw: Vec<RawAnswer<'_>>,
+        options: &QueryOptions,
+        threshold: Option<u64>,
+    ) -> Result<Vec<Answer>> {
         let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
         if role.is_some_and(|r| r.bypass_disclosure) {
             return raw
                 .into_iter()
                 .map(|r| {
                     let notes = self.protection_notes(&r.plan, true, threshold);
-                    Ok(Answer { result: disclosure::strip_hidden(r.result)?, versions: r.versions, protection: Protection::default(), routes: r.routes, notes })
+                    Ok(Answer {
+                        result: disclosure::strip_hidden(r.result)?,
+                        versions: r.versions,
+                        protection: Protection::default(),
+                        routes: r.routes,
+                        notes,
+                    })
                 })
                 .collect();
         }
         let settings = &self.config.disclosure;
-        let rules = disclosure::Rules { symbol: settings.symbol.clone(), zero_symbol: settings.zero_symbol.clone(), dominance: settings.dominance };
+        let rules = disclosure::Rules {
+            symbol: settings.symbol.clone(),
+            zero_symbol: settings.zero_symbol.clone(),
+            dominance: settings.dominance,
+        };
         // Counts perturbed by the cell key method are not suppressed as well.
-        let perturbed: Vec<&str> =
-            raw.iter().flat_map(|r| std::iter::once(&r.plan).chain(&r.plan.sides)).filter(|p| p.noise.is_some()).map(|p| p.cube.name()).collect();
-        let threshold_of = |cube: &str| if perturbed.contains(&cube) { None } else { settings.threshold_for(cube).map(|t| threshold.unwrap_or(t)) };
+        let perturbed: Vec<&str> = raw
+            .iter()
+            .flat_map(|r| std::iter::once(&r.plan).chain(&r.plan.sides))
+            .filter(|p| p.noise.is_some())
+            .map(|p| p.cube.name())
+            .collect();
+        let threshold_of = |cube: &str| {
+            if perturbed.contains(&cube) { None } else { settings.threshold_for(cube).map(|t| threshold.unwrap_or(t)) }
+        };
         let answers = raw.iter().map(|r| (r.result.clone(), &r.plan)).collect();
         let protected = disclosure::protect_together(answers, &threshold_of, &rules)?;
         Ok(protected
@@ -386,7 +422,8 @@ impl Project {
     /// The role's checks apply as to the query itself, and every explain is in the audit log.
     pub async fn explain(&self, query: &Query, options: &QueryOptions) -> Result<String> {
         let outcome = self.explain_as(query, options).await;
-        let mut entry = serde_json::json!({"kind": "explain", "role": options.role, "cube": query.cube, "query": query});
+        let mut entry =
+            serde_json::json!({"kind": "explain", "role": options.role, "cube": query.cube, "query": query});
         access::outcome(&mut entry, &outcome);
         self.audit.append(entry)?;
         outcome
@@ -435,7 +472,12 @@ impl Project {
     }
 
     /// A cube's facts at `as_of` (or the latest version), with the version read.
-    pub(crate) async fn facts_at(&self, ctx: &SessionContext, cube: &str, as_of: Option<u64>) -> Result<(std::sync::Arc<dyn datafusion::catalog::TableProvider>, u64)> {
+    pub(crate) async fn facts_at(
+        &self,
+        ctx: &SessionContext,
+        cube: &str,
+        as_of: Option<u64>,
+    ) -> Result<(std::sync::Arc<dyn datafusion::catalog::TableProvider>, u64)> {
         match self.warehouse.facts(ctx, cube, as_of).await? {
             Some(found) => Ok(found),
             None => Err(self.empty_cube(cube)),
@@ -443,7 +485,10 @@ impl Project {
     }
 
     pub(crate) fn empty_cube(&self, cube: &str) -> Error {
-        Error::EmptyCube { cube: cube.to_owned(), sources: self.model.sources().filter(|s| s.cube() == cube).map(|s| s.name().to_owned()).collect() }
+        Error::EmptyCube {
+            cube: cube.to_owned(),
+            sources: self.model.sources().filter(|s| s.cube() == cube).map(|s| s.name().to_owned()).collect(),
+        }
     }
 
     /// Runs read-only SQL over one view per cube that has facts (named like the cube, with member labels). Each
@@ -512,7 +557,8 @@ impl Project {
             }
         }
         let names = ["level", "key", "label", "label_en", "aliases", "parents"];
-        let arrays = names.into_iter().zip(columns).map(|(n, c)| (n, std::sync::Arc::new(StringArray::from(c)) as ArrayRef));
+        let arrays =
+            names.into_iter().zip(columns).map(|(n, c)| (n, std::sync::Arc::new(StringArray::from(c)) as ArrayRef));
         RecordBatch::try_from_iter(arrays).map_err(|e| kubus_query::Error::from(e).into())
     }
 
@@ -542,13 +588,24 @@ impl Project {
             };
             columns.push(Column { name: c.name.clone(), heading: c.heading.clone(), kind });
         }
-        Ok(kubus_report::Table { title: cube.label().to_owned(), schema: result.schema.clone(), batches: result.batches.clone(), columns, notes: Vec::new() })
+        Ok(kubus_report::Table {
+            title: cube.label().to_owned(),
+            schema: result.schema.clone(),
+            batches: result.batches.clone(),
+            columns,
+            notes: Vec::new(),
+        })
     }
 
     /// The rejected lines in quarantine, of one source or of all, with the source's name.
     /// Only a role that may read the quarantine may; every read, allowed or not, is in the audit log.
     pub fn quarantine(&self, source: Option<&str>, role: Option<&str>) -> Result<Vec<(String, QuarantineRow)>> {
-        let outcome = self.config.role_opt(role).map_err(Error::from).and_then(access::check_quarantine).and_then(|()| self.read_quarantine(source));
+        let outcome = self
+            .config
+            .role_opt(role)
+            .map_err(Error::from)
+            .and_then(access::check_quarantine)
+            .and_then(|()| self.read_quarantine(source));
         let mut entry = serde_json::json!({"kind": "quarantine", "role": role, "source": source});
         access::outcome(&mut entry, &outcome);
         if let Ok(rows) = &outcome {

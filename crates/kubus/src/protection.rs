@@ -56,7 +56,12 @@ impl ProtectionRecord {
             suppressed_cubes: d.cube_methods.iter().filter(|(_, m)| weak_method(*m)).map(|(c, _)| c.clone()).collect(),
             bypass_roles: config.roles.iter().filter(|r| r.bypass_disclosure).map(|r| r.name.clone()).collect(),
             sql_roles: config.roles.iter().filter(|r| r.sql).map(|r| r.name.clone()).collect(),
-            suppressed_roles: config.roles.iter().filter(|r| r.method.is_some_and(weak_method)).map(|r| r.name.clone()).collect(),
+            suppressed_roles: config
+                .roles
+                .iter()
+                .filter(|r| r.method.is_some_and(weak_method))
+                .map(|r| r.name.clone())
+                .collect(),
             quarantine_roles: config.roles.iter().filter(|r| r.quarantine).map(|r| r.name.clone()).collect(),
             magnitude: d.cell_key.as_ref().map(|c| c.magnitude),
         }
@@ -89,10 +94,18 @@ impl ProtectionRecord {
             (!new.is_empty()).then(|| format!("{what} {}", new.join(", ")))
         };
         out.extend(added(&self.exempt, &recorded.exempt, "exempt cubes"));
-        out.extend(added(&self.suppressed_cubes, &recorded.suppressed_cubes, "suppression instead of the cell key method for cubes"));
+        out.extend(added(
+            &self.suppressed_cubes,
+            &recorded.suppressed_cubes,
+            "suppression instead of the cell key method for cubes",
+        ));
         out.extend(added(&self.bypass_roles, &recorded.bypass_roles, "roles that bypass protection:"));
         out.extend(added(&self.sql_roles, &recorded.sql_roles, "roles that run SQL:"));
-        out.extend(added(&self.suppressed_roles, &recorded.suppressed_roles, "suppression instead of the cell key method for roles"));
+        out.extend(added(
+            &self.suppressed_roles,
+            &recorded.suppressed_roles,
+            "suppression instead of the cell key method for roles",
+        ));
         out.extend(added(&self.quarantine_roles, &recorded.quarantine_roles, "roles that read the quarantine:"));
         out
     }
@@ -106,7 +119,9 @@ fn path(warehouse: &Path) -> PathBuf {
 pub(crate) fn read(warehouse: &Path) -> Result<Option<ProtectionRecord>> {
     let file = path(warehouse);
     match std::fs::read_to_string(&file) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| Error::ProtectionRecord { path: file, reason: e.to_string() }),
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::ProtectionRecord { path: file, reason: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::ProtectionRecord { path: file, reason: e.to_string() }),
     }
@@ -179,7 +194,10 @@ mod tests {
         weaker.magnitude = Some(30);
         let found = weaker.weaker_than(&recorded);
         assert_eq!(found.len(), 6, "{found:?}");
-        assert!(found.iter().any(|f| f == "magnitude noise 30 % instead of 25 %"), "a larger noise is another noise too");
+        assert!(
+            found.iter().any(|f| f == "magnitude noise 30 % instead of 25 %"),
+            "a larger noise is another noise too"
+        );
         assert!(found[0].contains("method suppression instead of cell_key"));
         assert!(found.iter().any(|f| f == "roles that bypass protection: gast"));
     }

@@ -4,9 +4,9 @@
 
 use crate::project::{Project, QueryOptions};
 use crate::{Error, Result};
+use chrono::{DateTime, Utc};
 use kubus_model::{ChartKind, SectionKind, fill_period};
 use kubus_query::Query;
-use chrono::{DateTime, Utc};
 use kubus_report::report::{Body, Chart, Document, Part, Templates, Tile};
 use kubus_report::schedule::{self, CatchUp, Due, Job};
 use std::collections::HashMap;
@@ -44,7 +44,12 @@ impl Project {
         }
         // A report is a fixed publication: its tables are protected together by suppression, which keeps every
         // shown number exact.
-        let query_options = QueryOptions { as_of: None, role: options.role.clone(), method: Some(kubus_model::Method::Suppression), ..QueryOptions::default() };
+        let query_options = QueryOptions {
+            as_of: None,
+            role: options.role.clone(),
+            method: Some(kubus_model::Method::Suppression),
+            ..QueryOptions::default()
+        };
         // Every section's query first; then disclosure control over all of them together, so that a cell shown in
         // two tables is treated alike in both and no table's totals give away another's hidden cell.
         let mut raw = Vec::new();
@@ -55,7 +60,12 @@ impl Project {
             let cuts = section
                 .cuts
                 .iter()
-                .map(|c| fill_period(c, &options.period).ok_or_else(|| Error::BadPeriod { period: options.period.clone() })?.parse().map_err(Error::from))
+                .map(|c| {
+                    fill_period(c, &options.period)
+                        .ok_or_else(|| Error::BadPeriod { period: options.period.clone() })?
+                        .parse()
+                        .map_err(Error::from)
+                })
                 .collect::<Result<Vec<_>>>()?;
             let query = Query {
                 cube: section.cube.clone(),
@@ -126,12 +136,18 @@ impl Project {
 
     /// Runs a report and writes its outputs into `out/<name>_<period>/`, replacing an earlier run of the same period
     /// only once every file of the new one is written. Returns the run and the files.
-    pub async fn run_report(&self, name: &str, options: &ReportOptions, out: &Path) -> Result<(ReportRun, Vec<PathBuf>)> {
+    pub async fn run_report(
+        &self,
+        name: &str,
+        options: &ReportOptions,
+        out: &Path,
+    ) -> Result<(ReportRun, Vec<PathBuf>)> {
         let outcome = match self.check_output(out) {
             Ok(()) => self.build_report(name, options).await,
             Err(e) => Err(e),
         };
-        let mut entry = serde_json::json!({"kind": "report", "report": name, "period": options.period, "role": options.role});
+        let mut entry =
+            serde_json::json!({"kind": "report", "report": name, "period": options.period, "role": options.role});
         crate::access::outcome(&mut entry, &outcome);
         if let Ok(run) = &outcome {
             entry["suppressed"] = run.suppressed.into();
@@ -146,7 +162,9 @@ impl Project {
         let partial = out.join(format!(".{}_{}.partial-{}", name, options.period, std::process::id()));
         std::fs::create_dir_all(&partial).map_err(io(&partial))?;
         let templates = self.report_templates()?;
-        let files = kubus_report::report::write_all(&run.document, &templates, &self.config().disclosure.symbol, &partial).map_err(Error::Report)?;
+        let files =
+            kubus_report::report::write_all(&run.document, &templates, &self.config().disclosure.symbol, &partial)
+                .map_err(Error::Report)?;
         let old = out.join(format!(".{}_{}.old-{}", name, options.period, std::process::id()));
         if final_dir.exists() {
             std::fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
@@ -194,7 +212,11 @@ fn tiles(table: &kubus_report::Table) -> Result<Vec<Tile>> {
         .filter_map(|c| {
             let i = shown.names.iter().position(|n| *n == c.name)?;
             let value = row.get(i).cloned().flatten().unwrap_or_default();
-            Some(Tile { label: c.heading.clone(), value: kubus_report::report::german(&value.replace(',', "."), &shown.types[i]), detail: None })
+            Some(Tile {
+                label: c.heading.clone(),
+                value: kubus_report::report::german(&value.replace(',', "."), &shown.types[i]),
+                detail: None,
+            })
         })
         .collect())
 }
@@ -223,7 +245,9 @@ impl Project {
         self.model()
             .reports()
             .filter_map(|r| r.schedule().map(|cron| (r.name(), cron)))
-            .map(|(name, cron)| Job::new(name, cron).map_err(|e| Error::BadSchedule { report: name.to_owned(), reason: e.to_string() }))
+            .map(|(name, cron)| {
+                Job::new(name, cron).map_err(|e| Error::BadSchedule { report: name.to_owned(), reason: e.to_string() })
+            })
             .collect()
     }
 
@@ -272,7 +296,9 @@ impl RunLog {
         let mut last: HashMap<String, DateTime<Utc>> = HashMap::new();
         for line in text.lines() {
             let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            let time = |key: &str| entry[key].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+            let time = |key: &str| {
+                entry[key].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+            };
             match entry["event"].as_str() {
                 Some("start") => since = since.or(time("time")),
                 Some("run") => {
@@ -326,7 +352,8 @@ impl Lock {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let alive = holder.trim().parse::<u32>().is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                    let alive =
+                        holder.trim().parse::<u32>().is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
                     if alive {
                         return Ok(None);
                     }

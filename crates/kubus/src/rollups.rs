@@ -98,9 +98,16 @@ impl Route {
 
 impl Project {
     /// A stored rollup as a table: from memory when it is small enough to be held there.
-    async fn rollup_table(&self, ctx: &SessionContext, cube: &str, stored: &StoredRollup) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    async fn rollup_table(
+        &self,
+        ctx: &SessionContext,
+        cube: &str,
+        stored: &StoredRollup,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
         let key = format!("{cube}/{}", stored.file);
-        if let Some(table) = self.rollup_cache.tables.lock().expect("the cache lock is never held across a panic").get(&key) {
+        if let Some(table) =
+            self.rollup_cache.tables.lock().expect("the cache lock is never held across a panic").get(&key)
+        {
             return Ok(table.clone());
         }
         let table = self.warehouse().rollup_table(ctx, cube, stored).await?;
@@ -108,21 +115,37 @@ impl Project {
             return Ok(table);
         }
         let schema = table.schema();
-        let batches = ctx.read_table(table).map_err(kubus_query::Error::from)?.collect().await.map_err(kubus_query::Error::from)?;
-        let table: Arc<dyn datafusion::catalog::TableProvider> =
-            Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![batches]).map_err(kubus_query::Error::from)?);
-        self.rollup_cache.tables.lock().expect("the cache lock is never held across a panic").insert(key, table.clone());
+        let batches = ctx
+            .read_table(table)
+            .map_err(kubus_query::Error::from)?
+            .collect()
+            .await
+            .map_err(kubus_query::Error::from)?;
+        let table: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(
+            datafusion::datasource::MemTable::try_new(schema, vec![batches]).map_err(kubus_query::Error::from)?,
+        );
+        self.rollup_cache
+            .tables
+            .lock()
+            .expect("the cache lock is never held across a panic")
+            .insert(key, table.clone());
         Ok(table)
     }
 
     /// The fingerprint of a rollup's definition (see [`rollup::fingerprint`]), computed once per project.
     fn fingerprint(&self, cube: &kubus_model::Cube, r: &Rollup) -> Result<String> {
         let key = format!("{}/{}", cube.name(), r.name());
-        if let Some(f) = self.rollup_cache.fingerprints.lock().expect("the cache lock is never held across a panic").get(&key) {
+        if let Some(f) =
+            self.rollup_cache.fingerprints.lock().expect("the cache lock is never held across a panic").get(&key)
+        {
             return Ok(f.clone());
         }
         let f = rollup::fingerprint(self.model(), cube, r)?;
-        self.rollup_cache.fingerprints.lock().expect("the cache lock is never held across a panic").insert(key, f.clone());
+        self.rollup_cache
+            .fingerprints
+            .lock()
+            .expect("the cache lock is never held across a panic")
+            .insert(key, f.clone());
         Ok(f)
     }
 
@@ -163,12 +186,15 @@ impl Project {
                 // rollup is small next to the facts).
                 let frame = match scan.len() {
                     1 => frame,
-                    _ => ctx.read_batches(frame.collect().await.map_err(kubus_query::Error::from)?).map_err(kubus_query::Error::from)?,
+                    _ => ctx
+                        .read_batches(frame.collect().await.map_err(kubus_query::Error::from)?)
+                        .map_err(kubus_query::Error::from)?,
                 };
                 let aggregated = started.elapsed().as_millis() as u64;
                 let names: Vec<String> = scan.iter().map(|r| r.name().to_owned()).collect();
                 for (i, r) in scan.iter().enumerate() {
-                    let fingerprint = &missing.iter().find(|(m, _)| m.name() == r.name()).expect("a scan holds missing rollups").1;
+                    let fingerprint =
+                        &missing.iter().find(|(m, _)| m.name() == r.name()).expect("a scan holds missing rollups").1;
                     let rows = rollup::rollup_rows(model, cube, &scan, i, frame.clone())?;
                     let mut stored = warehouse.store_rollup(cube.name(), r.name(), version, fingerprint, rows).await?;
                     if scan.len() > 1 {
@@ -254,11 +280,15 @@ impl Project {
             let Routing { chosen, verdicts } = rollup::route(plan, &candidates);
             route.verdicts = verdicts.into_iter().map(|(name, rows, v)| (name, Some(rows), v.err())).collect();
             for name in unbuilt {
-                let why = format!("not built for version {version} with its current definition (kubus rollups --build {})", cube.name());
+                let why = format!(
+                    "not built for version {version} with its current definition (kubus rollups --build {})",
+                    cube.name()
+                );
                 route.verdicts.push((name, None, Some(why)));
             }
             if let Some(r) = chosen {
-                let (_, _, stored) = available.iter().find(|(x, _, _)| x.name() == r.name()).expect("chosen among the available");
+                let (_, _, stored) =
+                    available.iter().find(|(x, _, _)| x.name() == r.name()).expect("chosen among the available");
                 let table = self.rollup_table(ctx, cube.name(), stored).await?;
                 route.rollup = Some(r.name().to_owned());
                 return Ok((rollup::at_rollup(plan, r), table, route));

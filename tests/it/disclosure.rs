@@ -113,9 +113,9 @@ fn recoverable(keys: &[Vec<Option<String>>], hidden: &[bool]) -> Vec<usize> {
             if fn_ == 0 {
                 continue;
             }
-            for j in 0..vars.len() {
-                let (a, b) = (m[r][j], m[row][j]);
-                m[r][j] = norm((a.0 * b.1 * fd - b.0 * fn_ * a.1, a.1 * b.1 * fd));
+            let pivot = m[row].clone();
+            for (a, b) in m[r].iter_mut().zip(pivot) {
+                *a = norm((a.0 * b.1 * fd - b.0 * fn_ * a.1, a.1 * b.1 * fd));
             }
         }
         pivots.push((row, col));

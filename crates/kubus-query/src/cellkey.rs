@@ -97,7 +97,7 @@ impl PTable {
                 text.parse::<i64>().map_err(|_| bad(index + 1, format!("{what} '{text}' is not a whole number")))
             };
             let (pcv, ckey, pvalue) = (number(pcv_at, "pcv")?, number(ckey_at, "ckey")?, number(pvalue_at, "pvalue")?);
-            if pcv < 1 || pcv > 1_000_000 || !(0..65_536).contains(&ckey) || pvalue.abs() > 1_000_000 {
+            if !(1..=1_000_000).contains(&pcv) || !(0..65_536).contains(&ckey) || pvalue.abs() > 1_000_000 {
                 return Err(bad(
                     index + 1,
                     format!("pcv {pcv}, ckey {ckey} or pvalue {pvalue} out of range (pcv 1…1000000, ckey 0…65535)"),

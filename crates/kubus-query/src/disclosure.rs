@@ -315,10 +315,10 @@ fn bounded(
 fn equations(keys: &[Vec<Option<String>>]) -> Vec<(usize, Vec<usize>)> {
     let grain = |r: usize| keys[r].iter().take_while(|k| k.is_some()).count();
     let mut by_prefix: HashMap<(usize, &[Option<String>]), Vec<usize>> = HashMap::new();
-    for r in 0..keys.len() {
+    for (r, key) in keys.iter().enumerate() {
         let g = grain(r);
         if g > 0 {
-            by_prefix.entry((g - 1, &keys[r][..g - 1])).or_default().push(r);
+            by_prefix.entry((g - 1, &key[..g - 1])).or_default().push(r);
         }
     }
     (0..keys.len())

@@ -19,6 +19,9 @@ struct Dim {
     categories: Vec<(String, String)>,
 }
 
+/// One row of an answer as a cell: its position along each dimension, its values and their statuses.
+type Cell = (Vec<usize>, Vec<Value>, Vec<Option<String>>);
+
 /// The dataset as a JSON value.
 pub(crate) fn dataset(table: &Table) -> Result<Value> {
     let mut dims: Vec<Dim> = Vec::new();
@@ -35,7 +38,7 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
     }
     let status_of = table.status_columns();
     // First pass: categories, and each row's cell coordinates, values and statuses.
-    let mut rows: Vec<(Vec<usize>, Vec<Value>, Vec<Option<String>>)> = Vec::new();
+    let mut rows: Vec<Cell> = Vec::new();
     for batch in &table.batches {
         let text = |i: usize| -> Result<ArrayRef> { Ok(cast(batch.column(i), &DataType::Utf8)?) };
         let keys = dims.iter().map(|d| text(d.key)).collect::<Result<Vec<_>>>()?;

@@ -341,7 +341,8 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             out + "</svg>"
         }
         Chart::Stacked => {
-            let mut bars: Vec<(String, Vec<(String, Option<f64>)>)> = Vec::new();
+            // Each bar with its stacks' values, in the order they come.
+            let mut bars: Vec<(String, Vec<Stacked>)> = Vec::new();
             let mut stacks: Vec<String> = Vec::new();
             for (bar, stack, value) in points {
                 if !stacks.contains(&stack) {
@@ -595,3 +596,6 @@ fn legend(workbook: &mut rust_xlsxwriter::Workbook, doc: &Document) -> Result<()
     sheet.set_column_width(1, 100)?;
     Ok(())
 }
+
+/// One stack of a bar and its value (none where the cell is suppressed).
+type Stacked = (String, Option<f64>);

@@ -278,6 +278,9 @@ impl Project {
     }
 }
 
+/// Each report's last scheduled run.
+type LastRuns = HashMap<String, DateTime<Utc>>;
+
 /// The scheduler's run log: one JSON line per run, and one for the first start (from which never-run reports are
 /// caught up).
 struct RunLog {
@@ -286,7 +289,7 @@ struct RunLog {
 
 impl RunLog {
     /// The first start (recorded now if there is none) and each report's last scheduled run.
-    fn read(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, HashMap<String, DateTime<Utc>>)> {
+    fn read(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, LastRuns)> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

@@ -15,4 +15,5 @@ mod realdata;
 mod reports;
 mod rollups;
 mod schemas;
+mod server;
 mod tidy;

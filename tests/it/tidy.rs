@@ -10,7 +10,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("kubus-query", &["kubus-model"]),
     ("kubus-report", &[]),
     ("kubus", &["kubus-model", "kubus-ingest", "kubus-warehouse", "kubus-query", "kubus-report"]),
-    ("kubus-cli", &["kubus"]),
+    ("kubus-server", &["kubus"]),
+    ("kubus-cli", &["kubus", "kubus-server"]),
 ];
 
 #[test]

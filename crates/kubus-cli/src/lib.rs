@@ -115,6 +115,21 @@ enum Command {
     },
     /// Rebuild the warehouse from the sample exports and run example queries.
     Demo,
+    /// Serve the project over HTTP: the caller's identity (token or single sign-on) decides its role.
+    Serve {
+        /// Listen here instead of `[server] listen` of kubus.toml (e.g. 0.0.0.0:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Pseudonymise uploads with the project's demo key when no real key is set (synthetic sample data only).
+        #[arg(long)]
+        demo_key: bool,
+    },
+    /// Users of `kubus serve`: `kubus user add NAME --group G`, `kubus user list`.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Tokens of `kubus serve`: `kubus token create USER` prints a new token once.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Show how the warehouse records its protection against this project file; --adopt records the project file's.
     Protection {
         /// Make the warehouse record this project file's protection, also a weaker one (an intended change).
@@ -146,6 +161,29 @@ enum CatchUpArg {
     Last,
     All,
     Skip,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user (the name the city's single sign-on sends, or any name for token-only users).
+    Add {
+        /// User name.
+        name: String,
+        /// A group of kubus.toml [groups] (repeatable); the groups decide the user's role.
+        #[arg(long = "group", short = 'g')]
+        groups: Vec<String>,
+    },
+    /// List the users, their groups, role and number of tokens.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token for a user and print it (only its hash is kept: it cannot be shown again).
+    Create {
+        /// User name.
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,7 +338,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
                     return Ok(());
                 }
             }
-            let batch = quarantine_batch(&rows)?;
+            let batch = kubus::quarantine_batch(&rows)?;
             emit(&project, &output, &Table::plain("Quarantäne", batch.schema(), vec![batch]), &|_| false, stdout)
         }
         Command::Query(args) => query(&Project::open(&cli.project)?, args, cli.role.clone(), stdout).await,
@@ -373,6 +411,77 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             schedule(&project, &options, once, stdout, stderr).await
         }
         Command::Demo => demo(&cli.project, stdout, stderr).await,
+        Command::Serve { .. } | Command::User(_) | Command::Token(_) if cli.role.is_some() => Err(Usage(
+            "--role does not apply here: on the server the identity (token or single sign-on) decides the role".into(),
+        )
+        .into()),
+        Command::Serve { listen, demo_key } => {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("KUBUS_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .try_init();
+            let project = Project::open(&cli.project)?;
+            let server = kubus_server::Server::bind(project, kubus_server::Options { listen, demo_key }).await?;
+            writeln!(
+                stdout,
+                "kubus serve: listening on http://{}/api/v1 (SIGTERM or Ctrl-C stop)",
+                server.local_addr()
+            )?;
+            stdout.flush()?;
+            server.run(kubus_server::shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::User(UserCommand::Add { name, groups }) => {
+            let project = Project::open(&cli.project)?;
+            project.add_user(&name, &groups)?;
+            let user = kubus::User { groups: groups.clone(), tokens: Vec::new() };
+            let identity = project.identity(&name, &user)?;
+            writeln!(
+                stdout,
+                "user {name} added (groups: {}; role: {}); give it a token with `kubus token create {name}`",
+                if groups.is_empty() { "none".to_owned() } else { groups.join(", ") },
+                identity.role.as_deref().unwrap_or("the most restrictive default")
+            )?;
+            Ok(())
+        }
+        Command::User(UserCommand::List) => {
+            let project = Project::open(&cli.project)?;
+            let users = project.users()?;
+            let mut grid = comfy_table::Table::new();
+            grid.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            grid.set_header(["user", "groups", "role", "tokens"]);
+            for (name, user) in &users.users {
+                let role = match project.identity(name, user) {
+                    Ok(identity) => identity.role.unwrap_or_else(|| "(default)".into()),
+                    Err(e) => format!("refused: {e}"),
+                };
+                grid.add_row([name.clone(), user.groups.join(", "), role, user.tokens.len().to_string()]);
+            }
+            writeln!(stdout, "{grid}")?;
+            writeln!(
+                stdout,
+                "({} user{}; file {})",
+                users.users.len(),
+                if users.users.len() == 1 { "" } else { "s" },
+                project.users_path().display()
+            )?;
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { user }) => {
+            let project = Project::open(&cli.project)?;
+            let token = project.create_token(&user)?;
+            writeln!(stdout, "{token}")?;
+            writeln!(
+                stderr,
+                "token for {user}: shown only now; kubus keeps its hash in {}",
+                project.users_path().display()
+            )?;
+            Ok(())
+        }
         Command::Protection { adopt: true } => {
             let (before, now) = Project::adopt_protection(&cli.project)?;
             writeln!(stdout, "the warehouse now records: {}", serde_json::to_string(&now)?)?;
@@ -668,25 +777,6 @@ fn parse_as_of(text: &str) -> Result<(String, u64), String> {
     Ok((cube.trim().to_owned(), version))
 }
 
-/// Rejected lines as a batch, for the table, CSV and JSON writers.
-fn quarantine_batch(rows: &[(String, kubus::QuarantineRow)]) -> anyhow::Result<kubus::arrow::array::RecordBatch> {
-    use kubus::arrow::array::{ArrayRef, StringArray, UInt64Array};
-    let text = |f: &dyn Fn(&(String, kubus::QuarantineRow)) -> String| -> ArrayRef {
-        std::sync::Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
-    };
-    let line: ArrayRef =
-        std::sync::Arc::new(UInt64Array::from(rows.iter().map(|(_, r)| r.line as u64).collect::<Vec<_>>()));
-    Ok(kubus::arrow::array::RecordBatch::try_from_iter([
-        ("source", text(&|(s, _)| s.clone())),
-        ("file", text(&|(_, r)| r.file.clone())),
-        ("line", line),
-        ("column", text(&|(_, r)| r.column.clone())),
-        ("value", text(&|(_, r)| r.value.clone())),
-        ("problem", text(&|(_, r)| r.problem.clone())),
-        ("reason", text(&|(_, r)| r.reason.clone())),
-    ])?)
-}
-
 async fn dry_run_ingest(
     project: &Project,
     source: &str,
@@ -712,7 +802,7 @@ async fn dry_run_ingest(
     if !report.rejected.is_empty() {
         let rows: Vec<(String, kubus::QuarantineRow)> =
             report.rejected.iter().map(|r| (report.source.clone(), r.clone())).collect();
-        render::table(&[quarantine_batch(&rows)?], &|_| false, stdout)?;
+        render::table(&[kubus::quarantine_batch(&rows)?], &|_| false, stdout)?;
     }
     Ok(())
 }

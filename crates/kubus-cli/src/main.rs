@@ -1,5 +1,6 @@
-//! The `kubus` binary: hands the process arguments and streams to `kubus_cli::run`.
+//! The `kubus` binary: hands the process arguments and streams to `kubus_cli::run`. The streams are not locked for
+//! the whole run: `kubus serve` logs to standard error from its worker threads.
 
 fn main() -> std::process::ExitCode {
-    kubus_cli::run(std::env::args(), &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
+    kubus_cli::run(std::env::args(), &mut std::io::stdout(), &mut std::io::stderr())
 }

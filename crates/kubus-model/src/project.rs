@@ -136,6 +136,75 @@ pub struct Role {
     pub method: Option<Method>,
     /// May read the quarantine: rejected lines hold raw values of persons (names of columns, birth dates).
     pub quarantine: bool,
+    /// The topics the role was given; their cubes are part of `cubes`.
+    pub topics: Vec<String>,
+}
+
+/// A topic: a set of cubes that roles are given by name (the topic groups of the city's permissions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// Topic name.
+    pub name: String,
+    /// What the topic covers.
+    pub description: Option<String>,
+    /// Its cubes.
+    pub cubes: Vec<String>,
+}
+
+/// A user group of `kubus serve`: its members ask as one role, and may upload to some sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Group name.
+    pub name: String,
+    /// What the group is.
+    pub description: Option<String>,
+    /// The role its members ask as.
+    pub role: String,
+    /// Sources its members may upload files to.
+    pub ingest: Vec<String>,
+}
+
+/// How `kubus serve` runs: `[server]` of `kubus.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: String,
+    /// The users file (users, their groups, hashes of their tokens), relative to the project (default
+    /// `users.toml`).
+    pub users: String,
+    /// A header naming the user, set by the city's reverse proxy after single sign-on (e.g. `X-Remote-User`).
+    pub trusted_header: Option<String>,
+    /// Addresses the trusted header is accepted from (the reverse proxies); from anywhere else it is refused.
+    pub trusted_proxies: Vec<String>,
+    /// Whether requests without an identity are answered, with the most restrictive role.
+    pub anonymous: bool,
+    /// The largest upload in bytes.
+    pub max_upload_bytes: u64,
+    /// Queries answered at once.
+    pub max_queries: usize,
+    /// Requests waiting for a query slot before the server answers 503.
+    pub queue: usize,
+    /// Memory one query may use, in bytes.
+    pub query_memory_bytes: u64,
+    /// Longest time a request may take, in seconds.
+    pub timeout_seconds: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:8080".into(),
+            users: "users.toml".into(),
+            trusted_header: None,
+            trusted_proxies: Vec::new(),
+            anonymous: false,
+            max_upload_bytes: 256 << 20,
+            max_queries: 4,
+            queue: 64,
+            query_memory_bytes: 2 << 30,
+            timeout_seconds: 300,
+        }
+    }
 }
 
 /// One ingest step of `kubus demo`.
@@ -181,6 +250,12 @@ pub struct ProjectConfig {
     pub audit_log: String,
     /// Roles by name.
     pub roles: Vec<Role>,
+    /// Topics (sets of cubes) by name.
+    pub topics: Vec<Topic>,
+    /// User groups of `kubus serve`.
+    pub groups: Vec<Group>,
+    /// How `kubus serve` runs.
+    pub server: ServerSettings,
     /// What `kubus demo` ingests.
     pub demo_ingest: Vec<DemoIngest>,
     /// What `kubus demo` asks.
@@ -194,6 +269,14 @@ impl ProjectConfig {
             .iter()
             .find(|r| r.name == name)
             .ok_or_else(|| crate::unknown("role", name, self.roles.iter().map(|r| &r.name)))
+    }
+
+    /// A user group by name.
+    pub fn group(&self, name: &str) -> Result<&Group> {
+        self.groups
+            .iter()
+            .find(|g| g.name == name)
+            .ok_or_else(|| crate::unknown("group", name, self.groups.iter().map(|g| &g.name)))
     }
 
     /// A role by name, or none.
@@ -260,21 +343,54 @@ impl ProjectConfig {
                 }
             }
         };
-        let roles: Vec<Role> = raw
-            .roles
+        let topics: Vec<Topic> = raw
+            .topics
             .into_iter()
-            .map(|(name, r)| Role {
+            .map(|(name, t)| Topic { name, description: t.description, cubes: t.cubes })
+            .collect();
+        let mut more = Vec::new();
+        let mut problem = |path: String, message: String, alternatives: Vec<String>| {
+            more.push(Diagnostic { file: origin.to_owned(), line: None, path, message, alternatives })
+        };
+        let mut roles: Vec<Role> = Vec::new();
+        for (name, r) in raw.roles {
+            let mut cubes = r.cubes;
+            for topic in &r.topics {
+                match topics.iter().find(|t| &t.name == topic) {
+                    Some(t) => cubes.extend(t.cubes.iter().filter(|c| !cubes.contains(c)).cloned().collect::<Vec<_>>()),
+                    None => problem(
+                        format!("roles.{name}.topics"),
+                        format!("unknown topic '{topic}'"),
+                        topics.iter().map(|t| t.name.clone()).collect(),
+                    ),
+                }
+            }
+            roles.push(Role {
                 method: method(r.method, format!("roles.{name}.method")),
                 name,
                 description: r.description,
                 bypass_disclosure: r.bypass_disclosure,
                 sql: r.sql,
-                cubes: r.cubes,
+                cubes,
                 finest: r.finest.into_iter().collect(),
                 filter: r.filter,
                 quarantine: r.quarantine,
-            })
-            .collect();
+                topics: r.topics,
+            });
+        }
+        let mut groups = Vec::new();
+        for (name, g) in raw.groups {
+            if !roles.iter().any(|r| r.name == g.role) {
+                problem(
+                    format!("groups.{name}.role"),
+                    format!("unknown role '{}'", g.role),
+                    roles.iter().map(|r| r.name.clone()).collect(),
+                );
+            }
+            groups.push(Group { name, description: g.description, role: g.role, ingest: g.ingest });
+        }
+        let server = server_settings(raw.server, &mut problem);
+        problems.extend(more);
         let uses_cell_key = disclosure.method == Method::CellKey
             || disclosure.cube_methods.iter().any(|(_, m)| *m == Method::CellKey)
             || roles.iter().any(|r| r.method == Some(Method::CellKey));
@@ -316,6 +432,9 @@ impl ProjectConfig {
             disclosure,
             audit_log: raw.audit_log.unwrap_or_else(|| "audit.jsonl".into()),
             roles,
+            topics,
+            groups,
+            server,
             demo_ingest: demo
                 .as_ref()
                 .map(|d| {
@@ -338,5 +457,44 @@ impl ProjectConfig {
                 })
                 .unwrap_or_default(),
         })
+    }
+}
+
+/// `[server]` with its defaults; a listen address or proxy address that is not one is a problem.
+fn server_settings(
+    raw: Option<crate::raw::RawServer>,
+    problem: &mut dyn FnMut(String, String, Vec<String>),
+) -> ServerSettings {
+    let defaults = ServerSettings::default();
+    let Some(s) = raw else { return defaults };
+    if let Some(listen) = &s.listen
+        && listen.parse::<std::net::SocketAddr>().is_err()
+    {
+        problem("server.listen".into(), format!("'{listen}' is not an address and port like 127.0.0.1:8080"), vec![]);
+    }
+    for proxy in &s.trusted_proxies {
+        if proxy.parse::<std::net::IpAddr>().is_err() {
+            problem("server.trusted_proxies".into(), format!("'{proxy}' is not an IP address"), vec![]);
+        }
+    }
+    if s.trusted_header.is_some() && s.trusted_proxies.is_empty() {
+        problem(
+            "server.trusted_proxies".into(),
+            "a trusted header needs the addresses of the proxies that set it (anyone else could send it)".into(),
+            vec![],
+        );
+    }
+    const MB: u64 = 1 << 20;
+    ServerSettings {
+        listen: s.listen.unwrap_or(defaults.listen),
+        users: s.users.unwrap_or(defaults.users),
+        trusted_header: s.trusted_header,
+        trusted_proxies: s.trusted_proxies,
+        anonymous: s.anonymous,
+        max_upload_bytes: s.max_upload_mb.map_or(defaults.max_upload_bytes, |m| m * MB),
+        max_queries: s.max_queries.unwrap_or(defaults.max_queries).max(1),
+        queue: s.queue.unwrap_or(defaults.queue),
+        query_memory_bytes: s.query_memory_mb.map_or(defaults.query_memory_bytes, |m| m * MB),
+        timeout_seconds: s.timeout_seconds.unwrap_or(defaults.timeout_seconds).max(1),
     }
 }

@@ -261,7 +261,49 @@ pub struct RawProject {
     pub audit_log: Option<String>,
     #[serde(default)]
     pub roles: BTreeMap<String, RawRole>,
+    /// Sets of cubes a role may be given by name.
+    #[serde(default)]
+    pub topics: BTreeMap<String, RawTopic>,
+    /// User groups of `kubus serve`: the role each acts as, and the sources it may upload to.
+    #[serde(default)]
+    pub groups: BTreeMap<String, RawGroup>,
+    pub server: Option<RawServer>,
     pub demo: Option<RawDemo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTopic {
+    pub description: Option<String>,
+    pub cubes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub description: Option<String>,
+    /// The role of `[roles]` the group's members ask as.
+    pub role: String,
+    /// Sources the group may upload files to.
+    #[serde(default)]
+    pub ingest: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub users: Option<String>,
+    pub trusted_header: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub anonymous: bool,
+    pub max_upload_mb: Option<u64>,
+    pub max_queries: Option<usize>,
+    pub queue: Option<usize>,
+    pub query_memory_mb: Option<u64>,
+    pub timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +368,9 @@ pub struct RawRole {
     /// May read the quarantine (rejected lines hold raw values of persons).
     #[serde(default)]
     pub quarantine: bool,
+    /// Topics (sets of cubes, `[topics]`) the role may read, besides `cubes`.
+    #[serde(default)]
+    pub topics: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

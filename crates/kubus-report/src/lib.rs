@@ -67,6 +67,52 @@ pub enum Format {
     Parquet,
 }
 
+impl Format {
+    /// Every format, in the order they are offered.
+    pub const ALL: [Format; 6] =
+        [Format::Csv, Format::CsvGerman, Format::Json, Format::JsonStat, Format::Xlsx, Format::Parquet];
+
+    /// The format's name, as `--format` and `?format=` take it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::CsvGerman => "csv-de",
+            Format::Json => "json",
+            Format::JsonStat => "json-stat",
+            Format::Xlsx => "xlsx",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    /// The format of a name (see [`Format::name`]).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The media type an HTTP answer in this format carries.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::CsvGerman => "text/csv; charset=utf-8; header=present",
+            Format::Json => "application/json",
+            Format::JsonStat => "application/json",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Format::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+
+    /// The file name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv | Format::CsvGerman => "csv",
+            Format::Json => "json",
+            Format::JsonStat => "stat.json",
+            Format::Xlsx => "xlsx",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
 /// What a statistical dimension stands for, for JSON-stat's `role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatRole {

@@ -29,6 +29,23 @@ pub const FILE_COLUMN: &str = "_ingest_file";
 /// Column holding the SHA-256 (hex) of the source file of a fact.
 pub const HASH_COLUMN: &str = "_ingest_hash";
 
+/// The ingest lock of one cube: held by an ingest from reading which files the table holds, through staging, to
+/// its commit, so that two ingests of a cube — from the CLI and from the server, or two uploads — commit one after
+/// the other and each sees the other's files. An OS file lock (`flock`) on `locks/<cube>.lock`: the system releases
+/// it when its holder ends, however it ends, so no stale lock outlives a killed ingest.
+#[derive(Debug)]
+pub struct CubeLock {
+    cube: String,
+    _file: std::fs::File,
+}
+
+impl CubeLock {
+    /// The locked cube.
+    pub fn cube(&self) -> &str {
+        &self.cube
+    }
+}
+
 /// Errors of the warehouse.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -175,23 +192,46 @@ impl Warehouse {
         Ok(hashes)
     }
 
-    /// Starts staging the facts of one ingest into `cube`: they go to a spill file under `warehouse/staging`
+    /// Takes the cube's ingest lock if no one holds it (`None`: another ingest of the cube, in this process or
+    /// another, holds it). See [`CubeLock`].
+    pub fn try_lock(&self, cube: &str) -> Result<Option<CubeLock>> {
+        let dir = self.root.join("locks");
+        let io = |source| Error::Directory { path: dir.clone(), source };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{cube}.lock")))
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(CubeLock { cube: cube.to_owned(), _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
+    /// Starts staging the facts of one ingest into the locked cube: they go to a spill file under `warehouse/staging`
     /// as they come, so that no file's facts need to fit in memory, and reach the table in one commit.
     /// `replace` is the source's replace key (empty: append). `cluster` is the column (the period) by whose values
     /// the facts are staged apart, so that the commit writes them in the order of that column without sorting:
     /// then a query cut on a period reads only the row groups of its periods (`benches/RESULTS.md`, "Layout of
     /// the facts").
-    pub fn stage(&self, cube: &str, facts: SchemaRef, replace: &[String], cluster: Option<&str>) -> Result<Staging> {
+    pub fn stage(
+        &self,
+        lock: &CubeLock,
+        facts: SchemaRef,
+        replace: &[String],
+        cluster: Option<&str>,
+    ) -> Result<Staging> {
+        let cube = lock.cube.as_str();
         let dir = self.root.join("staging");
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
-        // A staging file left by a killed ingest of this cube was never committed: it can go. One whose process
-        // still runs belongs to an ingest in progress and stays.
+        // Whatever of this cube is in staging was left by an ingest that died before its commit: the cube's lock,
+        // held here, is held by every ingest from staging to commit.
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Some(rest) = name.strip_prefix(&format!("{cube}.")) else { continue };
-                let pid = rest.split('.').next().unwrap_or_default();
-                if !Path::new("/proc").join(pid).exists() {
+                if e.file_name().to_string_lossy().starts_with(&format!("{cube}.")) {
                     let _ = std::fs::remove_file(e.path()).or_else(|_| std::fs::remove_dir_all(e.path()));
                 }
             }

@@ -96,14 +96,16 @@ pub(crate) fn resolve(path: &Path) -> PathBuf {
     }
 }
 
-/// Refuses an output path that lies in the warehouse or is the audit log (also through symbolic links): a result
+/// Refuses an output path that lies in the warehouse or is the audit log or the users file (also through symbolic links): a result
 /// file must never alter or replace what kubus keeps.
-pub(crate) fn check_output(path: &Path, warehouse: &Path, audit: &AuditLog) -> Result<()> {
+pub(crate) fn check_output(path: &Path, warehouse: &Path, audit: &AuditLog, users: &Path) -> Result<()> {
     let target = resolve(path);
     let what = if target.starts_with(resolve(warehouse)) {
         "it lies in the warehouse"
     } else if target == resolve(audit.path()) {
         "it is the audit log"
+    } else if target == resolve(users) {
+        "it is the users file"
     } else {
         return Ok(());
     };

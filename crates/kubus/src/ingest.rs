@@ -230,6 +230,9 @@ impl Project {
         } else {
             (kubus_ingest::PseudonymKey::new(Vec::new()), None)
         };
+        // An ingest that commits holds the cube's lock from reading which files the table holds to its commit:
+        // another ingest of the cube (an upload, the CLI) waits for it and then sees its files.
+        let lock = if options.dry_run { None } else { Some(self.lock_cube(&cube).await?) };
         let mut known = self.warehouse().ingested_hashes(&cube).await?;
 
         let mut schema = kubus_ingest::fact_schema(model.cube(&cube)?);
@@ -247,15 +250,14 @@ impl Project {
         }
         // A dry run stages nothing; it keeps the first facts to show. Otherwise the facts are staged on a
         // thread of their own (ordering them by period and spilling them), while this one reads and converts.
-        let staging = if options.dry_run {
-            None
-        } else {
-            Some(self.warehouse().stage(
-                &cube,
+        let staging = match &lock {
+            None => None,
+            Some(lock) => Some(self.warehouse().stage(
+                lock,
                 schema,
                 source.replace_key(),
                 model.cube(&cube)?.time_role().map(|r| r.name()),
-            )?)
+            )?),
         };
         let mut preview: Option<datafusion::arrow::record_batch::RecordBatch> = None;
         let (staging, (reports, rejected, converted_names)) = std::thread::scope(|scope| -> Result<_> {
@@ -351,6 +353,17 @@ impl Project {
             rollups,
             rollup_problem,
         })
+    }
+
+    /// Waits for the cube's ingest lock (another ingest of the cube, here or in another process, holds it until
+    /// its commit), checking every 50 ms without blocking the runtime.
+    async fn lock_cube(&self, cube: &str) -> Result<kubus_warehouse::CubeLock> {
+        loop {
+            if let Some(lock) = self.warehouse().try_lock(cube)? {
+                return Ok(lock);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Reads `files` in order: skips those already in the warehouse (by SHA-256), converts the others and hands

@@ -15,16 +15,20 @@
 #![deny(missing_docs)]
 
 mod access;
+mod catalog;
 mod ingest;
 mod project;
 mod protection;
 mod report;
 mod rollups;
+mod users;
 
+pub use catalog::{CubeInfo, DimensionInfo, LevelInfo, MeasureInfo, MemberInfo};
 pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestProgress, IngestReport};
 pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
 pub use kubus_model::{
-    DemoIngest, DemoQuery, Diagnostic, Diagnostics, Method, Model, ProjectConfig, PseudonymSettings,
+    DemoIngest, DemoQuery, Diagnostic, Diagnostics, Group, Method, Model, ProjectConfig, PseudonymSettings, Role,
+    ServerSettings, Topic,
 };
 pub use kubus_query::cellkey::{PTable, PTableParams};
 pub use kubus_query::disclosure::Protection;
@@ -32,10 +36,11 @@ pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultC
 pub use kubus_report::schedule::{CatchUp, Due, Job as ScheduleJob, next_wake};
 pub use kubus_warehouse::StoredRollup;
 pub use kubus_warehouse::{QuarantineRow, Replaced};
-pub use project::{Answer, KeyOrigin, Project, QueryOptions, SqlOptions};
+pub use project::{Answer, KeyOrigin, Project, QueryOptions, SqlOptions, quarantine_batch};
 pub use protection::ProtectionRecord;
 pub use report::{ReportOptions, ReportRun, ScheduleOptions, ScheduledRun};
 pub use rollups::{RollupStatus, RollupUse, Route};
+pub use users::{Identity, TokenRecord, User, Users};
 
 /// Re-export of DataFusion's Arrow, the one Arrow of kubus.
 pub use datafusion::arrow;
@@ -144,6 +149,14 @@ pub enum Error {
         path: PathBuf,
         /// What it would overwrite.
         what: &'static str,
+    },
+    /// The users file of `kubus serve` cannot be read or written, or a user change is not possible.
+    #[error("users file {path}: {reason}")]
+    Users {
+        /// The users file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
     },
     /// A report period that is not a month of the time dimension.
     #[error("'{period}' is not a report period: write a month like 2024-06")]

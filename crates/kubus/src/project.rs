@@ -26,6 +26,8 @@ pub struct Project {
     /// Rollups read into memory, by file (a file name carries the facts version and the definition's fingerprint,
     /// so an entry never goes stale); shared by the clones of a project.
     pub(crate) rollup_cache: crate::rollups::RollupCache,
+    /// The memory one query's scan may use (DataFusion's memory pool); unlimited unless set.
+    memory_limit: Option<usize>,
 }
 
 /// A query's answer and the warehouse versions it was read from.
@@ -169,7 +171,39 @@ impl Project {
             }
             None => None,
         };
-        Ok(Project { root, config, model, warehouse, audit, ptable, rollup_cache: Default::default() })
+        Ok(Project {
+            root,
+            config,
+            model,
+            warehouse,
+            audit,
+            ptable,
+            rollup_cache: Default::default(),
+            memory_limit: None,
+        })
+    }
+
+    /// Limits the memory one query over the facts may use: a query that needs more fails with an error that says
+    /// so, instead of taking the memory of everything else running (the server sets this from `[server]`).
+    pub fn with_memory_limit(mut self, bytes: usize) -> Project {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// A DataFusion session for one query, within the memory limit if one is set.
+    fn session(&self) -> Result<SessionContext> {
+        let Some(limit) = self.memory_limit else { return Ok(SessionContext::new()) };
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(limit, 1.0)
+            .build_arc()
+            .map_err(kubus_query::Error::from)?;
+        Ok(SessionContext::new_with_config_rt(datafusion::prelude::SessionConfig::new(), runtime))
+    }
+
+    /// Records one entry in the audit log (the server records every request with who asked and from where). A
+    /// failed append is an error: then nothing may be answered.
+    pub fn audit_entry(&self, entry: serde_json::Value) -> Result<()> {
+        self.audit.append(entry)
     }
 
     /// The project directory.
@@ -195,7 +229,7 @@ impl Project {
     /// Refuses an output path (a result file, a report folder) that lies in the warehouse or is the audit log, also
     /// through symbolic links.
     pub fn check_output(&self, path: &Path) -> Result<()> {
-        access::check_output(path, self.warehouse.root(), &self.audit)
+        access::check_output(path, self.warehouse.root(), &self.audit, &self.users_path())
     }
 
     /// The warehouse directory.
@@ -220,7 +254,8 @@ impl Project {
             .map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !["facts", "quarantine", "staging", "rollups", crate::protection::FILE].contains(&name.as_ref()) {
+            if !["facts", "quarantine", "staging", "rollups", "locks", crate::protection::FILE].contains(&name.as_ref())
+            {
                 return Err(Error::NotAWarehouse { path: dir, entry: name });
             }
         }
@@ -297,7 +332,7 @@ impl Project {
         let restricted = access::restrict(query, role, &self.model)?;
         let mut plan = kubus_query::plan(&self.model, &restricted)?;
         self.add_noise(&mut plan, options)?;
-        let ctx = SessionContext::new();
+        let ctx = self.session()?;
         let (routed, facts, routes) = self.plan_facts(&ctx, &plan, options.as_of, options.rollups).await?;
         // Rollups are small and in memory: one partition spares the threads' hand-offs.
         let ctx = if routes.iter().all(|r| r.rollup.is_some()) { crate::rollups::small_context() } else { ctx };
@@ -511,7 +546,7 @@ impl Project {
         for (cube, _) in as_of {
             self.model.cube(cube)?;
         }
-        let ctx = SessionContext::new();
+        let ctx = self.session()?;
         for cube in self.model.cubes() {
             let version = as_of.iter().find(|(c, _)| c == cube.name()).map(|(_, v)| *v);
             let found = match version {
@@ -597,6 +632,11 @@ impl Project {
         })
     }
 
+    /// Whether a role may read the raw values of rejected lines (the quarantine).
+    pub fn may_read_quarantine(&self, role: Option<&str>) -> bool {
+        self.config.role_opt(role).is_ok_and(|r| access::check_quarantine(r).is_ok())
+    }
+
     /// The rejected lines in quarantine, of one source or of all, with the source's name.
     /// Only a role that may read the quarantine may; every read, allowed or not, is in the audit log.
     pub fn quarantine(&self, source: Option<&str>, role: Option<&str>) -> Result<Vec<(String, QuarantineRow)>> {
@@ -627,4 +667,23 @@ impl Project {
         }
         Ok(rows)
     }
+}
+
+/// Rejected lines as one table: source, file, line, column, value, problem, reason.
+pub fn quarantine_batch(rows: &[(String, QuarantineRow)]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
+    let text = |f: &dyn Fn(&(String, QuarantineRow)) -> String| -> ArrayRef {
+        std::sync::Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
+    let line: ArrayRef = std::sync::Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, r)| r.line as u64)));
+    RecordBatch::try_from_iter([
+        ("source", text(&|(s, _)| s.clone())),
+        ("file", text(&|(_, r)| r.file.clone())),
+        ("line", line),
+        ("column", text(&|(_, r)| r.column.clone())),
+        ("value", text(&|(_, r)| r.value.clone())),
+        ("problem", text(&|(_, r)| r.problem.clone())),
+        ("reason", text(&|(_, r)| r.reason.clone())),
+    ])
+    .map_err(|e| kubus_query::Error::from(e).into())
 }

@@ -1,0 +1,417 @@
+//! The routes under `/api/v1` and the health checks. Every handler asks the library as the caller's identity; the
+//! library decides what that role may see.
+
+use crate::{ApiError, AppState};
+use axum::extract::{DefaultBodyLimit, Extension, Multipart, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kubus::output::Format;
+use kubus::{Identity, Query, QueryOptions, RollupUse};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Room for the multipart framing around an upload's files: boundaries and part headers.
+const FRAMING: u64 = 64 << 10;
+
+/// The service's routes, with their limits.
+pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> Router {
+    let upload_limit = usize::try_from(settings.max_upload_bytes.saturating_add(FRAMING)).unwrap_or(usize::MAX);
+    let api = Router::new()
+        .route("/me", get(me))
+        .route("/cubes", get(cubes))
+        .route("/cubes/{cube}", get(cube))
+        .route("/cubes/{cube}/dimensions/{dimension}/members", get(members))
+        .route("/query", get(query_get).post(query_post))
+        .route("/explain", get(explain_get).post(explain_post))
+        .route("/quarantine", get(quarantine))
+        .route("/sources/{source}/files", post(upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .nest("/api/v1", api)
+        .fallback(|| async { ApiError::not_found("no such endpoint; the API is under /api/v1".into()) })
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(settings.timeout_seconds),
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::internal("the server failed on this request (a bug); it is logged".into()).into_response()
+        }))
+        .with_state(state)
+}
+
+/// Ready when the warehouse and the users file can be read.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let warehouse = state.project.warehouse_dir().is_dir();
+    match (warehouse, state.users.get(&state.project)) {
+        (true, Ok(_)) => "ready\n".into_response(),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "the warehouse directory is missing\n").into_response(),
+        (_, Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", e.message)).into_response(),
+    }
+}
+
+/// Who the caller is, as the server sees it.
+async fn me(State(state): State<Arc<AppState>>, Extension(identity): Extension<Identity>) -> Json<serde_json::Value> {
+    let role = identity.role.as_deref().and_then(|r| state.project.config().role(r).ok());
+    Json(serde_json::json!({
+        "user": identity.user,
+        "groups": identity.groups,
+        "role": identity.role,
+        "role_description": role.and_then(|r| r.description.clone()),
+        "sql": role.is_some_and(|r| r.sql),
+        "quarantine": state.project.may_read_quarantine(identity.role.as_deref()),
+    }))
+}
+
+async fn cubes(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+) -> Result<Json<Vec<kubus::CubeInfo>>, ApiError> {
+    Ok(Json(state.project.catalog(identity.role.as_deref())?))
+}
+
+async fn cube(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    Path(name): Path<String>,
+) -> Result<Json<kubus::CubeInfo>, ApiError> {
+    let catalog = state.project.catalog(identity.role.as_deref())?;
+    if let Some(found) = catalog.into_iter().find(|c| c.name == name) {
+        return Ok(Json(found));
+    }
+    if let Err(e) = state.project.model().cube(&name) {
+        return Err(ApiError::not_found(kubus::error_chain(&e)));
+    }
+    Err(kubus::Error::Refused {
+        role: identity.role.unwrap_or_else(|| "(none)".into()),
+        rule: format!("it may not read cube {name}"),
+    }
+    .into())
+}
+
+/// `?level=` (default: the finest level the caller may see) and `?q=` (a search in keys, labels and aliases).
+async fn members(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    Path((cube, dimension)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Vec<kubus::MemberInfo>>, ApiError> {
+    let params = Params::parse(raw.as_deref(), &["level", "q"])?;
+    let role = identity.role.as_deref();
+    let level = match params.one("level")? {
+        Some(level) => level.to_owned(),
+        None => {
+            let catalog = state.project.catalog(role)?;
+            let levels = catalog
+                .iter()
+                .find(|c| c.name == cube)
+                .and_then(|c| c.dimensions.iter().find(|d| d.name == dimension))
+                .map(|d| d.levels.clone())
+                .unwrap_or_default();
+            match levels.last() {
+                Some(l) => l.name.clone(),
+                None => return Err(ApiError::bad_request(format!("name a level of {dimension} with ?level="))),
+            }
+        }
+    };
+    Ok(Json(state.project.search_members(role, &cube, &dimension, &level, params.one("q")?)?))
+}
+
+/// Query parameters, in order, each name possibly repeated (`m=persons&m=records`).
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses the query string, refusing a name not in `known` (a misspelt parameter must not be ignored).
+    fn parse(raw: Option<&str>, known: &[&str]) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            return Err(ApiError::bad_request(format!("unknown parameter '{k}'; known are {}", known.join(", "))));
+        }
+        Ok(Params(pairs))
+    }
+
+    /// Every value of the names given (a short and a long name of one parameter).
+    fn all(&self, names: &[&str]) -> Vec<String> {
+        self.0.iter().filter(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.clone()).collect()
+    }
+
+    /// The value of a parameter given at most once.
+    fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::bad_request(format!("parameter '{name}' is given more than once")));
+        }
+        Ok(first)
+    }
+
+    /// A number, if given.
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.one(name)?
+            .map(|v| v.parse().map_err(|_| ApiError::bad_request(format!("'{v}' is not a number ({name})"))))
+            .transpose()
+    }
+
+    /// A flag: absent, empty, `true`/`1` or `false`/`0`.
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.one(name)? {
+            None | Some("false" | "0") => Ok(false),
+            Some("" | "true" | "1") => Ok(true),
+            Some(v) => Err(ApiError::bad_request(format!("'{v}' is not true or false ({name})"))),
+        }
+    }
+}
+
+/// Parameters that shape how a query is answered, for GET and POST alike.
+const ANSWER_PARAMS: [&str; 3] = ["as_of", "rollups", "format"];
+/// Parameters of a query in the CLI's terms (GET).
+const QUERY_PARAMS: [&str; 12] =
+    ["cube", "m", "measure", "d", "drilldown", "c", "cut", "totals", "order", "limit", "as_of", "rollups"];
+
+/// A query in the CLI's syntax: `?cube=newcomers&m=persons&d=district&c=month=2024-06`.
+fn query_of(params: &Params) -> Result<Query, ApiError> {
+    let cube = params.one("cube")?.ok_or_else(|| ApiError::bad_request("name a cube: ?cube=…".into()))?.to_owned();
+    let cuts = params.all(&["c", "cut"]).iter().map(|c| c.parse()).collect::<Result<Vec<_>, _>>();
+    let order = params.all(&["order"]).iter().map(|o| o.parse()).collect::<Result<Vec<_>, _>>();
+    Ok(Query {
+        cube,
+        measures: params.all(&["m", "measure"]),
+        drilldowns: params.all(&["d", "drilldown"]),
+        cuts: cuts.map_err(kubus::Error::from)?,
+        totals: params.flag("totals")?,
+        order: order.map_err(kubus::Error::from)?,
+        limit: params.number("limit")?,
+    })
+}
+
+/// How the caller asks: its role, the version and whether rollups may answer.
+fn options_of(params: &Params, identity: &Identity) -> Result<QueryOptions, ApiError> {
+    let rollups = match params.one("rollups")? {
+        None | Some("prefer") => RollupUse::Prefer,
+        Some("never") => RollupUse::Never,
+        Some("only") => RollupUse::Only,
+        Some(other) => return Err(ApiError::bad_request(format!("rollups={other}: use prefer, never or only"))),
+    };
+    Ok(QueryOptions { as_of: params.number("as_of")?, role: identity.role.clone(), rollups, ..Default::default() })
+}
+
+/// The answer's format: `?format=`, else the `Accept` header, else JSON.
+fn format_of(params: &Params, headers: &HeaderMap) -> Result<Format, ApiError> {
+    if let Some(name) = params.one("format")? {
+        return Format::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+            ApiError::bad_request(format!("unknown format '{name}'; formats are {}", names.join(", ")))
+        });
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or_default();
+    let wanted = [
+        ("text/csv", Format::Csv),
+        (Format::Xlsx.media_type(), Format::Xlsx),
+        (Format::Parquet.media_type(), Format::Parquet),
+    ];
+    Ok(wanted.into_iter().find(|(media, _)| accept.contains(media)).map_or(Format::Json, |(_, f)| f))
+}
+
+async fn query_get(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let known: Vec<&str> = QUERY_PARAMS.iter().chain(&ANSWER_PARAMS).copied().collect();
+    let params = Params::parse(raw.as_deref(), &known)?;
+    answer(&state, &identity, query_of(&params)?, &params, &headers).await
+}
+
+async fn query_post(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref(), &ANSWER_PARAMS)?;
+    answer(&state, &identity, query_body(&body)?, &params, &headers).await
+}
+
+/// A query in the library's JSON (what `kubus query --json` takes).
+fn query_body(body: &[u8]) -> Result<Query, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("cannot read the query JSON: {e}")))
+}
+
+/// Answers a query as the caller in the format asked for, with the protection notes and versions as headers.
+async fn answer(
+    state: &AppState,
+    identity: &Identity,
+    query: Query,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let format = format_of(params, headers)?;
+    let options = options_of(params, identity)?;
+    let _slot = state.slot().await?;
+    let answer = state.project.query(&query, &options).await?;
+    let mut table = state.project.result_table(&query.cube, &answer.result)?;
+    table.notes = answer.notes.clone();
+    let mut body = Vec::new();
+    kubus::output::write(&table, format, &mut body).map_err(|e| ApiError::bad_request(kubus::error_chain(&e)))?;
+    let versions: Vec<String> = answer.versions.iter().map(|(c, v)| format!("{c}={v}")).collect();
+    let disposition = if matches!(format, Format::Xlsx | Format::Parquet) { "attachment" } else { "inline" };
+    let file = format!("{}.{}", query.cube, format.extension());
+    let mut response = body.into_response();
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
+    out.insert(header::CONTENT_DISPOSITION, header_value(&format!("{disposition}; filename=\"{file}\"")));
+    out.insert("kubus-versions", header_value(&versions.join(", ")));
+    // The notes say how the numbers are protected (German, so percent-encoded as UTF-8).
+    let notes: String = url::form_urlencoded::byte_serialize(answer.notes.join("\n").as_bytes()).collect();
+    out.insert("kubus-protection", header_value(&notes));
+    Ok(response)
+}
+
+/// A header value from text that is visible ASCII by construction.
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+async fn explain_get(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    RawQuery(raw): RawQuery,
+) -> Result<String, ApiError> {
+    let params = Params::parse(raw.as_deref(), &QUERY_PARAMS)?;
+    explain(&state, &identity, query_of(&params)?, &params).await
+}
+
+async fn explain_post(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    RawQuery(raw): RawQuery,
+    body: axum::body::Bytes,
+) -> Result<String, ApiError> {
+    let params = Params::parse(raw.as_deref(), &["as_of", "rollups"])?;
+    explain(&state, &identity, query_body(&body)?, &params).await
+}
+
+async fn explain(state: &AppState, identity: &Identity, query: Query, params: &Params) -> Result<String, ApiError> {
+    let options = options_of(params, identity)?;
+    let _slot = state.slot().await?;
+    Ok(state.project.explain(&query, &options).await?)
+}
+
+/// The quarantine's rejected lines (`?source=`, `?format=`), for a role that may read their raw values.
+async fn quarantine(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref(), &["source", "format"])?;
+    let format = format_of(&params, &headers)?;
+    if format == Format::JsonStat {
+        return Err(ApiError::bad_request("the quarantine is a list of lines, not a cube: no json-stat".into()));
+    }
+    let rows = state.project.quarantine(params.one("source")?, identity.role.as_deref())?;
+    let batch = kubus::quarantine_batch(&rows)?;
+    let table = kubus::output::Table::plain("Quarantäne", batch.schema(), vec![batch]);
+    let mut body = Vec::new();
+    kubus::output::write(&table, format, &mut body).map_err(|e| ApiError::internal(kubus::error_chain(&e)))?;
+    Ok(([(header::CONTENT_TYPE, format.media_type())], body).into_response())
+}
+
+/// A file name as uploaded, reduced to a plain name: no folders, nothing hidden, nothing a shell or log would read
+/// as something else.
+fn upload_name(given: &str) -> Result<String, ApiError> {
+    let name = given.rsplit(['/', '\\']).next().unwrap_or_default().trim();
+    if name.is_empty() || name.starts_with('.') || name.chars().any(char::is_control) || name.len() > 255 {
+        return Err(ApiError::bad_request(format!("'{given}' cannot name an uploaded file")));
+    }
+    Ok(name.to_owned())
+}
+
+/// A folder of its own for one upload, removed when dropped (after the ingest, or when the upload fails).
+struct UploadDir(std::path::PathBuf);
+
+impl Drop for UploadDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `POST /api/v1/sources/{source}/files`: the files of a multipart body, streamed to disk, then ingested through the
+/// source in one commit, answered with the CLI's line accounting.
+async fn upload(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use tokio::io::AsyncWriteExt as _;
+    state.project.check_upload(&identity, &source)?;
+    let limit = state.project.config().server.max_upload_bytes;
+    let too_large = || {
+        ApiError::too_large(format!(
+            "the upload is larger than [server] max_upload_mb allows ({} MB); nothing was ingested",
+            limit >> 20
+        ))
+    };
+    // A body that says it is too large is refused before a byte of it is read; one that does not say is counted.
+    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit.saturating_add(FRAMING)) {
+        return Err(too_large());
+    }
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| ApiError::internal(format!("no random numbers: {e}")))?;
+    let dir = UploadDir(state.uploads.join(hex::encode(id)));
+    let io = |e: std::io::Error| ApiError::internal(format!("cannot store the upload: {e}"));
+    std::fs::create_dir_all(&dir.0).map_err(io)?;
+    let (mut files, mut total) = (Vec::new(), 0u64);
+    let multipart_error = |e: axum::extract::multipart::MultipartError| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        _ => ApiError::bad_request(format!("cannot read the upload: {}", e.body_text())),
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let Some(given) = field.file_name().map(str::to_owned) else {
+            return Err(ApiError::bad_request(format!(
+                "part '{}' is not a file: send files as multipart parts with a file name",
+                field.name().unwrap_or_default()
+            )));
+        };
+        let name = upload_name(&given)?;
+        let path = dir.0.join(&name);
+        if path.exists() {
+            return Err(ApiError::bad_request(format!("two files are named {name}")));
+        }
+        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            total += chunk.len() as u64;
+            if total > limit {
+                return Err(too_large());
+            }
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        files.push(path);
+    }
+    if files.is_empty() {
+        return Err(ApiError::bad_request("the upload holds no files".into()));
+    }
+    let _slot = state.slot().await?;
+    let options = kubus::IngestOptions { demo_key: state.demo_key, role: identity.role.clone(), ..Default::default() };
+    // Reading and converting the files is blocking work: on a thread of its own, not on the server's.
+    let project = state.project.clone();
+    let ingest_source = source.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        tokio::runtime::Handle::current().block_on(project.ingest_with(&ingest_source, &files, options, &mut |_| {}))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the ingest stopped: {e}")))??;
+    drop(dir);
+    Ok(Json(crate::report::ingest_json(&report, state.project.may_read_quarantine(identity.role.as_deref()))))
+}

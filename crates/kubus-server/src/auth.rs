@@ -1,0 +1,155 @@
+//! Who is asking: a token (`Authorization: Bearer …`, or the password of HTTP Basic), or the user the city's reverse
+//! proxy names in the trusted header after single sign-on — from a configured proxy address only. No valid identity
+//! answers 401; anonymous requests only where `[server] anonymous = true`, with the most restrictive role. Every
+//! request under `/api` is audited (user, groups, role, client address, method, path, status) before its answer
+//! leaves: a failed append answers 500 instead.
+
+use crate::{ApiError, AppState};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use kubus::{Identity, Users};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// The users file, read again whenever it changed (a token created with the CLI works at once, a removed one stops).
+pub(crate) struct UserCache {
+    path: PathBuf,
+    cached: Mutex<Option<Cached>>,
+}
+
+/// The users as read, and the file's modification time and length then.
+struct Cached {
+    stamp: (Option<SystemTime>, u64),
+    users: Arc<Users>,
+}
+
+impl UserCache {
+    pub(crate) fn new(path: PathBuf) -> UserCache {
+        UserCache { path, cached: Mutex::new(None) }
+    }
+
+    /// The users as the file holds them now.
+    pub(crate) fn get(&self, project: &kubus::Project) -> Result<Arc<Users>, ApiError> {
+        let stamp = std::fs::metadata(&self.path).map(|m| (m.modified().ok(), m.len())).unwrap_or((None, 0));
+        let mut cached = self.cached.lock().expect("the users cache is never held across a panic");
+        if let Some(c) = cached.as_ref()
+            && c.stamp == stamp
+            && stamp.0.is_some()
+        {
+            return Ok(c.users.clone());
+        }
+        let users = Arc::new(project.users().map_err(|e| ApiError::internal(kubus::error_chain(&e)))?);
+        *cached = Some(Cached { stamp, users: users.clone() });
+        Ok(users)
+    }
+}
+
+/// Whether `peer` is one of the configured proxies (an IPv4 address also as IPv6-mapped).
+fn trusted(proxies: &[String], peer: IpAddr) -> bool {
+    let peer = peer.to_canonical();
+    proxies.iter().filter_map(|p| p.parse::<IpAddr>().ok()).any(|p| p.to_canonical() == peer)
+}
+
+/// The identity of a request, or why it has none.
+fn identify(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> Result<Identity, ApiError> {
+    let project = &state.project;
+    let settings = &project.config().server;
+    if let Some(name) = &settings.trusted_header
+        && let Some(value) = headers.get(name.as_str())
+    {
+        if !trusted(&settings.trusted_proxies, peer) {
+            return Err(ApiError::unauthorized(format!(
+                "{name} is accepted only from the proxies in [server] trusted_proxies, not from {peer}"
+            )));
+        }
+        let user = value.to_str().map_err(|_| ApiError::unauthorized(format!("{name} is not text")))?.trim();
+        let users = state.users.get(project)?;
+        let Some(found) = users.get(user) else {
+            return Err(ApiError::unauthorized(format!("{user} is not a user of this service")));
+        };
+        return Ok(project.identity(user, found)?);
+    }
+    let Some(authorization) = headers.get(header::AUTHORIZATION) else {
+        if settings.anonymous {
+            return Ok(Identity::default());
+        }
+        return Err(ApiError::unauthorized(
+            "no credentials: send a token as `Authorization: Bearer <token>` or as the password of HTTP Basic".into(),
+        ));
+    };
+    let text =
+        authorization.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not text".into()))?;
+    let (scheme, credentials) = text.split_once(' ').unwrap_or((text, ""));
+    let (claimed, token) = match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => (None, credentials.trim().to_owned()),
+        "basic" => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(credentials.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    ApiError::unauthorized("the Basic credentials are not base64 of user:password".into())
+                })?;
+            let (user, password) = decoded.split_once(':').unwrap_or(("", decoded.as_str()));
+            (Some(user.to_owned()).filter(|u| !u.is_empty()), password.to_owned())
+        }
+        other => {
+            return Err(ApiError::unauthorized(format!("unknown authorization scheme '{other}': use Bearer or Basic")));
+        }
+    };
+    let users = state.users.get(project)?;
+    let Some((name, user)) = users.by_token(&token) else {
+        return Err(ApiError::unauthorized("the token is not valid".into()));
+    };
+    if claimed.as_deref().is_some_and(|c| c != name) {
+        return Err(ApiError::unauthorized("the token belongs to another user than the one named".into()));
+    }
+    Ok(project.identity(name, user)?)
+}
+
+/// Authenticates every request under `/api`, hands its identity to the handlers, and audits it.
+pub(crate) async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    // The URI as sent (under `/api/v1`, which the nested router strips from `request.uri()`).
+    let uri =
+        request.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| request.uri().clone(), |o| o.0.clone());
+    let path = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.to_string());
+    let identity = identify(&state, request.headers(), peer.ip());
+    let response = match &identity {
+        Ok(identity) => {
+            request.extensions_mut().insert(identity.clone());
+            next.run(request).await
+        }
+        Err(e) => e.clone().into_response(),
+    };
+    let who = identity.as_ref().ok().cloned().unwrap_or_default();
+    let status = response.status().as_u16();
+    tracing::info!(%method, %path, status, user = who.user.as_deref().unwrap_or("-"), client = %peer.ip(), "request");
+    let entry = serde_json::json!({
+        "kind": "request",
+        "user": who.user,
+        "groups": who.groups,
+        "role": who.role,
+        "client": peer.ip().to_string(),
+        "method": method,
+        "path": path,
+        "status": status,
+    });
+    match state.project.audit_entry(entry) {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(error = %kubus::error_chain(&e), "audit log");
+            ApiError::internal("the audit log cannot be written, so nothing is answered".into()).into_response()
+        }
+    }
+}

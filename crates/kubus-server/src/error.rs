@@ -1,0 +1,106 @@
+//! Errors as HTTP answers: a status and a JSON body `{"error": …, "rule": …, "role": …}` that says what went wrong
+//! and, for a refusal, which rule refused.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, in a sentence.
+    pub message: String,
+    /// For a refusal: the rule that refused.
+    pub rule: Option<String>,
+    /// For a refusal: the role that was refused.
+    pub role: Option<String>,
+    /// Seconds after which to try again (503).
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: String) -> ApiError {
+        ApiError { status, message, rule: None, role: None, retry_after: None }
+    }
+
+    /// 400: the request cannot be answered as asked.
+    pub fn bad_request(message: String) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 401: no valid identity.
+    pub fn unauthorized(message: String) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: String) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 413: an upload over the limit.
+    pub fn too_large(message: String) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+
+    /// 500: the server failed.
+    pub fn internal(message: String) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// 503: too many requests wait for a query slot.
+    pub fn busy(queue: usize) -> ApiError {
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the server is busy ({queue} requests wait already); try again in a moment"),
+            )
+        }
+    }
+}
+
+impl From<kubus::Error> for ApiError {
+    fn from(e: kubus::Error) -> ApiError {
+        let message = kubus::error_chain(&e);
+        match e {
+            kubus::Error::Refused { role, rule } => {
+                ApiError { rule: Some(rule), role: Some(role), ..ApiError::new(StatusCode::FORBIDDEN, message) }
+            }
+            kubus::Error::EmptyCube { .. } => ApiError::new(StatusCode::NOT_FOUND, message),
+            e if e.is_user_error() => ApiError::bad_request(message),
+            _ => ApiError::internal(message),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({"error": self.message, "status": self.status.as_u16()});
+        if let Some(rule) = &self.rule {
+            body["rule"] = rule.clone().into();
+        }
+        if let Some(role) = &self.role {
+            body["role"] = role.clone().into();
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // Excel's and Power BI's web connectors ask for a user name and password on this challenge.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"kubus\", Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

@@ -1,0 +1,674 @@
+//! `kubus serve` over real HTTP: the server runs on a free loopback port (in this process, or in a process of its own
+//! where it must be killed) and is asked with reqwest as each office would ask it. Expected answers come from the
+//! CLI on the same warehouse (another surface of the library) and from the uploaded files themselves.
+
+use crate::support::{cli, csv_rows, project_copy};
+use reqwest::StatusCode;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+/// A server running on a thread of its own, stopped (as by SIGTERM) when dropped.
+struct Running {
+    address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts `kubus serve` for the project in `dir` on a free port of 127.0.0.1.
+fn start(dir: &Path) -> Running {
+    let project = kubus::Project::open(dir).unwrap();
+    let (address_tx, address_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let options = kubus_server::Options { listen: Some("127.0.0.1:0".parse().unwrap()), demo_key: true };
+            let server = kubus_server::Server::bind(project, options).await.unwrap();
+            address_tx.send(server.local_addr()).unwrap();
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    let address = address_rx.recv().unwrap();
+    Running { address, stop: Some(stop), thread: Some(thread) }
+}
+
+/// Adds a user in `group` through the CLI and returns its new token.
+fn user(dir: &Path, name: &str, group: &str) -> String {
+    let added = cli(dir, &["user", "add", name, "--group", group]);
+    assert_eq!(added.code, ExitCode::SUCCESS, "{}", added.stderr);
+    let token = cli(dir, &["token", "create", name]);
+    assert_eq!(token.code, ExitCode::SUCCESS, "{}", token.stderr);
+    token.stdout.trim().to_owned()
+}
+
+/// The tokens of the shared server's users, by group.
+struct Tokens {
+    statistik: String,
+    jugendamt: String,
+    ortsbezirke: String,
+    kurstraeger: String,
+    datenpflege: String,
+}
+
+/// One shared copy of the sample project with the demo's warehouse, its users, and a server over it (read only).
+fn shared() -> &'static (tempfile::TempDir, Tokens, Running) {
+    static SHARED: OnceLock<(tempfile::TempDir, Tokens, Running)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = project_copy();
+        let demo = cli(dir.path(), &["demo"]);
+        assert_eq!(demo.code, ExitCode::SUCCESS, "{}", demo.stderr);
+        let tokens = Tokens {
+            statistik: user(dir.path(), "sabine", "statistikstelle"),
+            jugendamt: user(dir.path(), "jonas", "jugendamt"),
+            ortsbezirke: user(dir.path(), "olga", "ortsbezirke"),
+            kurstraeger: user(dir.path(), "kai", "kurstraeger"),
+            datenpflege: user(dir.path(), "dana", "datenpflege"),
+        };
+        let running = start(dir.path());
+        (dir, tokens, running)
+    })
+}
+
+/// The runtime every request of these tests runs on (reqwest's client is asynchronous; the tests are not).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
+}
+
+/// A request being built: reqwest's, sent on [`runtime`] and read whole.
+struct Request(reqwest::RequestBuilder);
+
+/// An answer, read whole.
+struct Response {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn bearer_auth(self, token: &str) -> Request {
+        Request(self.0.bearer_auth(token))
+    }
+    fn basic_auth(self, user: &str, password: Option<&String>) -> Request {
+        Request(self.0.basic_auth(user, password))
+    }
+    fn header(self, name: &str, value: &str) -> Request {
+        Request(self.0.header(name, value))
+    }
+    fn body(self, body: impl Into<reqwest::Body>) -> Request {
+        Request(self.0.body(body))
+    }
+    /// A multipart body with one part per file, each named `file` and carrying the file's name.
+    fn files(self, files: &[(String, Vec<u8>)]) -> Request {
+        let (content_type, body) = multipart(files);
+        Request(self.0.header("Content-Type", content_type).body(body))
+    }
+    fn send(self) -> Result<Response, reqwest::Error> {
+        runtime().block_on(async move {
+            let response = self.0.send().await?;
+            let (status, headers) = (response.status(), response.headers().clone());
+            Ok(Response { status, headers, body: response.bytes().await?.to_vec() })
+        })
+    }
+}
+
+impl Response {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn headers(&self) -> &reqwest::header::HeaderMap {
+        &self.headers
+    }
+    fn text(&self) -> Result<String, std::string::FromUtf8Error> {
+        String::from_utf8(self.body.clone())
+    }
+    fn bytes(&self) -> Result<&[u8], std::convert::Infallible> {
+        Ok(&self.body)
+    }
+}
+
+/// The boundary of the multipart bodies these tests send.
+const BOUNDARY: &str = "kubus-test-boundary-7f3a";
+
+/// A multipart/form-data body of files: its content type and bytes.
+fn multipart(files: &[(String, Vec<u8>)]) -> (String, Vec<u8>) {
+    let mut body = Vec::new();
+    for (name, bytes) in files {
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+}
+
+struct Client(reqwest::Client);
+
+impl Client {
+    fn get(&self, url: impl AsRef<str>) -> Request {
+        Request(self.0.get(url.as_ref()))
+    }
+    fn post(&self, url: impl AsRef<str>) -> Request {
+        Request(self.0.post(url.as_ref()))
+    }
+}
+
+fn client() -> Client {
+    Client(reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap())
+}
+
+fn get(server: &Running, path: &str, token: &str) -> Response {
+    client().get(server.url(path)).bearer_auth(token).send().unwrap()
+}
+
+fn json(response: Response) -> serde_json::Value {
+    let text = response.text().unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", response.status()))
+}
+
+#[test]
+fn without_a_valid_identity_nothing_is_answered() {
+    let (_, tokens, server) = shared();
+    let health = client().get(server.url("/healthz")).send().unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "health needs no identity");
+    let anonymous = client().get(server.url("/api/v1/cubes")).send().unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(anonymous.headers()["www-authenticate"].to_str().unwrap().contains("Basic"), "Excel asks for a password");
+    let query = "/api/v1/query?cube=newcomers&m=persons&d=district&c=month=2024-06";
+    for bad in ["kubus_00", "", "sabine", &tokens.statistik[..tokens.statistik.len() - 1]] {
+        let response = get(server, query, bad);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "token {bad:?}");
+    }
+    // HTTP Basic with the token as password (what Excel's and Power BI's web connectors send), for its own user only.
+    let basic = client().get(server.url(query)).basic_auth("sabine", Some(&tokens.statistik)).send().unwrap();
+    assert_eq!(basic.status(), StatusCode::OK);
+    let other = client().get(server.url(query)).basic_auth("jonas", Some(&tokens.statistik)).send().unwrap();
+    assert_eq!(other.status(), StatusCode::UNAUTHORIZED, "a token names its own user");
+    // The trusted header is not trusted unless proxies are configured (the sample configures none).
+    let claimed = client().get(server.url(query)).header("X-Remote-User", "sabine").send().unwrap();
+    assert_eq!(claimed.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_role_that_may_not_is_refused_with_the_rule() {
+    let (_, tokens, server) = shared();
+    let refused = get(server, "/api/v1/query?cube=newcomers&m=persons&d=district", &tokens.jugendamt);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body = json(refused);
+    assert_eq!(body["role"], "jugendhilfe");
+    assert_eq!(body["rule"], "it may see district down to level area, not district");
+    // A topic outside the role's: the population cubes are not the youth welfare office's.
+    let topic = get(server, "/api/v1/query?cube=population_by_land&m=inhabitants", &tokens.jugendamt);
+    assert_eq!(topic.status(), StatusCode::FORBIDDEN);
+    assert!(json(topic)["rule"].as_str().unwrap().contains("may read the cubes newcomers"));
+    let quarantine = get(server, "/api/v1/quarantine", &tokens.kurstraeger);
+    assert_eq!(quarantine.status(), StatusCode::FORBIDDEN, "raw values of persons are for the data stewards");
+    let stewards = get(server, "/api/v1/quarantine?format=csv", &tokens.datenpflege);
+    assert_eq!(stewards.status(), StatusCode::OK);
+    assert!(!csv_rows(&stewards.text().unwrap()).is_empty(), "the sample exports have rejected lines");
+    let upload = client()
+        .post(server.url("/api/v1/sources/abh_newcomers/files"))
+        .bearer_auth(&tokens.kurstraeger)
+        .files(&[("neuzugewanderte_2024-07.csv".into(), b"Personennummer\n".to_vec())])
+        .send()
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::FORBIDDEN, "a course provider delivers course offers, not newcomers");
+}
+
+#[test]
+fn the_youth_welfare_office_cannot_reach_a_single_district_through_any_endpoint() {
+    let (_, tokens, server) = shared();
+    let token = &tokens.jugendamt;
+    let forbidden = [
+        "/api/v1/query?cube=newcomers&m=persons&d=district",
+        "/api/v1/query?cube=newcomers&m=persons&d=district.district",
+        "/api/v1/query?cube=newcomers&m=persons&c=district=11",
+        "/api/v1/query?cube=newcomers&m=persons&c=district!=11&d=district.area",
+        "/api/v1/query?cube=language_demand&m=need&d=district",
+        "/api/v1/query?cube=newcomers&m=persons&d=age",
+        "/api/v1/explain?cube=newcomers&m=persons&d=district",
+        "/api/v1/cubes/newcomers/dimensions/district/members?level=district",
+        "/api/v1/cubes/newcomers/dimensions/age/members?level=age_year",
+    ];
+    for path in forbidden {
+        let response = get(server, path, token);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}: {}", response.text().unwrap());
+    }
+    for (format, media) in [("csv", "text/csv"), ("json-stat", "json-stat"), ("xlsx", "spreadsheetml")] {
+        let response =
+            get(server, &format!("/api/v1/query?cube=newcomers&m=persons&d=district&format={format}"), token);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{format}");
+        let content = response.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content.starts_with("application/json") && !content.contains(media), "{format}: an error, no data");
+        assert!(json(response)["error"].as_str().unwrap().contains("not district"));
+    }
+    let posted = client()
+        .post(server.url("/api/v1/query"))
+        .bearer_auth(token)
+        .body(r#"{"cube": "newcomers", "measures": ["persons"], "drilldowns": ["district"]}"#)
+        .send()
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::FORBIDDEN);
+    // The catalogue offers areas, never districts; the areas themselves answer.
+    let catalog = json(get(server, "/api/v1/cubes", token));
+    let cubes: Vec<&str> = catalog.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(cubes, ["course_offers", "language_demand", "newcomers"], "the role's topic, nothing else");
+    let newcomers = catalog.as_array().unwrap().iter().find(|c| c["name"] == "newcomers").unwrap();
+    let district = newcomers["dimensions"].as_array().unwrap().iter().find(|d| d["name"] == "district").unwrap();
+    let levels: Vec<&str> =
+        district["levels"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(levels, ["city", "area"]);
+    let areas = get(server, "/api/v1/query?cube=newcomers&m=persons&d=district.area&c=month=2024-06&format=csv", token);
+    assert_eq!(areas.status(), StatusCode::OK);
+    assert!(csv_rows(&areas.text().unwrap()).len() >= 2);
+}
+
+#[test]
+fn the_ortsbezirke_see_only_their_rows_and_totals() {
+    let (dir, tokens, server) = shared();
+    let path = "/api/v1/query?cube=newcomers&m=persons&d=district&c=month=2024-06&totals=true&format=csv";
+    let response = get(server, path, &tokens.ortsbezirke);
+    assert_eq!(response.status(), StatusCode::OK);
+    let rows = csv_rows(&response.text().unwrap());
+    // The same question through the CLI as analysts, cut to the Ortsbezirke's area: the same cells, so (under the
+    // cell key method) the same published values, total included.
+    let expected = cli(
+        dir.path(),
+        &[
+            "--role",
+            "analyst",
+            "query",
+            "newcomers",
+            "-m",
+            "persons",
+            "-d",
+            "district",
+            "-c",
+            "month=2024-06",
+            "-c",
+            "district.area=O",
+            "--totals",
+            "-f",
+            "csv",
+        ],
+    );
+    assert_eq!(expected.code, ExitCode::SUCCESS, "{}", expected.stderr);
+    assert_eq!(rows, csv_rows(&expected.stdout));
+    let all = cli(
+        dir.path(),
+        &[
+            "--role",
+            "analyst",
+            "query",
+            "newcomers",
+            "-m",
+            "persons",
+            "-d",
+            "district",
+            "-c",
+            "month=2024-06",
+            "-f",
+            "csv",
+        ],
+    );
+    assert!(csv_rows(&all.stdout).len() > rows.len(), "the city has more districts than the Ortsbezirke");
+}
+
+#[test]
+fn every_format_carries_the_same_protected_numbers_as_the_cli() {
+    let (dir, tokens, server) = shared();
+    let args = ["newcomers", "-m", "persons", "-d", "district.area", "-d", "language_level", "-c", "month=2024-06"];
+    let path = "/api/v1/query?cube=newcomers&m=persons&d=district.area&d=language_level&c=month=2024-06";
+    for (format, media) in [
+        ("csv", "text/csv"),
+        ("csv-de", "text/csv"),
+        ("json", "application/json"),
+        ("json-stat", "application/json"),
+        ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("parquet", "application/vnd.apache.parquet"),
+    ] {
+        let response = get(server, &format!("{path}&format={format}"), &tokens.kurstraeger);
+        assert_eq!(response.status(), StatusCode::OK, "{format}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(media), "{format}");
+        assert!(response.headers()["content-disposition"].to_str().unwrap().contains("filename=\"newcomers."));
+        assert!(response.headers()["kubus-protection"].to_str().unwrap().contains("Cell-Key"), "{format}");
+        let body = response.bytes().unwrap();
+        let out = dir.path().join(format!("answer.{format}"));
+        let mut cli_args = vec!["--role", "analyst", "query"];
+        cli_args.extend(args);
+        cli_args.extend(["-f", format, "-o", out.to_str().unwrap()]);
+        let local = cli(dir.path(), &cli_args);
+        assert_eq!(local.code, ExitCode::SUCCESS, "{}", local.stderr);
+        if format == "xlsx" || format == "parquet" {
+            // Binary files carry a time of writing: compare what a reader sees.
+            assert!(body.len() > 100, "{format}");
+        } else {
+            assert_eq!(String::from_utf8_lossy(body), std::fs::read_to_string(&out).unwrap(), "{format}");
+        }
+    }
+    // Without ?format=, the Accept header chooses; without either, JSON.
+    let csv =
+        client().get(server.url(path)).bearer_auth(&tokens.kurstraeger).header("Accept", "text/csv").send().unwrap();
+    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let plain = get(server, path, &tokens.kurstraeger);
+    assert!(plain.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let misspelt = get(server, &format!("{path}&fromat=csv"), &tokens.kurstraeger);
+    assert_eq!(misspelt.status(), StatusCode::BAD_REQUEST, "an unknown parameter is not ignored");
+}
+
+#[test]
+fn members_and_the_catalogue_answer_what_the_role_may_ask() {
+    let (_, tokens, server) = shared();
+    let me = json(get(server, "/api/v1/me", &tokens.statistik));
+    assert_eq!(
+        (me["user"].as_str(), me["role"].as_str(), me["sql"].as_bool()),
+        (Some("sabine"), Some("statistik"), Some(true))
+    );
+    let found = json(get(
+        server,
+        "/api/v1/cubes/newcomers/dimensions/district/members?level=district&q=west",
+        &tokens.statistik,
+    ));
+    let found = found.as_array().unwrap();
+    assert!(!found.is_empty());
+    for member in found {
+        let texts = [&member["key"], &member["label"], &member["label_en"]]
+            .into_iter()
+            .chain(member["aliases"].as_array().unwrap())
+            .map(|t| t.as_str().unwrap().to_lowercase())
+            .collect::<Vec<_>>();
+        assert!(texts.iter().any(|t| t.contains("west")), "{member}");
+    }
+    let all =
+        json(get(server, "/api/v1/cubes/newcomers/dimensions/district/members?level=district", &tokens.statistik));
+    assert!(all.as_array().unwrap().len() > found.len(), "the search narrows");
+    let cube = json(get(server, "/api/v1/cubes/newcomers", &tokens.statistik));
+    assert!(cube["measures"].as_array().unwrap().iter().any(|m| m["name"] == "persons"));
+    assert_eq!(get(server, "/api/v1/cubes/nonesuch", &tokens.statistik).status(), StatusCode::NOT_FOUND);
+    let explain = get(server, "/api/v1/explain?cube=newcomers&m=persons&d=district.area", &tokens.statistik);
+    assert_eq!(explain.status(), StatusCode::OK);
+    assert!(explain.text().unwrap().starts_with("reads "));
+}
+
+/// A fresh project with the newcomers of June 2024 ingested, its users, and a server over it.
+fn upload_project() -> (tempfile::TempDir, String) {
+    let dir = project_copy();
+    let first = cli(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv"],
+    );
+    assert_eq!(first.code, ExitCode::SUCCESS, "{}", first.stderr);
+    let token = user(dir.path(), "abh", "auslaenderbehoerde");
+    (dir, token)
+}
+
+fn upload(server: &Running, token: &str, source: &str, files: &[PathBuf]) -> Response {
+    let files: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|f| (f.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(f).unwrap()))
+        .collect();
+    client()
+        .post(server.url(&format!("/api/v1/sources/{source}/files")))
+        .bearer_auth(token)
+        .files(&files)
+        .send()
+        .unwrap()
+}
+
+fn version(dir: &Path) -> Option<u64> {
+    let project = kubus::Project::open(dir).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(project.version("newcomers")).unwrap()
+}
+
+/// The months of the newcomers' facts, through the CLI as the statistics office.
+fn months(dir: &Path) -> Vec<String> {
+    let out = cli(dir, &["--role", "statistik", "query", "newcomers", "-m", "records", "-d", "month", "-f", "csv"]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    csv_rows(&out.stdout).into_iter().map(|r| r[0].clone()).collect()
+}
+
+#[test]
+fn an_upload_lands_with_its_line_accounting() {
+    let (dir, token) = upload_project();
+    let server = start(dir.path());
+    let file = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-07.csv");
+    let before = version(dir.path());
+    let report = json(upload(&server, &token, "abh_newcomers", std::slice::from_ref(&file)));
+    let bytes = std::fs::read(&file).unwrap();
+    let physical = bytes.iter().filter(|&&b| b == b'\n').count() + usize::from(!bytes.ends_with(b"\n"));
+    let f = &report["files"][0];
+    assert_eq!(f["outcome"], "ingested", "{report}");
+    assert_eq!(f["lines"].as_u64().unwrap() as usize, physical, "every line of the file is accounted for");
+    let skipped: u64 = f["skipped"].as_array().unwrap().iter().map(|s| s["lines"].as_u64().unwrap()).sum();
+    assert_eq!(f["accepted"].as_u64().unwrap() + f["rejected"].as_u64().unwrap() + skipped, physical as u64);
+    let data_lines = bytes.split(|&b| b == b'\n').filter(|l| l.starts_with(b"ABH-")).count() as u64;
+    assert_eq!(f["accepted"].as_u64().unwrap() + f["rejected"].as_u64().unwrap(), data_lines);
+    assert_eq!(report["version"].as_u64(), before.map(|v| v + 1), "one upload is one commit");
+    assert_eq!(version(dir.path()), before.map(|v| v + 1));
+    assert_eq!(months(dir.path()), ["2024-06", "2024-07"]);
+    // The uploader is no data steward: where and what kind, not the raw values.
+    let rejected = report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len() as u64, f["rejected"].as_u64().unwrap());
+    assert!(rejected.iter().all(|r| r.get("value").is_none() && r["problem"].is_string()));
+    // The same file again changes nothing.
+    let again = json(upload(&server, &token, "abh_newcomers", &[file]));
+    assert_eq!(again["files"][0]["outcome"], "already_ingested");
+    assert_eq!(version(dir.path()), before.map(|v| v + 1));
+    assert!(
+        std::fs::read_dir(dir.path().join("warehouse/uploads")).unwrap().next().is_none(),
+        "uploads are cleaned up"
+    );
+}
+
+#[test]
+fn an_upload_over_the_size_limit_changes_nothing() {
+    use std::io::Write as _;
+    let (dir, token) = upload_project();
+    let path = dir.path().join("kubus.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("max_upload_mb = 256", "max_upload_mb = 1");
+    std::fs::write(&path, text).unwrap();
+    let server = start(dir.path());
+    let before = version(dir.path());
+    // Two megabytes of a valid export: the sample month, repeated with fresh person numbers.
+    let sample = std::fs::read(dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-07.csv")).unwrap();
+    let mut big = sample.clone();
+    let mut copy = 0;
+    while big.len() < 2 << 20 {
+        copy += 1;
+        for line in sample.split(|&b| b == b'\n').filter(|l| l.starts_with(b"ABH-")) {
+            big.extend_from_slice(format!("C{copy}-").as_bytes());
+            big.extend_from_slice(line);
+            big.push(b'\n');
+        }
+    }
+    let file = dir.path().join("neuzugewanderte_gross.csv");
+    std::fs::write(&file, &big).unwrap();
+    // A body that announces its size is refused before it is sent (the client waits for the answer first).
+    let mut stream = std::net::TcpStream::connect(server.address).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/sources/abh_newcomers/files HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\r\n",
+        server.address,
+        big.len() + 200
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // One that does not (chunked) is counted as it streams, and stopped past the limit: the server answers 413 and
+    // closes, which a client still sending may see as a broken connection instead.
+    let (content_type, body) = multipart(&[("neuzugewanderte_gross.csv".into(), big)]);
+    let spooled = dir.path().join("upload.body");
+    std::fs::write(&spooled, body).unwrap();
+    let file = runtime().block_on(tokio::fs::File::open(&spooled)).unwrap();
+    let streamed = client()
+        .post(server.url("/api/v1/sources/abh_newcomers/files"))
+        .bearer_auth(&token)
+        .header("Content-Type", &content_type)
+        .body(file)
+        .send();
+    if let Ok(response) = streamed {
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{}", response.text().unwrap());
+    }
+    assert_eq!(version(dir.path()), before);
+    assert_eq!(months(dir.path()), ["2024-06"]);
+    assert!(std::fs::read_dir(dir.path().join("warehouse/uploads")).unwrap().next().is_none());
+}
+
+#[test]
+fn concurrent_uploads_and_a_cli_ingest_all_land() {
+    let (dir, token) = upload_project();
+    let server = start(dir.path());
+    let before = version(dir.path()).unwrap();
+    let file = |m: &str| dir.path().join(format!("sample-data/auslaenderbehoerde/neuzugewanderte_2024-{m}.csv"));
+    let (a, b, c) = (file("07"), file("08"), file("09"));
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| upload(&server, &token, "abh_newcomers", std::slice::from_ref(&a)));
+        let second = scope.spawn(|| upload(&server, &token, "abh_newcomers", std::slice::from_ref(&b)));
+        let third = scope.spawn(|| cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", c.to_str().unwrap()]));
+        for response in [first.join().unwrap(), second.join().unwrap()] {
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        assert_eq!(third.join().unwrap().code, ExitCode::SUCCESS);
+    });
+    assert_eq!(months(dir.path()), ["2024-06", "2024-07", "2024-08", "2024-09"], "no ingest lost another's facts");
+    assert_eq!(version(dir.path()), Some(before + 3), "three commits, one after the other");
+}
+
+const CHILD_ARGS: &str = "KUBUS_SERVER_TEST_CLI_ARGS";
+const THIS_TEST: &str = "server::a_server_killed_during_an_upload_leaves_the_previous_version";
+
+#[test]
+fn a_server_killed_during_an_upload_leaves_the_previous_version() {
+    use std::io::Write as _;
+    if let Ok(args) = std::env::var(CHILD_ARGS) {
+        // Child mode: act as the `kubus` binary (here: `kubus serve`) until killed.
+        let code = kubus_cli::run(args.split('\u{1f}').map(str::to_owned), &mut std::io::sink(), &mut std::io::sink());
+        std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+    }
+    let (dir, token) = upload_project();
+    let before = version(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let args = ["kubus", "-C", dir.path().to_str().unwrap(), "serve", "--listen", &address, "--demo-key"];
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", THIS_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ARGS, args.join("\u{1f}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = format!("http://{address}/healthz");
+    let up = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        client().get(&health).send().is_ok_and(|r| r.status() == StatusCode::OK)
+    });
+    assert!(up, "the server came up");
+    // Half of an upload: the body announces more than it sends, and the server dies while it waits for the rest.
+    let file = std::fs::read(dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-07.csv")).unwrap();
+    let boundary = "kubusboundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"neuzugewanderte_2024-07.csv\"\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/sources/abh_newcomers/files HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{head}",
+        head.len() + file.len() + tail.len()
+    )
+    .unwrap();
+    stream.write_all(&file[..file.len() / 2]).unwrap();
+    stream.flush().unwrap();
+    let uploads = dir.path().join("warehouse/uploads");
+    let receiving = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::read_dir(&uploads).is_ok_and(|mut d| d.next().is_some())
+    });
+    assert!(receiving, "the server was receiving the upload");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stream);
+    assert_eq!(version(dir.path()), before, "nothing of the half upload was committed");
+    assert_eq!(months(dir.path()), ["2024-06"]);
+    // A server started again clears what the killed one left, and takes the whole file.
+    let server = start(dir.path());
+    assert!(std::fs::read_dir(&uploads).unwrap().next().is_none(), "the half upload is gone");
+    let path = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-07.csv");
+    assert_eq!(upload(&server, &token, "abh_newcomers", &[path]).status(), StatusCode::OK);
+    assert_eq!(months(dir.path()), ["2024-06", "2024-07"]);
+}
+
+#[test]
+fn single_sign_on_is_accepted_from_the_configured_proxy_only() {
+    let dir = project_copy();
+    let path = dir.path().join("kubus.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "anonymous = false",
+        "anonymous = false\ntrusted_header = \"X-Remote-User\"\ntrusted_proxies = [\"127.0.0.1\"]",
+    );
+    std::fs::write(&path, &text).unwrap();
+    let added = cli(dir.path(), &["user", "add", "KL\\abecker", "--group", "jugendamt"]);
+    assert_eq!(added.code, ExitCode::SUCCESS, "{}", added.stderr);
+    let demo = cli(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv"],
+    );
+    assert_eq!(demo.code, ExitCode::SUCCESS, "{}", demo.stderr);
+    let server = start(dir.path());
+    let ask = |user: &str, path: &str| client().get(server.url(path)).header("X-Remote-User", user).send().unwrap();
+    let me = json(ask("KL\\abecker", "/api/v1/me"));
+    assert_eq!((me["user"].as_str(), me["role"].as_str()), (Some("KL\\abecker"), Some("jugendhilfe")));
+    assert_eq!(ask("KL\\abecker", "/api/v1/query?cube=newcomers&m=persons&d=district").status(), StatusCode::FORBIDDEN);
+    assert_eq!(ask("nobody", "/api/v1/me").status(), StatusCode::UNAUTHORIZED, "an unknown user is no one");
+    drop(server);
+    // From an address that is not the proxy, the header is refused.
+    std::fs::write(&path, text.replace("trusted_proxies = [\"127.0.0.1\"]", "trusted_proxies = [\"10.1.2.3\"]"))
+        .unwrap();
+    let server = start(dir.path());
+    let response = client().get(server.url("/api/v1/me")).header("X-Remote-User", "KL\\abecker").send().unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(json(response)["error"].as_str().unwrap().contains("trusted_proxies"));
+    // Every request is in the audit log with user, role and client address, the refused ones too.
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let requests: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 4);
+    assert_eq!(requests[0]["user"], "KL\\abecker");
+    assert_eq!(requests[0]["role"], "jugendhilfe");
+    assert_eq!(requests[0]["client"], "127.0.0.1");
+    assert_eq!(requests[1]["status"], 403);
+    assert_eq!((requests[3]["status"].as_u64(), requests[3]["user"].is_null()), (Some(401), true));
+}

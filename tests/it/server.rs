@@ -290,6 +290,16 @@ fn the_youth_welfare_office_cannot_reach_a_single_district_through_any_endpoint(
     assert!(csv_rows(&areas.text().unwrap()).len() >= 2);
 }
 
+/// Persons by district in June 2024 through the CLI as the analysts, with more arguments: CSV rows.
+fn analysts_persons_by_district(dir: &Path, more: &[&str]) -> Vec<Vec<String>> {
+    let mut args = vec!["--role", "analyst", "query", "newcomers", "-m", "persons", "-d", "district"];
+    args.extend(["-c", "month=2024-06", "-f", "csv"]);
+    args.extend(more);
+    let out = cli(dir, &args);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    csv_rows(&out.stdout)
+}
+
 #[test]
 fn the_ortsbezirke_see_only_their_rows_and_totals() {
     let (dir, tokens, server) = shared();
@@ -299,46 +309,9 @@ fn the_ortsbezirke_see_only_their_rows_and_totals() {
     let rows = csv_rows(&response.text().unwrap());
     // The same question through the CLI as analysts, cut to the Ortsbezirke's area: the same cells, so (under the
     // cell key method) the same published values, total included.
-    let expected = cli(
-        dir.path(),
-        &[
-            "--role",
-            "analyst",
-            "query",
-            "newcomers",
-            "-m",
-            "persons",
-            "-d",
-            "district",
-            "-c",
-            "month=2024-06",
-            "-c",
-            "district.area=O",
-            "--totals",
-            "-f",
-            "csv",
-        ],
-    );
-    assert_eq!(expected.code, ExitCode::SUCCESS, "{}", expected.stderr);
-    assert_eq!(rows, csv_rows(&expected.stdout));
-    let all = cli(
-        dir.path(),
-        &[
-            "--role",
-            "analyst",
-            "query",
-            "newcomers",
-            "-m",
-            "persons",
-            "-d",
-            "district",
-            "-c",
-            "month=2024-06",
-            "-f",
-            "csv",
-        ],
-    );
-    assert!(csv_rows(&all.stdout).len() > rows.len(), "the city has more districts than the Ortsbezirke");
+    assert_eq!(rows, analysts_persons_by_district(dir.path(), &["-c", "district.area=O", "--totals"]));
+    let all = analysts_persons_by_district(dir.path(), &[]);
+    assert!(all.len() > rows.len(), "the city has more districts than the Ortsbezirke");
 }
 
 #[test]
@@ -639,6 +612,11 @@ fn single_sign_on_is_accepted_from_the_configured_proxy_only() {
     std::fs::write(&path, &text).unwrap();
     let added = cli(dir.path(), &["user", "add", "KL\\abecker", "--group", "jugendamt"]);
     assert_eq!(added.code, ExitCode::SUCCESS, "{}", added.stderr);
+    let users = std::fs::read_to_string(dir.path().join("users.toml")).unwrap();
+    let two = cli(dir.path(), &["user", "add", "zwei", "--group", "jugendamt", "--group", "statistikstelle"]);
+    assert_eq!(two.code, ExitCode::from(2), "groups of two roles: which role would be a guess");
+    assert!(two.stderr.contains("different roles (jugendhilfe, statistik)"), "{}", two.stderr);
+    assert_eq!(std::fs::read_to_string(dir.path().join("users.toml")).unwrap(), users, "nothing was added");
     let demo = cli(
         dir.path(),
         &["ingest", "--demo-key", "abh_newcomers", "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv"],

@@ -254,7 +254,8 @@ impl Project {
             .map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !["facts", "quarantine", "staging", "rollups", "locks", crate::protection::FILE].contains(&name.as_ref())
+            if !["facts", "quarantine", "staging", "rollups", "locks", "uploads", crate::protection::FILE]
+                .contains(&name.as_ref())
             {
                 return Err(Error::NotAWarehouse { path: dir, entry: name });
             }

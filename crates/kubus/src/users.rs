@@ -142,7 +142,7 @@ impl Project {
         read_users(&self.users_path())
     }
 
-    /// Adds a user with its groups (each must be a group of `kubus.toml`).
+    /// Adds a user with its groups (each must be a group of `kubus.toml`, all of them acting as one role).
     pub fn add_user(&self, name: &str, groups: &[String]) -> Result<()> {
         if !valid_name(name) {
             return Err(Error::Users {
@@ -159,7 +159,10 @@ impl Project {
         if users.users.contains_key(name) {
             return Err(Error::Users { path: self.users_path(), reason: format!("user {name} exists already") });
         }
-        users.users.insert(name.to_owned(), User { groups: groups.to_vec(), tokens: Vec::new() });
+        let user = User { groups: groups.to_vec(), tokens: Vec::new() };
+        // Groups of different roles are refused now, not at the user's first request.
+        self.identity(name, &user)?;
+        users.users.insert(name.to_owned(), user);
         write_users(&self.users_path(), &users)
     }
 

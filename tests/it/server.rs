@@ -650,3 +650,45 @@ fn single_sign_on_is_accepted_from_the_configured_proxy_only() {
     assert_eq!(requests[1]["status"], 403);
     assert_eq!((requests[3]["status"].as_u64(), requests[3]["user"].is_null()), (Some(401), true));
 }
+
+#[test]
+fn a_full_queue_answers_503_and_a_query_over_its_memory_fails_alone() {
+    let (dir, token) = upload_project();
+    let path = dir.path().join("kubus.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace("max_queries = 4 ", "max_queries = 1 ").replace("queue = 64 ", "queue = 0 ");
+    std::fs::write(&path, text.replace("query_memory_mb = 2048", "query_memory_mb = 1")).unwrap();
+    let server = start(dir.path());
+    // Another ingest of the cube (here: this test) holds its lock, so the upload waits in its query slot.
+    let lock = std::fs::File::create(dir.path().join("warehouse/locks/newcomers.lock")).unwrap();
+    lock.lock().unwrap();
+    let file = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-07.csv");
+    let size = std::fs::metadata(&file).unwrap().len();
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| upload(&server, &token, "abh_newcomers", std::slice::from_ref(&file)));
+        let uploads = dir.path().join("warehouse/uploads");
+        let received = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            std::fs::read_dir(&uploads)
+                .unwrap()
+                .flatten()
+                .any(|d| std::fs::metadata(d.path().join("neuzugewanderte_2024-07.csv")).is_ok_and(|m| m.len() == size))
+        });
+        assert!(received, "the upload arrived");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let busy = get(&server, "/api/v1/query?cube=newcomers&m=records", &token);
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()["retry-after"], "1");
+        lock.unlock().unwrap();
+        assert_eq!(waiting.join().unwrap().status(), StatusCode::OK, "the upload went on once the lock was free");
+    });
+    assert_eq!(months(dir.path()), ["2024-06", "2024-07"]);
+    // One megabyte is too little for persons by every fine level from the facts: that query fails, with a reason,
+    // and the server answers the next one.
+    let heavy =
+        "/api/v1/query?cube=newcomers&m=persons&d=district&d=age&d=nationality&d=month&d=language_level&rollups=never";
+    let failed = get(&server, heavy, &token);
+    assert_eq!(failed.status(), StatusCode::UNPROCESSABLE_ENTITY, "{}", failed.text().unwrap());
+    assert!(json(failed)["error"].as_str().unwrap().contains("query_memory_mb"));
+    assert_eq!(get(&server, "/api/v1/query?cube=newcomers&m=records&d=month", &token).status(), StatusCode::OK);
+}

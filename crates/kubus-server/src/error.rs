@@ -69,6 +69,13 @@ impl From<kubus::Error> for ApiError {
                 ApiError { rule: Some(rule), role: Some(role), ..ApiError::new(StatusCode::FORBIDDEN, message) }
             }
             kubus::Error::EmptyCube { .. } => ApiError::new(StatusCode::NOT_FOUND, message),
+            e if e.is_out_of_memory() => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "the query needs more memory than one query may use ([server] query_memory_mb); ask for fewer \
+                     or coarser drilldowns, or a narrower cut: {message}"
+                ),
+            ),
             e if e.is_user_error() => ApiError::bad_request(message),
             _ => ApiError::internal(message),
         }

@@ -235,6 +235,15 @@ impl From<kubus_model::BadCut> for Error {
 }
 
 impl Error {
+    /// Whether a query ran out of the memory it may use ([`Project::with_memory_limit`]).
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(
+            self,
+            Error::Query(kubus_query::Error::DataFusion(e))
+                if matches!(e.find_root(), datafusion::error::DataFusionError::ResourcesExhausted(_))
+        )
+    }
+
     /// Whether the user can fix this (bad input, schema, query or file) as opposed to an internal failure.
     pub fn is_user_error(&self) -> bool {
         match self {

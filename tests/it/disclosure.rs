@@ -563,3 +563,27 @@ fn a_magnitude_over_few_records_is_suppressed_like_their_count() {
     }
     assert!(small >= 10, "the sample has small cells with course hours: {small}");
 }
+
+#[test]
+fn members_show_a_role_its_levels_only_and_are_audited() {
+    let dir = crate::support::project_copy();
+    let refused = cli(dir.path(), &["--role", "jugendhilfe", "members", "district", "-l", "district", "-f", "csv"]);
+    assert_eq!(refused.code, ExitCode::from(2));
+    assert!(refused.stderr.contains("it may see district down to level area, not district"), "{}", refused.stderr);
+    let listed = cli(dir.path(), &["--role", "jugendhilfe", "members", "district", "-f", "csv"]);
+    assert_eq!(listed.code, ExitCode::SUCCESS, "{}", listed.stderr);
+    let mut levels: Vec<String> = csv_rows(&listed.stdout).into_iter().map(|r| r[0].clone()).collect();
+    levels.dedup();
+    assert_eq!(levels, ["city", "area"], "the role's levels, not the districts");
+    let all = cli(dir.path(), &["--role", "statistik", "members", "district", "-l", "district", "-f", "csv"]);
+    assert_eq!(csv_rows(&all.stdout).len(), 18, "the eighteen districts of the sample dimension");
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let outcomes: Vec<(String, String)> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "members")
+        .map(|e| (e["role"].as_str().unwrap().to_owned(), e["outcome"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected = [("jugendhilfe", "refused"), ("jugendhilfe", "answered"), ("statistik", "answered")];
+    assert_eq!(outcomes, expected.map(|(r, o)| (r.to_owned(), o.to_owned())));
+}

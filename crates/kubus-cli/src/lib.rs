@@ -353,7 +353,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
         }
         Command::Members { dimension, level, output } => {
             let project = Project::open(&cli.project)?;
-            let batch = project.members(&dimension, level.as_deref())?;
+            let batch = project.members(&dimension, level.as_deref(), cli.role.as_deref())?;
             emit(&project, &output, &Table::plain(dimension, batch.schema(), vec![batch]), &|_| false, stdout)
         }
         Command::Explain(args) => {

@@ -92,7 +92,7 @@ fn may_read(role: Option<&Role>, cube: &kubus_model::Cube) -> bool {
 }
 
 /// The levels of a dimension a role may see: those at or above its finest level for the dimension.
-fn visible_levels(role: Option<&Role>, dimension: &kubus_model::Dimension) -> Vec<usize> {
+pub(crate) fn visible_levels(role: Option<&Role>, dimension: &kubus_model::Dimension) -> Vec<usize> {
     let finest = role
         .and_then(|r| r.finest.iter().find(|(d, _)| d == dimension.name()))
         .and_then(|(_, level)| dimension.level_index(level).ok());

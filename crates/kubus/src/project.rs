@@ -563,13 +563,33 @@ impl Project {
     }
 
     /// The members of a dimension (of one level, or of all levels from coarse to fine): level, key, labels,
-    /// aliases and parents (`level=key` for each level directly above, several where hierarchies meet).
-    pub fn members(&self, dimension: &str, level: Option<&str>) -> Result<RecordBatch> {
+    /// aliases and parents (`level=key` for each level directly above, several where hierarchies meet). A role sees
+    /// the levels down to its finest of the dimension: all levels means those, and a finer level is refused. Every
+    /// listing, allowed or not, is in the audit log.
+    pub fn members(&self, dimension: &str, level: Option<&str>, role: Option<&str>) -> Result<RecordBatch> {
+        let outcome = self.list_members(dimension, level, role);
+        let mut entry = serde_json::json!({"kind": "members", "role": role, "dimension": dimension, "level": level});
+        access::outcome(&mut entry, &outcome);
+        self.audit.append(entry)?;
+        outcome
+    }
+
+    fn list_members(&self, dimension: &str, level: Option<&str>, role: Option<&str>) -> Result<RecordBatch> {
         use datafusion::arrow::array::{ArrayRef, StringArray};
+        let role = self.config.role_opt(role)?;
         let dim = self.model.dimension(dimension)?;
+        let visible = crate::catalog::visible_levels(role, dim);
         let levels: Vec<usize> = match level {
-            Some(name) => vec![dim.level_index(name)?],
-            None => (0..dim.levels().len()).collect(),
+            Some(name) => {
+                let at = dim.level_index(name)?;
+                if let Some(role) = role.filter(|_| !visible.contains(&at)) {
+                    let finest = role.finest.iter().find(|(d, _)| d == dim.name()).map_or("", |(_, l)| l.as_str());
+                    let rule = format!("it may see {} down to level {finest}, not {name}", dim.name());
+                    return Err(Error::Refused { role: role.name.clone(), rule });
+                }
+                vec![at]
+            }
+            None => visible,
         };
         let mut columns: [Vec<Option<String>>; 6] = Default::default();
         for &l in &levels {

@@ -692,3 +692,41 @@ fn a_full_queue_answers_503_and_a_query_over_its_memory_fails_alone() {
     assert!(json(failed)["error"].as_str().unwrap().contains("query_memory_mb"));
     assert_eq!(get(&server, "/api/v1/query?cube=newcomers&m=records&d=month", &token).status(), StatusCode::OK);
 }
+
+#[test]
+fn a_report_runs_as_the_role_that_asks_and_its_files_are_its_own() {
+    let (_, tokens, server) = shared();
+    let reports = json(get(server, "/api/v1/reports", &tokens.statistik));
+    assert!(reports.as_array().unwrap().iter().any(|r| r["name"] == "newcomers_monthly"));
+    let run = |token: &str| {
+        client()
+            .post(server.url("/api/v1/reports/newcomers_monthly/runs?period=2024-06"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    let ran = run(&tokens.statistik);
+    assert_eq!(ran.status(), StatusCode::OK, "{}", ran.text().unwrap());
+    let ran = json(ran);
+    let html = ran["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).find(|f| f.ends_with(".html"));
+    let html = html.expect("the run wrote its HTML").to_owned();
+    let runs = json(get(server, "/api/v1/reports/newcomers_monthly/runs", &tokens.statistik));
+    assert_eq!(runs, serde_json::json!(["2024-06"]));
+    let page = get(server, &format!("/api/v1/reports/newcomers_monthly/runs/2024-06/{html}"), &tokens.statistik);
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().unwrap().contains(ran["title"].as_str().unwrap()));
+    // Another role has runs of its own, not the statistics office's.
+    let other = get(server, &format!("/api/v1/reports/newcomers_monthly/runs/2024-06/{html}"), &tokens.kurstraeger);
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    for escape in ["..%2F..%2F..%2F..%2Fkubus.toml", "%2Fetc%2Fpasswd"] {
+        let response =
+            get(server, &format!("/api/v1/reports/newcomers_monthly/runs/2024-06/{escape}"), &tokens.statistik);
+        assert!(matches!(response.status(), StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND), "{escape}");
+        assert!(!response.text().unwrap().contains("[server]"), "{escape}: the project file must not come back");
+    }
+    // The youth welfare office may not see the districts the report's tables show: refused with the rule.
+    let refused = run(&tokens.jugendamt);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(json(refused)["rule"].as_str().unwrap().contains("district"));
+}

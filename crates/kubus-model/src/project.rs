@@ -188,6 +188,8 @@ pub struct ServerSettings {
     pub query_memory_bytes: u64,
     /// Longest time a request may take, in seconds.
     pub timeout_seconds: u64,
+    /// Where reports run through the server are written, one folder per role (relative to the project).
+    pub reports: String,
 }
 
 impl Default for ServerSettings {
@@ -203,6 +205,7 @@ impl Default for ServerSettings {
             queue: 64,
             query_memory_bytes: 2 << 30,
             timeout_seconds: 300,
+            reports: "reports/served".into(),
         }
     }
 }
@@ -496,5 +499,6 @@ fn server_settings(
         queue: s.queue.unwrap_or(defaults.queue),
         query_memory_bytes: s.query_memory_mb.map_or(defaults.query_memory_bytes, |m| m * MB),
         timeout_seconds: s.timeout_seconds.unwrap_or(defaults.timeout_seconds).max(1),
+        reports: s.reports.unwrap_or(defaults.reports),
     }
 }

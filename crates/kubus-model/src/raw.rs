@@ -304,6 +304,7 @@ pub struct RawServer {
     pub queue: Option<usize>,
     pub query_memory_mb: Option<u64>,
     pub timeout_seconds: Option<u64>,
+    pub reports: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,9 @@ pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> 
         .route("/query", get(query_get).post(query_post))
         .route("/explain", get(explain_get).post(explain_post))
         .route("/quarantine", get(quarantine))
+        .route("/reports", get(crate::reports::list))
+        .route("/reports/{name}/runs", get(crate::reports::runs).post(crate::reports::run))
+        .route("/reports/{name}/runs/{period}/{*file}", get(crate::reports::file))
         .route("/sources/{source}/files", post(upload).layer(DefaultBodyLimit::max(upload_limit)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate));
     Router::new()
@@ -121,11 +124,11 @@ async fn members(
 }
 
 /// Query parameters, in order, each name possibly repeated (`m=persons&m=records`).
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
     /// Parses the query string, refusing a name not in `known` (a misspelt parameter must not be ignored).
-    fn parse(raw: Option<&str>, known: &[&str]) -> Result<Params, ApiError> {
+    pub(crate) fn parse(raw: Option<&str>, known: &[&str]) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
@@ -141,7 +144,7 @@ impl Params {
     }
 
     /// The value of a parameter given at most once.
-    fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+    pub(crate) fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
         let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {

@@ -13,6 +13,7 @@ mod api;
 mod auth;
 mod error;
 mod report;
+mod reports;
 
 pub use error::ApiError;
 

@@ -341,7 +341,9 @@ fn every_format_carries_the_same_protected_numbers_as_the_cli() {
         assert_eq!(local.code, ExitCode::SUCCESS, "{}", local.stderr);
         if format == "xlsx" || format == "parquet" {
             // Binary files carry a time of writing: compare what a reader sees.
-            assert!(body.len() > 100, "{format}");
+            let served = dir.path().join(format!("served.{format}"));
+            std::fs::write(&served, body).unwrap();
+            assert_eq!(read_binary(&served, format), read_binary(&out, format), "{format}");
         } else {
             assert_eq!(String::from_utf8_lossy(body), std::fs::read_to_string(&out).unwrap(), "{format}");
         }
@@ -354,6 +356,34 @@ fn every_format_carries_the_same_protected_numbers_as_the_cli() {
     assert!(plain.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let misspelt = get(server, &format!("{path}&fromat=csv"), &tokens.kurstraeger);
     assert_eq!(misspelt.status(), StatusCode::BAD_REQUEST, "an unknown parameter is not ignored");
+}
+
+/// The cells of an XLSX workbook's first sheet, or a Parquet file's rows, as text.
+fn read_binary(path: &Path, format: &str) -> Vec<Vec<String>> {
+    use calamine::Reader as _;
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    if format == "xlsx" {
+        let mut book: calamine::Xlsx<_> = calamine::open_workbook(path).unwrap();
+        let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+        let rows: Vec<Vec<String>> = sheet.rows().map(|r| r.iter().map(ToString::to_string).collect()).collect();
+        assert!(rows.len() > 1, "a heading and rows: {}", path.display());
+        return rows;
+    }
+    let file = std::fs::File::open(path).unwrap();
+    let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let options = FormatOptions::default();
+        let columns: Vec<_> =
+            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+        rows.extend((0..batch.num_rows()).map(|r| columns.iter().map(|c| c.value(r).to_string()).collect()));
+    }
+    assert!(!rows.is_empty(), "{}", path.display());
+    rows
 }
 
 #[test]

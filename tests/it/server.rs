@@ -217,6 +217,28 @@ fn without_a_valid_identity_nothing_is_answered() {
 }
 
 #[test]
+fn a_revoked_token_and_a_removed_user_are_refused_at_once() {
+    let dir = project_copy();
+    let first = user(dir.path(), "rita", "statistikstelle");
+    let second = cli(dir.path(), &["token", "create", "rita"]).stdout.trim().to_owned();
+    let server = start(dir.path());
+    for token in [&first, &second] {
+        assert_eq!(get(&server, "/api/v1/me", token).status(), StatusCode::OK);
+    }
+    let listed = cli(dir.path(), &["user", "list"]).stdout;
+    let users: toml::Table = std::fs::read_to_string(dir.path().join("users.toml")).unwrap().parse().unwrap();
+    let id = users["users"]["rita"]["tokens"][0]["id"].as_str().unwrap().to_owned();
+    assert!(listed.contains(&id), "{listed}");
+    let revoked = cli(dir.path(), &["token", "revoke", "rita", &id]);
+    assert_eq!(revoked.code, ExitCode::SUCCESS, "{}", revoked.stderr);
+    assert_eq!(get(&server, "/api/v1/me", &first).status(), StatusCode::UNAUTHORIZED, "revoked");
+    assert_eq!(get(&server, "/api/v1/me", &second).status(), StatusCode::OK, "the other token stays");
+    assert_eq!(cli(dir.path(), &["token", "revoke", "rita", &id]).code, ExitCode::from(2), "gone already");
+    assert_eq!(cli(dir.path(), &["user", "remove", "rita"]).code, ExitCode::SUCCESS);
+    assert_eq!(get(&server, "/api/v1/me", &second).status(), StatusCode::UNAUTHORIZED, "removed");
+}
+
+#[test]
 fn a_role_that_may_not_is_refused_with_the_rule() {
     let (_, tokens, server) = shared();
     let refused = get(server, "/api/v1/query?cube=newcomers&m=persons&d=district", &tokens.jugendamt);

@@ -173,8 +173,13 @@ enum UserCommand {
         #[arg(long = "group", short = 'g')]
         groups: Vec<String>,
     },
-    /// List the users, their groups, role and number of tokens.
+    /// List the users, their groups, role and tokens (by id).
     List,
+    /// Remove a user and its tokens.
+    Remove {
+        /// User name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +188,13 @@ enum TokenCommand {
     Create {
         /// User name.
         user: String,
+    },
+    /// Revoke one of a user's tokens by its id (see `kubus user list`); a running server refuses it at once.
+    Revoke {
+        /// User name.
+        user: String,
+        /// The token's id.
+        id: String,
     },
 }
 
@@ -453,13 +465,14 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             let users = project.users()?;
             let mut grid = comfy_table::Table::new();
             grid.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            grid.set_header(["user", "groups", "role", "tokens"]);
+            grid.set_header(["user", "groups", "role", "tokens (id, created)"]);
             for (name, user) in &users.users {
                 let role = match project.identity(name, user) {
                     Ok(identity) => identity.role.unwrap_or_else(|| "(default)".into()),
                     Err(e) => format!("refused: {e}"),
                 };
-                grid.add_row([name.clone(), user.groups.join(", "), role, user.tokens.len().to_string()]);
+                let tokens: Vec<String> = user.tokens.iter().map(|t| format!("{} {}", t.id, t.created)).collect();
+                grid.add_row([name.clone(), user.groups.join(", "), role, tokens.join("\n")]);
             }
             writeln!(stdout, "{grid}")?;
             writeln!(
@@ -469,6 +482,16 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
                 if users.users.len() == 1 { "" } else { "s" },
                 project.users_path().display()
             )?;
+            Ok(())
+        }
+        Command::User(UserCommand::Remove { name }) => {
+            Project::open(&cli.project)?.remove_user(&name)?;
+            writeln!(stdout, "user {name} removed, with its tokens")?;
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { user, id }) => {
+            Project::open(&cli.project)?.revoke_token(&user, &id)?;
+            writeln!(stdout, "token {id} of {user} revoked")?;
             Ok(())
         }
         Command::Token(TokenCommand::Create { user }) => {

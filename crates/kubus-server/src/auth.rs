@@ -22,10 +22,23 @@ pub(crate) struct UserCache {
     cached: Mutex<Option<Cached>>,
 }
 
-/// The users as read, and the file's modification time and length then.
+/// The users as read, and the file's modification time, length and inode then (every write of the users file
+/// renames a new file into place, so its inode changes even within one tick of the clock).
 struct Cached {
-    stamp: (Option<SystemTime>, u64),
+    stamp: Stamp,
     users: Arc<Users>,
+}
+
+type Stamp = (Option<SystemTime>, u64, u64);
+
+/// The stamp of the users file as it is now.
+fn stamp(path: &std::path::Path) -> Stamp {
+    let Ok(m) = std::fs::metadata(path) else { return (None, 0, 0) };
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    (m.modified().ok(), m.len(), inode)
 }
 
 impl UserCache {
@@ -35,7 +48,7 @@ impl UserCache {
 
     /// The users as the file holds them now.
     pub(crate) fn get(&self, project: &kubus::Project) -> Result<Arc<Users>, ApiError> {
-        let stamp = std::fs::metadata(&self.path).map(|m| (m.modified().ok(), m.len())).unwrap_or((None, 0));
+        let stamp = stamp(&self.path);
         let mut cached = self.cached.lock().expect("the users cache is never held across a panic");
         if let Some(c) = cached.as_ref()
             && c.stamp == stamp

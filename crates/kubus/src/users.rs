@@ -188,6 +188,36 @@ impl Project {
     }
 }
 
+impl Project {
+    /// Revokes a user's token by its id (as `kubus user list` and the users file show it): a running server refuses
+    /// it from its next request on.
+    pub fn revoke_token(&self, name: &str, id: &str) -> Result<()> {
+        let path = self.users_path();
+        let mut users = self.users()?;
+        let Some(user) = users.users.get_mut(name) else {
+            return Err(Error::Users { path, reason: format!("no user {name}") });
+        };
+        let before = user.tokens.len();
+        user.tokens.retain(|t| t.id != id);
+        if user.tokens.len() == before {
+            let ids: Vec<&str> = user.tokens.iter().map(|t| t.id.as_str()).collect();
+            let reason = format!("user {name} has no token {id} (its tokens: {})", ids.join(", "));
+            return Err(Error::Users { path, reason });
+        }
+        write_users(&path, &users)
+    }
+
+    /// Removes a user and its tokens.
+    pub fn remove_user(&self, name: &str) -> Result<()> {
+        let path = self.users_path();
+        let mut users = self.users()?;
+        if users.users.remove(name).is_none() {
+            return Err(Error::Users { path, reason: format!("no user {name}") });
+        }
+        write_users(&path, &users)
+    }
+}
+
 /// Reads a users file; a missing one holds no users.
 pub(crate) fn read_users(path: &Path) -> Result<Users> {
     let text = match std::fs::read_to_string(path) {

@@ -109,31 +109,30 @@ fn parquet_reads_back_with_the_same_values() {
     assert_eq!(back, rows);
 }
 
+/// Need and persons by district and quarter of 2024 at level C1, exact; the format follows.
+const NEED_BY_QUARTER: [&str; 17] = [
+    "--role",
+    "statistik",
+    "query",
+    "newcomers",
+    "-m",
+    "need",
+    "-m",
+    "persons",
+    "-d",
+    "district",
+    "-d",
+    "month.quarter",
+    "-c",
+    "month.year=2024",
+    "-c",
+    "language_level=C1",
+    "-f",
+];
+
 #[test]
 fn json_stat_is_a_dataset_with_roles_and_statuses() {
-    let out = cli(
-        demo_project(),
-        &[
-            "--role",
-            "statistik",
-            "query",
-            "newcomers",
-            "-m",
-            "need",
-            "-m",
-            "persons",
-            "-d",
-            "district",
-            "-d",
-            "month.quarter",
-            "-c",
-            "month.year=2024",
-            "-c",
-            "language_level=C1",
-            "-f",
-            "json-stat",
-        ],
-    );
+    let out = cli(demo_project(), &[&NEED_BY_QUARTER[..], &["json-stat"]].concat());
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!((v["version"].as_str(), v["class"].as_str()), (Some("2.0"), Some("dataset")));
@@ -152,29 +151,7 @@ fn json_stat_is_a_dataset_with_roles_and_statuses() {
         assert!(index.keys().all(|k| labels.contains_key(k)), "every category has a label");
     }
     // Each row of the CSV answer sits at the position id and size give it; the cells no row fills say "-".
-    let csv = cli(
-        demo_project(),
-        &[
-            "--role",
-            "statistik",
-            "query",
-            "newcomers",
-            "-m",
-            "need",
-            "-m",
-            "persons",
-            "-d",
-            "district",
-            "-d",
-            "month.quarter",
-            "-c",
-            "month.year=2024",
-            "-c",
-            "language_level=C1",
-            "-f",
-            "csv",
-        ],
-    );
+    let csv = cli(demo_project(), &[&NEED_BY_QUARTER[..], &["csv"]].concat());
     let rows = csv_rows(&csv.stdout);
     let index = |id: &str, key: &str| v["dimension"][id]["category"]["index"][key].as_u64().unwrap() as usize;
     for row in &rows {

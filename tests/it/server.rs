@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 /// A server running on a thread of its own, stopped (as by SIGTERM) when dropped.
 struct Running {
     address: SocketAddr,
+    /// Where it speaks the PostgreSQL wire protocol.
+    sql: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -41,9 +43,10 @@ fn start(dir: &Path) -> Running {
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
-            let options = kubus_server::Options { listen: Some("127.0.0.1:0".parse().unwrap()), demo_key: true };
+            let any = Some("127.0.0.1:0".parse().unwrap());
+            let options = kubus_server::Options { listen: any, sql_listen: any, demo_key: true };
             let server = kubus_server::Server::bind(project, options).await.unwrap();
-            address_tx.send(server.local_addr()).unwrap();
+            address_tx.send((server.local_addr(), server.sql_addr().unwrap())).unwrap();
             server
                 .run(async {
                     let _ = stopped.await;
@@ -52,8 +55,8 @@ fn start(dir: &Path) -> Running {
                 .unwrap();
         });
     });
-    let address = address_rx.recv().unwrap();
-    Running { address, stop: Some(stop), thread: Some(thread) }
+    let (address, sql) = address_rx.recv().unwrap();
+    Running { address, sql, stop: Some(stop), thread: Some(thread) }
 }
 
 /// Adds a user in `group` through the CLI and returns its new token.
@@ -485,6 +488,14 @@ fn an_upload_lands_with_its_line_accounting() {
     let server = start(dir.path());
     let file = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-07.csv");
     let before = version(dir.path());
+    // A SQL session open before the upload sees its commit at the next query.
+    let statistik = user(dir.path(), "sabine", "statistikstelle");
+    let session = pg(&server, "sabine", &statistik).unwrap();
+    let sql_months = || -> Vec<String> {
+        let rows = runtime().block_on(session.query("SELECT DISTINCT month FROM newcomers ORDER BY 1", &[])).unwrap();
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    };
+    assert_eq!(sql_months(), ["2024-06"]);
     let report = json(upload(&server, &token, "abh_newcomers", std::slice::from_ref(&file)));
     let bytes = std::fs::read(&file).unwrap();
     let physical = bytes.iter().filter(|&&b| b == b'\n').count() + usize::from(!bytes.ends_with(b"\n"));
@@ -498,6 +509,7 @@ fn an_upload_lands_with_its_line_accounting() {
     assert_eq!(report["version"].as_u64(), before.map(|v| v + 1), "one upload is one commit");
     assert_eq!(version(dir.path()), before.map(|v| v + 1));
     assert_eq!(months(dir.path()), ["2024-06", "2024-07"]);
+    assert_eq!(sql_months(), ["2024-06", "2024-07"]);
     // The uploader is no data steward: where and what kind, not the raw values.
     let rejected = report["rejected"].as_array().unwrap();
     assert_eq!(rejected.len() as u64, f["rejected"].as_u64().unwrap());
@@ -781,4 +793,116 @@ fn a_report_runs_as_the_role_that_asks_and_its_files_are_its_own() {
     let refused = run(&tokens.jugendamt);
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(json(refused)["rule"].as_str().unwrap().contains("district"));
+}
+
+/// Connects over the PostgreSQL wire protocol as psql would: the user's name, a token as the password.
+fn pg(server: &Running, user: &str, token: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let config = format!("host=127.0.0.1 port={} user={user} password={token} dbname=kubus", server.sql.port());
+    runtime().block_on(async move {
+        let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    })
+}
+
+/// The SQLSTATE and message of a failed connection or statement.
+fn sql_error(e: &tokio_postgres::Error) -> (String, String) {
+    let db = e.as_db_error().unwrap_or_else(|| panic!("not an error of the server: {e}"));
+    (db.code().code().to_owned(), db.message().to_owned())
+}
+
+#[test]
+fn the_statistics_office_asks_sql_over_the_wire_protocol() {
+    let (dir, tokens, server) = shared();
+    let sql = pg(server, "sabine", &tokens.statistik).unwrap();
+    // Extended protocol (a prepared statement with a parameter), as DBeaver and Metabase ask.
+    let rows = runtime()
+        .block_on(sql.query(
+            "SELECT district, count(DISTINCT person_key) AS persons FROM newcomers WHERE month = $1 \
+             GROUP BY district ORDER BY district",
+            &[&"2024-06"],
+        ))
+        .unwrap();
+    let over_sql: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    // The same question as a cube query of the statistics office (exact numbers) through the CLI.
+    let question = ["query", "newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06", "-f", "csv"];
+    let out = cli(dir.path(), &[&["--role", "statistik"][..], &question].concat());
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let mut expected: Vec<(String, i64)> =
+        csv_rows(&out.stdout).iter().map(|r| (r[0].clone(), r.last().unwrap().parse().unwrap())).collect();
+    expected.sort();
+    assert!(expected.len() > 3, "{expected:?}");
+    assert_eq!(over_sql, expected);
+    // Simple protocol, as psql asks: the catalogue of the session lists the views.
+    let tables: Vec<String> =
+        runtime()
+            .block_on(sql.simple_query(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+            ))
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect();
+    assert!(tables.contains(&"newcomers".to_owned()), "{tables:?}");
+}
+
+#[test]
+fn sql_over_the_wire_needs_a_token_and_a_role_with_sql() {
+    let (_, tokens, server) = shared();
+    let (code, message) = sql_error(&pg(server, "jonas", &tokens.jugendamt).unwrap_err());
+    assert_eq!(code, "28000", "{message}");
+    assert!(message.contains("may not use SQL") && message.contains("sql = true"), "{message}");
+    let (code, _) = sql_error(&pg(server, "sabine", "kubus_0000").unwrap_err());
+    assert_eq!(code, "28P01", "a wrong token is a wrong password");
+    let (code, _) = sql_error(&pg(server, "jonas", &tokens.statistik).unwrap_err());
+    assert_eq!(code, "28P01", "a token of another user is a wrong password");
+}
+
+#[test]
+fn sql_over_the_wire_runs_queries_only_and_audits_every_statement() {
+    let (dir, tokens, server) = shared();
+    let sql = pg(server, "sabine", &tokens.statistik).unwrap();
+    let written = dir.path().join("written-by-sql.csv");
+    let attempts = [
+        "CREATE TABLE copy_of AS SELECT * FROM newcomers".to_owned(),
+        "SELECT 1 AS one INTO copy_of".to_owned(),
+        format!("COPY (SELECT * FROM newcomers) TO '{}'", written.display()),
+        "INSERT INTO newcomers (person_key) VALUES ('x')".to_owned(),
+        "DROP VIEW newcomers".to_owned(),
+    ];
+    for statement in &attempts {
+        let (code, message) = sql_error(&runtime().block_on(sql.simple_query(statement)).unwrap_err());
+        assert_eq!(code, "25006", "{statement}: {message}");
+        assert!(message.contains("read-only"), "{message}");
+        let (code, _) = sql_error(&runtime().block_on(sql.prepare(statement)).unwrap_err());
+        assert_eq!(code, "25006", "{statement} prepared");
+    }
+    assert!(!written.exists(), "nothing is written");
+    // Nor is any file of the server read, whatever the syntax.
+    for statement in [
+        "CREATE EXTERNAL TABLE secrets STORED AS CSV LOCATION '/etc/passwd'",
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT pg_read_file('/etc/passwd')",
+    ] {
+        assert!(runtime().block_on(sql.simple_query(statement)).is_err(), "{statement}");
+    }
+    let count: i64 = runtime().block_on(sql.query_one("SELECT count(*) FROM newcomers", &[])).unwrap().get(0);
+    assert!(count > 0);
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let entries: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ours = |e: &&serde_json::Value| e["via"] == "postgres" && e["user"] == "sabine";
+    let refused = entries.iter().filter(ours).filter(|e| e["status"].as_str().unwrap().starts_with("refused")).count();
+    assert!(refused >= 2 * attempts.len(), "every refused statement is audited: {refused}");
+    assert!(entries.iter().filter(ours).any(|e| e["kind"] == "sql-login" && e["role"] == "statistik"));
+    assert!(
+        entries
+            .iter()
+            .filter(ours)
+            .any(|e| e["kind"] == "sql" && e["sql"].as_str().unwrap().contains("count(*)") && e["status"] == "ok")
+    );
+    let jonas = entries.iter().find(|e| e["via"] == "postgres" && e["user"] == "jonas" && e["kind"] == "sql-login");
+    assert!(jonas.is_some_and(|e| e["status"].as_str().unwrap().contains("may not use SQL")));
 }

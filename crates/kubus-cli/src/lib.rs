@@ -120,6 +120,10 @@ enum Command {
         /// Listen here instead of `[server] listen` of kubus.toml (e.g. 0.0.0.0:8080).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Serve SQL over the PostgreSQL wire protocol here (roles with `sql = true`; psql, DBeaver, Metabase),
+        /// instead of `[server] sql_listen` of kubus.toml.
+        #[arg(long)]
+        sql_listen: Option<std::net::SocketAddr>,
         /// Pseudonymise uploads with the project's demo key when no real key is set (synthetic sample data only).
         #[arg(long)]
         demo_key: bool,
@@ -427,22 +431,26 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             "--role does not apply here: on the server the identity (token or single sign-on) decides the role".into(),
         )
         .into()),
-        Command::Serve { listen, demo_key } => {
+        Command::Serve { listen, sql_listen, demo_key } => {
             let _ = tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_env("KUBUS_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kubus_server=info")),
                 )
                 .try_init();
             let project = Project::open(&cli.project)?;
-            let server = kubus_server::Server::bind(project, kubus_server::Options { listen, demo_key }).await?;
+            let options = kubus_server::Options { listen, sql_listen, demo_key };
+            let server = kubus_server::Server::bind(project, options).await?;
             writeln!(
                 stdout,
                 "kubus serve: listening on http://{}/api/v1 (SIGTERM or Ctrl-C stop)",
                 server.local_addr()
             )?;
+            if let Some(sql) = server.sql_addr() {
+                writeln!(stdout, "kubus serve: SQL over the PostgreSQL wire protocol on {sql} (password: a token)")?;
+            }
             stdout.flush()?;
             server.run(kubus_server::shutdown_signal()).await?;
             Ok(())

@@ -169,6 +169,9 @@ pub struct Group {
 pub struct ServerSettings {
     /// Address to listen on (default `127.0.0.1:8080`).
     pub listen: String,
+    /// Address for SQL over the PostgreSQL wire protocol (psql, DBeaver, Metabase), for roles with `sql = true`;
+    /// none: no SQL port.
+    pub sql_listen: Option<String>,
     /// The users file (users, their groups, hashes of their tokens), relative to the project (default
     /// `users.toml`).
     pub users: String,
@@ -196,6 +199,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             listen: "127.0.0.1:8080".into(),
+            sql_listen: None,
             users: "users.toml".into(),
             trusted_header: None,
             trusted_proxies: Vec::new(),
@@ -470,10 +474,12 @@ fn server_settings(
 ) -> ServerSettings {
     let defaults = ServerSettings::default();
     let Some(s) = raw else { return defaults };
-    if let Some(listen) = &s.listen
-        && listen.parse::<std::net::SocketAddr>().is_err()
-    {
-        problem("server.listen".into(), format!("'{listen}' is not an address and port like 127.0.0.1:8080"), vec![]);
+    for (key, listen) in [("server.listen", &s.listen), ("server.sql_listen", &s.sql_listen)] {
+        if let Some(listen) = listen
+            && listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            problem(key.into(), format!("'{listen}' is not an address and port like 127.0.0.1:8080"), vec![]);
+        }
     }
     for proxy in &s.trusted_proxies {
         if proxy.parse::<std::net::IpAddr>().is_err() {
@@ -490,6 +496,7 @@ fn server_settings(
     const MB: u64 = 1 << 20;
     ServerSettings {
         listen: s.listen.unwrap_or(defaults.listen),
+        sql_listen: s.sql_listen,
         users: s.users.unwrap_or(defaults.users),
         trusted_header: s.trusted_header,
         trusted_proxies: s.trusted_proxies,

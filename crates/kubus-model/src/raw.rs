@@ -293,6 +293,7 @@ pub struct RawGroup {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<String>,
+    pub sql_listen: Option<String>,
     pub users: Option<String>,
     pub trusted_header: Option<String>,
     #[serde(default)]

@@ -7,13 +7,16 @@
 //!
 //! The service stays up: queries run a bounded number at a time (a full queue answers 503 with `Retry-After`), each
 //! within a memory limit; requests have a timeout, bodies a size limit; a panic answers 500; SIGTERM finishes the
-//! requests in flight. An upload is an ingest under the cube's lock, one atomic commit, shared with the CLI.
+//! requests and SQL statements in flight. SQL over the PostgreSQL wire protocol is served on a second port for roles
+//! with `sql = true` (see the `sql` module). An upload is an ingest under the cube's lock, one atomic commit, shared
+//! with the CLI.
 
 mod api;
 mod auth;
 mod error;
 mod report;
 mod reports;
+mod sql;
 
 pub use error::ApiError;
 
@@ -58,6 +61,9 @@ pub enum Error {
 pub struct Options {
     /// Listen here instead of `[server] listen` (port 0: any free port, see [`Server::local_addr`]).
     pub listen: Option<SocketAddr>,
+    /// Serve SQL over the PostgreSQL wire protocol here instead of `[server] sql_listen` (port 0: any free port,
+    /// see [`Server::sql_addr`]).
+    pub sql_listen: Option<SocketAddr>,
     /// Pseudonymise uploads with the project's demo key when no real key is set (synthetic sample data only).
     pub demo_key: bool,
 }
@@ -98,6 +104,7 @@ impl AppState {
 /// A server bound to its address, not yet serving.
 pub struct Server {
     listener: tokio::net::TcpListener,
+    sql_listener: Option<tokio::net::TcpListener>,
     app: Router,
     state: Arc<AppState>,
 }
@@ -109,10 +116,12 @@ impl Server {
         let settings = project.config().server.clone();
         let address = match options.listen {
             Some(a) => a,
-            None => settings.listen.parse().map_err(|_| Error::Listen {
-                address: settings.listen.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address and port"),
-            })?,
+            None => parse_address(&settings.listen)?,
+        };
+        let sql_address = match (options.sql_listen, &settings.sql_listen) {
+            (Some(a), _) => Some(a),
+            (None, Some(configured)) => Some(parse_address(configured)?),
+            (None, None) => None,
         };
         let uploads = project.warehouse_dir().join("uploads");
         let prepare = || -> std::io::Result<()> {
@@ -131,10 +140,12 @@ impl Server {
             demo_key: options.demo_key,
             uploads,
         });
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|source| Error::Listen { address: address.to_string(), source })?;
-        Ok(Server { listener, app: api::router(state.clone(), &settings), state })
+        let listener = bind(address).await?;
+        let sql_listener = match sql_address {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        Ok(Server { listener, sql_listener, app: api::router(state.clone(), &settings), state })
     }
 
     /// The address the server listens on (the actual port when bound to port 0).
@@ -142,18 +153,48 @@ impl Server {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight (an upload's ingest runs to its commit
-    /// or not at all) and returns.
+    /// The address of SQL over the PostgreSQL wire protocol, if it is served.
+    pub fn sql_addr(&self) -> Option<SocketAddr> {
+        self.sql_listener.as_ref().map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests and SQL statements in flight (an upload's
+    /// ingest runs to its commit or not at all) and returns.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         tracing::info!(address = %self.local_addr(), project = %self.state.project.root().display(), "kubus serve listening");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        if let Some(listener) = self.sql_listener {
+            tracing::info!(address = %listener.local_addr().map_err(Error::Serve)?, "SQL over the PostgreSQL wire protocol");
+            tokio::spawn(sql::serve(listener, self.state.clone(), stopped));
+        }
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
         axum::serve(self.listener, self.app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(Error::Serve)?;
+        // Every slot free again: no SQL statement is still running.
+        let all = u32::try_from(self.state.project.config().server.max_queries).unwrap_or(u32::MAX);
+        let _ = self.state.slots.acquire_many(all).await;
         self.state.slots.close();
         tracing::info!("kubus serve stopped");
         Ok(())
     }
+}
+
+fn parse_address(text: &str) -> Result<SocketAddr, Error> {
+    text.parse().map_err(|_| Error::Listen {
+        address: text.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address and port"),
+    })
+}
+
+async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Listen { address: address.to_string(), source })
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

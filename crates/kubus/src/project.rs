@@ -192,12 +192,16 @@ impl Project {
 
     /// A DataFusion session for one query, within the memory limit if one is set.
     fn session(&self) -> Result<SessionContext> {
-        let Some(limit) = self.memory_limit else { return Ok(SessionContext::new()) };
+        self.session_with(datafusion::prelude::SessionConfig::new())
+    }
+
+    fn session_with(&self, config: datafusion::prelude::SessionConfig) -> Result<SessionContext> {
+        let Some(limit) = self.memory_limit else { return Ok(SessionContext::new_with_config(config)) };
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_memory_limit(limit, 1.0)
             .build_arc()
             .map_err(kubus_query::Error::from)?;
-        Ok(SessionContext::new_with_config_rt(datafusion::prelude::SessionConfig::new(), runtime))
+        Ok(SessionContext::new_with_config_rt(config, runtime))
     }
 
     /// Records one entry in the audit log (the server records every request with who asked and from where). A
@@ -541,25 +545,45 @@ impl Project {
     }
 
     async fn run_sql(&self, sql: &str, options: &SqlOptions) -> Result<Vec<RecordBatch>> {
-        let role = options.role.as_deref().map(|r| self.config.role(r)).transpose()?;
+        let ctx = self.sql_session(options).await?;
+        Ok(kubus_query::run_sql(&ctx, sql).await?)
+    }
+
+    /// A DataFusion session with the views of [`Project::sql`] as the role of `options` may read them (only a role
+    /// with `sql = true`; only its cubes), and the information schema: for a front that runs statements itself,
+    /// like the server's PostgreSQL wire protocol. That front must refuse every statement but queries (DataFusion
+    /// itself would create tables or write files) and audit them.
+    pub async fn sql_session(&self, options: &SqlOptions) -> Result<SessionContext> {
+        let role = self.config.role_opt(options.role.as_deref())?;
         access::check_sql(role)?;
-        let as_of = &options.as_of;
-        for (cube, _) in as_of {
+        for (cube, _) in &options.as_of {
             self.model.cube(cube)?;
         }
-        let ctx = self.session()?;
-        for cube in self.model.cubes() {
-            let version = as_of.iter().find(|(c, _)| c == cube.name()).map(|(_, v)| *v);
+        let ctx = self.session_with(datafusion::prelude::SessionConfig::new().with_information_schema(true))?;
+        self.register_sql_views(&ctx, options).await?;
+        Ok(ctx)
+    }
+
+    /// Registers (again) in `ctx` one view per cube of the role that has facts, named like the cube, with member
+    /// labels: each at the version `options.as_of` names for it, or at the latest. A view registered before is
+    /// replaced, so that a long SQL session sees the commits made since; a query planned before keeps reading the
+    /// version it was planned on.
+    pub async fn register_sql_views(&self, ctx: &SessionContext, options: &SqlOptions) -> Result<()> {
+        let role = self.config.role_opt(options.role.as_deref())?;
+        let readable = |cube: &str| role.is_none_or(|r| r.cubes.is_empty() || r.cubes.iter().any(|c| c == cube));
+        for cube in self.model.cubes().filter(|c| readable(c.name())) {
+            let version = options.as_of.iter().find(|(c, _)| c == cube.name()).map(|(_, v)| *v);
             let found = match version {
-                Some(_) => Some(self.facts_at(&ctx, cube.name(), version).await?),
-                None => self.warehouse.facts(&ctx, cube.name(), None).await?,
+                Some(_) => Some(self.facts_at(ctx, cube.name(), version).await?),
+                None => self.warehouse.facts(ctx, cube.name(), None).await?,
             };
             if let Some((facts, _)) = found {
-                let view = kubus_query::cube_view(&ctx, &self.model, cube, facts)?;
+                let view = kubus_query::cube_view(ctx, &self.model, cube, facts)?;
+                ctx.deregister_table(cube.name()).map_err(kubus_query::Error::from)?;
                 ctx.register_table(cube.name(), view.into_view()).map_err(kubus_query::Error::from)?;
             }
         }
-        Ok(kubus_query::run_sql(&ctx, sql).await?)
+        Ok(())
     }
 
     /// The members of a dimension (of one level, or of all levels from coarse to fine): level, key, labels,

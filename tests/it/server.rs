@@ -881,6 +881,11 @@ fn sql_over_the_wire_runs_queries_only_and_audits_every_statement() {
         assert_eq!(code, "25006", "{statement} prepared");
     }
     assert!(!written.exists(), "nothing is written");
+    // Nor are the server's limits lifted; a client's own settings are kept.
+    let (code, _) =
+        sql_error(&runtime().block_on(sql.simple_query("SET datafusion.runtime.memory_limit = '100G'")).unwrap_err());
+    assert_eq!(code, "42501");
+    runtime().block_on(sql.simple_query("SET application_name = 'DBeaver'")).unwrap();
     // Nor is any file of the server read, whatever the syntax.
     for statement in [
         "CREATE EXTERNAL TABLE secrets STORED AS CSV LOCATION '/etc/passwd'",
@@ -905,4 +910,72 @@ fn sql_over_the_wire_runs_queries_only_and_audits_every_statement() {
     );
     let jonas = entries.iter().find(|e| e["via"] == "postgres" && e["user"] == "jonas" && e["kind"] == "sql-login");
     assert!(jonas.is_some_and(|e| e["status"].as_str().unwrap().contains("may not use SQL")));
+}
+
+#[test]
+fn the_openapi_document_describes_what_the_server_answers() {
+    let (_, tokens, server) = shared();
+    let document = client().get(server.url("/api/v1/openapi.json")).send().unwrap();
+    assert_eq!(document.status(), StatusCode::OK, "the document needs no identity");
+    let document = json(document);
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"), "{}", document["openapi"]);
+    assert_eq!(document["servers"][0]["url"], "/api/v1");
+    let paths = document["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/me", "get"),
+        ("/cubes", "get"),
+        ("/cubes/{cube}/dimensions/{dimension}/members", "get"),
+        ("/query", "get"),
+        ("/query", "post"),
+        ("/explain", "post"),
+        ("/quarantine", "get"),
+        ("/reports/{name}/runs", "post"),
+        ("/sources/{source}/files", "post"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} is documented");
+    }
+    // Every documented parameter of GET /query is accepted, and every documented format is answered with a
+    // documented media type.
+    let get_query = &paths["/query"]["get"];
+    let answer = &get_query["responses"]["200"];
+    let answer = match answer.get("$ref").and_then(|r| r.as_str()) {
+        Some(reference) => &document["components"]["responses"][reference.rsplit('/').next().unwrap()],
+        None => answer,
+    };
+    let media: Vec<&str> = answer["content"].as_object().unwrap().keys().map(String::as_str).collect();
+    let base = "/api/v1/query?cube=newcomers&m=persons&d=district.area&c=month=2024-06";
+    for parameter in get_query["parameters"].as_array().unwrap() {
+        let name = parameter["name"].as_str().unwrap();
+        let value = match name {
+            "cube" | "m" | "d" | "c" => continue,
+            "measure" => "records",
+            "drilldown" => "month",
+            "cut" => "age=18..64",
+            "totals" => "true",
+            "order" => "-persons",
+            "limit" | "as_of" => "0",
+            "rollups" => "never",
+            "format" => "csv",
+            other => panic!("GET /query documents {other}: add it here"),
+        };
+        let response = get(server, &format!("{base}&{name}={value}"), &tokens.statistik);
+        assert_eq!(response.status(), StatusCode::OK, "{name}={value}: {}", response.text().unwrap());
+    }
+    let formats =
+        &get_query["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "format").unwrap()["schema"];
+    let formats: Vec<&str> = formats["enum"]
+        .as_array()
+        .or_else(|| formats["oneOf"].as_array()?.iter().find_map(|s| s["enum"].as_array()))
+        .unwrap_or_else(|| panic!("the formats are listed: {formats}"))
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert_eq!(formats.len(), 6, "{formats:?}");
+    for format in formats {
+        let response = get(server, &format!("{base}&format={format}"), &tokens.statistik);
+        assert_eq!(response.status(), StatusCode::OK, "{format}");
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        let essence = content_type.split(';').next().unwrap();
+        assert!(media.contains(&essence), "{format} answers {content_type}, documented are {media:?}");
+    }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// A cube query.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Query {
     /// Cube name.
@@ -18,14 +18,16 @@ pub struct Query {
     /// Drilldowns: `role`, `role.level` or a level name that is unique in the cube.
     #[serde(default)]
     pub drilldowns: Vec<String>,
-    /// Cuts (filters), all of which must hold.
+    /// Cuts (filters), all of which must hold, in their text form (`month=2024-06`, `age=18..64`).
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub cuts: Vec<Cut>,
     /// Add subtotals along the drilldowns and a grand total.
     #[serde(default)]
     pub totals: bool,
-    /// Order by measures; default: member order of the drilldowns.
+    /// Order by measures (`persons`, or `-persons` for largest first); default: member order of the drilldowns.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub order: Vec<Order>,
     /// At most this many rows.
     #[serde(default)]

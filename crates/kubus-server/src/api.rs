@@ -1,36 +1,48 @@
 //! The routes under `/api/v1` and the health checks. Every handler asks the library as the caller's identity; the
 //! library decides what that role may see.
 
+use crate::error::ErrorBody;
+use crate::openapi::{Answer, FormatParam, MemberParams, QueryParams, Refusals, SourceParam, VersionParams, names};
 use crate::{ApiError, AppState};
 use axum::extract::{DefaultBodyLimit, Extension, Multipart, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use kubus::output::Format;
 use kubus::{Identity, Query, QueryOptions, RollupUse};
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 /// Room for the multipart framing around an upload's files: boundaries and part headers.
 const FRAMING: u64 = 64 << 10;
 
-/// The service's routes, with their limits.
+/// The service's routes, with their limits. The routes under `/api/v1` come from their annotated handlers, which
+/// also make the OpenAPI document served at `/api/v1/openapi.json` (without identity: it holds no data).
 pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> Router {
     let upload_limit = usize::try_from(settings.max_upload_bytes.saturating_add(FRAMING)).unwrap_or(usize::MAX);
-    let api = Router::new()
-        .route("/me", get(me))
-        .route("/cubes", get(cubes))
-        .route("/cubes/{cube}", get(cube))
-        .route("/cubes/{cube}/dimensions/{dimension}/members", get(members))
-        .route("/query", get(query_get).post(query_post))
-        .route("/explain", get(explain_get).post(explain_post))
-        .route("/quarantine", get(quarantine))
-        .route("/reports", get(crate::reports::list))
-        .route("/reports/{name}/runs", get(crate::reports::runs).post(crate::reports::run))
-        .route("/reports/{name}/runs/{period}/{*file}", get(crate::reports::file))
-        .route("/sources/{source}/files", post(upload).layer(DefaultBodyLimit::max(upload_limit)))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate));
+    let (api, document) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(me))
+        .routes(routes!(cubes))
+        .routes(routes!(cube))
+        .routes(routes!(members))
+        .routes(routes!(query_get, query_post))
+        .routes(routes!(explain_get, explain_post))
+        .routes(routes!(quarantine))
+        .routes(routes!(crate::reports::list))
+        .routes(routes!(crate::reports::runs, crate::reports::run))
+        .routes(routes!(crate::reports::file))
+        .routes(routes!(upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
+        .split_for_parts();
+    let document = Arc::new(document);
+    let api = api
+        .route("/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
+        .layer(axum::middleware::map_response(json_errors));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -46,6 +58,18 @@ pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> 
         .with_state(state)
 }
 
+/// Axum's own refusals (a path, query or body it cannot read) answer plain text; like every error of the API they
+/// become JSON.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let text = response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"text/plain"));
+    if !text || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 << 10).await.unwrap_or_default();
+    ApiError::with_status(status, String::from_utf8_lossy(&body).into_owned()).into_response()
+}
+
 /// Ready when the warehouse and the users file can be read.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let warehouse = state.project.warehouse_dir().is_dir();
@@ -57,18 +81,38 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Who the caller is, as the server sees it.
-async fn me(State(state): State<Arc<AppState>>, Extension(identity): Extension<Identity>) -> Json<serde_json::Value> {
-    let role = identity.role.as_deref().and_then(|r| state.project.config().role(r).ok());
-    Json(serde_json::json!({
-        "user": identity.user,
-        "groups": identity.groups,
-        "role": identity.role,
-        "role_description": role.and_then(|r| r.description.clone()),
-        "sql": role.is_some_and(|r| r.sql),
-        "quarantine": state.project.may_read_quarantine(identity.role.as_deref()),
-    }))
+#[derive(Serialize, ToSchema)]
+struct Me {
+    /// The user (none: anonymous, where the server allows it).
+    user: Option<String>,
+    /// The user's groups.
+    groups: Vec<String>,
+    /// The role the groups act as (none: the most restrictive default).
+    role: Option<String>,
+    /// What the role is for.
+    role_description: Option<String>,
+    /// Whether the role may use SQL (over the PostgreSQL wire protocol).
+    sql: bool,
+    /// Whether the role may read the quarantine.
+    quarantine: bool,
 }
 
+/// Who the caller is, as the server sees it.
+#[utoipa::path(get, path = "/me", tag = "catalogue", responses((status = 200, body = Me), Refusals))]
+async fn me(State(state): State<Arc<AppState>>, Extension(identity): Extension<Identity>) -> Json<Me> {
+    let role = identity.role.as_deref().and_then(|r| state.project.config().role(r).ok());
+    Json(Me {
+        role_description: role.and_then(|r| r.description.clone()),
+        sql: role.is_some_and(|r| r.sql),
+        quarantine: state.project.may_read_quarantine(identity.role.as_deref()),
+        user: identity.user,
+        groups: identity.groups,
+        role: identity.role,
+    })
+}
+
+/// The cubes the caller may ask: dimensions down to its finest levels, measures with labels.
+#[utoipa::path(get, path = "/cubes", tag = "catalogue", responses((status = 200, body = Vec<kubus::CubeInfo>), Refusals))]
 async fn cubes(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
@@ -76,6 +120,14 @@ async fn cubes(
     Ok(Json(state.project.catalog(identity.role.as_deref())?))
 }
 
+/// One cube as the caller may ask it.
+#[utoipa::path(
+    get,
+    path = "/cubes/{cube}",
+    tag = "catalogue",
+    params(("cube" = String, Path, description = "The cube")),
+    responses((status = 200, body = kubus::CubeInfo), Refusals)
+)]
 async fn cube(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
@@ -95,14 +147,25 @@ async fn cube(
     .into())
 }
 
-/// `?level=` (default: the finest level the caller may see) and `?q=` (a search in keys, labels and aliases).
+/// The members of a level the caller may see, with a search in keys, labels and aliases.
+#[utoipa::path(
+    get,
+    path = "/cubes/{cube}/dimensions/{dimension}/members",
+    tag = "catalogue",
+    params(
+        ("cube" = String, Path, description = "The cube"),
+        ("dimension" = String, Path, description = "The dimension's role name in the cube"),
+        MemberParams
+    ),
+    responses((status = 200, body = Vec<kubus::MemberInfo>), Refusals)
+)]
 async fn members(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
     Path((cube, dimension)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Vec<kubus::MemberInfo>>, ApiError> {
-    let params = Params::parse(raw.as_deref(), &["level", "q"])?;
+    let params = Params::parse(raw.as_deref(), &names::<MemberParams>())?;
     let role = identity.role.as_deref();
     let level = match params.one("level")? {
         Some(level) => level.to_owned(),
@@ -128,11 +191,11 @@ pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
     /// Parses the query string, refusing a name not in `known` (a misspelt parameter must not be ignored).
-    pub(crate) fn parse(raw: Option<&str>, known: &[&str]) -> Result<Params, ApiError> {
+    pub(crate) fn parse(raw: Option<&str>, known: &[String]) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        if let Some((k, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !known.contains(k)) {
             return Err(ApiError::bad_request(format!("unknown parameter '{k}'; known are {}", known.join(", "))));
         }
         Ok(Params(pairs))
@@ -169,12 +232,6 @@ impl Params {
         }
     }
 }
-
-/// Parameters that shape how a query is answered, for GET and POST alike.
-const ANSWER_PARAMS: [&str; 3] = ["as_of", "rollups", "format"];
-/// Parameters of a query in the CLI's terms (GET).
-const QUERY_PARAMS: [&str; 12] =
-    ["cube", "m", "measure", "d", "drilldown", "c", "cut", "totals", "order", "limit", "as_of", "rollups"];
 
 /// A query in the CLI's syntax: `?cube=newcomers&m=persons&d=district&c=month=2024-06`.
 fn query_of(params: &Params) -> Result<Query, ApiError> {
@@ -220,17 +277,35 @@ fn format_of(params: &Params, headers: &HeaderMap) -> Result<Format, ApiError> {
     Ok(wanted.into_iter().find(|(media, _)| accept.contains(media)).map_or(Format::Json, |(_, f)| f))
 }
 
+/// A query in the CLI's terms as URL parameters, answered in the format asked for and protected for the caller's
+/// role: a URL one can bookmark, paste into Excel or put into a report.
+#[utoipa::path(
+    get,
+    path = "/query",
+    tag = "query",
+    params(QueryParams, VersionParams, FormatParam),
+    responses((status = 200, response = Answer), (status = 422, body = ErrorBody, description = "Over the memory of one query"), Refusals)
+)]
 async fn query_get(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let known: Vec<&str> = QUERY_PARAMS.iter().chain(&ANSWER_PARAMS).copied().collect();
+    let known = [names::<QueryParams>(), names::<VersionParams>(), names::<FormatParam>()].concat();
     let params = Params::parse(raw.as_deref(), &known)?;
     answer(&state, &identity, query_of(&params)?, &params, &headers).await
 }
 
+/// A query in the library's JSON (what `kubus query --json` takes), answered as `GET /query` answers.
+#[utoipa::path(
+    post,
+    path = "/query",
+    tag = "query",
+    params(VersionParams, FormatParam),
+    request_body = Query,
+    responses((status = 200, response = Answer), (status = 422, body = ErrorBody, description = "Over the memory of one query"), Refusals)
+)]
 async fn query_post(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
@@ -238,7 +313,7 @@ async fn query_post(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(raw.as_deref(), &ANSWER_PARAMS)?;
+    let params = Params::parse(raw.as_deref(), &[names::<VersionParams>(), names::<FormatParam>()].concat())?;
     answer(&state, &identity, query_body(&body)?, &params, &headers).await
 }
 
@@ -282,22 +357,39 @@ fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// How a query would be answered (which rollup or the facts, which plan), without its numbers.
+#[utoipa::path(
+    get,
+    path = "/explain",
+    tag = "query",
+    params(QueryParams, VersionParams),
+    responses((status = 200, body = String, description = "The plan, in words"), Refusals)
+)]
 async fn explain_get(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
     RawQuery(raw): RawQuery,
 ) -> Result<String, ApiError> {
-    let params = Params::parse(raw.as_deref(), &QUERY_PARAMS)?;
+    let params = Params::parse(raw.as_deref(), &[names::<QueryParams>(), names::<VersionParams>()].concat())?;
     explain(&state, &identity, query_of(&params)?, &params).await
 }
 
+/// How a query in the library's JSON would be answered.
+#[utoipa::path(
+    post,
+    path = "/explain",
+    tag = "query",
+    params(VersionParams),
+    request_body = Query,
+    responses((status = 200, body = String, description = "The plan, in words"), Refusals)
+)]
 async fn explain_post(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
     RawQuery(raw): RawQuery,
     body: axum::body::Bytes,
 ) -> Result<String, ApiError> {
-    let params = Params::parse(raw.as_deref(), &["as_of", "rollups"])?;
+    let params = Params::parse(raw.as_deref(), &names::<VersionParams>())?;
     explain(&state, &identity, query_body(&body)?, &params).await
 }
 
@@ -307,14 +399,21 @@ async fn explain(state: &AppState, identity: &Identity, query: Query, params: &P
     Ok(state.project.explain(&query, &options).await?)
 }
 
-/// The quarantine's rejected lines (`?source=`, `?format=`), for a role that may read their raw values.
+/// The quarantine's rejected lines with their raw values, for a role that may read them (data stewards).
+#[utoipa::path(
+    get,
+    path = "/quarantine",
+    tag = "ingest",
+    params(SourceParam, FormatParam),
+    responses((status = 200, response = Answer), Refusals)
+)]
 async fn quarantine(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(raw.as_deref(), &["source", "format"])?;
+    let params = Params::parse(raw.as_deref(), &[names::<SourceParam>(), names::<FormatParam>()].concat())?;
     let format = format_of(&params, &headers)?;
     if format == Format::JsonStat {
         return Err(ApiError::bad_request("the quarantine is a list of lines, not a cube: no json-stat".into()));
@@ -346,15 +445,27 @@ impl Drop for UploadDir {
     }
 }
 
-/// `POST /api/v1/sources/{source}/files`: the files of a multipart body, streamed to disk, then ingested through the
-/// source in one commit, answered with the CLI's line accounting.
+/// Files for a source: streamed to disk, ingested in one commit under the cube's lock, answered with the CLI's line
+/// accounting (every line of every file accepted, rejected or skipped with a reason).
+#[utoipa::path(
+    post,
+    path = "/sources/{source}/files",
+    tag = "ingest",
+    params(("source" = String, Path, description = "The source, as in `kubus.toml`")),
+    request_body(content = inline(UploadForm), content_type = "multipart/form-data"),
+    responses(
+        (status = 200, body = crate::report::IngestAnswer),
+        (status = 413, body = ErrorBody, description = "Larger than `[server] max_upload_mb`; nothing was ingested"),
+        Refusals
+    )
+)]
 async fn upload(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
     Path(source): Path<String>,
     headers: HeaderMap,
     mut multipart: Multipart,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::report::IngestAnswer>, ApiError> {
     use tokio::io::AsyncWriteExt as _;
     state.project.check_upload(&identity, &source)?;
     let limit = state.project.config().server.max_upload_bytes;
@@ -416,5 +527,14 @@ async fn upload(
     .await
     .map_err(|e| ApiError::internal(format!("the ingest stopped: {e}")))??;
     drop(dir);
-    Ok(Json(crate::report::ingest_json(&report, state.project.may_read_quarantine(identity.role.as_deref()))))
+    Ok(Json(crate::report::IngestAnswer::new(&report, state.project.may_read_quarantine(identity.role.as_deref()))))
+}
+
+/// An upload: one or more files, each a part named `file` with its file name.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the multipart body `upload` reads
+struct UploadForm {
+    /// The files.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
 }

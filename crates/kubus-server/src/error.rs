@@ -24,6 +24,11 @@ impl ApiError {
         ApiError { status, message, rule: None, role: None, retry_after: None }
     }
 
+    /// Any status.
+    pub fn with_status(status: StatusCode, message: String) -> ApiError {
+        ApiError::new(status, message)
+    }
+
     /// 400: the request cannot be answered as asked.
     pub fn bad_request(message: String) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
@@ -90,15 +95,24 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in a sentence.
+    pub error: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// For a refusal: the rule that refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// For a refusal: the role that was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({"error": self.message, "status": self.status.as_u16()});
-        if let Some(rule) = &self.rule {
-            body["rule"] = rule.clone().into();
-        }
-        if let Some(role) = &self.role {
-            body["role"] = role.clone().into();
-        }
+        let body = ErrorBody { error: self.message, status: self.status.as_u16(), rule: self.rule, role: self.role };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {

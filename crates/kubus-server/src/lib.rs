@@ -14,6 +14,7 @@
 mod api;
 mod auth;
 mod error;
+mod openapi;
 mod report;
 mod reports;
 mod sql;

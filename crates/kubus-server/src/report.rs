@@ -1,63 +1,175 @@
-//! An ingest's report as JSON: the CLI's line accounting per file (`lines = accepted + rejected + skipped`), the
-//! rejected lines, what was replaced, and the cube's new version.
+//! An ingest's report as the server answers it: the CLI's line accounting per file (`lines = accepted + rejected +
+//! skipped`), the rejected lines, what was replaced, and the cube's new version.
 
 use kubus::{FileOutcome, IngestReport};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-/// The report; a rejected line's raw value and reason (which quotes it) only for a role that may read the
-/// quarantine — the others learn where and what kind of problem, not a person's values.
-pub(crate) fn ingest_json(report: &IngestReport, raw_values: bool) -> Value {
-    let files: Vec<Value> = report
-        .files
-        .iter()
-        .map(|f| {
-            let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            match &f.outcome {
-                FileOutcome::AlreadyIngested => {
-                    json!({"file": name, "sha256": f.sha256, "outcome": "already_ingested"})
+/// What an upload did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IngestAnswer {
+    /// The source.
+    source: String,
+    /// Its cube.
+    cube: String,
+    /// The cube's version after the commit (none: nothing was committed).
+    version: Option<u64>,
+    /// Each file.
+    files: Vec<FileAnswer>,
+    /// Lines of all files.
+    lines: usize,
+    /// Lines accepted.
+    accepted: usize,
+    /// Lines rejected (in the quarantine).
+    rejected_lines: usize,
+    /// Lines skipped with a reason (header, empty, totals).
+    skipped: usize,
+    /// Facts written.
+    facts: usize,
+    /// The rejected lines.
+    rejected: Vec<RejectedLine>,
+    /// Facts of earlier deliveries this one replaced.
+    replaced: Vec<ReplacedFile>,
+    /// Rollups rebuilt.
+    rollups: Vec<RollupRows>,
+    /// Why rollups could not be rebuilt (queries then read the facts).
+    rollup_problem: Option<String>,
+}
+
+/// One file of an upload.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum FileAnswer {
+    /// Its content was ingested before: nothing changed.
+    AlreadyIngested {
+        /// File name.
+        file: String,
+        /// SHA-256 of its bytes.
+        sha256: String,
+    },
+    /// Ingested.
+    Ingested {
+        /// File name.
+        file: String,
+        /// SHA-256 of its bytes.
+        sha256: String,
+        /// Lines of the file.
+        lines: usize,
+        /// Lines accepted.
+        accepted: usize,
+        /// Lines rejected.
+        rejected: usize,
+        /// Lines skipped, by reason.
+        skipped: Vec<Skipped>,
+        /// Facts written.
+        facts: usize,
+        /// Total lines of the export compared with the sum of its lines.
+        totals_compared: usize,
+        /// Warnings.
+        warnings: Vec<String>,
+        /// The text encoding read.
+        encoding: String,
+    },
+}
+
+/// Lines skipped for one reason.
+#[derive(Debug, Serialize, ToSchema)]
+struct Skipped {
+    reason: String,
+    lines: usize,
+}
+
+/// A rejected line: where and what kind of problem; its raw value and the full reason only for a role that may read
+/// the quarantine.
+#[derive(Debug, Serialize, ToSchema)]
+struct RejectedLine {
+    file: String,
+    line: usize,
+    column: String,
+    problem: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// Facts of an earlier delivery replaced by this one.
+#[derive(Debug, Serialize, ToSchema)]
+struct ReplacedFile {
+    file: String,
+    facts: usize,
+    whole_file: bool,
+}
+
+/// A rollup rebuilt, and its rows.
+#[derive(Debug, Serialize, ToSchema)]
+struct RollupRows {
+    name: String,
+    rows: u64,
+}
+
+impl IngestAnswer {
+    /// The answer for `report`; a rejected line's raw value and reason (which quotes it) only with `raw_values` —
+    /// the others learn where and what kind of problem, not a person's values.
+    pub(crate) fn new(report: &IngestReport, raw_values: bool) -> IngestAnswer {
+        let files = report
+            .files
+            .iter()
+            .map(|f| {
+                let file = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let sha256 = f.sha256.clone();
+                match &f.outcome {
+                    FileOutcome::AlreadyIngested => FileAnswer::AlreadyIngested { file, sha256 },
+                    FileOutcome::Ingested(c) => FileAnswer::Ingested {
+                        file,
+                        sha256,
+                        lines: c.lines,
+                        accepted: c.accepted,
+                        rejected: c.rejected,
+                        skipped: c
+                            .skipped
+                            .iter()
+                            .map(|(reason, n)| Skipped { reason: reason.clone(), lines: *n })
+                            .collect(),
+                        facts: c.facts,
+                        totals_compared: c.totals_compared,
+                        warnings: c.warnings.clone(),
+                        encoding: c.encoding.clone(),
+                    },
                 }
-                FileOutcome::Ingested(c) => json!({
-                    "file": name,
-                    "sha256": f.sha256,
-                    "outcome": "ingested",
-                    "lines": c.lines,
-                    "accepted": c.accepted,
-                    "rejected": c.rejected,
-                    "skipped": c.skipped.iter().map(|(reason, n)| json!({"reason": reason, "lines": n})).collect::<Vec<_>>(),
-                    "facts": c.facts,
-                    "totals_compared": c.totals_compared,
-                    "warnings": c.warnings,
-                    "encoding": c.encoding,
-                }),
-            }
-        })
-        .collect();
-    let rejected: Vec<Value> = report
-        .rejected
-        .iter()
-        .map(|r| {
-            let mut line = json!({"file": r.file, "line": r.line, "column": r.column, "problem": r.problem});
-            if raw_values {
-                line["value"] = r.value.clone().into();
-                line["reason"] = r.reason.clone().into();
-            }
-            line
-        })
-        .collect();
-    let totals = report.totals();
-    json!({
-        "source": report.source,
-        "cube": report.cube,
-        "version": report.version,
-        "files": files,
-        "lines": totals.lines,
-        "accepted": totals.accepted,
-        "rejected_lines": totals.rejected,
-        "skipped": totals.skipped_lines(),
-        "facts": totals.facts,
-        "rejected": rejected,
-        "replaced": report.replaced.iter().map(|r| json!({"file": r.file, "facts": r.facts, "whole_file": r.whole_file})).collect::<Vec<_>>(),
-        "rollups": report.rollups.iter().map(|r| json!({"name": r.name, "rows": r.rows})).collect::<Vec<_>>(),
-        "rollup_problem": report.rollup_problem,
-    })
+            })
+            .collect();
+        let rejected = report
+            .rejected
+            .iter()
+            .map(|r| RejectedLine {
+                file: r.file.clone(),
+                line: r.line,
+                column: r.column.clone(),
+                problem: r.problem.clone(),
+                value: raw_values.then(|| r.value.clone()),
+                reason: raw_values.then(|| r.reason.clone()),
+            })
+            .collect();
+        let totals = report.totals();
+        IngestAnswer {
+            source: report.source.clone(),
+            cube: report.cube.clone(),
+            version: report.version,
+            files,
+            lines: totals.lines,
+            accepted: totals.accepted,
+            rejected_lines: totals.rejected,
+            skipped: totals.skipped_lines(),
+            facts: totals.facts,
+            rejected,
+            replaced: report
+                .replaced
+                .iter()
+                .map(|r| ReplacedFile { file: r.file.clone(), facts: r.facts, whole_file: r.whole_file })
+                .collect(),
+            rollups: report.rollups.iter().map(|r| RollupRows { name: r.name.clone(), rows: r.rows }).collect(),
+            rollup_problem: report.rollup_problem.clone(),
+        }
+    }
 }

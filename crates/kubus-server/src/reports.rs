@@ -2,14 +2,17 @@
 //! folder, since a role with a row filter gets other numbers), the runs there, and their files.
 
 use crate::api::Params;
+use crate::openapi::{File, PeriodParam, Refusals, names};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use kubus::Identity;
+use serde::Serialize;
 use std::path::{Component, PathBuf};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// The folder of the role's report runs: `[server] reports`/<role> (`_default` without a role).
 fn folder(state: &AppState, identity: &Identity) -> PathBuf {
@@ -17,34 +20,64 @@ fn folder(state: &AppState, identity: &Identity) -> PathBuf {
     state.project.root().join(&settings.reports).join(identity.role.as_deref().unwrap_or("_default"))
 }
 
-/// The reports of the project: name, title, description and schedule.
-pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<serde_json::Value>> {
-    Json(
-        state
-            .project
-            .model()
-            .reports()
-            .map(|r| {
-                serde_json::json!({
-                    "name": r.name(),
-                    "title": r.title(),
-                    "description": r.description(),
-                    "schedule": r.schedule(),
-                })
-            })
-            .collect(),
-    )
+/// A report of the project.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReportInfo {
+    /// Its name.
+    name: String,
+    /// Its title.
+    title: String,
+    /// What it shows.
+    description: Option<String>,
+    /// When it runs unattended (cron).
+    schedule: Option<String>,
 }
 
-/// `POST /reports/{name}/runs?period=2024-06`: runs the report as the caller's role (suppression, as a fixed
-/// publication) and answers with its files.
+/// The reports of the project: name, title, description and schedule.
+#[utoipa::path(get, path = "/reports", tag = "reports", responses((status = 200, body = Vec<ReportInfo>), Refusals))]
+pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<ReportInfo>> {
+    let reports = state.project.model().reports().map(|r| ReportInfo {
+        name: r.name().to_owned(),
+        title: r.title().to_owned(),
+        description: r.description().map(str::to_owned),
+        schedule: r.schedule().map(str::to_owned),
+    });
+    Json(reports.collect())
+}
+
+/// A report run.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RunAnswer {
+    /// The report.
+    report: String,
+    /// The month it ran for.
+    period: String,
+    /// Its title.
+    title: String,
+    /// Which data it was computed from (cube versions).
+    data: String,
+    /// Cells suppressed.
+    suppressed: usize,
+    /// Its files, for `GET /reports/{name}/runs/{period}/{file}`.
+    files: Vec<String>,
+}
+
+/// Runs the report for a month as the caller's role (suppression, as a fixed publication) into the role's own
+/// folder, and answers with its files.
+#[utoipa::path(
+    post,
+    path = "/reports/{name}/runs",
+    tag = "reports",
+    params(("name" = String, Path, description = "The report"), PeriodParam),
+    responses((status = 200, body = RunAnswer), Refusals)
+)]
 pub(crate) async fn run(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let params = Params::parse(raw.as_deref(), &["period"])?;
+) -> Result<Json<RunAnswer>, ApiError> {
+    let params = Params::parse(raw.as_deref(), &names::<PeriodParam>())?;
     let period =
         params.one("period")?.ok_or_else(|| ApiError::bad_request("name the month: ?period=2024-06".into()))?;
     state.project.model().report(&name).map_err(|e| ApiError::not_found(kubus::error_chain(&e)))?;
@@ -57,17 +90,24 @@ pub(crate) async fn run(
         .filter_map(|f| f.strip_prefix(out.join(format!("{name}_{period}"))).ok())
         .map(|f| f.to_string_lossy().into_owned())
         .collect();
-    Ok(Json(serde_json::json!({
-        "report": name,
-        "period": period,
-        "title": run.document.title,
-        "data": run.document.provenance,
-        "suppressed": run.suppressed,
-        "files": files,
-    })))
+    Ok(Json(RunAnswer {
+        report: name,
+        period: period.to_owned(),
+        title: run.document.title,
+        data: run.document.provenance,
+        suppressed: run.suppressed,
+        files,
+    }))
 }
 
-/// The periods the caller's role has run a report for.
+/// The months the caller's role has run a report for.
+#[utoipa::path(
+    get,
+    path = "/reports/{name}/runs",
+    tag = "reports",
+    params(("name" = String, Path, description = "The report")),
+    responses((status = 200, body = Vec<String>), Refusals)
+)]
 pub(crate) async fn runs(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
@@ -87,7 +127,40 @@ pub(crate) async fn runs(
     Ok(Json(periods))
 }
 
+/// A file of a report run, with its media type.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)] // documents the files `file` serves
+pub(crate) enum ReportFile {
+    /// The report as a web page.
+    Html(#[content("text/html")] String),
+    /// The report as Markdown.
+    Markdown(#[content("text/markdown")] String),
+    /// A table of it as CSV.
+    Csv(#[content("text/csv")] String),
+    /// A table of it as JSON or JSON-stat.
+    Json(#[content("application/json")] serde_json::Value),
+    /// A chart.
+    Svg(#[content("image/svg+xml")] String),
+    /// A chart.
+    Png(#[content("image/png")] File),
+    /// A workbook of its tables.
+    Xlsx(#[content("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")] File),
+    /// Any other file of the run.
+    Other(#[content("application/octet-stream")] File),
+}
+
 /// One file of a run of the caller's role; a path that would leave the run's folder is refused.
+#[utoipa::path(
+    get,
+    path = "/reports/{name}/runs/{period}/{file}",
+    tag = "reports",
+    params(
+        ("name" = String, Path, description = "The report"),
+        ("period" = String, Path, description = "The month"),
+        ("file" = String, Path, description = "A file of the run, as the run listed it")
+    ),
+    responses((status = 200, response = ReportFile), Refusals)
+)]
 pub(crate) async fn file(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,

@@ -215,6 +215,15 @@ impl Guard {
     }
 
     async fn check(&self, statement: &Statement, ctx: &SessionContext) -> PgWireResult<()> {
+        // DataFusion's own settings would lift the server's limits (`datafusion.runtime.memory_limit`).
+        if matches!(statement, Statement::Set(_)) && statement.to_string().to_ascii_lowercase().contains("datafusion.")
+        {
+            return Err(error(
+                "ERROR",
+                "42501",
+                "kubus SQL keeps the engine's settings (memory limit, parallelism): SET datafusion.… is refused".into(),
+            ));
+        }
         if session_statement(statement) {
             return Ok(());
         }

@@ -7,7 +7,7 @@ use kubus_model::Role;
 use serde::Serialize;
 
 /// A cube as a role sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CubeInfo {
     /// Cube name.
     pub name: String,
@@ -26,7 +26,7 @@ pub struct CubeInfo {
 }
 
 /// A dimension of a cube: its role name and the levels the role may drill to or cut on, coarse to fine.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DimensionInfo {
     /// The role name in the cube (used in drilldowns and cuts).
     pub name: String,
@@ -37,13 +37,14 @@ pub struct DimensionInfo {
     /// Label (English).
     pub label_en: String,
     /// `time`, `geo` or `standard`.
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// The levels the role may see, coarse to fine.
     pub levels: Vec<LevelInfo>,
 }
 
 /// A level of a dimension.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LevelInfo {
     /// Level name.
     pub name: String,
@@ -56,7 +57,7 @@ pub struct LevelInfo {
 }
 
 /// A measure of a cube.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MeasureInfo {
     /// Measure name.
     pub name: String,
@@ -71,7 +72,7 @@ pub struct MeasureInfo {
 }
 
 /// A member of a level, as the member search returns it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MemberInfo {
     /// Key.
     pub key: String,

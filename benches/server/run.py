@@ -1,0 +1,180 @@
+"""`kubus serve` under load: the reference questions over HTTP at ROWS generated facts (10,000,000 by default).
+
+Generates the reference workload (`../workload.py`) into a scratch project with the rollups the questions need,
+ingests it with the release build, starts `kubus serve` on it, and asks the ten reference questions of
+`../queries/compare.py` as GET URLs (the CLI's syntax, as a bookmarked URL or Excel asks) with the load generator
+oha: 32 concurrent clients for 60 s over all questions at random, then per question 32 clients for 10 s. Reports
+queries per second, p50/p99 latency, the status codes, and the server's peak RSS; then a soak of 10 minutes under
+the same load with its RSS before and after. Writes the tables into `../RESULTS.md` with `--results`.
+
+Usage: benches/server/run.sh [ROWS]   (builds the release binary and oha first)
+       python run.py KUBUS OHA WORK [--rows N] [--seconds 60] [--soak 600] [--results]
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "queries"))
+from workload import ingest, prepare  # noqa: E402
+from compare import KUBUS, write_section  # noqa: E402
+
+CLIENTS = 32
+
+
+def url_of(base, query):
+    """A cube query as the GET URL of `/api/v1/query`, in the CLI's parameter names."""
+    params = [("cube", query["cube"])]
+    params += [("m", m) for m in query["measures"]]
+    params += [("d", d) for d in query.get("drilldowns", [])]
+    params += [("c", c) for c in query.get("cuts", [])]
+    params += [("order", o) for o in query.get("order", [])]
+    if query.get("totals"):
+        params.append(("totals", "true"))
+    if "limit" in query:
+        params.append(("limit", str(query["limit"])))
+    return f"{base}/api/v1/query?{urllib.parse.urlencode(params)}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def memory_kb(pid, field):
+    """`VmRSS` (now) or `VmHWM` (peak) of a process, in kB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def oha(binary, token, seconds, urls_file=None, url=None):
+    """One load run; oha's JSON summary."""
+    args = [binary, "-c", str(CLIENTS), "-z", f"{seconds}s", "--no-tui", "--output-format", "json",
+            "-H", f"Authorization: Bearer {token}"]
+    args += ["--urls-from-file", urls_file] if urls_file else [url]
+    p = subprocess.run(args, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"oha failed: {p.stderr}")
+    return json.loads(p.stdout)
+
+
+def summary(result):
+    """Queries per second, p50 and p99 in ms, and the status codes of one oha run."""
+    percentiles = result["latencyPercentiles"]
+    codes = result.get("statusCodeDistribution", {})
+    return {
+        "qps": result["summary"]["requestsPerSec"],
+        "p50": percentiles["p50"] * 1000,
+        "p99": percentiles["p99"] * 1000,
+        "codes": ", ".join(f"{c}×{n:,}" for c, n in sorted(codes.items())),
+        "errors": sum(result.get("errorDistribution", {}).values()),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kubus")
+    ap.add_argument("oha")
+    ap.add_argument("work")
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--per-question", type=int, default=10)
+    ap.add_argument("--soak", type=int, default=600)
+    ap.add_argument("--results", action="store_true")
+    a = ap.parse_args()
+    kubus = os.path.abspath(a.kubus)
+    os.makedirs(a.work, exist_ok=True)
+    root = os.path.join(a.work, "server-project")
+    newcomers_csv, offers_csv = prepare(a.work, a.rows, root)
+    ingest(kubus, root, newcomers_csv, offers_csv)
+    with open(os.path.join(root, "kubus.toml"), "a") as f:
+        f.write('\n[groups.bench]\nrole = "statistik"\n\n[server]\nmax_queries = 4\nqueue = 256\n')
+    subprocess.run([kubus, "-C", root, "user", "add", "bench", "--group", "bench"], check=True, capture_output=True)
+    token = subprocess.run([kubus, "-C", root, "token", "create", "bench"], check=True, capture_output=True,
+                           text=True).stdout.strip()
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([kubus, "-C", root, "serve", "--listen", f"127.0.0.1:{port}"],
+                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(a.work, "serve.log"), "w"))
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        urls = {name: url_of(base, q) for name, (q, _) in KUBUS.items()}
+        reads = {}
+        for name, url in urls.items():
+            request = urllib.request.Request(url.replace("/query?", "/explain?"),
+                                             headers={"Authorization": f"Bearer {token}"})
+            reads[name] = urllib.request.urlopen(request).read().decode().splitlines()[0]
+            print(f"{name:32} {reads[name]}", flush=True)
+        urls_file = os.path.join(a.work, "urls.txt")
+        open(urls_file, "w").write("\n".join(urls.values()) + "\n")
+        rss_start = memory_kb(server.pid, "VmRSS")
+
+        print(f"all questions at random: {CLIENTS} clients, {a.seconds} s", flush=True)
+        mixed = summary(oha(a.oha, token, a.seconds, urls_file=urls_file))
+        print(mixed, flush=True)
+        single = {}
+        for name, url in urls.items():
+            single[name] = summary(oha(a.oha, token, a.per_question, url=url))
+            print(name, single[name], flush=True)
+        peak = memory_kb(server.pid, "VmHWM")
+
+        rss_before = memory_kb(server.pid, "VmRSS")
+        print(f"soak: {CLIENTS} clients, {a.soak} s", flush=True)
+        soak = summary(oha(a.oha, token, a.soak, urls_file=urls_file))
+        rss_after = memory_kb(server.pid, "VmRSS")
+        print(soak, rss_before, rss_after, flush=True)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+    growth = (rss_after - rss_before) / rss_before * 100
+    oha_version = subprocess.run([a.oha, "--version"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        f"<!-- server:{a.rows} -->",
+        f"### {a.rows:,} facts",
+        "",
+        f"`kubus serve` (release) on this machine ({os.cpu_count()} cores), `[server] max_queries = 4`, asked by "
+        f"{oha_version} on the same machine with {CLIENTS} concurrent clients over HTTP/1.1 keep-alive, as the "
+        "statistics office (bearer token; every request authenticated and appended to the audit log). The questions "
+        "are the ten reference queries as GET URLs in the CLI's syntax. Produced by `benches/server/run.sh "
+        f"{a.rows}`; rerun it to replace this section.",
+        "",
+        "| load | queries/s | p50 ms | p99 ms | answers |",
+        "|---|---|---|---|---|",
+        f"| all ten at random, {a.seconds} s | {mixed['qps']:,.0f} | {mixed['p50']:.2f} | {mixed['p99']:.2f} | {mixed['codes']} |",
+    ]
+    for name, s in single.items():
+        lines.append(f"| {name} ({reads[name]}), {a.per_question} s | {s['qps']:,.0f} | {s['p50']:.2f} | {s['p99']:.2f} | {s['codes']} |")
+    lines += [
+        "",
+        f"Server RSS: {rss_start / 1024:,.0f} MB after start-up and one answer per question, peak "
+        f"{peak / 1024:,.0f} MB under load. Soak of {a.soak} s under the mixed load ({soak['qps']:,.0f} queries/s, "
+        f"p99 {soak['p99']:.2f} ms, {soak['codes']}): RSS {rss_before / 1024:,.0f} MB before, "
+        f"{rss_after / 1024:,.0f} MB after ({growth:+.1f} %).",
+        f"<!-- /server:{a.rows} -->",
+    ]
+    print("\n".join(lines))
+    if a.results:
+        write_section(f"server:{a.rows}", "\n".join(lines), "## kubus serve under load")
+
+
+if __name__ == "__main__":
+    main()

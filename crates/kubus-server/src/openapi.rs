@@ -1,0 +1,208 @@
+//! The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`. It is generated from the handlers'
+//! annotations and the types they answer with; the routes are registered from the same annotated handlers
+//! (utoipa-axum), and the query parameters each endpoint accepts are read from the documented ones, so the
+//! document cannot promise what the server does not do. CI runs schemathesis against the running server with it.
+
+use crate::error::ErrorBody;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kubus",
+        description = "Slice-and-dice numbers of the city's offices by district, age, language level, provider and \
+                       month. The caller's identity (a token as bearer or as the password of HTTP Basic, or single \
+                       sign-on through the city's reverse proxy) decides its role: which cubes and levels it may \
+                       ask, over which rows, and how the numbers are protected."
+    ),
+    servers((url = "/api/v1")),
+    components(schemas(File, ErrorBody), responses(Answer, crate::reports::ReportFile)),
+    modifiers(&Credentials),
+    security(("token" = []), ("basic" = [])),
+    tags(
+        (name = "catalogue", description = "What the caller may ask"),
+        (name = "query", description = "Answers, protected for the caller's role"),
+        (name = "ingest", description = "Uploads and their quarantine"),
+        (name = "reports", description = "Reports run as the caller's role"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// The two ways a token is sent.
+struct Credentials;
+
+impl Modify for Credentials {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    }
+}
+
+/// The answers every endpoint may give besides its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documents answers that `ApiError` builds
+pub(crate) enum Refusals {
+    /// The request cannot be answered as asked: an unknown parameter, cube, level or measure, a cut that cannot be
+    /// read.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No valid identity.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The caller's role may not; the rule is named.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such thing, or nothing in it yet.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Too many requests wait for a query slot: try again after `Retry-After` seconds.
+    #[response(status = 503)]
+    Busy(ErrorBody),
+    /// The request took longer than `[server] timeout_seconds`.
+    #[response(status = 504)]
+    Timeout,
+}
+
+/// An answer in the format asked for, protected for the caller's role. `kubus-versions` names the warehouse
+/// versions read; `kubus-protection` (percent-encoded UTF-8) says how the numbers are protected.
+#[derive(utoipa::ToResponse)]
+#[response(headers(
+    ("kubus-versions" = String, description = "The versions read, `cube=version`"),
+    ("kubus-protection" = String, description = "How the numbers are protected (percent-encoded)"),
+    ("content-disposition" = String, description = "The file name"),
+))]
+#[allow(dead_code)] // documents the bodies `kubus::output::write` makes
+pub(crate) enum Answer {
+    /// JSON (`json`: rows; `json-stat`: a JSON-stat 2.0 dataset).
+    Json(#[content("application/json")] serde_json::Value),
+    /// CSV (`csv`: comma and dot; `csv-de`: semicolon and decimal comma).
+    Csv(#[content("text/csv")] String),
+    /// An Excel workbook.
+    Xlsx(#[content("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")] File),
+    /// A Parquet file.
+    Parquet(#[content("application/vnd.apache.parquet")] File),
+}
+
+/// The bytes of a file.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // documents binary bodies
+pub(crate) struct File(Vec<u8>);
+
+/// The formats of an answer (`?format=`, or the `Accept` header).
+#[derive(ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)] // documents the names `Format::from_name` reads
+pub(crate) enum FormatName {
+    Csv,
+    CsvDe,
+    Json,
+    JsonStat,
+    Xlsx,
+    Parquet,
+}
+
+/// Whether rollups may answer.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // documents the values `options_of` reads
+pub(crate) enum RollupsParam {
+    /// A rollup where one can answer, else the facts (the default).
+    Prefer,
+    /// Always the facts.
+    Never,
+    /// A rollup or an error.
+    Only,
+}
+
+/// A query in the CLI's terms, as URL parameters (repeat a parameter for several values).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameters `Params` reads; the names are the ones accepted
+pub(crate) struct QueryParams {
+    /// The cube.
+    #[param(example = "newcomers")]
+    cube: String,
+    /// Measures.
+    #[param(example = json!(["persons"]))]
+    m: Option<Vec<String>>,
+    /// Measures (the long name of `m`).
+    measure: Option<Vec<String>>,
+    /// Drilldowns: `role`, `role.level` or a level name unique in the cube.
+    #[param(example = json!(["district.area"]))]
+    d: Option<Vec<String>>,
+    /// Drilldowns (the long name of `d`).
+    drilldown: Option<Vec<String>>,
+    /// Cuts in their text form (`month=2024-06`, `age=18..64`, `district!=11`).
+    #[param(example = json!(["month=2024-06"]))]
+    c: Option<Vec<String>>,
+    /// Cuts (the long name of `c`).
+    cut: Option<Vec<String>>,
+    /// Subtotals along the drilldowns and a grand total.
+    totals: Option<bool>,
+    /// Order by measures (`-persons`: largest first).
+    order: Option<Vec<String>>,
+    /// At most this many rows.
+    #[param(minimum = 0)]
+    limit: Option<u64>,
+}
+
+/// Which data answers.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameters `Params` reads; the names are the ones accepted
+pub(crate) struct VersionParams {
+    /// Read this warehouse version instead of the latest.
+    #[param(minimum = 0)]
+    as_of: Option<u64>,
+    /// Whether rollups may answer.
+    #[param(inline)]
+    rollups: Option<RollupsParam>,
+}
+
+/// The format of an answer.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameter `Params` reads
+pub(crate) struct FormatParam {
+    /// The format; without one, the `Accept` header decides (CSV, XLSX or Parquet), else JSON.
+    #[param(inline)]
+    format: Option<FormatName>,
+}
+
+/// The member search.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameters `Params` reads
+pub(crate) struct MemberParams {
+    /// The level (default: the finest level the caller may see).
+    level: Option<String>,
+    /// Search in keys, labels and aliases.
+    q: Option<String>,
+}
+
+/// Which quarantine.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameter `Params` reads
+pub(crate) struct SourceParam {
+    /// Only the lines of this source.
+    source: Option<String>,
+}
+
+/// Which period a report runs for.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameter `Params` reads
+pub(crate) struct PeriodParam {
+    /// The month, e.g. `2024-06`.
+    #[param(example = "2024-06")]
+    period: String,
+}
+
+/// The names of the parameters documented by `P`: the ones an endpoint accepts.
+pub(crate) fn names<P: IntoParams>() -> Vec<String> {
+    P::into_params(|| None).into_iter().map(|p| p.name).collect()
+}

@@ -91,18 +91,20 @@ pub(crate) enum Answer {
 #[allow(dead_code)] // documents binary bodies
 pub(crate) struct File(Vec<u8>);
 
-/// The formats of an answer (`?format=`, or the `Accept` header).
-#[derive(ToSchema)]
-#[schema(rename_all = "kebab-case")]
-#[allow(dead_code)] // documents the names `Format::from_name` reads
-pub(crate) enum FormatName {
-    Csv,
-    CsvDe,
-    Json,
-    JsonStat,
-    Xlsx,
-    Parquet,
+/// The formats of an answer (`?format=`): the names `Format::from_name` reads, from the formats themselves.
+pub(crate) struct FormatName;
+
+impl utoipa::PartialSchema for FormatName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(kubus::output::Format::ALL.iter().map(|f| f.name())))
+            .description(Some("The formats of an answer"))
+            .into()
+    }
 }
+
+impl ToSchema for FormatName {}
 
 /// Whether rollups may answer.
 #[derive(ToSchema)]

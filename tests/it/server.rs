@@ -780,6 +780,12 @@ fn a_report_runs_as_the_role_that_asks_and_its_files_are_its_own() {
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(page.text().unwrap().contains(ran["title"].as_str().unwrap()));
+    // Every file the run lists is served, those in its subfolders too.
+    for file in ran["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()) {
+        let url = format!("/api/v1/reports/newcomers_monthly/runs/2024-06/{file}");
+        assert_eq!(get(server, &url, &tokens.statistik).status(), StatusCode::OK, "{file}");
+    }
+    assert!(ran["files"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().contains('/')), "{ran}");
     // Another role has runs of its own, not the statistics office's.
     let other = get(server, &format!("/api/v1/reports/newcomers_monthly/runs/2024-06/{html}"), &tokens.kurstraeger);
     assert_eq!(other.status(), StatusCode::NOT_FOUND);
@@ -930,6 +936,7 @@ fn the_openapi_document_describes_what_the_server_answers() {
         ("/explain", "post"),
         ("/quarantine", "get"),
         ("/reports/{name}/runs", "post"),
+        ("/reports/{name}/runs/{period}/{file}", "get"),
         ("/sources/{source}/files", "post"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path} is documented");

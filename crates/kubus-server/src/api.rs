@@ -35,7 +35,8 @@ pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> 
         .routes(routes!(quarantine))
         .routes(routes!(crate::reports::list))
         .routes(routes!(crate::reports::runs, crate::reports::run))
-        .routes(routes!(crate::reports::file))
+        // A run's files lie in subfolders too: a wildcard, which OpenAPI has no form for (documented in `ApiDoc`).
+        .route("/reports/{name}/runs/{period}/{*file}", get(crate::reports::file))
         .routes(routes!(upload).layer(DefaultBodyLimit::max(upload_limit)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         .split_for_parts();

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
                        ask, over which rows, and how the numbers are protected."
     ),
     servers((url = "/api/v1")),
+    paths(crate::reports::file),
     components(schemas(File, ErrorBody), responses(Answer, crate::reports::ReportFile)),
     modifiers(&Credentials),
     security(("token" = []), ("basic" = [])),

@@ -157,7 +157,7 @@ pub(crate) enum ReportFile {
     params(
         ("name" = String, Path, description = "The report"),
         ("period" = String, Path, description = "The month"),
-        ("file" = String, Path, description = "A file of the run, as the run listed it")
+        ("file" = String, Path, description = "A file of the run as the run listed it, in a subfolder too (`tables/…`)")
     ),
     responses((status = 200, response = ReportFile), Refusals)
 )]

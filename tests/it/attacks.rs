@@ -370,6 +370,14 @@ fn a_cell_has_one_value_in_every_answer() {
             );
         }
     }
+    // At a rollup's own levels (month × district) each group is one stored cell, read as its stored count and key
+    // instead of a union of bitmaps: the same values as from the facts.
+    let at_cells = ["newcomers", "-m", "persons", "-d", "month", "-d", "district", "-c", "month.year=2024"];
+    let explained = cli(dir, &[&["explain"], &at_cells[..]].concat());
+    assert!(explained.stdout.contains("persons__n"), "{}", explained.stdout);
+    let stored = answer(dir, None, &at_cells, "persons");
+    assert_eq!(stored, answer(dir, None, &[&at_cells[..], &["--no-rollups"]].concat(), "persons"));
+    assert!(stored.len() > 100, "{} cells", stored.len());
     // A total row is the cell of the query that asks for it alone.
     let by_district =
         answer(dir, None, &["newcomers", "-m", "persons", "-d", "district", "-c", "month=2024-06"], "persons");

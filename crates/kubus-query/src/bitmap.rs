@@ -9,7 +9,8 @@ use datafusion::arrow::datatypes::{DataType, FieldRef, UInt32Type};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::Expr;
 use roaring::RoaringBitmap;
@@ -272,6 +273,41 @@ pub const COUNT_SHIFT: i64 = 1 << 16;
 pub fn count_and_key_of(bitmaps: Expr) -> Expr {
     let udf = BitmapUdf { mode: Mode::CountKey, signature: Signature::any(1, Volatility::Immutable) };
     AggregateUDF::from(udf).call(vec![bitmaps])
+}
+
+/// `kubus_bitmap_cell(bitmap)`: per row, the number of ids in one stored bitmap and the sum of their upper 16 bits
+/// modulo 2¹⁶, as `count · 2¹⁶ + key` (null for a null). Rollups store it next to each cell's bitmap, so that a
+/// query whose groups are single cells reads two integers instead of deserializing bitmaps.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CellUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CellUdf {
+    fn name(&self) -> &str {
+        "kubus_bitmap_cell"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let array = args.args[0].to_array(args.number_rows)?;
+        let packed = serialized_rows(&array)?
+            .map(|bytes| bytes.map(|b| deserialize(b).map(|bitmap| count_and_key(&bitmap))).transpose())
+            .collect::<Result<Int64Array>>()?;
+        Ok(ColumnarValue::Array(Arc::new(packed)))
+    }
+}
+
+/// `kubus_bitmap_cell(bitmap)`: each row's count and key of its own bitmap (see [`count_and_key_of`]).
+pub fn cell_count_and_key(bitmap: Expr) -> Expr {
+    ScalarUDF::new_from_impl(CellUdf { signature: Signature::any(1, Volatility::Immutable) }).call(vec![bitmap])
 }
 
 /// `kubus_bitmap(ids)`: the bitmap of a group's dense ids (UInt32; other integer types are cast).

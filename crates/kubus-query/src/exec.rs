@@ -378,6 +378,12 @@ async fn aggregate_facts(
         df = df.join(members, kind, &[l.role], &[join.as_str()], None)?;
     }
 
+    // Whether each group is one cell of the rollup that answers: the grain drills every level the rollup holds,
+    // at that level and unshifted. A distinct count is then the cell's stored count, not a union of its bitmaps.
+    let single_cells =
+        plan.rollup.as_deref().and_then(|name| plan.cube.rollups().iter().find(|r| r.name() == name)).is_some_and(
+            |r| r.levels().iter().all(|(role, _)| grain.iter().any(|&i| plan.drilldowns[i].0.role == role && late(i))),
+        );
     let time_drilled = grain.iter().map(|&i| &plan.drilldowns[i].0).find(|l| Some(l.role) == time_role);
     let mut aggregates = Vec::new();
     // Sums with a contributor role also get their largest contributor's share, for the dominance rule.
@@ -413,6 +419,7 @@ async fn aggregate_facts(
             (Aggregate::Min, true) => min(col(name)),
             (Aggregate::Max, true) => max(col(name)),
             (Aggregate::Avg, true) => sum(col(crate::rollup::avg_sum(name))),
+            (Aggregate::CountDistinct, true) if single_cells => sum(col(crate::rollup::value_count(name))),
             (Aggregate::CountDistinct, true) => crate::bitmap::count(col(name)),
         };
         let condition = conditions.into_iter().reduce(Expr::and);
@@ -455,6 +462,7 @@ async fn aggregate_facts(
                     (name.to_owned(), crate::cellkey::key_sum_of(column()).distinct().build()?)
                 }
                 (Aggregate::Count, true) => (name.to_owned(), stored_key(name)?),
+                (Aggregate::CountDistinct, true) if single_cells => (name.to_owned(), stored_key(name)?),
                 (Aggregate::CountDistinct, true) => {
                     // One union of the bitmaps gives both the count and the key (see `bitmap::count_and_key_of`).
                     let packed = format!("__packed_{name}");
@@ -482,7 +490,7 @@ async fn aggregate_facts(
                     (records.clone(), stored_key(name)?)
                 }
             };
-            if from_rollup && *aggregate == Aggregate::CountDistinct {
+            if from_rollup && !single_cells && *aggregate == Aggregate::CountDistinct {
                 counted.push((crate::cellkey::key_column(&target), key_sum));
             } else {
                 aggregates.push(key_sum.alias(crate::cellkey::key_column(&target)));
@@ -495,8 +503,8 @@ async fn aggregate_facts(
         }
         match (aggregate, from_rollup) {
             // Counted from its bitmaps together with its key, above.
-            (Aggregate::CountDistinct, true) if plan.noise.is_some() => {}
-            (Aggregate::Count, true) => {
+            (Aggregate::CountDistinct, true) if plan.noise.is_some() && !single_cells => {}
+            (Aggregate::Count | Aggregate::CountDistinct, true) => {
                 // A count over no cells is 0, as over no facts.
                 aggregates.push(e.alias(format!("__sum_{name}")));
                 counted.push((name.to_owned(), coalesce(vec![col(format!("__sum_{name}")), lit(0i64)])));

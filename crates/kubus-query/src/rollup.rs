@@ -1,7 +1,8 @@
 //! Rollups: a cube's facts pre-aggregated at the levels a rollup declares, storing for each aggregate measure
 //! what it takes to aggregate it again (a count, a sum, a minimum or maximum, an average's sum, a distinct count's
-//! bitmap of dense ids; a magnitude's count of values; for the cell key method a count's or magnitude's record-key
-//! sum and a magnitude's largest value), with the measure's filter already applied. Building rollups is one
+//! bitmap of dense ids with the cell's own distinct count and key; a magnitude's count of values; for the cell key
+//! method a count's or magnitude's record-key sum and a magnitude's largest value), with the measure's filter
+//! already applied. Building rollups is one
 //! DataFusion aggregation over the facts with a grouping set per rollup ([`scans`], [`build_frame`],
 //! [`rollup_rows`]); answering from one is the same execution as over facts, with the
 //! plan moved to the rollup's levels ([`at_rollup`]) once [`check`] found that the rollup answers it exactly.
@@ -22,14 +23,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Bumped whenever the stored layout changes, so that rollups written by an older kubus are rebuilt.
-const FORMAT: &str = "kubus-rollup-3";
+const FORMAT: &str = "kubus-rollup-4";
 
 /// The column of an average's sum in a rollup (its count is [`value_count`]).
 pub fn avg_sum(measure: &str) -> String {
     format!("{measure}__sum")
 }
 
-/// The column of a magnitude's (sum, average, minimum, maximum) count of values in a rollup.
+/// The column of a magnitude's (sum, average, minimum, maximum) count of values in a rollup; for a distinct
+/// count, the cell's number of distinct values (its bitmap's size).
 pub fn value_count(measure: &str) -> String {
     format!("{measure}__n")
 }
@@ -237,6 +239,13 @@ pub fn rollup_rows(
                 .iter()
                 .map(|a| col(a.schema_name().to_string())),
         );
+        if matches!(cube.measure(name)?.kind(), MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, .. }) {
+            // The cell's own distinct count and cell key next to its bitmap: a query whose groups are single cells
+            // reads these instead of unioning bitmaps.
+            let packed = bitmap::cell_count_and_key(col(name));
+            columns.push((packed.clone() / lit(bitmap::COUNT_SHIFT)).alias(value_count(name)));
+            columns.push((packed % lit(bitmap::COUNT_SHIFT)).alias(crate::cellkey::stored_key_column(name)));
+        }
     }
     let built = if rollups.len() > 1 {
         // GROUPING(levels…): bit i (from the right) is set when level i (from the end) is not grouped.

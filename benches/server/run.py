@@ -3,7 +3,8 @@
 Generates the reference workload (`../workload.py`) into a scratch project with the rollups the questions need,
 ingests it with the release build, starts `kubus serve` on it, and asks the ten reference questions of
 `../queries/compare.py` as GET URLs (the CLI's syntax, as a bookmarked URL or Excel asks) with the load generator
-oha: 32 concurrent clients for 60 s over all questions at random, then per question 32 clients for 10 s. Reports
+oha: 32 concurrent clients for 60 s over all questions at random, then per question 32 clients for 10 s and one
+client for 5 s (latency without queueing: with 32 clients always waiting, latency is 32 ÷ throughput). Reports
 queries per second, p50/p99 latency, the status codes, and the server's peak RSS; then a soak of 10 minutes under
 the same load with its RSS before and after. Writes the tables into `../RESULTS.md` with `--results`.
 
@@ -59,10 +60,10 @@ def memory_kb(pid, field):
     raise RuntimeError(f"no {field} for {pid}")
 
 
-def oha(binary, token, seconds, urls_file=None, url=None):
-    """One load run; oha's JSON summary."""
-    args = [binary, "-c", str(CLIENTS), "-z", f"{seconds}s", "--no-tui", "--output-format", "json",
-            "-H", f"Authorization: Bearer {token}"]
+def oha(binary, token, seconds, urls_file=None, url=None, clients=CLIENTS):
+    """One load run (requests in flight at the end are waited for, not counted as errors); oha's JSON summary."""
+    args = [binary, "-c", str(clients), "-z", f"{seconds}s", "--wait-ongoing-requests-after-deadline", "--no-tui",
+            "--output-format", "json", "-H", f"Authorization: Bearer {token}"]
     args += ["--urls-from-file", urls_file] if urls_file else [url]
     p = subprocess.run(args, capture_output=True, text=True)
     if p.returncode != 0:
@@ -130,10 +131,11 @@ def main():
         print(f"all questions at random: {CLIENTS} clients, {a.seconds} s", flush=True)
         mixed = summary(oha(a.oha, token, a.seconds, urls_file=urls_file))
         print(mixed, flush=True)
-        single = {}
+        single, alone = {}, {}
         for name, url in urls.items():
             single[name] = summary(oha(a.oha, token, a.per_question, url=url))
-            print(name, single[name], flush=True)
+            alone[name] = summary(oha(a.oha, token, 5, url=url, clients=1))
+            print(name, single[name], alone[name], flush=True)
         peak = memory_kb(server.pid, "VmHWM")
 
         rss_before = memory_kb(server.pid, "VmRSS")
@@ -157,12 +159,14 @@ def main():
         "are the ten reference queries as GET URLs in the CLI's syntax. Produced by `benches/server/run.sh "
         f"{a.rows}`; rerun it to replace this section.",
         "",
-        "| load | queries/s | p50 ms | p99 ms | answers |",
-        "|---|---|---|---|---|",
-        f"| all ten at random, {a.seconds} s | {mixed['qps']:,.0f} | {mixed['p50']:.2f} | {mixed['p99']:.2f} | {mixed['codes']} |",
+        f"| load | {CLIENTS} clients: queries/s | p50 ms | p99 ms | answers | 1 client: p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|",
+        f"| all ten at random, {a.seconds} s | {mixed['qps']:,.0f} | {mixed['p50']:.2f} | {mixed['p99']:.2f} | {mixed['codes']} | | |",
     ]
     for name, s in single.items():
-        lines.append(f"| {name} ({reads[name]}), {a.per_question} s | {s['qps']:,.0f} | {s['p50']:.2f} | {s['p99']:.2f} | {s['codes']} |")
+        one = alone[name]
+        lines.append(f"| {name} ({reads[name]}), {a.per_question} s | {s['qps']:,.0f} | {s['p50']:.2f} | {s['p99']:.2f} "
+                     f"| {s['codes']} | {one['p50']:.2f} | {one['p99']:.2f} |")
     lines += [
         "",
         f"Server RSS: {rss_start / 1024:,.0f} MB after start-up and one answer per question, peak "

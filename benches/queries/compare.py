@@ -221,7 +221,7 @@ def startup_ms(kubus, work, runs=11):
     shutil.rmtree(sample, ignore_errors=True)
     os.makedirs(sample)
     shutil.copy(os.path.join(repo, "kubus.toml"), sample)
-    for sub in ["cube-schemas", "sample-data", "ptables"]:
+    for sub in ["cube-schemas", "sample-data", "ptables", "geo"]:
         shutil.copytree(os.path.join(repo, sub), os.path.join(sample, sub))
     subprocess.run([kubus, "-C", sample, "demo"], check=True, capture_output=True)
     out = {}

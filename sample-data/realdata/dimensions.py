@@ -47,7 +47,7 @@ def region():
     text = ('# Germany by Land and Kreis (AGS keys: 2 digits for the Land, 5 for the Kreis). Kreise as of 31.12.2022,\n'
             '# written by sample-data/realdata/dimensions.py from the Destatis table of Kreise. Names are not keys:\n'
             '# Kaiserslautern is a kreisfreie Stadt (07312) and a Landkreis (07335), so such names carry their kind.\n'
-            'name = "region"\nlabel = "Gebiet"\nlabel_en = "Region"\n\n'
+            'name = "region"\nlabel = "Gebiet"\nlabel_en = "Region"\ngeo = true\n\n'
             '[[levels]]\nname = "land"\nlabel = "Bundesland"\nlabel_en = "Federal state"\n\n'
             '[[levels]]\nname = "kreis"\nlabel = "Kreis"\nlabel_en = "District (Kreis)"\n')
     for key, label, aliases in LAENDER:
@@ -69,10 +69,13 @@ def koeln():
     area = ('# Köln by area: the city (000), its nine Stadtbezirke (001–009) and their Stadtteile (101–909, whose first\n'
             '# digit is the Stadtbezirk). Written by sample-data/realdata/dimensions.py from the city\'s open data.\n'
             '# The same name can sit on two levels (009 Mülheim, 901 Mülheim): resolve by key or with the level.\n'
-            'name = "koeln_area"\nlabel = "Gebiet (Köln)"\nlabel_en = "Area (Cologne)"\n\n'
+            'name = "koeln_area"\nlabel = "Gebiet (Köln)"\nlabel_en = "Area (Cologne)"\ngeo = true\n\n'
             '[[levels]]\nname = "city"\nlabel = "Stadt"\nlabel_en = "City"\n\n'
-            '[[levels]]\nname = "stadtbezirk"\nlabel = "Stadtbezirk"\nlabel_en = "Borough"\n\n'
-            '[[levels]]\nname = "stadtteil"\nlabel = "Stadtteil"\nlabel_en = "Quarter"\n')
+            '[[levels]]\nname = "stadtbezirk"\nlabel = "Stadtbezirk"\nlabel_en = "Borough"\n'
+            '# The city\'s boundaries (geo/README.md); the file numbers the Stadtbezirke 1…9 for 001…009.\n'
+            'geometry = { file = "geo/koeln_stadtbezirke.geojson", key = "NUMMER", pad = 3, attribution = "Stadt Köln, Offene Daten Köln (CC BY)" }\n\n'
+            '[[levels]]\nname = "stadtteil"\nlabel = "Stadtteil"\nlabel_en = "Quarter"\n'
+            'geometry = { file = "geo/koeln_stadtteile.geojson", key = "STT_NR", attribution = "Stadt Köln, Offene Daten Köln (CC BY)" }\n')
     for key, label in areas:
         if key == "000":
             area += member("city", key, label)

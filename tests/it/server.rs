@@ -220,6 +220,84 @@ fn without_a_valid_identity_nothing_is_answered() {
 }
 
 #[test]
+fn the_browser_tool_is_served_from_the_binary_under_its_content_security_policy() {
+    let (_, _, server) = shared();
+    let page = client().get(server.url("/")).send().unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "the explorer's page needs no identity: it holds no data");
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("default-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    let html = page.text().unwrap();
+    // Everything the page loads is this server's own (no CDN, nothing leaves the intranet), and no script is inline.
+    for reference in ["src=\"", "href=\""] {
+        for (at, _) in html.match_indices(reference) {
+            let target = &html[at + reference.len()..];
+            assert!(
+                target.starts_with('/') || target.starts_with('#') || target.starts_with("data:"),
+                "{}",
+                &target[..target.find('"').unwrap()]
+            );
+        }
+    }
+    assert!(!html.contains("<script>") && !html.contains("style=\""), "no inline script or style");
+    for (asset, media) in [("explorer.js", "text/javascript"), ("explorer.css", "text/css")] {
+        let file = client().get(server.url(&format!("/assets/{asset}"))).send().unwrap();
+        assert_eq!(file.status(), StatusCode::OK, "{asset}");
+        assert!(file.headers()["content-type"].to_str().unwrap().starts_with(media), "{asset}");
+        assert_eq!(file.headers()["x-content-type-options"], "nosniff");
+        assert!(html.contains(&format!("/assets/{asset}")), "the page loads {asset}");
+    }
+    assert_eq!(client().get(server.url("/assets/other.js")).send().unwrap().status(), StatusCode::NOT_FOUND);
+    // The page's script asks for its own login: its refusals carry no challenge, or the browser would pop up its
+    // password dialog; other clients (Excel) still get the challenge.
+    let scripted = client().get(server.url("/api/v1/me")).header("X-Requested-With", "kubus-explorer").send().unwrap();
+    assert_eq!(scripted.status(), StatusCode::UNAUTHORIZED);
+    assert!(!scripted.headers().contains_key("www-authenticate"));
+    let plain = client().get(server.url("/api/v1/me")).send().unwrap();
+    assert!(plain.headers().contains_key("www-authenticate"));
+}
+
+#[test]
+fn a_level_with_boundaries_serves_its_map_to_whom_may_see_it() {
+    let (_, tokens, server) = shared();
+    let path = "/api/v1/cubes/koeln_population/dimensions/area/geometry";
+    let boroughs = get(server, &format!("{path}?level=stadtbezirk"), &tokens.statistik);
+    assert_eq!(boroughs.status(), StatusCode::OK);
+    assert_eq!(boroughs.headers()["content-type"], "application/geo+json");
+    let boroughs = json(boroughs);
+    let features = boroughs["features"].as_array().unwrap();
+    // The file numbers the Stadtbezirke 1…9; the members are 001…009, with the labels of the dimension.
+    let keys: Vec<&str> = features.iter().map(|f| f["properties"]["key"].as_str().unwrap()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["001", "002", "003", "004", "005", "006", "007", "008", "009"]);
+    let porz = features.iter().find(|f| f["properties"]["key"] == "007").unwrap();
+    assert_eq!(porz["properties"]["label"], "Porz");
+    assert_eq!(porz["properties"].as_object().unwrap().len(), 2, "only key and label: {}", porz["properties"]);
+    assert!(boroughs["attribution"].as_str().unwrap().contains("Stadt Köln"));
+    let quarters = json(get(server, &format!("{path}?level=stadtteil"), &tokens.statistik));
+    assert_eq!(quarters["features"].as_array().unwrap().len(), 86);
+    // A level without boundaries, and a role without the cube's topic.
+    assert_eq!(get(server, &format!("{path}?level=city"), &tokens.statistik).status(), StatusCode::NOT_FOUND);
+    assert_eq!(get(server, &format!("{path}?level=stadtteil"), &tokens.jugendamt).status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(server, path, &tokens.statistik).status(), StatusCode::BAD_REQUEST, "no level named");
+}
+
+#[test]
+fn a_map_whose_feature_names_no_member_is_refused_naming_it() {
+    let dir = project_copy();
+    let file = dir.path().join("geo/koeln_stadtbezirke.geojson");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\"NUMMER\":\"7\""), "the file numbers Porz 7");
+    std::fs::write(&file, text.replace("\"NUMMER\":\"7\"", "\"NUMMER\":\"70\"")).unwrap();
+    let project = kubus::Project::open(dir.path()).unwrap();
+    let error = project.geometry(Some("statistik"), "koeln_population", "area", "stadtbezirk").unwrap_err();
+    let message = kubus::error_chain(&error);
+    assert!(message.contains("NUMMER = \"70\" is no member"), "{message}");
+    assert!(!error.is_user_error(), "a broken map is the project's problem, not the question's");
+}
+
+#[test]
 fn a_revoked_token_and_a_removed_user_are_refused_at_once() {
     let dir = project_copy();
     let first = user(dir.path(), "rita", "statistikstelle");

@@ -29,6 +29,7 @@ pub fn project_copy() -> tempfile::TempDir {
     copy_dir(&repo().join("cube-schemas"), &dir.path().join("cube-schemas"));
     copy_dir(&repo().join("sample-data"), &dir.path().join("sample-data"));
     copy_dir(&repo().join("ptables"), &dir.path().join("ptables"));
+    copy_dir(&repo().join("geo"), &dir.path().join("geo"));
     dir
 }
 

@@ -27,6 +27,22 @@ pub struct Level {
     label_en: Option<String>,
     finer: Option<usize>,
     hierarchy: Option<String>,
+    geometry: Option<Geometry>,
+}
+
+/// Where a level's members are drawn on a map: a GeoJSON file of the project (a relative path inside it) whose
+/// features carry the member key in a property, possibly left-padded with zeros to `pad` characters (a file that
+/// numbers Stadtbezirke `7` for the member `007`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Geometry {
+    /// The file, relative to the project folder.
+    pub file: std::path::PathBuf,
+    /// The feature property holding the member key.
+    pub key: String,
+    /// The width the key is left-padded to with zeros, if the file's keys are not padded as the members' are.
+    pub pad: Option<usize>,
+    /// Whom the boundaries are from, as their licence asks to say under the map.
+    pub attribution: Option<String>,
 }
 
 impl Level {
@@ -49,6 +65,10 @@ impl Level {
     /// The further hierarchy this level belongs to (`None` for the main one).
     pub fn hierarchy(&self) -> Option<&str> {
         self.hierarchy.as_deref()
+    }
+    /// Where its members are drawn on a map, if anywhere.
+    pub fn geometry(&self) -> Option<&Geometry> {
+        self.geometry.as_ref()
     }
 }
 
@@ -474,9 +494,38 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
                 label_en: l.label_en.clone(),
                 finer,
                 hierarchy: None,
+                geometry: None,
             }
         })
         .collect();
+    for (i, l) in raw.levels.iter().enumerate() {
+        let Some(g) = &l.get_ref().geometry else { continue };
+        let file = std::path::PathBuf::from(&g.get_ref().file);
+        // Inside the project: the server reads the file for anyone who may see the level.
+        let inside = file.is_relative()
+            && file.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if !inside {
+            sink.at(
+                Some(g.span()),
+                format!("levels[{i}].geometry.file"),
+                "a path inside the project folder, such as geo/areas.geojson",
+            );
+        } else if g.get_ref().key.trim().is_empty() {
+            sink.at(
+                Some(g.span()),
+                format!("levels[{i}].geometry.key"),
+                "the feature property that holds the member key",
+            );
+        } else {
+            let g = g.get_ref();
+            levels[i].geometry = Some(Geometry {
+                file,
+                key: g.key.clone(),
+                pad: g.pad.filter(|&p| p > 0),
+                attribution: g.attribution.clone(),
+            });
+        }
+    }
     if levels.is_empty() {
         sink.at(Some(raw.name.span()), "levels", "a dimension needs at least one level");
         return None;
@@ -646,6 +695,7 @@ fn lower_hierarchies(
             label_en: h.label_en.clone(),
             finer: Some(finest),
             hierarchy: Some(h.name.get_ref().clone()),
+            geometry: None,
         });
         members.push(level_members);
         parents.push(up);

@@ -16,7 +16,7 @@ mod source;
 pub use cube::{Aggregate, Change, ColumnType, Cube, CubeDimension, FactColumn, Measure, MeasureKind, Period, Rollup};
 pub use cut::{BadCut, Comparison, Cut, CutOp};
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use dimension::{Dimension, DimensionKind, Level, Member, MemberRef, month_key, normalise, time_key};
+pub use dimension::{Dimension, DimensionKind, Geometry, Level, Member, MemberRef, month_key, normalise, time_key};
 pub use load::{SchemaFile, SchemaKind, load_model};
 pub use project::{
     CellKeySettings, DemoIngest, DemoQuery, DisclosureSettings, Group, Method, ProjectConfig, PseudonymSettings, Role,

@@ -54,6 +54,18 @@ pub struct RawLevel {
     pub name: S<String>,
     pub label: String,
     pub label_en: Option<String>,
+    /// Where the level's members are drawn on a map.
+    pub geometry: Option<S<RawGeometry>>,
+}
+
+/// A GeoJSON file of the project whose features are a level's members.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeometry {
+    pub file: String,
+    pub key: String,
+    pub pad: Option<usize>,
+    pub attribution: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

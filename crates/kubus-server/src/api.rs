@@ -2,7 +2,9 @@
 //! library decides what that role may see.
 
 use crate::error::ErrorBody;
-use crate::openapi::{Answer, FormatParam, MemberParams, QueryParams, Refusals, SourceParam, VersionParams, names};
+use crate::openapi::{
+    Answer, FormatParam, LevelParam, MemberParams, QueryParams, Refusals, SourceParam, VersionParams, names,
+};
 use crate::{ApiError, AppState};
 use axum::extract::{DefaultBodyLimit, Extension, Multipart, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -30,6 +32,7 @@ pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> 
         .routes(routes!(cubes))
         .routes(routes!(cube))
         .routes(routes!(members))
+        .routes(routes!(geometry))
         .routes(routes!(query_get, query_post))
         .routes(routes!(explain_get, explain_post))
         .routes(routes!(quarantine))
@@ -48,6 +51,7 @@ pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> 
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .nest("/api/v1", api)
+        .merge(crate::ui::router())
         .fallback(|| async { ApiError::not_found("no such endpoint; the API is under /api/v1".into()) })
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
@@ -96,6 +100,10 @@ struct Me {
     sql: bool,
     /// Whether the role may read the quarantine.
     quarantine: bool,
+    /// The symbol shown for a suppressed cell.
+    suppressed_symbol: String,
+    /// The symbol shown for a cell with nothing in it.
+    zero_symbol: String,
 }
 
 /// Who the caller is, as the server sees it.
@@ -106,6 +114,8 @@ async fn me(State(state): State<Arc<AppState>>, Extension(identity): Extension<I
         role_description: role.and_then(|r| r.description.clone()),
         sql: role.is_some_and(|r| r.sql),
         quarantine: state.project.may_read_quarantine(identity.role.as_deref()),
+        suppressed_symbol: state.project.config().disclosure.symbol.clone(),
+        zero_symbol: state.project.config().disclosure.zero_symbol.clone(),
         user: identity.user,
         groups: identity.groups,
         role: identity.role,
@@ -185,6 +195,38 @@ async fn members(
         }
     };
     Ok(Json(state.project.search_members(role, &cube, &dimension, &level, params.one("q")?)?))
+}
+
+/// The map of a level: its members' areas as GeoJSON (WGS84 longitude/latitude), each feature with the member's
+/// `key` and `label`, only the members the caller may see.
+#[utoipa::path(
+    get,
+    path = "/cubes/{cube}/dimensions/{dimension}/geometry",
+    tag = "catalogue",
+    params(
+        ("cube" = String, Path, description = "The cube"),
+        ("dimension" = String, Path, description = "The dimension's role name in the cube"),
+        LevelParam
+    ),
+    responses(
+        (status = 200, body = Object, content_type = "application/geo+json", description = "A FeatureCollection"),
+        Refusals
+    )
+)]
+async fn geometry(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    Path((cube, dimension)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref(), &names::<LevelParam>())?;
+    let Some(level) = params.one("level")? else {
+        return Err(ApiError::bad_request(format!("name the level of {dimension} to draw with ?level=")));
+    };
+    let features = state.project.geometry(identity.role.as_deref(), &cube, &dimension, level)?;
+    let mut response = Json(features).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/geo+json"));
+    Ok(response)
 }
 
 /// Query parameters, in order, each name possibly repeated (`m=persons&m=records`).

@@ -138,13 +138,18 @@ pub(crate) async fn authenticate(
         request.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| request.uri().clone(), |o| o.0.clone());
     let path = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.to_string());
     let identity = identify(&state, request.headers(), peer.ip());
-    let response = match &identity {
+    // A page's script (the explorer) asks for its own login: no challenge, or the browser would pop up its dialog.
+    let script = request.headers().contains_key("x-requested-with");
+    let mut response = match &identity {
         Ok(identity) => {
             request.extensions_mut().insert(identity.clone());
             next.run(request).await
         }
         Err(e) => e.clone().into_response(),
     };
+    if script {
+        response.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
     let who = identity.as_ref().ok().cloned().unwrap_or_default();
     let status = response.status().as_u16();
     tracing::info!(%method, %path, status, user = who.user.as_deref().unwrap_or("-"), client = %peer.ip(), "request");

@@ -73,7 +73,9 @@ impl From<kubus::Error> for ApiError {
             kubus::Error::Refused { role, rule } => {
                 ApiError { rule: Some(rule), role: Some(role), ..ApiError::new(StatusCode::FORBIDDEN, message) }
             }
-            kubus::Error::EmptyCube { .. } => ApiError::new(StatusCode::NOT_FOUND, message),
+            kubus::Error::EmptyCube { .. } | kubus::Error::NoMap { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, message)
+            }
             e if e.is_out_of_memory() => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(

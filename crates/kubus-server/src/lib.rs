@@ -18,6 +18,7 @@ mod openapi;
 mod report;
 mod reports;
 mod sql;
+mod ui;
 
 pub use error::ApiError;
 

@@ -186,6 +186,15 @@ pub(crate) struct MemberParams {
     q: Option<String>,
 }
 
+/// The level of a map.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameter `Params` reads
+pub(crate) struct LevelParam {
+    /// The level whose members' areas are drawn.
+    level: String,
+}
+
 /// Which quarantine.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

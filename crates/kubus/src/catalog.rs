@@ -54,6 +54,8 @@ pub struct LevelInfo {
     pub label_en: String,
     /// Number of members.
     pub members: usize,
+    /// Whether the level has a map (its members' areas, from `.../geometry?level=`).
+    pub map: bool,
 }
 
 /// A measure of a cube.
@@ -120,6 +122,7 @@ impl Project {
                             label: level.label().to_owned(),
                             label_en: level.label_en().to_owned(),
                             members: dimension.members(l).len(),
+                            map: level.geometry().is_some(),
                         }
                     })
                     .collect();
@@ -204,5 +207,69 @@ impl Project {
                 aliases: m.aliases().to_vec(),
             })
             .collect())
+    }
+
+    /// The map of a level (its dimension schema's `geometry`) as a GeoJSON FeatureCollection of the members the role
+    /// may see, each feature's properties reduced to the member's `key` and `label`, with the file's `attribution`
+    /// as a member of the collection. Refused like the member search;
+    /// a level without a map, a file that is not a FeatureCollection, and a feature whose key is no member of the
+    /// level are errors that say so (a map that silently lost an area would show it as empty).
+    pub fn geometry(&self, role: Option<&str>, cube: &str, dimension: &str, level: &str) -> Result<serde_json::Value> {
+        let visible: std::collections::HashMap<String, String> =
+            self.search_members(role, cube, dimension, level, None)?.into_iter().map(|m| (m.key, m.label)).collect();
+        let model = self.model();
+        let dim = model.dimension(model.cube(cube)?.dimension(dimension)?.dimension())?;
+        let at = dim.level_index(level)?;
+        let failed = |reason: String| Error::Geometry { level: format!("{}.{level}", dim.name()), reason };
+        let Some(geometry) = dim.levels()[at].geometry() else {
+            return Err(Error::NoMap { level: format!("{}.{level}", dim.name()) });
+        };
+        let path = self.root().join(&geometry.file);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+        let mut document: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| failed(format!("{} is not JSON: {e}", path.display())))?;
+        let collection = document.get("type").and_then(|t| t.as_str()) == Some("FeatureCollection");
+        let features = match (collection, document.get_mut("features")) {
+            (true, Some(serde_json::Value::Array(features))) => std::mem::take(features),
+            _ => return Err(failed(format!("{} is not a GeoJSON FeatureCollection", path.display()))),
+        };
+        let known: std::collections::HashSet<&str> = dim.members(at).iter().map(|m| m.key()).collect();
+        let mut kept = Vec::new();
+        for (i, mut feature) in features.into_iter().enumerate() {
+            let value = feature.pointer(&format!("/properties/{}", geometry.key)).cloned().unwrap_or_default();
+            let key = member_key(geometry, &value).filter(|k| known.contains(k.as_str())).ok_or_else(|| {
+                failed(format!("feature {i} of {}: {} = {value} is no member", path.display(), geometry.key))
+            })?;
+            // Only the members the role may see (a row filter may leave some out).
+            if let Some(label) = visible.get(&key) {
+                feature["properties"] = serde_json::json!({ "key": key, "label": label });
+                kept.push(feature);
+            }
+        }
+        let mut collection = serde_json::json!({ "type": "FeatureCollection", "features": kept });
+        if let Some(attribution) = &geometry.attribution {
+            collection["attribution"] = attribution.clone().into();
+        }
+        Ok(collection)
+    }
+}
+
+/// The member key a feature's property value names: text as it is, a whole number without decimals; then padded
+/// with zeros to the declared width. `None` for anything else.
+fn member_key(geometry: &kubus_model::Geometry, value: &serde_json::Value) -> Option<String> {
+    let text = match value {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    match geometry.pad {
+        _ if text.is_empty() => None,
+        Some(width) => Some(format!("{text:0>width$}")),
+        None => Some(text),
     }
 }

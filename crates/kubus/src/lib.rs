@@ -97,6 +97,20 @@ pub enum Error {
         /// The unexpected entry.
         entry: String,
     },
+    /// A level has no map.
+    #[error("{level} has no map (`geometry` of the level in the dimension's schema)")]
+    NoMap {
+        /// The level, as `dimension.level`.
+        level: String,
+    },
+    /// A level's map file cannot be used (a problem of the project, not of the question).
+    #[error("the map of {level}: {reason}")]
+    Geometry {
+        /// The level, as `dimension.level`.
+        level: String,
+        /// What is wrong (the file unreadable or not a FeatureCollection, a feature that is no member).
+        reason: String,
+    },
     /// The role may not do this.
     #[error("refused for role {role}: {rule}")]
     Refused {
@@ -253,6 +267,7 @@ impl Error {
             ),
             Error::Query(q) => q.is_user_error(),
             Error::Ingest(i) => !matches!(i, kubus_ingest::Error::Arrow(_)),
+            Error::Geometry { .. } => false,
             _ => true,
         }
     }

@@ -1,0 +1,883 @@
+// kubus explorer: builds a cube question by clicks and shows the answer as the API gives it to the logged-in user.
+// Everything it shows comes from /api/v1 with the user's credentials, so the role's cubes, levels and disclosure
+// control apply as to any client; it computes no number of its own. The question lives in the URL (a link is a
+// view one can send). No framework and no build step: the file is served as written.
+
+const API = "/api/v1";
+const CREDENTIALS = "kubus.credentials";
+const $ = (id) => document.getElementById(id);
+
+const numbers = {
+  whole: new Intl.NumberFormat("de-DE", { maximumFractionDigits: 0 }),
+  decimal: new Intl.NumberFormat("de-DE", { minimumFractionDigits: 2, maximumFractionDigits: 2 }),
+};
+
+/** The format names the server offers, with what a person calls them; others show their own name. */
+const FORMAT_LABELS = {
+  xlsx: "Excel (XLSX)",
+  csv: "CSV",
+  "csv-de": "CSV (Excel, deutsch)",
+  json: "JSON",
+  "json-stat": "JSON-stat",
+  parquet: "Parquet",
+};
+
+/** What the page knows: who asks, the cubes they may see, the question, and the last answer. */
+const app = {
+  me: null,
+  cubes: [],
+  question: null,
+  answer: null,
+  members: new Map(), // "role.level" → Map(key → label), filled as levels are listed
+};
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body.error || `HTTP ${status}`);
+    this.status = status;
+    this.rule = body.rule;
+  }
+}
+
+// ---- credentials and requests ----
+
+function credentials() {
+  try {
+    return JSON.parse(sessionStorage.getItem(CREDENTIALS));
+  } catch {
+    return null;
+  }
+}
+
+function base64(text) {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+/** A request to the API as the logged-in user (or as the single sign-on in front of the server says). */
+async function api(path, accept) {
+  const headers = { "X-Requested-With": "kubus-explorer" };
+  const c = credentials();
+  if (c) headers.Authorization = "Basic " + base64(`${c.user}:${c.token}`);
+  if (accept) headers.Accept = accept;
+  const response = await fetch(API + path, { headers });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({ error: response.statusText }));
+    throw new ApiError(response.status, body);
+  }
+  return response;
+}
+
+async function json(path) {
+  return (await api(path)).json();
+}
+
+function say(text, error = false) {
+  const status = $("status");
+  status.textContent = text;
+  status.classList.toggle("error", error);
+}
+
+function sayError(e) {
+  if (e instanceof ApiError && e.status === 401) {
+    showLogin(e.message);
+    return;
+  }
+  say(e.rule ? `Abgelehnt: ${e.message} (Regel: ${e.rule})` : `Fehler: ${e.message}`, true);
+}
+
+/** The formats `GET /query` answers in, as its OpenAPI document lists them (the server's own list). */
+function formatsOf(doc) {
+  const param = doc.paths["/query"].get.parameters.find((p) => p.name === "format");
+  const enums = [];
+  const walk = (schema) => {
+    if (!schema || typeof schema !== "object") return;
+    if (Array.isArray(schema.enum)) enums.push(...schema.enum.filter((v) => typeof v === "string"));
+    Object.values(schema).forEach(walk);
+  };
+  walk(param.schema);
+  return enums.length ? enums : Object.keys(FORMAT_LABELS);
+}
+
+// ---- login ----
+
+function showLogin(message = "") {
+  $("explorer").hidden = true;
+  $("who").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message;
+  $("title").textContent = "Auswertung – Anmeldung";
+  $("login-user").focus();
+}
+
+async function login(event) {
+  event.preventDefault();
+  const user = $("login-user").value.trim();
+  const token = $("login-token").value.trim();
+  sessionStorage.setItem(CREDENTIALS, JSON.stringify({ user, token }));
+  $("login-token").value = "";
+  await start();
+}
+
+function logout() {
+  sessionStorage.removeItem(CREDENTIALS);
+  app.me = null;
+  showLogin("Abgemeldet.");
+}
+
+/** Who is asking and what they may see; then the question of the URL. */
+async function start() {
+  try {
+    app.me = await json("/me");
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      showLogin(credentials() ? e.message : "");
+      return;
+    }
+    sayError(e);
+    return;
+  }
+  const formats = await json("/openapi.json").then(formatsOf, () => Object.keys(FORMAT_LABELS));
+  $("download-format").replaceChildren(...formats.map((f) => option(f, FORMAT_LABELS[f] || f)));
+  app.cubes = await json("/cubes");
+  $("login").hidden = true;
+  $("explorer").hidden = false;
+  $("who").hidden = false;
+  const role = app.me.role ? `Rolle ${app.me.role}` : "ohne Rolle";
+  $("who-text").textContent = `${app.me.user || "anonym"} · ${role}`;
+  $("title").textContent = "Auswertung";
+  $("cube").replaceChildren(...app.cubes.map((c) => option(c.name, c.label)));
+  app.question = questionFromUrl();
+  const asked = new URLSearchParams(location.search).get("cube");
+  await show(false);
+  if (asked && asked !== app.question.cube) say(`Der Würfel ${asked} ist für Ihre Rolle nicht zu sehen.`, true);
+}
+
+// ---- the question ----
+
+/** The question in the URL: cube, measures, rows, columns, cuts, totals, sort. */
+function questionFromUrl() {
+  const p = new URLSearchParams(location.search);
+  const cube = app.cubes.find((c) => c.name === p.get("cube")) || app.cubes[0];
+  const q = {
+    cube: cube ? cube.name : null,
+    measures: p.getAll("m"),
+    rows: p.get("rows") || "",
+    cols: p.get("cols") || "",
+    cuts: p.getAll("c"),
+    totals: p.get("totals") === "1",
+    sort: p.get("sort") || "",
+    view: p.get("view") || "table",
+  };
+  if (cube && q.measures.length === 0 && !p.has("cube")) {
+    // A first visit: the cube's first measure by its first geographic (else first) dimension's coarsest level.
+    q.measures = [cube.measures[0].name];
+    const dim = cube.dimensions.find((d) => d.kind === "geo") || cube.dimensions[0];
+    if (dim) q.rows = `${dim.name}.${dim.levels[0].name}`;
+  }
+  return q;
+}
+
+function urlOf(q) {
+  const p = new URLSearchParams();
+  p.set("cube", q.cube);
+  q.measures.forEach((m) => p.append("m", m));
+  if (q.rows) p.set("rows", q.rows);
+  if (q.cols) p.set("cols", q.cols);
+  q.cuts.forEach((c) => p.append("c", c));
+  if (q.totals) p.set("totals", "1");
+  if (q.sort) p.set("sort", q.sort);
+  if (q.view && q.view !== "table") p.set("view", q.view);
+  return "?" + p.toString();
+}
+
+/** The API's parameters for the question (drilldowns rows first, then columns). */
+function apiParams(q) {
+  const p = new URLSearchParams();
+  p.set("cube", q.cube);
+  q.measures.forEach((m) => p.append("m", m));
+  for (const axis of [q.rows, q.cols]) if (axis) p.append("d", axis);
+  q.cuts.forEach((c) => p.append("c", c));
+  if (q.totals) p.set("totals", "true");
+  return p;
+}
+
+function cube() {
+  return app.cubes.find((c) => c.name === app.question.cube);
+}
+
+/** The levels of the cube the role may see, as `role.level` with their labels. */
+function levels(c) {
+  return c.dimensions.flatMap((d) =>
+    d.levels.map((l, i) => ({ id: `${d.name}.${l.name}`, dim: d, level: l, index: i, label: `${d.label}: ${l.label}` })),
+  );
+}
+
+function levelOf(id) {
+  return levels(cube()).find((l) => l.id === id);
+}
+
+function option(value, label, selected = false) {
+  const o = document.createElement("option");
+  o.value = value;
+  o.textContent = label;
+  o.selected = selected;
+  return o;
+}
+
+/** Draws the question's controls from the question; those of a cube only when the cube changed, so that the
+ *  control a keyboard user just changed keeps its focus. */
+function drawQuestion() {
+  const q = app.question;
+  const c = cube();
+  if (app.drawn !== c.name) drawCube(c);
+  $("cube").value = q.cube;
+  for (const m of c.measures) $(`measure-${m.name}`).checked = q.measures.includes(m.name);
+  const all = levels(c);
+  for (const axis of ["rows", "cols"]) {
+    const other = axis === "rows" ? q.cols : q.rows;
+    const otherRole = other.split(".")[0];
+    $(axis).replaceChildren(
+      option("", "—"),
+      ...all.filter((l) => l.dim.name !== otherRole).map((l) => option(l.id, l.label, l.id === q[axis])),
+    );
+  }
+  drawCuts();
+  $("totals").checked = q.totals;
+}
+
+/** The controls that depend on the cube only: its description, measures and the levels to cut on. */
+function drawCube(c) {
+  app.drawn = c.name;
+  $("cube-description").textContent = c.description || "";
+  $("measure-list").replaceChildren(
+    ...c.measures.map((m) => {
+      const id = `measure-${m.name}`;
+      const box = Object.assign(document.createElement("input"), { type: "checkbox", id, value: m.name });
+      box.addEventListener("change", () => {
+        app.question.measures = c.measures.map((x) => x.name).filter((n) => $(`measure-${n}`).checked);
+        changed();
+      });
+      const label = Object.assign(document.createElement("label"), { htmlFor: id, textContent: m.label });
+      label.title = m.computed;
+      const line = document.createElement("div");
+      line.append(box, " ", label);
+      return line;
+    }),
+  );
+  $("cut-level").replaceChildren(option("", "— Ebene wählen —"), ...levels(c).map((l) => option(l.id, l.label)));
+  $("cut-picker").hidden = true;
+}
+
+function drawCuts() {
+  const q = app.question;
+  $("cuts").replaceChildren(
+    ...q.cuts.map((text) => {
+      const li = document.createElement("li");
+      li.append(describeCut(text));
+      const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "×" });
+      remove.setAttribute("aria-label", `Einschränkung ${describeCut(text)} entfernen`);
+      remove.addEventListener("click", () => {
+        q.cuts = q.cuts.filter((c) => c !== text);
+        changed();
+      });
+      li.append(" ", remove);
+      return li;
+    }),
+  );
+}
+
+/** A cut in words: the level's label and the members' labels where known. */
+function describeCut(text) {
+  const [target, keys] = text.split("=");
+  const level = levelOf(target);
+  const known = app.members.get(target);
+  if (!level) return text;
+  if (!known) loadMembers(target).then(drawCuts, () => {});
+  const names = keys.split(",").map((k) => (known && known.get(k)) || k);
+  return `${level.label} = ${names.join(", ")}`;
+}
+
+/** The members of a level the role may see (with a search), remembering their labels. */
+async function loadMembers(target, search = "") {
+  const level = levelOf(target);
+  const p = new URLSearchParams({ level: level.level.name });
+  if (search) p.set("q", search);
+  const found = await json(`/cubes/${encodeURIComponent(cube().name)}/dimensions/${encodeURIComponent(level.dim.name)}/members?${p}`);
+  const labels = app.members.get(target) || new Map();
+  found.forEach((m) => labels.set(m.key, m.label));
+  app.members.set(target, labels);
+  return found;
+}
+
+async function pickCutLevel() {
+  const target = $("cut-level").value;
+  $("cut-picker").hidden = !target;
+  $("cut-search").value = "";
+  if (target) await listCutMembers();
+}
+
+async function listCutMembers() {
+  const target = $("cut-level").value;
+  const asked = (app.listing = (app.listing || 0) + 1);
+  try {
+    const found = await loadMembers(target, $("cut-search").value.trim());
+    // An earlier, slower search must not overwrite a later one.
+    if (asked !== app.listing) return;
+    $("cut-members-legend").textContent = `${levelOf(target).label} (${found.length})`;
+    $("cut-members").replaceChildren(
+      ...found.slice(0, 200).map((m, i) => {
+        const id = `cut-member-${i}`;
+        const box = Object.assign(document.createElement("input"), { type: "checkbox", id, value: m.key });
+        const label = Object.assign(document.createElement("label"), { htmlFor: id, textContent: m.label });
+        const line = document.createElement("div");
+        line.append(box, " ", label);
+        return line;
+      }),
+    );
+  } catch (e) {
+    sayError(e);
+  }
+}
+
+function addCut() {
+  const target = $("cut-level").value;
+  const keys = [...$("cut-members").querySelectorAll("input:checked")].map((b) => b.value);
+  if (!target || keys.length === 0) {
+    say("Bitte mindestens eine Ausprägung ankreuzen.", true);
+    return;
+  }
+  const q = app.question;
+  q.cuts = q.cuts.filter((c) => c.split("=")[0] !== target).concat(`${target}=${keys.join(",")}`);
+  $("cut-level").value = "";
+  $("cut-picker").hidden = true;
+  changed();
+}
+
+/** The question changed by the user: a new entry in the history, then the answer. */
+function changed() {
+  history.pushState(null, "", urlOf(app.question));
+  show(true);
+}
+
+async function show(focusAnswer) {
+  drawQuestion();
+  history.replaceState(null, "", urlOf(app.question));
+  await ask(focusAnswer);
+}
+
+// ---- the answer ----
+
+async function ask(focusAnswer) {
+  const q = app.question;
+  drawRollups();
+  if (q.measures.length === 0) {
+    $("table-wrap").replaceChildren();
+    say("Bitte mindestens eine Kennzahl wählen.");
+    return;
+  }
+  say("Wird berechnet …");
+  const params = apiParams(q);
+  const started = performance.now();
+  try {
+    const [answer, plan] = await Promise.all([
+      json(`/query?${params}&format=json-stat`),
+      api(`/explain?${params}`).then((r) => r.text()),
+    ]);
+    app.answer = answer;
+    drawTable(answer);
+    $("explain-text").textContent = plan;
+    const took = Math.round(performance.now() - started);
+    say(`Ergebnis: ${answer.value.length} Werte (${took} ms).`);
+    // After the result's line: a map that cannot be drawn says why in its place.
+    await drawFigure();
+    document.body.dataset.answered = String(Date.now());
+    if (focusAnswer) $("answer").focus();
+  } catch (e) {
+    $("table-wrap").replaceChildren();
+    sayError(e);
+  }
+}
+
+/** A JSON-stat dataset as dimensions with ordered categories and a way to read a cell. */
+function dataset(ds) {
+  const dims = ds.id.map((id) => {
+    const cat = ds.dimension[id].category;
+    const keys = Object.keys(cat.index).sort((a, b) => cat.index[a] - cat.index[b]);
+    return { id, label: ds.dimension[id].label, keys, labels: cat.label || {} };
+  });
+  const strides = ds.size.map((_, i) => ds.size.slice(i + 1).reduce((a, b) => a * b, 1));
+  const at = (coords) => {
+    const i = coords.reduce((sum, c, d) => sum + dims[d].keys.indexOf(c) * strides[d], 0);
+    return { value: ds.value[i], status: ds.status ? ds.status[i] : undefined };
+  };
+  return { dims, at };
+}
+
+function formatted(cell) {
+  if (cell.value === null || cell.value === undefined) return cell.status || "";
+  return Number.isInteger(cell.value) ? numbers.whole.format(cell.value) : numbers.decimal.format(cell.value);
+}
+
+function drawTable(ds) {
+  const q = app.question;
+  const { dims, at } = dataset(ds);
+  const measureDim = dims[dims.length - 1];
+  const rowDim = q.rows ? dims[0] : null;
+  const colDim = q.cols ? dims[q.rows ? 1 : 0] : null;
+  const rowKeys = rowDim ? rowDim.keys : [null];
+  const colKeys = colDim ? colDim.keys : [null];
+  // The value columns: each column member by each measure.
+  const columns = colKeys.flatMap((ck) => measureDim.keys.map((mk) => ({ ck, mk })));
+  const cellOf = (rk, col) => {
+    const coords = [];
+    if (rowDim) coords.push(rk);
+    if (colDim) coords.push(col.ck);
+    coords.push(col.mk);
+    return at(coords);
+  };
+  let rows = rowKeys.map((rk) => ({ rk, cells: columns.map((col) => cellOf(rk, col)) }));
+  const [sortColumn, direction] = q.sort.split(":");
+  const by = Number.parseInt(sortColumn, 10);
+  if (Number.isInteger(by) && by < columns.length) {
+    const sign = direction === "desc" ? -1 : 1;
+    const value = (r) => r.cells[by].value;
+    rows = rows.slice().sort((a, b) => {
+      if ((a.rk === "_T") !== (b.rk === "_T")) return a.rk === "_T" ? 1 : -1;
+      if (value(a) === null || value(a) === undefined) return 1;
+      if (value(b) === null || value(b) === undefined) return -1;
+      return sign * (value(a) - value(b));
+    });
+  }
+
+  const table = document.createElement("table");
+  const measureNames = measureDim.keys.map((k) => measureDim.labels[k]);
+  const caption = document.createElement("caption");
+  const by_ = [rowDim, colDim].filter(Boolean).map((d) => d.label);
+  caption.textContent = `${measureNames.join(", ")}${by_.length ? " nach " + by_.join(" und ") : ""} – ${cube().label}`;
+  table.append(caption);
+  const thead = table.createTHead();
+  const corner = () => {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = rowDim ? rowDim.label : "";
+    return th;
+  };
+  const sortButton = (index, text) => {
+    const button = Object.assign(document.createElement("button"), { type: "button", className: "sort" });
+    const current = by === index ? direction : "";
+    button.textContent = text + (current === "asc" ? " ▲" : current === "desc" ? " ▼" : "");
+    button.setAttribute("aria-label", `${text}: sortieren ${current === "desc" ? "aufsteigend" : "absteigend"}`);
+    button.addEventListener("click", () => {
+      q.sort = `${index}:${current === "desc" ? "asc" : "desc"}`;
+      history.pushState(null, "", urlOf(q));
+      drawTable(app.answer);
+      history.replaceState(null, "", urlOf(q));
+    });
+    return button;
+  };
+  if (colDim) {
+    const top = thead.insertRow();
+    const first = corner();
+    if (measureDim.keys.length > 1) first.rowSpan = 2;
+    top.append(first);
+    colKeys.forEach((ck, ci) => {
+      const th = document.createElement("th");
+      th.scope = measureDim.keys.length > 1 ? "colgroup" : "col";
+      th.colSpan = measureDim.keys.length;
+      if (measureDim.keys.length > 1) th.append(memberHeading(colDim, q.cols, ck));
+      else th.append(sortButton(ci, colDim.labels[ck]));
+      top.append(th);
+    });
+    if (measureDim.keys.length > 1) {
+      const second = thead.insertRow();
+      columns.forEach((col, i) => {
+        const th = document.createElement("th");
+        th.scope = "col";
+        th.append(sortButton(i, measureDim.labels[col.mk]));
+        second.append(th);
+      });
+    }
+  } else {
+    const top = thead.insertRow();
+    top.append(corner());
+    columns.forEach((col, i) => {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.append(sortButton(i, measureDim.labels[col.mk]));
+      top.append(th);
+    });
+  }
+  const body = table.createTBody();
+  const symbols = new Set();
+  for (const r of rows) {
+    const tr = body.insertRow();
+    if (r.rk === "_T") tr.className = "total";
+    const th = document.createElement("th");
+    th.scope = "row";
+    if (rowDim) th.append(memberHeading(rowDim, q.rows, r.rk));
+    else th.textContent = "Insgesamt";
+    tr.append(th);
+    for (const cell of r.cells) {
+      const td = tr.insertCell();
+      td.textContent = formatted(cell);
+      if (cell.value === null || cell.value === undefined) symbols.add(cell.status);
+    }
+  }
+  $("table-wrap").replaceChildren(table);
+  drawLegend(ds, symbols);
+}
+
+/** A member's heading; a button that drills into it where the role may see a finer level of its dimension. */
+function memberHeading(dim, axisLevel, key) {
+  const label = dim.labels[key] ?? key;
+  const level = levelOf(axisLevel);
+  const finer = level && level.dim.levels[level.index + 1];
+  if (!finer || key === "_T") return document.createTextNode(label);
+  const button = Object.assign(document.createElement("button"), { type: "button", className: "drill", textContent: label });
+  button.setAttribute("aria-label", `${label}: aufgliedern nach ${finer.label}`);
+  button.addEventListener("click", () => drill(axisLevel, key, `${level.dim.name}.${finer.name}`));
+  return button;
+}
+
+/** Drills into one member: the axis goes one level finer, cut to that member. */
+function drill(axisLevel, key, finer) {
+  const q = app.question;
+  const axis = q.rows === axisLevel ? "rows" : "cols";
+  q.cuts = q.cuts.filter((c) => c.split("=")[0] !== axisLevel).concat(`${axisLevel}=${key}`);
+  q[axis] = finer;
+  q.sort = "";
+  changed();
+}
+
+/** Buttons that roll an axis up one level, dropping the cut a drill made there. */
+function drawRollups() {
+  const q = app.question;
+  const bar = $("rollup-bar");
+  bar.replaceChildren();
+  for (const axis of ["rows", "cols"]) {
+    const level = q[axis] && levelOf(q[axis]);
+    if (!level || level.index === 0) continue;
+    const coarser = level.dim.levels[level.index - 1];
+    const target = `${level.dim.name}.${coarser.name}`;
+    const button = Object.assign(document.createElement("button"), { type: "button" });
+    button.textContent = `Zusammenfassen nach ${coarser.label}`;
+    button.addEventListener("click", () => {
+      q[axis] = target;
+      q.cuts = q.cuts.filter((c) => c.split("=")[0] !== target);
+      q.sort = "";
+      changed();
+    });
+    bar.append(button, " ");
+  }
+}
+
+function drawLegend(ds, symbols) {
+  const meanings = new Map([
+    [app.me.suppressed_symbol, "geheim gehalten (zu wenige Fälle, oder daraus errechenbar)"],
+    [app.me.zero_symbol, "nichts vorhanden"],
+    ["-", "keine Fälle"],
+    ["x", "nicht definiert (z. B. Anteil an 0)"],
+  ]);
+  const lines = [...symbols].filter(Boolean).map((s) => `${s} = ${meanings.get(s) || "kein Wert"}`);
+  const legend = $("legend");
+  legend.replaceChildren();
+  if (lines.length) legend.append(Object.assign(document.createElement("p"), { textContent: "Zeichen: " + lines.join("; ") }));
+  for (const note of ds.note || []) legend.append(Object.assign(document.createElement("p"), { textContent: note }));
+}
+
+// ---- charts and maps (d3) ----
+
+/** The first measure of the answer as series: one per column member (or one), each over the row members. */
+function seriesOf(ds) {
+  const q = app.question;
+  const { dims, at } = dataset(ds);
+  const measureDim = dims[dims.length - 1];
+  const rowDim = q.rows ? dims[0] : null;
+  const colDim = q.cols ? dims[q.rows ? 1 : 0] : null;
+  const measure = measureDim.keys[0];
+  const rows = (rowDim ? rowDim.keys : [null]).filter((k) => k !== "_T");
+  const series = (colDim ? colDim.keys : [null]).filter((k) => k !== "_T").map((ck) => ({
+    key: ck,
+    label: colDim ? colDim.labels[ck] : measureDim.labels[measure],
+    points: rows.map((rk) => {
+      const coords = [];
+      if (rowDim) coords.push(rk);
+      if (colDim) coords.push(ck);
+      coords.push(measure);
+      const cell = at(coords);
+      return { key: rk, label: rowDim ? rowDim.labels[rk] : "Insgesamt", value: cell.value, status: cell.status };
+    }),
+  }));
+  return { measure: measureDim.labels[measure], rowDim, colDim, series };
+}
+
+const svgNS = "http://www.w3.org/2000/svg";
+
+function svgElement(width, height, label) {
+  const svg = d3.create("svg").attr("viewBox", `0 0 ${width} ${height}`).attr("width", width).attr("height", height);
+  svg.attr("role", "img").attr("aria-label", label);
+  return svg;
+}
+
+function seriesLegend(svg, series, colour, x) {
+  if (series.length < 2) return;
+  const legend = svg.append("g").attr("transform", `translate(${x},10)`);
+  series.forEach((s, i) => {
+    const item = legend.append("g").attr("transform", `translate(0,${i * 16})`);
+    item.append("rect").attr("width", 10).attr("height", 10).attr("fill", colour(s.key));
+    item.append("text").attr("x", 14).attr("y", 9).text(s.label);
+  });
+}
+
+function drawBars(data) {
+  const rows = data.series[0].points.map((p) => p.label);
+  const height = Math.max(120, rows.length * Math.max(16, data.series.length * 10) + 50);
+  const width = 760;
+  const margin = { top: 10, right: data.series.length > 1 ? 190 : 20, bottom: 30, left: 170 };
+  const values = data.series.flatMap((s) => s.points.map((p) => p.value ?? 0));
+  const x = d3.scaleLinear().domain([0, d3.max(values) || 1]).nice().range([margin.left, width - margin.right]);
+  const y = d3.scaleBand().domain(rows).range([margin.top, height - margin.bottom]).padding(0.15);
+  const inner = d3.scaleBand().domain(data.series.map((s) => s.key)).range([0, y.bandwidth()]).padding(0.05);
+  const colour = d3.scaleOrdinal(data.series.map((s) => s.key), d3.schemeTableau10);
+  const svg = svgElement(width, height, `Balkendiagramm: ${data.measure}`);
+  svg.append("g").attr("transform", `translate(0,${height - margin.bottom})`)
+    .call(d3.axisBottom(x).ticks(6).tickFormat((v) => numbers.whole.format(v)));
+  svg.append("g").attr("transform", `translate(${margin.left},0)`).call(d3.axisLeft(y));
+  for (const s of data.series) {
+    svg.append("g").attr("fill", colour(s.key)).selectAll("rect").data(s.points).join("rect")
+      .attr("x", x(0)).attr("y", (p) => y(p.label) + inner(s.key))
+      .attr("width", (p) => (p.value === null || p.value === undefined ? 0 : x(p.value) - x(0)))
+      .attr("height", inner.bandwidth())
+      .append("title").text((p) => `${p.label}${s.key ? ", " + s.label : ""}: ${formatted(p)}`);
+  }
+  seriesLegend(svg, data.series, colour, width - margin.right + 10);
+  return svg.node();
+}
+
+function drawLines(data) {
+  const rows = data.series[0].points.map((p) => p.label);
+  const width = 760;
+  const height = 340;
+  const margin = { top: 10, right: data.series.length > 1 ? 190 : 20, bottom: 60, left: 60 };
+  const values = data.series.flatMap((s) => s.points.map((p) => p.value)).filter((v) => v !== null && v !== undefined);
+  const x = d3.scalePoint().domain(rows).range([margin.left, width - margin.right]).padding(0.3);
+  const y = d3.scaleLinear().domain([Math.min(0, d3.min(values) ?? 0), d3.max(values) || 1]).nice()
+    .range([height - margin.bottom, margin.top]);
+  const colour = d3.scaleOrdinal(data.series.map((s) => s.key), d3.schemeTableau10);
+  const svg = svgElement(width, height, `Liniendiagramm: ${data.measure}`);
+  const every = Math.ceil(rows.length / 12);
+  svg.append("g").attr("transform", `translate(0,${height - margin.bottom})`)
+    .call(d3.axisBottom(x).tickValues(rows.filter((_, i) => i % every === 0)))
+    .selectAll("text").attr("transform", "rotate(-35)").attr("text-anchor", "end");
+  svg.append("g").attr("transform", `translate(${margin.left},0)`)
+    .call(d3.axisLeft(y).ticks(6).tickFormat((v) => numbers.whole.format(v)));
+  const line = d3.line().defined((p) => p.value !== null && p.value !== undefined)
+    .x((p) => x(p.label)).y((p) => y(p.value));
+  for (const s of data.series) {
+    svg.append("path").attr("fill", "none").attr("stroke", colour(s.key)).attr("stroke-width", 2).attr("d", line(s.points));
+    svg.append("g").attr("fill", colour(s.key)).selectAll("circle").data(s.points.filter(line.defined())).join("circle")
+      .attr("cx", (p) => x(p.label)).attr("cy", (p) => y(p.value)).attr("r", 2.5)
+      .append("title").text((p) => `${p.label}${s.key ? ", " + s.label : ""}: ${formatted(p)}`);
+  }
+  seriesLegend(svg, data.series, colour, width - margin.right + 10);
+  return svg.node();
+}
+
+/** The class breaks of a choropleth: `count` classes with (about) equal numbers of areas. */
+function equalCountBreaks(values, count) {
+  const sorted = values.slice().sort((a, b) => a - b);
+  const breaks = [];
+  for (let i = 1; i < count; i++) breaks.push(d3.quantileSorted(sorted, i / count));
+  return [...new Set(breaks)];
+}
+
+async function drawMap(data) {
+  const q = app.question;
+  const level = levelOf(q.rows);
+  const cacheKey = `${q.cube}/${q.rows}`;
+  app.maps = app.maps || new Map();
+  if (!app.maps.has(cacheKey)) {
+    const path = `/cubes/${encodeURIComponent(q.cube)}/dimensions/${encodeURIComponent(level.dim.name)}/geometry?level=${encodeURIComponent(level.level.name)}`;
+    app.maps.set(cacheKey, await json(path));
+  }
+  const areas = app.maps.get(cacheKey);
+  const s = data.series[0];
+  const byKey = new Map(s.points.map((p) => [p.key, p]));
+  const values = s.points.map((p) => p.value).filter((v) => v !== null && v !== undefined);
+  const breaks = equalCountBreaks(values, Math.min(5, Math.max(1, values.length)));
+  // Blues without their lightest shade, which would look like the white of the hatching.
+  const palette = d3.schemeBlues[Math.min(9, Math.max(3, breaks.length + 2))].slice(-(breaks.length + 1));
+  const classOf = d3.scaleThreshold(breaks, palette);
+  const width = 760;
+  const height = 600;
+  const projection = d3.geoMercator().fitExtent([[10, 10], [width - 10, height - 10]], areas);
+  const path = d3.geoPath(projection);
+  const svg = svgElement(width, height, `Karte: ${data.measure}${s.key ? ", " + s.label : ""} nach ${level.level.label}`);
+  // Hatching for areas whose value is not shown (suppressed or none).
+  const hatch = svg.append("defs").append("pattern").attr("id", "hatch").attr("patternUnits", "userSpaceOnUse")
+    .attr("width", 6).attr("height", 6).attr("patternTransform", "rotate(45)");
+  hatch.append("rect").attr("width", 6).attr("height", 6).attr("fill", "#fff");
+  hatch.append("line").attr("x1", 0).attr("y1", 0).attr("x2", 0).attr("y2", 6).attr("stroke", "#666").attr("stroke-width", 2);
+  svg.append("g").selectAll("path").data(areas.features).join("path")
+    .attr("class", "area")
+    .attr("d", path)
+    .attr("data-key", (f) => f.properties.key)
+    .attr("data-value", (f) => byKey.get(f.properties.key)?.value ?? "")
+    .attr("fill", (f) => {
+      const p = byKey.get(f.properties.key);
+      return p && p.value !== null && p.value !== undefined ? classOf(p.value) : "url(#hatch)";
+    })
+    .append("title").text((f) => {
+      const p = byKey.get(f.properties.key);
+      return `${f.properties.label}: ${p ? formatted(p) : "nicht im Ergebnis"}`;
+    });
+  const legend = document.createElement("ul");
+  legend.className = "classes";
+  const bounds = [d3.min(values), ...breaks, d3.max(values)];
+  palette.forEach((colour, i) => {
+    const li = document.createElement("li");
+    li.dataset.colour = colour;
+    li.dataset.lower = String(i === 0 ? -Infinity : bounds[i]);
+    li.dataset.upper = String(i === palette.length - 1 ? Infinity : bounds[i + 1]);
+    const swatch = document.createElementNS(svgNS, "svg");
+    swatch.setAttribute("width", "14");
+    swatch.setAttribute("height", "14");
+    swatch.setAttribute("aria-hidden", "true");
+    const rect = document.createElementNS(svgNS, "rect");
+    rect.setAttribute("width", "14");
+    rect.setAttribute("height", "14");
+    rect.setAttribute("fill", colour);
+    swatch.append(rect);
+    const last = i === palette.length - 1;
+    li.append(swatch, last ? `${format(bounds[i])} bis ${format(bounds[i + 1])}` : `${format(bounds[i])} bis unter ${format(bounds[i + 1])}`);
+    legend.append(li);
+  });
+  const hidden = document.createElement("li");
+  hidden.textContent = "schraffiert: kein Wert gezeigt (geheim gehalten oder keine Fälle)";
+  legend.append(hidden);
+  const wrap = document.createElement("div");
+  wrap.append(svg.node(), legend);
+  return { node: wrap, note: areas.attribution ? `Kartengrundlage: ${areas.attribution}` : "" };
+}
+
+function format(v) {
+  return Number.isInteger(v) ? numbers.whole.format(v) : numbers.decimal.format(v);
+}
+
+/** The chart or map of the answer under the current view; the table stays below as its accessible form. */
+async function drawFigure() {
+  const q = app.question;
+  const level = q.rows && levelOf(q.rows);
+  const mappable = Boolean(level && level.level.map);
+  $("view-map").disabled = !mappable;
+  $("view-hint").textContent = mappable ? "" : "(Karte: Zeilen nach einer Gebietsebene mit Karte)";
+  const view = q.view === "map" && !mappable ? "table" : q.view || "table";
+  for (const radio of document.querySelectorAll('input[name="view"]')) radio.checked = radio.value === view;
+  const figure = $("figure");
+  if (view === "table" || !app.answer) {
+    figure.hidden = true;
+    return;
+  }
+  const data = seriesOf(app.answer);
+  let node;
+  let note = "";
+  try {
+    if (view === "bars") node = drawBars(data);
+    else if (view === "lines") node = drawLines(data);
+    else ({ node, note } = await drawMap(data));
+  } catch (e) {
+    sayError(e);
+    figure.hidden = true;
+    return;
+  }
+  $("figure-body").replaceChildren(node);
+  const by = [data.rowDim, data.colDim].filter(Boolean).map((d) => d.label).join(" und ");
+  const shown = view === "map" && data.colDim ? ` (${data.colDim.label}: ${data.series[0].label})` : "";
+  $("figure-caption").textContent = `${data.measure}${by ? " nach " + by : ""}${shown}. Die Werte stehen in der Tabelle darunter.${note ? " " + note : ""}`;
+  figure.hidden = false;
+}
+
+async function download() {
+  const format = $("download-format").value;
+  try {
+    const response = await api(`/query?${apiParams(app.question)}&format=${encodeURIComponent(format)}`);
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const named = /filename="?([^";]+)"?/.exec(disposition);
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(await response.blob());
+    link.download = named ? named[1] : `${app.question.cube}.${format}`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    say(`Heruntergeladen: ${link.download}`);
+  } catch (e) {
+    sayError(e);
+  }
+}
+
+// ---- wiring ----
+
+function wire() {
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", logout);
+  $("cube").addEventListener("change", () => {
+    const c = app.cubes.find((x) => x.name === $("cube").value);
+    const dim = c.dimensions.find((d) => d.kind === "geo") || c.dimensions[0];
+    app.question = {
+      cube: c.name,
+      measures: [c.measures[0].name],
+      rows: dim ? `${dim.name}.${dim.levels[0].name}` : "",
+      cols: "",
+      cuts: [],
+      totals: false,
+      sort: "",
+      view: "table",
+    };
+    changed();
+  });
+  for (const axis of ["rows", "cols"]) {
+    $(axis).addEventListener("change", () => {
+      app.question[axis] = $(axis).value;
+      app.question.sort = "";
+      changed();
+    });
+  }
+  $("swap").addEventListener("click", () => {
+    const q = app.question;
+    [q.rows, q.cols] = [q.cols, q.rows];
+    q.sort = "";
+    changed();
+  });
+  $("totals").addEventListener("change", () => {
+    app.question.totals = $("totals").checked;
+    changed();
+  });
+  $("cut-level").addEventListener("change", pickCutLevel);
+  let typing;
+  $("cut-search").addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(listCutMembers, 200);
+  });
+  $("cut-add").addEventListener("click", addCut);
+  $("download").addEventListener("click", download);
+  for (const radio of document.querySelectorAll('input[name="view"]')) {
+    radio.addEventListener("change", async () => {
+      app.question.view = radio.value;
+      history.pushState(null, "", urlOf(app.question));
+      await drawFigure();
+      document.body.dataset.drawn = String(Date.now());
+    });
+  }
+  window.addEventListener("popstate", () => {
+    if (!app.me) return;
+    app.question = questionFromUrl();
+    show(false);
+  });
+}
+
+wire();
+start();

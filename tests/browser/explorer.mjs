@@ -1,0 +1,291 @@
+// The explorer in a real headless Chromium (Debian's, driven by playwright-core) against a running `kubus serve`.
+// What the explorer shows is compared with what the API answers the same user in another format (CSV), so the
+// expected numbers come from the server's API, not from the page. axe-core checks accessibility; screenshots land
+// in target/browser/. Run by tests/browser/run.sh (which starts the server and makes the users).
+//
+// Usage: node explorer.mjs BASE_URL   with STAT, YOUTH, ANALYST = "user:token" in the environment.
+
+import { chromium } from "playwright-core";
+import { readFileSync, mkdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
+import assert from "node:assert/strict";
+
+const base = process.argv[2];
+const shots = new URL("../../target/browser/", import.meta.url).pathname;
+mkdirSync(shots, { recursive: true });
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const users = Object.fromEntries(
+  ["STAT", "YOUTH", "ANALYST"].map((v) => {
+    const [user, token] = (process.env[v] || "").split(":");
+    assert.ok(user && token, `${v}=user:token is needed`);
+    return [v, { user, token }];
+  }),
+);
+
+let failures = 0;
+async function check(name, body) {
+  try {
+    await body();
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    failures += 1;
+    const status = await page.locator("#status").textContent().catch(() => "");
+    console.log(`FAIL ${name}\n     ${e.stack.split("\n").slice(0, 4).join("\n     ")}\n     the page says: ${status}`);
+  }
+}
+
+/** German number text as shown ("1.234", "0,67") to a number; a symbol to null. */
+function number(text) {
+  const t = text.trim().replace(/\./g, "").replace(",", ".");
+  return t === "" || Number.isNaN(Number(t)) ? null : Number(t);
+}
+
+/** CSV text as rows of fields (quoted fields may hold commas, quotes and line breaks). */
+function csv(text) {
+  const rows = [[]];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') field += text[++i];
+      else if (ch === '"') quoted = false;
+      else field += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ",") rows.at(-1).push(field), (field = "");
+    else if (ch === "\n") rows.at(-1).push(field), (field = ""), rows.push([]);
+    else if (ch !== "\r") field += ch;
+  }
+  if (field !== "" || rows.at(-1).length) rows.at(-1).push(field);
+  return rows.filter((r) => r.length > 1 || r[0] !== "");
+}
+
+/** The API's answer as CSV for the same user: (row label, column label) → value. */
+async function apiCells(who, params, rowLabel, colLabel, measure) {
+  const url = `${base}/api/v1/query?${params}&format=csv`;
+  const auth = Buffer.from(`${who.user}:${who.token}`).toString("base64");
+  const response = await fetch(url, { headers: { Authorization: `Basic ${auth}` } });
+  assert.equal(response.status, 200, await response.clone().text());
+  const [header, ...lines] = csv(await response.text());
+  const col = (name) => header.indexOf(name);
+  const cells = new Map();
+  for (const line of lines) {
+    const value = line[col(measure)] === "" ? null : Number(line[col(measure)]);
+    cells.set(`${line[col(rowLabel)]}|${colLabel ? line[col(colLabel)] : ""}`, value);
+  }
+  return cells;
+}
+
+/** The explorer's table: (row heading, column heading) → value, for a one-measure table. */
+async function shownCells(page) {
+  return page.evaluate(() => {
+    const table = document.querySelector("#table-wrap table");
+    const heads = [...table.tHead.rows[0].cells].map((c) => c.textContent.replace(/ [▲▼]$/, "").trim());
+    const cells = [];
+    for (const row of table.tBodies[0].rows) {
+      const [head, ...values] = [...row.cells].map((c) => c.textContent.trim());
+      values.forEach((v, i) => cells.push([head, heads.length > 2 ? heads[i + 1] : "", v]));
+    }
+    return cells;
+  });
+}
+
+async function answered(page, action) {
+  const before = await page.evaluate(() => document.body.dataset.answered || "");
+  await action();
+  // A new document starts without the mark: wait for its own answer, not for the mark to be gone.
+  await page.waitForFunction((b) => (document.body.dataset.answered || b) !== b, before || "-", { timeout: 20000 });
+}
+
+/** Opens a view (the explorer's start without one) and logs in on the form it shows. */
+async function login(page, who, view = "/") {
+  await page.goto(`${base}${view}`);
+  await page.getByLabel("Benutzername").fill(who.user);
+  await page.getByLabel("Zugangsschlüssel").fill(who.token);
+  await answered(page, () => page.getByRole("button", { name: "Anmelden" }).click());
+}
+
+async function accessible(page, name) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] }));
+  const serious = result.violations.filter((v) => ["serious", "critical"].includes(v.impact));
+  assert.deepEqual(
+    serious.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target).join(" ")})`),
+    [],
+    `${name}: serious or critical accessibility violations`,
+  );
+  return result.violations.length;
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox"],
+});
+const context = await browser.newContext({ acceptDownloads: true, locale: "de-DE", viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+const violations = [];
+if (process.env.DEBUG) page.on("pageerror", (e) => console.log(`page error: ${e.stack}`));
+page.on("pageerror", (e) => violations.push(`script error: ${e.message}`));
+page.on("console", (m) => {
+  // Chromium logs every answer over 399 as an error; a refusal the page shows is not one of the page's.
+  if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) violations.push(m.text());
+  if (process.env.DEBUG) console.log(`console ${m.type()}: ${m.text()} ${JSON.stringify(m.location())}`);
+});
+
+// The statistics office builds "persons by area and language level, June 2024" by clicks.
+const june = "cube=newcomers&m=persons&d=district.area&d=language_level.level&c=month.month%3D2024-06";
+await check("the statistics office logs in and builds a table by clicks; it shows what the API answers", async () => {
+  await login(page, users.STAT);
+  await page.getByLabel("Würfel").selectOption("newcomers");
+  await page.waitForSelector("#table-wrap table");
+  const persons = page.getByLabel("Personen", { exact: true });
+  if (!(await persons.isChecked())) await answered(page, () => persons.check());
+  for (const box of await page.locator("#measure-list input:checked:not(#measure-persons)").all()) {
+    await answered(page, () => box.uncheck());
+  }
+  await answered(page, () => page.getByLabel("Zeilen").selectOption("district.area"));
+  await answered(page, () => page.getByLabel("Spalten").selectOption("language_level.level"));
+  await page.getByLabel("Einschränken nach").selectOption("month.month");
+  await page.getByLabel(/Ausprägung suchen/).fill("2024-06");
+  await page.waitForFunction(() => document.querySelectorAll("#cut-members input").length === 1, null, { timeout: 10000 });
+  await page.locator("#cut-members input").first().check();
+  await answered(page, () => page.getByRole("button", { name: "Einschränkung übernehmen" }).click());
+  const expected = await apiCells(users.STAT, june, "area_label", "language_level_label", "persons");
+  const shown = await shownCells(page);
+  assert.ok(shown.length >= 6, `${shown.length} cells`);
+  for (const [row, col, text] of shown) {
+    assert.equal(number(text), expected.get(`${row}|${col}`) ?? null, `${row} × ${col}: shown ${text}`);
+  }
+  assert.equal(shown.length, expected.size, "every cell of the API's answer is shown");
+  assert.match(page.url(), /rows=district\.area/, "the question is in the URL");
+  await page.screenshot({ path: `${shots}explorer-persons-by-area-and-level.png`, fullPage: true });
+});
+
+await check("a link is the view: the URL alone rebuilds the same table", async () => {
+  const url = page.url();
+  const before = await shownCells(page);
+  // Another tab has its own session: it asks for the login, then shows the view of the link.
+  const other = await context.newPage();
+  await login(other, users.STAT, url.slice(base.length));
+  assert.deepEqual(await shownCells(other), before);
+  await other.close();
+});
+
+await check("clicking an area drills into its districts, as the API answers them", async () => {
+  const area = await page.locator("#table-wrap tbody th button.drill").first();
+  const name = (await area.textContent()).trim();
+  await answered(page, () => area.click());
+  const rowsLevel = await page.getByLabel("Zeilen").inputValue();
+  assert.equal(rowsLevel, "district.district");
+  const cut = new URL(page.url()).searchParams.getAll("c").find((c) => c.startsWith("district.area="));
+  assert.ok(cut, `the drill cuts the area: ${page.url()}`);
+  const params = `cube=newcomers&m=persons&d=district.district&d=language_level.level&c=month.month%3D2024-06&c=${encodeURIComponent(cut)}`;
+  const expected = await apiCells(users.STAT, params, "district_label", "language_level_label", "persons");
+  const shown = await shownCells(page);
+  assert.ok(shown.length > 0);
+  for (const [row, col, text] of shown) {
+    assert.equal(number(text), expected.get(`${row}|${col}`) ?? null, `${name}: ${row} × ${col}: shown ${text}`);
+  }
+  await answered(page, () => page.getByRole("button", { name: /Zusammenfassen nach/ }).click());
+  assert.equal(await page.getByLabel("Zeilen").inputValue(), "district.area");
+});
+
+await check("the current view downloads as XLSX with the shown numbers", async () => {
+  await page.getByLabel("Herunterladen als").selectOption("xlsx");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Herunterladen" }).click()]);
+  const path = `${shots}${download.suggestedFilename()}`;
+  await download.saveAs(path);
+  assert.match(download.suggestedFilename(), /\.xlsx$/);
+  const sheets = execFileSync("unzip", ["-p", path, "xl/worksheets/*.xml"], { encoding: "utf8" });
+  const numbersInSheet = new Set([...sheets.matchAll(/<v>([0-9.]+)<\/v>/g)].map((m) => Number(m[1])));
+  const shown = (await shownCells(page)).map(([, , text]) => number(text)).filter((n) => n !== null);
+  for (const n of shown) assert.ok(numbersInSheet.has(n), `${n} is in the workbook`);
+});
+
+await check("the explorer passes axe-core without serious or critical violations", async () => {
+  const count = await accessible(page, "explorer");
+  console.log(`     axe-core: ${count} minor or moderate findings on the explorer`);
+});
+
+await check("the page keeps its Content-Security-Policy and no script error", async () => {
+  const response = await page.goto(`${base}/`);
+  assert.match(response.headers()["content-security-policy"], /default-src 'self'/);
+  assert.deepEqual(violations, []);
+});
+
+await check("the Köln population map colours named Stadtteile by the API's figures and the map's classes", async () => {
+  const question = "cube=koeln_population&m=value&c=year.year%3D2012&c=topic.category%3D005.10";
+  await answered(page, () => page.goto(`${base}/?${question}&rows=area.stadtteil&view=map`));
+  await page.locator("#figure svg path.area").first().waitFor();
+  assert.equal(await page.locator("#figure svg path.area").count(), 86, "86 Stadtteile");
+  const expected = await apiCells(users.STAT, `${question}&d=area.stadtteil`, "area_label", null, "value");
+  const keys = await apiCells(users.STAT, `${question}&d=area.stadtteil`, "area_label", null, "area");
+  const classes = await page.locator("#figure .classes li[data-colour]").evaluateAll((items) =>
+    items.map((li) => ({ colour: li.dataset.colour, lower: Number(li.dataset.lower), upper: Number(li.dataset.upper) })),
+  );
+  assert.ok(classes.length >= 3, `${classes.length} classes`);
+  for (const name of ["Altstadt/Süd", "Ehrenfeld", "Chorweiler"]) {
+    const value = expected.get(`${name}|`);
+    assert.ok(value > 0, `${name} has inhabitants in the API's answer`);
+    const key = String(keys.get(`${name}|`)).padStart(3, "0");
+    const area = page.locator(`#figure path.area[data-key="${key}"]`);
+    assert.equal(Number(await area.getAttribute("data-value")), value, `${name} (${key})`);
+    const wanted = classes.find((c, i) => value >= c.lower && (value < c.upper || (i === classes.length - 1 && value <= c.upper)));
+    assert.ok(wanted, `${name}: ${value} falls in a class`);
+    assert.equal(await area.getAttribute("fill"), wanted.colour, `${name}: ${value} is filled as its class`);
+  }
+  assert.match(await page.locator("#figure-caption").textContent(), /Offene Daten Köln/, "the boundaries' attribution");
+  await page.locator("#figure").screenshot({ path: `${shots}explorer-koeln-map.png` });
+  await page.screenshot({ path: `${shots}explorer-koeln-map-page.png`, fullPage: true });
+});
+
+await context.clearCookies();
+await page.evaluate(() => sessionStorage.clear());
+
+// The youth welfare office sees areas, never a single district: no level to pick, no member to drill into.
+await check("the youth welfare office finds no way to a district", async () => {
+  await page.goto(`${base}/`);
+  await page.getByLabel("Benutzername").fill(users.YOUTH.user);
+  await page.getByLabel("Zugangsschlüssel").fill(users.YOUTH.token);
+  await answered(page, () => page.getByRole("button", { name: "Anmelden" }).click());
+  await answered(page, () => page.goto(`${base}/?cube=newcomers&m=persons&rows=district.area&c=month.month%3D2024-06`));
+  const levels = await page.locator("#rows option, #cols option, #cut-level option").evaluateAll((os) => os.map((o) => o.value));
+  assert.ok(levels.includes("district.area"));
+  assert.ok(!levels.includes("district.district"), `offered: ${levels}`);
+  assert.equal(await page.locator("#table-wrap tbody th button.drill").count(), 0, "no area drills into districts");
+  // A link to districts, made by someone else, is refused with the rule, not answered.
+  await page.goto(`${base}/?cube=newcomers&m=persons&rows=district.district`);
+  await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("Abgelehnt"));
+  assert.equal(await page.locator("#table-wrap table").count(), 0);
+  await page.screenshot({ path: `${shots}explorer-youth-welfare-refused.png`, fullPage: true });
+});
+
+// An analyst gets the cell key method's published numbers: what the API answers the analyst, not the office's.
+await check("an analyst sees the published (perturbed) numbers the API gives the analyst", async () => {
+  await page.evaluate(() => sessionStorage.clear());
+  await login(page, users.ANALYST);
+  await answered(page, () => page.goto(`${base}/?cube=newcomers&m=persons&rows=district.area&cols=language_level.level&c=month.month%3D2024-06`));
+  const expected = await apiCells(users.ANALYST, june, "area_label", "language_level_label", "persons");
+  const shown = await shownCells(page);
+  for (const [row, col, text] of shown) {
+    assert.equal(number(text), expected.get(`${row}|${col}`) ?? null, `${row} × ${col}: shown ${text}`);
+  }
+  const notes = await page.locator("#legend").textContent();
+  assert.match(notes, /Cell-Key|Geheimhaltung/, "the answer says how it is protected");
+});
+
+await check("the login page passes axe-core", async () => {
+  await page.evaluate(() => sessionStorage.clear());
+  await page.goto(`${base}/`);
+  await page.getByLabel("Benutzername").waitFor();
+  await accessible(page, "login");
+  await page.screenshot({ path: `${shots}login.png` });
+});
+
+await browser.close();
+if (failures) {
+  console.log(`${failures} browser check(s) failed`);
+  process.exit(1);
+}
+console.log("all browser checks passed");

@@ -6,7 +6,7 @@
 // Usage: node explorer.mjs BASE_URL   with STAT, YOUTH, ANALYST = "user:token" in the environment.
 
 import { chromium } from "playwright-core";
-import { readFileSync, mkdirSync } from "node:fs";
+import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
 import assert from "node:assert/strict";
@@ -58,7 +58,7 @@ function csv(text) {
     else if (ch !== "\r") field += ch;
   }
   if (field !== "" || rows.at(-1).length) rows.at(-1).push(field);
-  return rows.filter((r) => r.length > 1 || r[0] !== "");
+  return rows.filter((r) => r.length > 0);
 }
 
 /** The API's answer as CSV for the same user: (row label, column label) → value. */
@@ -157,7 +157,8 @@ await check("the statistics office logs in and builds a table by clicks; it show
   for (const [row, col, text] of shown) {
     assert.equal(number(text), expected.get(`${row}|${col}`) ?? null, `${row} × ${col}: shown ${text}`);
   }
-  assert.equal(shown.length, expected.size, "every cell of the API's answer is shown");
+  // Every row of the API's answer is a cell with a number; a cell without one is a combination the API has no row for.
+  assert.equal(shown.filter(([, , text]) => number(text) !== null).length, expected.size, "every cell of the API's answer is shown");
   assert.match(page.url(), /rows=district\.area/, "the question is in the URL");
   await page.screenshot({ path: `${shots}explorer-persons-by-area-and-level.png`, fullPage: true });
 });
@@ -240,6 +241,33 @@ await check("the Köln population map colours named Stadtteile by the API's figu
   await page.screenshot({ path: `${shots}explorer-koeln-map-page.png`, fullPage: true });
 });
 
+await check("a course offer entered through the form is in the explorer's answer", async () => {
+  const cell = "cube=course_offers&m=seats&c=district.district%3D06&c=language_level.level%3DB1&c=start_month.month%3D2025-09";
+  const seats = async () => {
+    const total = await apiCells(users.STAT, cell, "seats", null, "seats");
+    return total.size ? ([...total.values()][0] ?? 0) : 0;
+  };
+  const before = await seats();
+  await answered(page, () => page.goto(`${base}/?page=deliver&source=provider_form`));
+  const provider = page.getByLabel("Träger");
+  const first = await provider.locator("option").nth(1).getAttribute("value");
+  await provider.selectOption(first);
+  await page.getByLabel("Stadtteil").selectOption("06");
+  await page.getByLabel("Niveau").selectOption("B1");
+  await page.getByLabel("Kursart").selectOption({ index: 1 });
+  await page.getByLabel("Kursbeginn").fill("2025-09-01");
+  await page.getByLabel("Plätze").fill("17");
+  await accessible(page, "form");
+  await answered(page, () => page.getByRole("button", { name: "Eintragen" }).click());
+  assert.match(await page.locator("#delivery-summary").textContent(), /übernommen 1 \+ abgewiesen 0/);
+  const after = await seats();
+  assert.equal(after - before, 17, `the API counts the entered seats: ${before} before, ${after} after`);
+  await answered(page, () => page.goto(`${base}/?${cell}`));
+  const shown = await shownCells(page);
+  assert.equal(shown.length, 1);
+  assert.equal(number(shown[0][2]), after, "the explorer shows the seats with the new offer");
+});
+
 await context.clearCookies();
 await page.evaluate(() => sessionStorage.clear());
 
@@ -273,6 +301,30 @@ await check("an analyst sees the published (perturbed) numbers the API gives the
   }
   const notes = await page.locator("#legend").textContent();
   assert.match(notes, /Cell-Key|Geheimhaltung/, "the answer says how it is protected");
+});
+
+await check("an upload with a bad line shows that line quarantined with its reason", async () => {
+  const original = readFileSync(new URL("../../sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv", import.meta.url));
+  const lines = original.toString("latin1").split("\r\n");
+  const fields = lines[2].split(";");
+  fields[3] = "31.02.1984"; // Geburtsdatum: no such day
+  lines[2] = fields.join(";");
+  const file = `${shots}neuzugewanderte_2024-06.csv`;
+  writeFileSync(file, Buffer.from(lines.join("\r\n"), "latin1"));
+  await answered(page, () => page.goto(`${base}/?page=deliver&source=abh_newcomers`));
+  await accessible(page, "upload");
+  await page.getByLabel(/Dateien/).setInputFiles(file);
+  await answered(page, () => page.getByRole("button", { name: "Hochladen und einlesen" }).click());
+  const row = page.locator('#delivery-rejected tr[data-line="3"]');
+  assert.equal(await row.count(), 1, "line 3 is among the rejected lines");
+  const cells = await row.locator("td").allTextContents();
+  assert.equal(cells[2], "Geburtsdatum");
+  const summary = await page.locator("#delivery-summary").textContent();
+  const [total, accepted, rejected, skipped] = [...summary.matchAll(/(\d[\d.]*)/g)].slice(0, 4).map((m) => number(m[1]));
+  assert.equal(total, accepted + rejected + skipped, summary);
+  // The file ends with a line break: what follows the last one is no line.
+  assert.equal(total, lines.length - (lines.at(-1) === "" ? 1 : 0), "every line of the file is accounted for");
+  await page.screenshot({ path: `${shots}deliver-upload.png`, fullPage: true });
 });
 
 await check("the login page passes axe-core", async () => {

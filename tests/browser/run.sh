@@ -20,7 +20,7 @@ YOUTH=$(token jugend1 jugendamt)
 ANALYST=$(token abh1 auslaenderbehoerde)
 export STAT YOUTH ANALYST
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$kubus" -C "$work" serve --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.log" &
+"$kubus" -C "$work" serve --demo-key --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 node tests/browser/explorer.mjs "http://127.0.0.1:$port"

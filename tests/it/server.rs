@@ -561,6 +561,91 @@ fn months(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+fn a_form_line_is_checked_field_by_field_and_ingested_like_an_upload() {
+    let dir = project_copy();
+    assert_eq!(cli(dir.path(), &["demo"]).code, ExitCode::SUCCESS);
+    let token = user(dir.path(), "kai", "kurstraeger");
+    let youth = user(dir.path(), "jonas", "jugendamt");
+    // Seats of one provider fall under the dominance rule: the statistics office reads them exactly.
+    let statistik = user(dir.path(), "sabine", "statistikstelle");
+    let server = start(dir.path());
+    let sources = json(get(&server, "/api/v1/sources", &token));
+    let names: Vec<&str> = sources.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["provider_form", "provider_offers"], "the sources the providers' group lists under ingest");
+    let form = &sources[0];
+    assert_eq!(form["form"], true);
+    let fields: Vec<(&str, &str)> = form["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["input"].as_str().unwrap(), f["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("Träger", "member"),
+            ("Stadtteil", "member"),
+            ("Niveau", "member"),
+            ("Kursart", "member"),
+            ("Kursbeginn", "date"),
+            ("Plätze", "number")
+        ]
+    );
+    assert_eq!(form["fields"][1]["dimension"], "district");
+    assert_eq!(json(get(&server, "/api/v1/sources", &youth)), serde_json::json!([]));
+
+    let post = |source: &str, body: serde_json::Value| {
+        client()
+            .post(server.url(&format!("/api/v1/sources/{source}/form")))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+    let provider = json(get(&server, "/api/v1/cubes/course_offers/dimensions/provider/members", &token))[0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let offer = |district: &str| {
+        serde_json::json!({"Träger": provider, "Stadtteil": district, "Niveau": "B1", "Kursart": "Integrationskurs",
+                           "Kursbeginn": "2025-09-01", "Plätze": "17"})
+    };
+    let seats = || {
+        let csv = get(
+            &server,
+            "/api/v1/query?cube=course_offers&m=seats&c=district.district=06&c=start_month.month=2025-09&format=csv",
+            &statistik,
+        );
+        let text = csv.text().unwrap();
+        assert_eq!(csv.status(), StatusCode::OK, "{text}");
+        csv_rows(&text).first().and_then(|r| r[0].parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let before = seats();
+    // A district that is no member is rejected with its field, and nothing is ingested.
+    let rejected = json(post("provider_form", offer("Mars")));
+    assert_eq!((rejected["accepted"].as_u64(), rejected["rejected_lines"].as_u64()), (Some(0), Some(1)), "{rejected}");
+    assert_eq!(rejected["rejected"][0]["column"], "Stadtteil");
+    assert_eq!(seats(), before);
+    let accepted = json(post("provider_form", offer("06")));
+    assert_eq!((accepted["accepted"].as_u64(), accepted["facts"].as_u64()), (Some(1), Some(1)), "{accepted}");
+    assert_eq!(seats(), before + 17.0, "the offer is in the cube's answers: {accepted}");
+    // A field the form does not have, a file source, and a group without the source are refused.
+    let mut unknown = offer("06");
+    unknown["Preis"] = "100".into();
+    assert_eq!(post("provider_form", unknown).status(), StatusCode::BAD_REQUEST);
+    assert_eq!(post("provider_offers", offer("06")).status(), StatusCode::BAD_REQUEST);
+    let refused = client()
+        .post(server.url("/api/v1/sources/provider_form/form"))
+        .bearer_auth(&youth)
+        .header("Content-Type", "application/json")
+        .body(offer("06").to_string())
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
+
+#[test]
 fn an_upload_lands_with_its_line_accounting() {
     let (dir, token) = upload_project();
     let server = start(dir.path());

@@ -344,9 +344,15 @@ pub struct Source {
     date_formats: Vec<String>,
     drop: Vec<String>,
     fields: Vec<Field>,
+    form: bool,
 }
 
 impl Source {
+    /// Whether its input is typed into a form (`type = "form"`): one line per submission, which the server writes
+    /// as a UTF-8 CSV with the inputs' names as its header and ingests like any file of the source.
+    pub fn is_form(&self) -> bool {
+        self.form
+    }
     /// Source name.
     pub fn name(&self) -> &str {
         &self.name
@@ -456,12 +462,14 @@ fn lower_format(f: &crate::raw::RawFormat, sink: &mut Sink<'_>) -> Option<Format
             Format::Csv { encoding, delimiter: delimiter as u8 }
         }
         "xlsx" | "xls" | "ods" | "workbook" => Format::Xlsx { sheet: f.sheet.clone() },
+        // A form's submissions are written as UTF-8 CSV by the server (see `Source::is_form`).
+        "form" => Format::Csv { encoding: Some("utf-8".into()), delimiter: b',' },
         other => {
             sink.with(
                 Some(f.ty.span()),
                 "format.type",
                 format!("unknown format '{other}'"),
-                vec!["csv".into(), "xlsx".into(), "xls".into(), "ods".into()],
+                vec!["csv".into(), "xlsx".into(), "xls".into(), "ods".into(), "form".into()],
             );
             return None;
         }
@@ -557,6 +565,7 @@ pub(crate) fn lower(
     }
     let f = raw.format.get_ref();
     let format = lower_format(f, sink)?;
+    let form = f.ty.get_ref() == "form";
     let decimal_separator =
         single_char(f.decimal_separator.as_ref(), Some('.'), "format.decimal_separator", sink).unwrap_or('.');
     let thousands_separator = single_char(f.thousands_separator.as_ref(), None, "format.thousands_separator", sink);
@@ -700,6 +709,18 @@ pub(crate) fn lower(
         if thousands == Some(decimal) {
             sink.at(span.clone(), &path, "decimal and thousands separators must differ");
         }
+        // A form has one input per field, named: the form asks for it by that name.
+        if form
+            && !matches!(
+                &kind,
+                FieldKind::Member(Input::Column(_))
+                    | FieldKind::Date(Input::Column(_))
+                    | FieldKind::Number(Input::Column(_))
+                    | FieldKind::Text(Input::Column(_))
+            )
+        {
+            sink.at(span.clone(), &path, "a form's field is a member, date, number or text read from a named input");
+        }
         fields.push(Field {
             target,
             kind,
@@ -734,6 +755,7 @@ pub(crate) fn lower(
         date_formats,
         drop: raw.drop,
         fields,
+        form,
     })
 }
 

@@ -41,6 +41,8 @@ pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> 
         // A run's files lie in subfolders too: a wildcard, which OpenAPI has no form for (documented in `ApiDoc`).
         .route("/reports/{name}/runs/{period}/{*file}", get(crate::reports::file))
         .routes(routes!(upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .routes(routes!(sources))
+        .routes(routes!(form))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         .split_for_parts();
     let document = Arc::new(document);
@@ -523,11 +525,8 @@ async fn upload(
     if announced.is_some_and(|n| n > limit.saturating_add(FRAMING)) {
         return Err(too_large());
     }
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).map_err(|e| ApiError::internal(format!("no random numbers: {e}")))?;
-    let dir = UploadDir(state.uploads.join(hex::encode(id)));
+    let dir = delivery_dir(&state)?;
     let io = |e: std::io::Error| ApiError::internal(format!("cannot store the upload: {e}"));
-    std::fs::create_dir_all(&dir.0).map_err(io)?;
     let (mut files, mut total) = (Vec::new(), 0u64);
     let multipart_error = |e: axum::extract::multipart::MultipartError| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => too_large(),
@@ -559,18 +558,91 @@ async fn upload(
     if files.is_empty() {
         return Err(ApiError::bad_request("the upload holds no files".into()));
     }
+    ingest_delivery(&state, &identity, source, dir, files).await
+}
+
+/// Ingests the files of one delivery (an upload, a form's line) in one commit, as the CLI would, and answers with
+/// the line accounting; the delivery's folder goes afterwards.
+async fn ingest_delivery(
+    state: &AppState,
+    identity: &Identity,
+    source: String,
+    dir: UploadDir,
+    files: Vec<std::path::PathBuf>,
+) -> Result<Json<crate::report::IngestAnswer>, ApiError> {
     let _slot = state.slot().await?;
     let options = kubus::IngestOptions { demo_key: state.demo_key, role: identity.role.clone(), ..Default::default() };
     // Reading and converting the files is blocking work: on a thread of its own, not on the server's.
     let project = state.project.clone();
-    let ingest_source = source.clone();
     let report = tokio::task::spawn_blocking(move || {
-        tokio::runtime::Handle::current().block_on(project.ingest_with(&ingest_source, &files, options, &mut |_| {}))
+        tokio::runtime::Handle::current().block_on(project.ingest_with(&source, &files, options, &mut |_| {}))
     })
     .await
     .map_err(|e| ApiError::internal(format!("the ingest stopped: {e}")))??;
     drop(dir);
     Ok(Json(crate::report::IngestAnswer::new(&report, state.project.may_read_quarantine(identity.role.as_deref()))))
+}
+
+/// A new folder of its own for one delivery.
+fn delivery_dir(state: &AppState) -> Result<UploadDir, ApiError> {
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| ApiError::internal(format!("no random numbers: {e}")))?;
+    let dir = UploadDir(state.uploads.join(hex::encode(id)));
+    std::fs::create_dir_all(&dir.0).map_err(|e| ApiError::internal(format!("cannot store the delivery: {e}")))?;
+    Ok(dir)
+}
+
+/// The sources the caller may deliver to: files to upload, or a form to fill in (with its fields).
+#[utoipa::path(get, path = "/sources", tag = "ingest", responses((status = 200, body = Vec<kubus::SourceInfo>), Refusals))]
+async fn sources(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+) -> Json<Vec<kubus::SourceInfo>> {
+    Json(state.project.deliverable_sources(&identity))
+}
+
+/// One line typed into a form source: the values by input name (as `GET /sources` lists the fields), written as a
+/// one-line file and ingested like an upload: the same checks field by field, the same commit, the same audit.
+#[utoipa::path(
+    post,
+    path = "/sources/{source}/form",
+    tag = "ingest",
+    params(("source" = String, Path, description = "A source with `[format] type = \"form\"`")),
+    request_body(content = Object, description = "Each field's value as text, by its input name"),
+    responses((status = 200, body = crate::report::IngestAnswer), Refusals)
+)]
+async fn form(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    Path(source): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::report::IngestAnswer>, ApiError> {
+    state.project.check_upload(&identity, &source)?;
+    let values: std::collections::BTreeMap<String, String> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the form's values are a JSON object of texts by input name: {e}"))
+    })?;
+    let info = state.project.deliverable_sources(&identity).into_iter().find(|s| s.name == source);
+    let Some(info) = info.filter(|s| s.form) else {
+        return Err(ApiError::bad_request(format!(
+            "{source} is not a form: upload its files to /sources/{source}/files"
+        )));
+    };
+    if let Some(unknown) = values.keys().find(|k| !info.fields.iter().any(|f| &f.input == *k)) {
+        return Err(ApiError::bad_request(format!(
+            "{source} has no field '{unknown}'; its fields: {}",
+            info.fields.iter().map(|f| f.input.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut line = csv::Writer::from_writer(Vec::new());
+    let failed = |e: csv::Error| ApiError::internal(format!("cannot write the form's line: {e}"));
+    line.write_record(info.fields.iter().map(|f| f.input.as_str())).map_err(failed)?;
+    line.write_record(info.fields.iter().map(|f| values.get(&f.input).map_or("", String::as_str))).map_err(failed)?;
+    let bytes = line.into_inner().map_err(|e| ApiError::internal(format!("cannot write the form's line: {e}")))?;
+    let dir = delivery_dir(&state)?;
+    let user = identity.user.as_deref().unwrap_or("anonymous").replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    let path = dir.0.join(format!("form_{source}_{user}_{}.csv", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+    std::fs::write(&path, bytes).map_err(|e| ApiError::internal(format!("cannot store the form's line: {e}")))?;
+    ingest_delivery(&state, &identity, source, dir, vec![path]).await
 }
 
 /// An upload: one or more files, each a part named `file` with its file name.

@@ -105,6 +105,8 @@ function formatsOf(doc) {
 
 function showLogin(message = "") {
   $("explorer").hidden = true;
+  $("deliver").hidden = true;
+  $("nav").hidden = true;
   $("who").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message;
@@ -143,8 +145,14 @@ async function start() {
   $("download-format").replaceChildren(...formats.map((f) => option(f, FORMAT_LABELS[f] || f)));
   app.cubes = await json("/cubes");
   $("login").hidden = true;
-  $("explorer").hidden = false;
   $("who").hidden = false;
+  $("nav").hidden = false;
+  if (new URLSearchParams(location.search).get("page") === "deliver") {
+    await showDeliver();
+    return;
+  }
+  $("nav-explore").setAttribute("aria-current", "page");
+  $("explorer").hidden = false;
   const role = app.me.role ? `Rolle ${app.me.role}` : "ohne Rolle";
   $("who-text").textContent = `${app.me.user || "anonym"} · ${role}`;
   $("title").textContent = "Auswertung";
@@ -819,6 +827,145 @@ async function download() {
   }
 }
 
+// ---- delivering data: uploads and forms ----
+
+async function showDeliver() {
+  $("title").textContent = "Daten liefern";
+  $("nav-deliver").setAttribute("aria-current", "page");
+  $("deliver").hidden = false;
+  app.sources = await json("/sources");
+  if (app.sources.length === 0) {
+    say("Ihre Gruppen liefern an keine Quelle (kubus.toml, [groups] … ingest).", true);
+    return;
+  }
+  $("deliver-source").replaceChildren(...app.sources.map((s) => option(s.name, `${s.description || s.name} → ${s.cube_label}`)));
+  const wanted = new URLSearchParams(location.search).get("source");
+  if (app.sources.some((s) => s.name === wanted)) $("deliver-source").value = wanted;
+  await pickSource();
+  document.body.dataset.answered = String(Date.now());
+}
+
+function source() {
+  return app.sources.find((s) => s.name === $("deliver-source").value);
+}
+
+async function pickSource() {
+  const s = source();
+  $("deliver-description").textContent = s.form
+    ? `Ein Eintrag je Absenden; er wird wie eine Zeile eines Exports geprüft und in den Würfel ${s.cube_label} übernommen.`
+    : `Dateien dieser Quelle werden vollständig geprüft und in einem Schritt in den Würfel ${s.cube_label} übernommen.`;
+  $("upload-form").hidden = s.form;
+  $("entry-form").hidden = !s.form;
+  $("delivery").hidden = true;
+  const p = new URLSearchParams(location.search);
+  p.set("source", s.name);
+  history.replaceState(null, "", "?" + p.toString());
+  if (s.form) await drawEntryFields(s);
+}
+
+/** The form's inputs: a list of the members for a member, a date, a number or text otherwise. */
+async function drawEntryFields(s) {
+  const fields = await Promise.all(
+    s.fields.map(async (f, i) => {
+      const id = `entry-${i}`;
+      const line = Object.assign(document.createElement("p"), { className: "field" });
+      const label = Object.assign(document.createElement("label"), { htmlFor: id, textContent: f.label });
+      let input;
+      if (f.kind === "member") {
+        input = document.createElement("select");
+        const p = new URLSearchParams({ level: f.level });
+        const members = await json(`/cubes/${encodeURIComponent(s.cube)}/dimensions/${encodeURIComponent(f.dimension)}/members?${p}`);
+        input.append(option("", "— bitte wählen —"), ...members.map((m) => option(m.key, m.label)));
+      } else {
+        input = document.createElement("input");
+        input.type = f.kind === "date" ? "date" : f.kind === "number" ? "number" : "text";
+        if (f.kind === "number") input.step = "any";
+      }
+      input.id = id;
+      input.name = f.input;
+      input.required = !f.optional;
+      const problem = Object.assign(document.createElement("span"), { className: "problem", id: `${id}-problem` });
+      input.setAttribute("aria-describedby", problem.id);
+      line.append(label, document.createElement("br"), input, problem);
+      return line;
+    }),
+  );
+  $("entry-fields").replaceChildren(...fields);
+}
+
+async function post(path, body, contentType) {
+  const headers = { "X-Requested-With": "kubus-explorer" };
+  const c = credentials();
+  if (c) headers.Authorization = "Basic " + base64(`${c.user}:${c.token}`);
+  if (contentType) headers["Content-Type"] = contentType;
+  const response = await fetch(API + path, { method: "POST", headers, body });
+  const answer = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) throw new ApiError(response.status, answer);
+  return answer;
+}
+
+async function deliver(event, body, contentType, path) {
+  event.preventDefault();
+  say("Wird eingelesen …");
+  try {
+    const answer = await post(path, body, contentType);
+    drawDelivery(answer);
+    say(answer.rejected_lines ? `Eingelesen, ${answer.rejected_lines} Zeile(n) abgewiesen.` : "Eingelesen.");
+  } catch (e) {
+    sayError(e);
+  }
+  document.body.dataset.answered = String(Date.now());
+}
+
+function upload(event) {
+  const body = new FormData();
+  for (const file of $("upload-files").files) body.append("file", file, file.name);
+  return deliver(event, body, null, `/sources/${encodeURIComponent(source().name)}/files`);
+}
+
+function enter(event) {
+  const values = {};
+  for (const input of $("entry-fields").querySelectorAll("input, select")) values[input.name] = input.value;
+  return deliver(event, JSON.stringify(values), "application/json", `/sources/${encodeURIComponent(source().name)}/form`);
+}
+
+/** The line accounting of a delivery, and every rejected line with where and why. */
+function drawDelivery(a) {
+  $("delivery").hidden = false;
+  const unchanged = a.files.filter((f) => f.outcome === "already_ingested").map((f) => f.file);
+  $("delivery-summary").textContent =
+    `Zeilen ${numbers.whole.format(a.lines)} = übernommen ${numbers.whole.format(a.accepted)} + abgewiesen ` +
+    `${numbers.whole.format(a.rejected_lines)} + übersprungen ${numbers.whole.format(a.skipped)} → ` +
+    `${numbers.whole.format(a.facts)} Fakten` +
+    (a.version !== null && a.version !== undefined ? `, ${a.cube} Version ${a.version}.` : ", nichts geändert.") +
+    (unchanged.length ? ` Schon eingelesen: ${unchanged.join(", ")}.` : "");
+  for (const problem of document.querySelectorAll("#entry-fields .problem")) problem.textContent = "";
+  if (a.rejected.length === 0) {
+    $("delivery-rejected").replaceChildren();
+    return;
+  }
+  const table = document.createElement("table");
+  table.append(Object.assign(document.createElement("caption"), { textContent: "Abgewiesene Zeilen (in der Quarantäne)" }));
+  const head = table.createTHead().insertRow();
+  const withValues = a.rejected.some((r) => r.value !== undefined);
+  for (const h of ["Datei", "Zeile", "Spalte", "Problem", ...(withValues ? ["Wert"] : [])]) {
+    const th = Object.assign(document.createElement("th"), { scope: "col", textContent: h });
+    head.append(th);
+  }
+  const body = table.createTBody();
+  for (const r of a.rejected) {
+    const tr = body.insertRow();
+    tr.dataset.line = String(r.line);
+    for (const v of [r.file, r.line, r.column, r.problem, ...(withValues ? [r.value ?? ""] : [])]) {
+      tr.insertCell().textContent = String(v);
+    }
+    // On a form, the problem stands next to its field too.
+    const input = [...$("entry-fields").querySelectorAll("input, select")].find((i) => i.name === r.column);
+    if (input) $(`${input.id}-problem`).textContent = r.problem;
+  }
+  $("delivery-rejected").replaceChildren(table);
+}
+
 // ---- wiring ----
 
 function wire() {
@@ -864,6 +1011,9 @@ function wire() {
   });
   $("cut-add").addEventListener("click", addCut);
   $("download").addEventListener("click", download);
+  $("deliver-source").addEventListener("change", pickSource);
+  $("upload-form").addEventListener("submit", upload);
+  $("entry-form").addEventListener("submit", enter);
   for (const radio of document.querySelectorAll('input[name="view"]')) {
     radio.addEventListener("change", async () => {
       app.question.view = radio.value;

@@ -73,6 +73,41 @@ pub struct MeasureInfo {
     pub computed: String,
 }
 
+/// A source a caller may deliver to (upload files, or fill in its form).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SourceInfo {
+    /// Source name (`POST /sources/{source}/files`).
+    pub name: String,
+    /// What it is.
+    pub description: Option<String>,
+    /// The cube it feeds.
+    pub cube: String,
+    /// The cube's label.
+    pub cube_label: String,
+    /// Whether it is a form (`POST /sources/{source}/form`) rather than files.
+    pub form: bool,
+    /// A form's fields, in the order of the cube's dimensions and then its value columns (empty for file sources).
+    pub fields: Vec<FormField>,
+}
+
+/// One field of a form: the input it fills and what the value must be.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FormField {
+    /// The input's name (the key of the submitted value).
+    pub input: String,
+    /// What it is asked as (the input's name, as in the office's exports).
+    pub label: String,
+    /// `member`, `date`, `number` or `text`.
+    #[schema(value_type = String)]
+    pub kind: &'static str,
+    /// For a member: the cube's dimension (role) whose members are valid, and the level they are at.
+    pub dimension: Option<String>,
+    /// For a member: the level.
+    pub level: Option<String>,
+    /// Whether it may be left empty.
+    pub optional: bool,
+}
+
 /// A member of a level, as the member search returns it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MemberInfo {
@@ -209,6 +244,36 @@ impl Project {
             .collect())
     }
 
+    /// The sources an identity may deliver to: those its groups list under `ingest`, with a form's fields.
+    pub fn deliverable_sources(&self, identity: &crate::Identity) -> Vec<SourceInfo> {
+        let model = self.model();
+        model
+            .sources()
+            .filter(|s| self.check_upload(identity, s.name()).is_ok())
+            .map(|s| {
+                let cube = model.cube(s.cube()).ok();
+                let mut fields: Vec<(usize, FormField)> = match cube {
+                    Some(cube) if s.is_form() => s
+                        .fields()
+                        .iter()
+                        .filter_map(|f| Some((form_order(cube, f.target()), form_field(model, s, f)?)))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                fields.sort_by_key(|(at, _)| *at);
+                let fields = fields.into_iter().map(|(_, f)| f).collect();
+                SourceInfo {
+                    name: s.name().to_owned(),
+                    description: s.description().map(str::to_owned),
+                    cube: s.cube().to_owned(),
+                    cube_label: cube.map_or_else(|| s.cube().to_owned(), |c| c.label().to_owned()),
+                    form: s.is_form(),
+                    fields,
+                }
+            })
+            .collect()
+    }
+
     /// The map of a level (its dimension schema's `geometry`) as a GeoJSON FeatureCollection of the members the role
     /// may see, each feature's properties reduced to the member's `key` and `label`, with the file's `attribution`
     /// as a member of the collection. Refused like the member search;
@@ -253,6 +318,44 @@ impl Project {
         }
         Ok(collection)
     }
+}
+
+/// Where a form asks for a field: in the order of the cube's dimensions, then of its value columns.
+fn form_order(cube: &kubus_model::Cube, target: &str) -> usize {
+    let dimensions = cube.dimensions().iter().map(|d| d.name());
+    let columns = cube.columns().iter().map(|c| c.name());
+    dimensions.chain(columns).position(|name| name == target).unwrap_or(usize::MAX)
+}
+
+/// A form's field as the form asks for it (validated by the model: a named input of a member, date, number or text).
+fn form_field(
+    model: &kubus_model::Model,
+    source: &kubus_model::Source,
+    field: &kubus_model::Field,
+) -> Option<FormField> {
+    use kubus_model::{FieldKind, Input};
+    let (kind, input) = match field.kind() {
+        FieldKind::Member(Input::Column(c)) => ("member", c),
+        FieldKind::Date(Input::Column(c)) => ("date", c),
+        FieldKind::Number(Input::Column(c)) => ("number", c),
+        FieldKind::Text(Input::Column(c)) => ("text", c),
+        _ => return None,
+    };
+    let cube = model.cube(source.cube()).ok()?;
+    let role = cube.dimension(field.target()).ok();
+    let dimension = role.and_then(|r| model.dimension(r.dimension()).ok());
+    Some(FormField {
+        input: input.clone(),
+        // The input's own name: the word of the office's export, which the person entering knows.
+        label: input.clone(),
+        kind,
+        dimension: (kind == "member").then(|| field.target().to_owned()),
+        level: match (kind, role, dimension) {
+            ("member", Some(r), Some(d)) => Some(d.levels()[r.fact_level()].name().to_owned()),
+            _ => None,
+        },
+        optional: field.if_empty().is_some(),
+    })
 }
 
 /// The member key a feature's property value names: text as it is, a whole number without decimals; then padded

@@ -23,7 +23,7 @@ mod report;
 mod rollups;
 mod users;
 
-pub use catalog::{CubeInfo, DimensionInfo, LevelInfo, MeasureInfo, MemberInfo};
+pub use catalog::{CubeInfo, DimensionInfo, FormField, LevelInfo, MeasureInfo, MemberInfo, SourceInfo};
 pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestProgress, IngestReport};
 pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
 pub use kubus_model::{

@@ -126,7 +126,8 @@ impl Project {
         Err(Error::Refused {
             role: identity.role.clone().unwrap_or_else(|| "(none)".into()),
             rule: format!(
-                "uploads to source {source} are for the groups that list it under `ingest` in kubus.toml [groups],                  and {} is in none of them",
+                "uploads to source {source} are for the groups that list it under `ingest` in kubus.toml [groups], \
+                 and {} is in none of them",
                 identity.user.as_deref().unwrap_or("an anonymous caller")
             ),
         })

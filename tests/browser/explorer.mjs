@@ -303,6 +303,44 @@ await check("an analyst sees the published (perturbed) numbers the API gives the
   assert.match(notes, /Cell-Key|Geheimhaltung/, "the answer says how it is protected");
 });
 
+await check("a dashboard shows a report's table cell for cell as the report's own file, suppression included", async () => {
+  await answered(page, () => page.goto(`${base}/?page=dashboards&report=newcomers_monthly&period=2024-06`));
+  await accessible(page, "dashboard");
+  const auth = { Authorization: `Basic ${Buffer.from(`${users.ANALYST.user}:${users.ANALYST.token}`).toString("base64")}` };
+  const run = await fetch(`${base}/api/v1/reports/newcomers_monthly/runs?period=2024-06`, { method: "POST", headers: auth });
+  assert.equal(run.status, 200, await run.clone().text());
+  const file = (await run.json()).files.find((f) => /04_.*\.csv$/.test(f));
+  const text = await (await fetch(`${base}/api/v1/reports/newcomers_monthly/runs/2024-06/${file}`, { headers: auth })).text();
+  const [header, ...rows] = text.replace(/^\uFEFF/, "").trim().split("\n").map((l) => l.split(";"));
+  const col = (name) => header.indexOf(name);
+  const table = page.locator("#dashboard-parts section", { hasText: "Personen nach Altersgruppe und Geschlecht" }).locator("table");
+  const shown = await table.evaluate((t) => {
+    const heads = [...t.tHead.rows[0].cells].map((c) => c.textContent.trim());
+    const cells = {};
+    for (const row of t.tBodies[0].rows) {
+      const [head, ...values] = [...row.cells].map((c) => c.textContent.trim());
+      values.forEach((v, i) => (cells[`${head}|${heads[i + 1]}`] = v));
+    }
+    return cells;
+  });
+  let suppressed = 0;
+  for (const r of rows) {
+    const key = `${r[col("age_band_label")]}|${r[col("sex_label")]}`;
+    const expected = r[col("persons")];
+    assert.ok(key in shown, `${key} is in the dashboard's table`);
+    if (number(expected) === null) {
+      suppressed += 1;
+      assert.equal(shown[key], expected, `${key}: the file's symbol`);
+    } else assert.equal(number(shown[key]), number(expected), key);
+  }
+  assert.ok(suppressed > 0, "the table has suppressed cells to compare");
+  await page.emulateMedia({ media: "print" });
+  assert.equal(await page.locator("#nav").isVisible(), false, "printing shows the report, not the navigation");
+  await page.pdf({ path: `${shots}dashboard-newcomers_monthly-2024-06.pdf`, format: "A4" });
+  await page.emulateMedia({ media: "screen" });
+  await page.screenshot({ path: `${shots}dashboard-newcomers_monthly.png`, fullPage: true });
+});
+
 await check("an upload with a bad line shows that line quarantined with its reason", async () => {
   const original = readFileSync(new URL("../../sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv", import.meta.url));
   const lines = original.toString("latin1").split("\r\n");

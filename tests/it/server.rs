@@ -298,6 +298,39 @@ fn a_map_whose_feature_names_no_member_is_refused_naming_it() {
 }
 
 #[test]
+fn a_live_report_holds_the_cells_of_the_report_files_for_the_role() {
+    // A project of its own: the run below writes report files, which the shared server's report test lists.
+    let dir = project_copy();
+    assert_eq!(cli(dir.path(), &["demo"]).code, ExitCode::SUCCESS);
+    let analyst = user(dir.path(), "kai", "kurstraeger");
+    let running = start(dir.path());
+    let server = &running;
+    let live = json(get(server, "/api/v1/reports/newcomers_monthly/live?period=2024-06", &analyst));
+    assert_eq!(live["period_label"], "Juni 2024");
+    let parts = live["parts"].as_array().unwrap();
+    let table = parts.iter().find(|p| p["title"] == "Personen nach Altersgruppe und Geschlecht").unwrap();
+    assert_eq!(table["kind"], "table");
+    // The same cells as the report's JSON-stat file of that table, written by a run as the same role.
+    let run = client()
+        .post(server.url("/api/v1/reports/newcomers_monthly/runs?period=2024-06"))
+        .bearer_auth(&analyst)
+        .send()
+        .unwrap();
+    let files =
+        json(run)["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let file = files.iter().find(|f| f.starts_with("tables/04_") && f.ends_with(".json")).unwrap();
+    let written = json(get(server, &format!("/api/v1/reports/newcomers_monthly/runs/2024-06/{file}"), &analyst));
+    assert_eq!(table["dataset"]["value"], written["value"]);
+    assert_eq!(table["dataset"]["status"], written["status"]);
+    assert!(!written["status"].as_object().unwrap().is_empty(), "the table has suppressed cells");
+    // Without a month: the latest the report's cube answers.
+    let latest = json(get(server, "/api/v1/reports/newcomers_monthly/live", &analyst));
+    assert_eq!(latest["period"], "2024-12");
+    let unknown = get(server, "/api/v1/reports/nope/live", &analyst);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
 fn a_revoked_token_and_a_removed_user_are_refused_at_once() {
     let dir = project_copy();
     let first = user(dir.path(), "rita", "statistikstelle");

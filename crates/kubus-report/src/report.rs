@@ -408,6 +408,56 @@ fn tiles_html(tiles: &[Tile]) -> String {
     out + "</div>"
 }
 
+/// The document as the data of a live dashboard: its heading lines, and each part with its title, kind and note —
+/// a text rendered as in the report files, tiles as shown, a table or chart as a JSON-stat dataset of exactly the
+/// cells the report files hold (the same run, the same protection).
+pub fn live(doc: &Document) -> Result<serde_json::Value> {
+    let env = Environment::new();
+    let mut parts = Vec::new();
+    for p in &doc.parts {
+        let mut part = serde_json::json!({ "title": p.title, "note": p.note });
+        match &p.body {
+            Body::Text(t) => {
+                let context = context! { period => doc.period, period_label => doc.period_label, title => doc.title };
+                part["kind"] = "text".into();
+                part["text"] = env.render_str(t, context)?.into();
+            }
+            Body::Tiles(tiles) => {
+                part["kind"] = "tiles".into();
+                part["tiles"] = tiles
+                    .iter()
+                    .map(|t| serde_json::json!({ "label": t.label, "value": t.value, "detail": t.detail }))
+                    .collect();
+            }
+            Body::Table { table, rows } => {
+                part["kind"] = "table".into();
+                part["rows"] = (*rows).into();
+                part["dataset"] = crate::json_stat::dataset(table)?;
+            }
+            Body::Chart { table, chart } => {
+                part["kind"] = match chart {
+                    Chart::Bars => "bars",
+                    Chart::Line => "line",
+                    Chart::Stacked => "stacked",
+                }
+                .into();
+                part["dataset"] = crate::json_stat::dataset(table)?;
+            }
+        }
+        parts.push(part);
+    }
+    Ok(serde_json::json!({
+        "name": doc.name,
+        "title": doc.title,
+        "organisation": doc.organisation,
+        "period": doc.period,
+        "period_label": doc.period_label,
+        "provenance": doc.provenance,
+        "disclosure": doc.disclosure,
+        "parts": parts,
+    }))
+}
+
 /// The parts of the document as template values, with bodies rendered for `html` or Markdown.
 fn parts(doc: &Document, html: bool, symbol: &str) -> Result<Vec<Value>> {
     // Text sections are rendered without escaping, then escaped once for HTML.

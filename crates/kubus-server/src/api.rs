@@ -38,6 +38,7 @@ pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> 
         .routes(routes!(quarantine))
         .routes(routes!(crate::reports::list))
         .routes(routes!(crate::reports::runs, crate::reports::run))
+        .routes(routes!(crate::reports::live))
         // A run's files lie in subfolders too: a wildcard, which OpenAPI has no form for (documented in `ApiDoc`).
         .route("/reports/{name}/runs/{period}/{*file}", get(crate::reports::file))
         .routes(routes!(upload).layer(DefaultBodyLimit::max(upload_limit)))

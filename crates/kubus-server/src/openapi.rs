@@ -186,6 +186,15 @@ pub(crate) struct MemberParams {
     q: Option<String>,
 }
 
+/// The month of a live report (default: the latest its first cube answers).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameter `Params` reads
+pub(crate) struct OptionalPeriodParam {
+    /// The month, e.g. `2024-06`.
+    period: Option<String>,
+}
+
 /// The level of a map.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

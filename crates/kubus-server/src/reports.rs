@@ -2,7 +2,7 @@
 //! folder, since a role with a row filter gets other numbers), the runs there, and their files.
 
 use crate::api::Params;
-use crate::openapi::{File, PeriodParam, Refusals, names};
+use crate::openapi::{File, OptionalPeriodParam, PeriodParam, Refusals, names};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};
@@ -98,6 +98,37 @@ pub(crate) async fn run(
         suppressed: run.suppressed,
         files,
     }))
+}
+
+/// A report as a live dashboard: the same run as `POST …/runs` for the month (the caller's role, suppression over
+/// all its tables together) without writing files — each part's text, tiles, or table as JSON-stat. Without a
+/// period: the latest month its first cube answers.
+#[utoipa::path(
+    get,
+    path = "/reports/{name}/live",
+    tag = "reports",
+    params(("name" = String, Path, description = "The report"), OptionalPeriodParam),
+    responses((status = 200, body = Object, description = "Title, period, provenance, disclosure rule and parts"), Refusals)
+)]
+pub(crate) async fn live(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref(), &names::<OptionalPeriodParam>())?;
+    state.project.model().report(&name).map_err(|e| ApiError::not_found(kubus::error_chain(&e)))?;
+    let _slot = state.slot().await?;
+    let period = match params.one("period")? {
+        Some(period) => period.to_owned(),
+        None => state.project.latest_report_period(&name, identity.role.as_deref()).await?.ok_or_else(|| {
+            ApiError::not_found(format!("report {name} has no month with data yet; name one with ?period="))
+        })?,
+    };
+    let options = kubus::ReportOptions { period, role: identity.role.clone(), as_of: Vec::new() };
+    let run = state.project.build_report(&name, &options).await?;
+    let live = kubus::output::report::live(&run.document).map_err(|e| ApiError::internal(kubus::error_chain(&e)))?;
+    Ok(Json(live).into_response())
 }
 
 /// The months the caller's role has run a report for.

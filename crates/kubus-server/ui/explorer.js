@@ -106,6 +106,7 @@ function formatsOf(doc) {
 function showLogin(message = "") {
   $("explorer").hidden = true;
   $("deliver").hidden = true;
+  $("dashboards").hidden = true;
   $("nav").hidden = true;
   $("who").hidden = true;
   $("login").hidden = false;
@@ -147,8 +148,13 @@ async function start() {
   $("login").hidden = true;
   $("who").hidden = false;
   $("nav").hidden = false;
-  if (new URLSearchParams(location.search).get("page") === "deliver") {
+  const page = new URLSearchParams(location.search).get("page");
+  if (page === "deliver") {
     await showDeliver();
+    return;
+  }
+  if (page === "dashboards") {
+    await showDashboards();
     return;
   }
   $("nav-explore").setAttribute("aria-current", "page");
@@ -413,7 +419,8 @@ async function ask(focusAnswer) {
 function dataset(ds) {
   const dims = ds.id.map((id) => {
     const cat = ds.dimension[id].category;
-    const keys = Object.keys(cat.index).sort((a, b) => cat.index[a] - cat.index[b]);
+    // In the dataset's order, the total last (a subtotal may come first in the rows the server sent).
+    const keys = Object.keys(cat.index).sort((a, b) => (a === "_T") - (b === "_T") || cat.index[a] - cat.index[b]);
     return { id, label: ds.dimension[id].label, keys, labels: cat.label || {} };
   });
   const strides = ds.size.map((_, i) => ds.size.slice(i + 1).reduce((a, b) => a * b, 1));
@@ -598,13 +605,15 @@ function drawLegend(ds, symbols) {
 
 // ---- charts and maps (d3) ----
 
-/** The first measure of the answer as series: one per column member (or one), each over the row members. */
-function seriesOf(ds) {
+/** The first measure of the answer as series: one per column member (or one), each over the row members. Without
+ *  `axes`, the explorer's question says which dimensions are rows and columns; a report's dataset has its rows first. */
+function seriesOf(ds, axes) {
   const q = app.question;
   const { dims, at } = dataset(ds);
   const measureDim = dims[dims.length - 1];
-  const rowDim = q.rows ? dims[0] : null;
-  const colDim = q.cols ? dims[q.rows ? 1 : 0] : null;
+  const { rows: hasRows, cols: hasCols } = axes || { rows: Boolean(q.rows), cols: Boolean(q.cols) };
+  const rowDim = hasRows ? dims[0] : null;
+  const colDim = hasCols ? dims[hasRows ? 1 : 0] : null;
   const measure = measureDim.keys[0];
   const rows = (rowDim ? rowDim.keys : [null]).filter((k) => k !== "_T");
   const series = (colDim ? colDim.keys : [null]).filter((k) => k !== "_T").map((ck) => ({
@@ -827,6 +836,97 @@ async function download() {
   }
 }
 
+// ---- live dashboards: the reports, answered now ----
+
+async function showDashboards() {
+  $("title").textContent = "Berichte";
+  $("nav-dashboards").setAttribute("aria-current", "page");
+  $("dashboards").hidden = false;
+  const reports = await json("/reports");
+  $("dashboard-report").replaceChildren(...reports.map((r) => option(r.name, r.title.replace("{period_label}", "…"))));
+  const p = new URLSearchParams(location.search);
+  if (reports.some((r) => r.name === p.get("report"))) $("dashboard-report").value = p.get("report");
+  $("dashboard-period").value = p.get("period") || "";
+  await drawDashboard();
+}
+
+/** One report for one month, as the report files would show it (the server runs it as the user's role). */
+async function drawDashboard() {
+  const name = $("dashboard-report").value;
+  const period = $("dashboard-period").value;
+  say("Wird berechnet …");
+  try {
+    const live = await json(`/reports/${encodeURIComponent(name)}/live${period ? `?period=${encodeURIComponent(period)}` : ""}`);
+    $("dashboard-period").value = live.period;
+    history.replaceState(null, "", `?page=dashboards&report=${encodeURIComponent(name)}&period=${encodeURIComponent(live.period)}`);
+    $("dashboard-title").textContent = live.title;
+    $("dashboard-meta").textContent = `${live.organisation} · Daten: ${live.provenance}`;
+    $("dashboard-disclosure").textContent = live.disclosure;
+    $("dashboard-parts").replaceChildren(...live.parts.map(drawPart));
+    say(`Bericht für ${live.period_label}.`);
+  } catch (e) {
+    $("dashboard-parts").replaceChildren();
+    sayError(e);
+  }
+  document.body.dataset.answered = String(Date.now());
+}
+
+/** A part of a report: a paragraph, tiles, a table, or a chart with its table. */
+function drawPart(part) {
+  const section = document.createElement("section");
+  if (part.title) section.append(Object.assign(document.createElement("h3"), { textContent: part.title }));
+  if (part.kind === "text") section.append(Object.assign(document.createElement("p"), { textContent: part.text }));
+  if (part.kind === "tiles") {
+    const tiles = Object.assign(document.createElement("dl"), { className: "tiles" });
+    for (const t of part.tiles) {
+      const tile = document.createElement("div");
+      tile.append(Object.assign(document.createElement("dt"), { textContent: t.label }));
+      tile.append(Object.assign(document.createElement("dd"), { textContent: t.value }));
+      if (t.detail) tile.append(Object.assign(document.createElement("dd"), { className: "detail", textContent: t.detail }));
+      tiles.append(tile);
+    }
+    section.append(tiles);
+  }
+  if (part.dataset) {
+    const dims = part.dataset.id.length - 1;
+    const rows = part.kind === "table" ? Math.min(part.rows ?? 1, dims) : Math.min(1, dims);
+    const axes = { rows: rows > 0, cols: dims > rows };
+    if (part.kind !== "table") {
+      const data = seriesOf(part.dataset, axes);
+      section.append(part.kind === "line" ? drawLines(data) : drawBars(data));
+    }
+    section.append(reportTable(part.dataset, axes, part.title));
+  }
+  if (part.note) section.append(Object.assign(document.createElement("p"), { className: "hint", textContent: part.note }));
+  return section;
+}
+
+/** A report's dataset as a table: the row dimension down the side, the column dimension's members (by measure)
+ *  across; a cell without a value shows its symbol. */
+function reportTable(ds, axes, title) {
+  const { dims, at } = dataset(ds);
+  const measureDim = dims[dims.length - 1];
+  const rowDim = axes.rows ? dims[0] : null;
+  const colDim = axes.cols ? dims[axes.rows ? 1 : 0] : null;
+  const heads = (colDim ? colDim.keys : [null]).flatMap((ck) => measureDim.keys.map((mk) => [ck, mk]));
+  const table = document.createElement("table");
+  table.append(Object.assign(document.createElement("caption"), { textContent: title || ds.label }));
+  const top = table.createTHead().insertRow();
+  top.append(Object.assign(document.createElement("th"), { scope: "col", textContent: rowDim ? rowDim.label : "" }));
+  for (const [ck, mk] of heads) {
+    const label = [colDim ? colDim.labels[ck] : null, measureDim.keys.length > 1 || !colDim ? measureDim.labels[mk] : null];
+    top.append(Object.assign(document.createElement("th"), { scope: "col", textContent: label.filter(Boolean).join(" – ") }));
+  }
+  const body = table.createTBody();
+  for (const rk of rowDim ? rowDim.keys : [null]) {
+    const tr = body.insertRow();
+    if (rk === "_T") tr.className = "total";
+    tr.append(Object.assign(document.createElement("th"), { scope: "row", textContent: rowDim ? rowDim.labels[rk] : "Insgesamt" }));
+    for (const [ck, mk] of heads) tr.insertCell().textContent = formatted(at([rk, ck, mk].filter((k) => k !== null)));
+  }
+  return table;
+}
+
 // ---- delivering data: uploads and forms ----
 
 async function showDeliver() {
@@ -1012,6 +1112,11 @@ function wire() {
   $("cut-add").addEventListener("click", addCut);
   $("download").addEventListener("click", download);
   $("deliver-source").addEventListener("change", pickSource);
+  $("dashboard-report").addEventListener("change", () => {
+    $("dashboard-period").value = "";
+    drawDashboard();
+  });
+  $("dashboard-period").addEventListener("change", drawDashboard);
   $("upload-form").addEventListener("submit", upload);
   $("entry-form").addEventListener("submit", enter);
   for (const radio of document.querySelectorAll('input[name="view"]')) {

@@ -134,6 +134,46 @@ impl Project {
         Ok(ReportRun { document, versions, suppressed })
     }
 
+    /// The latest month for which the cube of a report's first query answers the role: where a live dashboard of
+    /// the report opens. `None` if the report has no query or its cube no time dimension or no facts.
+    pub async fn latest_report_period(&self, name: &str, role: Option<&str>) -> Result<Option<String>> {
+        let report = self.model().report(name)?;
+        let Some(section) = report.sections().iter().find(|s| !matches!(s.kind, SectionKind::Text(_))) else {
+            return Ok(None);
+        };
+        let cube = self.model().cube(&section.cube)?;
+        let time = cube.time_role();
+        let measure = cube.measures().iter().find(|m| matches!(m.kind(), kubus_model::MeasureKind::Aggregate { .. }));
+        let (Some(time), Some(measure)) = (time, measure) else { return Ok(None) };
+        let query = Query {
+            cube: cube.name().to_owned(),
+            measures: vec![measure.name().to_owned()],
+            drilldowns: vec![time.name().to_owned()],
+            cuts: Vec::new(),
+            totals: false,
+            order: Vec::new(),
+            limit: None,
+        };
+        let answer =
+            self.query(&query, &QueryOptions { role: role.map(str::to_owned), ..QueryOptions::default() }).await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(Error::EmptyCube { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut latest: Option<String> = None;
+        for batch in &answer.result.batches {
+            let keys = datafusion::arrow::compute::cast(batch.column(0), &datafusion::arrow::datatypes::DataType::Utf8)
+                .map_err(kubus_query::Error::from)?;
+            for key in datafusion::arrow::array::AsArray::as_string::<i32>(&keys).iter().flatten() {
+                if latest.as_deref().is_none_or(|l| key > l) {
+                    latest = Some(key.to_owned());
+                }
+            }
+        }
+        Ok(latest)
+    }
+
     /// Runs a report and writes its outputs into `out/<name>_<period>/`, replacing an earlier run of the same period
     /// only once every file of the new one is written. Returns the run and the files.
     pub async fn run_report(

@@ -5,8 +5,12 @@ both. Shared by the ingest benchmark and the query comparison.
 """
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 
 import numpy as np
 
@@ -202,3 +206,44 @@ def generate_offers(path, seed=43):
                 np.array(LEVELS[1:])[rng.integers(0, 6, m)], rng.integers(0, len(months), m), rng.integers(8, 25, m)):
             y, mo = months[month]
             f.write(f"P{provider:02d};{district};{level};01.{mo:02d}.{y};{seats}\r\n")
+
+
+def url_of(base, query):
+    """A cube query as the GET URL of `/api/v1/query`, in the CLI's parameter names."""
+    params = [("cube", query["cube"])]
+    params += [("m", m) for m in query["measures"]]
+    params += [("d", d) for d in query.get("drilldowns", [])]
+    params += [("c", c) for c in query.get("cuts", [])]
+    params += [("order", o) for o in query.get("order", [])]
+    if query.get("totals"):
+        params.append(("totals", "true"))
+    if "limit" in query:
+        params.append(("limit", str(query["limit"])))
+    return f"{base}/api/v1/query?{urllib.parse.urlencode(params)}"
+
+
+def bench_user(kubus, root, settings=""):
+    """A user `bench` of the project at `root` in a group acting as the statistics office (with further `settings`
+    appended to its kubus.toml); returns its token."""
+    with open(os.path.join(root, "kubus.toml"), "a") as f:
+        f.write('\n[groups.bench]\nrole = "statistik"\n' + settings)
+    subprocess.run([kubus, "-C", root, "user", "add", "bench", "--group", "bench"], check=True, capture_output=True)
+    return subprocess.run([kubus, "-C", root, "token", "create", "bench"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def serve(kubus, root, log):
+    """`kubus serve` over the project at `root` on a free port, once it answers `/healthz`: (process, base URL)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([kubus, "-C", root, "serve", "--listen", f"127.0.0.1:{port}"],
+                              stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server, base

@@ -16,40 +16,18 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "queries"))
-from workload import ingest, prepare  # noqa: E402
+from workload import bench_user, ingest, prepare, serve, url_of  # noqa: E402
 from compare import KUBUS, write_section  # noqa: E402
 
 CLIENTS = 32
-
-
-def url_of(base, query):
-    """A cube query as the GET URL of `/api/v1/query`, in the CLI's parameter names."""
-    params = [("cube", query["cube"])]
-    params += [("m", m) for m in query["measures"]]
-    params += [("d", d) for d in query.get("drilldowns", [])]
-    params += [("c", c) for c in query.get("cuts", [])]
-    params += [("order", o) for o in query.get("order", [])]
-    if query.get("totals"):
-        params.append(("totals", "true"))
-    if "limit" in query:
-        params.append(("limit", str(query["limit"])))
-    return f"{base}/api/v1/query?{urllib.parse.urlencode(params)}"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def memory_kb(pid, field):
@@ -100,23 +78,9 @@ def main():
     root = os.path.join(a.work, "server-project")
     newcomers_csv, offers_csv = prepare(a.work, a.rows, root)
     ingest(kubus, root, newcomers_csv, offers_csv)
-    with open(os.path.join(root, "kubus.toml"), "a") as f:
-        f.write('\n[groups.bench]\nrole = "statistik"\n\n[server]\nmax_queries = 4\nqueue = 256\n')
-    subprocess.run([kubus, "-C", root, "user", "add", "bench", "--group", "bench"], check=True, capture_output=True)
-    token = subprocess.run([kubus, "-C", root, "token", "create", "bench"], check=True, capture_output=True,
-                           text=True).stdout.strip()
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([kubus, "-C", root, "serve", "--listen", f"127.0.0.1:{port}"],
-                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(a.work, "serve.log"), "w"))
+    token = bench_user(kubus, root, "\n[server]\nmax_queries = 4\nqueue = 256\n")
+    server, base = serve(kubus, root, os.path.join(a.work, "serve.log"))
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         urls = {name: url_of(base, q) for name, (q, _) in KUBUS.items()}
         reads = {}
         for name, url in urls.items():

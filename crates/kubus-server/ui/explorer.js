@@ -372,6 +372,9 @@ function addCut() {
 
 /** The question changed by the user: a new entry in the history, then the answer. */
 function changed() {
+  // From the user's action to the drawn answer, for the Performance API (benches/browser measures it).
+  performance.clearMarks("kubus-asked");
+  performance.mark("kubus-asked");
   history.pushState(null, "", urlOf(app.question));
   show(true);
 }
@@ -407,6 +410,7 @@ async function ask(focusAnswer) {
     say(`Ergebnis: ${answer.value.length} Werte (${took} ms).`);
     // After the result's line: a map that cannot be drawn says why in its place.
     await drawFigure();
+    if (performance.getEntriesByName("kubus-asked", "mark").length) performance.measure("kubus-answer", "kubus-asked");
     document.body.dataset.answered = String(Date.now());
     if (focusAnswer) $("answer").focus();
   } catch (e) {

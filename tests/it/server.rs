@@ -281,6 +281,15 @@ fn a_level_with_boundaries_serves_its_map_to_whom_may_see_it() {
     assert_eq!(get(server, &format!("{path}?level=city"), &tokens.statistik).status(), StatusCode::NOT_FOUND);
     assert_eq!(get(server, &format!("{path}?level=stadtteil"), &tokens.jugendamt).status(), StatusCode::FORBIDDEN);
     assert_eq!(get(server, path, &tokens.statistik).status(), StatusCode::BAD_REQUEST, "no level named");
+    // The sample's schematic Kaiserslautern: every district for the statistics office; no district for the youth
+    // welfare office, whose role stops at areas.
+    let districts = "/api/v1/cubes/newcomers/dimensions/district/geometry?level=district";
+    let schematic = json(get(server, districts, &tokens.statistik));
+    assert_eq!(schematic["features"].as_array().unwrap().len(), 18);
+    assert!(schematic["attribution"].as_str().unwrap().contains("schematisch"));
+    let refused = get(server, districts, &tokens.jugendamt);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(!refused.text().unwrap().contains("coordinates"));
 }
 
 #[test]

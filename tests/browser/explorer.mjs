@@ -160,6 +160,12 @@ await check("the statistics office logs in and builds a table by clicks; it show
   // Every row of the API's answer is a cell with a number; a cell without one is a combination the API has no row for.
   assert.equal(shown.filter(([, , text]) => number(text) !== null).length, expected.size, "every cell of the API's answer is shown");
   assert.match(page.url(), /rows=district\.area/, "the question is in the URL");
+  // As stacked bars: one series per language level, each with a bar per area.
+  await page.getByLabel("Gestapelt").check();
+  await page.locator("#figure svg g.series").first().waitFor();
+  const levels = new Set([...expected.keys()].map((k) => k.split("|")[1]));
+  assert.equal(await page.locator("#figure svg g.series").count(), levels.size, "a series per language level");
+  assert.equal(await page.locator("#figure svg g.series").first().locator("rect").count(), 2, "a bar per area");
   await page.screenshot({ path: `${shots}explorer-persons-by-area-and-level.png`, fullPage: true });
 });
 
@@ -222,20 +228,32 @@ await check("the Köln population map colours named Stadtteile by the API's figu
   assert.equal(await page.locator("#figure svg path.area").count(), 86, "86 Stadtteile");
   const expected = await apiCells(users.STAT, `${question}&d=area.stadtteil`, "area_label", null, "value");
   const keys = await apiCells(users.STAT, `${question}&d=area.stadtteil`, "area_label", null, "area");
-  const classes = await page.locator("#figure .classes li[data-colour]").evaluateAll((items) =>
-    items.map((li) => ({ colour: li.dataset.colour, lower: Number(li.dataset.lower), upper: Number(li.dataset.upper) })),
-  );
-  assert.ok(classes.length >= 3, `${classes.length} classes`);
-  for (const name of ["Altstadt/Süd", "Ehrenfeld", "Chorweiler"]) {
-    const value = expected.get(`${name}|`);
-    assert.ok(value > 0, `${name} has inhabitants in the API's answer`);
-    const key = String(keys.get(`${name}|`)).padStart(3, "0");
-    const area = page.locator(`#figure path.area[data-key="${key}"]`);
-    assert.equal(Number(await area.getAttribute("data-value")), value, `${name} (${key})`);
-    const wanted = classes.find((c, i) => value >= c.lower && (value < c.upper || (i === classes.length - 1 && value <= c.upper)));
-    assert.ok(wanted, `${name}: ${value} falls in a class`);
-    assert.equal(await area.getAttribute("fill"), wanted.colour, `${name}: ${value} is filled as its class`);
-  }
+  const fills = async () => {
+    const classes = await page.locator("#figure .classes li[data-colour]").evaluateAll((items) =>
+      items.map((li) => ({ colour: li.dataset.colour, lower: Number(li.dataset.lower), upper: Number(li.dataset.upper) })),
+    );
+    assert.ok(classes.length >= 3, `${classes.length} classes`);
+    for (const name of ["Altstadt/Süd", "Ehrenfeld", "Chorweiler"]) {
+      const value = expected.get(`${name}|`);
+      assert.ok(value > 0, `${name} has inhabitants in the API's answer`);
+      const key = String(keys.get(`${name}|`)).padStart(3, "0");
+      const area = page.locator(`#figure path.area[data-key="${key}"]`);
+      assert.equal(Number(await area.getAttribute("data-value")), value, `${name} (${key})`);
+      const wanted = classes.find((c, i) => value >= c.lower && (value < c.upper || (i === classes.length - 1 && value <= c.upper)));
+      assert.ok(wanted, `${name}: ${value} falls in a class`);
+      assert.equal(await area.getAttribute("fill"), wanted.colour, `${name}: ${value} is filled as its class`);
+    }
+    return classes;
+  };
+  await fills();
+  // Chosen class limits instead of equal counts: the legend has them, and the areas follow.
+  const before = await page.evaluate(() => document.body.dataset.drawn || "");
+  await page.getByLabel(/Klassengrenzen/).fill("10.000;20.000;30.000");
+  await page.getByLabel(/Klassengrenzen/).press("Enter");
+  await page.waitForFunction((b) => (document.body.dataset.drawn || "") !== b, before);
+  const chosen = await fills();
+  assert.deepEqual(chosen.slice(1).map((c) => c.lower), [10000, 20000, 30000]);
+  assert.match(page.url(), /breaks=/, "the limits are part of the view's URL");
   assert.match(await page.locator("#figure-caption").textContent(), /Offene Daten Köln/, "the boundaries' attribution");
   await page.locator("#figure").screenshot({ path: `${shots}explorer-koeln-map.png` });
   await page.screenshot({ path: `${shots}explorer-koeln-map-page.png`, fullPage: true });

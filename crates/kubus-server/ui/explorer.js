@@ -184,6 +184,7 @@ function questionFromUrl() {
     totals: p.get("totals") === "1",
     sort: p.get("sort") || "",
     view: p.get("view") || "table",
+    breaks: p.get("breaks") || "",
   };
   if (cube && q.measures.length === 0 && !p.has("cube")) {
     // A first visit: the cube's first measure by its first geographic (else first) dimension's coarsest level.
@@ -204,6 +205,7 @@ function urlOf(q) {
   if (q.totals) p.set("totals", "1");
   if (q.sort) p.set("sort", q.sort);
   if (q.view && q.view !== "table") p.set("view", q.view);
+  if (q.breaks) p.set("breaks", q.breaks);
   return "?" + p.toString();
 }
 
@@ -425,11 +427,12 @@ function dataset(ds) {
     const cat = ds.dimension[id].category;
     // In the dataset's order, the total last (a subtotal may come first in the rows the server sent).
     const keys = Object.keys(cat.index).sort((a, b) => (a === "_T") - (b === "_T") || cat.index[a] - cat.index[b]);
-    return { id, label: ds.dimension[id].label, keys, labels: cat.label || {} };
+    return { id, label: ds.dimension[id].label, keys, labels: cat.label || {}, index: cat.index };
   });
   const strides = ds.size.map((_, i) => ds.size.slice(i + 1).reduce((a, b) => a * b, 1));
+  // A cell's place in the values is by the categories' indexes in the dataset, not by the order they are shown in.
   const at = (coords) => {
-    const i = coords.reduce((sum, c, d) => sum + dims[d].keys.indexOf(c) * strides[d], 0);
+    const i = coords.reduce((sum, c, d) => sum + dims[d].index[c] * strides[d], 0);
     return { value: ds.value[i], status: ds.status ? ds.status[i] : undefined };
   };
   return { dims, at };
@@ -653,27 +656,34 @@ function seriesLegend(svg, series, colour, x) {
   });
 }
 
-function drawBars(data) {
+/** Bars per row member: one per series side by side, or `stacked` one bar per row made of the series. */
+function drawBars(data, stacked = false) {
   const rows = data.series[0].points.map((p) => p.label);
-  const height = Math.max(120, rows.length * Math.max(16, data.series.length * 10) + 50);
+  const per = stacked ? 1 : data.series.length;
+  const height = Math.max(120, rows.length * Math.max(16, per * 10) + 50);
   const width = 760;
   const margin = { top: 10, right: data.series.length > 1 ? 190 : 20, bottom: 30, left: 170 };
-  const values = data.series.flatMap((s) => s.points.map((p) => p.value ?? 0));
-  const x = d3.scaleLinear().domain([0, d3.max(values) || 1]).nice().range([margin.left, width - margin.right]);
+  const value = (p) => (p.value === null || p.value === undefined ? 0 : p.value);
+  // Where each bar starts: after the series before it in a stack, else at 0.
+  const starts = data.series.map((_, i) =>
+    data.series[0].points.map((_, r) => (stacked ? d3.sum(data.series.slice(0, i), (s) => value(s.points[r])) : 0)),
+  );
+  const ends = data.series.flatMap((s, i) => s.points.map((p, r) => starts[i][r] + value(p)));
+  const x = d3.scaleLinear().domain([0, d3.max(ends) || 1]).nice().range([margin.left, width - margin.right]);
   const y = d3.scaleBand().domain(rows).range([margin.top, height - margin.bottom]).padding(0.15);
-  const inner = d3.scaleBand().domain(data.series.map((s) => s.key)).range([0, y.bandwidth()]).padding(0.05);
+  const inner = d3.scaleBand().domain(stacked ? ["all"] : data.series.map((s) => s.key)).range([0, y.bandwidth()]).padding(0.05);
   const colour = d3.scaleOrdinal(data.series.map((s) => s.key), d3.schemeTableau10);
   const svg = svgElement(width, height, `Balkendiagramm: ${data.measure}`);
   svg.append("g").attr("transform", `translate(0,${height - margin.bottom})`)
     .call(d3.axisBottom(x).ticks(6).tickFormat((v) => numbers.whole.format(v)));
   svg.append("g").attr("transform", `translate(${margin.left},0)`).call(d3.axisLeft(y));
-  for (const s of data.series) {
-    svg.append("g").attr("fill", colour(s.key)).selectAll("rect").data(s.points).join("rect")
-      .attr("x", x(0)).attr("y", (p) => y(p.label) + inner(s.key))
-      .attr("width", (p) => (p.value === null || p.value === undefined ? 0 : x(p.value) - x(0)))
+  data.series.forEach((s, i) => {
+    svg.append("g").attr("fill", colour(s.key)).attr("class", "series").selectAll("rect").data(s.points).join("rect")
+      .attr("x", (_, r) => x(starts[i][r])).attr("y", (p) => y(p.label) + inner(stacked ? "all" : s.key))
+      .attr("width", (p) => x(value(p)) - x(0))
       .attr("height", inner.bandwidth())
       .append("title").text((p) => `${p.label}${s.key ? ", " + s.label : ""}: ${formatted(p)}`);
-  }
+  });
   seriesLegend(svg, data.series, colour, width - margin.right + 10);
   return svg.node();
 }
@@ -728,7 +738,11 @@ async function drawMap(data) {
   const s = data.series[0];
   const byKey = new Map(s.points.map((p) => [p.key, p]));
   const values = s.points.map((p) => p.value).filter((v) => v !== null && v !== undefined);
-  const breaks = equalCountBreaks(values, Math.min(5, Math.max(1, values.length)));
+  // Chosen class limits (German numbers, ascending), else five classes of equal counts.
+  const chosen = (q.breaks || "").split(";").map((t) => number(t)).filter((v) => v !== null);
+  const breaks = chosen.length && chosen.every((v, i) => i === 0 || v > chosen[i - 1])
+    ? chosen
+    : equalCountBreaks(values, Math.min(5, Math.max(1, values.length)));
   // Blues without their lightest shade, which would look like the white of the hatching.
   const palette = d3.schemeBlues[Math.min(9, Math.max(3, breaks.length + 2))].slice(-(breaks.length + 1));
   const classOf = d3.scaleThreshold(breaks, palette);
@@ -784,6 +798,12 @@ async function drawMap(data) {
   return { node: wrap, note: areas.attribution ? `Kartengrundlage: ${areas.attribution}` : "" };
 }
 
+/** A number as a person types it in German ("1.234,5"); null for anything else. */
+function number(text) {
+  const t = text.trim().replace(/\./g, "").replace(",", ".");
+  return t === "" || Number.isNaN(Number(t)) ? null : Number(t);
+}
+
 function format(v) {
   return Number.isInteger(v) ? numbers.whole.format(v) : numbers.decimal.format(v);
 }
@@ -797,6 +817,8 @@ async function drawFigure() {
   $("view-hint").textContent = mappable ? "" : "(Karte: Zeilen nach einer Gebietsebene mit Karte)";
   const view = q.view === "map" && !mappable ? "table" : q.view || "table";
   for (const radio of document.querySelectorAll('input[name="view"]')) radio.checked = radio.value === view;
+  $("breaks-line").hidden = view !== "map";
+  $("breaks").value = q.breaks || "";
   const figure = $("figure");
   if (view === "table" || !app.answer) {
     figure.hidden = true;
@@ -806,7 +828,7 @@ async function drawFigure() {
   let node;
   let note = "";
   try {
-    if (view === "bars") node = drawBars(data);
+    if (view === "bars" || view === "stacked") node = drawBars(data, view === "stacked");
     else if (view === "lines") node = drawLines(data);
     else ({ node, note } = await drawMap(data));
   } catch (e) {
@@ -897,7 +919,7 @@ function drawPart(part) {
     const axes = { rows: rows > 0, cols: dims > rows };
     if (part.kind !== "table") {
       const data = seriesOf(part.dataset, axes);
-      section.append(part.kind === "line" ? drawLines(data) : drawBars(data));
+      section.append(part.kind === "line" ? drawLines(data) : drawBars(data, part.kind === "stacked"));
     }
     section.append(reportTable(part.dataset, axes, part.title));
   }
@@ -1116,6 +1138,12 @@ function wire() {
   $("cut-add").addEventListener("click", addCut);
   $("download").addEventListener("click", download);
   $("deliver-source").addEventListener("change", pickSource);
+  $("breaks").addEventListener("change", async () => {
+    app.question.breaks = $("breaks").value.trim();
+    history.pushState(null, "", urlOf(app.question));
+    await drawFigure();
+    document.body.dataset.drawn = String(Date.now());
+  });
   $("dashboard-report").addEventListener("change", () => {
     $("dashboard-period").value = "";
     drawDashboard();

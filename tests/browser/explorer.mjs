@@ -160,6 +160,15 @@ await check("the statistics office logs in and builds a table by clicks; it show
   // Every row of the API's answer is a cell with a number; a cell without one is a combination the API has no row for.
   assert.equal(shown.filter(([, , text]) => number(text) !== null).length, expected.size, "every cell of the API's answer is shown");
   assert.match(page.url(), /rows=district\.area/, "the question is in the URL");
+  // With totals: the totals row and column hold the API's totals (shown last, read by their own index).
+  await answered(page, () => page.getByLabel("Summen und Zwischensummen").check());
+  const totals = await apiCells(users.STAT, `${june}&totals=true`, "area_label", "language_level_label", "persons");
+  const withTotals = await shownCells(page);
+  assert.ok(withTotals.some(([row, col]) => row === "Insgesamt" && col === "Insgesamt"), "a grand total");
+  for (const [row, col, text] of withTotals) {
+    assert.equal(number(text), totals.get(`${row}|${col}`) ?? null, `with totals: ${row} × ${col}: shown ${text}`);
+  }
+  await answered(page, () => page.getByLabel("Summen und Zwischensummen").uncheck());
   // As stacked bars: one series per language level, each with a bar per area.
   await page.getByLabel("Gestapelt").check();
   await page.locator("#figure svg g.series").first().waitFor();

@@ -306,7 +306,8 @@ impl Project {
             let key = member_key(geometry, &value).filter(|k| known.contains(k.as_str())).ok_or_else(|| {
                 failed(format!("feature {i} of {}: {} = {value} is no member", path.display(), geometry.key))
             })?;
-            // Only the members the role may see (a row filter may leave some out).
+            // The member search's members: the level's, once the role may see it (it lists no fewer: members are
+            // metadata, a role's row filter limits facts, not the level's members).
             if let Some(label) = visible.get(&key) {
                 feature["properties"] = serde_json::json!({ "key": key, "label": label });
                 kept.push(feature);

@@ -235,15 +235,15 @@ fn facts_of_several_months_are_written_in_month_order() {
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["2024-01", "2024-02"]);
 }
 
-/// Two exports of the same month in one ingest, through a source that appends (here the authority's source
-/// without its replace key): their facts share the month's staged file, and every fact keeps its own file's
-/// name and hash.
+/// Two exports of the same month in one ingest, through a source that adds (here the authority's source without
+/// its replace key, told that its deliveries add): their facts share the month's staged file, and every fact keeps
+/// its own file's name and hash.
 #[test]
 fn two_exports_of_the_same_month_are_staged_together_and_keep_their_provenance() {
     let dir = project_copy();
     let source = dir.path().join("cube-schemas/sources/abh_newcomers.toml");
     let text = std::fs::read_to_string(&source).unwrap();
-    std::fs::write(&source, text.replace("replace = [\"month\"]", "")).unwrap();
+    std::fs::write(&source, text.replace("replace = [\"month\"]", "on_overlap = \"add\"")).unwrap();
     let first = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv");
     // The same export once more with an empty line at the end: another file (another SHA-256), the same facts.
     let second = dir.path().join("neuzugewanderte_2024-06_again.csv");

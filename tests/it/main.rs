@@ -16,4 +16,5 @@ mod reports;
 mod rollups;
 mod schemas;
 mod server;
+mod silent;
 mod tidy;

@@ -820,9 +820,16 @@ impl<'a> Converter<'a> {
                     (ColumnType::Integer, Some(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
                         Ok(Value::Integer(n as i64))
                     }
-                    (ColumnType::Integer, _) => Err(invalid("a whole number")),
+                    (ColumnType::Integer, Some(_)) => Err(invalid("a whole number")),
+                    (ColumnType::Integer, None) => Err(invalid(&format!(
+                        "a whole number in the format {}",
+                        number_format(f.field.decimal_separator(), f.field.thousands_separator(), true)
+                    ))),
                     (_, Some(n)) if n.is_finite() => Ok(Value::Decimal(n)),
-                    _ => Err(invalid(&format!("a number (decimal separator '{}')", f.field.decimal_separator()))),
+                    _ => Err(invalid(&format!(
+                        "a number in the format {}",
+                        number_format(f.field.decimal_separator(), f.field.thousands_separator(), false)
+                    ))),
                 }
             }
             Plan::Text => Ok(Value::Text(first.text())),
@@ -1027,22 +1034,43 @@ pub(crate) fn parse_number(text: &str, decimal: char, thousands: Option<char>) -
         return if decimal != '.' && text.contains('.') { None } else { text.parse::<f64>().ok() };
     }
     // Without the thousands separators and with a `.` for the decimal separator, on the stack: a number has
-    // only ASCII characters, and anything longer than the buffer is no number a file would hold.
+    // only ASCII characters, and anything longer than the buffer is no number a file would hold. Thousands
+    // separators group the whole part as written, 1 to 3 digits and then exactly three after each: `9,96` and
+    // `2,2512` are no numbers in the format 1,234.5 (they are decimals in another one), never 996 and 22512.
     let mut plain = [0u8; 64];
     let mut len = 0;
+    let (mut leading, mut group, mut fraction) = (0usize, None::<usize>, false);
     for c in text.chars() {
         if Some(c) == thousands {
+            let grouped = match group {
+                None => (1..=3).contains(&leading),
+                Some(digits) => digits == 3,
+            };
+            if fraction || !grouped {
+                return None;
+            }
+            group = Some(0);
             continue;
         }
         let c = if c == decimal {
+            if fraction || group.is_some_and(|digits| digits != 3) {
+                return None;
+            }
+            fraction = true;
             b'.'
         } else if c == '.' || !c.is_ascii() {
             return None;
         } else {
+            if c.is_ascii_digit() && !fraction {
+                *group.as_mut().unwrap_or(&mut leading) += 1;
+            }
             c as u8
         };
         *plain.get_mut(len)? = c;
         len += 1;
+    }
+    if !fraction && group.is_some_and(|digits| digits != 3) {
+        return None;
     }
     std::str::from_utf8(&plain[..len]).ok()?.parse::<f64>().ok()
 }
@@ -1082,6 +1110,12 @@ fn plain_decimal(bytes: &[u8], decimal: char) -> Option<f64> {
     Some(if negative { -value } else { value })
 }
 
+/// How the field's numbers are written, as an example: `1,234.5`, `1.234,5`, `1234.5` (`1,234` when `whole`).
+fn number_format(decimal: char, thousands: Option<char>, whole: bool) -> String {
+    let grouped = thousands.map_or_else(|| "1234".to_owned(), |t| format!("1{t}234"));
+    if whole { grouped } else { format!("{grouped}{decimal}5") }
+}
+
 fn human_format(fmt: &str) -> String {
     fmt.replace("%d", "dd").replace("%m", "mm").replace("%Y", "yyyy").replace("%y", "yy")
 }
@@ -1098,6 +1132,32 @@ mod tests {
         assert_eq!(parse_number("6.6", ',', None), None);
         assert_eq!(parse_number("1023101.0", '.', None), Some(1023101.0));
         assert_eq!(parse_number("-", '.', None), None);
+    }
+
+    #[test]
+    fn thousands_separators_group_three_digits() {
+        for (text, decimal, thousands, expected) in [
+            ("1,234,567.5", '.', Some(','), Some(1_234_567.5)),
+            ("-12,345", '.', Some(','), Some(-12_345.0)),
+            ("999", '.', Some(','), Some(999.0)),
+            ("1.234.567", ',', Some('.'), Some(1_234_567.0)),
+            ("1 234,5", ',', Some(' '), Some(1234.5)),
+            ("12345,5", ',', Some('.'), Some(12345.5)),
+            // A decimal of the other format, or groups of the wrong size: no number, never a larger one.
+            ("9,96", '.', Some(','), None),
+            ("2,2512", '.', Some(','), None),
+            ("1,2345,678", '.', Some(','), None),
+            ("1234,567", '.', Some(','), None),
+            (",123", '.', Some(','), None),
+            ("123,", '.', Some(','), None),
+            ("1,23.5", '.', Some(','), None),
+            ("1.5,3", ',', Some('.'), None),
+            ("1.234,5.6", ',', Some('.'), None),
+            ("1,234.5,6", '.', Some(','), None),
+            ("1.234,56.789", ',', Some('.'), None),
+        ] {
+            assert_eq!(parse_number(text, decimal, thousands), expected, "{text} with {decimal} and {thousands:?}");
+        }
     }
 
     #[test]

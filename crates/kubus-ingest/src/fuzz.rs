@@ -164,3 +164,88 @@ fn damaged_exports_never_panic_and_account_for_every_line() {
     eprintln!("fuzz: {runs} damaged inputs, {read_ok} of them readable, no panic");
     assert!(runs >= 10 && read_ok > 0, "the fuzzer ran {runs} inputs, {read_ok} of them readable");
 }
+
+/// Numbers with their separators anywhere, in the formats sources declare, read as a grammar written here
+/// independently says (a regular expression: an optional sign, whole digits either plain or grouped 1–3 then
+/// exactly three after each thousands separator, an optional decimal part): a misplaced separator is no number,
+/// never another one.
+#[test]
+fn numbers_with_misplaced_separators_are_no_numbers() {
+    let mut rng = Rng(0x6e75_6d62_6572 | 1);
+    for (decimal, thousands) in [('.', Some(',')), (',', Some('.')), (',', Some(' ')), ('.', None), (',', None)] {
+        let t = thousands.map_or_else(String::new, |t| regex::escape(&t.to_string()));
+        let grouped = if t.is_empty() { String::new() } else { format!(r"\d{{1,3}}({t}\d{{3}})+|") };
+        let d = regex::escape(&decimal.to_string());
+        let grammar = regex::Regex::new(&format!(r"^[+-]?({grouped}\d*)({d}\d*)?$")).unwrap();
+        let alphabet: Vec<char> = "0123456789-+".chars().chain([decimal]).chain(thousands).collect();
+        for _ in 0..20_000 {
+            let len = 1 + rng.below(12);
+            // Mostly digits, so that most texts are near-numbers with a separator or two in odd places.
+            let text: String = (0..len)
+                .map(|_| {
+                    if rng.below(3) > 0 {
+                        char::from(b'0' + rng.below(10) as u8)
+                    } else {
+                        alphabet[rng.below(alphabet.len())]
+                    }
+                })
+                .collect();
+            let trimmed = text.trim();
+            let expected = (grammar.is_match(trimmed) && trimmed.chars().any(|c| c.is_ascii_digit()))
+                .then(|| {
+                    let plain: String = trimmed
+                        .chars()
+                        .filter(|&c| Some(c) != thousands)
+                        .map(|c| if c == decimal { '.' } else { c })
+                        .collect();
+                    plain.parse::<f64>().ok()
+                })
+                .flatten();
+            let read = crate::convert::parse_number(&text, decimal, thousands);
+            assert_eq!(read.map(f64::to_bits), expected.map(f64::to_bits), "'{text}' with {decimal} and {thousands:?}");
+        }
+    }
+}
+
+/// Keys, labels and aliases made of symbols only (`------`, `-`, `*`): a value without a letter or digit
+/// resolves to a member only when written exactly as one of them, never to another one by folding.
+#[test]
+fn values_made_of_symbols_match_only_exactly() {
+    let mut files = schema_files();
+    files.push(SchemaFile {
+        origin: "offence.toml".into(),
+        text: "name = \"offence\"\nlabel = \"Straftat\"\n[[levels]]\nname = \"offence\"\nlabel = \"Straftat\"\n\
+               [[members]]\nlevel = \"offence\"\nkey = \"------\"\nlabel = \"Straftaten insgesamt\"\naliases = [\"*\"]\n\
+               [[members]]\nlevel = \"offence\"\nkey = \"110\"\nlabel = \"Diebstahl\"\n"
+            .into(),
+        kind: SchemaKind::Dimension,
+    });
+    let model = load_model(&files).expect("the schemas with the offences load");
+    let mut rng = Rng(0x7379_6d62 | 1);
+    const SYMBOLS: &[char] = &['-', '_', '/', '.', ',', '*', ' ', '+', '–'];
+    for dimension in model.dimensions() {
+        for _ in 0..2_000 {
+            let text: String = (0..1 + rng.below(7)).map(|_| SYMBOLS[rng.below(SYMBOLS.len())]).collect();
+            if let Ok(found) = dimension.resolve(None, &text) {
+                let m = dimension.member(found);
+                let exact = text.trim();
+                assert!(
+                    m.key() == exact
+                        || m.label() == exact
+                        || m.label_en() == exact
+                        || m.aliases().iter().any(|a| a == exact),
+                    "'{text}' resolved to {} of {}",
+                    m.key(),
+                    dimension.name()
+                );
+            }
+        }
+    }
+    let offence = model.dimension("offence").unwrap();
+    for (exactly, key) in [("------", "------"), (" * ", "------"), ("110", "110")] {
+        assert_eq!(offence.member(offence.resolve(None, exactly).unwrap()).key(), key);
+    }
+    for other in ["-", "--", "---- --", "/", "**"] {
+        assert!(offence.resolve(None, other).is_err(), "'{other}'");
+    }
+}

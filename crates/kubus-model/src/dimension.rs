@@ -283,13 +283,30 @@ impl Dimension {
 
     fn resolve_in(&self, levels: &[usize], level: Option<usize>, value: &str) -> Result<MemberRef> {
         let wanted = normalise(value);
+        // A value without a letter or digit (`-`, `/`, `*`) matches only a key, label or alias written exactly so:
+        // folded, it would be empty or all separators and match another member (`-` the total `------`).
+        let symbols = !value.chars().any(char::is_alphanumeric);
+        let exact = value.trim();
         for table in [0, 1, 2] {
             for &l in levels {
                 let idx = &self.index[l];
-                let hits: &[usize] = match table {
-                    0 => idx.keys.get(&wanted).map(std::slice::from_ref).unwrap_or(&[]),
-                    1 => idx.labels.get(&wanted).map(Vec::as_slice).unwrap_or(&[]),
-                    _ => idx.aliases.get(&wanted).map(Vec::as_slice).unwrap_or(&[]),
+                let exactly: Vec<usize>;
+                let hits: &[usize] = if symbols {
+                    exactly = (self.members[l].iter().enumerate())
+                        .filter(|(_, m)| match table {
+                            0 => m.key == exact,
+                            1 => m.label == exact || m.label_en.as_deref() == Some(exact),
+                            _ => m.aliases.iter().any(|a| a == exact),
+                        })
+                        .map(|(i, _)| i)
+                        .collect();
+                    &exactly
+                } else {
+                    match table {
+                        0 => idx.keys.get(&wanted).map(std::slice::from_ref).unwrap_or(&[]),
+                        1 => idx.labels.get(&wanted).map(Vec::as_slice).unwrap_or(&[]),
+                        _ => idx.aliases.get(&wanted).map(Vec::as_slice).unwrap_or(&[]),
+                    }
                 };
                 match hits {
                     [] => {}

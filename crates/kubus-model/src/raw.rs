@@ -190,6 +190,7 @@ pub struct RawSource {
     pub unpivot: Option<S<RawUnpivot>>,
     #[serde(default)]
     pub replace: Vec<S<String>>,
+    pub on_overlap: Option<S<String>>,
     #[serde(default)]
     pub drop: Vec<String>,
     pub fields: BTreeMap<String, S<RawField>>,

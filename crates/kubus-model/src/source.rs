@@ -341,6 +341,7 @@ pub struct Source {
     layout: Layout,
     unpivot: Option<Unpivot>,
     replace: Vec<String>,
+    adds_overlaps: bool,
     date_formats: Vec<String>,
     drop: Vec<String>,
     fields: Vec<Field>,
@@ -381,6 +382,12 @@ impl Source {
     /// that a newer export for the same values replaces the facts of the earlier one. Empty: facts are appended.
     pub fn replace_key(&self) -> &[String] {
         &self.replace
+    }
+    /// Whether facts for cells the cube already has from another file are added to them (`on_overlap = "add"`:
+    /// deliveries that truly add, such as one booking per line), rather than refused as the same data delivered
+    /// twice (the default, `"refuse"`).
+    pub fn adds_overlaps(&self) -> bool {
+        self.adds_overlaps
     }
     /// Date formats (chrono `strftime` syntax), tried in order.
     pub fn date_formats(&self) -> &[String] {
@@ -585,6 +592,19 @@ pub(crate) fn lower(
             );
         }
     }
+    let adds_overlaps = match raw.on_overlap.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
+        None | Some(("refuse", _)) => false,
+        Some(("add", _)) => true,
+        Some((other, span)) => {
+            sink.with(
+                Some(span),
+                "on_overlap",
+                format!("unknown on_overlap '{other}'"),
+                vec!["refuse".to_owned(), "add".to_owned()],
+            );
+            false
+        }
+    };
 
     let mut fields = Vec::new();
     let mut valid_targets: Vec<String> = cube.dimensions().iter().map(|d| d.name().to_owned()).collect();
@@ -752,6 +772,7 @@ pub(crate) fn lower(
         layout,
         unpivot,
         replace: raw.replace.into_iter().map(|r| r.into_inner()).collect(),
+        adds_overlaps,
         date_formats,
         drop: raw.drop,
         fields,

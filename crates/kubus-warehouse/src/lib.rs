@@ -4,9 +4,11 @@
 //! file without its facts). Knows cubes by name only; nothing here parses exports or plans queries.
 
 mod adopt;
+mod overlap;
 mod quarantine;
 mod rollups;
 
+pub use overlap::{Cells, Overlap};
 pub use quarantine::{QuarantineRow, read_quarantine, write_quarantine};
 pub use rollups::StoredRollup;
 
@@ -90,6 +92,20 @@ pub enum Error {
     /// Two files of one ingest hold facts for the same replace key.
     #[error("{} and {} both hold facts for {key} in {table}; ingest the one that is right", .files[0], .files[1])]
     OverlappingReplace { table: String, key: String, files: [String; 2] },
+    /// Facts of the ingest for cells that another file already brought: the same data delivered twice.
+    #[error(
+        "{table}: {first}{}. Added up, the same data would count twice: ingest only one of them, give the \
+         source a replace key (`replace = [...]`) if a newer file stands for an older one, or set \
+         `on_overlap = \"add\"` if its deliveries truly add",
+        more_pairs(.more)
+    )]
+    Overlap {
+        table: String,
+        /// The largest overlap.
+        first: Overlap,
+        /// How many more pairs of files overlap.
+        more: usize,
+    },
     /// Writing a quarantine file failed.
     #[error("quarantine file {path}")]
     Quarantine {
@@ -97,6 +113,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn more_pairs(more: &usize) -> String {
+    match more {
+        0 => String::new(),
+        1 => "; one more pair of files overlaps".to_owned(),
+        n => format!("; {n} more pairs of files overlap"),
+    }
 }
 
 /// Result type of the warehouse crate.
@@ -216,13 +240,15 @@ impl Warehouse {
     /// `replace` is the source's replace key (empty: append). `cluster` is the column (the period) by whose values
     /// the facts are staged apart, so that the commit writes them in the order of that column without sorting:
     /// then a query cut on a period reads only the row groups of its periods (`benches/RESULTS.md`, "Layout of
-    /// the facts").
+    /// the facts"). With `overlap`, the commit refuses facts for cells that another file already brought (see
+    /// [`Cells`]); without, the facts are added to whatever the cells hold.
     pub fn stage(
         &self,
         lock: &CubeLock,
         facts: SchemaRef,
         replace: &[String],
         cluster: Option<&str>,
+        overlap: Option<Cells>,
     ) -> Result<Staging> {
         let cube = lock.cube.as_str();
         let dir = self.root.join("staging");
@@ -263,6 +289,7 @@ impl Warehouse {
             cluster: cluster.map(str::to_owned),
             buckets: BTreeMap::new(),
             replace: replace.to_vec(),
+            overlap,
             owners: BTreeMap::new(),
             log: Vec::new(),
             rows: 0,
@@ -276,6 +303,17 @@ impl Warehouse {
     pub async fn commit(&self, mut staging: Staging) -> Result<Commit> {
         let cube = staging.cube.clone();
         let arrow = |source| Error::Arrow { table: cube.clone(), source };
+        // The periods of the new facts, when each has its own bucket: only facts of these can be the same cells.
+        let periods: Option<Vec<String>> = staging.cluster.as_ref().and(
+            staging
+                .buckets
+                .keys()
+                .map(|b| match b {
+                    Bucket::Period(p) => Some(p.clone()),
+                    Bucket::Rest => None,
+                })
+                .collect(),
+        );
         let mut files = Vec::new();
         for (_, spill) in std::mem::take(&mut staging.buckets) {
             spill
@@ -296,6 +334,13 @@ impl Warehouse {
             (Some(p), Some(_)) => self.replaced_files(&cube, p.clone()).await?,
             _ => Vec::new(),
         };
+        if let Some(cells) = &staging.overlap {
+            let found = self.overlaps(&staging, &files, predicate.as_ref(), periods, cells).await?;
+            let mut found = found.into_iter();
+            if let Some(first) = found.next() {
+                return Err(Error::Overlap { table: cube, first, more: found.count() });
+            }
+        }
         let dir = self.table_dir(&cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         let delta = |source| Error::Delta { table: cube.clone(), source };
@@ -375,6 +420,44 @@ impl Warehouse {
             }
         };
         Ok(Commit { version, replaced })
+    }
+
+    /// The overlaps of the staged facts (see [`Cells`]) with the facts of the table that the commit keeps (those
+    /// `replaced` does not match, of the new facts' `periods` where they are known), and among the ingest's files.
+    async fn overlaps(
+        &self,
+        staging: &Staging,
+        files: &[adopt::Spilled],
+        replaced: Option<&Expr>,
+        periods: Option<Vec<String>>,
+        cells: &Cells,
+    ) -> Result<Vec<Overlap>> {
+        let cube = staging.cube.as_str();
+        let read = |source| Error::Read { table: cube.to_owned(), source };
+        let ctx = SessionContext::new();
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        let new = || {
+            let plan = in_order(staging.schema.clone(), paths.clone(), staging.provenance.clone())?;
+            Ok(datafusion::dataframe::DataFrame::new(ctx.state(), plan))
+        };
+        let old = match self.facts(&ctx, cube, None).await? {
+            // A table written before the cube had one of the cell's columns holds none of its cells.
+            Some((provider, _))
+                if cells.columns.iter().chain(&cells.values).all(|c| provider.schema().index_of(c).is_ok()) =>
+            {
+                let mut old = ctx.read_table(provider).map_err(read)?;
+                if let Some(replaced) = replaced {
+                    old = old.filter(datafusion::logical_expr::not(replaced.clone())).map_err(read)?;
+                }
+                if let (Some(cluster), Some(periods)) = (&staging.cluster, periods) {
+                    let periods = periods.into_iter().map(lit).collect();
+                    old = old.filter(datafusion::prelude::ident(cluster).in_list(periods, false)).map_err(read)?;
+                }
+                Some(old)
+            }
+            _ => None,
+        };
+        overlap::overlaps(new, old, staging.provenance.files() > 1, cells).await.map_err(read)
     }
 
     /// Per file already in the table: how many of its facts match `predicate`, and whether any do not.
@@ -536,6 +619,8 @@ pub struct Staging {
     /// The spill file of each bucket, in commit order.
     buckets: BTreeMap<Bucket, Spill>,
     replace: Vec<String>,
+    /// What the commit compares to refuse the same data twice; `None`: the facts add.
+    overlap: Option<Cells>,
     /// Replace-key values seen so far, and the file that brought each.
     owners: BTreeMap<Vec<String>, String>,
     log: Vec<serde_json::Value>,
@@ -720,6 +805,11 @@ pub(crate) struct Provenance {
 }
 
 impl Provenance {
+    /// How many files there are.
+    fn files(&self) -> usize {
+        self.names.len()
+    }
+
     /// The number of a file, given on first sight.
     fn number(&mut self, file: &str, sha256: &str) -> i32 {
         let known = (0..self.names.len()).rev().find(|&i| self.names[i] == file && self.hashes[i] == sha256);

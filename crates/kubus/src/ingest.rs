@@ -257,6 +257,7 @@ impl Project {
                 schema,
                 source.replace_key(),
                 model.cube(&cube)?.time_role().map(|r| r.name()),
+                (!source.adds_overlaps()).then(|| cells(model.cube(&cube).expect("the source's cube"))),
             )?),
         };
         let mut preview: Option<datafusion::arrow::record_batch::RecordBatch> = None;
@@ -328,10 +329,21 @@ impl Project {
             Some(kubus_warehouse::write_quarantine(&dir, source.name(), &converted_names, &rejected)?)
         };
         let commit = self.warehouse().commit(staging).await?;
-        // A file whose facts were all replaced has nothing left to fix: its quarantine lines go too.
-        let gone: BTreeSet<String> = commit.replaced.iter().filter(|r| r.whole_file).map(|r| r.file.clone()).collect();
+        // A file whose facts were all replaced has nothing left to fix: its quarantine lines go too, whichever of
+        // the cube's sources brought it. A file of this ingest by the same name keeps the lines just written.
+        let gone: BTreeSet<String> = commit
+            .replaced
+            .iter()
+            .filter(|r| r.whole_file && !converted_names.contains(&r.file))
+            .map(|r| r.file.clone())
+            .collect();
         if !gone.is_empty() {
-            kubus_warehouse::write_quarantine(&self.warehouse().quarantine_dir(), source.name(), &gone, &[])?;
+            let dir = self.warehouse().quarantine_dir();
+            for other in model.sources().filter(|s| s.cube() == cube) {
+                if !kubus_warehouse::read_quarantine(&dir, other.name())?.is_empty() {
+                    kubus_warehouse::write_quarantine(&dir, other.name(), &gone, &[])?;
+                }
+            }
         }
         let version = commit.version;
         let (rollups, rollup_problem) = match self.build_rollups(&cube).await {
@@ -428,6 +440,31 @@ impl Project {
         }
         Ok((reports, rejected, converted_names))
     }
+}
+
+/// What makes two facts of `cube` the same data: their members of every role and their unit (the person), if
+/// the cube has one; and, unless the cube counts its facts, the value columns its measures aggregate.
+fn cells(cube: &kubus_model::Cube) -> kubus_warehouse::Cells {
+    use kubus_model::MeasureKind;
+    let mut columns: Vec<String> = cube.dimensions().iter().map(|d| d.name().to_owned()).collect();
+    columns.extend(cube.unit_column().map(str::to_owned));
+    let aggregated: Vec<Option<&str>> = cube
+        .measures()
+        .iter()
+        .filter_map(|m| match m.kind() {
+            MeasureKind::Aggregate { column, .. } => Some(column.as_deref()),
+            _ => None,
+        })
+        .collect();
+    let values = if aggregated.contains(&None) {
+        Vec::new()
+    } else {
+        let mut values: Vec<String> = aggregated.into_iter().flatten().map(str::to_owned).collect();
+        values.sort();
+        values.dedup();
+        values
+    };
+    kubus_warehouse::Cells { columns, values }
 }
 
 /// The column numbers `0..columns` without `at`.

@@ -263,7 +263,9 @@ impl Error {
         match self {
             Error::Warehouse(w) => matches!(
                 **w,
-                kubus_warehouse::Error::NoSuchVersion { .. } | kubus_warehouse::Error::OverlappingReplace { .. }
+                kubus_warehouse::Error::NoSuchVersion { .. }
+                    | kubus_warehouse::Error::OverlappingReplace { .. }
+                    | kubus_warehouse::Error::Overlap { .. }
             ),
             Error::Query(q) => q.is_user_error(),
             Error::Ingest(i) => !matches!(i, kubus_ingest::Error::Arrow(_)),

@@ -175,3 +175,56 @@ fn demo_refuses_to_wipe_a_directory_it_did_not_write() {
     bad_input(dir.path(), &["demo"], &["refusing to reset", "notes.txt"]);
     assert!(dir.path().join("warehouse/notes.txt").exists());
 }
+
+/// Standard output that takes a few bytes, then reports that its reader went away, as a pipe into `head` does.
+struct ClosedPipe(usize);
+
+impl std::io::Write for ClosedPipe {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        let n = buf.len().min(self.0);
+        self.0 -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `kubus query … | head` ends quietly when `head` has its lines, in every text format, and so does `sql`.
+#[test]
+fn a_reader_that_goes_away_ends_the_output_without_an_error() {
+    let dir = crate::support::demo_project().display().to_string();
+    for format in ["table", "csv", "csv-de", "json", "json-stat"] {
+        for command in [
+            vec![
+                "--role",
+                "statistik",
+                "query",
+                "newcomers",
+                "-m",
+                "records",
+                "-d",
+                "district",
+                "-d",
+                "age",
+                "-f",
+                format,
+            ],
+            vec!["--role", "statistik", "sql", "SELECT * FROM newcomers", "-f", format],
+        ] {
+            if command[2] == "sql" && format == "json-stat" {
+                continue;
+            }
+            let mut args = vec!["kubus", "-C", &dir];
+            args.extend(command.iter().copied());
+            let mut stderr = Vec::new();
+            let code = kubus_cli::run(args.iter().map(|a| (*a).to_owned()), &mut ClosedPipe(100), &mut stderr);
+            let stderr = String::from_utf8(stderr).unwrap();
+            assert_eq!(code, ExitCode::SUCCESS, "{command:?}: {stderr}");
+            assert!(!stderr.contains("error"), "{command:?}: {stderr}");
+        }
+    }
+}

@@ -303,6 +303,14 @@ pub fn run(args: impl IntoIterator<Item = String>, stdout: &mut dyn Write, stder
     };
     match runtime.block_on(dispatch(cli, stdout, stderr)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of the output went away (`kubus query … | head`): as for any filter, that ends the run.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let _ = writeln!(stderr, "error: {e}");
             for cause in e.chain().skip(1) {
@@ -619,12 +627,22 @@ async fn ingest(
     print_files(&report, stdout)?;
     let totals = report.totals();
     writeln!(stdout, "{}", accounting(&totals))?;
-    if totals.totals_compared > 0 {
+    let lines = totals.total_lines;
+    if lines.checked() > 0 {
+        // Each total line of the files against the sum of its detail facts.
+        let within = match project.model().source(&report.source).ok().and_then(|s| s.total_tolerance()) {
+            Some(tolerance) => format!("{} within {tolerance}, ", lines.within),
+            None => String::new(),
+        };
         writeln!(
             stdout,
-            "totals checked: {} (each total line of the file against the sum of its detail facts)",
-            totals.totals_compared
+            "totals checked: {} lines: {} exact, {within}{} mismatched",
+            lines.checked(),
+            lines.exact,
+            lines.mismatched
         )?;
+    } else if totals.totals_compared > 0 {
+        writeln!(stdout, "totals checked: {} (on lines of facts)", totals.totals_compared)?;
     }
     const SHOWN: usize = 10;
     for w in totals.warnings.iter().take(SHOWN) {

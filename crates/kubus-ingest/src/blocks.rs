@@ -331,6 +331,7 @@ mod tests {
                 batches: Vec::new(),
                 rejected: Vec::new(),
                 totals_compared: 0,
+                total_lines: Default::default(),
                 warnings: Vec::new(),
             }))
         });
@@ -348,6 +349,7 @@ mod tests {
                         f.skipped.clone(),
                         f.facts,
                         f.totals_compared,
+                        f.total_lines,
                         f.warnings.clone(),
                         f.encoding.clone(),
                     )

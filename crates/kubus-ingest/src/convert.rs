@@ -146,6 +146,8 @@ pub enum Outcome {
 pub struct Checked {
     /// Total lines whose every total matched the detail facts: (line, span).
     pub matched: Vec<(usize, usize)>,
+    /// How many of them matched only within the source's tolerance, not exactly.
+    pub within: usize,
     /// Total lines with a total that did not match, as rejections (with their spans).
     pub mismatched: Vec<(Rejection, usize)>,
     /// Totals on lines that also carry facts and did not match, or could not be checked.
@@ -160,6 +162,8 @@ pub struct Converter<'a> {
     header: &'a Header,
     key: &'a PseudonymKey,
     date_formats: &'a [String],
+    /// How far a total may be from the sum of its details (`None`: exactly).
+    tolerance: Option<kubus_model::Tolerance>,
     schema: SchemaRef,
     /// The unit column's slot, whose values give each fact's stored record key.
     unit: Option<usize>,
@@ -337,6 +341,7 @@ impl<'a> Converter<'a> {
             header,
             key,
             date_formats: source.date_formats(),
+            tolerance: source.total_tolerance(),
             schema,
             unit,
             roles,
@@ -645,7 +650,7 @@ impl<'a> Converter<'a> {
             };
         };
         let sum: f64 = tuples.iter().filter_map(|t| t[vf].number()).sum();
-        if close(stated, sum) {
+        if self.matches(stated, sum) {
             Ok(())
         } else {
             Err(problem(
@@ -862,12 +867,15 @@ impl<'a> Converter<'a> {
 
     /// Compares every held total with the sums of the detail facts, then returns the facts as one batch.
     pub fn finish(mut self) -> Result<(RecordBatch, Checked)> {
-        let mut checked = Checked { matched: Vec::new(), mismatched: Vec::new(), warnings: Vec::new(), compared: 0 };
-        let mut by_line: BTreeMap<usize, (usize, bool, Vec<String>)> = BTreeMap::new();
+        let mut checked =
+            Checked { matched: Vec::new(), within: 0, mismatched: Vec::new(), warnings: Vec::new(), compared: 0 };
+        // Per total line: its span, whether it holds only totals, its problems, and whether all its totals were
+        // exactly the sums.
+        let mut by_line: BTreeMap<usize, (usize, bool, Vec<String>, bool)> = BTreeMap::new();
         let role_names: Vec<&str> =
             self.schema.fields().iter().take(self.roles.len()).map(|f| f.name().as_str()).collect();
         for t in &self.pending {
-            let entry = by_line.entry(t.line).or_insert((t.span, t.pure, Vec::new()));
+            let entry = by_line.entry(t.line).or_insert((t.span, t.pure, Vec::new(), true));
             let what = role_names.iter().zip(&t.key).map(|(r, k)| format!("{r}={k}")).collect::<Vec<_>>().join(", ");
             let Some(shape) = t.shape else {
                 checked.warnings.push(format!(
@@ -879,12 +887,13 @@ impl<'a> Converter<'a> {
             let sums = self.sums.get(&(shape, t.key.clone())).cloned().unwrap_or_else(|| vec![None; t.numbers.len()]);
             for (stated, sum) in t.numbers.iter().zip(&sums) {
                 checked.compared += 1;
-                let ok = match (stated, sum) {
-                    (None, None) => true,
-                    (Some(s), None) => *s == 0.0,
-                    (None, Some(_)) => false,
-                    (Some(s), Some(x)) => close(*s, *x),
+                let (exact, ok) = match (stated, sum) {
+                    (None, None) => (true, true),
+                    (Some(s), None) => (*s == 0.0, *s == 0.0),
+                    (None, Some(_)) => (false, false),
+                    (Some(s), Some(x)) => (close(*s, *x), self.matches(*s, *x)),
                 };
+                entry.3 &= exact;
                 if !ok {
                     let show = |v: &Option<f64>| v.map(|v| v.to_string()).unwrap_or_else(|| "missing".into());
                     entry.2.push(format!(
@@ -895,9 +904,12 @@ impl<'a> Converter<'a> {
                 }
             }
         }
-        for (line, (span, pure, problems)) in by_line {
+        for (line, (span, pure, problems, exact)) in by_line {
             match (pure, problems.is_empty()) {
-                (true, true) => checked.matched.push((line, span)),
+                (true, true) => {
+                    checked.matched.push((line, span));
+                    checked.within += usize::from(!exact);
+                }
                 (true, false) => checked.mismatched.push((
                     Rejection {
                         file: self.file.to_owned(),
@@ -1017,6 +1029,14 @@ fn summary(problems: &[String]) -> String {
         text.push_str(&format!("; and {} more totals on this line", problems.len() - SHOWN));
     }
     text
+}
+
+impl Converter<'_> {
+    /// Whether a stated total matches the sum of its details: exactly (but for floating-point rounding), or
+    /// within the source's tolerance.
+    fn matches(&self, stated: f64, sum: f64) -> bool {
+        close(stated, sum) || self.tolerance.is_some_and(|t| t.allows(stated, sum))
+    }
 }
 
 fn close(a: f64, b: f64) -> bool {

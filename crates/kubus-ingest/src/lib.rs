@@ -135,6 +135,32 @@ pub mod skip {
     pub const EMPTY: &str = "empty line";
 }
 
+/// A file's total lines (lines of totals only, checked against the sums of their detail facts) by how they
+/// matched: exactly, only within the source's `total_tolerance`, or not at all (rejected: `total mismatch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TotalLines {
+    /// Every total exactly the sum.
+    pub exact: usize,
+    /// Within the tolerance, not exactly.
+    pub within: usize,
+    /// Not within the tolerance.
+    pub mismatched: usize,
+}
+
+impl TotalLines {
+    /// All of them.
+    pub fn checked(&self) -> usize {
+        self.exact + self.within + self.mismatched
+    }
+
+    /// Adds another file's.
+    pub fn add(&mut self, other: TotalLines) {
+        self.exact += other.exact;
+        self.within += other.within;
+        self.mismatched += other.mismatched;
+    }
+}
+
 /// The outcome of reading one file. Every physical line of the file is counted exactly once:
 /// `lines = accepted_lines + rejected_lines + Σ skipped`.
 #[derive(Debug)]
@@ -160,6 +186,8 @@ pub struct FileFacts {
     pub rejected: Vec<Rejection>,
     /// Totals compared with the sums of the detail facts.
     pub totals_compared: usize,
+    /// The file's total lines by how they matched.
+    pub total_lines: TotalLines,
     /// Checks that failed without rejecting a line, and totals that could not be checked.
     pub warnings: Vec<String>,
 }
@@ -431,6 +459,11 @@ fn finish(
     for (_, span) in &checked.matched {
         lines.tally.skip(skip::TOTAL, *span);
     }
+    let total_lines = TotalLines {
+        exact: checked.matched.len() - checked.within,
+        within: checked.within,
+        mismatched: checked.mismatched.len(),
+    };
     for (r, span) in checked.mismatched {
         lines.tally.rejected += span;
         lines.rejected.push(r);
@@ -447,6 +480,7 @@ fn finish(
         batches: Vec::new(),
         rejected: lines.rejected,
         totals_compared: checked.compared,
+        total_lines,
         warnings: checked.warnings,
     })
 }

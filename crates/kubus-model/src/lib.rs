@@ -24,7 +24,7 @@ pub use project::{
 };
 pub use record::{RECORD_KEY_COLUMN, record_key, stored_record_key};
 pub use report::{ChartKind, Report, Section, SectionKind, fill_period};
-pub use source::{Field, FieldKind, Format, Input, Layout, Skip, Source, TemplatePart, Unpivot};
+pub use source::{Field, FieldKind, Format, Input, Layout, Skip, Source, TemplatePart, Tolerance, Unpivot};
 
 use std::collections::BTreeMap;
 
@@ -116,12 +116,32 @@ pub fn unknown<'a>(what: &'static str, name: &str, valid: impl IntoIterator<Item
 /// The up to three candidates closest to `name` (Jaro-Winkler on normalised text), best first.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let wanted = normalise(name);
-    let mut scored: Vec<(f64, &str)> = candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(&wanted, &normalise(c)), c))
-        .filter(|(score, _)| *score > 0.6)
-        .collect();
+    // A candidate with the typed text as a word of it ("Heidekreis" in "Landkreis Heidekreis") comes first, one
+    // with it inside a word next, then the others by similarity.
+    let score = |candidate: &str| {
+        let text = normalise(candidate);
+        if wanted.chars().count() >= 3 && text.split(' ').any(|w| w == wanted) && text != wanted {
+            2.0
+        } else if wanted.chars().count() >= 4 && text.contains(&wanted) && text != wanted {
+            1.5
+        } else {
+            strsim::jaro_winkler(&wanted, &text)
+        }
+    };
+    let mut scored: Vec<(f64, &str)> =
+        candidates.into_iter().map(|c| (score(c), c)).filter(|(score, _)| *score > 0.6).collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
     scored.into_iter().take(3).map(|(_, c)| c.to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_closest_names_prefer_those_that_hold_the_typed_word() {
+        let kreise = ["Heidenheim", "Landkreis Heidekreis", "Heide", "Kreis Heinsberg", "Landkreis Kaiserslautern"];
+        assert_eq!(super::closest("Heidekreis", kreise)[0], "Landkreis Heidekreis");
+        assert_eq!(super::closest("kaiserslautern", kreise)[0], "Landkreis Kaiserslautern");
+        assert_eq!(super::closest("Heidenhaim", kreise)[0], "Heidenheim");
+    }
 }

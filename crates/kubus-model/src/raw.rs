@@ -191,9 +191,18 @@ pub struct RawSource {
     #[serde(default)]
     pub replace: Vec<S<String>>,
     pub on_overlap: Option<S<String>>,
+    /// How far a published total may be from the sum of its rounded detail lines: a number, or a text `"0.5%"`.
+    pub total_tolerance: Option<S<RawTolerance>>,
     #[serde(default)]
     pub drop: Vec<String>,
     pub fields: BTreeMap<String, S<RawField>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawTolerance {
+    Absolute(f64),
+    Relative(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

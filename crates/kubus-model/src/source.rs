@@ -342,6 +342,7 @@ pub struct Source {
     unpivot: Option<Unpivot>,
     replace: Vec<String>,
     adds_overlaps: bool,
+    total_tolerance: Option<Tolerance>,
     date_formats: Vec<String>,
     drop: Vec<String>,
     fields: Vec<Field>,
@@ -389,6 +390,12 @@ impl Source {
     pub fn adds_overlaps(&self) -> bool {
         self.adds_overlaps
     }
+    /// How far a total in the file may be from the sum of its detail lines and still be taken as matching them:
+    /// published totals of rounded figures differ from the sum of the rounded details by a unit or two. `None`:
+    /// they must match exactly.
+    pub fn total_tolerance(&self) -> Option<Tolerance> {
+        self.total_tolerance
+    }
     /// Date formats (chrono `strftime` syntax), tried in order.
     pub fn date_formats(&self) -> &[String] {
         &self.date_formats
@@ -400,6 +407,61 @@ impl Source {
     /// Mapped fields.
     pub fn fields(&self) -> &[Field] {
         &self.fields
+    }
+}
+
+/// How far a total may be from the sum of its detail lines (`total_tolerance`): absolute, or relative to the larger
+/// of the two.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tolerance {
+    /// At most this much apart (`total_tolerance = 2`).
+    Absolute(f64),
+    /// At most this fraction of the larger apart (`total_tolerance = "0.5%"` is 0.005).
+    Relative(f64),
+}
+
+impl Tolerance {
+    /// Whether a stated total and the sum of its details are within the tolerance of each other.
+    pub fn allows(self, stated: f64, sum: f64) -> bool {
+        let apart = (stated - sum).abs();
+        match self {
+            Tolerance::Absolute(most) => apart <= most + 1e-9 * stated.abs().max(sum.abs()),
+            Tolerance::Relative(fraction) => apart <= fraction * stated.abs().max(sum.abs()),
+        }
+    }
+}
+
+impl std::fmt::Display for Tolerance {
+    /// `±2`, `±0.5 %`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tolerance::Absolute(most) => write!(f, "±{most}"),
+            Tolerance::Relative(fraction) => write!(f, "±{} %", fraction * 100.0),
+        }
+    }
+}
+
+fn lower_tolerance(raw: Option<&toml::Spanned<crate::raw::RawTolerance>>, sink: &mut Sink<'_>) -> Option<Tolerance> {
+    use crate::raw::RawTolerance;
+    let raw = raw?;
+    let tolerance = match raw.get_ref() {
+        RawTolerance::Absolute(most) => Some(Tolerance::Absolute(*most)),
+        RawTolerance::Relative(text) => text
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map(|percent| Tolerance::Relative(percent / 100.0)),
+    };
+    match tolerance {
+        Some(Tolerance::Absolute(x) | Tolerance::Relative(x)) if x.is_finite() && x >= 0.0 => tolerance,
+        _ => {
+            sink.at(
+                Some(raw.span()),
+                "total_tolerance",
+                "total_tolerance is a number (absolute, `2`) or a percentage (`\"0.5%\"`), not negative",
+            );
+            None
+        }
     }
 }
 
@@ -592,6 +654,7 @@ pub(crate) fn lower(
             );
         }
     }
+    let total_tolerance = lower_tolerance(raw.total_tolerance.as_ref(), sink);
     let adds_overlaps = match raw.on_overlap.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
         None | Some(("refuse", _)) => false,
         Some(("add", _)) => true,
@@ -773,6 +836,7 @@ pub(crate) fn lower(
         unpivot,
         replace: raw.replace.into_iter().map(|r| r.into_inner()).collect(),
         adds_overlaps,
+        total_tolerance,
         date_formats,
         drop: raw.drop,
         fields,

@@ -24,9 +24,9 @@ pub enum Error {
     /// Formatting or converting Arrow data failed.
     #[error("cannot format the result")]
     Arrow(#[from] arrow::error::ArrowError),
-    /// Writing CSV failed.
+    /// Writing CSV failed (other than on the output, which is [`Error::Io`]).
     #[error("cannot write CSV")]
-    Csv(#[from] csv::Error),
+    Csv(csv::Error),
     /// Writing Parquet failed.
     #[error("cannot write Parquet")]
     Parquet(#[from] parquet::errors::ParquetError),
@@ -42,6 +42,19 @@ pub enum Error {
         /// What was handed in instead.
         what: String,
     },
+}
+
+impl From<csv::Error> for Error {
+    /// The output's own failures stay I/O errors, so that a caller can tell a closed pipe.
+    fn from(e: csv::Error) -> Self {
+        if e.is_io_error() {
+            if let csv::ErrorKind::Io(io) = e.into_kind() {
+                return Error::Io(io);
+            }
+            unreachable!("an I/O error's kind is Io");
+        }
+        Error::Csv(e)
+    }
 }
 
 /// The label of total rows and columns.

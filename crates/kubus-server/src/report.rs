@@ -63,8 +63,14 @@ enum FileAnswer {
         skipped: Vec<Skipped>,
         /// Facts written.
         facts: usize,
-        /// Total lines of the export compared with the sum of its lines.
+        /// Totals of the export compared with the sum of its lines.
         totals_compared: usize,
+        /// Lines of totals whose totals matched the sums exactly.
+        total_lines_exact: usize,
+        /// Lines of totals that matched only within the source's `total_tolerance`.
+        total_lines_within: usize,
+        /// Lines of totals that did not match (rejected as `total mismatch`).
+        total_lines_mismatched: usize,
         /// Warnings.
         warnings: Vec<String>,
         /// The text encoding read.
@@ -133,6 +139,9 @@ impl IngestAnswer {
                             .collect(),
                         facts: c.facts,
                         totals_compared: c.totals_compared,
+                        total_lines_exact: c.total_lines.exact,
+                        total_lines_within: c.total_lines.within,
+                        total_lines_mismatched: c.total_lines.mismatched,
                         warnings: c.warnings.clone(),
                         encoding: c.encoding.clone(),
                     },

@@ -32,6 +32,8 @@ pub struct FileCounts {
     pub facts: usize,
     /// Totals in the file compared with the sums of its detail facts.
     pub totals_compared: usize,
+    /// The file's total lines by how they matched (exactly, within the source's tolerance, not at all).
+    pub total_lines: kubus_ingest::TotalLines,
     /// Checks that failed without rejecting a line.
     pub warnings: Vec<String>,
     /// Encoding (or workbook format) it was read with.
@@ -50,6 +52,7 @@ impl FileCounts {
         self.rejected += other.rejected;
         self.facts += other.facts;
         self.totals_compared += other.totals_compared;
+        self.total_lines.add(other.total_lines);
         for (reason, n) in &other.skipped {
             match self.skipped.iter_mut().find(|(r, _)| r == reason) {
                 Some((_, m)) => *m += n,
@@ -420,6 +423,7 @@ impl Project {
                         skipped: facts.skipped.clone(),
                         facts: facts.facts,
                         totals_compared: facts.totals_compared,
+                        total_lines: facts.total_lines,
                         warnings: facts.warnings.clone(),
                         encoding: facts.encoding.clone(),
                     });

@@ -86,8 +86,9 @@ def koeln():
     topics = sorted({(r["tab_id"], r["tabelle"], r["zei_id"], r["zeile"]) for r in rows}, key=lambda t: (t[0], int(t[2])))
     topic = ('# What a number of the Köln population table counts: the table (Einwohner nach Alter, …) and the line within\n'
              '# it. Categories of one table overlap ("darunter" lines) and do not add up to the table\'s total: sum\n'
-             '# over areas and years, never over categories. Written by sample-data/realdata/dimensions.py.\n'
-             'name = "koeln_topic"\nlabel = "Merkmal (Köln)"\nlabel_en = "Topic (Cologne)"\n\n'
+             '# over areas and years, never over categories (`additive = false`: a query that would is refused, and\n'
+             '# totals leave the categories apart). Written by sample-data/realdata/dimensions.py.\n'
+             'name = "koeln_topic"\nlabel = "Merkmal (Köln)"\nlabel_en = "Topic (Cologne)"\nadditive = false\n\n'
              '[[levels]]\nname = "table"\nlabel = "Tabelle"\nlabel_en = "Table"\n\n'
              '[[levels]]\nname = "category"\nlabel = "Merkmal"\nlabel_en = "Category"\n')
     for tab in sorted({(t[0], t[1]) for t in topics}):

@@ -96,6 +96,17 @@ fn kreise_add_up_to_germany_and_to_the_laender_of_the_other_publication() {
         kl,
         [("07312", "m", "50948"), ("07312", "w", "50280"), ("07335", "m", "53113"), ("07335", "w", "55103")]
     );
+    // By name: "Kaiserslautern" names both, and the message says what to type; the label with its comma, quoted,
+    // names the Landkreis.
+    let both = cli(
+        dir.path(),
+        &["--role", "statistik", "query", "population_by_kreis", "-m", "inhabitants", "-c", "kreis=Kaiserslautern"],
+    );
+    assert_eq!(both.code, ExitCode::from(2), "{}", both.stdout);
+    assert!(both.stderr.contains("type the key (07312 or 07335)"), "{}", both.stderr);
+    let landkreis =
+        query(dir.path(), &["population_by_kreis", "-m", "inhabitants", "-c", r#"kreis="Kaiserslautern, Landkreis""#]);
+    assert_eq!(landkreis[0][0], (53113 + 55103).to_string());
     // The Kreise of each Land add up to the Land in GENESIS 12411-0012 on the same date.
     let (laender, totals) = genesis_totals();
     let by_land = query(dir.path(), &["population_by_kreis", "-m", "inhabitants", "-d", "kreis.land"]);

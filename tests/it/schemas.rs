@@ -82,7 +82,7 @@ colour = "blue"
     assert_eq!(
         diagnostics(&[("d.toml", SchemaKind::Dimension, dimension)]),
         [
-            "d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `open_top`, `bands`, `ordered`, `geo`, `hierarchies`"
+            "d.toml:3: unknown field `colour`, expected one of `name`, `label`, `label_en`, `kind`, `levels`, `members`, `years`, `max_age`, `open_top`, `bands`, `ordered`, `geo`, `additive`, `hierarchies`"
         ]
     );
 

@@ -321,3 +321,144 @@ fn a_label_with_a_comma_is_cut_in_quotes() {
     assert_eq!(ask(r#"offence="Betrug, gewerbsmäßig",Diebstahl"#), [["18"]]);
     assert_eq!(ask("offence=Betrug,Diebstahl"), [["16"]]);
 }
+
+/// A file whose last line has no line break may have been cut short: it is read, and the ingest says so.
+#[test]
+fn a_last_line_without_a_line_break_is_noted() {
+    let dir = offences_project("", "");
+    let cut = write(dir.path(), "cut.csv", "Key,Year,Cases\n110,2023,5\n120,2023,7");
+    let out = ingest(dir.path(), "offences_en", &[&cut]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(out.stderr.contains("cut.csv: the last line (3) has no line break"), "{}", out.stderr);
+    let whole = write(dir.path(), "whole.csv", "Key,Year,Cases\n110,2022,5\n");
+    let out = ingest(dir.path(), "offences_en", &[&whole]);
+    assert!(!out.stderr.contains("line break"), "{}", out.stderr);
+}
+
+/// A byte order mark decides a file's encoding over the source's declaration: the ingest says so, and a byte the
+/// file then does not keep to is explained as that, not answered with advice to declare another encoding.
+#[test]
+fn a_byte_order_mark_says_that_it_decides_the_encoding() {
+    let dir = offences_project("", "");
+    let source = dir.path().join("cube-schemas/sources/offences_de.toml");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, text.replace("encoding = \"utf-8\"", "encoding = \"windows-1252\"")).unwrap();
+    let bom = |name: &str, body: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, [b"\xef\xbb\xbf".as_slice(), body].concat()).unwrap();
+        path.display().to_string()
+    };
+    let utf8 = bom("bom.csv", "Schlüssel;Jahr;Fälle\n110;2023;5\n".as_bytes());
+    let out = ingest(dir.path(), "offences_de", &[&utf8]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(out.stderr.contains("bom.csv: the file begins with a UTF-8 byte order mark, which decides its encoding: it was read as UTF-8, not as the declared windows-1252"), "{}", out.stderr);
+    let broken = bom("broken.csv", b"Schl\xc3\xbcssel;Jahr;F\xc3\xa4lle\n110;2022;5\n120;2022;\xe4\n");
+    let out = ingest(dir.path(), "offences_de", &[&broken]);
+    assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
+    assert!(out.stderr.contains("broken.csv: the file begins with a UTF-8 byte order mark"), "{}", out.stderr);
+    assert!(!out.stderr.contains("set `encoding"), "no advice that changes nothing: {}", out.stderr);
+}
+
+/// A dry run of a file the warehouse already holds still shows its facts, and says that an ingest would skip it.
+#[test]
+fn a_dry_run_of_a_file_already_ingested_still_previews() {
+    let dir = offences_project("", "");
+    let file = write(dir.path(), "en.csv", "Key,Year,Cases\n110,2023,5\n120,2023,7\n");
+    assert_eq!(ingest(dir.path(), "offences_en", &[&file]).code, ExitCode::SUCCESS);
+    let out = cli(dir.path(), &["ingest", "offences_en", &file, "--dry-run"]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(out.stdout.contains("already holds this file (same SHA-256): an ingest would skip it"), "{}", out.stdout);
+    assert!(out.stdout.contains("first 2 facts:"), "{}", out.stdout);
+    let again = ingest(dir.path(), "offences_en", &[&file]);
+    assert!(again.stdout.contains("already ingested (same SHA-256), nothing changed"), "{}", again.stdout);
+}
+
+/// A classification whose keys overlap (an offence key and its sub-keys, the all-offences line) is declared not
+/// additive: a sum over its members is refused, a cut to one member or a drilldown by it answers, and totals
+/// leave its members apart.
+#[test]
+fn a_dimension_that_is_not_additive_is_never_summed() {
+    let dir = offences_project("", "");
+    let path = dir.path().join("cube-schemas/dimensions/offence.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("label_en = \"Offence\"\n", "label_en = \"Offence\"\nadditive = false\n", 1))
+        .unwrap();
+    // All offences 30 = theft 10 + fraud 20 (its commercial kind, 5, is a part of fraud), in two years.
+    let file = write(
+        dir.path(),
+        "en.csv",
+        "Key,Year,Cases\n------,2022,30\n110,2022,10\n120,2022,20\n130,2022,5\n------,2023,3\n110,2023,1\n120,2023,2\n130,2023,1\n",
+    );
+    let out = ingest(dir.path(), "offences_en", &[&file]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let ask = |args: &[&str]| {
+        let mut all = vec!["--role", "statistik", "query", "offences", "-m", "cases", "-f", "csv"];
+        all.extend_from_slice(args);
+        cli(dir.path(), &all)
+    };
+    for summed in [&[][..], &["-d", "year"], &["-c", "offence=110,120"], &["-c", "offence!=------"]] {
+        let out = ask(summed);
+        assert_eq!(out.code, ExitCode::from(2), "{summed:?}: {}", out.stdout);
+        assert!(
+            out.stderr.contains("measure cases would add up the members of offence, which overlap (offence is not additive): cut offence to one offence"),
+            "{summed:?}: {}",
+            out.stderr
+        );
+    }
+    let one = ask(&["-c", "offence=------", "-d", "year"]);
+    assert_eq!(csv_rows(&one.stdout).iter().map(|r| r[2].as_str()).collect::<Vec<_>>(), ["30", "3"], "{}", one.stderr);
+    // Totals over the years within each offence, none over the offences.
+    let out = ask(&["-d", "offence", "-d", "year", "--totals"]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let rows = csv_rows(&out.stdout);
+    let totals: Vec<(&str, &str)> =
+        rows.iter().filter(|r| r[2].is_empty()).map(|r| (r[0].as_str(), r[4].as_str())).collect();
+    assert_eq!(totals, [("------", "33"), ("110", "11"), ("120", "22"), ("130", "6")], "{}", out.stdout);
+    assert!(rows.iter().all(|r| !r[0].is_empty()), "no grand total: {}", out.stdout);
+    let explain =
+        cli(dir.path(), &["--role", "statistik", "explain", "offences", "-m", "cases", "-d", "offence", "--totals"]);
+    assert!(explain.stdout.contains("no totals over offence: offence is not additive"), "{}", explain.stdout);
+}
+
+/// A file without its year, whose name holds it: the year is read from the name, so that a replace key works.
+#[test]
+fn the_year_can_come_from_the_file_name() {
+    let dir = offences_project("replace = [\"year\"]", "");
+    let source = dir.path().join("cube-schemas/sources/offences_en.toml");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, text.replace("member = \"Year\"", "member = \"@file\"\nextract = '_(\\d{4})\\.csv$'"))
+        .unwrap();
+    let first = write(dir.path(), "offences_2021.csv", "Key,Cases\n110,4\n120,6\n");
+    let out = ingest(dir.path(), "offences_en", &[&first]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let corrected = write(dir.path(), "corrected_offences_2021.csv", "Key,Cases\n110,5\n");
+    assert_eq!(ingest(dir.path(), "offences_en", &[&corrected]).code, ExitCode::SUCCESS);
+    let other = write(dir.path(), "offences_2022.csv", "Key,Cases\n110,1\n");
+    assert_eq!(ingest(dir.path(), "offences_en", &[&other]).code, ExitCode::SUCCESS);
+    assert_eq!(cases(dir.path()), [row("110", "2021", "5"), row("110", "2022", "1")]);
+    // A name without the year: every line is rejected with the reason, nothing is guessed.
+    let nameless = write(dir.path(), "offences.csv", "Key,Cases\n110,1\n");
+    let out = ingest(dir.path(), "offences_en", &[&nameless]);
+    assert!(out.stdout.contains("rejected 1"), "{}", out.stdout);
+    assert!(quarantine(dir.path()).contains("offences.csv"));
+}
+
+/// A balance line ("Saldo = Zugänge − Abgänge") is neither a detail nor a sum; named in a column other than the
+/// first, a skip rule on any cell skips it with its reason, accounted for.
+#[test]
+fn a_skip_rule_may_match_any_cell_of_a_line() {
+    let dir = offences_project("drop = [\"Note\"]", "");
+    let source = dir.path().join("cube-schemas/sources/offences_en.toml");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, format!("{text}\n[[layout.skip]]\nany_cell = '^Saldo'\nreason = \"balance line\"\n"))
+        .unwrap();
+    let file =
+        write(dir.path(), "en.csv", "Key,Year,Cases,Note\n110,2023,50,\n120,2023,10,\n,2023,40,Saldo (110 − 120)\n");
+    let out = ingest(dir.path(), "offences_en", &[&file]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("lines 4 = accepted 2 + rejected 0 + skipped 2 (header 1, balance line 1) → 2 facts"),
+        "{}",
+        out.stdout
+    );
+}

@@ -862,7 +862,12 @@ fn print_files(report: &kubus::IngestReport, stdout: &mut dyn Write) -> anyhow::
         let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         match &f.outcome {
             FileOutcome::Ingested(counts) => {
-                writeln!(stdout, "  {name} ({}): {}", counts.encoding, accounting(counts))?
+                let held = if counts.already_ingested {
+                    "\n    the warehouse already holds this file (same SHA-256): an ingest would skip it"
+                } else {
+                    ""
+                };
+                writeln!(stdout, "  {name} ({}): {}{held}", counts.encoding, accounting(counts))?
             }
             FileOutcome::AlreadyIngested => {
                 writeln!(stdout, "  {name}: already ingested (same SHA-256), nothing changed")?

@@ -194,6 +194,7 @@ impl Header {
                     }
                 }
             }
+            Input::FileName => Resolved::Fixed(Cell::Text(file.to_owned())),
             Input::Template(parts) => Resolved::Template(
                 parts
                     .iter()

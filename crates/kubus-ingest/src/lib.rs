@@ -28,6 +28,13 @@ pub enum Error {
         "{file}: the source declares encoding {declared}, but the file {problem}; set `encoding = \"{suggested}\"` (or \"auto\") in the source's [format]"
     )]
     Encoding { file: String, declared: String, problem: String, suggested: String },
+    /// The file's byte order mark tells an encoding the file does not keep to.
+    #[error(
+        "{file}: the file begins with a {bom} byte order mark, which decides its encoding whatever the source declares, \
+         but it {problem}: it is damaged or mislabelled; ask for a new export, or remove the byte order mark (its \
+         first bytes) if the rest is in the declared encoding"
+    )]
+    ByteOrderMark { file: String, bom: String, problem: String },
     /// The text contains U+FFFD: its characters were already destroyed before kubus saw it.
     #[error(
         "{file}:{line}: the file contains replacement characters (U+FFFD): its characters were destroyed before export; ask the office for a new export"
@@ -230,7 +237,8 @@ impl Tally {
 struct Rules<'s> {
     column_numbers: Option<usize>,
     footer: Option<Regex>,
-    skips: Vec<(Regex, &'s str)>,
+    /// Pattern, whether any cell may match (else the first non-empty one), reason.
+    skips: Vec<(Regex, bool, &'s str)>,
 }
 
 /// The data lines read so far: their tally, the rejected ones, and whether the footer has begun.
@@ -250,7 +258,7 @@ impl<'s> Rules<'s> {
             skips: layout
                 .skips()
                 .iter()
-                .map(|s| (Regex::new(&s.first_cell).expect("validated by the model"), s.reason.as_str()))
+                .map(|s| (Regex::new(&s.pattern).expect("validated by the model"), s.any_cell, s.reason.as_str()))
                 .collect(),
         }
     }
@@ -274,7 +282,9 @@ impl<'s> Rules<'s> {
             tally.skip(skip::FOOTER, row.span);
         } else if row.is_empty() {
             tally.skip(skip::EMPTY, row.span);
-        } else if let Some((_, reason)) = self.skips.iter().find(|(re, _)| re.is_match(&first)) {
+        } else if let Some((_, _, reason)) = self.skips.iter().find(|(re, any, _)| {
+            if *any { row.cells.iter().any(|c| re.is_match(&c.text())) } else { re.is_match(&first) }
+        }) {
             tally.skip(reason, row.span);
         } else {
             return true;
@@ -361,24 +371,103 @@ pub fn read_file_to<'a>(
     model: &Model,
     source: &Source,
     name: &str,
+    input: Box<dyn std::io::Read + 'a>,
+    key: &PseudonymKey,
+    progress: &mut dyn FnMut(Progress),
+    sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<FileFacts> {
+    let rules = Rules::new(source);
+    let kubus_model::Format::Csv { .. } = source.format() else {
+        return sequential(model, source, name, &rules, rows::Rows::open(source, name, input)?, key, progress, sink);
+    };
+    // A text file's last line ends with a line break; one that does not may have been cut short (a copy broken
+    // off, a truncated download), even where its fields still fit the header: the file is read, and that noted.
+    let last = std::rc::Rc::new(std::cell::Cell::new(None));
+    let input = Box::new(LastByte { inner: input, last: last.clone() });
+    let mut facts = read_csv(model, source, name, &rules, input, key, progress, sink)?;
+    if last.get().is_some_and(|b| b != b'\n') {
+        facts.warnings.push(format!(
+            "{name}: the last line ({}) has no line break: check that the file is complete, not cut short",
+            facts.lines
+        ));
+    }
+    Ok(facts)
+}
+
+/// A reader that remembers the last byte it read.
+struct LastByte<R> {
+    inner: R,
+    last: std::rc::Rc<std::cell::Cell<Option<u8>>>,
+}
+
+impl<R: std::io::Read> std::io::Read for LastByte<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.last.set(Some(buf[n - 1]));
+        }
+        Ok(n)
+    }
+}
+
+/// Reads a CSV export (see [`read_file_to`]).
+#[allow(clippy::too_many_arguments)]
+fn read_csv<'a>(
+    model: &Model,
+    source: &Source,
+    name: &str,
+    rules: &Rules<'_>,
+    mut input: Box<dyn std::io::Read + 'a>,
+    key: &PseudonymKey,
+    progress: &mut dyn FnMut(Progress),
+    sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<FileFacts> {
+    let kubus_model::Format::Csv { encoding, .. } = source.format() else {
+        unreachable!("called for CSV sources only")
+    };
+    let head = rows::CsvHead::read(encoding.as_deref(), name, &mut input)?;
+    // A byte order mark decides the encoding over the declaration: a byte that is not in it is then no reason
+    // to declare another encoding, which would change nothing.
+    let bom = head.bom.then_some(head.encoding.name());
+    let told = |e: Error| match (bom, e) {
+        (Some(bom), Error::Encoding { file, problem, .. }) => {
+            Error::ByteOrderMark { file, bom: bom.to_owned(), problem }
+        }
+        (_, e) => e,
+    };
+    let declared = encoding.as_deref().and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
+    let overridden = declared.filter(|d| head.bom && *d != head.encoding).map(|d| {
+        format!("{name}: the file begins with a {} byte order mark, which decides its encoding: it was read as {0}, not as the declared {}", head.encoding.name(), d.name())
+    });
+    let mut facts = read_csv_body(model, source, name, rules, head, input, key, progress, sink).map_err(told)?;
+    facts.warnings.extend(overridden);
+    Ok(facts)
+}
+
+/// Reads a CSV export's records after its head (see [`read_file_to`]).
+#[allow(clippy::too_many_arguments)]
+fn read_csv_body<'a>(
+    model: &Model,
+    source: &Source,
+    name: &str,
+    rules: &Rules<'_>,
+    head: rows::CsvHead,
     mut input: Box<dyn std::io::Read + 'a>,
     key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
     use std::io::Read as _;
-    let rules = Rules::new(source);
-    let kubus_model::Format::Csv { encoding, delimiter } = source.format() else {
-        return sequential(model, source, name, &rules, rows::Rows::open(source, name, input)?, key, progress, sink);
+    let kubus_model::Format::Csv { delimiter, .. } = source.format() else {
+        unreachable!("called for CSV sources only")
     };
-    let head = rows::CsvHead::read(encoding.as_deref(), name, &mut input)?;
     let workers = blocks::workers();
     if !head.complete && workers > 1 && rows::byte_wise(head.encoding) {
         let csv = blocks::Csv {
             model,
             source,
             name,
-            rules: &rules,
+            rules,
             key,
             encoding: head.encoding,
             delimiter: *delimiter,
@@ -390,7 +479,7 @@ pub fn read_file_to<'a>(
     }
     let rows =
         rows::Rows::csv(Box::new(std::io::Cursor::new(head.bytes).chain(input)), head.encoding, *delimiter, name, 1);
-    sequential(model, source, name, &rules, rows, key, progress, sink)
+    sequential(model, source, name, rules, rows, key, progress, sink)
 }
 
 /// Reads a file's rows one after the other: titles, header, then every data line.

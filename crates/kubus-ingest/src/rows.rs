@@ -93,6 +93,8 @@ pub struct CsvHead {
     pub complete: bool,
     /// The encoding of the file.
     pub encoding: &'static Encoding,
+    /// It was told by a byte order mark, whatever the source declares.
+    pub bom: bool,
 }
 
 impl CsvHead {
@@ -106,7 +108,7 @@ impl CsvHead {
         let complete = bytes.len() < decode::SNIFF_BYTES;
         let (encoding, bom) = decode::sniff(declared, name, &bytes, complete)?;
         bytes.drain(..bom);
-        Ok(CsvHead { bytes, complete, encoding })
+        Ok(CsvHead { bytes, complete, encoding, bom: bom > 0 })
     }
 }
 

@@ -166,7 +166,7 @@ fn values(text: &str) -> Option<Vec<String>> {
 }
 
 /// A value as a cut writes it: in double quotes where it has a comma, two dots, a quote or space at an end.
-fn quoted(value: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn quoted(value: &str) -> std::borrow::Cow<'_, str> {
     if value.contains([',', '"']) || value.contains("..") || value.trim() != value || value.is_empty() {
         format!("\"{}\"", value.replace('"', "\"\"")).into()
     } else {

@@ -130,6 +130,7 @@ pub struct Dimension {
     kind: DimensionKind,
     ordered: bool,
     geo: bool,
+    additive: bool,
     open_top: bool,
     levels: Vec<Level>,
     members: Vec<Vec<Member>>,
@@ -173,6 +174,12 @@ impl Dimension {
     /// Whether the members are places (districts, regions).
     pub fn is_geo(&self) -> bool {
         self.geo
+    }
+    /// Whether a sum over its members means anything. `additive = false` declares categories that overlap (an
+    /// offence key and its sub-keys, "darunter" lines): summed over them, a count counts some facts several
+    /// times, so a query sums only within one member of its finest level.
+    pub fn is_additive(&self) -> bool {
+        self.additive
     }
     /// Whether the last single year of an age dimension also holds everyone older.
     pub fn is_open_top(&self) -> bool {
@@ -312,15 +319,12 @@ impl Dimension {
                     [] => {}
                     [one] => return Ok(MemberRef { level: l, index: *one }),
                     many => {
-                        return Err(Error::Ambiguous {
-                            name: value.to_owned(),
-                            candidates: many
-                                .iter()
-                                .map(|&i| {
-                                    let m = &self.members[l][i];
-                                    format!("{} ({})", m.key, m.label)
-                                })
-                                .collect(),
+                        let members: Vec<&Member> = many.iter().map(|&i| &self.members[l][i]).collect();
+                        return Err(Error::AmbiguousMember {
+                            value: value.to_owned(),
+                            dimension: self.name.clone(),
+                            candidates: members.iter().map(|m| format!("{} ({})", m.key, m.label)).collect(),
+                            keys: members.iter().map(|m| crate::cut::quoted(&m.key).into_owned()).collect(),
                         });
                     }
                 }
@@ -603,6 +607,7 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
         kind,
         ordered: raw.ordered || kind != DimensionKind::Enumerated,
         geo: raw.geo,
+        additive: raw.additive.unwrap_or(true),
         open_top: raw.open_top,
         levels,
         members,

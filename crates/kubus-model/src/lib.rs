@@ -43,6 +43,14 @@ pub enum Error {
     /// A name matches more than one thing and must be qualified.
     #[error("'{name}' is ambiguous: it could be {}; qualify it", .candidates.join(" or "))]
     Ambiguous { name: String, candidates: Vec<String> },
+    /// A value names more than one member (a label two members share): the key tells them apart.
+    #[error(
+        "'{value}' is ambiguous in {dimension}: it could be {}; type the key ({}) or a whole label, in double quotes \
+         if it has a comma",
+        .candidates.join(" or "),
+        .keys.join(" or ")
+    )]
+    AmbiguousMember { value: String, dimension: String, candidates: Vec<String>, keys: Vec<String> },
 }
 
 fn level_suffix(level: &Option<String>) -> String {

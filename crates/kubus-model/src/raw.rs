@@ -29,6 +29,8 @@ pub struct RawDimension {
     /// Members are places (for JSON-stat's `geo` role).
     #[serde(default)]
     pub geo: bool,
+    /// Whether sums over its members mean anything (`false`: its categories overlap).
+    pub additive: Option<bool>,
     /// Further hierarchies over the finest level, each with one level of its own.
     #[serde(default)]
     pub hierarchies: Vec<S<RawHierarchy>>,
@@ -218,7 +220,8 @@ pub struct RawLayout {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSkip {
-    pub first_cell: S<String>,
+    pub first_cell: Option<S<String>>,
+    pub any_cell: Option<S<String>>,
     pub reason: String,
 }
 

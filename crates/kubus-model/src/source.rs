@@ -39,6 +39,9 @@ pub enum Input {
     },
     /// Text put together from other inputs: `{tab_id}.{zei_id}`.
     Template(Vec<TemplatePart>),
+    /// The file's name (`@file`), for what only the name tells (`bevoelkerung_2023.csv`: with
+    /// `extract = '(\d{4})'`, the year).
+    FileName,
 }
 
 /// A piece of a template input.
@@ -82,6 +85,9 @@ impl Input {
                 _ => Err(format!("'{text}': a column position is #1, #2, …")),
             };
         }
+        if text == "@file" {
+            return Ok(Input::FileName);
+        }
         if let Some(cell) = text.strip_prefix('@') {
             let letters: String = cell.chars().take_while(char::is_ascii_alphabetic).collect();
             let digits = &cell[letters.len()..];
@@ -91,7 +97,9 @@ impl Input {
                 .try_fold(0usize, |acc, b| acc.checked_mul(26).and_then(|a| a.checked_add(usize::from(b - b'A' + 1))));
             return match (column, digits.parse::<usize>()) {
                 (Some(column), Ok(line)) if column >= 1 && line >= 1 => Ok(Input::Cell { line, column }),
-                _ => Err(format!("'{text}': a cell is written like @H3 (column letters, then the line)")),
+                _ => Err(format!(
+                    "'{text}': a cell is written like @H3 (column letters, then the line); the file's name is @file"
+                )),
             };
         }
         if text.trim().is_empty() {
@@ -277,8 +285,10 @@ pub struct Layout {
 /// Lines skipped on purpose, with the reason that the ingest report gives.
 #[derive(Debug, Clone)]
 pub struct Skip {
-    /// Regular expression matched against the line's first non-empty cell.
-    pub first_cell: String,
+    /// Regular expression matched against the line's first non-empty cell, or with `any_cell` against each cell.
+    pub pattern: String,
+    /// Whether any cell of the line may match (a balance line named in its third column), not only the first.
+    pub any_cell: bool,
     /// Reason shown in reports.
     pub reason: String,
 }
@@ -574,8 +584,17 @@ fn lower_layout(raw: Option<&toml::Spanned<crate::raw::RawLayout>>, sink: &mut S
     let mut skips = Vec::new();
     for (i, skip) in l.skip.iter().enumerate() {
         let s = skip.get_ref();
-        check_regex(&s.first_cell, &format!("layout.skip[{i}].first_cell"), sink);
-        skips.push(Skip { first_cell: s.first_cell.get_ref().clone(), reason: s.reason.clone() });
+        let (pattern, any_cell) = match (&s.first_cell, &s.any_cell) {
+            (Some(p), None) => (p, false),
+            (None, Some(p)) => (p, true),
+            _ => {
+                sink.at(Some(skip.span()), format!("layout.skip[{i}]"), "a skip rule has first_cell or any_cell");
+                continue;
+            }
+        };
+        let which = if any_cell { "any_cell" } else { "first_cell" };
+        check_regex(pattern, &format!("layout.skip[{i}].{which}"), sink);
+        skips.push(Skip { pattern: pattern.get_ref().clone(), any_cell, reason: s.reason.clone() });
     }
     Layout {
         header_lines,

@@ -152,8 +152,7 @@ pub async fn explain(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -
 async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<(DataFrame, Vec<ResultColumn>)> {
     let n = plan.drilldowns.len();
     let with_totals = plan.totals && n > 0;
-    let grains: Vec<Vec<usize>> =
-        if with_totals { (0..=n).rev().map(|k| (0..k).collect()).collect() } else { vec![(0..n).collect()] };
+    let grains: Vec<Vec<usize>> = plan.grains().into_iter().map(|k| (0..k).collect()).collect();
     let requested: Vec<&str> = plan.measures.iter().map(|m| m.name()).collect();
     // The counts and dominated sums the requested measures are computed from ride along, hidden, for disclosure
     // control.

@@ -32,6 +32,12 @@ pub enum Error {
     /// A time comparison without a period to compare.
     #[error("measure {measure} compares periods: drill down by {role} or cut it to a period")]
     NoPeriod { measure: String, role: String },
+    /// A sum over the members of a dimension whose members overlap.
+    #[error(
+        "measure {measure} would add up the members of {role}, which overlap ({dimension} is not additive): cut \
+         {role} to one {level} ({role}=…) or drill down by {role}.{level}"
+    )]
+    NotAdditive { measure: String, role: String, dimension: String, level: String },
     /// An order's text does not parse.
     #[error("cannot read order '{text}': write a measure name, or -measure for descending")]
     BadOrder { text: String },

@@ -77,6 +77,9 @@ pub struct CubePlan<'m> {
     pub time: Option<LevelRef<'m>>,
     /// Whether totals are requested.
     pub totals: bool,
+    /// Totals keep the first this many drilldowns: those up to the last role whose dimension is not additive
+    /// (a total over it would add up overlapping members). 0: every total.
+    pub total_floor: usize,
     /// Order: measure name and descending flag.
     pub order: Vec<(String, bool)>,
     /// Row limit.
@@ -160,18 +163,70 @@ impl CubePlan<'_> {
             }
         }
         let names: Vec<&str> = self.drilldowns.iter().map(|(_, n)| n.as_str()).collect();
-        let grains: Vec<String> = if self.totals && !names.is_empty() {
-            (0..=names.len()).rev().map(|k| format!("({})", names[..k].join(", "))).collect()
-        } else {
-            vec![format!("({})", names.join(", "))]
-        };
+        let grains: Vec<String> = self.grains().into_iter().map(|k| format!("({})", names[..k].join(", "))).collect();
         out += &format!(
             "grains: {} — one aggregation each{}\n",
             grains.join(", "),
             if grains.len() > 1 { ", stacked; rows of coarser grains are totals" } else { "" }
         );
+        if self.totals && self.total_floor > 0 {
+            let (l, name) = &self.drilldowns[self.total_floor - 1];
+            out += &format!(
+                "no totals over {name}: {} is not additive (its members overlap), so its members are never summed\n",
+                l.dimension.name()
+            );
+        }
         out
     }
+
+    /// The grains the query aggregates at, as how many of the drilldowns each keeps: all of them, then with
+    /// totals every shorter prefix down to the grand total, or to the last drilldown that is not additive.
+    pub fn grains(&self) -> Vec<usize> {
+        let n = self.drilldowns.len();
+        if self.totals && n > 0 { (self.total_floor..=n).rev().collect() } else { vec![n] }
+    }
+}
+
+/// Refuses a sum over the members of a role whose dimension is not additive, unless the query keeps them apart
+/// (drills down by the role's recorded level) or cuts the role to one of them; returns how many drilldowns the
+/// totals must keep, so that no total adds them up.
+fn check_additive(
+    cube: &Cube,
+    drilldowns: &[(LevelRef<'_>, String)],
+    cuts: &[ResolvedCut<'_>],
+    computed: &[PlannedMeasure<'_>],
+    model: &Model,
+) -> Result<usize> {
+    use kubus_model::Aggregate;
+    let adds = computed.iter().find(|pm| {
+        matches!(
+            pm.measure.kind(),
+            MeasureKind::Aggregate { aggregate: Aggregate::Count | Aggregate::Sum | Aggregate::Avg, .. }
+        )
+    });
+    let Some(adds) = adds else { return Ok(0) };
+    let mut floor = 0;
+    for role in cube.dimensions() {
+        let dimension = model.dimension(role.dimension())?;
+        if dimension.is_additive() {
+            continue;
+        }
+        let one = cuts.iter().any(|c| c.role == role.name() && !c.negated && c.members.len() == 1);
+        let drilled = drilldowns.iter().position(|(l, _)| l.role == role.name() && l.level == l.fact_level);
+        match drilled {
+            _ if one => {}
+            Some(at) => floor = floor.max(at + 1),
+            None => {
+                return Err(Error::NotAdditive {
+                    measure: adds.measure.name().to_owned(),
+                    role: role.name().to_owned(),
+                    dimension: dimension.name().to_owned(),
+                    level: dimension.levels()[role.fact_level()].name().to_owned(),
+                });
+            }
+        }
+    }
+    Ok(floor)
 }
 
 /// Resolves `role`, `role.level` or a level name unique among the cube's roles. `None` as level means the role
@@ -377,6 +432,7 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         })
         .collect::<Result<Vec<_>>>()?;
     let sides = plan_sides(model, cube, query, &drilldowns, &computed)?;
+    let total_floor = check_additive(cube, &drilldowns, &cuts, &computed, model)?;
     Ok(CubePlan {
         cube,
         drilldowns,
@@ -385,6 +441,7 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         computed,
         time,
         totals: query.totals,
+        total_floor,
         order,
         limit: query.limit,
         sides,

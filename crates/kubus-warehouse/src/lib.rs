@@ -193,27 +193,31 @@ impl Warehouse {
         Ok(Some((provider, as_of.unwrap_or(latest))))
     }
 
-    /// The SHA-256 hashes of every file whose facts are in the latest version of a cube's table.
-    pub async fn ingested_hashes(&self, cube: &str) -> Result<BTreeSet<String>> {
+    /// The SHA-256 hashes and names of every file whose facts are in the latest version of a cube's table.
+    pub async fn ingested_files(&self, cube: &str) -> Result<BTreeSet<(String, String)>> {
         let ctx = SessionContext::new();
         let Some((provider, _)) = self.facts(&ctx, cube, None).await? else { return Ok(BTreeSet::new()) };
         let read = |source| Error::Read { table: cube.to_owned(), source };
         let batches = ctx
             .read_table(provider)
-            .and_then(|df| df.select(vec![col(HASH_COLUMN)]))
+            .and_then(|df| df.select(vec![col(HASH_COLUMN), col(FILE_COLUMN)]))
             .and_then(|df| df.distinct())
             .map_err(read)?
             .collect()
             .await
             .map_err(read)?;
-        let mut hashes = BTreeSet::new();
+        let mut files = BTreeSet::new();
         for batch in batches {
-            let column = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
-                .map_err(|source| Error::Arrow { table: cube.to_owned(), source })?;
-            let strings = column.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
-            hashes.extend(strings.iter().flatten().map(str::to_owned));
+            let text = |i: usize| {
+                datafusion::arrow::compute::cast(batch.column(i), &DataType::Utf8)
+                    .map_err(|source| Error::Arrow { table: cube.to_owned(), source })
+            };
+            let (hashes, names) = (text(0)?, text(1)?);
+            let hashes = hashes.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
+            let names = names.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
+            files.extend(hashes.iter().zip(names.iter()).filter_map(|(h, n)| Some((h?.to_owned(), n?.to_owned()))));
         }
-        Ok(hashes)
+        Ok(files)
     }
 
     /// Takes the cube's ingest lock if no one holds it (`None`: another ingest of the cube, in this process or

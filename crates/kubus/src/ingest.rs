@@ -38,6 +38,8 @@ pub struct FileCounts {
     pub warnings: Vec<String>,
     /// Encoding (or workbook format) it was read with.
     pub encoding: String,
+    /// A dry run read a file the warehouse already holds (same SHA-256): an ingest would skip it.
+    pub already_ingested: bool,
 }
 
 impl FileCounts {
@@ -236,7 +238,18 @@ impl Project {
         // An ingest that commits holds the cube's lock from reading which files the table holds to its commit:
         // another ingest of the cube (an upload, the CLI) waits for it and then sees its files.
         let lock = if options.dry_run { None } else { Some(self.lock_cube(&cube).await?) };
-        let mut known = self.warehouse().ingested_hashes(&cube).await?;
+        // A file the warehouse holds is known by its SHA-256, and where the source reads the file's name (`@file`),
+        // by its name too: the same bytes under another name are other facts.
+        let by_name = source
+            .fields()
+            .iter()
+            .any(|f| f.inputs().iter().any(|i| i.leaves().contains(&&kubus_model::Input::FileName)));
+        let identity =
+            move |sha256: &str, name: &str| if by_name { format!("{sha256} {name}") } else { sha256.to_owned() };
+        let mut known: BTreeSet<String> =
+            self.warehouse().ingested_files(&cube).await?.into_iter().map(|(h, f)| identity(&h, &f)).collect();
+        // A dry run reads a file the warehouse holds as well, to show it, and says that an ingest would skip it.
+        let held = if options.dry_run { std::mem::take(&mut known) } else { BTreeSet::new() };
 
         let mut schema = kubus_ingest::fact_schema(model.cube(&cube)?);
         // A table written before facts stored their record keys gets none: its older facts have none either, and
@@ -281,7 +294,7 @@ impl Project {
                 }
                 None => (None, None),
             };
-            let read = self.read_files(model, source, files, &key, &mut known, progress, &mut |staged| {
+            let read = self.read_files(model, source, files, &key, (&mut known, &identity), progress, &mut |staged| {
                 let staged = match (staged, record_key) {
                     (Staged::Facts { file, sha256, batch }, Some(at)) => {
                         let batch =
@@ -308,6 +321,12 @@ impl Project {
             Ok((staged, read?))
         })?;
         let Some(staging) = staging else {
+            let mut reports = reports;
+            for report in &mut reports {
+                if let FileOutcome::Ingested(counts) = &mut report.outcome {
+                    counts.already_ingested = held.contains(&identity(&report.sha256, &file_name(&report.path)));
+                }
+            }
             let version = self.warehouse().version(&cube).await?;
             return Ok(IngestReport {
                 source: source.name().to_owned(),
@@ -391,7 +410,7 @@ impl Project {
         source: &kubus_model::Source,
         files: &[PathBuf],
         key: &kubus_ingest::PseudonymKey,
-        known: &mut BTreeSet<String>,
+        (known, identity): Known<'_>,
         progress: &mut dyn FnMut(IngestProgress<'_>),
         stage: &mut dyn FnMut(Staged) -> bool,
     ) -> Result<(Vec<FileReport>, Vec<QuarantineRow>, BTreeSet<String>)> {
@@ -401,7 +420,7 @@ impl Project {
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             let (sha256, facts) = read_unless_known(
                 path,
-                known,
+                &|sha256| known.contains(&identity(sha256, &name)),
                 &mut |input, sink| {
                     let progress = &mut |p: kubus_ingest::Progress| {
                         progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size })
@@ -414,7 +433,7 @@ impl Project {
                 None => FileOutcome::AlreadyIngested,
                 Some(facts) => {
                     stage(Staged::Done { file: name.clone(), sha256: sha256.clone(), facts: facts.facts });
-                    known.insert(sha256.clone());
+                    known.insert(identity(&sha256, &name));
                     converted_names.insert(name.clone());
                     let outcome = FileOutcome::Ingested(FileCounts {
                         lines: facts.lines,
@@ -426,6 +445,7 @@ impl Project {
                         total_lines: facts.total_lines,
                         warnings: facts.warnings.clone(),
                         encoding: facts.encoding.clone(),
+                        already_ingested: false,
                     });
                     rejected.extend(facts.rejected.into_iter().map(|r| QuarantineRow {
                         file: r.file,
@@ -516,7 +536,7 @@ const HELD_BATCHES: usize = 8;
 /// soon as its hash is known.
 fn read_unless_known(
     path: &Path,
-    known: &BTreeSet<String>,
+    known: &dyn Fn(&str) -> bool,
     read: ReadFile<'_>,
     stage: &mut dyn FnMut(&str, datafusion::arrow::record_batch::RecordBatch) -> bool,
 ) -> Result<(String, Option<kubus_ingest::FileFacts>)> {
@@ -550,7 +570,7 @@ fn read_unless_known(
                 }
             }
             match &hash {
-                Some(Ok(h)) if !known.contains(h) => {
+                Some(Ok(h)) if !known(h) => {
                     for batch in held.drain(..).chain([batch]) {
                         if !stage(h, batch) {
                             return Err(stopped("staging failed"));
@@ -563,7 +583,7 @@ fn read_unless_known(
             }
         });
         let sha256 = hash.unwrap_or_else(|| wait(&rx)).map_err(input_error)?;
-        if known.contains(&sha256) {
+        if known(&sha256) {
             return Ok((sha256, None));
         }
         let facts = facts?;
@@ -575,6 +595,9 @@ fn read_unless_known(
         Ok((sha256, Some(facts)))
     })
 }
+
+/// The files the warehouse holds, by identity, and how a file's identity follows from its SHA-256 and name.
+type Known<'k> = (&'k mut BTreeSet<String>, &'k dyn Fn(&str, &str) -> String);
 
 /// Batches of facts in flight between reading and staging.
 const STAGED_IN_FLIGHT: usize = 4;

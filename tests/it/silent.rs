@@ -462,3 +462,36 @@ fn a_skip_rule_may_match_any_cell_of_a_line() {
         out.stdout
     );
 }
+
+/// A year neither the file nor its name holds, given by the person ingesting: `@set` in the mapping, `--set` at
+/// the ingest; refused without it, and a value for a field that reads the file is refused too.
+#[test]
+fn a_value_the_file_lacks_is_given_at_ingest() {
+    let dir = offences_project("replace = [\"year\"]", "");
+    let source = dir.path().join("cube-schemas/sources/offences_en.toml");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, text.replace("member = \"Year\"", "member = \"@set\"")).unwrap();
+    let file = write(dir.path(), "offences.csv", "Key,Cases\n110,4\n120,6\n");
+    let without = ingest(dir.path(), "offences_en", &[&file]);
+    assert_eq!(without.code, ExitCode::from(2));
+    assert!(
+        without.stderr.contains("source offences_en reads year from the ingest (`@set`): give it with --set year=…"),
+        "{}",
+        without.stderr
+    );
+    let wrong = cli(dir.path(), &["ingest", "offences_en", &file, "--set", "year=2021", "--set", "cases=7"]);
+    assert!(
+        wrong.stderr.contains("source offences_en reads only year from --set; --set cases is refused"),
+        "{}",
+        wrong.stderr
+    );
+    let out = cli(dir.path(), &["ingest", "offences_en", &file, "--set", "year=2021"]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let corrected = write(dir.path(), "corrected.csv", "Key,Cases\n110,5\n");
+    assert_eq!(cli(dir.path(), &["ingest", "offences_en", &corrected, "--set", "year=2021"]).code, ExitCode::SUCCESS);
+    assert_eq!(cases(dir.path()), [row("110", "2021", "5")]);
+    // A given value is checked as any value: no member, no fact.
+    let other = write(dir.path(), "other.csv", "Key,Cases\n110,1\n");
+    let out = cli(dir.path(), &["ingest", "offences_en", &other, "--set", "year=20x2"]);
+    assert!(out.stdout.contains("rejected 1"), "{}", out.stdout);
+}

@@ -52,6 +52,9 @@ enum Command {
         /// Pseudonymise with the project's demo key when no real key is set (synthetic sample data only).
         #[arg(long)]
         demo_key: bool,
+        /// A value the files do not hold, for a field of the source that reads `@set`: `--set year=2023`.
+        #[arg(long = "set", value_name = "FIELD=VALUE", value_parser = given)]
+        set: Vec<(String, String)>,
     },
     /// List the rejected lines in quarantine, with their reasons.
     Quarantine {
@@ -326,17 +329,19 @@ pub fn run(args: impl IntoIterator<Item = String>, stdout: &mut dyn Write, stder
 async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Check => check(&cli.project, stdout),
-        Command::Ingest { source, files, dry_run, demo_key } => {
+        Command::Ingest { source, files, dry_run, demo_key, set } => {
             let project = Project::open(&cli.project)?;
             let files = project.expand_inputs(&files)?;
+            let given = set.into_iter().collect();
             if dry_run {
-                return dry_run_ingest(&project, &source, &files, demo_key, cli.role.clone(), stdout).await;
+                let options = kubus::IngestOptions { demo_key, role: cli.role.clone(), given, ..Default::default() };
+                return dry_run_ingest(&project, &source, &files, options, stdout).await;
             }
             ingest(
                 &project,
                 &source,
                 &files,
-                kubus::IngestOptions { demo_key, role: cli.role.clone(), ..Default::default() },
+                kubus::IngestOptions { demo_key, role: cli.role.clone(), given, ..Default::default() },
                 stdout,
                 stderr,
             )
@@ -826,16 +831,23 @@ fn parse_as_of(text: &str) -> Result<(String, u64), String> {
     Ok((cube.trim().to_owned(), version))
 }
 
+/// `FIELD=VALUE` of `--set`.
+fn given(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((field, value)) if !field.trim().is_empty() => Ok((field.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("'{text}': write FIELD=VALUE, e.g. --set year=2023")),
+    }
+}
+
 async fn dry_run_ingest(
     project: &Project,
     source: &str,
     files: &[PathBuf],
-    demo_key: bool,
-    role: Option<String>,
+    options: kubus::IngestOptions,
     stdout: &mut dyn Write,
 ) -> anyhow::Result<()> {
     const PREVIEW: usize = 10;
-    let options = kubus::IngestOptions { dry_run: true, preview: PREVIEW, demo_key, role };
+    let options = kubus::IngestOptions { dry_run: true, preview: PREVIEW, ..options };
     let report = project.ingest_with(source, files, options, &mut |_| {}).await?;
     writeln!(
         stdout,

@@ -236,6 +236,7 @@ fn input_label(header: &Header, input: &Input) -> String {
         Input::Cell { line, column } => format!("cell at line {line}, column {column}"),
         Input::Template(_) => "(template)".to_owned(),
         Input::FileName => "(file name)".to_owned(),
+        Input::Given(_) => "(given at ingest)".to_owned(),
     }
 }
 

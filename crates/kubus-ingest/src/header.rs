@@ -195,6 +195,14 @@ impl Header {
                 }
             }
             Input::FileName => Resolved::Fixed(Cell::Text(file.to_owned())),
+            Input::Given(Some(value)) => Resolved::Fixed(Cell::Text(value.clone())),
+            Input::Given(None) => {
+                return Err(Error::BadInput {
+                    file: file.to_owned(),
+                    input: "@set".into(),
+                    problem: "the value is given at ingest: kubus ingest … --set field=value".into(),
+                });
+            }
             Input::Template(parts) => Resolved::Template(
                 parts
                     .iter()

@@ -42,6 +42,9 @@ pub enum Input {
     /// The file's name (`@file`), for what only the name tells (`bevoelkerung_2023.csv`: with
     /// `extract = '(\d{4})'`, the year).
     FileName,
+    /// The field's value given at ingest (`@set`; `kubus ingest … --set year=2023`), for what the file does not
+    /// hold but the person ingesting knows; `None` until [`Source::given`] fills it in.
+    Given(Option<String>),
 }
 
 /// A piece of a template input.
@@ -88,6 +91,9 @@ impl Input {
         if text == "@file" {
             return Ok(Input::FileName);
         }
+        if text == "@set" {
+            return Ok(Input::Given(None));
+        }
         if let Some(cell) = text.strip_prefix('@') {
             let letters: String = cell.chars().take_while(char::is_ascii_alphabetic).collect();
             let digits = &cell[letters.len()..];
@@ -98,7 +104,7 @@ impl Input {
             return match (column, digits.parse::<usize>()) {
                 (Some(column), Ok(line)) if column >= 1 && line >= 1 => Ok(Input::Cell { line, column }),
                 _ => Err(format!(
-                    "'{text}': a cell is written like @H3 (column letters, then the line); the file's name is @file"
+                    "'{text}': a cell is written like @H3 (column letters, then the line); the file's name is @file, a value given at ingest @set"
                 )),
             };
         }
@@ -211,6 +217,19 @@ impl Field {
             FieldKind::Age { birth, at } => vec![birth, at],
             FieldKind::Pseudonym(inputs) => inputs.iter().collect(),
         }
+    }
+
+    fn inputs_mut(&mut self) -> Vec<&mut Input> {
+        match &mut self.kind {
+            FieldKind::Member(i) | FieldKind::Date(i) | FieldKind::Number(i) | FieldKind::Text(i) => vec![i],
+            FieldKind::Age { birth, at } => vec![birth, at],
+            FieldKind::Pseudonym(inputs) => inputs.iter_mut().collect(),
+        }
+    }
+
+    /// Whether the field reads a value given at ingest (`@set`).
+    pub fn reads_given(&self) -> bool {
+        self.inputs().iter().any(|i| i.leaves().iter().any(|l| matches!(l, Input::Given(_))))
     }
 }
 
@@ -417,6 +436,51 @@ impl Source {
     /// Mapped fields.
     pub fn fields(&self) -> &[Field] {
         &self.fields
+    }
+
+    /// The source with the values given at ingest (`--set field=value`) for the fields that read `@set`. Every
+    /// such field needs one, and every value given needs such a field: a value given for a field that reads the
+    /// file would silently overrule it.
+    pub fn given(&self, values: &BTreeMap<String, String>) -> std::result::Result<Source, String> {
+        let wanting: Vec<&str> = self.fields.iter().filter(|f| f.reads_given()).map(|f| f.target()).collect();
+        if let Some(name) = values.keys().find(|name| !wanting.contains(&name.as_str())) {
+            return Err(if wanting.is_empty() {
+                format!(
+                    "source {} reads no field from --set (none of its fields is `@set`); --set {name} is refused",
+                    self.name
+                )
+            } else {
+                format!("source {} reads only {} from --set; --set {name} is refused", self.name, wanting.join(", "))
+            });
+        }
+        if let Some(missing) = wanting.iter().find(|f| !values.contains_key(**f)) {
+            return Err(format!(
+                "source {} reads {missing} from the ingest (`@set`): give it with --set {missing}=…",
+                self.name
+            ));
+        }
+        let mut source = self.clone();
+        for field in &mut source.fields {
+            let value = values.get(&field.target).cloned();
+            for input in field.inputs_mut() {
+                let parts: Vec<&mut Input> = match input {
+                    Input::Template(parts) => parts
+                        .iter_mut()
+                        .filter_map(|p| match p {
+                            TemplatePart::Input(i) => Some(i),
+                            TemplatePart::Text(_) => None,
+                        })
+                        .collect(),
+                    other => vec![other],
+                };
+                for part in parts {
+                    if let Input::Given(given) = part {
+                        given.clone_from(&value);
+                    }
+                }
+            }
+        }
+        Ok(source)
     }
 }
 

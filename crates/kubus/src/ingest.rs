@@ -136,6 +136,8 @@ pub struct IngestOptions {
     pub preview: usize,
     /// Who ingests, for the audit log.
     pub role: Option<String>,
+    /// Values for the source's fields that read `@set` (what the file does not hold): `--set year=2023`.
+    pub given: std::collections::BTreeMap<String, String>,
 }
 
 impl IngestReport {
@@ -226,7 +228,7 @@ impl Project {
         progress: &mut dyn FnMut(IngestProgress<'_>),
     ) -> Result<IngestReport> {
         let model = self.model();
-        let source = model.source(source)?;
+        let source = &model.source(source)?.given(&options.given).map_err(Error::Given)?;
         let cube = source.cube().to_owned();
         let needs_key = source.fields().iter().any(|f| matches!(f.kind(), kubus_model::FieldKind::Pseudonym(_)));
         let (key, key_origin) = if needs_key {

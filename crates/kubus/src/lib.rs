@@ -214,6 +214,9 @@ pub enum Error {
         /// Every rollup and the first rule it fails.
         reasons: String,
     },
+    /// Values given at ingest (`--set`) that do not fit the source's fields that read them (`@set`).
+    #[error("{0}")]
+    Given(String),
     /// The cube has no facts yet.
     #[error("cube {cube} has no facts yet; ingest some first: kubus ingest <source> <file>... (sources for {cube}: {})", .sources.join(", "))]
     EmptyCube {

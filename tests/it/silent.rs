@@ -273,6 +273,15 @@ fn a_replace_across_sources_takes_the_replaced_files_quarantine_with_it() {
     let lines = quarantine(dir.path());
     assert!(lines.contains("'y'") && !lines.contains("'x'"), "{lines}");
     assert_eq!(cases(dir.path()), [row("110", "2023", "7")]);
+
+    // A file of the other source by the same name, whose facts are all replaced: its lines go, the new ones stay.
+    let english = write(dir.path(), "data.csv", "Key,Year,Cases\n110,2024,5\n999,2024,1\n");
+    assert_eq!(ingest(dir.path(), "offences_en", &[&english]).code, ExitCode::SUCCESS);
+    let german = write(dir.path(), "data.csv", "Schlüssel;Jahr;Fälle\n110;2024;6\n120;2024;z\n");
+    let out = ingest(dir.path(), "offences_de", &[&german]);
+    assert!(out.stdout.contains("data.csv (all of them; its quarantine lines are gone)"), "{}", out.stdout);
+    let lines = quarantine(dir.path());
+    assert!(lines.contains("'z'") && !lines.contains("999"), "{lines}");
 }
 
 /// Published totals of rounded figures differ from the sum of their details by a unit or two: with a tolerance

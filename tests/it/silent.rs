@@ -504,3 +504,29 @@ fn a_value_the_file_lacks_is_given_at_ingest() {
     let out = cli(dir.path(), &["ingest", "offences_en", &other, "--set", "year=20x2"]);
     assert!(out.stdout.contains("rejected 1"), "{}", out.stdout);
 }
+
+/// The same persons delivered twice: refused, and the refusal names the cell but never the person (whoever
+/// ingests would learn that another file holds them).
+#[test]
+fn a_refusal_over_persons_does_not_name_the_person() {
+    let dir = project_copy();
+    let source = dir.path().join("cube-schemas/sources/abh_newcomers.toml");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, text.replace("replace = [\"month\"]", "")).unwrap();
+    let june = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv");
+    let again = dir.path().join("neuzugewanderte_2024-06_again.csv");
+    let mut bytes = std::fs::read(&june).unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&again, bytes).unwrap();
+    let first = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &june.display().to_string()]);
+    assert_eq!(first.code, ExitCode::SUCCESS, "{}", first.stderr);
+    let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &again.display().to_string()]);
+    assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
+    assert!(out.stderr.contains("neuzugewanderte_2024-06_again.csv brings"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("month=2024-06") && out.stderr.contains("and one person_key in both"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("person_key="), "{}", out.stderr);
+}

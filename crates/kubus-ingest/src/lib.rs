@@ -377,14 +377,33 @@ pub fn read_file_to<'a>(
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
     let rules = Rules::new(source);
-    let kubus_model::Format::Csv { .. } = source.format() else {
+    let kubus_model::Format::Csv { encoding, .. } = source.format() else {
         return sequential(model, source, name, &rules, rows::Rows::open(source, name, input)?, key, progress, sink);
     };
     // A text file's last line ends with a line break; one that does not may have been cut short (a copy broken
     // off, a truncated download), even where its fields still fit the header: the file is read, and that noted.
     let last = std::rc::Rc::new(std::cell::Cell::new(None));
-    let input = Box::new(LastByte { inner: input, last: last.clone() });
-    let mut facts = read_csv(model, source, name, &rules, input, key, progress, sink)?;
+    let mut input: Box<dyn std::io::Read + 'a> = Box::new(LastByte { inner: input, last: last.clone() });
+    let head = rows::CsvHead::read(encoding.as_deref(), name, &mut input)?;
+    // A byte order mark decides the encoding over the declaration: a byte that is not in it is then no reason
+    // to declare another encoding, which would change nothing.
+    let bom = head.bom.then_some(head.encoding.name());
+    let told = |e: Error| match (bom, e) {
+        (Some(bom), Error::Encoding { file, problem, .. }) => {
+            Error::ByteOrderMark { file, bom: bom.to_owned(), problem }
+        }
+        (_, e) => e,
+    };
+    let declared = encoding.as_deref().and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
+    let overridden = declared.filter(|d| head.bom && *d != head.encoding).map(|d| {
+        format!(
+            "{name}: the file begins with a {} byte order mark, which decides its encoding: it was read as {0}, not as the declared {}",
+            head.encoding.name(),
+            d.name()
+        )
+    });
+    let mut facts = read_csv_body(model, source, name, &rules, head, input, key, progress, sink).map_err(told)?;
+    facts.warnings.extend(overridden);
     if last.get().is_some_and(|b| b != b'\n') {
         facts.warnings.push(format!(
             "{name}: the last line ({}) has no line break: check that the file is complete, not cut short",
@@ -408,40 +427,6 @@ impl<R: std::io::Read> std::io::Read for LastByte<R> {
         }
         Ok(n)
     }
-}
-
-/// Reads a CSV export (see [`read_file_to`]).
-#[allow(clippy::too_many_arguments)]
-fn read_csv<'a>(
-    model: &Model,
-    source: &Source,
-    name: &str,
-    rules: &Rules<'_>,
-    mut input: Box<dyn std::io::Read + 'a>,
-    key: &PseudonymKey,
-    progress: &mut dyn FnMut(Progress),
-    sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
-) -> Result<FileFacts> {
-    let kubus_model::Format::Csv { encoding, .. } = source.format() else {
-        unreachable!("called for CSV sources only")
-    };
-    let head = rows::CsvHead::read(encoding.as_deref(), name, &mut input)?;
-    // A byte order mark decides the encoding over the declaration: a byte that is not in it is then no reason
-    // to declare another encoding, which would change nothing.
-    let bom = head.bom.then_some(head.encoding.name());
-    let told = |e: Error| match (bom, e) {
-        (Some(bom), Error::Encoding { file, problem, .. }) => {
-            Error::ByteOrderMark { file, bom: bom.to_owned(), problem }
-        }
-        (_, e) => e,
-    };
-    let declared = encoding.as_deref().and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
-    let overridden = declared.filter(|d| head.bom && *d != head.encoding).map(|d| {
-        format!("{name}: the file begins with a {} byte order mark, which decides its encoding: it was read as {0}, not as the declared {}", head.encoding.name(), d.name())
-    });
-    let mut facts = read_csv_body(model, source, name, rules, head, input, key, progress, sink).map_err(told)?;
-    facts.warnings.extend(overridden);
-    Ok(facts)
 }
 
 /// Reads a CSV export's records after its head (see [`read_file_to`]).

@@ -447,7 +447,12 @@ impl Warehouse {
         let old = match self.facts(&ctx, cube, None).await? {
             // A table written before the cube had one of the cell's columns holds none of its cells.
             Some((provider, _))
-                if cells.columns.iter().chain(&cells.values).all(|c| provider.schema().index_of(c).is_ok()) =>
+                if cells
+                    .columns
+                    .iter()
+                    .chain(&cells.unit)
+                    .chain(&cells.values)
+                    .all(|c| provider.schema().index_of(c).is_ok()) =>
             {
                 let mut old = ctx.read_table(provider).map_err(read)?;
                 if let Some(replaced) = replaced {

@@ -23,8 +23,11 @@ const CELL: &str = "_cell";
 /// What makes two facts the same: the columns that name a cell, and the values it may hold.
 #[derive(Debug, Clone, Default)]
 pub struct Cells {
-    /// The dimension roles at the fact level, and the unit (the person) where facts are persons.
+    /// The dimension roles at the fact level.
     pub columns: Vec<String>,
+    /// The unit (the person) where facts are persons: part of the cell, never shown in a refusal (whoever
+    /// ingests would learn that another office's data holds that person).
+    pub unit: Option<String>,
     /// The value columns: two facts of one cell overlap where both hold a value of one of them. Empty: every
     /// fact is a value (the cube counts its facts), so any two facts of one cell overlap.
     pub values: Vec<String>,
@@ -55,7 +58,7 @@ pub(crate) async fn overlaps(
     cells: &Cells,
 ) -> datafusion::error::Result<Vec<Overlap>> {
     let mut found = Vec::new();
-    let hash = cell_hash(cells.columns.len());
+    let hash = cell_hash(cells.columns.len() + usize::from(cells.unit.is_some()));
     if let Some(old) = old {
         let (n, o) = (side(new()?, cells, &hash, "n", true)?, side(old, cells, &hash, "o", false)?);
         found.extend(pairs(n, o, cells, false).await?);
@@ -97,7 +100,8 @@ fn side(
     texts: bool,
 ) -> datafusion::error::Result<DataFrame> {
     let text: Vec<Expr> = cells.columns.iter().map(|c| cast(ident(c), DataType::Utf8)).collect();
-    let mut columns = vec![hash.call(text.clone()).alias(CELL)];
+    let hashed = text.iter().cloned().chain(cells.unit.iter().map(|u| cast(ident(u), DataType::Utf8))).collect();
+    let mut columns = vec![hash.call(hashed).alias(CELL)];
     if texts {
         columns.extend(text.into_iter().zip(&cells.columns).map(|(t, c)| t.alias(c)));
     }
@@ -147,10 +151,10 @@ async fn pairs(
                 other: others.as_string::<i32>().value(row).to_owned(),
                 same_ingest,
                 cells: usize::try_from(counts.value(row)).unwrap_or(usize::MAX),
-                example: if examples.is_null(row) {
-                    String::new()
-                } else {
-                    examples.as_string::<i32>().value(row).to_owned()
+                example: match (examples.is_null(row), &cells.unit) {
+                    (true, _) => String::new(),
+                    (false, None) => examples.as_string::<i32>().value(row).to_owned(),
+                    (false, Some(unit)) => format!("{} and one {unit} in both", examples.as_string::<i32>().value(row)),
                 },
             });
         }
@@ -202,6 +206,7 @@ mod tests {
     fn cells(values: &[&str]) -> Cells {
         Cells {
             columns: vec!["district".into(), "month".into()],
+            unit: None,
             values: values.iter().map(|v| (*v).to_owned()).collect(),
         }
     }

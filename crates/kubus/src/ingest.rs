@@ -470,8 +470,8 @@ impl Project {
 /// the cube has one; and, unless the cube counts its facts, the value columns its measures aggregate.
 fn cells(cube: &kubus_model::Cube) -> kubus_warehouse::Cells {
     use kubus_model::MeasureKind;
-    let mut columns: Vec<String> = cube.dimensions().iter().map(|d| d.name().to_owned()).collect();
-    columns.extend(cube.unit_column().map(str::to_owned));
+    let columns: Vec<String> = cube.dimensions().iter().map(|d| d.name().to_owned()).collect();
+    let unit = cube.unit_column().map(str::to_owned);
     let aggregated: Vec<Option<&str>> = cube
         .measures()
         .iter()
@@ -488,7 +488,7 @@ fn cells(cube: &kubus_model::Cube) -> kubus_warehouse::Cells {
         values.dedup();
         values
     };
-    kubus_warehouse::Cells { columns, values }
+    kubus_warehouse::Cells { columns, unit, values }
 }
 
 /// The column numbers `0..columns` without `at`.

@@ -255,6 +255,13 @@ await check("the Köln population map colours named Stadtteile by the API's figu
     return classes;
   };
   await fills();
+  // Reached with the keyboard, an area says its name and the API's value.
+  await page.locator("#figure path.area").first().focus();
+  const focused = await page.evaluate(() => document.activeElement.getAttribute("aria-label") || "");
+  const [name] = focused.split(":");
+  assert.ok(expected.has(`${name}|`), `the focused area names a Stadtteil: ${focused}`);
+  assert.equal(number(focused.slice(name.length + 1).trim()), expected.get(`${name}|`), focused);
+  await accessible(page, "the map");
   // Chosen class limits instead of equal counts: the legend has them, and the areas follow.
   const before = await page.evaluate(() => document.body.dataset.drawn || "");
   await page.getByLabel(/Klassengrenzen/).fill("10.000;20.000;30.000");

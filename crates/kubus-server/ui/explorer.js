@@ -756,6 +756,11 @@ async function drawMap(data) {
     .attr("width", 6).attr("height", 6).attr("patternTransform", "rotate(45)");
   hatch.append("rect").attr("width", 6).attr("height", 6).attr("fill", "#fff");
   hatch.append("line").attr("x1", 0).attr("y1", 0).attr("x2", 0).attr("y2", 6).attr("stroke", "#666").attr("stroke-width", 2);
+  // Each area says its name and value, to the mouse (title) and, reached with the tab key, to a screen reader.
+  const said = (f) => {
+    const p = byKey.get(f.properties.key);
+    return `${f.properties.label}: ${p ? formatted(p) : "nicht im Ergebnis"}`;
+  };
   svg.append("g").selectAll("path").data(areas.features).join("path")
     .attr("class", "area")
     .attr("d", path)
@@ -765,10 +770,10 @@ async function drawMap(data) {
       const p = byKey.get(f.properties.key);
       return p && p.value !== null && p.value !== undefined ? classOf(p.value) : "url(#hatch)";
     })
-    .append("title").text((f) => {
-      const p = byKey.get(f.properties.key);
-      return `${f.properties.label}: ${p ? formatted(p) : "nicht im Ergebnis"}`;
-    });
+    .attr("tabindex", 0)
+    .attr("role", "img")
+    .attr("aria-label", said)
+    .append("title").text(said);
   const legend = document.createElement("ul");
   legend.className = "classes";
   const bounds = [d3.min(values), ...breaks, d3.max(values)];

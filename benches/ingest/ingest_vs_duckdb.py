@@ -13,11 +13,9 @@ Usage: ingest_vs_duckdb.py KUBUS_BINARY WORK_DIR [--rows N] [--reps R]
 import argparse
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from workload import generate, project  # noqa: E402
@@ -25,18 +23,19 @@ from workload import generate, project  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "RESULTS.md")
 
-def measured(cmd, cwd=None):
-    """Runs `cmd` in a child of a fresh Python process; returns (seconds, peak RSS in MB of that child, stdout)."""
+def measured(cmd, cwd=None, code=0):
+    """Runs `cmd` in a child of a fresh Python process, which must exit with `code`; returns (seconds, peak RSS in
+    MB of that child, its stdout, its stderr)."""
     probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
              "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); dt = time.perf_counter() - t; "
              "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); "
              "print(f'@@{dt} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(p.returncode)")
     p = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, cwd=cwd)
-    if p.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    if p.returncode != code:
+        sys.exit(f"failed (exit {p.returncode}, expected {code}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
     out, last = p.stdout.rsplit("@@", 1)
     seconds, kb = last.split()
-    return float(seconds), int(kb) / 1024, out
+    return float(seconds), int(kb) / 1024, out, p.stderr
 
 
 DUCKDB = """
@@ -75,12 +74,12 @@ def main():
         root = os.path.join(a.work, "project")
         shutil.rmtree(root, ignore_errors=True)
         project(root, with_rollups=False)
-        seconds, rss, out = measured([kubus, "-C", root, "ingest", "abh", csv])
+        seconds, rss, out, _ = measured([kubus, "-C", root, "ingest", "abh", csv])
         summary = [l for l in out.splitlines() if l.startswith("lines ")][-1]
         print(f"kubus  run {rep + 1}: {seconds:.1f} s, peak {rss:.0f} MB — {summary}", flush=True)
         kubus_runs.append((seconds, rss, summary))
         parquet = os.path.join(a.work, "duckdb.parquet")
-        seconds, rss, out = measured([sys.executable, duck_script, csv, parquet])
+        seconds, rss, out, _ = measured([sys.executable, duck_script, csv, parquet])
         print(f"duckdb run {rep + 1}: {seconds:.1f} s, peak {rss:.0f} MB — {out.strip()} rows", flush=True)
         duck_runs.append((seconds, rss, out.strip()))
 

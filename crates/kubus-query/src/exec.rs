@@ -293,8 +293,14 @@ fn evaluate<'a>(
         } else {
             combine_sides(ctx, plan, facts, grain, &needed).await?
         };
+        // Computed measures wait to be added together in one projection, until one needs another's value or a
+        // join (see `with_columns`).
+        let mut pending: Vec<(String, Expr)> = Vec::new();
         for pm in &needed {
             let m = pm.measure;
+            if matches!(m.kind(), MeasureKind::Share { .. } | MeasureKind::TimeComparison { .. }) {
+                df = with_columns(df, std::mem::take(&mut pending))?;
+            }
             let value = match m.kind() {
                 MeasureKind::Aggregate { .. } | MeasureKind::From { .. } => continue,
                 MeasureKind::Ratio { numerator, denominator } => {
@@ -338,9 +344,12 @@ fn evaluate<'a>(
                     }
                 }
             };
-            df = df.with_column(m.name(), value)?;
+            if value.column_refs().iter().any(|c| pending.iter().any(|(name, _)| *name == c.name)) {
+                df = with_columns(df, std::mem::take(&mut pending))?;
+            }
+            pending.push((m.name().to_owned(), value));
         }
-        Ok(df)
+        with_columns(df, pending)
     })
 }
 
@@ -536,32 +545,31 @@ async fn aggregate_facts(
         })
         .collect();
     let mut out = aggregate_unaliased(df.clone(), group.clone(), aggregates)?;
-    for (name, e) in counted {
-        out = out.with_column(&name, e)?;
-    }
+    out = with_columns(out, counted)?;
     if let Some(noise) = &plan.noise
         && !perturbed.is_empty()
     {
-        for name in &perturbed {
-            let published =
-                crate::cellkey::perturb(&noise.ptable, col(name.as_str()), col(crate::cellkey::key_column(name)));
-            out = out.with_column(name, published)?;
-        }
+        let published = perturbed.iter().map(|name| {
+            let key = col(crate::cellkey::key_column(name));
+            (name.clone(), crate::cellkey::perturb(&noise.ptable, col(name.as_str()), key))
+        });
+        out = with_columns(out, published.collect())?;
+        // The magnitudes see their counts as published.
+        let mut published = Vec::new();
         for (value, measure, own) in &magnitudes {
             let records = crate::disclosure::records_column(measure);
             let largest = col(if *own { value.clone() } else { crate::cellkey::largest_column(measure) });
-            let published = crate::cellkey::perturb_magnitudes(
+            let value_published = crate::cellkey::perturb_magnitudes(
                 noise,
                 col(value.as_str()),
                 largest,
                 col(crate::cellkey::key_column(&records)),
             );
             // A magnitude whose count of values is published as 0 is not shown: nothing is said to be there.
-            out = out.with_column(
-                value,
-                when(col(records.as_str()).eq(lit(0i64)), lit(ScalarValue::Null)).otherwise(published)?,
-            )?;
+            let shown = when(col(records.as_str()).eq(lit(0i64)), lit(ScalarValue::Null)).otherwise(value_published)?;
+            published.push((value.clone(), shown));
         }
+        out = with_columns(out, published)?;
         // A cell whose counts are all published as 0 is shown as no cell at all, as a cell without facts is:
         // otherwise its row would tell that it has at least one unit, which the noise hid.
         if !grain.is_empty() {
@@ -573,12 +581,10 @@ async fn aggregate_facts(
             out = out.filter(any)?;
         }
     }
-    for (name, e) in after {
-        out = out.with_column(name, e)?;
-    }
-    for &i in grain.iter().filter(|&&i| late(i)) {
-        out = out.with_column(&key(i), cast(col(key(i)), DataType::Utf8))?;
-    }
+    // Averages from their (published) parts, and the grouped keys as plain text.
+    let mut finished: Vec<(String, Expr)> = after.into_iter().map(|(name, e)| (name.to_owned(), e)).collect();
+    finished.extend(grain.iter().filter(|&&i| late(i)).map(|&i| (key(i), cast(col(key(i)), DataType::Utf8))));
+    out = with_columns(out, finished)?;
     for &i in grain.iter().filter(|&&i| late(i)) {
         let l = &plan.drilldowns[i].0;
         let prefix = format!("__m_{}_", l.role);
@@ -632,6 +638,28 @@ fn aggregate_unaliased(df: DataFrame, group: Vec<Expr>, aggregates: Vec<Expr>) -
     let named = names.into_iter().map(|(name, at)| field(grouped + at).alias(name));
     let select: Vec<Expr> = keys.chain(named).collect();
     Ok(out.select(select)?)
+}
+
+/// `df` with each named column replaced by its expression, or added at the end where no column has that name, in
+/// one projection: `DataFrame::with_column` adds a projection per column, and each costs planning time (most of
+/// a rollup answer's time is planning). The expressions see `df`'s columns, not each other.
+fn with_columns(df: DataFrame, columns: Vec<(String, Expr)>) -> Result<DataFrame> {
+    if columns.is_empty() {
+        return Ok(df);
+    }
+    let mut columns: Vec<Option<(String, Expr)>> = columns.into_iter().map(Some).collect();
+    let mut take =
+        |name: &str| columns.iter_mut().find(|c| c.as_ref().is_some_and(|(n, _)| n == name)).and_then(Option::take);
+    let mut select: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| match take(field.name()) {
+            Some((name, e)) => e.alias(name),
+            None => Expr::Column(datafusion::common::Column::from((qualifier, field))),
+        })
+        .collect();
+    select.extend(columns.into_iter().flatten().map(|(name, e)| e.alias(name)));
+    Ok(df.select(select)?)
 }
 
 fn missing_facts(plan: &CubePlan<'_>) -> Error {
@@ -703,12 +731,13 @@ async fn combine_sides(
             Some(left) => full_join(left, frame, grain)?,
         });
     }
-    let mut df = joined.expect("planned: a drill-across query wants a measure of at least one cube");
-    for name in &zero_if_missing {
-        let ty = df.schema().field_with_unqualified_name(name)?.data_type().clone();
-        df = df.with_column(name, coalesce(vec![col(name.as_str()), cast(lit(0), ty)]))?;
+    let df = joined.expect("planned: a drill-across query wants a measure of at least one cube");
+    let mut zeros = Vec::new();
+    for name in zero_if_missing {
+        let ty = df.schema().field_with_unqualified_name(&name)?.data_type().clone();
+        zeros.push((name.clone(), coalesce(vec![col(name.as_str()), cast(lit(0), ty)])));
     }
-    Ok(df)
+    with_columns(df, zeros)
 }
 
 /// Joins two frames of the same grain on its keys, keeping the cells of both.

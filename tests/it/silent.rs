@@ -472,6 +472,64 @@ fn a_skip_rule_may_match_any_cell_of_a_line() {
     );
 }
 
+/// Balance lines ("Saldo = Zugänge − Abgänge", and one built on it) are checked against their terms, never stored:
+/// one that matches is skipped as checked, one that does not, or whose terms have no line, goes to quarantine
+/// with the numbers; a term that is no member is refused by `kubus check`.
+#[test]
+fn balance_lines_are_checked_against_their_terms_not_stored() {
+    let dir = offences_project("", "");
+    let source = dir.path().join("cube-schemas/sources/offences_en.toml");
+    let text = std::fs::read_to_string(&source).unwrap();
+    let balances = "balances = [\"Saldo = 110 - Betrug\", \"Gesamt = Saldo + 130\"]\n";
+    std::fs::write(&source, text.replace("member = \"Key\"\n", &format!("member = \"Key\"\n{balances}"))).unwrap();
+    let file = write(
+        dir.path(),
+        "balances.csv",
+        "Key,Year,Cases\n110,2023,50\n120,2023,10\n130,2023,5\nSaldo,2023,40\nGesamt,2023,45\n\
+         110,2024,30\n120,2024,12\nSaldo,2024,20\nGesamt,2024,18\n",
+    );
+    let out = ingest(dir.path(), "offences_en", &[&file]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("lines 10 = accepted 5 + rejected 2 + skipped 3 (header 1, balance (checked) 2) → 5 facts"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("totals checked: 4 lines: 2 exact, 2 mismatched"), "{}", out.stdout);
+    assert_eq!(
+        cases(dir.path()),
+        [
+            row("110", "2023", "50"),
+            row("110", "2024", "30"),
+            row("120", "2023", "10"),
+            row("120", "2024", "12"),
+            row("130", "2023", "5")
+        ]
+    );
+    let quarantined = quarantine(dir.path());
+    assert!(quarantined.contains("the file's Saldo for year=2024 is 20, 110 − Betrug make 18"), "{quarantined}");
+    assert!(
+        quarantined.contains("'Gesamt = Saldo + 130' for year=2024 cannot be checked: no line for 130"),
+        "{quarantined}"
+    );
+    assert!(quarantined.contains("offences_en: 2 balance mismatch"), "{quarantined}");
+
+    std::fs::write(
+        &source,
+        text.replace("member = \"Key\"\n", "member = \"Key\"\nbalances = [\"Saldo = 110 - 999\"]\n"),
+    )
+    .unwrap();
+    let out = cli(dir.path(), &["check"]);
+    assert_ne!(out.code, ExitCode::SUCCESS);
+    assert!(
+        out.stderr.contains(
+            "'999' in 'Saldo = 110 − 999' is neither a member of this role's level nor another balance's line"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A year neither the file nor its name holds, given by the person ingesting: `@set` in the mapping, `--set` at
 /// the ingest; refused without it, and a value for a field that reads the file is refused too.
 #[test]

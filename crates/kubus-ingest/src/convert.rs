@@ -75,6 +75,8 @@ enum Value {
     Total,
     /// A member of a coarser level than the fact level: a subtotal.
     Subtotal(MemberRef),
+    /// The line of the field's balance with this number: checked against its terms, not stored.
+    Balance(usize),
 }
 
 impl Value {
@@ -106,6 +108,43 @@ struct FieldPlan<'a> {
     plan: Plan<'a>,
     extract: Option<Regex>,
     totals: Vec<String>,
+    balances: Vec<BalancePlan>,
+}
+
+/// A balance line of a member field, ready to check: its normalised line text, and its terms with their signs.
+struct BalancePlan {
+    /// As written, for messages.
+    text: String,
+    line: String,
+    terms: Vec<(f64, PartKey)>,
+}
+
+/// What a balance's term is: a member, by its key, or another balance of the field, by its normalised line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PartKey {
+    Member(String),
+    Balance(String),
+}
+
+/// A balance line held until the file is done: its numbers, and where its parts are found.
+struct PendingBalance {
+    line: usize,
+    span: usize,
+    pure: bool,
+    slot: usize,
+    balance: usize,
+    /// The keys of the other roles (as for totals), the balance's own slot empty.
+    others: Vec<String>,
+    numbers: Vec<Option<f64>>,
+}
+
+/// What a field's input holds: a cell to read, or a mark of the line's kind.
+enum Read<'x> {
+    Cell(Cow<'x, Cell>),
+    /// The role's total marker.
+    Total,
+    /// The line of this balance of the field.
+    Balance(usize),
 }
 
 /// How a total fact's roles relate to the detail facts: kept, summed over (`*`), or rolled up to a level.
@@ -130,6 +169,8 @@ struct PendingTotal {
 pub struct Totals {
     sums: HashMap<(usize, Vec<String>), Vec<Option<f64>>>,
     pending: Vec<PendingTotal>,
+    parts: HashMap<(usize, PartKey, Vec<String>), Vec<Option<f64>>>,
+    balances: Vec<PendingBalance>,
 }
 
 /// What became of one line.
@@ -146,9 +187,11 @@ pub enum Outcome {
 pub struct Checked {
     /// Total lines whose every total matched the detail facts: (line, span).
     pub matched: Vec<(usize, usize)>,
+    /// Balance lines that matched their terms: (line, span).
+    pub balanced: Vec<(usize, usize)>,
     /// How many of them matched only within the source's tolerance, not exactly.
     pub within: usize,
-    /// Total lines with a total that did not match, as rejections (with their spans).
+    /// Total and balance lines that did not match, as rejections (with their spans).
     pub mismatched: Vec<(Rejection, usize)>,
     /// Totals on lines that also carry facts and did not match, or could not be checked.
     pub warnings: Vec<String>,
@@ -175,6 +218,11 @@ pub struct Converter<'a> {
     shapes: Vec<Vec<Projection>>,
     sums: HashMap<(usize, Vec<String>), Vec<Option<f64>>>,
     pending: Vec<PendingTotal>,
+    /// The slots of member fields with balances, whose facts' numbers are summed per member for the checks.
+    balance_slots: Vec<usize>,
+    /// Per balance slot, member (or balance line) and the other roles' keys: the numbers of the file's lines.
+    parts: HashMap<(usize, PartKey, Vec<String>), Vec<Option<f64>>>,
+    balances: Vec<PendingBalance>,
     /// The number field that reads the unpivoted value, for the line total check.
     value_field: Option<usize>,
     /// The values of the line being converted, one tuple per unpivoted cell (buffers reused across lines).
@@ -308,10 +356,14 @@ impl<'a> Converter<'a> {
             }
             let extract = field.extract().map(|x| Regex::new(x).expect("validated by the model"));
             let totals = field.totals().iter().map(|t| normalise(t)).collect();
+            let balances = match &plan {
+                Plan::Member(dimension, level) => balance_plans(field, dimension, *level),
+                _ => Vec::new(),
+            };
             let memo = (matches!(plan, Plan::Member(..) | Plan::Date(..))
                 && matches!(inputs[..], [(Resolved::Column(_), _)]))
             .then(|| RefCell::new(datafusion::common::HashMap::default()));
-            fields.push(FieldPlan { field, slot, memo, inputs, plan, extract, totals });
+            fields.push(FieldPlan { field, slot, memo, inputs, plan, extract, totals, balances });
         }
         // In slot order, a line's values are its facts' columns as they are.
         fields.sort_by_key(|f| f.slot);
@@ -320,24 +372,26 @@ impl<'a> Converter<'a> {
         let value_field = fields
             .iter()
             .position(|f| matches!(f.plan, Plan::Number(_)) && matches!(f.inputs.first(), Some((Resolved::Value, _))));
-        let quick = (header.wide.is_empty() && header.total.is_none() && shapes.is_empty()).then(|| {
-            fields
-                .iter()
-                .map(|f| {
-                    let plain = f.field.values().is_empty()
-                        && f.extract.is_none()
-                        && f.field.pad_zeros().is_none()
-                        && f.totals.is_empty();
-                    match (&f.plan, &f.inputs[..]) {
-                        (Plan::Member(..) | Plan::Date(..), [(Resolved::Column(c), _)]) if f.memo.is_some() => {
-                            Quick::Member(*c)
+        let balance_slots: Vec<usize> = fields.iter().filter(|f| !f.balances.is_empty()).map(|f| f.slot).collect();
+        let quick = (header.wide.is_empty() && header.total.is_none() && shapes.is_empty() && balance_slots.is_empty())
+            .then(|| {
+                fields
+                    .iter()
+                    .map(|f| {
+                        let plain = f.field.values().is_empty()
+                            && f.extract.is_none()
+                            && f.field.pad_zeros().is_none()
+                            && f.totals.is_empty();
+                        match (&f.plan, &f.inputs[..]) {
+                            (Plan::Member(..) | Plan::Date(..), [(Resolved::Column(c), _)]) if f.memo.is_some() => {
+                                Quick::Member(*c)
+                            }
+                            (Plan::Number(_) | Plan::Text, [(Resolved::Column(c), _)]) if plain => Quick::Plain(*c),
+                            _ => Quick::Other,
                         }
-                        (Plan::Number(_) | Plan::Text, [(Resolved::Column(c), _)]) if plain => Quick::Plain(*c),
-                        _ => Quick::Other,
-                    }
-                })
-                .collect()
-        });
+                    })
+                    .collect()
+            });
         Ok(Converter {
             file,
             header,
@@ -354,6 +408,9 @@ impl<'a> Converter<'a> {
             shapes,
             sums: HashMap::new(),
             pending: Vec::new(),
+            balance_slots,
+            parts: HashMap::new(),
+            balances: Vec::new(),
             value_field,
             tuples: Vec::new(),
             quick,
@@ -543,14 +600,20 @@ impl<'a> Converter<'a> {
         }
         let outcome = self.check_line_total(row, &tuples).map(|()| {
             let mut facts = 0;
-            let is_total = |tuple: &[Value]| tuple.iter().any(|v| matches!(v, Value::Total | Value::Subtotal(_)));
-            for tuple in tuples.iter().filter(|t| !is_total(t)) {
+            let held = |tuple: &[Value]| {
+                tuple.iter().any(|v| matches!(v, Value::Total | Value::Subtotal(_) | Value::Balance(_)))
+            };
+            for tuple in tuples.iter().filter(|t| !held(t)) {
                 self.append(tuple);
                 facts += 1;
             }
             let pure = facts == 0;
-            for tuple in tuples.iter().filter(|t| is_total(t)) {
-                self.hold_total(row, pure, tuple);
+            for tuple in tuples.iter().filter(|t| held(t)) {
+                if tuple.iter().any(|v| matches!(v, Value::Balance(_))) {
+                    self.hold_balance(row, pure, tuple);
+                } else {
+                    self.hold_total(row, pure, tuple);
+                }
             }
             if pure { Outcome::Total } else { Outcome::Facts }
         });
@@ -567,6 +630,10 @@ impl<'a> Converter<'a> {
     }
 
     fn append(&mut self, tuple: &[Value]) {
+        if !self.balance_slots.is_empty() {
+            let numbers = self.numbers(tuple);
+            self.note_parts(tuple, &numbers);
+        }
         if !self.shapes.is_empty() {
             let numbers = self.numbers(tuple);
             for shape in 0..self.shapes.len() {
@@ -617,16 +684,57 @@ impl<'a> Converter<'a> {
                 _ => Projection::Keep,
             })
             .collect();
-        let key = (0..self.roles.len())
-            .map(|s| match &slots[s] {
+        let key = self.role_keys(slots, None);
+        let numbers = self.numbers(slots);
+        if !self.balance_slots.is_empty() {
+            self.note_parts(slots, &numbers);
+        }
+        let shape = self.shapes.iter().position(|s| *s == projection);
+        self.pending.push(PendingTotal { line: row.line, span: row.span, pure, shape, key, numbers });
+    }
+
+    /// The keys of a tuple's roles as the total and balance checks compare them: a member's key, `*` for a total,
+    /// empty otherwise; `except` left empty.
+    fn role_keys(&self, tuple: &[Value], except: Option<usize>) -> Vec<String> {
+        (0..self.roles.len())
+            .map(|s| match &tuple[s] {
+                _ if Some(s) == except => String::new(),
                 Value::Total => "*".to_owned(),
                 Value::Subtotal(m) | Value::Member(m) => self.member_key(s, *m),
                 _ => String::new(),
             })
-            .collect();
-        let numbers = self.numbers(slots);
-        let shape = self.shapes.iter().position(|s| *s == projection);
-        self.pending.push(PendingTotal { line: row.line, span: row.span, pure, shape, key, numbers });
+            .collect()
+    }
+
+    /// Adds a line's numbers to what its members stand for in the balances of their fields.
+    fn note_parts(&mut self, tuple: &[Value], numbers: &[Option<f64>]) {
+        for i in 0..self.balance_slots.len() {
+            let slot = self.balance_slots[i];
+            let part = match &tuple[slot] {
+                Value::Member(m) => PartKey::Member(self.member_key(slot, *m)),
+                Value::Balance(b) => PartKey::Balance(self.fields[slot].balances[*b].line.clone()),
+                _ => continue,
+            };
+            let others = self.role_keys(tuple, Some(slot));
+            let sums = self.parts.entry((slot, part, others)).or_insert_with(|| vec![None; numbers.len()]);
+            for (sum, n) in sums.iter_mut().zip(numbers) {
+                if let Some(n) = n {
+                    *sum = Some(sum.unwrap_or(0.0) + n);
+                }
+            }
+        }
+    }
+
+    fn hold_balance(&mut self, row: &Row, pure: bool, tuple: &[Value]) {
+        let numbers = self.numbers(tuple);
+        self.note_parts(tuple, &numbers);
+        let (slot, balance) = tuple
+            .iter()
+            .enumerate()
+            .find_map(|(s, v)| if let Value::Balance(b) = v { Some((s, *b)) } else { None })
+            .expect("a balance tuple holds a balance");
+        let others = self.role_keys(tuple, Some(slot));
+        self.balances.push(PendingBalance { line: row.line, span: row.span, pure, slot, balance, others, numbers });
     }
 
     /// A wide line with a total column: its unpivoted values must add up to it.
@@ -686,12 +794,7 @@ impl<'a> Converter<'a> {
 
     /// The input of a field after its value translations, default for empty input, total markers, extraction
     /// and leading zeros. `None` means the input is the role's total marker.
-    fn input<'x>(
-        &'x self,
-        f: &'x FieldPlan<'_>,
-        at: At<'x>,
-        which: usize,
-    ) -> std::result::Result<Option<Cow<'x, Cell>>, Problem> {
+    fn input<'x>(&'x self, f: &'x FieldPlan<'_>, at: At<'x>, which: usize) -> std::result::Result<Read<'x>, Problem> {
         let (resolved, label) = &f.inputs[which];
         let column = match (resolved, at.wide) {
             (Resolved::Value | Resolved::Group(_), Some(w)) => self.header.names[w.column].as_str(),
@@ -713,8 +816,14 @@ impl<'a> Converter<'a> {
                 }
             }
         };
-        if !f.totals.is_empty() && f.totals.contains(&normalise(&cell.trimmed())) {
-            return Ok(None);
+        if !f.totals.is_empty() || !f.balances.is_empty() {
+            let text = normalise(&cell.trimmed());
+            if f.totals.contains(&text) {
+                return Ok(Read::Total);
+            }
+            if let Some(b) = f.balances.iter().position(|b| b.line == text) {
+                return Ok(Read::Balance(b));
+            }
         }
         // A translated value is final: the pattern describes the export's own spelling.
         if let Some(re) = f.extract.as_ref().filter(|_| translated.is_none()) {
@@ -737,7 +846,7 @@ impl<'a> Converter<'a> {
                 cell = Cow::Owned(Cell::Text(padded));
             }
         }
-        Ok(Some(cell))
+        Ok(Read::Cell(cell))
     }
 
     fn value(&self, f: &FieldPlan<'_>, at: At<'_>) -> std::result::Result<Value, Problem> {
@@ -768,7 +877,11 @@ impl<'a> Converter<'a> {
             (Resolved::Value | Resolved::Group(_), Some(w)) => self.header.names[w.column].clone(),
             _ => f.inputs[i].1.clone(),
         };
-        let Some(first) = self.input(f, at, 0)? else { return Ok(Value::Total) };
+        let first = match self.input(f, at, 0)? {
+            Read::Cell(cell) => cell,
+            Read::Total => return Ok(Value::Total),
+            Read::Balance(b) => return Ok(Value::Balance(b)),
+        };
         match &f.plan {
             Plan::Member(dimension, level) => {
                 let text = first.trimmed();
@@ -791,7 +904,10 @@ impl<'a> Converter<'a> {
             }
             Plan::Age(dimension) => {
                 let birth = self.date(&first, &column(0))?;
-                let at_cell = self.input(f, at, 1)?.unwrap_or(Cow::Owned(Cell::Text(String::new())));
+                let at_cell = match self.input(f, at, 1)? {
+                    Read::Cell(cell) => cell,
+                    Read::Total | Read::Balance(_) => Cow::Owned(Cell::Text(String::new())),
+                };
                 let at_date = self.date(&at_cell, &column(1))?;
                 let Some(age) = at_date.years_since(birth) else {
                     return Err(problem(
@@ -843,7 +959,10 @@ impl<'a> Converter<'a> {
             Plan::Pseudonym => {
                 let mut parts = vec![first.text()];
                 for i in 1..f.inputs.len() {
-                    parts.push(self.input(f, at, i)?.map(|c| c.text()).unwrap_or_default());
+                    parts.push(match self.input(f, at, i)? {
+                        Read::Cell(cell) => cell.text(),
+                        Read::Total | Read::Balance(_) => String::new(),
+                    });
                 }
                 let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
                 Ok(Value::Text(self.key.pseudonymise(&refs)))
@@ -869,15 +988,21 @@ impl<'a> Converter<'a> {
 
     /// Compares every held total with the sums of the detail facts, then returns the facts as one batch.
     pub fn finish(mut self) -> Result<(RecordBatch, Checked)> {
-        let mut checked =
-            Checked { matched: Vec::new(), within: 0, mismatched: Vec::new(), warnings: Vec::new(), compared: 0 };
-        // Per total line: its span, whether it holds only totals, its problems, and whether all its totals were
-        // exactly the sums.
-        let mut by_line: BTreeMap<usize, (usize, bool, Vec<String>, bool)> = BTreeMap::new();
+        let mut checked = Checked {
+            matched: Vec::new(),
+            balanced: Vec::new(),
+            within: 0,
+            mismatched: Vec::new(),
+            warnings: Vec::new(),
+            compared: 0,
+        };
+        // Per total or balance line: its span, whether it holds only totals and balances, its problems, whether all
+        // its numbers were exact, and whether it is a balance.
+        let mut by_line: BTreeMap<usize, (usize, bool, Vec<String>, bool, bool)> = BTreeMap::new();
         let role_names: Vec<&str> =
             self.schema.fields().iter().take(self.roles.len()).map(|f| f.name().as_str()).collect();
         for t in &self.pending {
-            let entry = by_line.entry(t.line).or_insert((t.span, t.pure, Vec::new(), true));
+            let entry = by_line.entry(t.line).or_insert((t.span, t.pure, Vec::new(), true, false));
             let what = role_names.iter().zip(&t.key).map(|(r, k)| format!("{r}={k}")).collect::<Vec<_>>().join(", ");
             let Some(shape) = t.shape else {
                 checked.warnings.push(format!(
@@ -906,10 +1031,60 @@ impl<'a> Converter<'a> {
                 }
             }
         }
-        for (line, (span, pure, problems, exact)) in by_line {
+        for t in &self.balances {
+            let entry = by_line.entry(t.line).or_insert((t.span, t.pure, Vec::new(), true, true));
+            entry.4 = true;
+            let plan = &self.fields[t.slot].balances[t.balance];
+            let what = role_names
+                .iter()
+                .zip(&t.others)
+                .filter(|(_, k)| !k.is_empty())
+                .map(|(r, k)| format!("{r}={k}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut expected: Vec<Option<f64>> = vec![None; t.numbers.len()];
+            let mut absent = Vec::new();
+            for (sign, part) in &plan.terms {
+                let Some(numbers) = self.parts.get(&(t.slot, part.clone(), t.others.clone())) else {
+                    absent.push(match part {
+                        PartKey::Member(key) | PartKey::Balance(key) => key.clone(),
+                    });
+                    continue;
+                };
+                for (e, n) in expected.iter_mut().zip(numbers) {
+                    if let Some(n) = n {
+                        *e = Some(e.unwrap_or(0.0) + sign * n);
+                    }
+                }
+            }
+            let at = if what.is_empty() { String::new() } else { format!(" for {what}") };
+            if !absent.is_empty() {
+                entry.2.push(format!("'{}'{at} cannot be checked: no line for {}", plan.text, absent.join(", ")));
+                continue;
+            }
+            for (stated, sum) in t.numbers.iter().zip(&expected) {
+                checked.compared += 1;
+                let (exact, ok) = match (stated, sum) {
+                    (None, None) => (true, true),
+                    (Some(s), Some(x)) => (close(*s, *x), self.matches(*s, *x)),
+                    _ => (false, false),
+                };
+                entry.3 &= exact;
+                if !ok {
+                    let show = |v: &Option<f64>| v.map(|v| v.to_string()).unwrap_or_else(|| "missing".into());
+                    let (name, terms) = plan.text.split_once(" = ").unwrap_or((&plan.text, ""));
+                    entry.2.push(format!("the file's {name}{at} is {}, {terms} make {}", show(stated), show(sum)));
+                }
+            }
+        }
+        for (line, (span, pure, problems, exact, balance)) in by_line {
             match (pure, problems.is_empty()) {
                 (true, true) => {
-                    checked.matched.push((line, span));
+                    if balance {
+                        checked.balanced.push((line, span));
+                    } else {
+                        checked.matched.push((line, span));
+                    }
                     checked.within += usize::from(!exact);
                 }
                 (true, false) => checked.mismatched.push((
@@ -918,7 +1093,7 @@ impl<'a> Converter<'a> {
                         line,
                         column: String::new(),
                         value: String::new(),
-                        problem: "total mismatch",
+                        problem: if balance { "balance mismatch" } else { "total mismatch" },
                         reason: summary(&problems),
                     },
                     span,
@@ -938,26 +1113,20 @@ impl<'a> Converter<'a> {
 
     /// What the total checks have gathered so far (the detail facts' sums and the totals held), taken out.
     pub fn take_totals(&mut self) -> Totals {
-        Totals { sums: std::mem::take(&mut self.sums), pending: std::mem::take(&mut self.pending) }
+        Totals {
+            sums: std::mem::take(&mut self.sums),
+            pending: std::mem::take(&mut self.pending),
+            parts: std::mem::take(&mut self.parts),
+            balances: std::mem::take(&mut self.balances),
+        }
     }
 
     /// Adds what another converter of the same file gathered for its lines (see [`Converter::take_totals`]).
     pub fn absorb(&mut self, totals: Totals) {
-        for (key, sums) in totals.sums {
-            match self.sums.entry(key) {
-                std::collections::hash_map::Entry::Occupied(mut mine) => {
-                    for (sum, n) in mine.get_mut().iter_mut().zip(sums) {
-                        if let Some(n) = n {
-                            *sum = Some(sum.unwrap_or(0.0) + n);
-                        }
-                    }
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(sums);
-                }
-            }
-        }
+        add_sums(&mut self.sums, totals.sums);
+        add_sums(&mut self.parts, totals.parts);
         self.pending.extend(totals.pending);
+        self.balances.extend(totals.balances);
     }
 
     /// The facts built so far as a batch, once there are at least `rows` of them; the builders start over.
@@ -994,6 +1163,54 @@ impl<'a> Converter<'a> {
             columns.push(Arc::new(keys));
         }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// A member field's balances with their terms resolved: a term that names another balance of the field is that
+/// balance's line, else a member of the role's level (the model checked that it is one).
+fn balance_plans(field: &Field, dimension: &Dimension, level: usize) -> Vec<BalancePlan> {
+    let lines: Vec<String> = field.balances().iter().map(|b| normalise(b.line())).collect();
+    field
+        .balances()
+        .iter()
+        .map(|b| BalancePlan {
+            text: b.to_string(),
+            line: normalise(b.line()),
+            terms: b
+                .terms()
+                .iter()
+                .map(|t| {
+                    let sign = if t.subtract { -1.0 } else { 1.0 };
+                    let name = normalise(&t.name);
+                    let part = if lines.contains(&name) {
+                        PartKey::Balance(name)
+                    } else {
+                        // A name the model let through but that is no member matches no line (and fails the check).
+                        let key = dimension.resolve(Some(level), &t.name).map(|m| dimension.member(m).key().to_owned());
+                        PartKey::Member(key.unwrap_or(t.name.clone()))
+                    };
+                    (sign, part)
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Adds sums gathered elsewhere to `mine`, key by key.
+fn add_sums<K: std::hash::Hash + Eq>(mine: &mut HashMap<K, Vec<Option<f64>>>, other: HashMap<K, Vec<Option<f64>>>) {
+    for (key, sums) in other {
+        match mine.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut mine) => {
+                for (sum, n) in mine.get_mut().iter_mut().zip(sums) {
+                    if let Some(n) = n {
+                        *sum = Some(sum.unwrap_or(0.0) + n);
+                    }
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(sums);
+            }
+        }
     }
 }
 

@@ -119,7 +119,7 @@ pub struct Rejection {
     /// The offending value.
     pub value: String,
     /// Short category: `missing value`, `invalid date`, `invalid number`, `unknown member`, `unexpected value`,
-    /// `wrong field count`, `invalid age`, `total mismatch`.
+    /// `wrong field count`, `invalid age`, `total mismatch`, `balance mismatch`.
     pub problem: &'static str,
     /// The full explanation.
     pub reason: String,
@@ -136,14 +136,17 @@ pub mod skip {
     pub const COLUMN_NUMBERS: &str = "column numbers";
     /// Total lines whose totals matched the detail facts.
     pub const TOTAL: &str = "total (checked)";
+    /// Balance lines that matched their terms.
+    pub const BALANCE: &str = "balance (checked)";
     /// The footer: notes, footnotes, copyright.
     pub const FOOTER: &str = "footer";
     /// Lines without any value.
     pub const EMPTY: &str = "empty line";
 }
 
-/// A file's total lines (lines of totals only, checked against the sums of their detail facts) by how they
-/// matched: exactly, only within the source's `total_tolerance`, or not at all (rejected: `total mismatch`).
+/// A file's total lines (lines of totals only, checked against the sums of their detail facts, and balance lines,
+/// checked against their terms) by how they matched: exactly, only within the source's `total_tolerance`, or not
+/// at all (rejected: `total mismatch`, `balance mismatch`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TotalLines {
     /// Every total exactly the sum.
@@ -533,8 +536,11 @@ fn finish(
     for (_, span) in &checked.matched {
         lines.tally.skip(skip::TOTAL, *span);
     }
+    for (_, span) in &checked.balanced {
+        lines.tally.skip(skip::BALANCE, *span);
+    }
     let total_lines = TotalLines {
-        exact: checked.matched.len() - checked.within,
+        exact: checked.matched.len() + checked.balanced.len() - checked.within,
         within: checked.within,
         mismatched: checked.mismatched.len(),
     };

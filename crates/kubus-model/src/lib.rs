@@ -24,7 +24,9 @@ pub use project::{
 };
 pub use record::{RECORD_KEY_COLUMN, record_key, stored_record_key};
 pub use report::{ChartKind, Report, Section, SectionKind, fill_period};
-pub use source::{Field, FieldKind, Format, Input, Layout, Skip, Source, TemplatePart, Tolerance, Unpivot};
+pub use source::{
+    Balance, Field, FieldKind, Format, Input, Layout, Skip, Source, TemplatePart, Term, Tolerance, Unpivot,
+};
 
 use std::collections::BTreeMap;
 

@@ -266,6 +266,9 @@ pub struct RawField {
     pub totals: Vec<String>,
     #[serde(default)]
     pub subtotals: bool,
+    /// Balance lines: `"Jahresergebnis = Erträge - Aufwendungen"`.
+    #[serde(default)]
+    pub balances: Vec<S<String>>,
     #[serde(default)]
     pub missing: Vec<String>,
     pub decimal_separator: Option<S<String>>,

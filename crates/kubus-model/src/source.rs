@@ -157,6 +157,7 @@ pub struct Field {
     pad_zeros: Option<usize>,
     totals: Vec<String>,
     subtotals: bool,
+    balances: Vec<Balance>,
     missing: Vec<String>,
     decimal_separator: char,
     thousands_separator: Option<char>,
@@ -196,6 +197,10 @@ impl Field {
     /// Whether a member of a coarser level than the role's fact level marks a subtotal (checked, not stored).
     pub fn subtotals(&self) -> bool {
         self.subtotals
+    }
+    /// Balance lines of this member field (checked against their terms, not stored).
+    pub fn balances(&self) -> &[Balance] {
+        &self.balances
     }
     /// Symbols that mean "no number here" (`-`, `.`, `x`): the value is null and the symbol is kept as the
     /// fact's cell status.
@@ -482,6 +487,122 @@ impl Source {
         }
         Ok(source)
     }
+}
+
+/// A balance line of a member field (`"Jahresergebnis = Erträge - Aufwendungen"`): the line whose value (after the
+/// field's translations) is `line` is neither a detail nor a sum of details, so it is not stored; its numbers are
+/// checked against its terms, added or subtracted, each a member of the role or another balance of the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    line: String,
+    terms: Vec<Term>,
+}
+
+/// One term of a balance: a member (key, label or alias) or another balance's line, added or subtracted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    /// Whether the term is subtracted.
+    pub subtract: bool,
+    /// The member or balance line, as written.
+    pub name: String,
+}
+
+impl Balance {
+    /// Reads `LINE = TERM (+|- TERM)…`; the signs stand between spaces, so that a name may hold a hyphen
+    /// (`Zu- und Abgänge`). `−` (the minus sign) is a minus too.
+    pub fn parse(text: &str) -> Result<Balance, String> {
+        let expected = || format!("'{text}' is not a balance: write `LINE = TERM - TERM + TERM`, signs between spaces");
+        let (line, rest) = text.split_once('=').ok_or_else(expected)?;
+        let line = line.trim();
+        let sign = regex::Regex::new(r"(?:^|\s)([+\-−])\s").expect("a valid pattern");
+        let rest = format!("{} ", rest.trim());
+        let mut terms = Vec::new();
+        let mut subtract = false;
+        let mut from = 0;
+        for caps in sign.captures_iter(&rest) {
+            let whole = caps.get(0).expect("the whole match");
+            let name = rest[from..whole.start()].trim();
+            if !name.is_empty() || from > 0 {
+                terms.push(Term { subtract, name: name.to_owned() });
+            }
+            subtract = &caps[1] != "+";
+            from = whole.end();
+        }
+        terms.push(Term { subtract, name: rest[from..].trim().to_owned() });
+        // A sign left at a name's start stood next to another sign (`A + + B`).
+        let stray = |name: &str| {
+            let mut chars = name.chars();
+            matches!(chars.next(), Some('+' | '-' | '−')) && chars.next().is_some_and(char::is_whitespace)
+        };
+        if line.is_empty() || terms.iter().any(|t| t.name.is_empty() || stray(&t.name)) {
+            return Err(expected());
+        }
+        Ok(Balance { line: line.to_owned(), terms })
+    }
+
+    /// The value that marks the balance line.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// What the line must equal, in order.
+    pub fn terms(&self) -> &[Term] {
+        &self.terms
+    }
+}
+
+impl std::fmt::Display for Balance {
+    /// `Jahresergebnis = Erträge − Aufwendungen`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} =", self.line)?;
+        for (i, t) in self.terms.iter().enumerate() {
+            match (i, t.subtract) {
+                (0, false) => write!(f, " {}", t.name)?,
+                (_, false) => write!(f, " + {}", t.name)?,
+                (_, true) => write!(f, " − {}", t.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The balances of a member field, each checked: it parses, and each term is a member of the role's level or
+/// another balance of the field.
+fn lower_balances(
+    raw: &[toml::Spanned<String>],
+    dimension: Option<&Dimension>,
+    level: usize,
+    path: &str,
+    sink: &mut Sink<'_>,
+) -> Vec<Balance> {
+    let balances: Vec<(Balance, std::ops::Range<usize>)> = raw
+        .iter()
+        .filter_map(|b| match Balance::parse(b.get_ref()) {
+            Ok(balance) => Some((balance, b.span())),
+            Err(message) => {
+                sink.at(Some(b.span()), format!("{path}.balances"), message);
+                None
+            }
+        })
+        .collect();
+    let lines: Vec<String> = balances.iter().map(|(b, _)| crate::normalise(b.line())).collect();
+    for (balance, span) in &balances {
+        for term in balance.terms() {
+            let known = lines.contains(&crate::normalise(&term.name))
+                || dimension.is_none_or(|d| d.resolve(Some(level), &term.name).is_ok());
+            if !known {
+                sink.at(
+                    Some(span.clone()),
+                    format!("{path}.balances"),
+                    format!(
+                        "'{}' in '{balance}' is neither a member of this role's level nor another balance's line",
+                        term.name
+                    ),
+                );
+            }
+        }
+    }
+    balances.into_iter().map(|(b, _)| b).collect()
 }
 
 /// How far a total may be from the sum of its detail lines (`total_tolerance`): absolute, or relative to the larger
@@ -845,6 +966,15 @@ pub(crate) fn lower(
         if (!rf.totals.is_empty() || rf.subtotals) && !is_member {
             sink.at(span.clone(), &path, "`totals` and `subtotals` belong to member fields");
         }
+        let balances = if rf.balances.is_empty() {
+            Vec::new()
+        } else if !is_member {
+            sink.at(span.clone(), &path, "`balances` belong to member fields");
+            Vec::new()
+        } else {
+            let dimension = role.and_then(|r| dimensions.get(r.dimension()));
+            lower_balances(&rf.balances, dimension, role.map_or(0, |r| r.fact_level()), &path, sink)
+        };
         if rf.subtotals && role.is_some_and(|r| r.fact_level() == 0) {
             sink.at(span.clone(), &path, "`subtotals` needs a role recorded below the dimension's coarsest level");
         }
@@ -896,6 +1026,7 @@ pub(crate) fn lower(
             pad_zeros: rf.pad_zeros,
             totals: rf.totals,
             subtotals: rf.subtotals,
+            balances,
             missing: rf.missing,
             decimal_separator: decimal,
             thousands_separator: thousands,
@@ -947,6 +1078,28 @@ mod tests {
         );
         for bad in ["#0", "#x", "@3", "@H", "{a", "a}", "{{a}}", ""] {
             assert!(Input::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn balances_parse_signs_between_spaces_and_keep_hyphens_in_names() {
+        let terms = |text: &str| {
+            Balance::parse(text).map(|b| b.terms().iter().map(|t| (t.subtract, t.name.clone())).collect::<Vec<_>>())
+        };
+        let b = Balance::parse("Jahresergebnis = Erträge - Aufwendungen").unwrap();
+        assert_eq!(b.line(), "Jahresergebnis");
+        assert_eq!(
+            terms("J = Erträge - Aufwendungen").unwrap(),
+            [(false, "Erträge".into()), (true, "Aufwendungen".into())]
+        );
+        assert_eq!(
+            terms("Saldo = - Abgänge + Zu- und Zuzüge − X").unwrap(),
+            [(true, "Abgänge".into()), (false, "Zu- und Zuzüge".into()), (true, "X".into())]
+        );
+        assert_eq!(terms("S=A").unwrap(), [(false, "A".into())]);
+        assert_eq!(b.to_string(), "Jahresergebnis = Erträge − Aufwendungen");
+        for bad in ["Saldo", "= A - B", "S = ", "S = A - ", "S = A + + B", "S = - "] {
+            assert!(Balance::parse(bad).is_err(), "{bad}");
         }
     }
 }

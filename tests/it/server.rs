@@ -127,7 +127,11 @@ impl Request {
     }
     /// A multipart body with one part per file, each named `file` and carrying the file's name.
     fn files(self, files: &[(String, Vec<u8>)]) -> Request {
-        let (content_type, body) = multipart(files);
+        self.delivery(files, &[])
+    }
+    /// A multipart body of files and of values the files lack, each a part `set` holding `FIELD=VALUE`.
+    fn delivery(self, files: &[(String, Vec<u8>)], set: &[&str]) -> Request {
+        let (content_type, body) = multipart(files, set);
         Request(self.0.header("Content-Type", content_type).body(body))
     }
     fn send(self) -> Result<Response, reqwest::Error> {
@@ -157,9 +161,14 @@ impl Response {
 /// The boundary of the multipart bodies these tests send.
 const BOUNDARY: &str = "kubus-test-boundary-7f3a";
 
-/// A multipart/form-data body of files: its content type and bytes.
-fn multipart(files: &[(String, Vec<u8>)]) -> (String, Vec<u8>) {
+/// A multipart/form-data body of files and `set` values: its content type and bytes.
+fn multipart(files: &[(String, Vec<u8>)], set: &[&str]) -> (String, Vec<u8>) {
     let mut body = Vec::new();
+    for value in set {
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"set\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
     for (name, bytes) in files {
         body.extend_from_slice(
             format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n")
@@ -602,6 +611,49 @@ fn months(dir: &Path) -> Vec<String> {
     csv_rows(&out.stdout).into_iter().map(|r| r[0].clone()).collect()
 }
 
+/// A source whose files lack the year takes it from the upload (a part `set` holding `year=2023`) and lists it as
+/// `given`; without the value, or with one for a field the files hold, the upload is refused and nothing stored.
+#[test]
+fn an_upload_gives_the_values_its_files_lack() {
+    let dir = crate::silent::offences_project("", "");
+    let source = dir.path().join("cube-schemas/sources/offences_en.toml");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, text.replace("member = \"Year\"", "member = \"@set\"")).unwrap();
+    let config = dir.path().join("kubus.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[groups.polizei]\ndescription = \"Police\"\nrole = \"datenpflege\"\ningest = [\"offences_en\"]\n");
+    std::fs::write(&config, toml).unwrap();
+    let token = user(dir.path(), "paula", "polizei");
+    let server = start(dir.path());
+    let sources = json(get(&server, "/api/v1/sources", &token));
+    assert_eq!(sources[0]["name"], "offences_en", "{sources}");
+    assert_eq!(sources[0]["given"], serde_json::json!(["year"]));
+    let file = [("offences.csv".to_owned(), b"Key,Cases\n110,4\n120,6\n".to_vec())];
+    let send = |set: &[&str]| {
+        client()
+            .post(server.url("/api/v1/sources/offences_en/files"))
+            .bearer_auth(&token)
+            .delivery(&file, set)
+            .send()
+            .unwrap()
+    };
+    let without = send(&[]);
+    assert_eq!(without.status(), StatusCode::BAD_REQUEST);
+    assert!(without.text().unwrap().contains("a part `set` holding year=…"), "{}", without.text().unwrap());
+    let wrong = send(&["year=2023", "cases=1"]);
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST, "{}", wrong.text().unwrap());
+    assert_eq!(send(&["year=2023", "year=2024"]).status(), StatusCode::BAD_REQUEST);
+    let project = kubus::Project::open(dir.path()).unwrap();
+    let stored = tokio::runtime::Runtime::new().unwrap().block_on(project.version("offences")).unwrap();
+    assert_eq!(stored, None, "nothing is committed before a good upload");
+    let answer = json(send(&["year=2023"]));
+    assert_eq!((answer["accepted"].as_u64(), answer["facts"].as_u64()), (Some(2), Some(2)), "{answer}");
+    assert_eq!(
+        crate::silent::cases(dir.path()),
+        [crate::silent::row("110", "2023", "4"), crate::silent::row("120", "2023", "6")]
+    );
+}
+
 #[test]
 fn a_form_line_is_checked_field_by_field_and_ingested_like_an_upload() {
     let dir = project_copy();
@@ -767,7 +819,7 @@ fn an_upload_over_the_size_limit_changes_nothing() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // One that does not (chunked) is counted as it streams, and stopped past the limit: the server answers 413 and
     // closes, which a client still sending may see as a broken connection instead.
-    let (content_type, body) = multipart(&[("neuzugewanderte_gross.csv".into(), big)]);
+    let (content_type, body) = multipart(&[("neuzugewanderte_gross.csv".into(), big)], &[]);
     let spooled = dir.path().join("upload.body");
     std::fs::write(&spooled, body).unwrap();
     let file = runtime().block_on(tokio::fs::File::open(&spooled)).unwrap();

@@ -105,7 +105,7 @@ number = "Fälle"
 
 /// A copy of the sample project with the offences cube and its two sources, the German one with `extra` lines
 /// (a replace key, an overlap rule) at its top.
-fn offences_project(english_extra: &str, german_extra: &str) -> tempfile::TempDir {
+pub(crate) fn offences_project(english_extra: &str, german_extra: &str) -> tempfile::TempDir {
     let dir = project_copy();
     let schemas = dir.path().join("cube-schemas");
     std::fs::write(schemas.join("dimensions/offence.toml"), OFFENCE).unwrap();
@@ -128,7 +128,7 @@ fn ingest(dir: &Path, source: &str, files: &[&str]) -> Output {
 }
 
 /// Cases per offence and year as the table holds them, sorted.
-fn cases(dir: &Path) -> Vec<(String, String, String)> {
+pub(crate) fn cases(dir: &Path) -> Vec<(String, String, String)> {
     let out = cli(
         dir,
         &[
@@ -144,7 +144,7 @@ fn cases(dir: &Path) -> Vec<(String, String, String)> {
     csv_rows(&out.stdout).into_iter().map(|r| (r[0].clone(), r[1].clone(), r[2].clone())).collect()
 }
 
-fn row(offence: &str, year: &str, cases: &str) -> (String, String, String) {
+pub(crate) fn row(offence: &str, year: &str, cases: &str) -> (String, String, String) {
     (offence.to_owned(), year.to_owned(), cases.to_owned())
 }
 

@@ -460,7 +460,8 @@ impl Source {
         }
         if let Some(missing) = wanting.iter().find(|f| !values.contains_key(**f)) {
             return Err(format!(
-                "source {} reads {missing} from the ingest (`@set`): give it with --set {missing}=…",
+                "source {} reads {missing} from the ingest (`@set`): give it with --set {missing}=… (in an upload: \
+                 a part `set` holding {missing}=…)",
                 self.name
             ));
         }

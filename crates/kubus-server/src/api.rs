@@ -529,14 +529,26 @@ async fn upload(
     let dir = delivery_dir(&state)?;
     let io = |e: std::io::Error| ApiError::internal(format!("cannot store the upload: {e}"));
     let (mut files, mut total) = (Vec::new(), 0u64);
+    let mut set = std::collections::BTreeMap::new();
     let multipart_error = |e: axum::extract::multipart::MultipartError| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         _ => ApiError::bad_request(format!("cannot read the upload: {}", e.body_text())),
     };
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        if field.file_name().is_none() && field.name() == Some("set") {
+            let text = field.text().await.map_err(multipart_error)?;
+            total += text.len() as u64;
+            let Some((name, value)) = text.split_once('=') else {
+                return Err(ApiError::bad_request(format!("a part `set` is FIELD=VALUE, not '{text}'")));
+            };
+            if set.insert(name.trim().to_owned(), value.trim().to_owned()).is_some() {
+                return Err(ApiError::bad_request(format!("{} is set twice", name.trim())));
+            }
+            continue;
+        }
         let Some(given) = field.file_name().map(str::to_owned) else {
             return Err(ApiError::bad_request(format!(
-                "part '{}' is not a file: send files as multipart parts with a file name",
+                "part '{}' is not a file: send files as multipart parts with a file name (and values as parts `set`)",
                 field.name().unwrap_or_default()
             )));
         };
@@ -559,7 +571,7 @@ async fn upload(
     if files.is_empty() {
         return Err(ApiError::bad_request("the upload holds no files".into()));
     }
-    ingest_delivery(&state, &identity, source, dir, files).await
+    ingest_delivery(&state, &identity, source, dir, files, set).await
 }
 
 /// Ingests the files of one delivery (an upload, a form's line) in one commit, as the CLI would, and answers with
@@ -570,9 +582,11 @@ async fn ingest_delivery(
     source: String,
     dir: UploadDir,
     files: Vec<std::path::PathBuf>,
+    given: std::collections::BTreeMap<String, String>,
 ) -> Result<Json<crate::report::IngestAnswer>, ApiError> {
     let _slot = state.slot().await?;
-    let options = kubus::IngestOptions { demo_key: state.demo_key, role: identity.role.clone(), ..Default::default() };
+    let options =
+        kubus::IngestOptions { demo_key: state.demo_key, role: identity.role.clone(), given, ..Default::default() };
     // Reading and converting the files is blocking work: on a thread of its own, not on the server's.
     let project = state.project.clone();
     let report = tokio::task::spawn_blocking(move || {
@@ -643,14 +657,17 @@ async fn form(
     let user = identity.user.as_deref().unwrap_or("anonymous").replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     let path = dir.0.join(format!("form_{source}_{user}_{}.csv", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
     std::fs::write(&path, bytes).map_err(|e| ApiError::internal(format!("cannot store the form's line: {e}")))?;
-    ingest_delivery(&state, &identity, source, dir, vec![path]).await
+    ingest_delivery(&state, &identity, source, dir, vec![path], Default::default()).await
 }
 
-/// An upload: one or more files, each a part named `file` with its file name.
+/// An upload: one or more files, each a part named `file` with its file name, and for a source whose mapping
+/// reads values the files do not hold (`GET /sources` lists them as `given`) one part `set` = `FIELD=VALUE` each.
 #[derive(ToSchema)]
 #[allow(dead_code)] // documents the multipart body `upload` reads
 struct UploadForm {
     /// The files.
     #[schema(value_type = Vec<String>, format = Binary)]
     file: Vec<Vec<u8>>,
+    /// Values the files do not hold, `FIELD=VALUE` (`year=2023`).
+    set: Option<Vec<String>>,
 }

@@ -991,7 +991,24 @@ async function pickSource() {
   const p = new URLSearchParams(location.search);
   p.set("source", s.name);
   history.replaceState(null, "", "?" + p.toString());
+  drawGivenFields(s);
   if (s.form) await drawEntryFields(s);
+}
+
+/** The values an upload gives because its files do not hold them (`@set` in the mapping), one input each. */
+function drawGivenFields(s) {
+  const fields = (s.form ? [] : s.given).map((name, i) => {
+    const id = `given-${i}`;
+    const line = Object.assign(document.createElement("p"), { className: "field" });
+    const label = Object.assign(document.createElement("label"), {
+      htmlFor: id,
+      textContent: `${name} (steht nicht in den Dateien; gilt für alle)`,
+    });
+    const input = Object.assign(document.createElement("input"), { id, type: "text", name, required: true });
+    line.append(label, document.createElement("br"), input);
+    return line;
+  });
+  $("upload-given").replaceChildren(...fields);
 }
 
 /** The form's inputs: a list of the members for a member, a date, a number or text otherwise. */
@@ -1051,6 +1068,7 @@ async function deliver(event, body, contentType, path) {
 function upload(event) {
   const body = new FormData();
   for (const file of $("upload-files").files) body.append("file", file, file.name);
+  for (const input of $("upload-given").querySelectorAll("input")) body.append("set", `${input.name}=${input.value}`);
   return deliver(event, body, null, `/sources/${encodeURIComponent(source().name)}/files`);
 }
 

@@ -88,6 +88,9 @@ pub struct SourceInfo {
     pub form: bool,
     /// A form's fields, in the order of the cube's dimensions and then its value columns (empty for file sources).
     pub fields: Vec<FormField>,
+    /// The fields whose value the files do not hold and a delivery gives (`@set` in the mapping): each needs a
+    /// part `set` = `FIELD=VALUE` in the upload, as `kubus ingest --set FIELD=VALUE` on the command line.
+    pub given: Vec<String>,
 }
 
 /// One field of a form: the input it fills and what the value must be.
@@ -269,6 +272,7 @@ impl Project {
                     cube_label: cube.map_or_else(|| s.cube().to_owned(), |c| c.label().to_owned()),
                     form: s.is_form(),
                     fields,
+                    given: s.fields().iter().filter(|f| f.reads_given()).map(|f| f.target().to_owned()).collect(),
                 }
             })
             .collect()

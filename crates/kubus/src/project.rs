@@ -337,10 +337,9 @@ impl Project {
         let restricted = access::restrict(query, role, &self.model)?;
         let mut plan = kubus_query::plan(&self.model, &restricted)?;
         self.add_noise(&mut plan, options)?;
-        let ctx = self.session()?;
-        let (routed, facts, routes) = self.plan_facts(&ctx, &plan, options.as_of, options.rollups).await?;
-        // Rollups are small and in memory: one partition spares the threads' hand-offs.
-        let ctx = if routes.iter().all(|r| r.rollup.is_some()) { crate::rollups::small_context() } else { ctx };
+        let session = FactSession::new(self);
+        let (routed, facts, routes) = self.plan_facts(&session, &plan, options.as_of, options.rollups).await?;
+        let ctx = session.for_routes(&routes)?;
         let result = kubus_query::execute(&ctx, &routed, &facts).await?;
         let versions = routes.iter().map(|r| (r.cube.clone(), r.version)).collect();
         Ok(RawAnswer { result, plan, versions, routes })
@@ -475,8 +474,10 @@ impl Project {
         let restricted = access::restrict(query, role, &self.model)?;
         let mut plan = kubus_query::plan(&self.model, &restricted)?;
         self.add_noise(&mut plan, options)?;
-        let ctx = SessionContext::new();
-        let (routed, facts, routes) = self.plan_facts(&ctx, &plan, options.as_of, options.rollups).await?;
+        let session = FactSession::new(self);
+        let (routed, facts, routes) = self.plan_facts(&session, &plan, options.as_of, options.rollups).await?;
+        // Explained in the session the query runs in, so that the plan shown is the plan run.
+        let ctx = session.for_routes(&routes)?;
         let read: String = routes.iter().map(|r| r.describe(options.rollups)).collect();
         Ok(format!("reads {read}{}", kubus_query::explain(&ctx, &routed, &facts).await?))
     }
@@ -485,7 +486,7 @@ impl Project {
     /// how each was read.
     async fn plan_facts<'m>(
         &'m self,
-        ctx: &SessionContext,
+        session: &FactSession<'_>,
         plan: &kubus_query::CubePlan<'m>,
         as_of: Option<u64>,
         mode: RollupUse,
@@ -496,14 +497,14 @@ impl Project {
         let mut facts = kubus_query::Facts::new();
         let mut routes = Vec::new();
         if plan.sides.is_empty() {
-            let (routed, table, route) = self.route(ctx, plan, as_of, mode).await?;
+            let (routed, table, route) = self.route(session, plan, as_of, mode).await?;
             facts.insert(plan.cube.name().to_owned(), table);
             routes.push(route);
             return Ok((routed, facts, routes));
         }
         let mut routed = plan.clone();
         for side in &mut routed.sides {
-            let (moved, table, route) = self.route(ctx, side, None, mode).await?;
+            let (moved, table, route) = self.route(session, side, None, mode).await?;
             facts.insert(side.cube.name().to_owned(), table);
             *side = moved;
             routes.push(route);
@@ -731,4 +732,38 @@ pub fn quarantine_batch(rows: &[(String, QuarantineRow)]) -> Result<RecordBatch>
         ("reason", text(&|(_, r)| r.reason.clone())),
     ])
     .map_err(|e| kubus_query::Error::from(e).into())
+}
+
+/// The session a query reads its facts in and runs in, made when first needed: a query answered from rollups held in
+/// memory runs in a small session of its own ([`crate::rollups::small_context`]) and never needs it.
+pub(crate) struct FactSession<'p> {
+    project: &'p Project,
+    ctx: std::sync::OnceLock<SessionContext>,
+}
+
+impl<'p> FactSession<'p> {
+    fn new(project: &'p Project) -> FactSession<'p> {
+        FactSession { project, ctx: std::sync::OnceLock::new() }
+    }
+
+    /// The session, made now if it was not yet.
+    pub(crate) fn get(&self) -> Result<&SessionContext> {
+        if let Some(ctx) = self.ctx.get() {
+            return Ok(ctx);
+        }
+        let ctx = self.project.session()?;
+        Ok(self.ctx.get_or_init(|| ctx))
+    }
+
+    /// The session to run a plan in that reads along `routes`: the small one where every cube is read from a
+    /// rollup (one partition spares the threads' hand-offs), else the one its facts were read in.
+    fn for_routes(self, routes: &[Route]) -> Result<SessionContext> {
+        if routes.iter().all(|r| r.rollup.is_some()) {
+            return Ok(crate::rollups::small_context());
+        }
+        match self.ctx.into_inner() {
+            Some(ctx) => Ok(ctx),
+            None => self.project.session(),
+        }
+    }
 }

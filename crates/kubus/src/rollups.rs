@@ -100,7 +100,7 @@ impl Project {
     /// A stored rollup as a table: from memory when it is small enough to be held there.
     async fn rollup_table(
         &self,
-        ctx: &SessionContext,
+        session: &crate::project::FactSession<'_>,
         cube: &str,
         stored: &StoredRollup,
     ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
@@ -110,6 +110,7 @@ impl Project {
         {
             return Ok(table.clone());
         }
+        let ctx = session.get()?;
         let table = self.warehouse().rollup_table(ctx, cube, stored).await?;
         if stored.bytes > CACHED_BYTES {
             return Ok(table);
@@ -252,7 +253,7 @@ impl Project {
     /// from its facts. Returns the plan to execute (moved onto the rollup), the table, and the route taken.
     pub(crate) async fn route<'m>(
         &'m self,
-        ctx: &SessionContext,
+        session: &crate::project::FactSession<'_>,
         plan: &CubePlan<'m>,
         as_of: Option<u64>,
         mode: RollupUse,
@@ -289,7 +290,7 @@ impl Project {
             if let Some(r) = chosen {
                 let (_, _, stored) =
                     available.iter().find(|(x, _, _)| x.name() == r.name()).expect("chosen among the available");
-                let table = self.rollup_table(ctx, cube.name(), stored).await?;
+                let table = self.rollup_table(session, cube.name(), stored).await?;
                 route.rollup = Some(r.name().to_owned());
                 return Ok((rollup::at_rollup(plan, r), table, route));
             }
@@ -297,7 +298,7 @@ impl Project {
         if mode == RollupUse::Only {
             return Err(Error::NoRollup { cube: cube.name().to_owned(), reasons: route.describe(mode) });
         }
-        let (table, version) = self.facts_at(ctx, cube.name(), as_of).await?;
+        let (table, version) = self.facts_at(session.get()?, cube.name(), as_of).await?;
         route.version = version;
         Ok((plan.clone(), table, route))
     }

@@ -207,6 +207,33 @@ await check("clicking an area drills into its districts, as the API answers them
   assert.equal(await page.getByLabel("Zeilen").inputValue(), "district.area");
 });
 
+await check("'Wie wurde gerechnet?' asks the server only while it is open, for the question shown", async () => {
+  const asked = [];
+  const listen = (request) => {
+    if (request.url().includes("/api/v1/explain")) asked.push(request.url());
+  };
+  const explained = () =>
+    page.waitForFunction(() => document.getElementById("explain-text").textContent.startsWith("reads newcomers at version"), null, {
+      timeout: 10000,
+    });
+  page.on("request", listen);
+  try {
+    await answered(page, () => page.getByLabel("Summen und Zwischensummen").check());
+    assert.equal(asked.length, 0, "no explain is asked while the panel is closed");
+    await page.locator("#explain summary").click();
+    await explained();
+    assert.equal(asked.length, 1);
+    assert.match(asked[0], /totals=true/);
+    await answered(page, () => page.getByLabel("Summen und Zwischensummen").uncheck());
+    await explained();
+    assert.equal(asked.length, 2, "an open panel follows the question");
+    assert.doesNotMatch(asked[1], /totals=true/);
+    await page.locator("#explain summary").click();
+  } finally {
+    page.off("request", listen);
+  }
+});
+
 await check("the current view downloads as XLSX with the shown numbers", async () => {
   await page.getByLabel("Herunterladen als").selectOption("xlsx");
   const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Herunterladen" }).click()]);

@@ -401,13 +401,11 @@ async function ask(focusAnswer) {
   const params = apiParams(q);
   const started = performance.now();
   try {
-    const [answer, plan] = await Promise.all([
-      json(`/query?${params}&format=json-stat`),
-      api(`/explain?${params}`).then((r) => r.text()),
-    ]);
+    const answer = await json(`/query?${params}&format=json-stat`);
     app.answer = answer;
     drawTable(answer);
-    $("explain-text").textContent = plan;
+    $("explain-text").textContent = "";
+    explainAnswer();
     const took = Math.round(performance.now() - started);
     say(`Ergebnis: ${answer.value.length} Werte (${took} ms).`);
     // After the result's line: a map that cannot be drawn says why in its place.
@@ -419,6 +417,21 @@ async function ask(focusAnswer) {
     $("table-wrap").replaceChildren();
     sayError(e);
   }
+}
+
+/** "Wie wurde gerechnet?": asked only while the panel is open, for the question shown (not on every click). */
+async function explainAnswer() {
+  if (!$("explain").open || !app.answer) return;
+  const params = apiParams(app.question).toString();
+  $("explain-text").textContent = "Wird ermittelt …";
+  let text;
+  try {
+    text = await api(`/explain?${params}`).then((r) => r.text());
+  } catch (e) {
+    text = e.message || String(e);
+  }
+  // A question changed meanwhile is explained by its own request.
+  if (params === apiParams(app.question).toString()) $("explain-text").textContent = text;
 }
 
 /** A JSON-stat dataset as dimensions with ordered categories and a way to read a cell. */
@@ -1160,6 +1173,7 @@ function wire() {
   });
   $("cut-add").addEventListener("click", addCut);
   $("download").addEventListener("click", download);
+  $("explain").addEventListener("toggle", explainAnswer);
   $("deliver-source").addEventListener("change", pickSource);
   $("breaks").addEventListener("change", async () => {
     app.question.breaks = $("breaks").value.trim();

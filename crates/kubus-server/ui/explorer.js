@@ -335,6 +335,9 @@ async function pickCutLevel() {
   if (target) await listCutMembers();
 }
 
+/** At most this many members are listed to pick from at once. */
+const LISTED = 200;
+
 async function listCutMembers() {
   const target = $("cut-level").value;
   const asked = (app.listing = (app.listing || 0) + 1);
@@ -343,16 +346,20 @@ async function listCutMembers() {
     // An earlier, slower search must not overwrite a later one.
     if (asked !== app.listing) return;
     $("cut-members-legend").textContent = `${levelOf(target).label} (${found.length})`;
-    $("cut-members").replaceChildren(
-      ...found.slice(0, 200).map((m, i) => {
-        const id = `cut-member-${i}`;
-        const box = Object.assign(document.createElement("input"), { type: "checkbox", id, value: m.key });
-        const label = Object.assign(document.createElement("label"), { htmlFor: id, textContent: m.label });
-        const line = document.createElement("div");
-        line.append(box, " ", label);
-        return line;
-      }),
-    );
+    const lines = found.slice(0, LISTED).map((m, i) => {
+      const id = `cut-member-${i}`;
+      const box = Object.assign(document.createElement("input"), { type: "checkbox", id, value: m.key });
+      const label = Object.assign(document.createElement("label"), { htmlFor: id, textContent: m.label });
+      const line = document.createElement("div");
+      line.append(box, " ", label);
+      return line;
+    });
+    // The list is never cut short without saying so.
+    if (found.length > LISTED) {
+      const more = found.length - LISTED;
+      lines.push(Object.assign(document.createElement("p"), { textContent: `… und ${more} weitere: bitte die Suche eingrenzen.` }));
+    }
+    $("cut-members").replaceChildren(...lines);
   } catch (e) {
     sayError(e);
   }

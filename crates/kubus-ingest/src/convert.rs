@@ -650,12 +650,7 @@ impl<'a> Converter<'a> {
                         _ => String::new(),
                     })
                     .collect();
-                let sums = self.sums.entry((shape, key)).or_insert_with(|| vec![None; numbers.len()]);
-                for (sum, n) in sums.iter_mut().zip(&numbers) {
-                    if let Some(n) = n {
-                        *sum = Some(sum.unwrap_or(0.0) + n);
-                    }
-                }
+                add_numbers(self.sums.entry((shape, key)).or_insert_with(|| vec![None; numbers.len()]), &numbers);
             }
         }
         let mut status = None;
@@ -716,12 +711,7 @@ impl<'a> Converter<'a> {
                 _ => continue,
             };
             let others = self.role_keys(tuple, Some(slot));
-            let sums = self.parts.entry((slot, part, others)).or_insert_with(|| vec![None; numbers.len()]);
-            for (sum, n) in sums.iter_mut().zip(numbers) {
-                if let Some(n) = n {
-                    *sum = Some(sum.unwrap_or(0.0) + n);
-                }
-            }
+            add_numbers(self.parts.entry((slot, part, others)).or_insert_with(|| vec![None; numbers.len()]), numbers);
         }
     }
 
@@ -1196,17 +1186,20 @@ fn balance_plans(field: &Field, dimension: &Dimension, level: usize) -> Vec<Bala
         .collect()
 }
 
+/// Adds numbers to their sums; a missing number leaves its sum as it is (empty, if nothing was added yet).
+fn add_numbers(sums: &mut [Option<f64>], numbers: &[Option<f64>]) {
+    for (sum, n) in sums.iter_mut().zip(numbers) {
+        if let Some(n) = n {
+            *sum = Some(sum.unwrap_or(0.0) + n);
+        }
+    }
+}
+
 /// Adds sums gathered elsewhere to `mine`, key by key.
 fn add_sums<K: std::hash::Hash + Eq>(mine: &mut HashMap<K, Vec<Option<f64>>>, other: HashMap<K, Vec<Option<f64>>>) {
     for (key, sums) in other {
         match mine.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut mine) => {
-                for (sum, n) in mine.get_mut().iter_mut().zip(sums) {
-                    if let Some(n) = n {
-                        *sum = Some(sum.unwrap_or(0.0) + n);
-                    }
-                }
-            }
+            std::collections::hash_map::Entry::Occupied(mut mine) => add_numbers(mine.get_mut(), &sums),
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(sums);
             }

@@ -127,6 +127,20 @@ impl Input {
             other => vec![other],
         }
     }
+
+    /// [`Input::leaves`], to change them.
+    fn leaves_mut(&mut self) -> Vec<&mut Input> {
+        match self {
+            Input::Template(parts) => parts
+                .iter_mut()
+                .filter_map(|p| match p {
+                    TemplatePart::Input(i) => Some(i),
+                    TemplatePart::Text(_) => None,
+                })
+                .collect(),
+            other => vec![other],
+        }
+    }
 }
 
 /// How one fact column is produced from the input row.
@@ -468,21 +482,9 @@ impl Source {
         let mut source = self.clone();
         for field in &mut source.fields {
             let value = values.get(&field.target).cloned();
-            for input in field.inputs_mut() {
-                let parts: Vec<&mut Input> = match input {
-                    Input::Template(parts) => parts
-                        .iter_mut()
-                        .filter_map(|p| match p {
-                            TemplatePart::Input(i) => Some(i),
-                            TemplatePart::Text(_) => None,
-                        })
-                        .collect(),
-                    other => vec![other],
-                };
-                for part in parts {
-                    if let Input::Given(given) = part {
-                        given.clone_from(&value);
-                    }
+            for part in field.inputs_mut().into_iter().flat_map(Input::leaves_mut) {
+                if let Input::Given(given) = part {
+                    given.clone_from(&value);
                 }
             }
         }

@@ -213,6 +213,23 @@ fn the_same_data_delivered_again_is_refused_with_the_overlap() {
     );
     assert!(refused.stderr.contains("for example offence=110, year=2023"), "{}", refused.stderr);
     assert!(refused.stderr.contains("on_overlap = \"add\""), "{}", refused.stderr);
+    // The refusal still accounts for the lines read.
+    let accounted = "again.csv (UTF-8): lines 4 = accepted 3 + rejected 0 + skipped 1 (header 1) → 3 facts";
+    assert!(refused.stdout.contains("nothing committed; the files read were"), "{}", refused.stdout);
+    assert!(refused.stdout.contains(accounted), "{}", refused.stdout);
+    // A dry run says the same before anything is tried, and fails as the ingest would.
+    let dry = cli(dir.path(), &["ingest", "offences_en", &again, "--dry-run"]);
+    assert_eq!(dry.code, ExitCode::from(2), "{}", dry.stdout);
+    assert!(dry.stdout.contains(accounted), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains(
+            "an ingest would be refused at its commit: offences: again.csv brings 2 cells that first.csv, already in \
+             the table, holds too"
+        ),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stderr.contains("would be refused (see above)"), "{}", dry.stderr);
     let german = write(dir.path(), "de.csv", "Schlüssel;Jahr;Fälle\n120;2023;300\n110;2024;1.500\n");
     let refused = ingest(dir.path(), "offences_de", &[&german]);
     assert!(refused.stderr.contains("de.csv brings 1 cell that first.csv, already in the table"), "{}", refused.stderr);
@@ -239,6 +256,17 @@ fn a_replace_key_or_on_overlap_add_lets_the_cells_meet() {
     let first = write(dir.path(), "first.csv", FIRST);
     assert_eq!(ingest(dir.path(), "offences_en", &[&first]).code, ExitCode::SUCCESS);
     let german = write(dir.path(), "de.csv", "Schlüssel;Jahr;Fälle\n110;2023;1.499\n");
+    let dry = cli(dir.path(), &["ingest", "offences_de", &german, "--dry-run"]);
+    assert_eq!(dry.code, ExitCode::SUCCESS, "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains(
+            "would replace 2 facts of first.csv (all of them; its quarantine lines would go): this ingest would \
+             bring their year again"
+        ),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(cases(dir.path()), [row("110", "2023", "1500"), row("120", "2023", "300")], "a dry run commits nothing");
     let out = ingest(dir.path(), "offences_de", &[&german]);
     assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     assert_eq!(cases(dir.path()), [row("110", "2023", "1499")]);
@@ -557,6 +585,12 @@ fn a_value_the_file_lacks_is_given_at_ingest() {
     let corrected = write(dir.path(), "corrected.csv", "Key,Cases\n110,5\n");
     assert_eq!(cli(dir.path(), &["ingest", "offences_en", &corrected, "--set", "year=2021"]).code, ExitCode::SUCCESS);
     assert_eq!(cases(dir.path()), [row("110", "2021", "5")]);
+    // The same bytes with another value are another delivery, not one already ingested; with the same value they are.
+    let out = cli(dir.path(), &["ingest", "offences_en", &corrected, "--set", "year=2022"]);
+    assert!(out.stdout.contains("lines 2 = accepted 1"), "{}", out.stdout);
+    assert_eq!(cases(dir.path()), [row("110", "2021", "5"), row("110", "2022", "5")]);
+    let out = cli(dir.path(), &["ingest", "offences_en", &corrected, "--set", "year=2022"]);
+    assert!(out.stdout.contains("already ingested"), "{}", out.stdout);
     // A given value is checked as any value: no member, no fact.
     let other = write(dir.path(), "other.csv", "Key,Cases\n110,1\n");
     let out = cli(dir.path(), &["ingest", "offences_en", &other, "--set", "year=20x2"]);

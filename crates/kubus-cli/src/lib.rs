@@ -602,6 +602,8 @@ async fn ingest(
     );
     let started = std::time::Instant::now();
     let (mut done_bytes, mut lines_before) = (0u64, 0usize);
+    // The files read so far, to account for their lines also when the ingest is refused at its commit.
+    let mut read: Vec<kubus::FileReport> = Vec::new();
     let report = project
         .ingest_with(source, files, options, &mut |p| match p {
             kubus::IngestProgress::Reading { path, lines, bytes, .. } => {
@@ -617,11 +619,21 @@ async fn ingest(
                     lines_before += c.lines;
                 }
                 bar.set_position(done_bytes);
+                read.push(report.clone());
             }
         })
         .await;
     bar.finish_and_clear();
-    let report = report?;
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            if !read.is_empty() {
+                writeln!(stdout, "source {source}: nothing committed; the files read were")?;
+                print_files(&read, stdout)?;
+            }
+            return Err(e.into());
+        }
+    };
     if report.key_origin == Some(KeyOrigin::Demo) {
         writeln!(
             stderr,
@@ -629,7 +641,7 @@ async fn ingest(
         )?;
     }
     writeln!(stdout, "source {} → cube {}", report.source, report.cube)?;
-    print_files(&report, stdout)?;
+    print_files(&report.files, stdout)?;
     let totals = report.totals();
     writeln!(stdout, "{}", accounting(&totals))?;
     let lines = totals.total_lines;
@@ -659,16 +671,7 @@ async fn ingest(
     if let Some(q) = &report.quarantine {
         writeln!(stdout, "quarantine: {} ({} lines from this ingest)", q.display(), report.rejected.len())?;
     }
-    for r in &report.replaced {
-        let whole = if r.whole_file { " (all of them; its quarantine lines are gone)" } else { "" };
-        writeln!(
-            stdout,
-            "replaced {} facts of {}{whole}: this ingest brings their {} again",
-            r.facts,
-            r.file,
-            report_key(report.replace_key())
-        )?;
-    }
+    print_replaced(&report, stdout)?;
     match report.version {
         Some(v) => writeln!(stdout, "cube {} is at version {v}", report.cube)?,
         None => writeln!(stdout, "cube {} has no facts", report.cube)?,
@@ -854,7 +857,11 @@ async fn dry_run_ingest(
         "dry run: source {} → cube {} (nothing is committed, the quarantine is left as it is)",
         report.source, report.cube
     )?;
-    print_files(&report, stdout)?;
+    print_files(&report.files, stdout)?;
+    print_replaced(&report, stdout)?;
+    if let Some(refusal) = &report.refusal {
+        writeln!(stdout, "an ingest would be refused at its commit: {refusal}")?;
+    }
     if let Some(preview) = &report.preview {
         writeln!(stdout, "\nfirst {} facts:", preview.num_rows())?;
         render::table(std::slice::from_ref(preview), &|c| c.starts_with('_') && c != kubus::STATUS_COLUMN, stdout)?;
@@ -865,12 +872,38 @@ async fn dry_run_ingest(
             report.rejected.iter().map(|r| (report.source.clone(), r.clone())).collect();
         render::table(&[kubus::quarantine_batch(&rows)?], &|_| false, stdout)?;
     }
+    match report.refusal {
+        // A script that checks a delivery before ingesting it learns from the exit code too.
+        Some(_) => {
+            Err(Usage("an ingest of these files would be refused (see above); nothing was committed".into()).into())
+        }
+        None => Ok(()),
+    }
+}
+
+/// The earlier files whose facts an ingest replaced (a dry run: would replace).
+fn print_replaced(report: &kubus::IngestReport, stdout: &mut dyn Write) -> anyhow::Result<()> {
+    let (did, brings) = if report.dry_run { ("would replace", "would bring") } else { ("replaced", "brings") };
+    for r in &report.replaced {
+        let whole = match (r.whole_file, report.dry_run) {
+            (false, _) => "",
+            (true, false) => " (all of them; its quarantine lines are gone)",
+            (true, true) => " (all of them; its quarantine lines would go)",
+        };
+        writeln!(
+            stdout,
+            "{did} {} facts of {}{whole}: this ingest {brings} their {} again",
+            r.facts,
+            r.file,
+            report_key(report.replace_key())
+        )?;
+    }
     Ok(())
 }
 
 /// One line per input file: its accounting, or that it was already ingested.
-fn print_files(report: &kubus::IngestReport, stdout: &mut dyn Write) -> anyhow::Result<()> {
-    for f in &report.files {
+fn print_files(files: &[kubus::FileReport], stdout: &mut dyn Write) -> anyhow::Result<()> {
+    for f in files {
         let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         match &f.outcome {
             FileOutcome::Ingested(counts) => {

@@ -304,7 +304,17 @@ impl Warehouse {
     /// whose key occurs among the staged facts, in the same commit; earlier versions stay readable. Readers see
     /// all staged files or none. Unless earlier facts are replaced (Delta's `replaceWhere` rewrites them), the
     /// staged facts are encoded on all cores into files of the table ([`adopt`]) and added in one commit.
-    pub async fn commit(&self, mut staging: Staging) -> Result<Commit> {
+    pub async fn commit(&self, staging: Staging) -> Result<Commit> {
+        self.finish(staging, true).await
+    }
+
+    /// What [`commit`](Self::commit) would do with what was staged, without writing: the same refusals (facts
+    /// for cells another file already brought), and the earlier files it would replace; the version stays.
+    pub async fn check(&self, staging: Staging) -> Result<Commit> {
+        self.finish(staging, false).await
+    }
+
+    async fn finish(&self, mut staging: Staging, write: bool) -> Result<Commit> {
         let cube = staging.cube.clone();
         let arrow = |source| Error::Arrow { table: cube.clone(), source };
         // The periods of the new facts, when each has its own bucket: only facts of these can be the same cells.
@@ -344,6 +354,9 @@ impl Warehouse {
             if let Some(first) = found.next() {
                 return Err(Error::Overlap { table: cube, first, more: found.count() });
             }
+        }
+        if !write {
+            return Ok(Commit { version: self.version(&cube).await?, replaced });
         }
         let dir = self.table_dir(&cube);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;

@@ -70,7 +70,7 @@ impl FileCounts {
 pub struct FileReport {
     /// The path given.
     pub path: PathBuf,
-    /// SHA-256 of its bytes, hex.
+    /// SHA-256 of its bytes, followed by the values given to it (`--set`) if any, hex: its ingest hash.
     pub sha256: String,
     /// What happened.
     pub outcome: FileOutcome,
@@ -94,10 +94,12 @@ pub struct IngestReport {
     /// Where the pseudonymisation key came from, if the source needed one.
     pub key_origin: Option<KeyOrigin>,
     replace_key: Vec<String>,
-    /// Facts of earlier files that this ingest replaced (same replace key).
+    /// Facts of earlier files that this ingest replaced (same replace key); of a dry run, that it would replace.
     pub replaced: Vec<kubus_warehouse::Replaced>,
     /// A dry run: nothing was committed and the quarantine was not touched.
     pub dry_run: bool,
+    /// Of a dry run: why the ingest would be refused at its commit (the same data twice), if it would.
+    pub refusal: Option<String>,
     /// The first facts of a dry run (at most [`IngestOptions::preview`] rows), in the fact table's schema.
     pub preview: Option<datafusion::arrow::record_batch::RecordBatch>,
     /// The cube's rollups, rebuilt for the new version after the commit.
@@ -237,9 +239,10 @@ impl Project {
         } else {
             (kubus_ingest::PseudonymKey::new(Vec::new()), None)
         };
-        // An ingest that commits holds the cube's lock from reading which files the table holds to its commit:
-        // another ingest of the cube (an upload, the CLI) waits for it and then sees its files.
-        let lock = if options.dry_run { None } else { Some(self.lock_cube(&cube).await?) };
+        // An ingest holds the cube's lock from reading which files the table holds to its commit: another ingest
+        // of the cube (an upload, the CLI) waits for it and then sees its files. A dry run holds it too, as it
+        // stages the facts to check them against the table as the commit would.
+        let lock = self.lock_cube(&cube).await?;
         // A file the warehouse holds is known by its SHA-256, and where the source reads the file's name (`@file`),
         // by its name too: the same bytes under another name are other facts.
         let by_name = source
@@ -266,37 +269,32 @@ impl Project {
                 schema.project(&without(schema.fields().len(), at)).expect("a column of the schema"),
             );
         }
-        // A dry run stages nothing; it keeps the first facts to show. Otherwise the facts are staged on a
-        // thread of their own (ordering them by period and spilling them), while this one reads and converts.
-        let staging = match &lock {
-            None => None,
-            Some(lock) => Some(self.warehouse().stage(
-                lock,
-                schema,
-                source.replace_key(),
-                model.cube(&cube)?.time_role().map(|r| r.name()),
-                (!source.adds_overlaps()).then(|| cells(model.cube(&cube).expect("the source's cube"))),
-            )?),
-        };
+        // The facts are staged on a thread of their own (ordering them by period and spilling them), while this
+        // one reads and converts. A dry run also keeps the first facts to show, and stages none of a file the
+        // warehouse holds (an ingest would skip it).
+        let staging = self.warehouse().stage(
+            &lock,
+            schema,
+            source.replace_key(),
+            model.cube(&cube)?.time_role().map(|r| r.name()),
+            (!source.adds_overlaps()).then(|| cells(model.cube(&cube).expect("the source's cube"))),
+        )?;
         let mut preview: Option<datafusion::arrow::record_batch::RecordBatch> = None;
+        let given = given_values(&options.given);
         let (staging, (reports, rejected, converted_names)) = std::thread::scope(|scope| -> Result<_> {
-            let (to_stager, stager) = match staging {
-                Some(mut staging) => {
-                    let (tx, rx) = std::sync::mpsc::sync_channel::<Staged>(STAGED_IN_FLIGHT);
-                    let stager = scope.spawn(move || -> Result<kubus_warehouse::Staging> {
-                        for staged in rx {
-                            match staged {
-                                Staged::Facts { file, sha256, batch } => staging.add(&file, &sha256, &batch)?,
-                                Staged::Done { file, sha256, facts } => staging.log_file(&file, &sha256, facts),
-                            }
-                        }
-                        Ok(staging)
-                    });
-                    (Some(tx), Some(stager))
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Staged>(STAGED_IN_FLIGHT);
+            let mut staging = staging;
+            let stager = scope.spawn(move || -> Result<kubus_warehouse::Staging> {
+                for staged in rx {
+                    match staged {
+                        Staged::Facts { file, sha256, batch } => staging.add(&file, &sha256, &batch)?,
+                        Staged::Done { file, sha256, facts } => staging.log_file(&file, &sha256, facts),
+                    }
                 }
-                None => (None, None),
-            };
-            let read = self.read_files(model, source, files, &key, (&mut known, &identity), progress, &mut |staged| {
+                Ok(staging)
+            });
+            let known = (&mut known, &identity as &dyn Fn(&str, &str) -> String, given.as_slice());
+            let read = self.read_files(model, source, files, &key, known, progress, &mut |staged| {
                 let staged = match (staged, record_key) {
                     (Staged::Facts { file, sha256, batch }, Some(at)) => {
                         let batch =
@@ -305,31 +303,38 @@ impl Project {
                     }
                     (staged, _) => staged,
                 };
-                match &to_stager {
-                    // A closed channel means the stager stopped on an error, which its join reports.
-                    Some(tx) => tx.send(staged).is_ok(),
-                    None => {
-                        if let (Staged::Facts { batch, .. }, None) = (&staged, &preview) {
-                            preview = Some(as_text(&batch.slice(0, options.preview.min(batch.num_rows()))));
-                        }
-                        true
+                if options.dry_run {
+                    if let (Staged::Facts { batch, .. }, None) = (&staged, &preview) {
+                        preview = Some(as_text(&batch.slice(0, options.preview.min(batch.num_rows()))));
+                    }
+                    let (Staged::Facts { file, sha256, .. } | Staged::Done { file, sha256, .. }) = &staged;
+                    if held.contains(&identity(sha256, file)) {
+                        return true;
                     }
                 }
+                // A closed channel means the stager stopped on an error, which its join reports.
+                tx.send(staged).is_ok()
             });
-            drop(to_stager);
+            drop(tx);
             // The stager's error first: when it stopped, reading stopped because of it.
-            let staged =
-                stager.map(|s| s.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).transpose()?;
+            let staged = stager.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             Ok((staged, read?))
         })?;
-        let Some(staging) = staging else {
+        if options.dry_run {
             let mut reports = reports;
             for report in &mut reports {
                 if let FileOutcome::Ingested(counts) = &mut report.outcome {
                     counts.already_ingested = held.contains(&identity(&report.sha256, &file_name(&report.path)));
                 }
             }
-            let version = self.warehouse().version(&cube).await?;
+            // What the commit would say, without committing.
+            let (version, replaced, refusal) = match self.warehouse().check(staging).await {
+                Ok(commit) => (commit.version, commit.replaced, None),
+                Err(e @ kubus_warehouse::Error::Overlap { .. }) => {
+                    (self.warehouse().version(&cube).await?, Vec::new(), Some(e.to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            };
             return Ok(IngestReport {
                 source: source.name().to_owned(),
                 cube,
@@ -339,13 +344,14 @@ impl Project {
                 rejected,
                 key_origin,
                 replace_key: source.replace_key().to_vec(),
-                replaced: Vec::new(),
+                replaced,
                 dry_run: true,
+                refusal,
                 preview,
                 rollups: Vec::new(),
                 rollup_problem: None,
             });
-        };
+        }
         let quarantine = if converted_names.is_empty() {
             None
         } else {
@@ -383,6 +389,7 @@ impl Project {
             replace_key: source.replace_key().to_vec(),
             replaced: commit.replaced,
             dry_run: false,
+            refusal: None,
             preview: None,
             rollups,
             rollup_problem,
@@ -410,7 +417,7 @@ impl Project {
         source: &kubus_model::Source,
         files: &[PathBuf],
         key: &kubus_ingest::PseudonymKey,
-        (known, identity): Known<'_>,
+        (known, identity, given): Known<'_>,
         progress: &mut dyn FnMut(IngestProgress<'_>),
         stage: &mut dyn FnMut(Staged) -> bool,
     ) -> Result<(Vec<FileReport>, Vec<QuarantineRow>, BTreeSet<String>)> {
@@ -420,6 +427,7 @@ impl Project {
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             let (sha256, facts) = read_unless_known(
                 path,
+                given,
                 &|sha256| known.contains(&identity(sha256, &name)),
                 &mut |input, sink| {
                     let progress = &mut |p: kubus_ingest::Progress| {
@@ -529,13 +537,14 @@ type ReadFile<'r> =
 /// Batches of a file's facts held back at most while its hash is computed.
 const HELD_BATCHES: usize = 8;
 
-/// Reads a file with `read` unless the warehouse already holds it (`known`), and returns its SHA-256 and its facts
-/// (`None`: already ingested). The hash is computed on a thread of its own while the file is read, not in a pass
+/// Reads a file with `read` unless the warehouse already holds it (`known`), and returns its SHA-256 (of its bytes
+/// followed by `given`) and its facts (`None`: already ingested). The hash is computed on a thread of its own while the file is read, not in a pass
 /// before it, which would leave the other cores idle; until it is known the facts are held back (at most
 /// [`HELD_BATCHES`], then reading waits for it), then handed to `stage` with it. A file already ingested stops as
 /// soon as its hash is known.
 fn read_unless_known(
     path: &Path,
+    given: &[u8],
     known: &dyn Fn(&str) -> bool,
     read: ReadFile<'_>,
     stage: &mut dyn FnMut(&str, datafusion::arrow::record_batch::RecordBatch) -> bool,
@@ -549,6 +558,7 @@ fn read_unless_known(
             let hash = std::fs::File::open(path).and_then(|file| {
                 let mut hasher = Sha256::new();
                 std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)?;
+                hasher.update(given);
                 Ok(hex::encode(hasher.finalize()))
             });
             let _ = tx.send(hash);
@@ -597,7 +607,16 @@ fn read_unless_known(
 }
 
 /// The files the warehouse holds, by identity, and how a file's identity follows from its SHA-256 and name.
-type Known<'k> = (&'k mut BTreeSet<String>, &'k dyn Fn(&str, &str) -> String);
+/// The files the warehouse holds, how a file is known among them (its hash, and its name where the source reads
+/// it), and what the hash covers besides the files' bytes (see [`given_values`]).
+type Known<'k> = (&'k mut BTreeSet<String>, &'k dyn Fn(&str, &str) -> String, &'k [u8]);
+
+/// What a file's ingest hash covers after its bytes: the values given to it (`--set`), so that the same bytes
+/// with another value (a list of the year 2023 that reads like the one of 2024) are another delivery, not one
+/// already ingested. Without given values, nothing: the hash is the file's SHA-256.
+fn given_values(given: &std::collections::BTreeMap<String, String>) -> Vec<u8> {
+    given.iter().flat_map(|(field, value)| format!("\0--set {field}={value}").into_bytes()).collect()
+}
 
 /// Batches of facts in flight between reading and staging.
 const STAGED_IN_FLIGHT: usize = 4;

@@ -1004,8 +1004,14 @@ fn a_full_queue_answers_503_and_a_query_over_its_memory_fails_alone() {
         assert_eq!(waiting.join().unwrap().status(), StatusCode::OK, "the upload went on once the lock was free");
     });
     assert_eq!(months(dir.path()), ["2024-06", "2024-07"]);
-    // One megabyte is too little for persons by every fine level from the facts: that query fails, with a reason,
-    // and the server answers the next one.
+    // One megabyte is too little for persons by every fine level from the facts of two years (12,420 cells): that
+    // query fails, with a reason, and the server answers the next one.
+    let mut earlier = vec!["ingest".to_owned(), "--demo-key".to_owned(), "abh_newcomers".to_owned()];
+    for month in (1..=12).map(|m| format!("2023-{m:02}")).chain((1..=5).chain(8..=12).map(|m| format!("2024-{m:02}"))) {
+        earlier.push(format!("sample-data/auslaenderbehoerde/neuzugewanderte_{month}.csv"));
+    }
+    let earlier: Vec<&str> = earlier.iter().map(String::as_str).collect();
+    assert_eq!(cli(dir.path(), &earlier).code, ExitCode::SUCCESS);
     let heavy =
         "/api/v1/query?cube=newcomers&m=persons&d=district&d=age&d=nationality&d=month&d=language_level&rollups=never";
     let failed = get(&server, heavy, &token);

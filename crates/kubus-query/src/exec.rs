@@ -5,13 +5,13 @@
 
 use crate::plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut};
 use crate::{Error, Result};
-use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt32Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
-use datafusion::logical_expr::{Expr, ExprFunctionExt, SortExpr, cast, lit, when};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit, when};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, abs, coalesce, col, in_list, nullif};
 use kubus_model::{Aggregate, Change, Cube, Dimension, MeasureKind, Model, Period};
 use std::collections::HashMap;
@@ -110,15 +110,9 @@ fn internal(l: &LevelRef<'_>, what: &str) -> String {
     format!("__m_{}_{}_{what}", l.role, l.level_name())
 }
 
-// Columns of a per-grain frame: key, label and order of drilldown `i`, and whether it is rolled up.
+// Columns of a per-grain frame: the key of drilldown `i`, and whether it is rolled up.
 fn key(i: usize) -> String {
     format!("__k{i}")
-}
-fn label(i: usize) -> String {
-    format!("__l{i}")
-}
-fn ord(i: usize) -> String {
-    format!("__o{i}")
 }
 fn rolled_up(i: usize) -> String {
     format!("__g{i}")
@@ -126,32 +120,54 @@ fn rolled_up(i: usize) -> String {
 
 /// Runs a planned query over the cube's facts. Each grain (the drilldowns, and with totals every prefix of
 /// them down to the grand total) is aggregated on its own, so that derived measures, shares, time comparisons
-/// and stocks are computed from their parts at that grain; the grains are then stacked.
+/// and stocks are computed from their parts at that grain; the grains are then stacked. The answer's few rows
+/// then get their members' labels and order, and are sorted and cut to the limit ([`arrange`]): here rather than
+/// in the DataFusion plan, whose planning (not its reading) is most of the time of an answer from a rollup.
 pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<QueryResult> {
-    let (df, columns) = frame(ctx, plan, facts).await?;
+    let (df, hidden) = frame(ctx, plan, facts).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
-    Ok(QueryResult { schema, batches, columns })
+    // The answer's rows count against the query's memory as DataFusion's own work does: held twice while arranged.
+    let held = datafusion::execution::memory_pool::MemoryConsumer::new("kubus answer")
+        .register(&ctx.runtime_env().memory_pool);
+    held.try_grow(2 * batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>())?;
+    arrange(plan, &hidden, &datafusion::arrow::compute::concat_batches(&schema, &batches)?)
 }
 
 /// How a planned query is computed: the plan in cube terms, then DataFusion's optimized logical plan and its
-/// physical plan.
+/// physical plan, and what is done with its rows after.
 pub async fn explain(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<String> {
     let (df, _) = frame(ctx, plan, facts).await?;
     let logical = df.clone().into_optimized_plan()?;
     let physical = df.create_physical_plan().await?;
     Ok(format!(
-        "{}\nDataFusion logical plan (optimized):\n{}\n\nDataFusion physical plan:\n{}",
+        "{}\nDataFusion logical plan (optimized):\n{}\n\nDataFusion physical plan:\n{}\nThen, on the rows of the answer: \
+         each member's label and place in its level, the order ({}){}.",
         plan.describe(),
         logical.display_indent(),
-        datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
+        datafusion::physical_plan::displayable(physical.as_ref()).indent(true),
+        order_described(plan),
+        plan.limit.map(|l| format!(", the first {l} rows")).unwrap_or_default()
     ))
 }
 
-/// The query as one DataFrame (not yet run) and the meaning of its columns.
-async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<(DataFrame, Vec<ResultColumn>)> {
+fn order_described(plan: &CubePlan<'_>) -> String {
+    let mut by: Vec<String> = plan
+        .order
+        .iter()
+        .map(|(m, descending)| format!("{m} {}", if *descending { "descending" } else { "ascending" }))
+        .collect();
+    if plan.totals && !plan.drilldowns.is_empty() && !by.is_empty() {
+        by.insert(0, "cells before totals".to_owned());
+    }
+    by.extend(plan.drilldowns.iter().map(|(_, name)| format!("{name} in its level's order")));
+    if by.is_empty() { "one row".to_owned() } else { by.join(", then ") }
+}
+
+/// The query as one DataFrame (not yet run): per row the key `__k{i}` of each drilldown (empty where rolled up),
+/// whether it is rolled up (`__g{i}`), the requested measures and the hidden columns (which it returns).
+async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<(DataFrame, Vec<String>)> {
     let n = plan.drilldowns.len();
-    let with_totals = plan.totals && n > 0;
     let grains: Vec<Vec<usize>> = plan.grains().into_iter().map(|k| (0..k).collect()).collect();
     let requested: Vec<&str> = plan.measures.iter().map(|m| m.name()).collect();
     // The counts and dominated sums the requested measures are computed from ride along, hidden, for disclosure
@@ -172,14 +188,9 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
         let mut select = Vec::new();
         for i in 0..n {
             if grain.contains(&i) {
-                select.extend([col(key(i)), col(label(i)), col(ord(i)), lit(0i32).alias(rolled_up(i))]);
+                select.extend([col(key(i)), lit(0i32).alias(rolled_up(i))]);
             } else {
-                select.extend([
-                    lit(ScalarValue::Utf8(None)).alias(key(i)),
-                    lit(TOTAL_LABEL).alias(label(i)),
-                    lit(ScalarValue::Int32(None)).alias(ord(i)),
-                    lit(1i32).alias(rolled_up(i)),
-                ]);
+                select.extend([lit(ScalarValue::Utf8(None)).alias(key(i)), lit(1i32).alias(rolled_up(i))]);
             }
         }
         select.extend(requested.iter().map(|m| col(*m)));
@@ -190,84 +201,134 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
             Some(all) => all.union(df)?,
         });
     }
-    let mut df = stacked.expect("at least one grain");
+    Ok((stacked.expect("at least one grain"), hidden))
+}
 
-    let mut sort: Vec<SortExpr> = Vec::new();
+/// The answer from the stacked grains' rows ([`frame`]): each drilldown's key and its member's label (the total
+/// label where rolled up), the measures, the hidden columns and the total marker; sorted by the plan's order
+/// (cells before totals when ordered by a measure), then by each drilldown's members in their level's order with
+/// the total after them, and cut to the plan's limit.
+fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result<QueryResult> {
+    use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int32Builder, StringBuilder};
+    use datafusion::arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take};
+    let n = plan.drilldowns.len();
+    let with_totals = plan.totals && n > 0;
+    let column = |name: &str| -> Result<ArrayRef> { Ok(rows.column(rows.schema().index_of(name)?).clone()) };
+    let rolled: Vec<ArrayRef> = (0..n).map(|i| column(&rolled_up(i))).collect::<Result<_>>()?;
+    let is_total =
+        |i: usize, row: usize| rolled[i].as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(row) == 1;
+    // Each drilldown's labels and places, looked up by key among its level's members.
+    let mut labels: Vec<ArrayRef> = Vec::with_capacity(n);
+    let mut places: Vec<ArrayRef> = Vec::with_capacity(n);
+    for (i, (l, _)) in plan.drilldowns.iter().enumerate() {
+        let members = l.dimension.members(l.level);
+        let index: HashMap<&str, usize> = members.iter().enumerate().map(|(at, m)| (m.key(), at)).collect();
+        let keys = datafusion::arrow::compute::cast(&column(&key(i))?, &DataType::Utf8)?;
+        let keys = keys.as_string::<i32>();
+        let (mut label, mut place) = (StringBuilder::new(), Int32Builder::new());
+        for row in 0..rows.num_rows() {
+            let found = keys.is_valid(row).then(|| index.get(keys.value(row)).copied()).flatten();
+            match found {
+                _ if is_total(i, row) => {
+                    label.append_value(TOTAL_LABEL);
+                    place.append_null();
+                }
+                Some(at) => {
+                    label.append_value(members[at].label());
+                    place.append_value(at as i32);
+                }
+                None => {
+                    label.append_null();
+                    place.append_null();
+                }
+            }
+        }
+        labels.push(Arc::new(label.finish()));
+        places.push(Arc::new(place.finish()));
+    }
+
+    let ascending = |descending: bool| SortOptions { descending, nulls_first: false };
+    let mut sort: Vec<SortColumn> = Vec::new();
     if with_totals && !plan.order.is_empty() {
-        let any_total = (0..n).map(|i| col(rolled_up(i))).reduce(|a, b| a + b).expect("at least one drilldown");
-        sort.push(any_total.sort(true, false));
+        let any_total: Int32Array =
+            (0..rows.num_rows()).map(|row| (0..n).filter(|&i| is_total(i, row)).count() as i32).collect();
+        sort.push(SortColumn { values: Arc::new(any_total), options: Some(ascending(false)) });
     }
     for (measure, descending) in &plan.order {
-        sort.push(col(measure.as_str()).sort(!descending, false));
+        sort.push(SortColumn { values: column(measure)?, options: Some(ascending(*descending)) });
     }
     for i in 0..n {
         if with_totals {
-            sort.push(col(rolled_up(i)).sort(true, false));
+            sort.push(SortColumn { values: rolled[i].clone(), options: Some(ascending(false)) });
         }
-        sort.push(col(ord(i)).sort(true, false));
+        sort.push(SortColumn { values: places[i].clone(), options: Some(ascending(false)) });
     }
-    if !sort.is_empty() {
-        df = df.sort(sort)?;
-    }
-    if let Some(limit) = plan.limit {
-        df = df.limit(0, Some(limit))?;
-    }
+    let rows_kept = plan.limit.map_or(rows.num_rows(), |l| l.min(rows.num_rows()));
+    let order = if sort.is_empty() {
+        UInt32Array::from_iter_values(0..rows_kept as u32)
+    } else {
+        lexsort_to_indices(&sort, Some(rows_kept))?
+    };
 
-    let mut select = Vec::new();
+    let mut fields: Vec<Field> = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
     let mut columns = Vec::new();
+    let mut add = |field: Field, array: &ArrayRef, described: ResultColumn| -> Result<()> {
+        fields.push(field);
+        arrays.push(take(array.as_ref(), &order, None)?);
+        columns.push(described);
+        Ok(())
+    };
     for (i, (l, name)) in plan.drilldowns.iter().enumerate() {
         let level = &l.dimension.levels()[l.level];
-        select.push(col(key(i)).alias(name.as_str()));
         let dimension = Some(l.dimension.name().to_owned());
-        columns.push(ResultColumn {
-            name: name.clone(),
-            kind: ColumnKind::Key,
-            heading: level.label().to_owned(),
-            dimension: dimension.clone(),
-            measure: None,
-        });
+        let keys = datafusion::arrow::compute::cast(&column(&key(i))?, &DataType::Utf8)?;
+        add(
+            Field::new(name.as_str(), DataType::Utf8, true),
+            &keys,
+            ResultColumn {
+                name: name.clone(),
+                kind: ColumnKind::Key,
+                heading: level.label().to_owned(),
+                dimension: dimension.clone(),
+                measure: None,
+            },
+        )?;
         let label_name = format!("{name}_label");
-        select.push(col(label(i)).alias(label_name.as_str()));
-        columns.push(ResultColumn {
-            name: label_name,
-            kind: ColumnKind::Label,
-            heading: format!("{} (Bezeichnung)", level.label()),
-            dimension,
-            measure: None,
-        });
+        add(
+            Field::new(label_name.as_str(), DataType::Utf8, true),
+            &labels[i],
+            ResultColumn {
+                name: label_name,
+                kind: ColumnKind::Label,
+                heading: format!("{} (Bezeichnung)", level.label()),
+                dimension,
+                measure: None,
+            },
+        )?;
     }
-    for m in &plan.measures {
-        select.push(col(m.name()));
-        columns.push(ResultColumn {
-            name: m.name().to_owned(),
-            kind: ColumnKind::Measure,
-            heading: m.label().to_owned(),
-            dimension: None,
-            measure: None,
-        });
-    }
-    for h in &hidden {
-        select.push(col(h.as_str()));
-        columns.push(ResultColumn {
-            name: h.clone(),
-            kind: ColumnKind::Hidden,
-            heading: h.clone(),
-            dimension: None,
-            measure: None,
-        });
+    let measures = plan.measures.iter().map(|m| (m.name(), ColumnKind::Measure, m.label()));
+    let hidden = hidden.iter().map(|h| (h.as_str(), ColumnKind::Hidden, h.as_str()));
+    for (name, kind, heading) in measures.chain(hidden) {
+        let field = rows.schema().field_with_name(name)?.clone();
+        let described =
+            ResultColumn { name: name.to_owned(), kind, heading: heading.to_owned(), dimension: None, measure: None };
+        add(field, &column(name)?, described)?;
     }
     if with_totals {
-        let any = (0..n).map(|i| col(rolled_up(i)).eq(lit(1i32))).reduce(Expr::or).expect("at least one drilldown");
-        select.push(any.alias(TOTAL_COLUMN));
-        columns.push(ResultColumn {
+        let any: BooleanArray = (0..rows.num_rows()).map(|row| Some((0..n).any(|i| is_total(i, row)))).collect();
+        let described = ResultColumn {
             name: TOTAL_COLUMN.to_owned(),
             kind: ColumnKind::Total,
             heading: TOTAL_LABEL.to_owned(),
             dimension: None,
             measure: None,
-        });
+        };
+        add(Field::new(TOTAL_COLUMN, DataType::Boolean, false), &(Arc::new(any) as ArrayRef), described)?;
     }
-    Ok((df.select(select)?, columns))
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    Ok(QueryResult { schema, batches: vec![batch], columns })
 }
 
 /// The facts of each cube a plan reads, by cube name (one cube, or the combined cubes of a drill-across).
@@ -369,8 +430,8 @@ async fn aggregate_facts(
     for cut in &plan.cuts {
         df = df.filter(cut_expr(cut, shifted(cut.role)))?;
     }
-    // A drilldown at the level the facts record groups by the fact column itself and gets its labels after the
-    // aggregation, on a few rows instead of every fact; coarser (or shifted) levels need the member table first.
+    // A drilldown at the level the facts record groups by the fact column itself (its labels come with the answer's
+    // rows, see `arrange`); coarser (or shifted) levels need the member table first.
     let late = |i: usize| {
         let l = &plan.drilldowns[i].0;
         l.level == l.fact_level && shifted(l.role) == 0
@@ -530,17 +591,13 @@ async fn aggregate_facts(
     }
     let group: Vec<Expr> = grain
         .iter()
-        .flat_map(|&i| {
+        .map(|&i| {
             let l = &plan.drilldowns[i].0;
             if late(i) {
                 // Grouped as stored (a view of the file's strings), made plain text on the few grouped rows.
-                vec![col(l.role).alias(key(i))]
+                col(l.role).alias(key(i))
             } else {
-                vec![
-                    col(internal(l, "key")).alias(key(i)),
-                    col(internal(l, "label")).alias(label(i)),
-                    col(internal(l, "ord")).alias(ord(i)),
-                ]
+                col(internal(l, "key")).alias(key(i))
             }
         })
         .collect();
@@ -585,17 +642,6 @@ async fn aggregate_facts(
     let mut finished: Vec<(String, Expr)> = after.into_iter().map(|(name, e)| (name.to_owned(), e)).collect();
     finished.extend(grain.iter().filter(|&&i| late(i)).map(|&i| (key(i), cast(col(key(i)), DataType::Utf8))));
     out = with_columns(out, finished)?;
-    for &i in grain.iter().filter(|&&i| late(i)) {
-        let l = &plan.drilldowns[i].0;
-        let prefix = format!("__m_{}_", l.role);
-        let members = ctx.read_batch(member_batch(l.dimension, l.fact_level, &[l.level], &prefix, 0)?)?;
-        let mut select: Vec<Expr> = out.schema().fields().iter().map(|f| col(f.name().as_str())).collect();
-        select.push(col(internal(l, "label")).alias(label(i)));
-        select.push(col(internal(l, "ord")).alias(ord(i)));
-        out = out
-            .join(members, JoinType::Left, &[key(i).as_str()], &[format!("{prefix}join").as_str()], None)?
-            .select(select)?;
-    }
     for (top, e, role) in tops {
         // Per cell and contributor first, then the largest contribution per cell.
         let keys: Vec<Expr> = grain.iter().map(|&i| col(key(i))).collect();
@@ -695,7 +741,7 @@ async fn combine_sides(
         }
         let names: Vec<&str> = from.iter().map(|(_, m)| *m).collect();
         let frame = evaluate(ctx, side, facts, grain, &names, 0).await?;
-        let mut select: Vec<Expr> = grain.iter().flat_map(|&i| [col(key(i)), col(label(i)), col(ord(i))]).collect();
+        let mut select: Vec<Expr> = grain.iter().map(|&i| col(key(i))).collect();
         for (name, measure) in &from {
             select.push(col(*measure).alias(*name));
             if side
@@ -743,13 +789,12 @@ async fn combine_sides(
 /// Joins two frames of the same grain on its keys, keeping the cells of both.
 fn full_join(left: DataFrame, right: DataFrame, grain: &[usize]) -> Result<DataFrame> {
     let renamed = |c: String| format!("__r{c}");
-    let keys: Vec<String> = grain.iter().flat_map(|&i| [key(i), label(i), ord(i)]).collect();
+    let keys: Vec<String> = grain.iter().map(|&i| key(i)).collect();
     let values = |df: &DataFrame| -> Vec<String> {
         df.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !keys.contains(n)).collect()
     };
     let measures = values(&right);
-    let mut select: Vec<Expr> =
-        grain.iter().flat_map(|&i| [key(i), label(i), ord(i)]).map(|c| col(c.as_str()).alias(renamed(c))).collect();
+    let mut select: Vec<Expr> = keys.iter().map(|c| col(c.as_str()).alias(renamed(c.clone()))).collect();
     select.extend(measures.iter().map(|m| col(m.as_str())));
     let right = right.select(select)?;
     if grain.is_empty() {
@@ -761,11 +806,8 @@ fn full_join(left: DataFrame, right: DataFrame, grain: &[usize]) -> Result<DataF
     let right_keys: Vec<&str> = right_keys.iter().map(String::as_str).collect();
     let left_measures = values(&left);
     let df = left.join(right, JoinType::Full, &left_keys, &right_keys, None)?;
-    let mut select: Vec<Expr> = grain
-        .iter()
-        .flat_map(|&i| [key(i), label(i), ord(i)])
-        .map(|c| coalesce(vec![col(c.as_str()), col(renamed(c.clone()).as_str())]).alias(c))
-        .collect();
+    let mut select: Vec<Expr> =
+        keys.iter().map(|c| coalesce(vec![col(c.as_str()), col(renamed(c.clone()).as_str())]).alias(c)).collect();
     select.extend(left_measures.iter().chain(&measures).map(|m| col(m.as_str())));
     Ok(df.select(select)?)
 }

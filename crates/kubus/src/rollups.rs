@@ -22,11 +22,16 @@ pub(crate) struct RollupCache {
 const CACHED_BYTES: u64 = 64 << 20;
 
 /// A session for queries that read only rollups (a few thousand cells in memory): one partition, and one pass
-/// of the logical optimizer (planning, not reading, is most of such a query's time).
+/// of the logical optimizer (planning, not reading, is most of such a query's time). One session serves them all:
+/// making one registers DataFusion's hundreds of functions, and these queries register nothing in it (tables
+/// and member batches are read as plans of their own).
 pub(crate) fn small_context() -> SessionContext {
-    let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(1);
-    config.options_mut().optimizer.max_passes = 1;
-    SessionContext::new_with_config(config)
+    static SMALL: std::sync::LazyLock<SessionContext> = std::sync::LazyLock::new(|| {
+        let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(1);
+        config.options_mut().optimizer.max_passes = 1;
+        SessionContext::new_with_config(config)
+    });
+    SMALL.clone()
 }
 
 /// Whether queries may be answered from rollups.

@@ -82,13 +82,14 @@ fn encode(text: &str) -> Vec<u8> {
     text.chars().map(|c| u8::try_from(u32::from(c)).expect("Latin-1 text")).collect()
 }
 
-/// A scratch project in a fresh temporary directory with the repository's `kubus.toml` and schemas.
+/// A scratch project in a fresh temporary directory with the repository's `kubus.toml`, schemas, perturbation
+/// tables and map geometries (the files `kubus.toml` and the schemas name).
 pub fn scratch_project(repo: &Path) -> std::io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("kubus-bench-{}", std::process::id()));
-    for sub in ["dimensions", "cubes", "sources"] {
-        let to = dir.join("cube-schemas").join(sub);
+    for sub in ["cube-schemas/dimensions", "cube-schemas/cubes", "cube-schemas/sources", "ptables", "geo"] {
+        let to = dir.join(sub);
         std::fs::create_dir_all(&to)?;
-        for entry in std::fs::read_dir(repo.join("cube-schemas").join(sub))? {
+        for entry in std::fs::read_dir(repo.join(sub))? {
             let path = entry?.path();
             std::fs::copy(&path, to.join(path.file_name().expect("a file")))?;
         }

@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let rows: usize = std::env::args().nth(1).map(|r| r.parse()).transpose()?.unwrap_or(200_000);

@@ -426,6 +426,36 @@ await check("an upload with a bad line shows that line quarantined with its reas
   await page.screenshot({ path: `${shots}deliver-upload.png`, fullPage: true });
 });
 
+await check("an upload gives the year its file lacks; the API answers that year with the file's own figures", async () => {
+  await page.evaluate(() => sessionStorage.clear());
+  await login(page, users.STAT);
+  const original = readFileSync(new URL("../../sample-data/realdata/koeln_bevoelkerung_stadtteile_2005-2012.csv", import.meta.url), "utf8");
+  const [header, ...rest] = original.split("\n").filter((l) => l !== "");
+  const lines = rest.filter((l) => l.split(",")[3] === "2012");
+  const file = `${shots}koeln_2012_ohne_jahr.csv`;
+  writeFileSync(file, [header, ...lines].join("\n") + "\n");
+  // The file's line for the whole city (area 000), Einwohner (topic 005.10): the sum of its Stadtteile.
+  const city = lines.map((l) => l.split(",")).find((f) => f[4] === "000" && f[1] === "005" && f[6] === "10");
+  await answered(page, () => page.goto(`${base}/?page=deliver&source=koeln_jahr`));
+  await accessible(page, "upload with a value to give");
+  await page.getByLabel(/steht nicht in den Dateien/).fill("2030");
+  const given = await page.locator('label[for="given-0"]').textContent();
+  assert.match(given, /^Jahr /, `named as the explorer names the role: ${given}`);
+  await page.getByLabel(/^Dateien/).setInputFiles(file);
+  await answered(page, () => page.getByRole("button", { name: "Hochladen und einlesen" }).click());
+  const summary = await page.locator("#delivery-summary").textContent();
+  const [total, , rejected] = [...summary.matchAll(/(\d[\d.]*)/g)].slice(0, 4).map((m) => number(m[1]));
+  assert.equal(total, lines.length + 1, summary);
+  assert.equal(rejected, 0, summary);
+  const auth = { Authorization: `Basic ${Buffer.from(`${users.STAT.user}:${users.STAT.token}`).toString("base64")}` };
+  const url = `${base}/api/v1/query?cube=koeln_population&m=value&c=year%3D2030&c=topic%3D005.10&format=csv`;
+  const response = await fetch(url, { headers: auth });
+  assert.equal(response.status, 200, await response.clone().text());
+  const [head, row] = csv(await response.text());
+  assert.equal(Number(row[head.indexOf("value")]), Number(city[8]), "the year given holds the file's figures");
+  await page.screenshot({ path: `${shots}deliver-given-year.png`, fullPage: true });
+});
+
 await check("the login page passes axe-core", async () => {
   await page.evaluate(() => sessionStorage.clear());
   await page.goto(`${base}/`);

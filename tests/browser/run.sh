@@ -13,6 +13,14 @@ work=$(mktemp -d)
 server=
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 cp -r kubus.toml cube-schemas sample-data ptables geo "$work/"
+# A source whose files lack their year, given at the upload (`@set`): the Köln table, its `jahr` column unread.
+sed -e 's/^name = "koeln_bevoelkerung"/name = "koeln_jahr"/' -e 's/^member = "jahr"/member = "@set"/' \
+  -e 's/^description = .*/description = "Stadt Köln: Bevölkerung nach Stadtteilen, ein Jahr je Datei, ohne Jahresspalte"/' \
+  -e 's/^drop = \["id", /drop = ["id", "jahr", /' cube-schemas/sources/koeln_bevoelkerung.toml \
+  >"$work/cube-schemas/sources/koeln_jahr.toml"
+grep -q '^member = "@set"' "$work/cube-schemas/sources/koeln_jahr.toml"
+sed -i 's/"koeln_bevoelkerung"\]$/"koeln_bevoelkerung", "koeln_jahr"]/' "$work/kubus.toml"
+grep -q '"koeln_jahr"\]$' "$work/kubus.toml"
 "$kubus" -C "$work" demo >/dev/null
 token() { "$kubus" -C "$work" user add "$1" --group "$2" >/dev/null; echo "$1:$("$kubus" -C "$work" token create "$1" 2>/dev/null)"; }
 STAT=$(token statistik1 statistikstelle)

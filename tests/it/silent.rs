@@ -558,6 +558,47 @@ fn balance_lines_are_checked_against_their_terms_not_stored() {
     );
 }
 
+/// A wide file's line total adds up the line's detail cells: not its unpivoted balance or total columns, which are
+/// checked against their terms as in a long file.
+#[test]
+fn a_wide_lines_total_leaves_out_its_balance_and_total_cells() {
+    let dir = offences_project("", "");
+    let wide = r#"name = "offences_wide"
+cube = "offences"
+
+[format]
+type = "csv"
+encoding = "utf-8"
+delimiter = ","
+
+[unpivot]
+columns = '^(?P<offence>110|120|Saldo|Alle)$'
+value = "cases"
+total = "Summe"
+
+[fields.offence]
+member = "offence"
+totals = ["Alle"]
+balances = ["Saldo = 110 - 120"]
+
+[fields.year]
+member = "Year"
+
+[fields.cases]
+number = "cases"
+"#;
+    std::fs::write(dir.path().join("cube-schemas/sources/offences_wide.toml"), wide).unwrap();
+    // 2023: 50 + 10 = 60, Saldo 40, Alle 60; 2024: Saldo and Alle right, but its line total is not 30 + 12.
+    let file =
+        write(dir.path(), "wide.csv", "Year,110,120,Saldo,Alle,Summe\n2023,50,10,40,60,60\n2024,30,12,18,42,43\n");
+    let out = ingest(dir.path(), "offences_wide", &[&file]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(out.stdout.contains("lines 3 = accepted 1 + rejected 1 + skipped 1"), "{}", out.stdout);
+    assert_eq!(cases(dir.path()), [row("110", "2023", "50"), row("120", "2023", "10")]);
+    let quarantined = quarantine(dir.path());
+    assert!(quarantined.contains("the line's total in 'Summe' is 43, its cells add up to 42"), "{quarantined}");
+}
+
 /// A year neither the file nor its name holds, given by the person ingesting: `@set` in the mapping, `--set` at
 /// the ingest; refused without it, and a value for a field that reads the file is refused too.
 #[test]

@@ -749,7 +749,14 @@ impl<'a> Converter<'a> {
                 ))
             };
         };
-        let sum: f64 = tuples.iter().filter_map(|t| t[vf].number()).sum();
+        // The line's details add up to it: not its unpivoted totals, subtotals or balances (a role that is held in
+        // some cells of the line and a detail in others), which would count their parts twice.
+        let held = |v: &Value| matches!(v, Value::Total | Value::Subtotal(_) | Value::Balance(_));
+        let unpivoted: Vec<usize> = (0..self.fields.len())
+            .filter(|&s| tuples.iter().any(|t| held(&t[s])) && tuples.iter().any(|t| !held(&t[s])))
+            .collect();
+        let details = tuples.iter().filter(|t| !unpivoted.iter().any(|&s| held(&t[s])));
+        let sum: f64 = details.filter_map(|t| t[vf].number()).sum();
         if self.matches(stated, sum) {
             Ok(())
         } else {

@@ -1015,14 +1015,17 @@ async function pickSource() {
   if (s.form) await drawEntryFields(s);
 }
 
-/** The values an upload gives because its files do not hold them (`@set` in the mapping), one input each. */
+/** The values an upload gives because its files do not hold them (`@set` in the mapping), one input each, named
+ * by the level the field fills, the role's finest (the field's name where the user cannot see that cube). */
 function drawGivenFields(s) {
+  const roles = app.cubes.find((c) => c.name === s.cube)?.dimensions || [];
+  const named = (name) => roles.find((d) => d.name === name)?.levels.at(-1)?.label;
   const fields = (s.form ? [] : s.given).map((name, i) => {
     const id = `given-${i}`;
     const line = Object.assign(document.createElement("p"), { className: "field" });
     const label = Object.assign(document.createElement("label"), {
       htmlFor: id,
-      textContent: `${name} (steht nicht in den Dateien; gilt für alle)`,
+      textContent: `${named(name) || name} (steht nicht in den Dateien; gilt für alle)`,
     });
     const input = Object.assign(document.createElement("input"), { id, type: "text", name, required: true });
     line.append(label, document.createElement("br"), input);

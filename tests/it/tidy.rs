@@ -1,4 +1,5 @@
-//! Tidy checks over the repository: the crate dependency direction, one arrow, a `//!` line atop every file.
+//! Tidy checks over the repository: the crate dependency direction, no import cycle between the files of a crate,
+//! one arrow, a `//!` line atop every file.
 
 use crate::support::repo;
 
@@ -73,4 +74,81 @@ fn every_rust_file_says_what_it_does() {
         }
     }
     assert!(checked > 20);
+}
+
+/// The modules (files) of a crate's `src` that each file names through `crate::` paths.
+fn module_imports(src: &std::path::Path) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let files: Vec<(String, String)> = std::fs::read_dir(src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    let modules: Vec<&str> = files.iter().map(|(m, _)| m.as_str()).filter(|m| !matches!(*m, "lib" | "main")).collect();
+    let ident = |text: &str| -> String {
+        text.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+    };
+    let mut imports = std::collections::BTreeMap::new();
+    for (module, text) in &files {
+        let code: String =
+            text.lines().map(|l| l.split("//").next().unwrap_or_default()).collect::<Vec<_>>().join("\n");
+        let mut named = std::collections::BTreeSet::new();
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                // `use crate::{a, b::c, d::{e, f}}`: the first name of each top-level item.
+                let (mut depth, mut item_start) = (0, 0);
+                for (i, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            named.insert(ident(&group[item_start..i]));
+                            break;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            named.insert(ident(&group[item_start..i]));
+                            item_start = i + 1;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                named.insert(ident(rest));
+            }
+        }
+        named.retain(|n| n != module && modules.contains(&n.as_str()));
+        imports.insert(module.clone(), named);
+    }
+    imports
+}
+
+/// Files of one crate import one another in one direction: following `crate::` paths from any file never leads back
+/// to it, so that each file can be read knowing only those below it.
+#[test]
+fn no_file_imports_a_file_that_imports_it() {
+    let mut sources: Vec<std::path::PathBuf> =
+        std::fs::read_dir(repo().join("crates")).unwrap().map(|e| e.unwrap().path().join("src")).collect();
+    sources.push(repo().join("benches/src"));
+    for src in sources {
+        let imports = module_imports(&src);
+        for start in imports.keys() {
+            // Depth first from `start`, keeping the path, until it comes back to `start`.
+            let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), vec![start.clone()])];
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some((module, path)) = stack.pop() {
+                for next in &imports[&module] {
+                    assert!(
+                        next != start,
+                        "{}: the files import one another: {} → {next}",
+                        src.display(),
+                        path.join(" → ")
+                    );
+                    if seen.insert(next.clone()) {
+                        stack.push((next.clone(), [path.clone(), vec![next.clone()]].concat()));
+                    }
+                }
+            }
+        }
+    }
 }

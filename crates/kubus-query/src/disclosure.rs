@@ -15,8 +15,8 @@
 //! that follow from several equations together (interval propagation over all of them) get a complementary cell
 //! the same way. Both run on answers with up to 400 hidden cells.
 
-use crate::exec::{ColumnKind, QueryResult, ResultColumn};
 use crate::plan::CubePlan;
+use crate::result::{ColumnKind, QueryResult, ResultColumn};
 use crate::{Error, Result};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, concat_batches, nullif};

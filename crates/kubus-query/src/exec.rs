@@ -3,108 +3,23 @@
 //! from their parts, joins for shares and time comparisons) and runs.
 //! Also the read-only SQL surface: one view per cube with member labels. No SQL text is assembled from input.
 
-use crate::plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut};
+use crate::members::{cut_expr, member_batch};
+use crate::plan::{CubePlan, LevelRef, PlannedMeasure};
+use crate::result::{ColumnKind, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 use crate::{Error, Result};
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt32Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
 use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit, when};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, abs, coalesce, col, in_list, nullif};
-use kubus_model::{Aggregate, Change, Cube, Dimension, MeasureKind, Model, Period};
+use kubus_model::{Aggregate, Change, Cube, MeasureKind, Model, Period};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
-/// Label of total rows.
-pub const TOTAL_LABEL: &str = "Insgesamt";
-/// Boolean column marking total and subtotal rows (present when totals were requested).
-pub const TOTAL_COLUMN: &str = "_total";
-
-/// What a result column holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ColumnKind {
-    /// Member keys of a drilled level.
-    Key,
-    /// Member labels of a drilled level.
-    Label,
-    /// A measure's values.
-    Measure,
-    /// The total marker.
-    Total,
-    /// The disclosure status of a measure's cells (the symbol of a suppressed or zero cell, else empty).
-    Status,
-    /// A count a measure is computed from, kept for disclosure control and dropped by it.
-    Hidden,
-}
-
-/// A column of a query result.
-#[derive(Debug, Clone)]
-pub struct ResultColumn {
-    /// Column name in the batches.
-    pub name: String,
-    /// What it holds.
-    pub kind: ColumnKind,
-    /// Human heading (level or measure label).
-    pub heading: String,
-    /// For key and label columns: the dimension of the drilled level.
-    pub dimension: Option<String>,
-    /// For status columns: the measure whose cells they describe.
-    pub measure: Option<String>,
-}
-
-/// A query's answer: Arrow batches plus the meaning of each column.
-#[derive(Debug, Clone)]
-pub struct QueryResult {
-    /// The Arrow schema of the rows (also when there are none).
-    pub schema: SchemaRef,
-    /// The rows.
-    pub batches: Vec<RecordBatch>,
-    /// Column descriptions, in batch order.
-    pub columns: Vec<ResultColumn>,
-}
-
-impl QueryResult {
-    /// Number of rows.
-    pub fn num_rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-}
-
-/// Builds the member table of a role: one row per fact-level member, with key, label and order of each of
-/// `levels` (all at or above the fact level). Column names: `{prefix}{level}_key|_label|_ord`, join key
-/// `{prefix}join`. With a `shift`, each member carries the levels of the member `shift` places later, so that
-/// facts of an earlier period group under the period they are compared with; members without one are left out.
-pub fn member_batch(
-    dim: &Dimension,
-    fact_level: usize,
-    levels: &[usize],
-    prefix: &str,
-    shift: usize,
-) -> Result<RecordBatch> {
-    let members = dim.members(fact_level);
-    let rows = members.len().saturating_sub(shift);
-    let mut fields = vec![Field::new(format!("{prefix}join"), DataType::Utf8, false)];
-    let mut columns: Vec<ArrayRef> =
-        vec![Arc::new(StringArray::from_iter_values(members[..rows].iter().map(|m| m.key())))];
-    for &level in levels {
-        let ancestors: Vec<usize> = (0..rows)
-            .map(|index| dim.ancestor(kubus_model::MemberRef { level: fact_level, index: index + shift }, level))
-            .collect();
-        let at = dim.members(level);
-        let name = dim.levels()[level].name();
-        fields.push(Field::new(format!("{prefix}{name}_key"), DataType::Utf8, false));
-        fields.push(Field::new(format!("{prefix}{name}_label"), DataType::Utf8, false));
-        fields.push(Field::new(format!("{prefix}{name}_ord"), DataType::Int32, false));
-        columns.push(Arc::new(StringArray::from_iter_values(ancestors.iter().map(|&a| at[a].key()))));
-        columns.push(Arc::new(StringArray::from_iter_values(ancestors.iter().map(|&a| at[a].label()))));
-        columns.push(Arc::new(Int32Array::from_iter_values(ancestors.iter().map(|&a| a as i32))));
-    }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
-}
 
 fn internal(l: &LevelRef<'_>, what: &str) -> String {
     format!("__m_{}_{}_{what}", l.role, l.level_name())
@@ -832,16 +747,6 @@ fn closure<'p, 'm>(plan: &'p CubePlan<'m>, wanted: &[&str]) -> Vec<&'p PlannedMe
 /// `a / b` as a decimal, empty where `b` is 0 or empty.
 fn ratio(a: Expr, b: Expr) -> Expr {
     cast(a, DataType::Float64) / nullif(cast(b, DataType::Float64), lit(0.0))
-}
-
-/// The filter of a cut, with the time role moved `shift` members back.
-pub(crate) fn cut_expr(cut: &ResolvedCut<'_>, shift: usize) -> Expr {
-    let level = cut.dimension.members(cut.fact_level);
-    let keys = cut.members.iter().filter(|&&i| i >= shift).map(|&i| lit(level[i - shift].key())).collect::<Vec<_>>();
-    if keys.is_empty() {
-        return lit(cut.negated);
-    }
-    in_list(col(cut.role), keys, cut.negated)
 }
 
 /// Keeps a stock's facts to the last snapshot of each period of the grain (of the whole range when time is

@@ -1,21 +1,23 @@
 //! Cube query → DataFusion plan → Arrow result. Resolves names and members against the model (`plan`, pure),
-//! then builds and runs a DataFusion logical plan over a cube's facts (`exec`). Takes table providers, not the
+//! then builds and runs a DataFusion logical plan over a cube's facts (`exec`, with member tables and cut filters from
+//! `members`), answering batches described in `result`. Takes table providers, not the
 //! warehouse; knows nothing of ingest or of output formats.
 
 pub mod bitmap;
 pub mod cellkey;
 pub mod disclosure;
 mod exec;
+mod members;
 mod plan;
 mod query;
+mod result;
 pub mod rollup;
 
-pub use exec::{
-    ColumnKind, Facts, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL, cube_view, execute, explain, member_batch,
-    run_sql,
-};
+pub use exec::{Facts, cube_view, execute, explain, run_sql};
+pub use members::member_batch;
 pub use plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut, plan, resolve_cut, resolve_target};
 pub use query::{Cut, CutOp, Order, Query};
+pub use result::{ColumnKind, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 
 /// Errors of the query crate.
 #[derive(Debug, thiserror::Error)]

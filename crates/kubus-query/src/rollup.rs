@@ -7,7 +7,7 @@
 //! [`rollup_rows`]); answering from one is the same execution as over facts, with the
 //! plan moved to the rollup's levels ([`at_rollup`]) once [`check`] found that the rollup answers it exactly.
 
-use crate::exec::{cut_expr, member_batch};
+use crate::members::{cut_expr, member_batch};
 use crate::plan::{CubePlan, resolve_cut};
 use crate::{Result, bitmap};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};

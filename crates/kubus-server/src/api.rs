@@ -2,8 +2,8 @@
 //! library decides what that role may see.
 
 use crate::error::ErrorBody;
-use crate::openapi::{
-    Answer, FormatParam, LevelParam, MemberParams, QueryParams, Refusals, SourceParam, VersionParams, names,
+use crate::params::{
+    Answer, FormatParam, LevelParam, MemberParams, Params, QueryParams, Refusals, SourceParam, VersionParams, names,
 };
 use crate::{ApiError, AppState};
 use axum::extract::{DefaultBodyLimit, Extension, Multipart, Path, RawQuery, State};
@@ -230,53 +230,6 @@ async fn geometry(
     let mut response = Json(features).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/geo+json"));
     Ok(response)
-}
-
-/// Query parameters, in order, each name possibly repeated (`m=persons&m=records`).
-pub(crate) struct Params(Vec<(String, String)>);
-
-impl Params {
-    /// Parses the query string, refusing a name not in `known` (a misspelt parameter must not be ignored).
-    pub(crate) fn parse(raw: Option<&str>, known: &[String]) -> Result<Params, ApiError> {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if let Some((k, _)) = pairs.iter().find(|(k, _)| !known.contains(k)) {
-            return Err(ApiError::bad_request(format!("unknown parameter '{k}'; known are {}", known.join(", "))));
-        }
-        Ok(Params(pairs))
-    }
-
-    /// Every value of the names given (a short and a long name of one parameter).
-    fn all(&self, names: &[&str]) -> Vec<String> {
-        self.0.iter().filter(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.clone()).collect()
-    }
-
-    /// The value of a parameter given at most once.
-    pub(crate) fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let first = values.next();
-        if values.next().is_some() {
-            return Err(ApiError::bad_request(format!("parameter '{name}' is given more than once")));
-        }
-        Ok(first)
-    }
-
-    /// A number, if given.
-    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
-        self.one(name)?
-            .map(|v| v.parse().map_err(|_| ApiError::bad_request(format!("'{v}' is not a number ({name})"))))
-            .transpose()
-    }
-
-    /// A flag: absent, empty, `true`/`1` or `false`/`0`.
-    fn flag(&self, name: &str) -> Result<bool, ApiError> {
-        match self.one(name)? {
-            None | Some("false" | "0") => Ok(false),
-            Some("" | "true" | "1") => Ok(true),
-            Some(v) => Err(ApiError::bad_request(format!("'{v}' is not true or false ({name})"))),
-        }
-    }
 }
 
 /// A query in the CLI's syntax: `?cube=newcomers&m=persons&d=district&c=month=2024-06`.

@@ -15,6 +15,7 @@ mod api;
 mod auth;
 mod error;
 mod openapi;
+mod params;
 mod report;
 mod reports;
 mod sql;

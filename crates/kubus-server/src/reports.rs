@@ -1,8 +1,7 @@
 //! Reports through the server: the list, a run for a period as the caller's role (written into that role's own
 //! folder, since a role with a row filter gets other numbers), the runs there, and their files.
 
-use crate::api::Params;
-use crate::openapi::{File, OptionalPeriodParam, PeriodParam, Refusals, names};
+use crate::params::{File, OptionalPeriodParam, Params, PeriodParam, Refusals, names};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};

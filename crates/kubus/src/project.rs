@@ -191,7 +191,7 @@ impl Project {
     }
 
     /// A DataFusion session for one query, within the memory limit if one is set.
-    fn session(&self) -> Result<SessionContext> {
+    pub(crate) fn session(&self) -> Result<SessionContext> {
         self.session_with(datafusion::prelude::SessionConfig::new())
     }
 
@@ -337,7 +337,7 @@ impl Project {
         let restricted = access::restrict(query, role, &self.model)?;
         let mut plan = kubus_query::plan(&self.model, &restricted)?;
         self.add_noise(&mut plan, options)?;
-        let session = FactSession::new(self);
+        let session = crate::rollups::FactSession::new(self);
         let (routed, facts, routes) = self.plan_facts(&session, &plan, options.as_of, options.rollups).await?;
         let ctx = session.for_routes(&routes)?;
         let result = kubus_query::execute(&ctx, &routed, &facts).await?;
@@ -474,7 +474,7 @@ impl Project {
         let restricted = access::restrict(query, role, &self.model)?;
         let mut plan = kubus_query::plan(&self.model, &restricted)?;
         self.add_noise(&mut plan, options)?;
-        let session = FactSession::new(self);
+        let session = crate::rollups::FactSession::new(self);
         let (routed, facts, routes) = self.plan_facts(&session, &plan, options.as_of, options.rollups).await?;
         // Explained in the session the query runs in, so that the plan shown is the plan run.
         let ctx = session.for_routes(&routes)?;
@@ -486,7 +486,7 @@ impl Project {
     /// how each was read.
     async fn plan_facts<'m>(
         &'m self,
-        session: &FactSession<'_>,
+        session: &crate::rollups::FactSession<'_>,
         plan: &kubus_query::CubePlan<'m>,
         as_of: Option<u64>,
         mode: RollupUse,
@@ -732,38 +732,4 @@ pub fn quarantine_batch(rows: &[(String, QuarantineRow)]) -> Result<RecordBatch>
         ("reason", text(&|(_, r)| r.reason.clone())),
     ])
     .map_err(|e| kubus_query::Error::from(e).into())
-}
-
-/// The session a query reads its facts in and runs in, made when first needed: a query answered from rollups held in
-/// memory runs in a small session of its own ([`crate::rollups::small_context`]) and never needs it.
-pub(crate) struct FactSession<'p> {
-    project: &'p Project,
-    ctx: std::sync::OnceLock<SessionContext>,
-}
-
-impl<'p> FactSession<'p> {
-    fn new(project: &'p Project) -> FactSession<'p> {
-        FactSession { project, ctx: std::sync::OnceLock::new() }
-    }
-
-    /// The session, made now if it was not yet.
-    pub(crate) fn get(&self) -> Result<&SessionContext> {
-        if let Some(ctx) = self.ctx.get() {
-            return Ok(ctx);
-        }
-        let ctx = self.project.session()?;
-        Ok(self.ctx.get_or_init(|| ctx))
-    }
-
-    /// The session to run a plan in that reads along `routes`: the small one where every cube is read from a
-    /// rollup (one partition spares the threads' hand-offs), else the one its facts were read in.
-    fn for_routes(self, routes: &[Route]) -> Result<SessionContext> {
-        if routes.iter().all(|r| r.rollup.is_some()) {
-            return Ok(crate::rollups::small_context());
-        }
-        match self.ctx.into_inner() {
-            Some(ctx) => Ok(ctx),
-            None => self.project.session(),
-        }
-    }
 }

@@ -34,6 +34,40 @@ pub(crate) fn small_context() -> SessionContext {
     SMALL.clone()
 }
 
+/// The session a query reads its facts in and runs in, made when first needed: a query answered from rollups held in
+/// memory runs in a small session of its own ([`small_context`]) and never needs it.
+pub(crate) struct FactSession<'p> {
+    project: &'p Project,
+    ctx: std::sync::OnceLock<SessionContext>,
+}
+
+impl<'p> FactSession<'p> {
+    pub(crate) fn new(project: &'p Project) -> FactSession<'p> {
+        FactSession { project, ctx: std::sync::OnceLock::new() }
+    }
+
+    /// The session, made now if it was not yet.
+    pub(crate) fn get(&self) -> Result<&SessionContext> {
+        if let Some(ctx) = self.ctx.get() {
+            return Ok(ctx);
+        }
+        let ctx = self.project.session()?;
+        Ok(self.ctx.get_or_init(|| ctx))
+    }
+
+    /// The session to run a plan in that reads along `routes`: the small one where every cube is read from a
+    /// rollup (one partition spares the threads' hand-offs), else the one its facts were read in.
+    pub(crate) fn for_routes(self, routes: &[Route]) -> Result<SessionContext> {
+        if routes.iter().all(|r| r.rollup.is_some()) {
+            return Ok(small_context());
+        }
+        match self.ctx.into_inner() {
+            Some(ctx) => Ok(ctx),
+            None => self.project.session(),
+        }
+    }
+}
+
 /// Whether queries may be answered from rollups.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RollupUse {
@@ -105,7 +139,7 @@ impl Project {
     /// A stored rollup as a table: from memory when it is small enough to be held there.
     async fn rollup_table(
         &self,
-        session: &crate::project::FactSession<'_>,
+        session: &FactSession<'_>,
         cube: &str,
         stored: &StoredRollup,
     ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
@@ -258,7 +292,7 @@ impl Project {
     /// from its facts. Returns the plan to execute (moved onto the rollup), the table, and the route taken.
     pub(crate) async fn route<'m>(
         &'m self,
-        session: &crate::project::FactSession<'_>,
+        session: &FactSession<'_>,
         plan: &CubePlan<'m>,
         as_of: Option<u64>,
         mode: RollupUse,

@@ -226,7 +226,7 @@ enum ReportCommand {
 #[derive(Debug, clap::Args)]
 struct OutputArgs {
     /// Output format.
-    #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(long, short = 'f', value_parser = OutputFormat::parser(), default_value = "table")]
     format: OutputFormat,
     /// Write the output to this file instead of standard output.
     #[arg(long, short = 'o')]
@@ -771,7 +771,7 @@ fn emit(
             Ok(())
         }
         None if output.format.is_binary() => {
-            let name = format!("{:?}", output.format).to_lowercase();
+            let name = output.format.name();
             Err(Usage(format!("{name} is a binary format; write it to a file with --out FILE")).into())
         }
         None => render::write(output.format, table, hide, stdout),

@@ -7,29 +7,37 @@ use kubus::arrow::array::RecordBatch;
 use kubus::output::{Format, Table};
 use std::io::Write;
 
-/// An output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// An output format: the terminal table, or one of the library's file formats (their names are those of
+/// [`Format::name`], so that a new format of the library is a new `--format` without a change here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
     /// A table for the terminal.
     Table,
-    /// Comma-separated values with a header line.
-    Csv,
-    /// CSV for German spreadsheets: `;`, decimal comma, UTF-8 with BOM.
-    CsvDe,
-    /// A JSON array of objects.
-    Json,
-    /// A JSON-stat 2.0 dataset (cube queries only).
-    JsonStat,
-    /// An Excel workbook (needs --out).
-    Xlsx,
-    /// Apache Parquet (needs --out).
-    Parquet,
+    /// A file format (CSV, German CSV, JSON, JSON-stat, XLSX, Parquet, …).
+    File(Format),
 }
 
 impl OutputFormat {
+    /// The parser of `--format`: `table` or a format's name, the possible values listed in `--help`.
+    pub fn parser() -> impl clap::builder::TypedValueParser<Value = OutputFormat> {
+        use clap::builder::{PossibleValue, TypedValueParser as _};
+        let table = PossibleValue::new("table").help("A table for the terminal");
+        let files = Format::ALL.iter().map(|f| PossibleValue::new(f.name()).help(f.description()));
+        clap::builder::PossibleValuesParser::new(std::iter::once(table).chain(files))
+            .map(|name| Format::from_name(&name).map_or(OutputFormat::Table, OutputFormat::File))
+    }
+
     /// Whether the format is binary and must go to a file.
     pub fn is_binary(self) -> bool {
-        matches!(self, OutputFormat::Xlsx | OutputFormat::Parquet)
+        matches!(self, OutputFormat::File(f) if f.is_binary())
+    }
+
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Table => "table",
+            OutputFormat::File(f) => f.name(),
+        }
     }
 }
 
@@ -71,15 +79,7 @@ pub fn grid(result: &Table, hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) ->
 
 /// Writes `result` in `format`; the terminal table leaves out the columns for which `hide` is true.
 pub fn write(format: OutputFormat, result: &Table, hide: &dyn Fn(&str) -> bool, out: &mut dyn Write) -> Result<()> {
-    let format = match format {
-        OutputFormat::Table => return grid(result, hide, out),
-        OutputFormat::Csv => Format::Csv,
-        OutputFormat::CsvDe => Format::CsvGerman,
-        OutputFormat::Json => Format::Json,
-        OutputFormat::JsonStat => Format::JsonStat,
-        OutputFormat::Xlsx => Format::Xlsx,
-        OutputFormat::Parquet => Format::Parquet,
-    };
+    let OutputFormat::File(format) = format else { return grid(result, hide, out) };
     kubus::output::write(result, format, out)?;
     Ok(())
 }

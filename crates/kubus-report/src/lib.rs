@@ -97,6 +97,18 @@ impl Format {
         }
     }
 
+    /// What the format is, in a line (`kubus query --help` lists it).
+    pub fn description(self) -> &'static str {
+        match self {
+            Format::Csv => "Comma-separated values with a header line",
+            Format::CsvGerman => "CSV for German spreadsheets: `;`, decimal comma, UTF-8 with BOM",
+            Format::Json => "A JSON array of objects",
+            Format::JsonStat => "A JSON-stat 2.0 dataset (cube queries only)",
+            Format::Xlsx => "An Excel workbook (needs --out)",
+            Format::Parquet => "Apache Parquet (needs --out)",
+        }
+    }
+
     /// The format of a name (see [`Format::name`]).
     pub fn from_name(name: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|f| f.name() == name)
@@ -112,6 +124,11 @@ impl Format {
             Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             Format::Parquet => "application/vnd.apache.parquet",
         }
+    }
+
+    /// Whether the format is binary: a file, never text for a terminal.
+    pub fn is_binary(self) -> bool {
+        matches!(self, Format::Xlsx | Format::Parquet)
     }
 
     /// The file name extension.

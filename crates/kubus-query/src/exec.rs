@@ -362,12 +362,18 @@ async fn aggregate_facts(
         df = df.join(members, kind, &[l.role], &[join.as_str()], None)?;
     }
 
-    // Whether each group is one cell of the rollup that answers: the grain drills every level the rollup holds,
-    // at that level and unshifted. A distinct count is then the cell's stored count, not a union of its bitmaps.
-    let single_cells =
-        plan.rollup.as_deref().and_then(|name| plan.cube.rollups().iter().find(|r| r.name() == name)).is_some_and(
-            |r| r.levels().iter().all(|(role, _)| grain.iter().any(|&i| plan.drilldowns[i].0.role == role && late(i))),
-        );
+    // Whether each group is one cell of the rollup that answers: the grain drills every level the rollup holds, at
+    // that level and unshifted, or a cut keeps one member of it (one month). A distinct count is then the cell's
+    // stored count, not a union of its bitmaps.
+    let single = |role: &str| {
+        grain.iter().any(|&i| plan.drilldowns[i].0.role == role && late(i))
+            || plan.cuts.iter().any(|c| c.role == role && !c.negated && c.members.len() == 1)
+    };
+    let single_cells = plan
+        .rollup
+        .as_deref()
+        .and_then(|name| plan.cube.rollups().iter().find(|r| r.name() == name))
+        .is_some_and(|r| r.levels().iter().all(|(role, _)| single(role)));
     let time_drilled = grain.iter().map(|&i| &plan.drilldowns[i].0).find(|l| Some(l.role) == time_role);
     let mut aggregates = Vec::new();
     // Sums with a contributor role also get their largest contributor's share, for the dominance rule.

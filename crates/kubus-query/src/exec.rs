@@ -162,21 +162,22 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
         places.push(Arc::new(place.finish()));
     }
 
-    let ascending = |descending: bool| SortOptions { descending, nulls_first: false };
+    // Empty values last, in either direction (as the measures' order always put them).
+    let nulls_last = |descending: bool| SortOptions { descending, nulls_first: false };
     let mut sort: Vec<SortColumn> = Vec::new();
     if with_totals && !plan.order.is_empty() {
         let any_total: Int32Array =
             (0..rows.num_rows()).map(|row| (0..n).filter(|&i| is_total(i, row)).count() as i32).collect();
-        sort.push(SortColumn { values: Arc::new(any_total), options: Some(ascending(false)) });
+        sort.push(SortColumn { values: Arc::new(any_total), options: Some(nulls_last(false)) });
     }
     for (measure, descending) in &plan.order {
-        sort.push(SortColumn { values: column(measure)?, options: Some(ascending(*descending)) });
+        sort.push(SortColumn { values: column(measure)?, options: Some(nulls_last(*descending)) });
     }
     for i in 0..n {
         if with_totals {
-            sort.push(SortColumn { values: rolled[i].clone(), options: Some(ascending(false)) });
+            sort.push(SortColumn { values: rolled[i].clone(), options: Some(nulls_last(false)) });
         }
-        sort.push(SortColumn { values: places[i].clone(), options: Some(ascending(false)) });
+        sort.push(SortColumn { values: places[i].clone(), options: Some(nulls_last(false)) });
     }
     let rows_kept = plan.limit.map_or(rows.num_rows(), |l| l.min(rows.num_rows()));
     let order = if sort.is_empty() {

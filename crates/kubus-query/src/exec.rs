@@ -252,8 +252,8 @@ pub type Facts = HashMap<String, Arc<dyn TableProvider>>;
 
 type Frame<'a> = Pin<Box<dyn Future<Output = Result<DataFrame>> + Send + 'a>>;
 
-/// The measures `wanted` (and the parts they need) at one grain: a frame with `__k{i}`, `__l{i}`, `__o{i}` for
-/// each drilldown `i` in `grain` and one column per measure. `shift` moves the time role that many fact-level
+/// The measures `wanted` (and the parts they need) at one grain: a frame with the key `__k{i}` of each drilldown
+/// `i` in `grain` and one column per measure. `shift` moves the time role that many fact-level
 /// members back (for time comparisons): facts of the earlier period, keyed as the period they are compared with.
 fn evaluate<'a>(
     ctx: &'a SessionContext,

@@ -1,6 +1,6 @@
 //! Execution: a [`CubePlan`] becomes a DataFusion logical plan over the cube's facts (filters on fact keys,
-//! joins to in-memory member tables for labels and coarser levels, one aggregation per grain, derived measures
-//! from their parts, joins for shares and time comparisons) and runs.
+//! joins to in-memory member tables for coarser levels, one aggregation per grain, derived measures from their
+//! parts, joins for shares and time comparisons) and runs; the answer's rows then get labels, order and limit.
 //! Also the read-only SQL surface: one view per cube with member labels. No SQL text is assembled from input.
 
 use crate::members::{cut_expr, member_batch};
@@ -132,14 +132,16 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
     let rolled: Vec<ArrayRef> = (0..n).map(|i| column(&rolled_up(i))).collect::<Result<_>>()?;
     let is_total =
         |i: usize, row: usize| rolled[i].as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(row) == 1;
-    // Each drilldown's labels and places, looked up by key among its level's members.
+    // Each drilldown's keys as plain text, and their labels and places, looked up among its level's members.
+    let keys: Vec<ArrayRef> = (0..n)
+        .map(|i| Ok(datafusion::arrow::compute::cast(&column(&key(i))?, &DataType::Utf8)?))
+        .collect::<Result<_>>()?;
     let mut labels: Vec<ArrayRef> = Vec::with_capacity(n);
     let mut places: Vec<ArrayRef> = Vec::with_capacity(n);
     for (i, (l, _)) in plan.drilldowns.iter().enumerate() {
         let members = l.dimension.members(l.level);
         let index: HashMap<&str, usize> = members.iter().enumerate().map(|(at, m)| (m.key(), at)).collect();
-        let keys = datafusion::arrow::compute::cast(&column(&key(i))?, &DataType::Utf8)?;
-        let keys = keys.as_string::<i32>();
+        let keys = keys[i].as_string::<i32>();
         let (mut label, mut place) = (StringBuilder::new(), Int32Builder::new());
         for row in 0..rows.num_rows() {
             let found = keys.is_valid(row).then(|| index.get(keys.value(row)).copied()).flatten();
@@ -198,10 +200,9 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
     for (i, (l, name)) in plan.drilldowns.iter().enumerate() {
         let level = &l.dimension.levels()[l.level];
         let dimension = Some(l.dimension.name().to_owned());
-        let keys = datafusion::arrow::compute::cast(&column(&key(i))?, &DataType::Utf8)?;
         add(
             Field::new(name.as_str(), DataType::Utf8, true),
-            &keys,
+            &keys[i],
             ResultColumn {
                 name: name.clone(),
                 kind: ColumnKind::Key,

@@ -398,6 +398,9 @@ struct Column {
     cells: Vec<usize>,
 }
 
+/// A column protected in an answer: a count (with its threshold), or a sum with its largest contribution's column.
+type Part = (String, String, Option<u64>, Option<String>);
+
 /// Protects several answers together — the tables of one report: a cell two answers share (the same facts counted
 /// by the same measure) gets one decision in all of them, and the totals of every answer constrain the complements.
 pub fn protect_together(
@@ -405,11 +408,33 @@ pub fn protect_together(
     threshold: &dyn Fn(&str) -> Option<u64>,
     rules: &Rules,
 ) -> Result<Vec<(QueryResult, Protection)>> {
+    // Per answer, its protected columns.
+    let mut parts: Vec<Vec<Part>> = Vec::new();
+    for (result, plan) in &answers {
+        let mut own: Vec<Part> = Vec::new();
+        for c in result.columns.iter().filter(|c| c.kind == ColumnKind::Measure) {
+            let counts = plan
+                .count_parts(&c.name)
+                .into_iter()
+                .filter_map(|p| threshold(&p.cube).map(|t| (p.column, p.cube, Some(t), None)));
+            let sums = plan
+                .dominance_parts(&c.name)
+                .into_iter()
+                .map(|p| (p.column, plan_cube(plan, &p.top), None, Some(p.top)));
+            for part in counts.chain(sums) {
+                if !own.iter().any(|o| o.0 == part.0) {
+                    own.push(part);
+                }
+            }
+        }
+        parts.push(own);
+    }
     let mut batches = Vec::new();
     let mut keys_of = Vec::new();
-    for (result, _) in &answers {
+    for ((result, _), parts) in answers.iter().zip(&parts) {
         let batch = concat_batches(&result.schema, &result.batches)?;
-        keys_of.push(row_keys(result, &batch)?);
+        // The rows' keys make the equations between them; an answer with nothing to protect needs none.
+        keys_of.push(if parts.is_empty() { Vec::new() } else { row_keys(result, &batch)? });
         batches.push(batch);
     }
     // The joint numbering of cells, with their values, primary flags and count thresholds (for the bound rule).
@@ -424,72 +449,57 @@ pub fn protect_together(
         let batch = &batches[a];
         let index = |name: &str| result.columns.iter().position(|c| c.name == name);
         let local = self::equations(&keys_of[a]);
-        for c in result.columns.iter().filter(|c| c.kind == ColumnKind::Measure) {
-            let counts = plan
-                .count_parts(&c.name)
-                .into_iter()
-                .filter_map(|p| threshold(&p.cube).map(|t| (p.column, p.cube, Some(t), None)));
-            let sums = plan
-                .dominance_parts(&c.name)
-                .into_iter()
-                .map(|p| (p.column, plan_cube(plan, &p.top), None, Some(p.top)));
-            for (column, cube, count_threshold, top) in counts.chain(sums).collect::<Vec<_>>() {
-                if columns.iter().any(|k| k.answer == a && k.name == column) {
-                    continue;
+        for (column, cube, count_threshold, top) in std::mem::take(&mut parts[a]) {
+            let at = index(&column).ok_or_else(|| missing(&column))?;
+            let (row_values, row_primary): (Vec<i64>, Vec<bool>) = match (&top, count_threshold) {
+                (None, Some(t)) => {
+                    let v: Vec<i64> = cast(batch.column(at), &DataType::Int64)?
+                        .as_primitive::<Int64Type>()
+                        .iter()
+                        .map(|v| v.unwrap_or(0))
+                        .collect();
+                    let p = v.iter().map(|&v| v >= 1 && v as u64 <= t).collect();
+                    (v, p)
                 }
-                let at = index(&column).ok_or_else(|| missing(&column))?;
-                let (row_values, row_primary): (Vec<i64>, Vec<bool>) = match (&top, count_threshold) {
-                    (None, Some(t)) => {
-                        let v: Vec<i64> = cast(batch.column(at), &DataType::Int64)?
-                            .as_primitive::<Int64Type>()
-                            .iter()
-                            .map(|v| v.unwrap_or(0))
-                            .collect();
-                        let p = v.iter().map(|&v| v >= 1 && v as u64 <= t).collect();
-                        (v, p)
-                    }
-                    (Some(top), _) => {
-                        let top_at = index(top).ok_or_else(|| missing(top))?;
-                        let sums: Vec<Option<f64>> =
-                            cast(batch.column(at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
-                        let tops: Vec<Option<f64>> = cast(batch.column(top_at), &DataType::Float64)?
-                            .as_primitive::<Float64Type>()
-                            .iter()
-                            .collect();
-                        let p = sums
-                            .iter()
-                            .zip(&tops)
-                            .map(|(s, t)| matches!((s, t), (Some(s), Some(t)) if *s > 0.0 && t / s >= rules.dominance))
-                            .collect();
-                        // Sums are protected in whole units; the equations need exact arithmetic.
-                        (sums.iter().map(|s| s.map_or(0, |s| s.round() as i64)).collect(), p)
-                    }
-                    (None, None) => continue,
+                (Some(top), _) => {
+                    let top_at = index(top).ok_or_else(|| missing(top))?;
+                    let sums: Vec<Option<f64>> =
+                        cast(batch.column(at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
+                    let tops: Vec<Option<f64>> =
+                        cast(batch.column(top_at), &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect();
+                    let p = sums
+                        .iter()
+                        .zip(&tops)
+                        .map(|(s, t)| matches!((s, t), (Some(s), Some(t)) if *s > 0.0 && t / s >= rules.dominance))
+                        .collect();
+                    // Sums are protected in whole units; the equations need exact arithmetic.
+                    (sums.iter().map(|s| s.map_or(0, |s| s.round() as i64)).collect(), p)
+                }
+                (None, None) => continue,
+            };
+            // The earlier value of a time comparison is only ever this answer's own.
+            let shared = if column.starts_with("__then_") { format!("{a}:{column}") } else { column.clone() };
+            let kind = if top.is_some() { "dominance" } else { "count" };
+            let mut cells = Vec::with_capacity(row_values.len());
+            for r in 0..row_values.len() {
+                // Alone, an answer's rows are its cells; together, cells are matched by the facts they count.
+                let facts = if joint {
+                    selection(plan, &cube, &keys_of[a][r], &mut descendants)
+                } else {
+                    vec![(String::new(), vec![r])]
                 };
-                // The earlier value of a time comparison is only ever this answer's own.
-                let shared = if column.starts_with("__then_") { format!("{a}:{column}") } else { column.clone() };
-                let kind = if top.is_some() { "dominance" } else { "count" };
-                let mut cells = Vec::with_capacity(row_values.len());
-                for r in 0..row_values.len() {
-                    // Alone, an answer's rows are its cells; together, cells are matched by the facts they count.
-                    let facts = if joint {
-                        selection(plan, &cube, &keys_of[a][r], &mut descendants)
-                    } else {
-                        vec![(String::new(), vec![r])]
-                    };
-                    let identity = (format!("{kind}:{shared}"), cube.clone(), facts);
-                    let id = *ids.entry(identity).or_insert_with(|| {
-                        values.push(row_values[r]);
-                        primary.push(false);
-                        bounds.push(count_threshold);
-                        values.len() - 1
-                    });
-                    primary[id] |= row_primary[r];
-                    cells.push(id);
-                }
-                equations.extend(local.iter().map(|(t, ch)| (cells[*t], ch.iter().map(|&c| cells[c]).collect())));
-                columns.push(Column { answer: a, name: column, cells });
+                let identity = (format!("{kind}:{shared}"), cube.clone(), facts);
+                let id = *ids.entry(identity).or_insert_with(|| {
+                    values.push(row_values[r]);
+                    primary.push(false);
+                    bounds.push(count_threshold);
+                    values.len() - 1
+                });
+                primary[id] |= row_primary[r];
+                cells.push(id);
             }
+            equations.extend(local.iter().map(|(t, ch)| (cells[*t], ch.iter().map(|&c| cells[c]).collect())));
+            columns.push(Column { answer: a, name: column, cells });
         }
     }
     let state = protect_graph(&values, &primary, &equations, &bounds);

@@ -454,6 +454,29 @@ await check("an upload gives the year its file lacks; the API answers that year 
   const [head, row] = csv(await response.text());
   assert.equal(Number(row[head.indexOf("value")]), Number(city[8]), "the year given holds the file's figures");
   await page.screenshot({ path: `${shots}deliver-given-year.png`, fullPage: true });
+  // Two files of one upload for the same year: refused, nothing committed, and still each file's lines accounted.
+  const [first, second] = [`${shots}koeln_a.csv`, `${shots}koeln_b.csv`];
+  writeFileSync(first, [header, ...lines].join("\n") + "\n");
+  writeFileSync(second, [header, ...lines.slice(1)].join("\n") + "\n");
+  await page.getByLabel(/steht nicht in den Dateien/).fill("2031");
+  await page.getByLabel(/^Dateien/).setInputFiles([first, second]);
+  await answered(page, () => page.getByRole("button", { name: "Hochladen und einlesen" }).click());
+  assert.match(await page.locator("#status").textContent(), /koeln_a\.csv and koeln_b\.csv both hold facts for year=2031/);
+  const refused = await page.locator("#delivery-summary").textContent();
+  assert.match(refused, /^Nichts übernommen\. Gelesen: koeln_a\.csv: Zeilen .*; koeln_b\.csv: Zeilen /, refused);
+  for (const [file, expected] of [["koeln_a", lines.length + 1], ["koeln_b", lines.length]]) {
+    const part = refused.slice(refused.indexOf(file));
+    const [total, accepted, rejected, skipped] = [...part.matchAll(/(\d[\d.]*)/g)].slice(0, 4).map((m) => number(m[1]));
+    assert.equal(total, expected, part);
+    assert.equal(total, accepted + rejected + skipped, part);
+  }
+  const byYear = await fetch(`${base}/api/v1/query?cube=koeln_population&m=value&d=year&c=topic%3D005.10&format=csv`, {
+    headers: auth,
+  });
+  assert.equal(byYear.status, 200, await byYear.clone().text());
+  const [yearHead, ...years] = csv(await byYear.text());
+  const held = years.map((r) => r[yearHead.indexOf("year")]);
+  assert.ok(held.includes("2030") && !held.includes("2031"), `nothing of the refused upload was committed: ${held}`);
 });
 
 await check("the login page passes axe-core", async () => {

@@ -648,10 +648,26 @@ fn an_upload_gives_the_values_its_files_lack() {
     assert_eq!(stored, None, "nothing is committed before a good upload");
     let answer = json(send(&["year=2023"]));
     assert_eq!((answer["accepted"].as_u64(), answer["facts"].as_u64()), (Some(2), Some(2)), "{answer}");
+    let landed = [crate::silent::row("110", "2023", "4"), crate::silent::row("120", "2023", "6")];
+    assert_eq!(crate::silent::cases(dir.path()), landed);
+    // Another file with a cell the table holds is refused at its commit, still with its line accounting.
+    let again = [("again.csv".to_owned(), b"Key,Cases\n120,7\n".to_vec())];
+    let refused = client()
+        .post(server.url("/api/v1/sources/offences_en/files"))
+        .bearer_auth(&token)
+        .delivery(&again, &["year=2023"])
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT, "{}", refused.text().unwrap());
+    let body = json(refused);
+    assert!(body["error"].as_str().unwrap().contains("again.csv brings 1 cell that offences.csv"), "{body}");
+    let file = &body["files"][0];
     assert_eq!(
-        crate::silent::cases(dir.path()),
-        [crate::silent::row("110", "2023", "4"), crate::silent::row("120", "2023", "6")]
+        (file["file"].as_str(), file["lines"].as_u64(), file["accepted"].as_u64(), file["facts"].as_u64()),
+        (Some("again.csv"), Some(2), Some(1), Some(1)),
+        "{body}"
     );
+    assert_eq!(crate::silent::cases(dir.path()), landed, "nothing of the refused upload was committed");
 }
 
 #[test]

@@ -454,6 +454,7 @@ impl Drop for UploadDir {
     request_body(content = inline(UploadForm), content_type = "multipart/form-data"),
     responses(
         (status = 200, body = crate::report::IngestAnswer),
+        (status = 409, body = ErrorBody, description = "Its data meets data the table holds; nothing was ingested, each file read is accounted for"),
         (status = 413, body = ErrorBody, description = "Larger than `[server] max_upload_mb`; nothing was ingested"),
         Refusals
     )
@@ -541,12 +542,21 @@ async fn ingest_delivery(
     let options =
         kubus::IngestOptions { demo_key: state.demo_key, role: identity.role.clone(), given, ..Default::default() };
     // Reading and converting the files is blocking work: on a thread of its own, not on the server's.
+    // The files read so far, to account for their lines also when the ingest is refused at its commit.
     let project = state.project.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        tokio::runtime::Handle::current().block_on(project.ingest_with(&source, &files, options, &mut |_| {}))
+    let (outcome, read) = tokio::task::spawn_blocking(move || {
+        let mut read = Vec::new();
+        let outcome =
+            tokio::runtime::Handle::current().block_on(project.ingest_with(&source, &files, options, &mut |p| {
+                if let kubus::IngestProgress::Done(file) = p {
+                    read.push(crate::report::FileAnswer::new(file));
+                }
+            }));
+        (outcome, read)
     })
     .await
-    .map_err(|e| ApiError::internal(format!("the ingest stopped: {e}")))??;
+    .map_err(|e| ApiError::internal(format!("the ingest stopped: {e}")))?;
+    let report = outcome.map_err(|e| ApiError::from(e).with_files(read))?;
     drop(dir);
     Ok(Json(crate::report::IngestAnswer::new(&report, state.project.may_read_quarantine(identity.role.as_deref()))))
 }
@@ -577,7 +587,11 @@ async fn sources(
     tag = "ingest",
     params(("source" = String, Path, description = "A source with `[format] type = \"form\"`")),
     request_body(content = Object, description = "Each field's value as text, by its input name"),
-    responses((status = 200, body = crate::report::IngestAnswer), Refusals)
+    responses(
+        (status = 200, body = crate::report::IngestAnswer),
+        (status = 409, body = ErrorBody, description = "The line's cell is in the table already; nothing was ingested"),
+        Refusals
+    )
 )]
 async fn form(
     State(state): State<Arc<AppState>>,

@@ -17,11 +17,13 @@ pub struct ApiError {
     pub role: Option<String>,
     /// Seconds after which to try again (503).
     retry_after: Option<u64>,
+    /// For a refused ingest: the line accounting of the files it read.
+    files: Option<Vec<crate::report::FileAnswer>>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, message: String) -> ApiError {
-        ApiError { status, message, rule: None, role: None, retry_after: None }
+        ApiError { status, message, rule: None, role: None, retry_after: None, files: None }
     }
 
     /// Any status.
@@ -54,6 +56,12 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
+    /// The error with the line accounting of the files an ingest read before it was refused: nothing was
+    /// committed, but what the files hold is said as it would have been.
+    pub(crate) fn with_files(self, files: Vec<crate::report::FileAnswer>) -> ApiError {
+        ApiError { files: (!files.is_empty()).then_some(files), ..self }
+    }
+
     /// 503: too many requests wait for a query slot.
     pub fn busy(queue: usize) -> ApiError {
         ApiError {
@@ -76,6 +84,7 @@ impl From<kubus::Error> for ApiError {
             kubus::Error::EmptyCube { .. } | kubus::Error::NoMap { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, message)
             }
+            e if e.is_conflict() => ApiError::new(StatusCode::CONFLICT, message),
             e if e.is_out_of_memory() => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
@@ -110,11 +119,20 @@ pub struct ErrorBody {
     /// For a refusal: the role that was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// For a refused ingest: each file read, with its line accounting (nothing was committed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<crate::report::FileAnswer>>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.message, status: self.status.as_u16(), rule: self.rule, role: self.role };
+        let body = ErrorBody {
+            error: self.message,
+            status: self.status.as_u16(),
+            rule: self.rule,
+            role: self.role,
+            files: self.files,
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {

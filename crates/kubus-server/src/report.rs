@@ -1,7 +1,7 @@
 //! An ingest's report as the server answers it: the CLI's line accounting per file (`lines = accepted + rejected +
 //! skipped`), the rejected lines, what was replaced, and the cube's new version.
 
-use kubus::{FileOutcome, IngestReport};
+use kubus::{FileOutcome, FileReport, IngestReport};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -37,9 +37,9 @@ pub(crate) struct IngestAnswer {
 }
 
 /// One file of an upload.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-enum FileAnswer {
+pub(crate) enum FileAnswer {
     /// Its content was ingested before: nothing changed.
     AlreadyIngested {
         /// File name.
@@ -78,9 +78,34 @@ enum FileAnswer {
     },
 }
 
+impl FileAnswer {
+    pub(crate) fn new(f: &FileReport) -> FileAnswer {
+        let file = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let sha256 = f.sha256.clone();
+        match &f.outcome {
+            FileOutcome::AlreadyIngested => FileAnswer::AlreadyIngested { file, sha256 },
+            FileOutcome::Ingested(c) => FileAnswer::Ingested {
+                file,
+                sha256,
+                lines: c.lines,
+                accepted: c.accepted,
+                rejected: c.rejected,
+                skipped: c.skipped.iter().map(|(reason, n)| Skipped { reason: reason.clone(), lines: *n }).collect(),
+                facts: c.facts,
+                totals_compared: c.totals_compared,
+                total_lines_exact: c.total_lines.exact,
+                total_lines_within: c.total_lines.within,
+                total_lines_mismatched: c.total_lines.mismatched,
+                warnings: c.warnings.clone(),
+                encoding: c.encoding.clone(),
+            },
+        }
+    }
+}
+
 /// Lines skipped for one reason.
-#[derive(Debug, Serialize, ToSchema)]
-struct Skipped {
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct Skipped {
     reason: String,
     lines: usize,
 }
@@ -118,36 +143,7 @@ impl IngestAnswer {
     /// The answer for `report`; a rejected line's raw value and reason (which quotes it) only with `raw_values` —
     /// the others learn where and what kind of problem, not a person's values.
     pub(crate) fn new(report: &IngestReport, raw_values: bool) -> IngestAnswer {
-        let files = report
-            .files
-            .iter()
-            .map(|f| {
-                let file = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let sha256 = f.sha256.clone();
-                match &f.outcome {
-                    FileOutcome::AlreadyIngested => FileAnswer::AlreadyIngested { file, sha256 },
-                    FileOutcome::Ingested(c) => FileAnswer::Ingested {
-                        file,
-                        sha256,
-                        lines: c.lines,
-                        accepted: c.accepted,
-                        rejected: c.rejected,
-                        skipped: c
-                            .skipped
-                            .iter()
-                            .map(|(reason, n)| Skipped { reason: reason.clone(), lines: *n })
-                            .collect(),
-                        facts: c.facts,
-                        totals_compared: c.totals_compared,
-                        total_lines_exact: c.total_lines.exact,
-                        total_lines_within: c.total_lines.within,
-                        total_lines_mismatched: c.total_lines.mismatched,
-                        warnings: c.warnings.clone(),
-                        encoding: c.encoding.clone(),
-                    },
-                }
-            })
-            .collect();
+        let files = report.files.iter().map(FileAnswer::new).collect();
         let rejected = report
             .rejected
             .iter()

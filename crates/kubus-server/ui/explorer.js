@@ -36,6 +36,8 @@ class ApiError extends Error {
     super(body.error || `HTTP ${status}`);
     this.status = status;
     this.rule = body.rule;
+    // A refused ingest: the line accounting of the files it read.
+    this.files = body.files;
   }
 }
 
@@ -1084,6 +1086,7 @@ async function deliver(event, body, contentType, path) {
     say(answer.rejected_lines ? `Eingelesen, ${answer.rejected_lines} Zeile(n) abgewiesen.` : "Eingelesen.");
   } catch (e) {
     sayError(e);
+    if (e instanceof ApiError && e.files) drawRefusedFiles(e.files);
   }
   document.body.dataset.answered = String(Date.now());
 }
@@ -1099,6 +1102,19 @@ function enter(event) {
   const values = {};
   for (const input of $("entry-fields").querySelectorAll("input, select")) values[input.name] = input.value;
   return deliver(event, JSON.stringify(values), "application/json", `/sources/${encodeURIComponent(source().name)}/form`);
+}
+
+/** The files of a refused delivery, each with its line accounting: nothing was committed. */
+function drawRefusedFiles(files) {
+  $("delivery").hidden = false;
+  $("delivery-rejected").replaceChildren();
+  const of = (f) =>
+    f.outcome === "already_ingested"
+      ? `${f.file}: schon eingelesen`
+      : `${f.file}: Zeilen ${numbers.whole.format(f.lines)} = übernommen ${numbers.whole.format(f.accepted)} + ` +
+        `abgewiesen ${numbers.whole.format(f.rejected)} + übersprungen ` +
+        `${numbers.whole.format(f.skipped.reduce((n, s) => n + s.lines, 0))} → ${numbers.whole.format(f.facts)} Fakten`;
+  $("delivery-summary").textContent = `Nichts übernommen. Gelesen: ${files.map(of).join("; ")}.`;
 }
 
 /** The line accounting of a delivery, and every rejected line with where and why. */

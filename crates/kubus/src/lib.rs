@@ -261,6 +261,18 @@ impl Error {
         )
     }
 
+    /// Whether an ingest was refused because its data meets data the table holds (or another file of the same
+    /// ingest): the same cells twice, which a later delivery must replace or be told to add to.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Error::Warehouse(w) if matches!(
+                **w,
+                kubus_warehouse::Error::OverlappingReplace { .. } | kubus_warehouse::Error::Overlap { .. }
+            )
+        )
+    }
+
     /// Whether the user can fix this (bad input, schema, query or file) as opposed to an internal failure.
     pub fn is_user_error(&self) -> bool {
         match self {

@@ -46,21 +46,31 @@ pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -
     let held = datafusion::execution::memory_pool::MemoryConsumer::new("kubus answer")
         .register(&ctx.runtime_env().memory_pool);
     held.try_grow(2 * batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>())?;
-    arrange(plan, &hidden, &datafusion::arrow::compute::concat_batches(&schema, &batches)?)
+    let rows = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
+    let rows = match rows.schema().index_of(SHOWN) {
+        Ok(at) => {
+            use datafusion::arrow::array::AsArray as _;
+            datafusion::arrow::compute::filter_record_batch(&rows, rows.column(at).as_boolean())?
+        }
+        Err(_) => rows,
+    };
+    arrange(plan, &hidden, &rows)
 }
 
 /// How a planned query is computed: the plan in cube terms, then DataFusion's optimized logical plan and its
 /// physical plan, and what is done with its rows after.
 pub async fn explain(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<String> {
     let (df, _) = frame(ctx, plan, facts).await?;
+    let marked = df.schema().has_column_with_unqualified_name(SHOWN);
     let logical = df.clone().into_optimized_plan()?;
     let physical = df.create_physical_plan().await?;
     Ok(format!(
         "{}\nDataFusion logical plan (optimized):\n{}\n\nDataFusion physical plan:\n{}\nThen, on the rows of the answer: \
-         each member's label and place in its level, the order ({}){}.",
+         {}each member's label and place in its level, the order ({}){}.",
         plan.describe(),
         logical.display_indent(),
         datafusion::physical_plan::displayable(physical.as_ref()).indent(true),
+        if marked { "the cells whose counts are all published as 0 left out (as cells without facts), " } else { "" },
         order_described(plan),
         plan.limit.map(|l| format!(", the first {l} rows")).unwrap_or_default()
     ))
@@ -97,9 +107,13 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
             }
         }
     }
-    let mut stacked: Option<DataFrame> = None;
+    let mut frames = Vec::with_capacity(grains.len());
     for grain in &grains {
-        let df = evaluate(ctx, plan, facts, grain, &requested, 0).await?;
+        frames.push(evaluate(ctx, plan, facts, grain, &requested, 0, Unshown::Marked).await?);
+    }
+    let marked = frames.iter().any(|df| df.schema().has_column_with_unqualified_name(SHOWN));
+    let mut stacked: Option<DataFrame> = None;
+    for (grain, df) in grains.iter().zip(frames) {
         let mut select = Vec::new();
         for i in 0..n {
             if grain.contains(&i) {
@@ -110,6 +124,10 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
         }
         select.extend(requested.iter().map(|m| col(*m)));
         select.extend(hidden.iter().map(|h| col(h.as_str())));
+        if marked {
+            let shown = df.schema().has_column_with_unqualified_name(SHOWN);
+            select.push(if shown { col(SHOWN) } else { lit(true).alias(SHOWN) });
+        }
         let df = df.select(select)?;
         stacked = Some(match stacked {
             None => df,
@@ -264,6 +282,20 @@ pub type Facts = HashMap<String, Arc<dyn TableProvider>>;
 
 type Frame<'a> = Pin<Box<dyn Future<Output = Result<DataFrame>> + Send + 'a>>;
 
+/// What becomes of a cell whose counts the cell key method all publishes as 0: like a cell without facts, it has
+/// no row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unshown {
+    /// Its row is dropped in the plan: the rows other frames are joined to (shares, earlier periods, combined cubes).
+    Dropped,
+    /// Its row is marked (`SHOWN` false) and dropped with the answer's rows ([`arrange`]): the answer's own cells,
+    /// where a filter in the plan would cost more planning than the answer's reading.
+    Marked,
+}
+
+/// The column marking the answer's rows that are shown (see [`Unshown`]).
+const SHOWN: &str = "__shown";
+
 /// The measures `wanted` (and the parts they need) at one grain: a frame with the key `__k{i}` of each drilldown
 /// `i` in `grain` and one column per measure. `shift` moves the time role that many fact-level
 /// members back (for time comparisons): facts of the earlier period, keyed as the period they are compared with.
@@ -274,11 +306,12 @@ fn evaluate<'a>(
     grain: &'a [usize],
     wanted: &'a [&'a str],
     shift: usize,
+    unshown: Unshown,
 ) -> Frame<'a> {
     Box::pin(async move {
         let needed = closure(plan, wanted);
         let mut df = if plan.sides.is_empty() {
-            aggregate_facts(ctx, plan, facts, grain, &needed, shift).await?
+            aggregate_facts(ctx, plan, facts, grain, &needed, shift, unshown).await?
         } else {
             combine_sides(ctx, plan, facts, grain, &needed).await?
         };
@@ -305,7 +338,7 @@ fn evaluate<'a>(
                         df = df.with_column(&total, col(of.as_str()))?;
                     } else {
                         let parts = [of.as_str()];
-                        let sub = evaluate(ctx, plan, facts, &coarser, &parts, shift).await?;
+                        let sub = evaluate(ctx, plan, facts, &coarser, &parts, shift, Unshown::Dropped).await?;
                         df = attach(df, sub, &coarser, of, &total)?;
                     }
                     ratio(col(of.as_str()), col(total.as_str()))
@@ -315,7 +348,8 @@ fn evaluate<'a>(
                     match period_length(plan, grain, *period) {
                         Some(length) => {
                             let parts = [of.as_str()];
-                            let sub = evaluate(ctx, plan, facts, grain, &parts, shift + length).await?;
+                            let sub =
+                                evaluate(ctx, plan, facts, grain, &parts, shift + length, Unshown::Dropped).await?;
                             df = attach(df, sub, grain, of, &then)?;
                         }
                         None => {
@@ -351,6 +385,7 @@ async fn aggregate_facts(
     grain: &[usize],
     needed: &[&PlannedMeasure<'_>],
     shift: usize,
+    unshown: Unshown,
 ) -> Result<DataFrame> {
     let time_role = plan.time.as_ref().map(|t| t.role);
     let shifted = |role: &str| if Some(role) == time_role { shift } else { 0 };
@@ -569,7 +604,10 @@ async fn aggregate_facts(
                 .map(|name| col(name.as_str()).not_eq(lit(0i64)))
                 .reduce(Expr::or)
                 .expect("at least one count");
-            out = out.filter(any)?;
+            out = match unshown {
+                Unshown::Dropped => out.filter(any)?,
+                Unshown::Marked => with_columns(out, vec![(SHOWN.to_owned(), any)])?,
+            };
         }
     }
     // Averages from their (published) parts, and the grouped keys as plain text.
@@ -674,7 +712,7 @@ async fn combine_sides(
             continue;
         }
         let names: Vec<&str> = from.iter().map(|(_, m)| *m).collect();
-        let frame = evaluate(ctx, side, facts, grain, &names, 0).await?;
+        let frame = evaluate(ctx, side, facts, grain, &names, 0, Unshown::Dropped).await?;
         let mut select: Vec<Expr> = grain.iter().map(|&i| col(key(i))).collect();
         for (name, measure) in &from {
             select.push(col(*measure).alias(*name));

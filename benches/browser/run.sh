@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows=${1:-10000000}
-cargo build --release --locked -p kubus-cli
+# Both binaries in one build: built apart they would rebuild the shared crates with other features each time.
+cargo build --release --locked -p kubus-cli -p kubus-benches
 [ -d tests/browser/node_modules/playwright-core ] || npm ci --prefix tests/browser --no-audit --no-fund --silent
 venv=benches/.work/venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows=${1:-10000000}
-cargo build --release --locked -p kubus-cli
+# Both binaries in one build: built apart they would rebuild the shared crates with other features each time.
+cargo build --release --locked -p kubus-cli -p kubus-benches
 tools=benches/.work/tools
 [ -x "$tools/bin/oha" ] || cargo install --locked --root "$tools" oha@1.16.0
 venv=benches/.work/venv

@@ -663,8 +663,8 @@ fn an_upload_gives_the_values_its_files_lack() {
     assert!(body["error"].as_str().unwrap().contains("again.csv brings 1 cell that offences.csv"), "{body}");
     let file = &body["files"][0];
     assert_eq!(
-        (file["file"].as_str(), file["lines"].as_u64(), file["accepted"].as_u64(), file["facts"].as_u64()),
-        (Some("again.csv"), Some(2), Some(1), Some(1)),
+        (file["outcome"].as_str(), file["file"].as_str(), file["lines"].as_u64(), file["accepted"].as_u64()),
+        (Some("not_committed"), Some("again.csv"), Some(2), Some(1)),
         "{body}"
     );
     assert_eq!(crate::silent::cases(dir.path()), landed, "nothing of the refused upload was committed");

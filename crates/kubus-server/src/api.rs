@@ -549,7 +549,7 @@ async fn ingest_delivery(
         let outcome =
             tokio::runtime::Handle::current().block_on(project.ingest_with(&source, &files, options, &mut |p| {
                 if let kubus::IngestProgress::Done(file) = p {
-                    read.push(crate::report::FileAnswer::new(file));
+                    read.push(crate::report::FileAnswer::new(file, false));
                 }
             }));
         (outcome, read)

@@ -48,58 +48,67 @@ pub(crate) enum FileAnswer {
         sha256: String,
     },
     /// Ingested.
-    Ingested {
-        /// File name.
-        file: String,
-        /// SHA-256 of its bytes.
-        sha256: String,
-        /// Lines of the file.
-        lines: usize,
-        /// Lines accepted.
-        accepted: usize,
-        /// Lines rejected.
-        rejected: usize,
-        /// Lines skipped, by reason.
-        skipped: Vec<Skipped>,
-        /// Facts written.
-        facts: usize,
-        /// Totals of the export compared with the sum of its lines.
-        totals_compared: usize,
-        /// Lines of totals whose totals matched the sums exactly.
-        total_lines_exact: usize,
-        /// Lines of totals that matched only within the source's `total_tolerance`.
-        total_lines_within: usize,
-        /// Lines of totals that did not match (rejected as `total mismatch`).
-        total_lines_mismatched: usize,
-        /// Warnings.
-        warnings: Vec<String>,
-        /// The text encoding read.
-        encoding: String,
-    },
+    Ingested(FileLines),
+    /// Read and converted, but the ingest was refused at its commit: none of its facts was stored.
+    NotCommitted(FileLines),
+}
+
+/// The line accounting of one file read.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct FileLines {
+    /// File name.
+    file: String,
+    /// SHA-256 of its bytes.
+    sha256: String,
+    /// Lines of the file.
+    lines: usize,
+    /// Lines accepted.
+    accepted: usize,
+    /// Lines rejected.
+    rejected: usize,
+    /// Lines skipped, by reason.
+    skipped: Vec<Skipped>,
+    /// Facts written (or, not committed, that would have been).
+    facts: usize,
+    /// Totals of the export compared with the sum of its lines.
+    totals_compared: usize,
+    /// Lines of totals whose totals matched the sums exactly.
+    total_lines_exact: usize,
+    /// Lines of totals that matched only within the source's `total_tolerance`.
+    total_lines_within: usize,
+    /// Lines of totals that did not match (rejected as `total mismatch`).
+    total_lines_mismatched: usize,
+    /// Warnings.
+    warnings: Vec<String>,
+    /// The text encoding read.
+    encoding: String,
 }
 
 impl FileAnswer {
-    pub(crate) fn new(f: &FileReport) -> FileAnswer {
+    /// A file of an ingest that was `committed`, or refused at its commit.
+    pub(crate) fn new(f: &FileReport, committed: bool) -> FileAnswer {
         let file = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let sha256 = f.sha256.clone();
-        match &f.outcome {
-            FileOutcome::AlreadyIngested => FileAnswer::AlreadyIngested { file, sha256 },
-            FileOutcome::Ingested(c) => FileAnswer::Ingested {
-                file,
-                sha256,
-                lines: c.lines,
-                accepted: c.accepted,
-                rejected: c.rejected,
-                skipped: c.skipped.iter().map(|(reason, n)| Skipped { reason: reason.clone(), lines: *n }).collect(),
-                facts: c.facts,
-                totals_compared: c.totals_compared,
-                total_lines_exact: c.total_lines.exact,
-                total_lines_within: c.total_lines.within,
-                total_lines_mismatched: c.total_lines.mismatched,
-                warnings: c.warnings.clone(),
-                encoding: c.encoding.clone(),
-            },
-        }
+        let c = match &f.outcome {
+            FileOutcome::AlreadyIngested => return FileAnswer::AlreadyIngested { file, sha256 },
+            FileOutcome::Ingested(c) => c,
+        };
+        let lines = FileLines {
+            file,
+            sha256,
+            lines: c.lines,
+            accepted: c.accepted,
+            rejected: c.rejected,
+            skipped: c.skipped.iter().map(|(reason, n)| Skipped { reason: reason.clone(), lines: *n }).collect(),
+            facts: c.facts,
+            totals_compared: c.totals_compared,
+            total_lines_exact: c.total_lines.exact,
+            total_lines_within: c.total_lines.within,
+            total_lines_mismatched: c.total_lines.mismatched,
+            warnings: c.warnings.clone(),
+            encoding: c.encoding.clone(),
+        };
+        if committed { FileAnswer::Ingested(lines) } else { FileAnswer::NotCommitted(lines) }
     }
 }
 
@@ -143,7 +152,7 @@ impl IngestAnswer {
     /// The answer for `report`; a rejected line's raw value and reason (which quotes it) only with `raw_values` —
     /// the others learn where and what kind of problem, not a person's values.
     pub(crate) fn new(report: &IngestReport, raw_values: bool) -> IngestAnswer {
-        let files = report.files.iter().map(FileAnswer::new).collect();
+        let files = report.files.iter().map(|f| FileAnswer::new(f, true)).collect();
         let rejected = report
             .rejected
             .iter()

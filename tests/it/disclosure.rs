@@ -432,8 +432,8 @@ fn every_query_is_in_the_audit_log() {
     let kinds: Vec<&str> = demo.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["ingest", "ingest", "ingest", "query", "query", "query"],
-        "the demo's three ingests and three queries"
+        ["ingest", "ingest", "ingest", "ingest", "query", "query", "query"],
+        "the demo's four ingests and three queries"
     );
     assert_eq!(demo[0]["files"].as_array().unwrap().len(), 24, "the ingest names its files");
     let before = std::fs::read(&log).unwrap();

@@ -10,6 +10,7 @@ mod disclosure;
 mod errors;
 mod ingest;
 mod measures;
+mod notices;
 mod outputs;
 mod realdata;
 mod reports;

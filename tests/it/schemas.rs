@@ -14,7 +14,8 @@ fn every_committed_schema_loads_clean() {
     );
     assert_eq!(
         names(model.cubes().map(|c| c.name()).collect()),
-        "course_offers,koeln_population,language_demand,newcomers,population_by_kreis,population_by_land"
+        "arrivals,course_offers,koeln_population,language_demand,newcomers,population_by_kreis,population_by_land,\
+         zuweisungen"
     );
     let district = model.dimension("district").unwrap();
     assert_eq!(district.members(2).len(), 18);
@@ -133,7 +134,7 @@ number = "Zahl"
         ]),
         [
             "s.toml:6: format.delimiter: ';;' must be exactly one character",
-            "s.toml:8: fields.sex: a field needs exactly one of these keys (valid: member, date, age_from + age_at, number, text, pseudonymise)",
+            "s.toml:8: fields.sex: a field needs exactly one of these keys (valid: member, date, age_from + age_at, days_from + days_to, number, text, pseudonymise)",
         ]
     );
 }

@@ -93,6 +93,7 @@ enum Plan<'a> {
     Member(&'a Dimension, usize),
     Date(&'a Dimension, usize),
     Age(&'a Dimension),
+    Days,
     Number(ColumnType),
     Text,
     Pseudonym,
@@ -202,6 +203,9 @@ pub struct Checked {
 /// Converts the data lines of one file into facts.
 pub struct Converter<'a> {
     file: &'a str,
+    /// The header keys of the columns that feed a pseudonym (names, dates of birth): their values identify a
+    /// person, so a rejection never keeps them.
+    identity: Vec<String>,
     header: &'a Header,
     key: &'a PseudonymKey,
     date_formats: &'a [String],
@@ -254,6 +258,9 @@ enum Staged<'r> {
 
 /// How many distinct input texts a field remembers; beyond that, values are looked up each time.
 const MEMO_LIMIT: usize = 100_000;
+
+/// What a rejection keeps of a value that identifies a person (see [`Converter::push`]).
+pub const WITHHELD: &str = "(withheld: it identifies a person)";
 
 #[derive(Clone)]
 struct Problem {
@@ -339,6 +346,7 @@ impl<'a> Converter<'a> {
                 (FieldKind::Member(_), Ok(role), _) => Plan::Member(roles[slot], role.fact_level()),
                 (FieldKind::Date(_), Ok(role), _) => Plan::Date(roles[slot], role.fact_level()),
                 (FieldKind::Age { .. }, Ok(_), _) => Plan::Age(roles[slot]),
+                (FieldKind::Days { .. }, _, Some(_)) => Plan::Days,
                 (FieldKind::Number(_), _, Some(c)) => Plan::Number(c.ty()),
                 (FieldKind::Text(_), _, Some(_)) => Plan::Text,
                 (FieldKind::Pseudonym(_), _, Some(_)) => Plan::Pseudonym,
@@ -392,8 +400,23 @@ impl<'a> Converter<'a> {
                     })
                     .collect()
             });
+        let identity = source
+            .fields()
+            .iter()
+            .filter_map(|f| match f.kind() {
+                kubus_model::FieldKind::Pseudonym(inputs) => Some(inputs),
+                _ => None,
+            })
+            .flatten()
+            .flat_map(|i| i.leaves())
+            .filter_map(|i| match i {
+                kubus_model::Input::Column(c) => Some(crate::header::header_key(c)),
+                _ => None,
+            })
+            .collect();
         Ok(Converter {
             file,
+            identity,
             header,
             key,
             date_formats: source.date_formats(),
@@ -560,14 +583,20 @@ impl<'a> Converter<'a> {
     pub fn push(&mut self, row: &Row) -> Outcome {
         match self.convert(row) {
             Ok(outcome) => outcome,
-            Err(p) => Outcome::Rejected(Rejection {
-                file: self.file.to_owned(),
-                line: row.line,
-                column: p.column,
-                value: p.value,
-                problem: p.problem,
-                reason: p.reason,
-            }),
+            Err(mut p) => {
+                if !p.value.is_empty() && self.identity.contains(&crate::header::header_key(&p.column)) {
+                    p.reason = p.reason.replace(&format!("'{}'", p.value), "the value").replace(&p.value, "the value");
+                    p.value = WITHHELD.to_owned();
+                }
+                Outcome::Rejected(Rejection {
+                    file: self.file.to_owned(),
+                    line: row.line,
+                    column: p.column,
+                    value: p.value,
+                    problem: p.problem,
+                    reason: p.reason,
+                })
+            }
         }
     }
 
@@ -951,6 +980,24 @@ impl<'a> Converter<'a> {
                         number_format(f.field.decimal_separator(), f.field.thousands_separator(), false)
                     ))),
                 }
+            }
+            Plan::Days => {
+                let from = self.date(&first, &column(0))?;
+                let to_cell = match self.input(f, at, 1)? {
+                    Read::Cell(cell) => cell,
+                    Read::Total | Read::Balance(_) => Cow::Owned(Cell::Text(String::new())),
+                };
+                let to = self.date(&to_cell, &column(1))?;
+                let days = (to - from).num_days();
+                if days < 0 {
+                    return Err(problem(
+                        &column(1),
+                        &to_cell.text(),
+                        "invalid date",
+                        format!("{to} lies before {from} ({})", column(0)),
+                    ));
+                }
+                Ok(Value::Integer(days))
             }
             Plan::Text => Ok(Value::Text(first.text())),
             Plan::Pseudonym => {

@@ -9,6 +9,7 @@ mod decode;
 #[cfg(test)]
 mod fuzz;
 mod header;
+mod pdf;
 mod pseudonym;
 mod rows;
 
@@ -86,6 +87,18 @@ pub enum Error {
         "{file}: the workbook is damaged and cannot be read; save it again from the spreadsheet program or ask for a new export"
     )]
     DamagedWorkbook { file: String },
+    /// The PDF cannot be read: not a PDF, cut short, encrypted, or damaged inside.
+    #[error("{file}: the PDF cannot be read: {problem}; ask for the original file")]
+    DamagedPdf { file: String, problem: String },
+    /// A page of the PDF shows something but has no text: a scan, which kubus does not read by guessing.
+    #[error(
+        "{file}: the PDF has a page without a text layer (a scanned image); nothing was read. Ask for the notice as \
+         the PDF the office's software writes, or have it recognised (OCR) and checked before ingesting"
+    )]
+    PdfWithoutText { file: String },
+    /// No line of the PDF holds the columns the mapping reads.
+    #[error("{file}: no line of the PDF is a header with the columns {}; check the source's fields", .columns.join(", "))]
+    NoPdfTable { file: String, columns: Vec<String> },
     /// The sheet named by the source does not exist.
     #[error("{file}: no sheet '{sheet}'; sheets: {}", .available.join(", "))]
     NoSheet { file: String, sheet: String, available: Vec<String> },
@@ -380,6 +393,9 @@ pub fn read_file_to<'a>(
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
     let rules = Rules::new(source);
+    if let kubus_model::Format::Pdf { record_column } = source.format() {
+        return read_pdf(model, source, name, &rules, input, record_column.as_deref(), key, progress, sink);
+    }
     let kubus_model::Format::Csv { encoding, .. } = source.format() else {
         return sequential(model, source, name, &rules, rows::Rows::open(source, name, input)?, key, progress, sink);
     };
@@ -468,6 +484,57 @@ fn read_csv_body<'a>(
     let rows =
         rows::Rows::csv(Box::new(std::io::Cursor::new(head.bytes).chain(input)), head.encoding, *delimiter, name, 1);
     sequential(model, source, name, rules, rows, key, progress, sink)
+}
+
+/// Reads the table of a PDF (see [`pdf`]): the lines around it are accounted for by the reader, its rows by the
+/// source's rules as a sheet's are. A rejected line's reason tells its page and its line on the page.
+#[allow(clippy::too_many_arguments)]
+fn read_pdf<'a>(
+    model: &Model,
+    source: &Source,
+    name: &str,
+    rules: &Rules<'_>,
+    mut input: Box<dyn std::io::Read + 'a>,
+    record_column: Option<&str>,
+    key: &PseudonymKey,
+    progress: &mut dyn FnMut(Progress),
+    sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<FileFacts> {
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes).map_err(|source| Error::Read { file: name.to_owned(), source })?;
+    let mut columns: Vec<String> = source
+        .fields()
+        .iter()
+        .flat_map(|f| f.inputs())
+        .flat_map(|i| i.leaves())
+        .filter_map(|i| match i {
+            kubus_model::Input::Column(c) => Some(header::header_key(c)),
+            _ => None,
+        })
+        .chain(record_column.map(header::header_key))
+        .collect();
+    columns.sort();
+    columns.dedup();
+    let mut known: Vec<String> = source.dropped().iter().map(|d| header::header_key(d)).collect();
+    known.extend(columns.iter().cloned());
+    let skipped = |row: &rows::Row| !rules.is_data(row, &mut Lines::default());
+    let mut table = pdf::Table::read(name, &bytes, &columns, &known, record_column, &skipped)?;
+    let mut lines = Lines::default();
+    for (reason, n) in &table.skipped {
+        lines.tally.lines += n;
+        lines.tally.skip(reason, *n);
+    }
+    let mut header = header::Header::new(source, name, std::mem::take(&mut table.header))?;
+    let mut converter = convert::Converter::new(model, source, name, &mut header, &BTreeMap::new(), key)?;
+    let mut rows = rows::Rows::records("PDF".into(), std::mem::take(&mut table.rows));
+    let mut facts = 0;
+    data_lines(rules, &mut rows, &mut lines, &mut converter, &mut facts, progress, sink)?;
+    let mut facts = finish(name, converter, lines, facts, rows.encoding, sink)?;
+    for r in &mut facts.rejected {
+        let (page, line) = table.place(r.line);
+        r.reason = format!("page {page}, line {line}: {}", r.reason);
+    }
+    Ok(facts)
 }
 
 /// Reads a file's rows one after the other: titles, header, then every data line.

@@ -141,6 +141,7 @@ impl<'a> Rows<'a> {
                 let head = CsvHead::read(encoding.as_deref(), name, &mut input)?;
                 Ok(Rows::csv(Box::new(Cursor::new(head.bytes).chain(input)), head.encoding, *delimiter, name, 1))
             }
+            Format::Pdf { .. } => unreachable!("a PDF is read by its own reader (pdf::Table)"),
             Format::Xlsx { sheet } => {
                 let mut bytes = Vec::new();
                 input.read_to_end(&mut bytes).map_err(read_error)?;
@@ -150,6 +151,11 @@ impl<'a> Rows<'a> {
                     .unwrap_or_else(|_| Err(Error::DamagedWorkbook { file: name.to_owned() }))
             }
         }
+    }
+
+    /// Rows that a reader has already made (a PDF's table), handed out in order; `format` names it.
+    pub fn records(format: String, rows: Vec<Row>) -> Rows<'a> {
+        Rows { encoding: format, merges: Vec::new(), inner: Inner::Sheet(rows.into_iter()) }
     }
 
     /// The records of CSV bytes (after any BOM) in a known encoding whose first line is line `first_line` of

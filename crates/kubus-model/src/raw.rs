@@ -241,6 +241,7 @@ pub struct RawFormat {
     pub encoding: Option<S<String>>,
     pub delimiter: Option<S<String>>,
     pub sheet: Option<String>,
+    pub record_column: Option<String>,
     pub decimal_separator: Option<S<String>>,
     pub thousands_separator: Option<S<String>>,
     #[serde(default)]
@@ -254,6 +255,8 @@ pub struct RawField {
     pub date: Option<String>,
     pub age_from: Option<String>,
     pub age_at: Option<String>,
+    pub days_from: Option<String>,
+    pub days_to: Option<String>,
     pub number: Option<String>,
     pub text: Option<String>,
     pub pseudonymise: Option<Vec<String>>,

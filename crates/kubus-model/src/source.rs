@@ -21,6 +21,12 @@ pub enum Format {
         /// Sheet name; `None` means the first sheet.
         sheet: Option<String>,
     },
+    /// A table in a PDF's text layer, its columns found by the x positions of its header's cells.
+    Pdf {
+        /// The column every record fills in its first line (e.g. a running number): a line with it empty
+        /// carries the rest of the record above (cells wrapped over lines). `None`: every line is a record.
+        record_column: Option<String>,
+    },
 }
 
 /// Where a field reads its input.
@@ -152,6 +158,8 @@ pub enum FieldKind {
     Date(Input),
     /// Age in whole years at the date in `at`, from a birth date (age dimensions).
     Age { birth: Input, at: Input },
+    /// Whole days from the date in `from` to the date in `to` (arrival to allocation), into an integer column.
+    Days { from: Input, to: Input },
     /// Parse a number with the field's decimal and thousands separators.
     Number(Input),
     /// Keep text as it is.
@@ -233,7 +241,7 @@ impl Field {
     pub fn inputs(&self) -> Vec<&Input> {
         match &self.kind {
             FieldKind::Member(i) | FieldKind::Date(i) | FieldKind::Number(i) | FieldKind::Text(i) => vec![i],
-            FieldKind::Age { birth, at } => vec![birth, at],
+            FieldKind::Age { birth, at } | FieldKind::Days { from: birth, to: at } => vec![birth, at],
             FieldKind::Pseudonym(inputs) => inputs.iter().collect(),
         }
     }
@@ -241,7 +249,7 @@ impl Field {
     fn inputs_mut(&mut self) -> Vec<&mut Input> {
         match &mut self.kind {
             FieldKind::Member(i) | FieldKind::Date(i) | FieldKind::Number(i) | FieldKind::Text(i) => vec![i],
-            FieldKind::Age { birth, at } => vec![birth, at],
+            FieldKind::Age { birth, at } | FieldKind::Days { from: birth, to: at } => vec![birth, at],
             FieldKind::Pseudonym(inputs) => inputs.iter_mut().collect(),
         }
     }
@@ -292,7 +300,7 @@ fn check_special_category(
     }
     let inputs = match kind {
         FieldKind::Member(i) | FieldKind::Date(i) | FieldKind::Number(i) | FieldKind::Text(i) => vec![i],
-        FieldKind::Age { birth, at } => vec![birth, at],
+        FieldKind::Age { birth, at } | FieldKind::Days { from: birth, to: at } => vec![birth, at],
         FieldKind::Pseudonym(inputs) => inputs.iter().collect(),
     };
     let names = inputs.into_iter().filter_map(|i| match i {
@@ -729,6 +737,7 @@ fn lower_format(f: &crate::raw::RawFormat, sink: &mut Sink<'_>) -> Option<Format
             Format::Csv { encoding, delimiter: delimiter as u8 }
         }
         "xlsx" | "xls" | "ods" | "workbook" => Format::Xlsx { sheet: f.sheet.clone() },
+        "pdf" => Format::Pdf { record_column: f.record_column.clone() },
         // A form's submissions are written as UTF-8 CSV by the server (see `Source::is_form`).
         "form" => Format::Csv { encoding: Some("utf-8".into()), delimiter: b',' },
         other => {
@@ -736,7 +745,7 @@ fn lower_format(f: &crate::raw::RawFormat, sink: &mut Sink<'_>) -> Option<Format
                 Some(f.ty.span()),
                 "format.type",
                 format!("unknown format '{other}'"),
-                vec!["csv".into(), "xlsx".into(), "xls".into(), "ods".into(), "form".into()],
+                vec!["csv".into(), "xlsx".into(), "xls".into(), "ods".into(), "pdf".into(), "form".into()],
             );
             return None;
         }
@@ -917,6 +926,16 @@ pub(crate) fn lower(
                     continue;
                 }
             },
+            match (&rf.days_from, &rf.days_to) {
+                (Some(from), Some(to)) => {
+                    Some(parse(from).zip(parse(to)).map(|(from, to)| FieldKind::Days { from, to }))
+                }
+                (None, None) => None,
+                _ => {
+                    sink.at(span.clone(), &path, "a days field needs both `days_from` and `days_to` (dates)");
+                    continue;
+                }
+            },
         ]
         .into_iter()
         .flatten()
@@ -933,6 +952,7 @@ pub(crate) fn lower(
                         "member".into(),
                         "date".into(),
                         "age_from + age_at".into(),
+                        "days_from + days_to".into(),
                         "number".into(),
                         "text".into(),
                         "pseudonymise".into(),
@@ -952,12 +972,13 @@ pub(crate) fn lower(
                 _ => Err("an age field fills an age dimension role recorded in single years"),
             },
             (FieldKind::Number(_), _, Some(c)) if c.ty() != ColumnType::String => Ok(()),
+            (FieldKind::Days { .. }, _, Some(c)) if c.ty() == ColumnType::Integer => Ok(()),
             (FieldKind::Pseudonym(columns), _, _) if columns.is_empty() => {
                 Err("`pseudonymise` needs at least one column")
             }
             (FieldKind::Text(_) | FieldKind::Pseudonym(_), _, Some(c)) if c.ty() == ColumnType::String => Ok(()),
             _ => Err(
-                "this kind of field does not fit the target's type (member/date/age fill dimensions; number fills integer or decimal columns; text and pseudonymise fill string columns)",
+                "this kind of field does not fit the target's type (member/date/age fill dimensions; number fills integer or decimal columns; days fill integer columns; text and pseudonymise fill string columns)",
             ),
         };
         if let Err(message) = fits {

@@ -44,7 +44,6 @@ impl Table {
     ) -> Result<Table> {
         let pages = glyphs(name, bytes)?;
         let pages: Vec<Vec<Line>> = pages.into_iter().map(lines).collect();
-        let damaged = |problem: String| Error::DamagedPdf { file: name.to_owned(), problem };
         let mut page_starts = Vec::with_capacity(pages.len());
         let mut number = 1;
         for page in &pages {
@@ -72,14 +71,15 @@ impl Table {
         let header: Vec<String> = cells.into_iter().map(|c| c.text).collect();
         skip(skip::TITLE, at);
         skip(skip::HEADER, 1);
-        let record_at = match record_column {
+        // The header holds every one of `columns`, the record column among them (the caller adds it).
+        let record_at = match record_column.map(header_key) {
             None => None,
-            Some(column) => {
-                let key = header_key(column);
-                Some(header.iter().position(|h| header_key(h) == key).ok_or_else(|| {
-                    damaged(format!("the table's header has no column '{column}' (record_column of the source)"))
-                })?)
-            }
+            Some(key) => Some(
+                header
+                    .iter()
+                    .position(|h| header_key(h) == key)
+                    .ok_or_else(|| Error::NoPdfTable { file: name.to_owned(), columns: vec![key] })?,
+            ),
         };
         let mut rows: Vec<Row> = Vec::new();
         for (p, page) in pages.iter().enumerate().skip(first) {
@@ -221,28 +221,23 @@ fn glyphs(name: &str, bytes: &[u8]) -> Result<Vec<Vec<Glyph>>> {
     }
     // pdf-extract panics on some damaged files (unwraps in its font code); a damaged file must be an error for
     // that file, never a crash of the ingest.
-    let read = std::panic::catch_unwind(|| -> Result<Vec<Vec<Glyph>>, String> {
-        let document = lopdf::Document::load_mem(bytes).map_err(|e| e.to_string())?;
+    let read = std::panic::catch_unwind(|| -> Result<Vec<Vec<Glyph>>> {
+        let document = lopdf::Document::load_mem(bytes).map_err(|e| damaged(e.to_string()))?;
         if document.is_encrypted() {
-            return Err("it is encrypted; save it again without a password".into());
+            return Err(damaged("it is encrypted; save it again without a password".into()));
         }
         let mut glyphs = Glyphs::default();
-        pdf_extract::output_doc(&document, &mut glyphs).map_err(|e| e.to_string())?;
+        pdf_extract::output_doc(&document, &mut glyphs).map_err(|e| damaged(e.to_string()))?;
         // A page with content but without a single glyph is an image of text.
         for (page, (_, id)) in glyphs.pages.iter().zip(document.get_pages()) {
             let shows = document.get_page_content(id).map(|c| c.iter().any(|b| !b.is_ascii_whitespace()));
             if page.iter().all(|g| g.text.trim().is_empty()) && shows.unwrap_or(true) {
-                return Err(String::new());
+                return Err(Error::PdfWithoutText { file: name.to_owned() });
             }
         }
         Ok(glyphs.pages)
     });
-    match read {
-        Ok(Ok(pages)) => Ok(pages),
-        Ok(Err(problem)) if problem.is_empty() => Err(Error::PdfWithoutText { file: name.to_owned() }),
-        Ok(Err(problem)) => Err(damaged(problem)),
-        Err(_) => Err(damaged("its contents cannot be read".into())),
-    }
+    read.unwrap_or_else(|_| Err(damaged("its contents cannot be read".into())))
 }
 
 /// A line of text: glyphs on one baseline, left to right.

@@ -15,7 +15,7 @@ Writes:
       A few lines are deliberately wrong: a date of birth that does not exist, an unknown country.
   zuweisungen-scan/verteilung_2024-03_scan.pdf
                                       a notice as a scan: one image per page, no text layer (kubus refuses it).
-  expected/zuweisungen_lines.csv      per file: its text lines, lines accepted, rejected, and skipped by reason.
+  expected/zuweisungen_lines.csv      per file: its text lines, lines accepted, rejected, skipped by reason, pages.
   expected/zuweisungen_quarantine.csv every line kubus must reject: file, value, problem.
   expected/zuweisungen_days_by_month.csv
                                       per allocation month: allocations, and their days from arrival summed.
@@ -24,7 +24,9 @@ Writes:
                                       persons allocated per allocation month, sex and region of origin.
 
 Usage: python3 sample-data/generate_notices.py   (needs fpdf2 and Pillow from PyPI, and the DejaVu fonts)
+       python3 sample-data/generate_notices.py --notices 1000 --out DIR --expected DIR   (benches/pdf)
 """
+import argparse
 import csv
 import datetime as dt
 import os
@@ -209,61 +211,89 @@ def write_scan(path):
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--notices", type=int, help="this many notices, the months over again (benches); no scan")
+    ap.add_argument("--out", default=OUT, help="where the notices go")
+    ap.add_argument("--expected", default=os.path.join(HERE, "expected"), help="where the expected figures go")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    for f in os.listdir(a.out):
         if f.endswith(".pdf"):
-            os.remove(os.path.join(OUT, f))
+            os.remove(os.path.join(a.out, f))
     layouts = ["portrait", "landscape", "cover"]
     accounted, quarantine, persons_by, identities, days_by = [], [], {}, set(), {}
     notice = 0
-    for i, (year, month) in enumerate(MONTHS):
-        # A rising trend with a yearly swing: more allocations in late summer and autumn.
-        expected = 22 + 0.6 * i + 9 * [0.2, 0.1, 0.3, 0.5, 0.6, 0.8, 1.0, 1.2, 1.3, 1.1, 0.7, 0.4][month - 1]
-        count = max(4, round(rng.gauss(expected, 3)))
-        # September 2024 brings one long collective notice that runs over several portrait pages.
-        collective = (year, month) == (2024, 9)
-        count += 70 if collective else 0
-        people = [person(year, month) for _ in range(count)]
-        # Split the month's persons over one to three notices.
-        parts = 1 if collective else rng.randint(1, 3)
-        bounds = sorted(rng.sample(range(1, count), parts - 1)) if parts > 1 else []
-        for k, chunk in enumerate(zip([0] + bounds, bounds + [count]), 1):
-            batch = people[chunk[0]:chunk[1]]
-            notice += 1
-            layout = "portrait" if collective else layouts[notice % len(layouts)]
-            if notice % 7 == 3:
-                batch[0]["birth"] = "31.02." + batch[0]["birth"][-4:]
-                batch[0]["problem"] = ("Geburtsdatum", batch[0]["birth"], "invalid date")
-            if notice % 11 == 5:
-                batch[-1]["country"] = "Atlantis"
-                batch[-1]["problem"] = ("Herkunftsland", "Atlantis", "unknown member")
-            number = f"{year}/{notice:03d}"
-            name = f"verteilung_{year}-{month:02d}_{k}.pdf"
-            tally, _ = write_notice(os.path.join(OUT, name), number, batch, layout)
-            accepted = sum(p["lines"] for p in batch if not p["problem"])
-            rejected = sum(p["lines"] for p in batch if p["problem"])
-            lines = accepted + rejected + sum(tally.values())
-            accounted.append([name, layout, lines, accepted, rejected] + [tally[r] for r in sorted(tally)])
-            for p in batch:
-                identities.add((p["surname"], p["first"], p["birth"]))
-                if p["problem"]:
-                    quarantine.append([name, *p["problem"]])
-                else:
-                    key = (p["month"], p["sex"], p["continent"])
-                    persons_by[key] = persons_by.get(key, 0) + 1
-                    waited = (dt.datetime.strptime(p["alloc"], "%d.%m.%Y")
-                              - dt.datetime.strptime(p["arrival"], "%d.%m.%Y")).days
-                    days = days_by.setdefault(p["month"], [0, 0])
-                    days[0] += 1
-                    days[1] += waited
-    os.makedirs(SCANS, exist_ok=True)
-    write_scan(os.path.join(SCANS, "verteilung_2024-03_scan.pdf"))
-    expected = os.path.join(HERE, "expected")
+    rounds = range(10**6) if a.notices else [0]
+    for round_ in rounds:
+        if a.notices and notice >= a.notices:
+            break
+        for i, (year, month) in enumerate(MONTHS):
+            if a.notices and notice >= a.notices:
+                break
+            notice = write_month(a, i, year, month, round_, notice, layouts, accounted, quarantine, persons_by,
+                                 identities, days_by)
+    write_expected(a, accounted, quarantine, persons_by, identities, days_by)
+    if not a.notices:
+        os.makedirs(SCANS, exist_ok=True)
+        write_scan(os.path.join(SCANS, "verteilung_2024-03_scan.pdf"))
+    pages = sum(row[-1] for row in accounted)
+    print(f"{notice} notices, {pages} pages, {sum(persons_by.values())} persons, {len(quarantine)} bad lines")
+
+
+def write_month(a, i, year, month, round_, notice, layouts, accounted, quarantine, persons_by, identities, days_by):
+    """Writes the notices of one month and notes what each holds; returns the number of the last notice."""
+    # A rising trend with a yearly swing: more allocations in late summer and autumn.
+    expected = 22 + 0.6 * i + 9 * [0.2, 0.1, 0.3, 0.5, 0.6, 0.8, 1.0, 1.2, 1.3, 1.1, 0.7, 0.4][month - 1]
+    count = max(4, round(rng.gauss(expected, 3)))
+    # September 2024 brings one long collective notice that runs over several portrait pages.
+    collective = (year, month) == (2024, 9)
+    count += 70 if collective else 0
+    people = [person(year, month) for _ in range(count)]
+    # Split the month's persons over one to three notices.
+    parts = 1 if collective else rng.randint(1, 3)
+    bounds = sorted(rng.sample(range(1, count), parts - 1)) if parts > 1 else []
+    for k, chunk in enumerate(zip([0] + bounds, bounds + [count]), 1):
+        batch = people[chunk[0]:chunk[1]]
+        notice += 1
+        layout = "portrait" if collective else layouts[notice % len(layouts)]
+        if notice % 7 == 3:
+            batch[0]["birth"] = "31.02." + batch[0]["birth"][-4:]
+            batch[0]["problem"] = ("Geburtsdatum", batch[0]["birth"], "invalid date")
+        if notice % 11 == 5:
+            batch[-1]["country"] = "Atlantis"
+            batch[-1]["problem"] = ("Herkunftsland", "Atlantis", "unknown member")
+        number = f"{year}/{notice:03d}"
+        name = f"verteilung_{year}-{month:02d}_{k}.pdf" if round_ == 0 else \
+            f"verteilung_{year}-{month:02d}_r{round_}_{k}.pdf"
+        tally, pages = write_notice(os.path.join(a.out, name), number, batch, layout)
+        accepted = sum(p["lines"] for p in batch if not p["problem"])
+        rejected = sum(p["lines"] for p in batch if p["problem"])
+        lines = accepted + rejected + sum(tally.values())
+        accounted.append([name, layout, lines, accepted, rejected] + [tally[r] for r in sorted(tally)] + [pages])
+        for p in batch:
+            identities.add((p["surname"], p["first"], p["birth"]))
+            if p["problem"]:
+                quarantine.append([name, *p["problem"]])
+            else:
+                key = (p["month"], p["sex"], p["continent"])
+                persons_by[key] = persons_by.get(key, 0) + 1
+                waited = (dt.datetime.strptime(p["alloc"], "%d.%m.%Y")
+                          - dt.datetime.strptime(p["arrival"], "%d.%m.%Y")).days
+                days = days_by.setdefault(p["month"], [0, 0])
+                days[0] += 1
+                days[1] += waited
+    return notice
+
+
+def write_expected(a, accounted, quarantine, persons_by, identities, days_by):
+    """The figures the tests expect, from the records above."""
+    expected = a.expected
+    os.makedirs(expected, exist_ok=True)
     with open(os.path.join(expected, "zuweisungen_lines.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["file", "layout", "lines", "accepted", "rejected"] + sorted(
             ["title", "header", "header (repeated)", "page header", "page without the table", "page footer",
-             "footer"]))
+             "footer"]) + ["pages"])
         w.writerows(accounted)
     with open(os.path.join(expected, "zuweisungen_quarantine.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -283,7 +313,6 @@ def main():
         w.writerow(["month", "sex", "continent", "persons"])
         for key in sorted(persons_by):
             w.writerow([*key, persons_by[key]])
-    print(f"{notice} notices, {sum(persons_by.values())} persons, {len(quarantine)} bad lines")
 
 
 if __name__ == "__main__":

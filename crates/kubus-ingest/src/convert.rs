@@ -585,7 +585,11 @@ impl<'a> Converter<'a> {
             Ok(outcome) => outcome,
             Err(mut p) => {
                 if !p.value.is_empty() && self.identity.contains(&crate::header::header_key(&p.column)) {
-                    p.reason = p.reason.replace(&format!("'{}'", p.value), "the value").replace(&p.value, "the value");
+                    p.reason = p.reason.replace(&format!("'{}'", p.value), "the value");
+                    if p.reason.contains(&p.value) {
+                        // Said some other way: the reason gives way to the problem alone.
+                        p.reason = format!("the value: {}", p.problem);
+                    }
                     p.value = WITHHELD.to_owned();
                 }
                 Outcome::Rejected(Rejection {

@@ -370,7 +370,7 @@ await check("a dashboard shows a report's table cell for cell as the report's ow
   const auth = { Authorization: `Basic ${Buffer.from(`${users.ANALYST.user}:${users.ANALYST.token}`).toString("base64")}` };
   const run = await fetch(`${base}/api/v1/reports/newcomers_monthly/runs?period=2024-06`, { method: "POST", headers: auth });
   assert.equal(run.status, 200, await run.clone().text());
-  const file = (await run.json()).files.find((f) => /04_.*\.csv$/.test(f));
+  const file = (await run.json()).files.find((f) => /05_.*\.csv$/.test(f));
   const text = await (await fetch(`${base}/api/v1/reports/newcomers_monthly/runs/2024-06/${file}`, { headers: auth })).text();
   const [header, ...rows] = text.replace(/^\uFEFF/, "").trim().split("\n").map((l) => l.split(";"));
   const col = (name) => header.indexOf(name);
@@ -395,6 +395,8 @@ await check("a dashboard shows a report's table cell for cell as the report's ow
     } else assert.equal(number(shown[key]), number(expected), key);
   }
   assert.ok(suppressed > 0, "the table has suppressed cells to compare");
+  const map = page.locator("#dashboard-parts section", { hasText: "Karte: Personen nach Stadtteil" });
+  assert.equal(await map.locator("svg path.area").count(), 18, "the dashboard's map draws every district");
   await page.emulateMedia({ media: "print" });
   assert.equal(await page.locator("#nav").isVisible(), false, "printing shows the report, not the navigation");
   await page.pdf({ path: `${shots}dashboard-newcomers_monthly-2024-06.pdf`, format: "A4" });

@@ -32,8 +32,9 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
     for name in ["newcomers_monthly_2024-06.html", "newcomers_monthly_2024-06.md", "newcomers_monthly_2024-06.xlsx"] {
         assert!(files.iter().any(|f| f.ends_with(name)), "{name} in {files:?}");
     }
-    assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 6, "one JSON-stat dataset per table and chart");
-    assert_eq!(files.iter().filter(|f| f.ends_with(".csv")).count(), 6);
+    let per_table = "one JSON-stat dataset per table, chart and map";
+    assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 7, "{per_table}");
+    assert_eq!(files.iter().filter(|f| f.ends_with(".csv")).count(), 7);
     assert!(files.iter().any(|f| f.ends_with("tables/LIESMICH.txt")));
 
     // XLSX: the district table equals the cube query, suppressed cells included.
@@ -73,7 +74,7 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
 
     // JSON-stat: the age band × sex table has the query's values and statuses at their positions.
     let stat: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("tables/04_personen-nach-altersgruppe-und-geschlecht.json")).unwrap(),
+        &std::fs::read(dir.join("tables/05_personen-nach-altersgruppe-und-geschlecht.json")).unwrap(),
     )
     .unwrap();
     let by_age_sex =
@@ -123,7 +124,7 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
 
     // HTML: self-contained (no external resources), the charts inline, the data version and the rule stated.
     let html = std::fs::read_to_string(dir.join("newcomers_monthly_2024-06.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 2, "the bar and the line chart");
+    assert_eq!(html.matches("<svg").count(), 3, "the bar and the line chart, and the map");
     assert!(
         !html.contains("http://")
             || html.matches("http://").count() == html.matches("http://www.w3.org/2000/svg").count(),
@@ -217,7 +218,7 @@ fn the_scheduler_runs_what_is_due_once_catches_up_and_never_overlaps() {
     assert_eq!(schedule(out, "2024-06-30T12:00:00Z", "last"), ["nothing due"]);
     assert_eq!(
         schedule(out, "2024-07-01T06:00:30Z", "last"),
-        ["newcomers_monthly for 2024-06 (due 2024-07-01T06:00:00+00:00): written (16 files)"]
+        ["newcomers_monthly for 2024-06 (due 2024-07-01T06:00:00+00:00): written (18 files)"]
     );
     assert_eq!(schedule(out, "2024-07-01T06:05:00Z", "last"), ["nothing due"], "a run is made once");
     assert!(out.join("newcomers_monthly_2024-06/newcomers_monthly_2024-06.html").exists());
@@ -233,7 +234,7 @@ fn the_scheduler_runs_what_is_due_once_catches_up_and_never_overlaps() {
     std::fs::write(&lock, "4194303").unwrap();
     assert_eq!(
         schedule(out, "2024-08-01T06:10:00Z", "last"),
-        ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): written (16 files)"]
+        ["newcomers_monthly for 2024-07 (due 2024-08-01T06:00:00+00:00): written (18 files)"]
     );
     assert!(!lock.exists(), "the lock is released after the run");
 
@@ -244,7 +245,7 @@ fn the_scheduler_runs_what_is_due_once_catches_up_and_never_overlaps() {
     }
     assert_eq!(
         schedule(out, "2025-02-03T10:00:00Z", "last"),
-        ["newcomers_monthly for 2025-01 (due 2025-02-01T06:00:00+00:00): written (16 files)"]
+        ["newcomers_monthly for 2025-01 (due 2025-02-01T06:00:00+00:00): written (18 files)"]
     );
     let log = std::fs::read_to_string(out.join("schedule.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"event\":\"run\"")).count(), 6, "one line per run made");
@@ -287,6 +288,100 @@ fn the_scheduler_stops_cleanly_on_sigterm() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The areas of a map in a report's HTML: per `data-key`, its value (empty where hatched) and fill; and its legend's
+/// classes: colour, lower and upper bound.
+type Drawn = (Vec<(String, String, String)>, Vec<(String, f64, f64)>);
+
+fn drawn_map(html: &str) -> Drawn {
+    let attribute = |element: &str, name: &str| -> String {
+        let start =
+            element.find(&format!(" {name}=\"")).unwrap_or_else(|| panic!("{name} in {element}")) + name.len() + 3;
+        element[start..start + element[start..].find('"').unwrap()].to_owned()
+    };
+    let areas = html
+        .split("<path class=\"area\"")
+        .skip(1)
+        .map(|e| {
+            let e = &e[..e.find('>').unwrap()];
+            (attribute(e, "data-key"), attribute(e, "data-value"), attribute(e, "fill"))
+        })
+        .collect();
+    let bound = |text: String| match text.as_str() {
+        "-Infinity" => f64::NEG_INFINITY,
+        "Infinity" => f64::INFINITY,
+        t => t.parse().unwrap(),
+    };
+    let classes = html
+        .split("<g class=\"class\"")
+        .skip(1)
+        .map(|e| {
+            let e = &e[..e.find('>').unwrap()];
+            (attribute(e, "data-colour"), bound(attribute(e, "data-lower")), bound(attribute(e, "data-upper")))
+        })
+        .collect();
+    (areas, classes)
+}
+
+#[test]
+fn a_map_in_a_report_colours_each_stadtteil_by_its_figure_in_classes_of_equal_counts() {
+    // Köln's population by Stadtteil in 2012 on the city's real boundaries; the figures from the city's file itself.
+    let dir = crate::support::project_copy();
+    let report = "name = \"karte\"\ntitle = \"Karte\"\n\n[[sections]]\nkind = \"map\"\ntitle = \"Einwohner 2012\"\n\
+                  cube = \"koeln_population\"\nmeasures = [\"value\"]\nrows = [\"area.stadtteil\"]\n\
+                  cuts = [\"year=2012\", \"topic=005.10\"]\n";
+    std::fs::write(dir.path().join("cube-schemas/reports/karte.toml"), report).unwrap();
+    let file = dir.path().join("sample-data/realdata/koeln_bevoelkerung_stadtteile_2005-2012.csv");
+    let r = cli(dir.path(), &["ingest", "koeln_bevoelkerung", file.to_str().unwrap()]);
+    assert_eq!(r.code, ExitCode::SUCCESS, "{}", r.stderr);
+    let out = dir.path().join("out");
+    let r = cli(dir.path(), &["report", "run", "karte", "--period", "2024-06", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, ExitCode::SUCCESS, "{}", r.stderr);
+    let html = std::fs::read_to_string(out.join("karte_2024-06/karte_2024-06.html")).unwrap();
+    let (areas, classes) = drawn_map(&html);
+
+    // id,tab_id,tabelle,jahr,raum_id,raum,zei_id,zeile,zahl: table 005 line 10 (Einwohner), Stadtteile 101 and up.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let residents: Vec<(String, String, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r[1] == "005" && r[3] == "2012" && r[6] == "10" && r[4] >= "101")
+        .map(|r| (r[4].to_owned(), r[5].to_owned(), r[8].parse().unwrap()))
+        .collect();
+    assert_eq!(areas.len(), residents.len(), "every Stadtteil of the file is drawn, once");
+    for name in ["Altstadt/Süd", "Chorweiler", "Porz"] {
+        let (key, _, want) = residents.iter().find(|(_, n, _)| n == name).unwrap_or_else(|| panic!("{name}"));
+        let (_, value, fill) = areas.iter().find(|(k, _, _)| k == key).unwrap_or_else(|| panic!("{key}"));
+        assert_eq!(value.parse::<f64>().unwrap(), *want, "{name}: the city's figure");
+        let class = classes.iter().find(|(_, lower, upper)| lower <= want && want < upper).unwrap();
+        assert_eq!(fill, &class.0, "{name}: {want} is filled as its class");
+    }
+    // Five classes of (about) equal counts of areas, in rising colours, that hold every area.
+    assert_eq!(classes.len(), 5);
+    for (colour, lower, upper) in &classes {
+        let members = areas.iter().filter(|(_, _, fill)| fill == colour).count();
+        assert!((residents.len() / 5 - 1..=residents.len() / 5 + 2).contains(&members), "{colour}: {members}");
+        for (key, value, fill) in &areas {
+            let v: f64 = value.parse().unwrap();
+            assert_eq!(fill == colour, *lower <= v && v < *upper, "{key}: {v} in {colour}?");
+        }
+    }
+    assert!(html.contains("Kartengrundlage: Stadt Köln, Offene Daten Köln (CC BY)"));
+    // The map's table is in the files as for any table.
+    assert!(out.join("karte_2024-06/tables/01_einwohner-2012.csv").exists());
+}
+
+#[test]
+fn a_map_section_needs_a_level_with_a_map() {
+    let dir = crate::support::project_copy();
+    let report = "name = \"karte\"\ntitle = \"Karte\"\n\n[[sections]]\nkind = \"map\"\ncube = \"newcomers\"\n\
+                  measures = [\"persons\"]\nrows = [\"age_band\"]\n";
+    std::fs::write(dir.path().join("cube-schemas/reports/karte.toml"), report).unwrap();
+    let r = cli(dir.path(), &["check"]);
+    assert_ne!(r.code, ExitCode::SUCCESS);
+    assert!(r.stderr.contains("level age_band (age_band) has no map: give it `geometry"), "{}", r.stderr);
 }
 
 #[test]

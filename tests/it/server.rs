@@ -336,11 +336,18 @@ fn a_live_report_holds_the_cells_of_the_report_files_for_the_role() {
         .unwrap();
     let files =
         json(run)["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect::<Vec<_>>();
-    let file = files.iter().find(|f| f.starts_with("tables/04_") && f.ends_with(".json")).unwrap();
+    let file = files.iter().find(|f| f.starts_with("tables/05_") && f.ends_with(".json")).unwrap();
     let written = json(get(server, &format!("/api/v1/reports/newcomers_monthly/runs/2024-06/{file}"), &analyst));
     assert_eq!(table["dataset"]["value"], written["value"]);
     assert_eq!(table["dataset"]["status"], written["status"]);
     assert!(!written["status"].as_object().unwrap().is_empty(), "the table has suppressed cells");
+    // The map: the report file's picture, one area per district the role sees, drawn by the same run.
+    let map = parts.iter().find(|p| p["kind"] == "map").unwrap();
+    let svg = map["svg"].as_str().unwrap();
+    assert_eq!(svg.matches("<path class=\"area\"").count(), 18, "{svg}");
+    let html = files.iter().find(|f| f.ends_with(".html")).unwrap();
+    let page = get(server, &format!("/api/v1/reports/newcomers_monthly/runs/2024-06/{html}"), &analyst).text().unwrap();
+    assert!(page.contains(svg), "the dashboard's map is the report file's");
     // Without a month: the latest the report's cube answers.
     let latest = json(get(server, "/api/v1/reports/newcomers_monthly/live", &analyst));
     assert_eq!(latest["period"], "2024-12");

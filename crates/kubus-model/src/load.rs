@@ -95,7 +95,7 @@ pub fn load_model(files: &[SchemaFile]) -> Result<Model> {
         let Some(raw) = parse::<RawReport>(file, &mut out) else { continue };
         let span = raw.name.span();
         let mut sink = Sink { file: &file.origin, text: &file.text, out: &mut out };
-        if let Some(r) = report::lower(raw, &cubes, &mut sink) {
+        if let Some(r) = report::lower(raw, &cubes, &dimensions, &mut sink) {
             if reports.contains_key(r.name()) {
                 sink.at(Some(span), "name", format!("report '{}' is declared twice", r.name()));
             } else {

@@ -461,7 +461,7 @@ pub struct RawReport {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSection {
-    /// text | tiles | table | bars | line | stacked
+    /// text | tiles | table | bars | line | stacked | map
     pub kind: S<String>,
     pub title: Option<String>,
     pub text: Option<String>,

@@ -1,10 +1,11 @@
 //! Report definitions (`cube-schemas/reports/*.toml`): a title, the period parameter, and sections — text, indicator
-//! tiles, tables and charts — each of them a cube query whose cuts may name the period (`{period}`, `{period-12}`).
-//! Validation checks cubes, measures and drilldown roles; the query planner checks the rest when the report runs.
+//! tiles, tables, charts and maps — each of them a cube query whose cuts may name the period (`{period}`,
+//! `{period-12}`). Validation checks cubes, measures, drilldown roles and that a map's level has a map; the query
+//! planner checks the rest when the report runs.
 
 use crate::diagnostic::Sink;
 use crate::raw::{RawReport, RawSection};
-use crate::{Cube, closest};
+use crate::{Cube, Dimension, Level, closest};
 use std::collections::BTreeMap;
 
 /// What a section shows.
@@ -21,6 +22,8 @@ pub enum SectionKind {
     },
     /// A chart of the first measure.
     Chart(ChartKind),
+    /// A thematic map (choropleth) of the first measure over the drilldown's level, which has a `geometry`.
+    Map,
 }
 
 /// A chart's form.
@@ -119,11 +122,17 @@ pub fn fill_period(cut: &str, period: &str) -> Option<String> {
     Some(out)
 }
 
-pub(crate) fn lower(raw: RawReport, cubes: &BTreeMap<String, Cube>, sink: &mut Sink<'_>) -> Option<Report> {
+pub(crate) fn lower(
+    raw: RawReport,
+    cubes: &BTreeMap<String, Cube>,
+    dimensions: &BTreeMap<String, Dimension>,
+    sink: &mut Sink<'_>,
+) -> Option<Report> {
     let before = sink.out.len();
     let mut sections = Vec::new();
     for (i, s) in raw.sections.iter().enumerate() {
-        if let Some(section) = lower_section(s.get_ref(), &format!("sections[{i}]"), s.span(), cubes, sink) {
+        if let Some(section) = lower_section(s.get_ref(), &format!("sections[{i}]"), s.span(), cubes, dimensions, sink)
+        {
             sections.push(section);
         }
     }
@@ -145,9 +154,10 @@ fn lower_section(
     path: &str,
     span: std::ops::Range<usize>,
     cubes: &BTreeMap<String, Cube>,
+    dimensions: &BTreeMap<String, Dimension>,
     sink: &mut Sink<'_>,
 ) -> Option<Section> {
-    let kinds = ["text", "tiles", "table", "bars", "line", "stacked"];
+    let kinds = ["text", "tiles", "table", "bars", "line", "stacked", "map"];
     let kind = match s.kind.get_ref().as_str() {
         "text" => SectionKind::Text(s.text.clone().unwrap_or_default()),
         "tiles" => SectionKind::Tiles,
@@ -155,6 +165,7 @@ fn lower_section(
         "bars" => SectionKind::Chart(ChartKind::Bars),
         "line" => SectionKind::Chart(ChartKind::Line),
         "stacked" => SectionKind::Chart(ChartKind::Stacked),
+        "map" => SectionKind::Map,
         other => {
             sink.with(
                 Some(s.kind.span()),
@@ -241,9 +252,46 @@ fn lower_section(
         SectionKind::Table { .. } if section.drilldowns.is_empty() => {
             sink.at(Some(span), path.to_owned(), "a table needs at least one row drilldown (`rows`)");
         }
+        SectionKind::Map if section.drilldowns.len() != 1 => {
+            sink.at(Some(span), path.to_owned(), "a map needs one drilldown: the level whose areas it colours");
+        }
+        SectionKind::Map => {
+            let drilldown = &section.drilldowns[0];
+            match level_of(cube, dimensions, drilldown) {
+                Some(level) if level.geometry().is_some() => {}
+                Some(level) => sink.at(
+                    Some(span),
+                    format!("{path}.rows"),
+                    format!(
+                        "level {} ({drilldown}) has no map: give it `geometry = {{ file = \"geo/….geojson\", key = \"…\" }}` in its dimension's schema",
+                        level.name()
+                    ),
+                ),
+                // An unknown drilldown is reported above, or by the query when it is a level name it cannot place.
+                None => {}
+            }
+        }
         _ => {}
     }
     (sink.out.len() == before).then_some(section)
+}
+
+/// The level a drilldown names in a cube: `role.level`, a role alone (its recorded level), or a level name that
+/// one role's dimension has. `None` where it names none of these, or a level of several roles.
+fn level_of<'a>(cube: &Cube, dimensions: &'a BTreeMap<String, Dimension>, drilldown: &str) -> Option<&'a Level> {
+    let levels = |role: &crate::CubeDimension| dimensions.get(role.dimension()).map(Dimension::levels);
+    if let Some((role, level)) = drilldown.split_once('.') {
+        return levels(cube.dimension(role).ok()?)?.iter().find(|l| l.name() == level);
+    }
+    if let Ok(role) = cube.dimension(drilldown) {
+        return levels(role)?.get(role.fact_level());
+    }
+    let mut found =
+        cube.dimensions().iter().filter_map(levels).filter_map(|ls| ls.iter().find(|l| l.name() == drilldown));
+    match (found.next(), found.next()) {
+        (Some(level), None) => Some(level),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

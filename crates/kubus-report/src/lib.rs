@@ -4,6 +4,7 @@
 //! scheduler join this crate later.
 
 mod json_stat;
+pub mod map;
 pub mod report;
 pub mod schedule;
 mod text;

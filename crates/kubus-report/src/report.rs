@@ -1,8 +1,9 @@
-//! Reports: a sequence of sections (text, indicator tiles, tables, charts), each holding a result table, rendered
-//! as self-contained HTML (inline SVG charts, printable on A4), Markdown, one XLSX workbook (a sheet per table and a
+//! Reports: a sequence of sections (text, indicator tiles, tables, charts, maps), each holding a result table,
+//! rendered as self-contained HTML (inline SVG charts and maps, printable on A4), Markdown, one XLSX workbook (a sheet per table and a
 //! legend), and one German CSV and one JSON-stat dataset per table. HTML and Markdown come from minijinja templates
 //! the office may replace. The output depends on the document only, so the same data gives the same bytes.
 
+use crate::map::Areas;
 use crate::text::display_rows;
 use crate::{Format, Result, Table, xlsx};
 use arrow::datatypes::DataType;
@@ -56,6 +57,13 @@ pub enum Body {
         table: Table,
         /// Its form.
         chart: Chart,
+    },
+    /// A thematic map of the table's first measure over the areas of its drilldown's level.
+    Map {
+        /// The result.
+        table: Table,
+        /// The level's areas.
+        areas: Areas,
     },
 }
 
@@ -205,7 +213,7 @@ pub fn grid(table: &Table, rows: usize) -> Result<Grid> {
     Ok(Grid { header, rows: out, totals, numeric })
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -409,9 +417,10 @@ fn tiles_html(tiles: &[Tile]) -> String {
 }
 
 /// The document as the data of a live dashboard: its heading lines, and each part with its title, kind and note —
-/// a text rendered as in the report files, tiles as shown, a table or chart as a JSON-stat dataset of exactly the
-/// cells the report files hold (the same run, the same protection).
-pub fn live(doc: &Document) -> Result<serde_json::Value> {
+/// a text rendered as in the report files, tiles as shown, a table, chart or map as a JSON-stat dataset of exactly
+/// the cells the report files hold (the same run, the same protection), a map also as the report files draw it
+/// (`symbol` marks its areas without a shown value).
+pub fn live(doc: &Document, symbol: &str) -> Result<serde_json::Value> {
     let env = Environment::new();
     let mut parts = Vec::new();
     for p in &doc.parts {
@@ -442,6 +451,12 @@ pub fn live(doc: &Document) -> Result<serde_json::Value> {
                 }
                 .into();
                 part["dataset"] = crate::json_stat::dataset(table)?;
+            }
+            Body::Map { table, areas } => {
+                // Drawn as in the report files (the dashboard shows the same picture, and the table under it).
+                part["kind"] = "map".into();
+                part["dataset"] = crate::json_stat::dataset(table)?;
+                part["svg"] = crate::map::svg(table, areas, &p.title, symbol)?.into();
             }
         }
         parts.push(part);
@@ -496,6 +511,8 @@ fn parts(doc: &Document, html: bool, symbol: &str) -> Result<Vec<Value>> {
                 }
                 Body::Chart { table, chart } if html => ("chart", svg(table, *chart, symbol)?),
                 Body::Chart { table, .. } => ("chart", markdown_table(&grid(table, table_rows(table))?)),
+                Body::Map { table, areas } if html => ("map", crate::map::svg(table, areas, &p.title, symbol)?),
+                Body::Map { table, .. } => ("map", markdown_table(&grid(table, 1)?)),
             };
             let body = if html { Value::from_safe_string(body) } else { Value::from(body) };
             Ok(context! { kind, title => p.title, body, note => p.note })
@@ -521,7 +538,7 @@ fn render(doc: &Document, template: &str, html: bool, symbol: &str) -> Result<St
 }
 
 /// File-name friendly form of a title.
-fn slug(text: &str) -> String {
+pub(crate) fn slug(text: &str) -> String {
     let s: String = text
         .to_lowercase()
         .chars()
@@ -555,7 +572,7 @@ pub fn write_all(doc: &Document, templates: &Templates, symbol: &str, dir: &Path
         .parts
         .iter()
         .filter_map(|p| match &p.body {
-            Body::Table { table, .. } | Body::Chart { table, .. } => Some((p, table)),
+            Body::Table { table, .. } | Body::Chart { table, .. } | Body::Map { table, .. } => Some((p, table)),
             _ => None,
         })
         .enumerate()

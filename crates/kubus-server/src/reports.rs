@@ -100,8 +100,8 @@ pub(crate) async fn run(
 }
 
 /// A report as a live dashboard: the same run as `POST …/runs` for the month (the caller's role, suppression over
-/// all its tables together) without writing files — each part's text, tiles, or table as JSON-stat. Without a
-/// period: the latest month its first cube answers.
+/// all its tables together) without writing files — each part's text, tiles, or table as JSON-stat (a map also as
+/// the report files' SVG). Without a period: the latest month its first cube answers.
 #[utoipa::path(
     get,
     path = "/reports/{name}/live",
@@ -126,7 +126,9 @@ pub(crate) async fn live(
     };
     let options = kubus::ReportOptions { period, role: identity.role.clone(), as_of: Vec::new() };
     let run = state.project.build_report(&name, &options).await?;
-    let live = kubus::output::report::live(&run.document).map_err(|e| ApiError::internal(kubus::error_chain(&e)))?;
+    let symbol = &state.project.config().disclosure.symbol;
+    let live =
+        kubus::output::report::live(&run.document, symbol).map_err(|e| ApiError::internal(kubus::error_chain(&e)))?;
     Ok(Json(live).into_response())
 }
 

@@ -924,7 +924,7 @@ async function drawDashboard() {
   document.body.dataset.answered = String(Date.now());
 }
 
-/** A part of a report: a paragraph, tiles, a table, or a chart with its table. */
+/** A part of a report: a paragraph, tiles, a table, or a chart or map with its table. */
 function drawPart(part) {
   const section = document.createElement("section");
   if (part.title) section.append(Object.assign(document.createElement("h3"), { textContent: part.title }));
@@ -944,7 +944,11 @@ function drawPart(part) {
     const dims = part.dataset.id.length - 1;
     const rows = part.kind === "table" ? Math.min(part.rows ?? 1, dims) : Math.min(1, dims);
     const axes = { rows: rows > 0, cols: dims > rows };
-    if (part.kind !== "table") {
+    if (part.kind === "map") {
+      // The report files' own picture of the map, drawn by the server: the same classes and colours.
+      const drawn = new DOMParser().parseFromString(part.svg, "image/svg+xml").documentElement;
+      section.append(document.importNode(drawn, true));
+    } else if (part.kind !== "table") {
       const data = seriesOf(part.dataset, axes);
       section.append(part.kind === "line" ? drawLines(data) : drawBars(data, part.kind === "stacked"));
     }

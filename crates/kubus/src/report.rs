@@ -7,6 +7,7 @@ use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use kubus_model::{ChartKind, SectionKind, fill_period};
 use kubus_query::Query;
+use kubus_report::map::{Area, Areas};
 use kubus_report::report::{Body, Chart, Document, Part, Templates, Tile};
 use kubus_report::schedule::{self, CatchUp, Due, Job};
 use std::collections::HashMap;
@@ -106,6 +107,10 @@ impl Project {
                             ChartKind::Stacked => Chart::Stacked,
                         },
                     },
+                    SectionKind::Map => {
+                        let areas = self.areas(&section.cube, &section.drilldowns[0], options.role.as_deref())?;
+                        Body::Map { table, areas }
+                    }
                     SectionKind::Text(_) => unreachable!("handled above"),
                 }
             };
@@ -132,6 +137,24 @@ impl Project {
             parts,
         };
         Ok(ReportRun { document, versions, suppressed })
+    }
+
+    /// The areas of the level a map section drills into, as the role may see them (see [`Project::geometry`]).
+    fn areas(&self, cube: &str, drilldown: &str, role: Option<&str>) -> Result<Areas> {
+        let (level, _) = kubus_query::resolve_target(self.model(), self.model().cube(cube)?, drilldown)?;
+        let level_name = level.dimension.levels()[level.level].name();
+        let collection = self.geometry(role, cube, level.role, level_name)?;
+        let failed =
+            |reason: String| Error::Geometry { level: format!("{}.{level_name}", level.dimension.name()), reason };
+        let features = collection["features"].as_array().cloned().unwrap_or_default();
+        let mut areas = Vec::with_capacity(features.len());
+        for (i, feature) in features.iter().enumerate() {
+            let text = |name: &str| feature["properties"][name].as_str().unwrap_or_default().to_owned();
+            let rings = rings(&feature["geometry"])
+                .ok_or_else(|| failed(format!("feature {i} ({}) is no Polygon or MultiPolygon", text("key"))))?;
+            areas.push(Area { key: text("key"), label: text("label"), rings });
+        }
+        Ok(Areas { areas, attribution: collection["attribution"].as_str().map(str::to_owned) })
     }
 
     /// The latest month for which the cube of a report's first query answers the role: where a live dashboard of
@@ -413,5 +436,22 @@ impl Lock {
 impl Drop for Lock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The rings of a GeoJSON Polygon or MultiPolygon as (longitude, latitude) points; `None` for anything else.
+fn rings(geometry: &serde_json::Value) -> Option<Vec<Vec<(f64, f64)>>> {
+    let ring = |r: &serde_json::Value| -> Option<Vec<(f64, f64)>> {
+        r.as_array()?.iter().map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?))).collect()
+    };
+    let polygon = |p: &serde_json::Value| -> Option<Vec<Vec<(f64, f64)>>> { p.as_array()?.iter().map(ring).collect() };
+    let coordinates = geometry.get("coordinates")?;
+    match geometry.get("type")?.as_str()? {
+        "Polygon" => polygon(coordinates),
+        "MultiPolygon" => {
+            let polygons: Option<Vec<_>> = coordinates.as_array()?.iter().map(polygon).collect();
+            Some(polygons?.into_iter().flatten().collect())
+        }
+        _ => None,
     }
 }

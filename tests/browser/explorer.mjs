@@ -302,6 +302,22 @@ await check("the Köln population map colours named Stadtteile by the API's figu
   await page.screenshot({ path: `${shots}explorer-koeln-map-page.png`, fullPage: true });
 });
 
+await check("a forecast is drawn dashed after the observed months, its values those of the API", async () => {
+  const question = "cube=zuweisungen&m=persons&m=persons_forecast&c=month%3D2024-10..2025-06";
+  await answered(page, () => page.goto(`${base}/?${question}&rows=month&view=lines`));
+  const dashed = page.locator("#figure svg path.forecast");
+  await dashed.waitFor();
+  assert.equal(await dashed.getAttribute("stroke-dasharray"), "5 4");
+  const api = await apiCells(users.STAT, `${question}&d=month`, "month_label", null, "persons_forecast");
+  const ahead = [...api].filter(([, v]) => v !== null);
+  assert.equal(ahead.length, 6, "six forecast months");
+  const titles = await page.locator("#figure svg circle title").allTextContents();
+  for (const [key, value] of ahead) {
+    const month = key.split("|")[0];
+    assert.ok(titles.some((t) => t.startsWith(`${month}: Prognose `) && number(t.split("Prognose ")[1]) === value), `${month}: ${value} in ${titles}`);
+  }
+});
+
 await check("a course offer entered through the form is in the explorer's answer", async () => {
   const cell = "cube=course_offers&m=seats&c=district.district%3D06&c=language_level.level%3DB1&c=start_month.month%3D2025-09";
   const seats = async () => {

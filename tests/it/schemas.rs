@@ -246,7 +246,7 @@ from = "c.n"
         [
             "c.toml:11: measures[0].filter[0]: dimension sex has no member order; use = or != instead of sex<m",
             "c.toml:11: measures[0].filter[1]: unknown member 'x' in sex",
-            "c.toml:17: measures[1].ratio: a measure has exactly one of: aggregate, ratio, difference, share, previous, last_year, change",
+            "c.toml:17: measures[1].ratio: a measure has exactly one of: aggregate, ratio, difference, share, previous, last_year, change, forecast",
             "c.toml:22: measures[2].ratio: unknown measure 'later': a derived measure uses measures declared before it",
             "c.toml:28: measures[3].over: unknown dimension role 'age' (valid: sex)",
             "c.toml:34: measures[4].over_time: `over_time` belongs to `aggregate`",

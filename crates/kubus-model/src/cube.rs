@@ -199,6 +199,18 @@ pub enum MeasureKind {
         /// Value, absolute or percent change.
         change: Change,
     },
+    /// A forecast of a measure for the periods after the last one an answer observes, with a prediction interval.
+    /// Computed from the answer's published values (after disclosure control), never mixed with them.
+    Forecast {
+        /// The measure.
+        of: String,
+        /// The time role it continues along.
+        over: String,
+        /// How many periods of the drilled time level it forecasts.
+        horizon: u32,
+        /// The prediction interval's coverage, in percent.
+        interval: u32,
+    },
 }
 
 /// A measure: a named aggregation over facts, or a measure derived from others.
@@ -238,7 +250,11 @@ impl Measure {
             MeasureKind::Aggregate { .. } | MeasureKind::From { .. } => Vec::new(),
             MeasureKind::Ratio { numerator: a, denominator: b }
             | MeasureKind::Difference { minuend: a, subtrahend: b } => vec![a, b],
-            MeasureKind::Share { of, .. } | MeasureKind::TimeComparison { of, .. } => vec![of],
+            MeasureKind::Share { of, .. }
+            | MeasureKind::TimeComparison { of, .. }
+            | MeasureKind::Forecast { of, .. } => {
+                vec![of]
+            }
         }
     }
     /// How it aggregates over facts, for display: `count`, `sum(seats)`, `ratio(a, b)`, ...
@@ -272,6 +288,11 @@ impl Measure {
                     Change::Absolute => format!("{of} − {of} in the {then}"),
                     Change::Percent => format!("({of} − {of} in the {then}) / {of} in the {then} × 100"),
                 }
+            }
+            MeasureKind::Forecast { of, over, horizon, interval } => {
+                format!(
+                    "forecast of {of} over {over}, {horizon} periods ahead, with a {interval} % prediction interval"
+                )
             }
         }
     }
@@ -838,12 +859,16 @@ fn lower_measure(
         ("previous", m.previous.as_ref().map(|x| x.span())),
         ("last_year", m.last_year.as_ref().map(|x| x.span())),
         ("change", m.change.as_ref().map(|x| x.span())),
+        ("forecast", m.forecast.as_ref().map(|x| x.span())),
     ]
     .into_iter()
     .filter_map(|(k, span)| span.map(|s| (k, s)))
     .collect();
-    let valid =
-        || ["aggregate", "ratio", "difference", "share", "previous", "last_year", "change"].map(String::from).to_vec();
+    let valid = || {
+        ["aggregate", "ratio", "difference", "share", "previous", "last_year", "change", "forecast"]
+            .map(String::from)
+            .to_vec()
+    };
     match kinds.as_slice() {
         [] => {
             sink.with(Some(m.name.span()), path.to_owned(), "a measure needs one of these keys", valid());
@@ -867,9 +892,11 @@ fn lower_measure(
                 format!(
                     "`{key}` belongs to {}",
                     if key == "over" {
-                        "`share`"
+                        "`share` or `forecast`"
                     } else if key == "against" || key == "percent" {
                         "`change`"
+                    } else if key == "horizon" || key == "interval" {
+                        "`forecast`"
                     } else {
                         "`aggregate`"
                     }
@@ -884,12 +911,16 @@ fn lower_measure(
         derived_only("over_time", m.over_time.is_some(), m.over_time.as_ref().map(|c| c.span()), sink);
         derived_only("dominance", m.dominance.is_some(), m.dominance.as_ref().map(|c| c.span()), sink);
     }
-    if kinds[0].0 != "share" {
+    if kinds[0].0 != "share" && kinds[0].0 != "forecast" {
         derived_only("over", m.over.is_some(), m.over.as_ref().map(|c| c.span()), sink);
     }
     if kinds[0].0 != "change" {
         derived_only("against", m.against.is_some(), m.against.as_ref().map(|c| c.span()), sink);
         derived_only("percent", m.percent, Some(m.name.span()), sink);
+    }
+    if kinds[0].0 != "forecast" {
+        derived_only("horizon", m.horizon.is_some(), m.horizon.as_ref().map(|c| c.span()), sink);
+        derived_only("interval", m.interval.is_some(), m.interval.as_ref().map(|c| c.span()), sink);
     }
     // A part must be declared earlier, which also rules out cycles.
     let part = |name: &S<String>, key: &str, sink: &mut Sink<'_>| -> Option<String> {
@@ -953,6 +984,65 @@ fn lower_measure(
                 }
             };
             Some(MeasureKind::Share { of: of?, over: over? })
+        }
+        "forecast" => {
+            let spanned = m.forecast.as_ref().expect("present");
+            let of = part(spanned, "forecast", sink);
+            // Along the cube's time role, or the one `over` names where it has several (allocation and arrival).
+            let timed: Vec<&str> = cx
+                .roles
+                .iter()
+                .filter(|r| cx.dimensions.get(&r.dimension).is_some_and(|d| d.kind() == DimensionKind::Time))
+                .map(|r| r.name.as_str())
+                .collect();
+            let over = match (&m.over, timed.as_slice()) {
+                (Some(o), _) if timed.contains(&o.get_ref().as_str()) => Some(o.get_ref().clone()),
+                (Some(o), _) => {
+                    let text = format!("'{}' is no role of this cube with a time dimension", o.get_ref());
+                    sink.with(
+                        Some(o.span()),
+                        format!("{path}.over"),
+                        text,
+                        timed.iter().map(|t| (*t).to_owned()).collect(),
+                    );
+                    None
+                }
+                (None, [one]) => Some((*one).to_owned()),
+                (None, []) => {
+                    sink.at(
+                        Some(spanned.span()),
+                        format!("{path}.forecast"),
+                        "a forecast needs a role with a time dimension",
+                    );
+                    None
+                }
+                (None, several) => {
+                    let text =
+                        format!("the cube has several time roles ({}): name one with `over`", several.join(", "));
+                    sink.at(Some(spanned.span()), format!("{path}.over"), text);
+                    None
+                }
+            };
+            let horizon = m.horizon.as_ref().map_or(Some(6), |h| match *h.get_ref() {
+                1..=60 => Some(*h.get_ref()),
+                n => {
+                    sink.at(
+                        Some(h.span()),
+                        format!("{path}.horizon"),
+                        format!("horizon {n}: forecast 1 to 60 periods"),
+                    );
+                    None
+                }
+            });
+            let interval = m.interval.as_ref().map_or(Some(95), |i| match *i.get_ref() {
+                50..=99 => Some(*i.get_ref()),
+                n => {
+                    let text = format!("interval {n}: a prediction interval covers 50 to 99 percent");
+                    sink.at(Some(i.span()), format!("{path}.interval"), text);
+                    None
+                }
+            });
+            Some(MeasureKind::Forecast { of: of?, over: over?, horizon: horizon?, interval: interval? })
         }
         key => {
             let (of, period) = match key {

@@ -179,6 +179,11 @@ pub struct RawMeasure {
     pub against: Option<S<String>>,
     #[serde(default)]
     pub percent: bool,
+    /// A forecast of a measure over the time dimension: the next `horizon` periods with a prediction interval of
+    /// `interval` percent.
+    pub forecast: Option<S<String>>,
+    pub horizon: Option<S<u32>>,
+    pub interval: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -98,7 +98,7 @@ impl CubePlan<'_> {
                 parts.extend(self.count_parts(b));
                 parts
             }
-            MeasureKind::Share { of, .. } => self.count_parts(of),
+            MeasureKind::Share { of, .. } | MeasureKind::Forecast { of, .. } => self.count_parts(of),
             MeasureKind::TimeComparison { of, .. } => {
                 let mut parts = self.count_parts(of);
                 // The earlier period's value is a count too, possibly of a row the answer does not show (a
@@ -146,7 +146,7 @@ impl CubePlan<'_> {
             | MeasureKind::Difference { minuend: a, subtrahend: b } => {
                 [self.dominance_parts(a), self.dominance_parts(b)].concat()
             }
-            MeasureKind::Share { of, .. } => self.dominance_parts(of),
+            MeasureKind::Share { of, .. } | MeasureKind::Forecast { of, .. } => self.dominance_parts(of),
         }
     }
 }

@@ -325,6 +325,7 @@ fn evaluate<'a>(
             }
             let value = match m.kind() {
                 MeasureKind::Aggregate { .. } | MeasureKind::From { .. } => continue,
+                MeasureKind::Forecast { .. } => return Err(Error::Forecast { measure: m.name().to_owned() }),
                 MeasureKind::Ratio { numerator, denominator } => {
                     ratio(col(numerator.as_str()), col(denominator.as_str()))
                 }

@@ -31,6 +31,9 @@ pub enum Error {
     /// A comparison cut on a dimension without member order.
     #[error("cannot use '{cut}': dimension {dimension} has no member order; use = or !=")]
     Unordered { cut: String, dimension: String },
+    /// A forecast asked of the planner: it is made from the published answer, after the plan has run.
+    #[error("measure {measure} is a forecast, made from the published answer: ask it in a cube query (kubus query)")]
+    Forecast { measure: String },
     /// A time comparison without a period to compare.
     #[error("measure {measure} compares periods: drill down by {role} or cut it to a period")]
     NoPeriod { measure: String, role: String },

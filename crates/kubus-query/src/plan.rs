@@ -353,6 +353,9 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         });
     }
     let measures = query.measures.iter().map(|m| cube.measure(m)).collect::<kubus_model::Result<Vec<_>>>()?;
+    if let Some(m) = measures.iter().find(|m| matches!(m.kind(), MeasureKind::Forecast { .. })) {
+        return Err(Error::Forecast { measure: m.name().to_owned() });
+    }
 
     let mut drilldowns: Vec<(LevelRef<'m>, String)> = Vec::new();
     for name in &query.drilldowns {

@@ -24,6 +24,8 @@ pub enum ColumnKind {
     Status,
     /// A count a measure is computed from, kept for disclosure control and dropped by it.
     Hidden,
+    /// The marker of forecast rows (see `kubus::forecast`): their symbol, else empty.
+    Forecast,
 }
 
 /// A column of a query result.

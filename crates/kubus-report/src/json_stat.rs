@@ -1,7 +1,9 @@
 //! JSON-stat 2.0: a cube result as one dataset. Each drilled level is a dimension (categories in result order,
 //! `_T` for the total), the measures form a `measure` dimension with the `metric` role, values are stored row
 //! major in `id` order, and a cell without a value carries a status: `-` where the cube has no facts for it,
-//! `x` where the value is not defined (a ratio over 0, a period with no earlier one).
+//! `x` where the value is not defined (a ratio over 0, a period with no earlier one). In a forecast row (see
+//! [`ColumnKind::Forecast`]) a value has the row's symbol as its status (`P`, a forecast) and an empty cell `…`
+//! (not observed yet).
 
 use crate::{ColumnKind, Error, Result, StatRole, Table};
 use arrow::array::{Array, ArrayRef, AsArray};
@@ -37,6 +39,8 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
         return Err(Error::NotACube { what: "a table without measures".to_owned() });
     }
     let status_of = table.status_columns();
+    let forecast = table.columns.iter().position(|c| c.kind == ColumnKind::Forecast);
+    let mut forecasts = false;
     // First pass: categories, and each row's cell coordinates, values and statuses.
     let mut rows: Vec<Cell> = Vec::new();
     for batch in &table.batches {
@@ -58,9 +62,16 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
                 at.push(index);
             }
             let values = measures.iter().map(|&m| number(batch.column(m), r)).collect::<Result<Vec<_>>>()?;
+            let mark = forecast.map(|f| cast(batch.column(f), &DataType::Utf8)).transpose()?;
+            let mark = mark.filter(|m| m.is_valid(r)).map(|m| m.as_string::<i32>().value(r).to_owned());
+            forecasts |= mark.is_some();
             let statuses = measures
                 .iter()
-                .map(|&m| {
+                .zip(&values)
+                .map(|(&m, value)| {
+                    if let Some(mark) = &mark {
+                        return Ok(Some(if value.is_null() { "…".to_owned() } else { mark.clone() }));
+                    }
                     let Some(s) = status_of[m] else { return Ok(None) };
                     let s = cast(batch.column(s), &DataType::Utf8)?;
                     Ok((!s.is_null(r)).then(|| s.as_string::<i32>().value(r).to_owned()))
@@ -118,6 +129,10 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
         measures.iter().map(|&m| (table.columns[m].name.clone(), json!(table.columns[m].heading))).collect();
     dimension.insert("measure".to_owned(), json!({"label": "Kennzahl", "category": {"index": index, "label": label}}));
     roles.insert("metric".to_owned(), json!(["measure"]));
+    let mut notes = table.notes.clone();
+    if forecasts {
+        notes.push("P = Prognose (vorhergesagt, kein beobachteter Wert); … = Angabe fällt später an".to_owned());
+    }
     Ok(json!({
         "version": "2.0",
         "class": "dataset",
@@ -129,7 +144,7 @@ pub(crate) fn dataset(table: &Table) -> Result<Value> {
         "dimension": dimension,
         "value": value,
         "status": status,
-        "note": table.notes,
+        "note": notes,
     }))
 }
 

@@ -3,6 +3,7 @@
 //! knows nothing of DataFusion, the warehouse or how the result was computed. Report definitions and the
 //! scheduler join this crate later.
 
+mod display;
 mod json_stat;
 pub mod map;
 pub mod report;
@@ -172,6 +173,8 @@ pub enum ColumnKind {
         /// The measure column it describes.
         measure: String,
     },
+    /// The marker of forecast rows: their symbol (`P`), else empty. In JSON-stat, the status of the row's values.
+    Forecast,
     /// Anything else (SQL results, quarantine listings).
     Other,
 }

@@ -4,7 +4,7 @@
 //! Each area and each legend entry carries its key, value, colour and class bounds as data attributes, so that a
 //! test (or a reader's tool) can check a colour against the figure.
 
-use crate::report::{escape, german, slug};
+use crate::display::{escape, german, slug};
 use crate::{ColumnKind, Result, Table};
 use arrow::array::{Array, AsArray, BooleanArray};
 use arrow::datatypes::{DataType, Float64Type};

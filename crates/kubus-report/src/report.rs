@@ -3,6 +3,8 @@
 //! legend), and one German CSV and one JSON-stat dataset per table. HTML and Markdown come from minijinja templates
 //! the office may replace. The output depends on the document only, so the same data gives the same bytes.
 
+pub use crate::display::german;
+use crate::display::{escape, slug};
 use crate::map::Areas;
 use crate::text::display_rows;
 use crate::{Format, Result, Table, xlsx};
@@ -114,25 +116,6 @@ impl Default for Templates {
     }
 }
 
-/// A number as German readers write it: `12.345` and `0,68`; symbols and text stay as they are.
-pub fn german(text: &str, ty: &DataType) -> String {
-    let (sign, digits) = text.strip_prefix('-').map_or(("", text), |d| ("-", d));
-    if ty.is_integer() && digits.chars().all(|c| c.is_ascii_digit()) && !digits.is_empty() {
-        let mut out = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
-                out.push('.');
-            }
-            out.push(c);
-        }
-        return format!("{sign}{out}");
-    }
-    match (ty.is_floating(), text.parse::<f64>()) {
-        (true, Ok(v)) => format!("{v:.2}").replace('.', ","),
-        _ => text.to_owned(),
-    }
-}
-
 /// A table laid out for reading: header lines, then rows of cells (row labels first), with total rows marked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grid {
@@ -213,10 +196,6 @@ pub fn grid(table: &Table, rows: usize) -> Result<Grid> {
     Ok(Grid { header, rows: out, totals, numeric })
 }
 
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 fn html_table(g: &Grid) -> String {
     let mut out = String::from("<table><thead><tr>");
     for h in &g.header {
@@ -249,7 +228,8 @@ fn markdown_table(g: &Grid) -> String {
     out.join("\n")
 }
 
-/// The chart's points: category labels (and stack labels) with the first measure's value (`None` if suppressed).
+/// The chart's points: category labels (and stack labels) with the first measure's value (`None` if suppressed);
+/// forecast rows are not among them (see [`forecast_points`]).
 fn points(table: &Table) -> Result<Vec<(String, String, Option<f64>)>> {
     use crate::ColumnKind;
     let shown = display_rows(table, None, false)?;
@@ -258,14 +238,49 @@ fn points(table: &Table) -> Result<Vec<(String, String, Option<f64>)>> {
         table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
     let measure = table.columns.iter().find(|c| c.kind == ColumnKind::Measure).and_then(|c| col(&c.name));
     let total = table.columns.iter().find(|c| c.kind == ColumnKind::Total).and_then(|c| col(&c.name));
+    let forecast = table.columns.iter().find(|c| c.kind == ColumnKind::Forecast).and_then(|c| col(&c.name));
     Ok(shown
         .rows
         .iter()
         .filter(|r| total.is_none_or(|t| r[t].as_deref() != Some("true")))
+        .filter(|r| forecast.is_none_or(|f| r[f].is_none()))
         .map(|r| {
             let text = |i: Option<&usize>| i.and_then(|&i| r[i].clone()).unwrap_or_default();
             let value = measure.and_then(|m| r[m].as_deref()?.parse::<f64>().ok());
             (text(labels.first()), text(labels.get(1)), value)
+        })
+        .collect())
+}
+
+/// A forecast row of a chart: its label, the forecast and the bounds of its interval.
+type Forecast = (String, f64, f64, f64);
+
+/// The forecast rows of a table (no totals): the first label, and in the row the first measure with a value (the
+/// forecast; the observed measures are empty there) with the two after it (its interval's bounds).
+fn forecast_points(table: &Table) -> Result<Vec<Forecast>> {
+    use crate::ColumnKind;
+    let shown = display_rows(table, None, false)?;
+    let col = |name: &str| shown.names.iter().position(|n| n == name);
+    let Some(forecast) = table.columns.iter().find(|c| c.kind == ColumnKind::Forecast).and_then(|c| col(&c.name))
+    else {
+        return Ok(Vec::new());
+    };
+    let label = table.columns.iter().find(|c| c.kind == ColumnKind::Label).and_then(|c| col(&c.name));
+    let measures: Vec<usize> =
+        table.columns.iter().filter(|c| c.kind == ColumnKind::Measure).filter_map(|c| col(&c.name)).collect();
+    let number = |r: &[Option<String>], i: Option<&usize>| i.and_then(|&i| r[i].as_deref()?.parse::<f64>().ok());
+    Ok(shown
+        .rows
+        .iter()
+        .filter(|r| r[forecast].is_some())
+        .filter_map(|r| {
+            let first = measures.iter().position(|&m| r[m].is_some())?;
+            let (point, lower, upper) = (
+                number(r, measures.get(first))?,
+                number(r, measures.get(first + 1))?,
+                number(r, measures.get(first + 2))?,
+            );
+            Some((label.and_then(|l| r[l].clone()).unwrap_or_default(), point, lower, upper))
         })
         .collect())
 }
@@ -306,7 +321,12 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
         }
         Chart::Line => {
             let (w, h, left, top, bottom) = (560.0, 220.0, 50.0, 10.0, 190.0);
-            let step = if points.len() > 1 { (w - left - 10.0) / (points.len() - 1) as f64 } else { 0.0 };
+            let forecasts = forecast_points(table)?;
+            let max = forecasts.iter().map(|f| f.3).fold(max, f64::max);
+            let all = points.len() + forecasts.len();
+            let step = if all > 1 { (w - left - 10.0) / (all - 1) as f64 } else { 0.0 };
+            // At most seven labels on the axis, evenly spaced: a month's label is wider than a month.
+            let every = all.div_ceil(7).max(1);
             let mut out = format!(
                 "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
             );
@@ -333,7 +353,7 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
                     // A suppressed month breaks the line.
                     drawing = false;
                 }
-                if i % 3 == 0 || i + 1 == points.len() {
+                if i.is_multiple_of(every) {
                     out += &format!(
                         "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
                         bottom + 16.0,
@@ -346,6 +366,9 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
                 path.trim_end(),
                 COLOURS[0]
             );
+            if !forecasts.is_empty() {
+                out += &forecast_svg(&forecasts, &points, (left, step, top, bottom, max), every);
+            }
             out + "</svg>"
         }
         Chart::Stacked => {
@@ -398,6 +421,65 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             out + "</svg>"
         }
     })
+}
+
+/// The forecast of a line chart: its interval as a light band, the forecast as a dashed line continuing the last
+/// observed point, their labels on the axis (every `every`-th point's), and a legend line. `frame` is the chart's
+/// (left, step, top, bottom, max).
+fn forecast_svg(
+    forecasts: &[Forecast],
+    observed: &[(String, String, Option<f64>)],
+    frame: (f64, f64, f64, f64, f64),
+    every: usize,
+) -> String {
+    let (left, step, top, bottom, max) = frame;
+    let y = |v: f64| bottom - v / max * (bottom - top);
+    let x = |i: usize| left + step * (observed.len() + i) as f64;
+    let start = observed.last().and_then(|p| p.2).map(|v| (left + step * (observed.len() - 1) as f64, y(v)));
+    let mut band: Vec<(f64, f64)> = start.into_iter().collect();
+    band.extend(forecasts.iter().enumerate().map(|(i, f)| (x(i), y(f.3))));
+    band.extend(forecasts.iter().enumerate().rev().map(|(i, f)| (x(i), y(f.2))));
+    let polygon: Vec<String> = band.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let mut out = format!(
+        "<polygon class=\"forecast-interval\" points=\"{}\" fill=\"{}\" fill-opacity=\"0.35\"/>",
+        polygon.join(" "),
+        COLOURS[1]
+    );
+    let mut line: Vec<(f64, f64)> = start.into_iter().collect();
+    line.extend(forecasts.iter().enumerate().map(|(i, f)| (x(i), y(f.1))));
+    let d: Vec<String> =
+        line.iter().enumerate().map(|(i, (x, y))| format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" })).collect();
+    out += &format!(
+        "<path class=\"forecast\" d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"5 4\"/>",
+        d.join(" "),
+        COLOURS[0]
+    );
+    for (i, (label, point, lower, upper)) in forecasts.iter().enumerate() {
+        out += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"#fff\" stroke=\"{}\"><title>{}: Prognose {} ({} bis {})</title></circle>",
+            x(i),
+            y(*point),
+            COLOURS[0],
+            escape(label),
+            german(&format!("{point}"), &DataType::Float64).trim_end_matches(",00"),
+            german(&format!("{lower}"), &DataType::Float64).trim_end_matches(",00"),
+            german(&format!("{upper}"), &DataType::Float64).trim_end_matches(",00"),
+        );
+        if (observed.len() + i).is_multiple_of(every) {
+            out += &format!(
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                x(i),
+                bottom + 16.0,
+                escape(label)
+            );
+        }
+    }
+    out += &format!(
+        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"end\">gestrichelt: Prognose, Fläche: Vorhersageintervall</text>",
+        left + step * (observed.len() + forecasts.len()).saturating_sub(1) as f64,
+        top + 10.0
+    );
+    out
 }
 
 fn tiles_html(tiles: &[Tile]) -> String {
@@ -535,23 +617,6 @@ fn render(doc: &Document, template: &str, html: bool, symbol: &str) -> Result<St
         provenance => doc.provenance, disclosure => doc.disclosure, sections,
     })?;
     Ok(out)
-}
-
-/// File-name friendly form of a title.
-pub(crate) fn slug(text: &str) -> String {
-    let s: String = text
-        .to_lowercase()
-        .chars()
-        .map(|c| match c {
-            'ä' => 'a',
-            'ö' => 'o',
-            'ü' => 'u',
-            'ß' => 's',
-            c if c.is_ascii_alphanumeric() => c,
-            _ => '-',
-        })
-        .collect();
-    s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
 }
 
 /// Writes every output of the report into `dir`: `<name>_<period>.html`, `.md`, `.xlsx`, and per table section

@@ -654,7 +654,11 @@ function seriesOf(ds, axes) {
       if (colDim) coords.push(ck);
       coords.push(measure);
       const cell = at(coords);
-      return { key: rk, label: rowDim ? rowDim.labels[rk] : "Insgesamt", value: cell.value, status: cell.status };
+      const point = { key: rk, label: rowDim ? rowDim.labels[rk] : "Insgesamt", value: cell.value, status: cell.status };
+      if (cell.status !== "…") return point;
+      // A forecast row ("…": not observed yet): the row's first forecast value ("P") stands in, marked.
+      const forecast = measureDim.keys.map((m) => at([...coords.slice(0, -1), m])).find((c) => c.status === "P");
+      return forecast ? { ...point, value: forecast.value, status: "P", forecast: true } : point;
     }),
   }));
   return { measure: measureDim.labels[measure], rowDim, colDim, series };
@@ -727,10 +731,21 @@ function drawLines(data) {
     .selectAll("text").attr("transform", "rotate(-35)").attr("text-anchor", "end");
   svg.append("g").attr("transform", `translate(${margin.left},0)`)
     .call(d3.axisLeft(y).ticks(6).tickFormat((v) => numbers.whole.format(v)));
-  const line = d3.line().defined((p) => p.value !== null && p.value !== undefined)
+  const line = d3.line().defined((p) => !p.forecast && p.value !== null && p.value !== undefined)
     .x((p) => x(p.label)).y((p) => y(p.value));
   for (const s of data.series) {
     svg.append("path").attr("fill", "none").attr("stroke", colour(s.key)).attr("stroke-width", 2).attr("d", line(s.points));
+    // A forecast continues the last observed point, dashed, its points hollow.
+    const ahead = s.points.filter((p) => p.forecast);
+    if (ahead.length) {
+      const seen = s.points.filter(line.defined()).at(-1);
+      svg.append("path").attr("class", "forecast").attr("fill", "none").attr("stroke", colour(s.key))
+        .attr("stroke-width", 2).attr("stroke-dasharray", "5 4")
+        .attr("d", d3.line().x((p) => x(p.label)).y((p) => y(p.value))(seen ? [seen, ...ahead] : ahead));
+      svg.append("g").attr("fill", "#fff").attr("stroke", colour(s.key)).selectAll("circle").data(ahead).join("circle")
+        .attr("cx", (p) => x(p.label)).attr("cy", (p) => y(p.value)).attr("r", 2.5)
+        .append("title").text((p) => `${p.label}${s.key ? ", " + s.label : ""}: Prognose ${formatted(p)}`);
+    }
     svg.append("g").attr("fill", colour(s.key)).selectAll("circle").data(s.points.filter(line.defined())).join("circle")
       .attr("cx", (p) => x(p.label)).attr("cy", (p) => y(p.value)).attr("r", 2.5)
       .append("title").text((p) => `${p.label}${s.key ? ", " + s.label : ""}: ${formatted(p)}`);

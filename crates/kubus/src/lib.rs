@@ -16,6 +16,7 @@
 
 mod access;
 mod catalog;
+pub mod forecast;
 mod ingest;
 mod project;
 mod protection;
@@ -96,6 +97,14 @@ pub enum Error {
         path: PathBuf,
         /// The unexpected entry.
         entry: String,
+    },
+    /// A forecast cannot be made for this question.
+    #[error("cannot forecast {measure}: {reason}")]
+    Forecast {
+        /// The forecast measure.
+        measure: String,
+        /// Why not.
+        reason: String,
     },
     /// A level has no map.
     #[error("{level} has no map (`geometry` of the level in the dimension's schema)")]

@@ -325,9 +325,23 @@ impl Project {
     }
 
     async fn answer(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {
-        let raw = self.raw_answer(query, options).await?;
-        let mut protected = self.protect(vec![raw], options, None)?;
-        Ok(protected.remove(0))
+        let (inner, forecasts) = crate::forecast::split(&self.model, query)?;
+        let raw = self.raw_answer(&inner, options).await?;
+        let answer = self.protect(vec![raw], options, None)?.remove(0);
+        self.with_forecasts(&inner, &forecasts, answer)
+    }
+
+    /// The answer with the forecasts the query asked for (from its published values), and their notes.
+    pub(crate) fn with_forecasts(
+        &self,
+        inner: &Query,
+        forecasts: &[crate::forecast::Wanted],
+        mut answer: Answer,
+    ) -> Result<Answer> {
+        let (result, notes) = crate::forecast::apply(&self.model, inner, forecasts, answer.result)?;
+        answer.result = result;
+        answer.notes.extend(notes);
+        Ok(answer)
     }
 
     /// A query's answer before disclosure control (with its hidden count columns), as the role may ask it.
@@ -666,6 +680,7 @@ impl Project {
                 Kind::Total => ColumnKind::Total,
                 Kind::Status => ColumnKind::Status { measure: c.measure.clone().unwrap_or_default() },
                 Kind::Hidden => ColumnKind::Other,
+                Kind::Forecast => ColumnKind::Forecast,
             };
             columns.push(Column { name: c.name.clone(), heading: c.heading.clone(), kind });
         }

@@ -54,6 +54,8 @@ impl Project {
         // Every section's query first; then disclosure control over all of them together, so that a cell shown in
         // two tables is treated alike in both and no table's totals give away another's hidden cell.
         let mut raw = Vec::new();
+        // Per section with a query: the query without its forecasts, and the forecasts made from its answer.
+        let mut asked = Vec::new();
         for section in report.sections() {
             if let SectionKind::Text(_) = &section.kind {
                 continue;
@@ -78,17 +80,35 @@ impl Project {
                 limit: None,
             };
             let as_of = options.as_of.iter().find(|(c, _)| *c == section.cube).map(|(_, v)| *v);
-            raw.push(self.raw_answer(&query, &QueryOptions { as_of, ..query_options.clone() }).await?);
+            let (inner, forecasts) = crate::forecast::split(self.model(), &query)?;
+            raw.push(self.raw_answer(&inner, &QueryOptions { as_of, ..query_options.clone() }).await?);
+            asked.push((inner, forecasts));
         }
-        let mut answers = self.protect(raw, &query_options, report.threshold())?.into_iter();
+        let protected = self.protect(raw, &query_options, report.threshold())?;
+        let mut answers = protected
+            .into_iter()
+            .zip(&asked)
+            .map(|(answer, (inner, forecasts))| {
+                // The forecasts' notes go under their section; the protection notes are the report's own.
+                let before = answer.notes.len();
+                let mut answer = self.with_forecasts(inner, forecasts, answer)?;
+                let notes = answer.notes.split_off(before);
+                Ok((answer, notes))
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter();
         let mut versions: Vec<(String, u64)> = Vec::new();
         let mut suppressed = 0;
         let mut parts = Vec::new();
         for section in report.sections() {
+            let mut note = section.note.clone();
             let body = if let SectionKind::Text(text) = &section.kind {
                 Body::Text(text.clone())
             } else {
-                let answer = answers.next().expect("one answer per section with a query");
+                let (answer, forecast_notes) = answers.next().expect("one answer per section with a query");
+                if !forecast_notes.is_empty() {
+                    note = Some(note.into_iter().chain(forecast_notes).collect::<Vec<_>>().join(" "));
+                }
                 for v in &answer.versions {
                     if !versions.contains(v) {
                         versions.push(v.clone());
@@ -114,7 +134,7 @@ impl Project {
                     SectionKind::Text(_) => unreachable!("handled above"),
                 }
             };
-            parts.push(Part { title: section.title.clone(), body, note: section.note.clone() });
+            parts.push(Part { title: section.title.clone(), body, note });
         }
         let settings = &self.config().disclosure;
         let threshold = report.threshold().unwrap_or(settings.threshold);

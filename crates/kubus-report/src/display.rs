@@ -1,0 +1,44 @@
+//! How numbers and names are written for people: German numbers, HTML escapes, file-name slugs.
+
+use arrow::datatypes::DataType;
+
+/// A number as German readers write it: `12.345` and `0,68`; symbols and text stay as they are.
+pub fn german(text: &str, ty: &DataType) -> String {
+    let (sign, digits) = text.strip_prefix('-').map_or(("", text), |d| ("-", d));
+    if ty.is_integer() && digits.chars().all(|c| c.is_ascii_digit()) && !digits.is_empty() {
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push('.');
+            }
+            out.push(c);
+        }
+        return format!("{sign}{out}");
+    }
+    match (ty.is_floating(), text.parse::<f64>()) {
+        (true, Ok(v)) => format!("{v:.2}").replace('.', ","),
+        _ => text.to_owned(),
+    }
+}
+
+/// Text for HTML (element content and attribute values).
+pub(crate) fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// File-name friendly form of a title.
+pub(crate) fn slug(text: &str) -> String {
+    let s: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| match c {
+            'ä' => 'a',
+            'ö' => 'o',
+            'ü' => 'u',
+            'ß' => 's',
+            c if c.is_ascii_alphanumeric() => c,
+            _ => '-',
+        })
+        .collect();
+    s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
+}

@@ -351,6 +351,13 @@ fn a_live_report_holds_the_cells_of_the_report_files_for_the_role() {
     // Without a month: the latest the report's cube answers.
     let latest = json(get(server, "/api/v1/reports/newcomers_monthly/live", &analyst));
     assert_eq!(latest["period"], "2024-12");
+    // A report over a cube of two time roles opens at the latest month of the one its period cut names, and its
+    // forecast chart's dataset marks the forecast months.
+    let allocations = json(get(server, "/api/v1/reports/zuweisungen_monthly/live", &analyst));
+    assert_eq!(allocations["period"], "2025-06");
+    let chart = allocations["parts"].as_array().unwrap().iter().find(|p| p["kind"] == "line").unwrap();
+    let statuses = chart["dataset"]["status"].as_object().unwrap();
+    assert_eq!(statuses.values().filter(|s| *s == "P").count(), 6 * 3, "six months of forecast and its bounds");
     let unknown = get(server, "/api/v1/reports/nope/live", &analyst);
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }

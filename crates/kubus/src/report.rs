@@ -185,13 +185,17 @@ impl Project {
             return Ok(None);
         };
         let cube = self.model().cube(&section.cube)?;
-        let time = cube.time_role();
+        // The role the section's period cut names (`month={period}`; a cube may have several time roles), else the
+        // cube's time role.
+        let cut = section.cuts.iter().find(|c| c.contains("{period}")).and_then(|c| c.split_once('='));
+        let named = cut.and_then(|(target, _)| cube.dimension(target.split('.').next().unwrap_or(target)).ok());
+        let time = named.or(cube.time_role()).map(|r| r.name().to_owned());
         let measure = cube.measures().iter().find(|m| matches!(m.kind(), kubus_model::MeasureKind::Aggregate { .. }));
         let (Some(time), Some(measure)) = (time, measure) else { return Ok(None) };
         let query = Query {
             cube: cube.name().to_owned(),
             measures: vec![measure.name().to_owned()],
-            drilldowns: vec![time.name().to_owned()],
+            drilldowns: vec![time],
             cuts: Vec::new(),
             totals: false,
             order: Vec::new(),

@@ -4,8 +4,8 @@
 //! choice (augurs' AutoETS: additive errors, no, additive or damped trend, by AICc; see [`search`]) continues the
 //! series for the measure's horizon, with a prediction interval. The forecast periods are rows of their own after
 //! the observed ones, marked `P` in the `_forecast` column; a forecast never shares a cell with an observed value.
-//! A series with a hidden (suppressed) value or fewer than [`MIN_PERIODS`] periods is not forecast, and a note
-//! says so.
+//! A series with a hidden (suppressed) value, fewer than [`MIN_PERIODS`] periods or no model that fits it is not
+//! forecast, and a note says so.
 
 use crate::{Error, Result};
 use augurs_core::{Fit, Predict};
@@ -165,6 +165,8 @@ pub(crate) fn apply(
         let observed = cast(&column(&w.of)?, &DataType::Float64).map_err(kubus_query::Error::from)?;
         let observed = observed.as_primitive::<Float64Type>();
         let (mut hidden, mut short) = (0, 0);
+        // Series the model search found no fit for, and the first reason it gave.
+        let mut unfit: (usize, Option<String>) = (0, None);
         let mut per_series = Vec::new();
         for s in series.values() {
             let (first, last) = (s.periods[0], *s.periods.last().expect("a series has a row"));
@@ -187,9 +189,18 @@ pub(crate) fn apply(
             }
             let fitted = search().fit(&y);
             let forecast = fitted.and_then(|m| m.predict(w.horizon as usize, f64::from(w.interval) / 100.0));
-            let forecast = forecast.map_err(|e| Error::Forecast { measure: w.name.clone(), reason: e.to_string() })?;
-            let Some(intervals) = forecast.intervals else {
-                return Err(Error::Forecast { measure: w.name.clone(), reason: "the model gave no interval".into() });
+            let (forecast, intervals) = match forecast {
+                Ok(f) => match f.intervals.clone() {
+                    Some(intervals) => (f, intervals),
+                    None => {
+                        unfit = (unfit.0 + 1, unfit.1.or(Some("kein Vorhersageintervall".into())));
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    unfit = (unfit.0 + 1, unfit.1.or(Some(e.to_string())));
+                    continue;
+                }
             };
             // Counts and other measures that never go below 0 are not forecast below it either.
             let floor = if y.iter().all(|v| *v >= 0.0) { 0.0 } else { f64::NEG_INFINITY };
@@ -213,6 +224,9 @@ pub(crate) fn apply(
         ));
         if hidden > 0 {
             notes.push(format!("{}: keine Prognose für {hidden} Reihe(n) mit gesperrten Werten", w.label));
+        }
+        if let (n @ 1.., Some(reason)) = &unfit {
+            notes.push(format!("{}: keine Prognose für {n} Reihe(n), zu denen kein Modell passt ({reason})", w.label));
         }
         if short > 0 {
             notes.push(format!(

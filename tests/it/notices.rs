@@ -213,6 +213,23 @@ fn a_forecast_continues_the_observed_months_in_rows_of_its_own() {
     let june = stat["dimension"]["month"]["category"]["index"]["2025-06"].as_u64().unwrap() as usize * measures;
     assert!(stat["status"].get(june.to_string()).is_none(), "an observed value has no status");
     assert!(stat["note"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().starts_with("P = Prognose")));
+
+    // XLSX: the symbol in the forecast rows' column "Prognose", and the note on the sheet of notes.
+    use calamine::Reader;
+    let file = tempfile::tempdir().unwrap();
+    let path = file.path().join("prognose.xlsx");
+    let out = cli(
+        dir,
+        &[&["--role", "statistik", "query"], &args[..], &["-f", "xlsx", "-o", path.to_str().unwrap()]].concat(),
+    );
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook(&path).unwrap();
+    let sheet = book.worksheet_range(&book.sheet_names()[0]).unwrap();
+    let cells: Vec<Vec<String>> = sheet.rows().map(|r| r.iter().map(ToString::to_string).collect()).collect();
+    assert_eq!(cells[0].last().unwrap(), "Prognose");
+    assert_eq!(cells.iter().filter(|r| r.last().unwrap() == "P").count(), 6);
+    let notes = book.worksheet_range("Hinweise").unwrap();
+    assert!(notes.rows().any(|r| r[0].to_string().starts_with("Prognose (P) Personen (Prognose)")));
 }
 
 #[test]

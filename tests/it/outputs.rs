@@ -60,7 +60,10 @@ fn xlsx_reads_back_with_calamine() {
     let path = dir.path().join("out.xlsx");
     run("xlsx", Some(&path));
     let mut book: Xlsx<_> = calamine::open_workbook(&path).unwrap();
-    assert_eq!(book.sheet_names(), ["Neuzugewanderte (Monatsbestand)"], "the sheet is named after the cube");
+    assert_eq!(book.sheet_names(), ["Neuzugewanderte (Monatsbestand)", "Hinweise"], "named after the cube");
+    let notes = book.worksheet_range("Hinweise").unwrap();
+    let notes: Vec<String> = notes.rows().map(|r| r[0].to_string()).collect();
+    assert!(notes.iter().any(|n| n.starts_with("Geheimhaltung newcomers:")), "how it is protected: {notes:?}");
     let sheet = book.worksheet_range("Neuzugewanderte (Monatsbestand)").unwrap();
     let cells: Vec<Vec<Data>> = sheet.rows().map(<[Data]>::to_vec).collect();
     let heading: Vec<String> = cells[0].iter().map(ToString::to_string).collect();

@@ -1,5 +1,7 @@
 //! XLSX: one sheet named after the table, a bold shaded header of human headings, numbers as numbers (integers
-//! with thousands separators, decimals with two places), total rows in bold, the header row frozen.
+//! with thousands separators, decimals with two places), total rows in bold, the header row frozen; the table's
+//! notes (how it is protected, what a forecast is) on a sheet `Hinweise` of their own, so that the table's sheet
+//! stays a table.
 
 use crate::{Result, Table};
 use arrow::array::{Array, ArrayRef, AsArray};
@@ -11,6 +13,14 @@ use rust_xlsxwriter::{Color, Format, FormatBorder, Workbook, Worksheet};
 pub(crate) fn workbook(table: &Table) -> Result<Vec<u8>> {
     let mut workbook = new_workbook()?;
     add_sheet(&mut workbook, table, &table.title)?;
+    if !table.notes.is_empty() {
+        let sheet = workbook.add_worksheet();
+        sheet.set_name("Hinweise")?;
+        for (row, note) in table.notes.iter().enumerate() {
+            sheet.write_string(row as u32, 0, note)?;
+        }
+        sheet.set_column_width(0, 120)?;
+    }
     Ok(workbook.save_to_buffer()?)
 }
 

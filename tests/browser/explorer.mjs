@@ -302,6 +302,30 @@ await check("the Köln population map colours named Stadtteile by the API's figu
   await page.screenshot({ path: `${shots}explorer-koeln-map-page.png`, fullPage: true });
 });
 
+await check("with two measures, the map shows the one chosen for it, with the API's values", async () => {
+  const question = "cube=newcomers&m=persons&m=share_below_b1&c=month%3D2024-06";
+  await answered(page, () => page.goto(`${base}/?${question}&rows=district.district&view=map`));
+  await page.locator("#figure svg path.area").first().waitFor();
+  const valuesOn = async () =>
+    new Map(await page.locator("#figure path.area").evaluateAll((areas) => areas.map((a) => [a.dataset.key, a.dataset.value])));
+  const api = async (measure) => apiCells(users.STAT, `${question}&d=district.district`, "district", null, measure);
+  for (const measure of ["persons", "share_below_b1"]) {
+    if (measure !== "persons") {
+      const before = await page.evaluate(() => document.body.dataset.drawn || "");
+      await page.getByLabel("Kennzahl in Diagramm und Karte").selectOption(measure);
+      await page.waitForFunction((b) => (document.body.dataset.drawn || "") !== b, before);
+      assert.match(page.url(), new RegExp(`shown=${measure}`), "the choice is part of the view's URL");
+    }
+    const shown = await valuesOn();
+    const wanted = await api(measure);
+    assert.equal(shown.size, 18);
+    for (const [key, value] of wanted) {
+      const district = key.split("|")[0];
+      assert.equal(shown.get(district) === "" ? null : Number(shown.get(district)), value, `${measure} of ${district}`);
+    }
+  }
+});
+
 await check("a forecast is drawn dashed after the observed months, its values those of the API", async () => {
   const question = "cube=zuweisungen&m=persons&m=persons_forecast&c=month%3D2024-10..2025-06";
   await answered(page, () => page.goto(`${base}/?${question}&rows=month&view=lines`));

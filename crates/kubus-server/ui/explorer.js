@@ -187,6 +187,7 @@ function questionFromUrl() {
     sort: p.get("sort") || "",
     view: p.get("view") || "table",
     breaks: p.get("breaks") || "",
+    shown: p.get("shown") || "",
   };
   if (cube && q.measures.length === 0 && !p.has("cube")) {
     // A first visit: the cube's first measure by its first geographic (else first) dimension's coarsest level.
@@ -208,6 +209,7 @@ function urlOf(q) {
   if (q.sort) p.set("sort", q.sort);
   if (q.view && q.view !== "table") p.set("view", q.view);
   if (q.breaks) p.set("breaks", q.breaks);
+  if (q.shown) p.set("shown", q.shown);
   return "?" + p.toString();
 }
 
@@ -636,14 +638,15 @@ function drawLegend(ds, symbols) {
 
 /** The first measure of the answer as series: one per column member (or one), each over the row members. Without
  *  `axes`, the explorer's question says which dimensions are rows and columns; a report's dataset has its rows first. */
-function seriesOf(ds, axes) {
+function seriesOf(ds, axes, shown) {
   const q = app.question;
   const { dims, at } = dataset(ds);
   const measureDim = dims[dims.length - 1];
   const { rows: hasRows, cols: hasCols } = axes || { rows: Boolean(q.rows), cols: Boolean(q.cols) };
   const rowDim = hasRows ? dims[0] : null;
   const colDim = hasCols ? dims[hasRows ? 1 : 0] : null;
-  const measure = measureDim.keys[0];
+  // The measure a chart or map shows: the one chosen, else the first.
+  const measure = measureDim.keys.includes(shown) ? shown : measureDim.keys[0];
   const rows = (rowDim ? rowDim.keys : [null]).filter((k) => k !== "_T");
   const series = (colDim ? colDim.keys : [null]).filter((k) => k !== "_T").map((ck) => ({
     key: ck,
@@ -862,11 +865,18 @@ async function drawFigure() {
   $("breaks-line").hidden = view !== "map";
   $("breaks").value = q.breaks || "";
   const figure = $("figure");
+  // With several measures, which one the chart or map shows (the table shows them all).
+  const measures = app.answer ? dataset(app.answer).dims.at(-1) : null;
+  $("shown-line").hidden = view === "table" || !measures || measures.keys.length < 2;
+  if (measures) {
+    $("shown").replaceChildren(...measures.keys.map((k) => option(k, measures.labels[k] || k)));
+    $("shown").value = measures.keys.includes(q.shown) ? q.shown : measures.keys[0];
+  }
   if (view === "table" || !app.answer) {
     figure.hidden = true;
     return;
   }
-  const data = seriesOf(app.answer);
+  const data = seriesOf(app.answer, undefined, q.shown);
   let node;
   let note = "";
   try {
@@ -1222,6 +1232,12 @@ function wire() {
   $("deliver-source").addEventListener("change", pickSource);
   $("breaks").addEventListener("change", async () => {
     app.question.breaks = $("breaks").value.trim();
+    history.pushState(null, "", urlOf(app.question));
+    await drawFigure();
+    document.body.dataset.drawn = String(Date.now());
+  });
+  $("shown").addEventListener("change", async () => {
+    app.question.shown = $("shown").value;
     history.pushState(null, "", urlOf(app.question));
     await drawFigure();
     document.body.dataset.drawn = String(Date.now());

@@ -4,6 +4,7 @@
 //! returns the number of distinct ids. Both keep a serialized bitmap as partial state, so DataFusion can split
 //! and merge them like any other aggregate.
 
+use crate::cellkey::PTable;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Int64Array};
 use datafusion::arrow::datatypes::{DataType, FieldRef, UInt32Type};
 use datafusion::common::{DataFusionError, ScalarValue};
@@ -19,16 +20,16 @@ use std::sync::Arc;
 type Result<T> = datafusion::common::Result<T>;
 
 /// What the function does with its input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Mode {
     /// Ids (UInt32) in, a serialized bitmap out.
     Build,
     /// Serialized bitmaps in, the number of distinct ids out (Int64, like `count(DISTINCT …)`).
     Count,
-    /// Serialized bitmaps in, the number of distinct ids and the sum of their upper 16 bits (modulo 2¹⁶) out, in
-    /// one Int64 (`count · 2¹⁶ + key`): ids that carry a unit's record key there (see [`crate::rollup::dictionary`])
-    /// give the cell key method both parts of a distinct count from one union of the bitmaps.
-    CountKey,
+    /// Serialized bitmaps in, the number of distinct ids as the cell key method publishes it out: ids that carry a
+    /// unit's record key in their upper 16 bits (see [`crate::rollup::dictionary`]) give the count's cell key from
+    /// the same union of the bitmaps.
+    Published(Arc<PTable>),
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -39,10 +40,10 @@ struct BitmapUdf {
 
 impl AggregateUDFImpl for BitmapUdf {
     fn name(&self) -> &str {
-        match self.mode {
+        match &self.mode {
             Mode::Build => "kubus_bitmap",
             Mode::Count => "kubus_bitmap_count",
-            Mode::CountKey => "kubus_bitmap_count_key",
+            Mode::Published(_) => "kubus_bitmap_published_count",
         }
     }
 
@@ -51,9 +52,9 @@ impl AggregateUDFImpl for BitmapUdf {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(match self.mode {
+        Ok(match &self.mode {
             Mode::Build => DataType::Binary,
-            Mode::Count | Mode::CountKey => DataType::Int64,
+            Mode::Count | Mode::Published(_) => DataType::Int64,
         })
     }
 
@@ -62,7 +63,7 @@ impl AggregateUDFImpl for BitmapUdf {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(BitmapAccumulator { mode: self.mode, bitmap: RoaringBitmap::new() }))
+        Ok(Box::new(BitmapAccumulator { mode: self.mode.clone(), bitmap: RoaringBitmap::new() }))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -70,7 +71,7 @@ impl AggregateUDFImpl for BitmapUdf {
     }
 
     fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(BitmapGroups { mode: self.mode, bitmaps: Vec::new(), values: 0 }))
+        Ok(Box::new(BitmapGroups { mode: self.mode.clone(), bitmaps: Vec::new(), values: 0 }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -164,7 +165,7 @@ impl GroupsAccumulator for BitmapGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.bitmaps.resize_with(total_num_groups, RoaringBitmap::new);
-        match self.mode {
+        match &self.mode {
             Mode::Build => {
                 let ids = datafusion::arrow::compute::cast(&values[0], &DataType::UInt32)?;
                 let ids = ids.as_primitive::<UInt32Type>();
@@ -176,7 +177,7 @@ impl GroupsAccumulator for BitmapGroups {
                 }
                 Ok(())
             }
-            Mode::Count | Mode::CountKey => self.union(&values[0], groups, filter),
+            Mode::Count | Mode::Published(_) => self.union(&values[0], groups, filter),
         }
     }
 
@@ -187,10 +188,12 @@ impl GroupsAccumulator for BitmapGroups {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let bitmaps = emit_to.take_needed(&mut self.bitmaps);
-        match self.mode {
+        match &self.mode {
             Mode::Build => binary_column(&bitmaps),
             Mode::Count => Ok(Arc::new(bitmaps.iter().map(|b| b.len() as i64).collect::<Int64Array>())),
-            Mode::CountKey => Ok(Arc::new(bitmaps.iter().map(count_and_key).collect::<Int64Array>())),
+            Mode::Published(ptable) => {
+                Ok(Arc::new(bitmaps.iter().map(|b| published(ptable.as_ref(), b)).collect::<Int64Array>()))
+            }
         }
     }
 
@@ -200,7 +203,7 @@ impl GroupsAccumulator for BitmapGroups {
 
     fn convert_to_state(&self, values: &[ArrayRef], filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
         let mut bitmaps = vec![RoaringBitmap::new(); values[0].len()];
-        match self.mode {
+        match &self.mode {
             Mode::Build => {
                 let ids = datafusion::arrow::compute::cast(&values[0], &DataType::UInt32)?;
                 let ids = ids.as_primitive::<UInt32Type>();
@@ -210,7 +213,7 @@ impl GroupsAccumulator for BitmapGroups {
                     }
                 }
             }
-            Mode::Count | Mode::CountKey => {
+            Mode::Count | Mode::Published(_) => {
                 for ((row, bytes), b) in serialized_rows(&values[0])?.enumerate().zip(bitmaps.iter_mut()) {
                     if let Some(bytes) = bytes.filter(|_| passes(filter, row)) {
                         *b = deserialize(bytes)?;
@@ -228,13 +231,13 @@ impl GroupsAccumulator for BitmapGroups {
 
 impl Accumulator for BitmapAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        match self.mode {
+        match &self.mode {
             Mode::Build => {
                 let ids = datafusion::arrow::compute::cast(&values[0], &DataType::UInt32)?;
                 self.bitmap.extend(ids.as_primitive::<UInt32Type>().iter().flatten());
                 Ok(())
             }
-            Mode::Count | Mode::CountKey => self.union(&values[0]),
+            Mode::Count | Mode::Published(_) => self.union(&values[0]),
         }
     }
 
@@ -247,10 +250,10 @@ impl Accumulator for BitmapAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(match self.mode {
+        Ok(match &self.mode {
             Mode::Build => ScalarValue::Binary(Some(self.serialized()?)),
             Mode::Count => ScalarValue::Int64(Some(self.bitmap.len() as i64)),
-            Mode::CountKey => ScalarValue::Int64(Some(count_and_key(&self.bitmap))),
+            Mode::Published(ptable) => ScalarValue::Int64(Some(published(ptable.as_ref(), &self.bitmap))),
         })
     }
 
@@ -268,10 +271,16 @@ fn count_and_key(bitmap: &RoaringBitmap) -> i64 {
 /// Where [`count_and_key`] keeps the count.
 pub const COUNT_SHIFT: i64 = 1 << 16;
 
-/// `kubus_bitmap_count_key(bitmaps)`: the number of distinct ids in the union of a group's bitmaps and the sum of
-/// their upper 16 bits modulo 2¹⁶, as `count · 2¹⁶ + key` (see [`COUNT_SHIFT`]).
-pub fn count_and_key_of(bitmaps: Expr) -> Expr {
-    let udf = BitmapUdf { mode: Mode::CountKey, signature: Signature::any(1, Volatility::Immutable) };
+/// The published count of the ids of a bitmap: their number with the noise of its cell key.
+fn published(ptable: &PTable, bitmap: &RoaringBitmap) -> i64 {
+    let packed = count_and_key(bitmap);
+    ptable.perturb(packed / COUNT_SHIFT, packed % COUNT_SHIFT)
+}
+
+/// `kubus_bitmap_published_count(bitmaps)`: the number of distinct ids in the union of a group's bitmaps as the
+/// cell key method publishes it, with the sum of their upper 16 bits as its key.
+pub fn published_count(ptable: &Arc<PTable>, bitmaps: Expr) -> Expr {
+    let udf = BitmapUdf { mode: Mode::Published(ptable.clone()), signature: Signature::any(1, Volatility::Immutable) };
     AggregateUDF::from(udf).call(vec![bitmaps])
 }
 
@@ -305,7 +314,7 @@ impl ScalarUDFImpl for CellUdf {
     }
 }
 
-/// `kubus_bitmap_cell(bitmap)`: each row's count and key of its own bitmap (see [`count_and_key_of`]).
+/// `kubus_bitmap_cell(bitmap)`: each row's count and key of its own bitmap (see [`count_and_key`]).
 pub fn cell_count_and_key(bitmap: Expr) -> Expr {
     ScalarUDF::new_from_impl(CellUdf { signature: Signature::any(1, Volatility::Immutable) }).call(vec![bitmap])
 }

@@ -2,8 +2,8 @@
 //! pseudonym, which is itself an HMAC under the project key); a cell's key is the sum of its units' record keys
 //! modulo the perturbation table's key range; the perturbation table (ptable) maps the cell's value and key to a
 //! small noise value. The same set of units always gets the same noise, in any query, so the difference of two
-//! answers is no longer a count of persons. Counts are perturbed inside the query plan, right after they are
-//! aggregated: ratios, shares, changes, sorting and limits only ever see perturbed counts.
+//! answers is no longer a count of persons. Counts are perturbed inside the query plan, as they are aggregated
+//! (see [`crate::published`]): ratios, shares, changes, sorting and limits only ever see perturbed counts.
 //!
 //! The table format is the ONS `cell-key-perturbation` package's: CSV with the columns `pcv` (the cell value the
 //! row applies to, 1 … M), `ckey` (0 … K − 1) and `pvalue` (the noise). Values above M reuse the table's last
@@ -12,19 +12,13 @@
 //!
 //! Magnitudes (sums, averages' sums, minima, maxima) get the method's variant for magnitudes: noise scaled to the
 //! cell's largest single value (a minimum's or maximum's to itself), `magnitude` percent of it times a factor
-//! between 0.5 and 1 with a sign, both from the cell key of the records that have a value ([`magnitude_noise`]). A value that one record alone makes up is
-//! never published exactly. Knows counts, values and keys, not the warehouse.
+//! between 0.5 and 1 with a sign, both from the cell key of the records that have a value ([`magnitude_noise`]). A
+//! value that one record alone makes up is never published exactly. Knows counts, values and keys, not the warehouse.
 
 use crate::{Error, Result};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
-use datafusion::common::ScalarValue;
-use datafusion::common::utils::SingleRowListArrayBuilder;
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use datafusion::prelude::Expr;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -399,63 +393,6 @@ pub fn perturb_magnitude(value: f64, largest: f64, key_sum: i64, percent: u32) -
     value + largest.abs() * f64::from(percent) / 100.0 * magnitude_noise(key_sum)
 }
 
-/// `kubus_perturb_magnitude(value, largest, key_sum)`: the published value of each magnitude, in the value's type
-/// (an integer magnitude is rounded to whole units).
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct MagnitudeUdf {
-    percent: u32,
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for MagnitudeUdf {
-    fn name(&self) -> &str {
-        "kubus_perturb_magnitude"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
-        Ok(if arg_types[0].is_integer() { DataType::Int64 } else { DataType::Float64 })
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
-        let n = args.number_rows;
-        let as_type = |v: &ColumnarValue, ty: &DataType| -> datafusion::common::Result<ArrayRef> {
-            Ok(datafusion::arrow::compute::cast(&v.to_array(n)?, ty)?)
-        };
-        let integer = args.args[0].data_type().is_integer();
-        let values = as_type(&args.args[0], &DataType::Float64)?;
-        let largest = as_type(&args.args[1], &DataType::Float64)?;
-        let keys = as_type(&args.args[2], &DataType::Int64)?;
-        let (values, largest) = (values.as_primitive::<Float64Type>(), largest.as_primitive::<Float64Type>());
-        let keys = keys.as_primitive::<Int64Type>();
-        let published = (0..n).map(|i| {
-            (!values.is_null(i)).then(|| {
-                let largest = if largest.is_null(i) { values.value(i) } else { largest.value(i) };
-                perturb_magnitude(
-                    values.value(i),
-                    largest,
-                    if keys.is_null(i) { 0 } else { keys.value(i) },
-                    self.percent,
-                )
-            })
-        });
-        Ok(ColumnarValue::Array(if integer {
-            Arc::new(published.map(|v| v.map(|v| v.round() as i64)).collect::<Int64Array>())
-        } else {
-            Arc::new(published.collect::<Float64Array>())
-        }))
-    }
-}
-
-/// The published values of magnitudes, given each cell's largest single value and its records' key sum.
-pub fn perturb_magnitudes(noise: &Noise, value: Expr, largest: Expr, key_sum: Expr) -> Expr {
-    let udf = MagnitudeUdf { percent: noise.magnitude, signature: Signature::any(3, Volatility::Immutable) };
-    ScalarUDF::new_from_impl(udf).call(vec![value, largest, key_sum])
-}
-
 /// `kubus_record_key(text)`: the record key of each unit (see [`record_key`]); null stays null.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct RecordKeyUdf {
@@ -481,7 +418,7 @@ impl ScalarUDFImpl for RecordKeyUdf {
 }
 
 /// The record keys of an array of units (text, or anything that casts to text); null stays null.
-fn record_keys(array: &ArrayRef) -> datafusion::common::Result<Int64Array> {
+pub(crate) fn record_keys(array: &ArrayRef) -> datafusion::common::Result<Int64Array> {
     Ok(match array.data_type() {
         DataType::Utf8View => array.as_string_view().iter().map(|v| v.map(record_key)).collect(),
         DataType::Utf8 => array.as_string::<i32>().iter().map(|v| v.map(record_key)).collect(),
@@ -495,242 +432,6 @@ fn record_keys(array: &ArrayRef) -> datafusion::common::Result<Int64Array> {
 /// The record keys of a column of units.
 pub fn record_key_of(unit: Expr) -> Expr {
     ScalarUDF::new_from_impl(RecordKeyUdf { signature: Signature::any(1, Volatility::Immutable) }).call(vec![unit])
-}
-
-/// `kubus_key_sum(unit)`: the wrapping sum of the units' record keys, as `sum(kubus_record_key(unit))` is; with
-/// DISTINCT each unit once. It aggregates the unit itself, not its key, so that a distinct count of units and its
-/// cell key are two distinct aggregates of one column: DataFusion then answers both with one grouping by the unit
-/// (its single-distinct rewrite), as it answers the distinct count alone.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct KeySumUdf {
-    signature: Signature,
-}
-
-impl AggregateUDFImpl for KeySumUdf {
-    fn name(&self) -> &str {
-        "kubus_key_sum"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
-        Ok(DataType::Int64)
-    }
-
-    fn is_nullable(&self) -> bool {
-        false
-    }
-
-    fn accumulator(&self, args: AccumulatorArgs) -> datafusion::common::Result<Box<dyn Accumulator>> {
-        Ok(if args.is_distinct { Box::new(DistinctKeySum::default()) } else { Box::new(KeySum(0)) })
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> datafusion::common::Result<Vec<FieldRef>> {
-        let name = datafusion::logical_expr::utils::format_state_name(args.name, "key_sum");
-        Ok(vec![Arc::new(if args.is_distinct {
-            Field::new_list(name, Field::new_list_field(DataType::Int64, true), false)
-        } else {
-            Field::new(name, DataType::Int64, false)
-        })])
-    }
-
-    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        !args.is_distinct
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        _args: AccumulatorArgs,
-    ) -> datafusion::common::Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(KeySumGroups(Vec::new())))
-    }
-}
-
-/// The cell keys of units: `kubus_key_sum(unit)`; `.distinct()` counts each unit once.
-pub fn key_sum_of(unit: Expr) -> Expr {
-    AggregateUDF::new_from_impl(KeySumUdf { signature: Signature::any(1, Volatility::Immutable) }).call(vec![unit])
-}
-
-/// The wrapping sum of the non-null values of an Int64 array.
-fn wrapping_total(keys: &Int64Array) -> i64 {
-    keys.iter().flatten().fold(0i64, i64::wrapping_add)
-}
-
-#[derive(Debug)]
-struct KeySum(i64);
-
-impl Accumulator for KeySum {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::common::Result<()> {
-        self.0 = self.0.wrapping_add(wrapping_total(&record_keys(&values[0])?));
-        Ok(())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::common::Result<()> {
-        self.0 = self.0.wrapping_add(wrapping_total(states[0].as_primitive::<Int64Type>()));
-        Ok(())
-    }
-
-    fn state(&mut self) -> datafusion::common::Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Int64(Some(self.0))])
-    }
-
-    fn evaluate(&mut self) -> datafusion::common::Result<ScalarValue> {
-        Ok(ScalarValue::Int64(Some(self.0)))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self)
-    }
-}
-
-/// Distinct units by their record keys (64 bits of an HMAC: two persons sharing one is as likely as a collision
-/// of the hash itself).
-#[derive(Debug, Default)]
-struct DistinctKeySum(std::collections::HashSet<i64>);
-
-impl Accumulator for DistinctKeySum {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::common::Result<()> {
-        self.0.extend(record_keys(&values[0])?.iter().flatten());
-        Ok(())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::common::Result<()> {
-        for keys in states[0].as_list::<i32>().iter().flatten() {
-            self.0.extend(keys.as_primitive::<Int64Type>().iter().flatten());
-        }
-        Ok(())
-    }
-
-    fn state(&mut self) -> datafusion::common::Result<Vec<ScalarValue>> {
-        let keys = Arc::new(Int64Array::from_iter_values(self.0.iter().copied()));
-        Ok(vec![SingleRowListArrayBuilder::new(keys).build_list_scalar()])
-    }
-
-    fn evaluate(&mut self) -> datafusion::common::Result<ScalarValue> {
-        Ok(ScalarValue::Int64(Some(self.0.iter().fold(0i64, |sum, &k| sum.wrapping_add(k)))))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.0.capacity() * std::mem::size_of::<i64>()
-    }
-}
-
-/// [`KeySum`] for many groups at once (what DataFusion's hash aggregation uses).
-#[derive(Debug)]
-struct KeySumGroups(Vec<i64>);
-
-impl KeySumGroups {
-    fn add(&mut self, keys: &Int64Array, groups: &[usize], filter: Option<&BooleanArray>, total_num_groups: usize) {
-        self.0.resize(total_num_groups, 0);
-        for (row, &g) in groups.iter().enumerate() {
-            if keys.is_valid(row) && filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
-                self.0[g] = self.0[g].wrapping_add(keys.value(row));
-            }
-        }
-    }
-}
-
-impl GroupsAccumulator for KeySumGroups {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        groups: &[usize],
-        filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> datafusion::common::Result<()> {
-        self.add(&record_keys(&values[0])?, groups, filter, total_num_groups);
-        Ok(())
-    }
-
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        groups: &[usize],
-        total_num_groups: usize,
-    ) -> datafusion::common::Result<()> {
-        self.add(values[0].as_primitive::<Int64Type>(), groups, None, total_num_groups);
-        Ok(())
-    }
-
-    fn evaluate(&mut self, emit_to: EmitTo) -> datafusion::common::Result<ArrayRef> {
-        Ok(Arc::new(Int64Array::from(emit_to.take_needed(&mut self.0))))
-    }
-
-    fn state(&mut self, emit_to: EmitTo) -> datafusion::common::Result<Vec<ArrayRef>> {
-        Ok(vec![self.evaluate(emit_to)?])
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        filter: Option<&BooleanArray>,
-    ) -> datafusion::common::Result<Vec<ArrayRef>> {
-        // Each row its own group: its key, or 0 where it has no unit or is filtered out.
-        let keys = record_keys(&values[0])?;
-        let passes = |row: usize| keys.is_valid(row) && filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-        Ok(vec![Arc::new(
-            (0..keys.len()).map(|row| if passes(row) { keys.value(row) } else { 0 }).collect::<Int64Array>(),
-        )])
-    }
-
-    fn size(&self) -> usize {
-        self.0.capacity() * std::mem::size_of::<i64>()
-    }
-}
-
-/// `kubus_perturb(count, key_sum)`: the published value of each count.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct PerturbUdf {
-    ptable: Arc<PTable>,
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for PerturbUdf {
-    fn name(&self) -> &str {
-        "kubus_perturb"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
-        Ok(DataType::Int64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
-        let n = args.number_rows;
-        let as_i64 = |v: &ColumnarValue| -> datafusion::common::Result<ArrayRef> {
-            Ok(datafusion::arrow::compute::cast(&v.to_array(n)?, &DataType::Int64)?)
-        };
-        let (values, keys) = (as_i64(&args.args[0])?, as_i64(&args.args[1])?);
-        let (values, keys) = (values.as_primitive::<Int64Type>(), keys.as_primitive::<Int64Type>());
-        let out: Int64Array = (0..values.len())
-            .map(|i| {
-                (!values.is_null(i))
-                    .then(|| self.ptable.perturb(values.value(i), if keys.is_null(i) { 0 } else { keys.value(i) }))
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
-    }
-}
-
-/// The published values of counts, given the (wrapping) sums of their units' record keys.
-pub fn perturb(ptable: &Arc<PTable>, count: Expr, key_sum: Expr) -> Expr {
-    let udf = PerturbUdf { ptable: ptable.clone(), signature: Signature::any(2, Volatility::Immutable) };
-    ScalarUDF::new_from_impl(udf).call(vec![count, key_sum])
-}
-
-/// The hidden column with the record-key sum of a count.
-pub fn key_column(measure: &str) -> String {
-    format!("__ck_{measure}")
-}
-
-/// The hidden column with the largest single value (in absolute terms) of a magnitude's cell.
-pub fn largest_column(measure: &str) -> String {
-    format!("__max_{measure}")
 }
 
 #[cfg(test)]

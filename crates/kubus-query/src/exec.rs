@@ -13,8 +13,8 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
-use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit, when};
-use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, abs, coalesce, col, in_list, nullif};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, coalesce, col, in_list, nullif};
 use kubus_model::{Aggregate, Change, Cube, MeasureKind, Model, Period};
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,9 +39,30 @@ fn rolled_up(i: usize) -> String {
 /// then get their members' labels and order, and are sorted and cut to the limit ([`arrange`]): here rather than
 /// in the DataFusion plan, whose planning (not its reading) is most of the time of an answer from a rollup.
 pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<QueryResult> {
+    run(ctx, plan, &prepare(ctx, plan, facts).await?).await
+}
+
+/// A query planned down to DataFusion's physical plan, which [`run`] runs as often as asked while the facts it
+/// was planned over stay the same: a prepared statement. Planning is most of the time of an answer from a
+/// rollup; a plan run again is reset first (see `reset_plan_states`), and must not use dynamic filters, which
+/// the session it was planned in switches off.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    physical: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    hidden: Vec<String>,
+}
+
+/// Plans a query over the cube's facts, for [`run`].
+pub async fn prepare(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Result<Prepared> {
     let (df, hidden) = frame(ctx, plan, facts).await?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
+    Ok(Prepared { physical: df.create_physical_plan().await?, hidden })
+}
+
+/// Runs a prepared query (see [`execute`]); `plan` is the plan it was prepared from.
+pub async fn run(ctx: &SessionContext, plan: &CubePlan<'_>, prepared: &Prepared) -> Result<QueryResult> {
+    let physical = datafusion::physical_plan::execution_plan::reset_plan_states(prepared.physical.clone())?;
+    let schema = physical.schema();
+    let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx()).await?;
     // The answer's rows count against the query's memory as DataFusion's own work does: held twice while arranged.
     let held = datafusion::execution::memory_pool::MemoryConsumer::new("kubus answer")
         .register(&ctx.runtime_env().memory_pool);
@@ -54,7 +75,7 @@ pub async fn execute(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -
         }
         Err(_) => rows,
     };
-    arrange(plan, &hidden, &rows)
+    arrange(plan, &prepared.hidden, &rows)
 }
 
 /// How a planned query is computed: the plan in cube terms, then DataFusion's optimized logical plan and its
@@ -427,14 +448,12 @@ async fn aggregate_facts(
     let mut aggregates = Vec::new();
     // Sums with a contributor role also get their largest contributor's share, for the dominance rule.
     let mut tops: Vec<(String, Expr, &str)> = Vec::new();
-    // Counts taken from a rollup's stored counts after the aggregation, before any noise; measures computed from
-    // other aggregates (averages) after it.
+    // Counts taken from a rollup's stored counts after the aggregation; measures computed from other aggregates
+    // (averages) after it.
     let mut counted: Vec<(String, Expr)> = Vec::new();
     let mut after: Vec<(&str, Expr)> = Vec::new();
-    // Counts published with the cell key method's noise, and magnitudes (value column, measure, whether the noise
-    // scales with the value itself: a minimum or maximum, else the cell's largest value).
-    let mut perturbed: Vec<String> = Vec::new();
-    let mut magnitudes: Vec<(String, String, bool)> = Vec::new();
+    // The published counts of the cell key method: a cell whose counts are all 0 has no row (see `Unshown`).
+    let mut published: Vec<String> = Vec::new();
     for pm in needed {
         let MeasureKind::Aggregate { aggregate, column, last_snapshot, dominance, .. } = pm.measure.kind() else {
             continue;
@@ -477,72 +496,31 @@ async fn aggregate_facts(
             tops.push((crate::disclosure::top_column(name), e.clone(), role.as_str()));
         }
         let magnitude = matches!(aggregate, Aggregate::Sum | Aggregate::Min | Aggregate::Max | Aggregate::Avg);
+        // How many facts have a value: a magnitude over too few is protected like a small count.
         let records = crate::disclosure::records_column(name);
+        if let Some(noise) = &plan.noise {
+            // Each number as published, aggregated in one pass with the record keys of what it counts (see
+            // `published`). A magnitude's noise comes from the key of its facts with a value, whose count is
+            // published too: else an average next to its sum would give the exact count away.
+            let target = if magnitude { records.clone() } else { name.to_owned() };
+            for (value, e) in
+                published_aggregates(noise, df.schema(), *aggregate, from_rollup, single_cells, name, column)?
+            {
+                let e = match (value, aggregate, from_rollup) {
+                    (false, Aggregate::CountDistinct, false) => e.distinct().build()?,
+                    _ => e,
+                };
+                aggregates.push(with_condition(e)?.alias(if value { name } else { target.as_str() }));
+            }
+            published.push(target);
+            continue;
+        }
         if magnitude {
-            // How many facts have a value: a magnitude over too few is protected like a small count.
             let n = if from_rollup { sum(col(crate::rollup::value_count(name))) } else { count(column()) };
             aggregates.push(with_condition(n)?.alias(records.as_str()));
             counted.push((records.clone(), coalesce(vec![col(records.as_str()), lit(0i64)])));
         }
-        if let Some(noise) = &plan.noise
-            && (magnitude || matches!(aggregate, Aggregate::Count | Aggregate::CountDistinct))
-        {
-            // The cell key of a count: the (wrapping) sum of the record keys of the units it counts, each distinct
-            // unit once for a distinct count. A magnitude's key is that of its facts with a value, whose count is
-            // perturbed too: else an average next to its sum would give the exact count away.
-            let record_keys = crate::cellkey::record_keys_in(df.schema(), &noise.unit);
-            let stored_key = |name: &str| with_condition(sum(col(crate::cellkey::stored_key_column(name))));
-            let (target, key_sum) = match (aggregate, from_rollup) {
-                (Aggregate::Count, false) => (name.to_owned(), with_condition(sum(record_keys))?),
-                (Aggregate::CountDistinct, false) if condition.is_some() => {
-                    (name.to_owned(), with_condition(sum(crate::cellkey::record_key_of(column())))?)
-                }
-                (Aggregate::CountDistinct, false) => {
-                    (name.to_owned(), crate::cellkey::key_sum_of(column()).distinct().build()?)
-                }
-                (Aggregate::Count, true) => (name.to_owned(), stored_key(name)?),
-                (Aggregate::CountDistinct, true) if single_cells => (name.to_owned(), stored_key(name)?),
-                (Aggregate::CountDistinct, true) => {
-                    // One union of the bitmaps gives both the count and the key (see `bitmap::count_and_key_of`).
-                    let packed = format!("__packed_{name}");
-                    aggregates.push(with_condition(crate::bitmap::count_and_key_of(col(name)))?.alias(packed.as_str()));
-                    let shift = lit(crate::bitmap::COUNT_SHIFT);
-                    counted.push((name.to_owned(), col(packed.as_str()) / shift.clone()));
-                    (name.to_owned(), col(packed.as_str()) % shift)
-                }
-                (_, false) => {
-                    let counted = column().is_not_null();
-                    let only = condition.clone().map_or(counted.clone(), |c| c.and(counted));
-                    if matches!(aggregate, Aggregate::Sum | Aggregate::Avg) {
-                        aggregates
-                            .push(with_condition(max(abs(column())))?.alias(crate::cellkey::largest_column(name)));
-                    }
-                    (records.clone(), sum(record_keys).filter(only).build()?)
-                }
-                (_, true) => {
-                    if matches!(aggregate, Aggregate::Sum | Aggregate::Avg) {
-                        aggregates.push(
-                            with_condition(max(col(crate::rollup::largest(name))))?
-                                .alias(crate::cellkey::largest_column(name)),
-                        );
-                    }
-                    (records.clone(), stored_key(name)?)
-                }
-            };
-            if from_rollup && !single_cells && *aggregate == Aggregate::CountDistinct {
-                counted.push((crate::cellkey::key_column(&target), key_sum));
-            } else {
-                aggregates.push(key_sum.alias(crate::cellkey::key_column(&target)));
-            }
-            if magnitude {
-                let value = if *aggregate == Aggregate::Avg { format!("__sum_{name}") } else { name.to_owned() };
-                magnitudes.push((value, name.to_owned(), matches!(aggregate, Aggregate::Min | Aggregate::Max)));
-            }
-            perturbed.push(target);
-        }
         match (aggregate, from_rollup) {
-            // Counted from its bitmaps together with its key, above.
-            (Aggregate::CountDistinct, true) if plan.noise.is_some() && !single_cells => {}
             (Aggregate::Count | Aggregate::CountDistinct, true) => {
                 // A count over no cells is 0, as over no facts.
                 aggregates.push(e.alias(format!("__sum_{name}")));
@@ -550,10 +528,6 @@ async fn aggregate_facts(
             }
             (Aggregate::Avg, true) => {
                 aggregates.push(e.alias(format!("__sum_{name}")));
-                after.push((name, ratio(col(format!("__sum_{name}")), col(records.as_str()))));
-            }
-            (Aggregate::Avg, false) if plan.noise.is_some() => {
-                aggregates.push(with_condition(sum(cast(column(), DataType::Float64)))?.alias(format!("__sum_{name}")));
                 after.push((name, ratio(col(format!("__sum_{name}")), col(records.as_str()))));
             }
             _ => aggregates.push(e.alias(name)),
@@ -573,46 +547,18 @@ async fn aggregate_facts(
         .collect();
     let mut out = aggregate_unaliased(df.clone(), group.clone(), aggregates)?;
     out = with_columns(out, counted)?;
-    if let Some(noise) = &plan.noise
-        && !perturbed.is_empty()
-    {
-        let published = perturbed.iter().map(|name| {
-            let key = col(crate::cellkey::key_column(name));
-            (name.clone(), crate::cellkey::perturb(&noise.ptable, col(name.as_str()), key))
-        });
-        out = with_columns(out, published.collect())?;
-        // The magnitudes see their counts as published.
-        let mut published = Vec::new();
-        for (value, measure, own) in &magnitudes {
-            let records = crate::disclosure::records_column(measure);
-            let largest = col(if *own { value.clone() } else { crate::cellkey::largest_column(measure) });
-            let value_published = crate::cellkey::perturb_magnitudes(
-                noise,
-                col(value.as_str()),
-                largest,
-                col(crate::cellkey::key_column(&records)),
-            );
-            // A magnitude whose count of values is published as 0 is not shown: nothing is said to be there.
-            let shown = when(col(records.as_str()).eq(lit(0i64)), lit(ScalarValue::Null)).otherwise(value_published)?;
-            published.push((value.clone(), shown));
-        }
-        out = with_columns(out, published)?;
-        // A cell whose counts are all published as 0 is shown as no cell at all, as a cell without facts is:
-        // otherwise its row would tell that it has at least one unit, which the noise hid.
-        if !grain.is_empty() {
-            let any = perturbed
-                .iter()
-                .map(|name| col(name.as_str()).not_eq(lit(0i64)))
-                .reduce(Expr::or)
-                .expect("at least one count");
-            out = match unshown {
-                Unshown::Dropped => out.filter(any)?,
-                Unshown::Marked => with_columns(out, vec![(SHOWN.to_owned(), any)])?,
-            };
+    // A cell whose counts are all published as 0 is shown as no cell at all, as a cell without facts is: otherwise
+    // its row would tell that it has at least one unit, which the noise hid.
+    let shown = published.iter().map(|name| col(name.as_str()).not_eq(lit(0i64))).reduce(Expr::or);
+    let mut finished: Vec<(String, Expr)> = Vec::new();
+    if let Some(shown) = shown.filter(|_| !grain.is_empty()) {
+        match unshown {
+            Unshown::Dropped => out = out.filter(shown)?,
+            Unshown::Marked => finished.push((SHOWN.to_owned(), shown)),
         }
     }
-    // Averages from their (published) parts, and the grouped keys as plain text.
-    let mut finished: Vec<(String, Expr)> = after.into_iter().map(|(name, e)| (name.to_owned(), e)).collect();
+    // Averages from their parts, and the grouped keys as plain text.
+    finished.extend(after.into_iter().map(|(name, e)| (name.to_owned(), e)));
     finished.extend(grain.iter().filter(|&&i| late(i)).map(|&i| (key(i), cast(col(key(i)), DataType::Utf8))));
     out = with_columns(out, finished)?;
     for (top, e, role) in tops {
@@ -624,6 +570,65 @@ async fn aggregate_facts(
         out = attach(out, largest, grain, &top, &top)?;
     }
     Ok(out)
+}
+
+/// The cell key method's published aggregates of an aggregate measure (see [`crate::published`]): its published
+/// count, or for a magnitude the published count of its values and the published value (marked `true`).
+fn published_aggregates(
+    noise: &crate::cellkey::Noise,
+    schema: &datafusion::common::DFSchema,
+    aggregate: Aggregate,
+    from_rollup: bool,
+    single_cells: bool,
+    name: &str,
+    column: impl Fn() -> Expr,
+) -> Result<Vec<(bool, Expr)>> {
+    use crate::published::{Input, Keys, Output};
+    let publish = |input, keys, output, args| crate::published::aggregate(noise, input, keys, output, args);
+    // The facts' record keys: stored with them, else hashed from their units.
+    let (keys, record_keys) = if schema.has_column_with_unqualified_name(kubus_model::RECORD_KEY_COLUMN) {
+        (Keys::Stored, col(kubus_model::RECORD_KEY_COLUMN))
+    } else {
+        (Keys::Hashed, col(noise.unit.as_str()))
+    };
+    // A rollup's count of `of` and the sum of its record keys.
+    let stored = |of: String| vec![col(of), col(crate::cellkey::stored_key_column(name))];
+    let output = match aggregate {
+        Aggregate::Sum => Output::Sum,
+        Aggregate::Avg => Output::Avg,
+        Aggregate::Min => Output::Min,
+        Aggregate::Max => Output::Max,
+        Aggregate::Count | Aggregate::CountDistinct => Output::Count,
+    };
+    Ok(match (aggregate, from_rollup) {
+        (Aggregate::Count, false) => vec![(false, publish(Input::Rows, keys, output, vec![record_keys]))],
+        (Aggregate::CountDistinct, false) => vec![(false, publish(Input::Units, keys, output, vec![column()]))],
+        (Aggregate::Count, true) => vec![(false, publish(Input::Stored, keys, output, stored(name.to_owned())))],
+        (Aggregate::CountDistinct, true) if single_cells => {
+            vec![(false, publish(Input::Stored, keys, output, stored(crate::rollup::value_count(name))))]
+        }
+        // One union of the bitmaps gives both the count and its key.
+        (Aggregate::CountDistinct, true) => vec![(false, crate::bitmap::published_count(&noise.ptable, col(name)))],
+        (_, false) => vec![
+            (false, publish(Input::Values, keys, Output::Count, vec![column(), record_keys.clone()])),
+            (true, publish(Input::Values, keys, output, vec![column(), record_keys])),
+        ],
+        (_, true) => {
+            let value = if aggregate == Aggregate::Avg { crate::rollup::avg_sum(name) } else { name.to_owned() };
+            // A minimum's or maximum's noise scales with itself, a sum's with the cell's largest value.
+            let largest = if output == Output::Sum || output == Output::Avg {
+                crate::rollup::largest(name)
+            } else {
+                value.clone()
+            };
+            let n = stored(crate::rollup::value_count(name));
+            let args = vec![col(value), n[0].clone(), n[1].clone(), col(largest)];
+            vec![
+                (false, publish(Input::Stored, keys, Output::Count, n)),
+                (true, publish(Input::StoredValues, keys, output, args)),
+            ]
+        }
+    })
 }
 
 /// `df.aggregate(group, aggregates)` with each aggregate named after the aggregation, by a projection: DataFusion

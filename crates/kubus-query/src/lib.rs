@@ -9,11 +9,12 @@ pub mod disclosure;
 mod exec;
 mod members;
 mod plan;
+mod published;
 mod query;
 mod result;
 pub mod rollup;
 
-pub use exec::{Facts, cube_view, execute, explain, run_sql};
+pub use exec::{Facts, Prepared, cube_view, execute, explain, prepare, run, run_sql};
 pub use members::member_batch;
 pub use plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut, plan, resolve_cut, resolve_target};
 pub use query::{Cut, CutOp, Order, Query};

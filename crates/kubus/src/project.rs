@@ -354,7 +354,21 @@ impl Project {
         let session = crate::rollups::FactSession::new(self);
         let (routed, facts, routes) = self.plan_facts(&session, &plan, options.as_of, options.rollups).await?;
         let ctx = session.for_routes(&routes)?;
-        let result = kubus_query::execute(&ctx, &routed, &facts).await?;
+        let result = match crate::rollups::plan_key(&restricted, &routed, &routes) {
+            // Read from rollups: planned once, run as often as asked (planning is most of such an answer's time).
+            Some(key) => {
+                let prepared = match self.rollup_cache.plan(&key) {
+                    Some(prepared) => prepared,
+                    None => {
+                        let prepared = kubus_query::prepare(&ctx, &routed, &facts).await?;
+                        self.rollup_cache.keep_plan(key, prepared.clone());
+                        prepared
+                    }
+                };
+                kubus_query::run(&ctx, &routed, &prepared).await?
+            }
+            None => kubus_query::execute(&ctx, &routed, &facts).await?,
+        };
         let versions = routes.iter().map(|r| (r.cube.clone(), r.version)).collect();
         Ok(RawAnswer { result, plan, versions, routes })
     }

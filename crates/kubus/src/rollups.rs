@@ -16,6 +16,51 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct RollupCache {
     tables: Arc<Mutex<HashMap<String, Arc<dyn datafusion::catalog::TableProvider>>>>,
     fingerprints: Arc<Mutex<HashMap<String, String>>>,
+    plans: Arc<Mutex<Plans>>,
+}
+
+/// The physical plans of queries answered from rollups (see [`kubus_query::Prepared`]), by what decides them
+/// ([`plan_key`]); at most [`PLANS`], the oldest dropped first.
+#[derive(Debug, Default)]
+struct Plans {
+    by_key: HashMap<String, kubus_query::Prepared>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// How many prepared plans a project keeps.
+const PLANS: usize = 512;
+
+impl RollupCache {
+    /// The plan prepared earlier under `key`.
+    pub(crate) fn plan(&self, key: &str) -> Option<kubus_query::Prepared> {
+        self.plans.lock().expect("the cache lock is never held across a panic").by_key.get(key).cloned()
+    }
+
+    /// Keeps a plan prepared under `key`.
+    pub(crate) fn keep_plan(&self, key: String, prepared: kubus_query::Prepared) {
+        let mut plans = self.plans.lock().expect("the cache lock is never held across a panic");
+        if plans.by_key.insert(key.clone(), prepared).is_none() {
+            plans.order.push_back(key);
+        }
+        while plans.order.len() > PLANS {
+            if let Some(oldest) = plans.order.pop_front() {
+                plans.by_key.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// What decides the plan of a query read from rollups only (none for one that reads facts): the query as asked
+/// after the role's restrictions, each cube's noise, and the rollup files read — immutable, unique per build, so a
+/// plan prepared for them reads the same cells.
+pub(crate) fn plan_key(query: &kubus_query::Query, plan: &CubePlan<'_>, routes: &[Route]) -> Option<String> {
+    let files: Vec<&str> = routes.iter().map(|r| r.rollup_file.as_deref()).collect::<Option<_>>()?;
+    let noise = |p: &CubePlan<'_>| {
+        p.noise.as_ref().map(|n| format!("{} {} {}", n.ptable.fingerprint(), n.magnitude, n.unit)).unwrap_or_default()
+    };
+    let noises: Vec<String> = std::iter::once(plan).chain(&plan.sides).map(noise).collect();
+    let cubes: Vec<String> = routes.iter().map(|r| format!("{}@{}", r.cube, r.version)).collect();
+    Some(format!("{}\n{noises:?}\n{cubes:?} {files:?}", serde_json::to_string(query).ok()?))
 }
 
 /// Rollup files up to this size are read into memory once per project; larger ones are read from disk per query.
@@ -28,7 +73,13 @@ const CACHED_BYTES: u64 = 64 << 20;
 pub(crate) fn small_context() -> SessionContext {
     static SMALL: std::sync::LazyLock<SessionContext> = std::sync::LazyLock::new(|| {
         let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(1);
-        config.options_mut().optimizer.max_passes = 1;
+        let optimizer = &mut config.options_mut().optimizer;
+        optimizer.max_passes = 1;
+        // Plans are run again (see `kubus_query::Prepared`): no dynamic filters, whose state a run leaves behind.
+        optimizer.enable_dynamic_filter_pushdown = false;
+        optimizer.enable_join_dynamic_filter_pushdown = false;
+        optimizer.enable_topk_dynamic_filter_pushdown = false;
+        optimizer.enable_aggregate_dynamic_filter_pushdown = false;
         SessionContext::new_with_config(config)
     });
     SMALL.clone()
@@ -106,6 +157,8 @@ pub struct Route {
     pub version: u64,
     /// The rollup that answered, `None` for the facts.
     pub rollup: Option<String>,
+    /// The file of the rollup that answered (unique per build).
+    pub rollup_file: Option<String>,
     /// Per declared rollup: its rows when built for this version, and why it does not answer (`None`: it does).
     pub verdicts: Vec<(String, Option<u64>, Option<String>)>,
 }
@@ -304,7 +357,8 @@ impl Project {
             (None, Some(v)) => v,
             (None, None) => return Err(self.empty_cube(cube.name())),
         };
-        let mut route = Route { cube: cube.name().to_owned(), version, rollup: None, verdicts: Vec::new() };
+        let mut route =
+            Route { cube: cube.name().to_owned(), version, rollup: None, rollup_file: None, verdicts: Vec::new() };
         if mode != RollupUse::Never && latest.is_some_and(|l| version <= l) {
             let stored = self.warehouse().stored_rollups(cube.name(), version)?;
             let mut available = Vec::new();
@@ -331,6 +385,7 @@ impl Project {
                     available.iter().find(|(x, _, _)| x.name() == r.name()).expect("chosen among the available");
                 let table = self.rollup_table(session, cube.name(), stored).await?;
                 route.rollup = Some(r.name().to_owned());
+                route.rollup_file = Some(stored.file.clone());
                 return Ok((rollup::at_rollup(plan, r), table, route));
             }
         }

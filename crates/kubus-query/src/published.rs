@@ -1,0 +1,609 @@
+//! The cell key method's published aggregates: one aggregate function per published number, which counts (or
+//! sums) and adds up the record keys of what it counts in the same pass, and ends with the published value — the
+//! count with its noise from the perturbation table, the magnitude with its noise scaled to the cell's largest
+//! value (see [`crate::cellkey`]). An answer with noise then has as many aggregates as one without and no
+//! projection to perturb them: most of an answer from a rollup is DataFusion's planning, which grows with every
+//! expression of the plan.
+//!
+//! A published magnitude whose count of values is published as 0 is empty, as it would be without values.
+
+use crate::cellkey::{PTable, perturb_magnitude};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int32Type, Int64Type};
+use datafusion::common::ScalarValue;
+use datafusion::common::utils::SingleRowListArrayBuilder;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+};
+use datafusion::prelude::Expr;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+type Result<T> = datafusion::common::Result<T>;
+
+/// What the rows an aggregate reads are, and which of them count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Input {
+    /// Facts, each counted: `(keys)`, each fact's record key (see [`Keys`]).
+    Rows,
+    /// Units, each counted once per value (with DISTINCT, once in all): `(units)`; their record keys are hashed
+    /// from them.
+    Units,
+    /// Facts with a value, each counted: `(values, keys)`.
+    Values,
+    /// Rollup cells: `(counts, key sums)`, as the rollup stores them.
+    Stored,
+    /// Rollup cells of a magnitude: `(values, counts of values, key sums, largest values)`; a minimum or maximum
+    /// passes its values again as the largest.
+    StoredValues,
+}
+
+/// Where the record keys of [`Input::Rows`] and [`Input::Values`] come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Keys {
+    /// The facts' stored record keys (see [`kubus_model::RECORD_KEY_COLUMN`]).
+    Stored,
+    /// Hashed from the unit column (a table written before kubus stored them).
+    Hashed,
+}
+
+/// The number an aggregate publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// The count of what it counts, with the count's noise.
+    Count,
+    /// The sum of the values, with the magnitude's noise.
+    Sum,
+    /// The published sum over the published count of values.
+    Avg,
+    /// The smallest value, with noise scaled to itself.
+    Min,
+    /// The largest value, with noise scaled to itself.
+    Max,
+}
+
+/// `kubus_published_*(…)`: see the module.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Published {
+    ptable: Arc<PTable>,
+    /// A magnitude's noise is at most this many percent of the cell's largest single value.
+    percent: u32,
+    input: Input,
+    keys: Keys,
+    output: Output,
+    signature: Signature,
+}
+
+/// The published `output` of the rows `args` hold, as `input` describes them.
+pub fn aggregate(noise: &crate::cellkey::Noise, input: Input, keys: Keys, output: Output, args: Vec<Expr>) -> Expr {
+    let arity = match input {
+        Input::Rows | Input::Units => 1,
+        Input::Values | Input::Stored => 2,
+        Input::StoredValues => 4,
+    };
+    let udf = Published {
+        ptable: noise.ptable.clone(),
+        percent: noise.magnitude,
+        input,
+        keys,
+        output,
+        signature: Signature::any(arity, Volatility::Immutable),
+    };
+    AggregateUDF::new_from_impl(udf).call(args)
+}
+
+impl Published {
+    fn magnitude(&self) -> bool {
+        self.output != Output::Count
+    }
+
+    /// Whether a magnitude is published as a whole number: its values are.
+    fn integer(&self, value_type: &DataType) -> bool {
+        self.magnitude() && self.output != Output::Avg && value_type.is_integer()
+    }
+
+    fn cells(&self, integer: bool) -> Cells {
+        Cells::new(self.output, integer, self.ptable.clone(), self.percent)
+    }
+}
+
+impl AggregateUDFImpl for Published {
+    fn name(&self) -> &str {
+        match self.output {
+            Output::Count => "kubus_published_count",
+            Output::Sum => "kubus_published_sum",
+            Output::Avg => "kubus_published_avg",
+            Output::Min => "kubus_published_min",
+            Output::Max => "kubus_published_max",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(if !self.magnitude() || self.integer(&arg_types[0]) { DataType::Int64 } else { DataType::Float64 })
+    }
+
+    fn is_nullable(&self) -> bool {
+        self.magnitude()
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let integer = self.integer(&args.exprs[0].data_type(args.schema)?);
+        if args.is_distinct {
+            if self.input != Input::Units {
+                return Err(datafusion::error::DataFusionError::Internal(format!(
+                    "{} counts distinct units only",
+                    self.name()
+                )));
+            }
+            return Ok(Box::new(DistinctUnits { units: HashSet::new(), cells: self.cells(integer) }));
+        }
+        Ok(Box::new(One { input: self.input, keys: self.keys, cells: self.cells(integer) }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let name = |part: &str| datafusion::logical_expr::utils::format_state_name(args.name, part);
+        if args.is_distinct {
+            let list = Field::new_list(name("keys"), Field::new_list_field(DataType::Int64, true), false);
+            return Ok(vec![Arc::new(list)]);
+        }
+        let mut fields =
+            vec![Field::new(name("count"), DataType::Int64, false), Field::new(name("key"), DataType::Int64, false)];
+        if self.magnitude() {
+            fields.push(Field::new(name("value"), DataType::Float64, true));
+            fields.push(Field::new(name("largest"), DataType::Float64, false));
+        }
+        Ok(fields.into_iter().map(Arc::new).collect())
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        !args.is_distinct
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        let integer = self.integer(&args.exprs[0].data_type(args.schema)?);
+        Ok(Box::new(Groups { input: self.input, keys: self.keys, cells: self.cells(integer) }))
+    }
+}
+
+/// Per group: what was counted, its record keys' wrapping sum, and for a magnitude the value so far (sum,
+/// minimum or maximum) and the largest single value in absolute terms.
+#[derive(Debug)]
+struct Cells {
+    output: Output,
+    integer: bool,
+    ptable: Arc<PTable>,
+    percent: u32,
+    count: Vec<i64>,
+    key: Vec<i64>,
+    value: Vec<Option<f64>>,
+    largest: Vec<f64>,
+}
+
+impl Cells {
+    fn new(output: Output, integer: bool, ptable: Arc<PTable>, percent: u32) -> Cells {
+        Cells {
+            output,
+            integer,
+            ptable,
+            percent,
+            count: Vec::new(),
+            key: Vec::new(),
+            value: Vec::new(),
+            largest: Vec::new(),
+        }
+    }
+
+    fn resize(&mut self, groups: usize) {
+        self.count.resize(groups, 0);
+        self.key.resize(groups, 0);
+        if self.output != Output::Count {
+            self.value.resize(groups, None);
+            self.largest.resize(groups, 0.0);
+        }
+    }
+
+    fn add(&mut self, g: usize, count: i64, key: i64) {
+        self.count[g] += count;
+        self.key[g] = self.key[g].wrapping_add(key);
+    }
+
+    /// Counts each row in its group and adds its key.
+    fn add_rows<K: Copy + Into<i64>>(&mut self, groups: &[usize], keys: &[K]) {
+        for (&g, &key) in groups.iter().zip(keys) {
+            self.count[g] += 1;
+            self.key[g] = self.key[g].wrapping_add(key.into());
+        }
+    }
+
+    fn add_value(&mut self, g: usize, value: f64, largest: f64) {
+        let v = &mut self.value[g];
+        *v = Some(match (self.output, *v) {
+            (_, None) => value,
+            (Output::Min, Some(v)) => v.min(value),
+            (Output::Max, Some(v)) => v.max(value),
+            (_, Some(v)) => v + value,
+        });
+        self.largest[g] = self.largest[g].max(largest.abs());
+    }
+
+    /// The published count of group `g`.
+    fn published_count(&self, g: usize) -> i64 {
+        self.ptable.perturb(self.count[g], self.key[g])
+    }
+
+    /// The published magnitude of group `g`: empty without values or where their count is published as 0.
+    fn published_value(&self, g: usize) -> Option<f64> {
+        let count = self.published_count(g);
+        self.value[g].filter(|_| count != 0).map(|v| {
+            let largest = if matches!(self.output, Output::Min | Output::Max) { v } else { self.largest[g] };
+            let v = perturb_magnitude(v, largest, self.key[g], self.percent);
+            if self.output == Output::Avg { v / count as f64 } else { v }
+        })
+    }
+
+    /// The published numbers of `groups`.
+    fn evaluate(&self, groups: std::ops::Range<usize>) -> ArrayRef {
+        if self.output == Output::Count {
+            Arc::new(groups.map(|g| self.published_count(g)).collect::<Int64Array>())
+        } else if self.integer {
+            Arc::new(groups.map(|g| self.published_value(g).map(|v| v.round() as i64)).collect::<Int64Array>())
+        } else {
+            Arc::new(groups.map(|g| self.published_value(g)).collect::<Float64Array>())
+        }
+    }
+
+    fn state(&self, groups: std::ops::Range<usize>) -> Vec<ArrayRef> {
+        let mut state: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(self.count[groups.clone()].to_vec())),
+            Arc::new(Int64Array::from(self.key[groups.clone()].to_vec())),
+        ];
+        if self.output != Output::Count {
+            state.push(Arc::new(Float64Array::from(self.value[groups.clone()].to_vec())));
+            state.push(Arc::new(Float64Array::from(self.largest[groups].to_vec())));
+        }
+        state
+    }
+
+    /// Drops the first `n` groups (emitted).
+    fn drain(&mut self, n: usize) {
+        self.count.drain(..n);
+        self.key.drain(..n);
+        if self.output != Output::Count {
+            self.value.drain(..n);
+            self.largest.drain(..n);
+        }
+    }
+
+    fn merge(&mut self, states: &[ArrayRef], groups: &[usize]) {
+        let (count, key) = (states[0].as_primitive::<Int64Type>(), states[1].as_primitive::<Int64Type>());
+        for (row, &g) in groups.iter().enumerate() {
+            self.add(g, count.value(row), key.value(row));
+        }
+        if self.output != Output::Count {
+            let (value, largest) = (states[2].as_primitive::<Float64Type>(), states[3].as_primitive::<Float64Type>());
+            for (row, &g) in groups.iter().enumerate() {
+                if value.is_valid(row) {
+                    self.add_value(g, value.value(row), largest.value(row));
+                }
+            }
+        }
+    }
+
+    /// Adds each row of `values` (as `input` describes them) that `filter` keeps to its group.
+    fn update(
+        &mut self,
+        input: Input,
+        keys: Keys,
+        values: &[ArrayRef],
+        groups: &[usize],
+        filter: Option<&BooleanArray>,
+    ) -> Result<()> {
+        let kept = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        match input {
+            // The hot loop of a count from the facts: stored keys, every row kept, none without a key.
+            Input::Rows if filter.is_none() && values[0].null_count() == 0 && keys == Keys::Stored => {
+                match values[0].data_type() {
+                    DataType::Int32 => self.add_rows(groups, values[0].as_primitive::<Int32Type>().values()),
+                    _ => self.add_rows(groups, record_keys(&values[0], keys)?.values()),
+                }
+            }
+            Input::Rows => {
+                let keys = record_keys(&values[0], keys)?;
+                for (row, &g) in groups.iter().enumerate() {
+                    if kept(row) {
+                        self.add(g, 1, if keys.is_valid(row) { keys.value(row) } else { 0 });
+                    }
+                }
+            }
+            Input::Units => {
+                let keys = record_keys(&values[0], Keys::Hashed)?;
+                for (row, &g) in groups.iter().enumerate() {
+                    if kept(row) && keys.is_valid(row) {
+                        self.add(g, 1, keys.value(row));
+                    }
+                }
+            }
+            Input::Values => {
+                let keys = record_keys(&values[1], keys)?;
+                let numbers = as_f64(&values[0])?;
+                for (row, &g) in groups.iter().enumerate() {
+                    if kept(row) && values[0].is_valid(row) {
+                        self.add(g, 1, if keys.is_valid(row) { keys.value(row) } else { 0 });
+                        if self.output != Output::Count {
+                            let v = numbers.value(row);
+                            self.add_value(g, v, v);
+                        }
+                    }
+                }
+            }
+            Input::Stored | Input::StoredValues => {
+                let (counts, keys) = if input == Input::Stored { (0, 1) } else { (1, 2) };
+                let (counts, keys) = (as_i64(&values[counts])?, as_i64(&values[keys])?);
+                let stored = |a: &Int64Array, row: usize| if a.is_valid(row) { a.value(row) } else { 0 };
+                for (row, &g) in groups.iter().enumerate() {
+                    if kept(row) {
+                        self.add(g, stored(&counts, row), stored(&keys, row));
+                    }
+                }
+                if input == Input::StoredValues {
+                    let (numbers, largest) = (as_f64(&values[0])?, as_f64(&values[3])?);
+                    for (row, &g) in groups.iter().enumerate() {
+                        if kept(row) && numbers.is_valid(row) {
+                            let v = numbers.value(row);
+                            self.add_value(g, v, if largest.is_valid(row) { largest.value(row) } else { v });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The record keys of a column of stored keys (16-bit, see [`kubus_model::stored_record_key`]) or, hashed, of
+/// units; null stays null.
+fn record_keys(array: &ArrayRef, keys: Keys) -> Result<Int64Array> {
+    Ok(match (keys, array.data_type()) {
+        (Keys::Stored, DataType::Int64) => array.as_primitive::<Int64Type>().clone(),
+        (Keys::Stored, DataType::Int32) => array.as_primitive::<Int32Type>().unary(i64::from),
+        (Keys::Stored, _) => as_i64(array)?,
+        (Keys::Hashed, _) => crate::cellkey::record_keys(array)?,
+    })
+}
+
+fn as_i64(array: &ArrayRef) -> Result<Int64Array> {
+    Ok(datafusion::arrow::compute::cast(array, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+}
+
+fn as_f64(array: &ArrayRef) -> Result<Float64Array> {
+    Ok(datafusion::arrow::compute::cast(array, &DataType::Float64)?.as_primitive::<Float64Type>().clone())
+}
+
+/// [`Cells`] for DataFusion's hash aggregation.
+#[derive(Debug)]
+struct Groups {
+    input: Input,
+    keys: Keys,
+    cells: Cells,
+}
+
+impl GroupsAccumulator for Groups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        groups: &[usize],
+        filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.cells.resize(total_num_groups);
+        self.cells.update(self.input, self.keys, values, groups, filter)
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], groups: &[usize], total_num_groups: usize) -> Result<()> {
+        self.cells.resize(total_num_groups);
+        self.cells.merge(values, groups);
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let n = emitted(emit_to, self.cells.count.len());
+        let out = self.cells.evaluate(0..n);
+        self.cells.drain(n);
+        Ok(out)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let n = emitted(emit_to, self.cells.count.len());
+        let out = self.cells.state(0..n);
+        self.cells.drain(n);
+        Ok(out)
+    }
+
+    fn convert_to_state(&self, values: &[ArrayRef], filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        // Each row its own group.
+        let rows = values[0].len();
+        let c = &self.cells;
+        let mut cells = Cells::new(c.output, c.integer, c.ptable.clone(), c.percent);
+        cells.resize(rows);
+        cells.update(self.input, self.keys, values, &(0..rows).collect::<Vec<_>>(), filter)?;
+        Ok(cells.state(0..rows))
+    }
+
+    fn size(&self) -> usize {
+        self.cells.count.capacity() * 16 + self.cells.value.capacity() * 24
+    }
+}
+
+fn emitted(emit_to: EmitTo, groups: usize) -> usize {
+    match emit_to {
+        EmitTo::All => groups,
+        EmitTo::First(n) => n.min(groups),
+    }
+}
+
+/// [`Cells`] of one group (an aggregation without grouping).
+#[derive(Debug)]
+struct One {
+    input: Input,
+    keys: Keys,
+    cells: Cells,
+}
+
+impl Accumulator for One {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.cells.resize(1);
+        let groups = vec![0; values[0].len()];
+        self.cells.update(self.input, self.keys, values, &groups, None)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.cells.resize(1);
+        self.cells.merge(states, &vec![0; states[0].len()]);
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.cells.resize(1);
+        self.cells.state(0..1).iter().map(|a| ScalarValue::try_from_array(a, 0)).collect()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.cells.resize(1);
+        ScalarValue::try_from_array(&self.cells.evaluate(0..1), 0)
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+}
+
+/// A distinct count of units by their record keys (64 bits of an HMAC: two persons sharing one is as likely as a
+/// collision of the hash itself).
+#[derive(Debug)]
+struct DistinctUnits {
+    units: HashSet<i64>,
+    cells: Cells,
+}
+
+impl Accumulator for DistinctUnits {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.units.extend(record_keys(&values[0], Keys::Hashed)?.iter().flatten());
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let lists: &ListArray = states[0].as_list::<i32>();
+        for keys in lists.iter().flatten() {
+            self.units.extend(keys.as_primitive::<Int64Type>().iter().flatten());
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let keys = Arc::new(Int64Array::from_iter_values(self.units.iter().copied()));
+        Ok(vec![SingleRowListArrayBuilder::new(keys).build_list_scalar()])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.cells.count = vec![self.units.len() as i64];
+        self.cells.key = vec![self.units.iter().fold(0i64, |sum, &k| sum.wrapping_add(k))];
+        ScalarValue::try_from_array(&self.cells.evaluate(0..1), 0)
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.units.capacity() * std::mem::size_of::<i64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cellkey::PTableParams;
+
+    /// Rows of (group, record key, value) from a fixed linear congruential sequence: a few values missing.
+    fn rows() -> Vec<(usize, i64, Option<i64>)> {
+        let mut x: u64 = 12345;
+        let mut next = move || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            x >> 33
+        };
+        (0..5000)
+            .map(|_| {
+                ((next() % 7) as usize, (next() % 65_536) as i64, (next() % 10 != 0).then(|| (next() % 40) as i64))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn published_numbers_are_the_tables_and_the_formulas_in_any_split_of_the_rows() {
+        let ptable =
+            Arc::new(PTable::generate(&PTableParams { max_noise: 3, variance: 2.0, small: 2, keys: 256 }).unwrap());
+        let rows = rows();
+        let groups: Vec<usize> = rows.iter().map(|r| r.0).collect();
+        let keys: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()));
+        let values: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()));
+        for output in [Output::Count, Output::Sum, Output::Avg, Output::Min, Output::Max] {
+            // Expected, group by group, straight from the rows: the table's noise and the magnitude formula.
+            let expected: Vec<Option<f64>> = (0..7)
+                .map(|g| {
+                    let with_value: Vec<(i64, i64)> =
+                        rows.iter().filter(|r| r.0 == g).filter_map(|r| r.2.map(|v| (r.1, v))).collect();
+                    let key = with_value.iter().fold(0i64, |k, (key, _)| k.wrapping_add(*key));
+                    let count = ptable.perturb(with_value.len() as i64, key);
+                    let values = with_value.iter().map(|(_, v)| *v as f64);
+                    let (value, largest) = match output {
+                        Output::Count => return Some(count as f64),
+                        Output::Sum | Output::Avg => (values.clone().sum::<f64>(), values.fold(0.0, f64::max)),
+                        Output::Min => (values.fold(f64::INFINITY, f64::min), 0.0),
+                        Output::Max => (values.fold(0.0, f64::max), 0.0),
+                    };
+                    let largest = if matches!(output, Output::Min | Output::Max) { value } else { largest };
+                    let published = perturb_magnitude(value, largest, key, 20);
+                    (count != 0)
+                        .then(|| if output == Output::Avg { published / count as f64 } else { published.round() })
+                })
+                .collect();
+            // In two partial aggregations merged, as DataFusion splits the rows of two partitions.
+            let integer = output != Output::Avg;
+            let make = || Groups {
+                input: Input::Values,
+                keys: Keys::Stored,
+                cells: Cells::new(output, integer, ptable.clone(), 20),
+            };
+            let (mut first, mut second, mut last) = (make(), make(), make());
+            let half = rows.len() / 2;
+            first.update_batch(&[values.slice(0, half), keys.slice(0, half)], &groups[..half], None, 7).unwrap();
+            let rest = rows.len() - half;
+            second.update_batch(&[values.slice(half, rest), keys.slice(half, rest)], &groups[half..], None, 7).unwrap();
+            for mut partial in [first, second] {
+                last.merge_batch(&partial.state(EmitTo::All).unwrap(), &(0..7).collect::<Vec<_>>(), 7).unwrap();
+            }
+            let merged =
+                datafusion::arrow::compute::cast(&last.evaluate(EmitTo::All).unwrap(), &DataType::Float64).unwrap();
+            let merged: Vec<Option<f64>> = merged.as_primitive::<Float64Type>().iter().collect();
+            assert_eq!(merged, expected, "{output:?}");
+            // One group at a time, without grouping.
+            for (g, expected) in expected.iter().enumerate() {
+                let mut one = One {
+                    input: Input::Values,
+                    keys: Keys::Stored,
+                    cells: Cells::new(output, integer, ptable.clone(), 20),
+                };
+                let mine = BooleanArray::from(groups.iter().map(|&x| x == g).collect::<Vec<_>>());
+                let only = |a: &ArrayRef| datafusion::arrow::compute::filter(a, &mine).unwrap();
+                one.update_batch(&[only(&values), only(&keys)]).unwrap();
+                let value = match one.evaluate().unwrap() {
+                    ScalarValue::Int64(v) => v.map(|v| v as f64),
+                    ScalarValue::Float64(v) => v,
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(value, *expected, "{output:?}, group {g}");
+            }
+        }
+    }
+}

@@ -89,7 +89,8 @@ def main():
             f"protection) and with the cell key method (no role), through rollups and from the facts (`--no-rollups`); "
             f"{a.rounds} interleaved rounds of {a.reps} warm runs each, per query the median of the rounds' medians. "
             f"Produced by `benches/cellkey/run.sh {a.rows}` on this machine ({os.cpu_count()} cores). Record keys are "
-            "stored with the facts at ingest (`_record_key`); distinct counts hash each distinct person's text. Warm "
+            "stored with the facts at ingest (`_record_key`, plain and uncompressed: a row group holds nearly as many "
+            "distinct keys as facts); distinct counts hash each distinct person's text. Warm "
             "runs of a question answered from rollups run the physical plan prepared at its first asking (each "
             "published number is one aggregate with or without noise: the noise costs reading and adding record keys).",
             "",

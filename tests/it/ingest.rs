@@ -235,6 +235,44 @@ fn facts_of_several_months_are_written_in_month_order() {
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["2024-01", "2024-02"]);
 }
 
+/// Record keys are about as many as the facts: the table's files hold them plain and uncompressed (a dictionary
+/// per row group would be as large as the column, and every count would decode it), whether a file was written
+/// for a new table or by a delivery that replaces a month (through Delta's own write).
+#[test]
+fn record_keys_are_written_plain_whichever_way_a_file_is_written() {
+    use datafusion::parquet::basic::{Compression, Encoding};
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = project_copy();
+    let first = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-02.csv");
+    // The month delivered again (another file, another SHA-256): it replaces the month's facts.
+    let again = dir.path().join("neuzugewanderte_2024-02_again.csv");
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&again, bytes).unwrap();
+    for (version, file) in [&first, &again].into_iter().enumerate() {
+        let out = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", &file.display().to_string()]);
+        assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+        assert!(out.stdout.contains(&format!("cube newcomers is at version {version}")), "{}", out.stdout);
+    }
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("warehouse/facts/newcomers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert!(files.len() >= 2, "the first write and the replacing one: {files:?}");
+    for file in files {
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        for group in reader.metadata().row_groups() {
+            let chunk = |name: &str| group.columns().iter().find(|c| c.column_path().string() == name).unwrap();
+            let dictionary = |name: &str| chunk(name).encodings().any(|e| e == Encoding::RLE_DICTIONARY);
+            assert!(!dictionary("_record_key"), "{}: {:?}", file.display(), chunk("_record_key"));
+            assert_eq!(chunk("_record_key").compression(), Compression::UNCOMPRESSED, "{}", file.display());
+            assert!(dictionary("district"), "members stay a dictionary: {}", file.display());
+        }
+    }
+}
+
 /// Two exports of the same month in one ingest, through a source that adds (here the authority's source without
 /// its replace key, told that its deliveries add): their facts share the month's staged file, and every fact keeps
 /// its own file's name and hash.

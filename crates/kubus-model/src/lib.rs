@@ -39,9 +39,10 @@ pub enum Error {
     /// A value does not name any member of a dimension level.
     #[error("unknown member '{value}' in {dimension}{}{}", level_suffix(.level), closest_suffix(.closest))]
     UnknownMember { dimension: String, level: Option<String>, value: String, closest: Vec<String> },
-    /// A name does not match any cube, measure, dimension or level.
-    #[error("unknown {what} '{name}'{}", closest_suffix(.closest))]
-    UnknownName { what: &'static str, name: String, closest: Vec<String> },
+    /// A name does not match any cube, measure, dimension or level. The closest of the `valid` names are found
+    /// when the error is shown: a lookup tried as a probe costs no comparison of names.
+    #[error("unknown {what} '{name}'{}", closest_suffix(&closest(.name, .valid.iter().map(String::as_str))))]
+    UnknownName { what: &'static str, name: String, valid: Vec<String> },
     /// A name matches more than one thing and must be qualified.
     #[error("'{name}' is ambiguous: it could be {}; qualify it", .candidates.join(" or "))]
     Ambiguous { name: String, candidates: Vec<String> },
@@ -118,9 +119,9 @@ impl Model {
     }
 }
 
-/// Builds an [`Error::UnknownName`] with the closest valid names.
+/// Builds an [`Error::UnknownName`], which shows the closest of the `valid` names.
 pub fn unknown<'a>(what: &'static str, name: &str, valid: impl IntoIterator<Item = &'a String>) -> Error {
-    Error::UnknownName { what, name: name.to_owned(), closest: closest(name, valid.into_iter().map(String::as_str)) }
+    Error::UnknownName { what, name: name.to_owned(), valid: valid.into_iter().cloned().collect() }
 }
 
 /// The up to three candidates closest to `name` (Jaro-Winkler on normalised text), best first.

@@ -37,6 +37,8 @@ pub struct PTable {
     noise: Vec<i32>,
     /// SHA-256 of the table's contents and wrap, for recognising it (in plans and rollups).
     fingerprint: [u8; 32],
+    /// The largest noise (in absolute terms), which every answer's notes name.
+    max_noise: u32,
 }
 
 impl PartialEq for PTable {
@@ -155,7 +157,8 @@ impl PTable {
         for v in &noise {
             digest.update(v.to_le_bytes());
         }
-        PTable { keys, rows, wrap, noise, fingerprint: digest.finalize().into() }
+        let max_noise = noise.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+        PTable { keys, rows, wrap, noise, fingerprint: digest.finalize().into(), max_noise }
     }
 
     /// Number of cell keys.
@@ -165,7 +168,7 @@ impl PTable {
 
     /// The largest noise in the table.
     pub fn max_noise(&self) -> u32 {
-        self.noise.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0)
+        self.max_noise
     }
 
     /// A short fingerprint of the table (hex), for explain and the audit log.

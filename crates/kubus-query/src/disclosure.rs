@@ -648,7 +648,12 @@ fn apply(
                 }
             })
             .collect();
-        arrays.push(nullif(batch.column(i), &BooleanArray::from(hidden))?);
+        // Without suppression (the cell key method) no value is hidden.
+        arrays.push(if hidden.contains(&true) {
+            nullif(batch.column(i), &BooleanArray::from(hidden))?
+        } else {
+            batch.column(i).clone()
+        });
         out_columns.push(c.clone());
         let name = format!("{}_status", c.name);
         let column = ResultColumn {

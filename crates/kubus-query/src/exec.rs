@@ -68,13 +68,6 @@ pub async fn run(ctx: &SessionContext, plan: &CubePlan<'_>, prepared: &Prepared)
         .register(&ctx.runtime_env().memory_pool);
     held.try_grow(2 * batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>())?;
     let rows = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
-    let rows = match rows.schema().index_of(SHOWN) {
-        Ok(at) => {
-            use datafusion::arrow::array::AsArray as _;
-            datafusion::arrow::compute::filter_record_batch(&rows, rows.column(at).as_boolean())?
-        }
-        Err(_) => rows,
-    };
     arrange(plan, &prepared.hidden, &rows)
 }
 
@@ -161,7 +154,8 @@ async fn frame(ctx: &SessionContext, plan: &CubePlan<'_>, facts: &Facts) -> Resu
 /// The answer from the stacked grains' rows ([`frame`]): each drilldown's key and its member's label (the total
 /// label where rolled up), the measures, the hidden columns and the total marker; sorted by the plan's order
 /// (cells before totals when ordered by a measure), then by each drilldown's members in their level's order with
-/// the total after them, and cut to the plan's limit.
+/// the total after them, and cut to the plan's limit. Rows marked as not shown ([`Unshown::Marked`]) are left
+/// out. Only the rows kept are copied and labelled: one `take` per column.
 fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result<QueryResult> {
     use datafusion::arrow::array::{Array, AsArray, BooleanArray, StringBuilder};
     use datafusion::arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take};
@@ -171,90 +165,89 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
     let rolled: Vec<ArrayRef> = (0..n).map(|i| column(&rolled_up(i))).collect::<Result<_>>()?;
     let is_total =
         |i: usize, row: usize| rolled[i].as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(row) == 1;
-    // Each drilldown's keys as plain text, and their labels and ranks, looked up among its level's members: the
-    // members in their level's order, unknown keys after them and the total last.
+    let shown: Vec<u32> = match rows.schema().index_of(SHOWN) {
+        Ok(at) => {
+            let shown = rows.column(at).as_boolean();
+            (0..rows.num_rows() as u32)
+                .filter(|&row| shown.is_valid(row as usize) && shown.value(row as usize))
+                .collect()
+        }
+        Err(_) => (0..rows.num_rows() as u32).collect(),
+    };
+    // Each drilldown's keys as plain text, and their ranks, looked up among its level's members: the members in
+    // their level's order, unknown keys after them (rank `size - 2`) and the total last (`size - 1`).
     let keys: Vec<ArrayRef> = (0..n)
         .map(|i| Ok(datafusion::arrow::compute::cast(&column(&key(i))?, &DataType::Utf8)?))
         .collect::<Result<_>>()?;
-    let mut labels: Vec<ArrayRef> = Vec::with_capacity(n);
-    let mut ranks_of: Vec<Vec<u64>> = Vec::with_capacity(n);
     let sizes: Vec<u64> = plan.drilldowns.iter().map(|(l, _)| l.dimension.members(l.level).len() as u64 + 2).collect();
+    let mut ranks_of: Vec<Vec<u64>> = Vec::with_capacity(n);
     for (i, (l, _)) in plan.drilldowns.iter().enumerate() {
-        let members = l.dimension.members(l.level);
         // DataFusion's hash map (foldhash): SipHash over short keys was a tenth of a large answer's time.
-        let index: datafusion::common::HashMap<&str, usize> =
-            members.iter().enumerate().map(|(at, m)| (m.key(), at)).collect();
+        let index: datafusion::common::HashMap<&str, u64> =
+            l.dimension.members(l.level).iter().enumerate().map(|(at, m)| (m.key(), at as u64)).collect();
         let keys = keys[i].as_string::<i32>();
-        let (mut label, mut rank) = (StringBuilder::new(), Vec::with_capacity(rows.num_rows()));
-        for row in 0..rows.num_rows() {
-            let found = keys.is_valid(row).then(|| index.get(keys.value(row)).copied()).flatten();
-            match found {
-                _ if is_total(i, row) => {
-                    label.append_value(TOTAL_LABEL);
-                    rank.push(sizes[i] - 1);
-                }
-                Some(at) => {
-                    label.append_value(members[at].label());
-                    rank.push(at as u64);
-                }
-                None => {
-                    label.append_null();
-                    rank.push(sizes[i] - 2);
-                }
-            }
-        }
-        labels.push(Arc::new(label.finish()));
-        ranks_of.push(rank);
+        let rank = |row: usize| match keys.is_valid(row).then(|| index.get(keys.value(row))).flatten() {
+            _ if is_total(i, row) => sizes[i] - 1,
+            Some(&at) => at,
+            None => sizes[i] - 2,
+        };
+        ranks_of.push(shown.iter().map(|&row| rank(row as usize)).collect());
     }
 
     // Empty values last, in either direction (as the measures' order always put them).
     let nulls_last = |descending: bool| SortOptions { descending, nulls_first: false };
+    let shown_rows = UInt32Array::from(shown.clone());
     let mut sort: Vec<SortColumn> = Vec::new();
     if with_totals && !plan.order.is_empty() {
         let any_total: Int32Array =
-            (0..rows.num_rows()).map(|row| (0..n).filter(|&i| is_total(i, row)).count() as i32).collect();
+            shown.iter().map(|&row| (0..n).filter(|&i| is_total(i, row as usize)).count() as i32).collect();
         sort.push(SortColumn { values: Arc::new(any_total), options: Some(nulls_last(false)) });
     }
     for (measure, descending) in &plan.order {
-        sort.push(SortColumn { values: column(measure)?, options: Some(nulls_last(*descending)) });
+        sort.push(SortColumn {
+            values: take(&column(measure)?, &shown_rows, None)?,
+            options: Some(nulls_last(*descending)),
+        });
     }
     // Then by each drilldown's ranks: all of them in one number where it fits (one column sorts much faster).
     let ranks: Vec<UInt64Array> = if sizes.iter().try_fold(1u64, |all, &size| all.checked_mul(size)).is_some() {
-        vec![(0..rows.num_rows()).map(|row| (0..n).fold(0, |all, i| all * sizes[i] + ranks_of[i][row])).collect()]
+        vec![(0..shown.len()).map(|at| (0..n).fold(0, |all, i| all * sizes[i] + ranks_of[i][at])).collect()]
     } else {
-        ranks_of.into_iter().map(UInt64Array::from).collect()
+        ranks_of.iter().map(|r| UInt64Array::from(r.clone())).collect()
     };
-    let rows_kept = plan.limit.map_or(rows.num_rows(), |l| l.min(rows.num_rows()));
-    let order = match ranks.as_slice() {
+    let rows_kept = plan.limit.map_or(shown.len(), |l| l.min(shown.len()));
+    // Positions among the shown rows, in the answer's order.
+    let order: Vec<u32> = match ranks.as_slice() {
         [ranks] if sort.is_empty() => {
             // Stable: ties (only rows with unknown keys) keep the rows' order.
-            let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
-            order.sort_by_key(|&row| ranks.value(row as usize));
+            let mut order: Vec<u32> = (0..shown.len() as u32).collect();
+            order.sort_by_key(|&at| ranks.value(at as usize));
             order.truncate(rows_kept);
-            UInt32Array::from(order)
+            order
         }
         _ => {
             let by_rank = ranks.into_iter().map(|r| SortColumn { values: Arc::new(r), options: None });
             sort.extend(by_rank);
-            lexsort_to_indices(&sort, Some(rows_kept))?
+            lexsort_to_indices(&sort, Some(rows_kept))?.values().to_vec()
         }
     };
+    let taken = UInt32Array::from(order.iter().map(|&at| shown[at as usize]).collect::<Vec<u32>>());
 
     let mut fields: Vec<Field> = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     let mut columns = Vec::new();
-    let mut add = |field: Field, array: &ArrayRef, described: ResultColumn| -> Result<()> {
+    let mut add = |field: Field, array: ArrayRef, described: ResultColumn| {
         fields.push(field);
-        arrays.push(take(array.as_ref(), &order, None)?);
+        arrays.push(array);
         columns.push(described);
-        Ok(())
     };
     for (i, (l, name)) in plan.drilldowns.iter().enumerate() {
         let level = &l.dimension.levels()[l.level];
+        let members = l.dimension.members(l.level);
         let dimension = Some(l.dimension.name().to_owned());
         add(
             Field::new(name.as_str(), DataType::Utf8, true),
-            &keys[i],
+            take(keys[i].as_ref(), &taken, None)?,
             ResultColumn {
                 name: name.clone(),
                 kind: ColumnKind::Key,
@@ -262,11 +255,19 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
                 dimension: dimension.clone(),
                 measure: None,
             },
-        )?;
+        );
+        let mut label = StringBuilder::new();
+        for &at in &order {
+            match ranks_of[i][at as usize] {
+                rank if rank == sizes[i] - 1 => label.append_value(TOTAL_LABEL),
+                rank if rank == sizes[i] - 2 => label.append_null(),
+                rank => label.append_value(members[rank as usize].label()),
+            }
+        }
         let label_name = format!("{name}_label");
         add(
             Field::new(label_name.as_str(), DataType::Utf8, true),
-            &labels[i],
+            Arc::new(label.finish()),
             ResultColumn {
                 name: label_name,
                 kind: ColumnKind::Label,
@@ -274,7 +275,7 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
                 dimension,
                 measure: None,
             },
-        )?;
+        );
     }
     let measures = plan.measures.iter().map(|m| (m.name(), ColumnKind::Measure, m.label()));
     let hidden = hidden.iter().map(|h| (h.as_str(), ColumnKind::Hidden, h.as_str()));
@@ -282,10 +283,11 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
         let field = rows.schema().field_with_name(name)?.clone();
         let described =
             ResultColumn { name: name.to_owned(), kind, heading: heading.to_owned(), dimension: None, measure: None };
-        add(field, &column(name)?, described)?;
+        add(field, take(&column(name)?, &taken, None)?, described);
     }
     if with_totals {
-        let any: BooleanArray = (0..rows.num_rows()).map(|row| Some((0..n).any(|i| is_total(i, row)))).collect();
+        let any: BooleanArray =
+            taken.values().iter().map(|&row| Some((0..n).any(|i| is_total(i, row as usize)))).collect();
         let described = ResultColumn {
             name: TOTAL_COLUMN.to_owned(),
             kind: ColumnKind::Total,
@@ -293,7 +295,7 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
             dimension: None,
             measure: None,
         };
-        add(Field::new(TOTAL_COLUMN, DataType::Boolean, false), &(Arc::new(any) as ArrayRef), described)?;
+        add(Field::new(TOTAL_COLUMN, DataType::Boolean, false), Arc::new(any), described);
     }
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays)?;

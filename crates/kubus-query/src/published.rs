@@ -9,6 +9,7 @@
 
 use crate::cellkey::{PTable, perturb_magnitude};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray};
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int32Type, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::common::utils::SingleRowListArrayBuilder;
@@ -212,11 +213,62 @@ impl Cells {
         self.key[g] = self.key[g].wrapping_add(key);
     }
 
-    /// Counts each row in its group and adds its key.
-    fn add_rows<K: Copy + Into<i64>>(&mut self, groups: &[usize], keys: &[K]) {
-        for (&g, &key) in groups.iter().zip(keys) {
-            self.count[g] += 1;
-            self.key[g] = self.key[g].wrapping_add(key.into());
+    /// Counts each row (or each row `kept`) in its group and adds its key.
+    fn add_rows<K: Copy + Into<i64>>(&mut self, groups: &[usize], keys: &[K], kept: Option<BooleanBuffer>) {
+        match kept {
+            None => {
+                for (&g, &key) in groups.iter().zip(keys) {
+                    self.count[g] += 1;
+                    self.key[g] = self.key[g].wrapping_add(key.into());
+                }
+            }
+            // Without a branch: a filter keeps rows at random.
+            Some(kept) => {
+                for ((&g, &key), kept) in groups.iter().zip(keys).zip(&kept) {
+                    let kept = i64::from(kept);
+                    self.count[g] += kept;
+                    self.key[g] = self.key[g].wrapping_add(key.into() & -kept);
+                }
+            }
+        }
+    }
+
+    /// Adds stored counts and key sums (of a rollup's rows) to their groups, those of every row or of each row
+    /// `kept`.
+    fn add_stored(&mut self, groups: &[usize], counts: &[i64], keys: &[i64], kept: Option<BooleanBuffer>) {
+        match kept {
+            None => {
+                for ((&g, &count), &key) in groups.iter().zip(counts).zip(keys) {
+                    self.count[g] += count;
+                    self.key[g] = self.key[g].wrapping_add(key);
+                }
+            }
+            Some(kept) => {
+                for (((&g, &count), &key), kept) in groups.iter().zip(counts).zip(keys).zip(&kept) {
+                    let kept = -i64::from(kept);
+                    self.count[g] += count & kept;
+                    self.key[g] = self.key[g].wrapping_add(key & kept);
+                }
+            }
+        }
+    }
+
+    /// Counts the `rows` with values in their groups, adds their keys and (for a magnitude) their values.
+    fn add_values(
+        &mut self,
+        rows: impl Iterator<Item = usize>,
+        groups: &[usize],
+        keys: &Int64Array,
+        numbers: &Float64Array,
+    ) {
+        let magnitude = self.output != Output::Count;
+        for row in rows {
+            let g = groups[row];
+            self.add(g, 1, if keys.is_valid(row) { keys.value(row) } else { 0 });
+            if magnitude {
+                let v = numbers.value(row);
+                self.add_value(g, v, v);
+            }
         }
     }
 
@@ -305,11 +357,12 @@ impl Cells {
     ) -> Result<()> {
         let kept = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
         match input {
-            // The hot loop of a count from the facts: stored keys, every row kept, none without a key.
-            Input::Rows if filter.is_none() && values[0].null_count() == 0 && keys == Keys::Stored => {
+            // The hot loops of a count from the facts: stored keys, none missing, every row kept or some.
+            Input::Rows if values[0].null_count() == 0 && keys == Keys::Stored => {
+                let kept = filter.map(kept_rows);
                 match values[0].data_type() {
-                    DataType::Int32 => self.add_rows(groups, values[0].as_primitive::<Int32Type>().values()),
-                    _ => self.add_rows(groups, record_keys(&values[0], keys)?.values()),
+                    DataType::Int32 => self.add_rows(groups, values[0].as_primitive::<Int32Type>().values(), kept),
+                    _ => self.add_rows(groups, record_keys(&values[0], keys)?.values(), kept),
                 }
             }
             Input::Rows => {
@@ -331,23 +384,28 @@ impl Cells {
             Input::Values => {
                 let keys = record_keys(&values[1], keys)?;
                 let numbers = as_f64(&values[0])?;
-                for (row, &g) in groups.iter().enumerate() {
-                    if kept(row) && values[0].is_valid(row) {
-                        self.add(g, 1, if keys.is_valid(row) { keys.value(row) } else { 0 });
-                        if self.output != Output::Count {
-                            let v = numbers.value(row);
-                            self.add_value(g, v, v);
-                        }
-                    }
+                // The rows counted: those the filter keeps that have a value.
+                let counted = match (filter.map(kept_rows), numbers.nulls()) {
+                    (Some(kept), Some(valid)) => Some(&kept & valid.inner()),
+                    (Some(kept), None) => Some(kept),
+                    (None, valid) => valid.map(|v| v.inner().clone()),
+                };
+                match counted {
+                    Some(counted) => self.add_values(counted.set_indices(), groups, &keys, &numbers),
+                    None => self.add_values(0..groups.len(), groups, &keys, &numbers),
                 }
             }
             Input::Stored | Input::StoredValues => {
                 let (counts, keys) = if input == Input::Stored { (0, 1) } else { (1, 2) };
                 let (counts, keys) = (as_i64(&values[counts])?, as_i64(&values[keys])?);
-                let stored = |a: &Int64Array, row: usize| if a.is_valid(row) { a.value(row) } else { 0 };
-                for (row, &g) in groups.iter().enumerate() {
-                    if kept(row) {
-                        self.add(g, stored(&counts, row), stored(&keys, row));
+                if counts.null_count() == 0 && keys.null_count() == 0 {
+                    self.add_stored(groups, counts.values(), keys.values(), filter.map(kept_rows));
+                } else {
+                    let stored = |a: &Int64Array, row: usize| if a.is_valid(row) { a.value(row) } else { 0 };
+                    for (row, &g) in groups.iter().enumerate() {
+                        if kept(row) {
+                            self.add(g, stored(&counts, row), stored(&keys, row));
+                        }
                     }
                 }
                 if input == Input::StoredValues {
@@ -362,6 +420,14 @@ impl Cells {
             }
         }
         Ok(())
+    }
+}
+
+/// The rows a filter keeps: true, not null.
+fn kept_rows(filter: &BooleanArray) -> BooleanBuffer {
+    match filter.nulls() {
+        Some(valid) => filter.values() & valid.inner(),
+        None => filter.values().clone(),
     }
 }
 
@@ -524,6 +590,7 @@ impl Accumulator for DistinctUnits {
 mod tests {
     use super::*;
     use crate::cellkey::PTableParams;
+    use datafusion::arrow::array::Int32Array;
 
     /// Rows of (group, record key, value) from a fixed linear congruential sequence: a few values missing.
     fn rows() -> Vec<(usize, i64, Option<i64>)> {
@@ -537,6 +604,67 @@ mod tests {
                 ((next() % 7) as usize, (next() % 65_536) as i64, (next() % 10 != 0).then(|| (next() % 40) as i64))
             })
             .collect()
+    }
+
+    #[test]
+    fn counted_rows_are_the_rows_a_filter_keeps_with_their_keys() {
+        let ptable =
+            Arc::new(PTable::generate(&PTableParams { max_noise: 3, variance: 2.0, small: 2, keys: 256 }).unwrap());
+        let rows = rows();
+        let groups: Vec<usize> = rows.iter().map(|r| r.0).collect();
+        // A filter that keeps two rows in three and is unknown (null: not kept) for every fifth.
+        let keeps = |row: usize| (row % 5 != 0).then_some(row % 3 != 0);
+        let filter = BooleanArray::from((0..rows.len()).map(keeps).collect::<Vec<_>>());
+        let stored: [ArrayRef; 2] = [
+            Arc::new(Int32Array::from(rows.iter().map(|r| r.1 as i32).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+        ];
+        for keys in &stored {
+            for filter in [None, Some(&filter)] {
+                let kept = |row: usize| filter.is_none() || keeps(row) == Some(true);
+                let expected: Vec<i64> = (0..7)
+                    .map(|g| {
+                        let mine: Vec<i64> = (0..rows.len())
+                            .filter(|&row| rows[row].0 == g && kept(row))
+                            .map(|row| rows[row].1)
+                            .collect();
+                        ptable.perturb(mine.len() as i64, mine.iter().sum())
+                    })
+                    .collect();
+                let mut counted = Groups {
+                    input: Input::Rows,
+                    keys: Keys::Stored,
+                    cells: Cells::new(Output::Count, true, ptable.clone(), 20),
+                };
+                counted.update_batch(std::slice::from_ref(keys), &groups, filter, 7).unwrap();
+                let published = counted.evaluate(EmitTo::All).unwrap();
+                let published: Vec<i64> = published.as_primitive::<Int64Type>().values().to_vec();
+                assert_eq!(published, expected, "{}, filtered: {}", keys.data_type(), filter.is_some());
+            }
+        }
+        // A magnitude counts and adds the rows the filter keeps that have a value.
+        let values: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()));
+        let expected: Vec<Option<f64>> = (0..7)
+            .map(|g| {
+                let mine: Vec<(i64, i64)> = (0..rows.len())
+                    .filter(|&row| rows[row].0 == g && keeps(row) == Some(true))
+                    .filter_map(|row| rows[row].2.map(|v| (rows[row].1, v)))
+                    .collect();
+                let key = mine.iter().map(|(k, _)| k).sum();
+                let largest = mine.iter().map(|(_, v)| *v as f64).fold(0.0, f64::max);
+                let sum = mine.iter().map(|(_, v)| *v as f64).sum();
+                (ptable.perturb(mine.len() as i64, key) != 0).then(|| perturb_magnitude(sum, largest, key, 20))
+            })
+            .collect();
+        let mut summed = Groups {
+            input: Input::Values,
+            keys: Keys::Stored,
+            cells: Cells::new(Output::Sum, false, ptable.clone(), 20),
+        };
+        summed.update_batch(&[values, stored[1].clone()], &groups, Some(&filter), 7).unwrap();
+        let published: Vec<Option<f64>> =
+            summed.evaluate(EmitTo::All).unwrap().as_primitive::<Float64Type>().iter().collect();
+        assert_eq!(published, expected);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::metadata::ParquetMetaData;
-use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use datafusion::parquet::file::statistics::Statistics;
 use datafusion::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{ColumnCountStat, ColumnValueStat, Stats};
@@ -103,7 +103,8 @@ pub(crate) fn encode(
 /// and column. Dictionaries (members, provenance) are written as Parquet dictionaries; text that is no dictionary
 /// (person keys, free text, the cell status) is written plain: a person appears about once per period, so a
 /// dictionary costs more than it saves (at 10M rows: 140.6 MB of files with it, 125.7 MB without, and less CPU).
-pub(crate) fn properties(schema: &SchemaRef, bounded: &[&str]) -> WriterProperties {
+/// The numbers in `plain` are written plain and uncompressed, without statistics (see [`plainly`]).
+pub(crate) fn properties(schema: &SchemaRef, bounded: &[&str], plain: &[&str]) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_created_by("kubus".to_owned())
@@ -117,7 +118,20 @@ pub(crate) fn properties(schema: &SchemaRef, bounded: &[&str]) -> WriterProperti
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
         }
     }
-    builder.build()
+    plainly(builder, plain).build()
+}
+
+/// Writes the columns `plain` with neither dictionary nor compression nor statistics: numbers about as many as
+/// the facts (see [`crate::Staging::plain`]), which no cut bounds.
+pub(crate) fn plainly(mut builder: WriterPropertiesBuilder, plain: &[&str]) -> WriterPropertiesBuilder {
+    for column in plain {
+        let path = ColumnPath::from(*column);
+        builder = builder
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_compression(path.clone(), Compression::UNCOMPRESSED)
+            .set_column_statistics_enabled(path, EnabledStatistics::None);
+    }
+    builder
 }
 
 /// Writes runs of batches as one Parquet file, each run in row groups of its own. The spill files' file numbers
@@ -332,7 +346,7 @@ mod tests {
         std::fs::create_dir(&out).unwrap();
         let provenance =
             Provenance { names: vec!["a.csv".into(), "b.csv".into()], hashes: vec!["ha".into(), "hb".into()] };
-        let properties = properties(&table_schema(), &["month"]);
+        let properties = properties(&table_schema(), &["month"], &[]);
         let written =
             encode("t", &spilled, &provenance, &Provenance::encoded(&spill_schema()), &properties, &out, "part-1")
                 .unwrap();
@@ -415,17 +429,19 @@ mod tests {
             Field::new("district", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
             Field::new("person", DataType::Utf8, true),
             Field::new("hours", DataType::Float64, true),
+            Field::new("key", DataType::Int32, true),
         ]));
-        let properties = properties(&schema, &["month"]);
+        let properties = properties(&schema, &["month"], &["key"]);
         let column = |name: &str| ColumnPath::from(name);
-        let stats: Vec<bool> = ["month", "district", "person", "hours"]
-            .iter()
-            .map(|c| properties.statistics_enabled(&column(c)) != EnabledStatistics::None)
-            .collect();
-        assert_eq!(stats, [true, false, false, true]);
-        let dictionaries: Vec<bool> =
-            ["month", "district", "person"].iter().map(|c| properties.dictionary_enabled(&column(c))).collect();
-        assert_eq!(dictionaries, [true, true, false]);
+        let all = ["month", "district", "person", "hours", "key"];
+        let stats: Vec<bool> =
+            all.iter().map(|c| properties.statistics_enabled(&column(c)) != EnabledStatistics::None).collect();
+        assert_eq!(stats, [true, false, false, true, false]);
+        let dictionaries: Vec<bool> = all.iter().map(|c| properties.dictionary_enabled(&column(c))).collect();
+        assert_eq!(dictionaries, [true, true, false, true, false]);
+        let compressed: Vec<bool> =
+            all.iter().map(|c| properties.compression(&column(c)) != Compression::UNCOMPRESSED).collect();
+        assert_eq!(compressed, [true, true, true, true, false]);
     }
 
     #[test]

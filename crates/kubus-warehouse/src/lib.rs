@@ -291,6 +291,7 @@ impl Warehouse {
             spilled: Arc::new(Schema::new(spilled)),
             provenance: Provenance::default(),
             cluster: cluster.map(str::to_owned),
+            plain: Vec::new(),
             buckets: BTreeMap::new(),
             replace: replace.to_vec(),
             overlap,
@@ -374,6 +375,9 @@ impl Warehouse {
                 let read = |source| Error::Read { table: cube.clone(), source };
                 // The write plan runs in a Delta-aware session (it plans Delta's own nodes).
                 let ctx = deltalake::delta_datafusion::create_session().into_inner();
+                let parquet = ctx.state().config_options().execution.parquet.into_writer_properties_builder();
+                let plain: Vec<&str> = staging.plain.iter().map(String::as_str).collect();
+                let writing = adopt::plainly(parquet.map_err(read)?, &plain).build();
                 let plan = in_order(
                     staging.schema.clone(),
                     files.into_iter().map(|f| f.path).collect(),
@@ -384,6 +388,7 @@ impl Warehouse {
                     .write(Vec::new())
                     .with_input_plan(plan)
                     .with_session_state(Arc::new(ctx.state()))
+                    .with_writer_properties(writing)
                     .with_commit_properties(properties);
                 let write = match predicate {
                     Some(p) => write.with_save_mode(SaveMode::Overwrite).with_replace_where(p),
@@ -394,7 +399,8 @@ impl Warehouse {
             existing => {
                 let bounded: Vec<&str> = staging.cluster.iter().chain(&staging.replace).map(String::as_str).collect();
                 let encoded = Provenance::encoded(&staging.spilled);
-                let writing = adopt::properties(&encoded, &bounded);
+                let plain: Vec<&str> = staging.plain.iter().map(String::as_str).collect();
+                let writing = adopt::properties(&encoded, &bounded, &plain);
                 let written = adopt::encode(
                     &cube,
                     &files,
@@ -638,6 +644,8 @@ pub struct Staging {
     provenance: Provenance,
     /// The period column the facts are staged apart by.
     cluster: Option<String>,
+    /// Columns of numbers with about as many values as facts, written plain (see [`Staging::plain`]).
+    plain: Vec<String>,
     /// The spill file of each bucket, in commit order.
     buckets: BTreeMap<Bucket, Spill>,
     replace: Vec<String>,
@@ -650,6 +658,15 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// Has the table's files hold `columns` plain and uncompressed: numbers that are about as many as the facts,
+    /// such as record keys (up to 65,536 values in a row group of some 70,000 facts). A dictionary per row group
+    /// would be as large as the column, and decoding it (or Snappy) costs a query more than reading four bytes a
+    /// fact (`benches/RESULTS.md`, "What the cell key method costs").
+    pub fn plain(mut self, columns: &[&str]) -> Self {
+        self.plain = columns.iter().map(|c| (*c).to_owned()).collect();
+        self
+    }
+
     /// Stages a batch of facts of `file` (SHA-256 `sha256`). Two files of one ingest with facts for the same
     /// replace key are refused: both would stay, and the user must pick the right one.
     pub fn add(&mut self, file: &str, sha256: &str, facts: &RecordBatch) -> Result<()> {

@@ -272,13 +272,16 @@ impl Project {
         // The facts are staged on a thread of their own (ordering them by period and spilling them), while this
         // one reads and converts. A dry run also keeps the first facts to show, and stages none of a file the
         // warehouse holds (an ingest would skip it).
-        let staging = self.warehouse().stage(
-            &lock,
-            schema,
-            source.replace_key(),
-            model.cube(&cube)?.time_role().map(|r| r.name()),
-            (!source.adds_overlaps()).then(|| cells(model.cube(&cube).expect("the source's cube"))),
-        )?;
+        let staging = self
+            .warehouse()
+            .stage(
+                &lock,
+                schema,
+                source.replace_key(),
+                model.cube(&cube)?.time_role().map(|r| r.name()),
+                (!source.adds_overlaps()).then(|| cells(model.cube(&cube).expect("the source's cube"))),
+            )?
+            .plain(&[kubus_model::RECORD_KEY_COLUMN]);
         let mut preview: Option<datafusion::arrow::record_batch::RecordBatch> = None;
         let given = given_values(&options.given);
         let (staging, (reports, rejected, converted_names)) = std::thread::scope(|scope| -> Result<_> {

@@ -613,7 +613,7 @@ mod tests {
         let rows = rows();
         let groups: Vec<usize> = rows.iter().map(|r| r.0).collect();
         // A filter that keeps two rows in three and is unknown (null: not kept) for every fifth.
-        let keeps = |row: usize| (row % 5 != 0).then_some(row % 3 != 0);
+        let keeps = |row: usize| (!row.is_multiple_of(5)).then_some(!row.is_multiple_of(3));
         let filter = BooleanArray::from((0..rows.len()).map(keeps).collect::<Vec<_>>());
         let stored: [ArrayRef; 2] = [
             Arc::new(Int32Array::from(rows.iter().map(|r| r.1 as i32).collect::<Vec<_>>())),

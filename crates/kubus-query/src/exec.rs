@@ -196,18 +196,18 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
 
     // Empty values last, in either direction (as the measures' order always put them).
     let nulls_last = |descending: bool| SortOptions { descending, nulls_first: false };
-    let shown_rows = UInt32Array::from(shown.clone());
     let mut sort: Vec<SortColumn> = Vec::new();
     if with_totals && !plan.order.is_empty() {
         let any_total: Int32Array =
             shown.iter().map(|&row| (0..n).filter(|&i| is_total(i, row as usize)).count() as i32).collect();
         sort.push(SortColumn { values: Arc::new(any_total), options: Some(nulls_last(false)) });
     }
-    for (measure, descending) in &plan.order {
-        sort.push(SortColumn {
-            values: take(&column(measure)?, &shown_rows, None)?,
-            options: Some(nulls_last(*descending)),
-        });
+    if !plan.order.is_empty() {
+        let shown_rows = UInt32Array::from(shown.clone());
+        for (measure, descending) in &plan.order {
+            let values = take(&column(measure)?, &shown_rows, None)?;
+            sort.push(SortColumn { values, options: Some(nulls_last(*descending)) });
+        }
     }
     // Then by each drilldown's ranks: all of them in one number where it fits (one column sorts much faster).
     let ranks: Vec<UInt64Array> = if sizes.iter().try_fold(1u64, |all, &size| all.checked_mul(size)).is_some() {

@@ -370,13 +370,13 @@ impl Warehouse {
         };
         // A cube changed since its table was written goes through Delta's own write, which says how they differ.
         let same_schema = existing.as_ref().is_none_or(|t| t.snapshot().is_ok_and(|s| s.schema().as_ref() == &schema));
+        let plain: Vec<&str> = staging.plain.iter().map(String::as_str).collect();
         let version = match existing {
             Some(table) if !replaced.is_empty() || !same_schema => {
                 let read = |source| Error::Read { table: cube.clone(), source };
                 // The write plan runs in a Delta-aware session (it plans Delta's own nodes).
                 let ctx = deltalake::delta_datafusion::create_session().into_inner();
                 let parquet = ctx.state().config_options().execution.parquet.into_writer_properties_builder();
-                let plain: Vec<&str> = staging.plain.iter().map(String::as_str).collect();
                 let writing = adopt::plainly(parquet.map_err(read)?, &plain).build();
                 let plan = in_order(
                     staging.schema.clone(),
@@ -399,7 +399,6 @@ impl Warehouse {
             existing => {
                 let bounded: Vec<&str> = staging.cluster.iter().chain(&staging.replace).map(String::as_str).collect();
                 let encoded = Provenance::encoded(&staging.spilled);
-                let plain: Vec<&str> = staging.plain.iter().map(String::as_str).collect();
                 let writing = adopt::properties(&encoded, &bounded, &plain);
                 let written = adopt::encode(
                     &cube,
@@ -660,8 +659,8 @@ pub struct Staging {
 impl Staging {
     /// Has the table's files hold `columns` plain and uncompressed: numbers that are about as many as the facts,
     /// such as record keys (up to 65,536 values in a row group of some 70,000 facts). A dictionary per row group
-    /// would be as large as the column, and decoding it (or Snappy) costs a query more than reading four bytes a
-    /// fact (`benches/RESULTS.md`, "What the cell key method costs").
+    /// would be as large as the column, and every query counting them would decode it (and Snappy) rather than
+    /// read four bytes a fact.
     pub fn plain(mut self, columns: &[&str]) -> Self {
         self.plain = columns.iter().map(|c| (*c).to_owned()).collect();
         self

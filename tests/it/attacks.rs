@@ -384,6 +384,26 @@ fn a_cell_has_one_value_in_every_answer() {
     for (key, value) in &by_district {
         assert_eq!(totals.get(&format!("{key}||")), Some(value), "district {key} as a subtotal and on its own");
     }
+    // Totals of counts and magnitudes from the facts (aggregated once at the finest grain, each grain then from
+    // those cells): each total is the cell of the query that asks for it alone (one aggregation of the facts).
+    let grains: [&[&str]; 3] = [&["-d", "district", "-d", "sex"], &["-d", "district"], &[]];
+    let facts = ["newcomers", "-m", "records", "-m", "course_hours", "-m", "avg_course_hours"];
+    let cut = ["-c", "month.year=2024", "--no-rollups"];
+    let with_totals = [&facts[..], grains[0], &cut[..], &["--totals"]].concat();
+    let explained = cli(dir, &[&["explain"], &with_totals[..]].concat());
+    assert!(explained.stdout.contains("aggregated once at the query's finest grain"), "{}", explained.stdout);
+    for measure in ["records", "course_hours", "avg_course_hours"] {
+        let totals = decimals(dir, None, &with_totals, measure);
+        let mut alone = 0;
+        for (grain, pad) in grains.iter().zip(["", "|", "|"]) {
+            for (key, value) in decimals(dir, None, &[&facts[..], grain, &cut[..]].concat(), measure) {
+                let total = totals.get(&format!("{key}{pad}"));
+                assert!(total.is_some_and(|t| (t - value).abs() < 1e-6), "{measure} {key}: {value}, {total:?}");
+                alone += 1;
+            }
+        }
+        assert_eq!(alone, totals.len(), "{measure}: every row of the totals is a cell asked alone");
+    }
     let json = cli(dir, &[&["query"], &base[..], &["-f", "json"]].concat());
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
     for r in &rows {

@@ -1,7 +1,8 @@
 //! Rollups answer exactly what the facts answer. Property test: random facts in a scratch cube with every kind of
 //! measure, random rollups over random levels, random queries (drilldowns at any level, cuts of every kind,
-//! totals); each query is answered from the facts (`RollupUse::Never`) and as routed, and the two answers must be
-//! equal cell for cell. A second ingest makes a new version: its rollups are built, and the first version's are
+//! totals); each query is answered from the facts one grain at a time (`RollupUse::Never`, `per_grain`), from the
+//! facts aggregated once at its finest grain (where it has several grains), and as routed, and the three answers
+//! must be equal cell for cell. A second ingest makes a new version: its rollups are built, and the first version's are
 //! still the ones read `--as-of` it.
 
 use crate::support::{Rng, repo};
@@ -81,6 +82,12 @@ share = "persons"
 over = "district"
 
 [[measures]]
+name = "records_share"
+label = "share of all districts' records"
+share = "records"
+over = "district"
+
+[[measures]]
 name = "persons_previous"
 label = "persons before"
 previous = "persons"
@@ -92,7 +99,7 @@ change = "records"
 against = "last_year"
 "#;
 
-const MEASURE_NAMES: [&str; 12] = [
+const MEASURE_NAMES: [&str; 13] = [
     "records",
     "persons",
     "below_b1",
@@ -103,6 +110,7 @@ const MEASURE_NAMES: [&str; 12] = [
     "stock",
     "share_b1",
     "persons_share",
+    "records_share",
     "persons_previous",
     "records_yoy",
 ];
@@ -256,6 +264,17 @@ fn random_query(rng: &mut Rng, model: &Model, at: Option<&Rollup>) -> Query {
     serde_json::from_value(serde_json::json!({"cube": "c", "measures": measures, "drilldowns": drilldowns, "cuts": cuts, "totals": rng.chance(50)})).unwrap()
 }
 
+/// A random query with totals of measures that the facts answer at its finest grain once: no distinct counts, no
+/// time comparisons; a share over a drilled role makes it aggregate twice even without totals.
+fn finest_grain_query(rng: &mut Rng, model: &Model) -> Query {
+    const ONCE: [&str; 7] = ["records", "hours", "hours_avg", "n_min", "n_max", "stock", "records_share"];
+    let mut query = serde_json::to_value(random_query(rng, model, None)).unwrap();
+    let measures: std::collections::BTreeSet<&str> = (0..1 + rng.next(3)).map(|_| *rng.pick(&ONCE)).collect();
+    query["measures"] = serde_json::json!(measures);
+    query["totals"] = serde_json::json!(true);
+    serde_json::from_value(query).unwrap()
+}
+
 /// An answer's cells as text, decimals to 9 significant digits (sums of decimals may differ in the last bits).
 fn cells(answer: &kubus::Answer) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
@@ -277,23 +296,52 @@ fn cells(answer: &kubus::Answer) -> Vec<Vec<String>> {
 
 /// Answers a query from the facts and as routed; both must agree (or fail with the same message). Returns
 /// whether a rollup answered.
-async fn same_answer(project: &Project, query: &Query, as_of: Option<u64>) -> bool {
-    let options = |rollups| QueryOptions { as_of, role: Some("statistik".into()), rollups, ..Default::default() };
-    let facts = project.query(query, &options(RollupUse::Never)).await;
-    let routed = project.query(query, &options(RollupUse::Prefer)).await;
+/// How a query was answered: whether a stored rollup answered, and whether the facts were aggregated once at its
+/// finest grain.
+#[derive(Default)]
+struct Read {
+    routed: bool,
+    finest_grain: bool,
+}
+
+/// Asks a query from the facts one grain at a time, from the facts at its finest grain once (where it has several
+/// grains), and as routed; the three answers must be equal.
+async fn same_answer(project: &Project, query: &Query, as_of: Option<u64>) -> Read {
+    let options = |rollups, per_grain| QueryOptions {
+        as_of,
+        role: Some("statistik".into()),
+        rollups,
+        per_grain,
+        ..Default::default()
+    };
+    let facts = project.query(query, &options(RollupUse::Never, true)).await;
+    let once = project.query(query, &options(RollupUse::Never, false)).await;
+    let routed = project.query(query, &options(RollupUse::Prefer, false)).await;
     let json = serde_json::to_string(query).unwrap();
-    match (facts, routed) {
-        (Ok(facts), Ok(routed)) => {
-            assert!(facts.routes.iter().all(|r| r.rollup.is_none()));
+    match (facts, once, routed) {
+        (Ok(facts), Ok(once), Ok(routed)) => {
+            assert!(facts.routes.iter().all(|r| r.rollup.is_none() && !r.finest_grain));
+            assert!(once.routes.iter().all(|r| r.rollup.is_none()));
+            assert_eq!(cells(&facts), cells(&once), "{json} from the facts at its finest grain");
             assert_eq!(cells(&facts), cells(&routed), "{json} answered from {:?}", routed.routes);
             assert_eq!(facts.versions, routed.versions, "{json}");
-            routed.routes.iter().any(|r| r.rollup.is_some())
+            assert_eq!(facts.versions, once.versions, "{json}");
+            Read {
+                routed: routed.routes.iter().any(|r| r.rollup.is_some()),
+                finest_grain: once.routes.iter().any(|r| r.finest_grain),
+            }
         }
-        (Err(a), Err(b)) => {
+        (Err(a), Err(b), Err(c)) => {
             assert_eq!(a.to_string(), b.to_string(), "{json}");
-            false
+            assert_eq!(a.to_string(), c.to_string(), "{json}");
+            Read::default()
         }
-        (a, b) => panic!("{json}: facts {:?}, routed {:?}", a.map(|x| x.routes), b.map(|x| x.routes)),
+        (a, b, c) => panic!(
+            "{json}: facts {:?}, at the finest grain {:?}, routed {:?}",
+            a.map(|x| x.routes),
+            b.map(|x| x.routes),
+            c.map(|x| x.routes)
+        ),
     }
 }
 
@@ -301,7 +349,7 @@ async fn same_answer(project: &Project, query: &Query, as_of: Option<u64>) -> bo
 async fn answers_through_rollups_equal_answers_from_the_facts() {
     let model = Project::open(repo()).unwrap().model().clone();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let (mut asked, mut routed) = (0, 0);
+    let (mut asked, mut routed, mut once) = (0, 0, 0);
     for _ in 0..3 {
         let dir = tempfile::tempdir().unwrap();
         scratch_project(dir.path(), &mut rng, &model);
@@ -323,8 +371,14 @@ async fn answers_through_rollups_equal_answers_from_the_facts() {
             let at = (i % 2 == 0).then(|| &rollups[rng.next(rollups.len() as u64) as usize]);
             asked += 1;
             let query = random_query(&mut rng, &model, at);
-            routed += usize::from(same_answer(&project, &query, None).await);
+            let read = same_answer(&project, &query, None).await;
+            (routed, once) = (routed + usize::from(read.routed), once + usize::from(read.finest_grain));
             first_asked.push(query);
+        }
+        for _ in 0..15 {
+            asked += 1;
+            let read = same_answer(&project, &finest_grain_query(&mut rng, &model), None).await;
+            (routed, once) = (routed + usize::from(read.routed), once + usize::from(read.finest_grain));
         }
         // A second ingest is a new version with rollups of its own; the first version's still answer as of it.
         let second = dir.path().join("second.csv");
@@ -335,15 +389,18 @@ async fn answers_through_rollups_equal_answers_from_the_facts() {
         for as_of in [Some(0), None] {
             for _ in 0..5 {
                 asked += 1;
-                routed += usize::from(same_answer(&project, &random_query(&mut rng, &model, None), as_of).await);
+                let read = same_answer(&project, &random_query(&mut rng, &model, None), as_of).await;
+                (routed, once) = (routed + usize::from(read.routed), once + usize::from(read.finest_grain));
             }
             // Asked again: as of the first version from the plans prepared for its rollups, at the latest from
             // the new version's (a plan prepared for the first version's cells must not answer for the second).
             for query in &first_asked[..20] {
                 asked += 1;
-                routed += usize::from(same_answer(&project, query, as_of).await);
+                let read = same_answer(&project, query, as_of).await;
+                (routed, once) = (routed + usize::from(read.routed), once + usize::from(read.finest_grain));
             }
         }
     }
     assert!(routed * 4 >= asked, "the random queries must exercise the rollups: {routed} of {asked} routed");
+    assert!(once * 10 >= asked, "and the finest grain: {once} of {asked} aggregated once from the facts");
 }

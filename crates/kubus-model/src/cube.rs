@@ -107,6 +107,12 @@ pub struct Rollup {
 }
 
 impl Rollup {
+    /// A rollup not declared in the model: one a query builds from its facts while it runs. `levels` are in schema
+    /// order, each role's level its recorded level or a coarser one, and `measures` the cube's aggregate measures in
+    /// declaration order; the caller checks that they are.
+    pub fn unlisted(name: &str, levels: Vec<(String, usize)>, measures: Vec<String>) -> Rollup {
+        Rollup { name: name.to_owned(), levels, measures }
+    }
     /// Rollup name (unique in its cube).
     pub fn name(&self) -> &str {
         &self.name

@@ -37,6 +37,8 @@ pub struct PTable {
     noise: Vec<i32>,
     /// SHA-256 of the table's contents and wrap, for recognising it (in plans and rollups).
     fingerprint: [u8; 32],
+    /// Its first six bytes in hex, which every answer with noise names.
+    short: String,
     /// The largest noise (in absolute terms), which every answer's notes name.
     max_noise: u32,
 }
@@ -158,7 +160,9 @@ impl PTable {
             digest.update(v.to_le_bytes());
         }
         let max_noise = noise.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
-        PTable { keys, rows, wrap, noise, fingerprint: digest.finalize().into(), max_noise }
+        let fingerprint: [u8; 32] = digest.finalize().into();
+        let short = fingerprint.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        PTable { keys, rows, wrap, noise, fingerprint, short, max_noise }
     }
 
     /// Number of cell keys.
@@ -172,8 +176,8 @@ impl PTable {
     }
 
     /// A short fingerprint of the table (hex), for explain and the audit log.
-    pub fn fingerprint(&self) -> String {
-        self.fingerprint.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    pub fn fingerprint(&self) -> &str {
+        &self.short
     }
 
     /// The table row a cell value reads: the value itself up to the last row, else one of the last `wrap` rows.

@@ -18,7 +18,10 @@
 use crate::plan::CubePlan;
 use crate::result::{ColumnKind, QueryResult, ResultColumn};
 use crate::{Error, Result};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray, new_null_array,
+};
+use datafusion::arrow::compute::kernels::cmp::eq;
 use datafusion::arrow::compute::{cast, concat_batches, nullif};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use kubus_model::{Aggregate, MeasureKind};
@@ -429,6 +432,16 @@ pub fn protect_together(
         }
         parts.push(own);
     }
+    // Nothing to protect (counts perturbed by the cell key method, or nothing about persons): no cell is hidden.
+    if parts.iter().all(Vec::is_empty) {
+        return answers
+            .into_iter()
+            .map(|(result, plan)| {
+                let batch = concat_batches(&result.schema, &result.batches)?;
+                apply(result, &batch, plan, &HashMap::new(), rules)
+            })
+            .collect();
+    }
     let mut batches = Vec::new();
     let mut keys_of = Vec::new();
     for ((result, _), parts) in answers.iter().zip(&parts) {
@@ -634,20 +647,30 @@ fn apply(
         let own = plan.count_parts(&c.name).iter().any(|p| p.column == c.name);
         protection.primary += primary.iter().filter(|p| **p).count();
         protection.secondary += hidden.iter().zip(&primary).filter(|(h, p)| **h && !**p).count();
-        let values = cast(batch.column(i), &DataType::Float64)?;
-        let values = values.as_primitive::<Float64Type>();
-        let zero = |r: usize| own && !values.is_null(r) && values.value(r) == 0.0;
-        let status: StringArray = (0..batch.num_rows())
-            .map(|r| {
-                if hidden[r] {
-                    Some(rules.symbol.as_str())
-                } else if zero(r) {
-                    Some(rules.zero_symbol.as_str())
-                } else {
-                    None
-                }
-            })
-            .collect();
+        // A count of 0 shows the zero symbol (null is not 0).
+        let zero = match own {
+            true => Some(eq(&cast(batch.column(i), &DataType::Int64)?, &Int64Array::new_scalar(0))?),
+            false => None,
+        };
+        let zero = |r: usize| zero.as_ref().is_some_and(|z| z.is_valid(r) && z.value(r));
+        let marked = hidden.contains(&true) || (0..batch.num_rows()).any(zero);
+        let status: ArrayRef = match marked {
+            // Most answers mark no cell: a column of nulls needs no strings.
+            false => new_null_array(&DataType::Utf8, batch.num_rows()),
+            true => Arc::new(
+                (0..batch.num_rows())
+                    .map(|r| {
+                        if hidden[r] {
+                            Some(rules.symbol.as_str())
+                        } else if zero(r) {
+                            Some(rules.zero_symbol.as_str())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect::<StringArray>(),
+            ),
+        };
         // Without suppression (the cell key method) no value is hidden.
         arrays.push(if hidden.contains(&true) {
             nullif(batch.column(i), &BooleanArray::from(hidden))?
@@ -663,7 +686,7 @@ fn apply(
             dimension: None,
             measure: Some(c.name.clone()),
         };
-        statuses.push((column, Arc::new(status)));
+        statuses.push((column, status));
     }
     for (column, array) in statuses {
         out_columns.push(column);

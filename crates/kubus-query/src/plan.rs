@@ -60,6 +60,9 @@ pub struct PlannedMeasure<'m> {
     pub filter: Vec<ResolvedCut<'m>>,
 }
 
+/// The name of the rollup a query builds from its facts as it runs (see [`crate::rollup::finest_grain`]).
+pub const FINEST_GRAIN: &str = "__finest_grain";
+
 /// A validated query plan in cube terms.
 #[derive(Debug, Clone)]
 pub struct CubePlan<'m> {
@@ -97,7 +100,9 @@ impl CubePlan<'_> {
     /// The plan in cube terms: drilled levels, cuts, measures and how each is computed, and the grains.
     pub fn describe(&self) -> String {
         let mut out = format!("cube {} ({})\n", self.cube.name(), self.cube.label());
-        if let Some(rollup) = &self.rollup {
+        if self.rollup.as_deref() == Some(FINEST_GRAIN) {
+            out += "  aggregated once from the facts at the recorded levels of the roles it drills and cuts, each grain then from those cells\n";
+        } else if let Some(rollup) = &self.rollup {
             out += &format!(
                 "  answered from rollup {rollup}: levels below are the rollup's, measures aggregated again from its cells\n"
             );

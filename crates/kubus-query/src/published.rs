@@ -443,11 +443,17 @@ fn record_keys(array: &ArrayRef, keys: Keys) -> Result<Int64Array> {
 }
 
 fn as_i64(array: &ArrayRef) -> Result<Int64Array> {
-    Ok(datafusion::arrow::compute::cast(array, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+    Ok(match array.as_primitive_opt::<Int64Type>() {
+        Some(a) => a.clone(),
+        None => datafusion::arrow::compute::cast(array, &DataType::Int64)?.as_primitive::<Int64Type>().clone(),
+    })
 }
 
 fn as_f64(array: &ArrayRef) -> Result<Float64Array> {
-    Ok(datafusion::arrow::compute::cast(array, &DataType::Float64)?.as_primitive::<Float64Type>().clone())
+    Ok(match array.as_primitive_opt::<Float64Type>() {
+        Some(a) => a.clone(),
+        None => datafusion::arrow::compute::cast(array, &DataType::Float64)?.as_primitive::<Float64Type>().clone(),
+    })
 }
 
 /// [`Cells`] for DataFusion's hash aggregation.

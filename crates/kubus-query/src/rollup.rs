@@ -8,7 +8,7 @@
 //! plan moved to the rollup's levels ([`at_rollup`]) once [`check`] found that the rollup answers it exactly.
 
 use crate::members::{cut_expr, member_batch};
-use crate::plan::{CubePlan, resolve_cut};
+use crate::plan::{CubePlan, FINEST_GRAIN, resolve_cut};
 use crate::{Result, bitmap};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::datatypes::DataType;
@@ -152,7 +152,19 @@ pub fn build_frame(
     facts: Arc<dyn TableProvider>,
     ids: &HashMap<String, RecordBatch>,
 ) -> Result<DataFrame> {
-    let mut df = ctx.read_table(facts)?;
+    aggregate_rollups(ctx, model, cube, rollups, ctx.read_table(facts)?, ids, true)
+}
+
+/// [`build_frame`] over some facts, with the record-key sums of the cell key method or without them.
+fn aggregate_rollups(
+    ctx: &SessionContext,
+    model: &Model,
+    cube: &Cube,
+    rollups: &[&Rollup],
+    mut df: DataFrame,
+    ids: &HashMap<String, RecordBatch>,
+    keys: bool,
+) -> Result<DataFrame> {
     // Only the dictionaries these rollups' distinct counts need: each is a join over every fact.
     for column in distinct_columns(cube, rollups) {
         let Some(dictionary) = ids.get(&column) else { continue };
@@ -182,7 +194,7 @@ pub fn build_frame(
             measures.push(m);
         }
     }
-    let record_keys = cube.unit_column().map(|unit| crate::cellkey::record_keys_in(df.schema(), unit));
+    let record_keys = cube.unit_column().filter(|_| keys).map(|unit| crate::cellkey::record_keys_in(df.schema(), unit));
     let mut aggregates = Vec::new();
     for name in measures {
         aggregates.extend(stored_aggregates(model, cube, name, record_keys.as_ref())?);
@@ -226,6 +238,18 @@ pub fn rollup_rows(
     which: usize,
     built: DataFrame,
 ) -> Result<DataFrame> {
+    rows_of(model, cube, rollups, which, built, true)
+}
+
+/// [`rollup_rows`] of an aggregation with the record-key sums or without them (see [`aggregate_rollups`]).
+fn rows_of(
+    model: &Model,
+    cube: &Cube,
+    rollups: &[&Rollup],
+    which: usize,
+    built: DataFrame,
+    keys: bool,
+) -> Result<DataFrame> {
     let rollup = rollups[which];
     let mut columns = Vec::new();
     for (role, level) in rollup.levels() {
@@ -233,7 +257,7 @@ pub fn rollup_rows(
     }
     for name in rollup.measures() {
         // Only the names matter here (each aggregate is aliased), not where the record keys come from.
-        let record_keys = cube.unit_column().map(|unit| crate::cellkey::record_key_of(col(unit)));
+        let record_keys = cube.unit_column().filter(|_| keys).map(|unit| crate::cellkey::record_key_of(col(unit)));
         columns.extend(
             stored_aggregates(model, cube, name, record_keys.as_ref())?
                 .iter()
@@ -244,7 +268,9 @@ pub fn rollup_rows(
             // reads these instead of unioning bitmaps.
             let packed = bitmap::cell_count_and_key(col(name));
             columns.push((packed.clone() / lit(bitmap::COUNT_SHIFT)).alias(value_count(name)));
-            columns.push((packed % lit(bitmap::COUNT_SHIFT)).alias(crate::cellkey::stored_key_column(name)));
+            if keys {
+                columns.push((packed % lit(bitmap::COUNT_SHIFT)).alias(crate::cellkey::stored_key_column(name)));
+            }
         }
     }
     let built = if rollups.len() > 1 {
@@ -350,6 +376,72 @@ pub fn fingerprint(model: &Model, cube: &Cube, rollup: &Rollup) -> Result<String
     }
     let digest = Sha256::digest(text.as_bytes());
     Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+/// For a query read from its facts that aggregates them more than once — totals (one aggregation per grain) or a
+/// share over a drilled role (the total it is a share of): a rollup of the roles it drills and cuts (and those its
+/// stocks and dominance rules need), each at its recorded level, storing its aggregate measures. Built from the
+/// facts once ([`build_finest_grain`]), held in memory while the query runs, it answers every grain instead of
+/// each reading every fact again: its cells are the facts added up exactly (with their record-key sums), so every
+/// number is the one the facts give. `None` where one aggregation is all the query needs, where it compares
+/// periods (an earlier period lies outside the cuts the build applies) or counts distinct values (a rollup holds
+/// them as bitmaps of ids from a dictionary of every value).
+pub fn finest_grain(plan: &CubePlan<'_>) -> Option<Rollup> {
+    let drilled = |role: &str| plan.drilldowns.iter().any(|(l, _)| l.role == role);
+    let shares =
+        plan.computed.iter().any(|pm| matches!(pm.measure.kind(), MeasureKind::Share { over, .. } if drilled(over)));
+    if plan.rollup.is_some() || !plan.sides.is_empty() || (plan.grains().len() < 2 && !shares) {
+        return None;
+    }
+    let mut roles: Vec<&str> =
+        plan.drilldowns.iter().map(|(l, _)| l.role).chain(plan.cuts.iter().map(|c| c.role)).collect();
+    for pm in &plan.computed {
+        match pm.measure.kind() {
+            MeasureKind::TimeComparison { .. } | MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, .. } => {
+                return None;
+            }
+            MeasureKind::Aggregate { last_snapshot, dominance, .. } => {
+                roles.extend(plan.time.as_ref().filter(|_| *last_snapshot).map(|t| t.role));
+                roles.extend(dominance.as_deref());
+            }
+            _ => {}
+        }
+    }
+    let levels = plan
+        .cube
+        .dimensions()
+        .iter()
+        .filter(|d| roles.contains(&d.name()))
+        .map(|d| (d.name().to_owned(), d.fact_level()))
+        .collect();
+    let measures = plan
+        .cube
+        .measures()
+        .iter()
+        .filter(|m| matches!(m.kind(), MeasureKind::Aggregate { .. }))
+        .filter(|m| plan.computed.iter().any(|pm| pm.measure.name() == m.name()))
+        .map(|m| m.name().to_owned())
+        .collect();
+    let rollup = Rollup::unlisted(FINEST_GRAIN, levels, measures);
+    check(plan, &rollup).ok().map(|()| rollup)
+}
+
+/// The rows of the [`finest_grain`] rollup of `plan`, aggregated from `facts` with the plan's cuts applied first
+/// (the query applies them again to the rollup), not yet run; with record-key sums where the plan adds noise.
+pub fn build_finest_grain(
+    ctx: &SessionContext,
+    model: &Model,
+    plan: &CubePlan<'_>,
+    rollup: &Rollup,
+    facts: Arc<dyn TableProvider>,
+) -> Result<DataFrame> {
+    let mut df = ctx.read_table(facts)?;
+    for cut in &plan.cuts {
+        df = df.filter(cut_expr(cut, 0))?;
+    }
+    let keys = plan.noise.is_some();
+    let built = aggregate_rollups(ctx, model, plan.cube, &[rollup], df, &HashMap::new(), keys)?;
+    rows_of(model, plan.cube, &[rollup], 0, built, keys)
 }
 
 /// Whether a rollup answers a plan exactly; the first rule it fails otherwise.

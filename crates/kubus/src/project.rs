@@ -67,6 +67,9 @@ pub struct QueryOptions {
     /// Protect with this method instead of the one the role and the project choose (reports, as fixed
     /// publications, ask for suppression).
     pub method: Option<kubus_model::Method>,
+    /// Aggregate the facts once per grain of a query with totals (and once more for a share's total) instead of
+    /// once at its finest grain: slower, and the same numbers — for checking one way against the other.
+    pub per_grain: bool,
 }
 
 /// How to run read-only SQL.
@@ -133,7 +136,7 @@ impl Project {
 
     /// The protection this project file asks for, as the warehouse records it.
     pub fn protection_record(&self) -> crate::ProtectionRecord {
-        crate::ProtectionRecord::of(&self.config, self.ptable.as_ref().map(|t| t.fingerprint()))
+        crate::ProtectionRecord::of(&self.config, self.ptable.as_ref().map(|t| t.fingerprint().to_owned()))
     }
 
     /// The protection the warehouse records, if any.
@@ -352,7 +355,7 @@ impl Project {
         let mut plan = kubus_query::plan(&self.model, &restricted)?;
         self.add_noise(&mut plan, options)?;
         let session = crate::rollups::FactSession::new(self);
-        let (routed, facts, routes) = self.plan_facts(&session, &plan, options.as_of, options.rollups).await?;
+        let (routed, facts, routes) = self.plan_facts(&session, &plan, options).await?;
         let ctx = session.for_routes(&routes)?;
         let result = match crate::rollups::plan_key(&restricted, &routed, &routes) {
             // Read from rollups: planned once, run as often as asked (planning is most of such an answer's time).
@@ -472,14 +475,16 @@ impl Project {
         let threshold_of = |cube: &str| {
             if perturbed.contains(&cube) { None } else { settings.threshold_for(cube).map(|t| threshold.unwrap_or(t)) }
         };
-        let answers = raw.iter().map(|r| (r.result.clone(), &r.plan)).collect();
+        let (results, rest): (Vec<QueryResult>, Vec<_>) =
+            raw.into_iter().map(|r| (r.result, (r.plan, r.versions, r.routes))).unzip();
+        let answers = results.into_iter().zip(&rest).map(|(result, (plan, _, _))| (result, plan)).collect();
         let protected = disclosure::protect_together(answers, &threshold_of, &rules)?;
         Ok(protected
             .into_iter()
-            .zip(&raw)
-            .map(|((result, protection), r)| {
-                let notes = self.protection_notes(&r.plan, false, threshold);
-                Answer { result, versions: r.versions.clone(), protection, routes: r.routes.clone(), notes }
+            .zip(rest)
+            .map(|((result, protection), (plan, versions, routes))| {
+                let notes = self.protection_notes(&plan, false, threshold);
+                Answer { result, versions, protection, routes, notes }
             })
             .collect())
     }
@@ -503,7 +508,7 @@ impl Project {
         let mut plan = kubus_query::plan(&self.model, &restricted)?;
         self.add_noise(&mut plan, options)?;
         let session = crate::rollups::FactSession::new(self);
-        let (routed, facts, routes) = self.plan_facts(&session, &plan, options.as_of, options.rollups).await?;
+        let (routed, facts, routes) = self.plan_facts(&session, &plan, options).await?;
         // Explained in the session the query runs in, so that the plan shown is the plan run.
         let ctx = session.for_routes(&routes)?;
         let read: String = routes.iter().map(|r| r.describe(options.rollups)).collect();
@@ -516,23 +521,22 @@ impl Project {
         &'m self,
         session: &crate::rollups::FactSession<'_>,
         plan: &kubus_query::CubePlan<'m>,
-        as_of: Option<u64>,
-        mode: RollupUse,
+        options: &QueryOptions,
     ) -> Result<(kubus_query::CubePlan<'m>, kubus_query::Facts, Vec<Route>)> {
-        if as_of.is_some() && !plan.sides.is_empty() {
+        if options.as_of.is_some() && !plan.sides.is_empty() {
             return Err(Error::AsOfAcross { cube: plan.cube.name().to_owned() });
         }
         let mut facts = kubus_query::Facts::new();
         let mut routes = Vec::new();
         if plan.sides.is_empty() {
-            let (routed, table, route) = self.route(session, plan, as_of, mode).await?;
+            let (routed, table, route) = self.route(session, plan, options.as_of, options).await?;
             facts.insert(plan.cube.name().to_owned(), table);
             routes.push(route);
             return Ok((routed, facts, routes));
         }
         let mut routed = plan.clone();
         for side in &mut routed.sides {
-            let (moved, table, route) = self.route(session, side, None, mode).await?;
+            let (moved, table, route) = self.route(session, side, None, options).await?;
             facts.insert(side.cube.name().to_owned(), table);
             *side = moved;
             routes.push(route);

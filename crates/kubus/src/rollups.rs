@@ -161,17 +161,21 @@ pub struct Route {
     pub rollup_file: Option<String>,
     /// Per declared rollup: its rows when built for this version, and why it does not answer (`None`: it does).
     pub verdicts: Vec<(String, Option<u64>, Option<String>)>,
+    /// Read from the facts, which were aggregated once at the query's finest grain and every grain from those
+    /// cells (see [`rollup::finest_grain`]).
+    pub finest_grain: bool,
 }
 
 impl Route {
     /// The routing decision as text, for `kubus explain`.
     pub fn describe(&self, mode: RollupUse) -> String {
         let mut out = format!("{} at version {}: ", self.cube, self.version);
+        let once = if self.finest_grain { ", aggregated once at the query's finest grain" } else { "" };
         out += &match (&self.rollup, mode) {
-            (_, RollupUse::Never) => "facts (rollups not used: --no-rollups)\n".to_owned(),
+            (_, RollupUse::Never) => format!("facts{once} (rollups not used: --no-rollups)\n"),
             (Some(r), _) => format!("rollup {r}\n"),
-            (None, _) if self.verdicts.is_empty() => "facts (the cube declares no rollups)\n".to_owned(),
-            (None, _) => "facts (no rollup answers this query)\n".to_owned(),
+            (None, _) if self.verdicts.is_empty() => format!("facts{once} (the cube declares no rollups)\n"),
+            (None, _) => format!("facts{once} (no rollup answers this query)\n"),
         };
         if mode != RollupUse::Never {
             for (name, rows, why) in &self.verdicts {
@@ -348,17 +352,23 @@ impl Project {
         session: &FactSession<'_>,
         plan: &CubePlan<'m>,
         as_of: Option<u64>,
-        mode: RollupUse,
+        options: &crate::QueryOptions,
     ) -> Result<(CubePlan<'m>, std::sync::Arc<dyn datafusion::catalog::TableProvider>, Route)> {
-        let cube = plan.cube;
+        let (cube, mode) = (plan.cube, options.rollups);
         let latest = self.warehouse().latest_version(cube.name())?;
         let version = match (as_of, latest) {
             (Some(v), _) => v,
             (None, Some(v)) => v,
             (None, None) => return Err(self.empty_cube(cube.name())),
         };
-        let mut route =
-            Route { cube: cube.name().to_owned(), version, rollup: None, rollup_file: None, verdicts: Vec::new() };
+        let mut route = Route {
+            cube: cube.name().to_owned(),
+            version,
+            rollup: None,
+            rollup_file: None,
+            verdicts: Vec::new(),
+            finest_grain: false,
+        };
         if mode != RollupUse::Never && latest.is_some_and(|l| version <= l) {
             let stored = self.warehouse().stored_rollups(cube.name(), version)?;
             let mut available = Vec::new();
@@ -392,8 +402,19 @@ impl Project {
         if mode == RollupUse::Only {
             return Err(Error::NoRollup { cube: cube.name().to_owned(), reasons: route.describe(mode) });
         }
-        let (table, version) = self.facts_at(session.get()?, cube.name(), as_of).await?;
+        let ctx = session.get()?;
+        let (table, version) = self.facts_at(ctx, cube.name(), as_of).await?;
         route.version = version;
+        // A query that would read the facts once per grain reads them once, at its finest grain.
+        if let Some(finest) = rollup::finest_grain(plan).filter(|_| !options.per_grain) {
+            let frame = rollup::build_finest_grain(ctx, self.model(), plan, &finest, table)?;
+            let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+            let cells = frame.collect().await.map_err(kubus_query::Error::from)?;
+            let table =
+                datafusion::datasource::MemTable::try_new(schema, vec![cells]).map_err(kubus_query::Error::from)?;
+            route.finest_grain = true;
+            return Ok((rollup::at_rollup(plan, &finest), std::sync::Arc::new(table), route));
+        }
         Ok((plan.clone(), table, route))
     }
 }

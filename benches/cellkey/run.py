@@ -86,7 +86,8 @@ def main():
             f"### {a.rows:,} rows",
             "",
             f"The ten reference queries through the library (`query_timing`), exact (role `statistik`, which bypasses "
-            f"protection) and with the cell key method (no role), through rollups and from the facts (`--no-rollups`); "
+            f"protection) and with the cell key method (no role), through rollups and from the facts (`--no-rollups`; "
+            "subtotals aggregate the facts once, at the finest grain); "
             f"{a.rounds} interleaved rounds of {a.reps} warm runs each, per query the median of the rounds' medians. "
             f"Produced by `benches/cellkey/run.sh {a.rows}` on this machine ({os.cpu_count()} cores). Record keys are "
             "stored with the facts at ingest (`_record_key`, plain and uncompressed: a row group holds nearly as many "

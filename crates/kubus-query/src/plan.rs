@@ -128,7 +128,10 @@ impl CubePlan<'_> {
         }
         for (l, name) in &self.drilldowns {
             let recorded = l.dimension.levels()[l.fact_level].name();
-            let source = if self.rollup.is_some() { "the rollup holds" } else { "facts record" };
+            let source = match self.rollup.as_deref() {
+                Some(FINEST_GRAIN) | None => "facts record",
+                Some(_) => "the rollup holds",
+            };
             out += &format!(
                 "  {} at level {} ({}) → column {name}; {source} {recorded}\n",
                 l.role,

@@ -648,12 +648,11 @@ fn apply(
         protection.primary += primary.iter().filter(|p| **p).count();
         protection.secondary += hidden.iter().zip(&primary).filter(|(h, p)| **h && !**p).count();
         // A count of 0 shows the zero symbol (null is not 0).
-        let zero = match own {
-            true => Some(eq(&cast(batch.column(i), &DataType::Int64)?, &Int64Array::new_scalar(0))?),
-            false => None,
-        };
+        let zero =
+            own.then(|| eq(&cast(batch.column(i), &DataType::Int64)?, &Int64Array::new_scalar(0))).transpose()?;
         let zero = |r: usize| zero.as_ref().is_some_and(|z| z.is_valid(r) && z.value(r));
-        let marked = hidden.contains(&true) || (0..batch.num_rows()).any(zero);
+        let any_hidden = hidden.contains(&true);
+        let marked = any_hidden || (0..batch.num_rows()).any(zero);
         let status: ArrayRef = match marked {
             // Most answers mark no cell: a column of nulls needs no strings.
             false => new_null_array(&DataType::Utf8, batch.num_rows()),
@@ -672,7 +671,7 @@ fn apply(
             ),
         };
         // Without suppression (the cell key method) no value is hidden.
-        arrays.push(if hidden.contains(&true) {
+        arrays.push(if any_hidden {
             nullif(batch.column(i), &BooleanArray::from(hidden))?
         } else {
             batch.column(i).clone()

@@ -8,9 +8,11 @@
 //! A published magnitude whose count of values is published as 0 is empty, as it would be without values.
 
 use crate::cellkey::{PTable, perturb_magnitude};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, PrimitiveArray,
+};
 use datafusion::arrow::buffer::BooleanBuffer;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{ArrowPrimitiveType, DataType, Field, FieldRef, Float64Type, Int32Type, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -443,16 +445,18 @@ fn record_keys(array: &ArrayRef, keys: Keys) -> Result<Int64Array> {
 }
 
 fn as_i64(array: &ArrayRef) -> Result<Int64Array> {
-    Ok(match array.as_primitive_opt::<Int64Type>() {
-        Some(a) => a.clone(),
-        None => datafusion::arrow::compute::cast(array, &DataType::Int64)?.as_primitive::<Int64Type>().clone(),
-    })
+    primitive::<Int64Type>(array)
 }
 
 fn as_f64(array: &ArrayRef) -> Result<Float64Array> {
-    Ok(match array.as_primitive_opt::<Float64Type>() {
+    primitive::<Float64Type>(array)
+}
+
+/// The array as `T`'s primitive array: itself where it is one, else cast.
+fn primitive<T: ArrowPrimitiveType>(array: &ArrayRef) -> Result<PrimitiveArray<T>> {
+    Ok(match array.as_primitive_opt::<T>() {
         Some(a) => a.clone(),
-        None => datafusion::arrow::compute::cast(array, &DataType::Float64)?.as_primitive::<Float64Type>().clone(),
+        None => datafusion::arrow::compute::cast(array, &T::DATA_TYPE)?.as_primitive::<T>().clone(),
     })
 }
 
@@ -599,7 +603,7 @@ mod tests {
     use datafusion::arrow::array::Int32Array;
 
     /// Rows of (group, record key, value) from a fixed linear congruential sequence: a few values missing.
-    fn rows() -> Vec<(usize, i64, Option<i64>)> {
+    fn rows() -> Vec<Row> {
         let mut x: u64 = 12345;
         let mut next = move || {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
@@ -612,12 +616,21 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn counted_rows_are_the_rows_a_filter_keeps_with_their_keys() {
+    /// A test row: its group, its record key and its value.
+    type Row = (usize, i64, Option<i64>);
+
+    /// A perturbation table, the [`rows`], and their groups.
+    fn fixture() -> (Arc<PTable>, Vec<Row>, Vec<usize>) {
         let ptable =
             Arc::new(PTable::generate(&PTableParams { max_noise: 3, variance: 2.0, small: 2, keys: 256 }).unwrap());
         let rows = rows();
-        let groups: Vec<usize> = rows.iter().map(|r| r.0).collect();
+        let groups = rows.iter().map(|r| r.0).collect();
+        (ptable, rows, groups)
+    }
+
+    #[test]
+    fn counted_rows_are_the_rows_a_filter_keeps_with_their_keys() {
+        let (ptable, rows, groups) = fixture();
         // A filter that keeps two rows in three and is unknown (null: not kept) for every fifth.
         let keeps = |row: usize| (!row.is_multiple_of(5)).then_some(!row.is_multiple_of(3));
         let filter = BooleanArray::from((0..rows.len()).map(keeps).collect::<Vec<_>>());
@@ -675,10 +688,7 @@ mod tests {
 
     #[test]
     fn published_numbers_are_the_tables_and_the_formulas_in_any_split_of_the_rows() {
-        let ptable =
-            Arc::new(PTable::generate(&PTableParams { max_noise: 3, variance: 2.0, small: 2, keys: 256 }).unwrap());
-        let rows = rows();
-        let groups: Vec<usize> = rows.iter().map(|r| r.0).collect();
+        let (ptable, rows, groups) = fixture();
         let keys: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()));
         let values: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()));
         for output in [Output::Count, Output::Sum, Output::Avg, Output::Min, Output::Max] {

@@ -8,7 +8,7 @@ and `method = "cell_key"`. Its person numbers are plain text, not pseudonyms, so
 text (see `kubus_model::record_key`) at ingest, which stores them with the facts; distinct counts hash the text of
 each distinct person again.
 
-Usage: run.py KUBUS QUERY_TIMING WORK_DIR [--rows N] [--rounds R] [--reps N] [--results]
+Usage: run.py KUBUS QUERY_TIMING WORK_DIR [--rows N] [--rounds R] [--reps N] [--rollup-reps N] [--results]
 """
 import argparse
 import json
@@ -41,8 +41,11 @@ def main():
     ap.add_argument("timing")
     ap.add_argument("work")
     ap.add_argument("--rows", type=int, default=10_000_000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=5)
+    # Answers from rollups take a fraction of a millisecond: many more runs, for medians the machine's noise does not
+    # move by the tens of microseconds the method costs.
+    ap.add_argument("--rollup-reps", type=int, default=200)
     ap.add_argument("--results", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
@@ -61,7 +64,7 @@ def main():
     runs = {w: [] for w in ways}
     for r in range(a.rounds):
         for w in ways:
-            runs[w].append(timings(a.timing, root, spec, a.reps, w[2], w[1]))
+            runs[w].append(timings(a.timing, root, spec, a.rollup_reps if w[0] == "rollups" else a.reps, w[2], w[1]))
         print(f"round {r + 1} of {a.rounds} done", flush=True)
     median = {w: {q: statistics.median(run[q]["median_ms"] for run in runs[w]) for q in KUBUS} for w in ways}
     lines = ["| query | rollups, exact ms | rollups, cell key ms | cost | facts, exact ms | facts, cell key ms | cost |",
@@ -88,7 +91,8 @@ def main():
             f"The ten reference queries through the library (`query_timing`), exact (role `statistik`, which bypasses "
             f"protection) and with the cell key method (no role), through rollups and from the facts (`--no-rollups`; "
             "subtotals aggregate the facts once, at the finest grain); "
-            f"{a.rounds} interleaved rounds of {a.reps} warm runs each, per query the median of the rounds' medians. "
+            f"{a.rounds} interleaved rounds of {a.rollup_reps} (rollups) or {a.reps} (facts) warm runs each, per query "
+            "the median of the rounds' medians. "
             f"Produced by `benches/cellkey/run.sh {a.rows}` on this machine ({os.cpu_count()} cores). Record keys are "
             "stored with the facts at ingest (`_record_key`, plain and uncompressed: a row group holds nearly as many "
             "distinct keys as facts); distinct counts hash each distinct person's text. Warm "

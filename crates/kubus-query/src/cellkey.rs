@@ -181,15 +181,21 @@ impl PTable {
     }
 
     /// The table row a cell value reads: the value itself up to the last row, else one of the last `wrap` rows.
+    #[inline]
     pub fn row_of(&self, value: u64) -> u32 {
         if value <= u64::from(self.rows) {
             value as u32
+        } else if self.wrap == 1 {
+            // Most tables: every larger value reads the last row (a division per published number costs more than
+            // the rest of its lookup).
+            self.rows
         } else {
             ((value - 1) % u64::from(self.wrap)) as u32 + (self.rows - self.wrap + 1)
         }
     }
 
     /// The published value of a count whose units' record keys sum (wrapping) to `key_sum`.
+    #[inline]
     pub fn perturb(&self, value: i64, key_sum: i64) -> i64 {
         if value <= 0 {
             return value;

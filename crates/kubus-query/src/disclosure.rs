@@ -635,10 +635,13 @@ fn apply(
             .map(|p| p.column)
             .chain(plan.dominance_parts(&c.name).into_iter().map(|p| p.column))
             .collect();
-        let mut hidden = vec![false; batch.num_rows()];
-        let mut primary = vec![false; batch.num_rows()];
-        for part in &parts {
-            let Some(state) = flags.get(part.as_str()) else { continue };
+        // Which rows are hidden, and which of them for their own small value: none where no part was protected
+        // by suppression (the cell key method), without a pass over the rows.
+        let flagged: Vec<(&String, &Vec<Suppression>)> =
+            parts.iter().filter_map(|part| flags.get(part.as_str()).map(|state| (part, state))).collect();
+        let rows = if flagged.is_empty() { 0 } else { batch.num_rows() };
+        let (mut hidden, mut primary) = (vec![false; rows], vec![false; rows]);
+        for (part, state) in flagged {
             for (r, s) in state.iter().enumerate() {
                 hidden[r] |= *s != Suppression::None;
                 primary[r] |= *s == Suppression::Primary && *part == c.name;
@@ -650,16 +653,17 @@ fn apply(
         // A count of 0 shows the zero symbol (null is not 0).
         let zero =
             own.then(|| eq(&cast(batch.column(i), &DataType::Int64)?, &Int64Array::new_scalar(0))).transpose()?;
+        let any_zero = zero.as_ref().is_some_and(|z| z.true_count() > 0);
         let zero = |r: usize| zero.as_ref().is_some_and(|z| z.is_valid(r) && z.value(r));
         let any_hidden = hidden.contains(&true);
-        let marked = any_hidden || (0..batch.num_rows()).any(zero);
+        let marked = any_hidden || any_zero;
         let status: ArrayRef = match marked {
             // Most answers mark no cell: a column of nulls needs no strings.
             false => new_null_array(&DataType::Utf8, batch.num_rows()),
             true => Arc::new(
                 (0..batch.num_rows())
                     .map(|r| {
-                        if hidden[r] {
+                        if hidden.get(r) == Some(&true) {
                             Some(rules.symbol.as_str())
                         } else if zero(r) {
                             Some(rules.zero_symbol.as_str())

@@ -167,10 +167,7 @@ fn arrange(plan: &CubePlan<'_>, hidden: &[String], rows: &RecordBatch) -> Result
         |i: usize, row: usize| rolled[i].as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(row) == 1;
     let shown: Vec<u32> = match rows.schema().index_of(SHOWN) {
         Ok(at) => {
-            let shown = rows.column(at).as_boolean();
-            (0..rows.num_rows() as u32)
-                .filter(|&row| shown.is_valid(row as usize) && shown.value(row as usize))
-                .collect()
+            crate::published::kept_rows(rows.column(at).as_boolean()).set_indices().map(|row| row as u32).collect()
         }
         Err(_) => (0..rows.num_rows() as u32).collect(),
     };

@@ -181,6 +181,8 @@ struct Cells {
     integer: bool,
     ptable: Arc<PTable>,
     percent: u32,
+    // Counts and key sums in arrays of their own: side by side, adding a row to its cell took longer (the two
+    // additions become one vector addition, whose stored result the next row of the cell waits longer for).
     count: Vec<i64>,
     key: Vec<i64>,
     value: Vec<Option<f64>>,
@@ -218,6 +220,9 @@ impl Cells {
     /// Counts each row (or each row `kept`) in its group and adds its key.
     fn add_rows<K: Copy + Into<i64>>(&mut self, groups: &[usize], keys: &[K], kept: Option<BooleanBuffer>) {
         match kept {
+            None if let Some(g) = one_group(groups) => {
+                self.add(g, groups.len() as i64, keys.iter().fold(0i64, |sum, &key| sum.wrapping_add(key.into())));
+            }
             None => {
                 for (&g, &key) in groups.iter().zip(keys) {
                     self.count[g] += 1;
@@ -239,6 +244,9 @@ impl Cells {
     /// `kept`.
     fn add_stored(&mut self, groups: &[usize], counts: &[i64], keys: &[i64], kept: Option<BooleanBuffer>) {
         match kept {
+            None if let Some(g) = one_group(groups) => {
+                self.add(g, counts.iter().sum(), keys.iter().fold(0i64, |sum, &key| sum.wrapping_add(key)));
+            }
             None => {
                 for ((&g, &count), &key) in groups.iter().zip(counts).zip(keys) {
                     self.count[g] += count;
@@ -285,14 +293,9 @@ impl Cells {
         self.largest[g] = self.largest[g].max(largest.abs());
     }
 
-    /// The published count of group `g`.
-    fn published_count(&self, g: usize) -> i64 {
-        self.ptable.perturb(self.count[g], self.key[g])
-    }
-
-    /// The published magnitude of group `g`: empty without values or where their count is published as 0.
-    fn published_value(&self, g: usize) -> Option<f64> {
-        let count = self.published_count(g);
+    /// The published magnitude of group `g`, whose count is published as `count`: empty without values or where
+    /// their count is published as 0.
+    fn published_value(&self, g: usize, count: i64) -> Option<f64> {
         self.value[g].filter(|_| count != 0).map(|v| {
             let largest = if matches!(self.output, Output::Min | Output::Max) { v } else { self.largest[g] };
             let v = perturb_magnitude(v, largest, self.key[g], self.percent);
@@ -300,14 +303,20 @@ impl Cells {
         })
     }
 
-    /// The published numbers of `groups`.
+    /// The published numbers of `groups`: one pass over their counts and keys (a published number is a few
+    /// instructions; a call per number, with its bounds checks, took longer than its lookup).
     fn evaluate(&self, groups: std::ops::Range<usize>) -> ArrayRef {
+        let ptable = self.ptable.as_ref();
+        let counts = self.count[groups.clone()].iter().zip(&self.key[groups.clone()]);
+        let counts = counts.map(|(&count, &key)| ptable.perturb(count, key));
         if self.output == Output::Count {
-            Arc::new(groups.map(|g| self.published_count(g)).collect::<Int64Array>())
-        } else if self.integer {
-            Arc::new(groups.map(|g| self.published_value(g).map(|v| v.round() as i64)).collect::<Int64Array>())
+            return Arc::new(Int64Array::from_iter_values(counts));
+        }
+        let values = groups.zip(counts).map(|(g, count)| self.published_value(g, count));
+        if self.integer {
+            Arc::new(values.map(|v| v.map(|v| v.round() as i64)).collect::<Int64Array>())
         } else {
-            Arc::new(groups.map(|g| self.published_value(g)).collect::<Float64Array>())
+            Arc::new(values.collect::<Float64Array>())
         }
     }
 
@@ -412,10 +421,16 @@ impl Cells {
                 }
                 if input == Input::StoredValues {
                     let (numbers, largest) = (as_f64(&values[0])?, as_f64(&values[3])?);
-                    for (row, &g) in groups.iter().enumerate() {
-                        if kept(row) && numbers.is_valid(row) {
-                            let v = numbers.value(row);
-                            self.add_value(g, v, if largest.is_valid(row) { largest.value(row) } else { v });
+                    if filter.is_none() && numbers.null_count() == 0 && largest.null_count() == 0 {
+                        for ((&g, &v), &l) in groups.iter().zip(numbers.values()).zip(largest.values()) {
+                            self.add_value(g, v, l);
+                        }
+                    } else {
+                        for (row, &g) in groups.iter().enumerate() {
+                            if kept(row) && numbers.is_valid(row) {
+                                let v = numbers.value(row);
+                                self.add_value(g, v, if largest.is_valid(row) { largest.value(row) } else { v });
+                            }
                         }
                     }
                 }
@@ -425,8 +440,16 @@ impl Cells {
     }
 }
 
+/// The group of every row where all are in one (an aggregation without grouping, mostly): their counts and keys
+/// are then summed as whole columns, which the compiler vectorises, rather than into one cell row by row, each
+/// addition waiting for the one before.
+fn one_group(groups: &[usize]) -> Option<usize> {
+    let &first = groups.first()?;
+    groups.iter().all(|&g| g == first).then_some(first)
+}
+
 /// The rows a filter keeps: true, not null.
-fn kept_rows(filter: &BooleanArray) -> BooleanBuffer {
+pub(crate) fn kept_rows(filter: &BooleanArray) -> BooleanBuffer {
     match filter.nulls() {
         Some(valid) => filter.values() & valid.inner(),
         None => filter.values().clone(),

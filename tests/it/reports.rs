@@ -325,7 +325,7 @@ fn drawn_map(html: &str) -> Drawn {
 }
 
 #[test]
-fn a_map_in_a_report_colours_each_stadtteil_by_its_figure_in_classes_of_equal_counts() {
+fn a_map_in_a_report_colours_each_stadtteil_by_its_figure_in_classes_of_equal_counts_or_chosen_limits() {
     // Köln's population by Stadtteil in 2012 on the city's real boundaries; the figures from the city's file itself.
     let dir = crate::support::project_copy();
     let report = "name = \"karte\"\ntitle = \"Karte\"\n\n[[sections]]\nkind = \"map\"\ntitle = \"Einwohner 2012\"\n\
@@ -371,6 +371,27 @@ fn a_map_in_a_report_colours_each_stadtteil_by_its_figure_in_classes_of_equal_co
     assert!(html.contains("Kartengrundlage: Stadt Köln, Offene Daten Köln (CC BY)"));
     // The map's table is in the files as for any table.
     assert!(out.join("karte_2024-06/tables/01_einwohner-2012.csv").exists());
+
+    // Limits the report chooses: each Stadtteil in the class its figure falls into by them, the legend open at its
+    // ends.
+    let limits = [10_000.0, 20_000.0, 30_000.0];
+    let chosen = format!("{report}breaks = [10000, 20000, 30000]\n");
+    std::fs::write(dir.path().join("cube-schemas/reports/karte.toml"), chosen).unwrap();
+    let out = dir.path().join("out-limits");
+    let r = cli(dir.path(), &["report", "run", "karte", "--period", "2024-06", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, ExitCode::SUCCESS, "{}", r.stderr);
+    let html = std::fs::read_to_string(out.join("karte_2024-06/karte_2024-06.html")).unwrap();
+    let (areas, classes) = drawn_map(&html);
+    let bounds: Vec<(f64, f64)> = classes.iter().map(|(_, lower, upper)| (*lower, *upper)).collect();
+    let expected =
+        [(f64::NEG_INFINITY, 10_000.0), (10_000.0, 20_000.0), (20_000.0, 30_000.0), (30_000.0, f64::INFINITY)];
+    assert_eq!(bounds, expected);
+    for (key, name, want) in &residents {
+        let (_, _, fill) = areas.iter().find(|(k, _, _)| k == key).unwrap_or_else(|| panic!("{key}"));
+        let class = limits.iter().filter(|&&limit| limit <= *want).count();
+        assert_eq!(fill, &classes[class].0, "{name}: {want}");
+    }
+    assert!(html.contains(">unter 10.000<") && html.contains(">30.000 und mehr<"));
 }
 
 #[test]
@@ -382,6 +403,26 @@ fn a_map_section_needs_a_level_with_a_map() {
     let r = cli(dir.path(), &["check"]);
     assert_ne!(r.code, ExitCode::SUCCESS);
     assert!(r.stderr.contains("level age_band (age_band) has no map: give it `geometry"), "{}", r.stderr);
+
+    // Class limits: for maps only, ascending, at most seven.
+    let section = |kind: &str, breaks: &str| {
+        format!(
+            "name = \"karte\"\ntitle = \"Karte\"\n\n[[sections]]\nkind = \"{kind}\"\ncube = \"newcomers\"\n\
+             measures = [\"persons\"]\nrows = [\"district\"]\nbreaks = {breaks}\n"
+        )
+    };
+    for (kind, breaks, said) in [
+        ("map", "[20, 10]", "class limits must be numbers in ascending order, each once"),
+        ("map", "[1, 2, 3, 4, 5, 6, 7, 8]", "a map takes 1 to 7 class limits, not 8"),
+        ("table", "[10]", "class limits (`breaks`) are for maps only"),
+    ] {
+        std::fs::write(dir.path().join("cube-schemas/reports/karte.toml"), section(kind, breaks)).unwrap();
+        let r = cli(dir.path(), &["check"]);
+        assert_ne!(r.code, ExitCode::SUCCESS);
+        assert!(r.stderr.contains(said), "{breaks}: {}", r.stderr);
+    }
+    std::fs::write(dir.path().join("cube-schemas/reports/karte.toml"), section("map", "[2.5, 10]")).unwrap();
+    assert_eq!(cli(dir.path(), &["check"]).code, ExitCode::SUCCESS, "limits that are numbers in ascending order");
 }
 
 #[test]

@@ -482,4 +482,6 @@ pub struct RawSection {
     #[serde(default)]
     pub totals: bool,
     pub note: Option<String>,
+    /// A map's class limits, ascending.
+    pub breaks: Option<S<Vec<f64>>>,
 }

@@ -56,7 +56,13 @@ pub struct Section {
     pub totals: bool,
     /// A note under the section.
     pub note: Option<String>,
+    /// A map's class limits, ascending: a value below the first is in the first class, one at or above the last
+    /// in the last. Empty: five classes of equal counts.
+    pub breaks: Vec<f64>,
 }
+
+/// The most class limits a map takes: its colour scheme has at most eight classes.
+pub const MAX_BREAKS: usize = 7;
 
 /// A validated report definition.
 #[derive(Debug, Clone)]
@@ -186,7 +192,20 @@ fn lower_section(
         cuts: s.cuts.clone(),
         totals: s.totals,
         note: s.note.clone(),
+        breaks: s.breaks.as_ref().map(|b| b.get_ref().clone()).unwrap_or_default(),
     };
+    if let Some(breaks) = &s.breaks {
+        let at = Some(breaks.span());
+        let limits = breaks.get_ref();
+        if kind != SectionKind::Map {
+            sink.at(at, format!("{path}.breaks"), "class limits (`breaks`) are for maps only");
+        } else if limits.is_empty() || limits.len() > MAX_BREAKS {
+            let message = format!("a map takes 1 to {MAX_BREAKS} class limits, not {}", limits.len());
+            sink.at(at, format!("{path}.breaks"), message);
+        } else if limits.iter().any(|b| !b.is_finite()) || limits.windows(2).any(|w| w[0] >= w[1]) {
+            sink.at(at, format!("{path}.breaks"), "class limits must be numbers in ascending order, each once");
+        }
+    }
     if let SectionKind::Text(text) = &kind {
         if text.is_empty() {
             sink.at(Some(span), format!("{path}.text"), "a text section needs `text`");

@@ -119,13 +119,16 @@ fn mercator(latitude: f64) -> f64 {
 }
 
 /// The map as SVG: the areas filled by their class, hatched where no value is shown, each with a title that says
-/// its name and value (or `symbol`); below it the legend of classes and the boundaries' attribution. `what` names
-/// the measure and level for the image's accessible name.
-pub fn svg(table: &Table, areas: &Areas, what: &str, symbol: &str) -> Result<String> {
+/// its name and value (or `symbol`); below it the legend of classes and the boundaries' attribution. The classes
+/// are split at `limits` (ascending), or where none are given into five of equal counts. `what` names the measure
+/// and level for the image's accessible name.
+pub fn svg(table: &Table, areas: &Areas, limits: &[f64], what: &str, symbol: &str) -> Result<String> {
     let values = values_by_key(table)?;
     let value_of = |key: &str| values.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
     let shown_values: Vec<f64> = areas.areas.iter().filter_map(|a| value_of(&a.key)).collect();
-    let breaks = equal_count_breaks(&shown_values, shown_values.len().clamp(1, 5));
+    let chosen = !limits.is_empty();
+    let breaks =
+        if chosen { limits.to_vec() } else { equal_count_breaks(&shown_values, shown_values.len().clamp(1, 5)) };
     let colours = palette(breaks.len());
 
     // Fit the areas' Mercator extent into the width, keeping its proportions.
@@ -186,17 +189,20 @@ pub fn svg(table: &Table, areas: &Areas, what: &str, symbol: &str) -> Result<Str
             escape(&said)
         );
     }
-    // The legend: one line per class with its bounds (the lowest and highest shown value at the ends).
+    // The legend: one line per class with its bounds (of equal counts: the lowest and highest shown value at the
+    // ends; of chosen limits: open at the ends).
     let lowest = shown_values.iter().copied().fold(f64::INFINITY, f64::min);
     let highest = shown_values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut y = map_height + 4.0;
-    for (i, colour) in colours.iter().enumerate().filter(|_| !shown_values.is_empty()) {
-        let lower = if i == 0 { lowest } else { breaks[i - 1] };
-        let upper = if i + 1 == colours.len() { highest } else { breaks[i] };
-        let text = if i + 1 == colours.len() {
-            format!("{} bis {}", shown(lower), shown(upper))
-        } else {
-            format!("{} bis unter {}", shown(lower), shown(upper))
+    for (i, colour) in colours.iter().enumerate().filter(|_| chosen || !shown_values.is_empty()) {
+        let (first, last) = (i == 0, i + 1 == colours.len());
+        let lower = if first { lowest } else { breaks[i - 1] };
+        let upper = if last { highest } else { breaks[i] };
+        let text = match (chosen, first, last) {
+            (true, true, _) => format!("unter {}", shown(upper)),
+            (true, _, true) => format!("{} und mehr", shown(lower)),
+            (false, _, true) => format!("{} bis {}", shown(lower), shown(upper)),
+            _ => format!("{} bis unter {}", shown(lower), shown(upper)),
         };
         let (data_lower, data_upper) = (
             if i == 0 { "-Infinity".to_owned() } else { lower.to_string() },
@@ -247,6 +253,13 @@ mod tests {
         assert_eq!(class_of(&[2.8, 4.6], 2.8), 1, "a limit belongs to the class above it");
     }
 
+    /// The fill of the area `key` in a drawn map.
+    fn fill_of(svg: &str, key: &str) -> String {
+        let at = svg.find(&format!("data-key=\"{key}\"")).unwrap();
+        let start = svg[..at].rfind("fill=\"").unwrap() + 6;
+        svg[start..start + svg[start..].find('"').unwrap()].to_owned()
+    }
+
     fn square(key: &str, x: f64) -> Area {
         let ring = vec![(x, 49.0), (x + 0.01, 49.0), (x + 0.01, 49.01), (x, 49.01), (x, 49.0)];
         Area { key: key.into(), label: format!("Gebiet {key}"), rings: vec![ring] }
@@ -275,14 +288,10 @@ mod tests {
             areas: vec![square("a", 7.0), square("b", 7.02), square("c", 7.04), square("d", 7.06)],
             attribution: Some("Stadt X (CC BY)".into()),
         };
-        let svg = svg(&table, &areas, "Karte", "•").unwrap();
+        let svg = svg(&table, &areas, &[], "Karte", "•").unwrap();
         assert_eq!(svg.matches("id=\"hatch-karte\"").count(), 1);
         // Two shown values make two classes split at their median, 20.
-        let fill = |key: &str| {
-            let at = svg.find(&format!("data-key=\"{key}\"")).unwrap();
-            let start = svg[..at].rfind("fill=\"").unwrap() + 6;
-            svg[start..start + svg[start..].find('"').unwrap()].to_owned()
-        };
+        let fill = |key: &str| fill_of(&svg, key);
         assert_eq!(palette(1), vec!["#9ecae1", "#3182bd"]);
         assert_eq!((fill("a").as_str(), fill("c").as_str()), ("#9ecae1", "#3182bd"));
         assert_eq!(fill("b"), "url(#hatch-karte)", "a suppressed area");
@@ -290,5 +299,14 @@ mod tests {
         assert!(svg.contains("<title>Gebiet b: •</title>"));
         assert!(svg.contains("10 bis unter 20") && svg.contains("20 bis 30"), "{svg}");
         assert!(svg.contains("Kartengrundlage: Stadt X (CC BY)"));
+
+        // Chosen limits: 10 is at the first limit (the class above it), 30 in the last; the legend is open at its ends.
+        let svg = super::svg(&table, &areas, &[5.0, 10.0, 40.0], "Karte", "•").unwrap();
+        let colours = palette(3);
+        assert_eq!((fill_of(&svg, "a"), fill_of(&svg, "c")), (colours[2].clone(), colours[2].clone()));
+        assert_eq!(fill_of(&svg, "b"), "url(#hatch-karte)");
+        for text in ["unter 5", "5 bis unter 10", "10 bis unter 40", "40 und mehr"] {
+            assert!(svg.contains(&format!(">{text}<")), "{text} in {svg}");
+        }
     }
 }

@@ -66,6 +66,8 @@ pub enum Body {
         table: Table,
         /// The level's areas.
         areas: Areas,
+        /// The class limits, ascending (empty: five classes of equal counts).
+        breaks: Vec<f64>,
     },
 }
 
@@ -534,11 +536,11 @@ pub fn live(doc: &Document, symbol: &str) -> Result<serde_json::Value> {
                 .into();
                 part["dataset"] = crate::json_stat::dataset(table)?;
             }
-            Body::Map { table, areas } => {
+            Body::Map { table, areas, breaks } => {
                 // Drawn as in the report files (the dashboard shows the same picture, and the table under it).
                 part["kind"] = "map".into();
                 part["dataset"] = crate::json_stat::dataset(table)?;
-                part["svg"] = crate::map::svg(table, areas, &p.title, symbol)?.into();
+                part["svg"] = crate::map::svg(table, areas, breaks, &p.title, symbol)?.into();
             }
         }
         parts.push(part);
@@ -593,7 +595,9 @@ fn parts(doc: &Document, html: bool, symbol: &str) -> Result<Vec<Value>> {
                 }
                 Body::Chart { table, chart } if html => ("chart", svg(table, *chart, symbol)?),
                 Body::Chart { table, .. } => ("chart", markdown_table(&grid(table, table_rows(table))?)),
-                Body::Map { table, areas } if html => ("map", crate::map::svg(table, areas, &p.title, symbol)?),
+                Body::Map { table, areas, breaks } if html => {
+                    ("map", crate::map::svg(table, areas, breaks, &p.title, symbol)?)
+                }
                 Body::Map { table, .. } => ("map", markdown_table(&grid(table, 1)?)),
             };
             let body = if html { Value::from_safe_string(body) } else { Value::from(body) };

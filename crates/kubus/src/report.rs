@@ -129,7 +129,7 @@ impl Project {
                     },
                     SectionKind::Map => {
                         let areas = self.areas(&section.cube, &section.drilldowns[0], options.role.as_deref())?;
-                        Body::Map { table, areas }
+                        Body::Map { table, areas, breaks: section.breaks.clone() }
                     }
                     SectionKind::Text(_) => unreachable!("handled above"),
                 }

@@ -300,3 +300,41 @@ fn the_library_answers_json_queries_with_arrow_batches() {
     .unwrap();
     assert_eq!(persons.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0) as u64, total);
 }
+
+#[test]
+fn a_project_handed_its_schemas_as_text_answers_from_the_same_warehouse() {
+    // What an embedding tool does without schema files of its own: the configuration and every schema as text.
+    let root = demo_project();
+    let text = std::fs::read_to_string(root.join("kubus.toml")).unwrap();
+    let mut schemas = Vec::new();
+    let kinds = [("dimensions", kubus::SchemaKind::Dimension), ("cubes", kubus::SchemaKind::Cube)];
+    for (sub, kind) in kinds.into_iter().chain([("sources", kubus::SchemaKind::Source)]) {
+        for entry in std::fs::read_dir(root.join("cube-schemas").join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                schemas.push(kubus::SchemaFile { origin: path.display().to_string(), text, kind });
+            }
+        }
+    }
+    let config = kubus::ProjectConfig::parse("kubus.toml", &text).unwrap();
+    let project = kubus::Project::new(root, config, kubus::load_model(&schemas).unwrap()).unwrap();
+    let query: kubus::Query =
+        serde_json::from_str(r#"{"cube":"newcomers","measures":["persons"],"cuts":["month=2024-06"]}"#).unwrap();
+    let statistik = kubus::QueryOptions { role: Some("statistik".into()), ..Default::default() };
+    let answer = tokio::runtime::Runtime::new().unwrap().block_on(project.query(&query, &statistik)).unwrap();
+    let persons = datafusion::arrow::compute::cast(
+        answer.result.batches[0].column(0),
+        &datafusion::arrow::datatypes::DataType::Int64,
+    )
+    .unwrap();
+    let total: u64 = fixture("persons_by_district_2024-06.csv").iter().map(|r| r[1].parse::<u64>().unwrap()).sum();
+    assert_eq!(persons.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0) as u64, total);
+
+    // A configuration in memory cannot protect the warehouse less than it records, no more than a file can.
+    let weaker = kubus::ProjectConfig::parse("kubus.toml", &text.replace("threshold = 2 ", "threshold = 1 ")).unwrap();
+    let Err(refused) = kubus::Project::new(root, weaker, kubus::load_model(&schemas).unwrap()) else {
+        panic!("a weaker configuration in memory was taken");
+    };
+    assert!(matches!(refused, kubus::Error::WeakerProtection { .. }), "{refused}");
+}

@@ -1,28 +1,38 @@
-//! Embedding kubus: open the sample project, ingest one month of the foreigners' authority's export, and ask
-//! for persons per area with totals — the way a city tool (a dashboard, the intranet portal) would.
+//! Embedding kubus: a city tool (a dashboard, the intranet portal) hands over the project's configuration and its
+//! schemas as text — here read from the sample project, as the tool would from its own store — with a directory for
+//! the warehouse; then it ingests one month of the foreigners' authority's export and asks for persons per area with
+//! totals.
 //!
 //! Run from the repository root: `cargo run -p kubus --example embed`
 
 use kubus::arrow::util::pretty::pretty_format_batches;
-use kubus::{Project, Query};
+use kubus::{Project, ProjectConfig, Query, SchemaFile, SchemaKind};
 use std::path::PathBuf;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // A scratch copy of the project's files, so that the example never touches the demo warehouse.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let scratch = std::env::temp_dir().join(format!("kubus-embed-{}", std::process::id()));
-    std::fs::create_dir_all(scratch.join("cube-schemas"))?;
-    std::fs::copy(root.join("kubus.toml"), scratch.join("kubus.toml"))?;
-    for sub in ["dimensions", "cubes", "sources"] {
-        std::fs::create_dir_all(scratch.join("cube-schemas").join(sub))?;
+    let config = ProjectConfig::parse("kubus.toml", &std::fs::read_to_string(root.join("kubus.toml"))?)?;
+    let mut schemas = Vec::new();
+    for (sub, kind) in
+        [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube), ("sources", SchemaKind::Source)]
+    {
         for entry in std::fs::read_dir(root.join("cube-schemas").join(sub))? {
             let path = entry?.path();
-            std::fs::copy(&path, scratch.join("cube-schemas").join(sub).join(path.file_name().unwrap()))?;
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path)?;
+                schemas.push(SchemaFile { origin: path.display().to_string(), text, kind });
+            }
         }
     }
+    let model = kubus::load_model(&schemas)?;
 
-    let project = Project::open(&scratch)?;
+    // The project's files — the warehouse, the audit log, the perturbation table its configuration names — live in
+    // a scratch directory, so that the example never touches the demo warehouse.
+    let scratch = std::env::temp_dir().join(format!("kubus-embed-{}", std::process::id()));
+    std::fs::create_dir_all(scratch.join("ptables"))?;
+    std::fs::copy(root.join("ptables/d3_v2_small2.csv"), scratch.join("ptables/d3_v2_small2.csv"))?;
+    let project = Project::new(&scratch, config, model)?;
     let file = root.join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv");
     let report = project
         .ingest_with(

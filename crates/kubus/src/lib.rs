@@ -29,7 +29,7 @@ pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestProgr
 pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
 pub use kubus_model::{
     DemoIngest, DemoQuery, Diagnostic, Diagnostics, Group, Method, Model, ProjectConfig, PseudonymSettings, Role,
-    ServerSettings, Topic,
+    SchemaFile, SchemaKind, ServerSettings, Topic, load_model,
 };
 pub use kubus_query::cellkey::{PTable, PTableParams};
 pub use kubus_query::disclosure::Protection;

@@ -124,12 +124,31 @@ fn schema_files(dir: &Path) -> Result<Vec<SchemaFile>> {
     Ok(files)
 }
 
+/// The project file (`kubus.toml`) in `dir` and the model of the schema files it points to.
+fn read_files(dir: &Path) -> Result<(ProjectConfig, Model)> {
+    let path = dir.join("kubus.toml");
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::ProjectFile { path: path.clone(), source })?;
+    let config = ProjectConfig::parse(&path.display().to_string(), &text)?;
+    let model = kubus_model::load_model(&schema_files(&dir.join(&config.schemas))?)?;
+    Ok((config, model))
+}
+
 impl Project {
     /// Opens the project in `dir`: reads `kubus.toml` and validates every schema file. Schema problems come
     /// back all at once as [`kubus_model::Error::Invalid`]. A project file that would protect the warehouse's
     /// answers less than the warehouse records is refused ([`Error::WeakerProtection`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Project> {
-        let project = Project::load(dir.as_ref())?;
+        let (config, model) = read_files(dir.as_ref())?;
+        Project::new(dir, config, model)
+    }
+
+    /// A project from a configuration and a model made in memory (see [`kubus_model::load_model`]): for a tool
+    /// that embeds kubus and keeps its schemas elsewhere than in files (`examples/embed.rs`). The warehouse, the
+    /// audit log and the perturbation table are where `config` says, relative to `root`. As with
+    /// [`Project::open`], a configuration that would protect the warehouse's answers less than the warehouse
+    /// records is refused ([`Error::WeakerProtection`]).
+    pub fn new(root: impl AsRef<Path>, config: ProjectConfig, model: Model) -> Result<Project> {
+        let project = Project::assemble(root.as_ref(), config, model)?;
         crate::protection::check(project.warehouse.root(), &project.protection_record())?;
         Ok(project)
     }
@@ -156,13 +175,15 @@ impl Project {
         Ok((before, now))
     }
 
+    /// The project in `dir`, without checking the protection its warehouse records.
     fn load(dir: &Path) -> Result<Project> {
-        let root = dir.to_owned();
-        let path = root.join("kubus.toml");
-        let text =
-            std::fs::read_to_string(&path).map_err(|source| Error::ProjectFile { path: path.clone(), source })?;
-        let config = ProjectConfig::parse(&path.display().to_string(), &text)?;
-        let model = kubus_model::load_model(&schema_files(&root.join(&config.schemas))?)?;
+        let (config, model) = read_files(dir)?;
+        Project::assemble(dir, config, model)
+    }
+
+    /// The project over `config` and `model`, its files under `root`, without checking the recorded protection.
+    fn assemble(root: &Path, config: ProjectConfig, model: Model) -> Result<Project> {
+        let root = root.to_owned();
         let warehouse = Warehouse::open(&root.join(&config.warehouse))?;
         let audit = AuditLog::new(&root, &config.audit_log);
         let ptable = match &config.disclosure.cell_key {

@@ -6,7 +6,9 @@ ingests it with the release build, starts `kubus serve` on it, and asks the ten 
 oha: 32 concurrent clients for 60 s over all questions at random, then per question 32 clients for 10 s and one
 client for 5 s (latency without queueing: with 32 clients always waiting, latency is 32 ÷ throughput). Reports
 queries per second, p50/p99 latency, the status codes, and the server's peak RSS; then a soak of 10 minutes under
-the same load with its RSS before and after. Writes the tables into `../RESULTS.md` with `--results`.
+the same load with its RSS before and after — all with every answer computed (`answer_cache_mb = 0`); then the
+mixed load and each question again with answers kept (the default). Writes the tables into `../RESULTS.md` with
+`--results`.
 
 Usage: benches/server/run.sh [ROWS]   (builds the release binary and oha first)
        python run.py KUBUS OHA WORK [--rows N] [--seconds 60] [--soak 600] [--results]
@@ -62,6 +64,33 @@ def summary(result):
     }
 
 
+def measure(a, token, urls, urls_file):
+    """The mixed load, then each question with 32 clients and with one: their summaries."""
+    print(f"all questions at random: {CLIENTS} clients, {a.seconds} s", flush=True)
+    mixed = summary(oha(a.oha, token, a.seconds, urls_file=urls_file))
+    print(mixed, flush=True)
+    single, alone = {}, {}
+    for name, url in urls.items():
+        single[name] = summary(oha(a.oha, token, a.per_question, url=url))
+        alone[name] = summary(oha(a.oha, token, 5, url=url, clients=1))
+        print(name, single[name], alone[name], flush=True)
+    return mixed, single, alone
+
+
+def table(a, reads, mixed, single, alone):
+    """The Markdown table of one configuration's runs."""
+    lines = [
+        f"| load | {CLIENTS} clients: queries/s | p50 ms | p99 ms | answers | 1 client: p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|",
+        f"| all ten at random, {a.seconds} s | {mixed['qps']:,.0f} | {mixed['p50']:.2f} | {mixed['p99']:.2f} | {mixed['codes']} | | |",
+    ]
+    for name, s in single.items():
+        one = alone[name]
+        lines.append(f"| {name} ({reads[name]}), {a.per_question} s | {s['qps']:,.0f} | {s['p50']:.2f} | {s['p99']:.2f} "
+                     f"| {s['codes']} | {one['p50']:.2f} | {one['p99']:.2f} |")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("kubus")
@@ -78,7 +107,9 @@ def main():
     root = os.path.join(a.work, "server-project")
     newcomers_csv, offers_csv = prepare(a.work, a.rows, root)
     ingest(kubus, root, newcomers_csv, offers_csv)
-    token = bench_user(kubus, root, "\n[server]\nmax_queries = 4\nqueue = 256\n")
+    # First every answer computed (no kept answers), then with the default 64 MB of kept answers.
+    token = bench_user(kubus, root, "\n[server]\nmax_queries = 4\nqueue = 256\nanswer_cache_mb = 0\n")
+    config = os.path.join(root, "kubus.toml")
     server, base = serve(kubus, root, os.path.join(a.work, "serve.log"))
     try:
         urls = {name: url_of(base, q) for name, (q, _) in KUBUS.items()}
@@ -91,15 +122,7 @@ def main():
         urls_file = os.path.join(a.work, "urls.txt")
         open(urls_file, "w").write("\n".join(urls.values()) + "\n")
         rss_start = memory_kb(server.pid, "VmRSS")
-
-        print(f"all questions at random: {CLIENTS} clients, {a.seconds} s", flush=True)
-        mixed = summary(oha(a.oha, token, a.seconds, urls_file=urls_file))
-        print(mixed, flush=True)
-        single, alone = {}, {}
-        for name, url in urls.items():
-            single[name] = summary(oha(a.oha, token, a.per_question, url=url))
-            alone[name] = summary(oha(a.oha, token, 5, url=url, clients=1))
-            print(name, single[name], alone[name], flush=True)
+        computed = measure(a, token, urls, urls_file)
         peak = memory_kb(server.pid, "VmHWM")
 
         rss_before = memory_kb(server.pid, "VmRSS")
@@ -107,6 +130,17 @@ def main():
         soak = summary(oha(a.oha, token, a.soak, urls_file=urls_file))
         rss_after = memory_kb(server.pid, "VmRSS")
         print(soak, rss_before, rss_after, flush=True)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    text = open(config).read().replace("answer_cache_mb = 0", "answer_cache_mb = 64")
+    open(config, "w").write(text)
+    server, kept_base = serve(kubus, root, os.path.join(a.work, "serve-kept.log"))
+    try:
+        urls = {name: url.replace(base, kept_base) for name, url in urls.items()}
+        open(urls_file, "w").write("\n".join(urls.values()) + "\n")
+        kept = measure(a, token, urls, urls_file)
+        kept_peak = memory_kb(server.pid, "VmHWM")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -123,20 +157,24 @@ def main():
         "are the ten reference queries as GET URLs in the CLI's syntax. Produced by `benches/server/run.sh "
         f"{a.rows}`; rerun it to replace this section.",
         "",
-        f"| load | {CLIENTS} clients: queries/s | p50 ms | p99 ms | answers | 1 client: p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|",
-        f"| all ten at random, {a.seconds} s | {mixed['qps']:,.0f} | {mixed['p50']:.2f} | {mixed['p99']:.2f} | {mixed['codes']} | | |",
-    ]
-    for name, s in single.items():
-        one = alone[name]
-        lines.append(f"| {name} ({reads[name]}), {a.per_question} s | {s['qps']:,.0f} | {s['p50']:.2f} | {s['p99']:.2f} "
-                     f"| {s['codes']} | {one['p50']:.2f} | {one['p99']:.2f} |")
-    lines += [
+        "**Every answer computed** (`answer_cache_mb = 0`): each request plans nothing anew (prepared plans) but "
+        "reads its rollup, protects and writes the answer. With 32 clients always waiting, latency is 32 ÷ "
+        "throughput.",
+        "",
+        *table(a, reads, *computed),
         "",
         f"Server RSS: {rss_start / 1024:,.0f} MB after start-up and one answer per question, peak "
         f"{peak / 1024:,.0f} MB under load. Soak of {a.soak} s under the mixed load ({soak['qps']:,.0f} queries/s, "
         f"p99 {soak['p99']:.2f} ms, {soak['codes']}): RSS {rss_before / 1024:,.0f} MB before, "
         f"{rss_after / 1024:,.0f} MB after ({growth:+.1f} %).",
+        "",
+        "**Answers kept** (`answer_cache_mb = 64`, the default): the same question at the same warehouse versions "
+        "is given the answer computed at its first asking (still authenticated, and recorded in the audit log as "
+        "asked). Ten questions asked again and again are the best case: a dashboard many open, Excel refreshing.",
+        "",
+        *table(a, reads, *kept),
+        "",
+        f"Server peak RSS with answers kept: {kept_peak / 1024:,.0f} MB.",
         f"<!-- /server:{a.rows} -->",
     ]
     print("\n".join(lines))

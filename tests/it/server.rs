@@ -887,6 +887,84 @@ fn concurrent_uploads_and_a_cli_ingest_all_land() {
     assert_eq!(version(dir.path()), Some(before + 3), "three commits, one after the other");
 }
 
+/// The same question asked again is given the same answer, from memory and recorded in the audit log as asked (asked
+/// by several at once, it is computed once); a commit — through the CLI, beside the server — changes the answer at
+/// once; another role gets its own answer; with `answer_cache_mb = 0` every answer is computed. Expected answers:
+/// the CLI's on the same warehouse.
+#[test]
+fn a_question_asked_again_gets_the_same_answer_until_a_commit_changes_it() {
+    let (dir, _) = upload_project();
+    let statistik = user(dir.path(), "sabine", "statistikstelle");
+    let analyst = user(dir.path(), "kai", "kurstraeger");
+    let args = ["newcomers", "-m", "persons", "-m", "records", "-d", "month", "-d", "district.area", "-f", "csv"];
+    let path = "/api/v1/query?cube=newcomers&m=persons&m=records&d=month&d=district.area&format=csv";
+    let out = dir.path().join("answer.csv");
+    let expected = |role: &str| {
+        let mut all = vec!["--role", role, "query"];
+        all.extend(args);
+        all.extend(["-o", out.to_str().unwrap()]);
+        let local = cli(dir.path(), &all);
+        assert_eq!(local.code, ExitCode::SUCCESS, "{}", local.stderr);
+        std::fs::read_to_string(&out).unwrap()
+    };
+    // The audit log's queries: (computed, given again).
+    let queries = || {
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        let entries = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+        let (repeated, computed): (Vec<_>, Vec<_>) =
+            entries.filter(|e| e["kind"] == "query").partition(|e| e["repeated"] == true);
+        (computed.len(), repeated)
+    };
+    let repeated = || queries().1;
+    let server = start(dir.path());
+    let ask = |token: &str| {
+        let response = get(&server, path, token);
+        assert_eq!(response.status(), StatusCode::OK, "{}", response.text().unwrap());
+        (response.text().unwrap(), response.headers()["kubus-versions"].to_str().unwrap().to_owned())
+    };
+    let exact = expected("statistik");
+    let (computed_before, _) = queries();
+    // Six ask at once: one computes, the others wait for its answer.
+    let answers: Vec<(String, String)> = std::thread::scope(|scope| {
+        let asking: Vec<_> = (0..6).map(|_| scope.spawn(|| ask(&statistik))).collect();
+        asking.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    let (first, versions) = answers[0].clone();
+    assert_eq!(first, exact);
+    assert!(answers.iter().all(|a| *a == answers[0]), "the same answer, read at the same version");
+    let (computed, given) = queries();
+    assert_eq!((computed - computed_before, given.len()), (1, 5), "computed once, given again five times");
+    let (again, versions_again) = ask(&statistik);
+    assert_eq!((&again, &versions_again), (&first, &versions));
+    let given = repeated();
+    assert_eq!(given.len(), 6, "an answer given again is recorded as a query: {given:?}");
+    assert_eq!((given[0]["role"].as_str(), given[0]["outcome"].as_str()), (Some("statistik"), Some("answered")));
+    assert_eq!(given[0]["rows"].as_u64(), Some(csv_rows(&first).len() as u64));
+    // Another role asks the same URL: its own protection, not the statistics office's exact numbers.
+    let (protected, _) = ask(&analyst);
+    assert_eq!(protected, expected("analyst"));
+    assert_ne!(protected, first, "the cell key method changes some of the sample's cells");
+    // A commit by the CLI beside the server: the next answer holds the new month.
+    let july = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-07.csv");
+    let ingest = cli(dir.path(), &["ingest", "--demo-key", "abh_newcomers", july.to_str().unwrap()]);
+    assert_eq!(ingest.code, ExitCode::SUCCESS, "{}", ingest.stderr);
+    let (after, versions_after) = ask(&statistik);
+    assert_eq!(after, expected("statistik"));
+    assert!(csv_rows(&after).iter().any(|r| r[0] == "2024-07") && after != first, "{after}");
+    assert_ne!(versions_after, versions);
+    assert_eq!(repeated().len(), 6, "computed anew, not given again");
+    drop(server);
+    // Without kept answers, every answer is computed.
+    let config = dir.path().join("kubus.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace("answer_cache_mb = 64", "answer_cache_mb = 0");
+    std::fs::write(&config, text).unwrap();
+    let server = start(dir.path());
+    for _ in 0..2 {
+        assert_eq!(get(&server, path, &statistik).text().unwrap(), after);
+    }
+    assert_eq!(repeated().len(), 6);
+}
+
 const CHILD_ARGS: &str = "KUBUS_SERVER_TEST_CLI_ARGS";
 const THIS_TEST: &str = "server::a_server_killed_during_an_upload_leaves_the_previous_version";
 

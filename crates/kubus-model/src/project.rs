@@ -189,6 +189,9 @@ pub struct ServerSettings {
     pub queue: usize,
     /// Memory one query may use, in bytes.
     pub query_memory_bytes: u64,
+    /// Memory for answers kept to be given again (the same question, role and format at the same warehouse
+    /// versions), in bytes; 0 computes every answer.
+    pub answer_cache_bytes: u64,
     /// Longest time a request may take, in seconds.
     pub timeout_seconds: u64,
     /// Where reports run through the server are written, one folder per role (relative to the project).
@@ -208,6 +211,7 @@ impl Default for ServerSettings {
             max_queries: 4,
             queue: 64,
             query_memory_bytes: 2 << 30,
+            answer_cache_bytes: 64 << 20,
             timeout_seconds: 300,
             reports: "reports/served".into(),
         }
@@ -505,6 +509,7 @@ fn server_settings(
         max_queries: s.max_queries.unwrap_or(defaults.max_queries).max(1),
         queue: s.queue.unwrap_or(defaults.queue),
         query_memory_bytes: s.query_memory_mb.map_or(defaults.query_memory_bytes, |m| m * MB),
+        answer_cache_bytes: s.answer_cache_mb.map_or(defaults.answer_cache_bytes, |m| m * MB),
         timeout_seconds: s.timeout_seconds.unwrap_or(defaults.timeout_seconds).max(1),
         reports: s.reports.unwrap_or(defaults.reports),
     }

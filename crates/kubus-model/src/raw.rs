@@ -340,6 +340,7 @@ pub struct RawServer {
     pub max_queries: Option<usize>,
     pub queue: Option<usize>,
     pub query_memory_mb: Option<u64>,
+    pub answer_cache_mb: Option<u64>,
     pub timeout_seconds: Option<u64>,
     pub reports: Option<String>,
 }

@@ -321,7 +321,8 @@ fn query_body(body: &[u8]) -> Result<Query, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("cannot read the query JSON: {e}")))
 }
 
-/// Answers a query as the caller in the format asked for, with the protection notes and versions as headers.
+/// Answers a query as the caller in the format asked for, with the protection notes and versions as headers; the
+/// same again at the same versions from the kept answers (see `answers`).
 async fn answer(
     state: &AppState,
     identity: &Identity,
@@ -331,24 +332,49 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     let format = format_of(params, headers)?;
     let options = options_of(params, identity)?;
+    // A question the model cannot place goes on to be refused by the query, and recorded there.
+    let versions = state.answers.as_ref().and_then(|_| state.project.latest_versions(&query).ok());
+    // The same question asked by many at once (a dashboard after the month's commit) is computed once: the others
+    // wait for its answer.
+    let guard = match (&state.answers, &versions) {
+        (Some(answers), Some(v)) => {
+            match answers.get_value_or_guard_async(&crate::answers::key(&query, &options, format, v)).await {
+                Ok(kept) => {
+                    state.project.audit_repeated(&query, &options, &kept.record)?;
+                    return Ok(kept.response());
+                }
+                Err(guard) => Some(guard),
+            }
+        }
+        _ => None,
+    };
     let _slot = state.slot().await?;
     let answer = state.project.query(&query, &options).await?;
     let mut table = state.project.result_table(&query.cube, &answer.result)?;
     table.notes = answer.notes.clone();
     let mut body = Vec::new();
     kubus::output::write(&table, format, &mut body).map_err(|e| ApiError::bad_request(kubus::error_chain(&e)))?;
-    let versions: Vec<String> = answer.versions.iter().map(|(c, v)| format!("{c}={v}")).collect();
+    let read: Vec<String> = answer.versions.iter().map(|(c, v)| format!("{c}={v}")).collect();
     let disposition = if matches!(format, Format::Xlsx | Format::Parquet) { "attachment" } else { "inline" };
     let file = format!("{}.{}", query.cube, format.extension());
-    let mut response = body.into_response();
-    let out = response.headers_mut();
-    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
-    out.insert(header::CONTENT_DISPOSITION, header_value(&format!("{disposition}; filename=\"{file}\"")));
-    out.insert("kubus-versions", header_value(&versions.join(", ")));
     // The notes say how the numbers are protected (German, so percent-encoded as UTF-8).
     let notes: String = url::form_urlencoded::byte_serialize(answer.notes.join("\n").as_bytes()).collect();
-    out.insert("kubus-protection", header_value(&notes));
-    Ok(response)
+    let kept = Arc::new(crate::answers::Kept {
+        body: body.into(),
+        format,
+        disposition: header_value(&format!("{disposition}; filename=\"{file}\"")),
+        versions: header_value(&read.join(", ")),
+        protection: header_value(&notes),
+        record: answer.record(),
+    });
+    // Kept only when no commit came in between: then the answer read the versions of its key. Otherwise (or on an
+    // error above) the guard goes, and whoever waited computes.
+    if let Some(guard) = guard
+        && state.project.latest_versions(&query).ok() == versions
+    {
+        let _ = guard.insert(kept.clone());
+    }
+    Ok(kept.response())
 }
 
 /// A header value from text that is visible ASCII by construction.

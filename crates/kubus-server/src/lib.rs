@@ -11,6 +11,7 @@
 //! with `sql = true` (see the `sql` module). An upload is an ingest under the cube's lock, one atomic commit, shared
 //! with the CLI.
 
+mod answers;
 mod api;
 mod auth;
 mod error;
@@ -80,6 +81,8 @@ pub(crate) struct AppState {
     /// Requests waiting for a slot; beyond `[server] queue` the server answers 503.
     waiting: AtomicUsize,
     pub(crate) demo_key: bool,
+    /// Answers kept to be given again (none where `[server] answer_cache_mb = 0`).
+    pub(crate) answers: Option<answers::Answers>,
     /// Uploads in progress are written here, one folder each, and removed after their ingest.
     pub(crate) uploads: PathBuf,
 }
@@ -141,6 +144,7 @@ impl Server {
             slots: tokio::sync::Semaphore::new(settings.max_queries),
             waiting: AtomicUsize::new(0),
             demo_key: options.demo_key,
+            answers: answers::answers(settings.answer_cache_bytes),
             uploads,
         });
         let listener = bind(address).await?;

@@ -46,6 +46,47 @@ pub struct Answer {
     pub notes: Vec<String>,
 }
 
+/// What the audit log records of an answer besides the question: kept with an answer that is given again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerRecord {
+    /// Rows of the answer.
+    pub rows: usize,
+    /// Cells suppressed (primary and secondary).
+    pub suppressed: usize,
+    /// How its numbers are protected, in words.
+    pub notes: Vec<String>,
+}
+
+impl AnswerRecord {
+    fn write(&self, entry: &mut serde_json::Value) {
+        entry["rows"] = self.rows.into();
+        entry["suppressed"] = self.suppressed.into();
+        entry["protection"] = self.notes.clone().into();
+    }
+}
+
+impl Answer {
+    /// What the audit log records of this answer.
+    pub fn record(&self) -> AnswerRecord {
+        AnswerRecord {
+            rows: self.result.num_rows(),
+            suppressed: self.protection.primary + self.protection.secondary,
+            notes: self.notes.clone(),
+        }
+    }
+}
+
+/// The audit log's entry for a query, before its outcome.
+fn query_entry(query: &Query, options: &QueryOptions) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "query",
+        "role": options.role,
+        "cube": query.cube,
+        "query": query,
+        "as_of": options.as_of,
+    })
+}
+
 /// An answer before disclosure control, with the plan that says how its measures are computed.
 pub(crate) struct RawAnswer<'m> {
     pub(crate) result: QueryResult,
@@ -331,21 +372,36 @@ impl Project {
     /// row filter apply too. Every query, answered or refused, is recorded in the audit log.
     pub async fn query(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {
         let outcome = self.answer(query, options).await;
-        let mut entry = serde_json::json!({
-            "kind": "query",
-            "role": options.role,
-            "cube": query.cube,
-            "query": query,
-            "as_of": options.as_of,
-        });
+        let mut entry = query_entry(query, options);
         access::outcome(&mut entry, &outcome);
         if let Ok(answer) = &outcome {
-            entry["rows"] = answer.result.num_rows().into();
-            entry["suppressed"] = (answer.protection.primary + answer.protection.secondary).into();
-            entry["protection"] = answer.notes.clone().into();
+            answer.record().write(&mut entry);
         }
         self.audit.append(entry)?;
         outcome
+    }
+
+    /// Records in the audit log an answer given again unchanged — the same question, role and options at the
+    /// same versions (see [`Project::latest_versions`]) — as its first asking was recorded, marked `repeated`.
+    pub fn audit_repeated(&self, query: &Query, options: &QueryOptions, record: &AnswerRecord) -> Result<()> {
+        let mut entry = query_entry(query, options);
+        entry["outcome"] = "answered".into();
+        entry["repeated"] = true.into();
+        record.write(&mut entry);
+        self.audit.append(entry)
+    }
+
+    /// The latest version of every cube a query reads (its own, or those a drill-across combines), read from the
+    /// tables' logs without loading them; `None` for a cube without facts yet. An answer depends on these, the
+    /// question, the role and the options, nothing else: the same again means the same answer.
+    pub fn latest_versions(&self, query: &Query) -> Result<Vec<(String, Option<u64>)>> {
+        let (inner, _) = crate::forecast::split(&self.model, query)?;
+        let plan = kubus_query::plan(&self.model, &inner)?;
+        let cubes: Vec<&str> = match plan.sides.is_empty() {
+            true => vec![plan.cube.name()],
+            false => plan.sides.iter().map(|s| s.cube.name()).collect(),
+        };
+        cubes.into_iter().map(|c| Ok((c.to_owned(), self.warehouse.latest_version(c)?))).collect()
     }
 
     async fn answer(&self, query: &Query, options: &QueryOptions) -> Result<Answer> {

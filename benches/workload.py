@@ -57,6 +57,23 @@ def generate(path, rows, seed=42):
             ))
 
 
+def split_month(csv, base, month, stichtag="01.06.2020", limit=None):
+    """A newcomers file without one month (`base`) and that month's facts (`month`; the first `limit` of them),
+    each with the header. Returns the number of the month's facts written."""
+    with open(csv, "rb") as src, open(base, "wb") as b, open(month, "wb") as m:
+        header = src.readline()
+        b.write(header)
+        m.write(header)
+        needle, taken = f";{stichtag};".encode(), 0
+        for line in src:
+            if needle not in line:
+                b.write(line)
+            elif limit is None or taken < limit:
+                m.write(line)
+                taken += 1
+    return taken
+
+
 def member(level, key, label, parent=None):
     text = f'\n[[members]]\nlevel = "{level}"\nkey = "{key}"\nlabel = "{label}"\n'
     return text + (f'parent = "{parent}"\n' if parent else "")

@@ -23,22 +23,10 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "ingest"))
-from workload import generate, project  # noqa: E402
+from workload import generate, project, split_month  # noqa: E402
 from ingest_vs_duckdb import measured  # noqa: E402
 
 RESULTS = os.path.join(HERE, "..", "RESULTS.md")
-MONTH = ";01.06.2020;"
-
-
-def split(csv, base, month):
-    """The big file without one month (`base`) and that month alone (`month`), each with the header."""
-    with open(csv, "rb") as src, open(base, "wb") as b, open(month, "wb") as m:
-        header = src.readline()
-        b.write(header)
-        m.write(header)
-        needle = MONTH.encode()
-        for line in src:
-            (m if needle in line else b).write(line)
 
 
 def again(path, copy):
@@ -80,7 +68,7 @@ def main():
         print(f"generating {a.rows} rows → {csv}", flush=True)
         generate(csv, a.rows)
     base, month = os.path.join(work, "base.csv"), os.path.join(work, "june_2020.csv")
-    split(csv, base, month)
+    split_month(csv, base, month)
     month_again, base_again = os.path.join(work, "june_2020_again.csv"), os.path.join(work, "base_again.csv")
     again(month, month_again)
     again(base, base_again)

@@ -2,11 +2,15 @@
 //! measure, random rollups over random levels, random queries (drilldowns at any level, cuts of every kind,
 //! totals); each query is answered from the facts one grain at a time (`RollupUse::Never`, `per_grain`), from the
 //! facts aggregated once at its finest grain (where it has several grains), and as routed, and the three answers
-//! must be equal cell for cell. A second ingest makes a new version: its rollups are built, and the first version's are
-//! still the ones read `--as-of` it.
+//! must be equal cell for cell. Further ingests make new versions: an append's rollups are merged from the earlier
+//! version's with the added facts' cells, a replacing ingest's keep the earlier rows of the periods it did not
+//! touch (where they hold the time role; the others are built from all the facts), and every one equals a build
+//! from all the facts, stored row for stored row; the earlier versions' rollups are still the ones read `--as-of`
+//! them.
 
-use crate::support::{Rng, repo};
+use crate::support::{Rng, copy_dir, repo};
 use datafusion::arrow::array::{Array, Float64Array};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
 use kubus::{Project, Query, QueryOptions, RollupUse};
 use kubus_model::{Model, Rollup};
@@ -166,11 +170,22 @@ fn scratch_project(dir: &Path, rng: &mut Rng, model: &Model) {
     ] {
         source += &format!("\n[fields.{field}]\n{body}\n");
     }
-    std::fs::write(schemas.join("sources/s.toml"), source).unwrap();
+    std::fs::write(schemas.join("sources/s.toml"), &source).unwrap();
+    // The same export as a correction: its months' facts replace those already in the cube.
+    let source = source.replace("name = \"s\"\n", "name = \"t\"\nreplace = [\"month\"]\n");
+    std::fs::write(schemas.join("sources/t.toml"), source).unwrap();
 }
 
-/// Random facts over a few months of 2023 and 2024, persons drawn from a small pool so that they repeat.
-fn facts_csv(path: &Path, rng: &mut Rng, model: &Model, rows: usize) {
+/// Random facts over `months` (counted from January 2023, at most 24), persons drawn from a small pool so that
+/// they repeat.
+fn facts_csv(
+    path: &Path,
+    rng: &mut Rng,
+    model: &Model,
+    rows: usize,
+    persons: std::ops::Range<u64>,
+    months: std::ops::Range<u64>,
+) {
     let keys = |dim: &str| -> Vec<String> {
         let d = model.dimension(dim).unwrap();
         d.members(d.finest()).iter().map(|m| m.key().to_owned()).collect()
@@ -179,11 +194,11 @@ fn facts_csv(path: &Path, rng: &mut Rng, model: &Model, rows: usize) {
         (keys("district"), keys("sex"), keys("language_level"), keys("provider"));
     let mut text = String::from("person;month;district;age;sex;level;provider;hours;n\n");
     for _ in 0..rows {
-        let month = 1 + rng.next(24);
+        let month = 1 + months.start + rng.next(months.end - months.start);
         let hours = if rng.chance(15) { String::new() } else { format!("{}.{}", rng.next(40), rng.next(10)) };
         text += &format!(
             "p{};{}-{:02}-01;{};{};{};{};{};{hours};{}\n",
-            rng.next(60),
+            persons.start + rng.next(persons.end - persons.start),
             2022 + month.div_ceil(12),
             (month - 1) % 12 + 1,
             rng.pick(&districts),
@@ -345,6 +360,70 @@ async fn same_answer(project: &Project, query: &Query, as_of: Option<u64>) -> Re
     }
 }
 
+/// Every rollup of an ingest is stored, merged from the earlier version's given (or built from all the facts).
+fn merged_from(report: &kubus::IngestReport, version: Option<u64>) {
+    assert_eq!(report.rollup_problem, None);
+    assert!(!report.rollups.is_empty());
+    for r in &report.rollups {
+        assert_eq!(r.merged_from, version, "{}: merged from {:?}, expected {version:?}", r.name, r.merged_from);
+    }
+}
+
+/// The stored rows of every rollup of the latest version (bitmaps as the distinct counts and keys stored beside
+/// them), sorted, by rollup name.
+async fn stored_rows(project: &Project) -> Vec<(String, Vec<Vec<String>>)> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut all = Vec::new();
+    for status in project.rollup_status(Some("c")).unwrap() {
+        let stored = status.stored.expect("every rollup is built");
+        let path = project.warehouse_dir().join("rollups/c").join(&stored.file);
+        let df = ctx.read_parquet(path.display().to_string(), Default::default()).await.unwrap();
+        let mut rows = Vec::new();
+        for batch in df.collect().await.unwrap() {
+            for i in 0..batch.num_rows() {
+                let row = batch
+                    .columns()
+                    .iter()
+                    .filter(|c| !matches!(c.data_type(), DataType::Binary | DataType::BinaryView))
+                    .map(|c| match c.as_any().downcast_ref::<Float64Array>() {
+                        Some(f) if f.is_valid(i) => format!("{:.8e}", f.value(i)),
+                        _ => array_value_to_string(c, i).unwrap(),
+                    })
+                    .collect();
+                rows.push(row);
+            }
+        }
+        rows.sort();
+        all.push((stored.name, rows));
+    }
+    all
+}
+
+/// The rollups stored for the latest version equal, row for row, a build from all its facts (in a copy of the
+/// project that keeps no rollups of earlier versions to merge from).
+async fn stored_as_built(project: &Project, dir: &Path) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    let warehouse = project.warehouse_dir().strip_prefix(dir.canonicalize().unwrap()).unwrap();
+    let rollups = copy.path().join(warehouse).join("rollups/c");
+    std::fs::remove_dir_all(&rollups).unwrap();
+    let built = Project::open(copy.path()).unwrap();
+    assert!(built.build_rollups("c").await.unwrap().iter().all(|r| r.merged_from.is_none()));
+    let (stored, built) = (stored_rows(project).await, stored_rows(&built).await);
+    assert_eq!(stored.len(), built.len());
+    for ((name, rows), (_, expected)) in stored.iter().zip(&built) {
+        let first = rows.iter().zip(expected).position(|(a, b)| a != b);
+        assert!(
+            first.is_none() && rows.len() == expected.len(),
+            "rollup {name} as stored ({} rows) against a build ({} rows), first difference: {:?} against {:?}",
+            rows.len(),
+            expected.len(),
+            first.map(|i| &rows[i]),
+            first.map(|i| &expected[i]),
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_through_rollups_equal_answers_from_the_facts() {
     let model = Project::open(repo()).unwrap().model().clone();
@@ -355,7 +434,7 @@ async fn answers_through_rollups_equal_answers_from_the_facts() {
         scratch_project(dir.path(), &mut rng, &model);
         let first = dir.path().join("first.csv");
         let rows = 300 + rng.next(300) as usize;
-        facts_csv(&first, &mut rng, &model, rows);
+        facts_csv(&first, &mut rng, &model, rows, 0..60, 0..24);
         let project = Project::open(dir.path()).unwrap();
         let report = project.ingest("s", &[first], &mut |_| {}).await.unwrap();
         assert_eq!(report.rollup_problem, None);
@@ -380,12 +459,13 @@ async fn answers_through_rollups_equal_answers_from_the_facts() {
             let read = same_answer(&project, &finest_grain_query(&mut rng, &model), None).await;
             (routed, once) = (routed + usize::from(read.routed), once + usize::from(read.finest_grain));
         }
-        // A second ingest is a new version with rollups of its own; the first version's still answer as of it.
+        // An appended export (new persons among them) is a new version whose rollups are merged from the first
+        // version's; the first version's still answer as of it.
         let second = dir.path().join("second.csv");
-        facts_csv(&second, &mut rng, &model, 100);
+        facts_csv(&second, &mut rng, &model, 100, 40..90, 0..24);
         let report = project.ingest("s", &[second], &mut |_| {}).await.unwrap();
         assert_eq!(report.version, Some(1));
-        assert!(!report.rollups.is_empty());
+        merged_from(&report, Some(0));
         for as_of in [Some(0), None] {
             for _ in 0..5 {
                 asked += 1;
@@ -400,6 +480,33 @@ async fn answers_through_rollups_equal_answers_from_the_facts() {
                 (routed, once) = (routed + usize::from(read.routed), once + usize::from(read.finest_grain));
             }
         }
+        stored_as_built(&project, dir.path()).await;
+        // A correction replaces three months: a rollup that holds the month keeps the earlier rows of the other
+        // months and builds those three again, the others are built from all the facts. The next append merges.
+        let third = dir.path().join("third.csv");
+        facts_csv(&third, &mut rng, &model, 60, 0..100, 6..9);
+        let report = project.ingest("t", &[third], &mut |_| {}).await.unwrap();
+        assert_eq!((report.version, report.replaced.is_empty(), report.rollup_problem), (Some(2), false, None));
+        for r in &report.rollups {
+            let rollup = rollups.iter().find(|x| x.name() == r.name).unwrap();
+            let holds_month = rollup.levels().iter().any(|(role, _)| role == "month");
+            assert_eq!(r.merged_from, holds_month.then_some(1), "{}", r.name);
+        }
+        stored_as_built(&project, dir.path()).await;
+        let fourth = dir.path().join("fourth.csv");
+        facts_csv(&fourth, &mut rng, &model, 60, 80..130, 20..24);
+        let report = project.ingest("s", &[fourth], &mut |_| {}).await.unwrap();
+        assert_eq!(report.version, Some(3));
+        merged_from(&report, Some(2));
+        for as_of in [Some(2), None] {
+            for i in 0..8 {
+                let at = (i % 2 == 0).then(|| &rollups[rng.next(rollups.len() as u64) as usize]);
+                asked += 1;
+                let read = same_answer(&project, &random_query(&mut rng, &model, at), as_of).await;
+                (routed, once) = (routed + usize::from(read.routed), once + usize::from(read.finest_grain));
+            }
+        }
+        stored_as_built(&project, dir.path()).await;
     }
     assert!(routed * 4 >= asked, "the random queries must exercise the rollups: {routed} of {asked} routed");
     assert!(once * 10 >= asked, "and the finest grain: {once} of {asked} aggregated once from the facts");

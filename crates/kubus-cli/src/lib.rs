@@ -677,7 +677,14 @@ async fn ingest(
         None => writeln!(stdout, "cube {} has no facts", report.cube)?,
     }
     if !report.rollups.is_empty() {
-        let built: Vec<String> = report.rollups.iter().map(|r| format!("{} ({} rows)", r.name, r.rows)).collect();
+        let built: Vec<String> = report
+            .rollups
+            .iter()
+            .map(|r| match r.merged_from {
+                Some(v) => format!("{} ({} rows, merged from version {v})", r.name, r.rows),
+                None => format!("{} ({} rows)", r.name, r.rows),
+            })
+            .collect();
         writeln!(stdout, "rollups for this version: {}", built.join(", "))?;
     }
     if let Some(problem) = &report.rollup_problem {
@@ -740,6 +747,14 @@ fn rollup_table(
         ("rows", number(&|r| r.rows)),
         ("bytes", number(&|r| r.bytes)),
         ("build_ms", number(&|r| r.build_ms)),
+        (
+            "built_from",
+            text(&|s| match s.stored.as_ref().map(|r| r.merged_from) {
+                Some(Some(v)) => format!("version {v}'s rollup and the facts changed since"),
+                Some(None) => "all the facts".into(),
+                None => String::new(),
+            }),
+        ),
         (
             "built_with",
             text(&|s| {

@@ -1,7 +1,8 @@
 //! Exact distinct counts that roll up: each rollup cell stores the set of its persons' dense integer ids as a
-//! roaring bitmap (serialized, a binary column); a query merges the cells' bitmaps and counts. Two aggregate
+//! roaring bitmap (serialized, a binary column); a query merges the cells' bitmaps and counts. The aggregate
 //! functions: `kubus_bitmap(id)` builds a cell's bitmap from ids, `kubus_bitmap_count(bitmap)` unions bitmaps and
-//! returns the number of distinct ids. Both keep a serialized bitmap as partial state, so DataFusion can split
+//! returns the number of distinct ids, `kubus_bitmap_union(bitmap)` returns the union (a rollup's cell merged
+//! with the same cell of facts added since). Both keep a serialized bitmap as partial state, so DataFusion can split
 //! and merge them like any other aggregate.
 
 use crate::cellkey::PTable;
@@ -26,6 +27,8 @@ enum Mode {
     Build,
     /// Serialized bitmaps in, the number of distinct ids out (Int64, like `count(DISTINCT …)`).
     Count,
+    /// Serialized bitmaps in, their union serialized out.
+    Union,
     /// Serialized bitmaps in, the number of distinct ids as the cell key method publishes it out: ids that carry a
     /// unit's record key in their upper 16 bits (see [`crate::rollup::dictionary`]) give the count's cell key from
     /// the same union of the bitmaps.
@@ -43,6 +46,7 @@ impl AggregateUDFImpl for BitmapUdf {
         match &self.mode {
             Mode::Build => "kubus_bitmap",
             Mode::Count => "kubus_bitmap_count",
+            Mode::Union => "kubus_bitmap_union",
             Mode::Published(_) => "kubus_bitmap_published_count",
         }
     }
@@ -53,7 +57,7 @@ impl AggregateUDFImpl for BitmapUdf {
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(match &self.mode {
-            Mode::Build => DataType::Binary,
+            Mode::Build | Mode::Union => DataType::Binary,
             Mode::Count | Mode::Published(_) => DataType::Int64,
         })
     }
@@ -71,7 +75,10 @@ impl AggregateUDFImpl for BitmapUdf {
     }
 
     fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(BitmapGroups { mode: self.mode.clone(), bitmaps: Vec::new(), values: 0 }))
+        Ok(match self.mode {
+            Mode::Union => Box::new(UnionGroups { cells: Vec::new(), bytes: 0 }),
+            _ => Box::new(BitmapGroups { mode: self.mode.clone(), bitmaps: Vec::new(), values: 0 }),
+        })
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -177,7 +184,7 @@ impl GroupsAccumulator for BitmapGroups {
                 }
                 Ok(())
             }
-            Mode::Count | Mode::Published(_) => self.union(&values[0], groups, filter),
+            Mode::Count | Mode::Union | Mode::Published(_) => self.union(&values[0], groups, filter),
         }
     }
 
@@ -189,7 +196,7 @@ impl GroupsAccumulator for BitmapGroups {
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let bitmaps = emit_to.take_needed(&mut self.bitmaps);
         match &self.mode {
-            Mode::Build => binary_column(&bitmaps),
+            Mode::Build | Mode::Union => binary_column(&bitmaps),
             Mode::Count => Ok(Arc::new(bitmaps.iter().map(|b| b.len() as i64).collect::<Int64Array>())),
             Mode::Published(ptable) => {
                 Ok(Arc::new(bitmaps.iter().map(|b| published(ptable.as_ref(), b)).collect::<Int64Array>()))
@@ -213,7 +220,7 @@ impl GroupsAccumulator for BitmapGroups {
                     }
                 }
             }
-            Mode::Count | Mode::Published(_) => {
+            Mode::Count | Mode::Union | Mode::Published(_) => {
                 for ((row, bytes), b) in serialized_rows(&values[0])?.enumerate().zip(bitmaps.iter_mut()) {
                     if let Some(bytes) = bytes.filter(|_| passes(filter, row)) {
                         *b = deserialize(bytes)?;
@@ -229,6 +236,92 @@ impl GroupsAccumulator for BitmapGroups {
     }
 }
 
+/// The unions of many groups' bitmaps, each group's first bitmap kept as it came, serialized: a group that gets no
+/// second one (a rollup's cell that the facts added since do not touch) passes through unchanged, never
+/// deserialized and serialized again.
+#[derive(Debug)]
+struct UnionGroups {
+    cells: Vec<Union>,
+    /// Bytes of the serialized bitmaps taken in so far: a bound of the memory held.
+    bytes: usize,
+}
+
+#[derive(Debug, Default)]
+enum Union {
+    #[default]
+    Empty,
+    Serialized(Vec<u8>),
+    Bitmap(RoaringBitmap),
+}
+
+impl UnionGroups {
+    fn union(&mut self, array: &ArrayRef, groups: &[usize], filter: Option<&BooleanArray>, total: usize) -> Result<()> {
+        self.cells.resize_with(total, Union::default);
+        for ((row, bytes), &g) in serialized_rows(array)?.enumerate().zip(groups) {
+            let Some(bytes) = bytes.filter(|_| passes(filter, row)) else { continue };
+            self.bytes += bytes.len();
+            let cell = &mut self.cells[g];
+            *cell = match std::mem::take(cell) {
+                Union::Empty => Union::Serialized(bytes.to_vec()),
+                Union::Serialized(first) => Union::Bitmap(deserialize(&first)? | deserialize(bytes)?),
+                Union::Bitmap(bitmap) => Union::Bitmap(bitmap | deserialize(bytes)?),
+            };
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let mut out = BinaryBuilder::new();
+        for cell in emit_to.take_needed(&mut self.cells) {
+            match cell {
+                Union::Serialized(bytes) => out.append_value(bytes),
+                Union::Bitmap(bitmap) => out.append_value(serialize(&bitmap)?),
+                Union::Empty => out.append_value(serialize(&RoaringBitmap::new())?),
+            }
+        }
+        Ok(Arc::new(out.finish()))
+    }
+}
+
+impl GroupsAccumulator for UnionGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        groups: &[usize],
+        filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.union(&values[0], groups, filter, total_num_groups)
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], groups: &[usize], total_num_groups: usize) -> Result<()> {
+        self.union(&values[0], groups, None, total_num_groups)
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        self.emit(emit_to)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.emit(emit_to)?])
+    }
+
+    fn convert_to_state(&self, values: &[ArrayRef], filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        let mut out = BinaryBuilder::new();
+        for (row, bytes) in serialized_rows(&values[0])?.enumerate() {
+            match bytes.filter(|_| passes(filter, row)) {
+                Some(bytes) => out.append_value(bytes),
+                None => out.append_value(serialize(&RoaringBitmap::new())?),
+            }
+        }
+        Ok(vec![Arc::new(out.finish())])
+    }
+
+    fn size(&self) -> usize {
+        self.cells.capacity() * std::mem::size_of::<Union>() + self.bytes
+    }
+}
+
 impl Accumulator for BitmapAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         match &self.mode {
@@ -237,7 +330,7 @@ impl Accumulator for BitmapAccumulator {
                 self.bitmap.extend(ids.as_primitive::<UInt32Type>().iter().flatten());
                 Ok(())
             }
-            Mode::Count | Mode::Published(_) => self.union(&values[0]),
+            Mode::Count | Mode::Union | Mode::Published(_) => self.union(&values[0]),
         }
     }
 
@@ -251,7 +344,7 @@ impl Accumulator for BitmapAccumulator {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         Ok(match &self.mode {
-            Mode::Build => ScalarValue::Binary(Some(self.serialized()?)),
+            Mode::Build | Mode::Union => ScalarValue::Binary(Some(self.serialized()?)),
             Mode::Count => ScalarValue::Int64(Some(self.bitmap.len() as i64)),
             Mode::Published(ptable) => ScalarValue::Int64(Some(published(ptable.as_ref(), &self.bitmap))),
         })
@@ -266,6 +359,31 @@ impl Accumulator for BitmapAccumulator {
 fn count_and_key(bitmap: &RoaringBitmap) -> i64 {
     let key = bitmap.iter().fold(0u32, |sum, id| sum.wrapping_add(id >> 16)) & 0xFFFF;
     ((bitmap.len() as i64) << 16) | i64::from(key)
+}
+
+/// [`count_and_key`] of a serialized bitmap, read from its header alone: the portable format lists every container's
+/// key (its ids' upper 16 bits) and cardinality, so the ids need neither be deserialized nor visited. `None` for
+/// bytes not in that format.
+fn serialized_count_and_key(bytes: &[u8]) -> Option<i64> {
+    let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let cookie = u32_at(0)?;
+    // Without run containers: the cookie, the number of containers; with them: the number in the cookie's upper
+    // half and a bit per container saying which are runs (see the format's specification, and roaring's
+    // `serialize_into`).
+    let (containers, descriptions) = match cookie {
+        12346 => (u32_at(4)? as usize, 8),
+        _ if cookie & 0xFFFF == 12347 => ((cookie >> 16) as usize + 1, 4 + ((cookie >> 16) as usize + 1).div_ceil(8)),
+        _ => return None,
+    };
+    let header = bytes.get(descriptions..descriptions.checked_add(containers.checked_mul(4)?)?)?;
+    let (mut count, mut key) = (0i64, 0u32);
+    for description in header.chunks_exact(4) {
+        let high = u32::from(u16::from_le_bytes([description[0], description[1]]));
+        let ids = u32::from(u16::from_le_bytes([description[2], description[3]])) + 1;
+        count += i64::from(ids);
+        key = key.wrapping_add(high.wrapping_mul(ids));
+    }
+    Some((count << 16) | i64::from(key & 0xFFFF))
 }
 
 /// Where [`count_and_key`] keeps the count.
@@ -308,7 +426,14 @@ impl ScalarUDFImpl for CellUdf {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let array = args.args[0].to_array(args.number_rows)?;
         let packed = serialized_rows(&array)?
-            .map(|bytes| bytes.map(|b| deserialize(b).map(|bitmap| count_and_key(&bitmap))).transpose())
+            .map(|bytes| {
+                bytes
+                    .map(|b| match serialized_count_and_key(b) {
+                        Some(packed) => Ok(packed),
+                        None => deserialize(b).map(|bitmap| count_and_key(&bitmap)),
+                    })
+                    .transpose()
+            })
             .collect::<Result<Int64Array>>()?;
         Ok(ColumnarValue::Array(Arc::new(packed)))
     }
@@ -331,6 +456,12 @@ pub fn count(bitmaps: Expr) -> Expr {
     AggregateUDF::from(udf).call(vec![bitmaps])
 }
 
+/// `kubus_bitmap_union(bitmaps)`: the union of a group's bitmaps, serialized.
+pub fn union(bitmaps: Expr) -> Expr {
+    let udf = BitmapUdf { mode: Mode::Union, signature: Signature::any(1, Volatility::Immutable) };
+    AggregateUDF::from(udf).call(vec![bitmaps])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +481,66 @@ mod tests {
         let total = cells.aggregate(vec![], vec![count(col("b")).alias("n")]).unwrap().collect().await.unwrap();
         let n = total[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
         assert_eq!(n, 3, "ids 7, 8, 9 across three groups, 7 and 8 twice, one null");
+    }
+
+    /// A serialized bitmap's header gives its count and key as its ids do: small and large, dense and sparse, with
+    /// run containers and without, empty.
+    #[test]
+    fn the_header_gives_the_count_and_key_of_the_ids() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut with_runs = 0;
+        for case in 0..200 {
+            let mut bitmap = RoaringBitmap::new();
+            let spread = [1u64 << 16, 1 << 20, 1 << 32][case % 3];
+            for _ in 0..next() % [3, 300, 30_000][case / 3 % 3] {
+                bitmap.insert((next() % spread) as u32);
+            }
+            if case % 4 == 0 {
+                let start = (next() % (1 << 31)) as u32;
+                bitmap.insert_range(start..start + (next() % 200_000) as u32);
+            }
+            if case % 2 == 0 {
+                bitmap.optimize();
+            }
+            let bytes = serialize(&bitmap).unwrap();
+            with_runs += usize::from(bytes[..2] == 12347u16.to_le_bytes());
+            assert_eq!(serialized_count_and_key(&bytes), Some(count_and_key(&bitmap)), "case {case}");
+        }
+        assert!(with_runs >= 20, "{with_runs} cases with run containers");
+        assert_eq!(serialized_count_and_key(&serialize(&RoaringBitmap::new()).unwrap()), Some(0));
+        assert_eq!(serialized_count_and_key(b"\x00\x01"), None);
+        assert_eq!(serialized_count_and_key(&[0x3a, 0x30, 0, 0, 9, 0, 0, 0]), None, "nine containers, no headers");
+    }
+
+    /// Unioned, a group's only bitmap passes through byte for byte; two or more become their union; a filtered row
+    /// adds nothing; the state of single rows is their own bitmap.
+    #[test]
+    fn a_union_passes_single_bitmaps_through_and_unions_the_others() {
+        let bitmap = |ids: &[u32]| serialize(&ids.iter().copied().collect::<RoaringBitmap>()).unwrap();
+        let rows: ArrayRef = Arc::new(datafusion::arrow::array::BinaryArray::from_iter_values([
+            bitmap(&[1, 2, 3]),
+            bitmap(&[3, 70_000]),
+            bitmap(&[9]),
+            bitmap(&[4]),
+            bitmap(&[5]),
+        ]));
+        let filter = BooleanArray::from(vec![Some(true), Some(true), Some(true), None, Some(false)]);
+        let mut union = UnionGroups { cells: Vec::new(), bytes: 0 };
+        union.update_batch(std::slice::from_ref(&rows), &[0, 0, 1, 1, 2], Some(&filter), 3).unwrap();
+        let out = union.evaluate(EmitTo::All).unwrap();
+        let out = out.as_binary::<i32>();
+        let ids = |row: usize| deserialize(out.value(row)).unwrap().iter().collect::<Vec<_>>();
+        assert_eq!((ids(0), ids(1), ids(2)), (vec![1, 2, 3, 70_000], vec![9], vec![]));
+        assert_eq!(out.value(1), bitmap(&[9]).as_slice(), "passed through as it came");
+        let states = union.convert_to_state(std::slice::from_ref(&rows), Some(&filter)).unwrap();
+        let states = states[0].as_binary::<i32>();
+        assert_eq!((states.value(0), states.value(3)), (bitmap(&[1, 2, 3]).as_slice(), bitmap(&[]).as_slice()));
     }
 
     /// The hash aggregation may skip the partial step and pass each row's state on: that path and the direct one

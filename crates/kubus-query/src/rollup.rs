@@ -16,7 +16,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
 use datafusion::logical_expr::{Expr, ExprFunctionExt, GroupingSet, cast, lit};
-use datafusion::prelude::{DataFrame, SessionContext, abs, col};
+use datafusion::prelude::{DataFrame, SessionContext, abs, col, ident};
 use kubus_model::{Aggregate, Cube, MeasureKind, MemberRef, Model, Rollup};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -80,18 +80,7 @@ pub async fn dictionary(ctx: &SessionContext, facts: Arc<dyn TableProvider>, col
     let text = datafusion::arrow::compute::cast(all.column(0), &DataType::Utf8)?;
     let text = datafusion::arrow::array::AsArray::as_string::<i32>(&text);
     let mut next = vec![0u32; 1 << 16];
-    let mut ids = Vec::with_capacity(all.num_rows());
-    for value in text.iter() {
-        let bucket = value.map_or(0, |v| crate::cellkey::record_key(v) as u64 & 0xFFFF) as usize;
-        if next[bucket] > 0xFFFF {
-            return Err(datafusion::error::DataFusionError::Plan(format!(
-                "{column} has more than 65,536 values whose record keys share their low 16 bits; a bitmap cannot hold them"
-            ))
-            .into());
-        }
-        ids.push(((bucket as u32) << 16) | next[bucket]);
-        next[bucket] += 1;
-    }
+    let ids = text.iter().map(|value| next_id(&mut next, value, column)).collect::<Result<Vec<u32>>>()?;
     let ids: ArrayRef = Arc::new(UInt32Array::from(ids));
     Ok(RecordBatch::try_from_iter([("value", all.column(0).clone()), ("id", ids)])?)
 }
@@ -350,6 +339,176 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str, record_keys: Option
     })
 }
 
+/// A rollup's rows once facts were added to those it was built from: its `stored` rows and the rows of the added
+/// facts alone ([`rollup_rows`] over them), each cell aggregated again — counts, sums, averages' sums, counts of
+/// values and record-key sums added, minima, maxima and largest values kept, bitmaps unioned (with the union's
+/// own distinct count and key). The added facts' bitmaps must use ids of the same dictionary, extended
+/// ([`extend_dictionary`]). The same cells, with the same numbers, as a build over all the facts.
+pub fn merge_rows(cube: &Cube, rollup: &Rollup, stored: DataFrame, added: DataFrame) -> Result<DataFrame> {
+    // The stored rows come back from Parquet (strings as views): the added ones take their types.
+    let fields = stored.schema().fields().clone();
+    let typed =
+        |df: DataFrame| df.select(fields.iter().map(|f| cast(ident(f.name()), f.data_type().clone()).alias(f.name())));
+    let added = typed(added)?;
+    let keys = cube.unit_column().is_some();
+    let mut aggregates = Vec::new();
+    let mut columns: Vec<Expr> = rollup.levels().iter().map(|(role, _)| ident(role)).collect();
+    for name in rollup.measures() {
+        let MeasureKind::Aggregate { aggregate, .. } = cube.measure(name)?.kind() else { continue };
+        let again = |merge: fn(Expr) -> Expr, column: String| merge(ident(&column)).alias(column);
+        let key = crate::cellkey::stored_key_column(name);
+        let merged: Vec<Option<Expr>> = match aggregate {
+            Aggregate::CountDistinct => {
+                aggregates.push(again(bitmap::union, name.clone()));
+                columns.push(ident(name));
+                let packed = bitmap::cell_count_and_key(ident(name));
+                columns.push((packed.clone() / lit(bitmap::COUNT_SHIFT)).alias(value_count(name)));
+                if keys {
+                    columns.push((packed % lit(bitmap::COUNT_SHIFT)).alias(key));
+                }
+                continue;
+            }
+            Aggregate::Count => vec![Some(again(sum, name.clone())), keys.then(|| again(sum, key))],
+            Aggregate::Sum | Aggregate::Min | Aggregate::Max | Aggregate::Avg => {
+                let value = match aggregate {
+                    Aggregate::Sum => again(sum, name.clone()),
+                    Aggregate::Min => again(min, name.clone()),
+                    Aggregate::Max => again(max, name.clone()),
+                    _ => again(sum, avg_sum(name)),
+                };
+                let with_largest = matches!(aggregate, Aggregate::Sum | Aggregate::Avg) && keys;
+                vec![
+                    Some(value),
+                    Some(again(sum, value_count(name))),
+                    keys.then(|| again(sum, key)),
+                    with_largest.then(|| again(max, largest(name))),
+                ]
+            }
+        };
+        let merged: Vec<Expr> = merged.into_iter().flatten().collect();
+        columns.extend(merged.iter().map(|a| ident(a.schema_name().to_string())));
+        aggregates.extend(merged);
+    }
+    let group = rollup.levels().iter().map(|(role, _)| ident(role)).collect();
+    // In the stored types again (a sum of decimals widens them), so that every merge stores the same layout.
+    Ok(typed(stored.union(added)?.aggregate(group, aggregates)?.select(columns)?)?)
+}
+
+/// The time role's members (keys at its recorded level) of some facts: those of the periods that changed when the
+/// facts were added or removed. `None` where the cube has no time role or a fact has no period.
+pub async fn periods_of(
+    ctx: &SessionContext,
+    cube: &Cube,
+    facts: &[Arc<dyn TableProvider>],
+) -> Result<Option<Vec<String>>> {
+    let Some(time) = cube.time_role() else { return Ok(None) };
+    let mut keys = std::collections::BTreeSet::new();
+    for table in facts {
+        let key = cast(ident(time.name()), DataType::Utf8).alias("key");
+        for batch in ctx.read_table(table.clone())?.select(vec![key])?.distinct()?.collect().await? {
+            for key in datafusion::arrow::array::AsArray::as_string::<i32>(batch.column(0)) {
+                let Some(key) = key else { return Ok(None) };
+                keys.insert(key.to_owned());
+            }
+        }
+    }
+    Ok(Some(keys.into_iter().collect()))
+}
+
+/// For a rollup that holds the time role, the periods at its level that `periods` (keys at the recorded level)
+/// fall in, and the cut of the facts to them; `None` for a rollup without the time role.
+pub fn period_cut(
+    model: &Model,
+    cube: &Cube,
+    rollup: &Rollup,
+    periods: &[String],
+) -> Result<Option<(Vec<String>, Expr)>> {
+    let Some(time) = cube.time_role() else { return Ok(None) };
+    let Some(&(_, level)) = rollup.levels().iter().find(|(role, _)| role == time.name()) else { return Ok(None) };
+    let dim = model.dimension(time.dimension())?;
+    let mut at_level = std::collections::BTreeSet::new();
+    for key in periods {
+        let member = dim.resolve(Some(time.fact_level()), key)?;
+        at_level.insert(dim.members(level)[dim.ancestor(member, level)].key().to_owned());
+    }
+    let at_level: Vec<String> = at_level.into_iter().collect();
+    let cut = kubus_model::Cut {
+        target: format!("{}.{}", time.name(), dim.levels()[level].name()),
+        op: kubus_model::CutOp::In(at_level.clone()),
+    };
+    let facts = cut_expr(&resolve_cut(model, cube, &cut)?, 0);
+    Ok(Some((at_level, facts)))
+}
+
+/// A rollup's rows once the facts of some periods changed (added, replaced): its `stored` rows of the other
+/// periods, and `rebuilt`, the rows of `periods` (keys at the rollup's time level) built again from all their facts
+/// ([`rollup_rows`] over the facts cut by [`period_cut`]). The same cells, with the same numbers, as a build over
+/// all the facts.
+pub fn replace_periods(cube: &Cube, stored: DataFrame, rebuilt: DataFrame, periods: &[String]) -> Result<DataFrame> {
+    let time = cube.time_role().expect("checked by period_cut: the cube has a time role").name();
+    let fields = stored.schema().fields().clone();
+    let typed =
+        |df: DataFrame| df.select(fields.iter().map(|f| cast(ident(f.name()), f.data_type().clone()).alias(f.name())));
+    let others = datafusion::logical_expr::in_list(ident(time), periods.iter().map(lit).collect(), true);
+    let kept = stored.filter(ident(time).is_null().or(others))?;
+    Ok(kept.union(typed(rebuilt)?)?)
+}
+
+/// The dictionary `earlier` (see [`dictionary`]) with the values of `added` facts' column it lacks: every value it
+/// holds keeps its id, a new one gets the next id of its record key's bucket. Bitmaps built with the earlier ids
+/// stay valid, so a rollup's rows can be merged with those of the added facts ([`merge_rows`]).
+pub async fn extend_dictionary(
+    ctx: &SessionContext,
+    earlier: &RecordBatch,
+    added: Arc<dyn TableProvider>,
+    column: &str,
+) -> Result<RecordBatch> {
+    let new = ctx.read_table(added)?.select(vec![col(column).alias("value")])?.distinct()?.collect().await?;
+    let Some(schema) = new.first().map(|b| b.schema()) else { return Ok(earlier.clone()) };
+    let new = datafusion::arrow::compute::concat_batches(&schema, &new)?;
+    let as_text = |array: &ArrayRef| datafusion::arrow::compute::cast(array, &DataType::Utf8);
+    let (held, new_text) = (as_text(earlier.column(0))?, as_text(new.column(0))?);
+    let held = datafusion::arrow::array::AsArray::as_string::<i32>(&held);
+    let known: std::collections::HashSet<Option<&str>> = held.iter().collect();
+    let ids = earlier.column(1).as_any().downcast_ref::<UInt32Array>().ok_or_else(|| {
+        datafusion::error::DataFusionError::Plan(format!("the dictionary of {column} holds no UInt32 ids"))
+    })?;
+    let mut next = vec![0u32; 1 << 16];
+    for id in ids.iter().flatten() {
+        let bucket = &mut next[(id >> 16) as usize];
+        *bucket = (*bucket).max((id & 0xFFFF) + 1);
+    }
+    let new_text = datafusion::arrow::array::AsArray::as_string::<i32>(&new_text);
+    let mut rows = Vec::new();
+    let mut new_ids = Vec::new();
+    for (row, value) in new_text.iter().enumerate() {
+        if known.contains(&value) {
+            continue;
+        }
+        new_ids.push(next_id(&mut next, value, column)?);
+        rows.push(row as u32);
+    }
+    // The earlier values in the type the facts have now (the dictionary came back from Parquet).
+    let values = datafusion::arrow::compute::cast(earlier.column(0), new.column(0).data_type())?;
+    let taken = datafusion::arrow::compute::take(new.column(0), &UInt32Array::from(rows), None)?;
+    let values = datafusion::arrow::compute::concat(&[values.as_ref(), taken.as_ref()])?;
+    let ids: ArrayRef = Arc::new(UInt32Array::from_iter_values(ids.iter().flatten().chain(new_ids)));
+    Ok(RecordBatch::try_from_iter([("value", values), ("id", ids)])?)
+}
+
+/// The next id of a value's bucket (the low 16 bits of its record key) in `next`, counted up.
+fn next_id(next: &mut [u32], value: Option<&str>, column: &str) -> Result<u32> {
+    let bucket = value.map_or(0, |v| crate::cellkey::record_key(v) as u64 & 0xFFFF) as usize;
+    if next[bucket] > 0xFFFF {
+        return Err(datafusion::error::DataFusionError::Plan(format!(
+            "{column} has more than 65,536 values whose record keys share their low 16 bits; a bitmap cannot hold them"
+        ))
+        .into());
+    }
+    next[bucket] += 1;
+    Ok(((bucket as u32) << 16) | (next[bucket] - 1))
+}
+
 /// What the rollup's stored rows depend on besides the facts: its levels and how their members roll up, and each
 /// stored measure's definition with its filter's members. Equal fingerprints mean a stored rollup still fits.
 pub fn fingerprint(model: &Model, cube: &Cube, rollup: &Rollup) -> Result<String> {
@@ -556,4 +715,43 @@ pub struct Routing<'m> {
     pub chosen: Option<&'m Rollup>,
     /// Every available rollup with its rows and whether it answers (else the first rule it fails).
     pub verdicts: Vec<(String, u64, std::result::Result<(), String>)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{AsArray, StringArray};
+    use std::collections::HashSet;
+
+    fn units(values: &[String]) -> Arc<dyn TableProvider> {
+        let column: ArrayRef = Arc::new(StringArray::from_iter_values(values));
+        let batch = RecordBatch::try_from_iter([("unit", column)]).unwrap();
+        Arc::new(datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap())
+    }
+
+    fn ids_of(dictionary: &RecordBatch) -> HashMap<String, u32> {
+        let values = datafusion::arrow::compute::cast(dictionary.column(0), &DataType::Utf8).unwrap();
+        let ids = dictionary.column(1).as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
+        let pairs = values.as_string::<i32>().iter().zip(ids.iter());
+        pairs.map(|(v, id)| (v.unwrap().to_owned(), id.unwrap())).collect()
+    }
+
+    /// 200,000 values in 65,536 buckets share buckets: extended by the values of added facts (new ones, known ones
+    /// and repeats), a dictionary keeps every id it had and gives each new value an id of its record key's bucket
+    /// that no other value has.
+    #[tokio::test]
+    async fn an_extended_dictionary_keeps_its_ids_and_gives_new_values_unused_ones() {
+        let ctx = SessionContext::new();
+        let values: Vec<String> = (0..200_000).map(|i| format!("p{i}")).collect();
+        let earlier = dictionary(&ctx, units(&values[..150_000]), "unit").await.unwrap();
+        let added: Vec<String> = values[140_000..].iter().chain(&values[190_000..]).cloned().collect();
+        let extended = extend_dictionary(&ctx, &earlier, units(&added), "unit").await.unwrap();
+        let (before, after) = (ids_of(&earlier), ids_of(&extended));
+        assert_eq!((before.len(), after.len(), extended.num_rows()), (150_000, 200_000, 200_000));
+        assert!(before.iter().all(|(value, id)| after[value] == *id), "an earlier value keeps its id");
+        assert_eq!(after.values().collect::<HashSet<_>>().len(), after.len(), "no two values share an id");
+        for (value, id) in &after {
+            assert_eq!(u64::from(id >> 16), crate::cellkey::record_key(value) as u64 & 0xFFFF, "{value}");
+        }
+    }
 }

@@ -127,6 +127,14 @@ fn more_pairs(more: &usize) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A warehouse rooted at a directory.
+/// What commits changed in a cube's facts (see [`Warehouse::changes_since`]).
+pub struct Changes {
+    /// The facts added, as a table over their files (`None`: none).
+    pub added: Option<Arc<dyn TableProvider>>,
+    /// The facts removed (replaced), as a table over their files in the earlier version (`None`: none).
+    pub removed: Option<Arc<dyn TableProvider>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: PathBuf,
@@ -191,6 +199,57 @@ impl Warehouse {
         table.update_datafusion_session(&ctx.state()).map_err(delta)?;
         let provider = table.table_provider().await.map_err(|source| Error::Read { table: cube.to_owned(), source })?;
         Ok(Some((provider, as_of.unwrap_or(latest))))
+    }
+
+    /// What the commits after version `since` up to `version` changed: the facts they added and those they removed
+    /// (replaced), each as a table over their files only; `None` where one of them did more than add and remove
+    /// files (changed the table's schema), or where a commit's log entry is gone: then only all the facts tell.
+    pub async fn changes_since(
+        &self,
+        ctx: &SessionContext,
+        cube: &str,
+        since: u64,
+        version: u64,
+    ) -> Result<Option<Changes>> {
+        let delta = |source| Error::Delta { table: cube.to_owned(), source };
+        let read = |source| Error::Read { table: cube.to_owned(), source };
+        let Some(mut table) = self.table(cube).await? else { return Ok(None) };
+        if since >= version || table.version().is_none_or(|latest| latest < version) {
+            return Ok(None);
+        }
+        let mut adds: Vec<deltalake::kernel::Add> = Vec::new();
+        let mut removes: BTreeSet<String> = BTreeSet::new();
+        for v in since + 1..=version {
+            let Some(bytes) = table.log_store().read_commit_entry(v).await.map_err(delta)? else { return Ok(None) };
+            for action in deltalake::logstore::get_actions(v, &bytes).map_err(delta)? {
+                match action {
+                    deltalake::kernel::Action::Add(add) => adds.push(add),
+                    // A file added since and removed again was never in either version.
+                    deltalake::kernel::Action::Remove(remove) => {
+                        match adds.iter().position(|a| a.path == remove.path) {
+                            Some(at) => drop(adds.remove(at)),
+                            None => drop(removes.insert(remove.path)),
+                        }
+                    }
+                    deltalake::kernel::Action::CommitInfo(_) => {}
+                    _ => return Ok(None),
+                }
+            }
+        }
+        table.update_datafusion_session(&ctx.state()).map_err(delta)?;
+        let removed = match removes.is_empty() {
+            true => None,
+            false => {
+                table.load_version(since).await.map_err(delta)?;
+                Some(table.table_provider().with_file_paths(removes).await.map_err(read)?)
+            }
+        };
+        table.load_version(version).await.map_err(delta)?;
+        let added = match adds.is_empty() {
+            true => None,
+            false => Some(table.table_provider().with_adds(adds).await.map_err(read)?),
+        };
+        Ok(Some(Changes { added, removed }))
     }
 
     /// The SHA-256 hashes and names of every file whose facts are in the latest version of a cube's table.

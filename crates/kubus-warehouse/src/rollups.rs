@@ -30,6 +30,13 @@ pub struct StoredRollup {
     /// The rollups built by the same aggregation over the facts (itself included).
     #[serde(default)]
     pub scan: Vec<String>,
+    /// The dictionary files (by value column) whose ids its distinct counts' bitmaps hold.
+    #[serde(default)]
+    pub dictionaries: std::collections::BTreeMap<String, String>,
+    /// The earlier facts version whose rows of this rollup it was merged from, with the facts added since
+    /// (`None`: built from all the facts).
+    #[serde(default)]
+    pub merged_from: Option<u64>,
 }
 
 impl Warehouse {
@@ -106,10 +113,12 @@ impl Warehouse {
             bytes,
             build_ms: started.elapsed().as_millis() as u64,
             scan: Vec::new(),
+            dictionaries: Default::default(),
+            merged_from: None,
         })
     }
 
-    /// Stores a dictionary of dense ids (`value`, `id`) that a version's rollups were built with.
+    /// Stores a dictionary of dense ids (`value`, `id`) that a version's rollups were built with; returns its file.
     pub async fn store_dictionary(
         &self,
         ctx: &SessionContext,
@@ -117,11 +126,24 @@ impl Warehouse {
         column: &str,
         version: u64,
         ids: RecordBatch,
-    ) -> Result<()> {
-        let dir = self.rollups_dir(cube);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
+    ) -> Result<String> {
         let df = ctx.read_batch(ids).map_err(|source| Error::Read { table: format!("{cube} ids"), source })?;
-        self.store_rollup(cube, &format!("ids_{column}"), version, "dictionary", df).await.map(|_| ())
+        Ok(self.store_rollup(cube, &format!("ids_{column}"), version, "dictionary", df).await?.file)
+    }
+
+    /// A dictionary stored by [`store_dictionary`](Self::store_dictionary), `None` where its file is gone.
+    pub async fn dictionary(&self, ctx: &SessionContext, cube: &str, file: &str) -> Result<Option<RecordBatch>> {
+        let path = self.rollups_dir(cube).join(file);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let read = |source| Error::Read { table: format!("{cube} dictionary {file}"), source };
+        let df = ctx.read_parquet(path.display().to_string(), ParquetReadOptions::default()).await.map_err(read)?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(read)?;
+        let all = datafusion::arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|source| Error::Arrow { table: cube.to_owned(), source })?;
+        Ok(Some(all))
     }
 
     /// A stored rollup as a table.

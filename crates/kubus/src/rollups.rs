@@ -119,6 +119,52 @@ impl<'p> FactSession<'p> {
     }
 }
 
+/// How many versions back a build looks for rollups to merge from.
+const MERGE_LOOKBACK: u64 = 64;
+
+/// The rollups of an earlier facts version, what changed in the facts since, and the periods that changed (keys at
+/// the time role's recorded level; where facts were replaced and every changed fact has a period).
+struct Earlier {
+    version: u64,
+    stored: Vec<StoredRollup>,
+    changes: kubus_warehouse::Changes,
+    periods: Option<Vec<String>>,
+}
+
+/// What the rollups of a new version are made of besides the facts given.
+#[derive(Clone, Copy)]
+enum Base<'b> {
+    /// Nothing: the facts given are all the facts.
+    All,
+    /// The earlier version's rows, merged with those of the facts given (those added since).
+    Merged(u64, &'b HashMap<&'b str, &'b StoredRollup>),
+    /// The earlier version's rows of other periods than these (keys at the rollups' time level), next to those of
+    /// the facts given (all the facts of these periods).
+    Periods(u64, &'b HashMap<&'b str, &'b StoredRollup>, &'b [String]),
+}
+
+/// The periods a rollup builds again (keys at its time level) and the cut of the facts to them.
+type PeriodCut = (Vec<String>, datafusion::prelude::Expr);
+
+/// A rollup made from the rows stored for an earlier version (`base`): merged with the added facts' rows, or, with
+/// `periods`, those periods' rows built again.
+struct Remade<'r> {
+    rollup: &'r Rollup,
+    fingerprint: &'r str,
+    base: StoredRollup,
+    periods: Option<PeriodCut>,
+}
+
+/// What every rollup built for a version in one go shares: the session, the dictionaries of ids (by value
+/// column) and their files.
+struct Build<'b> {
+    ctx: &'b SessionContext,
+    cube: &'b kubus_model::Cube,
+    version: u64,
+    ids: &'b HashMap<String, datafusion::arrow::array::RecordBatch>,
+    dictionaries: &'b std::collections::BTreeMap<String, String>,
+}
+
 /// Whether queries may be answered from rollups.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RollupUse {
@@ -269,42 +315,205 @@ impl Project {
         if !missing.is_empty() {
             let ctx = SessionContext::new();
             let (facts, _) = self.facts_at(&ctx, cube.name(), Some(version)).await?;
-            let builds: Vec<&Rollup> = missing.iter().map(|(r, _)| *r).collect();
+            let earlier = self.earlier_rollups(&ctx, cube, version).await?;
+            // A rollup stored for the earlier version with the same definition is made from its rows: merged with
+            // the added facts' where facts were only added, its changed periods built again where facts were
+            // replaced (if it holds the time role); the others are built from all the facts.
+            let mut remade: Vec<Remade> = Vec::new();
+            let mut builds: Vec<(&Rollup, &str)> = Vec::new();
+            for (r, fingerprint) in &missing {
+                let base = earlier.as_ref().and_then(|e| {
+                    let base = e.stored.iter().find(|s| {
+                        s.name == r.name()
+                            && &s.fingerprint == fingerprint
+                            && warehouse.rollups_dir(cube.name()).join(&s.file).is_file()
+                    });
+                    base.map(|base| (e, base.clone()))
+                });
+                let (definition, fingerprint) = (*r, fingerprint.as_str());
+                match base {
+                    Some((e, base)) if e.changes.removed.is_none() => {
+                        remade.push(Remade { rollup: definition, fingerprint, base, periods: None })
+                    }
+                    Some((e, base)) => match e.periods.as_deref().map(|p| rollup::period_cut(model, cube, r, p)) {
+                        Some(Ok(Some(periods))) => {
+                            remade.push(Remade { rollup: definition, fingerprint, base, periods: Some(periods) })
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                        _ => builds.push((definition, fingerprint)),
+                    },
+                    None => builds.push((definition, fingerprint)),
+                }
+            }
+            // One dictionary per value column for every rollup built now: the earlier one extended where rollups
+            // are made from earlier rows (their bitmaps hold its ids), else one of all the facts' values.
+            let all: Vec<&Rollup> = missing.iter().map(|(r, _)| *r).collect();
+            let needs = |r: &Rollup, column: &String| rollup::distinct_columns(cube, &[r]).contains(column);
             let mut ids = HashMap::new();
-            for column in rollup::distinct_columns(cube, &builds) {
-                let dictionary = rollup::dictionary(&ctx, facts.clone(), &column).await?;
-                warehouse.store_dictionary(&ctx, cube.name(), &column, version, dictionary.clone()).await?;
+            let mut dictionaries = std::collections::BTreeMap::new();
+            for column in rollup::distinct_columns(cube, &all) {
+                let needing = remade.iter().filter(|m| needs(m.rollup, &column));
+                let file = needing.clone().find_map(|m| m.base.dictionaries.get(&column));
+                let extended = match (file, &earlier) {
+                    (Some(file), Some(e)) => {
+                        match (warehouse.dictionary(&ctx, cube.name(), file).await?, &e.changes.added) {
+                            (Some(d), Some(added)) => {
+                                Some(rollup::extend_dictionary(&ctx, &d, added.clone(), &column).await?)
+                            }
+                            (Some(d), None) => Some(d),
+                            (None, _) => None,
+                        }
+                    }
+                    _ => None,
+                };
+                // A rollup whose bitmaps hold other ids than this dictionary's is built from all the facts instead.
+                let file = file.filter(|_| extended.is_some()).cloned();
+                let (keep, rebuild): (Vec<_>, Vec<_>) = std::mem::take(&mut remade)
+                    .into_iter()
+                    .partition(|m| !needs(m.rollup, &column) || m.base.dictionaries.get(&column) == file.as_ref());
+                remade = keep;
+                builds.extend(rebuild.into_iter().map(|m| (m.rollup, m.fingerprint)));
+                let dictionary = match extended {
+                    Some(d) => d,
+                    None => rollup::dictionary(&ctx, facts.clone(), &column).await?,
+                };
+                let stored =
+                    warehouse.store_dictionary(&ctx, cube.name(), &column, version, dictionary.clone()).await?;
+                dictionaries.insert(column.clone(), stored);
                 ids.insert(column, dictionary);
             }
-            for scan in rollup::scans(cube, &builds) {
-                let started = std::time::Instant::now();
-                let frame = rollup::build_frame(&ctx, model, cube, &scan, facts.clone(), &ids)?;
-                // Several rollups from one aggregation: run it once, then write each one's rows from memory (a
-                // rollup is small next to the facts).
-                let frame = match scan.len() {
-                    1 => frame,
-                    _ => ctx
-                        .read_batches(frame.collect().await.map_err(kubus_query::Error::from)?)
-                        .map_err(kubus_query::Error::from)?,
-                };
-                let aggregated = started.elapsed().as_millis() as u64;
-                let names: Vec<String> = scan.iter().map(|r| r.name().to_owned()).collect();
-                for (i, r) in scan.iter().enumerate() {
-                    let fingerprint =
-                        &missing.iter().find(|(m, _)| m.name() == r.name()).expect("a scan holds missing rollups").1;
-                    let rows = rollup::rollup_rows(model, cube, &scan, i, frame.clone())?;
-                    let mut stored = warehouse.store_rollup(cube.name(), r.name(), version, fingerprint, rows).await?;
-                    if scan.len() > 1 {
-                        stored.build_ms += aggregated;
+            let build = Build { ctx: &ctx, cube, version, ids: &ids, dictionaries: &dictionaries };
+            kept.extend(self.build_scans(&build, &builds, facts.clone(), Base::All).await?);
+            if let Some(e) = &earlier {
+                let bases: HashMap<&str, &StoredRollup> = remade.iter().map(|m| (m.rollup.name(), &m.base)).collect();
+                let merged: Vec<(&Rollup, &str)> =
+                    remade.iter().filter(|m| m.periods.is_none()).map(|m| (m.rollup, m.fingerprint)).collect();
+                if let (Some(added), false) = (&e.changes.added, merged.is_empty()) {
+                    kept.extend(
+                        self.build_scans(&build, &merged, added.clone(), Base::Merged(e.version, &bases)).await?,
+                    );
+                }
+                // Rollups whose time level is the same share the periods to build again, and their facts.
+                let mut by_periods: Vec<(&PeriodCut, Vec<(&Rollup, &str)>)> = Vec::new();
+                for m in &remade {
+                    let Some(periods) = &m.periods else { continue };
+                    match by_periods.iter_mut().find(|(p, _)| *p == periods) {
+                        Some(group) => group.1.push((m.rollup, m.fingerprint)),
+                        None => by_periods.push((periods, vec![(m.rollup, m.fingerprint)])),
                     }
-                    stored.scan = names.clone();
-                    kept.push(stored);
+                }
+                for ((keys, cut), rollups) in by_periods {
+                    let changed = ctx
+                        .read_table(facts.clone())
+                        .and_then(|df| df.filter(cut.clone()))
+                        .map_err(kubus_query::Error::from)?
+                        .into_view();
+                    kept.extend(
+                        self.build_scans(&build, &rollups, changed, Base::Periods(e.version, &bases, keys)).await?,
+                    );
                 }
             }
         }
         kept.sort_by_key(|s| cube.rollups().iter().position(|r| r.name() == s.name));
         warehouse.record_rollups(cube.name(), version, &kept)?;
         Ok(kept)
+    }
+
+    /// Builds `rollups` (with their fingerprints) for a facts version from `facts`, one aggregation per
+    /// [`rollup::scans`], and stores them, each made from its `base` rows too.
+    async fn build_scans(
+        &self,
+        build: &Build<'_>,
+        rollups: &[(&Rollup, &str)],
+        facts: Arc<dyn datafusion::catalog::TableProvider>,
+        base: Base<'_>,
+    ) -> Result<Vec<StoredRollup>> {
+        let (ctx, cube, warehouse) = (build.ctx, build.cube, self.warehouse());
+        let all: Vec<&Rollup> = rollups.iter().map(|(r, _)| *r).collect();
+        let mut stored = Vec::new();
+        // Rollups made from earlier rows read them and write them, little else: they run side by side, all
+        // scans' at once.
+        let (merge, from) = match base {
+            Base::All => (false, None),
+            Base::Merged(version, _) | Base::Periods(version, ..) => (true, Some(version)),
+        };
+        let mut merges = Vec::new();
+        for scan in rollup::scans(cube, &all) {
+            let started = std::time::Instant::now();
+            let frame = rollup::build_frame(ctx, self.model(), cube, &scan, facts.clone(), build.ids)?;
+            // Several rollups from one aggregation (or the few rows of added facts): run it once, then write each
+            // one's rows from memory (a rollup is small next to the facts).
+            let frame = match (scan.len(), merge) {
+                (1, false) => frame,
+                _ => ctx
+                    .read_batches(frame.collect().await.map_err(kubus_query::Error::from)?)
+                    .map_err(kubus_query::Error::from)?,
+            };
+            let aggregated = started.elapsed().as_millis() as u64;
+            for i in 0..scan.len() {
+                let (scan, frame) = (scan.clone(), frame.clone());
+                let one = async move {
+                    let r = scan[i];
+                    let fingerprint = rollups.iter().find(|(m, _)| m.name() == r.name()).expect("a scan's rollup").1;
+                    let mut rows = rollup::rollup_rows(self.model(), cube, &scan, i, frame)?;
+                    if let Base::Merged(_, bases) | Base::Periods(_, bases, _) = base {
+                        let table = warehouse.rollup_table(ctx, cube.name(), bases[r.name()]).await?;
+                        let earlier = ctx.read_table(table).map_err(kubus_query::Error::from)?;
+                        rows = match base {
+                            Base::Periods(_, _, periods) => rollup::replace_periods(cube, earlier, rows, periods)?,
+                            _ => rollup::merge_rows(cube, r, earlier, rows)?,
+                        };
+                    }
+                    let mut one =
+                        warehouse.store_rollup(cube.name(), r.name(), build.version, fingerprint, rows).await?;
+                    if scan.len() > 1 || merge {
+                        one.build_ms += aggregated;
+                    }
+                    one.scan = scan.iter().map(|r| r.name().to_owned()).collect();
+                    one.merged_from = from;
+                    one.dictionaries = rollup::distinct_columns(cube, &[r])
+                        .into_iter()
+                        .filter_map(|c| build.dictionaries.get(&c).map(|f| (c, f.clone())))
+                        .collect();
+                    Ok::<_, Error>(one)
+                };
+                match merge {
+                    true => merges.push(one),
+                    false => stored.push(one.await?),
+                }
+            }
+        }
+        stored.extend(futures::future::try_join_all(merges).await?);
+        Ok(stored)
+    }
+
+    /// The latest version before `version` with rollups stored, and what the commits since changed (if they only
+    /// added and replaced facts): its rollups can be made from their rows and the changed facts instead of all
+    /// the facts.
+    async fn earlier_rollups(
+        &self,
+        ctx: &SessionContext,
+        cube: &kubus_model::Cube,
+        version: u64,
+    ) -> Result<Option<Earlier>> {
+        let warehouse = self.warehouse();
+        for v in (version.saturating_sub(MERGE_LOOKBACK)..version).rev() {
+            let stored = warehouse.stored_rollups(cube.name(), v)?;
+            if stored.is_empty() {
+                continue;
+            }
+            let Some(changes) = warehouse.changes_since(ctx, cube.name(), v, version).await? else { return Ok(None) };
+            let periods = match &changes.removed {
+                Some(removed) => {
+                    let changed: Vec<_> = changes.added.iter().chain([removed]).cloned().collect();
+                    rollup::periods_of(ctx, cube, &changed).await?
+                }
+                None if changes.added.is_none() => return Ok(None),
+                None => None,
+            };
+            return Ok(Some(Earlier { version: v, stored, changes, periods }));
+        }
+        Ok(None)
     }
 
     /// Every declared rollup of the cubes with facts (or of one cube), at the latest facts version.

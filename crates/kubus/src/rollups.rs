@@ -339,7 +339,7 @@ impl Project {
                         Some(Ok(Some(periods))) => {
                             remade.push(Remade { rollup: definition, fingerprint, base, periods: Some(periods) })
                         }
-                        Some(Err(e)) => return Err(e.into()),
+                        // Without the time role (or a period the dimension does not know): all the facts.
                         _ => builds.push((definition, fingerprint)),
                     },
                     None => builds.push((definition, fingerprint)),

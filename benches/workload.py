@@ -188,18 +188,24 @@ def project(root, with_rollups=True):
     open(os.path.join(root, "cube-schemas", "sources", "offers.toml"), "w", encoding="utf-8").write(source)
 
 
+def newcomers_csv(work, rows):
+    """The path of the newcomers file at `rows` rows in `work`, generated there once."""
+    path = os.path.join(os.path.abspath(work), f"newcomers_{rows}.csv")
+    if not os.path.exists(path):
+        print(f"generating {rows} rows → {path}", flush=True)
+        generate(path, rows)
+    return path
+
+
 def prepare(work, rows, root, with_rollups=True):
     """The reference workload at `rows` rows, generated once into `work` (the offers every time), and a new project
     at `root` for it; returns the paths of the two CSV files."""
-    newcomers_csv = os.path.join(work, f"newcomers_{rows}.csv")
+    newcomers = newcomers_csv(work, rows)
     offers_csv = os.path.join(work, "offers.csv")
-    if not os.path.exists(newcomers_csv):
-        print(f"generating {rows} rows → {newcomers_csv}", flush=True)
-        generate(newcomers_csv, rows)
     generate_offers(offers_csv)
     shutil.rmtree(root, ignore_errors=True)
     project(root, with_rollups)
-    return newcomers_csv, offers_csv
+    return newcomers, offers_csv
 
 
 def ingest(kubus, root, newcomers_csv, offers_csv):

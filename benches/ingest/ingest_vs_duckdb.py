@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from workload import generate, project  # noqa: E402
+from workload import newcomers_csv, project  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "RESULTS.md")
@@ -61,10 +61,7 @@ def main():
     a = ap.parse_args()
     kubus = os.path.abspath(a.kubus)
     os.makedirs(a.work, exist_ok=True)
-    csv = os.path.join(a.work, f"newcomers_{a.rows}.csv")
-    if not os.path.exists(csv):
-        print(f"generating {a.rows} rows → {csv}", flush=True)
-        generate(csv, a.rows)
+    csv = newcomers_csv(a.work, a.rows)
     size_mb = os.path.getsize(csv) / 1e6
     duck_script = os.path.join(a.work, "duckdb_ingest.py")
     open(duck_script, "w").write(DUCKDB)

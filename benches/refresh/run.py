@@ -33,7 +33,7 @@ import duckdb
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "ingest"))
-from workload import generate, project, split_month  # noqa: E402
+from workload import newcomers_csv, project, split_month  # noqa: E402
 from ingest_vs_duckdb import measured  # noqa: E402
 
 RESULTS = os.path.join(HERE, "..", "RESULTS.md")
@@ -103,10 +103,7 @@ def main():
     kubus = os.path.abspath(a.kubus)
     work = os.path.abspath(os.path.join(a.work, "refresh"))
     os.makedirs(work, exist_ok=True)
-    csv = os.path.join(os.path.abspath(a.work), f"newcomers_{a.rows}.csv")
-    if not os.path.exists(csv):
-        print(f"generating {a.rows} rows → {csv}", flush=True)
-        generate(csv, a.rows)
+    csv = newcomers_csv(a.work, a.rows)
     base, month = os.path.join(work, "base.csv"), os.path.join(work, "june_2020.csv")
     export_rows = split_month(csv, base, month, limit=EXPORT_ROWS)
 

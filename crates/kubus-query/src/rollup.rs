@@ -463,8 +463,15 @@ pub async fn extend_dictionary(
     added: Arc<dyn TableProvider>,
     column: &str,
 ) -> Result<RecordBatch> {
+    // The earlier values in the type the facts have now (the dictionary came back from Parquet): it is joined to them.
+    let value_type = added.schema().field_with_name(column)?.data_type().clone();
+    let values = datafusion::arrow::compute::cast(earlier.column(0), &value_type)?;
     let new = ctx.read_table(added)?.select(vec![col(column).alias("value")])?.distinct()?.collect().await?;
-    let Some(schema) = new.first().map(|b| b.schema()) else { return Ok(earlier.clone()) };
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+        "value",
+        value_type.clone(),
+        true,
+    )]));
     let new = datafusion::arrow::compute::concat_batches(&schema, &new)?;
     let as_text = |array: &ArrayRef| datafusion::arrow::compute::cast(array, &DataType::Utf8);
     let (held, new_text) = (as_text(earlier.column(0))?, as_text(new.column(0))?);
@@ -488,8 +495,6 @@ pub async fn extend_dictionary(
         new_ids.push(next_id(&mut next, value, column)?);
         rows.push(row as u32);
     }
-    // The earlier values in the type the facts have now (the dictionary came back from Parquet).
-    let values = datafusion::arrow::compute::cast(earlier.column(0), new.column(0).data_type())?;
     let taken = datafusion::arrow::compute::take(new.column(0), &UInt32Array::from(rows), None)?;
     let values = datafusion::arrow::compute::concat(&[values.as_ref(), taken.as_ref()])?;
     let ids: ArrayRef = Arc::new(UInt32Array::from_iter_values(ids.iter().flatten().chain(new_ids)));

@@ -126,7 +126,6 @@ fn more_pairs(more: &usize) -> String {
 /// Result type of the warehouse crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A warehouse rooted at a directory.
 /// What commits changed in a cube's facts (see [`Warehouse::changes_since`]).
 pub struct Changes {
     /// The facts added, as a table over their files (`None`: none).
@@ -135,6 +134,7 @@ pub struct Changes {
     pub removed: Option<Arc<dyn TableProvider>>,
 }
 
+/// A warehouse rooted at a directory.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: PathBuf,
@@ -227,8 +227,12 @@ impl Warehouse {
                     // A file added since and removed again was never in either version.
                     deltalake::kernel::Action::Remove(remove) => {
                         match adds.iter().position(|a| a.path == remove.path) {
-                            Some(at) => drop(adds.remove(at)),
-                            None => drop(removes.insert(remove.path)),
+                            Some(at) => {
+                                adds.remove(at);
+                            }
+                            None => {
+                                removes.insert(remove.path);
+                            }
                         }
                     }
                     deltalake::kernel::Action::CommitInfo(_) => {}

@@ -33,8 +33,8 @@ pub struct StoredRollup {
     /// The dictionary files (by value column) whose ids its distinct counts' bitmaps hold.
     #[serde(default)]
     pub dictionaries: std::collections::BTreeMap<String, String>,
-    /// The earlier facts version whose rows of this rollup it was merged from, with the facts added since
-    /// (`None`: built from all the facts).
+    /// The earlier facts version whose stored rows of this rollup it was made from with the facts changed since
+    /// (merged with the added facts' rows, or its changed periods built again); `None`: built from all the facts.
     #[serde(default)]
     pub merged_from: Option<u64>,
 }

@@ -360,8 +360,8 @@ impl Project {
                             (Some(d), Some(added)) => {
                                 Some(rollup::extend_dictionary(&ctx, &d, added.clone(), &column).await?)
                             }
-                            (Some(d), None) => Some(d),
-                            (None, _) => None,
+                            // Nothing added (never so in a commit of kubus's): a fresh dictionary, the rollups rebuilt.
+                            (_, None) | (None, _) => None,
                         }
                     }
                     _ => None,

@@ -18,7 +18,8 @@ Writes:
   expected/zuweisungen_lines.csv      per file: its text lines, lines accepted, rejected, skipped by reason, pages.
   expected/zuweisungen_quarantine.csv every line kubus must reject: file, value, problem.
   expected/zuweisungen_days_by_month.csv
-                                      per allocation month: allocations, and their days from arrival summed.
+                                      per allocation month: allocations, their days from arrival summed, and the
+                                      median of those days.
   expected/zuweisungen_names.csv      every name and date of birth in the notices (none may reach the warehouse).
   expected/zuweisungen_by_month_sex_region.csv
                                       persons allocated per allocation month, sex and region of origin.
@@ -31,6 +32,7 @@ import csv
 import datetime as dt
 import os
 import random
+import statistics
 
 from fpdf import FPDF
 from fpdf.enums import VAlign
@@ -279,9 +281,7 @@ def write_month(a, i, year, month, round_, notice, layouts, accounted, quarantin
                 persons_by[key] = persons_by.get(key, 0) + 1
                 waited = (dt.datetime.strptime(p["alloc"], "%d.%m.%Y")
                           - dt.datetime.strptime(p["arrival"], "%d.%m.%Y")).days
-                days = days_by.setdefault(p["month"], [0, 0])
-                days[0] += 1
-                days[1] += waited
+                days_by.setdefault(p["month"], []).append(waited)
     return notice
 
 
@@ -301,8 +301,8 @@ def write_expected(a, accounted, quarantine, persons_by, identities, days_by):
         w.writerows(quarantine)
     with open(os.path.join(expected, "zuweisungen_days_by_month.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["month", "allocations", "days"])
-        w.writerows([m, *days_by[m]] for m in sorted(days_by))
+        w.writerow(["month", "allocations", "days", "median_days"])
+        w.writerows([m, len(days_by[m]), sum(days_by[m]), f"{statistics.median(days_by[m]):g}"] for m in sorted(days_by))
     with open(os.path.join(expected, "zuweisungen_names.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["surname", "first_name", "birth"])

@@ -433,15 +433,23 @@ fn a_cell_has_one_value_in_every_answer() {
 }
 
 #[test]
-fn a_minimum_or_maximum_moves_with_itself() {
-    // The sample has no minimum or maximum; a copy gets both. Their noise is scaled to the value itself, so a
-    // published extreme is 12.5–25 % away from the true one (the sample's magnitude is 25 %), never exact.
+fn a_minimum_maximum_or_median_moves_with_itself_and_a_median_reads_the_facts() {
+    // The sample has no minimum, maximum or median; a copy gets them, and a role protected by suppression. Their
+    // noise is scaled to the value itself, so a published extreme or median is 12.5–25 % away from the true one
+    // (the sample's magnitude is 25 %), never exact.
     let dir = crate::support::project_copy();
     let cube = dir.path().join("cube-schemas/cubes/newcomers.toml");
-    let extremes = "\n[[measures]]\nname = \"least_hours\"\nlabel = \"Wenigste Kursstunden\"\naggregate = \"min\"\ncolumn = \"course_hours\"\n\n[[measures]]\nname = \"most_hours\"\nlabel = \"Meiste Kursstunden\"\naggregate = \"max\"\ncolumn = \"course_hours\"\n";
+    let added = [("least_hours", "min"), ("most_hours", "max"), ("median_hours", "median")]
+        .map(|(name, aggregate)| {
+            format!("\n[[measures]]\nname = \"{name}\"\nlabel = \"{name}\"\naggregate = \"{aggregate}\"\ncolumn = \"course_hours\"\n")
+        })
+        .concat();
     let text = std::fs::read_to_string(&cube).unwrap();
     let at = text.find("\n# Rollups").expect("the cube's rollups follow its measures");
-    std::fs::write(&cube, format!("{}{extremes}{}", &text[..at], &text[at..])).unwrap();
+    std::fs::write(&cube, format!("{}{added}{}", &text[..at], &text[at..])).unwrap();
+    let settings = dir.path().join("kubus.toml");
+    let roles = std::fs::read_to_string(&settings).unwrap() + "\n[roles.amt]\nmethod = \"suppression\"\n";
+    std::fs::write(&settings, roles).unwrap();
     assert_eq!(cli(dir.path(), &["demo"]).code, ExitCode::SUCCESS);
     let args = [
         "newcomers",
@@ -449,6 +457,8 @@ fn a_minimum_or_maximum_moves_with_itself() {
         "least_hours",
         "-m",
         "most_hours",
+        "-m",
+        "median_hours",
         "-d",
         "district",
         "-c",
@@ -456,7 +466,7 @@ fn a_minimum_or_maximum_moves_with_itself() {
         "-c",
         "in_course=ja",
     ];
-    for measure in ["least_hours", "most_hours"] {
+    for measure in ["least_hours", "most_hours", "median_hours"] {
         let (published, truth) =
             (decimals(dir.path(), None, &args, measure), decimals(dir.path(), Some("statistik"), &args, measure));
         let moved: Vec<f64> = truth
@@ -467,6 +477,41 @@ fn a_minimum_or_maximum_moves_with_itself() {
         assert!(moved.len() >= 10, "{measure}: {} districts", moved.len());
         assert!(moved.iter().all(|m| (0.125 - 1e-9..=0.25 + 1e-9).contains(m)), "{measure}: moved by {moved:?}");
     }
+
+    // No rollup holds a median, so it is computed from the facts, and says why.
+    let only = cli(dir.path(), &[&["query", "--rollups-only"], &args[..]].concat());
+    assert_ne!(only.code, ExitCode::SUCCESS);
+    assert!(
+        only.stderr.contains("stores no median_hours (no rollup can: a median needs every value)"),
+        "{}",
+        only.stderr
+    );
+    let declared = std::fs::read_to_string(&cube).unwrap()
+        + "\n[[rollups]]\nname = \"medians\"\nlevels = [\"district\"]\nmeasures = [\"median_hours\"]\n";
+    std::fs::write(&cube, declared).unwrap();
+    let check = cli(dir.path(), &["check"]);
+    assert_ne!(check.code, ExitCode::SUCCESS);
+    assert!(check.stderr.contains("'median_hours' is a median, which cannot be aggregated again"), "{}", check.stderr);
+    std::fs::write(&cube, format!("{}{added}{}", &text[..at], &text[at..])).unwrap();
+
+    // Suppressed, a median over one or two courses is that person's or two persons' hours: never shown.
+    let cells = [&["query"], &args[..], &["-m", "records", "-d", "age.age_band", "-f", "csv"]].concat();
+    let suppressed = csv_rows(&cli(dir.path(), &[&["--role", "amt"], &cells[..]].concat()).stdout);
+    let exact = csv_rows(&cli(dir.path(), &[&["--role", "statistik"], &cells[..]].concat()).stdout);
+    // district, its label, age band, its label, least, most, median, records.
+    let exact: HashMap<(String, String), (String, i64)> =
+        exact.iter().map(|r| ((r[0].clone(), r[2].clone()), (r[6].clone(), r[7].parse().unwrap()))).collect();
+    let (mut few, mut shown) = (0, 0);
+    for r in &suppressed {
+        let (median, records) = &exact[&(r[0].clone(), r[2].clone())];
+        if *records <= 2 && !median.is_empty() {
+            few += 1;
+            assert_eq!(r[6], ".", "{r:?}: a median over {records} courses is that person's or two persons' hours");
+        } else if r[6] == *median {
+            shown += 1;
+        }
+    }
+    assert!(few >= 3 && shown >= 10, "the sample has cells of one or two courses ({few}) and larger ones ({shown})");
 }
 
 #[test]

@@ -56,7 +56,7 @@ fn a_malformed_schema_names_file_and_line_and_every_problem() {
     );
     assert!(
         out.stderr.contains(
-            "measures[1].aggregate: unknown aggregate 'distinct' (valid: count, sum, min, max, avg, count_distinct)"
+            "measures[1].aggregate: unknown aggregate 'distinct' (valid: count, sum, min, max, avg, median, count_distinct)"
         ),
         "{}",
         out.stderr

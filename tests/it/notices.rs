@@ -64,15 +64,18 @@ fn every_generated_notice_ingests_with_exact_line_accounting() {
         .collect();
     assert_eq!(got, want);
 
-    // Days from arrival to allocation: the mean per month of allocation, against the generator's sums.
-    let rows = query(dir.path(), &["zuweisungen", "-m", "allocations", "-m", "avg_days_to_allocation", "-d", "month"]);
-    let days = fixture("zuweisungen_days_by_month.csv");
-    assert_eq!(rows.len(), days.len());
-    for (row, want) in rows.iter().zip(&days) {
+    // Days from arrival to allocation: the mean and the median per month of allocation, against the generator's
+    // sums and medians.
+    let days = ["-m", "allocations", "-m", "avg_days_to_allocation", "-m", "median_days_to_allocation", "-d", "month"];
+    let rows = query(dir.path(), &[&["zuweisungen"], &days[..]].concat());
+    let want = fixture("zuweisungen_days_by_month.csv");
+    assert_eq!(rows.len(), want.len());
+    for (row, want) in rows.iter().zip(&want) {
         assert_eq!([&row[0], &row[2]], [&want[0], &want[1]]);
         let mean = want[2].parse::<f64>().unwrap() / want[1].parse::<f64>().unwrap();
         let got: f64 = row[3].parse().unwrap();
         assert!((got - mean).abs() < 0.01, "{}: mean {got}, generator {mean}", row[0]);
+        assert_eq!(row[4].parse::<f64>().unwrap(), want[3].parse::<f64>().unwrap(), "{}: median", row[0]);
     }
 
     // The wrong lines are in quarantine with their page and line; a value that identifies a person (a date of
@@ -108,6 +111,21 @@ fn every_generated_notice_ingests_with_exact_line_accounting() {
             assert!(!stored.contains(identifying.as_str()), "'{identifying}' is stored in the warehouse");
         }
     }
+    // Nor the religion the landscape notices list (a special category, mapped by no purpose: dropped) — which they
+    // do: without the mapping's `drop`, the column is refused.
+    for religion in ["islamisch", "christlich", "jesidisch", "orthodox"] {
+        assert!(!stored.contains(religion), "the religion '{religion}' is stored in the warehouse");
+    }
+    let landscape = &expected.iter().find(|r| r[1] == "landscape").expect("a landscape notice")[0];
+    let mapping = dir.path().join("cube-schemas/sources/add_zuweisungen.toml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(&mapping, text.replacen(", \"Religion\"]", "]", 1)).unwrap();
+    let kept = cli(
+        dir.path(),
+        &["ingest", "--demo-key", "--dry-run", "add_zuweisungen", &notices.join(landscape).display().to_string()],
+    );
+    assert_ne!(kept.code, ExitCode::SUCCESS);
+    assert!(kept.stderr.contains("column 'Religion' is neither mapped nor dropped"), "{}", kept.stderr);
 }
 
 /// The text of every file below `dir`: Parquet files as their rows (every column cast to text), others as their

@@ -35,23 +35,38 @@ pub enum Aggregate {
     Max,
     /// Average of a column (sum / count of non-null values).
     Avg,
+    /// Middle value of a column (of an even number of values, the mean of the two in the middle). Its cells cannot
+    /// be aggregated again: no rollup stores it, and every answer computes it from the facts.
+    Median,
     /// Exact number of distinct values (e.g. persons).
     CountDistinct,
 }
 
 impl Aggregate {
-    const NAMES: [(&'static str, Aggregate); 6] = [
+    const NAMES: [(&'static str, Aggregate); 7] = [
         ("count", Aggregate::Count),
         ("sum", Aggregate::Sum),
         ("min", Aggregate::Min),
         ("max", Aggregate::Max),
         ("avg", Aggregate::Avg),
+        ("median", Aggregate::Median),
         ("count_distinct", Aggregate::CountDistinct),
     ];
 
     /// The aggregate's name as written in schemas.
     pub fn name(self) -> &'static str {
         Self::NAMES.iter().find(|(_, a)| *a == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+
+    /// Whether a rollup can store what it needs to aggregate its cells again: not for a median, which needs every
+    /// value.
+    pub fn is_stored_in_rollups(self) -> bool {
+        self != Aggregate::Median
+    }
+
+    /// Whether it aggregates numbers only (a minimum, maximum or count also takes a member or a text).
+    fn is_numeric(self) -> bool {
+        matches!(self, Aggregate::Sum | Aggregate::Avg | Aggregate::Median)
     }
 }
 
@@ -796,14 +811,25 @@ fn lower_rollup(
         }
         levels.push((role_name.to_owned(), level));
     }
+    let stores =
+        |m: &Measure| matches!(m.kind, MeasureKind::Aggregate { aggregate, .. } if aggregate.is_stored_in_rollups());
     let mut wanted: Vec<String> = Vec::new();
     match &r.measures {
-        None => wanted.extend(
-            measures.iter().filter(|m| matches!(m.kind, MeasureKind::Aggregate { .. })).map(|m| m.name.clone()),
-        ),
+        None => wanted.extend(measures.iter().filter(|m| stores(m)).map(|m| m.name.clone())),
         Some(names) => {
             for (j, text) in names.iter().enumerate() {
-                if measures.iter().any(|m| &m.name == text.get_ref()) {
+                let measure = measures.iter().find(|m| &m.name == text.get_ref());
+                if let Some(m) = measure.filter(|m| matches!(m.kind, MeasureKind::Aggregate { .. }) && !stores(m)) {
+                    sink.at(
+                        Some(text.span()),
+                        format!("{path}.measures[{j}]"),
+                        format!(
+                            "'{}' is a median, which cannot be aggregated again from a rollup's cells: every answer \
+                             with it reads the facts",
+                            m.name
+                        ),
+                    );
+                } else if measure.is_some() {
                     wanted.push(text.get_ref().clone());
                 } else if !cx.invalid.contains(text.get_ref()) {
                     let valid = measures.iter().map(|m| m.name.as_str());
@@ -832,11 +858,9 @@ fn lower_rollup(
         }
         k += 1;
     }
-    let stored: Vec<String> = measures
-        .iter()
-        .filter(|m| matches!(m.kind, MeasureKind::Aggregate { .. }) && wanted.contains(&m.name))
-        .map(|m| m.name.clone())
-        .collect();
+    // A derived measure with a median among its parts is answered from the facts.
+    let stored: Vec<String> =
+        measures.iter().filter(|m| stores(m) && wanted.contains(&m.name)).map(|m| m.name.clone()).collect();
     (sink.out.len() == before).then_some(Rollup { name, levels, measures: stored })
 }
 
@@ -1117,15 +1141,12 @@ fn lower_aggregate(m: &RawMeasure, path: &str, cx: &Context<'_>, sink: &mut Sink
             let col = c.get_ref();
             let numeric = cx.columns.iter().find(|x| &x.name == col).map(|x| x.ty != ColumnType::String);
             let is_role = cx.roles.iter().any(|r| &r.name == col);
-            let ok = match aggregate {
-                Aggregate::Sum | Aggregate::Avg => numeric == Some(true),
-                _ => numeric.is_some() || is_role,
-            };
+            let ok = if aggregate.is_numeric() { numeric == Some(true) } else { numeric.is_some() || is_role };
             if !ok {
                 let valid = cx
                     .columns
                     .iter()
-                    .filter(|x| !matches!(aggregate, Aggregate::Sum | Aggregate::Avg) || x.ty != ColumnType::String)
+                    .filter(|x| !aggregate.is_numeric() || x.ty != ColumnType::String)
                     .map(|x| x.name.clone())
                     .collect();
                 sink.with(

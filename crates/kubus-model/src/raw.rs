@@ -153,7 +153,7 @@ pub struct RawMeasure {
     pub description: Option<String>,
     /// In a drill-across cube: `cube.measure`, a measure of one of the cubes it combines.
     pub from: Option<S<String>>,
-    /// An aggregation over facts: count, sum, min, max, avg, count_distinct.
+    /// An aggregation over facts: count, sum, min, max, avg, median, count_distinct.
     pub aggregate: Option<S<String>>,
     pub column: Option<S<String>>,
     /// Cuts the aggregated facts must pass (a filtered measure).

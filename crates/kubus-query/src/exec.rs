@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::common::ScalarValue;
-use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, median, min, sum};
 use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, coalesce, col, in_list, nullif};
 use kubus_model::{Aggregate, Change, Cube, MeasureKind, Model, Period};
@@ -473,6 +473,8 @@ async fn aggregate_facts(
             (Aggregate::Min, false) => min(column()),
             (Aggregate::Max, false) => max(column()),
             (Aggregate::Avg, false) => avg(column()),
+            // Of integers too the mean of the two middle values, not its integer part.
+            (Aggregate::Median, false) => median(cast(column(), DataType::Float64)),
             (Aggregate::CountDistinct, false) => count_distinct(column()),
             (Aggregate::Count | Aggregate::Sum, true) => sum(col(name)),
             (Aggregate::Min, true) => min(col(name)),
@@ -480,6 +482,7 @@ async fn aggregate_facts(
             (Aggregate::Avg, true) => sum(col(crate::rollup::avg_sum(name))),
             (Aggregate::CountDistinct, true) if single_cells => sum(col(crate::rollup::value_count(name))),
             (Aggregate::CountDistinct, true) => crate::bitmap::count(col(name)),
+            (Aggregate::Median, true) => return Err(not_in_rollups(name)),
         };
         let condition = conditions.into_iter().reduce(Expr::and);
         let with_condition = |e: Expr| -> Result<Expr> {
@@ -496,7 +499,7 @@ async fn aggregate_facts(
         if let Some(role) = dominance {
             tops.push((crate::disclosure::top_column(name), e.clone(), role.as_str()));
         }
-        let magnitude = matches!(aggregate, Aggregate::Sum | Aggregate::Min | Aggregate::Max | Aggregate::Avg);
+        let magnitude = *aggregate != Aggregate::Count && *aggregate != Aggregate::CountDistinct;
         // How many facts have a value: a magnitude over too few is protected like a small count.
         let records = crate::disclosure::records_column(name);
         if let Some(noise) = &plan.noise {
@@ -599,6 +602,7 @@ fn published_aggregates(
         Aggregate::Avg => Output::Avg,
         Aggregate::Min => Output::Min,
         Aggregate::Max => Output::Max,
+        Aggregate::Median => Output::Median,
         Aggregate::Count | Aggregate::CountDistinct => Output::Count,
     };
     Ok(match (aggregate, from_rollup) {
@@ -614,6 +618,7 @@ fn published_aggregates(
             (false, publish(Input::Values, keys, Output::Count, vec![column(), record_keys.clone()])),
             (true, publish(Input::Values, keys, output, vec![column(), record_keys])),
         ],
+        (Aggregate::Median, true) => return Err(not_in_rollups(name)),
         (_, true) => {
             let value = if aggregate == Aggregate::Avg { crate::rollup::avg_sum(name) } else { name.to_owned() };
             // A minimum's or maximum's noise scales with itself, a sum's with the cell's largest value.
@@ -630,6 +635,12 @@ fn published_aggregates(
             ]
         }
     })
+}
+
+/// A median asked of a rollup: none stores one (see [`Aggregate::is_stored_in_rollups`]).
+fn not_in_rollups(measure: &str) -> Error {
+    datafusion::common::DataFusionError::Internal(format!("median {measure} asked of a rollup, which cannot hold it"))
+        .into()
 }
 
 /// `df.aggregate(group, aggregates)` with each aggregate named after the aggregation, by a projection: DataFusion

@@ -64,6 +64,8 @@ pub enum Output {
     Min,
     /// The largest value, with noise scaled to itself.
     Max,
+    /// The middle value, with noise scaled to itself.
+    Median,
 }
 
 /// `kubus_published_*(…)`: see the module.
@@ -101,9 +103,9 @@ impl Published {
         self.output != Output::Count
     }
 
-    /// Whether a magnitude is published as a whole number: its values are.
+    /// Whether a magnitude is published as a whole number: its values are (and it is not a mean of them).
     fn integer(&self, value_type: &DataType) -> bool {
-        self.magnitude() && self.output != Output::Avg && value_type.is_integer()
+        self.magnitude() && !matches!(self.output, Output::Avg | Output::Median) && value_type.is_integer()
     }
 
     fn cells(&self, integer: bool) -> Cells {
@@ -119,6 +121,7 @@ impl AggregateUDFImpl for Published {
             Output::Avg => "kubus_published_avg",
             Output::Min => "kubus_published_min",
             Output::Max => "kubus_published_max",
+            Output::Median => "kubus_published_median",
         }
     }
 
@@ -156,7 +159,9 @@ impl AggregateUDFImpl for Published {
         }
         let mut fields =
             vec![Field::new(name("count"), DataType::Int64, false), Field::new(name("key"), DataType::Int64, false)];
-        if self.magnitude() {
+        if self.output == Output::Median {
+            fields.push(Field::new_list(name("values"), Field::new_list_field(DataType::Float64, true), false));
+        } else if self.magnitude() {
             fields.push(Field::new(name("value"), DataType::Float64, true));
             fields.push(Field::new(name("largest"), DataType::Float64, false));
         }
@@ -174,7 +179,7 @@ impl AggregateUDFImpl for Published {
 }
 
 /// Per group: what was counted, its record keys' wrapping sum, and for a magnitude the value so far (sum,
-/// minimum or maximum) and the largest single value in absolute terms.
+/// minimum or maximum) and the largest single value in absolute terms — for a median, every value.
 #[derive(Debug)]
 struct Cells {
     output: Output,
@@ -187,6 +192,9 @@ struct Cells {
     key: Vec<i64>,
     value: Vec<Option<f64>>,
     largest: Vec<f64>,
+    /// A median's values, and how many they are in all.
+    samples: Vec<Vec<f64>>,
+    sampled: usize,
 }
 
 impl Cells {
@@ -200,15 +208,21 @@ impl Cells {
             key: Vec::new(),
             value: Vec::new(),
             largest: Vec::new(),
+            samples: Vec::new(),
+            sampled: 0,
         }
     }
 
     fn resize(&mut self, groups: usize) {
         self.count.resize(groups, 0);
         self.key.resize(groups, 0);
-        if self.output != Output::Count {
-            self.value.resize(groups, None);
-            self.largest.resize(groups, 0.0);
+        match self.output {
+            Output::Count => {}
+            Output::Median => self.samples.resize_with(groups, Vec::new),
+            _ => {
+                self.value.resize(groups, None);
+                self.largest.resize(groups, 0.0);
+            }
         }
     }
 
@@ -283,6 +297,11 @@ impl Cells {
     }
 
     fn add_value(&mut self, g: usize, value: f64, largest: f64) {
+        if self.output == Output::Median {
+            self.samples[g].push(value);
+            self.sampled += 1;
+            return;
+        }
         let v = &mut self.value[g];
         *v = Some(match (self.output, *v) {
             (_, None) => value,
@@ -296,8 +315,10 @@ impl Cells {
     /// The published magnitude of group `g`, whose count is published as `count`: empty without values or where
     /// their count is published as 0.
     fn published_value(&self, g: usize, count: i64) -> Option<f64> {
-        self.value[g].filter(|_| count != 0).map(|v| {
-            let largest = if matches!(self.output, Output::Min | Output::Max) { v } else { self.largest[g] };
+        let value = if self.output == Output::Median { median(&self.samples[g]) } else { self.value[g] };
+        value.filter(|_| count != 0).map(|v| {
+            let largest =
+                if matches!(self.output, Output::Min | Output::Max | Output::Median) { v } else { self.largest[g] };
             let v = perturb_magnitude(v, largest, self.key[g], self.percent);
             if self.output == Output::Avg { v / count as f64 } else { v }
         })
@@ -325,7 +346,10 @@ impl Cells {
             Arc::new(Int64Array::from(self.count[groups.clone()].to_vec())),
             Arc::new(Int64Array::from(self.key[groups.clone()].to_vec())),
         ];
-        if self.output != Output::Count {
+        if self.output == Output::Median {
+            let lists = self.samples[groups].iter().map(|values| Some(values.iter().map(|&v| Some(v))));
+            state.push(Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(lists)));
+        } else if self.output != Output::Count {
             state.push(Arc::new(Float64Array::from(self.value[groups.clone()].to_vec())));
             state.push(Arc::new(Float64Array::from(self.largest[groups].to_vec())));
         }
@@ -336,9 +360,13 @@ impl Cells {
     fn drain(&mut self, n: usize) {
         self.count.drain(..n);
         self.key.drain(..n);
-        if self.output != Output::Count {
-            self.value.drain(..n);
-            self.largest.drain(..n);
+        match self.output {
+            Output::Count => {}
+            Output::Median => self.sampled -= self.samples.drain(..n).map(|values| values.len()).sum::<usize>(),
+            _ => {
+                self.value.drain(..n);
+                self.largest.drain(..n);
+            }
         }
     }
 
@@ -347,7 +375,15 @@ impl Cells {
         for (row, &g) in groups.iter().enumerate() {
             self.add(g, count.value(row), key.value(row));
         }
-        if self.output != Output::Count {
+        if self.output == Output::Median {
+            let lists = states[2].as_list::<i32>();
+            for (row, &g) in groups.iter().enumerate() {
+                let values = lists.value(row);
+                let values = values.as_primitive::<Float64Type>().values();
+                self.samples[g].extend_from_slice(values);
+                self.sampled += values.len();
+            }
+        } else if self.output != Output::Count {
             let (value, largest) = (states[2].as_primitive::<Float64Type>(), states[3].as_primitive::<Float64Type>());
             for (row, &g) in groups.iter().enumerate() {
                 if value.is_valid(row) {
@@ -438,6 +474,19 @@ impl Cells {
         }
         Ok(())
     }
+}
+
+/// The middle value of `values` (the mean of the two middle ones of an even number), `None` of none.
+fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    let (lower, &mut upper, _) = sorted.select_nth_unstable_by(values.len() / 2, f64::total_cmp);
+    if values.len() % 2 == 1 {
+        return Some(upper);
+    }
+    Some((lower.iter().copied().max_by(f64::total_cmp)? + upper) / 2.0)
 }
 
 /// The group of every row where all are in one (an aggregation without grouping, mostly): their counts and keys
@@ -534,7 +583,8 @@ impl GroupsAccumulator for Groups {
     }
 
     fn size(&self) -> usize {
-        self.cells.count.capacity() * 16 + self.cells.value.capacity() * 24
+        let c = &self.cells;
+        c.count.capacity() * 16 + c.value.capacity() * 24 + c.samples.capacity() * 24 + c.sampled * 8
     }
 }
 
@@ -714,7 +764,7 @@ mod tests {
         let (ptable, rows, groups) = fixture();
         let keys: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()));
         let values: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()));
-        for output in [Output::Count, Output::Sum, Output::Avg, Output::Min, Output::Max] {
+        for output in [Output::Count, Output::Sum, Output::Avg, Output::Min, Output::Max, Output::Median] {
             // Expected, group by group, straight from the rows: the table's noise and the magnitude formula.
             let expected: Vec<Option<f64>> = (0..7)
                 .map(|g| {
@@ -728,15 +778,30 @@ mod tests {
                         Output::Sum | Output::Avg => (values.clone().sum::<f64>(), values.fold(0.0, f64::max)),
                         Output::Min => (values.fold(f64::INFINITY, f64::min), 0.0),
                         Output::Max => (values.fold(0.0, f64::max), 0.0),
+                        Output::Median => {
+                            // Sorted whole: the middle one, or the mean of the middle two.
+                            let mut sorted: Vec<f64> = values.collect();
+                            sorted.sort_by(f64::total_cmp);
+                            let n = sorted.len();
+                            match n {
+                                0 => return None,
+                                _ if n % 2 == 1 => (sorted[n / 2], 0.0),
+                                _ => ((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0, 0.0),
+                            }
+                        }
                     };
-                    let largest = if matches!(output, Output::Min | Output::Max) { value } else { largest };
+                    let largest =
+                        if matches!(output, Output::Min | Output::Max | Output::Median) { value } else { largest };
                     let published = perturb_magnitude(value, largest, key, 20);
-                    (count != 0)
-                        .then(|| if output == Output::Avg { published / count as f64 } else { published.round() })
+                    (count != 0).then(|| match output {
+                        Output::Avg => published / count as f64,
+                        Output::Median => published,
+                        _ => published.round(),
+                    })
                 })
                 .collect();
             // In two partial aggregations merged, as DataFusion splits the rows of two partitions.
-            let integer = output != Output::Avg;
+            let integer = !matches!(output, Output::Avg | Output::Median);
             let make = || Groups {
                 input: Input::Values,
                 keys: Keys::Stored,

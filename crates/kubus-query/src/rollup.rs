@@ -336,6 +336,8 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str, record_keys: Option
             let column = column.as_deref().expect("validated");
             vec![filtered(bitmap::build(col(id_column(column))))?.alias(name)]
         }
+        // Never among a rollup's measures (see `Aggregate::is_stored_in_rollups`).
+        Aggregate::Median => Vec::new(),
     })
 }
 
@@ -369,6 +371,7 @@ pub fn merge_rows(cube: &Cube, rollup: &Rollup, stored: DataFrame, added: DataFr
                 continue;
             }
             Aggregate::Count => vec![Some(again(sum, name.clone())), keys.then(|| again(sum, key))],
+            Aggregate::Median => continue,
             Aggregate::Sum | Aggregate::Min | Aggregate::Max | Aggregate::Avg => {
                 let value = match aggregate {
                     Aggregate::Sum => again(sum, name.clone()),
@@ -561,7 +564,8 @@ pub fn finest_grain(plan: &CubePlan<'_>) -> Option<Rollup> {
         plan.drilldowns.iter().map(|(l, _)| l.role).chain(plan.cuts.iter().map(|c| c.role)).collect();
     for pm in &plan.computed {
         match pm.measure.kind() {
-            MeasureKind::TimeComparison { .. } | MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, .. } => {
+            MeasureKind::TimeComparison { .. }
+            | MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct | Aggregate::Median, .. } => {
                 return None;
             }
             MeasureKind::Aggregate { last_snapshot, dominance, .. } => {
@@ -612,10 +616,11 @@ pub fn build_finest_grain(
 pub fn check(plan: &CubePlan<'_>, rollup: &Rollup) -> std::result::Result<(), String> {
     let level_name = |dim: &kubus_model::Dimension, level: usize| dim.levels()[level].name().to_owned();
     for pm in &plan.computed {
-        if matches!(pm.measure.kind(), MeasureKind::Aggregate { .. })
-            && !rollup.measures().iter().any(|m| m == pm.measure.name())
-        {
-            return Err(format!("stores no {}", pm.measure.name()));
+        let MeasureKind::Aggregate { aggregate, .. } = pm.measure.kind() else { continue };
+        if !rollup.measures().iter().any(|m| m == pm.measure.name()) {
+            let why =
+                if aggregate.is_stored_in_rollups() { "" } else { " (no rollup can: a median needs every value)" };
+            return Err(format!("stores no {}{why}", pm.measure.name()));
         }
     }
     for (l, _) in &plan.drilldowns {

@@ -490,14 +490,24 @@ impl Project {
             .into_iter()
             .map(|p| {
                 let cube = p.cube.name();
+                // A minimum's, maximum's or median's noise scales with itself (see `kubus_query::published`).
+                let own = p.computed.iter().any(|pm| {
+                    use kubus_model::Aggregate::{Max, Median, Min};
+                    matches!(pm.measure.kind(), kubus_model::MeasureKind::Aggregate { aggregate: Min | Max | Median, .. })
+                });
                 let how = match (&p.noise, settings.threshold_for(cube)) {
                     _ if bypass => "ungeschützte Zahlen (die Rolle umgeht die Geheimhaltung)".to_owned(),
                     (Some(noise), _) => format!(
                         "Cell-Key-Verfahren: jede Fallzahl ist um bis zu ±{} verändert, jede Summe und jeder \
-                         Durchschnitt um bis zu {} % des größten Einzelwerts der Zelle, dieselbe Zelle immer gleich \
+                         Durchschnitt um bis zu {} % des größten Einzelwerts der Zelle{}, dieselbe Zelle immer gleich \
                          (Tabelle {}); Summen und Anteile ergeben sich daher nicht exakt aus den Einzelwerten",
                         noise.ptable.max_noise(),
                         noise.magnitude,
+                        if own {
+                            format!(", jedes Minimum, Maximum und jeder Median um bis zu {} % seines Werts", noise.magnitude)
+                        } else {
+                            String::new()
+                        },
                         noise.ptable.fingerprint()
                     ),
                     (None, None) => "keine Geheimhaltung nötig (keine Angaben über Personen)".to_owned(),

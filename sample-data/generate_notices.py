@@ -10,7 +10,8 @@ Writes:
       Zuweisung) and "Seite n von m" at the foot of every page. Layouts, by turns:
         portrait   one table, continued over as many pages as it needs, the header repeated on every page;
         landscape  a landscape page with a religion column (which the mapping drops);
-        cover      a cover letter page before the list.
+        cover      a cover letter page before the list, whose header wraps its names over two lines
+                   ("Geburts-" over "datum").
       Long names and countries wrap over two lines of their cell. Names carry umlauts and diacritics.
       A few lines are deliberately wrong: a date of birth that does not exist, an unknown country.
   zuweisungen-scan/verteilung_2024-03_scan.pdf
@@ -157,6 +158,12 @@ def write_notice(path, number, persons, layout):
     columns += ["Ankunft AfA", "Zuweisung"]
     widths += [22, 22]
     chars += [11, 11]
+    header_lines = 1
+    if layout == "cover":
+        wrapped = {"Lfd. Nr.": "Lfd.\nNr.", "Geburtsdatum": "Geburts-\ndatum", "Herkunftsland": "Herkunfts-\nland",
+                   "Ankunft AfA": "Ankunft\nAfA"}
+        columns = [wrapped.get(c, c) for c in columns]
+        header_lines = 2
     pdf.set_font("DejaVu", "", 8)
     first_page = pdf.page_no()
     with pdf.table(col_widths=widths, width=sum(widths), align="LEFT", v_align=VAlign.T, line_height=4.2,
@@ -186,8 +193,8 @@ def write_notice(path, number, persons, layout):
     # the letterhead and the header again; "Seite n von m" at every page's foot; from the first closing line on,
     # everything is the notice's footer.
     tally["title"] += 3
-    tally["header"] += 1
-    tally["header (repeated)"] += tables - 1
+    tally["header"] += header_lines
+    tally["header (repeated)"] += (tables - 1) * header_lines
     tally["page header"] += (tables - 1) + (started - after)
     tally["page footer"] += tables - (1 if started == after else 0)
     tally["footer"] += len(closing) + (last - started + 1) + (last - started)

@@ -43,6 +43,7 @@ fn every_generated_notice_ingests_with_exact_line_accounting() {
     let layouts: std::collections::BTreeSet<&str> = expected.iter().map(|r| r[1].as_str()).collect();
     assert_eq!(layouts.len(), 3, "the generator writes portrait, landscape and cover-letter notices");
     assert!(expected.iter().any(|r| r[1] == "portrait" && r[7] != "0"), "a portrait table runs over pages");
+    assert!(expected.iter().any(|r| r[1] == "cover" && r[6] == "2"), "a header wraps its names over two lines");
     for row in &expected {
         let (lines, accepted, rejected, skipped) = accounting(&out.stdout, &row[0]);
         let number = |i: usize| row[i].parse::<usize>().unwrap();

@@ -50,7 +50,7 @@ impl Table {
             page_starts.push(number);
             number += page.len();
         }
-        let header_at = |page: &[Line]| page.iter().position(|l| l.is_header(columns, known));
+        let header_at = |page: &[Line]| Header::find(page, columns, known);
         let Some(first) = pages.iter().position(|p| header_at(p).is_some()) else {
             return Err(Error::NoPdfTable { file: name.to_owned(), columns: columns.to_vec() });
         };
@@ -64,13 +64,11 @@ impl Table {
             }
         };
         skip(BEFORE_TABLE, pages[..first].iter().map(Vec::len).sum());
-        let at = header_at(&pages[first]).expect("found above");
-        let header_line = &pages[first][at];
-        let cells = header_line.cells(known);
+        let Header { at, lines: header_lines, cells } = header_at(&pages[first]).expect("found above");
         let starts: Vec<f64> = cells.iter().map(|c| c.x).collect();
         let header: Vec<String> = cells.into_iter().map(|c| c.text).collect();
         skip(skip::TITLE, at);
-        skip(skip::HEADER, 1);
+        skip(skip::HEADER, header_lines);
         // The header holds every one of `columns`, the record column among them (the caller adds it).
         let record_at = match record_column.map(header_key) {
             None => None,
@@ -86,13 +84,13 @@ impl Table {
             let mut body = page.as_slice();
             let mut line = page_starts[p];
             if p == first {
-                body = &body[at + 1..];
-                line += at + 1;
+                body = &body[at + header_lines..];
+                line += at + header_lines;
             } else if let Some(again) = header_at(page) {
-                skip(PAGE_HEADER, again);
-                skip(REPEATED_HEADER, 1);
-                body = &body[again + 1..];
-                line += again + 1;
+                skip(PAGE_HEADER, again.at);
+                skip(REPEATED_HEADER, again.lines);
+                body = &body[again.at + again.lines..];
+                line += again.at + again.lines;
             }
             // A record continues on the next line only on the same page, close below its last line.
             let mut previous: Option<(usize, f64, f64)> = None;
@@ -247,6 +245,72 @@ struct Line {
     glyphs: Vec<Glyph>,
 }
 
+/// The table's header on a page: its first line, how many lines its names take, its cells.
+struct Header {
+    at: usize,
+    lines: usize,
+    cells: Vec<HeaderCell>,
+}
+
+impl Header {
+    /// The first header on a page that holds every one of `columns` (header keys), its names among `known`: one
+    /// line, or else names wrapped over two or three lines close below each other ("Geburts-" over "datum").
+    fn find(page: &[Line], columns: &[String], known: &[String]) -> Option<Header> {
+        let holds = |cells: &[HeaderCell]| {
+            let keys: Vec<String> = cells.iter().map(|c| header_key(&c.text)).collect();
+            !columns.is_empty() && columns.iter().all(|c| keys.contains(c))
+        };
+        (1..=3).find_map(|lines| {
+            (0..page.len().saturating_sub(lines - 1)).find_map(|at| {
+                let stack = &page[at..at + lines];
+                let close = stack.windows(2).all(|w| w[1].y - w[0].y < 2.0 * w[0].size.max(w[1].size));
+                let cells = if lines == 1 { stack[0].cells(known) } else { stacked_cells(stack, known) };
+                (close && holds(&cells)).then_some(Header { at, lines, cells })
+            })
+        })
+    }
+}
+
+/// The header cells of names wrapped over `lines`: words that overlap from left to right are one column's, its
+/// words read line by line (joined as a wrapped cell is), and the columns read as one line's words.
+fn stacked_cells(lines: &[Line], known: &[String]) -> Vec<HeaderCell> {
+    let mut words: Vec<(usize, Word)> =
+        lines.iter().enumerate().flat_map(|(i, line)| line.words().into_iter().map(move |w| (i, w))).collect();
+    words.sort_by(|a, b| a.1.x.total_cmp(&b.1.x));
+    // Columns left to right: a word starting before the column so far ends belongs to it.
+    let mut columns: Vec<Vec<(usize, Word)>> = Vec::new();
+    for word in words {
+        match columns.last_mut() {
+            Some(column) if column.iter().any(|(i, w)| *i != word.0 && word.1.x < w.end) => column.push(word),
+            _ => columns.push(vec![word]),
+        }
+    }
+    let size = lines.iter().map(|l| l.size).fold(0.0, f64::max);
+    let stacked = columns.into_iter().map(|mut column| {
+        column.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.x.total_cmp(&b.1.x)));
+        let (x, end) =
+            column.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(x, end), (_, w)| (x.min(w.x), end.max(w.end)));
+        let mut text = String::new();
+        let mut last = None;
+        for (i, w) in &column {
+            if last == Some(*i) {
+                join_word(&mut text, &w.text);
+            } else {
+                // A name hyphenated at the line's end is one word again ("Geburts-" "datum").
+                if text.ends_with('-') && w.text.starts_with(char::is_lowercase) {
+                    text.pop();
+                    text.push_str(&w.text);
+                } else {
+                    join(&mut text, &w.text);
+                }
+            }
+            last = Some(*i);
+        }
+        Word { x, end, text }
+    });
+    cells_of(stacked.collect(), size, known)
+}
+
 /// A header cell: where it starts, and its text.
 struct HeaderCell {
     x: f64,
@@ -282,47 +346,9 @@ impl Line {
         words
     }
 
-    /// The line read as a header whose column names are among `known` (header keys): the longest run of words
-    /// that is a known name is a cell; other words make cells of their own, apart where they are more than 0.8
-    /// of the text size apart (an unknown column, which the mapping must then map or drop).
+    /// The line read as a header whose column names are among `known` (see [`cells_of`]).
     fn cells(&self, known: &[String]) -> Vec<HeaderCell> {
-        let words = self.words();
-        let mut cells: Vec<HeaderCell> = Vec::new();
-        let mut unknown_end: Option<f64> = None;
-        let mut i = 0;
-        while i < words.len() {
-            let run = (i + 1..=words.len().min(i + 6)).rev().find(|&j| {
-                let text: Vec<&str> = words[i..j].iter().map(|w| w.text.as_str()).collect();
-                known.contains(&header_key(&text.join(" ")))
-            });
-            match run {
-                Some(j) => {
-                    let text: Vec<&str> = words[i..j].iter().map(|w| w.text.as_str()).collect();
-                    cells.push(HeaderCell { x: words[i].x, text: text.join(" ") });
-                    unknown_end = None;
-                    i = j;
-                }
-                None => {
-                    let word = &words[i];
-                    match (cells.last_mut(), unknown_end) {
-                        (Some(cell), Some(end)) if word.x - end < 0.8 * self.size => {
-                            cell.text.push(' ');
-                            cell.text.push_str(&word.text);
-                        }
-                        _ => cells.push(HeaderCell { x: word.x, text: word.text.clone() }),
-                    }
-                    unknown_end = Some(word.end);
-                    i += 1;
-                }
-            }
-        }
-        cells
-    }
-
-    /// Whether the line, read as a header of `known` names, holds every one of `columns` (header keys).
-    fn is_header(&self, columns: &[String], known: &[String]) -> bool {
-        let keys: Vec<String> = self.cells(known).iter().map(|c| header_key(&c.text)).collect();
-        !columns.is_empty() && columns.iter().all(|c| keys.contains(c))
+        cells_of(self.words(), self.size, known)
     }
 
     /// The line's text by the columns that start at `starts`: a word belongs to the last column starting left of
@@ -335,6 +361,42 @@ impl Line {
         }
         cells
     }
+}
+
+/// Header cells from a header's words whose text is `size` high: the longest run of words that is a known name
+/// (header keys) is a cell; other words make cells of their own, apart where they are more than 0.8 of the text
+/// size apart (an unknown column, which the mapping must then map or drop).
+fn cells_of(words: Vec<Word>, size: f64, known: &[String]) -> Vec<HeaderCell> {
+    let mut cells: Vec<HeaderCell> = Vec::new();
+    let mut unknown_end: Option<f64> = None;
+    let mut i = 0;
+    while i < words.len() {
+        let run = (i + 1..=words.len().min(i + 6)).rev().find(|&j| {
+            let text: Vec<&str> = words[i..j].iter().map(|w| w.text.as_str()).collect();
+            known.contains(&header_key(&text.join(" ")))
+        });
+        match run {
+            Some(j) => {
+                let text: Vec<&str> = words[i..j].iter().map(|w| w.text.as_str()).collect();
+                cells.push(HeaderCell { x: words[i].x, text: text.join(" ") });
+                unknown_end = None;
+                i = j;
+            }
+            None => {
+                let word = &words[i];
+                match (cells.last_mut(), unknown_end) {
+                    (Some(cell), Some(end)) if word.x - end < 0.8 * size => {
+                        cell.text.push(' ');
+                        cell.text.push_str(&word.text);
+                    }
+                    _ => cells.push(HeaderCell { x: word.x, text: word.text.clone() }),
+                }
+                unknown_end = Some(word.end);
+                i += 1;
+            }
+        }
+    }
+    cells
 }
 
 fn join_word(cell: &mut String, word: &str) {
@@ -372,14 +434,48 @@ mod tests {
 
     /// A line of text set in a monospaced font of size 10 (each character 6 wide), words at the given x.
     fn line(words: &[(f64, &str)]) -> Line {
+        line_at(100.0, words)
+    }
+
+    /// [`line`] on the baseline `y`.
+    fn line_at(y: f64, words: &[(f64, &str)]) -> Line {
         let mut glyphs = Vec::new();
         for (x, word) in words {
             for (i, c) in word.chars().enumerate() {
                 let x = x + 6.0 * i as f64;
-                glyphs.push(Glyph { x, end: x + 6.0, y: 100.0, size: 10.0, text: c.to_string() });
+                glyphs.push(Glyph { x, end: x + 6.0, y, size: 10.0, text: c.to_string() });
             }
         }
-        Line { y: 100.0, size: 10.0, glyphs }
+        Line { y, size: 10.0, glyphs }
+    }
+
+    #[test]
+    fn a_header_whose_names_wrap_is_read_over_its_lines() {
+        // Names wrapped over two lines, those of one line centred between them (three baselines), a title above.
+        let page = [
+            line_at(80.0, &[(0.0, "Liste der Personen")]),
+            line_at(100.0, &[(0.0, "Lfd."), (140.0, "Geburts-"), (260.0, "Ankunft")]),
+            line_at(105.0, &[(51.0, "Familienname"), (200.0, "Bemerkung")]),
+            line_at(110.0, &[(0.0, "Nr."), (140.0, "datum"), (260.0, "AfA")]),
+            line_at(122.0, &[(0.0, "1"), (51.0, "Haddad"), (140.0, "01.02.1990"), (260.0, "03.04.2024")]),
+        ];
+        let known: Vec<String> = ["lfd. nr.", "familienname", "geburtsdatum", "ankunft afa"].map(String::from).to_vec();
+        let header = Header::find(&page, &known, &known).expect("the header over three lines");
+        assert_eq!((header.at, header.lines), (1, 3));
+        let cells: Vec<(f64, &str)> = header.cells.iter().map(|c| (c.x, c.text.as_str())).collect();
+        let want = [
+            (0.0, "Lfd. Nr."),
+            (51.0, "Familienname"),
+            (140.0, "Geburtsdatum"),
+            (200.0, "Bemerkung"),
+            (260.0, "Ankunft AfA"),
+        ];
+        assert_eq!(cells, want);
+        let starts: Vec<f64> = header.cells.iter().map(|c| c.x).collect();
+        assert_eq!(page[4].split(&starts), ["1", "Haddad", "01.02.1990", "", "03.04.2024"]);
+        // Lines further apart than twice the text size are not one header.
+        let apart = [line_at(100.0, &[(0.0, "Lfd.")]), line_at(125.0, &[(0.0, "Nr.")])];
+        assert!(Header::find(&apart, &known[..1], &known).is_none());
     }
 
     #[test]
@@ -390,8 +486,9 @@ mod tests {
         let cells: Vec<(f64, String)> = header.cells(&known).into_iter().map(|c| (c.x, c.text)).collect();
         let want = [(0.0, "Lfd. Nr."), (51.0, "Familienname"), (140.0, "Bemerkung intern"), (260.0, "Alter")];
         assert_eq!(cells, want.map(|(x, t)| (x, t.to_owned())), "an unknown column stays a cell of its own");
-        assert!(header.is_header(&known, &known));
-        assert!(!header.is_header(&["vorname".to_owned()], &known));
+        let page = [header];
+        assert!(Header::find(&page, &known, &known).is_some_and(|h| (h.at, h.lines) == (0, 1)));
+        assert!(Header::find(&page, &["vorname".to_owned()], &known).is_none());
 
         // A data line: every word to the column that starts left of it.
         let data = line(&[(0.0, "12"), (51.0, "García"), (93.0, "Márquez"), (260.0, "34")]);

@@ -3,6 +3,7 @@
 //! parts, joins for shares and time comparisons) and runs; the answer's rows then get labels, order and limit.
 //! Also the read-only SQL surface: one view per cube with member labels. No SQL text is assembled from input.
 
+use crate::aggregates::{self, Part};
 use crate::members::{cut_expr, member_batch};
 use crate::plan::{CubePlan, LevelRef, PlannedMeasure};
 use crate::result::{ColumnKind, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
@@ -12,7 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
 use datafusion::common::ScalarValue;
-use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, median, min, sum};
+use datafusion::functions_aggregate::expr_fn::{count, max, sum};
 use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext, coalesce, col, in_list, nullif};
 use kubus_model::{Aggregate, Change, Cube, MeasureKind, Model, Period};
@@ -467,22 +468,10 @@ async fn aggregate_facts(
         let column = || col(column.as_deref().expect("validated: non-count measures have a column"));
         // Over a rollup, each measure is aggregated again from the values its cells store (see `rollup`).
         let from_rollup = plan.rollup.is_some();
-        let e = match (aggregate, from_rollup) {
-            (Aggregate::Count, false) => count(lit(1)),
-            (Aggregate::Sum, false) => sum(column()),
-            (Aggregate::Min, false) => min(column()),
-            (Aggregate::Max, false) => max(column()),
-            (Aggregate::Avg, false) => avg(column()),
-            // Of integers too the mean of the two middle values, not its integer part.
-            (Aggregate::Median, false) => median(cast(column(), DataType::Float64)),
-            (Aggregate::CountDistinct, false) => count_distinct(column()),
-            (Aggregate::Count | Aggregate::Sum, true) => sum(col(name)),
-            (Aggregate::Min, true) => min(col(name)),
-            (Aggregate::Max, true) => max(col(name)),
-            (Aggregate::Avg, true) => sum(col(crate::rollup::avg_sum(name))),
-            (Aggregate::CountDistinct, true) if single_cells => sum(col(crate::rollup::value_count(name))),
-            (Aggregate::CountDistinct, true) => crate::bitmap::count(col(name)),
-            (Aggregate::Median, true) => return Err(not_in_rollups(name)),
+        let e = if from_rollup {
+            aggregates::over_cells(*aggregate, name, single_cells)?
+        } else {
+            aggregates::over_facts(*aggregate, column)
         };
         let condition = conditions.into_iter().reduce(Expr::and);
         let with_condition = |e: Expr| -> Result<Expr> {
@@ -499,7 +488,7 @@ async fn aggregate_facts(
         if let Some(role) = dominance {
             tops.push((crate::disclosure::top_column(name), e.clone(), role.as_str()));
         }
-        let magnitude = *aggregate != Aggregate::Count && *aggregate != Aggregate::CountDistinct;
+        let magnitude = aggregates::is_magnitude(*aggregate);
         // How many facts have a value: a magnitude over too few is protected like a small count.
         let records = crate::disclosure::records_column(name);
         if let Some(noise) = &plan.noise {
@@ -520,7 +509,7 @@ async fn aggregate_facts(
             continue;
         }
         if magnitude {
-            let n = if from_rollup { sum(col(crate::rollup::value_count(name))) } else { count(column()) };
+            let n = if from_rollup { sum(col(Part::Values.column(*aggregate, name))) } else { count(column()) };
             aggregates.push(with_condition(n)?.alias(records.as_str()));
             counted.push((records.clone(), coalesce(vec![col(records.as_str()), lit(0i64)])));
         }
@@ -595,22 +584,15 @@ fn published_aggregates(
     } else {
         (Keys::Hashed, col(noise.unit.as_str()))
     };
-    // A rollup's count of `of` and the sum of its record keys.
-    let stored = |of: String| vec![col(of), col(crate::cellkey::stored_key_column(name))];
-    let output = match aggregate {
-        Aggregate::Sum => Output::Sum,
-        Aggregate::Avg => Output::Avg,
-        Aggregate::Min => Output::Min,
-        Aggregate::Max => Output::Max,
-        Aggregate::Median => Output::Median,
-        Aggregate::Count | Aggregate::CountDistinct => Output::Count,
-    };
+    // A rollup's count of what `part` counts and the sum of its record keys.
+    let stored = |part: Part| vec![col(part.column(aggregate, name)), col(Part::KeySum.column(aggregate, name))];
+    let output = aggregates::output(aggregate);
     Ok(match (aggregate, from_rollup) {
         (Aggregate::Count, false) => vec![(false, publish(Input::Rows, keys, output, vec![record_keys]))],
         (Aggregate::CountDistinct, false) => vec![(false, publish(Input::Units, keys, output, vec![column()]))],
-        (Aggregate::Count, true) => vec![(false, publish(Input::Stored, keys, output, stored(name.to_owned())))],
+        (Aggregate::Count, true) => vec![(false, publish(Input::Stored, keys, output, stored(Part::Value)))],
         (Aggregate::CountDistinct, true) if single_cells => {
-            vec![(false, publish(Input::Stored, keys, output, stored(crate::rollup::value_count(name))))]
+            vec![(false, publish(Input::Stored, keys, output, stored(Part::BitmapCount)))]
         }
         // One union of the bitmaps gives both the count and its key.
         (Aggregate::CountDistinct, true) => vec![(false, crate::bitmap::published_count(&noise.ptable, col(name)))],
@@ -618,29 +600,24 @@ fn published_aggregates(
             (false, publish(Input::Values, keys, Output::Count, vec![column(), record_keys.clone()])),
             (true, publish(Input::Values, keys, output, vec![column(), record_keys])),
         ],
-        (Aggregate::Median, true) => return Err(not_in_rollups(name)),
+        (Aggregate::Median, true) => return Err(aggregates::not_stored(name)),
         (_, true) => {
-            let value = if aggregate == Aggregate::Avg { crate::rollup::avg_sum(name) } else { name.to_owned() };
-            // A minimum's or maximum's noise scales with itself, a sum's with the cell's largest value.
-            let largest = if output == Output::Sum || output == Output::Avg {
-                crate::rollup::largest(name)
-            } else {
-                value.clone()
-            };
-            let n = stored(crate::rollup::value_count(name));
-            let args = vec![col(value), n[0].clone(), n[1].clone(), col(largest)];
+            // A minimum's or maximum's noise scales with itself, a sum's or average's with the cell's largest value.
+            let largest =
+                if aggregates::parts(aggregate, true).contains(&Part::Largest) { Part::Largest } else { Part::Value };
+            let n = stored(Part::Values);
+            let args = vec![
+                col(Part::Value.column(aggregate, name)),
+                n[0].clone(),
+                n[1].clone(),
+                col(largest.column(aggregate, name)),
+            ];
             vec![
                 (false, publish(Input::Stored, keys, Output::Count, n)),
                 (true, publish(Input::StoredValues, keys, output, args)),
             ]
         }
     })
-}
-
-/// A median asked of a rollup: none stores one (see [`Aggregate::is_stored_in_rollups`]).
-fn not_in_rollups(measure: &str) -> Error {
-    datafusion::common::DataFusionError::Internal(format!("median {measure} asked of a rollup, which cannot hold it"))
-        .into()
 }
 
 /// `df.aggregate(group, aggregates)` with each aggregate named after the aggregation, by a projection: DataFusion

@@ -3,6 +3,7 @@
 //! `members`), answering batches described in `result`. Takes table providers, not the
 //! warehouse; knows nothing of ingest or of output formats.
 
+mod aggregates;
 pub mod bitmap;
 pub mod cellkey;
 pub mod disclosure;

@@ -205,12 +205,8 @@ fn check_additive(
     computed: &[PlannedMeasure<'_>],
     model: &Model,
 ) -> Result<usize> {
-    use kubus_model::Aggregate;
     let adds = computed.iter().find(|pm| {
-        matches!(
-            pm.measure.kind(),
-            MeasureKind::Aggregate { aggregate: Aggregate::Count | Aggregate::Sum | Aggregate::Avg, .. }
-        )
+        matches!(pm.measure.kind(), MeasureKind::Aggregate { aggregate, .. } if crate::aggregates::weighs_each_fact(*aggregate))
     });
     let Some(adds) = adds else { return Ok(0) };
     let mut floor = 0;

@@ -7,16 +7,16 @@
 //! [`rollup_rows`]); answering from one is the same execution as over facts, with the
 //! plan moved to the rollup's levels ([`at_rollup`]) once [`check`] found that the rollup answers it exactly.
 
+use crate::Result;
+use crate::aggregates::{self, Again, Part};
 use crate::members::{cut_expr, member_batch};
 use crate::plan::{CubePlan, FINEST_GRAIN, resolve_cut};
-use crate::{Result, bitmap};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
-use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
 use datafusion::logical_expr::{Expr, ExprFunctionExt, GroupingSet, cast, lit};
-use datafusion::prelude::{DataFrame, SessionContext, abs, col, ident};
+use datafusion::prelude::{DataFrame, SessionContext, col, ident};
 use kubus_model::{Aggregate, Cube, MeasureKind, MemberRef, Model, Rollup};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -24,22 +24,6 @@ use std::sync::Arc;
 
 /// Bumped whenever the stored layout changes, so that rollups written by an older kubus are rebuilt.
 const FORMAT: &str = "kubus-rollup-4";
-
-/// The column of an average's sum in a rollup (its count is [`value_count`]).
-pub fn avg_sum(measure: &str) -> String {
-    format!("{measure}__sum")
-}
-
-/// The column of a magnitude's (sum, average, minimum, maximum) count of values in a rollup; for a distinct
-/// count, the cell's number of distinct values (its bitmap's size).
-pub fn value_count(measure: &str) -> String {
-    format!("{measure}__n")
-}
-
-/// The column of a magnitude's largest single value (in absolute terms) in a rollup, for the cell key method.
-pub fn largest(measure: &str) -> String {
-    format!("{measure}__max")
-}
 
 /// The value columns whose distinct counts a cube's rollups store as bitmaps, each needing a dictionary of ids.
 pub fn distinct_columns(cube: &Cube, rollups: &[&Rollup]) -> Vec<String> {
@@ -244,22 +228,18 @@ fn rows_of(
     for (role, level) in rollup.levels() {
         columns.push(cast(col(level_column(model, cube, role, *level)?), DataType::Utf8).alias(role.as_str()));
     }
+    let keys = keys && cube.unit_column().is_some();
     for name in rollup.measures() {
-        // Only the names matter here (each aggregate is aliased), not where the record keys come from.
-        let record_keys = cube.unit_column().filter(|_| keys).map(|unit| crate::cellkey::record_key_of(col(unit)));
-        columns.extend(
-            stored_aggregates(model, cube, name, record_keys.as_ref())?
-                .iter()
-                .map(|a| col(a.schema_name().to_string())),
-        );
-        if matches!(cube.measure(name)?.kind(), MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct, .. }) {
-            // The cell's own distinct count and cell key next to its bitmap: a query whose groups are single cells
-            // reads these instead of unioning bitmaps.
-            let packed = bitmap::cell_count_and_key(col(name));
-            columns.push((packed.clone() / lit(bitmap::COUNT_SHIFT)).alias(value_count(name)));
-            if keys {
-                columns.push((packed % lit(bitmap::COUNT_SHIFT)).alias(crate::cellkey::stored_key_column(name)));
-            }
+        let MeasureKind::Aggregate { aggregate, .. } = cube.measure(name)?.kind() else { continue };
+        // Each stored column as aggregated, and a bitmap's own distinct count and cell key beside it: a query
+        // whose groups are single cells reads these instead of unioning bitmaps.
+        let bitmap = col(Part::Bitmap.column(*aggregate, name));
+        for part in aggregates::parts(*aggregate, keys) {
+            let column = part.column(*aggregate, name);
+            columns.push(match part.again(*aggregate, bitmap.clone()) {
+                Again::FromBitmap(count_or_key) => count_or_key.alias(column),
+                Again::Aggregated(_) => col(column),
+            });
         }
     }
     let built = if rollups.len() > 1 {
@@ -273,10 +253,9 @@ fn rows_of(
     Ok(built.select(columns)?)
 }
 
-/// The aggregates over the facts that a rollup stores for an aggregate measure (none for other measures): a
-/// count, sum, minimum or maximum under the measure's name, an average's sum, a distinct count's bitmap; a
-/// magnitude's count of values; the cell key method's record-key sums and largest values where the cube has units
-/// (see the module); each with the measure's filter applied.
+/// The aggregates over the facts that a rollup stores for an aggregate measure (none for other measures): its
+/// [`aggregates::parts`] computed from the facts, with the record-key sums of the cell key method where
+/// `record_keys` are given, each with the measure's filter applied.
 fn stored_aggregates(model: &Model, cube: &Cube, name: &str, record_keys: Option<&Expr>) -> Result<Vec<Expr>> {
     let m = cube.measure(name)?;
     let MeasureKind::Aggregate { aggregate, column, filter, .. } = m.kind() else { return Ok(Vec::new()) };
@@ -286,59 +265,19 @@ fn stored_aggregates(model: &Model, cube: &Cube, name: &str, record_keys: Option
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .reduce(Expr::and);
-    let filtered = |e: Expr| -> Result<Expr> {
-        Ok(match &condition {
-            Some(c) => e.filter(c.clone()).build()?,
-            None => e,
-        })
-    };
-    let value = || col(column.as_deref().expect("validated: non-count measures have a column"));
-    let key_sum = |only: Option<Expr>| -> Result<Expr> {
-        let e = sum(record_keys.cloned().expect("checked by the caller: the cube has units"));
-        Ok(match only {
-            Some(c) => e.filter(c).build()?,
-            None => e,
-        })
-    };
-    Ok(match aggregate {
-        Aggregate::Count => {
-            let mut stored = vec![filtered(count(lit(1)))?.alias(name)];
-            // The record-key sum of the counted facts, for the cell key method.
-            if record_keys.is_some() {
-                stored.push(key_sum(condition.clone())?.alias(crate::cellkey::stored_key_column(name)));
-            }
-            stored
-        }
-        Aggregate::Sum | Aggregate::Min | Aggregate::Max | Aggregate::Avg => {
-            let mut stored = match aggregate {
-                Aggregate::Sum => vec![filtered(sum(value()))?.alias(name)],
-                Aggregate::Min => vec![filtered(min(value()))?.alias(name)],
-                Aggregate::Max => vec![filtered(max(value()))?.alias(name)],
-                _ => vec![filtered(sum(cast(value(), DataType::Float64)))?.alias(avg_sum(name))],
-            };
-            // How many facts have a value: a magnitude over too few is protected like a small count.
-            stored.push(filtered(count(value()))?.alias(value_count(name)));
-            // For the cell key method: the record-key sum of the facts with a value, and a sum's or average's
-            // largest value (a minimum's or maximum's noise scales with itself).
-            if record_keys.is_some() {
-                let counted = value().is_not_null();
-                stored.push(
-                    key_sum(Some(condition.clone().map_or(counted.clone(), |c| c.and(counted))))?
-                        .alias(crate::cellkey::stored_key_column(name)),
-                );
-                if matches!(aggregate, Aggregate::Sum | Aggregate::Avg) {
-                    stored.push(filtered(max(abs(value())))?.alias(largest(name)));
-                }
-            }
-            stored
-        }
-        Aggregate::CountDistinct => {
-            let column = column.as_deref().expect("validated");
-            vec![filtered(bitmap::build(col(id_column(column))))?.alias(name)]
-        }
-        // Never among a rollup's measures (see `Aggregate::is_stored_in_rollups`).
-        Aggregate::Median => Vec::new(),
-    })
+    let column = || column.as_deref().expect("validated: non-count measures have a column");
+    let (value, ids) = (|| col(column()), || col(id_column(column())));
+    let mut stored = Vec::new();
+    for part in aggregates::parts(*aggregate, record_keys.is_some()) {
+        let Some((e, counted)) = part.over_facts(*aggregate, value, ids, record_keys) else { continue };
+        let e = match (condition.clone(), counted) {
+            (Some(c), Some(n)) => e.filter(c.and(n)).build()?,
+            (Some(c), None) | (None, Some(c)) => e.filter(c).build()?,
+            (None, None) => e,
+        };
+        stored.push(e.alias(part.column(*aggregate, name)));
+    }
+    Ok(stored)
 }
 
 /// A rollup's rows once facts were added to those it was built from: its `stored` rows and the rows of the added
@@ -353,48 +292,25 @@ pub fn merge_rows(cube: &Cube, rollup: &Rollup, stored: DataFrame, added: DataFr
         |df: DataFrame| df.select(fields.iter().map(|f| cast(ident(f.name()), f.data_type().clone()).alias(f.name())));
     let added = typed(added)?;
     let keys = cube.unit_column().is_some();
-    let mut aggregates = Vec::new();
+    let mut again = Vec::new();
     let mut columns: Vec<Expr> = rollup.levels().iter().map(|(role, _)| ident(role)).collect();
     for name in rollup.measures() {
         let MeasureKind::Aggregate { aggregate, .. } = cube.measure(name)?.kind() else { continue };
-        let again = |merge: fn(Expr) -> Expr, column: String| merge(ident(&column)).alias(column);
-        let key = crate::cellkey::stored_key_column(name);
-        let merged: Vec<Option<Expr>> = match aggregate {
-            Aggregate::CountDistinct => {
-                aggregates.push(again(bitmap::union, name.clone()));
-                columns.push(ident(name));
-                let packed = bitmap::cell_count_and_key(ident(name));
-                columns.push((packed.clone() / lit(bitmap::COUNT_SHIFT)).alias(value_count(name)));
-                if keys {
-                    columns.push((packed % lit(bitmap::COUNT_SHIFT)).alias(key));
+        let bitmap = ident(Part::Bitmap.column(*aggregate, name));
+        for part in aggregates::parts(*aggregate, keys) {
+            let column = part.column(*aggregate, name);
+            match part.again(*aggregate, bitmap.clone()) {
+                Again::Aggregated(merge) => {
+                    again.push(merge(ident(&column)).alias(&column));
+                    columns.push(ident(&column));
                 }
-                continue;
+                Again::FromBitmap(count_or_key) => columns.push(count_or_key.alias(column)),
             }
-            Aggregate::Count => vec![Some(again(sum, name.clone())), keys.then(|| again(sum, key))],
-            Aggregate::Median => continue,
-            Aggregate::Sum | Aggregate::Min | Aggregate::Max | Aggregate::Avg => {
-                let value = match aggregate {
-                    Aggregate::Sum => again(sum, name.clone()),
-                    Aggregate::Min => again(min, name.clone()),
-                    Aggregate::Max => again(max, name.clone()),
-                    _ => again(sum, avg_sum(name)),
-                };
-                let with_largest = matches!(aggregate, Aggregate::Sum | Aggregate::Avg) && keys;
-                vec![
-                    Some(value),
-                    Some(again(sum, value_count(name))),
-                    keys.then(|| again(sum, key)),
-                    with_largest.then(|| again(max, largest(name))),
-                ]
-            }
-        };
-        let merged: Vec<Expr> = merged.into_iter().flatten().collect();
-        columns.extend(merged.iter().map(|a| ident(a.schema_name().to_string())));
-        aggregates.extend(merged);
+        }
     }
     let group = rollup.levels().iter().map(|(role, _)| ident(role)).collect();
     // In the stored types again (a sum of decimals widens them), so that every merge stores the same layout.
-    Ok(typed(stored.union(added)?.aggregate(group, aggregates)?.select(columns)?)?)
+    Ok(typed(stored.union(added)?.aggregate(group, again)?.select(columns)?)?)
 }
 
 /// The time role's members (keys at its recorded level) of some facts: those of the periods that changed when the
@@ -564,10 +480,8 @@ pub fn finest_grain(plan: &CubePlan<'_>) -> Option<Rollup> {
         plan.drilldowns.iter().map(|(l, _)| l.role).chain(plan.cuts.iter().map(|c| c.role)).collect();
     for pm in &plan.computed {
         match pm.measure.kind() {
-            MeasureKind::TimeComparison { .. }
-            | MeasureKind::Aggregate { aggregate: Aggregate::CountDistinct | Aggregate::Median, .. } => {
-                return None;
-            }
+            MeasureKind::TimeComparison { .. } => return None,
+            MeasureKind::Aggregate { aggregate, .. } if !aggregates::regroups(*aggregate) => return None,
             MeasureKind::Aggregate { last_snapshot, dominance, .. } => {
                 roles.extend(plan.time.as_ref().filter(|_| *last_snapshot).map(|t| t.role));
                 roles.extend(dominance.as_deref());

@@ -127,6 +127,27 @@ fn every_generated_notice_ingests_with_exact_line_accounting() {
     );
     assert_ne!(kept.code, ExitCode::SUCCESS);
     assert!(kept.stderr.contains("column 'Religion' is neither mapped nor dropped"), "{}", kept.stderr);
+
+    // Mapped, it needs a stated purpose; with one, it is read like any column (a copy's cube gets one for it).
+    let cube = dir.path().join("cube-schemas/cubes/zuweisungen.toml");
+    let column = "\n[[columns]]\nname = \"religion\"\ntype = \"string\"\n";
+    std::fs::write(&cube, std::fs::read_to_string(&cube).unwrap() + column).unwrap();
+    let mapped = std::fs::read_to_string(&mapping).unwrap() + "\n[fields.religion]\ntext = \"Religion\"\n";
+    std::fs::write(&mapping, &mapped).unwrap();
+    let check = cli(dir.path(), &["check"]);
+    assert_ne!(check.code, ExitCode::SUCCESS);
+    assert!(check.stderr.contains("map it only with `special_category"), "{}", check.stderr);
+    let purpose = "special_category = \"Seelsorge-Angebote planen (Ratsbeschluss 2025/17)\"\n";
+    std::fs::write(&mapping, mapped + purpose).unwrap();
+    let args = ["ingest", "--demo-key", "--dry-run", "add_zuweisungen", &notices.join(landscape).display().to_string()];
+    let read = cli(dir.path(), &args);
+    assert_eq!(read.code, ExitCode::SUCCESS, "{}{}", read.stdout, read.stderr);
+    assert!(read.stdout.contains("religion"), "{}", read.stdout);
+    assert!(
+        ["islamisch", "christlich", "jesidisch", "orthodox"].iter().any(|r| read.stdout.contains(r)),
+        "{}",
+        read.stdout
+    );
 }
 
 /// The text of every file below `dir`: Parquet files as their rows (every column cast to text), others as their

@@ -130,7 +130,9 @@ fn scratch_project(dir: &Path, rng: &mut Rng, model: &Model) {
         std::fs::copy(repo().join("cube-schemas/dimensions").join(&file), schemas.join("dimensions").join(&file))
             .unwrap();
     }
-    std::fs::write(dir.join("kubus.toml"), "name = \"p\"\n\n[roles.statistik]\nbypass_disclosure = true\n").unwrap();
+    // Rollups kept for three versions: the fourth ingest removes the first version's.
+    let settings = "name = \"p\"\n\n[rollups]\nkeep_versions = 3\n\n[roles.statistik]\nbypass_disclosure = true\n";
+    std::fs::write(dir.join("kubus.toml"), settings).unwrap();
     let mut cube = String::from("name = \"c\"\nlabel = \"c\"\n");
     for (role, dim) in ROLES {
         cube += &format!("\n[[dimensions]]\nname = \"{role}\"\ndimension = \"{dim}\"\n");
@@ -360,6 +362,26 @@ async fn same_answer(project: &Project, query: &Query, as_of: Option<u64>) -> Re
     }
 }
 
+/// The rollups directory holds the manifests of `versions` and the files they name, nothing else.
+fn kept_rollups_only(project: &Project, versions: &[u64]) {
+    let dir = project.warehouse_dir().join("rollups/c");
+    let mut want: Vec<String> = versions.iter().map(|v| format!("v{v}.json")).collect();
+    for v in versions {
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(format!("v{v}.json"))).unwrap()).unwrap();
+        for stored in manifest.as_array().unwrap() {
+            want.push(stored["file"].as_str().unwrap().to_owned());
+            want.extend(stored["dictionaries"].as_object().unwrap().values().map(|f| f.as_str().unwrap().to_owned()));
+        }
+    }
+    want.sort();
+    want.dedup();
+    let mut have: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    have.sort();
+    assert_eq!(have, want);
+}
+
 /// Every rollup of an ingest is stored, merged from the earlier version's given (or built from all the facts).
 fn merged_from(report: &kubus::IngestReport, version: Option<u64>) {
     assert_eq!(report.rollup_problem, None);
@@ -498,7 +520,11 @@ async fn answers_through_rollups_equal_answers_from_the_facts() {
         let report = project.ingest("s", &[fourth], &mut |_| {}).await.unwrap();
         assert_eq!(report.version, Some(3));
         merged_from(&report, Some(2));
-        for as_of in [Some(2), None] {
+        let pruned = report.pruned.as_ref().unwrap();
+        assert_eq!((&pruned.versions[..], pruned.files > 0), (&[0][..], true), "{pruned:?}");
+        kept_rollups_only(&project, &[1, 2, 3]);
+        // As of the first version, from its facts now; as of the third, from its rollups still.
+        for as_of in [Some(0), Some(2), None] {
             for i in 0..8 {
                 let at = (i % 2 == 0).then(|| &rollups[rng.next(rollups.len() as u64) as usize]);
                 asked += 1;
@@ -510,4 +536,16 @@ async fn answers_through_rollups_equal_answers_from_the_facts() {
     }
     assert!(routed * 4 >= asked, "the random queries must exercise the rollups: {routed} of {asked} routed");
     assert!(once * 10 >= asked, "and the finest grain: {once} of {asked} aggregated once from the facts");
+}
+
+#[test]
+fn rollups_are_kept_for_at_least_the_latest_version() {
+    let text = std::fs::read_to_string(repo().join("kubus.toml")).unwrap();
+    assert!(text.contains("keep_versions = 12"), "the sample project states the default");
+    let config =
+        kubus::ProjectConfig::parse("kubus.toml", &text.replace("keep_versions = 12", "keep_versions = 2")).unwrap();
+    assert_eq!(config.rollup_versions, 2);
+    let refused = kubus::ProjectConfig::parse("kubus.toml", &text.replace("keep_versions = 12", "keep_versions = 0"));
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("rollups.keep_versions: keep_versions must be at least 1"), "{message}");
 }

@@ -405,6 +405,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
                 };
                 for c in cubes {
                     project.build_rollups(&c).await?;
+                    print_pruned(&project.prune_rollups(&c)?, stdout)?;
                 }
             }
             rollup_table(&project, &project.rollup_status(cube.as_deref())?, &output, stdout)
@@ -694,7 +695,31 @@ async fn ingest(
             report.cube
         )?;
     }
+    match &report.pruned {
+        Ok(pruned) => print_pruned(pruned, stdout)?,
+        Err(problem) => writeln!(stderr, "warning: the rollups of earlier versions were not removed: {problem}")?,
+    }
     Ok(report)
+}
+
+/// What pruning the rollups of earlier versions removed, if anything.
+fn print_pruned(pruned: &kubus::Pruned, stdout: &mut dyn Write) -> anyhow::Result<()> {
+    if let (Some(first), Some(last)) = (pruned.versions.first(), pruned.versions.last()) {
+        let (versions, them) = if first == last {
+            (format!("version {first}"), "it")
+        } else {
+            (format!("versions {first}–{last}"), "them")
+        };
+        writeln!(
+            stdout,
+            "rollups of {versions} removed ({} files, {:.1} MB; [rollups] keep_versions = {}): queries as of {them} \
+             read the facts",
+            pruned.files,
+            pruned.bytes as f64 / 1e6,
+            pruned.keep
+        )?;
+    }
+    Ok(())
 }
 
 fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {

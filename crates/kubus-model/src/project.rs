@@ -267,6 +267,9 @@ pub struct ProjectConfig {
     pub groups: Vec<Group>,
     /// How `kubus serve` runs.
     pub server: ServerSettings,
+    /// How many of a cube's latest facts versions keep their rollups (`[rollups] keep_versions`, at least 1): an
+    /// earlier version is still answered, from its facts.
+    pub rollup_versions: u64,
     /// What `kubus demo` ingests.
     pub demo_ingest: Vec<DemoIngest>,
     /// What `kubus demo` asks.
@@ -274,6 +277,10 @@ pub struct ProjectConfig {
 }
 
 impl ProjectConfig {
+    /// How many of the latest facts versions keep their rollups unless the project says otherwise: a year of
+    /// monthly deliveries.
+    pub const ROLLUP_VERSIONS: u64 = 12;
+
     /// A role by name.
     pub fn role(&self, name: &str) -> Result<&Role> {
         self.roles
@@ -401,6 +408,16 @@ impl ProjectConfig {
             groups.push(Group { name, description: g.description, role: g.role, ingest: g.ingest });
         }
         let server = server_settings(raw.server, &mut problem);
+        let rollup_versions = raw.rollups.and_then(|r| r.keep_versions).unwrap_or(ProjectConfig::ROLLUP_VERSIONS);
+        if rollup_versions == 0 {
+            problem(
+                "rollups.keep_versions".into(),
+                "keep_versions must be at least 1: the latest version's rollups answer its queries, and the next \
+                 version's are merged from them"
+                    .into(),
+                Vec::new(),
+            );
+        }
         problems.extend(more);
         let uses_cell_key = disclosure.method == Method::CellKey
             || disclosure.cube_methods.iter().any(|(_, m)| *m == Method::CellKey)
@@ -446,6 +463,7 @@ impl ProjectConfig {
             topics,
             groups,
             server,
+            rollup_versions,
             demo_ingest: demo
                 .as_ref()
                 .map(|d| {

@@ -304,7 +304,15 @@ pub struct RawProject {
     #[serde(default)]
     pub groups: BTreeMap<String, RawGroup>,
     pub server: Option<RawServer>,
+    pub rollups: Option<RawRollups>,
     pub demo: Option<RawDemo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollups {
+    /// How many of the latest facts versions keep their rollups.
+    pub keep_versions: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

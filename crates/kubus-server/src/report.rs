@@ -34,6 +34,8 @@ pub(crate) struct IngestAnswer {
     rollups: Vec<RollupRows>,
     /// Why rollups could not be rebuilt (queries then read the facts).
     rollup_problem: Option<String>,
+    /// Facts versions whose rollups were removed (`[rollups] keep_versions`; queries as of them read the facts).
+    rollups_removed: Vec<u64>,
 }
 
 /// One file of an upload.
@@ -183,7 +185,10 @@ impl IngestAnswer {
                 .map(|r| ReplacedFile { file: r.file.clone(), facts: r.facts, whole_file: r.whole_file })
                 .collect(),
             rollups: report.rollups.iter().map(|r| RollupRows { name: r.name.clone(), rows: r.rows }).collect(),
-            rollup_problem: report.rollup_problem.clone(),
+            rollup_problem: report.rollup_problem.clone().or_else(|| {
+                report.pruned.as_ref().err().map(|e| format!("the rollups of earlier versions were not removed: {e}"))
+            }),
+            rollups_removed: report.pruned.as_ref().map(|p| p.versions.clone()).unwrap_or_default(),
         }
     }
 }

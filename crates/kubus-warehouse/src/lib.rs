@@ -10,7 +10,7 @@ mod rollups;
 
 pub use overlap::{Cells, Overlap};
 pub use quarantine::{QuarantineRow, read_quarantine, write_quarantine};
-pub use rollups::StoredRollup;
+pub use rollups::{Pruned, StoredRollup};
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;

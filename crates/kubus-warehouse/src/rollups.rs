@@ -39,6 +39,18 @@ pub struct StoredRollup {
     pub merged_from: Option<u64>,
 }
 
+/// What [`Warehouse::prune_rollups`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// The facts versions whose rollups were removed.
+    pub versions: Vec<u64>,
+    /// Files removed, and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+    /// How many of the latest versions keep their rollups.
+    pub keep: u64,
+}
+
 impl Warehouse {
     /// Directory of a cube's rollups.
     pub fn rollups_dir(&self, cube: &str) -> PathBuf {
@@ -157,6 +169,50 @@ impl Warehouse {
         let read = |source| Error::Read { table: format!("{cube} rollup {}", stored.name), source };
         let df = ctx.read_parquet(path.display().to_string(), ParquetReadOptions::default()).await.map_err(read)?;
         Ok(df.into_view())
+    }
+
+    /// Removes the rollups of all but the latest `keep` facts versions that have them (at least the latest is kept):
+    /// their manifests first, so that no manifest names a missing file, then the files they named that no kept
+    /// manifest names. A build running meanwhile writes files no earlier manifest names, and loses none. A query
+    /// as of a version whose rollups are gone reads its facts.
+    pub fn prune_rollups(&self, cube: &str, keep: u64) -> Result<Pruned> {
+        let dir = self.rollups_dir(cube);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pruned { keep, ..Pruned::default() }),
+            Err(source) => return Err(Error::Directory { path: dir, source }),
+        };
+        let mut versions: Vec<u64> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix('v')?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        let keep = keep.max(1);
+        let cut = versions.len().saturating_sub(keep as usize);
+        let (gone, kept) = versions.split_at(cut);
+        let named = |version: &u64| -> Result<Vec<String>> {
+            let stored = self.stored_rollups(cube, *version)?;
+            Ok(stored.into_iter().flat_map(|s| std::iter::once(s.file).chain(s.dictionaries.into_values())).collect())
+        };
+        let still: std::collections::BTreeSet<String> =
+            kept.iter().map(named).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+        let mut files = std::collections::BTreeSet::new();
+        for version in gone {
+            files.extend(named(version)?.into_iter().filter(|f| !still.contains(f)));
+            let path = self.manifest_path(cube, *version);
+            std::fs::remove_file(&path).map_err(|source| Error::Directory { path, source })?;
+        }
+        let mut pruned = Pruned { versions: gone.to_vec(), files: 0, bytes: 0, keep };
+        for file in files {
+            let path = dir.join(&file);
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            match std::fs::remove_file(&path) {
+                Ok(()) => (pruned.files, pruned.bytes) = (pruned.files + 1, pruned.bytes + bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Directory { path, source }),
+            }
+        }
+        Ok(pruned)
     }
 
     /// The latest version of a cube's table read from the names of its log's commit files, without loading the

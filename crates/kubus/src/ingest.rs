@@ -107,6 +107,9 @@ pub struct IngestReport {
     /// Why the rollups could not be built (the facts are committed; queries read them until
     /// `kubus rollups build` succeeds).
     pub rollup_problem: Option<String>,
+    /// The rollups of earlier versions removed after the new version's were stored (`[rollups] keep_versions`),
+    /// or why they could not be.
+    pub pruned: std::result::Result<kubus_warehouse::Pruned, String>,
 }
 
 /// What an ingest reports while it works.
@@ -353,6 +356,7 @@ impl Project {
                 preview,
                 rollups: Vec::new(),
                 rollup_problem: None,
+                pruned: Ok(Default::default()),
             });
         }
         let quarantine = if converted_names.is_empty() {
@@ -381,6 +385,11 @@ impl Project {
             Ok(built) => (built, None),
             Err(e) => (Vec::new(), Some(crate::error_chain(&e))),
         };
+        // Only once the new version's rollups are stored: an earlier version's are what they are merged from.
+        let pruned = match rollup_problem {
+            Some(_) => Ok(Default::default()),
+            None => self.prune_rollups(&cube).map_err(|e| crate::error_chain(&e)),
+        };
         Ok(IngestReport {
             source: source.name().to_owned(),
             cube,
@@ -396,6 +405,7 @@ impl Project {
             preview: None,
             rollups,
             rollup_problem,
+            pruned,
         })
     }
 

@@ -35,7 +35,7 @@ pub use kubus_query::cellkey::{PTable, PTableParams};
 pub use kubus_query::disclosure::Protection;
 pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 pub use kubus_report::schedule::{CatchUp, Due, Job as ScheduleJob, next_wake};
-pub use kubus_warehouse::StoredRollup;
+pub use kubus_warehouse::{Pruned, StoredRollup};
 pub use kubus_warehouse::{QuarantineRow, Replaced};
 pub use project::{Answer, AnswerRecord, KeyOrigin, Project, QueryOptions, SqlOptions, quarantine_batch};
 pub use protection::ProtectionRecord;

@@ -516,6 +516,13 @@ impl Project {
         Ok(None)
     }
 
+    /// Removes the rollups of a cube's earlier facts versions beyond the latest `[rollups] keep_versions` (see
+    /// [`kubus_warehouse::Warehouse::prune_rollups`]); queries as of those versions read their facts.
+    pub fn prune_rollups(&self, cube: &str) -> Result<kubus_warehouse::Pruned> {
+        let cube = self.model().cube(cube)?;
+        Ok(self.warehouse().prune_rollups(cube.name(), self.config().rollup_versions)?)
+    }
+
     /// Every declared rollup of the cubes with facts (or of one cube), at the latest facts version.
     pub fn rollup_status(&self, cube: Option<&str>) -> Result<Vec<RollupStatus>> {
         let model = self.model();
@@ -593,10 +600,19 @@ impl Project {
             let Routing { chosen, verdicts } = rollup::route(plan, &candidates);
             route.verdicts = verdicts.into_iter().map(|(name, rows, v)| (name, Some(rows), v.err())).collect();
             for name in unbuilt {
-                let why = format!(
-                    "not built for version {version} with its current definition (kubus rollups --build {})",
-                    cube.name()
-                );
+                // `kubus rollups --build` builds for the latest version only; an earlier one's may have been removed.
+                let why = if latest == Some(version) {
+                    format!(
+                        "not built for version {version} with its current definition (kubus rollups --build {})",
+                        cube.name()
+                    )
+                } else {
+                    format!(
+                        "not stored for version {version} with its current definition (rollups are kept for the latest \
+                         {} version(s), [rollups] keep_versions)",
+                        self.config().rollup_versions
+                    )
+                };
                 route.verdicts.push((name, None, Some(why)));
             }
             if let Some(r) = chosen {

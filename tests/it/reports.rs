@@ -423,6 +423,27 @@ fn a_map_section_needs_a_level_with_a_map() {
     }
     std::fs::write(dir.path().join("cube-schemas/reports/karte.toml"), section("map", "[2.5, 10]")).unwrap();
     assert_eq!(cli(dir.path(), &["check"]).code, ExitCode::SUCCESS, "limits that are numbers in ascending order");
+
+    // A chart or map draws one measure; a second would be left out unseen (a line chart's forecast aside).
+    let drawn = |kind: &str, cube: &str, measures: &str, rows: &str| {
+        format!(
+            "name = \"karte\"\ntitle = \"Karte\"\n\n[[sections]]\nkind = \"{kind}\"\ncube = \"{cube}\"\n\
+             measures = {measures}\nrows = [\"{rows}\"]\n"
+        )
+    };
+    for (kind, cube, measures, rows, refused) in [
+        ("map", "newcomers", "[\"persons\", \"records\"]", "district", true),
+        ("bars", "newcomers", "[\"persons\", \"records\"]", "district", true),
+        ("bars", "zuweisungen", "[\"persons\", \"persons_forecast\"]", "month", true),
+        ("line", "zuweisungen", "[\"persons\", \"persons_forecast\"]", "month", false),
+        ("line", "zuweisungen", "[\"allocations\", \"persons_forecast\"]", "month", true),
+        ("table", "newcomers", "[\"persons\", \"records\"]", "district", false),
+    ] {
+        std::fs::write(dir.path().join("cube-schemas/reports/karte.toml"), drawn(kind, cube, measures, rows)).unwrap();
+        let r = cli(dir.path(), &["check"]);
+        let said = r.stderr.contains("a chart or map shows one measure (a line chart also its forecast)");
+        assert_eq!((r.code != ExitCode::SUCCESS, said), (refused, refused), "{kind} of {measures}: {}", r.stderr);
+    }
 }
 
 #[test]

@@ -20,9 +20,9 @@ pub enum SectionKind {
         /// How many of the drilldowns are row levels; the others are column levels.
         rows: usize,
     },
-    /// A chart of the first measure.
+    /// A chart of its one measure (a line chart: and that measure's forecast).
     Chart(ChartKind),
-    /// A thematic map (choropleth) of the first measure over the drilldown's level, which has a `geometry`.
+    /// A thematic map (choropleth) of its one measure over the drilldown's level, which has a `geometry`.
     Map,
 }
 
@@ -254,6 +254,25 @@ fn lower_section(
                 format!(
                     "cannot read the period placeholder in '{c}': write {{period}}, {{period-12}} or {{period_year}}"
                 ),
+            );
+        }
+    }
+    // A chart or map draws one measure (a line chart also its forecast): a second one would be left out unseen.
+    if matches!(kind, SectionKind::Chart(_) | SectionKind::Map) && sink.out.len() == before {
+        let forecast_of = |m: &str, of: &str| {
+            cube.measure(m).is_ok_and(|m| matches!(m.kind(), crate::MeasureKind::Forecast { of: o, .. } if o == of))
+        };
+        let drawn = match section.measures.as_slice() {
+            [_] => true,
+            [m, f] => kind == SectionKind::Chart(ChartKind::Line) && forecast_of(f, m),
+            _ => false,
+        };
+        if !drawn {
+            sink.at(
+                Some(span.clone()),
+                format!("{path}.measures"),
+                "a chart or map shows one measure (a line chart also its forecast): give the others sections of \
+                 their own, or show them in a table",
             );
         }
     }

@@ -152,3 +152,13 @@ fn no_file_imports_a_file_that_imports_it() {
         }
     }
 }
+
+#[test]
+fn every_kind_of_rejected_line_is_documented() {
+    let guide = std::fs::read_to_string(repo().join("cube-schemas/sources/README.md")).unwrap();
+    let section = guide.split("## Problems a line can have").nth(1).expect("the guide lists the problems");
+    let section = section.split("\n## ").next().unwrap();
+    for category in kubus_ingest::Category::ALL {
+        assert!(section.contains(&format!("`{category}`")), "`{category}` is not in the mapping guide's list");
+    }
+}

@@ -471,7 +471,8 @@ mod tests {
         for block in [8_192, 262_144] {
             let (lines, blocks) = both("abh_newcomers", &bytes, 4_000, block);
             let (facts, _) = lines.as_ref().unwrap();
-            let problems: std::collections::BTreeSet<&str> = facts.rejected.iter().map(|r| r.problem).collect();
+            let problems: std::collections::BTreeSet<crate::Category> =
+                facts.rejected.iter().map(|r| r.problem).collect();
             assert!(problems.len() >= 5 && facts.facts > 10_000, "{problems:?}, {} facts", facts.facts);
             assert_same(&lines, &blocks.expect("read in blocks"));
         }
@@ -507,7 +508,8 @@ mod tests {
         for block in [4_096, 65_536] {
             let (lines, blocks) = both_in(&model, "plain_columns", &bytes, 1_000, block);
             let (facts, batch) = lines.as_ref().unwrap();
-            let problems: std::collections::BTreeSet<&str> = facts.rejected.iter().map(|r| r.problem).collect();
+            let problems: std::collections::BTreeSet<crate::Category> =
+                facts.rejected.iter().map(|r| r.problem).collect();
             assert!(problems.len() >= 3 && facts.facts > 3_500, "{problems:?}, {} facts", facts.facts);
             let status = batch.as_ref().unwrap().column_by_name(crate::convert::STATUS_COLUMN).unwrap().null_count();
             assert!(status < facts.facts, "some facts have a missing value");

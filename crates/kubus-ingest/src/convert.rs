@@ -6,7 +6,7 @@
 
 use crate::header::{Header, Part, Resolved, WideColumn};
 use crate::rows::{Cell, Row};
-use crate::{PseudonymKey, Rejection, Result};
+use crate::{Category, PseudonymKey, Rejection, Result};
 use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::array::{
     ArrayBuilder, ArrayRef, AsArray, DictionaryArray, Float64Builder, Int32Array, Int32Builder, Int64Builder,
@@ -266,11 +266,11 @@ pub const WITHHELD: &str = "(withheld: it identifies a person)";
 struct Problem {
     column: String,
     value: String,
-    problem: &'static str,
+    problem: Category,
     reason: String,
 }
 
-fn problem(column: &str, value: &str, problem: &'static str, reason: String) -> Problem {
+fn problem(column: &str, value: &str, problem: Category, reason: String) -> Problem {
     Problem { column: column.to_owned(), value: value.to_owned(), problem, reason }
 }
 
@@ -610,7 +610,7 @@ impl<'a> Converter<'a> {
             return Err(problem(
                 "",
                 "",
-                "wrong field count",
+                Category::WrongFieldCount,
                 format!("the line has {} fields, the header {}", row.cells.len(), width),
             ));
         }
@@ -777,7 +777,7 @@ impl<'a> Converter<'a> {
                 Err(problem(
                     name,
                     &cell.text(),
-                    "invalid number",
+                    Category::InvalidNumber,
                     format!("the line's total '{}' is not a number", cell.text()),
                 ))
             };
@@ -796,7 +796,7 @@ impl<'a> Converter<'a> {
             Err(problem(
                 name,
                 &cell.text(),
-                "total mismatch",
+                Category::TotalMismatch,
                 format!("the line's total in '{name}' is {stated}, its cells add up to {sum}"),
             ))
         }
@@ -842,7 +842,12 @@ impl<'a> Converter<'a> {
             match f.field.if_empty() {
                 Some(default) => Cow::Owned(Cell::Text(default.to_owned())),
                 None => {
-                    return Err(problem(column, "", "missing value", format!("missing value in column '{column}'")));
+                    return Err(problem(
+                        column,
+                        "",
+                        Category::MissingValue,
+                        format!("missing value in column '{column}'"),
+                    ));
                 }
             }
         };
@@ -862,7 +867,7 @@ impl<'a> Converter<'a> {
                 return Err(problem(
                     column,
                     &text,
-                    "unexpected value",
+                    Category::UnexpectedValue,
                     format!("'{text}' does not match the pattern '{}'", re.as_str()),
                 ));
             };
@@ -922,14 +927,19 @@ impl<'a> Converter<'a> {
                     None => dimension
                         .resolve(Some(*level), &text)
                         .map(Value::Member)
-                        .map_err(|e| problem(&column(0), &text, "unknown member", e.to_string())),
+                        .map_err(|e| problem(&column(0), &text, Category::UnknownMember, e.to_string())),
                 }
             }
             Plan::Date(dimension, level) => {
                 let date = self.date(&first, &column(0))?;
                 let key = time_key(*level, date.year(), date.month());
                 dimension.resolve(Some(*level), &key).map(Value::Member).map_err(|_| {
-                    problem(&column(0), &first.text(), "invalid date", format!("{key} lies outside the time dimension"))
+                    problem(
+                        &column(0),
+                        &first.text(),
+                        Category::InvalidDate,
+                        format!("{key} lies outside the time dimension"),
+                    )
                 })
             }
             Plan::Age(dimension) => {
@@ -943,7 +953,7 @@ impl<'a> Converter<'a> {
                     return Err(problem(
                         &column(0),
                         &birth.to_string(),
-                        "invalid age",
+                        Category::InvalidAge,
                         format!("birth date {birth} lies after the reference date {at_date}"),
                     ));
                 };
@@ -953,7 +963,7 @@ impl<'a> Converter<'a> {
                     problem(
                         &column(0),
                         &birth.to_string(),
-                        "invalid age",
+                        Category::InvalidAge,
                         format!("age {age} lies outside the age dimension"),
                     )
                 })
@@ -968,7 +978,7 @@ impl<'a> Converter<'a> {
                     _ => parse_number(&text, f.field.decimal_separator(), f.field.thousands_separator()),
                 };
                 let invalid =
-                    |what: &str| problem(&column(0), &text, "invalid number", format!("'{text}' is not {what}"));
+                    |what: &str| problem(&column(0), &text, Category::InvalidNumber, format!("'{text}' is not {what}"));
                 match (ty, number) {
                     (ColumnType::Integer, Some(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
                         Ok(Value::Integer(n as i64))
@@ -997,7 +1007,7 @@ impl<'a> Converter<'a> {
                     return Err(problem(
                         &column(1),
                         &to_cell.text(),
-                        "invalid date",
+                        Category::InvalidDate,
                         format!("{to} lies before {from} ({})", column(0)),
                     ));
                 }
@@ -1028,7 +1038,7 @@ impl<'a> Converter<'a> {
             problem(
                 column,
                 &text,
-                "invalid date",
+                Category::InvalidDate,
                 format!("'{text}' is not a valid date (expected {})", expected.join(" or ")),
             )
         })
@@ -1141,7 +1151,7 @@ impl<'a> Converter<'a> {
                         line,
                         column: String::new(),
                         value: String::new(),
-                        problem: if balance { "balance mismatch" } else { "total mismatch" },
+                        problem: if balance { Category::BalanceMismatch } else { Category::TotalMismatch },
                         reason: summary(&problems),
                     },
                     span,

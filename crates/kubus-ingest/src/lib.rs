@@ -131,11 +131,69 @@ pub struct Rejection {
     pub column: String,
     /// The offending value.
     pub value: String,
-    /// Short category: `missing value`, `invalid date`, `invalid number`, `unknown member`, `unexpected value`,
-    /// `wrong field count`, `invalid age`, `total mismatch`, `balance mismatch`.
-    pub problem: &'static str,
+    /// What kind of problem it is.
+    pub problem: Category,
     /// The full explanation.
     pub reason: String,
+}
+
+/// The kind of problem that rejects a line, by the short name the quarantine and the ingest report give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    /// A field the mapping needs is empty.
+    MissingValue,
+    /// Not a date in the source's formats, or outside the time dimension.
+    InvalidDate,
+    /// Not a number in the source's format.
+    InvalidNumber,
+    /// No member of the dimension has this key, label or alias.
+    UnknownMember,
+    /// A value the mapping does not expect (a constant column with another value).
+    UnexpectedValue,
+    /// More or fewer fields than the header.
+    WrongFieldCount,
+    /// No age in years (negative, too large, or a birth date after the reference day).
+    InvalidAge,
+    /// A total line whose parts do not add up to it (within the source's tolerance).
+    TotalMismatch,
+    /// A balance line that its rule does not give.
+    BalanceMismatch,
+}
+
+impl Category {
+    /// Every category.
+    pub const ALL: [Category; 9] = [
+        Category::MissingValue,
+        Category::InvalidDate,
+        Category::InvalidNumber,
+        Category::UnknownMember,
+        Category::UnexpectedValue,
+        Category::WrongFieldCount,
+        Category::InvalidAge,
+        Category::TotalMismatch,
+        Category::BalanceMismatch,
+    ];
+
+    /// Its name in the quarantine and the ingest report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::MissingValue => "missing value",
+            Category::InvalidDate => "invalid date",
+            Category::InvalidNumber => "invalid number",
+            Category::UnknownMember => "unknown member",
+            Category::UnexpectedValue => "unexpected value",
+            Category::WrongFieldCount => "wrong field count",
+            Category::InvalidAge => "invalid age",
+            Category::TotalMismatch => "total mismatch",
+            Category::BalanceMismatch => "balance mismatch",
+        }
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Why lines were skipped: titles, header lines, checked totals, footers, empty lines, and the source's own

@@ -473,7 +473,7 @@ impl Project {
                         line: r.line,
                         column: r.column,
                         value: r.value,
-                        problem: r.problem.to_owned(),
+                        problem: r.problem.name().to_owned(),
                         reason: r.reason,
                     }));
                     outcome

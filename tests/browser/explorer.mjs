@@ -181,9 +181,10 @@ await check("the statistics office logs in and builds a table by clicks; it show
 await check("a link is the view: the URL alone rebuilds the same table", async () => {
   const url = page.url();
   const before = await shownCells(page);
-  // Another tab has its own session: it asks for the login, then shows the view of the link.
+  // Another tab shares the browser's session: the link alone shows the view, without a second login.
   const other = await context.newPage();
-  await login(other, users.STAT, url.slice(base.length));
+  await answered(other, () => other.goto(url));
+  assert.equal(await other.locator("#login").isHidden(), true, "no login in the second tab");
   assert.deepEqual(await shownCells(other), before);
   await other.close();
 });
@@ -370,7 +371,6 @@ await check("a course offer entered through the form is in the explorer's answer
 });
 
 await context.clearCookies();
-await page.evaluate(() => sessionStorage.clear());
 
 // The youth welfare office sees areas, never a single district: no level to pick, no member to drill into.
 await check("the youth welfare office finds no way to a district", async () => {
@@ -392,7 +392,7 @@ await check("the youth welfare office finds no way to a district", async () => {
 
 // An analyst gets the cell key method's published numbers: what the API answers the analyst, not the office's.
 await check("an analyst sees the published (perturbed) numbers the API gives the analyst", async () => {
-  await page.evaluate(() => sessionStorage.clear());
+  await context.clearCookies();
   await login(page, users.ANALYST);
   await answered(page, () => page.goto(`${base}/?cube=newcomers&m=persons&rows=district.area&cols=language_level.level&c=month.month%3D2024-06`));
   const expected = await apiCells(users.ANALYST, june, "area_label", "language_level_label", "persons");
@@ -469,7 +469,7 @@ await check("an upload with a bad line shows that line quarantined with its reas
 });
 
 await check("an upload gives the year its file lacks; the API answers that year with the file's own figures", async () => {
-  await page.evaluate(() => sessionStorage.clear());
+  await context.clearCookies();
   await login(page, users.STAT);
   const original = readFileSync(new URL("../../sample-data/realdata/koeln_bevoelkerung_stadtteile_2005-2012.csv", import.meta.url), "utf8");
   const [header, ...rest] = original.split("\n").filter((l) => l !== "");
@@ -521,8 +521,22 @@ await check("an upload gives the year its file lacks; the API answers that year 
   assert.ok(held.includes("2030") && !held.includes("2031"), `nothing of the refused upload was committed: ${held}`);
 });
 
+await check("logging out in one tab ends the session in every tab", async () => {
+  await context.clearCookies();
+  await login(page, users.STAT);
+  const other = await context.newPage();
+  await answered(other, () => other.goto(`${base}/`));
+  assert.equal(await other.locator("#login").isHidden(), true, "the second tab is logged in too");
+  await page.getByRole("button", { name: "Abmelden" }).click();
+  await page.getByLabel("Benutzername").waitFor();
+  await other.reload();
+  await other.getByLabel("Benutzername").waitFor();
+  assert.equal(await other.locator("#explorer").isHidden(), true, "the second tab shows nothing after the logout");
+  await other.close();
+});
+
 await check("the login page passes axe-core", async () => {
-  await page.evaluate(() => sessionStorage.clear());
+  await context.clearCookies();
   await page.goto(`${base}/`);
   await page.getByLabel("Benutzername").waitFor();
   await accessible(page, "login");

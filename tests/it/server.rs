@@ -190,6 +190,9 @@ impl Client {
     fn post(&self, url: impl AsRef<str>) -> Request {
         Request(self.0.post(url.as_ref()))
     }
+    fn delete(&self, url: impl AsRef<str>) -> Request {
+        Request(self.0.delete(url.as_ref()))
+    }
 }
 
 fn client() -> Client {
@@ -382,6 +385,55 @@ fn a_revoked_token_and_a_removed_user_are_refused_at_once() {
     assert_eq!(cli(dir.path(), &["token", "revoke", "rita", &id]).code, ExitCode::from(2), "gone already");
     assert_eq!(cli(dir.path(), &["user", "remove", "rita"]).code, ExitCode::SUCCESS);
     assert_eq!(get(&server, "/api/v1/me", &second).status(), StatusCode::UNAUTHORIZED, "removed");
+}
+
+#[test]
+fn a_browser_session_serves_every_tab_until_logout_or_its_token_is_revoked() {
+    let dir = project_copy();
+    let token = user(dir.path(), "rita", "statistikstelle");
+    let server = start(dir.path());
+    let script = ("X-Requested-With", "kubus-explorer");
+    let open = || {
+        let opened = client().post(server.url("/api/v1/session")).basic_auth("rita", Some(&token)).send().unwrap();
+        assert_eq!(opened.status(), StatusCode::NO_CONTENT);
+        let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        cookie.split(';').next().unwrap().to_owned()
+    };
+    let me = |cookie: &str| client().get(server.url("/api/v1/me")).header("Cookie", cookie).send().unwrap();
+    let cookie = open();
+    assert!(cookie.starts_with("kubus_session=") && cookie.len() > 64, "{cookie}");
+    // Any request with the cookie (any tab of the browser) is rita's, and the token stays out of the cookie.
+    let answered = me(&cookie);
+    assert_eq!((answered.status(), json(answered)["user"].clone()), (StatusCode::OK, serde_json::json!("rita")));
+    assert!(!cookie.contains(&token));
+    // A request that changes something by the cookie alone must come from the browser tool's script: a form posted
+    // from another site cannot send the header.
+    let query = r#"{"cube":"newcomers","measures":["persons"]}"#;
+    let post = || {
+        client().post(server.url("/api/v1/query")).header("Cookie", &cookie).header("Content-Type", "application/json")
+    };
+    let refused = post().body(query).send().unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{:?}", refused.text());
+    let sent = post().header(script.0, script.1).body(query).send().unwrap();
+    assert_eq!(sent.status(), StatusCode::NOT_FOUND, "past the session's check: the copy has no facts yet");
+    // A cookie the server did not give, and a session opened without a token, are refused.
+    assert_eq!(me("kubus_session=00ff").status(), StatusCode::UNAUTHORIZED);
+    let again = client().post(server.url("/api/v1/session")).header("Cookie", &cookie).header(script.0, script.1);
+    assert_eq!(again.send().unwrap().status(), StatusCode::BAD_REQUEST);
+    // Logging out ends it for every tab.
+    let closed = client().delete(server.url("/api/v1/session")).header("Cookie", &cookie).header(script.0, script.1);
+    assert_eq!(closed.send().unwrap().status(), StatusCode::NO_CONTENT);
+    let ended = me(&cookie);
+    assert_eq!(ended.status(), StatusCode::UNAUTHORIZED);
+    assert!(ended.text().unwrap().contains("the session has ended"));
+    // A revoked token ends the sessions it opened.
+    let cookie = open();
+    assert_eq!(me(&cookie).status(), StatusCode::OK);
+    let users: toml::Table = std::fs::read_to_string(dir.path().join("users.toml")).unwrap().parse().unwrap();
+    let id = users["users"]["rita"]["tokens"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(cli(dir.path(), &["token", "revoke", "rita", &id]).code, ExitCode::SUCCESS);
+    assert_eq!(me(&cookie).status(), StatusCode::UNAUTHORIZED, "revoked");
 }
 
 #[test]

@@ -29,6 +29,7 @@ pub(crate) fn router(state: Arc<AppState>, settings: &kubus::ServerSettings) -> 
     let upload_limit = usize::try_from(settings.max_upload_bytes.saturating_add(FRAMING)).unwrap_or(usize::MAX);
     let (api, document) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .routes(routes!(me))
+        .routes(routes!(session_open, session_close))
         .routes(routes!(cubes))
         .routes(routes!(cube))
         .routes(routes!(members))
@@ -123,6 +124,55 @@ async fn me(State(state): State<Arc<AppState>>, Extension(identity): Extension<I
         groups: identity.groups,
         role: identity.role,
     })
+}
+
+/// Opens a session for the browser tool with the token of this request (`Authorization`): its id comes back in an
+/// HttpOnly cookie, which the browser sends with every request to the server from any of its tabs, for ten hours
+/// or until the session is closed or the token removed.
+#[utoipa::path(
+    post,
+    path = "/session",
+    tag = "catalogue",
+    responses(
+        (status = 204, description = "The session is open; `Set-Cookie` holds it"),
+        Refusals
+    )
+)]
+async fn session_open(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (Some((_, token)), Some(user)) = (crate::auth::bearer(&headers)?, identity.user) else {
+        return Err(ApiError::bad_request(
+            "a session is opened with a user's token in the Authorization header (the single sign-on in front of \
+             the server names its users on every request)"
+                .into(),
+        ));
+    };
+    let id = state.sessions.open(&user, &token)?;
+    let cookie = format!(
+        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        crate::auth::SESSION_COOKIE,
+        crate::auth::SESSION_LIFETIME.as_secs()
+    );
+    let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}
+
+/// Closes the session of this request's cookie (logging out of the browser tool in all its tabs).
+#[utoipa::path(
+    delete,
+    path = "/session",
+    tag = "catalogue",
+    responses((status = 204, description = "The session is closed; `Set-Cookie` removes it"), Refusals)
+)]
+async fn session_close(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(id) = crate::auth::session_id(&headers) {
+        state.sessions.close(id);
+    }
+    let cookie = format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0", crate::auth::SESSION_COOKIE);
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ASCII"))]).into_response()
 }
 
 /// The cubes the caller may ask: dimensions down to its finest levels, measures with labels.

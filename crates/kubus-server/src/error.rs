@@ -41,6 +41,11 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, message)
     }
 
+    /// 403: the caller may not do this.
+    pub fn forbidden(message: String) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, message)
+    }
+
     /// 404.
     pub fn not_found(message: String) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)

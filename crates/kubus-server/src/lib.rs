@@ -76,6 +76,8 @@ pub struct Options {
 pub(crate) struct AppState {
     pub(crate) project: Project,
     pub(crate) users: auth::UserCache,
+    /// The browser tool's sessions.
+    pub(crate) sessions: auth::Sessions,
     /// Query slots: at most `[server] max_queries` queries, explains and uploads run at once.
     slots: tokio::sync::Semaphore,
     /// Requests waiting for a slot; beyond `[server] queue` the server answers 503.
@@ -140,6 +142,7 @@ impl Server {
         let project = project.with_memory_limit(usize::try_from(settings.query_memory_bytes).unwrap_or(usize::MAX));
         let state = Arc::new(AppState {
             users: auth::UserCache::new(project.users_path()),
+            sessions: auth::Sessions::default(),
             project,
             slots: tokio::sync::Semaphore::new(settings.max_queries),
             waiting: AtomicUsize::new(0),

@@ -1,10 +1,12 @@
 // kubus explorer: builds a cube question by clicks and shows the answer as the API gives it to the logged-in user.
-// Everything it shows comes from /api/v1 with the user's credentials, so the role's cubes, levels and disclosure
-// control apply as to any client; it computes no number of its own. The question lives in the URL (a link is a
+// Everything it shows comes from /api/v1 as the logged-in user (a session the login opens: an HttpOnly cookie the
+// browser sends from every tab), so the role's cubes, levels and disclosure control apply as to any client; it
+// computes no number of its own. The question lives in the URL (a link is a
 // view one can send). No framework and no build step: the file is served as written.
 
 const API = "/api/v1";
-const CREDENTIALS = "kubus.credentials";
+// Sent with every request: the server takes a session's changes only from the browser tool.
+const SCRIPT = { "X-Requested-With": "kubus-explorer" };
 const $ = (id) => document.getElementById(id);
 
 const numbers = {
@@ -43,14 +45,6 @@ class ApiError extends Error {
 
 // ---- credentials and requests ----
 
-function credentials() {
-  try {
-    return JSON.parse(sessionStorage.getItem(CREDENTIALS));
-  } catch {
-    return null;
-  }
-}
-
 function base64(text) {
   const bytes = new TextEncoder().encode(text);
   let binary = "";
@@ -60,9 +54,7 @@ function base64(text) {
 
 /** A request to the API as the logged-in user (or as the single sign-on in front of the server says). */
 async function api(path, accept) {
-  const headers = { "X-Requested-With": "kubus-explorer" };
-  const c = credentials();
-  if (c) headers.Authorization = "Basic " + base64(`${c.user}:${c.token}`);
+  const headers = { ...SCRIPT };
   if (accept) headers.Accept = accept;
   const response = await fetch(API + path, { headers });
   if (!response.ok) {
@@ -117,17 +109,25 @@ function showLogin(message = "") {
   $("login-user").focus();
 }
 
+/** Opens a session with the name and token typed in; the token itself stays in no storage of the page. */
 async function login(event) {
   event.preventDefault();
   const user = $("login-user").value.trim();
   const token = $("login-token").value.trim();
-  sessionStorage.setItem(CREDENTIALS, JSON.stringify({ user, token }));
   $("login-token").value = "";
+  const headers = { ...SCRIPT, Authorization: "Basic " + base64(`${user}:${token}`) };
+  const response = await fetch(API + "/session", { method: "POST", headers });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({ error: response.statusText }));
+    showLogin(body.error || `HTTP ${response.status}`);
+    return;
+  }
   await start();
 }
 
-function logout() {
-  sessionStorage.removeItem(CREDENTIALS);
+/** Closes the session: every tab of the browser is logged out. */
+async function logout() {
+  await fetch(API + "/session", { method: "DELETE", headers: SCRIPT }).catch(() => {});
   app.me = null;
   showLogin("Abgemeldet.");
 }
@@ -138,7 +138,8 @@ async function start() {
     app.me = await json("/me");
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
-      showLogin(credentials() ? e.message : "");
+      // Without a session yet, the login asks; a session that ended says so.
+      showLogin(e.message.startsWith("no credentials") ? "" : e.message);
       return;
     }
     sayError(e);
@@ -1096,9 +1097,7 @@ async function drawEntryFields(s) {
 }
 
 async function post(path, body, contentType) {
-  const headers = { "X-Requested-With": "kubus-explorer" };
-  const c = credentials();
-  if (c) headers.Authorization = "Basic " + base64(`${c.user}:${c.token}`);
+  const headers = { ...SCRIPT };
   if (contentType) headers["Content-Type"] = contentType;
   const response = await fetch(API + path, { method: "POST", headers, body });
   const answer = await response.json().catch(() => ({ error: response.statusText }));

@@ -434,6 +434,15 @@ fn a_browser_session_serves_every_tab_until_logout_or_its_token_is_revoked() {
     let id = users["users"]["rita"]["tokens"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(cli(dir.path(), &["token", "revoke", "rita", &id]).code, ExitCode::SUCCESS);
     assert_eq!(me(&cookie).status(), StatusCode::UNAUTHORIZED, "revoked");
+    // A user holds at most 32 sessions: the 33rd login ends the oldest.
+    let token = cli(dir.path(), &["token", "create", "rita"]).stdout.trim().to_owned();
+    let login = || {
+        let opened = client().post(server.url("/api/v1/session")).basic_auth("rita", Some(&token)).send().unwrap();
+        opened.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
+    };
+    let sessions: Vec<String> = (0..33).map(|_| login()).collect();
+    assert_eq!(me(&sessions[0]).status(), StatusCode::UNAUTHORIZED, "the oldest of 33");
+    assert!(sessions[1..].iter().all(|c| me(c).status() == StatusCode::OK));
 }
 
 #[test]

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// The cookie of a browser session.
 pub(crate) const SESSION_COOKIE: &str = "kubus_session";
 
+/// How many sessions one user may hold at once (browsers, machines).
+const SESSIONS_PER_USER: usize = 32;
+
 /// How long a session lasts from its login: a working day.
 pub(crate) const SESSION_LIFETIME: Duration = Duration::from_secs(10 * 60 * 60);
 
@@ -46,6 +49,14 @@ impl Sessions {
         let mut open = self.open.lock().expect("the sessions lock is never held across a panic");
         let now = Instant::now();
         open.retain(|_, s| s.ends > now);
+        // A user's sessions are bounded: a login beyond the limit ends that user's oldest session.
+        let mine: Vec<(&String, Instant)> =
+            open.iter().filter(|(_, s)| s.user == user).map(|(id, s)| (id, s.ends)).collect();
+        if mine.len() >= SESSIONS_PER_USER
+            && let Some(oldest) = mine.iter().min_by_key(|(_, ends)| *ends).map(|(id, _)| (*id).clone())
+        {
+            open.remove(&oldest);
+        }
         let session = Session { user: user.to_owned(), token: token.to_owned(), ends: now + SESSION_LIFETIME };
         open.insert(id.clone(), session);
         Ok(id)

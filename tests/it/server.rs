@@ -1139,6 +1139,23 @@ fn single_sign_on_is_accepted_from_the_configured_proxy_only() {
     assert_eq!(requests[0]["client"], "127.0.0.1");
     assert_eq!(requests[1]["status"], 403);
     assert_eq!((requests[3]["status"].as_u64(), requests[3]["user"].is_null()), (Some(401), true));
+    // A browser session opened through the proxy over HTTPS gets a Secure cookie, never sent over plain HTTP; the
+    // protocol is the proxy's word only.
+    let token = user(dir.path(), "tina", "statistikstelle");
+    let session_cookie = |server: &Running, proto: Option<&str>| {
+        let request = client().post(server.url("/api/v1/session")).basic_auth("tina", Some(&token));
+        let request = match proto {
+            Some(p) => request.header("X-Forwarded-Proto", p),
+            None => request,
+        };
+        request.send().unwrap().headers()["set-cookie"].to_str().unwrap().to_owned()
+    };
+    assert!(!session_cookie(&server, Some("https")).contains("Secure"), "not from the configured proxy");
+    drop(server);
+    std::fs::write(&path, &text).unwrap();
+    let server = start(dir.path());
+    assert!(session_cookie(&server, Some("https")).ends_with("; Secure"));
+    assert!(!session_cookie(&server, None).contains("Secure"));
 }
 
 #[test]

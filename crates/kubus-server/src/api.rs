@@ -6,7 +6,7 @@ use crate::params::{
     Answer, FormatParam, LevelParam, MemberParams, Params, QueryParams, Refusals, SourceParam, VersionParams, names,
 };
 use crate::{ApiError, AppState};
-use axum::extract::{DefaultBodyLimit, Extension, Multipart, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Multipart, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -141,6 +141,7 @@ async fn me(State(state): State<Arc<AppState>>, Extension(identity): Extension<I
 async fn session_open(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<Identity>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (Some((_, token)), Some(user)) = (crate::auth::bearer(&headers)?, identity.user) else {
@@ -151,8 +152,9 @@ async fn session_open(
         ));
     };
     let id = state.sessions.open(&user, &token)?;
+    let secure = if crate::auth::over_https(&state, &headers, peer.ip()) { "; Secure" } else { "" };
     let cookie = format!(
-        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         crate::auth::SESSION_COOKIE,
         crate::auth::SESSION_LIFETIME.as_secs()
     );

@@ -155,6 +155,13 @@ impl UserCache {
     }
 }
 
+/// Whether a request reached the city's reverse proxy over HTTPS: `X-Forwarded-Proto: https` from a configured
+/// proxy. A session's cookie is then `Secure`, never sent over plain HTTP.
+pub(crate) fn over_https(state: &AppState, headers: &HeaderMap, peer: IpAddr) -> bool {
+    let forwarded = headers.get("x-forwarded-proto").is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    forwarded && trusted(&state.project.config().server.trusted_proxies, peer)
+}
+
 /// Whether `peer` is one of the configured proxies (an IPv4 address also as IPv6-mapped).
 fn trusted(proxies: &[String], peer: IpAddr) -> bool {
     let peer = peer.to_canonical();

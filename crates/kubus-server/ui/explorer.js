@@ -116,7 +116,13 @@ async function login(event) {
   const token = $("login-token").value.trim();
   $("login-token").value = "";
   const headers = { ...SCRIPT, Authorization: "Basic " + base64(`${user}:${token}`) };
-  const response = await fetch(API + "/session", { method: "POST", headers });
+  let response;
+  try {
+    response = await fetch(API + "/session", { method: "POST", headers });
+  } catch {
+    showLogin("Der Server antwortet nicht.");
+    return;
+  }
   if (!response.ok) {
     const body = await response.json().catch(() => ({ error: response.statusText }));
     showLogin(body.error || `HTTP ${response.status}`);

@@ -1073,7 +1073,8 @@ fn a_server_killed_during_an_upload_leaves_the_previous_version() {
     stream.write_all(&file[..file.len() / 2]).unwrap();
     stream.flush().unwrap();
     let uploads = dir.path().join("warehouse/uploads");
-    let receiving = (0..100).any(|_| {
+    // Up to 20 s: a machine busy with other tests may take its time (the wait ends as soon as the file is there).
+    let receiving = (0..400).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(50));
         std::fs::read_dir(&uploads).is_ok_and(|mut d| d.next().is_some())
     });

@@ -327,6 +327,35 @@ await check("with two measures, the map shows the one chosen for it, with the AP
   }
 });
 
+await check("bars show two measures side by side when asked, from zero also below it, with the API's values", async () => {
+  const question = "cube=language_demand&m=need&m=gap&c=month%3D2024-06&c=start_month.year%3D2024";
+  await answered(page, () => page.goto(`${base}/?${question}&rows=district&view=bars&shown=*`));
+  await page.locator("#figure svg g.series").first().waitFor();
+  assert.equal(await page.getByLabel("Kennzahl in Diagramm und Karte").inputValue(), "*");
+  assert.equal(await page.locator("#figure svg g.series").count(), 2, "a series per measure");
+  const bars = await page.locator("#figure svg g.series rect").evaluateAll((rects) => rects.map((r) => ({
+    title: r.querySelector("title").textContent, x: Number(r.getAttribute("x")), width: Number(r.getAttribute("width")),
+  })));
+  let below = 0;
+  const zero = bars.find((b) => number(b.title.split(": ").at(-1)) > 0).x;
+  for (const [measure, label] of [["need", "Bedarf: Personen unter B1 ohne Sprachkurs"], ["gap", "Plätze abzüglich Bedarf"]]) {
+    const wanted = await apiCells(users.STAT, `${question}&d=district`, "district_label", null, measure);
+    for (const [key, value] of wanted) {
+      const prefix = `${key.split("|")[0]}, ${label}: `;
+      const bar = bars.find((b) => b.title.startsWith(prefix));
+      assert.ok(bar, `${prefix} in ${bars.map((b) => b.title)}`);
+      assert.equal(number(bar.title.slice(prefix.length)), value, prefix);
+      if (value === null) continue;
+      assert.ok(bar.width >= 0, `${prefix} has a width`);
+      // A bar starts at zero, or ends there when its value is below zero.
+      assert.ok(Math.abs((value < 0 ? bar.x + bar.width : bar.x) - zero) < 0.5, `${prefix} at ${bar.x}+${bar.width}, zero at ${zero}`);
+      if (value < 0) below += 1;
+    }
+  }
+  assert.ok(below > 0, "some districts have fewer places than need");
+  await page.locator("#figure").screenshot({ path: `${shots}explorer-two-measures.png` });
+});
+
 await check("a forecast is drawn dashed after the observed months, its values those of the API", async () => {
   const question = "cube=zuweisungen&m=persons&m=persons_forecast&c=month%3D2024-10..2025-06";
   await answered(page, () => page.goto(`${base}/?${question}&rows=month&view=lines`));
@@ -410,9 +439,13 @@ await check("a dashboard shows a report's table cell for cell as the report's ow
   const auth = { Authorization: `Basic ${Buffer.from(`${users.ANALYST.user}:${users.ANALYST.token}`).toString("base64")}` };
   const run = await fetch(`${base}/api/v1/reports/newcomers_monthly/runs?period=2024-06`, { method: "POST", headers: auth });
   assert.equal(run.status, 200, await run.clone().text());
-  const file = (await run.json()).files.find((f) => /05_.*\.csv$/.test(f));
-  const text = await (await fetch(`${base}/api/v1/reports/newcomers_monthly/runs/2024-06/${file}`, { headers: auth })).text();
-  const [header, ...rows] = text.replace(/^\uFEFF/, "").trim().split("\n").map((l) => l.split(";"));
+  const files = (await run.json()).files;
+  const reportTable = async (number) => {
+    const file = files.find((f) => new RegExp(`${number}_.*\\.csv$`).test(f));
+    const text = await (await fetch(`${base}/api/v1/reports/newcomers_monthly/runs/2024-06/${file}`, { headers: auth })).text();
+    return text.replace(/^\uFEFF/, "").trim().split("\n").map((l) => l.split(";"));
+  };
+  const [header, ...rows] = await reportTable("05");
   const col = (name) => header.indexOf(name);
   const table = page.locator("#dashboard-parts section", { hasText: "Personen nach Altersgruppe und Geschlecht" }).locator("table");
   const shown = await table.evaluate((t) => {
@@ -435,6 +468,24 @@ await check("a dashboard shows a report's table cell for cell as the report's ow
     } else assert.equal(number(shown[key]), number(expected), key);
   }
   assert.ok(suppressed > 0, "the table has suppressed cells to compare");
+  // Need beside seats: a series per measure, each bar titled with the report file's figure (or its symbol).
+  const [demandHeader, ...demand] = await reportTable("07");
+  const grouped = page.locator("#dashboard-parts section")
+    .filter({ has: page.getByRole("heading", { name: "Bedarf und Angebot nach Stadtteil", exact: true }) });
+  assert.equal(await grouped.locator("svg g.series").count(), 2, "need beside seats");
+  const bars = await grouped.locator("svg g.series rect title").allTextContents();
+  assert.equal(bars.length, 2 * demand.length, "a bar per district and measure");
+  for (const r of demand) {
+    for (const [measure, label] of [["need", "Bedarf: Personen unter B1 ohne Sprachkurs"], ["seats", "Plätze"]]) {
+      const expected = r[demandHeader.indexOf(measure)];
+      const prefix = `${r[demandHeader.indexOf("district_label")]}, ${label}: `;
+      const bar = bars.find((t) => t.startsWith(prefix));
+      assert.ok(bar, `${prefix} in ${bars}`);
+      const shownValue = bar.slice(prefix.length);
+      if (number(expected) === null) assert.equal(shownValue, expected, prefix);
+      else assert.equal(number(shownValue), number(expected), prefix);
+    }
+  }
   const map = page.locator("#dashboard-parts section", { hasText: "Karte: Personen nach Stadtteil" });
   assert.equal(await map.locator("svg path.area").count(), 18, "the dashboard's map draws every district");
   await page.emulateMedia({ media: "print" });

@@ -20,7 +20,8 @@ pub enum SectionKind {
         /// How many of the drilldowns are row levels; the others are column levels.
         rows: usize,
     },
-    /// A chart of its one measure (a line chart: and that measure's forecast).
+    /// A chart of its measures: bars or lines side by side (a line chart of one measure also with its forecast), a
+    /// stacked chart of one.
     Chart(ChartKind),
     /// A thematic map (choropleth) of its one measure over the drilldown's level, which has a `geometry`.
     Map,
@@ -29,9 +30,9 @@ pub enum SectionKind {
 /// A chart's form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChartKind {
-    /// Horizontal bars, one per member of the drilldown.
+    /// Horizontal bars, one per member of the drilldown (and measure: a group per member).
     Bars,
-    /// A line over the members of the (time) drilldown.
+    /// A line (per measure) over the members of the (time) drilldown.
     Line,
     /// Bars stacked by the second drilldown.
     Stacked,
@@ -99,6 +100,56 @@ impl Report {
     /// Its sections, in order.
     pub fn sections(&self) -> &[Section] {
         &self.sections
+    }
+}
+
+/// Why a chart or map cannot draw `measures`, if it cannot.
+fn undrawn(cube: &Cube, cubes: &BTreeMap<String, Cube>, kind: &SectionKind, measures: &[String]) -> Option<String> {
+    let forecast_of = |m: &str| match cube.measure(m).map(crate::Measure::kind) {
+        Ok(crate::MeasureKind::Forecast { of, .. }) => Some(of.as_str()),
+        _ => None,
+    };
+    match (kind, measures) {
+        (_, [_]) => None,
+        (SectionKind::Chart(ChartKind::Line), [m, f]) if forecast_of(f) == Some(m) => None,
+        (SectionKind::Map | SectionKind::Chart(ChartKind::Stacked), _) => Some(
+            "a map or stacked chart shows one measure: give the others sections of their own, or show them in a table"
+                .to_owned(),
+        ),
+        _ if measures.iter().any(|m| forecast_of(m).is_some()) => Some(
+            "a chart of several measures draws no forecast: a line chart shows one measure with its forecast"
+                .to_owned(),
+        ),
+        _ => {
+            let (proportions, amounts): (Vec<&String>, Vec<&String>) =
+                measures.iter().partition(|m| is_proportion(cube, cubes, m));
+            (!proportions.is_empty() && !amounts.is_empty()).then(|| {
+                format!(
+                    "a chart draws its measures on one axis: the ratios or shares {} do not go beside the amounts {}; \
+                     give them a chart of their own",
+                    names(&proportions),
+                    names(&amounts)
+                )
+            })
+        }
+    }
+}
+
+fn names(measures: &[&String]) -> String {
+    measures.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether a measure is a ratio, a share or a change in percent (rather than an amount of persons, hours, …).
+fn is_proportion(cube: &Cube, cubes: &BTreeMap<String, Cube>, measure: &str) -> bool {
+    use crate::MeasureKind as K;
+    match cube.measure(measure).map(crate::Measure::kind) {
+        Ok(K::Ratio { .. } | K::Share { .. }) => true,
+        Ok(K::TimeComparison { change: crate::Change::Percent, .. }) => true,
+        Ok(K::TimeComparison { of, .. } | K::Forecast { of, .. } | K::Difference { minuend: of, .. }) => {
+            is_proportion(cube, cubes, of)
+        }
+        Ok(K::From { cube: other, measure }) => cubes.get(other).is_some_and(|c| is_proportion(c, cubes, measure)),
+        _ => false,
     }
 }
 
@@ -257,24 +308,13 @@ fn lower_section(
             );
         }
     }
-    // A chart or map draws one measure (a line chart also its forecast): a second one would be left out unseen.
-    if matches!(kind, SectionKind::Chart(_) | SectionKind::Map) && sink.out.len() == before {
-        let forecast_of = |m: &str, of: &str| {
-            cube.measure(m).is_ok_and(|m| matches!(m.kind(), crate::MeasureKind::Forecast { of: o, .. } if o == of))
-        };
-        let drawn = match section.measures.as_slice() {
-            [_] => true,
-            [m, f] => kind == SectionKind::Chart(ChartKind::Line) && forecast_of(f, m),
-            _ => false,
-        };
-        if !drawn {
-            sink.at(
-                Some(span.clone()),
-                format!("{path}.measures"),
-                "a chart or map shows one measure (a line chart also its forecast): give the others sections of \
-                 their own, or show them in a table",
-            );
-        }
+    // Every measure of a chart or map is drawn: bars and lines side by side on one axis (so amounts and proportions
+    // do not mix), a line also with its forecast; a stacked chart or a map has room for one.
+    if matches!(kind, SectionKind::Chart(_) | SectionKind::Map)
+        && sink.out.len() == before
+        && let Some(problem) = undrawn(cube, cubes, &kind, &section.measures)
+    {
+        sink.at(Some(span.clone()), format!("{path}.measures"), problem);
     }
     match &kind {
         SectionKind::Chart(ChartKind::Stacked) if section.drilldowns.len() != 2 => {

@@ -53,7 +53,7 @@ pub enum Body {
         /// Number of row drilldowns.
         rows: usize,
     },
-    /// A chart of the table's first measure.
+    /// A chart of the table's measures (a line with a forecast: its observed measure and the forecast).
     Chart {
         /// The result.
         table: Table,
@@ -230,28 +230,54 @@ fn markdown_table(g: &Grid) -> String {
     out.join("\n")
 }
 
-/// The chart's points: category labels (and stack labels) with the first measure's value (`None` if suppressed);
-/// forecast rows are not among them (see [`forecast_points`]).
-fn points(table: &Table) -> Result<Vec<(String, String, Option<f64>)>> {
-    use crate::ColumnKind;
-    let shown = display_rows(table, None, false)?;
-    let col = |name: &str| shown.names.iter().position(|n| n == name);
-    let labels: Vec<usize> =
-        table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
-    let measure = table.columns.iter().find(|c| c.kind == ColumnKind::Measure).and_then(|c| col(&c.name));
-    let total = table.columns.iter().find(|c| c.kind == ColumnKind::Total).and_then(|c| col(&c.name));
-    let forecast = table.columns.iter().find(|c| c.kind == ColumnKind::Forecast).and_then(|c| col(&c.name));
-    Ok(shown
-        .rows
-        .iter()
-        .filter(|r| total.is_none_or(|t| r[t].as_deref() != Some("true")))
-        .filter(|r| forecast.is_none_or(|f| r[f].is_none()))
-        .map(|r| {
-            let text = |i: Option<&usize>| i.and_then(|&i| r[i].clone()).unwrap_or_default();
-            let value = measure.and_then(|m| r[m].as_deref()?.parse::<f64>().ok());
-            (text(labels.first()), text(labels.get(1)), value)
-        })
-        .collect())
+/// A chart's data: the headings of its measures, and per row its category label, its stack label (a second
+/// drilldown's member) and each measure's value (`None` if suppressed); forecast rows are not among them (see
+/// [`forecast_points`]).
+struct Points {
+    measures: Vec<String>,
+    rows: Vec<Point>,
+}
+
+/// One row of a chart: its category, its stack, and the measures' values.
+type Point = (String, String, Vec<Option<f64>>);
+
+impl Points {
+    fn of(table: &Table) -> Result<Points> {
+        use crate::ColumnKind;
+        let shown = display_rows(table, None, false)?;
+        let col = |name: &str| shown.names.iter().position(|n| n == name);
+        let labels: Vec<usize> =
+            table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
+        let forecast = table.columns.iter().find(|c| c.kind == ColumnKind::Forecast).and_then(|c| col(&c.name));
+        // A line's forecast measures (point and bounds) have values on forecast rows only: its one observed measure
+        // is the first.
+        let measures: Vec<(usize, &str)> = table
+            .columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Measure)
+            .filter_map(|c| Some((col(&c.name)?, c.heading.as_str())))
+            .take(if forecast.is_some() { 1 } else { usize::MAX })
+            .collect();
+        let total = table.columns.iter().find(|c| c.kind == ColumnKind::Total).and_then(|c| col(&c.name));
+        let rows = shown
+            .rows
+            .iter()
+            .filter(|r| total.is_none_or(|t| r[t].as_deref() != Some("true")))
+            .filter(|r| forecast.is_none_or(|f| r[f].is_none()))
+            .map(|r| {
+                let text = |i: Option<&usize>| i.and_then(|&i| r[i].clone()).unwrap_or_default();
+                let values = measures.iter().map(|&(m, _)| r[m].as_deref()?.parse::<f64>().ok()).collect();
+                (text(labels.first()), text(labels.get(1)), values)
+            })
+            .collect();
+        Ok(Points { measures: measures.iter().map(|&(_, h)| h.to_owned()).collect(), rows })
+    }
+
+    /// The smallest (at most 0) and the largest value drawn (at least 1): a chart's scale.
+    fn range(&self) -> (f64, f64) {
+        let values = || self.rows.iter().flat_map(|r| r.2.iter().flatten());
+        (values().fold(0.0_f64, |a, &b| a.min(b)), values().fold(1.0_f64, |a, &b| a.max(b)))
+    }
 }
 
 /// A forecast row of a chart: its label, the forecast and the bounds of its interval.
@@ -290,48 +316,70 @@ fn forecast_points(table: &Table) -> Result<Vec<Forecast>> {
 const COLOURS: [&str; 7] = ["#00589c", "#7fb2dc", "#f0a202", "#3b8f5a", "#a8324a", "#6c5b7b", "#99a3ad"];
 
 fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
-    let points = points(table)?;
-    let max = points.iter().filter_map(|p| p.2).fold(0.0_f64, f64::max).max(1.0);
+    let points = Points::of(table)?;
+    let (low, max) = points.range();
+    let svg_open = |w: f64, h: f64| {
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
+        )
+    };
+    let shown = |v: f64| german(&v.to_string(), &DataType::Float64).trim_end_matches(",00").to_owned();
     Ok(match chart {
         Chart::Bars => {
-            let (w, row) = (560.0, 20.0);
-            let h = row * points.len() as f64 + 10.0;
-            let mut out = format!(
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
-            );
-            for (i, (label, _, value)) in points.iter().enumerate() {
+            // One bar per measure, side by side in each member's row.
+            let n = points.measures.len().max(1);
+            let (w, bar) = (560.0, if n == 1 { 15.0 } else { 12.0 });
+            let row = bar * n as f64 + 5.0;
+            let (legend, legend_height) =
+                if n > 1 { chart_legend(&points.measures, 20.0, w - 10.0) } else { (String::new(), 0.0) };
+            let bars_end = row * points.rows.len() as f64 + 10.0;
+            let h = bars_end + legend_height;
+            let mut out = svg_open(w, h);
+            // A bar runs from zero to its value: to the left for a value below zero.
+            let x = |v: f64| 250.0 + (v - low) / (max - low) * 260.0;
+            for (i, (label, _, values)) in points.rows.iter().enumerate() {
                 let y = i as f64 * row + 5.0;
-                out += &format!("<text x=\"245\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(label));
-                match value {
-                    Some(v) => {
-                        let bw = v / max * 260.0;
-                        out += &format!(
-                            "<rect x=\"250\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{}\"/>",
-                            COLOURS[0]
-                        );
-                        out += &format!(
-                            "<text x=\"{:.1}\" y=\"{}\">{}</text>",
-                            255.0 + bw,
-                            y + 13.0,
-                            german(&v.to_string(), &DataType::Float64).trim_end_matches(",00")
-                        );
+                let middle = y + bar * n as f64 / 2.0 + 4.0;
+                out += &format!("<text x=\"245\" y=\"{middle}\" text-anchor=\"end\">{}</text>", escape(label));
+                for (m, value) in values.iter().enumerate() {
+                    let y = y + bar * m as f64;
+                    let base = y + bar - 2.0;
+                    let what = if n > 1 { format!("{}: ", points.measures[m]) } else { String::new() };
+                    match value {
+                        Some(v) => {
+                            let (from, to) = (x(0.0).min(x(*v)), x(0.0).max(x(*v)));
+                            out += &format!(
+                                "<rect x=\"{from:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\"><title>{}{}{}</title></rect>",
+                                to - from,
+                                bar - 1.0,
+                                COLOURS[m % COLOURS.len()],
+                                escape(label),
+                                if n > 1 { ", " } else { ": " },
+                                escape(&format!("{what}{}", shown(*v)))
+                            );
+                            out += &format!("<text x=\"{:.1}\" y=\"{base}\">{}</text>", to + 5.0, shown(*v));
+                        }
+                        None => {
+                            out += &format!("<text x=\"{:.1}\" y=\"{base}\">{}</text>", x(0.0) + 5.0, escape(symbol));
+                        }
                     }
-                    None => out += &format!("<text x=\"255\" y=\"{}\">{}</text>", y + 13.0, escape(symbol)),
                 }
             }
-            out + "</svg>"
+            out + &below(&legend, bars_end) + "</svg>"
         }
         Chart::Line => {
             let (w, h, left, top, bottom) = (560.0, 220.0, 50.0, 10.0, 190.0);
             let forecasts = forecast_points(table)?;
             let max = forecasts.iter().map(|f| f.3).fold(max, f64::max);
-            let all = points.len() + forecasts.len();
+            let low = forecasts.iter().map(|f| f.2).fold(low, f64::min);
+            let all = points.rows.len() + forecasts.len();
             let step = if all > 1 { (w - left - 10.0) / (all - 1) as f64 } else { 0.0 };
             // At most seven labels on the axis, evenly spaced: a month's label is wider than a month.
             let every = all.div_ceil(7).max(1);
-            let mut out = format!(
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
-            );
+            let n = points.measures.len();
+            let (legend, legend_height) =
+                if n > 1 { chart_legend(&points.measures, left, w - 10.0) } else { (String::new(), 0.0) };
+            let mut out = svg_open(w, h + legend_height);
             out += &format!(
                 "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"#99a3ad\"/>",
                 w - 10.0
@@ -342,42 +390,65 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
                 top + 10.0,
                 german(&format!("{max:.0}"), &DataType::Int64)
             );
-            let mut path = String::new();
-            let mut drawing = false;
-            for (i, (label, _, value)) in points.iter().enumerate() {
-                let x = left + step * i as f64;
-                if let Some(v) = value {
-                    let y = bottom - v / max * (bottom - top);
-                    path += &format!("{}{x:.1},{y:.1} ", if drawing { "L" } else { "M" });
-                    drawing = true;
-                    out += &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{}\"/>", COLOURS[0]);
-                } else {
-                    // A suppressed month breaks the line.
-                    drawing = false;
-                }
+            if low < 0.0 {
+                // Values below zero: the zero line, and the lowest value at the foot of the axis.
+                let zero = bottom - -low / (max - low) * (bottom - top);
+                out += &format!(
+                    "<line x1=\"{left}\" y1=\"{zero:.1}\" x2=\"{}\" y2=\"{zero:.1}\" stroke=\"#99a3ad\" stroke-dasharray=\"2 2\"/>",
+                    w - 10.0
+                );
+                out += &format!(
+                    "<text x=\"{}\" y=\"{bottom}\" text-anchor=\"end\">{}</text>",
+                    left - 5.0,
+                    german(&format!("{low:.0}"), &DataType::Int64)
+                );
+            }
+            for (i, (label, _, _)) in points.rows.iter().enumerate() {
                 if i.is_multiple_of(every) {
                     out += &format!(
-                        "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                        left + step * i as f64,
                         bottom + 16.0,
                         escape(label)
                     );
                 }
             }
-            out += &format!(
-                "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>",
-                path.trim_end(),
-                COLOURS[0]
-            );
-            if !forecasts.is_empty() {
-                out += &forecast_svg(&forecasts, &points, (left, step, top, bottom, max), every);
+            // One line per measure; a suppressed member breaks it.
+            for m in 0..n {
+                let colour = COLOURS[m % COLOURS.len()];
+                let mut path = String::new();
+                let mut drawing = false;
+                for (i, (label, _, values)) in points.rows.iter().enumerate() {
+                    let x = left + step * i as f64;
+                    let Some(v) = values[m] else {
+                        drawing = false;
+                        continue;
+                    };
+                    let y = bottom - (v - low) / (max - low) * (bottom - top);
+                    path += &format!("{}{x:.1},{y:.1} ", if drawing { "L" } else { "M" });
+                    drawing = true;
+                    let what = if n > 1 { format!(", {}", points.measures[m]) } else { String::new() };
+                    out += &format!(
+                        "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{colour}\"><title>{}: {}</title></circle>",
+                        escape(&format!("{label}{what}")),
+                        shown(v)
+                    );
+                }
+                out +=
+                    &format!("<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>", path.trim_end());
             }
-            out + "</svg>"
+            if !forecasts.is_empty() {
+                let observed: Vec<Option<f64>> = points.rows.iter().map(|r| r.2.first().copied().flatten()).collect();
+                out += &forecast_svg(&forecasts, &observed, (left, step, top, bottom, low, max), every);
+            }
+            out + &below(&legend, h) + "</svg>"
         }
         Chart::Stacked => {
             // Each bar with its stacks' values, in the order they come.
             let mut bars: Vec<(String, Vec<Stacked>)> = Vec::new();
             let mut stacks: Vec<String> = Vec::new();
-            for (bar, stack, value) in points {
+            for (bar, stack, values) in points.rows {
+                let value = values.first().copied().flatten();
                 if !stacks.contains(&stack) {
                     stacks.push(stack.clone());
                 }
@@ -388,10 +459,9 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             }
             let max = bars.iter().map(|(_, p)| p.iter().filter_map(|x| x.1).sum::<f64>()).fold(1.0_f64, f64::max);
             let (w, row) = (560.0, 20.0);
-            let h = row * bars.len() as f64 + 30.0;
-            let mut out = format!(
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
-            );
+            let (legend, legend_height) = chart_legend(&stacks, 250.0, w - 10.0);
+            let bars_end = row * bars.len() as f64 + 10.0;
+            let mut out = svg_open(w, bars_end + legend_height);
             for (i, (bar, parts)) in bars.iter().enumerate() {
                 let y = i as f64 * row + 5.0;
                 out += &format!("<text x=\"245\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(bar));
@@ -409,35 +479,53 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
                     }
                 }
             }
-            let y = bars.len() as f64 * row + 20.0;
-            for (i, stack) in stacks.iter().enumerate() {
-                let x = 250.0 + i as f64 * 90.0;
-                out += &format!(
-                    "<rect x=\"{x}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{}</text>",
-                    y - 9.0,
-                    COLOURS[i % COLOURS.len()],
-                    x + 14.0,
-                    escape(stack)
-                );
-            }
-            out + "</svg>"
+            out + &below(&legend, bars_end) + "</svg>"
         }
     })
 }
 
+/// `legend` moved down to `y`.
+fn below(legend: &str, y: f64) -> String {
+    if legend.is_empty() { String::new() } else { format!("<g transform=\"translate(0,{y})\">{legend}</g>") }
+}
+
+/// A chart's legend: a coloured square and the name of each series, from `x` to at most `right`, in as many lines as
+/// the names need. Returns it (drawn from y = 0) and its height.
+fn chart_legend(names: &[String], x: f64, right: f64) -> (String, f64) {
+    const LINE: f64 = 16.0;
+    let mut out = String::new();
+    let (mut at, mut y) = (x, 11.0);
+    for (i, name) in names.iter().enumerate() {
+        // About 6 px per character of 11 px text, and room to the next.
+        let width = 24.0 + 6.0 * name.chars().count() as f64;
+        if at > x && at + width > right {
+            (at, y) = (x, y + LINE);
+        }
+        out += &format!(
+            "<rect x=\"{at}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{}</text>",
+            y - 9.0,
+            COLOURS[i % COLOURS.len()],
+            at + 14.0,
+            escape(name)
+        );
+        at += width;
+    }
+    (out, y + 5.0)
+}
+
 /// The forecast of a line chart: its interval as a light band, the forecast as a dashed line continuing the last
 /// observed point, their labels on the axis (every `every`-th point's), and a legend line. `frame` is the chart's
-/// (left, step, top, bottom, max).
+/// (left, step, top, bottom, low, max).
 fn forecast_svg(
     forecasts: &[Forecast],
-    observed: &[(String, String, Option<f64>)],
-    frame: (f64, f64, f64, f64, f64),
+    observed: &[Option<f64>],
+    frame: (f64, f64, f64, f64, f64, f64),
     every: usize,
 ) -> String {
-    let (left, step, top, bottom, max) = frame;
-    let y = |v: f64| bottom - v / max * (bottom - top);
+    let (left, step, top, bottom, low, max) = frame;
+    let y = |v: f64| bottom - (v - low) / (max - low) * (bottom - top);
     let x = |i: usize| left + step * (observed.len() + i) as f64;
-    let start = observed.last().and_then(|p| p.2).map(|v| (left + step * (observed.len() - 1) as f64, y(v)));
+    let start = observed.last().copied().flatten().map(|v| (left + step * (observed.len() - 1) as f64, y(v)));
     let mut band: Vec<(f64, f64)> = start.into_iter().collect();
     band.extend(forecasts.iter().enumerate().map(|(i, f)| (x(i), y(f.3))));
     band.extend(forecasts.iter().enumerate().rev().map(|(i, f)| (x(i), y(f.2))));
@@ -535,6 +623,10 @@ pub fn live(doc: &Document, symbol: &str) -> Result<serde_json::Value> {
                 }
                 .into();
                 part["dataset"] = crate::json_stat::dataset(table)?;
+                // Several measures are drawn side by side, a series each (a line's forecast is no series of its own).
+                let measures = table.columns.iter().filter(|c| c.kind == crate::ColumnKind::Measure).count();
+                let forecast = table.columns.iter().any(|c| c.kind == crate::ColumnKind::Forecast);
+                part["by_measure"] = (measures > 1 && !forecast).into();
             }
             Body::Map { table, areas, breaks } => {
                 // Drawn as in the report files (the dashboard shows the same picture, and the table under it).
@@ -680,8 +772,8 @@ pub fn write_all(doc: &Document, templates: &Templates, symbol: &str, dir: &Path
     Ok(written)
 }
 
-/// An Excel chart next to a one-drilldown table: its labels as categories, its first measure as values (a
-/// suppressed cell holds its symbol, which Excel leaves out of the chart).
+/// An Excel chart next to a one-drilldown table: its labels as categories, a series per measure (a line with a
+/// forecast: its observed measure; a suppressed cell holds its symbol, which Excel leaves out of the chart).
 fn native_chart(
     workbook: &mut rust_xlsxwriter::Workbook,
     sheet: &str,
@@ -689,20 +781,34 @@ fn native_chart(
     chart: Chart,
     title: &str,
 ) -> Result<()> {
+    use crate::ColumnKind;
     use rust_xlsxwriter::{Chart as ExcelChart, ChartType};
     let shown: Vec<usize> = (0..table.columns.len()).filter(|&i| !table.is_status(i)).collect();
-    let at = |kind: &crate::ColumnKind| shown.iter().position(|&i| table.columns[i].kind == *kind).map(|p| p as u16);
-    let (Some(label), Some(measure)) = (at(&crate::ColumnKind::Label), at(&crate::ColumnKind::Measure)) else {
+    let at = |kind: &ColumnKind| shown.iter().position(|&i| table.columns[i].kind == *kind).map(|p| p as u16);
+    let forecast = table.columns.iter().any(|c| c.kind == ColumnKind::Forecast);
+    let measures: Vec<u16> = (0..shown.len() as u16)
+        .filter(|&p| table.columns[shown[p as usize]].kind == ColumnKind::Measure)
+        .take(if forecast { 1 } else { usize::MAX })
+        .collect();
+    let Some(label) = at(&ColumnKind::Label) else {
         return Ok(());
     };
     let rows = table.batches.iter().map(|b| b.num_rows()).sum::<usize>() as u32;
-    if rows == 0 {
+    if rows == 0 || measures.is_empty() {
         return Ok(());
     }
     let mut excel = ExcelChart::new(if chart == Chart::Bars { ChartType::Bar } else { ChartType::Line });
     excel.title().set_name(title);
-    excel.legend().set_hidden();
-    excel.add_series().set_categories((sheet, 1, label, rows, label)).set_values((sheet, 1, measure, rows, measure));
+    if measures.len() == 1 {
+        excel.legend().set_hidden();
+    }
+    for &m in &measures {
+        excel
+            .add_series()
+            .set_name((sheet, 0, m))
+            .set_categories((sheet, 1, label, rows, label))
+            .set_values((sheet, 1, m, rows, m));
+    }
     if chart == Chart::Bars {
         // Excel draws bar charts bottom up; the first member belongs on top.
         excel.y_axis().set_reverse();
@@ -735,3 +841,91 @@ fn legend(workbook: &mut rust_xlsxwriter::Workbook, doc: &Document) -> Result<()
 
 /// One stack of a bar and its value (none where the cell is suppressed).
 type Stacked = (String, Option<f64>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Column, ColumnKind};
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+
+    /// A table of districts (key and label) and two measures.
+    fn table(need: Vec<Option<i64>>, gap: Vec<Option<i64>>) -> Table {
+        let keys: Vec<String> = (1..=need.len()).map(|i| format!("{i:02}")).collect();
+        let labels: Vec<String> = keys.iter().map(|k| format!("Stadtteil {k}")).collect();
+        let fields = [("district", DataType::Utf8), ("district_label", DataType::Utf8)]
+            .into_iter()
+            .chain([("need", DataType::Int64), ("gap", DataType::Int64)])
+            .map(|(name, ty)| arrow::datatypes::Field::new(name, ty, true));
+        let schema = Arc::new(arrow::datatypes::Schema::new(fields.collect::<Vec<_>>()));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(keys)) as ArrayRef,
+                Arc::new(StringArray::from(labels)),
+                Arc::new(Int64Array::from(need)),
+                Arc::new(Int64Array::from(gap)),
+            ],
+        )
+        .unwrap();
+        let column = |name: &str, heading: &str, kind| Column { name: name.into(), heading: heading.into(), kind };
+        let columns = vec![
+            column("district", "Stadtteil", ColumnKind::Key { role: None }),
+            column("district_label", "Stadtteil", ColumnKind::Label),
+            column("need", "Bedarf", ColumnKind::Measure),
+            column("gap", "Plätze abzüglich Bedarf", ColumnKind::Measure),
+        ];
+        Table { title: "t".into(), schema, batches: vec![batch], columns, notes: Vec::new() }
+    }
+
+    /// Each bar's title with its left edge and width.
+    fn bars(svg: &str) -> Vec<(String, f64, f64)> {
+        let attr = |rect: &str, name: &str| -> f64 {
+            let at = rect.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            rect[at..at + rect[at..].find('"').unwrap()].parse().unwrap()
+        };
+        svg.split("<rect ")
+            .skip(1)
+            .filter(|r| r.contains("<title>"))
+            .map(|r| {
+                let title = &r[r.find("<title>").unwrap() + 7..r.find("</title>").unwrap()];
+                let rect = format!(" {}", &r[..r.find('>').unwrap()]);
+                (title.to_owned(), attr(&rect, "x"), attr(&rect, "width"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bars_of_two_measures_stand_side_by_side_from_zero_also_below_it() {
+        let svg =
+            svg(&table(vec![Some(40), Some(10), None], vec![Some(-20), Some(60), Some(5)]), Chart::Bars, ".").unwrap();
+        let drawn = bars(&svg);
+        let titles: Vec<&str> = drawn.iter().map(|b| b.0.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "Stadtteil 01, Bedarf: 40",
+                "Stadtteil 01, Plätze abzüglich Bedarf: -20",
+                "Stadtteil 02, Bedarf: 10",
+                "Stadtteil 02, Plätze abzüglich Bedarf: 60",
+                "Stadtteil 03, Plätze abzüglich Bedarf: 5",
+            ],
+            "a bar per district and measure; the suppressed need of district 03 has none"
+        );
+        // The scale runs from -20 to 60: zero at a quarter of the 260 px, each bar's length its value's share.
+        let zero = 250.0 + 260.0 / 4.0;
+        for ((title, x, width), value) in drawn.iter().zip([40.0, -20.0, 10.0, 60.0, 5.0]) {
+            let length = value / 80.0 * 260.0_f64;
+            assert!((width - length.abs()).abs() < 0.1, "{title}: {width} for {value}");
+            let left = if value < 0.0 { zero + length } else { zero };
+            assert!((x - left).abs() < 0.1, "{title}: starts at {x}, not {left}");
+        }
+        let at_zero = format!("<text x=\"{:.1}\" y=", zero + 5.0);
+        let texts: Vec<&str> =
+            svg.split(&at_zero).skip(1).map(|t| &t[t.find('>').unwrap() + 1..t.find('<').unwrap()]).collect();
+        assert_eq!(texts, ["-20", "."], "right of zero: the value of a bar below it, and the symbol of a hidden one");
+        for name in ["Bedarf", "Plätze abzüglich Bedarf"] {
+            assert!(svg.contains(&format!(">{name}</text>")), "the legend names {name}");
+        }
+    }
+}

@@ -643,8 +643,9 @@ function drawLegend(ds, symbols) {
 
 // ---- charts and maps (d3) ----
 
-/** The first measure of the answer as series: one per column member (or one), each over the row members. Without
- *  `axes`, the explorer's question says which dimensions are rows and columns; a report's dataset has its rows first. */
+/** The answer as series over the row members: one per column member (or one) of the measure chosen by `shown` (else
+ *  the first), or with `shown` "*" and no column dimension one per measure. Without `axes`, the explorer's question
+ *  says which dimensions are rows and columns; a report's dataset has its rows first. */
 function seriesOf(ds, axes, shown) {
   const q = app.question;
   const { dims, at } = dataset(ds);
@@ -652,26 +653,30 @@ function seriesOf(ds, axes, shown) {
   const { rows: hasRows, cols: hasCols } = axes || { rows: Boolean(q.rows), cols: Boolean(q.cols) };
   const rowDim = hasRows ? dims[0] : null;
   const colDim = hasCols ? dims[hasRows ? 1 : 0] : null;
-  // The measure a chart or map shows: the one chosen, else the first.
+  const everyMeasure = shown === "*" && !colDim && measureDim.keys.length > 1;
   const measure = measureDim.keys.includes(shown) ? shown : measureDim.keys[0];
   const rows = (rowDim ? rowDim.keys : [null]).filter((k) => k !== "_T");
-  const series = (colDim ? colDim.keys : [null]).filter((k) => k !== "_T").map((ck) => ({
-    key: ck,
-    label: colDim ? colDim.labels[ck] : measureDim.labels[measure],
-    points: rows.map((rk) => {
-      const coords = [];
-      if (rowDim) coords.push(rk);
-      if (colDim) coords.push(ck);
-      coords.push(measure);
-      const cell = at(coords);
-      const point = { key: rk, label: rowDim ? rowDim.labels[rk] : "Insgesamt", value: cell.value, status: cell.status };
-      if (cell.status !== "…") return point;
-      // A forecast row ("…": not observed yet): the row's first forecast value ("P") stands in, marked.
-      const forecast = measureDim.keys.map((m) => at([...coords.slice(0, -1), m])).find((c) => c.status === "P");
-      return forecast ? { ...point, value: forecast.value, status: "P", forecast: true } : point;
-    }),
-  }));
-  return { measure: measureDim.labels[measure], rowDim, colDim, series };
+  const pointAt = (rk, ck, m) => {
+    const coords = [];
+    if (rowDim) coords.push(rk);
+    if (colDim) coords.push(ck);
+    coords.push(m);
+    const cell = at(coords);
+    const point = { key: rk, label: rowDim ? rowDim.labels[rk] : "Insgesamt", value: cell.value, status: cell.status };
+    if (cell.status !== "…") return point;
+    // A forecast row ("…": not observed yet): the row's first forecast value ("P") stands in, marked.
+    const forecast = measureDim.keys.map((k) => at([...coords.slice(0, -1), k])).find((c) => c.status === "P");
+    return forecast ? { ...point, value: forecast.value, status: "P", forecast: true } : point;
+  };
+  const series = everyMeasure
+    ? measureDim.keys.map((m) => ({ key: m, label: measureDim.labels[m], points: rows.map((rk) => pointAt(rk, null, m)) }))
+    : (colDim ? colDim.keys : [null]).filter((k) => k !== "_T").map((ck) => ({
+      key: ck,
+      label: colDim ? colDim.labels[ck] : measureDim.labels[measure],
+      points: rows.map((rk) => pointAt(rk, ck, measure)),
+    }));
+  const label = everyMeasure ? measureDim.keys.map((m) => measureDim.labels[m]).join(", ") : measureDim.labels[measure];
+  return { measure: label, rowDim, colDim, series };
 }
 
 const svgNS = "http://www.w3.org/2000/svg";
@@ -682,13 +687,27 @@ function svgElement(width, height, label) {
   return svg;
 }
 
-function seriesLegend(svg, series, colour, x) {
-  if (series.length < 2) return;
-  const legend = svg.append("g").attr("transform", `translate(${x},10)`);
+/** Where the legend's entries go: in lines under the chart, from `left` to at most `right`; and its height. */
+function legendLayout(series, left, right) {
+  if (series.length < 2) return { at: [], height: 0 };
+  const at = [];
+  let [x, y] = [left, 0];
+  for (const s of series) {
+    // About 7 px per character of 12 px text, the square and room to the next.
+    const width = 30 + 7 * String(s.label).length;
+    if (x > left && x + width > right) [x, y] = [left, y + 18];
+    at.push({ x, y });
+    x += width;
+  }
+  return { at, height: y + 24 };
+}
+
+function seriesLegend(svg, series, colour, layout, top) {
+  const legend = svg.append("g").attr("class", "legend").attr("transform", `translate(0,${top})`);
   series.forEach((s, i) => {
-    const item = legend.append("g").attr("transform", `translate(0,${i * 16})`);
+    const item = legend.append("g").attr("transform", `translate(${layout.at[i].x},${layout.at[i].y})`);
     item.append("rect").attr("width", 10).attr("height", 10).attr("fill", colour(s.key));
-    item.append("text").attr("x", 14).attr("y", 9).text(s.label);
+    item.append("text").attr("x", 14).attr("y", 9).attr("font-size", 12).text(s.label);
   });
 }
 
@@ -696,16 +715,22 @@ function seriesLegend(svg, series, colour, x) {
 function drawBars(data, stacked = false) {
   const rows = data.series[0].points.map((p) => p.label);
   const per = stacked ? 1 : data.series.length;
-  const height = Math.max(120, rows.length * Math.max(16, per * 10) + 50);
   const width = 760;
-  const margin = { top: 10, right: data.series.length > 1 ? 190 : 20, bottom: 30, left: 170 };
+  // Room on the left for the longest member's name (about 6 px per character of the axis' 10 px text).
+  const left = Math.min(320, 20 + 6 * d3.max(rows, (r) => String(r).length));
+  const legend = legendLayout(data.series, left, width - 20);
+  const plot = Math.max(120, rows.length * Math.max(16, per * 10) + 50);
+  const height = plot + legend.height;
+  const margin = { top: 10, right: 20, bottom: 30 + legend.height, left };
   const value = (p) => (p.value === null || p.value === undefined ? 0 : p.value);
   // Where each bar starts: after the series before it in a stack, else at 0.
   const starts = data.series.map((_, i) =>
     data.series[0].points.map((_, r) => (stacked ? d3.sum(data.series.slice(0, i), (s) => value(s.points[r])) : 0)),
   );
   const ends = data.series.flatMap((s, i) => s.points.map((p, r) => starts[i][r] + value(p)));
-  const x = d3.scaleLinear().domain([0, d3.max(ends) || 1]).nice().range([margin.left, width - margin.right]);
+  // A bar runs from its start to its end: to the left for a value below zero.
+  const x = d3.scaleLinear().domain([Math.min(0, d3.min(ends)), d3.max(ends) || 1]).nice()
+    .range([margin.left, width - margin.right]);
   const y = d3.scaleBand().domain(rows).range([margin.top, height - margin.bottom]).padding(0.15);
   const inner = d3.scaleBand().domain(stacked ? ["all"] : data.series.map((s) => s.key)).range([0, y.bandwidth()]).padding(0.05);
   const colour = d3.scaleOrdinal(data.series.map((s) => s.key), d3.schemeTableau10);
@@ -715,20 +740,23 @@ function drawBars(data, stacked = false) {
   svg.append("g").attr("transform", `translate(${margin.left},0)`).call(d3.axisLeft(y));
   data.series.forEach((s, i) => {
     svg.append("g").attr("fill", colour(s.key)).attr("class", "series").selectAll("rect").data(s.points).join("rect")
-      .attr("x", (_, r) => x(starts[i][r])).attr("y", (p) => y(p.label) + inner(stacked ? "all" : s.key))
-      .attr("width", (p) => x(value(p)) - x(0))
+      .attr("x", (p, r) => Math.min(x(starts[i][r]), x(starts[i][r] + value(p))))
+      .attr("y", (p) => y(p.label) + inner(stacked ? "all" : s.key))
+      .attr("width", (p) => Math.abs(x(value(p)) - x(0)))
       .attr("height", inner.bandwidth())
       .append("title").text((p) => `${p.label}${s.key ? ", " + s.label : ""}: ${formatted(p)}`);
   });
-  seriesLegend(svg, data.series, colour, width - margin.right + 10);
+  if (legend.height) seriesLegend(svg, data.series, colour, legend, plot + 4);
   return svg.node();
 }
 
 function drawLines(data) {
   const rows = data.series[0].points.map((p) => p.label);
   const width = 760;
-  const height = 340;
-  const margin = { top: 10, right: data.series.length > 1 ? 190 : 20, bottom: 60, left: 60 };
+  const legend = legendLayout(data.series, 60, width - 20);
+  const plot = 340;
+  const height = plot + legend.height;
+  const margin = { top: 10, right: 20, bottom: 60 + legend.height, left: 60 };
   const values = data.series.flatMap((s) => s.points.map((p) => p.value)).filter((v) => v !== null && v !== undefined);
   const x = d3.scalePoint().domain(rows).range([margin.left, width - margin.right]).padding(0.3);
   const y = d3.scaleLinear().domain([Math.min(0, d3.min(values) ?? 0), d3.max(values) || 1]).nice()
@@ -760,7 +788,7 @@ function drawLines(data) {
       .attr("cx", (p) => x(p.label)).attr("cy", (p) => y(p.value)).attr("r", 2.5)
       .append("title").text((p) => `${p.label}${s.key ? ", " + s.label : ""}: ${formatted(p)}`);
   }
-  seriesLegend(svg, data.series, colour, width - margin.right + 10);
+  if (legend.height) seriesLegend(svg, data.series, colour, legend, plot + 4);
   return svg.node();
 }
 
@@ -875,15 +903,19 @@ async function drawFigure() {
   // With several measures, which one the chart or map shows (the table shows them all).
   const measures = app.answer ? dataset(app.answer).dims.at(-1) : null;
   $("shown-line").hidden = view === "table" || !measures || measures.keys.length < 2;
+  // Bars and lines without a column dimension can show every measure side by side.
+  const sideBySide = (view === "bars" || view === "lines") && !q.cols;
+  const shownHere = q.shown === "*" && !sideBySide ? "" : q.shown;
   if (measures) {
-    $("shown").replaceChildren(...measures.keys.map((k) => option(k, measures.labels[k] || k)));
-    $("shown").value = measures.keys.includes(q.shown) ? q.shown : measures.keys[0];
+    const every = sideBySide ? [option("*", "alle nebeneinander")] : [];
+    $("shown").replaceChildren(...measures.keys.map((k) => option(k, measures.labels[k] || k)), ...every);
+    $("shown").value = measures.keys.includes(shownHere) || (shownHere === "*") ? shownHere : measures.keys[0];
   }
   if (view === "table" || !app.answer) {
     figure.hidden = true;
     return;
   }
-  const data = seriesOf(app.answer, undefined, q.shown);
+  const data = seriesOf(app.answer, undefined, shownHere);
   let node;
   let note = "";
   try {
@@ -981,7 +1013,7 @@ function drawPart(part) {
       const drawn = new DOMParser().parseFromString(part.svg, "image/svg+xml").documentElement;
       section.append(document.importNode(drawn, true));
     } else if (part.kind !== "table") {
-      const data = seriesOf(part.dataset, axes);
+      const data = seriesOf(part.dataset, axes, part.by_measure ? "*" : undefined);
       section.append(part.kind === "line" ? drawLines(data) : drawBars(data, part.kind === "stacked"));
     }
     section.append(reportTable(part.dataset, axes, part.title));

@@ -8,30 +8,6 @@ use arrow::json::{WriterBuilder, writer::JsonArray};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use std::io::Write;
 
-/// Every cell of `batches` as optional text, row by row.
-pub(crate) fn cells(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>> {
-    let options = FormatOptions::default().with_display_error(true);
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .zip(&formatters)
-                    .map(|(c, f)| (!c.is_null(row)).then(|| f.value(row).to_string()))
-                    .collect(),
-            );
-        }
-    }
-    Ok(rows)
-}
-
 /// A table as text for people: status columns are folded into their measures (a suppressed cell shows its symbol),
 /// decimals optionally rounded and written with a decimal comma.
 #[derive(Debug, Clone)]
@@ -44,53 +20,123 @@ pub struct DisplayRows {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
+/// How the text formats show a table's columns: status columns are folded into their measures.
+struct Shown {
+    /// The columns shown, in order.
+    keep: Vec<usize>,
+    /// Per column of the table, its status column.
+    status: Vec<Option<usize>>,
+    /// Per column shown, whether it holds decimals.
+    decimal: Vec<bool>,
+}
+
+impl Shown {
+    fn of(table: &Table) -> Shown {
+        let keep: Vec<usize> = (0..table.schema.fields().len())
+            .filter(|&i| table.columns.get(i).is_none_or(|_| !table.is_status(i)))
+            .collect();
+        let decimal = keep
+            .iter()
+            .map(|&i| {
+                matches!(
+                    table.schema.field(i).data_type(),
+                    DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..)
+                )
+            })
+            .collect();
+        Shown { keep, status: table.status_columns(), decimal }
+    }
+
+    /// The text of shown column `at` in `row` of `batch` (whose columns `formatters` format) into `text`: its
+    /// status symbol, else its value (`decimals` rounds decimals, `decimal_comma` writes them with a comma).
+    /// False where the cell has neither.
+    #[allow(clippy::too_many_arguments)]
+    fn cell(
+        &self,
+        batch: &RecordBatch,
+        formatters: &[ArrayFormatter],
+        row: usize,
+        at: usize,
+        decimals: Option<usize>,
+        decimal_comma: bool,
+        text: &mut String,
+    ) -> Result<bool> {
+        use std::fmt::Write as _;
+        text.clear();
+        let i = self.keep[at];
+        // With `with_display_error`, a value that cannot be formatted shows the error as its text.
+        let write = |text: &mut String, column: usize| {
+            write!(text, "{}", formatters[column].value(row))
+                .map_err(|_| arrow::error::ArrowError::ComputeError(format!("cannot format row {row}")))
+        };
+        if let Some(s) = self.status.get(i).copied().flatten().filter(|&s| !batch.column(s).is_null(row)) {
+            write(text, s)?;
+            return Ok(true);
+        }
+        if batch.column(i).is_null(row) {
+            return Ok(false);
+        }
+        write(text, i)?;
+        if self.decimal[at] {
+            if let (Some(places), Ok(v)) = (decimals, text.parse::<f64>()) {
+                *text = format!("{v:.places$}");
+            }
+            if decimal_comma && text.contains('.') {
+                *text = text.replace('.', ",");
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The formatters of a batch's columns.
+fn formatters(batch: &RecordBatch) -> Result<Vec<ArrayFormatter<'_>>> {
+    let options = FormatOptions::default().with_display_error(true);
+    Ok(batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>()?)
+}
+
 /// The table's cells as text: status symbols replace suppressed and zero values, `decimals` rounds decimal
 /// columns, `decimal_comma` writes them with a comma.
 pub fn display_rows(table: &Table, decimals: Option<usize>, decimal_comma: bool) -> Result<DisplayRows> {
-    let status = table.status_columns();
-    let keep: Vec<usize> = (0..table.schema.fields().len())
-        .filter(|&i| table.columns.get(i).is_none_or(|_| !table.is_status(i)))
-        .collect();
-    let types: Vec<DataType> = keep.iter().map(|&i| table.schema.field(i).data_type().clone()).collect();
-    let decimal = |ty: &DataType| {
-        matches!(ty, DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..))
-    };
+    let shown = Shown::of(table);
     let mut rows = Vec::new();
-    for row in cells(&table.batches)? {
-        rows.push(
-            keep.iter()
-                .zip(&types)
-                .map(|(&i, ty)| {
-                    if let Some(symbol) = status.get(i).copied().flatten().and_then(|s| row[s].clone()) {
-                        return Some(symbol);
-                    }
-                    let text = row[i].clone()?;
-                    if !decimal(ty) {
-                        return Some(text);
-                    }
-                    let text = match (decimals, text.parse::<f64>()) {
-                        (Some(places), Ok(v)) => format!("{v:.places$}"),
-                        _ => text,
-                    };
-                    Some(if decimal_comma { text.replace('.', ",") } else { text })
-                })
-                .collect(),
-        );
+    let mut text = String::new();
+    for batch in &table.batches {
+        let formatters = formatters(batch)?;
+        for row in 0..batch.num_rows() {
+            let cells = (0..shown.keep.len()).map(|at| {
+                Ok(shown.cell(batch, &formatters, row, at, decimals, decimal_comma, &mut text)?.then(|| text.clone()))
+            });
+            rows.push(cells.collect::<Result<_>>()?);
+        }
     }
-    Ok(DisplayRows { names: keep.iter().map(|&i| table.schema.field(i).name().clone()).collect(), types, rows })
+    Ok(DisplayRows {
+        names: shown.keep.iter().map(|&i| table.schema.field(i).name().clone()).collect(),
+        types: shown.keep.iter().map(|&i| table.schema.field(i).data_type().clone()).collect(),
+        rows,
+    })
 }
 
 /// CSV with a header line of column names; `german` uses a decimal comma in decimal columns and starts with a
-/// byte-order mark, so Excel opens it as UTF-8. Suppressed cells show their symbol.
+/// byte-order mark, so Excel opens it as UTF-8. Suppressed cells show their symbol. Written cell by cell, without
+/// holding the cells' text.
 pub(crate) fn csv(table: &Table, delimiter: u8, german: bool, out: &mut dyn Write) -> Result<()> {
     if german {
         out.write_all("\u{feff}".as_bytes())?;
     }
-    let shown = display_rows(table, None, german)?;
+    let shown = Shown::of(table);
     let mut w = csv::WriterBuilder::new().delimiter(delimiter).from_writer(out);
-    w.write_record(&shown.names)?;
-    for row in &shown.rows {
-        w.write_record(row.iter().map(|c| c.as_deref().unwrap_or("")))?;
+    w.write_record(shown.keep.iter().map(|&i| table.schema.field(i).name()))?;
+    let mut text = String::new();
+    for batch in &table.batches {
+        let formatters = formatters(batch)?;
+        for row in 0..batch.num_rows() {
+            for at in 0..shown.keep.len() {
+                let some = shown.cell(batch, &formatters, row, at, None, german, &mut text)?;
+                w.write_field(if some { text.as_str() } else { "" })?;
+            }
+            w.write_record(None::<&[u8]>)?;
+        }
     }
     w.flush()?;
     Ok(())

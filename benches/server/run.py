@@ -30,6 +30,8 @@ from workload import bench_user, ingest, prepare, serve, url_of  # noqa: E402
 from compare import KUBUS, write_section  # noqa: E402
 
 CLIENTS = 32
+# Offered loads (queries per second over the 32 clients) at which the latency of computed answers is measured.
+RATES = [1000, 1500, 2000, 2500]
 
 
 def memory_kb(pid, field):
@@ -40,10 +42,14 @@ def memory_kb(pid, field):
     raise RuntimeError(f"no {field} for {pid}")
 
 
-def oha(binary, token, seconds, urls_file=None, url=None, clients=CLIENTS):
-    """One load run (requests in flight at the end are waited for, not counted as errors); oha's JSON summary."""
+def oha(binary, token, seconds, urls_file=None, url=None, clients=CLIENTS, rate=None):
+    """One load run (requests in flight at the end are waited for, not counted as errors); oha's JSON summary. With
+    a `rate`, the clients send that many queries per second in all, and a request's latency counts from when it was
+    due, not from when a busy client got to send it (oha's correction for coordinated omission)."""
     args = [binary, "-c", str(clients), "-z", f"{seconds}s", "--wait-ongoing-requests-after-deadline", "--no-tui",
             "--output-format", "json", "-H", f"Authorization: Bearer {token}"]
+    if rate:
+        args += ["-q", str(rate), "--latency-correction"]
     args += ["--urls-from-file", urls_file] if urls_file else [url]
     p = subprocess.run(args, capture_output=True, text=True)
     if p.returncode != 0:
@@ -123,6 +129,10 @@ def main():
         open(urls_file, "w").write("\n".join(urls.values()) + "\n")
         rss_start = memory_kb(server.pid, "VmRSS")
         computed = measure(a, token, urls, urls_file)
+        offered = {}
+        for rate in RATES:
+            offered[rate] = summary(oha(a.oha, token, a.seconds // 2, urls_file=urls_file, rate=rate))
+            print(f"{rate} queries/s offered", offered[rate], flush=True)
         peak = memory_kb(server.pid, "VmHWM")
 
         rss_before = memory_kb(server.pid, "VmRSS")
@@ -162,6 +172,14 @@ def main():
         "throughput.",
         "",
         *table(a, reads, *computed),
+        "",
+        f"The same mixed load offered at a steady rate ({CLIENTS} clients sending that many queries per second in "
+        f"all, {a.seconds // 2} s each; a request's latency counts from when it was due, so a queue shows): the "
+        "latency a user sees while the server is busy but not saturated.",
+        "",
+        "| offered queries/s | answered queries/s | p50 ms | p99 ms | answers |",
+        "|---|---|---|---|---|",
+        *[f"| {rate:,} | {o['qps']:,.0f} | {o['p50']:.2f} | {o['p99']:.2f} | {o['codes']} |" for rate, o in offered.items()],
         "",
         f"Server RSS: {rss_start / 1024:,.0f} MB after start-up and one answer per question, peak "
         f"{peak / 1024:,.0f} MB under load. Soak of {a.soak} s under the mixed load ({soak['qps']:,.0f} queries/s, "

@@ -136,18 +136,32 @@ pub struct Dimension {
     members: Vec<Vec<Member>>,
     /// For each level of a further hierarchy: the index of the parent of each member of the finest level.
     hierarchy_parents: Vec<Vec<usize>>,
-    index: Vec<LevelIndex>,
+    /// Per level, its members by normalised key, label and alias: made at the first lookup in the level, since a
+    /// run of the CLI looks up members of few levels (the time dimension alone has some 8,000 names to fold).
+    index: Vec<std::sync::OnceLock<LevelIndex>>,
 }
 
 /// Normal form for matching names: lower case, separators (`-`, `_`, `/`, `.`, `,`) and runs of white space
 /// folded into one space.
 pub fn normalise(text: &str) -> String {
-    let mapped: String = text
-        .chars()
-        .map(|c| if matches!(c, '-' | '_' | '/' | '.' | ',') { ' ' } else { c })
-        .flat_map(char::to_lowercase)
-        .collect();
-    mapped.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(text.len());
+    // A space is written only before the next word, so runs fold into one and none leads or trails.
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() || matches!(c, '-' | '_' | '/' | '.' | ',') {
+            space = !out.is_empty();
+            continue;
+        }
+        if std::mem::take(&mut space) {
+            out.push(' ');
+        }
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
 }
 
 impl Dimension {
@@ -296,7 +310,7 @@ impl Dimension {
         let exact = value.trim();
         for table in [0, 1, 2] {
             for &l in levels {
-                let idx = &self.index[l];
+                let idx = self.index_of(l);
                 let exactly: Vec<usize>;
                 let hits: &[usize] = if symbols {
                     exactly = (self.members[l].iter().enumerate())
@@ -356,30 +370,27 @@ impl Dimension {
         })
     }
 
-    fn build_index(&mut self) {
-        self.index = self
-            .members
-            .iter()
-            .map(|members| {
-                let mut idx = LevelIndex::default();
-                for (i, m) in members.iter().enumerate() {
-                    idx.keys.insert(normalise(&m.key), i);
-                    for label in std::iter::once(&m.label).chain(m.label_en.iter()) {
-                        let entry = idx.labels.entry(normalise(label)).or_default();
-                        if !entry.contains(&i) {
-                            entry.push(i);
-                        }
-                    }
-                    for alias in &m.aliases {
-                        let entry = idx.aliases.entry(normalise(alias)).or_default();
-                        if !entry.contains(&i) {
-                            entry.push(i);
-                        }
+    /// The index of level `l`'s members, made at its first use.
+    fn index_of(&self, l: usize) -> &LevelIndex {
+        self.index[l].get_or_init(|| {
+            let mut idx = LevelIndex::default();
+            for (i, m) in self.members[l].iter().enumerate() {
+                idx.keys.insert(normalise(&m.key), i);
+                for label in std::iter::once(&m.label).chain(m.label_en.iter()) {
+                    let entry = idx.labels.entry(normalise(label)).or_default();
+                    if !entry.contains(&i) {
+                        entry.push(i);
                     }
                 }
-                idx
-            })
-            .collect();
+                for alias in &m.aliases {
+                    let entry = idx.aliases.entry(normalise(alias)).or_default();
+                    if !entry.contains(&i) {
+                        entry.push(i);
+                    }
+                }
+            }
+            idx
+        })
     }
 }
 
@@ -600,7 +611,8 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
         DimensionKind::Enumerated => lower_members(&raw, &level_names, sink),
     };
     let hierarchy_parents = lower_hierarchies(&raw, kind, &mut levels, &mut members, sink);
-    let mut dim = Dimension {
+    let index = members.iter().map(|_| std::sync::OnceLock::new()).collect();
+    let dim = Dimension {
         name,
         label: raw.label,
         label_en: raw.label_en,
@@ -612,9 +624,8 @@ pub(crate) fn lower(raw: RawDimension, sink: &mut Sink<'_>) -> Option<Dimension>
         levels,
         members,
         hierarchy_parents,
-        index: Vec::new(),
+        index,
     };
-    dim.build_index();
     (sink.out.len() == before).then_some(dim)
 }
 
@@ -835,6 +846,27 @@ mod tests {
         assert_eq!(normalise("  Innenstadt-Ost "), "innenstadt ost");
         assert_eq!(normalise("KL_West/Kotten"), "kl west kotten");
         assert_eq!(normalise("Lämmchesberg"), "lämmchesberg");
+        assert_eq!(normalise(" - / "), "", "separators alone fold to nothing");
+        // The same as folding, lowering and splitting at white space one after the other, on every kind of text.
+        let stepwise = |text: &str| {
+            let mapped: String = text
+                .chars()
+                .map(|c| if matches!(c, '-' | '_' | '/' | '.' | ',') { ' ' } else { c })
+                .flat_map(char::to_lowercase)
+                .collect();
+            mapped.split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        let pieces = ["A", "ß", "İ", "Ö", "x", "7", " ", "\t", "\u{a0}", "\u{3000}", "-", "_", "/", ".", ",", "ǅ", "Σ"];
+        let mut state = 7u64;
+        for _ in 0..5000 {
+            let text: String = (0..(state % 9))
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    pieces[(state >> 33) as usize % pieces.len()]
+                })
+                .collect();
+            assert_eq!(normalise(&text), stepwise(&text), "{text:?}");
+        }
     }
 
     #[test]

@@ -380,28 +380,23 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             let (legend, legend_height) =
                 if n > 1 { chart_legend(&points.measures, left, w - 10.0) } else { (String::new(), 0.0) };
             let mut out = svg_open(w, h + legend_height);
-            out += &format!(
-                "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"#99a3ad\"/>",
-                w - 10.0
-            );
-            out += &format!(
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-                left - 5.0,
-                top + 10.0,
-                german(&format!("{max:.0}"), &DataType::Int64)
-            );
+            // A line across the chart at `y`, and a value at the axis' foot of `y_text`.
+            let across = |y: f64, dash: &str| {
+                format!(
+                    "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#99a3ad\"{dash}/>",
+                    w - 10.0
+                )
+            };
+            let at_axis = |y: f64, value: f64| {
+                let value = german(&format!("{value:.0}"), &DataType::Int64);
+                format!("<text x=\"{}\" y=\"{y}\" text-anchor=\"end\">{value}</text>", left - 5.0)
+            };
+            out += &across(bottom, "");
+            out += &at_axis(top + 10.0, max);
             if low < 0.0 {
                 // Values below zero: the zero line, and the lowest value at the foot of the axis.
-                let zero = bottom - -low / (max - low) * (bottom - top);
-                out += &format!(
-                    "<line x1=\"{left}\" y1=\"{zero:.1}\" x2=\"{}\" y2=\"{zero:.1}\" stroke=\"#99a3ad\" stroke-dasharray=\"2 2\"/>",
-                    w - 10.0
-                );
-                out += &format!(
-                    "<text x=\"{}\" y=\"{bottom}\" text-anchor=\"end\">{}</text>",
-                    left - 5.0,
-                    german(&format!("{low:.0}"), &DataType::Int64)
-                );
+                out += &across(bottom - -low / (max - low) * (bottom - top), " stroke-dasharray=\"2 2\"");
+                out += &at_axis(bottom, low);
             }
             for (i, (label, _, _)) in points.rows.iter().enumerate() {
                 if i.is_multiple_of(every) {

@@ -249,14 +249,9 @@ impl Points {
         let labels: Vec<usize> =
             table.columns.iter().filter(|c| c.kind == ColumnKind::Label).filter_map(|c| col(&c.name)).collect();
         let forecast = table.columns.iter().find(|c| c.kind == ColumnKind::Forecast).and_then(|c| col(&c.name));
-        // A line's forecast measures (point and bounds) have values on forecast rows only: its one observed measure
-        // is the first.
-        let measures: Vec<(usize, &str)> = table
-            .columns
-            .iter()
-            .filter(|c| c.kind == ColumnKind::Measure)
-            .filter_map(|c| Some((col(&c.name)?, c.heading.as_str())))
-            .take(if forecast.is_some() { 1 } else { usize::MAX })
+        let measures: Vec<(usize, &str)> = charted(table)
+            .into_iter()
+            .filter_map(|i| Some((col(&table.columns[i].name)?, table.columns[i].heading.as_str())))
             .collect();
         let total = table.columns.iter().find(|c| c.kind == ColumnKind::Total).and_then(|c| col(&c.name));
         let rows = shown
@@ -278,6 +273,15 @@ impl Points {
         let values = || self.rows.iter().flat_map(|r| r.2.iter().flatten());
         (values().fold(0.0_f64, |a, &b| a.min(b)), values().fold(1.0_f64, |a, &b| a.max(b)))
     }
+}
+
+/// The columns of the measures a chart draws as series of their own: every measure, but of a line with a forecast
+/// only its observed one (the forecast's point and bounds have values on the forecast rows only, drawn apart).
+fn charted(table: &Table) -> Vec<usize> {
+    use crate::ColumnKind;
+    let forecast = table.columns.iter().any(|c| c.kind == ColumnKind::Forecast);
+    let measures = (0..table.columns.len()).filter(|&i| table.columns[i].kind == ColumnKind::Measure);
+    measures.take(if forecast { 1 } else { usize::MAX }).collect()
 }
 
 /// A forecast row of a chart: its label, the forecast and the bounds of its interval.
@@ -618,10 +622,8 @@ pub fn live(doc: &Document, symbol: &str) -> Result<serde_json::Value> {
                 }
                 .into();
                 part["dataset"] = crate::json_stat::dataset(table)?;
-                // Several measures are drawn side by side, a series each (a line's forecast is no series of its own).
-                let measures = table.columns.iter().filter(|c| c.kind == crate::ColumnKind::Measure).count();
-                let forecast = table.columns.iter().any(|c| c.kind == crate::ColumnKind::Forecast);
-                part["by_measure"] = (measures > 1 && !forecast).into();
+                // Several measures are drawn side by side, a series each.
+                part["by_measure"] = (charted(table).len() > 1).into();
             }
             Body::Map { table, areas, breaks } => {
                 // Drawn as in the report files (the dashboard shows the same picture, and the table under it).
@@ -780,11 +782,8 @@ fn native_chart(
     use rust_xlsxwriter::{Chart as ExcelChart, ChartType};
     let shown: Vec<usize> = (0..table.columns.len()).filter(|&i| !table.is_status(i)).collect();
     let at = |kind: &ColumnKind| shown.iter().position(|&i| table.columns[i].kind == *kind).map(|p| p as u16);
-    let forecast = table.columns.iter().any(|c| c.kind == ColumnKind::Forecast);
-    let measures: Vec<u16> = (0..shown.len() as u16)
-        .filter(|&p| table.columns[shown[p as usize]].kind == ColumnKind::Measure)
-        .take(if forecast { 1 } else { usize::MAX })
-        .collect();
+    let charted = charted(table);
+    let measures: Vec<u16> = (0..shown.len() as u16).filter(|&p| charted.contains(&shown[p as usize])).collect();
     let Some(label) = at(&ColumnKind::Label) else {
         return Ok(());
     };

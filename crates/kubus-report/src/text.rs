@@ -28,10 +28,14 @@ struct Shown {
     status: Vec<Option<usize>>,
     /// Per column shown, whether it holds decimals.
     decimal: Vec<bool>,
+    /// How many places decimals are rounded to (none: as they are).
+    decimals: Option<usize>,
+    /// Whether decimals are written with a comma.
+    decimal_comma: bool,
 }
 
 impl Shown {
-    fn of(table: &Table) -> Shown {
+    fn of(table: &Table, decimals: Option<usize>, decimal_comma: bool) -> Shown {
         let keep: Vec<usize> = (0..table.schema.fields().len())
             .filter(|&i| table.columns.get(i).is_none_or(|_| !table.is_status(i)))
             .collect();
@@ -44,21 +48,17 @@ impl Shown {
                 )
             })
             .collect();
-        Shown { keep, status: table.status_columns(), decimal }
+        Shown { keep, status: table.status_columns(), decimal, decimals, decimal_comma }
     }
 
     /// The text of shown column `at` in `row` of `batch` (whose columns `formatters` format) into `text`: its
-    /// status symbol, else its value (`decimals` rounds decimals, `decimal_comma` writes them with a comma).
-    /// False where the cell has neither.
-    #[allow(clippy::too_many_arguments)]
+    /// status symbol, else its value, decimals rounded and with a comma as asked. False where the cell has neither.
     fn cell(
         &self,
         batch: &RecordBatch,
         formatters: &[ArrayFormatter],
         row: usize,
         at: usize,
-        decimals: Option<usize>,
-        decimal_comma: bool,
         text: &mut String,
     ) -> Result<bool> {
         use std::fmt::Write as _;
@@ -78,10 +78,10 @@ impl Shown {
         }
         write(text, i)?;
         if self.decimal[at] {
-            if let (Some(places), Ok(v)) = (decimals, text.parse::<f64>()) {
+            if let (Some(places), Ok(v)) = (self.decimals, text.parse::<f64>()) {
                 *text = format!("{v:.places$}");
             }
-            if decimal_comma && text.contains('.') {
+            if self.decimal_comma && text.contains('.') {
                 *text = text.replace('.', ",");
             }
         }
@@ -98,15 +98,14 @@ fn formatters(batch: &RecordBatch) -> Result<Vec<ArrayFormatter<'_>>> {
 /// The table's cells as text: status symbols replace suppressed and zero values, `decimals` rounds decimal
 /// columns, `decimal_comma` writes them with a comma.
 pub fn display_rows(table: &Table, decimals: Option<usize>, decimal_comma: bool) -> Result<DisplayRows> {
-    let shown = Shown::of(table);
+    let shown = Shown::of(table, decimals, decimal_comma);
     let mut rows = Vec::new();
     let mut text = String::new();
     for batch in &table.batches {
         let formatters = formatters(batch)?;
         for row in 0..batch.num_rows() {
-            let cells = (0..shown.keep.len()).map(|at| {
-                Ok(shown.cell(batch, &formatters, row, at, decimals, decimal_comma, &mut text)?.then(|| text.clone()))
-            });
+            let cells = (0..shown.keep.len())
+                .map(|at| Ok(shown.cell(batch, &formatters, row, at, &mut text)?.then(|| text.clone())));
             rows.push(cells.collect::<Result<_>>()?);
         }
     }
@@ -124,7 +123,7 @@ pub(crate) fn csv(table: &Table, delimiter: u8, german: bool, out: &mut dyn Writ
     if german {
         out.write_all("\u{feff}".as_bytes())?;
     }
-    let shown = Shown::of(table);
+    let shown = Shown::of(table, None, german);
     let mut w = csv::WriterBuilder::new().delimiter(delimiter).from_writer(out);
     w.write_record(shown.keep.iter().map(|&i| table.schema.field(i).name()))?;
     let mut text = String::new();
@@ -132,7 +131,7 @@ pub(crate) fn csv(table: &Table, delimiter: u8, german: bool, out: &mut dyn Writ
         let formatters = formatters(batch)?;
         for row in 0..batch.num_rows() {
             for at in 0..shown.keep.len() {
-                let some = shown.cell(batch, &formatters, row, at, None, german, &mut text)?;
+                let some = shown.cell(batch, &formatters, row, at, &mut text)?;
                 w.write_field(if some { text.as_str() } else { "" })?;
             }
             w.write_record(None::<&[u8]>)?;

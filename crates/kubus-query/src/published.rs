@@ -186,15 +186,54 @@ struct Cells {
     integer: bool,
     ptable: Arc<PTable>,
     percent: u32,
-    // Counts and key sums in arrays of their own: side by side, adding a row to its cell took longer (the two
-    // additions become one vector addition, whose stored result the next row of the cell waits longer for).
-    count: Vec<i64>,
-    key: Vec<i64>,
+    /// Each cell's count and key sum in one word (see [`Tally`]).
+    tally: Vec<Tally>,
     value: Vec<Option<f64>>,
     largest: Vec<f64>,
     /// A median's values, and how many they are in all.
     samples: Vec<Vec<f64>>,
     sampled: usize,
+}
+
+/// A cell's count and the wrapping sum of its record keys in one word: the count in the low [`Tally::COUNT_BITS`]
+/// bits, the sum's low 24 bits above it (the method reads 16 of them: see [`PTable::perturb`] and
+/// [`crate::cellkey::magnitude_noise`]). Counting a row is then one addition to its cell where a count and a key
+/// sum of their own took two, the row after waiting on both. Counts reach 2⁴⁰ (10¹²) before they would carry
+/// into the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tally(u64);
+
+impl Tally {
+    const COUNT_BITS: u32 = 40;
+    const ZERO: Tally = Tally(0);
+
+    /// `count` things whose keys sum to `key`.
+    #[inline]
+    fn of(count: i64, key: i64) -> Tally {
+        Tally((count as u64).wrapping_add((key as u64) << Self::COUNT_BITS))
+    }
+
+    /// Itself where `kept`, else nothing (without a branch).
+    #[inline]
+    fn kept(self, kept: bool) -> Tally {
+        Tally(self.0 & u64::from(kept).wrapping_neg())
+    }
+
+    fn count(self) -> i64 {
+        (self.0 & ((1 << Self::COUNT_BITS) - 1)) as i64
+    }
+
+    /// The key sum's low 24 bits.
+    fn key(self) -> i64 {
+        (self.0 >> Self::COUNT_BITS) as i64
+    }
+}
+
+impl std::ops::AddAssign for Tally {
+    #[inline]
+    fn add_assign(&mut self, other: Tally) {
+        self.0 = self.0.wrapping_add(other.0);
+    }
 }
 
 impl Cells {
@@ -204,8 +243,7 @@ impl Cells {
             integer,
             ptable,
             percent,
-            count: Vec::new(),
-            key: Vec::new(),
+            tally: Vec::new(),
             value: Vec::new(),
             largest: Vec::new(),
             samples: Vec::new(),
@@ -214,8 +252,7 @@ impl Cells {
     }
 
     fn resize(&mut self, groups: usize) {
-        self.count.resize(groups, 0);
-        self.key.resize(groups, 0);
+        self.tally.resize(groups, Tally::ZERO);
         match self.output {
             Output::Count => {}
             Output::Median => self.samples.resize_with(groups, Vec::new),
@@ -227,8 +264,7 @@ impl Cells {
     }
 
     fn add(&mut self, g: usize, count: i64, key: i64) {
-        self.count[g] += count;
-        self.key[g] = self.key[g].wrapping_add(key);
+        self.tally[g] += Tally::of(count, key);
     }
 
     /// Counts each row (or each row `kept`) in its group and adds its key.
@@ -239,16 +275,13 @@ impl Cells {
             }
             None => {
                 for (&g, &key) in groups.iter().zip(keys) {
-                    self.count[g] += 1;
-                    self.key[g] = self.key[g].wrapping_add(key.into());
+                    self.tally[g] += Tally::of(1, key.into());
                 }
             }
             // Without a branch: a filter keeps rows at random.
             Some(kept) => {
                 for ((&g, &key), kept) in groups.iter().zip(keys).zip(&kept) {
-                    let kept = i64::from(kept);
-                    self.count[g] += kept;
-                    self.key[g] = self.key[g].wrapping_add(key.into() & -kept);
+                    self.tally[g] += Tally::of(1, key.into()).kept(kept);
                 }
             }
         }
@@ -263,15 +296,12 @@ impl Cells {
             }
             None => {
                 for ((&g, &count), &key) in groups.iter().zip(counts).zip(keys) {
-                    self.count[g] += count;
-                    self.key[g] = self.key[g].wrapping_add(key);
+                    self.tally[g] += Tally::of(count, key);
                 }
             }
             Some(kept) => {
                 for (((&g, &count), &key), kept) in groups.iter().zip(counts).zip(keys).zip(&kept) {
-                    let kept = -i64::from(kept);
-                    self.count[g] += count & kept;
-                    self.key[g] = self.key[g].wrapping_add(key & kept);
+                    self.tally[g] += Tally::of(count, key).kept(kept);
                 }
             }
         }
@@ -319,7 +349,7 @@ impl Cells {
         value.filter(|_| count != 0).map(|v| {
             let largest =
                 if matches!(self.output, Output::Min | Output::Max | Output::Median) { v } else { self.largest[g] };
-            let v = perturb_magnitude(v, largest, self.key[g], self.percent);
+            let v = perturb_magnitude(v, largest, self.tally[g].key(), self.percent);
             if self.output == Output::Avg { v / count as f64 } else { v }
         })
     }
@@ -328,8 +358,7 @@ impl Cells {
     /// instructions; a call per number, with its bounds checks, took longer than its lookup).
     fn evaluate(&self, groups: std::ops::Range<usize>) -> ArrayRef {
         let ptable = self.ptable.as_ref();
-        let counts = self.count[groups.clone()].iter().zip(&self.key[groups.clone()]);
-        let counts = counts.map(|(&count, &key)| ptable.perturb(count, key));
+        let counts = self.tally[groups.clone()].iter().map(|t| ptable.perturb(t.count(), t.key()));
         if self.output == Output::Count {
             return Arc::new(Int64Array::from_iter_values(counts));
         }
@@ -343,8 +372,8 @@ impl Cells {
 
     fn state(&self, groups: std::ops::Range<usize>) -> Vec<ArrayRef> {
         let mut state: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from(self.count[groups.clone()].to_vec())),
-            Arc::new(Int64Array::from(self.key[groups.clone()].to_vec())),
+            Arc::new(Int64Array::from_iter_values(self.tally[groups.clone()].iter().map(|t| t.count()))),
+            Arc::new(Int64Array::from_iter_values(self.tally[groups.clone()].iter().map(|t| t.key()))),
         ];
         if self.output == Output::Median {
             let lists = self.samples[groups].iter().map(|values| Some(values.iter().map(|&v| Some(v))));
@@ -358,8 +387,7 @@ impl Cells {
 
     /// Drops the first `n` groups (emitted).
     fn drain(&mut self, n: usize) {
-        self.count.drain(..n);
-        self.key.drain(..n);
+        self.tally.drain(..n);
         match self.output {
             Output::Count => {}
             Output::Median => self.sampled -= self.samples.drain(..n).map(|values| values.len()).sum::<usize>(),
@@ -559,14 +587,14 @@ impl GroupsAccumulator for Groups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let n = emitted(emit_to, self.cells.count.len());
+        let n = emitted(emit_to, self.cells.tally.len());
         let out = self.cells.evaluate(0..n);
         self.cells.drain(n);
         Ok(out)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let n = emitted(emit_to, self.cells.count.len());
+        let n = emitted(emit_to, self.cells.tally.len());
         let out = self.cells.state(0..n);
         self.cells.drain(n);
         Ok(out)
@@ -584,7 +612,7 @@ impl GroupsAccumulator for Groups {
 
     fn size(&self) -> usize {
         let c = &self.cells;
-        c.count.capacity() * 16 + c.value.capacity() * 24 + c.samples.capacity() * 24 + c.sampled * 8
+        c.tally.capacity() * 8 + c.value.capacity() * 24 + c.samples.capacity() * 24 + c.sampled * 8
     }
 }
 
@@ -659,8 +687,8 @@ impl Accumulator for DistinctUnits {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.cells.count = vec![self.units.len() as i64];
-        self.cells.key = vec![self.units.iter().fold(0i64, |sum, &k| sum.wrapping_add(k))];
+        let key = self.units.iter().fold(0i64, |sum, &k| sum.wrapping_add(k));
+        self.cells.tally = vec![Tally::of(self.units.len() as i64, key)];
         ScalarValue::try_from_array(&self.cells.evaluate(0..1), 0)
     }
 
@@ -699,6 +727,25 @@ mod tests {
         let rows = rows();
         let groups = rows.iter().map(|r| r.0).collect();
         (ptable, rows, groups)
+    }
+
+    #[test]
+    fn a_tally_keeps_the_count_and_the_low_bits_of_any_key_sum() {
+        let mut x: u64 = 99;
+        let mut tally = Tally::ZERO;
+        let (mut count, mut key) = (0i64, 0i64);
+        for _ in 0..100_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            // Hashed record keys span all 64 bits, negative ones included; stored counts come in any size.
+            let (n, k) = ((x >> 50) as i64, x as i64);
+            tally += Tally::of(n, k).kept(x % 3 != 0);
+            if x % 3 != 0 {
+                count += n;
+                key = key.wrapping_add(k);
+            }
+        }
+        assert_eq!(tally.count(), count);
+        assert_eq!(tally.key() & 0xFFFF, key & 0xFFFF, "the bits a cell key reads");
     }
 
     #[test]

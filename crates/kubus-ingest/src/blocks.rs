@@ -6,13 +6,15 @@
 //! with the rest of the file, one line after the other — so a file reads exactly as it would line by line.
 
 use crate::convert::{Converter, Totals};
+use crate::error::Result;
 use crate::header::{Header, assemble};
+use crate::lines::{Lines, Rules, data_lines, finish, header_lines};
+use crate::outcome::{FileFacts, Progress};
+use crate::pseudonym::PseudonymKey;
 use crate::rows::{Row, Rows, SPARE_ROWS};
-use crate::{
-    FileFacts, Lines, Model, Progress, PseudonymKey, RecordBatch, Result, Rules, Source, data_lines, finish,
-    header_lines,
-};
+use datafusion::arrow::record_batch::RecordBatch;
 use encoding_rs::Encoding;
+use kubus_model::{Model, Source};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Mutex;
@@ -107,7 +109,7 @@ pub(crate) struct Csv<'c> {
     pub(crate) model: &'c Model,
     pub(crate) source: &'c Source,
     pub(crate) name: &'c str,
-    pub(crate) rules: &'c Rules<'c>,
+    pub(crate) rules: &'c Rules,
     pub(crate) key: &'c PseudonymKey,
     pub(crate) encoding: &'static Encoding,
     pub(crate) delimiter: u8,
@@ -185,8 +187,9 @@ impl Csv<'_> {
             let mut in_flight: VecDeque<Receiver<Converted>> = VecDeque::new();
             loop {
                 while in_flight.len() < 2 * workers {
-                    let Some(block) =
-                        blocks.next().map_err(|e| crate::Error::Read { file: self.name.to_owned(), source: e })?
+                    let Some(block) = blocks
+                        .next()
+                        .map_err(|e| crate::error::Error::Read { file: self.name.to_owned(), source: e })?
                     else {
                         break;
                     };
@@ -326,7 +329,7 @@ mod tests {
                 lines: 0,
                 accepted_lines: 0,
                 rejected_lines: 0,
-                skipped: Vec::new(),
+                skipped: crate::outcome::Skipped::default(),
                 facts: 0,
                 batches: Vec::new(),
                 rejected: Vec::new(),
@@ -427,7 +430,7 @@ mod tests {
         });
         let (lines, blocks) = both("genesis_12411_0012", &bytes, 3_000, 5_000);
         let (facts, _) = lines.as_ref().unwrap();
-        assert!(facts.skipped.iter().any(|(r, _)| r == crate::skip::EMPTY), "{:?}", facts.skipped);
+        assert!(facts.skipped.iter().any(|(r, _)| *r == crate::outcome::Skip::Empty), "{:?}", facts.skipped);
         assert_same(&lines, &blocks.expect("read in blocks"));
     }
 
@@ -471,7 +474,7 @@ mod tests {
         for block in [8_192, 262_144] {
             let (lines, blocks) = both("abh_newcomers", &bytes, 4_000, block);
             let (facts, _) = lines.as_ref().unwrap();
-            let problems: std::collections::BTreeSet<crate::Category> =
+            let problems: std::collections::BTreeSet<crate::outcome::Category> =
                 facts.rejected.iter().map(|r| r.problem).collect();
             assert!(problems.len() >= 5 && facts.facts > 10_000, "{problems:?}, {} facts", facts.facts);
             assert_same(&lines, &blocks.expect("read in blocks"));
@@ -508,7 +511,7 @@ mod tests {
         for block in [4_096, 65_536] {
             let (lines, blocks) = both_in(&model, "plain_columns", &bytes, 1_000, block);
             let (facts, batch) = lines.as_ref().unwrap();
-            let problems: std::collections::BTreeSet<crate::Category> =
+            let problems: std::collections::BTreeSet<crate::outcome::Category> =
                 facts.rejected.iter().map(|r| r.problem).collect();
             assert!(problems.len() >= 3 && facts.facts > 3_500, "{problems:?}, {} facts", facts.facts);
             let status = batch.as_ref().unwrap().column_by_name(crate::convert::STATUS_COLUMN).unwrap().null_count();
@@ -522,7 +525,11 @@ mod tests {
         let bytes = edited(|i, line| if i == 2_000 { b"__________\n".to_vec() } else { line.to_vec() });
         let (lines, blocks) = both("genesis_12411_0012", &bytes, 20_000, 8_192);
         let (facts, _) = lines.as_ref().unwrap();
-        assert!(facts.skipped.iter().any(|(r, n)| r == crate::skip::FOOTER && *n > 3_000), "{:?}", facts.skipped);
+        assert!(
+            facts.skipped.iter().any(|(r, n)| *r == crate::outcome::Skip::Footer && n > 3_000),
+            "{:?}",
+            facts.skipped
+        );
         assert_same(&lines, &blocks.expect("read in blocks"));
     }
 

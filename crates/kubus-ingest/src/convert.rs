@@ -4,9 +4,11 @@
 //! (kept out of the facts and checked against their sums when the file is done), or a rejection with the first
 //! problem found. Columns that no field reads never reach a builder.
 
+use crate::error::Result;
 use crate::header::{Header, Part, Resolved, WideColumn};
+use crate::outcome::{Category, Rejection};
+use crate::pseudonym::PseudonymKey;
 use crate::rows::{Cell, Row};
-use crate::{Category, PseudonymKey, Rejection, Result};
 use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::array::{
     ArrayBuilder, ArrayRef, AsArray, DictionaryArray, Float64Builder, Int32Array, Int32Builder, Int64Builder,

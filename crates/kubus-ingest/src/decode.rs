@@ -2,7 +2,7 @@
 //! UTF-8, then chardetng). A file that is plainly in another encoding than declared is refused with the
 //! encoding it looks like, rather than decoded into mojibake.
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 use encoding_rs::{DecoderResult, Encoding, UTF_8};
 use std::cell::RefCell;
 use std::io::Read;

@@ -2,8 +2,8 @@
 //! matches the mapping's inputs (`name`, `#2`, `@H3`, templates, unpivot names) to positions, and refuses a
 //! header with a column that is neither mapped nor dropped.
 
+use crate::error::{Error, Result};
 use crate::rows::{Cell, Merge};
-use crate::{Error, Result};
 use kubus_model::{Input, Source, TemplatePart};
 use regex::Regex;
 use std::collections::BTreeMap;

@@ -5,17 +5,11 @@
 //! repetitions on later pages, the page headers above them, and the lines of the table itself, which the layout's
 //! rules read like any sheet's rows. A document without a text layer (a scan) or a damaged one is refused whole.
 
+use crate::error::{Error, Result};
 use crate::header::header_key;
+use crate::outcome::{Skip, Skipped};
 use crate::rows::{Cell, Row};
-use crate::{Error, Result, skip};
 use pdf_extract::{MediaBox, OutputDev, OutputError, Transform};
-
-/// Lines before the table on pages without its header (a cover letter).
-pub const BEFORE_TABLE: &str = "page without the table";
-/// Lines above a repeated header on a later page of the table.
-pub const PAGE_HEADER: &str = "page header";
-/// The table's header repeated on a later page.
-pub const REPEATED_HEADER: &str = "header (repeated)";
 
 /// The table of one PDF: its header, its lines below the header as rows, and the lines around it.
 pub struct Table {
@@ -24,7 +18,7 @@ pub struct Table {
     /// The lines below the first header, as rows (a record wrapped over several lines is one row spanning them).
     pub rows: Vec<Row>,
     /// Lines accounted for before the rows: the reason and how many.
-    pub skipped: Vec<(&'static str, usize)>,
+    pub skipped: Skipped,
     /// The first line of every page (1-based), for telling a line's page.
     page_starts: Vec<usize>,
 }
@@ -54,21 +48,14 @@ impl Table {
         let Some(first) = pages.iter().position(|p| header_at(p).is_some()) else {
             return Err(Error::NoPdfTable { file: name.to_owned(), columns: columns.to_vec() });
         };
-        let mut skipped: Vec<(&'static str, usize)> = Vec::new();
-        let mut skip = |reason: &'static str, n: usize| {
-            if n > 0 {
-                match skipped.iter_mut().find(|(r, _)| *r == reason) {
-                    Some((_, count)) => *count += n,
-                    None => skipped.push((reason, n)),
-                }
-            }
-        };
-        skip(BEFORE_TABLE, pages[..first].iter().map(Vec::len).sum());
+        let mut skipped = Skipped::default();
+        let mut skip = |reason: Skip, n: usize| skipped.add(&reason, n);
+        skip(Skip::PageWithoutTable, pages[..first].iter().map(Vec::len).sum());
         let Header { at, lines: header_lines, cells } = header_at(&pages[first]).expect("found above");
         let starts: Vec<f64> = cells.iter().map(|c| c.x).collect();
         let header: Vec<String> = cells.into_iter().map(|c| c.text).collect();
-        skip(skip::TITLE, at);
-        skip(skip::HEADER, header_lines);
+        skip(Skip::Title, at);
+        skip(Skip::Header, header_lines);
         // The header holds every one of `columns`, the record column among them (the caller adds it).
         let record_at = match record_column.map(header_key) {
             None => None,
@@ -87,8 +74,8 @@ impl Table {
                 body = &body[at + header_lines..];
                 line += at + header_lines;
             } else if let Some(again) = header_at(page) {
-                skip(PAGE_HEADER, again.at);
-                skip(REPEATED_HEADER, again.lines);
+                skip(Skip::PageHeader, again.at);
+                skip(Skip::RepeatedHeader, again.lines);
                 body = &body[again.at + again.lines..];
                 line += again.at + again.lines;
             }
@@ -503,7 +490,8 @@ mod tests {
         let mut cell = "Russische".to_owned();
         join(&mut cell, "Föderation");
         assert_eq!(cell, "Russische Föderation");
-        let table = Table { header: Vec::new(), rows: Vec::new(), skipped: Vec::new(), page_starts: vec![1, 29, 57] };
+        let table =
+            Table { header: Vec::new(), rows: Vec::new(), skipped: Skipped::default(), page_starts: vec![1, 29, 57] };
         assert_eq!([1, 28, 29, 56, 57, 60].map(|l| table.place(l)), [(1, 1), (1, 28), (2, 1), (2, 28), (3, 1), (3, 4)]);
     }
 

@@ -2,7 +2,8 @@
 //! the physical lines it covers, empty lines included, so that nothing disappears unaccounted. Readers know
 //! nothing of headers, titles or fields; the layout decides what each line is.
 
-use crate::{Error, Result, decode};
+use crate::decode;
+use crate::error::{Error, Result};
 use calamine::{Data, Reader};
 use chrono::NaiveDate;
 use encoding_rs::{Encoding, UTF_8};

@@ -738,8 +738,9 @@ mod tests {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             // Hashed record keys span all 64 bits, negative ones included; stored counts come in any size.
             let (n, k) = ((x >> 50) as i64, x as i64);
-            tally += Tally::of(n, k).kept(x % 3 != 0);
-            if x % 3 != 0 {
+            let kept = !x.is_multiple_of(3);
+            tally += Tally::of(n, k).kept(kept);
+            if kept {
                 count += n;
                 key = key.wrapping_add(k);
             }

@@ -101,7 +101,7 @@ impl FileAnswer {
             lines: c.lines,
             accepted: c.accepted,
             rejected: c.rejected,
-            skipped: c.skipped.iter().map(|(reason, n)| Skipped { reason: reason.clone(), lines: *n }).collect(),
+            skipped: c.skipped.iter().map(|(reason, lines)| Skipped { reason: reason.to_string(), lines }).collect(),
             facts: c.facts,
             totals_compared: c.totals_compared,
             total_lines_exact: c.total_lines.exact,

@@ -27,7 +27,7 @@ pub struct FileCounts {
     /// Lines sent to quarantine.
     pub rejected: usize,
     /// Lines skipped on purpose, by reason (title, header, total (checked), footer, empty line, …).
-    pub skipped: Vec<(String, usize)>,
+    pub skipped: kubus_ingest::Skipped,
     /// Facts produced (a wide line gives one fact per unpivoted cell).
     pub facts: usize,
     /// Totals in the file compared with the sums of its detail facts.
@@ -45,7 +45,7 @@ pub struct FileCounts {
 impl FileCounts {
     /// Lines skipped for any reason.
     pub fn skipped_lines(&self) -> usize {
-        self.skipped.iter().map(|(_, n)| n).sum()
+        self.skipped.lines()
     }
 
     fn add(&mut self, other: &FileCounts) {
@@ -55,12 +55,7 @@ impl FileCounts {
         self.facts += other.facts;
         self.totals_compared += other.totals_compared;
         self.total_lines.add(other.total_lines);
-        for (reason, n) in &other.skipped {
-            match self.skipped.iter_mut().find(|(r, _)| r == reason) {
-                Some((_, m)) => *m += n,
-                None => self.skipped.push((reason.clone(), *n)),
-            }
-        }
+        self.skipped.absorb(&other.skipped);
         self.warnings.extend(other.warnings.iter().cloned());
     }
 }

@@ -8,10 +8,10 @@
 use crate::convert::{Converter, Totals};
 use crate::error::Result;
 use crate::header::{Header, assemble};
-use crate::lines::{Lines, Rules, data_lines, finish, header_lines};
+use crate::lines::{Chunk, Lines, Rules, data_lines, finish, header_lines};
 use crate::outcome::{FileFacts, Progress};
 use crate::pseudonym::PseudonymKey;
-use crate::rows::{Row, Rows, SPARE_ROWS};
+use crate::rows::{Rows, line_breaks};
 use datafusion::arrow::record_batch::RecordBatch;
 use encoding_rs::Encoding;
 use kubus_model::{Model, Source};
@@ -98,7 +98,7 @@ impl Blocks<'_> {
             }
         }
         let block = Block { first_line: self.first_line, end: self.offset + bytes.len() as u64, bytes };
-        self.first_line += memchr::memchr_iter(b'\n', &block.bytes).count();
+        self.first_line += line_breaks(&block.bytes);
         self.offset = block.end;
         Ok(Some(block))
     }
@@ -138,11 +138,11 @@ impl Csv<'_> {
         let mut header = Header::new(self.source, self.name, assemble(&header_rows, &[]))?;
         let mut copies = vec![header.clone(); workers];
         let mut converter = Converter::new(self.model, self.source, self.name, &mut header, &titles, self.key)?;
+        let mut chunk = Chunk::default();
         while let Some(row) = rows.next() {
-            let row = row?;
-            self.rules.line(&row, &mut lines, &mut converter);
-            rows.recycle(row);
+            chunk.take(row?, self.rules, &mut rows, &mut lines, &mut converter);
         }
+        chunk.convert(&mut rows, &mut lines, &mut converter);
         if !rows.ended_cleanly() {
             return Ok(None);
         }
@@ -157,7 +157,7 @@ impl Csv<'_> {
             .iter_mut()
             .map(|h| Converter::new(self.model, self.source, self.name, h, &titles, self.key))
             .collect::<Result<Vec<_>>>()?;
-        let first_line = memchr::memchr_iter(b'\n', &head[..first]).count() + 1;
+        let first_line = line_breaks(&head[..first]) + 1;
         let mut blocks = Blocks {
             input,
             size: self.block_bytes,
@@ -238,23 +238,15 @@ impl Csv<'_> {
                 Rows::csv(Box::new(&block.bytes[..]), self.encoding, self.delimiter, self.name, block.first_line)
             });
         let mut sound = true;
-        // Data lines are converted a chunk at a time, column by column.
-        let mut chunk = Vec::with_capacity(SPARE_ROWS);
+        let mut chunk = Chunk::default();
         while let Some(row) = rows.next() {
             let Ok(row) = row else {
                 sound = false;
                 break;
             };
-            if !self.rules.is_data(&row, &mut lines) {
-                rows.recycle(row);
-                continue;
-            }
-            chunk.push(row);
-            if chunk.len() == SPARE_ROWS {
-                convert_chunk(&mut chunk, &mut rows, &mut lines, converter);
-            }
+            chunk.take(row, self.rules, &mut rows, &mut lines, converter);
         }
-        convert_chunk(&mut chunk, &mut rows, &mut lines, converter);
+        chunk.convert(&mut rows, &mut lines, converter);
         sound &= rows.ended_cleanly();
         drop(rows);
         let batch = converter.take_batch().unwrap_or_else(|_| {
@@ -265,19 +257,11 @@ impl Csv<'_> {
     }
 }
 
-/// Converts a chunk of data lines, accounts for each, and hands their rows back to the reader.
-fn convert_chunk(chunk: &mut Vec<Row>, rows: &mut Rows<'_>, lines: &mut Lines, converter: &mut Converter<'_>) {
-    converter.push_chunk(chunk, |row, outcome| lines.count(row, outcome));
-    for row in chunk.drain(..) {
-        rows.recycle(row);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::fuzz::{model, repo};
-    use crate::sequential;
 
     /// The facts (as one batch) and the accounting of a read, or its error.
     type Read = std::result::Result<(FileFacts, Option<RecordBatch>), String>;
@@ -291,6 +275,32 @@ mod tests {
         .map_err(|e| e.to_string())?;
         let all = batches.first().map(|b| datafusion::arrow::compute::concat_batches(&b.schema(), &batches).unwrap());
         Ok((facts, all))
+    }
+
+    /// The reference: the rows one after the other, every data line through the line converter
+    /// ([`Converter::push`]) on its own rather than in chunks.
+    fn line_by_line(
+        model: &Model,
+        source: &Source,
+        rules: &Rules,
+        mut rows: Rows<'_>,
+        key: &PseudonymKey,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<FileFacts> {
+        let mut lines = Lines::default();
+        let Some((titles, header_rows)) = header_lines(source, &mut rows, &mut lines.tally)? else {
+            return Err(Error::NoHeader { file: "f.csv".to_owned(), line: 1, lines: lines.tally.lines });
+        };
+        let mut header = Header::new(source, "f.csv", assemble(&header_rows, &rows.merges))?;
+        let mut converter = Converter::new(model, source, "f.csv", &mut header, &titles, key)?;
+        for row in rows.by_ref() {
+            let row = row?;
+            if rules.is_data(&row, &mut lines) {
+                lines.count(&row, converter.push(&row));
+            }
+        }
+        let encoding = rows.encoding.clone();
+        finish("f.csv", converter, lines, 0, encoding, sink)
     }
 
     /// Reads `bytes` line by line and in blocks (`head` bytes first, then blocks of `block` bytes), and
@@ -307,7 +317,7 @@ mod tests {
         let rules = Rules::new(source);
         let lines = collect(|sink| {
             let rows = Rows::csv(Box::new(bytes), encoding, *delimiter, "f.csv", 1);
-            sequential(model, source, "f.csv", &rules, rows, &key, &mut |_| {}, sink)
+            line_by_line(model, source, &rules, rows, &key, sink)
         });
         let csv = Csv {
             model,

@@ -581,8 +581,9 @@ impl<'a> Converter<'a> {
         }
     }
 
-    /// Converts one data line.
-    pub fn push(&mut self, row: &Row) -> Outcome {
+    /// Converts one data line: [`Converter::push_chunk`]'s way for a line that is not plain facts (tests compare
+    /// the chunks with it).
+    pub(crate) fn push(&mut self, row: &Row) -> Outcome {
         match self.convert(row) {
             Ok(outcome) => outcome,
             Err(mut p) => {

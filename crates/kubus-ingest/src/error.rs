@@ -47,13 +47,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The CSV could not be parsed at all.
-    #[error("{file}: cannot read CSV")]
-    Csv {
-        file: String,
-        #[source]
-        source: csv::Error,
-    },
     /// The workbook could not be opened or read.
     #[error("{file}: cannot read workbook")]
     Workbook {

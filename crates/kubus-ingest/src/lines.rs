@@ -5,7 +5,7 @@
 use crate::convert::{Converter, Outcome};
 use crate::error::Result;
 use crate::outcome::{BATCH_ROWS, FileFacts, Progress, Rejection, Skip, Skipped, TotalLines};
-use crate::rows::{Cell, Row, Rows};
+use crate::rows::{Cell, Row, Rows, SPARE_ROWS};
 use datafusion::arrow::record_batch::RecordBatch;
 use kubus_model::Source;
 use regex::Regex;
@@ -63,13 +63,6 @@ impl Rules {
                     (Regex::new(&s.pattern).expect("validated by the model"), s.any_cell, Skip::Rule(s.reason.clone()))
                 })
                 .collect(),
-        }
-    }
-
-    /// Accounts for one line below the header: skipped (with its reason), a total, facts, or rejected.
-    pub(crate) fn line(&self, row: &Row, lines: &mut Lines, converter: &mut Converter<'_>) {
-        if self.is_data(row, lines) {
-            lines.count(row, converter.push(row));
         }
     }
 
@@ -142,7 +135,7 @@ pub(crate) fn header_lines(
     Ok((header_rows.last().map(|(l, _)| *l) == Some(last_header)).then_some((titles, header_rows)))
 }
 
-/// Reads the rest of the rows as lines below the header, handing on facts in batches of [`BATCH_ROWS`].
+/// Reads the rest of the rows as lines below the header, handing on facts in batches of about [`BATCH_ROWS`].
 pub(crate) fn data_lines(
     rules: &Rules,
     rows: &mut Rows<'_>,
@@ -152,19 +145,56 @@ pub(crate) fn data_lines(
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
+    let mut chunk = Chunk::default();
     while let Some(row) = rows.next() {
         let row = row?;
-        rules.line(&row, lines, converter);
-        if lines.tally.lines % 65_536 < row.span {
+        let span = row.span;
+        chunk.take(row, rules, rows, lines, converter);
+        if lines.tally.lines % 65_536 < span {
             progress(Progress { lines: lines.tally.lines, bytes: Rows::position(rows) });
         }
         if let Some(batch) = converter.full_batch(BATCH_ROWS)? {
             *facts += batch.num_rows();
             sink(batch)?;
         }
-        rows.recycle(row);
     }
+    chunk.convert(rows, lines, converter);
     Ok(())
+}
+
+/// Data lines gathered to be converted a chunk at a time ([`Converter::push_chunk`]: field by field, a line that
+/// is not plain facts through the line converter in its turn).
+#[derive(Default)]
+pub(crate) struct Chunk(Vec<Row>);
+
+impl Chunk {
+    /// Accounts for `row` as a line below the header (see [`Rules::is_data`]) and keeps it if it is data; a full
+    /// chunk is converted. A row that is no data goes back to the reader.
+    pub(crate) fn take(
+        &mut self,
+        row: Row,
+        rules: &Rules,
+        rows: &mut Rows<'_>,
+        lines: &mut Lines,
+        converter: &mut Converter<'_>,
+    ) {
+        if !rules.is_data(&row, lines) {
+            rows.recycle(row);
+            return;
+        }
+        self.0.push(row);
+        if self.0.len() == SPARE_ROWS {
+            self.convert(rows, lines, converter);
+        }
+    }
+
+    /// Converts the lines gathered, accounts for each, and hands their rows back to the reader.
+    pub(crate) fn convert(&mut self, rows: &mut Rows<'_>, lines: &mut Lines, converter: &mut Converter<'_>) {
+        converter.push_chunk(&self.0, |row, outcome| lines.count(row, outcome));
+        for row in self.0.drain(..) {
+            rows.recycle(row);
+        }
+    }
 }
 
 /// Checks the totals, hands on the last facts and accounts for the file.

@@ -10,7 +10,6 @@ use encoding_rs::{Encoding, UTF_8};
 use kubus_model::{Format, Source};
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io::{Cursor, Read};
 use std::rc::Rc;
 
@@ -125,8 +124,7 @@ pub struct Rows<'a> {
 }
 
 enum Inner<'a> {
-    Csv(Box<CsvRows<'a>>),
-    Slice(Box<SliceRows<'a>>),
+    Csv(Box<CsvRecords<'a>>),
     Sheet(std::vec::IntoIter<Row>),
 }
 
@@ -171,21 +169,34 @@ impl<'a> Rows<'a> {
         name: &str,
         first_line: usize,
     ) -> Rows<'a> {
+        Rows::csv_reading(bytes, encoding, delimiter, name, first_line, READ_AHEAD)
+    }
+
+    /// [`Rows::csv`], reading at least `read_ahead` bytes at a time.
+    fn csv_reading(
+        bytes: Box<dyn Read + 'a>,
+        encoding: &'static Encoding,
+        delimiter: u8,
+        name: &str,
+        first_line: usize,
+        read_ahead: usize,
+    ) -> Rows<'a> {
         let failure = Rc::new(RefCell::new(None));
-        let rows = if byte_wise(encoding) {
-            CsvRows::new(bytes, encoding, delimiter, name, failure, first_line)
+        let (input, parsed): (Box<dyn Read + 'a>, _) = if byte_wise(encoding) {
+            (bytes, encoding)
         } else {
             let decoded = decode::DecodeReader::new(bytes, encoding, name, failure.clone()).starting_at(first_line);
-            CsvRows::new(Box::new(decoded), UTF_8, delimiter, name, failure, first_line)
+            (Box::new(decoded), UTF_8)
         };
-        Rows { encoding: encoding.name().to_owned(), merges: Vec::new(), inner: Inner::Csv(Box::new(rows)) }
+        let buffer = Buffer::Stream { input, bytes: Vec::new(), eof: false, dropped: 0, read_ahead };
+        let mut records = CsvRecords::new(name, parsed, delimiter, buffer, None, first_line);
+        records.failure = failure;
+        Rows { encoding: encoding.name().to_owned(), merges: Vec::new(), inner: Inner::Csv(Box::new(records)) }
     }
 
     /// The records of CSV bytes in memory, as [`Rows::csv`] gives them, read faster: the bytes are decoded (or
-    /// checked, in UTF-8) as a whole, once, where they are sound; a line without quotes is split at its
-    /// delimiters directly, and only a line with quotes goes through the CSV parser. `None` — use [`Rows::csv`]
-    /// — unless the encoding is UTF-8 or single-byte and every carriage return ends a line (the parser would take
-    /// a lone one as a line end).
+    /// checked, in UTF-8) as a whole, once, where they are sound, and their fields are slices of that text.
+    /// `None` — use [`Rows::csv`] — unless the encoding is UTF-8 or single-byte.
     pub fn csv_in_memory(
         bytes: &'a [u8],
         encoding: &'static Encoding,
@@ -193,8 +204,7 @@ impl<'a> Rows<'a> {
         name: &str,
         first_line: usize,
     ) -> Option<Rows<'a>> {
-        let lone_return = memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n'));
-        if lone_return || !byte_wise(encoding) {
+        if !byte_wise(encoding) {
             return None;
         }
         // Text without a byte the encoding lacks and without a replacement character is read as the UTF-8 it
@@ -207,26 +217,9 @@ impl<'a> Rows<'a> {
             // Without replacement, a single-byte encoding makes no replacement character.
             encoding.decode_without_bom_handling_and_without_replacement(bytes)
         };
-        let mut core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
-        // Past the start of a file: a byte order mark at the start of a line is text, as for the whole file's
-        // parser (an empty line leaves the parser where it was).
-        let _ = core.read_record(b"\n", &mut [0; 1], &mut [0; 1]);
-        let rows = SliceRows {
-            name: name.to_owned(),
-            encoding: if text.is_some() { UTF_8 } else { encoding },
-            delimiter,
-            bytes,
-            text,
-            pos: 0,
-            line: first_line,
-            core,
-            output: vec![0; 1 << 12],
-            ends: vec![0; 64],
-            ranges: Vec::new(),
-            spare: Vec::new(),
-            open_at_end: false,
-        };
-        Some(Rows { encoding: encoding.name().to_owned(), merges: Vec::new(), inner: Inner::Slice(Box::new(rows)) })
+        let parsed = if text.is_some() { UTF_8 } else { encoding };
+        let records = CsvRecords::new(name, parsed, delimiter, Buffer::Whole(bytes), text, first_line);
+        Some(Rows { encoding: encoding.name().to_owned(), merges: Vec::new(), inner: Inner::Csv(Box::new(records)) })
     }
 
     /// Whether the last CSV record ended with its line, rather than inside a quoted field that the input cut
@@ -235,7 +228,6 @@ impl<'a> Rows<'a> {
     pub fn ended_cleanly(&self) -> bool {
         match &self.inner {
             Inner::Csv(c) => !c.open_at_end,
-            Inner::Slice(c) => !c.open_at_end,
             Inner::Sheet(_) => true,
         }
     }
@@ -245,7 +237,6 @@ impl<'a> Rows<'a> {
     pub fn recycle(&mut self, row: Row) {
         let spare = match &mut self.inner {
             Inner::Csv(c) => &mut c.spare,
-            Inner::Slice(c) => &mut c.spare,
             Inner::Sheet(_) => return,
         };
         if spare.len() < SPARE_ROWS {
@@ -256,8 +247,7 @@ impl<'a> Rows<'a> {
     /// Bytes of decoded text read so far (CSV); 0 for workbooks, which are read whole.
     pub fn position(&self) -> u64 {
         match &self.inner {
-            Inner::Csv(c) => c.tracker.borrow().offset,
-            Inner::Slice(c) => c.pos as u64,
+            Inner::Csv(c) => c.position(),
             Inner::Sheet(_) => 0,
         }
     }
@@ -269,191 +259,58 @@ impl Iterator for Rows<'_> {
     fn next(&mut self) -> Option<Result<Row>> {
         match &mut self.inner {
             Inner::Csv(c) => c.next(),
-            Inner::Slice(c) => c.next(),
             Inner::Sheet(rows) => rows.next().map(Ok),
         }
     }
 }
 
-/// Where the line breaks of the text are, for the stretch the CSV parser has read but not yet handed out.
-#[derive(Default)]
-struct Tracker {
-    newlines: VecDeque<u64>,
-    returns: VecDeque<u64>,
-    offset: u64,
-    total_newlines: usize,
-    last: Option<u8>,
+/// The line breaks in `bytes`: each `\n`, and each `\r` that no `\n` follows (a line of an old Mac export, which
+/// the CSV parser ends a record at as well); `\r\n` is one.
+pub fn line_breaks(bytes: &[u8]) -> usize {
+    let returns = memchr::memchr_iter(b'\r', bytes).filter(|&i| bytes.get(i + 1) != Some(&b'\n')).count();
+    memchr::memchr_iter(b'\n', bytes).count() + returns
 }
 
-struct Counting<'a> {
-    inner: Box<dyn Read + 'a>,
-    tracker: Rc<RefCell<Tracker>>,
+/// Bytes a CSV stream is read by at least.
+const READ_AHEAD: usize = 1 << 16;
+
+/// The bytes a CSV reader parses: all of them in memory, or a stream read into a buffer as the records need.
+enum Buffer<'b> {
+    Whole(&'b [u8]),
+    Stream {
+        input: Box<dyn Read + 'b>,
+        bytes: Vec<u8>,
+        /// The input has no more.
+        eof: bool,
+        /// Bytes dropped from the front of `bytes` (handed out before).
+        dropped: u64,
+        /// Bytes read at least at a time ([`READ_AHEAD`]).
+        read_ahead: usize,
+    },
 }
 
-impl Read for Counting<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut t = self.tracker.borrow_mut();
-        for i in memchr::memchr2_iter(b'\n', b'\r', &buf[..n]) {
-            let at = t.offset + i as u64;
-            if buf[i] == b'\n' {
-                t.newlines.push_back(at);
-                t.total_newlines += 1;
-            } else {
-                t.returns.push_back(at);
-            }
-        }
-        if n > 0 {
-            t.offset += n as u64;
-            t.last = Some(buf[n - 1]);
-        }
-        Ok(n)
-    }
+/// What reading at the current position gave.
+enum Step {
+    Row(Row),
+    /// The record may go on beyond the bytes read so far.
+    More,
+    End,
 }
 
-/// CSV records with exact line numbers. The csv crate skips empty lines silently, and its own line counter is
-/// not reliable around them; lines are therefore counted here from the records' byte offsets and the line
-/// breaks seen in between. The gaps between one record's last line and the next record's first line are empty
-/// lines, and they are handed out too.
-struct CsvRows<'a> {
+/// The CSV record reader, for a stream and for bytes in memory alike: line by line, each line's end found with
+/// memchr (`\n`, `\r\n` or a lone `\r`); a line without quotes is split at its delimiters, a line with quotes
+/// goes through csv-core, which reads its record over as many lines as its quoted fields hold. An empty line
+/// (which a CSV parser skips) is a row without cells. Each record's fields are checked and decoded as text of the
+/// encoding, so that a fault is placed on its line.
+struct CsvRecords<'b> {
     name: String,
-    /// The encoding of the bytes the reader parses (UTF-8 when they were decoded before).
-    encoding: &'static Encoding,
-    reader: csv::Reader<Counting<'a>>,
-    record: csv::ByteRecord,
-    /// Cells of rows handed back ([`Rows::recycle`]), refilled by later records.
-    spare: Vec<Vec<Cell>>,
-    tracker: Rc<RefCell<Tracker>>,
-    failure: Rc<RefCell<Option<Error>>>,
-    first_line: usize,
-    scan_pos: u64,
-    scan_line: usize,
-    next_line: usize,
-    pending: Option<Row>,
-    done: bool,
-    /// The last record's last field ends with a line break (see [`Rows::ended_cleanly`]).
-    open_at_end: bool,
-}
-
-impl<'a> CsvRows<'a> {
-    fn new(
-        text: Box<dyn Read + 'a>,
-        encoding: &'static Encoding,
-        delimiter: u8,
-        name: &str,
-        failure: Rc<RefCell<Option<Error>>>,
-        first_line: usize,
-    ) -> CsvRows<'a> {
-        let tracker = Rc::new(RefCell::new(Tracker::default()));
-        let reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(1 << 16)
-            .from_reader(Counting { inner: text, tracker: tracker.clone() });
-        CsvRows {
-            name: name.to_owned(),
-            encoding,
-            reader,
-            record: csv::ByteRecord::new(),
-            spare: Vec::new(),
-            tracker,
-            failure,
-            first_line,
-            scan_pos: 0,
-            scan_line: first_line,
-            next_line: first_line,
-            pending: None,
-            done: false,
-            open_at_end: false,
-        }
-    }
-
-    /// The line on which the record at byte `position` starts.
-    fn line_of(&mut self, position: u64) -> usize {
-        let mut t = self.tracker.borrow_mut();
-        // The csv crate counts a CRLF terminator's LF as part of the next record (and the line breaks of
-        // skipped empty lines too): the record starts after them.
-        // Both queues hold ascending offsets at or after `scan_pos`.
-        let mut start = position.max(self.scan_pos);
-        let mut before = 0;
-        loop {
-            while t.newlines.front().is_some_and(|&o| o < start) {
-                t.newlines.pop_front();
-                before += 1;
-            }
-            while t.returns.front().is_some_and(|&o| o < start) {
-                t.returns.pop_front();
-            }
-            if t.newlines.front() != Some(&start) && t.returns.front() != Some(&start) {
-                break;
-            }
-            start += 1;
-        }
-        let line = self.scan_line + before;
-        (self.scan_pos, self.scan_line) = (start, line);
-        line
-    }
-
-    fn next(&mut self) -> Option<Result<Row>> {
-        let empty = |line| Row { line, span: 1, cells: Vec::new() };
-        if let Some(row) = &self.pending {
-            if self.next_line < row.line {
-                self.next_line += 1;
-                return Some(Ok(empty(self.next_line - 1)));
-            }
-            let row = self.pending.take().expect("checked above");
-            self.next_line = row.line + row.span;
-            return Some(Ok(row));
-        }
-        if !self.done {
-            match self.reader.read_byte_record(&mut self.record) {
-                Err(source) => {
-                    self.done = true;
-                    let typed = self.failure.borrow_mut().take();
-                    return Some(Err(typed.unwrap_or(Error::Csv { file: self.name.clone(), source })));
-                }
-                Ok(false) => self.done = true,
-                Ok(true) => {
-                    let position = self.record.position().map(|p| p.byte()).unwrap_or(self.scan_pos);
-                    let line = self.line_of(position);
-                    let span = memchr::memchr_iter(b'\n', self.record.as_slice()).count() + 1;
-                    self.open_at_end = span > 1 && self.record.iter().next_back().is_some_and(|f| f.ends_with(b"\n"));
-                    let mut cells = self.spare.pop().unwrap_or_default();
-                    let record = &self.record;
-                    let fields = (0..record.len()).map(|i| record.range(i).expect("a field of the record"));
-                    if let Err((lines_in, fault)) =
-                        fill_cells(self.encoding, record.as_slice(), None, fields, &mut cells)
-                    {
-                        self.done = true;
-                        return Some(Err(fault.error(&self.name, self.encoding, line + lines_in)));
-                    }
-                    self.pending = Some(Row { line, span, cells });
-                    return self.next();
-                }
-            }
-        }
-        let last_line = {
-            let t = self.tracker.borrow();
-            self.first_line - 1 + t.total_newlines + usize::from(t.last.is_some_and(|b| b != b'\n'))
-        };
-        (self.next_line <= last_line).then(|| {
-            self.next_line += 1;
-            Ok(empty(self.next_line - 1))
-        })
-    }
-}
-
-/// CSV records of bytes in memory (see [`Rows::csv_in_memory`]), line by line: the same rows, line numbers and
-/// spans as [`CsvRows`] gives.
-struct SliceRows<'b> {
-    name: String,
+    /// The encoding of the bytes parsed (UTF-8 where they were decoded before, see [`Rows::csv`]).
     encoding: &'static Encoding,
     delimiter: u8,
-    bytes: &'b [u8],
-    /// The bytes as sound text (see [`Rows::csv_in_memory`]), read instead of them.
+    buffer: Buffer<'b>,
+    /// Bytes in memory as sound text (see [`Rows::csv_in_memory`]), read instead of them.
     text: Option<Cow<'b, str>>,
-    /// Where the next line starts.
+    /// Where the next line starts in the buffer.
     pos: usize,
     /// Its number.
     line: usize,
@@ -463,43 +320,129 @@ struct SliceRows<'b> {
     ends: Vec<usize>,
     /// The fields of the line being read, as ranges of it (or of `output`).
     ranges: Vec<std::ops::Range<usize>>,
+    /// Cells of rows handed back ([`Rows::recycle`]), refilled by later records.
     spare: Vec<Vec<Cell>>,
+    /// The last record's last field ends with a line break (see [`Rows::ended_cleanly`]).
     open_at_end: bool,
+    /// The typed error of a decoding stream that failed (see [`decode::DecodeReader`]).
+    failure: Rc<RefCell<Option<Error>>>,
+    done: bool,
 }
 
-impl SliceRows<'_> {
+impl<'b> CsvRecords<'b> {
+    fn new(
+        name: &str,
+        encoding: &'static Encoding,
+        delimiter: u8,
+        buffer: Buffer<'b>,
+        text: Option<Cow<'b, str>>,
+        first_line: usize,
+    ) -> CsvRecords<'b> {
+        CsvRecords {
+            name: name.to_owned(),
+            encoding,
+            delimiter,
+            buffer,
+            text,
+            pos: 0,
+            line: first_line,
+            core: parser(delimiter),
+            output: vec![0; 1 << 12],
+            ends: vec![0; 64],
+            ranges: Vec::new(),
+            spare: Vec::new(),
+            open_at_end: false,
+            failure: Rc::new(RefCell::new(None)),
+            done: false,
+        }
+    }
+
+    /// Bytes of text handed out so far.
+    fn position(&self) -> u64 {
+        match &self.buffer {
+            Buffer::Whole(_) => self.pos as u64,
+            Buffer::Stream { dropped, .. } => dropped + self.pos as u64,
+        }
+    }
+
     fn next(&mut self) -> Option<Result<Row>> {
-        let all = self.text.as_deref().map_or(self.bytes, str::as_bytes);
+        while !self.done {
+            match self.step() {
+                Ok(Step::Row(row)) => return Some(Ok(row)),
+                Ok(Step::More) => {
+                    if let Err(e) = self.refill() {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+                Ok(Step::End) => self.done = true,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads more of the stream, keeping the bytes from the current line on: at least [`READ_AHEAD`] bytes, and
+    /// twice what is kept where a record is longer than that.
+    fn refill(&mut self) -> Result<()> {
+        let Buffer::Stream { input, bytes, eof, dropped, read_ahead } = &mut self.buffer else {
+            unreachable!("bytes in memory are all there is")
+        };
+        bytes.drain(..self.pos);
+        *dropped += self.pos as u64;
+        self.pos = 0;
+        let want = (2 * bytes.len()).max(*read_ahead);
+        input.take((want - bytes.len()) as u64).read_to_end(bytes).map_err(|source| {
+            self.failure.borrow_mut().take().unwrap_or_else(|| Error::Read { file: self.name.clone(), source })
+        })?;
+        *eof = bytes.len() < want;
+        Ok(())
+    }
+
+    /// The record at the current position, if the bytes read so far hold all of it.
+    fn step(&mut self) -> Result<Step> {
+        let (all, eof): (&[u8], bool) = match (&self.text, &self.buffer) {
+            (Some(text), _) => (text.as_bytes(), true),
+            (None, Buffer::Whole(bytes)) => (bytes, true),
+            (None, Buffer::Stream { bytes, eof, .. }) => (bytes, *eof),
+        };
         let rest = &all[self.pos..];
         if rest.is_empty() {
-            return None;
+            return Ok(if eof { Step::End } else { Step::More });
         }
         let line = self.line;
-        let end = memchr::memchr(b'\n', rest);
-        let text = &rest[..end.unwrap_or(rest.len())];
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        // The line's text and the length of its line break.
+        let (text, newline) = match memchr::memchr2(b'\n', b'\r', rest) {
+            None if !eof => return Ok(Step::More),
+            None => (rest, 0),
+            Some(at) if rest[at] == b'\n' => (&rest[..at], 1),
+            // A carriage return at the end of what was read: a line feed may follow it.
+            Some(at) if at + 1 == rest.len() && !eof => return Ok(Step::More),
+            Some(at) => (&rest[..at], if rest.get(at + 1) == Some(&b'\n') { 2 } else { 1 }),
+        };
         let mut cells = self.spare.pop().unwrap_or_default();
         self.ranges.clear();
         let mut whole = None;
-        let (in_output, span, written) = if text.is_empty() {
+        let (in_output, span, read, written) = if text.is_empty() {
             // An empty line: the CSV parser skips it, the rows show it.
-            self.pos += end.map_or(rest.len(), |e| e + 1);
+            self.pos += newline;
             self.line += 1;
+            self.open_at_end = false;
             cells.clear();
-            return Some(Ok(Row { line, span: 1, cells }));
+            return Ok(Step::Row(Row { line, span: 1, cells }));
         } else if memchr::memchr(b'"', text).is_none() {
             // No quotes: the fields lie between the delimiters.
             whole = self.text.as_deref().map(|t| &t[self.pos..self.pos + text.len()]);
-            self.pos += end.map_or(rest.len(), |e| e + 1);
-            self.line += 1;
             let mut start = 0;
             for d in memchr::memchr_iter(self.delimiter, text) {
                 self.ranges.push(start..d);
                 start = d + 1;
             }
             self.ranges.push(start..text.len());
-            self.open_at_end = false;
-            (false, 1, text.len())
+            (false, 1, text.len() + newline, text.len())
         } else {
             // Quotes: the CSV parser reads the record, which may go on over several lines.
             let (mut read, mut written, mut ended) = (0, 0, 0);
@@ -510,35 +453,56 @@ impl SliceRows<'_> {
                 match result {
                     csv_core::ReadRecordResult::OutputFull => self.output.resize(self.output.len() * 2, 0),
                     csv_core::ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                    // Past what was read: the record is read again once more is there.
+                    csv_core::ReadRecordResult::InputEmpty if !eof => {
+                        self.core = parser(self.delimiter);
+                        self.spare.push(cells);
+                        return Ok(Step::More);
+                    }
                     csv_core::ReadRecordResult::InputEmpty => {}
                     csv_core::ReadRecordResult::Record | csv_core::ReadRecordResult::End => break,
                 }
             }
             // The parser stops after a carriage return that ends a record; its line feed belongs to it.
-            if read > 0 && rest[read - 1] == b'\r' && rest.get(read) == Some(&b'\n') {
-                read += 1;
+            if read > 0 && rest[read - 1] == b'\r' {
+                match rest.get(read) {
+                    Some(b'\n') => read += 1,
+                    None if !eof => {
+                        self.core = parser(self.delimiter);
+                        self.spare.push(cells);
+                        return Ok(Step::More);
+                    }
+                    _ => {}
+                }
             }
-            // As for the stream: the lines of a record are those its fields hold, plus one.
-            let span = memchr::memchr_iter(b'\n', &self.output[..written]).count() + 1;
-            self.pos += read;
-            self.line += span;
             let mut start = 0;
             for &e in &self.ends[..ended] {
                 self.ranges.push(start..e);
                 start = e;
             }
-            let last = self.ranges.last().cloned().unwrap_or_default();
-            self.open_at_end = span > 1 && self.output[last].ends_with(b"\n");
-            (true, span, written)
+            // The lines of a record are those its fields hold, plus one.
+            (true, line_breaks(&self.output[..written]) + 1, read, written)
         };
+        self.pos += read;
+        self.line += span;
+        let last = self.ranges.last().cloned().unwrap_or_default();
+        self.open_at_end = in_output && span > 1 && matches!(self.output[last].last(), Some(b'\n' | b'\r'));
         let bytes: &[u8] = if in_output { &self.output[..written] } else { text };
         if let Err((lines_in, fault)) = fill_cells(self.encoding, bytes, whole, self.ranges.iter().cloned(), &mut cells)
         {
-            self.pos = all.len();
-            return Some(Err(fault.error(&self.name, self.encoding, line + lines_in)));
+            return Err(fault.error(&self.name, self.encoding, line + lines_in));
         }
-        Some(Ok(Row { line, span, cells }))
+        Ok(Step::Row(Row { line, span, cells }))
     }
+}
+
+/// A csv-core parser with `delimiter` that takes a byte order mark for text: the one at the start of a file is
+/// gone before (see [`CsvHead`]), and one at the start of a line is no file's start.
+fn parser(delimiter: u8) -> csv_core::Reader {
+    let mut core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+    // The parser strips a byte order mark only before it has read anything (an empty line leaves it where it was).
+    let _ = core.read_record(b"\n", &mut [0; 1], &mut [0; 1]);
+    core
 }
 
 /// Why a field's bytes are not text in its encoding, and where.
@@ -595,9 +559,8 @@ fn fill_cells(
             text.push_str(slice);
         } else {
             decode_field(encoding, &bytes[range.clone()], text).map_err(|fault| {
-                let newlines = |b: &[u8]| memchr::memchr_iter(b'\n', b).count();
-                let before: usize = fields.clone().take(i).map(|r| newlines(&bytes[r])).sum();
-                (before + newlines(&bytes[range.start..range.start + fault.at()]), fault)
+                let before: usize = fields.clone().take(i).map(|r| line_breaks(&bytes[r])).sum();
+                (before + line_breaks(&bytes[range.start..range.start + fault.at()]), fault)
             })?;
         }
     }
@@ -699,8 +662,7 @@ mod tests {
     use super::*;
 
     fn rows(text: &str) -> Vec<Row> {
-        let mut rows = CsvRows::new(Box::new(text.as_bytes()), UTF_8, b';', "t.csv", Rc::new(RefCell::new(None)), 1);
-        std::iter::from_fn(|| rows.next()).collect::<Result<Vec<_>>>().unwrap()
+        Rows::csv(Box::new(text.as_bytes()), UTF_8, b';', "t.csv", 1).collect::<Result<Vec<_>>>().unwrap()
     }
 
     #[test]
@@ -719,6 +681,15 @@ mod tests {
     fn crlf_lines_are_counted_like_lf_lines() {
         let lines: Vec<usize> = rows("a;b\r\n1;2\r\n\r\n3;4\r\n").iter().map(|r| r.line).collect();
         assert_eq!(lines, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line() {
+        // An old Mac export: every line ends with a carriage return alone, also inside a quoted field.
+        let lines: Vec<(usize, usize, usize)> =
+            rows("a;b\r1;2\r\r\"x\ry\";3\r4;5").iter().map(|r| (r.line, r.span, r.cells.len())).collect();
+        assert_eq!(lines, [(1, 1, 2), (2, 1, 2), (3, 1, 0), (4, 2, 2), (6, 1, 2)]);
+        assert_eq!(line_breaks(b"a\rb\r\nc\n\r"), 4);
     }
 
     /// The rows of `bytes` in `encoding` (parsed as bytes, each field decoded), or the error.
@@ -759,6 +730,7 @@ mod tests {
             b"1;\"open\nstill open\n",
             b"1;\"q\"tail;2\n \n\t;\n",
             b"\"a\r\nb\";c\r\nd;e\r\n",
+            b"a;b\r1;\"2\r3\"\r\r4;5\r",
             // Not ASCII: decoded as a whole where every byte is a character (Windows-1252, UTF-8 here), else
             // record by record (in ISO-8859-7, 0xD2 is no character; \xE4\xFC is no UTF-8).
             b"K\xe4se;\"S\xfc\xdf\ne\";\xe4\n1;2\n",
@@ -796,10 +768,61 @@ mod tests {
                 .unwrap_err()
                 .contains("line 2")
         );
-        assert!(
-            Rows::csv_in_memory(b"a;b\r1;2\r", UTF_8, b';', "t.csv", 1).is_none(),
-            "a lone carriage return is left to the stream"
-        );
+    }
+
+    /// A reader that hands out at most a few bytes at a time.
+    struct Dribble<'a>(&'a [u8]);
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_stream_read_in_pieces_gives_the_rows_in_memory() {
+        // Some 600 KB of lines with quotes, line breaks of every kind inside and outside them, and fields longer
+        // than the stream's first reads: records and line breaks fall across every boundary of its buffer.
+        let mut x: u64 = 7;
+        let mut text = Vec::new();
+        for line in 0..40_000 {
+            for _ in 0..5 {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                let piece: &[u8] = match x >> 60 {
+                    0 => b"\"q\r\nq\"",
+                    1 => b"\"r\rr\"\"\"",
+                    2 => b"\xc3\xa4",
+                    3 => b"",
+                    _ => b"field",
+                };
+                text.extend_from_slice(piece);
+                text.push(b';');
+            }
+            if line % 9_000 == 4_500 {
+                text.extend(std::iter::repeat_n(b'z', 200_000));
+            }
+            text.extend_from_slice([&b"\n"[..], b"\r\n", b"\r"][line % 3]);
+        }
+        let read = |rows: Rows<'_>| -> Vec<(usize, usize, Vec<String>)> {
+            rows.map(|r| r.map(|r| (r.line, r.span, r.cells.iter().map(Cell::text).collect())).unwrap()).collect()
+        };
+        let in_memory = read(Rows::csv_in_memory(&text, UTF_8, b';', "t.csv", 1).unwrap());
+        assert_eq!(in_memory.len(), 40_000);
+        assert_eq!(in_memory.iter().map(|r| r.1).sum::<usize>(), line_breaks(&text));
+        let streamed = read(Rows::csv(Box::new(Dribble(&text)), UTF_8, b';', "t.csv", 1));
+        assert!(streamed == in_memory, "the stream and the bytes in memory give other rows");
+        // Reading a few bytes at a time, the buffer ends at every kind of place: inside a line break, a quoted
+        // field, a character.
+        let some = &text[..text.iter().position(|&b| b == b'z').unwrap()];
+        let some = &some[..some.iter().rposition(|&b| b == b'\n').unwrap() + 1];
+        let expected = read(Rows::csv_in_memory(some, UTF_8, b';', "t.csv", 1).unwrap());
+        for read_ahead in 1..12 {
+            let rows = Rows::csv_reading(Box::new(Dribble(some)), UTF_8, b';', "t.csv", 1, read_ahead);
+            assert!(read(rows) == expected, "reading {read_ahead} bytes ahead gives other rows");
+        }
     }
 
     #[test]

@@ -319,3 +319,128 @@ fn two_exports_of_the_same_month_are_staged_together_and_keep_their_provenance()
     assert!(rows[0][1].parse::<usize>().unwrap() > 500 && rows[0][1] == rows[1][1], "{text}");
     assert_eq!((rows[0][2], rows[1][2]), ("1", "1"), "{text}");
 }
+
+/// JSON lines: the first line the column names as an array, every other line an object (a key that is not a
+/// column is refused), an empty line a record without cells. A format kubus does not know, read by a reader the
+/// program registers.
+struct JsonLines;
+
+impl kubus::RecordReader for JsonLines {
+    fn records(
+        &self,
+        _name: &str,
+        bytes: &[u8],
+        _options: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<kubus::Row>, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+        let mut columns: Vec<String> = Vec::new();
+        let mut rows = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let cells = if line.trim().is_empty() {
+                Vec::new()
+            } else if i == 0 {
+                columns = serde_json::from_str(line).map_err(|e| format!("line 1: {e}"))?;
+                columns.iter().map(|c| kubus::Cell::Text(c.clone())).collect()
+            } else {
+                let object: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+                if let Some(key) = object.keys().find(|k| !columns.contains(k)) {
+                    return Err(format!("line {}: '{key}' is no column", i + 1));
+                }
+                let cell = |c: &String| match object.get(c) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                columns.iter().map(|c| kubus::Cell::Text(cell(c))).collect()
+            };
+            rows.push(kubus::Row { line: i + 1, span: 1, cells });
+        }
+        Ok(rows)
+    }
+}
+
+/// A reader that loses a line.
+struct LosesALine;
+
+impl kubus::RecordReader for LosesALine {
+    fn records(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<kubus::Row>, String> {
+        let mut rows = JsonLines.records(name, bytes, options)?;
+        rows.remove(2);
+        Ok(rows)
+    }
+}
+
+#[test]
+fn a_format_of_the_citys_own_is_read_by_its_registered_reader_and_accounted_for() {
+    let dir = project_copy();
+    let source = "name = 'offers_jsonl'\ncube = 'course_offers'\n[format]\ntype = 'custom'\nreader = 'json-lines'\n\
+        date_formats = ['%Y-%m-%d']\n[fields.provider]\nmember = 'Träger'\n[fields.district]\nmember = 'Stadtteil'\n\
+        [fields.language_level]\nmember = 'Niveau'\n[fields.course_type]\nmember = 'Kursart'\n\
+        [fields.start_month]\ndate = 'Kursbeginn'\n[fields.seats]\nnumber = 'Plätze'\n";
+    std::fs::write(dir.path().join("cube-schemas/sources/offers_jsonl.toml"), source).unwrap();
+    // Offers at random, every ninth in a district the city does not have, an empty line among them; the expected
+    // seats per district are summed here from the offers written.
+    let mut rng = crate::support::Rng(42);
+    let districts = ["Innenstadt Ost", "Erlenbach", "Betzenberg", "Kaiserslautern-West"];
+    let mut text = String::from(r#"["Träger","Stadtteil","Niveau","Kursart","Kursbeginn","Plätze"]"#);
+    text.push('\n');
+    let (mut seats, mut bad_lines) = (std::collections::BTreeMap::<&str, u64>::new(), Vec::new());
+    for i in 0..300 {
+        let line = i + 2;
+        if i == 150 {
+            text.push('\n');
+            continue;
+        }
+        let district = if i % 9 == 4 { "Atlantis" } else { *rng.pick(&districts) };
+        let n = 5 + rng.next(20);
+        text.push_str(&format!(
+            r#"{{"Träger":"VHS","Stadtteil":"{district}","Niveau":"{}","Kursart":"Integrationskurs","Kursbeginn":"2024-{:02}-01","Plätze":{n}}}"#,
+            rng.pick(&["A1", "A2", "B1"]),
+            1 + rng.next(12)
+        ));
+        text.push('\n');
+        if district == "Atlantis" {
+            bad_lines.push(line);
+        } else {
+            *seats.entry(district).or_default() += n;
+        }
+    }
+    let file = dir.path().join("offers.jsonl");
+    std::fs::write(&file, &text).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ingest = |project: &kubus::Project| {
+        rt.block_on(project.ingest_with("offers_jsonl", std::slice::from_ref(&file), Default::default(), &mut |_| {}))
+    };
+
+    // Without the reader: the file is refused, nothing is written, and the message says how to add one.
+    let project = kubus::Project::open(dir.path()).unwrap();
+    let message = ingest(&project).unwrap_err().to_string();
+    assert!(message.contains("reader 'json-lines'") && message.contains("Project::with_reader"), "{message}");
+    let out = cli(dir.path(), &["ingest", "offers_jsonl", file.to_str().unwrap()]);
+    assert!(out.code != ExitCode::SUCCESS && out.stderr.contains("reader 'json-lines'"), "{}", out.stderr);
+    // A reader that loses a line is refused too: every line must be accounted for.
+    let lossy = kubus::Project::open(dir.path()).unwrap().with_reader("json-lines", LosesALine);
+    assert!(ingest(&lossy).unwrap_err().to_string().contains("every line must belong to one record"));
+    assert!(!dir.path().join("warehouse/facts/course_offers").exists(), "nothing was written");
+
+    let project = kubus::Project::open(dir.path()).unwrap().with_reader("json-lines", JsonLines);
+    let report = ingest(&project).unwrap();
+    let t = report.totals();
+    assert_eq!((t.lines, t.accepted, t.rejected), (301, 299 - bad_lines.len(), bad_lines.len()));
+    assert_eq!(
+        t.skipped.iter().map(|(r, n)| (r.to_string(), n)).collect::<Vec<_>>(),
+        [("header".to_owned(), 1), ("empty line".to_owned(), 1)]
+    );
+    assert_eq!(report.rejected.iter().map(|r| r.line).collect::<Vec<_>>(), bad_lines);
+    let answer = query(dir.path(), &["course_offers", "-m", "seats", "-d", "district"]);
+    let got: std::collections::BTreeMap<String, u64> =
+        answer.iter().map(|r| (r[1].clone(), r[2].parse().unwrap())).collect();
+    let expected: std::collections::BTreeMap<String, u64> = seats.iter().map(|(d, n)| (d.to_string(), *n)).collect();
+    assert_eq!(got, expected);
+}

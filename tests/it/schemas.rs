@@ -386,3 +386,26 @@ levels = []
         ]
     );
 }
+
+#[test]
+fn a_custom_format_names_its_reader_and_only_it_takes_one() {
+    let cube = "name = \"c\"\nlabel = \"C\"\n\n[[dimensions]]\nname = \"sex\"\n\n[[measures]]\nname = \"n\"\nlabel = \"N\"\naggregate = \"count\"\n";
+    let stray = "name = \"s\"\ncube = \"c\"\n\n[format]\ntype = \"csv\"\nreader = \"fixed-width\"\n\n[fields.sex]\nmember = \"G\"\n";
+    let nameless = "name = \"t\"\ncube = \"c\"\n\n[format]\ntype = \"custom\"\n\n[format.options]\nwidths = \"1\"\n\n[fields.sex]\nmember = \"G\"\n";
+    let good = "name = \"u\"\ncube = \"c\"\n\n[format]\ntype = \"custom\"\nreader = \"fixed-width\"\n\n[format.options]\nwidths = \"1\"\n\n[fields.sex]\nmember = \"G\"\n";
+    let got = diagnostics(&[
+        ("sex.toml", SchemaKind::Dimension, SEX),
+        ("c.toml", SchemaKind::Cube, cube),
+        ("s.toml", SchemaKind::Source, stray),
+        ("t.toml", SchemaKind::Source, nameless),
+        ("u.toml", SchemaKind::Source, good),
+    ]);
+    let expected_parts = [
+        ("s.toml:6: format.reader:", "belong to type = \"custom\", not to 'csv'"),
+        ("t.toml:5: format.reader:", "names the reader that reads it"),
+    ];
+    for (prefix, text) in expected_parts {
+        assert!(got.iter().any(|d| d.starts_with(prefix) && d.contains(text)), "missing {prefix} … {text} in {got:#?}");
+    }
+    assert_eq!(got.len(), expected_parts.len(), "{got:#?}");
+}

@@ -68,6 +68,15 @@ pub enum Error {
          the PDF the office's software writes, or have it recognised (OCR) and checked before ingesting"
     )]
     PdfWithoutText { file: String },
+    /// The source's custom format names a reader that is not registered.
+    #[error(
+        "{file}: the source's format is read by the reader '{reader}', which this program does not have ({});          a custom reader is registered by the program that embeds kubus (`Project::with_reader`)",
+        if .known.is_empty() { "it has none".to_owned() } else { format!("it has {}", .known.join(", ")) }
+    )]
+    NoReader { file: String, reader: String, known: Vec<String> },
+    /// A custom reader could not read the file.
+    #[error("{file}: the reader '{reader}' cannot read it: {problem}")]
+    ReaderFailed { file: String, reader: String, problem: String },
     /// No line of the PDF holds the columns the mapping reads.
     #[error("{file}: no line of the PDF is a header with the columns {}; check the source's fields", .columns.join(", "))]
     NoPdfTable { file: String, columns: Vec<String> },

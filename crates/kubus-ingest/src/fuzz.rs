@@ -3,7 +3,7 @@
 //! doubled or dropped), must never panic, and every file that reads must account for each of its lines. Runs
 //! for a bounded time (`KUBUS_FUZZ_SECONDS`, default 5), deterministic per seed (`KUBUS_FUZZ_SEED`).
 
-use crate::{PseudonymKey, read_file};
+use crate::{PseudonymKey, Readers, Reading, read_file};
 use kubus_model::{Model, SchemaFile, SchemaKind, load_model};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -145,7 +145,9 @@ fn damaged_exports_never_panic_and_account_for_every_line() {
         for (source, bytes) in &seeds {
             let damaged = mutate(&mut rng, bytes);
             let source = model.source(source).unwrap();
-            let outcome = std::panic::catch_unwind(|| read_file(&model, source, "fuzz.input", &damaged, &key));
+            let reading = Reading { model: &model, source, key: &key, readers: &Readers::default() };
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_file(reading, "fuzz.input", &damaged)));
             let Ok(result) = outcome else {
                 let path = std::env::temp_dir().join(format!("kubus-fuzz-{}-{runs}", source.name()));
                 std::fs::write(&path, &damaged).unwrap();

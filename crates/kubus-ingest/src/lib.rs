@@ -14,23 +14,39 @@ mod lines;
 mod outcome;
 mod pdf;
 mod pseudonym;
+mod readers;
 mod rows;
 
 pub use convert::{STATUS_COLUMN, fact_schema};
 pub use error::{Error, Result};
 pub use outcome::{BATCH_ROWS, Category, FileFacts, Progress, Rejection, Skip, Skipped, TotalLines};
 pub use pseudonym::PseudonymKey;
+pub use readers::{Readers, RecordReader};
+pub use rows::{Cell, Row};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use kubus_model::{Model, Source};
 use lines::{Lines, Rules, data_lines, finish, header_lines};
 use std::collections::BTreeMap;
 
-/// Reads one export of `source` from its bytes and keeps its facts in [`FileFacts::batches`]. `name` labels the
-/// file in rejections and errors.
-pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: &PseudonymKey) -> Result<FileFacts> {
+/// What reading a file of a source takes besides the file.
+#[derive(Clone, Copy)]
+pub struct Reading<'r> {
+    /// The model the source belongs to.
+    pub model: &'r Model,
+    /// The source whose export the file is.
+    pub source: &'r Source,
+    /// The key identity fields are pseudonymised with.
+    pub key: &'r PseudonymKey,
+    /// The readers of custom formats (see [`RecordReader`]).
+    pub readers: &'r Readers,
+}
+
+/// Reads one export from its bytes and keeps its facts in [`FileFacts::batches`]. `name` labels the file in
+/// rejections and errors.
+pub fn read_file(reading: Reading<'_>, name: &str, bytes: &[u8]) -> Result<FileFacts> {
     let mut batches = Vec::new();
-    let mut facts = read_file_to(model, source, name, Box::new(bytes), key, &mut |_| {}, &mut |b| {
+    let mut facts = read_file_to(reading, name, Box::new(bytes), &mut |_| {}, &mut |b| {
         batches.push(b);
         Ok(())
     })?;
@@ -38,25 +54,41 @@ pub fn read_file(model: &Model, source: &Source, name: &str, bytes: &[u8], key: 
     Ok(facts)
 }
 
-/// Reads one export of `source` from `input`, handing its facts to `sink` in batches of at most [`BATCH_ROWS`]
-/// and reporting progress every 65 536 lines. CSV streams through in bounded memory — a large file in an
-/// encoding where a line break is always one byte is converted in blocks on every core ([`blocks`]); a workbook
-/// is read whole. A sink error stops the file.
+/// Reads one export from `input`, handing its facts to `sink` in batches of about [`BATCH_ROWS`] and reporting
+/// progress every 65 536 lines. CSV streams through in bounded memory — a large file in an encoding where a line
+/// break is always one byte is converted in blocks on every core ([`blocks`]); a workbook, a PDF and a custom
+/// format are read whole. A sink error stops the file.
 pub fn read_file_to<'a>(
-    model: &Model,
-    source: &Source,
+    reading: Reading<'_>,
     name: &str,
     input: Box<dyn std::io::Read + 'a>,
-    key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
+    let Reading { model, source, key, readers } = reading;
     let rules = Rules::new(source);
-    if let kubus_model::Format::Pdf { record_column } = source.format() {
-        return read_pdf(model, source, name, &rules, input, record_column.as_deref(), key, progress, sink);
-    }
-    let kubus_model::Format::Csv { encoding, .. } = source.format() else {
-        return sequential(model, source, name, &rules, rows::Rows::open(source, name, input)?, key, progress, sink);
+    let encoding = match source.format() {
+        kubus_model::Format::Csv { encoding, .. } => encoding,
+        kubus_model::Format::Pdf { record_column } => {
+            return read_pdf(model, source, name, &rules, input, record_column.as_deref(), key, progress, sink);
+        }
+        kubus_model::Format::Custom { reader, options } => {
+            let records = readers.records(reader, name, &read_all(name, input)?, options)?;
+            let rows = rows::Rows::records(reader.clone(), records);
+            return sequential(model, source, name, &rules, rows, key, progress, sink);
+        }
+        kubus_model::Format::Xlsx { .. } => {
+            return sequential(
+                model,
+                source,
+                name,
+                &rules,
+                rows::Rows::open(source, name, input)?,
+                key,
+                progress,
+                sink,
+            );
+        }
     };
     // A text file's last line ends with a line break; one that does not may have been cut short (a copy broken
     // off, a truncated download), even where its fields still fit the header: the file is read, and that noted.
@@ -89,6 +121,13 @@ pub fn read_file_to<'a>(
         ));
     }
     Ok(facts)
+}
+
+/// All the bytes of `input`.
+fn read_all(name: &str, mut input: Box<dyn std::io::Read + '_>) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes).map_err(|source| Error::Read { file: name.to_owned(), source })?;
+    Ok(bytes)
 }
 
 /// A reader that remembers the last byte it read.
@@ -153,14 +192,13 @@ fn read_pdf<'a>(
     source: &Source,
     name: &str,
     rules: &Rules,
-    mut input: Box<dyn std::io::Read + 'a>,
+    input: Box<dyn std::io::Read + 'a>,
     record_column: Option<&str>,
     key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
-    let mut bytes = Vec::new();
-    input.read_to_end(&mut bytes).map_err(|source| Error::Read { file: name.to_owned(), source })?;
+    let bytes = read_all(name, input)?;
     let mut columns: Vec<String> = source
         .fields()
         .iter()

@@ -140,7 +140,9 @@ impl<'a> Rows<'a> {
                 let head = CsvHead::read(encoding.as_deref(), name, &mut input)?;
                 Ok(Rows::csv(Box::new(Cursor::new(head.bytes).chain(input)), head.encoding, *delimiter, name, 1))
             }
-            Format::Pdf { .. } => unreachable!("a PDF is read by its own reader (pdf::Table)"),
+            Format::Pdf { .. } | Format::Custom { .. } => {
+                unreachable!("a PDF and a custom format are read whole by their readers")
+            }
             Format::Xlsx { sheet } => {
                 let mut bytes = Vec::new();
                 input.read_to_end(&mut bytes).map_err(read_error)?;

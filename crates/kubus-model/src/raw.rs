@@ -247,6 +247,9 @@ pub struct RawFormat {
     pub delimiter: Option<S<String>>,
     pub sheet: Option<String>,
     pub record_column: Option<String>,
+    pub reader: Option<S<String>>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
     pub decimal_separator: Option<S<String>>,
     pub thousands_separator: Option<S<String>>,
     #[serde(default)]

@@ -27,6 +27,14 @@ pub enum Format {
         /// carries the rest of the record above (cells wrapped over lines). `None`: every line is a record.
         record_column: Option<String>,
     },
+    /// A format read by a reader the program that embeds kubus registers under `reader` (fixed-width text, a
+    /// register's XML): `type = "custom"`, `reader = "…"`, its settings in `[format.options]`.
+    Custom {
+        /// The name the reader is registered under.
+        reader: String,
+        /// The reader's settings, as the source gives them.
+        options: BTreeMap<String, String>,
+    },
 }
 
 /// Where a field reads its input.
@@ -703,6 +711,13 @@ fn input(text: &str, span: Option<std::ops::Range<usize>>, path: &str, sink: &mu
 }
 
 fn lower_format(f: &crate::raw::RawFormat, sink: &mut Sink<'_>) -> Option<Format> {
+    if f.ty.get_ref() != "custom" && (f.reader.is_some() || !f.options.is_empty()) {
+        sink.at(
+            f.reader.as_ref().map(|r| r.span()).or(Some(f.ty.span())),
+            "format.reader",
+            format!("`reader` and `[format.options]` belong to type = \"custom\", not to '{}'", f.ty.get_ref()),
+        );
+    }
     Some(match f.ty.get_ref().as_str() {
         "csv" => {
             let encoding = match &f.encoding {
@@ -738,6 +753,20 @@ fn lower_format(f: &crate::raw::RawFormat, sink: &mut Sink<'_>) -> Option<Format
         }
         "xlsx" | "xls" | "ods" | "workbook" => Format::Xlsx { sheet: f.sheet.clone() },
         "pdf" => Format::Pdf { record_column: f.record_column.clone() },
+        "custom" => match &f.reader {
+            Some(reader) if !reader.get_ref().trim().is_empty() => {
+                Format::Custom { reader: reader.get_ref().clone(), options: f.options.clone() }
+            }
+            _ => {
+                sink.at(
+                    Some(f.ty.span()),
+                    "format.reader",
+                    "a custom format names the reader that reads it: reader = \"…\" (registered by the program \
+                     that embeds kubus)",
+                );
+                return None;
+            }
+        },
         // A form's submissions are written as UTF-8 CSV by the server (see `Source::is_form`).
         "form" => Format::Csv { encoding: Some("utf-8".into()), delimiter: b',' },
         other => {
@@ -745,7 +774,15 @@ fn lower_format(f: &crate::raw::RawFormat, sink: &mut Sink<'_>) -> Option<Format
                 Some(f.ty.span()),
                 "format.type",
                 format!("unknown format '{other}'"),
-                vec!["csv".into(), "xlsx".into(), "xls".into(), "ods".into(), "pdf".into(), "form".into()],
+                vec![
+                    "csv".into(),
+                    "xlsx".into(),
+                    "xls".into(),
+                    "ods".into(),
+                    "pdf".into(),
+                    "form".into(),
+                    "custom".into(),
+                ],
             );
             return None;
         }

@@ -441,7 +441,8 @@ impl Project {
                     let progress = &mut |p: kubus_ingest::Progress| {
                         progress(IngestProgress::Reading { path, lines: p.lines, bytes: p.bytes, size })
                     };
-                    kubus_ingest::read_file_to(model, source, &name, input, key, progress, sink)
+                    let reading = kubus_ingest::Reading { model, source, key, readers: &self.readers };
+                    kubus_ingest::read_file_to(reading, &name, input, progress, sink)
                 },
                 &mut |sha256, batch| stage(Staged::Facts { file: name.clone(), sha256: sha256.to_owned(), batch }),
             )?;

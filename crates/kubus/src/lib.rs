@@ -26,7 +26,7 @@ mod users;
 
 pub use catalog::{CubeInfo, DimensionInfo, FormField, LevelInfo, MeasureInfo, MemberInfo, SourceInfo};
 pub use ingest::{FileCounts, FileOutcome, FileReport, IngestOptions, IngestProgress, IngestReport};
-pub use kubus_ingest::{PseudonymKey, STATUS_COLUMN};
+pub use kubus_ingest::{Cell, PseudonymKey, RecordReader, Row, STATUS_COLUMN};
 pub use kubus_model::{
     DemoIngest, DemoQuery, Diagnostic, Diagnostics, Group, Method, Model, ProjectConfig, PseudonymSettings, Role,
     SchemaFile, SchemaKind, ServerSettings, Topic, load_model,

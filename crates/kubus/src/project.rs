@@ -28,6 +28,8 @@ pub struct Project {
     pub(crate) rollup_cache: crate::rollups::RollupCache,
     /// The memory one query's scan may use (DataFusion's memory pool); unlimited unless set.
     memory_limit: Option<usize>,
+    /// Readers of the custom formats its sources name (see [`Project::with_reader`]).
+    pub(crate) readers: kubus_ingest::Readers,
 }
 
 /// A query's answer and the warehouse versions it was read from.
@@ -245,6 +247,7 @@ impl Project {
             ptable,
             rollup_cache: Default::default(),
             memory_limit: None,
+            readers: Default::default(),
         })
     }
 
@@ -252,6 +255,14 @@ impl Project {
     /// so, instead of taking the memory of everything else running (the server sets this from `[server]`).
     pub fn with_memory_limit(mut self, bytes: usize) -> Project {
         self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Reads the files of sources with `type = "custom"`, `reader = "<name>"` by `reader`: a format of the city's
+    /// own (fixed-width text, a register's XML). Its records go through the source's layout and mapping as a CSV
+    /// file's do; see `examples/fixed_width.rs`.
+    pub fn with_reader(mut self, name: &str, reader: impl kubus_ingest::RecordReader + 'static) -> Project {
+        self.readers.add(name, reader);
         self
     }
 

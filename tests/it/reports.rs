@@ -155,7 +155,13 @@ fn the_monthly_report_holds_the_cube_figures_in_every_output() {
     ]);
     let start = html.find("<h2>Bedarf und Angebot nach Stadtteil</h2>").unwrap();
     let chart = &html[start..start + html[start..].find("</svg>").unwrap()];
-    let bars: Vec<&str> = chart.split("<title>").skip(1).map(|t| &t[..t.find("</title>").unwrap()]).collect();
+    // The titles' text, its characters escaped as the template escapes them.
+    let text = |t: &str| {
+        let entities =
+            [("&#x2f;", "/"), ("&#x27;", "'"), ("&quot;", "\""), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")];
+        entities.iter().fold(t.to_owned(), |t, (entity, c)| t.replace(entity, c))
+    };
+    let bars: Vec<String> = chart.split("<title>").skip(1).map(|t| text(&t[..t.find("</title>").unwrap()])).collect();
     let (mut drawn, mut withheld) = (0, 0);
     for row in &demand {
         for (measure, want) in [("Bedarf: Personen unter B1 ohne Sprachkurs", &row[2]), ("Plätze", &row[3])] {

@@ -1,4 +1,5 @@
-//! How numbers and names are written for people: German numbers, HTML escapes, file-name slugs.
+//! How numbers and names are written for people: German numbers, the HTML of a report's parts (from its template,
+//! every text escaped), file-name slugs.
 
 use arrow::datatypes::DataType;
 
@@ -21,10 +22,17 @@ pub fn german(text: &str, ty: &DataType) -> String {
     }
 }
 
-/// Text for HTML (element content and attribute values).
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// The HTML of one part of a report — a table, tiles, a chart, a map or a text — from `templates/parts.html.j2`
+/// (`context.part` says which), every text in it escaped.
+pub(crate) fn html_part(context: minijinja::Value) -> crate::Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    env.add_template("parts", PARTS_TEMPLATE)?;
+    Ok(env.get_template("parts")?.render(context)?)
 }
+
+/// Tables, tiles, charts, maps and texts in HTML, as macros.
+const PARTS_TEMPLATE: &str = include_str!("../templates/parts.html.j2");
 
 /// File-name friendly form of a title.
 pub(crate) fn slug(text: &str) -> String {

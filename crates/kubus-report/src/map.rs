@@ -4,10 +4,11 @@
 //! Each area and each legend entry carries its key, value, colour and class bounds as data attributes, so that a
 //! test (or a reader's tool) can check a colour against the figure.
 
-use crate::display::{escape, german, slug};
+use crate::display::{german, html_part, slug};
 use crate::{ColumnKind, Result, Table};
 use arrow::array::{Array, AsArray, BooleanArray};
 use arrow::datatypes::{DataType, Float64Type};
+use minijinja::context;
 
 /// The areas a map draws: each member's key, label and outline, and whom the boundaries are from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -149,16 +150,7 @@ pub fn svg(table: &Table, areas: &Areas, limits: &[f64], what: &str, symbol: &st
     let height = (map_height + LINE * legend_lines as f64 + PAD).ceil();
     // The hatching's id is the map's own: a document with two maps must not have two elements of one id.
     let hatch = format!("hatch-{}", slug(what));
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{}\" width=\"{WIDTH}\" height=\"{height}\" \
-         viewBox=\"0 0 {WIDTH} {height}\" class=\"map\">",
-        escape(what)
-    );
-    out += &format!(
-        "<defs><pattern id=\"{hatch}\" patternUnits=\"userSpaceOnUse\" width=\"6\" height=\"6\" \
-            patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#fff\"/>\
-            <line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#666\" stroke-width=\"2\"/></pattern></defs>"
-    );
+    let mut drawn = Vec::new();
     for area in &areas.areas {
         let mut d = String::new();
         for ring in &area.rings {
@@ -180,20 +172,15 @@ pub fn svg(table: &Table, areas: &Areas, limits: &[f64], what: &str, symbol: &st
         let value = value_of(&area.key);
         let fill = value.map_or(format!("url(#{hatch})"), |v| colours[class_of(&breaks, v)].clone());
         let said = value.map_or_else(|| symbol.to_owned(), shown);
-        out += &format!(
-            "<path class=\"area\" d=\"{d}\" fill-rule=\"evenodd\" fill=\"{fill}\" stroke=\"#fff\" stroke-width=\"0.8\" \
-             data-key=\"{}\" data-value=\"{}\"><title>{}: {}</title></path>",
-            escape(&area.key),
-            value.map(|v| v.to_string()).unwrap_or_default(),
-            escape(&area.label),
-            escape(&said)
-        );
+        let value = value.map(|v| v.to_string()).unwrap_or_default();
+        drawn.push(context! { d, fill, key => area.key, value, label => area.label, said });
     }
     // The legend: one line per class with its bounds (of equal counts: the lowest and highest shown value at the
     // ends; of chosen limits: open at the ends).
     let lowest = shown_values.iter().copied().fold(f64::INFINITY, f64::min);
     let highest = shown_values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut y = map_height + 4.0;
+    let mut classes = Vec::new();
     for (i, colour) in colours.iter().enumerate().filter(|_| chosen || !shown_values.is_empty()) {
         let (first, last) = (i == 0, i + 1 == colours.len());
         let lower = if first { lowest } else { breaks[i - 1] };
@@ -204,35 +191,20 @@ pub fn svg(table: &Table, areas: &Areas, limits: &[f64], what: &str, symbol: &st
             (false, _, true) => format!("{} bis {}", shown(lower), shown(upper)),
             _ => format!("{} bis unter {}", shown(lower), shown(upper)),
         };
-        let (data_lower, data_upper) = (
-            if i == 0 { "-Infinity".to_owned() } else { lower.to_string() },
-            if i + 1 == colours.len() { "Infinity".to_owned() } else { upper.to_string() },
+        let (lower, upper) = (
+            if first { "-Infinity".to_owned() } else { lower.to_string() },
+            if last { "Infinity".to_owned() } else { upper.to_string() },
         );
-        out += &format!(
-            "<g class=\"class\" data-colour=\"{colour}\" data-lower=\"{data_lower}\" data-upper=\"{data_upper}\">\
-             <rect x=\"{PAD}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{colour}\" stroke=\"#99a3ad\"/>\
-             <text x=\"{}\" y=\"{}\">{}</text></g>",
-            PAD + 18.0,
-            y + 11.0,
-            escape(&text)
-        );
+        classes.push(context! { colour, lower, upper, y => y.to_string(), text_y => (y + 11.0).to_string(), text });
         y += LINE;
     }
-    out += &format!(
-        "<rect x=\"{PAD}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"url(#{hatch})\" stroke=\"#99a3ad\"/>\
-         <text x=\"{}\" y=\"{}\">schraffiert: kein Wert gezeigt (gesperrt oder keine Fälle)</text>",
-        PAD + 18.0,
-        y + 11.0,
-    );
-    if let Some(attribution) = &areas.attribution {
-        y += LINE;
-        out += &format!(
-            "<text x=\"{PAD}\" y=\"{}\" font-size=\"11\">Kartengrundlage: {}</text>",
-            y + 11.0,
-            escape(attribution)
-        );
-    }
-    Ok(out + "</svg>")
+    let attribution_y = (y + LINE + 11.0).to_string();
+    let map_data = context! {
+        what, width => WIDTH.to_string(), height => height.to_string(), hatch, areas => drawn, classes,
+        pad => PAD.to_string(), text_x => (PAD + 18.0).to_string(), none_y => y.to_string(),
+        none_text_y => (y + 11.0).to_string(), attribution => areas.attribution, attribution_y,
+    };
+    html_part(context! { part => "map", map_data })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! the office may replace. The output depends on the document only, so the same data gives the same bytes.
 
 pub use crate::display::german;
-use crate::display::{escape, slug};
+use crate::display::{html_part, slug};
 use crate::map::Areas;
 use crate::text::display_rows;
 use crate::{Format, Result, Table, xlsx};
@@ -198,20 +198,11 @@ pub fn grid(table: &Table, rows: usize) -> Result<Grid> {
     Ok(Grid { header, rows: out, totals, numeric })
 }
 
-fn html_table(g: &Grid) -> String {
-    let mut out = String::from("<table><thead><tr>");
-    for h in &g.header {
-        out += &format!("<th>{}</th>", escape(h));
-    }
-    out += "</tr></thead><tbody>";
-    for (row, total) in g.rows.iter().zip(&g.totals) {
-        out += if *total { "<tr class=\"total\">" } else { "<tr>" };
-        for (i, c) in row.iter().enumerate() {
-            out += &format!("<td{}>{}</td>", if g.numeric[i] { " class=\"n\"" } else { "" }, escape(c));
-        }
-        out += "</tr>";
-    }
-    out + "</tbody></table>"
+/// The HTML of a table (see `templates/parts.html.j2`).
+fn html_table(g: &Grid) -> Result<String> {
+    let rows: Vec<Value> =
+        g.rows.iter().zip(&g.totals).map(|(cells, total)| context! { cells, total => *total }).collect();
+    html_part(context! { part => "table", grid => context! { header => g.header, rows, numeric => g.numeric } })
 }
 
 fn markdown_table(g: &Grid) -> String {
@@ -319,57 +310,92 @@ fn forecast_points(table: &Table) -> Result<Vec<Forecast>> {
 
 const COLOURS: [&str; 7] = ["#00589c", "#7fb2dc", "#f0a202", "#3b8f5a", "#a8324a", "#6c5b7b", "#99a3ad"];
 
+/// A chart's marks, as `templates/parts.html.j2` draws them: every number already written as the chart shows it.
+mod mark {
+    use minijinja::{Value, context};
+
+    /// A text at (`x`, `y`), its end or middle there if `anchor` says so.
+    pub fn label(x: String, y: String, anchor: Option<&str>, text: &str) -> Value {
+        context! { kind => "label", x, y, anchor, text }
+    }
+
+    /// A bar with its value in words (`title`).
+    pub fn bar(x: String, y: String, width: String, height: String, fill: &str, title: String) -> Value {
+        context! { kind => "bar", x, y, width, height, fill, title }
+    }
+
+    /// A legend's coloured square.
+    pub fn swatch(x: String, y: String, fill: &str) -> Value {
+        context! { kind => "swatch", x, y, fill }
+    }
+
+    /// A grey line across the chart at `y`, dashed for the zero line.
+    pub fn rule(x1: String, x2: String, y: String, dashed: bool) -> Value {
+        context! { kind => "rule", x1, x2, y, dashed }
+    }
+
+    /// A point of a line with its value in words; a forecast's point is white with a `stroke`.
+    pub fn dot(x: String, y: String, fill: &str, stroke: Option<&str>, title: String) -> Value {
+        context! { kind => "dot", x, y, fill, stroke, title }
+    }
+
+    /// A line through the points `d` (an SVG path), dashed for a forecast.
+    pub fn line(class: Option<&str>, d: String, stroke: &str, dashed: bool) -> Value {
+        context! { kind => "line", class, d, stroke, dashed }
+    }
+
+    /// A forecast's interval: the area between its bounds.
+    pub fn band(points: String, fill: &str) -> Value {
+        context! { kind => "band", points, fill }
+    }
+}
+
+/// A chart: its size, its marks, and its legend (marks drawn from y = 0) moved down to `legend_y`.
+fn chart_html(width: f64, height: f64, marks: Vec<Value>, legend: Vec<Value>, legend_y: f64) -> Result<String> {
+    let chart_data = context! {
+        width => width.to_string(), height => height.to_string(), marks, legend, legend_y => legend_y.to_string(),
+    };
+    html_part(context! { part => "chart", chart_data })
+}
+
 fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
     let points = Points::of(table)?;
     let (low, max) = points.range();
-    let svg_open = |w: f64, h: f64| {
-        format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">"
-        )
-    };
     let shown = |v: f64| german(&v.to_string(), &DataType::Float64).trim_end_matches(",00").to_owned();
-    Ok(match chart {
+    let mut marks = Vec::new();
+    match chart {
         Chart::Bars => {
             // One bar per measure, side by side in each member's row.
             let n = points.measures.len().max(1);
             let (w, bar) = (560.0, if n == 1 { 15.0 } else { 12.0 });
             let row = bar * n as f64 + 5.0;
             let (legend, legend_height) =
-                if n > 1 { chart_legend(&points.measures, 20.0, w - 10.0) } else { (String::new(), 0.0) };
+                if n > 1 { chart_legend(&points.measures, 20.0, w - 10.0) } else { (Vec::new(), 0.0) };
             let bars_end = row * points.rows.len() as f64 + 10.0;
-            let h = bars_end + legend_height;
-            let mut out = svg_open(w, h);
             // A bar runs from zero to its value: to the left for a value below zero.
             let x = |v: f64| 250.0 + (v - low) / (max - low) * 260.0;
             for (i, (label, _, values)) in points.rows.iter().enumerate() {
                 let y = i as f64 * row + 5.0;
                 let middle = y + bar * n as f64 / 2.0 + 4.0;
-                out += &format!("<text x=\"245\" y=\"{middle}\" text-anchor=\"end\">{}</text>", escape(label));
+                marks.push(mark::label("245".into(), middle.to_string(), Some("end"), label));
                 for (m, value) in values.iter().enumerate() {
                     let y = y + bar * m as f64;
-                    let base = y + bar - 2.0;
+                    let base = (y + bar - 2.0).to_string();
                     let what = if n > 1 { format!("{}: ", points.measures[m]) } else { String::new() };
                     match value {
                         Some(v) => {
                             let (from, to) = (x(0.0).min(x(*v)), x(0.0).max(x(*v)));
-                            out += &format!(
-                                "<rect x=\"{from:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\"><title>{}{}{}</title></rect>",
-                                to - from,
-                                bar - 1.0,
-                                COLOURS[m % COLOURS.len()],
-                                escape(label),
-                                if n > 1 { ", " } else { ": " },
-                                escape(&format!("{what}{}", shown(*v)))
-                            );
-                            out += &format!("<text x=\"{:.1}\" y=\"{base}\">{}</text>", to + 5.0, shown(*v));
+                            let title = format!("{label}{}{what}{}", if n > 1 { ", " } else { ": " }, shown(*v));
+                            let (width, height) = (format!("{:.1}", to - from), (bar - 1.0).to_string());
+                            let fill = COLOURS[m % COLOURS.len()];
+                            marks.push(mark::bar(format!("{from:.1}"), y.to_string(), width, height, fill, title));
+                            marks.push(mark::label(format!("{:.1}", to + 5.0), base, None, &shown(*v)));
                         }
-                        None => {
-                            out += &format!("<text x=\"{:.1}\" y=\"{base}\">{}</text>", x(0.0) + 5.0, escape(symbol));
-                        }
+                        None => marks.push(mark::label(format!("{:.1}", x(0.0) + 5.0), base, None, symbol)),
                     }
                 }
             }
-            out + &below(&legend, bars_end) + "</svg>"
+            chart_html(w, bars_end + legend_height, marks, legend, bars_end)
         }
         Chart::Line => {
             let (w, h, left, top, bottom) = (560.0, 220.0, 50.0, 10.0, 190.0);
@@ -382,34 +408,27 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             let every = all.div_ceil(7).max(1);
             let n = points.measures.len();
             let (legend, legend_height) =
-                if n > 1 { chart_legend(&points.measures, left, w - 10.0) } else { (String::new(), 0.0) };
-            let mut out = svg_open(w, h + legend_height);
-            // A line across the chart at `y`, and a value at the axis' foot of `y_text`.
-            let across = |y: f64, dash: &str| {
-                format!(
-                    "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#99a3ad\"{dash}/>",
-                    w - 10.0
-                )
-            };
+                if n > 1 { chart_legend(&points.measures, left, w - 10.0) } else { (Vec::new(), 0.0) };
+            // A line across the chart at `y`, and a value at the axis' foot of `y`.
+            let across =
+                |y: f64, dashed| mark::rule(left.to_string(), (w - 10.0).to_string(), format!("{y:.1}"), dashed);
             let at_axis = |y: f64, value: f64| {
                 let value = german(&format!("{value:.0}"), &DataType::Int64);
-                format!("<text x=\"{}\" y=\"{y}\" text-anchor=\"end\">{value}</text>", left - 5.0)
+                mark::label((left - 5.0).to_string(), y.to_string(), Some("end"), &value)
             };
-            out += &across(bottom, "");
-            out += &at_axis(top + 10.0, max);
+            marks.push(across(bottom, false));
+            marks.push(at_axis(top + 10.0, max));
             if low < 0.0 {
                 // Values below zero: the zero line, and the lowest value at the foot of the axis.
-                out += &across(bottom - -low / (max - low) * (bottom - top), " stroke-dasharray=\"2 2\"");
-                out += &at_axis(bottom, low);
+                marks.push(across(bottom - -low / (max - low) * (bottom - top), true));
+                marks.push(at_axis(bottom, low));
             }
+            let axis_label = |x: f64, label: &str| {
+                mark::label(format!("{x:.1}"), (bottom + 16.0).to_string(), Some("middle"), label)
+            };
             for (i, (label, _, _)) in points.rows.iter().enumerate() {
                 if i.is_multiple_of(every) {
-                    out += &format!(
-                        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                        left + step * i as f64,
-                        bottom + 16.0,
-                        escape(label)
-                    );
+                    marks.push(axis_label(left + step * i as f64, label));
                 }
             }
             // One line per measure; a suppressed member breaks it.
@@ -427,20 +446,16 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
                     path += &format!("{}{x:.1},{y:.1} ", if drawing { "L" } else { "M" });
                     drawing = true;
                     let what = if n > 1 { format!(", {}", points.measures[m]) } else { String::new() };
-                    out += &format!(
-                        "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{colour}\"><title>{}: {}</title></circle>",
-                        escape(&format!("{label}{what}")),
-                        shown(v)
-                    );
+                    let title = format!("{label}{what}: {}", shown(v));
+                    marks.push(mark::dot(format!("{x:.1}"), format!("{y:.1}"), colour, None, title));
                 }
-                out +=
-                    &format!("<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>", path.trim_end());
+                marks.push(mark::line(None, path.trim_end().to_owned(), colour, false));
             }
             if !forecasts.is_empty() {
                 let observed: Vec<Option<f64>> = points.rows.iter().map(|r| r.2.first().copied().flatten()).collect();
-                out += &forecast_svg(&forecasts, &observed, (left, step, top, bottom, low, max), every);
+                forecast_marks(&forecasts, &observed, (left, step, top, bottom, low, max), every, &mut marks);
             }
-            out + &below(&legend, h) + "</svg>"
+            chart_html(w, h + legend_height, marks, legend, h)
         }
         Chart::Stacked => {
             // Each bar with its stacks' values, in the order they come.
@@ -460,39 +475,31 @@ fn svg(table: &Table, chart: Chart, symbol: &str) -> Result<String> {
             let (w, row) = (560.0, 20.0);
             let (legend, legend_height) = chart_legend(&stacks, 250.0, w - 10.0);
             let bars_end = row * bars.len() as f64 + 10.0;
-            let mut out = svg_open(w, bars_end + legend_height);
             for (i, (bar, parts)) in bars.iter().enumerate() {
                 let y = i as f64 * row + 5.0;
-                out += &format!("<text x=\"245\" y=\"{}\" text-anchor=\"end\">{}</text>", y + 13.0, escape(bar));
+                marks.push(mark::label("245".into(), (y + 13.0).to_string(), Some("end"), bar));
                 let mut x = 250.0;
                 for (stack, value) in parts {
                     let colour = COLOURS[stacks.iter().position(|s| s == stack).unwrap_or(0) % COLOURS.len()];
                     if let Some(v) = value {
                         let bw = v / max * 290.0;
-                        out += &format!(
-                            "<rect x=\"{x:.1}\" y=\"{y}\" width=\"{bw:.1}\" height=\"15\" fill=\"{colour}\"><title>{}: {}</title></rect>",
-                            escape(stack),
-                            german(&v.to_string(), &DataType::Float64)
-                        );
+                        let title = format!("{stack}: {}", german(&v.to_string(), &DataType::Float64));
+                        let (x_at, width) = (format!("{x:.1}"), format!("{bw:.1}"));
+                        marks.push(mark::bar(x_at, y.to_string(), width, "15".into(), colour, title));
                         x += bw;
                     }
                 }
             }
-            out + &below(&legend, bars_end) + "</svg>"
+            chart_html(w, bars_end + legend_height, marks, legend, bars_end)
         }
-    })
-}
-
-/// `legend` moved down to `y`.
-fn below(legend: &str, y: f64) -> String {
-    if legend.is_empty() { String::new() } else { format!("<g transform=\"translate(0,{y})\">{legend}</g>") }
+    }
 }
 
 /// A chart's legend: a coloured square and the name of each series, from `x` to at most `right`, in as many lines as
-/// the names need. Returns it (drawn from y = 0) and its height.
-fn chart_legend(names: &[String], x: f64, right: f64) -> (String, f64) {
+/// the names need. Returns its marks (drawn from y = 0) and its height.
+fn chart_legend(names: &[String], x: f64, right: f64) -> (Vec<Value>, f64) {
     const LINE: f64 = 16.0;
-    let mut out = String::new();
+    let mut marks = Vec::new();
     let (mut at, mut y) = (x, 11.0);
     for (i, name) in names.iter().enumerate() {
         // About 6 px per character of 11 px text, and room to the next.
@@ -500,27 +507,23 @@ fn chart_legend(names: &[String], x: f64, right: f64) -> (String, f64) {
         if at > x && at + width > right {
             (at, y) = (x, y + LINE);
         }
-        out += &format!(
-            "<rect x=\"{at}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{}</text>",
-            y - 9.0,
-            COLOURS[i % COLOURS.len()],
-            at + 14.0,
-            escape(name)
-        );
+        marks.push(mark::swatch(at.to_string(), (y - 9.0).to_string(), COLOURS[i % COLOURS.len()]));
+        marks.push(mark::label((at + 14.0).to_string(), y.to_string(), None, name));
         at += width;
     }
-    (out, y + 5.0)
+    (marks, y + 5.0)
 }
 
 /// The forecast of a line chart: its interval as a light band, the forecast as a dashed line continuing the last
 /// observed point, their labels on the axis (every `every`-th point's), and a legend line. `frame` is the chart's
 /// (left, step, top, bottom, low, max).
-fn forecast_svg(
+fn forecast_marks(
     forecasts: &[Forecast],
     observed: &[Option<f64>],
     frame: (f64, f64, f64, f64, f64, f64),
     every: usize,
-) -> String {
+    marks: &mut Vec<Value>,
+) {
     let (left, step, top, bottom, low, max) = frame;
     let y = |v: f64| bottom - (v - low) / (max - low) * (bottom - top);
     let x = |i: usize| left + step * (observed.len() + i) as f64;
@@ -529,62 +532,29 @@ fn forecast_svg(
     band.extend(forecasts.iter().enumerate().map(|(i, f)| (x(i), y(f.3))));
     band.extend(forecasts.iter().enumerate().rev().map(|(i, f)| (x(i), y(f.2))));
     let polygon: Vec<String> = band.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-    let mut out = format!(
-        "<polygon class=\"forecast-interval\" points=\"{}\" fill=\"{}\" fill-opacity=\"0.35\"/>",
-        polygon.join(" "),
-        COLOURS[1]
-    );
+    marks.push(mark::band(polygon.join(" "), COLOURS[1]));
     let mut line: Vec<(f64, f64)> = start.into_iter().collect();
     line.extend(forecasts.iter().enumerate().map(|(i, f)| (x(i), y(f.1))));
     let d: Vec<String> =
         line.iter().enumerate().map(|(i, (x, y))| format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" })).collect();
-    out += &format!(
-        "<path class=\"forecast\" d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"5 4\"/>",
-        d.join(" "),
-        COLOURS[0]
-    );
+    marks.push(mark::line(Some("forecast"), d.join(" "), COLOURS[0], true));
+    let number = |v: f64| german(&format!("{v}"), &DataType::Float64).trim_end_matches(",00").to_owned();
     for (i, (label, point, lower, upper)) in forecasts.iter().enumerate() {
-        out += &format!(
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"#fff\" stroke=\"{}\"><title>{}: Prognose {} ({} bis {})</title></circle>",
-            x(i),
-            y(*point),
-            COLOURS[0],
-            escape(label),
-            german(&format!("{point}"), &DataType::Float64).trim_end_matches(",00"),
-            german(&format!("{lower}"), &DataType::Float64).trim_end_matches(",00"),
-            german(&format!("{upper}"), &DataType::Float64).trim_end_matches(",00"),
-        );
+        let title = format!("{label}: Prognose {} ({} bis {})", number(*point), number(*lower), number(*upper));
+        marks.push(mark::dot(format!("{:.1}", x(i)), format!("{:.1}", y(*point)), "#fff", Some(COLOURS[0]), title));
         if (observed.len() + i).is_multiple_of(every) {
-            out += &format!(
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                x(i),
-                bottom + 16.0,
-                escape(label)
-            );
+            marks.push(mark::label(format!("{:.1}", x(i)), (bottom + 16.0).to_string(), Some("middle"), label));
         }
     }
-    out += &format!(
-        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"end\">gestrichelt: Prognose, Fläche: Vorhersageintervall</text>",
-        left + step * (observed.len() + forecasts.len()).saturating_sub(1) as f64,
-        top + 10.0
-    );
-    out
+    let end = left + step * (observed.len() + forecasts.len()).saturating_sub(1) as f64;
+    let text = "gestrichelt: Prognose, Fläche: Vorhersageintervall";
+    marks.push(mark::label(format!("{end:.1}"), (top + 10.0).to_string(), Some("end"), text));
 }
 
-fn tiles_html(tiles: &[Tile]) -> String {
-    let mut out = String::from("<div class=\"tiles\">");
-    for t in tiles {
-        out += &format!(
-            "<div class=\"tile\"><div class=\"label\">{}</div><div class=\"value\">{}</div>",
-            escape(&t.label),
-            escape(&t.value)
-        );
-        if let Some(d) = &t.detail {
-            out += &format!("<div class=\"detail\">{}</div>", escape(d));
-        }
-        out += "</div>";
-    }
-    out + "</div>"
+fn tiles_html(tiles: &[Tile]) -> Result<String> {
+    let tile_list: Vec<Value> =
+        tiles.iter().map(|t| context! { label => t.label, value => t.value, detail => t.detail }).collect();
+    html_part(context! { part => "tiles", tile_list })
 }
 
 /// The document as the data of a live dashboard: its heading lines, and each part with its title, kind and note —
@@ -660,9 +630,9 @@ fn parts(doc: &Document, html: bool, symbol: &str) -> Result<Vec<Value>> {
                         t,
                         context! { period => doc.period, period_label => doc.period_label, title => doc.title },
                     )?;
-                    ("text", if html { format!("<p>{}</p>", escape(&text)) } else { text })
+                    ("text", if html { html_part(context! { part => "text", text })? } else { text })
                 }
-                Body::Tiles(tiles) if html => ("tiles", tiles_html(tiles)),
+                Body::Tiles(tiles) if html => ("tiles", tiles_html(tiles)?),
                 Body::Tiles(tiles) => (
                     "tiles",
                     tiles
@@ -680,7 +650,7 @@ fn parts(doc: &Document, html: bool, symbol: &str) -> Result<Vec<Value>> {
                 ),
                 Body::Table { table, rows } => {
                     let g = grid(table, *rows)?;
-                    ("table", if html { html_table(&g) } else { markdown_table(&g) })
+                    ("table", if html { html_table(&g)? } else { markdown_table(&g) })
                 }
                 Body::Chart { table, chart } if html => ("chart", svg(table, *chart, symbol)?),
                 Body::Chart { table, .. } => ("chart", markdown_table(&grid(table, table_rows(table))?)),
@@ -887,6 +857,26 @@ mod tests {
                 (title.to_owned(), attr(&rect, "x"), attr(&rect, "width"))
             })
             .collect()
+    }
+
+    #[test]
+    fn every_chart_escapes_the_text_it_draws() {
+        // A label and measure headings with markup in them, as a member's label or a report's heading could hold.
+        let mut t = table(vec![Some(4), Some(1)], vec![Some(2), None]);
+        let labels = StringArray::from(vec![r#"<b onclick="x()">Süd</b>"#, "A & B's"]);
+        let batch = &t.batches[0];
+        let mut columns = batch.columns().to_vec();
+        columns[1] = Arc::new(labels);
+        t.batches = vec![RecordBatch::try_new(t.schema.clone(), columns).unwrap()];
+        t.columns[3].heading = "<i>Plätze</i>".into();
+        for chart in [Chart::Bars, Chart::Line, Chart::Stacked] {
+            let drawn = svg(&t, chart, "<x>").unwrap();
+            assert!(drawn.starts_with("<svg ") && drawn.ends_with("</svg>"), "{drawn}");
+            for raw in ["<b", "<i>", "<x>", " & ", "onclick=\"", "B's"] {
+                assert!(!drawn.contains(raw), "{chart:?}: {raw} drawn as it is in {drawn}");
+            }
+            assert!(drawn.contains("&lt;b onclick=&quot;x()&quot;&gt;Süd&lt;&#x2f;b&gt;"), "{drawn}");
+        }
     }
 
     #[test]

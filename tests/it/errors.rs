@@ -1,5 +1,6 @@
 //! Bad input gets a clear message and exit code 2, never a panic: unknown names and members (with the closest
-//! valid ones), malformed schemas (file and line), files in an unexpected encoding, missing files.
+//! valid ones), malformed schemas (file and line), files in an unexpected encoding, missing files. A failure of the
+//! project's own files is no bad input: exit code 1.
 
 use crate::support::{cli, demo_project, project_copy};
 use std::process::ExitCode;
@@ -227,4 +228,21 @@ fn a_reader_that_goes_away_ends_the_output_without_an_error() {
             assert!(!stderr.contains("error"), "{command:?}: {stderr}");
         }
     }
+}
+
+#[test]
+fn an_audit_log_that_cannot_be_appended_to_stops_the_answer_as_an_internal_failure() {
+    // Not the question's fault: the project's own file fails. Exit 1 (not 2, bad input), and no answer at all, since
+    // an answer nobody logged must not be given.
+    let dir = project_copy();
+    let ingest =
+        cli(dir.path(), &["ingest", "provider_offers", "sample-data/kurstraeger/sprachkursangebote_2023_2024.xlsx"]);
+    assert_eq!(ingest.code, ExitCode::SUCCESS, "{}", ingest.stderr);
+    let audit = dir.path().join("audit.jsonl");
+    let _ = std::fs::remove_file(&audit);
+    std::fs::create_dir(&audit).unwrap();
+    let out = cli(dir.path(), &["query", "course_offers", "-m", "seats", "-d", "district"]);
+    assert_eq!(out.code, ExitCode::from(1), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("cannot write the audit log"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "an answer was given: {}", out.stdout);
 }

@@ -292,8 +292,11 @@ impl Error {
                     | kubus_warehouse::Error::Overlap { .. }
             ),
             Error::Query(q) => q.is_user_error(),
-            Error::Ingest(i) => !matches!(i, kubus_ingest::Error::Arrow(_)),
-            Error::Geometry { .. } => false,
+            // The facts could not be stored or built: kubus's own failure, not the file's.
+            Error::Ingest(i) => !matches!(i, kubus_ingest::Error::Arrow(_) | kubus_ingest::Error::Sink { .. }),
+            // The project's own files failed (its map, its audit log, its protection record): nothing the question
+            // or the input could mend.
+            Error::Geometry { .. } | Error::AuditLog { .. } | Error::ProtectionRecord { .. } => false,
             _ => true,
         }
     }

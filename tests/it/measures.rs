@@ -136,6 +136,10 @@ fn time_comparisons_look_at_the_previous_period_and_last_year() {
             "month",
         ],
     );
+    // From the facts too (read once, the earlier periods taken from the same aggregation), not only from rollups.
+    let mut facts = vec!["newcomers", "-m", "persons", "-m", "persons_previous", "-m", "persons_change"];
+    facts.extend(["-m", "persons_change_yoy_pct", "-d", "month", "--no-rollups"]);
+    assert_eq!(query(dir, &facts), rows, "the facts give what the rollups give");
     let keys: Vec<&String> = months.keys().collect();
     for (i, row) in rows.iter().enumerate() {
         let now = persons(&row[0]).unwrap();

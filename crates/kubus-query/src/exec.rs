@@ -370,6 +370,10 @@ fn evaluate<'a>(
                 MeasureKind::TimeComparison { of, period, change } => {
                     let then = crate::disclosure::then_column(m.name());
                     match period_length(plan, grain, *period) {
+                        // The earlier period is a row of this very frame: read from it, no second scan.
+                        Some(length) if let Some(t) = earlier_in_frame(plan, grain, of) => {
+                            df = earlier_of(ctx, df, plan, grain, t, length, of, &then)?;
+                        }
                         Some(length) => {
                             let parts = [of.as_str()];
                             let sub =
@@ -844,6 +848,82 @@ fn period_length(plan: &CubePlan<'_>, grain: &[usize], period: Period) -> Option
         (Period::Previous, Some(l), _) => Some(per(l.level)),
         (Period::Previous, None, Some(c)) => Some(c.members.last()? - c.members.first()? + 1),
     }
+}
+
+/// Whether a time comparison of `of` at `grain` finds each cell's earlier period among the frame's own rows, and
+/// if so the position in `grain` of the time drilldown: the time role is drilled and neither cut (a cut would leave
+/// the earlier periods out) nor filtered or read at its last snapshot by a measure `of` needs (their earlier value
+/// is what the shifted facts give, which these rows need not be), and the plan reads one cube's facts. A rollup's
+/// few rows are aggregated a second time faster than a window is set up over them (q07 at 10M: 0.17 ms with two
+/// aggregations, 0.43 ms with the window; from the facts 308 → 157 ms).
+fn earlier_in_frame(plan: &CubePlan<'_>, grain: &[usize], of: &str) -> Option<usize> {
+    if plan.rollup.is_some() {
+        return None;
+    }
+    let time = plan.time.as_ref()?;
+    let t = grain.iter().position(|&i| plan.drilldowns[i].0.role == time.role)?;
+    let plain = |pm: &&PlannedMeasure<'_>| {
+        !pm.filter.iter().any(|c| c.role == time.role)
+            && !matches!(pm.measure.kind(), MeasureKind::Aggregate { last_snapshot: true, .. })
+    };
+    let cut = plan.cuts.iter().any(|c| c.role == time.role);
+    (plan.sides.is_empty() && !cut && closure(plan, &[of]).iter().all(plain)).then_some(t)
+}
+
+/// Adds to `df` (the frame at `grain`, whose `t`-th drilldown is the time role) the column `name`: each row's `of`
+/// of the period `length` fact-level members earlier, from the frame's own row of it (none: null). A window over
+/// the frame's rows: partitioned by the other drilldowns, ordered by the period's first fact-level member, the
+/// frame is the one row exactly `length` members before. A row the cell key method does not show counts as none.
+#[allow(clippy::too_many_arguments)]
+fn earlier_of(
+    ctx: &SessionContext,
+    df: DataFrame,
+    plan: &CubePlan<'_>,
+    grain: &[usize],
+    t: usize,
+    length: usize,
+    of: &str,
+    name: &str,
+) -> Result<DataFrame> {
+    use datafusion::logical_expr::{WindowFrame, WindowFrameBound, WindowFrameUnits};
+    let level = &plan.drilldowns[grain[t]].0;
+    // Each member of the drilled level with the position of its first fact-level member.
+    let mut first: Vec<Option<i64>> = vec![None; level.dimension.members(level.level).len()];
+    for index in 0..level.dimension.members(level.fact_level).len() {
+        let member = kubus_model::MemberRef { level: level.fact_level, index };
+        let at = &mut first[level.dimension.ancestor(member, level.level)];
+        at.get_or_insert(index as i64);
+    }
+    let members = level.dimension.members(level.level);
+    let (keys, firsts): (Vec<&str>, Vec<i64>) =
+        first.iter().enumerate().filter_map(|(i, f)| Some((members[i].key(), (*f)?))).unzip();
+    let (join, ordinal) = ("__earlier_key", "__earlier_ord");
+    let schema =
+        Schema::new(vec![Field::new(join, DataType::Utf8, false), Field::new(ordinal, DataType::Int64, false)]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(keys)) as ArrayRef,
+            Arc::new(datafusion::arrow::array::Int64Array::from(firsts)),
+        ],
+    )?;
+    let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let shown = columns.iter().any(|c| c == SHOWN);
+    let df = df.join(ctx.read_batch(batch)?, JoinType::Left, &[key(grain[t]).as_str()], &[join], None)?;
+    let value = if shown { datafusion::logical_expr::when(col(SHOWN), col(of)).end()? } else { col(of) };
+    let back = WindowFrameBound::Preceding(ScalarValue::Int64(Some(length as i64)));
+    let window = datafusion::logical_expr::expr::WindowFunction::new(
+        datafusion::functions_aggregate::min_max::max_udaf(),
+        vec![value],
+    );
+    let earlier = Expr::from(window)
+        .partition_by(grain.iter().filter(|&&i| i != grain[t]).map(|&i| col(key(i))).collect())
+        .order_by(vec![col(ordinal).sort(true, true)])
+        .window_frame(WindowFrame::new_bounds(WindowFrameUnits::Range, back.clone(), back))
+        .build()?
+        .alias(name);
+    let df = df.window(vec![earlier])?;
+    Ok(df.select(columns.iter().map(|c| col(c.as_str())).chain([col(name)]).collect::<Vec<_>>())?)
 }
 
 /// Left-joins the measure `of` of `sub` (a frame at the `keys` grain) to `df` as column `name`.

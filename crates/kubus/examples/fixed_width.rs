@@ -90,17 +90,9 @@ number = "PLAETZE"
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let config = ProjectConfig::parse("kubus.toml", &std::fs::read_to_string(root.join("kubus.toml"))?)?;
-    let mut schemas =
-        vec![SchemaFile { origin: "booking_fixed.toml".into(), text: SOURCE.into(), kind: SchemaKind::Source }];
-    for (sub, kind) in [("dimensions", SchemaKind::Dimension), ("cubes", SchemaKind::Cube)] {
-        for entry in std::fs::read_dir(root.join("cube-schemas").join(sub))? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                let text = std::fs::read_to_string(&path)?;
-                schemas.push(SchemaFile { origin: path.display().to_string(), text, kind });
-            }
-        }
-    }
+    // The sample project's schemas, and the source of the booking system beside them.
+    let mut schemas = kubus::schema_files(&root.join("cube-schemas"))?;
+    schemas.push(SchemaFile { origin: "booking_fixed.toml".into(), text: SOURCE.into(), kind: SchemaKind::Source });
     let model = kubus::load_model(&schemas)?;
 
     // The warehouse, the audit log and the perturbation table live in a scratch directory.

@@ -37,7 +37,7 @@ pub use kubus_query::{ColumnKind, Cut, CutOp, Order, Query, QueryResult, ResultC
 pub use kubus_report::schedule::{CatchUp, Due, Job as ScheduleJob, next_wake};
 pub use kubus_warehouse::{Pruned, StoredRollup};
 pub use kubus_warehouse::{QuarantineRow, Replaced};
-pub use project::{Answer, AnswerRecord, KeyOrigin, Project, QueryOptions, SqlOptions, quarantine_batch};
+pub use project::{Answer, AnswerRecord, KeyOrigin, Project, QueryOptions, SqlOptions, quarantine_batch, schema_files};
 pub use protection::ProtectionRecord;
 pub use report::{ReportOptions, ReportRun, ScheduleOptions, ScheduledRun};
 pub use rollups::{RollupStatus, RollupUse, Route};

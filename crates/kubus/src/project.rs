@@ -135,8 +135,9 @@ pub enum KeyOrigin {
     Demo,
 }
 
-/// Reads every `*.toml` under `dir/{dimensions,cubes,sources}`, sorted, as schema files.
-fn schema_files(dir: &Path) -> Result<Vec<SchemaFile>> {
+/// Reads every `*.toml` under `dir/{dimensions,cubes,sources,reports}`, sorted, as schema files: a project's
+/// schemas, to which a program that embeds kubus may add its own before [`kubus_model::load_model`].
+pub fn schema_files(dir: &Path) -> Result<Vec<SchemaFile>> {
     let mut files = Vec::new();
     let kinds = [
         ("dimensions", SchemaKind::Dimension),

@@ -6,12 +6,13 @@
 //! with the rest of the file, one line after the other — so a file reads exactly as it would line by line.
 
 use crate::convert::{Converter, Totals};
+use crate::decode::line_breaks;
 use crate::error::Result;
 use crate::header::{Header, assemble};
 use crate::lines::{Chunk, Lines, Rules, data_lines, finish, header_lines};
 use crate::outcome::{FileFacts, Progress};
 use crate::pseudonym::PseudonymKey;
-use crate::rows::{Rows, line_breaks};
+use crate::rows::Rows;
 use datafusion::arrow::record_batch::RecordBatch;
 use encoding_rs::Encoding;
 use kubus_model::{Model, Source};

@@ -63,6 +63,13 @@ pub fn decode(declared: Option<&str>, file: &str, bytes: &[u8]) -> Result<(Strin
     }
 }
 
+/// The line breaks in `bytes`: each `\n`, and each `\r` that no `\n` follows (a line of an old Mac export, which
+/// the CSV parser ends a record at as well); `\r\n` is one.
+pub fn line_breaks(bytes: &[u8]) -> usize {
+    let returns = memchr::memchr_iter(b'\r', bytes).filter(|&i| bytes.get(i + 1) != Some(&b'\n')).count();
+    memchr::memchr_iter(b'\n', bytes).count() + returns
+}
+
 /// A reader that decodes another reader's bytes into UTF-8 as they come. Bytes invalid in the encoding and
 /// characters destroyed before export (U+FFFD) stop it; the typed error is left in `failure`, and the reader
 /// returns an I/O error.
@@ -81,6 +88,8 @@ pub struct DecodeReader<R> {
     finished: bool,
     /// Line breaks decoded so far (plus the lines before the stretch, see [`DecodeReader::starting_at`]).
     lines: usize,
+    /// The text decoded so far ends with a carriage return: a line feed first in the next is the same break.
+    after_return: bool,
     failure: Rc<RefCell<Option<Error>>>,
 }
 
@@ -101,6 +110,7 @@ impl<R: Read> DecodeReader<R> {
             out_end: 0,
             finished: false,
             lines: 0,
+            after_return: false,
             failure,
         }
     }
@@ -141,12 +151,17 @@ impl<R: Read> Read for DecodeReader<R> {
             self.in_start += read;
             (self.out_start, self.out_end) = (0, written);
             let out = &self.output[..written];
+            // Lines end as the CSV reader ends them (see [`line_breaks`]), also where a `\r\n` falls apart.
+            let continued = usize::from(self.after_return && out.first() == Some(&b'\n'));
             if let Some(pos) = memchr::memmem::find(out, "\u{FFFD}".as_bytes()) {
-                let line = self.lines + memchr::memchr_iter(b'\n', &out[..pos]).count() + 1;
+                let line = self.lines + line_breaks(&out[..pos]) - continued + 1;
                 return Err(self.fail(Error::DestroyedCharacters { file: self.file.clone(), line }));
             }
             // The decoder stops at a malformed byte: the text before it is out, and its line is the next.
-            self.lines += memchr::memchr_iter(b'\n', out).count();
+            self.lines += line_breaks(out) - continued;
+            if !out.is_empty() {
+                self.after_return = out.last() == Some(&b'\r');
+            }
             match result {
                 DecoderResult::InputEmpty if self.eof => self.finished = true,
                 DecoderResult::InputEmpty | DecoderResult::OutputFull => {}

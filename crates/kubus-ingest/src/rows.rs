@@ -2,7 +2,7 @@
 //! the physical lines it covers, empty lines included, so that nothing disappears unaccounted. Readers know
 //! nothing of headers, titles or fields; the layout decides what each line is.
 
-use crate::decode;
+use crate::decode::{self, line_breaks};
 use crate::error::{Error, Result};
 use calamine::{Data, Reader};
 use chrono::NaiveDate;
@@ -264,13 +264,6 @@ impl Iterator for Rows<'_> {
             Inner::Sheet(rows) => rows.next().map(Ok),
         }
     }
-}
-
-/// The line breaks in `bytes`: each `\n`, and each `\r` that no `\n` follows (a line of an old Mac export, which
-/// the CSV parser ends a record at as well); `\r\n` is one.
-pub fn line_breaks(bytes: &[u8]) -> usize {
-    let returns = memchr::memchr_iter(b'\r', bytes).filter(|&i| bytes.get(i + 1) != Some(&b'\n')).count();
-    memchr::memchr_iter(b'\n', bytes).count() + returns
 }
 
 /// Bytes a CSV stream is read by at least.
@@ -719,6 +712,26 @@ mod tests {
         assert!(error.to_string().contains("line 2"), "{error}");
         let error = read("a;b\n1;2\n\"x\nGr\u{FFFD}n\";3\n".as_bytes(), UTF_8).unwrap_err();
         assert!(matches!(error, Error::DestroyedCharacters { line: 4, .. }), "{error}");
+    }
+
+    #[test]
+    fn a_decoded_file_places_a_bad_character_on_its_line_however_its_lines_end() {
+        let utf16 = |text: &str, bad: bool| -> Vec<u8> {
+            let mut units: Vec<u16> = text.encode_utf16().collect();
+            if bad {
+                // A high surrogate without its low one: no character in UTF-16.
+                units.extend([0xD800, u16::from(b'9')]);
+            }
+            units.into_iter().flat_map(u16::to_le_bytes).collect()
+        };
+        // Lone carriage returns (an old Mac export), the bad character on line 3.
+        let error = read(&utf16("a;b\r1;2\r3;", true), encoding_rs::UTF_16LE).unwrap_err();
+        assert!(error.to_string().contains("line 3"), "{error}");
+        // A \r\n whose two halves the decoder hands out in two pieces (its input is read 64 KiB at a time) is one
+        // line break, not two.
+        let text = format!("{}\r\n1;2\n3;", "x".repeat(32_767));
+        let error = read(&utf16(&text, true), encoding_rs::UTF_16LE).unwrap_err();
+        assert!(error.to_string().contains("line 3"), "{error}");
     }
 
     #[test]

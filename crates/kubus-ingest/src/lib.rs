@@ -65,29 +65,20 @@ pub fn read_file_to<'a>(
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
-    let Reading { model, source, key, readers } = reading;
+    let source = reading.source;
     let rules = Rules::new(source);
     let encoding = match source.format() {
         kubus_model::Format::Csv { encoding, .. } => encoding,
         kubus_model::Format::Pdf { record_column } => {
-            return read_pdf(model, source, name, &rules, input, record_column.as_deref(), key, progress, sink);
+            return read_pdf(reading, name, &rules, input, record_column.as_deref(), progress, sink);
         }
         kubus_model::Format::Custom { reader, options } => {
-            let records = readers.records(reader, name, &read_all(name, input)?, options)?;
+            let records = reading.readers.records(reader, name, &read_all(name, input)?, options)?;
             let rows = rows::Rows::records(reader.clone(), records);
-            return sequential(model, source, name, &rules, rows, key, progress, sink);
+            return sequential(reading, name, &rules, rows, progress, sink);
         }
         kubus_model::Format::Xlsx { .. } => {
-            return sequential(
-                model,
-                source,
-                name,
-                &rules,
-                rows::Rows::open(source, name, input)?,
-                key,
-                progress,
-                sink,
-            );
+            return sequential(reading, name, &rules, rows::Rows::open(source, name, input)?, progress, sink);
         }
     };
     // A text file's last line ends with a line break; one that does not may have been cut short (a copy broken
@@ -112,7 +103,7 @@ pub fn read_file_to<'a>(
             d.name()
         )
     });
-    let mut facts = read_csv_body(model, source, name, &rules, head, input, key, progress, sink).map_err(told)?;
+    let mut facts = read_csv_body(reading, name, &rules, head, input, progress, sink).map_err(told)?;
     facts.warnings.extend(overridden);
     if last.get().is_some_and(|b| b != b'\n') {
         facts.warnings.push(format!(
@@ -147,19 +138,17 @@ impl<R: std::io::Read> std::io::Read for LastByte<R> {
 }
 
 /// Reads a CSV export's records after its head (see [`read_file_to`]).
-#[allow(clippy::too_many_arguments)]
 fn read_csv_body<'a>(
-    model: &Model,
-    source: &Source,
+    reading: Reading<'_>,
     name: &str,
     rules: &Rules,
     head: rows::CsvHead,
     mut input: Box<dyn std::io::Read + 'a>,
-    key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
     use std::io::Read as _;
+    let Reading { model, source, key, .. } = reading;
     let kubus_model::Format::Csv { delimiter, .. } = source.format() else {
         unreachable!("called for CSV sources only")
     };
@@ -181,23 +170,21 @@ fn read_csv_body<'a>(
     }
     let rows =
         rows::Rows::csv(Box::new(std::io::Cursor::new(head.bytes).chain(input)), head.encoding, *delimiter, name, 1);
-    sequential(model, source, name, rules, rows, key, progress, sink)
+    sequential(reading, name, rules, rows, progress, sink)
 }
 
 /// Reads the table of a PDF (see [`pdf`]): the lines around it are accounted for by the reader, its rows by the
 /// source's rules as a sheet's are. A rejected line's reason tells its page and its line on the page.
-#[allow(clippy::too_many_arguments)]
 fn read_pdf<'a>(
-    model: &Model,
-    source: &Source,
+    reading: Reading<'_>,
     name: &str,
     rules: &Rules,
     input: Box<dyn std::io::Read + 'a>,
     record_column: Option<&str>,
-    key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
+    let Reading { model, source, key, .. } = reading;
     let bytes = read_all(name, input)?;
     let mut columns: Vec<String> = source
         .fields()
@@ -233,17 +220,15 @@ fn read_pdf<'a>(
 }
 
 /// Reads a file's rows one after the other: titles, header, then every data line.
-#[allow(clippy::too_many_arguments)]
 fn sequential(
-    model: &Model,
-    source: &Source,
+    reading: Reading<'_>,
     name: &str,
     rules: &Rules,
     mut rows: rows::Rows<'_>,
-    key: &PseudonymKey,
     progress: &mut dyn FnMut(Progress),
     sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<FileFacts> {
+    let Reading { model, source, key, .. } = reading;
     let mut lines = Lines::default();
     let Some((titles, header_rows)) = header_lines(source, &mut rows, &mut lines.tally)? else {
         let line = *source.layout().header_lines().last().expect("validated: at least one header line");

@@ -910,7 +910,9 @@ fn earlier_of(
     let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
     let shown = columns.iter().any(|c| c == SHOWN);
     let df = df.join(ctx.read_batch(batch)?, JoinType::Left, &[key(grain[t]).as_str()], &[join], None)?;
-    let value = if shown { datafusion::logical_expr::when(col(SHOWN), col(of)).end()? } else { col(of) };
+    // A row that is not shown, or whose period is no member (no ordinal), is no earlier period of any row.
+    let counts = if shown { col(SHOWN).and(col(ordinal).is_not_null()) } else { col(ordinal).is_not_null() };
+    let value = datafusion::logical_expr::when(counts, col(of)).end()?;
     let back = WindowFrameBound::Preceding(ScalarValue::Int64(Some(length as i64)));
     let window = datafusion::logical_expr::expr::WindowFunction::new(
         datafusion::functions_aggregate::min_max::max_udaf(),

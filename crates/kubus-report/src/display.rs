@@ -25,9 +25,14 @@ pub fn german(text: &str, ty: &DataType) -> String {
 /// The HTML of one part of a report — a table, tiles, a chart, a map or a text — from `templates/parts.html.j2`
 /// (`context.part` says which), every text in it escaped.
 pub(crate) fn html_part(context: minijinja::Value) -> crate::Result<String> {
-    let mut env = minijinja::Environment::new();
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
-    env.add_template("parts", PARTS_TEMPLATE)?;
+    // Parsed once per process: a live dashboard draws its map on every request.
+    static PARTS: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    let env = PARTS.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        env.add_template("parts", PARTS_TEMPLATE).expect("the parts template is part of the build and parses");
+        env
+    });
     Ok(env.get_template("parts")?.render(context)?)
 }
 

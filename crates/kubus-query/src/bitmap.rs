@@ -30,7 +30,7 @@ enum Mode {
     /// Serialized bitmaps in, their union serialized out.
     Union,
     /// Serialized bitmaps in, the number of distinct ids as the cell key method publishes it out: ids that carry a
-    /// unit's record key in their upper 16 bits (see [`crate::rollup::dictionary`]) give the count's cell key from
+    /// unit's record key in their lower 16 bits (see [`crate::rollup::dictionary`]) give the count's cell key from
     /// the same union of the bitmaps.
     Published(Arc<PTable>),
 }
@@ -355,35 +355,85 @@ impl Accumulator for BitmapAccumulator {
     }
 }
 
-/// The number of a bitmap's ids and the sum of their upper 16 bits modulo 2¹⁶, as `count · 2¹⁶ + key`.
+/// The number of a bitmap's ids and the sum of their lower 16 bits modulo 2¹⁶, as `count · 2¹⁶ + key`.
 fn count_and_key(bitmap: &RoaringBitmap) -> i64 {
-    let key = bitmap.iter().fold(0u32, |sum, id| sum.wrapping_add(id >> 16)) & 0xFFFF;
+    let key = bitmap.iter().fold(0u32, |sum, id| sum.wrapping_add(id)) & 0xFFFF;
     ((bitmap.len() as i64) << 16) | i64::from(key)
 }
 
-/// [`count_and_key`] of a serialized bitmap, read from its header alone: the portable format lists every container's
-/// key (its ids' upper 16 bits) and cardinality, so the ids need neither be deserialized nor visited. `None` for
-/// bytes not in that format.
+/// [`count_and_key`] of a serialized bitmap, read from its bytes without building the bitmap: the portable format
+/// lists every container's cardinality in its header, and a container's lower 16 bits are summed where they lie
+/// (an array of them, a bitmap of 2¹⁶ bits, or runs). `None` for bytes not in that format.
 fn serialized_count_and_key(bytes: &[u8]) -> Option<i64> {
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     let cookie = u32_at(0)?;
-    // Without run containers: the cookie, the number of containers; with them: the number in the cookie's upper
-    // half and a bit per container saying which are runs (see the format's specification, and roaring's
-    // `serialize_into`).
-    let (containers, descriptions) = match cookie {
-        12346 => (u32_at(4)? as usize, 8),
-        _ if cookie & 0xFFFF == 12347 => ((cookie >> 16) as usize + 1, 4 + ((cookie >> 16) as usize + 1).div_ceil(8)),
+    // Without run containers: the cookie, the number of containers, then their keys and cardinalities and their
+    // offsets. With them: the number in the cookie's upper half, a bit per container saying which are runs, the
+    // keys and cardinalities, and offsets only from four containers on (see the format's specification, and
+    // roaring's `serialize_into`).
+    let (containers, runs, descriptions) = match cookie {
+        12346 => (u32_at(4)? as usize, None, 8),
+        _ if cookie & 0xFFFF == 12347 => {
+            let containers = (cookie >> 16) as usize + 1;
+            (containers, Some(4), 4 + containers.div_ceil(8))
+        }
         _ => return None,
     };
+    let offsets = match runs {
+        Some(_) if containers < 4 => 0,
+        _ => containers.checked_mul(4)?,
+    };
     let header = bytes.get(descriptions..descriptions.checked_add(containers.checked_mul(4)?)?)?;
+    let mut at = descriptions + header.len() + offsets;
     let (mut count, mut key) = (0i64, 0u32);
-    for description in header.chunks_exact(4) {
-        let high = u32::from(u16::from_le_bytes([description[0], description[1]]));
+    for (i, description) in header.chunks_exact(4).enumerate() {
         let ids = u32::from(u16::from_le_bytes([description[2], description[3]])) + 1;
         count += i64::from(ids);
-        key = key.wrapping_add(high.wrapping_mul(ids));
+        let run = runs.is_some_and(|start| bytes.get(start + i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0));
+        let (sum, length) = if run {
+            let n = usize::from(u16_at(at)?);
+            let pairs = bytes.get(at + 2..at + 2 + n * 4)?;
+            let sum = pairs.chunks_exact(4).fold(0u32, |sum, pair| {
+                let (start, more) = (
+                    u32::from(u16::from_le_bytes([pair[0], pair[1]])),
+                    u32::from(u16::from_le_bytes([pair[2], pair[3]])),
+                );
+                // start + (start + 1) + … + (start + more)
+                sum.wrapping_add((more + 1).wrapping_mul(start).wrapping_add(more * (more + 1) / 2))
+            });
+            (sum, 2 + n * 4)
+        } else if ids <= 4096 {
+            let values = bytes.get(at..at + ids as usize * 2)?;
+            let sum = values
+                .chunks_exact(2)
+                .fold(0u32, |sum, v| sum.wrapping_add(u32::from(u16::from_le_bytes([v[0], v[1]]))));
+            (sum, ids as usize * 2)
+        } else {
+            (bitmap_sum(bytes.get(at..at + 8192)?), 8192)
+        };
+        key = key.wrapping_add(sum);
+        at += length;
     }
     Some((count << 16) | i64::from(key & 0xFFFF))
+}
+
+/// The sum (modulo 2³²) of the positions of the set bits of a container's 2¹⁶-bit bitmap: per 64-bit word, its
+/// base times its number of bits, plus each bit of the positions within the word counted by one mask.
+fn bitmap_sum(words: &[u8]) -> u32 {
+    const MASKS: [u64; 6] = [
+        0xAAAA_AAAA_AAAA_AAAA,
+        0xCCCC_CCCC_CCCC_CCCC,
+        0xF0F0_F0F0_F0F0_F0F0,
+        0xFF00_FF00_FF00_FF00,
+        0xFFFF_0000_FFFF_0000,
+        0xFFFF_FFFF_0000_0000,
+    ];
+    words.chunks_exact(8).enumerate().fold(0u32, |sum, (i, word)| {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let within: u32 = MASKS.iter().enumerate().map(|(bit, mask)| (word & mask).count_ones() << bit).sum();
+        sum.wrapping_add(word.count_ones() * (i as u32 * 64)).wrapping_add(within)
+    })
 }
 
 /// Where [`count_and_key`] keeps the count.
@@ -396,13 +446,13 @@ fn published(ptable: &PTable, bitmap: &RoaringBitmap) -> i64 {
 }
 
 /// `kubus_bitmap_published_count(bitmaps)`: the number of distinct ids in the union of a group's bitmaps as the
-/// cell key method publishes it, with the sum of their upper 16 bits as its key.
+/// cell key method publishes it, with the sum of their lower 16 bits as its key.
 pub fn published_count(ptable: &Arc<PTable>, bitmaps: Expr) -> Expr {
     let udf = BitmapUdf { mode: Mode::Published(ptable.clone()), signature: Signature::any(1, Volatility::Immutable) };
     AggregateUDF::from(udf).call(vec![bitmaps])
 }
 
-/// `kubus_bitmap_cell(bitmap)`: per row, the number of ids in one stored bitmap and the sum of their upper 16 bits
+/// `kubus_bitmap_cell(bitmap)`: per row, the number of ids in one stored bitmap and the sum of their lower 16 bits
 /// modulo 2¹⁶, as `count · 2¹⁶ + key` (null for a null). Rollups store it next to each cell's bitmap, so that a
 /// query whose groups are single cells reads two integers instead of deserializing bitmaps.
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use crate::Result;
 use crate::aggregates::{self, Again, Part};
 use crate::members::{cut_expr, member_batch};
 use crate::plan::{CubePlan, FINEST_GRAIN, resolve_cut};
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, AsArray as _, RecordBatch, UInt32Array};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::common::JoinType;
@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Bumped whenever the stored layout changes, so that rollups written by an older kubus are rebuilt.
-const FORMAT: &str = "kubus-rollup-4";
+const FORMAT: &str = "kubus-rollup-5";
 
 /// The value columns whose distinct counts a cube's rollups store as bitmaps, each needing a dictionary of ids.
 pub fn distinct_columns(cube: &Cube, rollups: &[&Rollup]) -> Vec<String> {
@@ -44,10 +44,12 @@ fn id_column(column: &str) -> String {
     format!("__id_{column}")
 }
 
-/// Dense ids for the distinct values of a column of the facts: a batch `value`, `id`. An id's upper 16 bits are
-/// the low 16 bits of the value's record key (see [`crate::cellkey::record_key`]), its lower 16 bits number the
+/// Dense ids for the distinct values of a column of the facts: a batch `value`, `id`. An id's lower 16 bits are
+/// the low 16 bits of the value's record key (see [`crate::cellkey::record_key`]), its upper 16 bits number the
 /// values that share them: a bitmap of ids then also gives the sum of its units' record keys modulo 2¹⁶, from
-/// which the cell key method takes a cell's key.
+/// which the cell key method takes a cell's key. Numbered that way, the ids of a few million values lie in a few
+/// dozen of a bitmap's containers of 2¹⁶ ids each, two bytes an id, where ids with the record key above spread one
+/// cell's thousands of values over as many containers, ten bytes an id.
 pub async fn dictionary(ctx: &SessionContext, facts: Arc<dyn TableProvider>, column: &str) -> Result<RecordBatch> {
     let values = ctx.read_table(facts)?.select(vec![col(column).alias("value")])?.distinct()?.collect().await?;
     let values: Vec<&RecordBatch> = values.iter().filter(|b| b.num_rows() > 0).collect();
@@ -62,7 +64,7 @@ pub async fn dictionary(ctx: &SessionContext, facts: Arc<dyn TableProvider>, col
     };
     let all = datafusion::arrow::compute::concat_batches(&schema, values.iter().copied())?;
     let text = datafusion::arrow::compute::cast(all.column(0), &DataType::Utf8)?;
-    let text = datafusion::arrow::array::AsArray::as_string::<i32>(&text);
+    let text = text.as_string::<i32>();
     let mut next = vec![0u32; 1 << 16];
     let ids = text.iter().map(|value| next_id(&mut next, value, column)).collect::<Result<Vec<u32>>>()?;
     let ids: ArrayRef = Arc::new(UInt32Array::from(ids));
@@ -325,7 +327,7 @@ pub async fn periods_of(
     for table in facts {
         let key = cast(ident(time.name()), DataType::Utf8).alias("key");
         for batch in ctx.read_table(table.clone())?.select(vec![key])?.distinct()?.collect().await? {
-            for key in datafusion::arrow::array::AsArray::as_string::<i32>(batch.column(0)) {
+            for key in batch.column(0).as_string::<i32>() {
                 let Some(key) = key else { return Ok(None) };
                 keys.insert(key.to_owned());
             }
@@ -392,23 +394,29 @@ pub async fn extend_dictionary(
         true,
     )]));
     let new = datafusion::arrow::compute::concat_batches(&schema, &new)?;
-    let as_text = |array: &ArrayRef| datafusion::arrow::compute::cast(array, &DataType::Utf8);
+    let as_text = |array: &ArrayRef| datafusion::arrow::compute::cast(array, &DataType::Utf8View);
     let (held, new_text) = (as_text(earlier.column(0))?, as_text(new.column(0))?);
-    let held = datafusion::arrow::array::AsArray::as_string::<i32>(&held);
-    let known: std::collections::HashSet<Option<&str>> = held.iter().collect();
+    let new_text = new_text.as_string_view();
+    // Which added values the dictionary holds: the few added ones in a set, each held one looked up in it (a set
+    // of the millions held took most of an ingest's time at 50M facts).
+    let mut known: datafusion::common::HashMap<Option<&str>, bool> = new_text.iter().map(|v| (v, false)).collect();
+    for value in held.as_string_view().iter() {
+        if let Some(found) = known.get_mut(&value) {
+            *found = true;
+        }
+    }
     let ids = earlier.column(1).as_any().downcast_ref::<UInt32Array>().ok_or_else(|| {
         datafusion::error::DataFusionError::Plan(format!("the dictionary of {column} holds no UInt32 ids"))
     })?;
     let mut next = vec![0u32; 1 << 16];
     for id in ids.iter().flatten() {
-        let bucket = &mut next[(id >> 16) as usize];
-        *bucket = (*bucket).max((id & 0xFFFF) + 1);
+        let bucket = &mut next[(id & 0xFFFF) as usize];
+        *bucket = (*bucket).max((id >> 16) + 1);
     }
-    let new_text = datafusion::arrow::array::AsArray::as_string::<i32>(&new_text);
     let mut rows = Vec::new();
     let mut new_ids = Vec::new();
     for (row, value) in new_text.iter().enumerate() {
-        if known.contains(&value) {
+        if known[&value] {
             continue;
         }
         new_ids.push(next_id(&mut next, value, column)?);
@@ -430,7 +438,7 @@ fn next_id(next: &mut [u32], value: Option<&str>, column: &str) -> Result<u32> {
         .into());
     }
     next[bucket] += 1;
-    Ok(((bucket as u32) << 16) | (next[bucket] - 1))
+    Ok(((next[bucket] - 1) << 16) | bucket as u32)
 }
 
 /// What the rollup's stored rows depend on besides the facts: its levels and how their members roll up, and each
@@ -675,7 +683,21 @@ mod tests {
         assert!(before.iter().all(|(value, id)| after[value] == *id), "an earlier value keeps its id");
         assert_eq!(after.values().collect::<HashSet<_>>().len(), after.len(), "no two values share an id");
         for (value, id) in &after {
-            assert_eq!(u64::from(id >> 16), crate::cellkey::record_key(value) as u64 & 0xFFFF, "{value}");
+            assert_eq!(u64::from(id & 0xFFFF), crate::cellkey::record_key(value) as u64 & 0xFFFF, "{value}");
         }
+    }
+
+    /// A cell's persons are a few of all: their ids share the few containers of 2¹⁶ ids that the dictionary's
+    /// values fill, about two bytes an id serialized (numbered with the record key in the upper bits instead, each
+    /// id had a container of its own: ten bytes).
+    #[tokio::test]
+    async fn a_cells_ids_lie_in_few_containers() {
+        let ctx = SessionContext::new();
+        let values: Vec<String> = (0..200_000).map(|i| format!("p{i}")).collect();
+        let ids = ids_of(&dictionary(&ctx, units(&values), "unit").await.unwrap());
+        let cell: roaring::RoaringBitmap = values.iter().step_by(100).map(|v| ids[v]).collect();
+        assert_eq!(cell.len(), 2_000);
+        let bytes = cell.serialized_size();
+        assert!(bytes < 3 * 2_000, "{bytes} bytes for 2,000 ids");
     }
 }

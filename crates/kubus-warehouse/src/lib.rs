@@ -12,11 +12,12 @@ pub use overlap::{Cells, Overlap};
 pub use quarantine::{QuarantineRow, read_quarantine, write_quarantine};
 pub use rollups::{Pruned, StoredRollup};
 
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray as _, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::catalog::TableProvider;
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::DeltaTable;
@@ -555,36 +556,41 @@ impl Warehouse {
         let ctx = SessionContext::new();
         let Some((provider, _)) = self.facts(&ctx, cube, None).await? else { return Ok(Vec::new()) };
         let read = |source| Error::Read { table: cube.to_owned(), source };
-        let batches = ctx
-            .read_table(provider)
-            .and_then(|df| df.select(vec![col(FILE_COLUMN), predicate.alias("hit")]))
-            .map_err(read)?
-            .collect()
-            .await
-            .map_err(read)?;
-        let mut per_file: BTreeMap<String, (usize, bool)> = BTreeMap::new();
-        for batch in batches {
-            let files = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
-                .map_err(|source| Error::Arrow { table: cube.to_owned(), source })?;
-            let files = files.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
-            let hits = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-                .expect("a predicate is boolean");
-            for i in 0..batch.num_rows() {
-                let entry = per_file.entry(files.value(i).to_owned()).or_default();
-                if hits.value(i) {
-                    entry.0 += 1;
-                } else {
-                    entry.1 = true;
-                }
+        let per_file = |filter: Expr| async {
+            let batches = ctx
+                .read_table(provider.clone())
+                .and_then(|df| df.filter(filter))
+                .and_then(|df| df.aggregate(vec![col(FILE_COLUMN)], vec![count(lit(1)).alias("facts")]))
+                .map_err(read)?
+                .collect()
+                .await
+                .map_err(read)?;
+            let mut facts = BTreeMap::new();
+            for batch in batches {
+                let files = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
+                    .map_err(|source| Error::Arrow { table: cube.to_owned(), source })?;
+                let counts = batch.column(1).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                facts.extend(
+                    files
+                        .as_string::<i32>()
+                        .iter()
+                        .zip(counts.values())
+                        .filter_map(|(f, &n)| Some((f?.to_owned(), n as usize))),
+                );
             }
+            Ok::<_, Error>(facts)
+        };
+        // The replaced facts, per file: the predicate names periods or replace-key values, whose statistics let
+        // the scan skip the other row groups. Then whether those files keep any other fact.
+        let hit = per_file(predicate.clone()).await?;
+        if hit.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(per_file
+        let files = hit.keys().map(|f| lit(f.as_str())).collect();
+        let kept = per_file(col(FILE_COLUMN).in_list(files, false).and(predicate.is_not_true())).await?;
+        Ok(hit
             .into_iter()
-            .filter(|(_, (n, _))| *n > 0)
-            .map(|(file, (facts, rest))| Replaced { file, facts, whole_file: !rest })
+            .map(|(file, facts)| Replaced { whole_file: !kept.contains_key(&file), file, facts })
             .collect())
     }
 }
@@ -821,7 +827,6 @@ type Run = (Option<String>, Vec<u32>);
 /// The rows of each period (`None`: no period) in the order the periods first occur. A dictionary of periods is
 /// read by its numbers, without a text per row.
 fn period_runs(periods: &ArrayRef) -> Result<Vec<Run>, datafusion::arrow::error::ArrowError> {
-    use datafusion::arrow::array::AsArray as _;
     use datafusion::arrow::datatypes::Int32Type;
     let mut runs: Vec<Run> = Vec::new();
     let mut run_of_null = None;
@@ -929,7 +934,7 @@ impl Provenance {
         spilled: &RecordBatch,
         schema: &SchemaRef,
     ) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-        use datafusion::arrow::array::{AsArray as _, DictionaryArray};
+        use datafusion::arrow::array::DictionaryArray;
         use datafusion::arrow::datatypes::Int32Type;
         let n = spilled.num_columns();
         let numbers = spilled.column(n - 1);

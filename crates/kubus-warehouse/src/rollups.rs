@@ -5,7 +5,9 @@
 
 use crate::{Error, Result, Warehouse};
 use datafusion::arrow::array::{Array, RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
+use datafusion::common::config::{ParquetColumnOptions, TableParquetOptions};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use serde::{Deserialize, Serialize};
@@ -101,11 +103,28 @@ impl Warehouse {
         let path = dir.join(&file);
         let temporary = dir.join(format!(".{file}.{}.tmp", std::process::id()));
         let read = |source| Error::Read { table: format!("{cube} rollup {name}"), source };
+        // Zstandard at its fastest level: at 50M facts, a dictionary of 2M persons' ids 15 MB instead of 16 MB at
+        // the default level 3, written in 60 % of the time and read in half. Cells' bitmaps are written as they
+        // are: their ids in few dense containers, level 3 saved 1 to 17 % of them for much of the time a merged
+        // rollup took to write, and neither a dictionary nor bounds of bitmaps help a reader.
+        let mut options = TableParquetOptions::default();
+        options.global.compression = Some("zstd(1)".to_owned());
+        for field in rows.schema().fields() {
+            if matches!(field.data_type(), DataType::Binary | DataType::BinaryView | DataType::LargeBinary) {
+                let plain = ParquetColumnOptions {
+                    compression: Some("uncompressed".to_owned()),
+                    dictionary_enabled: Some(false),
+                    statistics_enabled: Some("none".to_owned()),
+                    ..Default::default()
+                };
+                options.column_specific_options.insert(field.name().clone(), plain);
+            }
+        }
         let written = rows
             .write_parquet(
                 &temporary.display().to_string(),
                 DataFrameWriteOptions::new().with_single_file_output(true),
-                None,
+                Some(options),
             )
             .await
             .map_err(read)?;

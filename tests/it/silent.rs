@@ -4,7 +4,7 @@
 //! files were written with.
 
 use crate::support::{Output, cli, csv_rows, project_copy};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const OFFENCE: &str = r#"name = "offence"
@@ -394,6 +394,42 @@ fn a_byte_order_mark_says_that_it_decides_the_encoding() {
     assert_eq!(out.code, ExitCode::from(2), "{}", out.stdout);
     assert!(out.stderr.contains("broken.csv: the file begins with a UTF-8 byte order mark"), "{}", out.stderr);
     assert!(!out.stderr.contains("set `encoding"), "no advice that changes nothing: {}", out.stderr);
+}
+
+/// The files a table holds are known from its log where kubus wrote the table's files (each names the delivered
+/// files whose facts it holds), and read where Delta's own write rewrote them (a replacement): a file delivered
+/// again is recognised either way.
+#[test]
+fn a_file_held_is_known_from_the_log_or_read_where_a_replacement_rewrote_it() {
+    let dir = offences_project("replace = [\"year\"]", "");
+    let a = write(dir.path(), "a.csv", "Key,Year,Cases\n110,2022,5\n120,2023,7\n");
+    let b = write(dir.path(), "b.csv", "Key,Year,Cases\n110,2024,1\n");
+    assert_eq!(ingest(dir.path(), "offences_en", &[&a, &b]).code, ExitCode::SUCCESS);
+    // With the facts unreadable, the log still tells which files they came from.
+    let facts = dir.path().join("warehouse/facts/offences");
+    let saved: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&facts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    assert!(!saved.is_empty());
+    for (path, _) in &saved {
+        std::fs::write(path, b"not parquet").unwrap();
+    }
+    let again = ingest(dir.path(), "offences_en", &[&a, &b]);
+    assert_eq!(again.code, ExitCode::SUCCESS, "{}", again.stderr);
+    assert_eq!(again.stdout.matches("already ingested").count(), 2, "{}", again.stdout);
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes).unwrap();
+    }
+    // A correction of 2023 replaces a's fact of that year; its fact of 2022 stays, in a file Delta's write made.
+    let c = write(dir.path(), "c.csv", "Key,Year,Cases\n120,2023,8\n");
+    assert_eq!(ingest(dir.path(), "offences_en", &[&c]).code, ExitCode::SUCCESS);
+    let again = ingest(dir.path(), "offences_en", &[&a, &c]);
+    assert_eq!(again.code, ExitCode::SUCCESS, "{}", again.stderr);
+    assert_eq!(again.stdout.matches("already ingested").count(), 2, "{}", again.stdout);
+    assert_eq!(cases(dir.path()), vec![row("110", "2022", "5"), row("110", "2024", "1"), row("120", "2023", "8")]);
 }
 
 /// A dry run of a file the warehouse already holds still shows its facts, and says that an ingest would skip it.

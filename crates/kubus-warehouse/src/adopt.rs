@@ -3,7 +3,8 @@
 //! statistics its row groups already carry. Until the commit names them, the files are invisible to readers.
 
 use crate::{Error, Provenance, Result};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::AsArray as _;
+use datafusion::arrow::datatypes::{DataType, Int32Type, SchemaRef};
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions;
@@ -29,7 +30,13 @@ pub(crate) struct Written {
     name: String,
     size: u64,
     metadata: ParquetMetaData,
+    /// The hash and name of each ingested file with facts in it.
+    files: Vec<(String, String)>,
 }
+
+/// The tag of a file's `add` action that lists the hash and name of each ingested file with facts in it (a JSON
+/// array of pairs), so that the files a table holds are read from its log ([`crate::Warehouse::ingested_files`]).
+pub(crate) const FILES_TAG: &str = "kubus.files";
 
 /// A run of consecutive batches of one spill file (one period), written in row groups of its own.
 struct Unit<'a> {
@@ -160,6 +167,7 @@ fn write(
     let mut writer =
         ArrowWriter::try_new_with_options(std::io::BufWriter::with_capacity(1 << 20, file), schema.clone(), options)
             .map_err(parquet)?;
+    let mut present = vec![false; provenance.files()];
     for unit in units {
         let mut reader =
             FileReader::try_new(std::io::BufReader::new(std::fs::File::open(unit.file).map_err(io(unit.file))?), None)
@@ -171,6 +179,10 @@ fn write(
         let mut batches = reader.take(unit.count).peekable();
         while let Some(batch) = batches.next() {
             let spilled = batch.map_err(arrow)?;
+            let numbers = spilled.column(spilled.num_columns() - 1).as_primitive::<Int32Type>();
+            for &number in numbers.values() {
+                present[number as usize] = true;
+            }
             rows += spilled.num_rows();
             pending.push(spilled);
             if rows >= 1 << 16 || batches.peek().is_none() {
@@ -186,7 +198,8 @@ fn write(
     }
     let metadata = writer.close().map_err(parquet)?;
     let size = std::fs::metadata(&path).map_err(io(&path))?.len();
-    Ok(Written { name: name.to_owned(), size, metadata })
+    let files = (0..present.len()).filter(|&i| present[i]).map(|i| provenance.file(i)).collect();
+    Ok(Written { name: name.to_owned(), size, metadata, files })
 }
 
 /// Moves written files from `from` into the table's directory `to` (the same file system: a rename each).
@@ -210,7 +223,10 @@ pub(crate) fn add(written: &Written) -> deltalake::kernel::Action {
             .unwrap_or_default(),
         data_change: true,
         stats: Some(serde_json::to_string(&stats(&written.metadata)).expect("statistics serialise")),
-        tags: None,
+        tags: Some(std::collections::HashMap::from([(
+            FILES_TAG.to_owned(),
+            Some(serde_json::to_string(&written.files).expect("pairs of text serialise")),
+        )])),
         deletion_vector: None,
         base_row_id: None,
         default_row_commit_version: None,

@@ -257,11 +257,33 @@ impl Warehouse {
         Ok(Some(Changes { added, removed }))
     }
 
-    /// The SHA-256 hashes and names of every file whose facts are in the latest version of a cube's table.
+    /// The SHA-256 hashes and names of every file whose facts are in the latest version of a cube's table. The
+    /// table's files that kubus wrote say so in their `add` actions ([`adopt::FILES_TAG`]); only the others —
+    /// written by Delta's own write (a replacement), or before the tag existed — are read.
     pub async fn ingested_files(&self, cube: &str) -> Result<BTreeSet<(String, String)>> {
-        let ctx = SessionContext::new();
-        let Some((provider, _)) = self.facts(&ctx, cube, None).await? else { return Ok(BTreeSet::new()) };
+        let delta = |source| Error::Delta { table: cube.to_owned(), source };
         let read = |source| Error::Read { table: cube.to_owned(), source };
+        let Some(table) = self.table(cube).await? else { return Ok(BTreeSet::new()) };
+        let mut files = BTreeSet::new();
+        let mut unread = Vec::new();
+        for file in table.snapshot().map_err(delta)?.log_data().iter() {
+            // A file's tags are only to be had from its `add` action in deltalake 1.1.
+            #[allow(deprecated)]
+            let tags = file.add_action().tags.unwrap_or_default();
+            let listed = tags.get(adopt::FILES_TAG).cloned().flatten();
+            let pairs = listed.and_then(|json| serde_json::from_str::<Vec<(String, String)>>(&json).ok());
+            match pairs {
+                // A deletion vector would hide some of the file's facts.
+                Some(pairs) if file.deletion_vector_descriptor().is_none() => files.extend(pairs),
+                _ => unread.push(file.path().into_owned()),
+            }
+        }
+        if unread.is_empty() {
+            return Ok(files);
+        }
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).map_err(delta)?;
+        let provider = table.table_provider().with_file_paths(unread).await.map_err(read)?;
         let batches = ctx
             .read_table(provider)
             .and_then(|df| df.select(vec![col(HASH_COLUMN), col(FILE_COLUMN)]))
@@ -270,16 +292,14 @@ impl Warehouse {
             .collect()
             .await
             .map_err(read)?;
-        let mut files = BTreeSet::new();
         for batch in batches {
             let text = |i: usize| {
                 datafusion::arrow::compute::cast(batch.column(i), &DataType::Utf8)
                     .map_err(|source| Error::Arrow { table: cube.to_owned(), source })
             };
             let (hashes, names) = (text(0)?, text(1)?);
-            let hashes = hashes.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
-            let names = names.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
-            files.extend(hashes.iter().zip(names.iter()).filter_map(|(h, n)| Some((h?.to_owned(), n?.to_owned()))));
+            let pairs = hashes.as_string::<i32>().iter().zip(names.as_string::<i32>().iter());
+            files.extend(pairs.filter_map(|(h, n)| Some((h?.to_owned(), n?.to_owned()))));
         }
         Ok(files)
     }
@@ -914,6 +934,11 @@ impl Provenance {
     /// How many files there are.
     fn files(&self) -> usize {
         self.names.len()
+    }
+
+    /// The hash and name of the file numbered `number`.
+    fn file(&self, number: usize) -> (String, String) {
+        (self.hashes[number].clone(), self.names[number].clone())
     }
 
     /// The number of a file, given on first sight.

@@ -499,6 +499,18 @@ fn a_sum_one_contributor_dominates_is_suppressed() {
         }
     }
     assert!(dominated > 0, "the sample has districts one provider dominates");
+    // A level above the districts too: the area of a dominated district, cut down to that district.
+    let (district, seats) = by_district
+        .iter()
+        .find(|(_, s)| *s.iter().max().unwrap() as f64 / s.iter().sum::<u64>() as f64 >= 0.85)
+        .unwrap();
+    let cut = format!("district={district}");
+    let args = ["query", "course_offers", "-m", "seats", "-d", "district.area", "-c", "year=2024", "-c", &cut];
+    let area = cli(dir, &[&args[..], &["-f", "csv"]].concat());
+    assert_eq!(area.code, ExitCode::SUCCESS, "{}", area.stderr);
+    let area = csv_rows(&area.stdout);
+    assert_eq!(area.len(), 1, "{area:?}");
+    assert_eq!(area[0][2], ".", "district {district}'s area: one provider offers {seats:?} seats");
     let keys: Vec<Vec<Option<String>>> = rows.iter().map(|r| vec![(!r[0].is_empty()).then(|| r[0].clone())]).collect();
     let hidden: Vec<bool> = rows.iter().map(|r| r[2] == ".").collect();
     assert!(

@@ -4,7 +4,7 @@
 //! Also the read-only SQL surface: one view per cube with member labels. No SQL text is assembled from input.
 
 use crate::aggregates::{self, Part};
-use crate::members::{cut_expr, member_batch};
+use crate::members::{cut_expr, member_batch, member_key};
 use crate::plan::{CubePlan, LevelRef, PlannedMeasure};
 use crate::result::{ColumnKind, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 use crate::{Error, Result};
@@ -538,7 +538,8 @@ async fn aggregate_facts(
                 // Grouped as stored (a view of the file's strings), made plain text on the few grouped rows.
                 col(l.role).alias(key(i))
             } else {
-                col(internal(l, "key")).alias(key(i))
+                // Grouped by the members' positions, given their keys on the few grouped rows.
+                col(internal(l, "ord")).alias(key(i))
             }
         })
         .collect();
@@ -556,7 +557,18 @@ async fn aggregate_facts(
     }
     // Averages from their parts, and the grouped keys as plain text.
     finished.extend(after.into_iter().map(|(name, e)| (name.to_owned(), e)));
-    finished.extend(grain.iter().filter(|&&i| late(i)).map(|&i| (key(i), cast(col(key(i)), DataType::Utf8))));
+    let as_text: Vec<(String, Expr)> = grain
+        .iter()
+        .map(|&i| {
+            let (l, _) = &plan.drilldowns[i];
+            let text = match late(i) {
+                true => cast(col(key(i)), DataType::Utf8),
+                false => member_key(l.dimension, l.level, col(key(i))),
+            };
+            (key(i), text)
+        })
+        .collect();
+    finished.extend(as_text.iter().cloned());
     out = with_columns(out, finished)?;
     for (top, e, role) in tops {
         // Per cell and contributor first, then the largest contribution per cell.
@@ -564,7 +576,7 @@ async fn aggregate_facts(
         let per_contributor =
             df.clone().aggregate([group.clone(), vec![col(role)]].concat(), vec![e.alias("__contribution")])?;
         let largest = per_contributor.aggregate(keys, vec![max(col("__contribution")).alias(top.as_str())])?;
-        out = attach(out, largest, grain, &top, &top)?;
+        out = attach(out, with_columns(largest, as_text.clone())?, grain, &top, &top)?;
     }
     Ok(out)
 }

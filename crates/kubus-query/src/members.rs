@@ -3,9 +3,11 @@
 
 use crate::Result;
 use crate::plan::ResolvedCut;
-use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::logical_expr::{Expr, lit};
+use datafusion::arrow::array::{ArrayRef, AsArray as _, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
+};
 use datafusion::prelude::{col, in_list};
 use kubus_model::Dimension;
 use std::sync::Arc;
@@ -50,4 +52,45 @@ pub fn cut_expr(cut: &ResolvedCut<'_>, shift: usize) -> Expr {
         return lit(cut.negated);
     }
     in_list(col(cut.role), keys, cut.negated)
+}
+
+/// `kubus_member_key(position)`: the key of the member at that position of its level (`_ord` of a member table;
+/// null for none). Facts grouped by a coarser level are grouped by the members' positions, numbers that hash and
+/// compare faster than their keys and that a join carries without copying text to every fact; the few groups then
+/// get their keys.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MemberKeyUdf {
+    keys: Vec<String>,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for MemberKeyUdf {
+    fn name(&self) -> &str {
+        "kubus_member_key"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let positions = args.args[0].to_array(args.number_rows)?;
+        let keys: StringArray = positions
+            .as_primitive::<Int32Type>()
+            .iter()
+            .map(|p| p.and_then(|p| self.keys.get(usize::try_from(p).ok()?)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(keys)))
+    }
+}
+
+/// The keys of `level`'s members at the positions `positions` (see [`MemberKeyUdf`]).
+pub fn member_key(dim: &Dimension, level: usize, positions: Expr) -> Expr {
+    let keys = dim.members(level).iter().map(|m| m.key().to_owned()).collect();
+    let udf = MemberKeyUdf { keys, signature: Signature::exact(vec![DataType::Int32], Volatility::Immutable) };
+    ScalarUDF::new_from_impl(udf).call(vec![positions])
 }

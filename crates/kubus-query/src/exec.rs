@@ -4,7 +4,7 @@
 //! Also the read-only SQL surface: one view per cube with member labels. No SQL text is assembled from input.
 
 use crate::aggregates::{self, Part};
-use crate::members::{cut_expr, member_batch, member_key};
+use crate::members::{cut_expr, member_batch, member_key, member_ord};
 use crate::plan::{CubePlan, LevelRef, PlannedMeasure};
 use crate::result::{ColumnKind, QueryResult, ResultColumn, TOTAL_COLUMN, TOTAL_LABEL};
 use crate::{Error, Result};
@@ -422,20 +422,20 @@ async fn aggregate_facts(
         df = df.filter(cut_expr(cut, shifted(cut.role)))?;
     }
     // A drilldown at the level the facts record groups by the fact column itself (its labels come with the answer's
-    // rows, see `arrange`); coarser (or shifted) levels need the member table first.
+    // rows, see `arrange`); coarser (or shifted) levels by their members' positions.
     let late = |i: usize| {
         let l = &plan.drilldowns[i].0;
         l.level == l.fact_level && shifted(l.role) == 0
     };
     for &i in grain.iter().filter(|&&i| !late(i)) {
         let (l, _) = &plan.drilldowns[i];
-        let prefix = format!("__m_{}_", l.role);
         let by = shifted(l.role);
-        let members = ctx.read_batch(member_batch(l.dimension, l.fact_level, &[l.level], &prefix, by)?)?;
-        let join = format!("{prefix}join");
-        // A shifted member table leaves out the members with no later period; their facts drop out.
-        let kind = if by > 0 { JoinType::Inner } else { JoinType::Left };
-        df = df.join(members, kind, &[l.role], &[join.as_str()], None)?;
+        let ord = internal(l, "ord");
+        df = df.with_column(&ord, member_ord(l.dimension, l.fact_level, l.level, by, col(l.role)))?;
+        // Facts of a member with no later period drop out.
+        if by > 0 {
+            df = df.filter(col(ord).is_not_null())?;
+        }
     }
 
     // Whether each group is one cell of the rollup that answers: the grain drills every level the rollup holds, at
@@ -825,7 +825,7 @@ async fn last_snapshot_filter(
     time_drilled: Option<&LevelRef<'_>>,
 ) -> Result<Expr> {
     let time = plan.time.as_ref().expect("planned: stocks have a time role");
-    let group = time_drilled.map(|l| vec![col(internal(l, "key"))]).unwrap_or_default();
+    let group = time_drilled.map(|l| vec![col(internal(l, "ord"))]).unwrap_or_default();
     let last = df
         .clone()
         .aggregate(group, vec![max(col(time.role)).alias("__last")])?

@@ -174,6 +174,138 @@ fn bits(views: &[u128], test: impl Fn(u128) -> bool) -> BooleanBuffer {
     BooleanBuffer::new(words.into(), 0, views.len())
 }
 
+/// `kubus_member_ord(column)`: the position, at a coarser level, of the ancestor of each row's fact-level member
+/// (of the member `shift` places later, for facts of an earlier period compared with a later one); null for a
+/// key that is not a member, or that has no member `shift` places later. What a join of the facts to the member
+/// table gave, without the join: a member's key is found by its text view (see [`IsMemberUdf`]) in a small
+/// open-addressing table, the row before's answer reused while the key repeats (facts lie in period order).
+#[derive(Debug)]
+struct MemberOrdUdf {
+    /// (fact-level key, position of its ancestor): what the function computes, its identity.
+    entries: Vec<(String, i32)>,
+    table: ViewTable,
+    signature: Signature,
+}
+
+impl PartialEq for MemberOrdUdf {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for MemberOrdUdf {}
+
+impl std::hash::Hash for MemberOrdUdf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.entries.hash(state)
+    }
+}
+
+impl ScalarUDFImpl for MemberOrdUdf {
+    fn name(&self) -> &str {
+        "kubus_member_ord"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let column = args.args[0].to_array(args.number_rows)?;
+        let column = match column.data_type() {
+            DataType::Utf8View => column,
+            _ => cast(&column, &DataType::Utf8View)?,
+        };
+        let array = column.as_string_view();
+        let mut last: (u128, Option<i32>) = (u128::MAX, None); // the length of no short value
+        let ords: Int32Array = array
+            .views()
+            .iter()
+            .enumerate()
+            .map(|(row, &view)| {
+                if array.is_null(row) {
+                    return None;
+                }
+                if view as u32 > 12 {
+                    return self.table.long.get(array.value(row).as_bytes()).copied();
+                }
+                if view != last.0 {
+                    last = (view, self.table.short(view));
+                }
+                last.1
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(ords)))
+    }
+}
+
+/// Text keys with a number each, found by their views: short keys (12 bytes or less) in an open-addressing table
+/// of their whole views, longer ones in a hash map of their bytes.
+#[derive(Debug)]
+struct ViewTable {
+    /// (view, number) per slot; [`ViewTable::EMPTY`] in a slot without a key.
+    slots: Vec<(u128, i32)>,
+    long: datafusion::common::HashMap<Vec<u8>, i32>,
+}
+
+impl ViewTable {
+    const EMPTY: u128 = u128::MAX;
+
+    fn new(entries: &[(String, i32)]) -> ViewTable {
+        let size = (entries.len() * 4).next_power_of_two().max(16);
+        let mut table = ViewTable { slots: vec![(Self::EMPTY, 0); size], long: Default::default() };
+        for (key, number) in entries {
+            if key.len() > 12 {
+                table.long.insert(key.as_bytes().to_vec(), *number);
+                continue;
+            }
+            let view = make_view(key.as_bytes(), 0, 0);
+            let mut at = table.slot(view);
+            while table.slots[at].0 != Self::EMPTY && table.slots[at].0 != view {
+                at = (at + 1) & (size - 1);
+            }
+            table.slots[at] = (view, *number);
+        }
+        table
+    }
+
+    fn slot(&self, view: u128) -> usize {
+        let mixed = (view as u64) ^ ((view >> 64) as u64).rotate_left(31);
+        (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (self.slots.len() - 1)
+    }
+
+    /// The number of the short key with this view.
+    fn short(&self, view: u128) -> Option<i32> {
+        let mut at = self.slot(view);
+        loop {
+            match self.slots[at] {
+                (v, number) if v == view => return Some(number),
+                (Self::EMPTY, _) => return None,
+                _ => at = (at + 1) & (self.slots.len() - 1),
+            }
+        }
+    }
+}
+
+/// The position at `level` of the ancestor of each fact-level member in `column`, moved `shift` members on (see
+/// [`MemberOrdUdf`]): the `_ord` of [`member_batch`] without joining it.
+pub fn member_ord(dim: &Dimension, fact_level: usize, level: usize, shift: usize, column: Expr) -> Expr {
+    let members = dim.members(fact_level);
+    let entries: Vec<(String, i32)> = (0..members.len().saturating_sub(shift))
+        .map(|index| {
+            let ancestor = dim.ancestor(kubus_model::MemberRef { level: fact_level, index: index + shift }, level);
+            (members[index].key().to_owned(), ancestor as i32)
+        })
+        .collect();
+    let table = ViewTable::new(&entries);
+    let udf = MemberOrdUdf { entries, table, signature: Signature::any(1, Volatility::Immutable) };
+    ScalarUDF::new_from_impl(udf).call(vec![column])
+}
+
 /// `kubus_member_key(position)`: the key of the member at that position of its level (`_ord` of a member table;
 /// null for none). Facts grouped by a coarser level are grouped by the members' positions, numbers that hash and
 /// compare faster than their keys and that a join carries without copying text to every fact; the few groups then
@@ -255,6 +387,48 @@ mod tests {
             let expected: BooleanArray =
                 column.iter().map(|v| v.map(|v| keys.iter().any(|k| k.as_str() == v))).collect();
             assert_eq!(found, expected, "keys {keys:?}");
+        }
+    }
+
+    /// The position `member_ord` gives each key is the `_ord` the member table joined on that key gave, for every
+    /// member, unknown keys short and long, nulls, a coarser level and shifts; in a column of any text type.
+    #[tokio::test]
+    async fn a_members_position_is_the_member_tables() {
+        use datafusion::prelude::SessionContext;
+        use kubus_model::{SchemaFile, SchemaKind, load_model};
+        let model = crate::plan::tests::model();
+        // The districts of the Ortsbezirke with keys longer than a view holds.
+        let text = include_str!("../../../cube-schemas/dimensions/district.toml");
+        let text = text.replace("key = \"1", "key = \"Ortsbezirk Nummer 1");
+        let long =
+            load_model(&[SchemaFile { origin: "district.toml".into(), text, kind: SchemaKind::Dimension }]).unwrap();
+        let ctx = SessionContext::new();
+        let dims = [("time", "month", "year"), ("time", "quarter", "year"), ("district", "district", "area")];
+        for (model, (name, fact_level, level)) in dims.into_iter().map(|d| (&model, d)).chain([(&long, dims[2])]) {
+            let dim = model.dimension(name).unwrap();
+            let (fact_level, level) = (dim.level_index(fact_level).unwrap(), dim.level_index(level).unwrap());
+            let mut keys: Vec<Option<String>> =
+                dim.members(fact_level).iter().map(|m| Some(m.key().to_owned())).collect();
+            keys.extend([None, Some("9999-99".into()), Some("a key longer than twelve".into()), Some(String::new())]);
+            keys.extend(keys.clone().into_iter().rev());
+            for shift in [0, 1, 4] {
+                let table = member_batch(dim, fact_level, &[level], "m_", shift).unwrap();
+                let join = table.column(0).as_string::<i32>();
+                let ords = table.column(3).as_primitive::<Int32Type>();
+                let expected: Int32Array = keys
+                    .iter()
+                    .map(|k| {
+                        (0..table.num_rows()).find(|&r| Some(join.value(r)) == k.as_deref()).map(|r| ords.value(r))
+                    })
+                    .collect();
+                for text in [DataType::Utf8, DataType::Utf8View] {
+                    let column = cast(&(Arc::new(StringArray::from(keys.clone())) as ArrayRef), &text).unwrap();
+                    let batch = RecordBatch::try_from_iter([("k", column)]).unwrap();
+                    let ord = member_ord(dim, fact_level, level, shift, col("k"));
+                    let got = ctx.read_batch(batch).unwrap().select(vec![ord]).unwrap().collect().await.unwrap();
+                    assert_eq!(got[0].column(0).as_primitive::<Int32Type>(), &expected, "{name} shifted {shift}");
+                }
+            }
         }
     }
 }

@@ -517,11 +517,11 @@ fn plan_sides<'m>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kubus_model::{SchemaFile, SchemaKind, load_model};
 
-    fn model() -> Model {
+    pub(crate) fn model() -> Model {
         let file = |origin: &str, kind, text: &str| SchemaFile { origin: origin.into(), text: text.into(), kind };
         let cube = r#"name = "c"
 label = "C"

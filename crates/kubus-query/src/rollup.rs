@@ -9,7 +9,7 @@
 
 use crate::Result;
 use crate::aggregates::{self, Again, Part};
-use crate::members::{cut_expr, member_batch};
+use crate::members::{cut_expr, member_key, member_ord};
 use crate::plan::{CubePlan, FINEST_GRAIN, resolve_cut};
 use datafusion::arrow::array::{ArrayRef, AsArray as _, RecordBatch, UInt32Array};
 use datafusion::arrow::datatypes::DataType;
@@ -149,18 +149,14 @@ fn aggregate_rollups(
             .select(vec![col("value").alias(format!("{id}_value")), col("id").alias(id.as_str())])?;
         df = df.join(renamed, JoinType::Left, &[column.as_str()], &[format!("{id}_value").as_str()], None)?;
     }
-    // One join per role for all the coarser levels the rollups hold.
+    // The members' positions at the coarser levels the rollups hold.
     let levels = levels_of(rollups);
-    for role in cube.dimensions() {
-        let coarser: Vec<usize> =
-            levels.iter().filter(|(r, l)| r == role.name() && *l != role.fact_level()).map(|(_, l)| *l).collect();
-        if coarser.is_empty() {
-            continue;
+    for (role, level) in &levels {
+        let r = cube.dimension(role)?;
+        if *level != r.fact_level() {
+            let ord = member_ord(model.dimension(r.dimension())?, r.fact_level(), *level, 0, col(role.as_str()));
+            df = df.with_column(&level_column(model, cube, role, *level)?, ord)?;
         }
-        let dim = model.dimension(role.dimension())?;
-        let prefix = level_prefix(role.name());
-        let members = ctx.read_batch(member_batch(dim, role.fact_level(), &coarser, &prefix, 0)?)?;
-        df = df.join(members, JoinType::Left, &[role.name()], &[format!("{prefix}join").as_str()], None)?;
     }
     let group_expr = |(role, level): &(String, usize)| level_column(model, cube, role, *level).map(col);
     let mut measures: Vec<&String> = Vec::new();
@@ -188,19 +184,15 @@ fn aggregate_rollups(
     Ok(df.aggregate(group, aggregates)?)
 }
 
-/// The prefix of the member columns joined for a role's coarser levels.
-fn level_prefix(role: &str) -> String {
-    format!("__m_{role}_")
-}
-
-/// The column of the build that holds a role's member keys at a level: the fact column at the recorded level,
-/// else the joined member column.
+/// The column of the build that holds a role's members at a level: the fact column (their keys) at the recorded
+/// level, else their positions at the coarser level ([`member_ord`]), grouped as numbers and given their keys on
+/// the grouped rows.
 fn level_column(model: &Model, cube: &Cube, role: &str, level: usize) -> Result<String> {
     let r = cube.dimension(role)?;
     Ok(if level == r.fact_level() {
         role.to_owned()
     } else {
-        format!("{}{}_key", level_prefix(role), model.dimension(r.dimension())?.levels()[level].name())
+        format!("__m_{role}_{}_ord", model.dimension(r.dimension())?.levels()[level].name())
     })
 }
 
@@ -228,7 +220,13 @@ fn rows_of(
     let rollup = rollups[which];
     let mut columns = Vec::new();
     for (role, level) in rollup.levels() {
-        columns.push(cast(col(level_column(model, cube, role, *level)?), DataType::Utf8).alias(role.as_str()));
+        let r = cube.dimension(role)?;
+        let members = col(level_column(model, cube, role, *level)?);
+        let keys = match *level == r.fact_level() {
+            true => cast(members, DataType::Utf8),
+            false => member_key(model.dimension(r.dimension())?, *level, members),
+        };
+        columns.push(keys.alias(role.as_str()));
     }
     let keys = keys && cube.unit_column().is_some();
     for name in rollup.measures() {

@@ -99,13 +99,19 @@ impl ScalarUDFImpl for IsMemberUdf {
                 other => return exec_err!("kubus_is_member takes member keys as text, not {other:?}"),
             }
         }
-        let column = args.args[0].to_array(args.number_rows)?;
-        let column = match column.data_type() {
-            DataType::Utf8View => column,
-            _ => cast(&column, &DataType::Utf8View)?,
-        };
+        let column = text_views(&args.args[0], args.number_rows)?;
         Ok(ColumnarValue::Array(Arc::new(KeySet::new(&keys).contains(column.as_string_view()))))
     }
+}
+
+/// A column of member keys as text views (as the Parquet scan reads them; other text, from member tables or
+/// rollups, converted).
+fn text_views(column: &ColumnarValue, rows: usize) -> datafusion::common::Result<ArrayRef> {
+    let column = column.to_array(rows)?;
+    Ok(match column.data_type() {
+        DataType::Utf8View => column,
+        _ => cast(&column, &DataType::Utf8View)?,
+    })
 }
 
 /// `column`'s rows whose member is one of `keys` (see [`IsMemberUdf`]).
@@ -215,11 +221,7 @@ impl ScalarUDFImpl for MemberOrdUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
-        let column = args.args[0].to_array(args.number_rows)?;
-        let column = match column.data_type() {
-            DataType::Utf8View => column,
-            _ => cast(&column, &DataType::Utf8View)?,
-        };
+        let column = text_views(&args.args[0], args.number_rows)?;
         let array = column.as_string_view();
         let mut last: (u128, Option<i32>) = (u128::MAX, None); // the length of no short value
         let ords: Int32Array = array

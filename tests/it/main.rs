@@ -18,4 +18,5 @@ mod rollups;
 mod schemas;
 mod server;
 mod silent;
+mod storage;
 mod tidy;

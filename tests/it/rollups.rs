@@ -364,7 +364,7 @@ async fn same_answer(project: &Project, query: &Query, as_of: Option<u64>) -> Re
 
 /// The rollups directory holds the manifests of `versions` and the files they name, nothing else.
 fn kept_rollups_only(project: &Project, versions: &[u64]) {
-    let dir = project.warehouse_dir().join("rollups/c");
+    let dir = project.warehouse_dir().unwrap().join("rollups/c");
     let mut want: Vec<String> = versions.iter().map(|v| format!("v{v}.json")).collect();
     for v in versions {
         let manifest: serde_json::Value =
@@ -398,7 +398,7 @@ async fn stored_rows(project: &Project) -> Vec<(String, Vec<Vec<String>>)> {
     let mut all = Vec::new();
     for status in project.rollup_status(Some("c")).unwrap() {
         let stored = status.stored.expect("every rollup is built");
-        let path = project.warehouse_dir().join("rollups/c").join(&stored.file);
+        let path = project.warehouse_dir().unwrap().join("rollups/c").join(&stored.file);
         let df = ctx.read_parquet(path.display().to_string(), Default::default()).await.unwrap();
         let mut rows = Vec::new();
         for batch in df.collect().await.unwrap() {
@@ -426,7 +426,7 @@ async fn stored_rows(project: &Project) -> Vec<(String, Vec<Vec<String>>)> {
 async fn stored_as_built(project: &Project, dir: &Path) {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(dir, copy.path());
-    let warehouse = project.warehouse_dir().strip_prefix(dir.canonicalize().unwrap()).unwrap();
+    let warehouse = project.warehouse_dir().unwrap().strip_prefix(dir.canonicalize().unwrap()).unwrap();
     let rollups = copy.path().join(warehouse).join("rollups/c");
     std::fs::remove_dir_all(&rollups).unwrap();
     let built = Project::open(copy.path()).unwrap();

@@ -316,8 +316,13 @@ pub fn run(args: impl IntoIterator<Item = String>, stdout: &mut dyn Write, stder
         }
         Err(e) => {
             let _ = writeln!(stderr, "error: {e}");
-            for cause in e.chain().skip(1) {
-                let _ = writeln!(stderr, "  caused by: {cause}");
+            let mut said = e.to_string();
+            for cause in e.chain().skip(1).map(|c| c.to_string()) {
+                // Some errors say their cause in their own message (object_store's, hyper's): once is enough.
+                if !said.contains(&cause) {
+                    let _ = writeln!(stderr, "  caused by: {cause}");
+                }
+                said = cause;
             }
             let user = e.downcast_ref::<Usage>().is_some()
                 || e.downcast_ref::<kubus::Error>().is_some_and(kubus::Error::is_user_error);
@@ -981,7 +986,7 @@ async fn demo(dir: &Path, stdout: &mut dyn Write, stderr: &mut dyn Write) -> any
     writeln!(
         stdout,
         "kubus demo: rebuilt the warehouse at {}; ingesting the sample exports",
-        project.warehouse_dir().display()
+        project.warehouse_location()
     )?;
     for step in project.config().demo_ingest.clone() {
         let inputs: Vec<PathBuf> = step.files.iter().map(PathBuf::from).collect();

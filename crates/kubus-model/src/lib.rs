@@ -20,7 +20,7 @@ pub use dimension::{Dimension, DimensionKind, Geometry, Level, Member, MemberRef
 pub use load::{SchemaFile, SchemaKind, load_model};
 pub use project::{
     CellKeySettings, DemoIngest, DemoQuery, DisclosureSettings, Group, Method, ProjectConfig, PseudonymSettings, Role,
-    ServerSettings, Topic,
+    ServerSettings, StorageSettings, Topic,
 };
 pub use record::{RECORD_KEY_COLUMN, record_key, stored_record_key};
 pub use report::{ChartKind, Report, Section, SectionKind, fill_period};

@@ -3,6 +3,7 @@
 
 use crate::raw::RawProject;
 use crate::{Diagnostic, Diagnostics, Error, Result};
+use std::collections::BTreeMap;
 
 /// Where the pseudonymisation key comes from.
 #[derive(Debug, Clone, Default)]
@@ -244,13 +245,31 @@ pub struct DemoQuery {
     pub totals: bool,
 }
 
+/// The settings of the S3 client for a warehouse in a bucket, by name. Shown for debugging by their names only:
+/// credentials are among them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StorageSettings(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
 /// The validated project file.
 #[derive(Debug, Clone)]
 pub struct ProjectConfig {
     /// Project name.
     pub name: String,
-    /// Warehouse directory, relative to the project unless absolute.
+    /// Warehouse directory, relative to the project unless absolute; or `s3://bucket/prefix` for a warehouse in
+    /// S3-compatible object storage.
     pub warehouse: String,
+    /// For a warehouse in a bucket: the S3 client's settings from `[storage]` (over the `AWS_*` environment
+    /// variables), by name; credentials among them are never printed.
+    pub storage: StorageSettings,
+    /// For a warehouse in a bucket: this machine's folder for staged facts, uploads and ingest locks (`[storage]
+    /// work`, relative to the project; default `.kubus`).
+    pub work: String,
     /// Schema directory, relative to the project.
     pub schemas: String,
     /// Pseudonymisation key settings.
@@ -445,12 +464,42 @@ impl ProjectConfig {
                 alternatives: Vec::new(),
             });
         }
+        let mut storage = BTreeMap::new();
+        let mut work = ".kubus".to_owned();
+        for (key, value) in raw.storage {
+            let text = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Integer(n) => n.to_string(),
+                other => {
+                    problems.push(Diagnostic {
+                        file: origin.to_owned(),
+                        line: None,
+                        path: format!("storage.{key}"),
+                        message: format!(
+                            "a setting of the S3 client is text, a number or true/false, not {}",
+                            other.type_str()
+                        ),
+                        alternatives: Vec::new(),
+                    });
+                    continue;
+                }
+            };
+            match key.as_str() {
+                "work" => work = text,
+                _ => {
+                    storage.insert(key, text);
+                }
+            }
+        }
         if !problems.is_empty() {
             return Err(Error::Invalid(Diagnostics(problems)));
         }
         Ok(ProjectConfig {
             name: raw.name,
             warehouse: raw.warehouse.unwrap_or_else(|| "warehouse".into()),
+            work,
+            storage: StorageSettings(storage),
             schemas: raw.schemas.unwrap_or_else(|| "cube-schemas".into()),
             pseudonymisation: PseudonymSettings {
                 key_env: p.as_ref().and_then(|p| p.key_env.clone()).unwrap_or_else(|| "KUBUS_PSEUDONYM_KEY".into()),

@@ -309,6 +309,10 @@ pub struct RawProject {
     pub server: Option<RawServer>,
     pub rollups: Option<RawRollups>,
     pub demo: Option<RawDemo>,
+    /// How a warehouse in a bucket is reached: settings of the S3 client (`endpoint`, `region`, `allow_http`, …),
+    /// and `work`, this machine's folder for staged facts.
+    #[serde(default)]
+    pub storage: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

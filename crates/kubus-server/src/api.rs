@@ -81,10 +81,11 @@ async fn json_errors(response: Response) -> Response {
 
 /// Ready when the warehouse and the users file can be read.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let warehouse = state.project.warehouse_dir().is_dir();
+    let probe = state.clone();
+    let warehouse = tokio::task::spawn_blocking(move || probe.project.warehouse_reachable()).await.unwrap_or(false);
     match (warehouse, state.users.get(&state.project)) {
         (true, Ok(_)) => "ready\n".into_response(),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "the warehouse directory is missing\n").into_response(),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "the warehouse cannot be reached\n").into_response(),
         (_, Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", e.message)).into_response(),
     }
 }

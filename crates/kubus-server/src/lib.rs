@@ -131,7 +131,7 @@ impl Server {
             (None, Some(configured)) => Some(parse_address(configured)?),
             (None, None) => None,
         };
-        let uploads = project.warehouse_dir().join("uploads");
+        let uploads = project.work_dir().join("uploads");
         let prepare = || -> std::io::Result<()> {
             if uploads.exists() {
                 std::fs::remove_dir_all(&uploads)?;

@@ -2,6 +2,7 @@
 //! moved into the table's directory when complete, and each described by a Delta `add` action with the
 //! statistics its row groups already carry. Until the commit names them, the files are invisible to readers.
 
+use crate::store::Store;
 use crate::{Error, Provenance, Result};
 use datafusion::arrow::array::AsArray as _;
 use datafusion::arrow::datatypes::{DataType, Int32Type, SchemaRef};
@@ -202,11 +203,14 @@ fn write(
     Ok(Written { name: name.to_owned(), size, metadata, files })
 }
 
-/// Moves written files from `from` into the table's directory `to` (the same file system: a rename each).
-pub(crate) fn move_into(written: &[Written], from: &Path, to: &Path) -> Result<()> {
+/// Moves written files from `from` into the table's folder `table` of the warehouse: a rename each into a
+/// directory warehouse (staging is on its file system), an upload each into a bucket.
+pub(crate) fn move_into(written: &[Written], from: &Path, store: &Store, table: &str) -> Result<()> {
     for w in written {
-        let target = to.join(&w.name);
-        std::fs::rename(from.join(&w.name), &target).map_err(|source| Error::Directory { path: target, source })?;
+        let target = format!("{table}/{}", w.name);
+        store
+            .upload(&from.join(&w.name), &target)
+            .map_err(|source| Error::Directory { path: store.display(&target), source })?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The warehouse: one versioned Delta Lake table of facts per cube under a root directory, written in one atomic
-//! commit per ingest, plus the quarantine files of rejected lines. Every fact row carries the name and SHA-256 of
+//! The warehouse: one versioned Delta Lake table of facts per cube under a root directory or a prefix of an
+//! S3-compatible bucket ([`store`]), written in one atomic commit per ingest, plus the quarantine files of rejected
+//! lines. Every fact row carries the name and SHA-256 of
 //! the file it came from, so that an ingest can tell a file it has seen before (and a crash can never record a
 //! file without its facts). Knows cubes by name only; nothing here parses exports or plans queries.
 
@@ -7,9 +8,10 @@ mod adopt;
 mod overlap;
 mod quarantine;
 mod rollups;
+mod store;
 
 pub use overlap::{Cells, Overlap};
-pub use quarantine::{QuarantineRow, read_quarantine, write_quarantine};
+pub use quarantine::QuarantineRow;
 pub use rollups::{Pruned, StoredRollup};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray as _, RecordBatch, StringArray};
@@ -54,8 +56,8 @@ impl CubeLock {
 /// Errors of the warehouse.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The warehouse directory cannot be created or used.
-    #[error("warehouse directory {path}")]
+    /// A folder or file of the warehouse cannot be created, read or written.
+    #[error("warehouse {path}")]
     Directory {
         path: PathBuf,
         #[source]
@@ -109,6 +111,9 @@ pub enum Error {
         /// How many more pairs of files overlap.
         more: usize,
     },
+    /// The warehouse's location is not one kubus can use.
+    #[error("warehouse {location}: {reason}")]
+    Location { location: String, reason: String },
     /// Writing a quarantine file failed.
     #[error("quarantine file {path}")]
     Quarantine {
@@ -137,43 +142,94 @@ pub struct Changes {
     pub removed: Option<Arc<dyn TableProvider>>,
 }
 
-/// A warehouse rooted at a directory.
+/// A warehouse: in a directory, or under a prefix of a bucket.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
-    root: PathBuf,
+    store: store::Store,
+    /// This machine's folder for what is on its way into the warehouse (staged facts, uploads) and for the ingest
+    /// locks: the warehouse directory itself, or one the project names for a warehouse in a bucket.
+    work: PathBuf,
 }
 
 impl Warehouse {
-    /// Opens (creating if needed) the warehouse at `root`.
+    /// Opens (creating if needed) the warehouse in the directory `root`.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|source| Error::Directory { path: root.to_owned(), source })?;
         let root = root.canonicalize().map_err(|source| Error::Directory { path: root.to_owned(), source })?;
-        Ok(Warehouse { root })
+        Ok(Warehouse { store: store::Store::Dir(root.clone()), work: root })
     }
 
-    /// The warehouse directory.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Opens the warehouse under `location`, `s3://bucket/prefix`, reached with `options` (settings of the S3
+    /// client: `endpoint`, `region`, `allow_http`, credentials; see [`store`]) over the `AWS_*` environment
+    /// variables. `work` is this machine's folder for staged facts, uploads and ingest locks (created if needed).
+    pub fn open_bucket(location: &str, options: &BTreeMap<String, String>, work: &Path) -> Result<Self> {
+        let store = store::Store::bucket(location, options)
+            .map_err(|reason| Error::Location { location: location.to_owned(), reason })?;
+        std::fs::create_dir_all(work).map_err(|source| Error::Directory { path: work.to_owned(), source })?;
+        let work = work.canonicalize().map_err(|source| Error::Directory { path: work.to_owned(), source })?;
+        Ok(Warehouse { store, work })
     }
 
-    /// Directory of a cube's fact table.
-    pub fn table_dir(&self, cube: &str) -> PathBuf {
-        self.root.join("facts").join(cube)
+    /// The warehouse directory, `None` for a warehouse in a bucket.
+    pub fn local_dir(&self) -> Option<&Path> {
+        match &self.store {
+            store::Store::Dir(dir) => Some(dir),
+            store::Store::Bucket(_) => None,
+        }
     }
 
-    /// Directory of the quarantine files.
-    pub fn quarantine_dir(&self) -> PathBuf {
-        self.root.join("quarantine")
+    /// Where the warehouse is: its directory's `file://` URL, or `s3://bucket/prefix/`.
+    pub fn location(&self) -> url::Url {
+        self.store.url()
+    }
+
+    /// This machine's folder for staged facts, uploads and ingest locks (see [`Warehouse::open_bucket`]).
+    pub fn work_dir(&self) -> &Path {
+        &self.work
+    }
+
+    /// The names of what is at the warehouse's top level.
+    pub fn entries(&self) -> Result<Vec<String>> {
+        self.store.list("").map_err(|source| Error::Directory { path: self.store.display(""), source })
+    }
+
+    /// Removes everything in the warehouse.
+    pub fn remove_all(&self) -> Result<()> {
+        self.store.remove_all().map_err(|source| Error::Directory { path: self.store.display(""), source })
+    }
+
+    /// The content of the warehouse's file `name` (at its top level), `None` where there is none.
+    pub fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let read = self.store.read(name).map_err(|source| Error::Directory { path: self.store.display(name), source });
+        Ok(read?.map(|bytes| bytes.to_vec()))
+    }
+
+    /// Writes the warehouse's file `name` whole (readers see the old content or the new).
+    pub fn write_file(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store.write(name, bytes).map_err(|source| Error::Directory { path: self.store.display(name), source })
+    }
+
+    /// Where the warehouse's file `name` is, to name in a message.
+    pub fn file_location(&self, name: &str) -> PathBuf {
+        self.store.display(name)
+    }
+
+    /// The URL of a cube's fact table.
+    fn table_url(&self, cube: &str) -> url::Url {
+        self.store.url().join(&format!("facts/{cube}/")).expect("a cube's name is a path segment")
     }
 
     async fn table(&self, cube: &str) -> Result<Option<DeltaTable>> {
-        let dir = self.table_dir(cube);
-        if !dir.join("_delta_log").is_dir() {
+        let delta = |source| Error::Delta { table: cube.to_owned(), source };
+        let log = format!("facts/{cube}/_delta_log");
+        let committed =
+            self.store.list(&log).map_err(|source| Error::Directory { path: self.store.display(&log), source })?;
+        if committed.is_empty() {
             return Ok(None);
         }
-        let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
-        let table =
-            DeltaTable::try_from_url(url).await.map_err(|source| Error::Delta { table: cube.to_owned(), source })?;
+        let table = DeltaTable::try_from_url_with_storage_options(self.table_url(cube), self.store.delta_options())
+            .await
+            .map_err(delta)?;
         Ok(table.version().is_some().then_some(table))
     }
 
@@ -320,7 +376,7 @@ impl Warehouse {
     /// Takes the cube's ingest lock if no one holds it (`None`: another ingest of the cube, in this process or
     /// another, holds it). See [`CubeLock`].
     pub fn try_lock(&self, cube: &str) -> Result<Option<CubeLock>> {
-        let dir = self.root.join("locks");
+        let dir = self.work.join("locks");
         let io = |source| Error::Directory { path: dir.clone(), source };
         std::fs::create_dir_all(&dir).map_err(io)?;
         let file = std::fs::File::options()
@@ -352,7 +408,7 @@ impl Warehouse {
         overlap: Option<Cells>,
     ) -> Result<Staging> {
         let cube = lock.cube.as_str();
-        let dir = self.root.join("staging");
+        let dir = self.work.join("staging");
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         // Whatever of this cube is in staging was left by an ingest that died before its commit: the cube's lock,
         // held here, is held by every ingest from staging to commit.
@@ -456,8 +512,6 @@ impl Warehouse {
         if !write {
             return Ok(Commit { version: self.version(&cube).await?, replaced });
         }
-        let dir = self.table_dir(&cube);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         let delta = |source| Error::Delta { table: cube.clone(), source };
         let properties = deltalake::kernel::transaction::CommitProperties::default()
             .with_metadata([("kubus.ingest".to_owned(), serde_json::Value::Array(staging.log.clone()))]);
@@ -508,10 +562,11 @@ impl Warehouse {
                 )?;
                 // Into the table's directory only once complete: a crash while encoding leaves them in staging,
                 // which the next ingest of the cube clears; until the commit names them, readers do not see them.
-                adopt::move_into(&written, &staging.path, &dir)?;
+                adopt::move_into(&written, &staging.path, &self.store, &format!("facts/{cube}"))?;
                 let adds: Vec<_> = written.iter().map(adopt::add).collect();
-                match existing {
-                    Some(table) => {
+                let append = |table: DeltaTable, adds: Vec<deltalake::kernel::Action>| {
+                    let properties = properties.clone();
+                    async move {
                         let operation = deltalake::protocol::DeltaOperation::Write {
                             mode: SaveMode::Append,
                             partition_by: None,
@@ -519,21 +574,30 @@ impl Warehouse {
                         };
                         let commit = deltalake::kernel::transaction::CommitBuilder::from(properties)
                             .with_actions(adds)
-                            .build(Some(table.snapshot().map_err(delta)?), table.log_store(), operation)
-                            .await
-                            .map_err(delta)?;
-                        Some(commit.version() as u64)
+                            .build(Some(table.snapshot()?), table.log_store(), operation)
+                            .await?;
+                        Ok::<_, deltalake::DeltaTableError>(Some(commit.version() as u64))
                     }
+                };
+                match existing {
+                    Some(table) => append(table, adds).await.map_err(delta)?,
                     None => {
-                        let url = url::Url::from_directory_path(&dir).expect("the warehouse root is absolute");
-                        let table = deltalake::operations::create::CreateBuilder::new()
-                            .with_location(url.to_string())
+                        let created = deltalake::operations::create::CreateBuilder::new()
+                            .with_location(self.table_url(&cube).to_string())
+                            .with_storage_options(self.store.delta_options())
                             .with_columns(schema.fields().cloned())
-                            .with_actions(adds)
-                            .with_commit_properties(properties)
-                            .await
-                            .map_err(delta)?;
-                        table.version()
+                            .with_actions(adds.clone())
+                            .with_commit_properties(properties.clone())
+                            .await;
+                        match created {
+                            Ok(table) => table.version(),
+                            // Another writer (on another machine: the cube's lock is this machine's) created the
+                            // table first: these facts are appended to it.
+                            Err(e) => match self.table(&cube).await? {
+                                Some(table) => append(table, adds).await.map_err(delta)?,
+                                None => return Err(delta(e)),
+                            },
+                        }
                     }
                 }
             }
@@ -1051,7 +1115,7 @@ mod tests {
     /// Writes a one-commit Delta table by hand into the warehouse's table `cube`: one Parquet file with the column
     /// `physical` holding 1, 2, 3, described by `metadata` and `add`.
     fn hand_written(warehouse: &Warehouse, cube: &str, physical: &str, protocol: &str, metadata: &str, add: &str) {
-        let dir = warehouse.table_dir(cube);
+        let dir = warehouse.local_dir().unwrap().join("facts").join(cube);
         std::fs::create_dir_all(dir.join("_delta_log")).unwrap();
         let values: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
         let batch = RecordBatch::try_from_iter([(physical, values)]).unwrap();

@@ -1,7 +1,8 @@
 //! Rollup storage: per cube and facts version, one Parquet file per rollup (named by the rollup and the
 //! fingerprint of its definition) and a manifest listing them. A rollup is only ever read for the facts version
 //! it was built from, so a query never combines facts of one version with a rollup of another; rollups of earlier
-//! versions stay for `--as-of`. Files are written under a temporary name and renamed into place.
+//! versions stay for `--as-of`. Files are written under a temporary name on this machine and then moved into place
+//! (renamed into a directory, uploaded into a bucket): a reader sees a whole file or none.
 
 use crate::{Error, Result, Warehouse};
 use datafusion::arrow::array::{Array, RecordBatch, UInt64Array};
@@ -11,7 +12,6 @@ use datafusion::common::config::{ParquetColumnOptions, TableParquetOptions};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A rollup stored for one facts version.
@@ -54,31 +54,38 @@ pub struct Pruned {
 }
 
 impl Warehouse {
-    /// Directory of a cube's rollups.
-    pub fn rollups_dir(&self, cube: &str) -> PathBuf {
-        self.root.join("rollups").join(cube)
+    /// Where a file of a cube's rollups is in the warehouse.
+    fn rollup_file(cube: &str, file: &str) -> String {
+        format!("rollups/{cube}/{file}")
     }
 
-    fn manifest_path(&self, cube: &str, version: u64) -> PathBuf {
-        self.rollups_dir(cube).join(format!("v{version}.json"))
+    fn manifest(cube: &str, version: u64) -> String {
+        Self::rollup_file(cube, &format!("v{version}.json"))
+    }
+
+    fn rollup_error(&self, rel: &str) -> impl Fn(std::io::Error) -> Error {
+        let path = self.store.display(rel);
+        move |source| Error::Directory { path: path.clone(), source }
     }
 
     /// The rollups stored for a facts version (none when none were built).
     pub fn stored_rollups(&self, cube: &str, version: u64) -> Result<Vec<StoredRollup>> {
-        let path = self.manifest_path(cube, version);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(Error::Directory { path, source }),
-        };
-        serde_json::from_str(&text).map_err(|e| Error::Directory { path, source: std::io::Error::other(e) })
+        let rel = Self::manifest(cube, version);
+        let Some(text) = self.store.read(&rel).map_err(self.rollup_error(&rel))? else { return Ok(Vec::new()) };
+        serde_json::from_slice(&text).map_err(|e| self.rollup_error(&rel)(std::io::Error::other(e)))
     }
 
     /// Records the rollups stored for a facts version (replacing the earlier record).
     pub fn record_rollups(&self, cube: &str, version: u64, rollups: &[StoredRollup]) -> Result<()> {
-        let path = self.manifest_path(cube, version);
+        let rel = Self::manifest(cube, version);
         let text = serde_json::to_string_pretty(rollups).expect("plain data serializes");
-        write_atomically(&path, text.as_bytes())
+        self.store.write(&rel, text.into_bytes()).map_err(self.rollup_error(&rel))
+    }
+
+    /// Whether the file of a stored rollup (or dictionary) is in the warehouse.
+    pub fn has_rollup_file(&self, cube: &str, file: &str) -> Result<bool> {
+        let rel = Self::rollup_file(cube, file);
+        self.store.exists(&rel).map_err(self.rollup_error(&rel))
     }
 
     /// Runs `rows` and stores the result as the rollup `name` of a facts version.
@@ -91,7 +98,7 @@ impl Warehouse {
         rows: DataFrame,
     ) -> Result<StoredRollup> {
         let started = std::time::Instant::now();
-        let dir = self.rollups_dir(cube);
+        let dir = self.work.join("staging");
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory { path: dir.clone(), source })?;
         // A build of its own in the name: a warehouse rebuilt from scratch reaches the same version again, and a
         // reader that held the earlier file in memory must not take it for this one.
@@ -100,7 +107,6 @@ impl Warehouse {
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         let file = format!("{name}.v{version}.{fingerprint}.{nanos:x}.parquet");
-        let path = dir.join(&file);
         let temporary = dir.join(format!(".{file}.{}.tmp", std::process::id()));
         let read = |source| Error::Read { table: format!("{cube} rollup {name}"), source };
         // Zstandard at its fastest level: the dictionary of 2M persons' ids at 50M facts, rewritten with pyarrow,
@@ -134,8 +140,8 @@ impl Warehouse {
                 b.column(0).as_any().downcast_ref::<UInt64Array>().map(|c| c.iter().flatten().sum::<u64>())
             })
             .sum();
-        std::fs::rename(&temporary, &path).map_err(|source| Error::Directory { path: path.clone(), source })?;
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or_default();
+        let rel = Self::rollup_file(cube, &file);
+        let bytes = self.store.upload(&temporary, &rel).map_err(self.rollup_error(&rel))?;
         Ok(StoredRollup {
             name: name.to_owned(),
             fingerprint: fingerprint.to_owned(),
@@ -164,12 +170,13 @@ impl Warehouse {
 
     /// A dictionary stored by [`store_dictionary`](Self::store_dictionary), `None` where its file is gone.
     pub async fn dictionary(&self, ctx: &SessionContext, cube: &str, file: &str) -> Result<Option<RecordBatch>> {
-        let path = self.rollups_dir(cube).join(file);
-        if !path.is_file() {
+        if !self.has_rollup_file(cube, file)? {
             return Ok(None);
         }
+        let rel = Self::rollup_file(cube, file);
+        self.store.register(ctx).map_err(self.rollup_error(&rel))?;
         let read = |source| Error::Read { table: format!("{cube} dictionary {file}"), source };
-        let df = ctx.read_parquet(path.display().to_string(), ParquetReadOptions::default()).await.map_err(read)?;
+        let df = ctx.read_parquet(self.store.location(&rel), ParquetReadOptions::default()).await.map_err(read)?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(read)?;
         let all = datafusion::arrow::compute::concat_batches(&schema, &batches)
@@ -184,9 +191,10 @@ impl Warehouse {
         cube: &str,
         stored: &StoredRollup,
     ) -> Result<Arc<dyn TableProvider>> {
-        let path = self.rollups_dir(cube).join(&stored.file);
+        let rel = Self::rollup_file(cube, &stored.file);
+        self.store.register(ctx).map_err(self.rollup_error(&rel))?;
         let read = |source| Error::Read { table: format!("{cube} rollup {}", stored.name), source };
-        let df = ctx.read_parquet(path.display().to_string(), ParquetReadOptions::default()).await.map_err(read)?;
+        let df = ctx.read_parquet(self.store.location(&rel), ParquetReadOptions::default()).await.map_err(read)?;
         Ok(df.into_view())
     }
 
@@ -195,16 +203,10 @@ impl Warehouse {
     /// manifest names. A build running meanwhile writes files no earlier manifest names, and loses none. A query
     /// as of a version whose rollups are gone reads its facts.
     pub fn prune_rollups(&self, cube: &str, keep: u64) -> Result<Pruned> {
-        let dir = self.rollups_dir(cube);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pruned { keep, ..Pruned::default() }),
-            Err(source) => return Err(Error::Directory { path: dir, source }),
-        };
-        let mut versions: Vec<u64> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix('v')?.strip_suffix(".json")?.parse().ok())
-            .collect();
+        let dir = format!("rollups/{cube}");
+        let entries = self.store.list(&dir).map_err(self.rollup_error(&dir))?;
+        let mut versions: Vec<u64> =
+            entries.iter().filter_map(|name| name.strip_prefix('v')?.strip_suffix(".json")?.parse().ok()).collect();
         versions.sort_unstable();
         let keep = keep.max(1);
         let cut = versions.len().saturating_sub(keep as usize);
@@ -218,17 +220,14 @@ impl Warehouse {
         let mut files = std::collections::BTreeSet::new();
         for version in gone {
             files.extend(named(version)?.into_iter().filter(|f| !still.contains(f)));
-            let path = self.manifest_path(cube, *version);
-            std::fs::remove_file(&path).map_err(|source| Error::Directory { path, source })?;
+            let rel = Self::manifest(cube, *version);
+            self.store.remove(&rel).map_err(self.rollup_error(&rel))?;
         }
         let mut pruned = Pruned { versions: gone.to_vec(), files: 0, bytes: 0, keep };
         for file in files {
-            let path = dir.join(&file);
-            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            match std::fs::remove_file(&path) {
-                Ok(()) => (pruned.files, pruned.bytes) = (pruned.files + 1, pruned.bytes + bytes),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(Error::Directory { path, source }),
+            let rel = Self::rollup_file(cube, &file);
+            if let Some(bytes) = self.store.remove(&rel).map_err(self.rollup_error(&rel))? {
+                (pruned.files, pruned.bytes) = (pruned.files + 1, pruned.bytes + bytes);
             }
         }
         Ok(pruned)
@@ -237,30 +236,9 @@ impl Warehouse {
     /// The latest version of a cube's table read from the names of its log's commit files, without loading the
     /// table (`None` before the first commit). Cheap enough for every query.
     pub fn latest_version(&self, cube: &str) -> Result<Option<u64>> {
-        let dir = self.table_dir(cube).join("_delta_log");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::Directory { path: dir, source }),
-        };
-        Ok(entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse::<u64>().ok())
-            })
-            .max())
+        let log = format!("facts/{cube}/_delta_log");
+        let entries =
+            self.store.list(&log).map_err(|source| Error::Directory { path: self.store.display(&log), source })?;
+        Ok(entries.iter().filter_map(|name| name.strip_suffix(".json")?.parse::<u64>().ok()).max())
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Directory { path: path.to_owned(), source };
-    let dir = path.parent().expect("a file in a directory");
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let temporary = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    std::fs::write(&temporary, bytes).map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(io)
 }

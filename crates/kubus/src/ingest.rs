@@ -357,22 +357,20 @@ impl Project {
         let quarantine = if converted_names.is_empty() {
             None
         } else {
-            let dir = self.warehouse().quarantine_dir();
-            Some(kubus_warehouse::write_quarantine(&dir, source.name(), &converted_names, &rejected)?)
+            Some(self.warehouse().write_quarantine(source.name(), &converted_names, &rejected)?)
         };
         let commit = self.warehouse().commit(staging).await?;
         // A file whose facts were all replaced has nothing left to fix: its quarantine lines go too, whichever of
         // the cube's sources brought it. A file of this ingest by the same name keeps the lines just written.
         let whole: BTreeSet<String> = commit.replaced.iter().filter(|r| r.whole_file).map(|r| r.file.clone()).collect();
-        let dir = self.warehouse().quarantine_dir();
         for other in model.sources().filter(|s| s.cube() == cube && !whole.is_empty()) {
             let gone: BTreeSet<String> = if other.name() == source.name() {
                 whole.difference(&converted_names).cloned().collect()
             } else {
                 whole.clone()
             };
-            if !gone.is_empty() && !kubus_warehouse::read_quarantine(&dir, other.name())?.is_empty() {
-                kubus_warehouse::write_quarantine(&dir, other.name(), &gone, &[])?;
+            if !gone.is_empty() && !self.warehouse().read_quarantine(other.name())?.is_empty() {
+                self.warehouse().write_quarantine(other.name(), &gone, &[])?;
             }
         }
         let version = commit.version;

@@ -90,10 +90,10 @@ pub enum Error {
     },
     /// `kubus demo` would delete a directory that does not look like a warehouse.
     #[error(
-        "refusing to reset {path}: it holds {entry}, which kubus did not write; point `warehouse` in kubus.toml at a directory of its own"
+        "refusing to reset {path}: it holds {entry}, which kubus did not write; point `warehouse` in kubus.toml at a directory (or bucket prefix) of its own"
     )]
     NotAWarehouse {
-        /// The warehouse directory.
+        /// Where the warehouse is.
         path: PathBuf,
         /// The unexpected entry.
         entry: String,
@@ -160,7 +160,7 @@ pub enum Error {
         .weaker.join("; ")
     )]
     WeakerProtection {
-        /// The warehouse directory.
+        /// Where the warehouse is.
         warehouse: PathBuf,
         /// Each way the project file is weaker.
         weaker: Vec<String>,
@@ -307,7 +307,11 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text += &format!(": {s}");
+        // Some errors say their cause in their own message (object_store's, hyper's): once is enough.
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text += &format!(": {cause}");
+        }
         source = s.source();
     }
     text

@@ -193,7 +193,7 @@ impl Project {
     /// records is refused ([`Error::WeakerProtection`]).
     pub fn new(root: impl AsRef<Path>, config: ProjectConfig, model: Model) -> Result<Project> {
         let project = Project::assemble(root.as_ref(), config, model)?;
-        crate::protection::check(project.warehouse.root(), &project.protection_record())?;
+        crate::protection::check(&project.warehouse, &project.protection_record())?;
         Ok(project)
     }
 
@@ -204,7 +204,7 @@ impl Project {
 
     /// The protection the warehouse records, if any.
     pub fn recorded_protection(&self) -> Result<Option<crate::ProtectionRecord>> {
-        crate::protection::read(self.warehouse.root())
+        crate::protection::read(&self.warehouse)
     }
 
     /// Makes the warehouse record the protection of the project file in `dir`, also a weaker one: an intended
@@ -215,7 +215,7 @@ impl Project {
         let project = Project::load(dir.as_ref())?;
         let before = project.recorded_protection()?;
         let now = project.protection_record();
-        crate::protection::write(project.warehouse.root(), &now)?;
+        crate::protection::write(&project.warehouse, &now)?;
         Ok((before, now))
     }
 
@@ -228,7 +228,10 @@ impl Project {
     /// The project over `config` and `model`, its files under `root`, without checking the recorded protection.
     fn assemble(root: &Path, config: ProjectConfig, model: Model) -> Result<Project> {
         let root = root.to_owned();
-        let warehouse = Warehouse::open(&root.join(&config.warehouse))?;
+        let warehouse = match config.warehouse.contains("://") {
+            true => Warehouse::open_bucket(&config.warehouse, &config.storage.0, &root.join(&config.work))?,
+            false => Warehouse::open(&root.join(&config.warehouse))?,
+        };
         let audit = AuditLog::new(&root, &config.audit_log);
         let ptable = match &config.disclosure.cell_key {
             Some(settings) => {
@@ -310,12 +313,36 @@ impl Project {
     /// Refuses an output path (a result file, a report folder) that lies in the warehouse or is the audit log, also
     /// through symbolic links.
     pub fn check_output(&self, path: &Path) -> Result<()> {
-        access::check_output(path, self.warehouse.root(), &self.audit, &self.users_path())
+        // A warehouse in a bucket is out of reach of a local path; its local work folder holds staged facts.
+        let local = self.warehouse.local_dir().unwrap_or(self.warehouse.work_dir());
+        access::check_output(path, local, &self.audit, &self.users_path())
     }
 
-    /// The warehouse directory.
-    pub fn warehouse_dir(&self) -> &Path {
-        self.warehouse.root()
+    /// The warehouse directory, `None` for a warehouse in a bucket.
+    pub fn warehouse_dir(&self) -> Option<&Path> {
+        self.warehouse.local_dir()
+    }
+
+    /// Where the warehouse is, to show: its directory, or `s3://bucket/prefix/`.
+    pub fn warehouse_location(&self) -> String {
+        match self.warehouse.local_dir() {
+            Some(dir) => dir.display().to_string(),
+            None => self.warehouse.location().to_string(),
+        }
+    }
+
+    /// Whether the warehouse can be reached: its directory is there, or its bucket answers.
+    pub fn warehouse_reachable(&self) -> bool {
+        match self.warehouse.local_dir() {
+            Some(dir) => dir.is_dir(),
+            None => self.warehouse.entries().is_ok(),
+        }
+    }
+
+    /// This machine's folder for staged facts, uploads and ingest locks: the warehouse directory, or `[storage]
+    /// work` for a warehouse in a bucket.
+    pub fn work_dir(&self) -> &Path {
+        self.warehouse.work_dir()
     }
 
     /// Opens the project in `dir` with an empty warehouse: deletes the warehouse (facts, quarantine, rollups, its
@@ -330,21 +357,15 @@ impl Project {
 
     /// Deletes the warehouse and opens an empty one (see [`Project::rebuild`]).
     pub fn reset_warehouse(&mut self) -> Result<()> {
-        let dir = self.warehouse.root().to_owned();
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in self.warehouse.entries()? {
             if !["facts", "quarantine", "staging", "rollups", "locks", "uploads", crate::protection::FILE]
                 .contains(&name.as_ref())
             {
-                return Err(Error::NotAWarehouse { path: dir, entry: name });
+                return Err(Error::NotAWarehouse { path: self.warehouse.file_location(""), entry: name });
             }
         }
-        std::fs::remove_dir_all(&dir)
-            .map_err(|source| kubus_warehouse::Error::Directory { path: dir.clone(), source })?;
-        self.warehouse = Warehouse::open(&dir)?;
-        crate::protection::write(&dir, &self.protection_record())?;
+        self.warehouse.remove_all()?;
+        crate::protection::write(&self.warehouse, &self.protection_record())?;
         self.rollup_cache = Default::default();
         Ok(())
     }
@@ -838,10 +859,9 @@ impl Project {
             Some(s) => vec![self.model.source(s)?.name().to_owned()],
             None => self.model.sources().map(|s| s.name().to_owned()).collect(),
         };
-        let dir = self.warehouse.quarantine_dir();
         let mut rows = Vec::new();
         for name in names {
-            rows.extend(kubus_warehouse::read_quarantine(&dir, &name)?.into_iter().map(|r| (name.clone(), r)));
+            rows.extend(self.warehouse.read_quarantine(&name)?.into_iter().map(|r| (name.clone(), r)));
         }
         Ok(rows)
     }

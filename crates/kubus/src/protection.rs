@@ -1,4 +1,4 @@
-//! The warehouse's own record of how its answers are protected (`protection.json` in the warehouse): written the
+//! The warehouse's own record of how its answers are protected (`protection.json` at the warehouse's top): written the
 //! first time a project opens the warehouse, and compared with the project file every time after. A project file
 //! that would protect the same warehouse less — suppression where the cell key method applied, another
 //! perturbation table (answers under two tables could be set against each other), a lower threshold, more exempt
@@ -8,9 +8,9 @@
 
 use crate::{Error, Result};
 use kubus_model::{Method, ProjectConfig};
+use kubus_warehouse::Warehouse;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 /// The record's file name in the warehouse.
 pub(crate) const FILE: &str = "protection.json";
@@ -111,42 +111,42 @@ impl ProtectionRecord {
     }
 }
 
-fn path(warehouse: &Path) -> PathBuf {
-    warehouse.join(FILE)
-}
-
 /// The warehouse's record, if it has one.
-pub(crate) fn read(warehouse: &Path) -> Result<Option<ProtectionRecord>> {
-    let file = path(warehouse);
-    match std::fs::read_to_string(&file) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::ProtectionRecord { path: file, reason: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::ProtectionRecord { path: file, reason: e.to_string() }),
+pub(crate) fn read(warehouse: &Warehouse) -> Result<Option<ProtectionRecord>> {
+    let failed = |reason: String| Error::ProtectionRecord { path: warehouse.file_location(FILE), reason };
+    match warehouse.read_file(FILE) {
+        Ok(Some(text)) => serde_json::from_slice(&text).map(Some).map_err(|e| failed(e.to_string())),
+        Ok(None) => Ok(None),
+        Err(e) => Err(failed(reason(e))),
     }
 }
 
-/// Writes the record (replacing the file in one rename).
-pub(crate) fn write(warehouse: &Path, record: &ProtectionRecord) -> Result<()> {
-    let file = path(warehouse);
-    let temporary = warehouse.join(format!(".{FILE}.tmp"));
+/// Writes the record (replacing it whole).
+pub(crate) fn write(warehouse: &Warehouse, record: &ProtectionRecord) -> Result<()> {
     let text = serde_json::to_string_pretty(record).expect("a record serialises");
-    let io = |e: std::io::Error| Error::ProtectionRecord { path: file.clone(), reason: e.to_string() };
-    std::fs::write(&temporary, text).map_err(io)?;
-    std::fs::rename(&temporary, &file).map_err(io)
+    warehouse
+        .write_file(FILE, text.into_bytes())
+        .map_err(|e| Error::ProtectionRecord { path: warehouse.file_location(FILE), reason: reason(e) })
+}
+
+/// Why the record could not be read or written (its place is in the message already).
+fn reason(e: kubus_warehouse::Error) -> String {
+    match e {
+        kubus_warehouse::Error::Directory { source, .. } => crate::error_chain(&source),
+        e => crate::error_chain(&e),
+    }
 }
 
 /// Checks the project file's protection against the warehouse's record, and records it where there is none yet.
 /// A warehouse that cannot be written (a reader without the rights) is checked, not recorded.
-pub(crate) fn check(warehouse: &Path, current: &ProtectionRecord) -> Result<()> {
+pub(crate) fn check(warehouse: &Warehouse, current: &ProtectionRecord) -> Result<()> {
     match read(warehouse)? {
         Some(recorded) => {
             let weaker = current.weaker_than(&recorded);
             if weaker.is_empty() {
                 Ok(())
             } else {
-                Err(Error::WeakerProtection { warehouse: warehouse.to_owned(), weaker })
+                Err(Error::WeakerProtection { warehouse: warehouse.file_location(""), weaker })
             }
         }
         None => {

@@ -326,7 +326,7 @@ impl Project {
                     let base = e.stored.iter().find(|s| {
                         s.name == r.name()
                             && &s.fingerprint == fingerprint
-                            && warehouse.rollups_dir(cube.name()).join(&s.file).is_file()
+                            && warehouse.has_rollup_file(cube.name(), &s.file).unwrap_or(false)
                     });
                     base.map(|base| (e, base.clone()))
                 });

@@ -1,0 +1,65 @@
+//! An S3-compatible server for kubus's tests: `kubus-test-s3 ROOT ACCESS_KEY SECRET_KEY` serves the directories
+//! under ROOT as buckets on a free loopback port, prints `http://127.0.0.1:PORT` on its first line, and runs until
+//! its standard input closes (so it ends with the test that started it, however that ends).
+//!
+//! s3s-fs checks a conditional write (`If-None-Match: *`, `If-Match`) and then writes, as two steps: two writers
+//! of one Delta commit file could both pass the check. S3 and MinIO decide such a write atomically, and Delta's
+//! commits rely on it, so here every conditional write waits for the one before it to finish.
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::{Method, Request, header};
+use hyper_util::rt::TokioIo;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use s3s_fs::FileSystem;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [root, access_key, secret_key] = args.as_slice() else {
+        return Err("usage: kubus-test-s3 ROOT ACCESS_KEY SECRET_KEY".into());
+    };
+    let mut builder = S3ServiceBuilder::new(FileSystem::new(root).map_err(|e| format!("{root}: {e:?}"))?);
+    builder.set_auth(SimpleAuth::from_single(access_key.as_str(), secret_key.as_str()));
+    let service = builder.build();
+    let conditional = Arc::new(tokio::sync::Mutex::new(()));
+
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(format!("http://{}\n", listener.local_addr()?).as_bytes()).await?;
+    stdout.flush().await?;
+
+    let serve = async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else { continue };
+            let (service, conditional) = (service.clone(), conditional.clone());
+            let handle = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (service, conditional) = (service.clone(), conditional.clone());
+                async move {
+                    let writes = matches!(*request.method(), Method::PUT | Method::POST);
+                    let checked =
+                        [header::IF_NONE_MATCH, header::IF_MATCH].iter().any(|h| request.headers().contains_key(h));
+                    let _turn = match writes && checked {
+                        true => Some(conditional.lock().await),
+                        false => None,
+                    };
+                    service.call(request.map(s3s::Body::from)).await
+                }
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(socket), handle));
+        }
+    };
+    let stdin_closed = async {
+        let mut sink = [0u8; 64];
+        while tokio::io::stdin().read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    };
+    tokio::select! {
+        () = serve => {}
+        () = stdin_closed => {}
+    }
+    Ok(())
+}

@@ -872,6 +872,41 @@ fn an_upload_lands_with_its_line_accounting() {
     );
 }
 
+/// A server over a warehouse in a bucket: ready once the bucket answers, an upload lands in the bucket (staged in the
+/// project's work folder, which is emptied), and the next question, by HTTP or SQL, sees it.
+#[test]
+fn a_server_over_a_bucket_takes_uploads_into_it() {
+    let s3 = crate::storage::S3::start(&["kubus"]);
+    let dir = s3.project("served", crate::storage::SECRET_KEY);
+    let first = cli(
+        dir.path(),
+        &["ingest", "--demo-key", "abh_newcomers", "sample-data/auslaenderbehoerde/neuzugewanderte_2024-06.csv"],
+    );
+    assert_eq!(first.code, ExitCode::SUCCESS, "{}", first.stderr);
+    let token = user(dir.path(), "abh", "auslaenderbehoerde");
+    let statistik = user(dir.path(), "sabine", "statistikstelle");
+    let server = start(dir.path());
+    let ready = client().get(server.url("/readyz")).send().unwrap();
+    assert_eq!((ready.status(), ready.text().unwrap()), (StatusCode::OK, "ready\n".to_owned()));
+    let file = dir.path().join("sample-data/auslaenderbehoerde/neuzugewanderte_2024-07.csv");
+    let report = json(upload(&server, &token, "abh_newcomers", std::slice::from_ref(&file)));
+    assert_eq!(report["files"][0]["outcome"], "ingested", "{report}");
+    assert_eq!(report["version"].as_u64(), Some(1), "{report}");
+    assert_eq!(months(dir.path()), ["2024-06", "2024-07"]);
+    let session = pg(&server, "sabine", &statistik).unwrap();
+    let rows = runtime().block_on(session.query("SELECT DISTINCT month FROM newcomers ORDER BY 1", &[])).unwrap();
+    assert_eq!(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), ["2024-06", "2024-07"]);
+    let log = s3.folder("served").join("facts/newcomers/_delta_log");
+    assert!(log.join("00000000000000000001.json").is_file(), "the upload's commit is in the bucket");
+    assert!(std::fs::read_dir(dir.path().join(".kubus/uploads")).unwrap().next().is_none(), "uploads are cleaned up");
+    assert!(!dir.path().join("warehouse").exists());
+    // Without its bucket the server is not ready, and says why.
+    drop(s3);
+    let ready = client().get(server.url("/readyz")).send().unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.text().unwrap(), "the warehouse cannot be reached\n");
+}
+
 #[test]
 fn an_upload_over_the_size_limit_changes_nothing() {
     use std::io::Write as _;

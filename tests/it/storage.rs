@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::OnceLock;
 
-const ACCESS_KEY: &str = "kubus-test";
-const SECRET_KEY: &str = "kubus-test-secret-never-printed";
+pub(crate) const ACCESS_KEY: &str = "kubus-test";
+pub(crate) const SECRET_KEY: &str = "kubus-test-secret-never-printed";
 
 /// The tests' S3 server: serves the folders under its root as buckets on a loopback port; ends with the test.
-struct S3 {
+pub(crate) struct S3 {
     child: std::process::Child,
     endpoint: String,
     root: tempfile::TempDir,
@@ -21,7 +21,7 @@ struct S3 {
 
 impl S3 {
     /// A server with the (empty) buckets `buckets`.
-    fn start(buckets: &[&str]) -> S3 {
+    pub(crate) fn start(buckets: &[&str]) -> S3 {
         let root = tempfile::tempdir().unwrap();
         for bucket in buckets {
             std::fs::create_dir(root.path().join(bucket)).unwrap();
@@ -41,7 +41,7 @@ impl S3 {
 
     /// A copy of the sample project whose warehouse is `s3://kubus/{prefix}` on this server, reached with
     /// `secret` as the secret key.
-    fn project(&self, prefix: &str, secret: &str) -> tempfile::TempDir {
+    pub(crate) fn project(&self, prefix: &str, secret: &str) -> tempfile::TempDir {
         let dir = project_copy();
         let path = dir.path().join("kubus.toml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -57,7 +57,7 @@ impl S3 {
     }
 
     /// The folder that holds `s3://kubus/{prefix}`.
-    fn folder(&self, prefix: &str) -> PathBuf {
+    pub(crate) fn folder(&self, prefix: &str) -> PathBuf {
         self.root.path().join("kubus").join(prefix)
     }
 }
@@ -207,19 +207,21 @@ fn two_writers_of_one_bucket_both_land() {
         let out = cli(dir, &args);
         assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
     };
-    // The table's first version, then both writers at once.
-    ingest(one.path(), &months("2023")[..1]);
-    let start = std::sync::Barrier::new(2);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            start.wait();
-            ingest(one.path(), &months("2023")[1..]);
+    // Both writers at once into the empty warehouse (one creates the table, the other appends to it), then both
+    // at once again (two appends to one version).
+    for half in [0..6, 6..12] {
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                start.wait();
+                ingest(one.path(), &months("2023")[half.clone()]);
+            });
+            scope.spawn(|| {
+                start.wait();
+                ingest(two.path(), &months("2024")[half.clone()]);
+            });
         });
-        scope.spawn(|| {
-            start.wait();
-            ingest(two.path(), &months("2024"));
-        });
-    });
+    }
     ingest(disk.path(), &[months("2023"), months("2024")].concat());
     for question in [
         &["newcomers", "-m", "persons", "-d", "month", "--no-rollups"][..],
@@ -231,10 +233,10 @@ fn two_writers_of_one_bucket_both_land() {
     }
     // Both writers' rejected lines are kept: neither rewrote the quarantine file over the other's.
     assert_eq!(quarantine(one.path()), quarantine(disk.path()));
-    // Three commits, each its own version: none overwrote another.
+    // Four commits, each its own version: none overwrote another.
     let log = s3.folder("shared").join("facts/newcomers/_delta_log");
     let commits: Vec<String> = files_under(&log).into_iter().filter(|f| f.ends_with(".json")).collect();
-    assert_eq!(commits.len(), 3, "{commits:?}");
+    assert_eq!(commits.len(), 4, "{commits:?}");
 }
 
 #[test]
@@ -280,4 +282,27 @@ fn writers_of_one_quarantine_file_keep_each_others_lines() {
         (0..machines).flat_map(|m| (0..rounds).map(move |r| format!("export_{m}_{r}.csv"))).collect();
     expected.sort();
     assert_eq!(files, expected, "every machine's rejected lines are kept");
+}
+
+#[test]
+fn a_warehouse_location_or_storage_setting_kubus_cannot_use_is_named() {
+    let cases = [
+        ("gs://kubus/city", "", "gs://kubus/city: a warehouse is a directory or s3://bucket/prefix"),
+        (
+            "s3://kubus/city",
+            "endpont = \"http://127.0.0.1:9\"\n",
+            "[storage] endpont is not a setting of the S3 client",
+        ),
+        ("s3://kubus/city", "endpoint = [\"http://127.0.0.1:9\"]\n", "storage.endpoint"),
+    ];
+    for (warehouse, storage, expected) in cases {
+        let dir = project_copy();
+        let path = dir.path().join("kubus.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replacen("warehouse = \"warehouse\"\n", &format!("warehouse = \"{warehouse}\"\n"), 1);
+        std::fs::write(&path, format!("{text}\n[storage]\n{storage}")).unwrap();
+        let out = cli(dir.path(), &["query", "newcomers", "-m", "persons", "-d", "district"]);
+        assert_ne!(out.code, ExitCode::SUCCESS, "{warehouse} {storage}");
+        assert!(out.stderr.contains(expected), "expected {expected:?} in {}", out.stderr);
+    }
 }

@@ -36,6 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let serve = async move {
         loop {
             let Ok((socket, _)) = listener.accept().await else { continue };
+            // As storage servers do: a response's last segment goes out at once, not after the client's delayed
+            // acknowledgement of the one before (40 ms on Linux per request).
+            let _ = socket.set_nodelay(true);
             let (service, conditional) = (service.clone(), conditional.clone());
             let handle = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let (service, conditional) = (service.clone(), conditional.clone());

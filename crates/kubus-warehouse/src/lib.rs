@@ -1,8 +1,7 @@
 //! The warehouse: one versioned Delta Lake table of facts per cube under a root directory or a prefix of an
-//! S3-compatible bucket ([`store`]), written in one atomic commit per ingest, plus the quarantine files of rejected
-//! lines. Every fact row carries the name and SHA-256 of
-//! the file it came from, so that an ingest can tell a file it has seen before (and a crash can never record a
-//! file without its facts). Knows cubes by name only; nothing here parses exports or plans queries.
+//! S3-compatible bucket (`store.rs`), written in one atomic commit per ingest, plus the quarantine files of rejected
+//! lines. Every fact row carries the name and SHA-256 of the file it came from, so that an ingest can tell a file it
+//! has seen before (and a crash can never record a file without its facts). Knows cubes by name only; nothing here parses exports or plans queries.
 
 mod adopt;
 mod overlap;
@@ -160,7 +159,7 @@ impl Warehouse {
     }
 
     /// Opens the warehouse under `location`, `s3://bucket/prefix`, reached with `options` (settings of the S3
-    /// client: `endpoint`, `region`, `allow_http`, credentials; see [`store`]) over the `AWS_*` environment
+    /// client: `endpoint`, `region`, `allow_http`, credentials; see `store.rs`) over the `AWS_*` environment
     /// variables. `work` is this machine's folder for staged facts, uploads and ingest locks (created if needed).
     pub fn open_bucket(location: &str, options: &BTreeMap<String, String>, work: &Path) -> Result<Self> {
         let store = store::Store::bucket(location, options)

@@ -103,11 +103,11 @@ def cli_args(q):
     return args
 
 
-def kubus_rows(kubus, root, name, q, fields):
+def kubus_rows(kubus, root, name, q, fields, extra=()):
     """kubus's answer as rows of `fields`: asked as JSON and with CLI options (through rollups where one answers),
-    and with `--no-rollups` from the facts; the three must agree."""
+    and with `--no-rollups` from the facts; the three must agree. `extra`: further global options (`--engine …`)."""
     # As the statistics office: DuckDB knows no disclosure control, so the comparison reads unsuppressed numbers.
-    role = ["--role", "statistik"]
+    role = [*extra, "--role", "statistik"]
     by_json = subprocess.run([kubus, "-C", root, *role, "query", "--json", json.dumps(q), "-f", "csv"], capture_output=True, text=True)
     by_cli = subprocess.run([kubus, "-C", root, *role, *cli_args(q), "-f", "csv"], capture_output=True, text=True)
     by_facts = subprocess.run([kubus, "-C", root, *role, *cli_args(q), "--no-rollups", "-f", "csv"], capture_output=True, text=True)

@@ -4,6 +4,7 @@
 mod support;
 
 mod attacks;
+mod cluster;
 mod crash;
 mod demo;
 mod disclosure;

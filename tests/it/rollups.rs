@@ -120,7 +120,7 @@ const MEASURE_NAMES: [&str; 13] = [
 ];
 
 /// A scratch project: the sample's dimensions, a cube `c` with every kind of measure, and random rollups.
-fn scratch_project(dir: &Path, rng: &mut Rng, model: &Model) {
+pub(crate) fn scratch_project(dir: &Path, rng: &mut Rng, model: &Model) {
     let schemas = dir.join("cube-schemas");
     for sub in ["cubes", "sources", "dimensions"] {
         std::fs::create_dir_all(schemas.join(sub)).unwrap();
@@ -180,7 +180,7 @@ fn scratch_project(dir: &Path, rng: &mut Rng, model: &Model) {
 
 /// Random facts over `months` (counted from January 2023, at most 24), persons drawn from a small pool so that
 /// they repeat.
-fn facts_csv(
+pub(crate) fn facts_csv(
     path: &Path,
     rng: &mut Rng,
     model: &Model,
@@ -243,7 +243,7 @@ fn keys(dim: &kubus_model::Dimension, level: usize) -> Vec<&str> {
 
 /// A random query; with `at`, it drills exactly the levels that rollup holds or cuts some of them to one member
 /// (each group one of its cells) or to two (each group two cells).
-fn random_query(rng: &mut Rng, model: &Model, at: Option<&Rollup>) -> Query {
+pub(crate) fn random_query(rng: &mut Rng, model: &Model, at: Option<&Rollup>) -> Query {
     let mut measures: Vec<&str> = (0..1 + rng.next(3))
         .map(|_| *rng.pick(&MEASURE_NAMES))
         .collect::<std::collections::BTreeSet<_>>()
@@ -293,7 +293,7 @@ fn finest_grain_query(rng: &mut Rng, model: &Model) -> Query {
 }
 
 /// An answer's cells as text, decimals to 9 significant digits (sums of decimals may differ in the last bits).
-fn cells(answer: &kubus::Answer) -> Vec<Vec<String>> {
+pub(crate) fn cells(answer: &kubus::Answer) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     for batch in &answer.result.batches {
         for i in 0..batch.num_rows() {

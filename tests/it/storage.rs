@@ -47,13 +47,21 @@ impl S3 {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("warehouse = \"warehouse\"\n"), "the sample project names its warehouse");
         let text = text.replacen("warehouse = \"warehouse\"\n", &format!("warehouse = \"s3://kubus/{prefix}\"\n"), 1);
-        let storage = format!(
+        std::fs::write(&path, text + &self.storage_with(secret)).unwrap();
+        dir
+    }
+
+    /// The `[storage]` table of a project whose warehouse is on this server.
+    pub(crate) fn storage(&self) -> String {
+        self.storage_with(SECRET_KEY)
+    }
+
+    fn storage_with(&self, secret: &str) -> String {
+        format!(
             "\n[storage]\nendpoint = \"{}\"\nregion = \"eu-central-1\"\nallow_http = true\naccess_key_id = \
              \"{ACCESS_KEY}\"\nsecret_access_key = \"{secret}\"\n",
             self.endpoint
-        );
-        std::fs::write(&path, text + &storage).unwrap();
-        dir
+        )
     }
 
     /// The folder that holds `s3://kubus/{prefix}`.

@@ -31,6 +31,10 @@ struct Cli {
     /// Ask as this role of kubus.toml (without one, the most restrictive default applies).
     #[arg(long, global = true)]
     role: Option<String>,
+    /// Where cube queries over the facts run: `ballista://HOST:PORT` (a `kubus scheduler`) or `local`, instead of
+    /// `[engine] cluster` of kubus.toml. Rollups and small facts are always read here.
+    #[arg(long, global = true, value_name = "ballista://HOST:PORT|local")]
+    engine: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -130,6 +134,34 @@ enum Command {
         /// Pseudonymise uploads with the project's demo key when no real key is set (synthetic sample data only).
         #[arg(long)]
         demo_key: bool,
+    },
+    /// Run a Ballista scheduler for cube queries on a cluster of `kubus executor`s (`--engine ballista://HOST:PORT`
+    /// or `[engine] cluster` send queries to it).
+    Scheduler {
+        /// Listen here (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        listen: std::net::SocketAddr,
+    },
+    /// Run a Ballista executor for a `kubus scheduler`: it reads the facts from the project's warehouse itself.
+    Executor {
+        /// The scheduler's address.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: std::net::SocketAddr,
+        /// The address its services listen on (and that the scheduler and other executors reach it at).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Port of its Arrow Flight service, which hands out shuffled data and answers (0: a free one).
+        #[arg(long, default_value_t = 0)]
+        flight_port: u16,
+        /// Port of its gRPC service, which takes tasks (0: a free one).
+        #[arg(long, default_value_t = 0)]
+        grpc_port: u16,
+        /// Tasks it runs at once (default: this machine's cores).
+        #[arg(long)]
+        cores: Option<usize>,
+        /// Its folder for shuffle files (default: a temporary one).
+        #[arg(long)]
+        work: Option<PathBuf>,
     },
     /// Users of `kubus serve`: `kubus user add NAME --group G`, `kubus user list`.
     #[command(subcommand)]
@@ -331,11 +363,37 @@ pub fn run(args: impl IntoIterator<Item = String>, stdout: &mut dyn Write, stder
     }
 }
 
+/// The project, with the engine `--engine` names.
+fn open(dir: &Path, engine: Option<&str>) -> anyhow::Result<Project> {
+    let project = Project::open(dir)?;
+    Ok(match engine {
+        Some(url) => project.with_engine(url)?,
+        None => project,
+    })
+}
+
+/// Logs to standard error at `KUBUS_LOG` (default: warnings, and `default` besides).
+fn log_to_stderr(default: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,{default}"))),
+        )
+        .try_init();
+}
+
+/// A port of `host` that is free now (the OS's choice).
+fn free_port(host: std::net::IpAddr) -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind((host, 0))?.local_addr()?.port())
+}
+
 async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Check => check(&cli.project, stdout),
         Command::Ingest { source, files, dry_run, demo_key, set } => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let files = project.expand_inputs(&files)?;
             let given = set.into_iter().collect();
             if dry_run {
@@ -354,7 +412,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             .map(|_| ())
         }
         Command::Quarantine { source, output } => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let rows = project.quarantine(source.as_deref(), cli.role.as_deref())?;
             if output.format == OutputFormat::Table && output.out.is_none() {
                 let mut counts: Vec<(String, String, usize)> = Vec::new();
@@ -375,9 +433,11 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             let batch = kubus::quarantine_batch(&rows)?;
             emit(&project, &output, &Table::plain("Quarantäne", batch.schema(), vec![batch]), &|_| false, stdout)
         }
-        Command::Query(args) => query(&Project::open(&cli.project)?, args, cli.role.clone(), stdout).await,
+        Command::Query(args) => {
+            query(&open(&cli.project, cli.engine.as_deref())?, args, cli.role.clone(), stdout).await
+        }
         Command::Sql { sql, as_of, output } => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let batches = project.sql(&sql, &kubus::SqlOptions { as_of, role: cli.role.clone() }).await?;
             let schema = batches
                 .first()
@@ -386,18 +446,18 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             emit(&project, &output, &Table::plain("SQL", schema, batches), &|_| false, stdout)
         }
         Command::Members { dimension, level, output } => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let batch = project.members(&dimension, level.as_deref(), cli.role.as_deref())?;
             emit(&project, &output, &Table::plain(dimension, batch.schema(), vec![batch]), &|_| false, stdout)
         }
         Command::Explain(args) => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let query = build_query(&args)?;
             write!(stdout, "{}", project.explain(&query, &args.options(cli.role.clone())).await?)?;
             Ok(())
         }
         Command::Rollups { cube, build, output } => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             if build {
                 let cubes: Vec<String> = match &cube {
                     Some(c) => vec![c.clone()],
@@ -416,7 +476,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             rollup_table(&project, &project.rollup_status(cube.as_deref())?, &output, stdout)
         }
         Command::Report(ReportCommand::Run { name, period, out, as_of }) => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let options = kubus::ReportOptions { period, role: cli.role.clone(), as_of };
             let (run, files) = project.run_report(&name, &options, &out).await?;
             writeln!(
@@ -430,7 +490,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             Ok(())
         }
         Command::Schedule { out, catch_up, once, at } => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let catch_up = match catch_up {
                 CatchUpArg::Last => kubus::CatchUp::Last,
                 CatchUpArg::All => kubus::CatchUp::All,
@@ -450,16 +510,47 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             "--role does not apply here: on the server the identity (token or single sign-on) decides the role".into(),
         )
         .into()),
-        Command::Serve { listen, sql_listen, demo_key } => {
-            let _ = tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("KUBUS_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kubus_server=info")),
-                )
-                .try_init();
+        Command::Scheduler { .. } | Command::Executor { .. } if cli.role.is_some() || cli.engine.is_some() => {
+            Err(Usage("--role and --engine do not apply here: a cluster process runs what its scheduler sends".into())
+                .into())
+        }
+        Command::Scheduler { listen } => {
+            log_to_stderr("");
             let project = Project::open(&cli.project)?;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let address = listener.local_addr()?;
+            writeln!(
+                stdout,
+                "kubus scheduler: Ballista scheduler on ballista://{address} for the warehouse {} (executors: kubus \
+                 executor --scheduler {address}; SIGTERM or Ctrl-C stop)",
+                project.warehouse_location()
+            )?;
+            stdout.flush()?;
+            tokio::select! {
+                run = kubus::cluster::run_scheduler(listener, &project) => Ok(run?),
+                () = kubus_server::shutdown_signal() => Ok(()),
+            }
+        }
+        Command::Executor { scheduler, bind, flight_port, grpc_port, cores, work } => {
+            log_to_stderr("");
+            let project = Project::open(&cli.project)?;
+            let flight_port = if flight_port == 0 { free_port(bind)? } else { flight_port };
+            let grpc_port = if grpc_port == 0 { free_port(bind)? } else { grpc_port };
+            let cores = cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let options = kubus::cluster::ExecutorOptions { scheduler, bind, flight_port, grpc_port, cores, work };
+            writeln!(
+                stdout,
+                "kubus executor: {cores} task(s) at once for the scheduler at {scheduler}; Arrow Flight on \
+                 {bind}:{flight_port}, tasks on {bind}:{grpc_port}; warehouse {}",
+                project.warehouse_location()
+            )?;
+            stdout.flush()?;
+            Ok(kubus::cluster::run_executor(options, &project).await?)
+        }
+        Command::Serve { listen, sql_listen, demo_key } => {
+            log_to_stderr("kubus_server=info");
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let options = kubus_server::Options { listen, sql_listen, demo_key };
             let server = kubus_server::Server::bind(project, options).await?;
             writeln!(
@@ -475,7 +566,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             Ok(())
         }
         Command::User(UserCommand::Add { name, groups }) => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             project.add_user(&name, &groups)?;
             let user = kubus::User { groups: groups.clone(), tokens: Vec::new() };
             let identity = project.identity(&name, &user)?;
@@ -488,7 +579,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             Ok(())
         }
         Command::User(UserCommand::List) => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let users = project.users()?;
             let mut grid = comfy_table::Table::new();
             grid.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -512,17 +603,17 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             Ok(())
         }
         Command::User(UserCommand::Remove { name }) => {
-            Project::open(&cli.project)?.remove_user(&name)?;
+            open(&cli.project, cli.engine.as_deref())?.remove_user(&name)?;
             writeln!(stdout, "user {name} removed, with its tokens")?;
             Ok(())
         }
         Command::Token(TokenCommand::Revoke { user, id }) => {
-            Project::open(&cli.project)?.revoke_token(&user, &id)?;
+            open(&cli.project, cli.engine.as_deref())?.revoke_token(&user, &id)?;
             writeln!(stdout, "token {id} of {user} revoked")?;
             Ok(())
         }
         Command::Token(TokenCommand::Create { user }) => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             let token = project.create_token(&user)?;
             writeln!(stdout, "{token}")?;
             writeln!(
@@ -541,7 +632,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
             Ok(())
         }
         Command::Protection { adopt: false } => {
-            let project = Project::open(&cli.project)?;
+            let project = open(&cli.project, cli.engine.as_deref())?;
             writeln!(stdout, "the warehouse records: {}", serde_json::to_string(&project.recorded_protection()?)?)?;
             writeln!(
                 stdout,

@@ -19,8 +19,8 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use dimension::{Dimension, DimensionKind, Geometry, Level, Member, MemberRef, month_key, normalise, time_key};
 pub use load::{SchemaFile, SchemaKind, load_model};
 pub use project::{
-    CellKeySettings, DemoIngest, DemoQuery, DisclosureSettings, Group, Method, ProjectConfig, PseudonymSettings, Role,
-    ServerSettings, StorageSettings, Topic,
+    CellKeySettings, DemoIngest, DemoQuery, DisclosureSettings, EngineSettings, Group, Method, ProjectConfig,
+    PseudonymSettings, Role, ServerSettings, StorageSettings, Topic,
 };
 pub use record::{RECORD_KEY_COLUMN, record_key, stored_record_key};
 pub use report::{ChartKind, Report, Section, SectionKind, fill_period};

@@ -256,6 +256,43 @@ impl std::fmt::Debug for StorageSettings {
     }
 }
 
+/// Where cube queries over the facts run (`[engine]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// The Ballista scheduler that runs cube queries over the facts, as `host:port` (`cluster =
+    /// "ballista://host:port"`); `None`: every query runs in this process.
+    pub cluster: Option<String>,
+    /// Facts of fewer bytes than this are read in this process even with a cluster (`local_below_mb`, default 64):
+    /// sending a plan to a cluster costs more than reading a few megabytes.
+    pub local_below: u64,
+    /// A query on the cluster that has not been answered after this many seconds fails (`timeout_s`, default 1800):
+    /// a lost executor must not leave a question waiting for ever.
+    pub timeout_s: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings { cluster: None, local_below: EngineSettings::LOCAL_BELOW_MB << 20, timeout_s: 1800 }
+    }
+}
+
+impl EngineSettings {
+    /// Facts below this many megabytes stay in this process unless the project says otherwise.
+    pub const LOCAL_BELOW_MB: u64 = 64;
+
+    /// The scheduler's `host:port` of a `ballista://host:port` address, or why it is none.
+    pub fn cluster_address(url: &str) -> std::result::Result<String, String> {
+        let Some(rest) = url.strip_prefix("ballista://") else {
+            return Err(format!("'{url}' is not a Ballista scheduler's address: write ballista://host:port"));
+        };
+        let rest = rest.trim_end_matches('/');
+        match rest.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(rest.to_owned()),
+            _ => Err(format!("'{url}' names no host and port: write ballista://host:port (the scheduler's port)")),
+        }
+    }
+}
+
 /// The validated project file.
 #[derive(Debug, Clone)]
 pub struct ProjectConfig {
@@ -270,6 +307,8 @@ pub struct ProjectConfig {
     /// For a warehouse in a bucket: this machine's folder for staged facts, uploads and ingest locks (`[storage]
     /// work`, relative to the project; default `.kubus`).
     pub work: String,
+    /// Where cube queries over the facts run.
+    pub engine: EngineSettings,
     /// Schema directory, relative to the project.
     pub schemas: String,
     /// Pseudonymisation key settings.
@@ -492,10 +531,31 @@ impl ProjectConfig {
                 }
             }
         }
+        let mut engine = EngineSettings::default();
+        if let Some(raw) = raw.engine {
+            if let Some(mb) = raw.local_below_mb {
+                engine.local_below = mb.saturating_mul(1 << 20);
+            }
+            if let Some(seconds) = raw.timeout_s {
+                engine.timeout_s = seconds.max(1);
+            }
+            match raw.cluster.as_deref().map(EngineSettings::cluster_address) {
+                Some(Ok(address)) => engine.cluster = Some(address),
+                Some(Err(message)) => problems.push(Diagnostic {
+                    file: origin.to_owned(),
+                    line: None,
+                    path: "engine.cluster".into(),
+                    message,
+                    alternatives: Vec::new(),
+                }),
+                None => {}
+            }
+        }
         if !problems.is_empty() {
             return Err(Error::Invalid(Diagnostics(problems)));
         }
         Ok(ProjectConfig {
+            engine,
             name: raw.name,
             warehouse: raw.warehouse.unwrap_or_else(|| "warehouse".into()),
             work,

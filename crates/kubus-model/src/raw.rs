@@ -313,6 +313,19 @@ pub struct RawProject {
     /// and `work`, this machine's folder for staged facts.
     #[serde(default)]
     pub storage: BTreeMap<String, toml::Value>,
+    /// Where cube queries over the facts run: here, or on a Ballista cluster.
+    pub engine: Option<RawEngine>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// `ballista://host:port`: the cluster's scheduler.
+    pub cluster: Option<String>,
+    /// Facts smaller than this many megabytes are read here even with a cluster.
+    pub local_below_mb: Option<u64>,
+    /// Seconds a query on the cluster may take.
+    pub timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

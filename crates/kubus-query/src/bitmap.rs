@@ -22,7 +22,7 @@ type Result<T> = datafusion::common::Result<T>;
 
 /// What the function does with its input.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Mode {
+pub(crate) enum Mode {
     /// Ids (UInt32) in, a serialized bitmap out.
     Build,
     /// Serialized bitmaps in, the number of distinct ids out (Int64, like `count(DISTINCT …)`).
@@ -36,9 +36,20 @@ enum Mode {
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct BitmapUdf {
+pub(crate) struct BitmapUdf {
     mode: Mode,
     signature: Signature,
+}
+
+impl BitmapUdf {
+    pub(crate) fn mode(&self) -> &Mode {
+        &self.mode
+    }
+}
+
+/// The aggregate function of a mode.
+pub(crate) fn bitmap_udaf(mode: Mode) -> AggregateUDF {
+    AggregateUDF::from(BitmapUdf { mode, signature: Signature::any(1, Volatility::Immutable) })
 }
 
 impl AggregateUDFImpl for BitmapUdf {
@@ -448,15 +459,14 @@ fn published(ptable: &PTable, bitmap: &RoaringBitmap) -> i64 {
 /// `kubus_bitmap_published_count(bitmaps)`: the number of distinct ids in the union of a group's bitmaps as the
 /// cell key method publishes it, with the sum of their lower 16 bits as its key.
 pub fn published_count(ptable: &Arc<PTable>, bitmaps: Expr) -> Expr {
-    let udf = BitmapUdf { mode: Mode::Published(ptable.clone()), signature: Signature::any(1, Volatility::Immutable) };
-    AggregateUDF::from(udf).call(vec![bitmaps])
+    bitmap_udaf(Mode::Published(ptable.clone())).call(vec![bitmaps])
 }
 
 /// `kubus_bitmap_cell(bitmap)`: per row, the number of ids in one stored bitmap and the sum of their lower 16 bits
 /// modulo 2¹⁶, as `count · 2¹⁶ + key` (null for a null). Rollups store it next to each cell's bitmap, so that a
 /// query whose groups are single cells reads two integers instead of deserializing bitmaps.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct CellUdf {
+pub(crate) struct CellUdf {
     signature: Signature,
 }
 
@@ -491,25 +501,26 @@ impl ScalarUDFImpl for CellUdf {
 
 /// `kubus_bitmap_cell(bitmap)`: each row's count and key of its own bitmap (see [`count_and_key`]).
 pub fn cell_count_and_key(bitmap: Expr) -> Expr {
-    ScalarUDF::new_from_impl(CellUdf { signature: Signature::any(1, Volatility::Immutable) }).call(vec![bitmap])
+    cell_udf().call(vec![bitmap])
+}
+
+pub(crate) fn cell_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(CellUdf { signature: Signature::any(1, Volatility::Immutable) })
 }
 
 /// `kubus_bitmap(ids)`: the bitmap of a group's dense ids (UInt32; other integer types are cast).
 pub fn build(ids: Expr) -> Expr {
-    let udf = BitmapUdf { mode: Mode::Build, signature: Signature::any(1, Volatility::Immutable) };
-    AggregateUDF::from(udf).call(vec![ids])
+    bitmap_udaf(Mode::Build).call(vec![ids])
 }
 
 /// `kubus_bitmap_count(bitmaps)`: the number of distinct ids in the union of a group's bitmaps.
 pub fn count(bitmaps: Expr) -> Expr {
-    let udf = BitmapUdf { mode: Mode::Count, signature: Signature::any(1, Volatility::Immutable) };
-    AggregateUDF::from(udf).call(vec![bitmaps])
+    bitmap_udaf(Mode::Count).call(vec![bitmaps])
 }
 
 /// `kubus_bitmap_union(bitmaps)`: the union of a group's bitmaps, serialized.
 pub fn union(bitmaps: Expr) -> Expr {
-    let udf = BitmapUdf { mode: Mode::Union, signature: Signature::any(1, Volatility::Immutable) };
-    AggregateUDF::from(udf).call(vec![bitmaps])
+    bitmap_udaf(Mode::Union).call(vec![bitmaps])
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// A perturbation table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "PTableParts", into = "PTableParts")]
 pub struct PTable {
     /// Number of cell keys K (a power of two, at most 65,536).
     keys: u32,
@@ -41,6 +42,38 @@ pub struct PTable {
     short: String,
     /// The largest noise (in absolute terms), which every answer's notes name.
     max_noise: u32,
+}
+
+/// A perturbation table as it travels to another process (see `crate::wire`): checked again where it arrives.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PTableParts {
+    keys: u32,
+    rows: u32,
+    wrap: u32,
+    noise: Vec<i32>,
+}
+
+impl From<PTable> for PTableParts {
+    fn from(t: PTable) -> PTableParts {
+        PTableParts { keys: t.keys, rows: t.rows, wrap: t.wrap, noise: t.noise }
+    }
+}
+
+impl TryFrom<PTableParts> for PTable {
+    type Error = String;
+
+    fn try_from(p: PTableParts) -> std::result::Result<PTable, String> {
+        let cells = u64::from(p.rows) * u64::from(p.keys);
+        let fits = p.keys.is_power_of_two() && p.keys <= 65_536 && p.rows >= 1 && (1..=p.rows).contains(&p.wrap);
+        if !fits || cells != p.noise.len() as u64 {
+            return Err(format!("not a perturbation table: {} keys, {} rows, wrap {}", p.keys, p.rows, p.wrap));
+        }
+        let negative = p.noise.iter().enumerate().any(|(i, &v)| (i as i64 / i64::from(p.keys) + 1) + i64::from(v) < 0);
+        if negative {
+            return Err("not a perturbation table: a noise makes its count negative".into());
+        }
+        Ok(PTable::from_noise(p.keys, p.rows, p.wrap, p.noise))
+    }
 }
 
 impl PartialEq for PTable {
@@ -408,7 +441,7 @@ pub fn perturb_magnitude(value: f64, largest: f64, key_sum: i64, percent: u32) -
 
 /// `kubus_record_key(text)`: the record key of each unit (see [`record_key`]); null stays null.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct RecordKeyUdf {
+pub(crate) struct RecordKeyUdf {
     signature: Signature,
 }
 
@@ -444,7 +477,11 @@ pub(crate) fn record_keys(array: &ArrayRef) -> datafusion::common::Result<Int64A
 
 /// The record keys of a column of units.
 pub fn record_key_of(unit: Expr) -> Expr {
-    ScalarUDF::new_from_impl(RecordKeyUdf { signature: Signature::any(1, Volatility::Immutable) }).call(vec![unit])
+    record_key_udf().call(vec![unit])
+}
+
+pub(crate) fn record_key_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(RecordKeyUdf { signature: Signature::any(1, Volatility::Immutable) })
 }
 
 #[cfg(test)]

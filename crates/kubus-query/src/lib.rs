@@ -14,6 +14,7 @@ mod published;
 mod query;
 mod result;
 pub mod rollup;
+pub mod wire;
 
 pub use exec::{Facts, Prepared, cube_view, execute, explain, prepare, run, run_sql};
 pub use members::member_batch;

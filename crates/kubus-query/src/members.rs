@@ -72,7 +72,7 @@ pub fn cut_expr(cut: &ResolvedCut<'_>, shift: usize) -> Expr {
 /// compared as one 128-bit number, is one of theirs (a share of a cut's facts by district, q05 of
 /// `benches/queries` at 10M facts: the comparisons of `IN` were 54 % of it in perf; 138.6 → 65.9 ms with this).
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct IsMemberUdf {
+pub(crate) struct IsMemberUdf {
     signature: Signature,
 }
 
@@ -116,8 +116,11 @@ fn text_views(column: &ColumnarValue, rows: usize) -> datafusion::common::Result
 
 /// `column`'s rows whose member is one of `keys` (see [`IsMemberUdf`]).
 pub fn is_member(column: Expr, keys: Vec<Expr>) -> Expr {
-    let udf = IsMemberUdf { signature: Signature::variadic_any(Volatility::Immutable) };
-    ScalarUDF::new_from_impl(udf).call([vec![column], keys].concat())
+    is_member_udf().call([vec![column], keys].concat())
+}
+
+pub(crate) fn is_member_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(IsMemberUdf { signature: Signature::variadic_any(Volatility::Immutable) })
 }
 
 /// Member keys as text views: those of 12 bytes or less as their whole view (length and bytes), longer ones as
@@ -186,11 +189,17 @@ fn bits(views: &[u128], test: impl Fn(u128) -> bool) -> BooleanBuffer {
 /// table gave, without the join: a member's key is found by its text view (see [`IsMemberUdf`]) in a hash map,
 /// the row before's answer reused while the key repeats (facts lie in period order).
 #[derive(Debug)]
-struct MemberOrdUdf {
+pub(crate) struct MemberOrdUdf {
     /// (fact-level key, position of its ancestor): what the function computes, its identity.
     entries: Vec<(String, i32)>,
     table: ViewTable,
     signature: Signature,
+}
+
+impl MemberOrdUdf {
+    pub(crate) fn entries(&self) -> &[(String, i32)] {
+        &self.entries
+    }
 }
 
 impl PartialEq for MemberOrdUdf {
@@ -276,18 +285,28 @@ pub fn member_ord(dim: &Dimension, fact_level: usize, level: usize, shift: usize
             (members[index].key().to_owned(), ancestor as i32)
         })
         .collect();
+    member_ord_udf(entries).call(vec![column])
+}
+
+/// `kubus_member_ord` of (fact-level key, position of its ancestor) pairs.
+pub(crate) fn member_ord_udf(entries: Vec<(String, i32)>) -> ScalarUDF {
     let table = ViewTable::new(&entries);
-    let udf = MemberOrdUdf { entries, table, signature: Signature::any(1, Volatility::Immutable) };
-    ScalarUDF::new_from_impl(udf).call(vec![column])
+    ScalarUDF::new_from_impl(MemberOrdUdf { entries, table, signature: Signature::any(1, Volatility::Immutable) })
 }
 
 /// `kubus_member_key(position)`: the key of the member at that position of its level (`_ord` of a member table;
 /// null for none). Facts grouped by a coarser level are grouped by the members' positions ([`member_ord`]),
 /// numbers that hash and compare faster than their keys; the few groups then get their keys.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct MemberKeyUdf {
+pub(crate) struct MemberKeyUdf {
     keys: Vec<String>,
     signature: Signature,
+}
+
+impl MemberKeyUdf {
+    pub(crate) fn keys(&self) -> &[String] {
+        &self.keys
+    }
 }
 
 impl ScalarUDFImpl for MemberKeyUdf {
@@ -316,9 +335,15 @@ impl ScalarUDFImpl for MemberKeyUdf {
 
 /// The keys of `level`'s members at the positions `positions` (see [`MemberKeyUdf`]).
 pub fn member_key(dim: &Dimension, level: usize, positions: Expr) -> Expr {
-    let keys = dim.members(level).iter().map(|m| m.key().to_owned()).collect();
-    let udf = MemberKeyUdf { keys, signature: Signature::exact(vec![DataType::Int32], Volatility::Immutable) };
-    ScalarUDF::new_from_impl(udf).call(vec![positions])
+    member_key_udf(dim.members(level).iter().map(|m| m.key().to_owned()).collect()).call(vec![positions])
+}
+
+/// `kubus_member_key` of a level's keys in order.
+pub(crate) fn member_key_udf(keys: Vec<String>) -> ScalarUDF {
+    ScalarUDF::new_from_impl(MemberKeyUdf {
+        keys,
+        signature: Signature::exact(vec![DataType::Int32], Volatility::Immutable),
+    })
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 type Result<T> = datafusion::common::Result<T>;
 
 /// What the rows an aggregate reads are, and which of them count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Input {
     /// Facts, each counted: `(keys)`, each fact's record key (see [`Keys`]).
     Rows,
@@ -43,7 +43,7 @@ pub enum Input {
 }
 
 /// Where the record keys of [`Input::Rows`] and [`Input::Values`] come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Keys {
     /// The facts' stored record keys (see [`kubus_model::RECORD_KEY_COLUMN`]).
     Stored,
@@ -52,7 +52,7 @@ pub enum Keys {
 }
 
 /// The number an aggregate publishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Output {
     /// The count of what it counts, with the count's noise.
     Count,
@@ -70,7 +70,7 @@ pub enum Output {
 
 /// `kubus_published_*(…)`: see the module.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Published {
+pub(crate) struct Published {
     ptable: Arc<PTable>,
     /// A magnitude's noise is at most this many percent of the cell's largest single value.
     percent: u32,
@@ -82,23 +82,26 @@ struct Published {
 
 /// The published `output` of the rows `args` hold, as `input` describes them.
 pub fn aggregate(noise: &crate::cellkey::Noise, input: Input, keys: Keys, output: Output, args: Vec<Expr>) -> Expr {
+    udaf(noise.ptable.clone(), noise.magnitude, input, keys, output).call(args)
+}
+
+/// The aggregate function that publishes `output` of rows as `input` describes them, with noise from `ptable`.
+pub(crate) fn udaf(ptable: Arc<PTable>, percent: u32, input: Input, keys: Keys, output: Output) -> AggregateUDF {
     let arity = match input {
         Input::Rows | Input::Units => 1,
         Input::Values | Input::Stored => 2,
         Input::StoredValues => 4,
     };
-    let udf = Published {
-        ptable: noise.ptable.clone(),
-        percent: noise.magnitude,
-        input,
-        keys,
-        output,
-        signature: Signature::any(arity, Volatility::Immutable),
-    };
-    AggregateUDF::new_from_impl(udf).call(args)
+    let signature = Signature::any(arity, Volatility::Immutable);
+    AggregateUDF::new_from_impl(Published { ptable, percent, input, keys, output, signature })
 }
 
 impl Published {
+    /// What it computes with: perturbation table, magnitude percent, input, keys and output.
+    pub(crate) fn parts(&self) -> (&Arc<PTable>, u32, Input, Keys, Output) {
+        (&self.ptable, self.percent, self.input, self.keys, self.output)
+    }
+
     fn magnitude(&self) -> bool {
         self.output != Output::Count
     }

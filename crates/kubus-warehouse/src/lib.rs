@@ -182,6 +182,13 @@ impl Warehouse {
         self.store.url()
     }
 
+    /// Makes the warehouse's bucket readable to DataFusion plans run in `runtime` (a cluster process's, which reads
+    /// the facts' files itself); nothing to do for a warehouse on a disk.
+    pub fn register_object_store(&self, runtime: &datafusion::execution::runtime_env::RuntimeEnv) -> Result<()> {
+        let location = self.location().to_string();
+        self.store.register_in(runtime).map_err(|e| Error::Location { location, reason: e.to_string() })
+    }
+
     /// This machine's folder for staged facts, uploads and ingest locks (see [`Warehouse::open_bucket`]).
     pub fn work_dir(&self) -> &Path {
         &self.work
@@ -245,6 +252,16 @@ impl Warehouse {
         cube: &str,
         as_of: Option<u64>,
     ) -> Result<Option<(Arc<dyn TableProvider>, u64)>> {
+        Ok(self.facts_sized(ctx, cube, as_of).await?.map(|(provider, version, _)| (provider, version)))
+    }
+
+    /// [`Warehouse::facts`] with the size of the version's files in bytes.
+    pub async fn facts_sized(
+        &self,
+        ctx: &SessionContext,
+        cube: &str,
+        as_of: Option<u64>,
+    ) -> Result<Option<(Arc<dyn TableProvider>, u64, u64)>> {
         let delta = |source| Error::Delta { table: cube.to_owned(), source };
         let Some(mut table) = self.table(cube).await? else { return Ok(None) };
         let latest = table.version().unwrap_or_default();
@@ -257,6 +274,7 @@ impl Warehouse {
         table.update_datafusion_session(&ctx.state()).map_err(delta)?;
         let read = |source| Error::Read { table: cube.to_owned(), source };
         let provider = table.table_provider().await.map_err(read)?;
+        let bytes = table.snapshot().map_err(delta)?.log_data().iter().map(|f| f.size().max(0) as u64).sum();
         let provider = match plain_files(&table).map_err(delta)? {
             Some(files) => {
                 let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -267,7 +285,7 @@ impl Warehouse {
             }
             None => provider,
         };
-        Ok(Some((provider, as_of.unwrap_or(latest))))
+        Ok(Some((provider, as_of.unwrap_or(latest), bytes)))
     }
 
     /// What the commits after version `since` up to `version` changed: the facts they added and those they removed

@@ -92,11 +92,16 @@ impl Store {
 
     /// Makes the bucket readable in `ctx` (a directory always is).
     pub(crate) fn register(&self, ctx: &SessionContext) -> std::io::Result<()> {
+        self.register_in(&ctx.runtime_env())
+    }
+
+    /// [`Store::register`] in a runtime of one's own (a cluster process's).
+    pub(crate) fn register_in(&self, runtime: &datafusion::execution::runtime_env::RuntimeEnv) -> std::io::Result<()> {
         if let Store::Bucket(b) = self {
             let root = format!("{}://{}", b.url.scheme(), b.url.host_str().unwrap_or_default());
             let root = datafusion::execution::object_store::ObjectStoreUrl::parse(root).map_err(IoError::other)?;
-            if ctx.runtime_env().object_store(&root).is_err() {
-                ctx.register_object_store(root.as_ref(), s3(&b.url, &b.options)?);
+            if runtime.object_store(&root).is_err() {
+                runtime.register_object_store(root.as_ref(), s3(&b.url, &b.options)?);
             }
         }
         Ok(())

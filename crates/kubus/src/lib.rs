@@ -16,6 +16,7 @@
 
 mod access;
 mod catalog;
+pub mod cluster;
 pub mod forecast;
 mod ingest;
 mod project;
@@ -40,7 +41,7 @@ pub use kubus_warehouse::{QuarantineRow, Replaced};
 pub use project::{Answer, AnswerRecord, KeyOrigin, Project, QueryOptions, SqlOptions, quarantine_batch, schema_files};
 pub use protection::ProtectionRecord;
 pub use report::{ReportOptions, ReportRun, ScheduleOptions, ScheduledRun};
-pub use rollups::{RollupStatus, RollupUse, Route};
+pub use rollups::{Engine, RollupStatus, RollupUse, Route};
 pub use users::{Identity, TokenRecord, User, Users};
 
 /// Re-export of DataFusion's Arrow, the one Arrow of kubus.
@@ -246,6 +247,21 @@ pub enum Error {
     /// The query is invalid or failed.
     #[error(transparent)]
     Query(#[from] kubus_query::Error),
+    /// An engine kubus cannot use.
+    #[error("--engine: {reason}")]
+    Engine {
+        /// Why.
+        reason: String,
+    },
+    /// A cluster process (`kubus scheduler`, `kubus executor`) could not start or stopped with an error.
+    #[error("cannot {what}")]
+    Cluster {
+        /// What it could not do.
+        what: String,
+        /// Ballista's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl From<kubus_warehouse::Error> for Error {
@@ -297,6 +313,7 @@ impl Error {
             // The project's own files failed (its map, its audit log, its protection record): nothing the question
             // or the input could mend.
             Error::Geometry { .. } | Error::AuditLog { .. } | Error::ProtectionRecord { .. } => false,
+            Error::Cluster { .. } => false,
             _ => true,
         }
     }

@@ -28,6 +28,8 @@ pub struct Project {
     pub(crate) rollup_cache: crate::rollups::RollupCache,
     /// The memory one query's scan may use (DataFusion's memory pool); unlimited unless set.
     memory_limit: Option<usize>,
+    /// Where cube queries over the facts run.
+    engine: kubus_model::EngineSettings,
     /// Readers of the custom formats its sources name (see [`Project::with_reader`]).
     pub(crate) readers: kubus_ingest::Readers,
 }
@@ -242,6 +244,7 @@ impl Project {
             }
             None => None,
         };
+        let engine = config.engine.clone();
         Ok(Project {
             root,
             config,
@@ -251,6 +254,7 @@ impl Project {
             ptable,
             rollup_cache: Default::default(),
             memory_limit: None,
+            engine,
             readers: Default::default(),
         })
     }
@@ -480,7 +484,11 @@ impl Project {
                 };
                 kubus_query::run(&ctx, &routed, &prepared).await?
             }
-            None => kubus_query::execute(&ctx, &routed, &facts).await?,
+            None => {
+                let remote = routes.iter().find(|r| r.runs_on_cluster());
+                let work = kubus_query::execute(&ctx, &routed, &facts);
+                crate::rollups::on_cluster(remote, self.cluster_timeout(), work).await?
+            }
         };
         let versions = routes.iter().map(|r| (r.cube.clone(), r.version)).collect();
         Ok(RawAnswer { result, plan, versions, routes })
@@ -671,10 +679,48 @@ impl Project {
         cube: &str,
         as_of: Option<u64>,
     ) -> Result<(std::sync::Arc<dyn datafusion::catalog::TableProvider>, u64)> {
-        match self.warehouse.facts(ctx, cube, as_of).await? {
+        let (table, version, _) = self.facts_sized(ctx, cube, as_of).await?;
+        Ok((table, version))
+    }
+
+    /// [`Project::facts_at`] with the size of the facts' files in bytes.
+    pub(crate) async fn facts_sized(
+        &self,
+        ctx: &SessionContext,
+        cube: &str,
+        as_of: Option<u64>,
+    ) -> Result<(std::sync::Arc<dyn datafusion::catalog::TableProvider>, u64, u64)> {
+        match self.warehouse.facts_sized(ctx, cube, as_of).await? {
             Some(found) => Ok(found),
             None => Err(self.empty_cube(cube)),
         }
+    }
+
+    /// How long a query may run on the cluster (`[engine] timeout_s`).
+    pub(crate) fn cluster_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.engine.timeout_s)
+    }
+
+    /// The cluster that reads facts of at least so many bytes (`[engine]`, or [`Project::with_engine`]).
+    pub(crate) fn cluster(&self) -> Option<(&str, u64)> {
+        self.engine.cluster.as_deref().map(|c| (c, self.engine.local_below))
+    }
+
+    /// Runs cube queries over the facts on the Ballista cluster whose scheduler is at `url` (`ballista://host:port`)
+    /// instead of where `[engine]` says, or in this process (`local`); facts below `[engine] local_below_mb` are
+    /// still read here, and rollups always are.
+    pub fn with_engine(mut self, url: &str) -> Result<Project> {
+        self.engine.cluster = match url {
+            "local" => None,
+            url => Some(kubus_model::EngineSettings::cluster_address(url).map_err(|reason| Error::Engine { reason })?),
+        };
+        Ok(self)
+    }
+
+    /// Reads facts of at least `bytes` on the cluster (0: all of them), the rest here.
+    pub fn with_local_below(mut self, bytes: u64) -> Project {
+        self.engine.local_below = bytes;
+        self
     }
 
     pub(crate) fn empty_cube(&self, cube: &str) -> Error {

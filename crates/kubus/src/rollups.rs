@@ -86,15 +86,26 @@ pub(crate) fn small_context() -> SessionContext {
 }
 
 /// The session a query reads its facts in and runs in, made when first needed: a query answered from rollups held in
-/// memory runs in a small session of its own ([`small_context`]) and never needs it.
+/// memory runs in a small session of its own ([`small_context`]) and never needs it. With a cluster, facts that
+/// are not small are read in a session whose plans run there.
 pub(crate) struct FactSession<'p> {
     project: &'p Project,
     ctx: std::sync::OnceLock<SessionContext>,
+    remote: std::sync::OnceLock<SessionContext>,
 }
 
 impl<'p> FactSession<'p> {
     pub(crate) fn new(project: &'p Project) -> FactSession<'p> {
-        FactSession { project, ctx: std::sync::OnceLock::new() }
+        FactSession { project, ctx: std::sync::OnceLock::new(), remote: std::sync::OnceLock::new() }
+    }
+
+    /// The session whose plans run on the cluster at `address`, made now if it was not yet.
+    fn remote(&self, address: &str) -> Result<&SessionContext> {
+        if let Some(ctx) = self.remote.get() {
+            return Ok(ctx);
+        }
+        let ctx = crate::cluster::session(address)?;
+        Ok(self.remote.get_or_init(|| ctx))
     }
 
     /// The session, made now if it was not yet.
@@ -107,15 +118,40 @@ impl<'p> FactSession<'p> {
     }
 
     /// The session to run a plan in that reads along `routes`: the small one where every cube is read from a
-    /// rollup (one partition spares the threads' hand-offs), else the one its facts were read in.
+    /// rollup (one partition spares the threads' hand-offs); the cluster's where it reads facts there (not cells
+    /// aggregated there already); else the one its facts were read in.
     pub(crate) fn for_routes(self, routes: &[Route]) -> Result<SessionContext> {
         if routes.iter().all(|r| r.rollup.is_some()) {
             return Ok(small_context());
+        }
+        if let Some(ctx) = self.remote.into_inner().filter(|_| routes.iter().any(Route::runs_on_cluster)) {
+            return Ok(ctx);
         }
         match self.ctx.into_inner() {
             Some(ctx) => Ok(ctx),
             None => self.project.session(),
         }
+    }
+}
+
+/// Runs `work`, a plan that runs on the cluster where `route` read its facts there: within `[engine] timeout_s`,
+/// and with its errors said to be the cluster's (a lost executor, a job the scheduler failed). Elsewhere it just
+/// runs.
+pub(crate) async fn on_cluster<T>(
+    route: Option<&Route>,
+    timeout: std::time::Duration,
+    work: impl std::future::Future<Output = kubus_query::Result<T>>,
+) -> Result<T> {
+    let Some(cluster) = route.and_then(|r| r.engine.as_ref()).filter(|e| e.remote).map(|e| &e.cluster) else {
+        return Ok(work.await?);
+    };
+    let what = format!("answer on the Ballista cluster at {cluster}");
+    match tokio::time::timeout(timeout, work).await {
+        Ok(done) => done.map_err(|e| Error::Cluster { what, source: Box::new(e) }),
+        Err(_) => Err(Error::Cluster {
+            what,
+            source: format!("no answer within {} s ([engine] timeout_s)", timeout.as_secs()).into(),
+        }),
     }
 }
 
@@ -210,9 +246,54 @@ pub struct Route {
     /// Read from the facts, which were aggregated once at the query's finest grain and every grain from those
     /// cells (see [`rollup::finest_grain`]).
     pub finest_grain: bool,
+    /// Where the facts were read, for a project with a cluster: on it, or here and why (`None` without one).
+    pub engine: Option<Engine>,
+}
+
+/// Where a query's facts were read in a project with a cluster (`[engine] cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engine {
+    /// The scheduler's `host:port`.
+    pub cluster: String,
+    /// Whether the cluster read them (else this process did).
+    pub remote: bool,
+    /// Why, in words.
+    pub why: String,
+}
+
+impl Engine {
+    /// Where facts of `bytes` in `table` are read with the cluster at `cluster` that reads facts of at least
+    /// `local_below` bytes: a cluster reads Parquet files, not a Delta table that needs more than its files.
+    fn choose(cluster: &str, local_below: u64, bytes: u64, table: &dyn datafusion::catalog::TableProvider) -> Engine {
+        let mb = |b: u64| format!("{:.1} MB", b as f64 / (1 << 20) as f64);
+        let files = table.is::<datafusion::datasource::listing::ListingTable>();
+        let (remote, why) = match (bytes >= local_below, files) {
+            (true, true) => (true, format!("the facts' files hold {}, at least {}", mb(bytes), mb(local_below))),
+            (false, _) => (false, format!("the facts' files hold {}, below {}", mb(bytes), mb(local_below))),
+            (true, false) => {
+                (false, "the facts are a Delta table with deletion vectors or partitions, not plain files".to_owned())
+            }
+        };
+        Engine { cluster: cluster.to_owned(), remote, why }
+    }
+
+    fn describe(&self) -> String {
+        match self.remote {
+            true => {
+                format!("  read on the Ballista cluster at {}: {} ([engine] local_below_mb)\n", self.cluster, self.why)
+            }
+            false => format!("  read in this process, not on the Ballista cluster at {}: {}\n", self.cluster, self.why),
+        }
+    }
 }
 
 impl Route {
+    /// Whether the rest of the query runs on the cluster: its facts are read there (and were not aggregated there
+    /// already, at the query's finest grain).
+    pub(crate) fn runs_on_cluster(&self) -> bool {
+        self.engine.as_ref().is_some_and(|e| e.remote) && !self.finest_grain
+    }
+
     /// The routing decision as text, for `kubus explain`.
     pub fn describe(&self, mode: RollupUse) -> String {
         let mut out = format!("{} at version {}: ", self.cube, self.version);
@@ -223,6 +304,9 @@ impl Route {
             (None, _) if self.verdicts.is_empty() => format!("facts{once} (the cube declares no rollups)\n"),
             (None, _) => format!("facts{once} (no rollup answers this query)\n"),
         };
+        if let Some(engine) = &self.engine {
+            out += &engine.describe();
+        }
         if mode != RollupUse::Never {
             for (name, rows, why) in &self.verdicts {
                 let size = rows.map(|r| format!(" ({r} rows)")).unwrap_or_default();
@@ -584,6 +668,7 @@ impl Project {
             rollup_file: None,
             verdicts: Vec::new(),
             finest_grain: false,
+            engine: None,
         };
         if mode != RollupUse::Never && latest.is_some_and(|l| version <= l) {
             let stored = self.warehouse().stored_rollups(cube.name(), version)?;
@@ -627,14 +712,20 @@ impl Project {
         if mode == RollupUse::Only {
             return Err(Error::NoRollup { cube: cube.name().to_owned(), reasons: route.describe(mode) });
         }
-        let ctx = session.get()?;
-        let (table, version) = self.facts_at(ctx, cube.name(), as_of).await?;
+        let (table, version, bytes) = self.facts_sized(session.get()?, cube.name(), as_of).await?;
         route.version = version;
+        let engine = self.cluster().map(|(cluster, local_below)| Engine::choose(cluster, local_below, bytes, &*table));
+        let ctx = match engine.as_ref().filter(|e| e.remote) {
+            Some(e) => session.remote(&e.cluster)?,
+            None => session.get()?,
+        };
+        route.engine = engine;
         // A query that would read the facts once per grain reads them once, at its finest grain.
         if let Some(finest) = rollup::finest_grain(plan).filter(|_| !options.per_grain) {
             let frame = rollup::build_finest_grain(ctx, self.model(), plan, &finest, table)?;
             let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-            let cells = frame.collect().await.map_err(kubus_query::Error::from)?;
+            let collect = async { Ok(frame.collect().await?) };
+            let cells = on_cluster(Some(&route), self.cluster_timeout(), collect).await?;
             let table =
                 datafusion::datasource::MemTable::try_new(schema, vec![cells]).map_err(kubus_query::Error::from)?;
             route.finest_grain = true;

@@ -268,8 +268,17 @@ impl Engine {
         let mb = |b: u64| format!("{:.1} MB", b as f64 / (1 << 20) as f64);
         let files = table.is::<datafusion::datasource::listing::ListingTable>();
         let (remote, why) = match (bytes >= local_below, files) {
-            (true, true) => (true, format!("the facts' files hold {}, at least {}", mb(bytes), mb(local_below))),
-            (false, _) => (false, format!("the facts' files hold {}, below {}", mb(bytes), mb(local_below))),
+            (true, true) if local_below == 0 => {
+                (true, format!("the facts' files hold {}, and [engine] local_below_mb = 0 sends all there", mb(bytes)))
+            }
+            (true, true) => (
+                true,
+                format!("the facts' files hold {}, at least {} ([engine] local_below_mb)", mb(bytes), mb(local_below)),
+            ),
+            (false, _) => (
+                false,
+                format!("the facts' files hold {}, below {} ([engine] local_below_mb)", mb(bytes), mb(local_below)),
+            ),
             (true, false) => {
                 (false, "the facts are a Delta table with deletion vectors or partitions, not plain files".to_owned())
             }
@@ -279,9 +288,7 @@ impl Engine {
 
     fn describe(&self) -> String {
         match self.remote {
-            true => {
-                format!("  read on the Ballista cluster at {}: {} ([engine] local_below_mb)\n", self.cluster, self.why)
-            }
+            true => format!("  read on the Ballista cluster at {}: {}\n", self.cluster, self.why),
             false => format!("  read in this process, not on the Ballista cluster at {}: {}\n", self.cluster, self.why),
         }
     }

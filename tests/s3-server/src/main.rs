@@ -3,8 +3,11 @@
 //! its standard input closes (so it ends with the test that started it, however that ends).
 //!
 //! s3s-fs checks a conditional write (`If-None-Match: *`, `If-Match`) and then writes, as two steps: two writers
-//! of one Delta commit file could both pass the check. S3 and MinIO decide such a write atomically, and Delta's
-//! commits rely on it, so here every conditional write waits for the one before it to finish.
+//! of one Delta commit file could both pass the check. And it keeps an object's ETag in a file of its own, written
+//! after the object: a read between the two gets the old content with the new ETag, and a write conditional on
+//! that ETag then passes over the change it never saw. S3 and MinIO decide such writes atomically and give an
+//! object's content with its own ETag, and kubus relies on both; so here a conditional write waits for the one
+//! before it and for reads under way, and a read for the conditional write under way.
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -26,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = S3ServiceBuilder::new(FileSystem::new(root).map_err(|e| format!("{root}: {e:?}"))?);
     builder.set_auth(SimpleAuth::from_single(access_key.as_str(), secret_key.as_str()));
     let service = builder.build();
-    let conditional = Arc::new(tokio::sync::Mutex::new(()));
+    let conditional = Arc::new(tokio::sync::RwLock::new(()));
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let mut stdout = tokio::io::stdout();
@@ -46,9 +49,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let writes = matches!(*request.method(), Method::PUT | Method::POST);
                     let checked =
                         [header::IF_NONE_MATCH, header::IF_MATCH].iter().any(|h| request.headers().contains_key(h));
-                    let _turn = match writes && checked {
-                        true => Some(conditional.lock().await),
-                        false => None,
+                    // A read holds its turn until the object is open and its ETag read; the body then comes from
+                    // the open file, which a later write (a rename over it) leaves as it was.
+                    let (_write, _read) = match *request.method() {
+                        _ if writes && checked => (Some(conditional.write().await), None),
+                        Method::GET | Method::HEAD => (None, Some(conditional.read().await)),
+                        _ => (None, None),
                     };
                     service.call(request.map(s3s::Body::from)).await
                 }

@@ -3,8 +3,9 @@
 //! equal this process's: the reference queries of `benches/queries` on the sample project (counts, distinct
 //! persons, shares, time comparisons, totals, drill-across; as the statistics office and with the cell key
 //! method's noise), and random queries of the rollup property test's generator on a scratch cube with every kind
-//! of measure. An executor killed while queries run: each query then either fails over to the other executor or
-//! fails with an error that says the cluster failed, and the next query is answered.
+//! of measure. An executor killed while `kubus serve` has queries on the cluster: each then either fails over to
+//! the other executor or fails with an error that says the cluster failed (502), and the service lives on; with no
+//! executor left, a question fails after `[engine] timeout_s` (504).
 
 use crate::rollups::{cells, facts_csv, random_query, scratch_project};
 use crate::storage::S3;
@@ -236,6 +237,31 @@ fn a_cluster_answers_as_this_process_does() {
     assert!(on_cluster >= 20, "only {on_cluster} of 30 random queries were answered");
 }
 
+/// Questions read from the facts that differ from each other (the server keeps answers: a question asked again
+/// would not reach the cluster).
+const ASKED_IN_TURN: &[&[&str]] = &[
+    &["newcomers", "-m", "persons", "-d", "district", "-d", "age.age_band"],
+    &["newcomers", "-m", "persons", "-d", "district.area", "-d", "age.age_band"],
+    &["newcomers", "-m", "records", "-d", "district", "-d", "language_level"],
+    &["newcomers", "-m", "persons", "-d", "nationality"],
+    &["newcomers", "-m", "records", "-m", "course_hours", "-d", "month"],
+    &["newcomers", "-m", "persons", "-d", "age.age_band", "-d", "sex"],
+];
+
+/// The `/api/v1/query` path of a question in the CLI's words, read from the facts, as CSV.
+fn query_path(question: &[&str]) -> String {
+    let mut path = format!("/api/v1/query?cube={}", question[0]);
+    for pair in question[1..].chunks(2) {
+        path += &format!("&{}={}", pair[0].trim_start_matches('-'), pair[1]);
+    }
+    path + "&rollups=never&format=csv"
+}
+
+/// The `/api/v1/explain` path of a question in the CLI's words, read from the facts.
+fn explain_path(question: &[&str]) -> String {
+    query_path(question).replace("/api/v1/query?", "/api/v1/explain?").replace("&format=csv", "")
+}
+
 #[test]
 fn an_executor_lost_during_queries_fails_over_or_fails_clearly() {
     child_mode();
@@ -243,47 +269,74 @@ fn an_executor_lost_during_queries_fails_over_or_fails_clearly() {
     let s3 = S3::start(&["kubus"]);
     let city = demo_in_bucket(&s3, 30);
     let mut cluster = Cluster::start(TEST, city.path(), 2);
-    let question = REFERENCE[2];
-    let here = answer(city.path(), "statistik", "local", question);
-    assert_eq!(answer(city.path(), "statistik", &cluster.url, question), here);
+    let here: Vec<String> = ASKED_IN_TURN.iter().map(|q| answer(city.path(), "statistik", "local", q)).collect();
+    // `kubus serve` with the cluster in its kubus.toml, asked over HTTP as the statistics office.
+    let toml = city.path().join("kubus.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text}cluster = \"{}\"\n", cluster.url)).unwrap();
+    let token = crate::server::user(city.path(), "sabine", "statistikstelle");
+    let server = crate::server::start(city.path());
+    let ask = |question: &[&str]| crate::server::get(&server, &query_path(question), &token);
+    let explained = crate::server::get(&server, &explain_path(ASKED_IN_TURN[0]), &token).text().unwrap();
+    assert!(explained.contains(&format!("read on the Ballista cluster at {}", cluster.address)), "{explained}");
 
-    // Queries in flight while one executor is killed.
-    let url = cluster.url.clone();
-    let asked = std::thread::spawn({
-        let url = url.clone();
-        let dir = city.path().to_owned();
-        move || {
-            (0..2)
-                .map(|_| {
-                    let mut args = vec!["--engine", url.as_str(), "--role", "statistik", "query"];
-                    args.extend_from_slice(question);
-                    args.extend_from_slice(&["--no-rollups", "-f", "csv"]);
-                    cli(&dir, &args)
-                })
-                .collect::<Vec<_>>()
-        }
+    // The questions in turn; after the first is answered, one executor is killed: the others run with the
+    // scheduler still counting on it.
+    let (answered, first_answered) = std::sync::mpsc::channel();
+    let answers = std::thread::scope(|scope| {
+        let asked = scope.spawn(|| {
+            let first = ask(ASKED_IN_TURN[0]);
+            answered.send(()).unwrap();
+            [first].into_iter().chain(ASKED_IN_TURN[1..].iter().map(|q| ask(q))).collect::<Vec<_>>()
+        });
+        first_answered.recv().unwrap();
+        let mut lost = cluster.executors.remove(0);
+        lost.kill().unwrap();
+        lost.wait().unwrap();
+        asked.join().unwrap()
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut lost = cluster.executors.remove(0);
-    lost.kill().unwrap();
-    lost.wait().unwrap();
-    for out in asked.join().unwrap() {
-        match out.code == ExitCode::SUCCESS {
-            true => assert_eq!(out.stdout, here, "an answer that failed over must be the same answer"),
-            false => assert!(
-                out.stderr.starts_with(&format!("error: cannot answer on the Ballista cluster at {}", &url[11..])),
-                "a failed query must say that the cluster failed: {}",
-                out.stderr
-            ),
+    assert_eq!((answers[0].status().as_u16(), answers[0].text().unwrap()), (200, here[0].clone()));
+    let cluster_failed = format!("cannot answer on the Ballista cluster at {}", cluster.address);
+    let failed_clearly = |response: crate::server::Response| {
+        let status = response.status().as_u16();
+        let error = crate::server::json(response)["error"].as_str().unwrap().to_owned();
+        assert!(
+            matches!(status, 502 | 504) && error.starts_with(&cluster_failed),
+            "a failed query must say that the cluster failed: {status} {error}"
+        );
+        error
+    };
+    for (response, here) in answers.into_iter().zip(&here).skip(1) {
+        match response.status().as_u16() {
+            200 => assert_eq!(&response.text().unwrap(), here, "an answer that failed over must be the same answer"),
+            _ => drop(failed_clearly(response)),
         }
     }
-    // This process lives on: what it reads itself is still answered, at once.
-    let rollup = ["newcomers", "-m", "persons", "-d", "district.area", "-c", "year=2024"];
-    let mut args = vec!["--engine", url.as_str(), "--role", "statistik", "query"];
-    args.extend_from_slice(&rollup);
-    let out = cli(city.path(), &args);
-    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
-    // A new executor takes the lost one's place, and the cluster answers again.
+    // The service lives on: it is ready, and what it reads itself is answered at once.
+    let ready = crate::server::get(&server, "/readyz", &token);
+    assert_eq!(ready.status().as_u16(), 200, "{}", ready.text().unwrap());
+    let rollup =
+        crate::server::get(&server, "/api/v1/query?cube=newcomers&m=persons&d=district.area&c=year=2024", &token);
+    assert_eq!(rollup.status().as_u16(), 200, "{}", rollup.text().unwrap());
+    // Without any executor, a question fails once `[engine] timeout_s` has passed (here a server whose limit is 3 s),
+    // and the service still lives.
+    let mut last = cluster.executors.remove(0);
+    last.kill().unwrap();
+    last.wait().unwrap();
+    std::fs::write(&toml, std::fs::read_to_string(&toml).unwrap().replace("timeout_s = 30", "timeout_s = 3")).unwrap();
+    let impatient = crate::server::start(city.path());
+    let question = ["newcomers", "-m", "records", "-d", "sex"];
+    let response = crate::server::get(&impatient, &query_path(&question), &token);
+    assert_eq!(response.status().as_u16(), 504);
+    assert!(failed_clearly(response).ends_with("no answer within 3 s ([engine] timeout_s)"));
+    let ready = crate::server::get(&impatient, "/readyz", &token);
+    assert_eq!(ready.status().as_u16(), 200, "{}", ready.text().unwrap());
+    // A new executor takes the lost ones' place, and the cluster answers again.
     cluster.add_executor();
-    assert_eq!(answer(city.path(), "statistik", &cluster.url, question), here);
+    let question = ["newcomers", "-m", "persons", "-d", "district", "-d", "sex"];
+    let again = ask(&question);
+    assert_eq!(
+        (again.status().as_u16(), again.text().unwrap()),
+        (200, answer(city.path(), "statistik", "local", &question))
+    );
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 /// A server running on a thread of its own, stopped (as by SIGTERM) when dropped.
-struct Running {
+pub(crate) struct Running {
     address: SocketAddr,
     /// Where it speaks the PostgreSQL wire protocol.
     sql: SocketAddr,
@@ -36,7 +36,7 @@ impl Drop for Running {
 }
 
 /// Starts `kubus serve` for the project in `dir` on a free port of 127.0.0.1.
-fn start(dir: &Path) -> Running {
+pub(crate) fn start(dir: &Path) -> Running {
     let project = kubus::Project::open(dir).unwrap();
     let (address_tx, address_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -60,7 +60,7 @@ fn start(dir: &Path) -> Running {
 }
 
 /// Adds a user in `group` through the CLI and returns its new token.
-fn user(dir: &Path, name: &str, group: &str) -> String {
+pub(crate) fn user(dir: &Path, name: &str, group: &str) -> String {
     let added = cli(dir, &["user", "add", name, "--group", group]);
     assert_eq!(added.code, ExitCode::SUCCESS, "{}", added.stderr);
     let token = cli(dir, &["token", "create", name]);
@@ -106,7 +106,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 struct Request(reqwest::RequestBuilder);
 
 /// An answer, read whole.
-struct Response {
+pub(crate) struct Response {
     status: StatusCode,
     headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
@@ -144,13 +144,13 @@ impl Request {
 }
 
 impl Response {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
     fn headers(&self) -> &reqwest::header::HeaderMap {
         &self.headers
     }
-    fn text(&self) -> Result<String, std::string::FromUtf8Error> {
+    pub(crate) fn text(&self) -> Result<String, std::string::FromUtf8Error> {
         String::from_utf8(self.body.clone())
     }
     fn bytes(&self) -> Result<&[u8], std::convert::Infallible> {
@@ -199,11 +199,11 @@ fn client() -> Client {
     Client(reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap())
 }
 
-fn get(server: &Running, path: &str, token: &str) -> Response {
+pub(crate) fn get(server: &Running, path: &str, token: &str) -> Response {
     client().get(server.url(path)).bearer_auth(token).send().unwrap()
 }
 
-fn json(response: Response) -> serde_json::Value {
+pub(crate) fn json(response: Response) -> serde_json::Value {
     let text = response.text().unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", response.status()))
 }

@@ -336,7 +336,7 @@ fn format_of(params: &Params, headers: &HeaderMap) -> Result<Format, ApiError> {
     path = "/query",
     tag = "query",
     params(QueryParams, VersionParams, FormatParam),
-    responses((status = 200, response = Answer), (status = 422, body = ErrorBody, description = "Over the memory of one query"), Refusals)
+    responses((status = 200, response = Answer), (status = 422, body = ErrorBody, description = "Over the memory of one query"), (status = 502, body = ErrorBody, description = "The Ballista cluster (`[engine] cluster`) failed to answer: a lost executor, a failed job"), Refusals)
 )]
 async fn query_get(
     State(state): State<Arc<AppState>>,
@@ -356,7 +356,7 @@ async fn query_get(
     tag = "query",
     params(VersionParams, FormatParam),
     request_body = Query,
-    responses((status = 200, response = Answer), (status = 422, body = ErrorBody, description = "Over the memory of one query"), Refusals)
+    responses((status = 200, response = Answer), (status = 422, body = ErrorBody, description = "Over the memory of one query"), (status = 502, body = ErrorBody, description = "The Ballista cluster (`[engine] cluster`) failed to answer: a lost executor, a failed job"), Refusals)
 )]
 async fn query_post(
     State(state): State<Arc<AppState>>,

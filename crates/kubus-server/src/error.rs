@@ -90,6 +90,10 @@ impl From<kubus::Error> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, message)
             }
             e if e.is_conflict() => ApiError::new(StatusCode::CONFLICT, message),
+            // The cluster this server sends large questions to failed or did not answer in time: the server itself
+            // is well, and so is the question.
+            kubus::Error::Cluster { .. } => ApiError::new(StatusCode::BAD_GATEWAY, message),
+            kubus::Error::ClusterTimeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, message),
             e if e.is_out_of_memory() => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(

@@ -72,7 +72,8 @@ pub(crate) enum Refusals {
     /// Too many requests wait for a query slot: try again after `Retry-After` seconds.
     #[response(status = 503)]
     Busy(ErrorBody),
-    /// The request took longer than `[server] timeout_seconds`.
+    /// The request took longer than `[server] timeout_seconds`, or the Ballista cluster gave no answer within
+    /// `[engine] timeout_s`.
     #[response(status = 504)]
     Timeout,
 }

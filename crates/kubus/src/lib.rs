@@ -262,6 +262,14 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A query sent to the cluster was not answered within `[engine] timeout_s`.
+    #[error("cannot answer on the Ballista cluster at {cluster}: no answer within {seconds} s ([engine] timeout_s)")]
+    ClusterTimeout {
+        /// The scheduler's address.
+        cluster: String,
+        /// The limit.
+        seconds: u64,
+    },
 }
 
 impl From<kubus_warehouse::Error> for Error {
@@ -313,7 +321,7 @@ impl Error {
             // The project's own files failed (its map, its audit log, its protection record): nothing the question
             // or the input could mend.
             Error::Geometry { .. } | Error::AuditLog { .. } | Error::ProtectionRecord { .. } => false,
-            Error::Cluster { .. } => false,
+            Error::Cluster { .. } | Error::ClusterTimeout { .. } => false,
             _ => true,
         }
     }

@@ -145,13 +145,12 @@ pub(crate) async fn on_cluster<T>(
     let Some(cluster) = route.and_then(|r| r.engine.as_ref()).filter(|e| e.remote).map(|e| &e.cluster) else {
         return Ok(work.await?);
     };
-    let what = format!("answer on the Ballista cluster at {cluster}");
     match tokio::time::timeout(timeout, work).await {
-        Ok(done) => done.map_err(|e| Error::Cluster { what, source: Box::new(e) }),
-        Err(_) => Err(Error::Cluster {
-            what,
-            source: format!("no answer within {} s ([engine] timeout_s)", timeout.as_secs()).into(),
+        Ok(done) => done.map_err(|e| Error::Cluster {
+            what: format!("answer on the Ballista cluster at {cluster}"),
+            source: Box::new(e),
         }),
+        Err(_) => Err(Error::ClusterTimeout { cluster: cluster.clone(), seconds: timeout.as_secs() }),
     }
 }
 
@@ -279,9 +278,11 @@ impl Engine {
                 false,
                 format!("the facts' files hold {}, below {} ([engine] local_below_mb)", mb(bytes), mb(local_below)),
             ),
-            (true, false) => {
-                (false, "the facts are a Delta table with deletion vectors or partitions, not plain files".to_owned())
-            }
+            (true, false) => (
+                false,
+                "the facts are a Delta table with deletion vectors, partitions or column mapping, not plain files"
+                    .to_owned(),
+            ),
         };
         Engine { cluster: cluster.to_owned(), remote, why }
     }

@@ -262,6 +262,25 @@ fn explain_path(question: &[&str]) -> String {
     query_path(question).replace("/api/v1/query?", "/api/v1/explain?").replace("&format=csv", "")
 }
 
+/// What the scheduler at `address` says of the job `job`: `queued`, `running`, `successful` or `failed: WHY`.
+fn job_state(address: &str, job: &str) -> String {
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    use ballista_core::serde::protobuf::{GetJobStatusParams, job_status::Status};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = runtime.block_on(async {
+        let mut scheduler = SchedulerGrpcClient::connect(format!("http://{address}")).await.unwrap();
+        let params = GetJobStatusParams { job_id: job.to_owned() };
+        scheduler.get_job_status(params).await.unwrap().into_inner().status.and_then(|s| s.status)
+    });
+    match status {
+        Some(Status::Queued(_)) => "queued".into(),
+        Some(Status::Running(_)) => "running".into(),
+        Some(Status::Successful(_)) => "successful".into(),
+        Some(Status::Failed(failed)) => format!("failed: {}", failed.error),
+        None => "unknown".into(),
+    }
+}
+
 #[test]
 fn an_executor_lost_during_queries_fails_over_or_fails_clearly() {
     child_mode();
@@ -328,7 +347,12 @@ fn an_executor_lost_during_queries_fails_over_or_fails_clearly() {
     let question = ["newcomers", "-m", "records", "-d", "sex"];
     let response = crate::server::get(&impatient, &query_path(&question), &token);
     assert_eq!(response.status().as_u16(), 504);
-    assert!(failed_clearly(response).ends_with("no answer within 3 s ([engine] timeout_s)"));
+    let error = failed_clearly(response);
+    let (_, job) = error
+        .strip_suffix(")")
+        .and_then(|e| e.split_once("no answer within 3 s ([engine] timeout_s); its job on the cluster was cancelled ("))
+        .unwrap_or_else(|| panic!("{error}"));
+    assert_eq!(job_state(&cluster.address, job), "failed: Cancelled", "the scheduler's record of the job");
     let ready = crate::server::get(&impatient, "/readyz", &token);
     assert_eq!(ready.status().as_u16(), 200, "{}", ready.text().unwrap());
     // A new executor takes the lost ones' place, and the cluster answers again.

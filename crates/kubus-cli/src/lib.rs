@@ -515,7 +515,9 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> a
                 .into())
         }
         Command::Scheduler { listen } => {
-            log_to_stderr("");
+            // kubus's executors report no operator metrics (see kubus::cluster), which this module of Ballista's
+            // warns about for every stage of every job.
+            log_to_stderr("ballista_scheduler::state::execution_stage=error");
             let project = Project::open(&cli.project)?;
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

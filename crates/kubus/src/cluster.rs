@@ -17,6 +17,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, TableReference};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF};
@@ -190,10 +191,73 @@ pub(crate) fn session(address: &str) -> Result<SessionContext> {
         // Ballista 55's adaptive planner runs a global aggregate in a union (a query's grand total beside its other
         // grains) once per partition of the union's stage: the total came back 17 and 33 times. The static one does
         // not.
-        .with_ballista_adaptive_query_planner(false);
+        .with_ballista_adaptive_query_planner(false)
+        // A client that asks for its job's state learns the job's id when the scheduler accepts it; one that waits
+        // to be told learns it with the job's first finished task only, and could not cancel a job that never ran
+        // a task. The price: the answer is seen up to 50 ms after the job ends.
+        .set_bool(ballista_core::config::BALLISTA_CLIENT_PULL, true);
     let state = SessionStateBuilder::new().with_default_features().with_config(config).build();
     let state = state.upgrade_for_ballista(format!("http://{address}")).map_err(kubus_query::Error::from)?;
+    let jobs = Arc::new(Jobs::default());
+    let planner = Arc::new(Recording { ballista: state.query_planner().clone(), jobs: jobs.clone() });
+    let mut state = SessionStateBuilder::new_from_existing(state).with_query_planner(planner).build();
+    state.config_mut().set_extension(jobs);
     Ok(SessionContext::new_with_state(state))
+}
+
+/// The plans a session sent to the cluster, each holding the scheduler's id of its job once it was accepted.
+#[derive(Debug, Default)]
+struct Jobs(std::sync::Mutex<Vec<Arc<dyn ExecutionPlan>>>);
+
+/// Ballista's query planner, keeping each plan it makes in [`Jobs`]: the client of a job is the only one who knows
+/// its id, and a question given up on must not leave its job running on the cluster.
+#[derive(Debug)]
+struct Recording {
+    ballista: Arc<dyn QueryPlanner + Send + Sync>,
+    jobs: Arc<Jobs>,
+}
+
+#[async_trait::async_trait]
+impl QueryPlanner for Recording {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let planned = self.ballista.create_physical_plan(plan, session).await?;
+        self.jobs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(planned.clone());
+        Ok(planned)
+    }
+}
+
+/// Cancels on the scheduler at `address` the jobs that `ctx` (a [`session`]) sent it; says which, or why it could
+/// not.
+pub(crate) async fn cancel_jobs(ctx: &SessionContext, address: &str) -> std::result::Result<Vec<String>, String> {
+    use ballista_core::execution_plans::DistributedQueryExec;
+    use ballista_core::serde::protobuf::CancelJobParams;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    use datafusion::common::tree_node::{TreeNode as _, TreeNodeRecursion};
+    let Some(jobs) = ctx.state().config().get_extension::<Jobs>() else { return Ok(Vec::new()) };
+    let plans = jobs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let mut ids = Vec::new();
+    for plan in plans {
+        plan.apply(|node| {
+            let distributed = node.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>();
+            if let Some(job) = distributed.and_then(DistributedQueryExec::job_id) {
+                ids.push(String::from(job));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let mut scheduler = SchedulerGrpcClient::connect(format!("http://{address}")).await.map_err(|e| e.to_string())?;
+    for job_id in &ids {
+        scheduler.cancel_job(CancelJobParams { job_id: job_id.clone() }).await.map_err(|e| e.message().to_owned())?;
+    }
+    Ok(ids)
 }
 
 /// A cluster process's runtime: DataFusion's, with the warehouse's bucket registered (the facts' files are read

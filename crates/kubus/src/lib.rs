@@ -262,13 +262,17 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A query sent to the cluster was not answered within `[engine] timeout_s`.
-    #[error("cannot answer on the Ballista cluster at {cluster}: no answer within {seconds} s ([engine] timeout_s)")]
+    /// A query sent to the cluster was not answered within `[engine] timeout_s`; its jobs were cancelled.
+    #[error(
+        "cannot answer on the Ballista cluster at {cluster}: no answer within {seconds} s ([engine] timeout_s); {jobs}"
+    )]
     ClusterTimeout {
         /// The scheduler's address.
         cluster: String,
         /// The limit.
         seconds: u64,
+        /// What became of the query's jobs on the cluster.
+        jobs: String,
     },
 }
 

@@ -487,7 +487,7 @@ impl Project {
             None => {
                 let remote = routes.iter().find(|r| r.runs_on_cluster());
                 let work = kubus_query::execute(&ctx, &routed, &facts);
-                crate::rollups::on_cluster(remote, self.cluster_timeout(), work).await?
+                crate::rollups::on_cluster(remote, self.cluster_timeout(), &ctx, work).await?
             }
         };
         let versions = routes.iter().map(|r| (r.cube.clone(), r.version)).collect();

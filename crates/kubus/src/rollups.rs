@@ -134,12 +134,13 @@ impl<'p> FactSession<'p> {
     }
 }
 
-/// Runs `work`, a plan that runs on the cluster where `route` read its facts there: within `[engine] timeout_s`,
-/// and with its errors said to be the cluster's (a lost executor, a job the scheduler failed). Elsewhere it just
-/// runs.
+/// Runs `work`, a plan of `ctx` that runs on the cluster where `route` read its facts there: within `[engine]
+/// timeout_s` (past it, its jobs are cancelled on the cluster), and with its errors said to be the cluster's (a lost
+/// executor, a job the scheduler failed). Elsewhere it just runs.
 pub(crate) async fn on_cluster<T>(
     route: Option<&Route>,
     timeout: std::time::Duration,
+    ctx: &SessionContext,
     work: impl std::future::Future<Output = kubus_query::Result<T>>,
 ) -> Result<T> {
     let Some(cluster) = route.and_then(|r| r.engine.as_ref()).filter(|e| e.remote).map(|e| &e.cluster) else {
@@ -150,7 +151,14 @@ pub(crate) async fn on_cluster<T>(
             what: format!("answer on the Ballista cluster at {cluster}"),
             source: Box::new(e),
         }),
-        Err(_) => Err(Error::ClusterTimeout { cluster: cluster.clone(), seconds: timeout.as_secs() }),
+        Err(_) => {
+            let jobs = match crate::cluster::cancel_jobs(ctx, cluster).await {
+                Ok(ids) if ids.is_empty() => "the scheduler had not accepted its job yet".to_owned(),
+                Ok(ids) => format!("its job on the cluster was cancelled ({})", ids.join(", ")),
+                Err(e) => format!("cancelling its job on the cluster failed, it may run on: {e}"),
+            };
+            Err(Error::ClusterTimeout { cluster: cluster.clone(), seconds: timeout.as_secs(), jobs })
+        }
     }
 }
 
@@ -733,7 +741,7 @@ impl Project {
             let frame = rollup::build_finest_grain(ctx, self.model(), plan, &finest, table)?;
             let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
             let collect = async { Ok(frame.collect().await?) };
-            let cells = on_cluster(Some(&route), self.cluster_timeout(), collect).await?;
+            let cells = on_cluster(Some(&route), self.cluster_timeout(), ctx, collect).await?;
             let table =
                 datafusion::datasource::MemTable::try_new(schema, vec![cells]).map_err(kubus_query::Error::from)?;
             route.finest_grain = true;

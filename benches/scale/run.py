@@ -147,7 +147,10 @@ def main():
                     f"executors of this machine's per-core speed with one task slot each, the facts spread evenly "
                     f"over their files, storage that serves {TARGET_EXECUTORS} readers as fast as this disk serves "
                     f"{EXECUTORS} (in a bucket, see the storage section's bucket ÷ disk), shuffles of cells (not facts) "
-                    f"only. A distinct count's bitmaps grow with the persons, which this line does not see.\n\n"
+                    f"only, but for a distinct count, whose cells carry bitmaps of persons (q03's executors read 4× what "
+                    f"the process reads, the shuffle's bytes through sockets; over a network rather than loopback they "
+                    f"cost more). Where the line through two sizes falls below zero at none, the fixed part is taken as "
+                    f"0 (the time grew faster than the facts).\n\n"
                     "| query | fixed ms | projected s |\n|---|---|---|")
         for name in KUBUS:
             fixed, projected = projection(sizes, results, name)

@@ -134,6 +134,9 @@ impl<'p> FactSession<'p> {
     }
 }
 
+/// How long a question that timed out on the cluster waits for its jobs to be cancelled there.
+const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs `work`, a plan of `ctx` that runs on the cluster where `route` read its facts there: within `[engine]
 /// timeout_s` (past it, its jobs are cancelled on the cluster), and with its errors said to be the cluster's (a lost
 /// executor, a job the scheduler failed). Elsewhere it just runs.
@@ -152,9 +155,12 @@ pub(crate) async fn on_cluster<T>(
             source: Box::new(e),
         }),
         Err(_) => {
-            let jobs = match crate::cluster::cancel_jobs(ctx, cluster).await {
+            // A scheduler that does not answer must not hold the error up as long as the kernel retries a connection.
+            let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, crate::cluster::cancel_jobs(ctx, cluster)).await;
+            let jobs = match cancelled.unwrap_or_else(|_| Err("the scheduler did not answer".to_owned())) {
                 Ok(ids) if ids.is_empty() => "the scheduler had not accepted its job yet".to_owned(),
-                Ok(ids) => format!("its job on the cluster was cancelled ({})", ids.join(", ")),
+                Ok(ids) if ids.len() == 1 => format!("its job on the cluster was cancelled ({})", ids[0]),
+                Ok(ids) => format!("its jobs on the cluster were cancelled ({})", ids.join(", ")),
                 Err(e) => format!("cancelling its job on the cluster failed, it may run on: {e}"),
             };
             Err(Error::ClusterTimeout { cluster: cluster.clone(), seconds: timeout.as_secs(), jobs })

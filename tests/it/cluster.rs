@@ -66,6 +66,13 @@ impl Cluster {
         said(&mut child, "kubus executor: 1 task(s) at once");
         self.executors.push(child);
     }
+
+    /// Kills the executor started first of those still running.
+    fn kill_executor(&mut self) {
+        let mut lost = self.executors.remove(0);
+        lost.kill().unwrap();
+        lost.wait().unwrap();
+    }
 }
 
 impl Drop for Cluster {
@@ -309,9 +316,7 @@ fn an_executor_lost_during_queries_fails_over_or_fails_clearly() {
             [first].into_iter().chain(ASKED_IN_TURN[1..].iter().map(|q| ask(q))).collect::<Vec<_>>()
         });
         first_answered.recv().unwrap();
-        let mut lost = cluster.executors.remove(0);
-        lost.kill().unwrap();
-        lost.wait().unwrap();
+        cluster.kill_executor();
         asked.join().unwrap()
     });
     assert_eq!((answers[0].status().as_u16(), answers[0].text().unwrap()), (200, here[0].clone()));
@@ -339,9 +344,7 @@ fn an_executor_lost_during_queries_fails_over_or_fails_clearly() {
     assert_eq!(rollup.status().as_u16(), 200, "{}", rollup.text().unwrap());
     // Without any executor, a question fails once `[engine] timeout_s` has passed (here a server whose limit is 3 s),
     // and the service still lives.
-    let mut last = cluster.executors.remove(0);
-    last.kill().unwrap();
-    last.wait().unwrap();
+    cluster.kill_executor();
     std::fs::write(&toml, std::fs::read_to_string(&toml).unwrap().replace("timeout_s = 30", "timeout_s = 3")).unwrap();
     let impatient = crate::server::start(city.path());
     let question = ["newcomers", "-m", "records", "-d", "sex"];

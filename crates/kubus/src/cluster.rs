@@ -276,13 +276,16 @@ const HEARTBEAT_SECONDS: u64 = 2;
 /// Runs a Ballista scheduler on `listener` until the process ends, with kubus's codecs; its sessions read the
 /// facts from the project's warehouse (listing their files while planning).
 pub async fn run_scheduler(listener: tokio::net::TcpListener, project: &crate::Project) -> Result<()> {
-    let warehouse = project.warehouse().clone();
-    let address = listener
-        .local_addr()
-        .map_err(|source| Error::Cluster { what: "start the scheduler".into(), source: Box::new(source) })?;
+    let start = |source: Box<dyn std::error::Error + Send + Sync>| Error::Cluster {
+        what: "start the scheduler".into(),
+        source,
+    };
+    let address = listener.local_addr().map_err(|e| start(Box::new(e)))?;
+    // One runtime for every session: one client of the warehouse's bucket, whose connections they share.
+    let runtime = runtime(project.warehouse()).map_err(|e| start(Box::new(e)))?;
     let builder: ballista_scheduler::scheduler_server::SessionBuilder = Arc::new(move |config: SessionConfig| {
         let state = ballista_core::utils::default_session_builder(config)?;
-        Ok(SessionStateBuilder::new_from_existing(state).with_runtime_env(runtime(&warehouse)?).build())
+        Ok(SessionStateBuilder::new_from_existing(state).with_runtime_env(runtime.clone()).build())
     });
     let mut config = SchedulerConfig::default()
         .with_hostname(address.ip().to_string())
@@ -387,11 +390,14 @@ pub struct ExecutorOptions {
 /// Runs a Ballista executor until the process ends or the scheduler stops it, with kubus's codecs; its tasks read
 /// the facts from the project's warehouse.
 pub async fn run_executor(options: ExecutorOptions, project: &crate::Project) -> Result<()> {
-    let warehouse = project.warehouse().clone();
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+    let failed = |source| Error::Cluster { what: "run the executor".into(), source };
     // Without Ballista's pool of connections to other executors (not public): a shuffle fetch opens its own.
     let engine = ballista_executor::execution_engine::DefaultExecutionEngine::new();
-    let producer: ballista_core::RuntimeProducer = Arc::new(move |_: &SessionConfig| runtime(&warehouse));
+    // One runtime for every task (Ballista would make one per task): one client of the warehouse's bucket, whose
+    // connections the tasks share.
+    let runtime = runtime(project.warehouse()).map_err(|e| failed(Box::new(e)))?;
+    let producer: ballista_core::RuntimeProducer = Arc::new(move |_: &SessionConfig| Ok(runtime.clone()));
     let config = ExecutorProcessConfig {
         bind_host: options.bind.to_string(),
         external_host: Some(options.bind.to_string()),
@@ -409,7 +415,5 @@ pub async fn run_executor(options: ExecutorOptions, project: &crate::Project) ->
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         ..ExecutorProcessConfig::default()
     };
-    start_executor_process(Arc::new(config))
-        .await
-        .map_err(|source| Error::Cluster { what: "run the executor".into(), source: Box::new(source) })
+    start_executor_process(Arc::new(config)).await.map_err(|e| failed(Box::new(e)))
 }

@@ -35,6 +35,11 @@ fn unknown_names_and_members_name_the_closest() {
     bad_input(dir, &["query", "newcomers", "-m", "persons", "--order", "-records"], &["cannot order by 'records'"]);
     bad_input(dir, &["query", "--json", "{\"cube\": 1}"], &["cannot read the query JSON"]);
     bad_input(dir, &["query", "newcomers", "-m", "persons", "-d", "district", "-d", "area"], &["drilled down twice"]);
+    bad_input(
+        dir,
+        &["query", "newcomers", "-m", "persons", "-m", "records", "-m", "persons"],
+        &["persons is asked twice"],
+    );
     bad_input(dir, &["query", "newcomers", "-m", "persons", "-c", "language_level=B3"], &["unknown member 'B3'", "B1"]);
     bad_input(dir, &["frobnicate"], &["unrecognized subcommand"]);
 }

@@ -191,6 +191,63 @@ fn a_key_made_of_separators_is_no_other_members_key() {
     assert_eq!(csv_rows(&exact.stdout), [["7"]], "{}", exact.stdout);
 }
 
+#[test]
+fn a_sign_or_a_decimal_point_next_to_a_key_makes_no_other_member() {
+    let dir = offences_project("", "");
+    // Folded like a label, `-110`, `.110` and `110-` would be the member 110: a negative (SAP writes its minus
+    // behind the number) or a fraction taken for a key.
+    let file =
+        write(dir.path(), "en.csv", "Key,Year,Cases\n-110,2023,5\n.110,2023,6\n/110,2023,8\n110-,2023,9\n110,2023,7\n");
+    let out = ingest(dir.path(), "offences_en", &[&file]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(out.stdout.contains("rejected 4"), "{}", out.stdout);
+    assert_eq!(cases(dir.path()), [row("110", "2023", "7")]);
+    let lines = quarantine(dir.path());
+    for key in ["-110", ".110", "/110", "110-"] {
+        assert!(lines.contains(&format!("unknown member '{key}'")), "{key}: {lines}");
+    }
+    // So does a cut: `age=-1..-5` is no range of ages 1 to 5.
+    for cut in ["offence=-110", "offence=.110"] {
+        let out = cli(dir.path(), &["query", "offences", "-m", "cases", "-c", cut]);
+        assert_eq!(out.code, ExitCode::from(2), "{cut}: {}", out.stdout);
+        assert!(out.stderr.contains("unknown member") && out.stderr.contains("110 (Diebstahl)"), "{}", out.stderr);
+    }
+    let ages = cli(dir.path(), &["query", "newcomers", "-m", "persons", "-d", "age", "-c", "age=-1..-5"]);
+    assert_eq!(ages.code, ExitCode::from(2), "{}", ages.stdout);
+    assert!(ages.stderr.contains("unknown member '-1'"), "{}", ages.stderr);
+}
+
+#[test]
+fn a_number_outside_the_columns_bounds_is_rejected() {
+    let dir = offences_project("", "");
+    let cube = dir.path().join("cube-schemas/cubes/offences.toml");
+    let bounded = CUBE.replace("type = \"integer\"", "type = \"integer\"\nmin = 0\nmax = 500");
+    std::fs::write(&cube, &bounded).unwrap();
+    let file = write(dir.path(), "en.csv", "Key,Year,Cases\n110,2023,500\n120,2023,0\n130,2023,-3\n------,2023,501\n");
+    let out = ingest(dir.path(), "offences_en", &[&file]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(out.stdout.contains("rejected 2"), "{}", out.stdout);
+    assert_eq!(cases(dir.path()), [row("110", "2023", "500"), row("120", "2023", "0")]);
+    let lines = quarantine(dir.path());
+    for value in ["-3", "501"] {
+        assert!(
+            lines.contains(&format!("'{value}' lies outside the values of cases (from 0 to 500")),
+            "{value}: {lines}"
+        );
+    }
+    // Bounds belong to numbers, the least first.
+    for (wrong, expected) in [
+        (bounded.replace("max = 500", "max = -1"), "max -1 is less than min 0"),
+        (bounded.replace("min = 0", "min = nan"), "a min or max is a finite number"),
+        (bounded.replace("type = \"integer\"", "type = \"string\""), "only a number column has a min or max"),
+    ] {
+        std::fs::write(&cube, wrong).unwrap();
+        let check = cli(dir.path(), &["check"]);
+        assert_eq!(check.code, ExitCode::from(2), "{}", check.stdout);
+        assert!(check.stderr.contains(expected), "{}", check.stderr);
+    }
+}
+
 const FIRST: &str = "Key,Year,Cases\n110,2023,\"1,500\"\n120,2023,300\n";
 
 #[test]

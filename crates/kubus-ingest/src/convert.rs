@@ -17,7 +17,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Int32Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use kubus_model::{
-    ColumnType, Cube, Dimension, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key,
+    ColumnType, Cube, Dimension, FactColumn, Field, FieldKind, Input, MemberRef, Model, Source, normalise, time_key,
 };
 use regex::Regex;
 use std::borrow::Cow;
@@ -96,7 +96,7 @@ enum Plan<'a> {
     Date(&'a Dimension, usize),
     Age(&'a Dimension),
     Days,
-    Number(ColumnType),
+    Number(&'a FactColumn),
     Text,
     Pseudonym,
 }
@@ -349,7 +349,7 @@ impl<'a> Converter<'a> {
                 (FieldKind::Date(_), Ok(role), _) => Plan::Date(roles[slot], role.fact_level()),
                 (FieldKind::Age { .. }, Ok(_), _) => Plan::Age(roles[slot]),
                 (FieldKind::Days { .. }, _, Some(_)) => Plan::Days,
-                (FieldKind::Number(_), _, Some(c)) => Plan::Number(c.ty()),
+                (FieldKind::Number(_), _, Some(c)) => Plan::Number(c),
                 (FieldKind::Text(_), _, Some(_)) => Plan::Text,
                 (FieldKind::Pseudonym(_), _, Some(_)) => Plan::Pseudonym,
                 _ => unreachable!("the model validated that field {} fits its target", field.target()),
@@ -526,7 +526,8 @@ impl<'a> Converter<'a> {
                 }
                 Staged::Texts(texts)
             }
-            (Quick::Plain(column), Plan::Number(ty)) => {
+            (Quick::Plain(column), Plan::Number(fact_column)) => {
+                let ty = &fact_column.ty();
                 let (decimal, thousands, missing) =
                     (f.field.decimal_separator(), f.field.thousands_separator(), f.field.missing());
                 let number = |row: &Row| {
@@ -539,7 +540,7 @@ impl<'a> Converter<'a> {
                 if *ty == ColumnType::Integer {
                     let mut integers = Vec::with_capacity(rows.len());
                     for (row, plain) in rows.iter().zip(plain.iter_mut()) {
-                        let n = number(row).filter(|n| n.fract() == 0.0 && n.abs() < 9.0e15);
+                        let n = number(row).filter(|&n| n.fract() == 0.0 && n.abs() < 9.0e15 && fact_column.holds(n));
                         *plain &= n.is_some();
                         integers.push(n.unwrap_or_default() as i64);
                     }
@@ -547,7 +548,7 @@ impl<'a> Converter<'a> {
                 } else {
                     let mut decimals = Vec::with_capacity(rows.len());
                     for (row, plain) in rows.iter().zip(plain.iter_mut()) {
-                        let n = number(row).filter(|n| n.is_finite());
+                        let n = number(row).filter(|&n| n.is_finite() && fact_column.holds(n));
                         *plain &= n.is_some();
                         decimals.push(n.unwrap_or_default());
                     }
@@ -971,7 +972,8 @@ impl<'a> Converter<'a> {
                     )
                 })
             }
-            Plan::Number(ty) => {
+            Plan::Number(fact_column) => {
+                let ty = fact_column.ty();
                 let text = first.trimmed();
                 if f.field.missing().iter().any(|m| *m == text) {
                     return Ok(Value::Missing(text.into_owned()));
@@ -983,6 +985,16 @@ impl<'a> Converter<'a> {
                 let invalid =
                     |what: &str| problem(&column(0), &text, Category::InvalidNumber, format!("'{text}' is not {what}"));
                 match (ty, number) {
+                    (_, Some(n)) if n.is_finite() && !fact_column.holds(n) => Err(problem(
+                        &column(0),
+                        &text,
+                        Category::InvalidNumber,
+                        format!(
+                            "'{text}' lies outside the values of {} ({}: min and max in the cube)",
+                            fact_column.name(),
+                            fact_column.bounds()
+                        ),
+                    )),
                     (ColumnType::Integer, Some(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
                         Ok(Value::Integer(n as i64))
                     }

@@ -98,6 +98,8 @@ impl CubeDimension {
 pub struct FactColumn {
     name: String,
     ty: ColumnType,
+    min: Option<f64>,
+    max: Option<f64>,
 }
 
 impl FactColumn {
@@ -108,6 +110,27 @@ impl FactColumn {
     /// Column type.
     pub fn ty(&self) -> ColumnType {
         self.ty
+    }
+    /// For a number column: the least value a fact may hold, if the cube says.
+    pub fn min(&self) -> Option<f64> {
+        self.min
+    }
+    /// For a number column: the greatest value a fact may hold, if the cube says.
+    pub fn max(&self) -> Option<f64> {
+        self.max
+    }
+    /// Whether a fact may hold `value`: it lies within the column's min and max, where the cube sets them.
+    pub fn holds(&self, value: f64) -> bool {
+        self.min.is_none_or(|min| value >= min) && self.max.is_none_or(|max| value <= max)
+    }
+    /// The values a fact may hold, in words: `from 0`, `up to 2000`, `from 0 to 2000`.
+    pub fn bounds(&self) -> String {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => format!("from {min} to {max}"),
+            (Some(min), None) => format!("from {min}"),
+            (None, Some(max)) => format!("up to {max}"),
+            (None, None) => "any number".to_owned(),
+        }
     }
 }
 
@@ -481,7 +504,22 @@ pub(crate) fn lower(
                 continue;
             }
         };
-        columns.push(FactColumn { name, ty });
+        let (min, max) = (c.min.as_ref().map(|m| *m.get_ref()), c.max.as_ref().map(|m| *m.get_ref()));
+        if let Some(bound) = c.min.as_ref().or(c.max.as_ref()).filter(|_| ty == ColumnType::String) {
+            sink.at(Some(bound.span()), format!("columns[{i}]"), "only a number column has a min or max");
+            continue;
+        }
+        if let Some(bound) = [&c.min, &c.max].into_iter().flatten().find(|b| !b.get_ref().is_finite()) {
+            sink.at(Some(bound.span()), format!("columns[{i}]"), "a min or max is a finite number");
+            continue;
+        }
+        if let (Some(least), Some(greatest), Some(at)) = (min, max, c.max.as_ref())
+            && least > greatest
+        {
+            sink.at(Some(at.span()), format!("columns[{i}].max"), format!("max {greatest} is less than min {least}"));
+            continue;
+        }
+        columns.push(FactColumn { name, ty, min, max });
     }
     let time_roles: Vec<usize> = roles
         .iter()

@@ -304,10 +304,18 @@ impl Dimension {
 
     fn resolve_in(&self, levels: &[usize], level: Option<usize>, value: &str) -> Result<MemberRef> {
         let wanted = normalise(value);
-        // A value without a letter or digit (`-`, `/`, `*`) matches only a key, label or alias written exactly so:
-        // folded, it would be empty or all separators and match another member (`-` the total `------`).
-        let symbols = !value.chars().any(char::is_alphanumeric);
         let exact = value.trim();
+        // A value without a letter or digit (`-`, `/`, `*`) matches only a key, label or alias written exactly so:
+        // folded, it would be empty or all separators and match another member (`-` the total `------`). So does
+        // one with a separator next to a digit at its start or end (`-1`, `.5`, `5-`, `5.`): folding would drop a
+        // sign (a trailing minus in SAP's exports), a decimal point or an ordinal's dot, and take a negative age or
+        // a fraction for the member `1` or `5`.
+        let separator = |c: Option<char>| matches!(c, Some('-' | '_' | '/' | '.' | ','));
+        let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+        let (mut ahead, mut behind) = (exact.chars(), exact.chars().rev());
+        let signed =
+            (separator(ahead.next()) && digit(ahead.next())) || (separator(behind.next()) && digit(behind.next()));
+        let symbols = signed || !value.chars().any(char::is_alphanumeric);
         for table in [0, 1, 2] {
             for &l in levels {
                 let idx = self.index_of(l);

@@ -142,6 +142,9 @@ pub struct RawColumn {
     pub name: S<String>,
     #[serde(rename = "type")]
     pub ty: S<String>,
+    /// For numbers: the least and the greatest value a fact may hold; one outside is rejected at ingest.
+    pub min: Option<S<f64>>,
+    pub max: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -58,6 +58,9 @@ pub enum Error {
     /// The same role drilled twice.
     #[error("dimension {role} is drilled down twice; drill it at one level")]
     DuplicateDrilldown { role: String },
+    /// The same measure asked twice.
+    #[error("measure {measure} is asked twice; ask for it once")]
+    DuplicateMeasure { measure: String },
     /// A level finer than the facts record.
     #[error("cube {cube} records {role} by {recorded}; level {level} is finer than that")]
     TooFine { cube: String, role: String, level: String, recorded: String },

@@ -357,6 +357,9 @@ pub fn plan<'m>(model: &'m Model, query: &Query) -> Result<CubePlan<'m>> {
         });
     }
     let measures = query.measures.iter().map(|m| cube.measure(m)).collect::<kubus_model::Result<Vec<_>>>()?;
+    if let Some(twice) = (1..measures.len()).find(|&i| measures[..i].iter().any(|m| m.name() == measures[i].name())) {
+        return Err(Error::DuplicateMeasure { measure: measures[twice].name().to_owned() });
+    }
     if let Some(m) = measures.iter().find(|m| matches!(m.kind(), MeasureKind::Forecast { .. })) {
         return Err(Error::Forecast { measure: m.name().to_owned() });
     }

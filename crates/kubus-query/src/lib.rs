@@ -8,6 +8,7 @@ pub mod bitmap;
 pub mod cellkey;
 pub mod disclosure;
 mod exec;
+mod groups;
 mod members;
 mod plan;
 mod published;
@@ -17,6 +18,7 @@ pub mod rollup;
 pub mod wire;
 
 pub use exec::{Facts, Prepared, cube_view, execute, explain, prepare, run, run_sql};
+pub use groups::TextGroups;
 pub use members::member_batch;
 pub use plan::{CubePlan, LevelRef, PlannedMeasure, ResolvedCut, plan, resolve_cut, resolve_target};
 pub use query::{Cut, CutOp, Order, Query};

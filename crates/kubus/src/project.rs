@@ -279,13 +279,22 @@ impl Project {
         self.session_with(datafusion::prelude::SessionConfig::new())
     }
 
+    /// Partial aggregations by member keys number the keys' views rather than hash their text
+    /// ([`kubus_query::TextGroups`]).
     fn session_with(&self, config: datafusion::prelude::SessionConfig) -> Result<SessionContext> {
-        let Some(limit) = self.memory_limit else { return Ok(SessionContext::new_with_config(config)) };
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_limit(limit, 1.0)
-            .build_arc()
-            .map_err(kubus_query::Error::from)?;
-        Ok(SessionContext::new_with_config_rt(config, runtime))
+        let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+        if let Some(limit) = self.memory_limit {
+            runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime.build_arc().map_err(kubus_query::Error::from)?)
+            .with_default_features()
+            .build();
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_physical_optimizer_rule(std::sync::Arc::new(kubus_query::TextGroups))
+            .build();
+        Ok(SessionContext::new_with_state(state))
     }
 
     /// Records one entry in the audit log (the server records every request with who asked and from where). A

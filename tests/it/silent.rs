@@ -154,17 +154,23 @@ fn quarantine(dir: &Path) -> String {
     out.stdout
 }
 
+/// Ingests `csv` with the English-format source: `rejected` of its lines go to quarantine, the table holds `kept`.
+/// Returns the quarantine's listing.
+fn ingest_rejecting(dir: &Path, csv: &str, rejected: usize, kept: &[(String, String, String)]) -> String {
+    let file = write(dir, "en.csv", csv);
+    let out = ingest(dir, "offences_en", &[&file]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(out.stdout.contains(&format!("rejected {rejected}")), "{}", out.stdout);
+    assert_eq!(cases(dir), kept);
+    quarantine(dir)
+}
+
 #[test]
 fn a_number_grouped_the_wrong_way_is_rejected_not_multiplied() {
     let dir = offences_project("", "");
     // `9,96` and `2,2512` are German decimals in an English file; `1,234` is one thousand two hundred thirty-four.
-    let file =
-        write(dir.path(), "en.csv", "Key,Year,Cases\n110,2023,\"1,234\"\n120,2023,\"9,96\"\n------,2023,\"2,2512\"\n");
-    let out = ingest(dir.path(), "offences_en", &[&file]);
-    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
-    assert!(out.stdout.contains("rejected 2"), "{}", out.stdout);
-    assert_eq!(cases(dir.path()), [row("110", "2023", "1234")]);
-    let lines = quarantine(dir.path());
+    let csv = "Key,Year,Cases\n110,2023,\"1,234\"\n120,2023,\"9,96\"\n------,2023,\"2,2512\"\n";
+    let lines = ingest_rejecting(dir.path(), csv, 2, &[row("110", "2023", "1234")]);
     assert!(lines.contains("'9,96' is not a whole number in the format 1,234"), "{lines}");
     assert!(lines.contains("'2,2512' is not a whole number in the format 1,234"), "{lines}");
 }
@@ -196,13 +202,8 @@ fn a_sign_or_a_decimal_point_next_to_a_key_makes_no_other_member() {
     let dir = offences_project("", "");
     // Folded like a label, `-110`, `.110` and `110-` would be the member 110: a negative (SAP writes its minus
     // behind the number) or a fraction taken for a key.
-    let file =
-        write(dir.path(), "en.csv", "Key,Year,Cases\n-110,2023,5\n.110,2023,6\n/110,2023,8\n110-,2023,9\n110,2023,7\n");
-    let out = ingest(dir.path(), "offences_en", &[&file]);
-    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
-    assert!(out.stdout.contains("rejected 4"), "{}", out.stdout);
-    assert_eq!(cases(dir.path()), [row("110", "2023", "7")]);
-    let lines = quarantine(dir.path());
+    let csv = "Key,Year,Cases\n-110,2023,5\n.110,2023,6\n/110,2023,8\n110-,2023,9\n110,2023,7\n";
+    let lines = ingest_rejecting(dir.path(), csv, 4, &[row("110", "2023", "7")]);
     for key in ["-110", ".110", "/110", "110-"] {
         assert!(lines.contains(&format!("unknown member '{key}'")), "{key}: {lines}");
     }
@@ -223,12 +224,8 @@ fn a_number_outside_the_columns_bounds_is_rejected() {
     let cube = dir.path().join("cube-schemas/cubes/offences.toml");
     let bounded = CUBE.replace("type = \"integer\"", "type = \"integer\"\nmin = 0\nmax = 500");
     std::fs::write(&cube, &bounded).unwrap();
-    let file = write(dir.path(), "en.csv", "Key,Year,Cases\n110,2023,500\n120,2023,0\n130,2023,-3\n------,2023,501\n");
-    let out = ingest(dir.path(), "offences_en", &[&file]);
-    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
-    assert!(out.stdout.contains("rejected 2"), "{}", out.stdout);
-    assert_eq!(cases(dir.path()), [row("110", "2023", "500"), row("120", "2023", "0")]);
-    let lines = quarantine(dir.path());
+    let csv = "Key,Year,Cases\n110,2023,500\n120,2023,0\n130,2023,-3\n------,2023,501\n";
+    let lines = ingest_rejecting(dir.path(), csv, 2, &[row("110", "2023", "500"), row("120", "2023", "0")]);
     for value in ["-3", "501"] {
         assert!(
             lines.contains(&format!("'{value}' lies outside the values of cases (from 0 to 500")),

@@ -527,7 +527,7 @@ impl<'a> Converter<'a> {
                 Staged::Texts(texts)
             }
             (Quick::Plain(column), Plan::Number(fact_column)) => {
-                let ty = &fact_column.ty();
+                let ty = fact_column.ty();
                 let (decimal, thousands, missing) =
                     (f.field.decimal_separator(), f.field.thousands_separator(), f.field.missing());
                 let number = |row: &Row| {
@@ -537,7 +537,7 @@ impl<'a> Converter<'a> {
                     }
                     parse_number(t, decimal, thousands)
                 };
-                if *ty == ColumnType::Integer {
+                if ty == ColumnType::Integer {
                     let mut integers = Vec::with_capacity(rows.len());
                     for (row, plain) in rows.iter().zip(plain.iter_mut()) {
                         let n = number(row).filter(|&n| n.fract() == 0.0 && n.abs() < 9.0e15 && fact_column.holds(n));

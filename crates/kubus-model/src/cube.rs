@@ -111,14 +111,6 @@ impl FactColumn {
     pub fn ty(&self) -> ColumnType {
         self.ty
     }
-    /// For a number column: the least value a fact may hold, if the cube says.
-    pub fn min(&self) -> Option<f64> {
-        self.min
-    }
-    /// For a number column: the greatest value a fact may hold, if the cube says.
-    pub fn max(&self) -> Option<f64> {
-        self.max
-    }
     /// Whether a fact may hold `value`: it lies within the column's min and max, where the cube sets them.
     pub fn holds(&self, value: f64) -> bool {
         self.min.is_none_or(|min| value >= min) && self.max.is_none_or(|max| value <= max)

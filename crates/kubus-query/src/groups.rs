@@ -202,8 +202,8 @@ struct Groups {
     /// The bits each column's numbers take in a combination's place in `dense`.
     widths: Vec<u32>,
     /// Each place's group, `u32::MAX` for none: the combinations of numbers as a table, while the columns' widths
-    /// add up to at most [`DENSE_BITS`] (member keys: the 18 districts, 7 levels, 2 sexes and 6 residence
-    /// statuses of q10 take 13 bits).
+    /// add up to at most [`DENSE_BITS`] (member keys: q10's districts, residence statuses, sexes and language
+    /// levels take 17 bits, with room for as many members again).
     dense: Vec<u32>,
     /// The combinations (32 bits a column) and their groups, once the widths exceed [`DENSE_BITS`].
     combinations: Option<HashMap<u128, u32>>,

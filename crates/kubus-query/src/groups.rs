@@ -336,13 +336,13 @@ impl Groups {
 /// One group column's texts, numbered as they come; `None` is the null group.
 struct Texts {
     column: usize,
-    texts: Vec<Option<Box<[u8]>>>,
+    texts: Vec<Option<Box<str>>>,
     /// Views of at most 12 bytes (their whole text) and their numbers: a table indexed by the view's hash, whose
     /// slot holds the view last seen there, in front of a map of all of them.
     slots: Vec<(u128, u32)>,
     short: HashMap<u128, u32>,
     /// Longer texts and their numbers.
-    long: HashMap<Box<[u8]>, u32>,
+    long: HashMap<Box<str>, u32>,
     null: Option<u32>,
     /// The bytes of the texts, counted twice (in `texts` and as keys of `long` or views of `short`).
     bytes: usize,
@@ -376,7 +376,7 @@ impl Texts {
             + (self.short.capacity() + self.long.capacity()) * 48
     }
 
-    fn add(&mut self, text: Option<&[u8]>) -> u32 {
+    fn add(&mut self, text: Option<&str>) -> u32 {
         self.bytes += text.map_or(0, |t| 2 * t.len());
         self.texts.push(text.map(Box::from));
         (self.texts.len() - 1) as u32
@@ -410,7 +410,7 @@ impl Texts {
                         let n = match self.short.get(&view) {
                             Some(&n) => n,
                             None => {
-                                let n = self.add(Some(array.value(row).as_bytes()));
+                                let n = self.add(Some(array.value(row)));
                                 self.short.insert(view, n);
                                 n
                             }
@@ -422,7 +422,7 @@ impl Texts {
             } else if let Some(&n) = batch_long.get(&view) {
                 n
             } else {
-                let text = array.value(row).as_bytes();
+                let text = array.value(row);
                 let n = match self.long.get(text) {
                     Some(&n) => n,
                     None => {
@@ -443,11 +443,7 @@ impl Texts {
     fn emit(&self, numbers: &[u32]) -> ArrayRef {
         let mut builder = StringViewBuilder::with_capacity(numbers.len());
         for &n in numbers {
-            match &self.texts[n as usize] {
-                // Texts came from string views: they are UTF-8.
-                Some(text) => builder.append_value(std::str::from_utf8(text).expect("text of a string view")),
-                None => builder.append_null(),
-            }
+            builder.append_option(self.texts[n as usize].as_deref());
         }
         Arc::new(builder.finish())
     }
@@ -513,16 +509,13 @@ mod tests {
     }
 
     fn context(rule: bool) -> SessionContext {
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(SessionConfig::new().with_target_partitions(2))
-            .with_default_features()
-            .build();
-        let state = match rule {
-            true => {
-                SessionStateBuilder::new_from_existing(state).with_physical_optimizer_rule(Arc::new(TextGroups)).build()
-            }
-            false => state,
-        };
+            .with_default_features();
+        if rule {
+            state = state.with_physical_optimizer_rule(Arc::new(TextGroups));
+        }
+        let state = state.build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_table("t", Arc::new(table())).unwrap();
         ctx

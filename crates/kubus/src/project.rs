@@ -290,8 +290,6 @@ impl Project {
             .with_config(config)
             .with_runtime_env(runtime.build_arc().map_err(kubus_query::Error::from)?)
             .with_default_features()
-            .build();
-        let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
             .with_physical_optimizer_rule(std::sync::Arc::new(kubus_query::TextGroups))
             .build();
         Ok(SessionContext::new_with_state(state))
